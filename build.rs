@@ -1,0 +1,23 @@
+//! Compiles `proto/` with protox (pure Rust, no `protoc` needed) and
+//! generates the tonic server and client code, plus the descriptor set that
+//! server reflection serves.
+
+use std::path::PathBuf;
+
+use prost::Message as _;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["proto/sessiond/v1/sessiond.proto"];
+    let descriptors = protox::compile(protos, ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is set by cargo")?);
+    let descriptor_path = out_dir.join("sessiond_descriptor.bin");
+    std::fs::write(&descriptor_path, descriptors.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! The errors the domain service answers. The gRPC layer maps each variant
+//! to a status exactly once (`grpc::status`).
+
+use crate::store::StoreError;
+
+use super::kind::EndReason;
+
+/// One invalid request field: which one (as a proto field path) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidInput {
+    pub field: String,
+    pub description: String,
+}
+
+impl InvalidInput {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self { field: field.into(), description: description.into() }
+    }
+}
+
+/// What a call on the service can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid request: {}", describe(.0))]
+    InvalidArgument(Vec<InvalidInput>),
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("session has ended ({0:?})")]
+    SessionEnded(EndReason),
+    #[error("{what} {name:?} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("storage was changed concurrently; current version is {current}")]
+    VersionConflict { current: u64 },
+    #[error("{subject}: {description}")]
+    QuotaExceeded { subject: String, description: String },
+    #[error("the store is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+fn describe(violations: &[InvalidInput]) -> String {
+    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
+}
+
+impl From<InvalidInput> for Error {
+    fn from(value: InvalidInput) -> Self {
+        Error::InvalidArgument(vec![value])
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(value: StoreError) -> Self {
+        match value {
+            StoreError::NotFound => Error::SessionNotFound,
+            StoreError::Ended(reason) => Error::SessionEnded(reason),
+            StoreError::Conflict { current } => Error::VersionConflict { current },
+            err @ StoreError::Unavailable(_) => Error::Unavailable(err),
+            err @ StoreError::Internal(_) => Error::Internal(err),
+        }
+    }
+}

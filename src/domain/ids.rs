@@ -1,0 +1,169 @@
+//! Identifiers, parsed once at the edge.
+//!
+//! A session has a public [`SessionId`] (safe to log) and a secret
+//! [`Token`] (256 random bits, shown once). Only the token's SHA-256
+//! [`TokenHash`] is ever stored, and `Token` does not print.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+
+use super::error::InvalidInput;
+
+const TOKEN_PREFIX: &str = "sdt_";
+const TOKEN_BYTES: usize = 32;
+/// `sdt_` and 43 characters of unpadded base64url for 32 bytes.
+const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
+
+fn random_hex_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn parse_hex_id(value: &str, field: &str, what: &str) -> Result<String, InvalidInput> {
+    let valid = value.len() == 32 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(InvalidInput::new(field, format!("must be a {what} id: 32 lower-case hex digits")))
+    }
+}
+
+/// The public id of a session: 128 random bits as hex. Safe in logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn generate() -> Self {
+        Self(random_hex_id())
+    }
+
+    pub fn parse(value: &str, field: &str) -> Result<Self, InvalidInput> {
+        parse_hex_id(value, field, "session").map(Self)
+    }
+
+    /// Rebuilds an id read back from a store, which only holds valid ids.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of a kept session log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogId(String);
+
+impl LogId {
+    pub fn generate() -> Self {
+        Self(random_hex_id())
+    }
+
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The id of a time-limited privilege elevation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PromotionId(String);
+
+impl PromotionId {
+    pub fn generate() -> Self {
+        Self(random_hex_id())
+    }
+
+    pub fn parse(value: &str, field: &str) -> Result<Self, InvalidInput> {
+        parse_hex_id(value, field, "promotion").map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A session's secret. Deliberately not `Debug`-printable in full and not
+/// `Display`: it must never reach a log, span or error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// 256 bits from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    pub fn parse(value: &str, field: &str) -> Result<Self, InvalidInput> {
+        let well_formed = value.len() == TOKEN_LEN
+            && value.starts_with(TOKEN_PREFIX)
+            && URL_SAFE_NO_PAD.decode(&value[TOKEN_PREFIX.len()..]).is_ok_and(|b| b.len() == TOKEN_BYTES);
+        if well_formed {
+            Ok(Self(value.to_owned()))
+        } else {
+            // The message names the shape, never the value received.
+            Err(InvalidInput::new(field, "must be a session token as answered by CreateSession"))
+        }
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+
+    /// The secret itself, for the one answer that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// SHA-256 of a token: what the stores index sessions by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_token_parses_and_hashes_stably() {
+        let token = Token::generate();
+        let parsed = Token::parse(token.expose(), "token").expect("a generated token is well formed");
+        assert_eq!(parsed.hash(), token.hash());
+    }
+
+    #[test]
+    fn a_token_never_prints() {
+        let token = Token::generate();
+        assert!(!format!("{token:?}").contains(&token.expose()[4..]));
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected_with_the_field_name() {
+        let err = SessionId::parse("not-an-id", "session.session_id").unwrap_err();
+        assert_eq!(err.field, "session.session_id");
+        assert!(Token::parse("sdt_short", "session.token").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! The domain: what a session is, independent of gRPC and of any store.
+
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod kind;
+pub mod logs;
+pub mod privileges;
+pub mod session;
+pub mod storage;
+
+pub use error::{Error, InvalidInput};
+pub use events::{Event, EventFilter, NewEvent};
+pub use ids::{LogId, PromotionId, SessionId, Token, TokenHash};
+pub use kind::{EndReason, EventType, SessionKind};
+pub use logs::{LogEntry, LogLevel, LogPolicies, LogPolicy, LogQuery, LogRecord};
+pub use privileges::RoleBook;
+pub use session::{Expiry, Grants, Labels, Promotion, Session, SessionEnd};
+pub use storage::{StorageChange, StorageLimits, StorageMap, VersionedStorage};

@@ -1,0 +1,263 @@
+//! The role book: privileges, the privileges they include, and roles made of
+//! privileges, loaded from a roles file in the shape of 4D's `roles.json`:
+//!
+//! ```yaml
+//! privileges:
+//!   - privilege: viewSales
+//!     includes: [viewBasic]
+//!   - privilege: viewBasic
+//! roles:
+//!   - role: Manager
+//!     privileges: [viewSales]
+//! ```
+//!
+//! Names are case-insensitive (kept lower-case). Every privilege's closure
+//! through `includes` is computed once at load, so a check is a few hash
+//! lookups. An invalid file is an error, never an empty book: start-up fails
+//! and a reload keeps the previous book.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::clock::UnixMillis;
+
+use super::error::InvalidInput;
+use super::session::Grants;
+
+const MAX_NAME_LEN: usize = 128;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolesFile {
+    #[serde(default)]
+    privileges: Vec<PrivilegeDef>,
+    #[serde(default)]
+    roles: Vec<RoleDef>,
+    /// 4D's files also carry permissions on data; sessiond does not use them.
+    #[serde(default, rename = "permissions")]
+    _permissions: serde_yaml::Value,
+    #[serde(default, rename = "forceLogin")]
+    _force_login: serde_yaml::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivilegeDef {
+    privilege: String,
+    #[serde(default)]
+    includes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleDef {
+    role: String,
+    #[serde(default)]
+    privileges: Vec<String>,
+}
+
+/// Why a roles file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RolesFileError {
+    #[error("cannot read roles file {path}")]
+    Read { path: String, source: std::io::Error },
+    #[error("roles file does not parse")]
+    Parse(#[from] serde_yaml::Error),
+    #[error("roles file is invalid: {0}")]
+    Invalid(String),
+}
+
+/// Privileges and roles, with every privilege's closure precomputed.
+#[derive(Debug, Default, Clone)]
+pub struct RoleBook {
+    /// privilege → itself and everything it includes, transitively.
+    closures: HashMap<String, HashSet<String>>,
+    /// role → the union of its privileges' closures.
+    roles: HashMap<String, HashSet<String>>,
+}
+
+/// Checks the shape of a privilege or role name and lower-cases it.
+pub fn normalize_name(name: &str, field: &str) -> Result<String, InvalidInput> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(InvalidInput::new(field, "must not be empty"));
+    }
+    if trimmed.len() > MAX_NAME_LEN || trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(InvalidInput::new(field, format!("must be at most {MAX_NAME_LEN} characters without spaces")));
+    }
+    Ok(trimmed.to_lowercase())
+}
+
+impl RoleBook {
+    pub fn load(path: &Path) -> Result<Self, RolesFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| RolesFileError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text)
+    }
+
+    /// Parses YAML or JSON (JSON being YAML).
+    pub fn parse(text: &str) -> Result<Self, RolesFileError> {
+        let file: RolesFile = serde_yaml::from_str(text)?;
+        let invalid = |message: String| RolesFileError::Invalid(message);
+
+        let mut includes: HashMap<String, Vec<String>> = HashMap::new();
+        for def in &file.privileges {
+            let name = normalize_name(&def.privilege, "privilege").map_err(|e| invalid(format!("privilege {:?} {}", def.privilege, e.description)))?;
+            let inner = def
+                .includes
+                .iter()
+                .map(|i| normalize_name(i, "includes").map_err(|e| invalid(format!("include {i:?} of {name} {}", e.description))))
+                .collect::<Result<Vec<_>, _>>()?;
+            if includes.insert(name.clone(), inner).is_some() {
+                return Err(invalid(format!("privilege {name} is defined twice")));
+            }
+        }
+        for (name, inner) in &includes {
+            if let Some(missing) = inner.iter().find(|i| !includes.contains_key(*i)) {
+                return Err(invalid(format!("privilege {name} includes undefined privilege {missing}")));
+            }
+        }
+
+        let closures: HashMap<String, HashSet<String>> =
+            includes.keys().map(|name| (name.clone(), closure_of(name, &includes))).collect();
+
+        let mut roles = HashMap::new();
+        for def in &file.roles {
+            let name = normalize_name(&def.role, "role").map_err(|e| invalid(format!("role {:?} {}", def.role, e.description)))?;
+            let mut held = HashSet::new();
+            for privilege in &def.privileges {
+                let privilege = privilege.to_lowercase();
+                let closure = closures
+                    .get(privilege.trim())
+                    .ok_or_else(|| invalid(format!("role {name} names undefined privilege {privilege}")))?;
+                held.extend(closure.iter().cloned());
+            }
+            if roles.insert(name.clone(), held).is_some() {
+                return Err(invalid(format!("role {name} is defined twice")));
+            }
+        }
+        Ok(Self { closures, roles })
+    }
+
+    /// A known privilege's canonical name, or an InvalidArgument for `field`.
+    pub fn privilege(&self, name: &str, field: &str) -> Result<String, InvalidInput> {
+        let name = normalize_name(name, field)?;
+        if self.closures.contains_key(&name) {
+            Ok(name)
+        } else {
+            Err(InvalidInput::new(field, format!("unknown privilege {name:?}")))
+        }
+    }
+
+    /// A known role's canonical name, or an InvalidArgument for `field`.
+    pub fn role(&self, name: &str, field: &str) -> Result<String, InvalidInput> {
+        let name = normalize_name(name, field)?;
+        if self.roles.contains_key(&name) {
+            Ok(name)
+        } else {
+            Err(InvalidInput::new(field, format!("unknown role {name:?}")))
+        }
+    }
+
+    /// Every privilege held: granted ones and promotions in force, through
+    /// their includes, plus the privileges of granted roles. A trusted
+    /// session holds every privilege the book defines. Names the book no
+    /// longer defines (after a reload) grant nothing.
+    pub fn expand(&self, grants: &Grants, trusted: bool, now: UnixMillis) -> BTreeSet<String> {
+        if trusted {
+            return self.closures.keys().cloned().collect();
+        }
+        let mut held = BTreeSet::new();
+        let direct = grants
+            .privileges
+            .iter()
+            .chain(grants.promotions.iter().filter(|p| p.expires_at > now).map(|p| &p.privilege));
+        for name in direct {
+            if let Some(closure) = self.closures.get(name) {
+                held.extend(closure.iter().cloned());
+            }
+        }
+        for role in &grants.roles {
+            if let Some(privileges) = self.roles.get(role) {
+                held.extend(privileges.iter().cloned());
+            }
+        }
+        held
+    }
+
+    /// Whether `privilege` (canonical) is held, without building the set.
+    pub fn holds(&self, grants: &Grants, trusted: bool, now: UnixMillis, privilege: &str) -> bool {
+        if trusted {
+            return true;
+        }
+        let via = |name: &String| self.closures.get(name).is_some_and(|c| c.contains(privilege));
+        grants.privileges.iter().any(via)
+            || grants.promotions.iter().any(|p| p.expires_at > now && via(&p.privilege))
+            || grants.roles.iter().any(|r| self.roles.get(r).is_some_and(|p| p.contains(privilege)))
+    }
+}
+
+fn closure_of(name: &str, includes: &HashMap<String, Vec<String>>) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![name.to_owned()];
+    while let Some(next) = stack.pop() {
+        if seen.insert(next.clone()) {
+            stack.extend(includes.get(&next).into_iter().flatten().cloned());
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOOK: &str = r#"{
+        "privileges": [
+            {"privilege": "viewSales", "includes": ["viewBasic"]},
+            {"privilege": "viewBasic"},
+            {"privilege": "editSales", "includes": ["viewSales"]}
+        ],
+        "roles": [{"role": "Manager", "privileges": ["editSales"]}]
+    }"#;
+
+    #[test]
+    fn includes_and_roles_expand_transitively_and_case_insensitively() {
+        let book = RoleBook::parse(BOOK).expect("the sample book is valid");
+        let grants = Grants { roles: vec![book.role("MANAGER", "roles").unwrap()], ..Grants::default() };
+        let held = book.expand(&grants, false, UnixMillis(0));
+        assert_eq!(held.into_iter().collect::<Vec<_>>(), ["editsales", "viewbasic", "viewsales"]);
+        assert!(book.holds(&grants, false, UnixMillis(0), "viewbasic"));
+    }
+
+    #[test]
+    fn unknown_names_are_invalid_arguments() {
+        let book = RoleBook::parse(BOOK).unwrap();
+        assert_eq!(book.privilege("nope", "privilege").unwrap_err().field, "privilege");
+        assert!(book.role("viewSales", "roles").is_err());
+    }
+
+    #[test]
+    fn promotions_grant_until_they_expire() {
+        let book = RoleBook::parse(BOOK).unwrap();
+        let grants = Grants {
+            promotions: vec![super::super::session::Promotion {
+                id: super::super::ids::PromotionId::generate(),
+                privilege: "viewsales".into(),
+                expires_at: UnixMillis(10),
+            }],
+            ..Grants::default()
+        };
+        assert!(book.holds(&grants, false, UnixMillis(9), "viewbasic"));
+        assert!(!book.holds(&grants, false, UnixMillis(10), "viewbasic"));
+    }
+
+    #[test]
+    fn a_broken_file_is_refused() {
+        assert!(RoleBook::parse("privileges: [").is_err());
+        assert!(RoleBook::parse(r#"{"privileges":[{"privilege":"a","includes":["b"]}]}"#).is_err());
+        assert!(RoleBook::parse(r#"{"roles":[{"role":"r","privileges":["x"]}]}"#).is_err());
+    }
+}

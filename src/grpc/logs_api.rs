@@ -1,0 +1,133 @@
+//! `sessiond.v1.LogService`.
+
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
+use super::pb;
+use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, SessionId};
+use crate::service::{Service, SessionRef};
+
+#[derive(Debug)]
+pub struct LogsApi {
+    service: Service,
+}
+
+impl LogsApi {
+    pub fn new(service: Service) -> Self {
+        Self { service }
+    }
+}
+
+const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// Entries from the wire; the service stamps `logged_at` when it stores them.
+fn parse_entries(entries: Vec<pb::LogEntry>) -> Result<Vec<LogEntry>, Error> {
+    let mut violations = Vec::new();
+    let mut parsed = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let pb::LogEntry { level, message, exception, stack_trace, client_time } = entry;
+        let level = parse_level(level, &format!("entries[{i}].level"), true);
+        let client_time = client_time.map(|t| convert::parse_timestamp(&t, &format!("entries[{i}].client_time"))).transpose();
+        match (level, client_time) {
+            (Ok(Some(level)), Ok(client_time)) => parsed.push(LogEntry {
+                level,
+                message,
+                exception: optional(exception),
+                stack_trace: optional(stack_trace),
+                client_time,
+                logged_at: crate::clock::UnixMillis::default(),
+            }),
+            (level, client_time) => violations.extend(level.err().into_iter().chain(client_time.err())),
+        }
+    }
+    if violations.is_empty() { Ok(parsed) } else { Err(Error::InvalidArgument(violations)) }
+}
+
+fn same_session(a: &SessionRef, b: &SessionRef) -> bool {
+    match (a, b) {
+        (SessionRef::Token(a), SessionRef::Token(b)) => a == b,
+        (SessionRef::Id(a), SessionRef::Id(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::log_service_server::LogService for LogsApi {
+    async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
+        let pb::LogRequest { session, entries } = request.into_inner();
+        let session = parse_ref(session, "session")?;
+        let accepted = self.service.log(&session, parse_entries(entries)?).await?;
+        Ok(Response::new(pb::LogResponse { accepted: accepted as u32 }))
+    }
+
+    /// Each batch is stored as it arrives, so the answer at the end of the
+    /// stream means every batch is durable.
+    async fn stream_log(&self, request: Request<Streaming<pb::StreamLogRequest>>) -> Result<Response<pb::StreamLogResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut target: Option<SessionRef> = None;
+        let mut accepted = 0usize;
+        while let Some(message) = stream.message().await? {
+            let pb::StreamLogRequest { session, entries } = message;
+            let named = session.map(|s| parse_ref(Some(s), "session")).transpose()?;
+            let session = match (&target, named) {
+                (None, Some(named)) => target.insert(named),
+                (None, None) => return Err(InvalidInput::new("session", "the first message must name the session").into()),
+                (Some(current), Some(named)) if !same_session(current, &named) => {
+                    return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
+                }
+                (Some(current), _) => current,
+            };
+            if entries.is_empty() {
+                continue;
+            }
+            accepted += self.service.log(session, parse_entries(entries)?).await?;
+        }
+        if target.is_none() {
+            return Err(InvalidInput::new("session", "the stream named no session").into());
+        }
+        Ok(Response::new(pb::StreamLogResponse { accepted: accepted as u32 }))
+    }
+
+    async fn query_logs(&self, request: Request<pb::QueryLogsRequest>) -> Result<Response<pb::QueryLogsResponse>, Status> {
+        let pb::QueryLogsRequest {
+            session_id,
+            user_id,
+            kind,
+            start_time,
+            end_time,
+            min_level,
+            failed_only,
+            slow_only,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let limit = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => return Err(InvalidInput::new("page_size", "must not be negative").into()),
+            n => n as usize,
+        };
+        let after_entry = match page_token.as_str() {
+            "" => 0,
+            token => token.parse::<i64>().map_err(|_| InvalidInput::new("page_token", "must be a next_page_token from an earlier answer"))?,
+        };
+        let query = LogQuery {
+            session_id: optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose()?,
+            user_id: optional(user_id),
+            kind: parse_kind(kind, "kind", false)?,
+            from: start_time.map(|t| convert::parse_timestamp(&t, "start_time")).transpose()?,
+            to: end_time.map(|t| convert::parse_timestamp(&t, "end_time")).transpose()?,
+            min_level: parse_level(min_level, "min_level", false)?,
+            failed_only,
+            slow_only,
+            after_entry,
+            limit,
+        };
+        let wanted = limit.min(self.service.config().limits.max_page_size);
+        let records = self.service.query_logs(query).await?;
+        let next_page_token = match records.last() {
+            Some(last) if records.len() == wanted => last.entry_id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::QueryLogsResponse { records: records.into_iter().map(convert::log_record).collect(), next_page_token }))
+    }
+}

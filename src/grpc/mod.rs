@@ -1,0 +1,48 @@
+//! The gRPC edge: tonic services that parse requests (`convert`), call the
+//! domain service, and map errors once (`status`). No business logic here.
+
+mod convert;
+mod logs_api;
+mod privileges_api;
+mod sessions_api;
+pub mod status;
+mod storage_api;
+
+use tonic::service::Routes;
+
+use crate::service::Service;
+
+/// Generated protobuf types and tonic stubs for `sessiond.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("sessiond.v1");
+}
+
+/// The encoded descriptor set of `proto/`, served by reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
+
+/// The four sessiond services over one domain service.
+/// Requests larger than `max_request_bytes` are refused with
+/// RESOURCE_EXHAUSTED before they are decoded.
+pub fn routes(service: &Service, max_request_bytes: usize) -> Routes {
+    use pb::log_service_server::LogServiceServer;
+    use pb::privilege_service_server::PrivilegeServiceServer;
+    use pb::session_service_server::SessionServiceServer;
+    use pb::storage_service_server::StorageServiceServer;
+    Routes::default()
+        .add_service(
+            SessionServiceServer::new(sessions_api::SessionsApi::new(service.clone())).max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            StorageServiceServer::new(storage_api::StorageApi::new(service.clone())).max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(LogServiceServer::new(logs_api::LogsApi::new(service.clone())).max_decoding_message_size(max_request_bytes))
+}
+
+/// The full names of the sessiond services, for health and reflection.
+pub const SERVICE_NAMES: [&str; 4] =
+    ["sessiond.v1.SessionService", "sessiond.v1.PrivilegeService", "sessiond.v1.StorageService", "sessiond.v1.LogService"];

@@ -1,0 +1,111 @@
+//! The one mapping from service errors to gRPC statuses, with
+//! `google.rpc` details: BadRequest for invalid fields, ErrorInfo with a
+//! reason for everything a client may act on, QuotaFailure for limits.
+//! Internal causes are logged with their chain and answered as a plain
+//! INTERNAL: their text never reaches a client.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+
+use crate::domain::Error;
+
+/// The `google.rpc.ErrorInfo` domain of every sessiond reason.
+pub const ERROR_DOMAIN: &str = "sessiond.dev";
+
+fn info(code: Code, message: impl Into<String>, reason: &str, metadata: HashMap<String, String>) -> Status {
+    Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
+}
+
+/// Logs an error's cause chain; the caller answers without it.
+fn log_chain(err: &Error) {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %err, causes = ?causes, "call failed");
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::InvalidArgument(violations) => {
+                let message = err_message(&violations);
+                let violations: Vec<FieldViolation> =
+                    violations.into_iter().map(|v| FieldViolation::new(v.field, v.description)).collect();
+                Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
+            }
+            Error::SessionNotFound => info(Code::NotFound, "session not found", "SESSION_NOT_FOUND", HashMap::new()),
+            Error::SessionEnded(reason) => {
+                let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);
+                info(Code::FailedPrecondition, format!("session has ended: {reason}"), reason.error_reason(), metadata)
+            }
+            Error::NotFound { what, name } => {
+                let reason = format!("{}_NOT_FOUND", what.to_uppercase());
+                info(Code::NotFound, format!("{what} {name} not found"), &reason, HashMap::from([(what.to_owned(), name)]))
+            }
+            Error::VersionConflict { current } => {
+                let metadata = HashMap::from([("current_version".to_owned(), current.to_string())]);
+                info(Code::Aborted, format!("storage changed concurrently; current version is {current}"), "VERSION_CONFLICT", metadata)
+            }
+            Error::QuotaExceeded { subject, description } => Status::with_error_details(
+                Code::ResourceExhausted,
+                format!("{subject}: {description}"),
+                ErrorDetails::with_quota_failure_violation(subject, description),
+            ),
+            ref unavailable @ Error::Unavailable(_) => {
+                log_chain(unavailable);
+                info(Code::Unavailable, "the session store is unavailable; retry later", "STORE_UNAVAILABLE", HashMap::new())
+            }
+            ref internal @ Error::Internal(_) => {
+                log_chain(internal);
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<crate::domain::InvalidInput> for Status {
+    fn from(value: crate::domain::InvalidInput) -> Self {
+        Error::from(value).into()
+    }
+}
+
+fn err_message(violations: &[crate::domain::InvalidInput]) -> String {
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    format!("invalid {}", fields.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EndReason, InvalidInput};
+
+    #[test]
+    fn invalid_arguments_name_their_fields_in_a_bad_request() {
+        let status = Status::from(Error::InvalidArgument(vec![InvalidInput::new("privileges[0]", "unknown privilege")]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("a BadRequest detail");
+        assert_eq!(bad.field_violations[0].field, "privileges[0]");
+    }
+
+    #[test]
+    fn an_ended_session_is_a_failed_precondition_with_a_reason() {
+        let status = Status::from(Error::SessionEnded(EndReason::IdleTimeout));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().expect("an ErrorInfo").reason, "SESSION_EXPIRED");
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let cause = crate::store::StoreError::Internal("disk on fire at /var/secret".into());
+        let status = Status::from(Error::Internal(cause));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
+    }
+}

@@ -1,0 +1,25 @@
+//! sessiond: a gRPC session service.
+//!
+//! Services written in any language delegate session lifecycle, privileges,
+//! storage and logging to sessiond. The layers point inward:
+//!
+//! - [`grpc`]: tonic services, proto ↔ domain conversions, the one error
+//!   mapping to `tonic::Status`;
+//! - [`service`]: the domain service — every operation, no proto types;
+//! - [`domain`]: sessions, kinds, privileges, storage, logs, events;
+//! - [`store`]: the [`store::Store`] trait, the embedded SQLite store and
+//!   the moka cache decorator;
+//! - [`startup`]: [`startup::Application`], which wires it all from
+//!   [`settings::Settings`]; [`telemetry`] sets up logging; [`clock`]
+//!   injects time.
+
+pub mod clock;
+pub mod domain;
+pub mod grpc;
+pub mod service;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use grpc::pb;

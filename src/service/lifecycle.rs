@@ -1,0 +1,308 @@
+//! Creating, reading, touching, closing, listing and revoking sessions, and
+//! ending request-scoped sessions around a shutdown or after a crash.
+
+use std::time::Duration;
+
+use crate::clock::UnixMillis;
+use crate::domain::{
+    EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, Session, SessionEnd, SessionId, SessionKind,
+    StorageMap, Token,
+};
+use crate::store::{PageRequest, SessionFilter};
+
+use super::{Service, SessionRef};
+
+/// A timeout as a create request gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// Not given: the kind's default.
+    Default,
+    /// Explicitly none.
+    Never,
+    After(Duration),
+}
+
+/// A create request, parsed.
+#[derive(Debug, Clone)]
+pub struct CreateSession {
+    pub kind: SessionKind,
+    pub user_id: Option<String>,
+    pub labels: Labels,
+    pub idle_timeout: Timeout,
+    pub lifetime: Timeout,
+    pub privileges: Vec<String>,
+    pub roles: Vec<String>,
+    pub storage: StorageMap,
+    pub trusted: bool,
+}
+
+/// A new session and its token, which is answered once and never stored.
+#[derive(Debug)]
+pub struct Created {
+    pub session: SessionStatus,
+    pub token: Token,
+}
+
+/// A session with the figures computed at the time of the call.
+#[derive(Debug, Clone)]
+pub struct SessionStatus {
+    pub session: Session,
+    pub last_active_at: UnixMillis,
+    pub expires_at: Option<UnixMillis>,
+    pub duration: Duration,
+    pub time_left: Option<Duration>,
+}
+
+/// How a close went.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub session_id: SessionId,
+    pub end_reason: EndReason,
+    pub log_id: Option<LogId>,
+}
+
+/// ListSessions' filters and page.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub user_id: Option<String>,
+    pub kind: Option<SessionKind>,
+    pub open: Option<bool>,
+    pub page_size: usize,
+    pub after: Option<(UnixMillis, SessionId)>,
+}
+
+/// RevokeSessions' filters; at least one is required.
+#[derive(Debug, Clone, Default)]
+pub struct RevokeFilter {
+    pub user_id: Option<String>,
+    pub kind: Option<SessionKind>,
+    pub session_ids: Vec<SessionId>,
+}
+
+/// Sessions looked at per page when revoking or recovering.
+const BATCH: usize = 500;
+
+impl Service {
+    fn status(&self, session: Session, last_active_at: UnixMillis) -> SessionStatus {
+        let now = self.now();
+        let end_at = session.end.as_ref().map_or(now, |e| e.at);
+        let expires_at = session.end.is_none().then(|| session.expires_at(last_active_at)).flatten();
+        SessionStatus {
+            duration: end_at.since(session.created_at),
+            time_left: expires_at.map(|at| at.since(now)),
+            expires_at,
+            last_active_at,
+            session,
+        }
+    }
+
+    fn check_text(&self, value: &str, field: &str, violations: &mut Vec<InvalidInput>) {
+        let max = self.inner.config.limits.max_text_bytes;
+        if value.len() > max {
+            violations.push(InvalidInput::new(field, format!("must be at most {max} bytes")));
+        }
+    }
+
+    fn resolve_timeout(&self, given: Timeout, default: Option<Duration>, field: &str, violations: &mut Vec<InvalidInput>) -> Option<Duration> {
+        let max = self.inner.config.limits.max_timeout;
+        match given {
+            Timeout::Default => default,
+            Timeout::Never => None,
+            Timeout::After(d) if d > max => {
+                violations.push(InvalidInput::new(field, format!("must be at most {}s", max.as_secs())));
+                None
+            }
+            Timeout::After(d) if d < Duration::from_secs(1) => {
+                violations.push(InvalidInput::new(field, "must be at least one second, or zero for none"));
+                None
+            }
+            Timeout::After(d) => Some(d),
+        }
+    }
+
+    /// Starts a session.
+    pub async fn create(&self, request: CreateSession) -> Result<Created, Error> {
+        let mut violations = Vec::new();
+        if let Some(user) = &request.user_id {
+            self.check_text(user, "user_id", &mut violations);
+        }
+        let labels = &request.labels;
+        for (value, field) in [
+            (&labels.endpoint, "labels.endpoint"),
+            (&labels.method, "labels.method"),
+            (&labels.future_call, "labels.future_call"),
+            (&labels.client_address, "labels.client_address"),
+            (&labels.user_agent, "labels.user_agent"),
+        ] {
+            self.check_text(value, field, &mut violations);
+        }
+        let defaults = self.inner.config.kind_defaults[&request.kind];
+        let idle_timeout = self.resolve_timeout(request.idle_timeout, defaults.idle_timeout, "idle_timeout", &mut violations);
+        let lifetime = self.resolve_timeout(request.lifetime, defaults.lifetime, "lifetime", &mut violations);
+        if request.trusted && !request.kind.may_be_trusted() {
+            violations.push(InvalidInput::new("trusted", "only stored_procedure and standalone sessions may be trusted"));
+        }
+        let grants = match self.parse_grants(&request.privileges, &request.roles) {
+            Ok(grants) => grants,
+            Err(mut more) => {
+                violations.append(&mut more);
+                Grants::default()
+            }
+        };
+        if let Err(Error::InvalidArgument(mut more)) = self.inner.config.limits.storage.check_entries(&request.storage, "storage") {
+            violations.append(&mut more);
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        self.inner.config.limits.storage.check_totals(&request.storage)?;
+
+        let token = Token::generate();
+        let now = self.now();
+        let session = Session {
+            id: SessionId::generate(),
+            token_hash: token.hash(),
+            kind: request.kind,
+            user_id: request.user_id,
+            labels: request.labels,
+            created_at: now,
+            last_active_at: now,
+            idle_timeout,
+            lifetime,
+            trusted: request.trusted,
+            grants,
+            grants_version: 0,
+            end: None,
+        };
+        let event = self.event(&session, EventType::Created, None);
+        let event = self.store().create_session(&session, &request.storage, &event).await?;
+        tracing::info!(session_id = %session.id, kind = %session.kind, "session created");
+        self.publish(event);
+        Ok(Created { session: self.status(session, now), token })
+    }
+
+    /// An open session with its figures. Counts as activity.
+    pub async fn get(&self, session: &SessionRef) -> Result<SessionStatus, Error> {
+        let session = self.open_session(session).await?;
+        let now = self.now();
+        Ok(self.status(session, now))
+    }
+
+    /// Marks activity; answers the new expiry.
+    pub async fn touch(&self, session: &SessionRef) -> Result<Option<UnixMillis>, Error> {
+        Ok(self.get(session).await?.expires_at)
+    }
+
+    /// Ends a session at its client's request. Closing an ended session
+    /// answers how it ended; closing an expired one ends it as expired.
+    pub async fn close(
+        &self,
+        session: &SessionRef,
+        error: Option<String>,
+        stack_trace: Option<String>,
+    ) -> Result<Closed, Error> {
+        let mut violations = Vec::new();
+        if let Some(error) = &error {
+            self.check_text(error, "error", &mut violations);
+        }
+        if stack_trace.as_ref().is_some_and(|s| s.len() > self.inner.config.limits.max_log_message_bytes) {
+            violations.push(InvalidInput::new("stack_trace", "is too long"));
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let session = self.find(session).await?;
+        let end = match &session.end {
+            Some(end) => end.clone(),
+            None => {
+                let reason = match session.expiry(self.inner.activity.last_active(&session), self.now()) {
+                    crate::domain::Expiry::Due(reason) => reason,
+                    crate::domain::Expiry::Open { .. } if error.is_some() => EndReason::Failed,
+                    crate::domain::Expiry::Open { .. } => EndReason::Closed,
+                };
+                self.end(&session, reason, error, stack_trace).await?
+            }
+        };
+        Ok(closed(&session.id, &end))
+    }
+
+    /// Sessions matching a query, newest first.
+    pub async fn list(&self, query: ListQuery) -> Result<Vec<SessionStatus>, Error> {
+        let filter = SessionFilter {
+            user_id: query.user_id,
+            kinds: query.kind.into_iter().collect(),
+            open: query.open,
+            ids: Vec::new(),
+        };
+        let page = PageRequest { after: query.after, limit: query.page_size.clamp(1, self.inner.config.limits.max_page_size) };
+        let sessions = self.store().list_sessions(&filter, &page).await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| {
+                let last = self.inner.activity.last_active(&s);
+                self.status(s, last)
+            })
+            .collect())
+    }
+
+    /// Ends every open session matching `filter` as revoked.
+    pub async fn revoke(&self, filter: RevokeFilter) -> Result<Vec<SessionId>, Error> {
+        if filter.user_id.is_none() && filter.kind.is_none() && filter.session_ids.is_empty() {
+            return Err(InvalidInput::new("user_id", "name a user, a kind or session ids to revoke").into());
+        }
+        let filter = SessionFilter {
+            user_id: filter.user_id,
+            kinds: filter.kind.into_iter().collect(),
+            open: Some(true),
+            ids: filter.session_ids,
+        };
+        self.end_matching(filter, EndReason::Revoked).await
+    }
+
+    /// Ends the request-scoped sessions left open by an earlier run that
+    /// did not shut down. Called at start-up.
+    pub async fn recover_after_crash(&self) -> Result<Vec<SessionId>, Error> {
+        let ended = self.end_matching(request_scoped(), EndReason::ServerCrashed).await?;
+        if !ended.is_empty() {
+            tracing::warn!(count = ended.len(), "ended request-scoped sessions left open by an unclean stop");
+        }
+        Ok(ended)
+    }
+
+    /// Ends request-scoped sessions because sessiond is shutting down.
+    pub async fn end_for_shutdown(&self) -> Result<Vec<SessionId>, Error> {
+        self.end_matching(request_scoped(), EndReason::ServerShutdown).await
+    }
+
+    async fn end_matching(&self, filter: SessionFilter, reason: EndReason) -> Result<Vec<SessionId>, Error> {
+        let mut ended = Vec::new();
+        // Each page is re-read from the start: ended sessions leave the
+        // open-only listing, so the next page is the first again.
+        loop {
+            let page = PageRequest { after: None, limit: BATCH };
+            let sessions = self.store().list_sessions(&filter, &page).await?;
+            let count = sessions.len();
+            for session in sessions {
+                let end = self.end(&session, reason, None, None).await?;
+                if end.reason == reason {
+                    ended.push(session.id);
+                }
+            }
+            if count < BATCH {
+                return Ok(ended);
+            }
+        }
+    }
+}
+
+fn request_scoped() -> SessionFilter {
+    SessionFilter {
+        kinds: SessionKind::ALL.iter().copied().filter(|k| k.is_request_scoped()).collect(),
+        open: Some(true),
+        ..SessionFilter::default()
+    }
+}
+
+fn closed(id: &SessionId, end: &SessionEnd) -> Closed {
+    Closed { session_id: id.clone(), end_reason: end.reason, log_id: end.log_id.clone() }
+}

@@ -1,0 +1,55 @@
+//! Writing and reading session logs. Entries under the session's policy
+//! level are dropped; the rest are stored before the call answers.
+
+use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, LogRecord};
+
+use super::{Service, SessionRef};
+
+impl Service {
+    /// Checks a batch of entries against the limits, naming each bad one as
+    /// `entries[i].field`.
+    pub fn check_log_entries(&self, entries: &[LogEntry]) -> Result<(), Error> {
+        let limits = &self.inner.config.limits;
+        if entries.is_empty() {
+            return Err(InvalidInput::new("entries", "name at least one entry").into());
+        }
+        if entries.len() > limits.max_log_entries_per_call {
+            return Err(InvalidInput::new("entries", format!("at most {} entries per call", limits.max_log_entries_per_call)).into());
+        }
+        let max = limits.max_log_message_bytes;
+        let violations: Vec<_> = entries
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| {
+                [("message", Some(&e.message)), ("exception", e.exception.as_ref()), ("stack_trace", e.stack_trace.as_ref())]
+                    .into_iter()
+                    .filter(move |(_, text)| text.is_some_and(|t| t.len() > max))
+                    .map(move |(field, _)| InvalidInput::new(format!("entries[{i}].{field}"), format!("must be at most {max} bytes")))
+            })
+            .collect();
+        if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }
+    }
+
+    /// Appends entries; answers how many were kept by the level filter.
+    pub async fn log(&self, session: &SessionRef, entries: Vec<LogEntry>) -> Result<usize, Error> {
+        self.check_log_entries(&entries)?;
+        let session = self.open_session(session).await?;
+        let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
+        let now = self.now();
+        let kept: Vec<LogEntry> = entries
+            .into_iter()
+            .filter(|e| e.level >= policy.min_level)
+            .map(|e| LogEntry { logged_at: now, ..e })
+            .collect();
+        if !kept.is_empty() {
+            self.store().append_logs(&session.id, &kept).await?;
+        }
+        Ok(kept.len())
+    }
+
+    /// Entries of kept logs, by increasing entry id.
+    pub async fn query_logs(&self, mut query: LogQuery) -> Result<Vec<LogRecord>, Error> {
+        query.limit = query.limit.clamp(1, self.inner.config.limits.max_page_size);
+        Ok(self.store().query_logs(&query).await?)
+    }
+}

@@ -1,0 +1,256 @@
+//! The domain service: every operation of the API, without gRPC types.
+//!
+//! [`Service`] owns the store (behind the cache), the clock, the role book,
+//! the log policies and the event fan-out. Each concern lives in its own
+//! file: `lifecycle`, `privileges`, `storage`, `logs`, `watch`, and the
+//! background `sweeper`. All of them reach a session through
+//! [`Service::open_session`], which is where activity slides the idle
+//! timeout and where an expired session is ended rather than revived.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch as signal};
+
+use crate::clock::{Clock, UnixMillis};
+use crate::domain::{
+    EndReason, Error, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
+    SessionKind, StorageLimits, Token,
+};
+use crate::store::{EndOutcome, Store};
+
+mod activity;
+pub mod lifecycle;
+pub mod logs;
+pub mod privileges;
+pub mod storage;
+pub mod sweeper;
+pub mod watch;
+
+use activity::ActivityTracker;
+
+/// How a request names a session, parsed at the edge.
+#[derive(Debug, Clone)]
+pub enum SessionRef {
+    Token(Token),
+    Id(SessionId),
+}
+
+/// Idle timeout and lifetime a kind gets when a create request omits them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindDefaults {
+    pub idle_timeout: Option<Duration>,
+    pub lifetime: Option<Duration>,
+}
+
+/// Bounds on request contents. All are settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_text_bytes: usize,
+    pub max_names_per_request: usize,
+    pub max_timeout: Duration,
+    pub max_promotion: Duration,
+    pub max_log_entries_per_call: usize,
+    pub max_log_message_bytes: usize,
+    pub max_page_size: usize,
+    pub storage: StorageLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_text_bytes: 1024,
+            max_names_per_request: 256,
+            max_timeout: Duration::from_secs(366 * 24 * 3600),
+            max_promotion: Duration::from_secs(24 * 3600),
+            max_log_entries_per_call: 1_000,
+            max_log_message_bytes: 64 * 1024,
+            max_page_size: 1_000,
+            storage: StorageLimits::default(),
+        }
+    }
+}
+
+/// Everything the service is configured with, apart from its collaborators.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub kind_defaults: HashMap<SessionKind, KindDefaults>,
+    pub limits: Limits,
+    pub log_policies: LogPolicies,
+    /// Longest time activity stays only in memory before it is written.
+    pub activity_flush: Duration,
+    /// How long ended sessions and their logs are kept.
+    pub retention: Duration,
+    /// How long events are kept for WatchSessions to resume from.
+    pub event_retention: Duration,
+    /// Capacity of the activity tracker (as the session cache).
+    pub cache_capacity: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        let kind_defaults = SessionKind::ALL
+            .iter()
+            .map(|k| (*k, KindDefaults { idle_timeout: k.default_idle_timeout(), lifetime: k.default_lifetime() }))
+            .collect();
+        Self {
+            kind_defaults,
+            limits: Limits::default(),
+            log_policies: LogPolicies::default(),
+            activity_flush: Duration::from_secs(30),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            event_retention: Duration::from_secs(24 * 3600),
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+/// The session service. Cheap to clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    roles: RwLock<Arc<RoleBook>>,
+    config: ServiceConfig,
+    activity: ActivityTracker,
+    events: broadcast::Sender<Event>,
+    stopping: signal::Sender<bool>,
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, roles: RoleBook, config: ServiceConfig) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        let (stopping, _) = signal::channel(false);
+        let activity = ActivityTracker::new(config.cache_capacity);
+        Self {
+            inner: Arc::new(Inner { store, clock, roles: RwLock::new(Arc::new(roles)), config, activity, events, stopping }),
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.inner.clock.now()
+    }
+
+    /// The role book in force.
+    pub fn roles(&self) -> Arc<RoleBook> {
+        // A poisoned lock only means a reload panicked mid-assignment of an
+        // `Arc`, which cannot leave it half-written: keep using it.
+        self.inner.roles.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts a new role book in force (SIGHUP). Sessions keep their grants;
+    /// names the new book no longer defines grant nothing.
+    pub fn replace_roles(&self, roles: RoleBook) {
+        *self.inner.roles.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(roles);
+    }
+
+    /// Tells long-running calls (WatchSessions) to finish.
+    pub fn begin_shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    fn stopping(&self) -> signal::Receiver<bool> {
+        self.inner.stopping.subscribe()
+    }
+
+    fn publish(&self, event: Event) {
+        // No receivers is fine: nobody is watching.
+        let _ = self.inner.events.send(event);
+    }
+
+    fn event(&self, session: &Session, event_type: EventType, end_reason: Option<EndReason>) -> NewEvent {
+        NewEvent {
+            event_type,
+            session_id: session.id.clone(),
+            user_id: session.user_id.clone(),
+            kind: session.kind,
+            end_reason,
+            at: self.now(),
+        }
+    }
+
+    async fn find(&self, session: &SessionRef) -> Result<Session, Error> {
+        let found = match session {
+            SessionRef::Token(token) => self.store().session_by_token(&token.hash()).await?,
+            SessionRef::Id(id) => self.store().session_by_id(id).await?,
+        };
+        found.ok_or(Error::SessionNotFound)
+    }
+
+    /// The session named by `session`, if it is open; counts as activity.
+    ///
+    /// An ended session is an error naming how it ended. An open session
+    /// whose idle timeout or lifetime has passed is ended here, with that
+    /// reason, and is an error too: it is never revived by a late call.
+    pub async fn open_session(&self, session: &SessionRef) -> Result<Session, Error> {
+        let session = self.find(session).await?;
+        if let Some(end) = &session.end {
+            return Err(Error::SessionEnded(end.reason));
+        }
+        let now = self.now();
+        let last_active = self.inner.activity.last_active(&session);
+        if let Expiry::Due(reason) = session.expiry(last_active, now) {
+            self.end(&session, reason, None, None).await?;
+            return Err(Error::SessionEnded(reason));
+        }
+        self.inner.activity.record(&session.id, now);
+        if now.since(session.last_active_at) >= self.activity_write_interval(&session) {
+            self.store().record_activity(&session.id, now).await?;
+        }
+        Ok(session)
+    }
+
+    /// Activity is written through at most this long after it happened, and
+    /// well before the idle timeout could pass on the stored value alone.
+    fn activity_write_interval(&self, session: &Session) -> Duration {
+        let flush = self.inner.config.activity_flush;
+        session.idle_timeout.map_or(flush, |idle| flush.min(idle / 4))
+    }
+
+    /// Ends an open session, deciding by the log policy whether its log is
+    /// kept. Answers how it ended (by this call or an earlier one).
+    async fn end(
+        &self,
+        session: &Session,
+        reason: EndReason,
+        error: Option<String>,
+        stack_trace: Option<String>,
+    ) -> Result<SessionEnd, Error> {
+        let now = self.now();
+        let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
+        let duration = now.since(session.created_at);
+        let end = SessionEnd {
+            reason,
+            at: now,
+            error,
+            stack_trace,
+            log_id: policy.keeps(reason, duration).then(LogId::generate),
+            slow: policy.is_slow(duration),
+        };
+        let event = self.event(session, reason.event_type(), Some(reason));
+        let outcome = self.store().end_session(&session.id, &end, &event).await?;
+        self.inner.activity.forget(&session.id);
+        match outcome {
+            EndOutcome::Ended(event) => {
+                tracing::info!(session_id = %session.id, kind = %session.kind, reason = %reason, "session ended");
+                self.publish(event);
+                Ok(end)
+            }
+            EndOutcome::AlreadyEnded(earlier) => Ok(earlier),
+        }
+    }
+}

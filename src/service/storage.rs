@@ -1,0 +1,86 @@
+//! Per-session storage: read, and change with optimistic concurrency.
+//!
+//! A change names the version it expects or not. With one, a concurrent
+//! write makes it fail with the current version (the caller re-reads and
+//! retries); without one, the service retries itself, so the change is
+//! applied to whatever is current. Limits are checked on the result.
+
+use crate::domain::{Error, EventType, StorageChange, StorageMap, VersionedStorage};
+use crate::store::StoreError;
+
+use super::{Service, SessionRef};
+
+/// Attempts of an unconditional change before giving up as internal.
+const CAS_ATTEMPTS: usize = 64;
+
+impl Service {
+    /// All keys, or only `keys` (missing ones are left out).
+    pub async fn get_storage(&self, session: &SessionRef, keys: &[String]) -> Result<VersionedStorage, Error> {
+        let limits = &self.inner.config.limits;
+        if keys.len() > limits.storage.max_keys {
+            return Err(crate::domain::InvalidInput::new("keys", format!("at most {} keys", limits.storage.max_keys)).into());
+        }
+        for (i, key) in keys.iter().enumerate() {
+            limits.storage.check_key(key, &format!("keys[{i}]"))?;
+        }
+        let session = self.open_session(session).await?;
+        let mut storage = self.store().storage(&session.id).await?;
+        if !keys.is_empty() {
+            storage.values = keys
+                .iter()
+                .filter_map(|k| storage.values.get_key_value(k).map(|(k, v)| (k.clone(), v.clone())))
+                .collect::<StorageMap>();
+        }
+        Ok(storage)
+    }
+
+    /// Applies `change`; answers the new version.
+    pub async fn change_storage(
+        &self,
+        session: &SessionRef,
+        change: StorageChange,
+        expected_version: Option<u64>,
+    ) -> Result<u64, Error> {
+        let limits = self.inner.config.limits.storage;
+        match &change {
+            StorageChange::Put(values) => {
+                if values.is_empty() {
+                    return Err(crate::domain::InvalidInput::new("values", "name at least one key").into());
+                }
+                limits.check_entries(values, "values")?;
+            }
+            StorageChange::Delete(keys) => {
+                if keys.is_empty() {
+                    return Err(crate::domain::InvalidInput::new("keys", "name at least one key").into());
+                }
+                for (i, key) in keys.iter().enumerate() {
+                    limits.check_key(key, &format!("keys[{i}]"))?;
+                }
+            }
+            StorageChange::Clear => {}
+        }
+        let session = self.open_session(session).await?;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.store().storage(&session.id).await?;
+            if let Some(expected) = expected_version.filter(|e| *e != current.version) {
+                tracing::debug!(session_id = %session.id, expected, current = current.version, "storage version conflict");
+                return Err(Error::VersionConflict { current: current.version });
+            }
+            let values = change.apply(current.values);
+            limits.check_totals(&values)?;
+            let event = self.event(&session, EventType::StorageChanged, None);
+            match self.store().replace_storage(&session.id, current.version, &values, &event).await {
+                Ok((version, event)) => {
+                    self.publish(event);
+                    return Ok(version);
+                }
+                Err(StoreError::Conflict { current }) if expected_version.is_some() => {
+                    return Err(Error::VersionConflict { current });
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Internal(StoreError::Internal("storage kept changing concurrently".into())))
+    }
+}

@@ -1,0 +1,80 @@
+//! The sweeper: ends sessions past their idle timeout or lifetime, and
+//! purges ended sessions, their logs and old events after retention.
+//!
+//! The store's view of activity may lag the in-memory one (see
+//! `activity`); a session the store calls due but that was used since has
+//! its activity written instead of being ended.
+
+use std::time::Duration;
+
+use crate::domain::{Error, Expiry, SessionId};
+use crate::store::Purged;
+
+use super::Service;
+
+/// Sessions examined per store query.
+const SWEEP_BATCH: usize = 500;
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    pub expired: Vec<SessionId>,
+    pub purged: Purged,
+}
+
+impl Service {
+    /// Ends every due session and purges what retention lets go.
+    pub async fn sweep_once(&self) -> Result<SweepReport, Error> {
+        let mut report = SweepReport::default();
+        loop {
+            let now = self.now();
+            let due = self.store().due_sessions(now, SWEEP_BATCH).await?;
+            let count = due.len();
+            let mut progressed = false;
+            for session in due {
+                let last_active = self.inner.activity.last_active(&session);
+                match session.expiry(last_active, now) {
+                    Expiry::Due(reason) => {
+                        let end = self.end(&session, reason, None, None).await?;
+                        if end.reason == reason {
+                            report.expired.push(session.id);
+                        }
+                        progressed = true;
+                    }
+                    Expiry::Open { .. } if last_active > session.last_active_at => {
+                        self.store().record_activity(&session.id, last_active).await?;
+                        progressed = true;
+                    }
+                    Expiry::Open { .. } => {}
+                }
+            }
+            if count < SWEEP_BATCH || !progressed {
+                break;
+            }
+        }
+        let now = self.now();
+        let config = &self.inner.config;
+        report.purged = self.store().purge(now - config.retention, now - config.event_retention).await?;
+        Ok(report)
+    }
+
+    /// Sweeps every `interval` until sessiond shuts down.
+    pub async fn run_sweeper(self, interval: Duration) {
+        let mut stopping = self.stopping();
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+            match self.sweep_once().await {
+                Ok(report) if !report.expired.is_empty() || report.purged != Purged::default() => {
+                    tracing::info!(expired = report.expired.len(), purged_sessions = report.purged.sessions, purged_events = report.purged.events, "sweep");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, cause = ?std::error::Error::source(&err), "sweep failed"),
+            }
+        }
+    }
+}

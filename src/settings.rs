@@ -1,0 +1,289 @@
+//! All configuration, in one typed struct, from flags and `SESSIOND_*`
+//! environment variables (what the Helm chart sets). Nothing else in
+//! sessiond reads the environment. Values are checked here, at start-up.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+
+use crate::domain::{LogLevel, LogPolicies, LogPolicy, RoleBook, SessionKind, StorageLimits};
+use crate::service::{KindDefaults, Limits, ServiceConfig};
+
+/// The roles file used when none is configured, if it exists.
+pub const DEFAULT_ROLES_FILE: &str = "config/roles.yaml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Fatal,
+}
+
+impl From<Level> for LogLevel {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warning => LogLevel::Warning,
+            Level::Error => LogLevel::Error,
+            Level::Fatal => LogLevel::Fatal,
+        }
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+/// sessiond: sessions, privileges, storage and logs for services in any
+/// language, over gRPC.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sessiond", version, about)]
+pub struct Settings {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "SESSIOND_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded store.
+    #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Roles file (YAML or JSON). Default: config/roles.yaml when present,
+    /// else no privileges. A configured file that cannot be loaded stops
+    /// start-up; SIGHUP reloads it.
+    #[arg(long, env = "SESSIOND_ROLES_FILE")]
+    pub roles_file: Option<PathBuf>,
+
+    /// Log policy file with overrides per kind and endpoint (YAML or JSON).
+    #[arg(long, env = "SESSIOND_LOG_POLICY_FILE")]
+    pub log_policy_file: Option<PathBuf>,
+
+    /// Entries below this level are dropped.
+    #[arg(long, env = "SESSIOND_LOG_MIN_LEVEL", value_enum, default_value = "info")]
+    pub log_min_level: Level,
+
+    /// Keep the log of every session.
+    #[arg(long, env = "SESSIOND_LOG_KEEP_ALL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub log_keep_all: bool,
+
+    /// Keep the logs of sessions that ran longer than the slow threshold.
+    #[arg(long, env = "SESSIOND_LOG_KEEP_SLOW", default_value_t = true, action = clap::ArgAction::Set)]
+    pub log_keep_slow: bool,
+
+    /// What counts as a slow session.
+    #[arg(long, env = "SESSIOND_LOG_SLOW_THRESHOLD", value_parser = duration, default_value = "1s")]
+    pub log_slow_threshold: Duration,
+
+    /// Keep the logs of sessions closed with an error.
+    #[arg(long, env = "SESSIOND_LOG_KEEP_FAILED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub log_keep_failed: bool,
+
+    /// Per-kind default timeouts, e.g. `web_user.idle=30m,internal.lifetime=none`.
+    #[arg(long, env = "SESSIOND_KIND_TIMEOUTS", default_value = "")]
+    pub kind_timeouts: String,
+
+    /// Sessions held in the in-process cache.
+    #[arg(long, env = "SESSIOND_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: u64,
+
+    /// How often the sweeper ends expired sessions and purges old ones.
+    #[arg(long, env = "SESSIOND_SWEEP_INTERVAL", value_parser = duration, default_value = "5s")]
+    pub sweep_interval: Duration,
+
+    /// Longest time activity stays in memory before it is written.
+    #[arg(long, env = "SESSIOND_ACTIVITY_FLUSH", value_parser = duration, default_value = "30s")]
+    pub activity_flush: Duration,
+
+    /// How long ended sessions and their logs are kept.
+    #[arg(long, env = "SESSIOND_RETENTION", value_parser = duration, default_value = "7days")]
+    pub retention: Duration,
+
+    /// How long events are kept for WatchSessions to resume from.
+    #[arg(long, env = "SESSIOND_EVENT_RETENTION", value_parser = duration, default_value = "1day")]
+    pub event_retention: Duration,
+
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "SESSIOND_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Longest accepted text field (user id, labels, close error), in bytes.
+    #[arg(long, env = "SESSIOND_MAX_TEXT_BYTES", default_value_t = 1024)]
+    pub max_text_bytes: usize,
+
+    /// Longest storage key, in bytes.
+    #[arg(long, env = "SESSIOND_STORAGE_MAX_KEY_BYTES", default_value_t = 256)]
+    pub storage_max_key_bytes: usize,
+
+    /// Largest storage value (as JSON), in bytes.
+    #[arg(long, env = "SESSIOND_STORAGE_MAX_VALUE_BYTES", default_value_t = 64 * 1024)]
+    pub storage_max_value_bytes: usize,
+
+    /// Most storage keys per session.
+    #[arg(long, env = "SESSIOND_STORAGE_MAX_KEYS", default_value_t = 1_000)]
+    pub storage_max_keys: usize,
+
+    /// Most storage bytes (keys and values) per session.
+    #[arg(long, env = "SESSIOND_STORAGE_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub storage_max_bytes: usize,
+
+    /// Most log entries per Log call or stream message.
+    #[arg(long, env = "SESSIOND_LOG_MAX_ENTRIES", default_value_t = 1_000)]
+    pub log_max_entries: usize,
+
+    /// Longest log message, exception or stack trace, in bytes.
+    #[arg(long, env = "SESSIOND_LOG_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub log_max_message_bytes: usize,
+
+    /// Longest promotion.
+    #[arg(long, env = "SESSIOND_MAX_PROMOTION", value_parser = duration, default_value = "1day")]
+    pub max_promotion: Duration,
+
+    /// Largest page of ListSessions and QueryLogs.
+    #[arg(long, env = "SESSIOND_MAX_PAGE_SIZE", default_value_t = 1_000)]
+    pub max_page_size: usize,
+
+    /// Log output format.
+    #[arg(long, env = "SESSIOND_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter, in `tracing` EnvFilter syntax.
+    #[arg(long, env = "SESSIOND_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+impl Settings {
+    /// Settings with every default, listening where `listen` says and
+    /// storing in `data_dir`: what tests start from.
+    pub fn for_tests(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        let mut settings = Settings::parse_from(["sessiond"]);
+        settings.listen = listen;
+        settings.data_dir = data_dir;
+        settings
+    }
+
+    /// Loads the role book: the configured file (which must load) or the
+    /// default file when present.
+    pub fn load_roles(&self) -> anyhow::Result<RoleBook> {
+        match &self.roles_file {
+            Some(path) => RoleBook::load(path).with_context(|| format!("loading roles file {}", path.display())),
+            None if std::path::Path::new(DEFAULT_ROLES_FILE).exists() => {
+                RoleBook::load(DEFAULT_ROLES_FILE.as_ref()).context("loading roles file config/roles.yaml")
+            }
+            None => {
+                tracing::warn!("no roles file; sessions can hold no privileges");
+                Ok(RoleBook::default())
+            }
+        }
+    }
+
+    /// The domain service's configuration, checked.
+    pub fn service_config(&self) -> anyhow::Result<ServiceConfig> {
+        let base = LogPolicy {
+            min_level: self.log_min_level.into(),
+            keep_all: self.log_keep_all,
+            keep_slow: self.log_keep_slow,
+            slow_threshold: self.log_slow_threshold,
+            keep_failed: self.log_keep_failed,
+        };
+        let log_policies = match &self.log_policy_file {
+            Some(path) => LogPolicies::load(path, base).with_context(|| format!("loading log policy file {}", path.display()))?,
+            None => LogPolicies::new(base),
+        };
+        for (name, value) in [
+            ("max-text-bytes", self.max_text_bytes),
+            ("storage-max-key-bytes", self.storage_max_key_bytes),
+            ("storage-max-value-bytes", self.storage_max_value_bytes),
+            ("storage-max-keys", self.storage_max_keys),
+            ("storage-max-bytes", self.storage_max_bytes),
+            ("log-max-entries", self.log_max_entries),
+            ("log-max-message-bytes", self.log_max_message_bytes),
+            ("max-page-size", self.max_page_size),
+        ] {
+            if value == 0 {
+                bail!("--{name} must be positive");
+            }
+        }
+        if self.sweep_interval.is_zero() || self.activity_flush.is_zero() {
+            bail!("--sweep-interval and --activity-flush must be positive");
+        }
+        let defaults = ServiceConfig::default();
+        Ok(ServiceConfig {
+            kind_defaults: parse_kind_timeouts(&self.kind_timeouts, defaults.kind_defaults)?,
+            limits: Limits {
+                max_text_bytes: self.max_text_bytes,
+                max_promotion: self.max_promotion,
+                max_log_entries_per_call: self.log_max_entries,
+                max_log_message_bytes: self.log_max_message_bytes,
+                max_page_size: self.max_page_size,
+                storage: StorageLimits {
+                    max_key_bytes: self.storage_max_key_bytes,
+                    max_value_bytes: self.storage_max_value_bytes,
+                    max_keys: self.storage_max_keys,
+                    max_total_bytes: self.storage_max_bytes,
+                },
+                ..defaults.limits
+            },
+            log_policies,
+            activity_flush: self.activity_flush,
+            retention: self.retention,
+            event_retention: self.event_retention,
+            cache_capacity: self.cache_capacity,
+        })
+    }
+}
+
+/// Parses `kind.idle=DUR` / `kind.lifetime=DUR|none` pairs over defaults.
+fn parse_kind_timeouts(
+    text: &str,
+    mut defaults: HashMap<SessionKind, KindDefaults>,
+) -> anyhow::Result<HashMap<SessionKind, KindDefaults>> {
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').with_context(|| format!("kind timeout {pair:?} is not key=value"))?;
+        let (kind, which) = key.split_once('.').with_context(|| format!("kind timeout {key:?} is not kind.idle or kind.lifetime"))?;
+        let kind = SessionKind::from_name(kind).with_context(|| format!("unknown session kind {kind:?}"))?;
+        let value = match value {
+            "none" => None,
+            v => Some(humantime::parse_duration(v).with_context(|| format!("bad duration {v:?}"))?),
+        };
+        // The map holds every kind: `ServiceConfig::default` fills it.
+        let entry = defaults.get_mut(&kind).context("every kind has defaults")?;
+        match which {
+            "idle" => entry.idle_timeout = value,
+            "lifetime" => entry.lifetime = value,
+            other => bail!("kind timeout {other:?} is neither idle nor lifetime"),
+        }
+    }
+    Ok(defaults)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_timeouts_override_the_defaults() {
+        let parsed = parse_kind_timeouts("web_user.idle=30m, internal.lifetime=none", ServiceConfig::default().kind_defaults).unwrap();
+        assert_eq!(parsed[&SessionKind::WebUser].idle_timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(parsed[&SessionKind::Internal].lifetime, None);
+        assert!(parse_kind_timeouts("nope.idle=1s", ServiceConfig::default().kind_defaults).is_err());
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        let settings = Settings::parse_from(["sessiond"]);
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:50051");
+        settings.service_config().expect("defaults are valid");
+    }
+}

@@ -1,0 +1,147 @@
+//! [`Application`]: builds sessiond from its settings, binds the listener
+//! (port 0 in tests), and serves until told to stop. `main` and the
+//! integration tests both go through here.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::clock::{Clock, SystemClock};
+use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
+use crate::service::Service;
+use crate::settings::Settings;
+use crate::store::cache::CachedStore;
+use crate::store::sqlite::SqliteStore;
+
+/// A built, bound, not yet serving sessiond.
+pub struct Application {
+    listener: TcpListener,
+    service: Service,
+    settings: Settings,
+}
+
+impl Application {
+    /// Builds with the wall clock.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Opens the store, loads the roles file (failing closed), ends the
+    /// request-scoped sessions a crash left open, and binds the listener.
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let config = settings.service_config()?;
+        let roles = settings.load_roles()?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+        let store = SqliteStore::open(&settings.data_dir.join("sessiond.db"))
+            .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+        let store = CachedStore::new(store, settings.cache_capacity);
+        let service = Service::new(Arc::new(store), clock, roles, config);
+        service.recover_after_crash().await.context("ending sessions left open by an unclean stop")?;
+        let listener =
+            TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+        Ok(Self { listener, service, settings })
+    }
+
+    /// Where the server listens (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has a local address.
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The domain service, for tests that drive the sweeper themselves.
+    pub fn service(&self) -> Service {
+        self.service.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: health
+    /// says NOT_SERVING, watch streams end, in-flight calls finish, and
+    /// request-scoped sessions end with reason SERVER_SHUTDOWN.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, service, settings } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building reflection v1")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
+
+        let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval));
+        let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
+
+        let stopping = {
+            let service = service.clone();
+            let health = health.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                set_health(&health, ServingStatus::NotServing).await;
+                service.begin_shutdown();
+            }
+        };
+
+        tracing::info!(address = %listener.local_addr()?, "sessiond serving");
+        tonic::transport::Server::builder()
+            .add_routes(grpc::routes(&service, settings.max_request_bytes))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+            .await
+            .context("serving gRPC")?;
+
+        reloader.abort();
+        // The sweeper stops at `begin_shutdown`; a join error means it
+        // panicked, which is worth a log line but not a failed exit.
+        if let Err(err) = sweeper.await {
+            tracing::error!(error = %err, "sweeper task failed");
+        }
+        let ended = service.end_for_shutdown().await.context("ending request-scoped sessions")?;
+        tracing::info!(ended = ended.len(), "stopped");
+        Ok(())
+    }
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Reloads the roles file on SIGHUP, keeping the old book when the new
+/// file is invalid.
+async fn reload_roles_on_sighup(service: Service, settings: Settings) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; roles reload disabled");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match settings.load_roles() {
+                Ok(book) => {
+                    service.replace_roles(book);
+                    tracing::info!("roles file reloaded");
+                }
+                Err(err) => tracing::error!(error = format!("{err:#}"), "roles file rejected; keeping the previous one"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (service, settings);
+}

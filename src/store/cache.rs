@@ -1,0 +1,187 @@
+//! [`CachedStore`]: a moka cache in front of any [`Store`].
+//!
+//! Sessions are cached by id, and token hashes map to ids (a token never
+//! changes owner, so that map needs no invalidation). Every write that
+//! changes a session record invalidates its entry. Writes that do not touch
+//! the record (storage, logs) pass through.
+//!
+//! A read that misses races with writes: it may fetch a record just before
+//! a write commits and insert it just after the write invalidated the entry.
+//! To never cache such a stale record, each write bumps an epoch, and a miss
+//! inserts only if no write happened while it was reading.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use moka::sync::Cache;
+
+use super::{EndOutcome, PageRequest, Purged, SessionFilter, Store, StoreResult};
+use crate::clock::UnixMillis;
+use crate::domain::{
+    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
+    VersionedStorage,
+};
+
+/// Counts of cache outcomes, for telemetry and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+/// A [`Store`] decorator caching session records in memory.
+#[derive(Debug)]
+pub struct CachedStore {
+    inner: Box<dyn Store>,
+    sessions: Cache<SessionId, Session>,
+    tokens: Cache<TokenHash, SessionId>,
+    epoch: AtomicU64,
+    stats: CacheStats,
+}
+
+impl CachedStore {
+    /// Caches at most `capacity` sessions (and as many token mappings).
+    pub fn new(inner: impl Store, capacity: u64) -> Self {
+        Self {
+            inner: Box::new(inner),
+            sessions: Cache::new(capacity),
+            tokens: Cache::new(capacity),
+            epoch: AtomicU64::new(0),
+            stats: CacheStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Drops every entry, e.g. when invalidations may have been missed.
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.sessions.invalidate_all();
+    }
+
+    fn invalidate(&self, id: &SessionId) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.sessions.invalidate(id);
+    }
+
+    fn hit(&self) {
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Caches a record read from the inner store, unless a write happened
+    /// since `epoch` was read.
+    fn fill(&self, session: &Session, epoch: u64) {
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            self.tokens.insert(session.token_hash, session.id.clone());
+            self.sessions.insert(session.id.clone(), session.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+        let event = self.inner.create_session(session, storage, event).await?;
+        self.tokens.insert(session.token_hash, session.id.clone());
+        Ok(event)
+    }
+
+    async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if let Some(session) = self.tokens.get(hash).and_then(|id| self.sessions.get(&id)) {
+            self.hit();
+            return Ok(Some(session));
+        }
+        let found = self.inner.session_by_token(hash).await?;
+        if let Some(session) = &found {
+            self.fill(session, epoch);
+        }
+        Ok(found)
+    }
+
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if let Some(session) = self.sessions.get(id) {
+            self.hit();
+            return Ok(Some(session));
+        }
+        let found = self.inner.session_by_id(id).await?;
+        if let Some(session) = &found {
+            self.fill(session, epoch);
+        }
+        Ok(found)
+    }
+
+    async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
+        let result = self.inner.record_activity(id, at).await;
+        self.invalidate(id);
+        result
+    }
+
+    async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
+        let result = self.inner.end_session(id, end, event).await;
+        self.invalidate(id);
+        result
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
+        self.inner.list_sessions(filter, page).await
+    }
+
+    async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>> {
+        self.inner.due_sessions(now, limit).await
+    }
+
+    async fn update_grants(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        grants: &Grants,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)> {
+        let result = self.inner.update_grants(id, expected_version, grants, event).await;
+        self.invalidate(id);
+        result
+    }
+
+    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
+        self.inner.storage(id).await
+    }
+
+    async fn replace_storage(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        values: &StorageMap,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)> {
+        self.inner.replace_storage(id, expected_version, values, event).await
+    }
+
+    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
+        self.inner.append_logs(id, entries).await
+    }
+
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
+        self.inner.query_logs(query).await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
+        self.inner.events_after(after, limit).await
+    }
+
+    async fn last_event_sequence(&self) -> StoreResult<u64> {
+        self.inner.last_event_sequence().await
+    }
+
+    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
+        let purged = self.inner.purge(ended_before, events_before).await?;
+        if purged.sessions > 0 {
+            self.clear();
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,650 @@
+//! Test support, not part of the service: the one conformance suite every
+//! [`Store`] implementation must pass.
+//!
+//! Each test is a public async function taking a fresh, empty store as
+//! `Arc<dyn Store>` (an `Arc` so tests can write from many tasks at once).
+//! An implementation's test file runs them all with one line:
+//!
+//! ```ignore
+//! fn fresh() -> (tempfile::TempDir, SqliteStore) { /* ... */ }
+//! sessiond::store_conformance_tests!(fresh());
+//! ```
+//!
+//! The expression given to [`store_conformance_tests!`] is evaluated once per
+//! test and must yield a `(guard, store)` pair: the guard (a temporary
+//! directory, a database handle, `()`) is kept alive until the store has
+//! been dropped. This module stays free of dev-dependencies because it is
+//! compiled into the library.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
+use crate::clock::UnixMillis;
+use crate::domain::{
+    EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, NewEvent, Promotion, PromotionId,
+    Session, SessionEnd, SessionId, SessionKind, StorageMap, Token, VersionedStorage,
+};
+
+/// Expands to one `#[tokio::test]` per conformance test, each running on a
+/// store made by `$make`, an expression yielding `(guard, store)`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@each $make;
+            creates_and_finds_a_session_by_token_and_id,
+            recording_activity_moves_it_forward_only_and_reschedules_expiry,
+            due_sessions_are_open_ones_oldest_expiry_first,
+            ending_a_session_records_its_event_once,
+            ending_deletes_the_log_unless_it_is_kept,
+            writes_on_an_ended_session_fail_with_ended,
+            writes_on_an_unknown_session_fail_with_not_found,
+            grants_are_replaced_by_compare_and_set,
+            storage_versions_start_at_zero_or_one_and_compare_and_set,
+            concurrent_storage_increments_lose_none,
+            log_numbering_continues_across_appends,
+            query_logs_answers_kept_logs_matching_the_filters,
+            query_logs_pages_by_entry_id,
+            list_sessions_filters_by_user_kind_state_and_id,
+            list_sessions_pages_newest_first_without_duplicates_or_gaps,
+            events_are_numbered_without_gaps_across_concurrent_writers,
+            a_failing_write_does_not_undo_concurrent_ones,
+            purge_removes_old_ended_sessions_with_their_logs_and_old_events,
+        );
+    };
+    (@each $make:expr; $($name:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_guard, store) = $make;
+                $crate::store::conformance::$name(::std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+
+/// The time the suite's sessions start at.
+pub const T0: UnixMillis = UnixMillis(1_700_000_000_000);
+
+/// An open session of `kind` for `user`, created at `at`, with a fresh
+/// token and no timeouts.
+pub fn session(kind: SessionKind, user: Option<&str>, at: UnixMillis) -> Session {
+    Session {
+        id: SessionId::generate(),
+        token_hash: Token::generate().hash(),
+        kind,
+        user_id: user.map(str::to_owned),
+        labels: Labels::default(),
+        created_at: at,
+        last_active_at: at,
+        idle_timeout: None,
+        lifetime: None,
+        trusted: false,
+        grants: Grants::default(),
+        grants_version: 0,
+        end: None,
+    }
+}
+
+/// The event of `event_type` for `session` at `at`.
+pub fn event(event_type: EventType, session: &Session, at: UnixMillis) -> NewEvent {
+    NewEvent {
+        event_type,
+        session_id: session.id.clone(),
+        user_id: session.user_id.clone(),
+        kind: session.kind,
+        end_reason: None,
+        at,
+    }
+}
+
+/// How `session` ends for `reason` at `at`, its log kept or not.
+pub fn ending(session: &Session, reason: EndReason, at: UnixMillis, keep_log: bool) -> (SessionEnd, NewEvent) {
+    let end = SessionEnd {
+        reason,
+        at,
+        error: (reason == EndReason::Failed).then(|| "boom".to_owned()),
+        stack_trace: None,
+        log_id: keep_log.then(LogId::generate),
+        slow: false,
+    };
+    let event = NewEvent { end_reason: Some(reason), ..event(reason.event_type(), session, at) };
+    (end, event)
+}
+
+/// A log entry at `level` received at `at`.
+pub fn entry(level: LogLevel, message: &str, at: UnixMillis) -> LogEntry {
+    LogEntry {
+        level,
+        message: message.to_owned(),
+        exception: None,
+        stack_trace: None,
+        client_time: None,
+        logged_at: at,
+    }
+}
+
+/// Stores `session` with `storage`, answering its `created` event.
+pub async fn create(store: &dyn Store, session: &Session, storage: &StorageMap) -> Event {
+    let created = event(EventType::Created, session, session.created_at);
+    store.create_session(session, storage, &created).await.expect("creating a new session succeeds")
+}
+
+/// Ends `session` for `reason` at `at`, expecting this call to end it.
+pub async fn end(
+    store: &dyn Store,
+    session: &Session,
+    reason: EndReason,
+    at: UnixMillis,
+    keep_log: bool,
+) -> SessionEnd {
+    let (end, event) = ending(session, reason, at, keep_log);
+    match store.end_session(&session.id, &end, &event).await.expect("ending a stored session succeeds") {
+        EndOutcome::Ended(recorded) => assert_eq!(recorded.event, event),
+        EndOutcome::AlreadyEnded(_) => panic!("the session was open"),
+    }
+    end
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn storage_of(pairs: &[(&str, serde_json::Value)]) -> StorageMap {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+fn all_logs() -> LogQuery {
+    LogQuery { limit: 1_000, ..LogQuery::default() }
+}
+
+fn ids<'a>(sessions: impl IntoIterator<Item = &'a Session>) -> Vec<SessionId> {
+    sessions.into_iter().map(|s| s.id.clone()).collect()
+}
+
+pub async fn creates_and_finds_a_session_by_token_and_id(store: Arc<dyn Store>) {
+    let mut s = session(SessionKind::WebUser, Some("alice"), T0);
+    s.labels = Labels {
+        endpoint: "orders".into(),
+        method: "list".into(),
+        future_call: String::new(),
+        client_address: "10.0.0.1".into(),
+        user_agent: "test/1".into(),
+    };
+    s.idle_timeout = Some(ms(60_000));
+    s.lifetime = Some(ms(3_600_000));
+    s.grants = Grants {
+        privileges: vec!["viewsales".into()],
+        roles: vec!["manager".into()],
+        promotions: vec![Promotion { id: PromotionId::generate(), privilege: "editsales".into(), expires_at: T0 }],
+    };
+    let created = create(&*store, &s, &StorageMap::new()).await;
+    assert_eq!(created, Event { sequence: 1, event: event(EventType::Created, &s, T0) });
+
+    assert_eq!(store.session_by_token(&s.token_hash).await.expect("lookup by token works"), Some(s.clone()));
+    assert_eq!(store.session_by_id(&s.id).await.expect("lookup by id works"), Some(s.clone()));
+    let stranger = session(SessionKind::WebUser, None, T0);
+    assert_eq!(store.session_by_token(&stranger.token_hash).await.expect("lookup works"), None);
+    assert_eq!(store.session_by_id(&stranger.id).await.expect("lookup works"), None);
+}
+
+pub async fn recording_activity_moves_it_forward_only_and_reschedules_expiry(store: Arc<dyn Store>) {
+    let mut s = session(SessionKind::WebCall, None, T0);
+    s.idle_timeout = Some(ms(100));
+    s.lifetime = Some(ms(1_000));
+    create(&*store, &s, &StorageMap::new()).await;
+    let due = |at: i64| {
+        let store = Arc::clone(&store);
+        async move { ids(&store.due_sessions(UnixMillis(T0.0 + at), 10).await.expect("due sessions are listed")) }
+    };
+    assert_eq!(due(99).await, []);
+    assert_eq!(due(100).await, [s.id.clone()]);
+
+    store.record_activity(&s.id, UnixMillis(T0.0 + 50)).await.expect("activity is recorded");
+    store.record_activity(&s.id, UnixMillis(T0.0 + 10)).await.expect("older activity is ignored");
+    let stored = store.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
+    assert_eq!(stored.last_active_at, UnixMillis(T0.0 + 50));
+    assert_eq!(due(149).await, []);
+    assert_eq!(due(150).await, [s.id.clone()]);
+
+    // The lifetime caps the idle timeout however recent the activity.
+    store.record_activity(&s.id, UnixMillis(T0.0 + 950)).await.expect("activity is recorded");
+    assert_eq!(due(999).await, []);
+    assert_eq!(due(1_000).await, [s.id.clone()]);
+
+    // Activity on ended or unknown sessions changes nothing and is no error.
+    end(&*store, &s, EndReason::Closed, UnixMillis(T0.0 + 960), false).await;
+    store.record_activity(&s.id, UnixMillis(T0.0 + 970)).await.expect("activity on an ended session is ignored");
+    let stored = store.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
+    assert_eq!(stored.last_active_at, UnixMillis(T0.0 + 950));
+    assert_eq!(due(10_000).await, []);
+    let stranger = session(SessionKind::WebCall, None, T0);
+    store.record_activity(&stranger.id, T0).await.expect("activity on an unknown session is ignored");
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 2, "activity records no event");
+}
+
+pub async fn due_sessions_are_open_ones_oldest_expiry_first(store: Arc<dyn Store>) {
+    let timed = |idle: Option<u64>, life: Option<u64>| {
+        let mut s = session(SessionKind::Streaming, None, T0);
+        s.idle_timeout = idle.map(ms);
+        s.lifetime = life.map(ms);
+        s
+    };
+    let late = timed(Some(300), None);
+    let early = timed(None, Some(100));
+    let middle = timed(Some(200), Some(5_000));
+    let never = timed(None, None);
+    let ended = timed(Some(50), None);
+    for s in [&late, &early, &middle, &never, &ended] {
+        create(&*store, s, &StorageMap::new()).await;
+    }
+    end(&*store, &ended, EndReason::Revoked, T0, false).await;
+
+    let now = UnixMillis(T0.0 + 1_000_000);
+    assert_eq!(
+        ids(&store.due_sessions(now, 10).await.expect("due sessions are listed")),
+        ids([&early, &middle, &late])
+    );
+    assert_eq!(ids(&store.due_sessions(now, 2).await.expect("due sessions are listed")), ids([&early, &middle]));
+}
+
+pub async fn ending_a_session_records_its_event_once(store: Arc<dyn Store>) {
+    let s = session(SessionKind::RemoteUser, Some("bob"), T0);
+    create(&*store, &s, &StorageMap::new()).await;
+    let (first, first_event) = ending(&s, EndReason::Failed, UnixMillis(T0.0 + 10), true);
+    let outcome = store.end_session(&s.id, &first, &first_event).await.expect("ending succeeds");
+    assert_eq!(outcome, EndOutcome::Ended(Event { sequence: 2, event: first_event }));
+
+    let (second, second_event) = ending(&s, EndReason::Revoked, UnixMillis(T0.0 + 20), false);
+    let again = store.end_session(&s.id, &second, &second_event).await.expect("ending twice is no error");
+    assert_eq!(again, EndOutcome::AlreadyEnded(first.clone()));
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 2);
+    let stored = store.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
+    assert_eq!(stored.end, Some(first));
+}
+
+pub async fn ending_deletes_the_log_unless_it_is_kept(store: Arc<dyn Store>) {
+    let kept = session(SessionKind::MethodCall, None, T0);
+    let dropped = session(SessionKind::MethodCall, None, T0);
+    for s in [&kept, &dropped] {
+        create(&*store, s, &StorageMap::new()).await;
+        let entries = [entry(LogLevel::Info, "one", T0), entry(LogLevel::Error, "two", T0)];
+        store.append_logs(&s.id, &entries).await.expect("appending to an open session succeeds");
+    }
+    assert_eq!(store.query_logs(&all_logs()).await.expect("logs are queryable"), [], "open logs are not kept yet");
+
+    let kept_end = end(&*store, &kept, EndReason::Closed, T0, true).await;
+    end(&*store, &dropped, EndReason::Closed, T0, false).await;
+    let records = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r.session_id == kept.id && r.log_id == kept_end.log_id));
+}
+
+pub async fn writes_on_an_ended_session_fail_with_ended(store: Arc<dyn Store>) {
+    let s = session(SessionKind::WebUser, None, T0);
+    create(&*store, &s, &StorageMap::new()).await;
+    end(&*store, &s, EndReason::Revoked, T0, false).await;
+    let before = store.last_event_sequence().await.expect("the sequence is readable");
+
+    let grants = store.update_grants(&s.id, 0, &Grants::default(), &event(EventType::PrivilegesChanged, &s, T0)).await;
+    assert!(matches!(grants, Err(StoreError::Ended(EndReason::Revoked))), "{grants:?}");
+    let storage = store.replace_storage(&s.id, 0, &StorageMap::new(), &event(EventType::StorageChanged, &s, T0)).await;
+    assert!(matches!(storage, Err(StoreError::Ended(EndReason::Revoked))), "{storage:?}");
+    let logs = store.append_logs(&s.id, &[entry(LogLevel::Info, "late", T0)]).await;
+    assert!(matches!(logs, Err(StoreError::Ended(EndReason::Revoked))), "{logs:?}");
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), before);
+}
+
+pub async fn writes_on_an_unknown_session_fail_with_not_found(store: Arc<dyn Store>) {
+    let s = session(SessionKind::WebUser, None, T0);
+    let grants = store.update_grants(&s.id, 0, &Grants::default(), &event(EventType::PrivilegesChanged, &s, T0)).await;
+    assert!(matches!(grants, Err(StoreError::NotFound)), "{grants:?}");
+    let storage = store.replace_storage(&s.id, 0, &StorageMap::new(), &event(EventType::StorageChanged, &s, T0)).await;
+    assert!(matches!(storage, Err(StoreError::NotFound)), "{storage:?}");
+    let logs = store.append_logs(&s.id, &[entry(LogLevel::Info, "lost", T0)]).await;
+    assert!(matches!(logs, Err(StoreError::NotFound)), "{logs:?}");
+    let (end, end_event) = ending(&s, EndReason::Closed, T0, false);
+    let ended = store.end_session(&s.id, &end, &end_event).await;
+    assert!(matches!(ended, Err(StoreError::NotFound)), "{ended:?}");
+    let read = store.storage(&s.id).await;
+    assert!(matches!(read, Err(StoreError::NotFound)), "{read:?}");
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 0);
+}
+
+pub async fn grants_are_replaced_by_compare_and_set(store: Arc<dyn Store>) {
+    let s = session(SessionKind::WebUser, None, T0);
+    create(&*store, &s, &StorageMap::new()).await;
+    let grants = Grants { privileges: vec!["viewsales".into()], ..Grants::default() };
+    let changed = event(EventType::PrivilegesChanged, &s, T0);
+    let (version, recorded) = store.update_grants(&s.id, 0, &grants, &changed).await.expect("the version matches");
+    assert_eq!((version, recorded), (1, Event { sequence: 2, event: changed.clone() }));
+    let stored = store.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
+    assert_eq!((stored.grants, stored.grants_version), (grants, 1));
+
+    let stale = store.update_grants(&s.id, 0, &Grants::default(), &changed).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { current: 1 })), "{stale:?}");
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 2, "a conflict records no event");
+    let (version, _) = store.update_grants(&s.id, 1, &Grants::default(), &changed).await.expect("the version matches");
+    assert_eq!(version, 2);
+}
+
+pub async fn storage_versions_start_at_zero_or_one_and_compare_and_set(store: Arc<dyn Store>) {
+    let empty = session(SessionKind::WebUser, None, T0);
+    let filled = session(SessionKind::WebUser, None, T0);
+    let initial = storage_of(&[("cart", json!({"items": [1, 2]})), ("theme", json!("dark"))]);
+    create(&*store, &empty, &StorageMap::new()).await;
+    create(&*store, &filled, &initial).await;
+    assert_eq!(store.storage(&empty.id).await.expect("storage is readable"), VersionedStorage::default());
+    let read = store.storage(&filled.id).await.expect("storage is readable");
+    assert_eq!(read, VersionedStorage { version: 1, values: initial });
+
+    let values = storage_of(&[("n", json!(1.5)), ("none", json!(null))]);
+    let changed = event(EventType::StorageChanged, &empty, T0);
+    let (version, recorded) =
+        store.replace_storage(&empty.id, 0, &values, &changed).await.expect("the version matches");
+    assert_eq!((version, recorded.event), (1, changed.clone()));
+    assert_eq!(store.storage(&empty.id).await.expect("storage is readable"), VersionedStorage { version: 1, values });
+    let stale = store.replace_storage(&empty.id, 0, &StorageMap::new(), &changed).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { current: 1 })), "{stale:?}");
+    let (version, _) =
+        store.replace_storage(&empty.id, 1, &StorageMap::new(), &changed).await.expect("the version matches");
+    assert_eq!(version, 2);
+    assert_eq!(
+        store.storage(&empty.id).await.expect("storage is readable"),
+        VersionedStorage { version: 2, values: StorageMap::new() }
+    );
+}
+
+pub async fn concurrent_storage_increments_lose_none(store: Arc<dyn Store>) {
+    const WRITERS: u64 = 100;
+    let s = session(SessionKind::Standalone, None, T0);
+    create(&*store, &s, &storage_of(&[("n", json!(0))])).await;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (store, s) = (Arc::clone(&store), s.clone());
+            tokio::spawn(async move {
+                loop {
+                    let read = store.storage(&s.id).await.expect("storage is readable");
+                    let n = read.values["n"].as_u64().expect("n holds a number");
+                    let next = storage_of(&[("n", json!(n + 1))]);
+                    let changed = event(EventType::StorageChanged, &s, T0);
+                    match store.replace_storage(&s.id, read.version, &next, &changed).await {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => panic!("an increment failed: {e:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("no increment panicked");
+    }
+    let read = store.storage(&s.id).await.expect("storage is readable");
+    assert_eq!(read.values["n"], json!(WRITERS));
+    assert_eq!(read.version, 1 + WRITERS);
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 1 + WRITERS);
+}
+
+pub async fn log_numbering_continues_across_appends(store: Arc<dyn Store>) {
+    let s = session(SessionKind::FutureCall, None, T0);
+    create(&*store, &s, &StorageMap::new()).await;
+    store
+        .append_logs(&s.id, &[entry(LogLevel::Info, "a", T0), entry(LogLevel::Info, "b", T0)])
+        .await
+        .expect("appended");
+    store.append_logs(&s.id, &[]).await.expect("appending nothing is fine");
+    let rest = ["c", "d", "e"].map(|m| entry(LogLevel::Warning, m, UnixMillis(T0.0 + 1)));
+    store.append_logs(&s.id, &rest).await.expect("appended");
+    end(&*store, &s, EndReason::Closed, T0, true).await;
+
+    let records = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    let numbered: Vec<_> = records.iter().map(|r| (r.sequence, r.entry.message.as_str())).collect();
+    assert_eq!(numbered, [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]);
+    assert_eq!(records[4].entry, rest[2]);
+}
+
+pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn Store>) {
+    let at = |n: i64| UnixMillis(T0.0 + n);
+    let failed = session(SessionKind::WebCall, Some("alice"), T0);
+    let slow = session(SessionKind::MethodCall, Some("bob"), T0);
+    let dropped = session(SessionKind::WebCall, Some("alice"), T0);
+    let open = session(SessionKind::WebCall, Some("alice"), T0);
+    for s in [&failed, &slow, &dropped, &open] {
+        create(&*store, s, &StorageMap::new()).await;
+    }
+    let mut with_details = entry(LogLevel::Error, "f3", at(3));
+    with_details.exception = Some("Oops".into());
+    with_details.stack_trace = Some("at main".into());
+    with_details.client_time = Some(at(2));
+    let failed_entries = [entry(LogLevel::Debug, "f1", at(1)), entry(LogLevel::Info, "f2", at(2)), with_details];
+    store.append_logs(&failed.id, &failed_entries).await.expect("appended");
+    store
+        .append_logs(&slow.id, &[entry(LogLevel::Info, "s1", at(10)), entry(LogLevel::Warning, "s2", at(11))])
+        .await
+        .expect("appended");
+    for s in [&dropped, &open] {
+        store.append_logs(&s.id, &[entry(LogLevel::Fatal, "hidden", at(2))]).await.expect("appended");
+    }
+    let failed_end = end(&*store, &failed, EndReason::Failed, at(20), true).await;
+    let (mut slow_end, slow_event) = ending(&slow, EndReason::Closed, at(20), true);
+    slow_end.slow = true;
+    store.end_session(&slow.id, &slow_end, &slow_event).await.expect("ending succeeds");
+    end(&*store, &dropped, EndReason::Failed, at(20), false).await;
+
+    let messages = |query: LogQuery| {
+        let store = Arc::clone(&store);
+        async move {
+            let records = store.query_logs(&LogQuery { limit: 100, ..query }).await.expect("logs are queryable");
+            records.into_iter().map(|r| r.entry.message).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(messages(LogQuery::default()).await, ["f1", "f2", "f3", "s1", "s2"]);
+    assert_eq!(messages(LogQuery { min_level: Some(LogLevel::Warning), ..LogQuery::default() }).await, ["f3", "s2"]);
+    assert_eq!(messages(LogQuery { failed_only: true, ..LogQuery::default() }).await, ["f1", "f2", "f3"]);
+    assert_eq!(messages(LogQuery { slow_only: true, ..LogQuery::default() }).await, ["s1", "s2"]);
+    assert_eq!(messages(LogQuery { session_id: Some(slow.id.clone()), ..LogQuery::default() }).await, ["s1", "s2"]);
+    assert_eq!(messages(LogQuery { user_id: Some("alice".into()), ..LogQuery::default() }).await, ["f1", "f2", "f3"]);
+    assert_eq!(messages(LogQuery { kind: Some(SessionKind::MethodCall), ..LogQuery::default() }).await, ["s1", "s2"]);
+    let window = LogQuery { from: Some(at(2)), to: Some(at(11)), ..LogQuery::default() };
+    assert_eq!(messages(window).await, ["f2", "f3", "s1"]);
+
+    let records =
+        store.query_logs(&LogQuery { min_level: Some(LogLevel::Error), ..all_logs() }).await.expect("queryable");
+    let [record] = records.as_slice() else { panic!("one error entry is kept, got {records:?}") };
+    assert_eq!((record.sequence, &record.entry), (3, &failed_entries[2]));
+    assert_eq!(record.log_id, failed_end.log_id);
+    assert_eq!(
+        (&record.session_id, record.user_id.as_deref(), record.kind),
+        (&failed.id, Some("alice"), SessionKind::WebCall)
+    );
+}
+
+pub async fn query_logs_pages_by_entry_id(store: Arc<dyn Store>) {
+    let s = session(SessionKind::Internal, None, T0);
+    create(&*store, &s, &StorageMap::new()).await;
+    let entries: Vec<_> = (0..7).map(|i| entry(LogLevel::Info, &format!("m{i}"), T0)).collect();
+    store.append_logs(&s.id, &entries).await.expect("appended");
+    end(&*store, &s, EndReason::Closed, T0, true).await;
+
+    let mut seen = Vec::new();
+    let mut after_entry = 0;
+    loop {
+        let page =
+            store.query_logs(&LogQuery { after_entry, limit: 3, ..LogQuery::default() }).await.expect("queryable");
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 3);
+        assert!(page.windows(2).all(|w| w[0].entry_id < w[1].entry_id), "entry ids increase");
+        assert!(page[0].entry_id > after_entry);
+        after_entry = last.entry_id;
+        seen.extend(page.into_iter().map(|r| r.entry.message));
+    }
+    assert_eq!(seen, entries.iter().map(|e| e.message.clone()).collect::<Vec<_>>());
+}
+
+pub async fn list_sessions_filters_by_user_kind_state_and_id(store: Arc<dyn Store>) {
+    let at = |n: i64| UnixMillis(T0.0 + n);
+    let alice_web = session(SessionKind::WebUser, Some("alice"), at(1));
+    let alice_remote = session(SessionKind::RemoteUser, Some("alice"), at(2));
+    let bob_web = session(SessionKind::WebUser, Some("bob"), at(3));
+    let anonymous = session(SessionKind::Internal, None, at(4));
+    for s in [&alice_web, &alice_remote, &bob_web, &anonymous] {
+        create(&*store, s, &StorageMap::new()).await;
+    }
+    end(&*store, &alice_remote, EndReason::Closed, at(5), false).await;
+
+    let list = |filter: SessionFilter| {
+        let store = Arc::clone(&store);
+        async move {
+            let page = PageRequest { after: None, limit: 100 };
+            ids(&store.list_sessions(&filter, &page).await.expect("sessions are listed"))
+        }
+    };
+    let all = ids([&anonymous, &bob_web, &alice_remote, &alice_web]);
+    assert_eq!(list(SessionFilter::default()).await, all);
+    let alice = SessionFilter { user_id: Some("alice".into()), ..SessionFilter::default() };
+    assert_eq!(list(alice.clone()).await, ids([&alice_remote, &alice_web]));
+    let alice_open = SessionFilter { open: Some(true), ..alice };
+    assert_eq!(list(alice_open).await, ids([&alice_web]));
+    let ended = SessionFilter { open: Some(false), ..SessionFilter::default() };
+    assert_eq!(list(ended).await, ids([&alice_remote]));
+    let users =
+        SessionFilter { kinds: vec![SessionKind::WebUser, SessionKind::RemoteUser], ..SessionFilter::default() };
+    assert_eq!(list(users).await, ids([&bob_web, &alice_remote, &alice_web]));
+    let chosen = SessionFilter { ids: ids([&alice_web, &anonymous]), ..SessionFilter::default() };
+    assert_eq!(list(chosen).await, ids([&anonymous, &alice_web]));
+    let nobody = SessionFilter { user_id: Some("carol".into()), ..SessionFilter::default() };
+    assert_eq!(list(nobody).await, []);
+
+    let page = PageRequest { after: None, limit: 100 };
+    let listed = store.list_sessions(&SessionFilter::default(), &page).await.expect("sessions are listed");
+    assert_eq!(listed[1], bob_web, "listing answers whole sessions");
+}
+
+pub async fn list_sessions_pages_newest_first_without_duplicates_or_gaps(store: Arc<dyn Store>) {
+    // Three sessions share each creation time, so pages split ties.
+    let mut created = Vec::new();
+    for i in 0..25 {
+        let s = session(SessionKind::WebCall, Some("pager"), UnixMillis(T0.0 + i / 3));
+        create(&*store, &s, &StorageMap::new()).await;
+        created.push(s);
+    }
+    created.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+
+    let filter = SessionFilter { user_id: Some("pager".into()), ..SessionFilter::default() };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_sessions(&filter, &PageRequest { after, limit: 4 }).await.expect("sessions are listed");
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 4);
+        after = Some((last.created_at, last.id.clone()));
+        seen.extend(ids(&page));
+    }
+    assert_eq!(seen, ids(&created));
+    let unique: BTreeSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 25);
+}
+
+pub async fn events_are_numbered_without_gaps_across_concurrent_writers(store: Arc<dyn Store>) {
+    const SESSIONS: usize = 40;
+    let tasks: Vec<_> = (0..SESSIONS)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let s = session(SessionKind::WebUser, Some(&format!("user{i}")), T0);
+                let created = create(&*store, &s, &StorageMap::new()).await;
+                let changed = event(EventType::PrivilegesChanged, &s, T0);
+                let (_, granted) = store.update_grants(&s.id, 0, &Grants::default(), &changed).await.expect("granted");
+                let (end, end_event) = ending(&s, EndReason::Closed, T0, false);
+                let EndOutcome::Ended(ended) = store.end_session(&s.id, &end, &end_event).await.expect("ended") else {
+                    panic!("the session was open");
+                };
+                [created, granted, ended]
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for task in tasks {
+        let [created, granted, ended] = task.await.expect("no writer panicked");
+        assert!(
+            created.sequence < granted.sequence && granted.sequence < ended.sequence,
+            "a session's events are ordered"
+        );
+        answered.extend([created, granted, ended]);
+    }
+    answered.sort_by_key(|e| e.sequence);
+
+    let total = 3 * SESSIONS as u64;
+    let recorded = store.events_after(0, 1_000).await.expect("events are readable");
+    assert_eq!(recorded.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    assert_eq!(recorded, answered, "each writer was answered the event recorded");
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), total);
+    let window = store.events_after(50, 10).await.expect("events are readable");
+    assert_eq!(window.iter().map(|e| e.sequence).collect::<Vec<_>>(), (51..=60).collect::<Vec<_>>());
+    assert_eq!(store.events_after(total, 10).await.expect("events are readable"), []);
+}
+
+pub async fn a_failing_write_does_not_undo_concurrent_ones(store: Arc<dyn Store>) {
+    let ended = session(SessionKind::WebUser, None, T0);
+    create(&*store, &ended, &StorageMap::new()).await;
+    end(&*store, &ended, EndReason::Closed, T0, false).await;
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let (store, ended) = (Arc::clone(&store), ended.clone());
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    let refused = store.append_logs(&ended.id, &[entry(LogLevel::Info, "late", T0)]).await;
+                    assert!(matches!(refused, Err(StoreError::Ended(EndReason::Closed))), "{refused:?}");
+                    None
+                } else {
+                    let s = session(SessionKind::WebUser, None, T0);
+                    create(&*store, &s, &StorageMap::new()).await;
+                    Some(s)
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        if let Some(s) = task.await.expect("no writer panicked") {
+            assert_eq!(store.session_by_id(&s.id).await.expect("lookup works"), Some(s));
+        }
+    }
+    let recorded = store.events_after(0, 1_000).await.expect("events are readable");
+    assert_eq!(recorded.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=32).collect::<Vec<_>>());
+}
+
+pub async fn purge_removes_old_ended_sessions_with_their_logs_and_old_events(store: Arc<dyn Store>) {
+    let at = |n: i64| UnixMillis(T0.0 + n);
+    let old = session(SessionKind::WebCall, None, at(0));
+    let recent = session(SessionKind::WebCall, None, at(0));
+    let open = session(SessionKind::WebCall, None, at(0));
+    for s in [&old, &recent, &open] {
+        create(&*store, s, &storage_of(&[("k", json!("v"))])).await;
+        store.append_logs(&s.id, &[entry(LogLevel::Info, "kept", at(1))]).await.expect("appended");
+    }
+    end(&*store, &old, EndReason::Closed, at(10), true).await;
+    end(&*store, &recent, EndReason::Closed, at(100), true).await;
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 5);
+
+    let purged = store.purge(at(50), at(50)).await.expect("purging succeeds");
+    assert_eq!((purged.sessions, purged.events), (1, 4), "one old session; three creations and one end");
+    assert_eq!(store.session_by_id(&old.id).await.expect("lookup works"), None);
+    assert!(matches!(store.storage(&old.id).await, Err(StoreError::NotFound)));
+    assert!(store.session_by_id(&recent.id).await.expect("lookup works").is_some());
+    assert!(store.session_by_id(&open.id).await.expect("lookup works").is_some());
+    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    assert_eq!(logs.iter().map(|r| &r.session_id).collect::<Vec<_>>(), [&recent.id]);
+    let events = store.events_after(0, 100).await.expect("events are readable");
+    assert_eq!(events.iter().map(|e| e.sequence).collect::<Vec<_>>(), [5]);
+
+    // Numbering goes on after a purge, even one that removed every event.
+    let purged = store.purge(at(0), at(1_000)).await.expect("purging succeeds");
+    assert_eq!((purged.sessions, purged.events), (0, 1));
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 5);
+    let later = session(SessionKind::WebCall, None, at(2_000));
+    assert_eq!(create(&*store, &later, &StorageMap::new()).await.sequence, 6);
+}

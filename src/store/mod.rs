@@ -1,0 +1,149 @@
+//! The store: where sessions, their grants, storage, logs and events live.
+//!
+//! [`Store`] is the one seam between the domain service and persistence.
+//! Implementations: [`sqlite::SqliteStore`] (embedded, the default) and the
+//! [`cache::CachedStore`] decorator that fronts any store with moka. Every
+//! implementation passes the same `conformance` suite.
+//!
+//! Contract shared by all implementations:
+//! - a method answers only after its change is durable (committed);
+//! - every change that WatchSessions reports records its event in the same
+//!   transaction, numbered one more than the event before;
+//! - writes on an ended session fail with [`StoreError::Ended`], on an
+//!   unknown one with [`StoreError::NotFound`].
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::clock::UnixMillis;
+use crate::domain::{
+    EndReason, Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, SessionKind,
+    StorageMap, TokenHash, VersionedStorage,
+};
+
+pub mod cache;
+pub mod conformance;
+pub mod sqlite;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such session")]
+    NotFound,
+    #[error("session has ended ({0})")]
+    Ended(EndReason),
+    #[error("version conflict; current version is {current}")]
+    Conflict { current: u64 },
+    /// The store cannot be reached now; the call may succeed later.
+    #[error("store unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("store failure")]
+    Internal(#[source] BoxError),
+}
+
+/// Which sessions ListSessions, RevokeSessions and recovery look at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub user_id: Option<String>,
+    /// Empty: every kind.
+    pub kinds: Vec<SessionKind>,
+    /// `Some(true)`: open only; `Some(false)`: ended only.
+    pub open: Option<bool>,
+    /// Empty: any id.
+    pub ids: Vec<SessionId>,
+}
+
+/// A page of a newest-first listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Answer sessions strictly after this `(created_at, id)` in
+    /// newest-first order.
+    pub after: Option<(UnixMillis, SessionId)>,
+    pub limit: usize,
+}
+
+/// How `end_session` went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndOutcome {
+    /// This call ended it and recorded the event.
+    Ended(Event),
+    /// It had already ended; nothing changed.
+    AlreadyEnded(SessionEnd),
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: u64,
+    pub events: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Records a new open session, its initial storage (version 1 when not
+    /// empty, else 0) and its `created` event.
+    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event>;
+
+    /// Finds a session, open or ended, by the hash of its token.
+    async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>>;
+
+    /// Finds a session, open or ended, by id.
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;
+
+    /// Moves an open session's `last_active_at` forward to `at` (never
+    /// back). No event. Ended or unknown sessions are left alone.
+    async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()>;
+
+    /// Ends an open session with `end` and records `event`. When
+    /// `end.log_id` is `None` the session's log entries are deleted.
+    async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome>;
+
+    /// Sessions matching `filter`, newest first.
+    async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>>;
+
+    /// Open sessions whose stored activity and timeouts put their expiry at
+    /// or before `now`, oldest expiry first.
+    async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>>;
+
+    /// Replaces an open session's grants if its grants version is still
+    /// `expected_version`; answers the new version.
+    async fn update_grants(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        grants: &Grants,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)>;
+
+    /// A session's storage and its version.
+    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage>;
+
+    /// Replaces an open session's storage if it is still at
+    /// `expected_version`; answers the new version.
+    async fn replace_storage(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        values: &StorageMap,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)>;
+
+    /// Appends entries to an open session's log, numbering them on.
+    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()>;
+
+    /// Entries of kept logs matching `query`, by increasing `entry_id`.
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>>;
+
+    /// Events with a sequence above `after`, in order, at most `limit`.
+    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>>;
+
+    /// The sequence number of the last recorded event (0 when none).
+    async fn last_event_sequence(&self) -> StoreResult<u64>;
+
+    /// Deletes sessions (with storage and logs) that ended before
+    /// `ended_before`, and events recorded before `events_before`.
+    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged>;
+}

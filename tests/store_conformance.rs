@@ -1,0 +1,47 @@
+//! Runs the store conformance suite on `SqliteStore`, each test on its own
+//! database in a fresh temporary directory, plus what only an embedded
+//! store has to show: its file outlives the process that wrote it.
+
+use serde_json::json;
+use sessiond::clock::UnixMillis;
+use sessiond::domain::{EndReason, LogLevel, LogQuery, SessionKind, StorageMap, VersionedStorage};
+use sessiond::store::Store;
+use sessiond::store::conformance::{T0, create, end, entry, session};
+use sessiond::store::sqlite::SqliteStore;
+use tempfile::TempDir;
+
+/// A fresh store; the directory is deleted when the guard is dropped.
+fn fresh() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
+    (dir, store)
+}
+
+sessiond::store_conformance_tests!(fresh());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let path = dir.path().join("nested").join("sessiond.db");
+    let open = session(SessionKind::WebUser, Some("alice"), T0);
+    let ended = session(SessionKind::WebCall, None, T0);
+    let values = StorageMap::from([("cart".to_owned(), json!([1, 2, 3]))]);
+
+    let store = SqliteStore::open(&path).expect("a database opens in a directory it creates");
+    create(&store, &open, &values).await;
+    create(&store, &ended, &StorageMap::new()).await;
+    store.append_logs(&ended.id, &[entry(LogLevel::Error, "kept", T0)]).await.expect("appended");
+    let ending = end(&store, &ended, EndReason::Failed, UnixMillis(T0.0 + 5), true).await;
+    drop(store);
+
+    let store = SqliteStore::open(&path).expect("the database reopens");
+    assert_eq!(store.session_by_token(&open.token_hash).await.expect("lookup works"), Some(open.clone()));
+    let reread = store.session_by_id(&ended.id).await.expect("lookup works").expect("the session survived");
+    assert_eq!(reread.end, Some(ending));
+    assert_eq!(store.storage(&open.id).await.expect("storage is readable"), VersionedStorage { version: 1, values });
+    let logs = store.query_logs(&LogQuery { limit: 10, ..LogQuery::default() }).await.expect("logs are queryable");
+    assert_eq!(logs.iter().map(|r| r.entry.message.as_str()).collect::<Vec<_>>(), ["kept"]);
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 3);
+    let next = session(SessionKind::WebUser, None, T0);
+    assert_eq!(create(&store, &next, &StorageMap::new()).await.sequence, 4, "numbering goes on after a restart");
+}
