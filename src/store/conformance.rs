@@ -165,6 +165,7 @@ fn ids<'a>(sessions: impl IntoIterator<Item = &'a Session>) -> Vec<SessionId> {
     sessions.into_iter().map(|s| s.id.clone()).collect()
 }
 
+/// A created session reads back whole, by token hash and by id; strangers are `None`.
 pub async fn creates_and_finds_a_session_by_token_and_id(store: Arc<dyn Store>) {
     let mut s = session(SessionKind::WebUser, Some("alice"), T0);
     s.labels = Labels {
@@ -191,6 +192,7 @@ pub async fn creates_and_finds_a_session_by_token_and_id(store: Arc<dyn Store>) 
     assert_eq!(store.session_by_id(&stranger.id).await.expect("lookup works"), None);
 }
 
+/// Activity slides the idle expiry forward only, within the lifetime, and only on open sessions.
 pub async fn recording_activity_moves_it_forward_only_and_reschedules_expiry(store: Arc<dyn Store>) {
     let mut s = session(SessionKind::WebCall, None, T0);
     s.idle_timeout = Some(ms(100));
@@ -226,6 +228,7 @@ pub async fn recording_activity_moves_it_forward_only_and_reschedules_expiry(sto
     assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 2, "activity records no event");
 }
 
+/// Due sessions are the open ones past their expiry, soonest first, up to the limit.
 pub async fn due_sessions_are_open_ones_oldest_expiry_first(store: Arc<dyn Store>) {
     let timed = |idle: Option<u64>, life: Option<u64>| {
         let mut s = session(SessionKind::Streaming, None, T0);
@@ -251,6 +254,7 @@ pub async fn due_sessions_are_open_ones_oldest_expiry_first(store: Arc<dyn Store
     assert_eq!(ids(&store.due_sessions(now, 2).await.expect("due sessions are listed")), ids([&early, &middle]));
 }
 
+/// Ending records the end and its event; ending again changes nothing and answers the first end.
 pub async fn ending_a_session_records_its_event_once(store: Arc<dyn Store>) {
     let s = session(SessionKind::RemoteUser, Some("bob"), T0);
     create(&*store, &s, &StorageMap::new()).await;
@@ -266,6 +270,7 @@ pub async fn ending_a_session_records_its_event_once(store: Arc<dyn Store>) {
     assert_eq!(stored.end, Some(first));
 }
 
+/// A log is answered only once kept; ending without a log id deletes it.
 pub async fn ending_deletes_the_log_unless_it_is_kept(store: Arc<dyn Store>) {
     let kept = session(SessionKind::MethodCall, None, T0);
     let dropped = session(SessionKind::MethodCall, None, T0);
@@ -283,6 +288,7 @@ pub async fn ending_deletes_the_log_unless_it_is_kept(store: Arc<dyn Store>) {
     assert!(records.iter().all(|r| r.session_id == kept.id && r.log_id == kept_end.log_id));
 }
 
+/// Writes on an ended session fail with its end reason and record no event.
 pub async fn writes_on_an_ended_session_fail_with_ended(store: Arc<dyn Store>) {
     let s = session(SessionKind::WebUser, None, T0);
     create(&*store, &s, &StorageMap::new()).await;
@@ -298,6 +304,7 @@ pub async fn writes_on_an_ended_session_fail_with_ended(store: Arc<dyn Store>) {
     assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), before);
 }
 
+/// Writes, ends and storage reads on an unknown session fail with `NotFound`.
 pub async fn writes_on_an_unknown_session_fail_with_not_found(store: Arc<dyn Store>) {
     let s = session(SessionKind::WebUser, None, T0);
     let grants = store.update_grants(&s.id, 0, &Grants::default(), &event(EventType::PrivilegesChanged, &s, T0)).await;
@@ -314,6 +321,7 @@ pub async fn writes_on_an_unknown_session_fail_with_not_found(store: Arc<dyn Sto
     assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 0);
 }
 
+/// Grants change only at the expected version, which each change bumps.
 pub async fn grants_are_replaced_by_compare_and_set(store: Arc<dyn Store>) {
     let s = session(SessionKind::WebUser, None, T0);
     create(&*store, &s, &StorageMap::new()).await;
@@ -331,6 +339,7 @@ pub async fn grants_are_replaced_by_compare_and_set(store: Arc<dyn Store>) {
     assert_eq!(version, 2);
 }
 
+/// Storage starts at version 0 when empty, 1 when given, and changes by compare-and-set.
 pub async fn storage_versions_start_at_zero_or_one_and_compare_and_set(store: Arc<dyn Store>) {
     let empty = session(SessionKind::WebUser, None, T0);
     let filled = session(SessionKind::WebUser, None, T0);
@@ -358,6 +367,7 @@ pub async fn storage_versions_start_at_zero_or_one_and_compare_and_set(store: Ar
     );
 }
 
+/// Read-modify-write cycles retried on conflict lose no update under contention.
 pub async fn concurrent_storage_increments_lose_none(store: Arc<dyn Store>) {
     const WRITERS: u64 = 100;
     let s = session(SessionKind::Standalone, None, T0);
@@ -389,6 +399,7 @@ pub async fn concurrent_storage_increments_lose_none(store: Arc<dyn Store>) {
     assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 1 + WRITERS);
 }
 
+/// Entries are numbered from 1 across every append of a session.
 pub async fn log_numbering_continues_across_appends(store: Arc<dyn Store>) {
     let s = session(SessionKind::FutureCall, None, T0);
     create(&*store, &s, &StorageMap::new()).await;
@@ -407,6 +418,7 @@ pub async fn log_numbering_continues_across_appends(store: Arc<dyn Store>) {
     assert_eq!(records[4].entry, rest[2]);
 }
 
+/// QueryLogs answers kept logs only, narrowed by each filter.
 pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn Store>) {
     let at = |n: i64| UnixMillis(T0.0 + n);
     let failed = session(SessionKind::WebCall, Some("alice"), T0);
@@ -463,6 +475,7 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn St
     );
 }
 
+/// Paging by `after_entry` walks every entry once, in order.
 pub async fn query_logs_pages_by_entry_id(store: Arc<dyn Store>) {
     let s = session(SessionKind::Internal, None, T0);
     create(&*store, &s, &StorageMap::new()).await;
@@ -485,6 +498,7 @@ pub async fn query_logs_pages_by_entry_id(store: Arc<dyn Store>) {
     assert_eq!(seen, entries.iter().map(|e| e.message.clone()).collect::<Vec<_>>());
 }
 
+/// Listing narrows by user, kinds, open or ended, and ids, newest first.
 pub async fn list_sessions_filters_by_user_kind_state_and_id(store: Arc<dyn Store>) {
     let at = |n: i64| UnixMillis(T0.0 + n);
     let alice_web = session(SessionKind::WebUser, Some("alice"), at(1));
@@ -524,6 +538,7 @@ pub async fn list_sessions_filters_by_user_kind_state_and_id(store: Arc<dyn Stor
     assert_eq!(listed[1], bob_web, "listing answers whole sessions");
 }
 
+/// Paging a listing splits ties on creation time without repeating or skipping.
 pub async fn list_sessions_pages_newest_first_without_duplicates_or_gaps(store: Arc<dyn Store>) {
     // Three sessions share each creation time, so pages split ties.
     let mut created = Vec::new();
@@ -549,6 +564,7 @@ pub async fn list_sessions_pages_newest_first_without_duplicates_or_gaps(store: 
     assert_eq!(unique.len(), 25);
 }
 
+/// Events from concurrent writers are numbered 1, 2, 3… without gaps, as answered.
 pub async fn events_are_numbered_without_gaps_across_concurrent_writers(store: Arc<dyn Store>) {
     const SESSIONS: usize = 40;
     let tasks: Vec<_> = (0..SESSIONS)
@@ -588,6 +604,7 @@ pub async fn events_are_numbered_without_gaps_across_concurrent_writers(store: A
     assert_eq!(store.events_after(total, 10).await.expect("events are readable"), []);
 }
 
+/// A refused write leaves the writes beside it committed.
 pub async fn a_failing_write_does_not_undo_concurrent_ones(store: Arc<dyn Store>) {
     let ended = session(SessionKind::WebUser, None, T0);
     create(&*store, &ended, &StorageMap::new()).await;
@@ -617,6 +634,7 @@ pub async fn a_failing_write_does_not_undo_concurrent_ones(store: Arc<dyn Store>
     assert_eq!(recorded.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=32).collect::<Vec<_>>());
 }
 
+/// Purging drops old ended sessions with their logs and old events; numbering goes on.
 pub async fn purge_removes_old_ended_sessions_with_their_logs_and_old_events(store: Arc<dyn Store>) {
     let at = |n: i64| UnixMillis(T0.0 + n);
     let old = session(SessionKind::WebCall, None, at(0));

@@ -951,7 +951,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failing_write_is_rolled_back_alone_within_its_batch() {
+    async fn a_failing_write_is_rolled_back_alone_and_the_others_commit() {
         let dir = tempfile::tempdir().expect("a temporary directory can be created");
         let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
         store

@@ -34,7 +34,7 @@ step() { printf '\n-- %s\n' "$*"; }
 start_sessiond
 ADDR=$SESSIOND_ADDR
 
-# Reads one field of grpcurl's JSON answer: `field token`, `field session session_id`.
+# Reads one field of grpcurl's JSON answer: `field token`, `field session sessionId`.
 field() {
   python3 -c 'import json, sys
 value = json.load(sys.stdin)
@@ -51,14 +51,14 @@ expect "$HEALTH" '"status": "SERVING"'
 
 step "Start a session for alice, a Manager, with a cart in its storage"
 CREATED=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.SessionService/CreateSession <<'EOF'
-{"kind": "SESSION_KIND_WEB_USER", "user_id": "alice", "idle_timeout": "1800s",
+{"kind": "SESSION_KIND_WEB_USER", "userId": "alice", "idleTimeout": "1800s",
  "roles": ["Manager"],
  "storage": {"cart": {"items": ["book", "pen"], "total": 12.5}}}
 EOF
 )
 TOKEN=$(echo "$CREATED" | field token)
-SESSION_ID=$(echo "$CREATED" | field session session_id)
-expect "$CREATED" '"state": "SESSION_STATE_OPEN"' '"user_id": "alice"'
+SESSION_ID=$(echo "$CREATED" | field session sessionId)
+expect "$CREATED" '"state": "SESSION_STATE_OPEN"' '"userId": "alice"'
 
 step "Log two entries"
 LOGGED=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.LogService/Log <<EOF
@@ -82,14 +82,14 @@ VERSION=$(grpcurl -plaintext -emit-defaults -d @ "$ADDR" sessiond.v1.StorageServ
 EOF
 )
 PUT=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.StorageService/PutStorage <<EOF
-{"session": {"token": "$TOKEN"}, "expected_version": "$VERSION",
+{"session": {"token": "$TOKEN"}, "expectedVersion": "$VERSION",
  "values": {"cart": {"items": ["book"], "total": 9.5}}}
 EOF
 )
 expect "$PUT" "\"version\": \"$((VERSION + 1))\""
-# The same expected_version again is now stale: ABORTED.
+# The same expectedVersion again is now stale: ABORTED.
 STALE=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.StorageService/PutStorage <<EOF 2>&1 || true
-{"session": {"token": "$TOKEN"}, "expected_version": "$VERSION",
+{"session": {"token": "$TOKEN"}, "expectedVersion": "$VERSION",
  "values": {"cart": {"items": [], "total": 0}}}
 EOF
 )
@@ -100,13 +100,15 @@ CLOSED=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.SessionService/CloseSession
 {"session": {"token": "$TOKEN"}}
 EOF
 )
-expect "$CLOSED" "\"session_id\": \"$SESSION_ID\"" '"end_reason": "END_REASON_CLOSED"'
+expect "$CLOSED" "\"sessionId\": \"$SESSION_ID\"" '"endReason": "END_REASON_CLOSED"'
 
 step "A closed session refuses calls"
 REFUSED=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.SessionService/GetSession <<EOF 2>&1 || true
 {"session": {"token": "$TOKEN"}}
 EOF
 )
-expect "$REFUSED" 'Code: FailedPrecondition' SESSION_CLOSED
+# The google.rpc.ErrorInfo detail (reason SESSION_CLOSED) rides along;
+# tests/python decodes it.
+expect "$REFUSED" 'Code: FailedPrecondition' 'type.googleapis.com/google.rpc.ErrorInfo'
 
 printf '\ngrpcurl flow: all steps passed\n'

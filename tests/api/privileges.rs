@@ -1,0 +1,326 @@
+//! Privileges and roles from the roles file: granting, expanding through
+//! includes and roles, checking, time-limited promotions, trusted
+//! sessions, and loading or replacing the role book.
+
+use std::time::Duration;
+
+use sessiond::domain::RoleBook;
+use sessiond::pb;
+use sessiond::pb::SessionKind as Kind;
+use sessiond::settings::Settings;
+use sessiond::startup::Application;
+use tonic::Code;
+
+use crate::helpers::{TestApp, assert_invalid, by_token, error_reason, failure, seconds};
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+async fn create_with_grants(app: &mut TestApp, privileges: &[&str], roles: &[&str]) -> String {
+    app.create_with(pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        privileges: strings(privileges),
+        roles: strings(roles),
+        ..Default::default()
+    })
+    .await
+    .token
+}
+
+async fn privileges_of(app: &mut TestApp, token: &str) -> pb::GetPrivilegesResponse {
+    app.privileges.get_privileges(pb::GetPrivilegesRequest { session: by_token(token) }).await.expect("GetPrivileges").into_inner()
+}
+
+async fn holds(app: &mut TestApp, token: &str, privilege: &str) -> bool {
+    app.privileges
+        .has_privilege(pb::HasPrivilegeRequest { session: by_token(token), privilege: privilege.into() })
+        .await
+        .expect("HasPrivilege")
+        .into_inner()
+        .granted
+}
+
+async fn check(app: &mut TestApp, token: &str, privileges: &[&str], mode: pb::CheckMode) -> pb::CheckPrivilegesResponse {
+    app.privileges
+        .check_privileges(pb::CheckPrivilegesRequest { session: by_token(token), privileges: strings(privileges), mode: mode.into() })
+        .await
+        .expect("CheckPrivileges")
+        .into_inner()
+}
+
+async fn promote(app: &mut TestApp, token: &str, privilege: &str, secs: i64) -> Result<pb::Promotion, tonic::Status> {
+    let answer = app
+        .privileges
+        .promote(pb::PromoteRequest { session: by_token(token), privilege: privilege.into(), duration: seconds(secs) })
+        .await?;
+    Ok(answer.into_inner().promotion.expect("a promotion is answered"))
+}
+
+#[tokio::test]
+async fn privileges_granted_at_creation_expand_through_includes_and_roles() {
+    let mut app = TestApp::spawn().await;
+    let by_privilege = create_with_grants(&mut app, &["VIEWSALES"], &[]).await;
+    let by_role = create_with_grants(&mut app, &[], &["manager"]).await;
+
+    let view = privileges_of(&mut app, &by_privilege).await;
+    assert_eq!(view.privileges, ["viewbasic", "viewsales"]);
+    assert_eq!(view.granted_privileges, ["viewsales"]);
+    assert!(view.roles.is_empty());
+    assert!(!view.trusted);
+
+    let view = privileges_of(&mut app, &by_role).await;
+    assert_eq!(view.privileges, ["editsales", "viewbasic", "viewsales"]);
+    assert!(view.granted_privileges.is_empty());
+    assert_eq!(view.roles, ["manager"]);
+}
+
+#[tokio::test]
+async fn set_privileges_replaces_the_grants_and_answers_the_expanded_set() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &["admin"], &[]).await;
+
+    let answer = app
+        .privileges
+        .set_privileges(pb::SetPrivilegesRequest {
+            session: by_token(&token),
+            privileges: strings(&["ViewBasic"]),
+            roles: strings(&["VIEWER", "Manager"]),
+        })
+        .await
+        .expect("SetPrivileges")
+        .into_inner();
+
+    assert_eq!(answer.privileges, ["editsales", "viewbasic", "viewsales"]);
+    let view = privileges_of(&mut app, &token).await;
+    assert_eq!(view.privileges, answer.privileges);
+    assert_eq!(view.granted_privileges, ["viewbasic"]);
+    assert_eq!(view.roles, ["viewer", "manager"]);
+    assert!(!holds(&mut app, &token, "admin").await, "the earlier grant is replaced");
+}
+
+#[tokio::test]
+async fn clear_privileges_removes_every_grant_and_promotion() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &["viewSales"], &["Manager"]).await;
+    promote(&mut app, &token, "admin", 600).await.expect("promoted");
+
+    app.privileges.clear_privileges(pb::ClearPrivilegesRequest { session: by_token(&token) }).await.expect("ClearPrivileges");
+
+    let view = privileges_of(&mut app, &token).await;
+    assert!(view.privileges.is_empty() && view.granted_privileges.is_empty() && view.roles.is_empty(), "{view:?}");
+    assert!(view.promotions.is_empty());
+    assert!(!holds(&mut app, &token, "viewBasic").await);
+}
+
+#[tokio::test]
+async fn has_privilege_follows_includes_case_insensitively() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &[], &["Viewer"]).await;
+
+    assert!(holds(&mut app, &token, "viewBasic").await);
+    assert!(holds(&mut app, &token, "VIEWBASIC").await);
+    assert!(!holds(&mut app, &token, "viewSales").await);
+
+    let editor = create_with_grants(&mut app, &["editSales"], &[]).await;
+    assert!(holds(&mut app, &editor, "viewbasic").await, "included two levels down");
+    assert!(!holds(&mut app, &editor, "admin").await, "includes do not go up");
+}
+
+#[tokio::test]
+async fn check_privileges_combines_answers_by_any_or_all() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &["viewSales"], &[]).await;
+    let names = ["admin", "viewBasic", "editSales"];
+
+    let any = check(&mut app, &token, &names, pb::CheckMode::Any).await;
+    assert!(any.granted);
+    assert_eq!(any.held, [false, true, false]);
+    let all = check(&mut app, &token, &names, pb::CheckMode::All).await;
+    assert!(!all.granted);
+    assert_eq!(all.held, [false, true, false]);
+    let unspecified = check(&mut app, &token, &["viewBasic", "viewSales"], pb::CheckMode::Unspecified).await;
+    assert!(unspecified.granted, "unspecified means ALL, and both are held");
+    let none = check(&mut app, &token, &["admin"], pb::CheckMode::Any).await;
+    assert!(!none.granted);
+}
+
+#[tokio::test]
+async fn unknown_privileges_and_roles_are_invalid_arguments_naming_them() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &[], &[]).await;
+
+    let status = failure(
+        app.privileges.has_privilege(pb::HasPrivilegeRequest { session: by_token(&token), privilege: "fly".into() }).await,
+    );
+    assert_invalid(&status, "privilege");
+
+    let status = failure(
+        app.privileges
+            .set_privileges(pb::SetPrivilegesRequest {
+                session: by_token(&token),
+                privileges: strings(&["viewBasic", "fly"]),
+                roles: strings(&["Pilot"]),
+            })
+            .await,
+    );
+    assert_invalid(&status, "privileges[1]");
+    assert_invalid(&status, "roles[0]");
+    assert!(privileges_of(&mut app, &token).await.privileges.is_empty(), "nothing was silently granted");
+
+    let status = failure(
+        app.privileges
+            .check_privileges(pb::CheckPrivilegesRequest {
+                session: by_token(&token),
+                privileges: strings(&["viewBasic", "fly"]),
+                mode: pb::CheckMode::Any.into(),
+            })
+            .await,
+    );
+    assert_invalid(&status, "privileges[1]");
+
+    assert_invalid(&failure(promote(&mut app, &token, "fly", 60).await), "privilege");
+
+    let request = pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        privileges: strings(&["fly"]),
+        roles: strings(&["viewer", "pilot"]),
+        ..Default::default()
+    };
+    let status = failure(app.sessions.create_session(request).await);
+    assert_invalid(&status, "privileges[0]");
+    assert_invalid(&status, "roles[1]");
+}
+
+#[tokio::test]
+async fn a_promotion_grants_a_privilege_for_its_duration() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &["viewBasic"], &[]).await;
+
+    let promotion = promote(&mut app, &token, "Admin", 60).await.expect("promoted");
+
+    assert_eq!(promotion.privilege, "admin");
+    assert_eq!(promotion.expires_at, Some(prost_types::Timestamp { seconds: app.now().seconds + 60, ..app.now() }));
+    assert!(holds(&mut app, &token, "editSales").await, "a promotion follows includes too");
+    let view = privileges_of(&mut app, &token).await;
+    assert_eq!(view.privileges, ["admin", "editsales", "viewbasic", "viewsales"]);
+    assert_eq!(view.promotions, [promotion]);
+
+    app.advance(Duration::from_secs(59));
+    assert!(holds(&mut app, &token, "admin").await);
+    app.advance(Duration::from_secs(1));
+    assert!(!holds(&mut app, &token, "admin").await, "the promotion is over");
+    let view = privileges_of(&mut app, &token).await;
+    assert_eq!(view.privileges, ["viewbasic"]);
+    assert!(view.promotions.is_empty());
+}
+
+#[tokio::test]
+async fn demote_ends_a_promotion_early() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &[], &[]).await;
+    let promotion = promote(&mut app, &token, "admin", 600).await.expect("promoted");
+    let other = promote(&mut app, &token, "viewBasic", 600).await.expect("promoted");
+
+    app.privileges
+        .demote(pb::DemoteRequest { session: by_token(&token), promotion_id: promotion.promotion_id.clone() })
+        .await
+        .expect("Demote");
+
+    assert!(!holds(&mut app, &token, "admin").await);
+    assert!(holds(&mut app, &token, "viewBasic").await, "the other promotion stays");
+    assert_eq!(privileges_of(&mut app, &token).await.promotions, [other]);
+    let status = failure(
+        app.privileges.demote(pb::DemoteRequest { session: by_token(&token), promotion_id: promotion.promotion_id }).await,
+    );
+    assert_eq!(status.code(), Code::NotFound, "a promotion ends once");
+}
+
+#[tokio::test]
+async fn demoting_an_unknown_promotion_is_not_found() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &[], &[]).await;
+
+    let status = failure(
+        app.privileges.demote(pb::DemoteRequest { session: by_token(&token), promotion_id: "f".repeat(32) }).await,
+    );
+
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(error_reason(&status).as_deref(), Some("PROMOTION_NOT_FOUND"));
+    let status = failure(app.privileges.demote(pb::DemoteRequest { session: by_token(&token), promotion_id: "nope".into() }).await);
+    assert_invalid(&status, "promotion_id");
+}
+
+#[tokio::test]
+async fn a_promotion_needs_a_positive_duration_within_the_maximum() {
+    let mut app = TestApp::spawn_with(|s| s.max_promotion = Duration::from_secs(3600)).await;
+    let token = create_with_grants(&mut app, &[], &[]).await;
+
+    assert_invalid(&failure(promote(&mut app, &token, "admin", 0).await), "duration");
+    assert_invalid(&failure(promote(&mut app, &token, "admin", -1).await), "duration");
+    assert_invalid(&failure(promote(&mut app, &token, "admin", 3601).await), "duration");
+    promote(&mut app, &token, "admin", 3600).await.expect("the maximum itself is fine");
+}
+
+#[tokio::test]
+async fn a_trusted_stored_procedure_session_holds_every_privilege() {
+    let mut app = TestApp::spawn().await;
+    let trusted = app
+        .create_with(pb::CreateSessionRequest { kind: Kind::StoredProcedure.into(), trusted: true, ..Default::default() })
+        .await
+        .token;
+    let untrusted = app.create(Kind::StoredProcedure, "").await.token;
+
+    assert!(holds(&mut app, &trusted, "admin").await);
+    let view = privileges_of(&mut app, &trusted).await;
+    assert!(view.trusted);
+    assert_eq!(view.privileges, ["admin", "editsales", "viewbasic", "viewsales"]);
+    assert!(check(&mut app, &trusted, &["admin", "viewBasic"], pb::CheckMode::All).await.granted);
+
+    assert!(!holds(&mut app, &untrusted, "viewBasic").await);
+    assert!(!privileges_of(&mut app, &untrusted).await.trusted);
+}
+
+#[tokio::test]
+async fn a_roles_file_that_does_not_parse_stops_start_up() {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let broken = dir.path().join("roles.yaml");
+    std::fs::write(&broken, "privileges: [ {privilege: viewBasic").expect("the file is written");
+    let undefined = dir.path().join("undefined.yaml");
+    std::fs::write(&undefined, "roles:\n  - role: Pilot\n    privileges: [fly]\n").expect("the file is written");
+
+    for roles_file in [broken, undefined, dir.path().join("missing.yaml")] {
+        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
+        settings.roles_file = Some(roles_file.clone());
+        let built = Application::build(settings).await;
+        assert!(built.is_err(), "{} must stop start-up", roles_file.display());
+    }
+}
+
+#[tokio::test]
+async fn replacing_the_role_book_takes_effect_for_new_checks() {
+    let mut app = TestApp::spawn().await;
+    let token = create_with_grants(&mut app, &["viewSales"], &[]).await;
+    assert!(holds(&mut app, &token, "viewBasic").await);
+
+    let book = RoleBook::parse(
+        "privileges:\n  - privilege: viewSales\n  - privilege: viewBasic\n  - privilege: reports\n    includes: [viewSales]\n",
+    )
+    .expect("the new book is valid");
+    app.service.replace_roles(book);
+
+    assert!(!holds(&mut app, &token, "viewBasic").await, "viewSales no longer includes viewBasic");
+    assert!(holds(&mut app, &token, "viewSales").await);
+    let answer = app
+        .privileges
+        .set_privileges(pb::SetPrivilegesRequest { session: by_token(&token), privileges: strings(&["Reports"]), roles: vec![] })
+        .await
+        .expect("a privilege of the new book is known")
+        .into_inner();
+    assert_eq!(answer.privileges, ["reports", "viewsales"]);
+    let status = failure(
+        app.privileges.has_privilege(pb::HasPrivilegeRequest { session: by_token(&token), privilege: "admin".into() }).await,
+    );
+    assert_invalid(&status, "privilege");
+}
