@@ -10,7 +10,7 @@
 //! sessiond::store_conformance_tests!(fresh());
 //! ```
 //!
-//! The expression given to [`store_conformance_tests!`] is evaluated once per
+//! The expression given to [`crate::store_conformance_tests!`] is evaluated once per
 //! test and must yield a `(guard, store)` pair: the guard (a temporary
 //! directory, a database handle, `()`) is kept alive until the store has
 //! been dropped. This module stays free of dev-dependencies because it is

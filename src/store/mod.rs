@@ -8,7 +8,9 @@
 //! Contract shared by all implementations:
 //! - a method answers only after its change is durable (committed);
 //! - every change that WatchSessions reports records its event in the same
-//!   transaction, numbered one more than the event before;
+//!   transaction, numbered one more than the event before, in commit order
+//!   (a reader that sees event N sees every event before it), and numbering
+//!   never restarts, not even after a purge removed the newest events;
 //! - writes on an ended session fail with [`StoreError::Ended`], on an
 //!   unknown one with [`StoreError::NotFound`].
 
@@ -118,7 +120,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         event: &NewEvent,
     ) -> StoreResult<(u64, Event)>;
 
-    /// A session's storage and its version.
+    /// A session's storage and its version (also of an ended session: the
+    /// service refuses calls on those before reading).
     async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage>;
 
     /// Replaces an open session's storage if it is still at

@@ -2,7 +2,7 @@
 //! single thread that commits all queued writes together (group commit).
 //!
 //! Each write is a closure sent to the writer thread. The writer takes every
-//! write waiting (up to [`MAX_BATCH`]), opens one transaction and runs each
+//! write waiting (up to `MAX_BATCH`), opens one transaction and runs each
 //! inside its own `SAVEPOINT`: a write that fails (an ended session, a
 //! version conflict) is rolled back alone and answered its error while the
 //! rest of the batch commits. Callers are answered after the `COMMIT`, which

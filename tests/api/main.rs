@@ -3,3 +3,14 @@
 //! generated clients.
 
 mod helpers;
+
+mod close;
+mod events;
+mod expiry;
+mod lifecycle;
+mod logs;
+mod privileges;
+mod restart;
+mod server;
+mod storage;
+mod users;

@@ -1,0 +1,198 @@
+//! WatchSessions: every kind of event, filters, and resuming after a
+//! sequence number without gaps.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sessiond::pb;
+use sessiond::pb::EventType as Type;
+use sessiond::pb::SessionKind as Kind;
+
+use crate::helpers::{TestApp, by_token, next_event, next_events, seconds, text};
+
+fn everything() -> pb::WatchSessionsRequest {
+    pb::WatchSessionsRequest::default()
+}
+
+fn id_of(created: &pb::CreateSessionResponse) -> String {
+    created.session.as_ref().expect("the session is answered").session_id.clone()
+}
+
+fn types(events: &[pb::WatchSessionsResponse]) -> Vec<Type> {
+    events.iter().map(|e| Type::try_from(e.r#type).expect("a known event type")).collect()
+}
+
+#[track_caller]
+fn assert_consecutive(events: &[pb::WatchSessionsResponse]) {
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].sequence, pair[0].sequence + 1, "{events:#?}");
+    }
+}
+
+async fn put_storage(app: &mut TestApp, token: &str) {
+    let request = pb::PutStorageRequest {
+        session: by_token(token),
+        values: HashMap::from([("k".to_owned(), text("v"))]),
+        expected_version: None,
+    };
+    app.storage.put_storage(request).await.expect("PutStorage");
+}
+
+async fn set_privileges(app: &mut TestApp, token: &str) {
+    let request = pb::SetPrivilegesRequest { session: by_token(token), privileges: vec!["viewBasic".into()], roles: vec![] };
+    app.privileges.set_privileges(request).await.expect("SetPrivileges");
+}
+
+#[tokio::test]
+async fn every_lifecycle_change_is_streamed_in_sequence() {
+    let mut app = TestApp::spawn_with(|s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let mut events = app.watch(everything()).await;
+
+    let closed = app.create(Kind::WebUser, "alice").await;
+    set_privileges(&mut app, &closed.token).await;
+    put_storage(&mut app, &closed.token).await;
+    app.close(&closed.token, "").await;
+    let revoked = app.create(Kind::RemoteUser, "bob").await;
+    app.sessions
+        .revoke_sessions(pb::RevokeSessionsRequest { session_ids: vec![id_of(&revoked)], ..Default::default() })
+        .await
+        .expect("RevokeSessions");
+    let expired = app
+        .create_with(pb::CreateSessionRequest { kind: Kind::WebCall.into(), idle_timeout: seconds(60), ..Default::default() })
+        .await;
+    app.advance(Duration::from_secs(60));
+    app.service.sweep_once().await.expect("the sweep runs");
+
+    let received = next_events(&mut events, 8).await;
+    assert_eq!(
+        types(&received),
+        [
+            Type::Created,
+            Type::PrivilegesChanged,
+            Type::StorageChanged,
+            Type::Closed,
+            Type::Created,
+            Type::Revoked,
+            Type::Created,
+            Type::Expired
+        ]
+    );
+    let (c, r, e) = (id_of(&closed), id_of(&revoked), id_of(&expired));
+    let ids: Vec<&str> = received.iter().map(|e| e.session_id.as_str()).collect();
+    assert_eq!(ids, [&c, &c, &c, &c, &r, &r, &e, &e]);
+    assert_consecutive(&received);
+    assert_eq!((received[0].user_id.as_str(), received[0].kind), ("alice", i32::from(Kind::WebUser)));
+    assert_eq!(received[0].end_reason, i32::from(pb::EndReason::Unspecified));
+    assert_eq!(received[3].end_reason, i32::from(pb::EndReason::Closed));
+    assert_eq!((received[5].user_id.as_str(), received[5].end_reason), ("bob", i32::from(pb::EndReason::Revoked)));
+    assert_eq!(received[7].end_reason, i32::from(pb::EndReason::IdleTimeout));
+    assert_eq!(received[7].at, Some(app.now()));
+}
+
+#[tokio::test]
+async fn a_watch_filtered_by_session_sees_only_that_sessions_events() {
+    let mut app = TestApp::spawn().await;
+    let watched = app.create(Kind::WebUser, "alice").await;
+    let noise = app.create(Kind::WebUser, "alice").await;
+    let mut events = app.watch(pb::WatchSessionsRequest { session_id: id_of(&watched), ..Default::default() }).await;
+
+    put_storage(&mut app, &noise.token).await;
+    put_storage(&mut app, &watched.token).await;
+    set_privileges(&mut app, &noise.token).await;
+    app.close(&noise.token, "").await;
+    app.close(&watched.token, "").await;
+
+    let received = next_events(&mut events, 2).await;
+    assert_eq!(types(&received), [Type::StorageChanged, Type::Closed]);
+    assert!(received.iter().all(|e| e.session_id == id_of(&watched)));
+}
+
+#[tokio::test]
+async fn a_watch_filtered_by_user_or_kind_sees_only_matching_events() {
+    let mut app = TestApp::spawn().await;
+    let mut alices = app.watch(pb::WatchSessionsRequest { user_id: "alice".into(), ..Default::default() }).await;
+    let mut remotes = app.watch(pb::WatchSessionsRequest { kind: Kind::RemoteUser.into(), ..Default::default() }).await;
+
+    let bob_web = app.create(Kind::WebUser, "bob").await;
+    let alice_web = app.create(Kind::WebUser, "alice").await;
+    let bob_remote = app.create(Kind::RemoteUser, "bob").await;
+    put_storage(&mut app, &bob_web.token).await;
+    app.close(&bob_remote.token, "").await;
+    app.close(&bob_web.token, "").await;
+    app.close(&alice_web.token, "").await;
+
+    let received = next_events(&mut alices, 2).await;
+    assert_eq!(types(&received), [Type::Created, Type::Closed]);
+    assert!(received.iter().all(|e| e.session_id == id_of(&alice_web) && e.user_id == "alice"));
+    let received = next_events(&mut remotes, 2).await;
+    assert_eq!(types(&received), [Type::Created, Type::Closed]);
+    assert!(received.iter().all(|e| e.session_id == id_of(&bob_remote) && e.kind == i32::from(Kind::RemoteUser)));
+}
+
+#[tokio::test]
+async fn resuming_after_the_last_sequence_seen_delivers_exactly_the_later_events() {
+    let mut app = TestApp::spawn().await;
+    let mut events = app.watch(everything()).await;
+    let first = app.create(Kind::WebUser, "alice").await;
+    put_storage(&mut app, &first.token).await;
+    let seen = next_events(&mut events, 2).await;
+    drop(events);
+
+    let second = app.create(Kind::WebUser, "bob").await;
+    set_privileges(&mut app, &first.token).await;
+    app.close(&first.token, "").await;
+    let last_seen = seen[1].sequence;
+    let mut resumed = app.watch(pb::WatchSessionsRequest { after_sequence: Some(last_seen), ..Default::default() }).await;
+    app.close(&second.token, "").await;
+
+    let received = next_events(&mut resumed, 4).await;
+    assert_eq!(received[0].sequence, last_seen + 1, "no gap after the last sequence seen");
+    assert_consecutive(&received);
+    assert_eq!(types(&received), [Type::Created, Type::PrivilegesChanged, Type::Closed, Type::Closed]);
+    assert_eq!(received[0].session_id, id_of(&second));
+    assert_eq!(received[3].session_id, id_of(&second), "recorded events first, then live ones");
+}
+
+#[tokio::test]
+async fn resuming_from_zero_replays_every_retained_event() {
+    let mut app = TestApp::spawn().await;
+    let first = app.create(Kind::WebUser, "alice").await;
+    let second = app.create(Kind::Internal, "bob").await;
+    app.close(&first.token, "").await;
+
+    let mut replay = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+
+    let received = next_events(&mut replay, 3).await;
+    assert_eq!(received.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(types(&received), [Type::Created, Type::Created, Type::Closed]);
+    assert_eq!(received[1].session_id, id_of(&second));
+    app.close(&second.token, "").await;
+    let live = next_event(&mut replay).await;
+    assert_eq!((live.sequence, live.session_id), (4, id_of(&second)));
+}
+
+#[tokio::test]
+async fn a_watch_without_a_sequence_starts_from_now() {
+    let mut app = TestApp::spawn().await;
+    app.create(Kind::WebUser, "before").await;
+    let mut events = app.watch(everything()).await;
+
+    let after = app.create(Kind::WebUser, "after").await;
+
+    let event = next_event(&mut events).await;
+    assert_eq!((event.sequence, event.session_id), (2, id_of(&after)));
+}
+
+#[tokio::test]
+async fn sequence_numbers_go_on_across_a_restart() {
+    let mut app = TestApp::spawn().await;
+    let before = app.create(Kind::WebUser, "alice").await;
+    let mut app = app.restart().await;
+
+    let mut replay = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+    app.close(&before.token, "").await;
+
+    let received = next_events(&mut replay, 2).await;
+    assert_eq!(received.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(types(&received), [Type::Created, Type::Closed]);
+}

@@ -1,0 +1,120 @@
+//! What the server offers beside the sessiond API: health, reflection, and
+//! a bound on request size.
+
+use std::collections::HashMap;
+
+use sessiond::pb;
+use sessiond::pb::SessionKind as Kind;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::helpers::{PATIENCE, TestApp, by_token, failure, text};
+
+const SERVICES: [&str; 4] =
+    ["sessiond.v1.SessionService", "sessiond.v1.PrivilegeService", "sessiond.v1.StorageService", "sessiond.v1.LogService"];
+
+#[tokio::test]
+async fn health_answers_serving_for_the_server_and_each_service() {
+    let app = TestApp::spawn().await;
+    let mut health = HealthClient::new(app.channel.clone());
+
+    for service in std::iter::once("").chain(SERVICES) {
+        let answer = health.check(HealthCheckRequest { service: service.into() }).await.expect("Check").into_inner();
+        assert_eq!(answer.status, i32::from(ServingStatus::Serving), "{service:?}");
+    }
+    let status = failure(health.check(HealthCheckRequest { service: "no.such.Service".into() }).await);
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn reflection_v1_lists_the_session_service() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let app = TestApp::spawn().await;
+    let mut client = ServerReflectionClient::new(app.channel.clone());
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+
+    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
+    let answer = tokio::time::timeout(PATIENCE, answers.message()).await.expect("promptly").expect("no error").expect("an answer");
+
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("expected a service list, got {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in SERVICES {
+        assert!(names.iter().any(|n| n == service), "{service} in {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_v1alpha_lists_the_session_service() {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let app = TestApp::spawn().await;
+    let mut client = ServerReflectionClient::new(app.channel.clone());
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+
+    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
+    let answer = tokio::time::timeout(PATIENCE, answers.message()).await.expect("promptly").expect("no error").expect("an answer");
+
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("expected a service list, got {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.iter().any(|n| n == "sessiond.v1.SessionService"), "{names:?}");
+}
+
+#[tokio::test]
+async fn reflection_describes_the_session_service() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let app = TestApp::spawn().await;
+    let mut client = ServerReflectionClient::new(app.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol("sessiond.v1.SessionService".into())),
+    };
+
+    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
+    let answer = tokio::time::timeout(PATIENCE, answers.message()).await.expect("promptly").expect("no error").expect("an answer");
+
+    let Some(MessageResponse::FileDescriptorResponse(files)) = answer.message_response else {
+        panic!("expected file descriptors, got {answer:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_and_the_server_still_answers() {
+    let mut app = TestApp::spawn_with(|s| s.max_request_bytes = 1024).await;
+    let created = app.create(Kind::WebUser, "alice").await;
+
+    let request = pb::PutStorageRequest {
+        session: by_token(&created.token),
+        values: HashMap::from([("big".to_owned(), text(&"x".repeat(4096)))]),
+        expected_version: None,
+    };
+    let status = failure(app.storage.put_storage(request).await);
+
+    assert!(matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange), "{status:?}");
+    let session = app.get(&created.token).await.expect("the server still answers on the same channel");
+    assert_eq!(session.user_id, "alice");
+    let stored = app
+        .storage
+        .get_storage(pb::GetStorageRequest { session: by_token(&created.token), keys: vec![] })
+        .await
+        .expect("GetStorage")
+        .into_inner();
+    assert!(stored.values.is_empty(), "the refused request changed nothing");
+}
