@@ -1,0 +1,199 @@
+//! The embedded store: one SQLite file, journalled with WAL and written by a
+//! single thread that commits all queued writes together (group commit).
+//!
+//! Writes are closures queued for the writer thread, which commits each
+//! batch in one transaction, every write in its own savepoint; callers are
+//! answered once the batch is on disk. Reads run on a small pool of their own
+//! connections on tokio's blocking threads and see every committed batch
+//! without waiting for the writer.
+//!
+//! - `schema`: migrations and the pragmas of every connection;
+//! - `writer`: the writer thread and its group commit;
+//! - `pool`: the read connections;
+//! - `reads` and `writes`: the SQL of each operation;
+//! - `rows`: row ↔ domain mapping;
+//! - `error`: SQLite failures as [`StoreError`]s.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use self::pool::ReadPool;
+use self::reads::query_all;
+use self::rows::{event_from_row, record_from_row, session_from_row, to_json};
+use self::writer::WriteQueue;
+use super::{EndOutcome, PageRequest, Purged, SessionFilter, Store, StoreError, StoreResult};
+use crate::clock::UnixMillis;
+use crate::domain::{
+    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
+    VersionedStorage,
+};
+
+mod error;
+mod pool;
+mod reads;
+mod rows;
+mod schema;
+mod writer;
+mod writes;
+
+/// The database file [`SqliteStore::open_in`] opens in a data directory.
+pub const FILE_NAME: &str = "sessiond.db";
+
+/// The store of a single sessiond: a SQLite database file.
+pub struct SqliteStore {
+    path: PathBuf,
+    writes: WriteQueue,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<ReadPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory when missing) the database at
+    /// `path`, brings its schema up to date and starts the writer thread.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Internal(Box::new(e)))?;
+        }
+        let mut conn = schema::connect(path)?;
+        schema::use_wal(&conn)?;
+        schema::migrate(&mut conn)?;
+        let readers = ReadPool::open(path)?;
+        let (writes, thread) = writer::start(conn)?;
+        tracing::debug!(path = %path.display(), "opened sqlite store");
+        Ok(SqliteStore { path: path.to_owned(), writes, writer: Some(thread), readers: Arc::new(readers) })
+    }
+
+    /// Opens [`FILE_NAME`] in the data directory `dir`.
+    pub fn open_in(dir: &Path) -> StoreResult<SqliteStore> {
+        Self::open(&dir.join(FILE_NAME))
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Lets the writer commit what is queued, then waits for it to close the
+    /// database, so the file is released when the store is gone.
+    fn drop(&mut self) {
+        // Replacing the only sender with a dead one closes the queue.
+        drop(std::mem::replace(&mut self.writes, mpsc::channel(1).0));
+        if let Some(thread) = self.writer.take() {
+            if thread.join().is_err() {
+                tracing::error!("the sqlite writer thread panicked");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
+    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+        let grants = to_json(&session.grants, "grants")?;
+        let values = to_json(storage, "storage")?;
+        let version = u64::from(!storage.is_empty());
+        let (session, event) = (session.clone(), event.clone());
+        self.write(move |conn| writes::create_session(conn, &session, &grants, &values, version, &event)).await
+    }
+
+    async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
+        let hash = *hash;
+        self.read(move |conn| reads::session_by_token(conn, &hash)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        let id = id.clone();
+        self.read(move |conn| reads::session_by_id(conn, &id)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
+        let id = id.clone();
+        self.write(move |conn| writes::record_activity(conn, id.as_str(), at)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, reason = %end.reason))]
+    async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
+        let (id, end, event) = (id.clone(), end.clone(), event.clone());
+        self.write(move |conn| writes::end_session(conn, id.as_str(), &end, &event)).await
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
+        let query = reads::list_query(filter, page);
+        self.read(move |conn| query_all(conn, query, session_from_row)).await
+    }
+
+    async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>> {
+        let query = reads::due_query(now, limit);
+        self.read(move |conn| query_all(conn, query, session_from_row)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn update_grants(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        grants: &Grants,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)> {
+        let grants = to_json(grants, "grants")?;
+        let (id, event) = (id.clone(), event.clone());
+        self.write(move |conn| writes::update_grants(conn, id.as_str(), expected_version, &grants, &event)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
+        let id = id.clone();
+        self.read(move |conn| reads::storage(conn, &id)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn replace_storage(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        values: &StorageMap,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)> {
+        let values = to_json(values, "storage")?;
+        let (id, event) = (id.clone(), event.clone());
+        self.write(move |conn| writes::replace_storage(conn, id.as_str(), expected_version, &values, &event)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
+    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
+        let (id, entries) = (id.clone(), entries.to_vec());
+        self.write(move |conn| writes::append_logs(conn, id.as_str(), &entries)).await
+    }
+
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
+        let query = reads::logs_query(query);
+        self.read(move |conn| query_all(conn, query, record_from_row)).await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
+        let query = reads::events_query(after, limit);
+        self.read(move |conn| query_all(conn, query, event_from_row)).await
+    }
+
+    async fn last_event_sequence(&self) -> StoreResult<u64> {
+        self.read(reads::last_event_sequence).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
+        let purged = self.write(move |conn| writes::purge(conn, ended_before, events_before)).await?;
+        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the sqlite store");
+        Ok(purged)
+    }
+}

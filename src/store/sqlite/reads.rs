@@ -1,0 +1,202 @@
+//! The SQL of the reads: lookups by token or id, and the queries that
+//! listings, expiry, log searches and the event feed build from their
+//! filters, with one bound parameter per `?`.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension as _, Row, params_from_iter};
+
+use super::rows::{from_json, session_columns, session_from_row};
+use crate::clock::UnixMillis;
+use crate::domain::{EndReason, LogQuery, Session, SessionId, TokenHash, VersionedStorage};
+use crate::store::{PageRequest, SessionFilter, StoreError, StoreResult};
+
+/// A query's SQL and its `?` parameters in order.
+pub(super) type Query = (String, Vec<Value>);
+
+/// A `WHERE` clause built from optional filters, with its `?` parameters in
+/// order.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    params: Vec<Value>,
+}
+
+impl Where {
+    fn and(&mut self, clause: impl Into<String>, params: impl IntoIterator<Item = Value>) {
+        self.clauses.push(clause.into());
+        self.params.extend(params);
+    }
+
+    fn and_in(&mut self, column: &str, values: Vec<Value>) {
+        let marks = vec!["?"; values.len()].join(", ");
+        self.and(format!("{column} IN ({marks})"), values);
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() { String::new() } else { format!(" WHERE {}", self.clauses.join(" AND ")) }
+    }
+}
+
+fn text(value: &str) -> Value {
+    Value::Text(value.to_owned())
+}
+
+/// A `LIMIT` for SQLite, which counts in `i64`.
+fn sql_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The session, open or ended, whose token hashes to `hash`.
+pub(super) fn session_by_token(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Session>> {
+    let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE token_hash = ?1");
+    Ok(conn.prepare_cached(sql)?.query_row([hash.0], session_from_row).optional()?)
+}
+
+/// The session, open or ended, with this id.
+pub(super) fn session_by_id(conn: &Connection, id: &SessionId) -> StoreResult<Option<Session>> {
+    let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?1");
+    Ok(conn.prepare_cached(sql)?.query_row([id.as_str()], session_from_row).optional()?)
+}
+
+/// A session's storage and its version.
+pub(super) fn storage(conn: &Connection, id: &SessionId) -> StoreResult<VersionedStorage> {
+    conn.prepare_cached("SELECT storage, storage_version FROM sessions WHERE id = ?1")?
+        .query_row([id.as_str()], |row| {
+            Ok(VersionedStorage { version: row.get("storage_version")?, values: from_json(row, "storage")? })
+        })
+        .optional()?
+        .ok_or(StoreError::NotFound)
+}
+
+/// The last event sequence handed out, 0 when none.
+pub(super) fn last_event_sequence(conn: &Connection) -> StoreResult<u64> {
+    // The AUTOINCREMENT counter, not max(sequence): it survives purges.
+    let last = conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
+        .query_row([], |row| row.get::<_, u64>(0))
+        .optional()?;
+    Ok(last.unwrap_or(0))
+}
+
+/// A page of the sessions matching `filter`, newest first.
+pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> Query {
+    let mut w = Where::default();
+    if let Some(user) = &filter.user_id {
+        w.and("user_id = ?", [text(user)]);
+    }
+    if !filter.kinds.is_empty() {
+        w.and_in("kind", filter.kinds.iter().map(|k| text(k.as_str())).collect());
+    }
+    match filter.open {
+        Some(true) => w.and("ended_at IS NULL", []),
+        Some(false) => w.and("ended_at IS NOT NULL", []),
+        None => {}
+    }
+    if !filter.ids.is_empty() {
+        w.and_in("id", filter.ids.iter().map(|id| text(id.as_str())).collect());
+    }
+    if let Some((created_at, id)) = &page.after {
+        let at = Value::Integer(created_at.0);
+        w.and("(created_at < ? OR (created_at = ? AND id < ?))", [at.clone(), at, text(id.as_str())]);
+    }
+    w.params.push(Value::Integer(sql_limit(page.limit)));
+    let sql = format!(
+        concat!("SELECT ", session_columns!(), " FROM sessions{} ORDER BY created_at DESC, id DESC LIMIT ?"),
+        w.sql()
+    );
+    (sql, w.params)
+}
+
+/// Open sessions expired by `now`, oldest expiry first.
+pub(super) fn due_query(now: UnixMillis, limit: usize) -> Query {
+    (
+        concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE ended_at IS NULL AND expires_at <= ? ORDER BY expires_at, id LIMIT ?"
+        )
+        .to_owned(),
+        vec![Value::Integer(now.0), Value::Integer(sql_limit(limit))],
+    )
+}
+
+/// Entries of kept logs matching `query`, by increasing entry id.
+pub(super) fn logs_query(query: &LogQuery) -> Query {
+    let mut w = Where::default();
+    w.and("s.log_id IS NOT NULL AND e.entry_id > ?", [Value::Integer(query.after_entry)]);
+    if let Some(id) = &query.session_id {
+        w.and("s.id = ?", [text(id.as_str())]);
+    }
+    if let Some(user) = &query.user_id {
+        w.and("s.user_id = ?", [text(user)]);
+    }
+    if let Some(kind) = query.kind {
+        w.and("s.kind = ?", [text(kind.as_str())]);
+    }
+    if let Some(from) = query.from {
+        w.and("e.logged_at >= ?", [Value::Integer(from.0)]);
+    }
+    if let Some(to) = query.to {
+        w.and("e.logged_at < ?", [Value::Integer(to.0)]);
+    }
+    if let Some(level) = query.min_level {
+        w.and("e.level >= ?", [Value::Integer(level as i64)]);
+    }
+    if query.failed_only {
+        w.and("s.end_reason = ?", [text(EndReason::Failed.as_str())]);
+    }
+    if query.slow_only {
+        w.and("s.slow = 1", []);
+    }
+    w.params.push(Value::Integer(sql_limit(query.limit)));
+    let sql = format!(
+        "SELECT e.entry_id, e.sequence, e.level, e.message, e.exception, e.stack_trace, e.client_time, e.logged_at, \
+         s.log_id, s.id AS session_id, s.user_id, s.kind \
+         FROM log_entries e JOIN sessions s ON s.id = e.session_id{} ORDER BY e.entry_id LIMIT ?",
+        w.sql()
+    );
+    (sql, w.params)
+}
+
+/// Events after sequence `after`, in order, at most `limit`.
+pub(super) fn events_query(after: u64, limit: usize) -> Query {
+    (
+        "SELECT sequence, event_type, session_id, user_id, kind, end_reason, at FROM events \
+         WHERE sequence > ? ORDER BY sequence LIMIT ?"
+            .to_owned(),
+        vec![Value::Integer(i64::try_from(after).unwrap_or(i64::MAX)), Value::Integer(sql_limit(limit))],
+    )
+}
+
+/// Runs a built query and converts each row.
+pub(super) fn query_all<T>(
+    conn: &Connection,
+    (sql, params): Query,
+    convert: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(params), convert)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SessionKind;
+
+    #[test]
+    fn list_queries_bind_one_parameter_per_placeholder() {
+        let filter = SessionFilter {
+            user_id: Some("u".into()),
+            kinds: vec![SessionKind::WebUser, SessionKind::Internal],
+            open: Some(false),
+            ids: vec![SessionId::generate()],
+        };
+        let page = PageRequest { after: Some((UnixMillis(5), SessionId::generate())), limit: 10 };
+        let (sql, params) = list_query(&filter, &page);
+        assert_eq!(sql.matches('?').count(), params.len());
+        let (sql, params) =
+            logs_query(&LogQuery { from: Some(UnixMillis(1)), failed_only: true, ..LogQuery::default() });
+        assert_eq!(sql.matches('?').count(), params.len());
+    }
+}

@@ -1,0 +1,140 @@
+//! The database's shape and settings: the migrations that build the schema,
+//! and the pragmas every connection and the WAL journal need.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::error::internal;
+use crate::store::StoreResult;
+
+/// How long a statement waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one step per entry, applied in order in one transaction;
+/// `PRAGMA user_version` counts the steps a database has. Append new steps,
+/// never edit applied ones.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    user_id TEXT,
+    endpoint TEXT NOT NULL,
+    method TEXT NOT NULL,
+    future_call TEXT NOT NULL,
+    client_address TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_active_at INTEGER NOT NULL,
+    idle_ms INTEGER,
+    lifetime_ms INTEGER,
+    -- min(created_at + lifetime_ms, last_active_at + idle_ms); NULL when neither.
+    expires_at INTEGER,
+    trusted INTEGER NOT NULL,
+    grants TEXT NOT NULL,
+    grants_version INTEGER NOT NULL,
+    storage TEXT NOT NULL,
+    storage_version INTEGER NOT NULL,
+    ended_at INTEGER,
+    end_reason TEXT,
+    end_error TEXT,
+    end_stack_trace TEXT,
+    log_id TEXT,
+    slow INTEGER NOT NULL DEFAULT 0,
+    log_count INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX sessions_by_user ON sessions (user_id, created_at);
+CREATE INDEX sessions_by_creation ON sessions (created_at, id);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE ended_at IS NULL;
+CREATE INDEX sessions_by_end ON sessions (ended_at);
+
+CREATE TABLE log_entries (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    sequence INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    exception TEXT,
+    stack_trace TEXT,
+    client_time INTEGER,
+    logged_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX log_entries_by_session ON log_entries (session_id, sequence);
+
+CREATE TABLE events (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_type TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    user_id TEXT,
+    kind TEXT NOT NULL,
+    end_reason TEXT,
+    at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX events_by_time ON events (at);
+"];
+
+/// Opens one connection with the settings every connection needs.
+pub(super) fn connect(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
+/// Switches the database to WAL journalling, which lets reads see committed
+/// batches without waiting for the writer; fails if SQLite refuses.
+pub(super) fn use_wal(conn: &Connection) -> StoreResult<()> {
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(internal(format!("the database refused WAL journalling (journal mode {mode})")));
+    }
+    Ok(())
+}
+
+/// Applies the [`MIGRATIONS`] the database does not have yet.
+pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let applied: usize = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if applied > MIGRATIONS.len() {
+        return Err(internal(format!(
+            "the database has schema version {applied}, newer than this sessiond's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", step + 1)?;
+        tracing::info!(version = step + 1, "migrated the sqlite schema");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    fn user_version(conn: &Connection) -> usize {
+        conn.pragma_query_value(None, "user_version", |row| row.get(0)).expect("user_version is always readable")
+    }
+
+    #[test]
+    fn migrations_bring_a_new_database_to_the_latest_version_once() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        migrate(&mut conn).expect("a new database migrates");
+        assert_eq!(user_version(&conn), MIGRATIONS.len());
+        migrate(&mut conn).expect("migrating again is a no-op");
+        assert_eq!(user_version(&conn), MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_database_newer_than_this_code_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() + 1).expect("user_version is writable");
+        assert!(matches!(migrate(&mut conn), Err(StoreError::Internal(_))));
+    }
+}

@@ -1,0 +1,239 @@
+//! The SQL of the writes, each run by the writer inside its own savepoint.
+//!
+//! Events take their sequence from an `AUTOINCREMENT` key. With one writer,
+//! and a rolled-back savepoint taking its increment with it, the numbers are
+//! gapless and ordered, and a purge never makes them start over.
+
+use rusqlite::{Connection, OptionalExtension as _, named_params, params};
+
+use super::rows::{end_from_row, millis, parse_name, session_columns, session_from_row};
+use crate::clock::UnixMillis;
+use crate::domain::{EndReason, Event, LogEntry, LogId, NewEvent, Session, SessionEnd};
+use crate::store::{EndOutcome, Purged, StoreError, StoreResult};
+
+/// The counters of an open session a write builds on; fails with
+/// `NotFound` or `Ended` for any other.
+struct OpenSession {
+    grants_version: u64,
+    storage_version: u64,
+    log_count: u64,
+}
+
+fn open_session(conn: &Connection, id: &str) -> StoreResult<OpenSession> {
+    let found = conn
+        .prepare_cached("SELECT end_reason, grants_version, storage_version, log_count FROM sessions WHERE id = ?1")?
+        .query_row([id], |row| {
+            let reason = match row.get::<_, Option<String>>("end_reason")? {
+                None => None,
+                Some(_) => Some(parse_name(row, "end_reason", EndReason::from_name)?),
+            };
+            let counters = OpenSession {
+                grants_version: row.get("grants_version")?,
+                storage_version: row.get("storage_version")?,
+                log_count: row.get("log_count")?,
+            };
+            Ok((reason, counters))
+        })
+        .optional()?;
+    match found {
+        None => Err(StoreError::NotFound),
+        Some((Some(reason), _)) => Err(StoreError::Ended(reason)),
+        Some((None, counters)) => Ok(counters),
+    }
+}
+
+fn insert_event(conn: &Connection, event: &NewEvent) -> StoreResult<Event> {
+    let sequence = conn
+        .prepare_cached(
+            "INSERT INTO events (event_type, session_id, user_id, kind, end_reason, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING sequence",
+        )?
+        .query_row(
+            params![
+                event.event_type.as_str(),
+                event.session_id.as_str(),
+                event.user_id,
+                event.kind.as_str(),
+                event.end_reason.map(EndReason::as_str),
+                event.at.0,
+            ],
+            |row| row.get(0),
+        )?;
+    Ok(Event { sequence, event: event.clone() })
+}
+
+/// Records a new session with its encoded grants and storage, and its event.
+pub(super) fn create_session(
+    conn: &Connection,
+    session: &Session,
+    grants: &str,
+    storage: &str,
+    storage_version: u64,
+    event: &NewEvent,
+) -> StoreResult<Event> {
+    insert_session(conn, session, grants, storage, storage_version)?;
+    insert_event(conn, event)
+}
+
+fn insert_session(
+    conn: &Connection,
+    s: &Session,
+    grants: &str,
+    storage: &str,
+    storage_version: u64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+         user_agent, created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, grants, grants_version, \
+         storage, storage_version) \
+         VALUES (:id, :token_hash, :kind, :user_id, :endpoint, :method, :future_call, :client_address, \
+         :user_agent, :created_at, :last_active_at, :idle_ms, :lifetime_ms, :expires_at, :trusted, :grants, \
+         :grants_version, :storage, :storage_version)",
+    )?
+    .execute(named_params! {
+        ":id": s.id.as_str(),
+        ":token_hash": s.token_hash.0,
+        ":kind": s.kind.as_str(),
+        ":user_id": s.user_id,
+        ":endpoint": s.labels.endpoint,
+        ":method": s.labels.method,
+        ":future_call": s.labels.future_call,
+        ":client_address": s.labels.client_address,
+        ":user_agent": s.labels.user_agent,
+        ":created_at": s.created_at.0,
+        ":last_active_at": s.last_active_at.0,
+        ":idle_ms": millis(s.idle_timeout),
+        ":lifetime_ms": millis(s.lifetime),
+        ":expires_at": s.expires_at(s.last_active_at).map(|at| at.0),
+        ":trusted": s.trusted,
+        ":grants": grants,
+        ":grants_version": s.grants_version,
+        ":storage": storage,
+        ":storage_version": storage_version,
+    })?;
+    Ok(())
+}
+
+/// Moves an open session's activity, and so its expiry, forward to `at`.
+pub(super) fn record_activity(conn: &Connection, id: &str, at: UnixMillis) -> StoreResult<()> {
+    let session = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = ?1 AND ended_at IS NULL AND last_active_at < ?2"
+        ))?
+        .query_row(params![id, at.0], session_from_row)
+        .optional()?;
+    if let Some(session) = session {
+        conn.prepare_cached("UPDATE sessions SET last_active_at = ?2, expires_at = ?3 WHERE id = ?1")?
+            .execute(params![id, at.0, session.expires_at(at).map(|t| t.0)])?;
+    }
+    Ok(())
+}
+
+/// Ends an open session and records its event; an ended one is left alone.
+pub(super) fn end_session(conn: &Connection, id: &str, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
+    let found = conn
+        .prepare_cached(
+            "SELECT ended_at, end_reason, end_error, end_stack_trace, log_id, slow FROM sessions WHERE id = ?1",
+        )?
+        .query_row([id], end_from_row)
+        .optional()?;
+    match found {
+        None => return Err(StoreError::NotFound),
+        Some(Some(existing)) => return Ok(EndOutcome::AlreadyEnded(existing)),
+        Some(None) => {}
+    }
+    conn.prepare_cached(
+        "UPDATE sessions SET ended_at = ?2, end_reason = ?3, end_error = ?4, end_stack_trace = ?5, log_id = ?6, \
+         slow = ?7 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        end.at.0,
+        end.reason.as_str(),
+        end.error,
+        end.stack_trace,
+        end.log_id.as_ref().map(LogId::as_str),
+        end.slow,
+    ])?;
+    if end.log_id.is_none() {
+        conn.prepare_cached("DELETE FROM log_entries WHERE session_id = ?1")?.execute([id])?;
+    }
+    Ok(EndOutcome::Ended(insert_event(conn, event)?))
+}
+
+/// Replaces an open session's encoded grants if they are still at
+/// `expected_version`, and records the event.
+pub(super) fn update_grants(
+    conn: &Connection,
+    id: &str,
+    expected_version: u64,
+    grants: &str,
+    event: &NewEvent,
+) -> StoreResult<(u64, Event)> {
+    let current = open_session(conn, id)?.grants_version;
+    if current != expected_version {
+        return Err(StoreError::Conflict { current });
+    }
+    conn.prepare_cached("UPDATE sessions SET grants = ?2, grants_version = ?3 WHERE id = ?1")?.execute(params![
+        id,
+        grants,
+        current + 1
+    ])?;
+    Ok((current + 1, insert_event(conn, event)?))
+}
+
+/// Replaces an open session's encoded storage if it is still at
+/// `expected_version`, and records the event.
+pub(super) fn replace_storage(
+    conn: &Connection,
+    id: &str,
+    expected_version: u64,
+    values: &str,
+    event: &NewEvent,
+) -> StoreResult<(u64, Event)> {
+    let current = open_session(conn, id)?.storage_version;
+    if current != expected_version {
+        return Err(StoreError::Conflict { current });
+    }
+    conn.prepare_cached("UPDATE sessions SET storage = ?2, storage_version = ?3 WHERE id = ?1")?.execute(params![
+        id,
+        values,
+        current + 1
+    ])?;
+    Ok((current + 1, insert_event(conn, event)?))
+}
+
+/// Appends entries to an open session's log, numbering them on.
+pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry]) -> StoreResult<()> {
+    let first = open_session(conn, id)?.log_count + 1;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO log_entries (session_id, sequence, level, message, exception, stack_trace, client_time, \
+         logged_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (sequence, entry) in (first..).zip(entries) {
+        insert.execute(params![
+            id,
+            sequence,
+            entry.level as i64,
+            entry.message,
+            entry.exception,
+            entry.stack_trace,
+            entry.client_time.map(|t| t.0),
+            entry.logged_at.0,
+        ])?;
+    }
+    conn.prepare_cached("UPDATE sessions SET log_count = log_count + ?2 WHERE id = ?1")?
+        .execute(params![id, entries.len() as u64])?;
+    Ok(())
+}
+
+/// Deletes sessions ended before `ended_before` and events before
+/// `events_before`.
+pub(super) fn purge(conn: &Connection, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
+    // Log entries go with their sessions: the foreign key cascades.
+    let sessions = conn.prepare_cached("DELETE FROM sessions WHERE ended_at < ?1")?.execute([ended_before.0])?;
+    let events = conn.prepare_cached("DELETE FROM events WHERE at < ?1")?.execute([events_before.0])?;
+    Ok(Purged { sessions: sessions as u64, events: events as u64 })
+}
