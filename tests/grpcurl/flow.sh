@@ -107,8 +107,7 @@ REFUSED=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.SessionService/GetSession 
 {"session": {"token": "$TOKEN"}}
 EOF
 )
-# The google.rpc.ErrorInfo detail (reason SESSION_CLOSED) rides along;
-# tests/python decodes it.
-expect "$REFUSED" 'Code: FailedPrecondition' 'type.googleapis.com/google.rpc.ErrorInfo'
+expect "$REFUSED" 'Code: FailedPrecondition' \
+  '"@type":"type.googleapis.com/google.rpc.ErrorInfo"' '"reason":"SESSION_CLOSED"'
 
 printf '\ngrpcurl flow: all steps passed\n'

@@ -57,6 +57,9 @@ def channel(sessiond):
         yield channel
 
 
+# One client per sessiond.v1 service, all on the shared channel.
+
+
 @pytest.fixture
 def sessions(channel):
     return sessiond_pb2_grpc.SessionServiceStub(channel)
