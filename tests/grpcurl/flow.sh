@@ -6,8 +6,8 @@
 # session, log, check a privilege, compare-and-set storage, close, and see a
 # call on the closed session refused. Every answer is checked.
 #
-# These are the commands README.md shows; tests/grpcurl/README-snippet.md
-# holds them as the README has them. Change both together.
+# These are the commands README.md shows under "Using it with grpcurl";
+# change both together.
 #
 # Needs grpcurl and python on PATH and a built target/debug/sessiond
 # (SESSIOND_BIN overrides); scripts/test-all provides all three.
