@@ -104,6 +104,35 @@ async fn every_call_on_a_closed_session_fails_with_session_closed() {
                 ),
             ),
             ("ClearStorage", failure(storage.clear_storage(pb::ClearStorageRequest { session: s(), expected_version: None }).await)),
+            (
+                "DeleteStorage",
+                failure(
+                    storage.delete_storage(pb::DeleteStorageRequest { session: s(), keys: vec!["k".into()], expected_version: None }).await,
+                ),
+            ),
+            (
+                "CheckPrivileges",
+                failure(
+                    privileges
+                        .check_privileges(pb::CheckPrivilegesRequest {
+                            session: s(),
+                            privileges: vec!["viewBasic".into()],
+                            mode: pb::CheckMode::Any.into(),
+                        })
+                        .await,
+                ),
+            ),
+            ("ClearPrivileges", failure(privileges.clear_privileges(pb::ClearPrivilegesRequest { session: s() }).await)),
+            (
+                "StreamLog",
+                failure(
+                    logs.stream_log(tokio_stream::iter([pb::StreamLogRequest {
+                        session: s(),
+                        entries: vec![entry(pb::LogLevel::Error, "late")],
+                    }]))
+                    .await,
+                ),
+            ),
         ];
         for (call, status) in statuses {
             assert_eq!(status.code(), Code::FailedPrecondition, "{call}: {status:?}");
@@ -189,4 +218,49 @@ async fn closing_an_unknown_session_is_not_found() {
     );
 
     assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn an_overlong_close_error_is_an_invalid_argument_and_the_session_stays_open() {
+    let mut app = TestApp::spawn_with(|s| s.max_text_bytes = 32).await;
+    let created = app.create(Kind::WebCall, "alice").await;
+
+    let request = pb::CloseSessionRequest { session: by_token(&created.token), error: "e".repeat(33), stack_trace: String::new() };
+    let status = failure(app.sessions.close_session(request).await);
+
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(crate::helpers::bad_fields(&status), ["error"]);
+    app.get(&created.token).await.expect("a refused close leaves the session open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_closes_end_the_session_once() {
+    let mut app = TestApp::spawn().await;
+    let created = app.create(Kind::WebCall, "alice").await;
+    let id = created.session.unwrap().session_id;
+    let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
+
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let mut sessions = app.sessions.clone();
+            let token = created.token.clone();
+            tokio::spawn(async move {
+                let error = if i % 2 == 0 { format!("failure {i}") } else { String::new() };
+                let request = pb::CloseSessionRequest { session: by_token(&token), error, stack_trace: String::new() };
+                sessions.close_session(request).await.expect("every close succeeds").into_inner()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("the task does not panic"));
+    }
+    let marker = app.create(Kind::WebCall, "marker").await;
+
+    assert!(answers.iter().all(|a| *a == answers[0]), "every close answers as the one that ended it: {answers:#?}");
+    assert_eq!(answers[0].session_id, id);
+    let closed = crate::helpers::next_event(&mut events).await;
+    assert_eq!((closed.r#type, closed.session_id.as_str()), (i32::from(pb::EventType::Closed), id.as_str()));
+    let next = crate::helpers::next_event(&mut events).await;
+    assert_eq!(next.session_id, marker.session.unwrap().session_id, "one closed event only");
 }

@@ -8,7 +8,7 @@ use sessiond::pb;
 use sessiond::pb::EventType as Type;
 use sessiond::pb::SessionKind as Kind;
 
-use crate::helpers::{TestApp, by_token, next_event, next_events, seconds, text};
+use crate::helpers::{PATIENCE, TestApp, assert_invalid, by_token, failure, next_event, next_events, seconds, text};
 
 fn everything() -> pb::WatchSessionsRequest {
     pb::WatchSessionsRequest::default()
@@ -195,4 +195,89 @@ async fn sequence_numbers_go_on_across_a_restart() {
     let received = next_events(&mut replay, 2).await;
     assert_eq!(received.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(types(&received), [Type::Created, Type::Closed]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_are_streamed_without_gaps_or_duplicates() {
+    let mut app = TestApp::spawn().await;
+    let mut events = app.watch(everything()).await;
+
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let mut sessions = app.sessions.clone();
+            tokio::spawn(async move {
+                let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: format!("user{i}"), ..Default::default() };
+                sessions.create_session(request).await.expect("created").into_inner().session.expect("a session").session_id
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for task in tasks {
+        created.push(task.await.expect("the task does not panic"));
+    }
+
+    let received = next_events(&mut events, 50).await;
+    assert_eq!(received[0].sequence, 1);
+    assert_consecutive(&received);
+    let mut ids: Vec<String> = received.into_iter().map(|e| e.session_id).collect();
+    ids.sort();
+    created.sort();
+    assert_eq!(ids, created);
+}
+
+#[tokio::test]
+async fn purged_events_are_not_replayed_and_numbering_goes_on() {
+    let mut app = TestApp::spawn_with(|s| {
+        s.event_retention = Duration::from_secs(3600);
+        s.sweep_interval = Duration::from_secs(3600);
+    })
+    .await;
+    app.create(Kind::StoredProcedure, "old").await;
+    app.create(Kind::StoredProcedure, "old").await;
+    app.advance(Duration::from_secs(3601));
+    app.service.sweep_once().await.expect("the sweep runs");
+    let recent = app.create(Kind::WebUser, "recent").await;
+
+    let mut replay = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+
+    let first = next_event(&mut replay).await;
+    assert_eq!((first.sequence, first.session_id), (3, id_of(&recent)));
+}
+
+#[tokio::test]
+async fn a_graceful_stop_ends_open_watches() {
+    let mut app = TestApp::spawn().await;
+    let mut events = app.watch(everything()).await;
+    app.create(Kind::WebUser, "alice").await;
+    next_event(&mut events).await;
+
+    tokio::time::timeout(PATIENCE, app.stop()).await.expect("the server stops promptly despite an open watch");
+
+    let after = tokio::time::timeout(PATIENCE, events.message()).await.expect("the watch ends promptly");
+    assert!(!matches!(after, Ok(Some(_))), "no event after the stop: {after:?}");
+}
+
+#[tokio::test]
+async fn a_malformed_session_id_filter_is_an_invalid_argument() {
+    let mut app = TestApp::spawn().await;
+
+    let status = failure(app.sessions.watch_sessions(pb::WatchSessionsRequest { session_id: "nope".into(), ..Default::default() }).await);
+
+    assert_invalid(&status, "session_id");
+}
+
+#[tokio::test]
+async fn a_crash_recovery_is_recorded_as_closed_events() {
+    let mut app = TestApp::spawn().await;
+    let call = app.create(Kind::MethodCall, "alice").await;
+    app.create(Kind::WebUser, "alice").await;
+
+    let mut app = app.crash_and_restart().await;
+    let mut replay = app.watch(pb::WatchSessionsRequest { after_sequence: Some(2), ..Default::default() }).await;
+
+    let recovered = next_event(&mut replay).await;
+    assert_eq!(recovered.sequence, 3);
+    assert_eq!(recovered.r#type, i32::from(Type::Closed));
+    assert_eq!(recovered.session_id, id_of(&call));
+    assert_eq!(recovered.end_reason, i32::from(pb::EndReason::ServerCrashed));
 }

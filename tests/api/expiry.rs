@@ -44,6 +44,8 @@ async fn the_sweeper_ends_an_idle_session_with_reason_idle_timeout() {
     assert_eq!(listed[0].session_id, id);
     assert_eq!(listed[0].end_reason, i32::from(pb::EndReason::IdleTimeout));
     assert_eq!(listed[0].ended_at, Some(app.now()));
+    assert_eq!(listed[0].duration, seconds(60), "from creation to the end");
+    assert_eq!(listed[0].time_left, None);
     let event = next_event(&mut events).await;
     assert_eq!(event.r#type, i32::from(pb::EventType::Expired));
     assert_eq!(event.session_id, id);

@@ -8,6 +8,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
+use sessiond::settings::Settings;
+use sessiond::startup::Application;
 use tonic::Code;
 
 use crate::helpers::{
@@ -307,4 +309,63 @@ async fn an_unknown_session_id_or_token_is_not_found() {
     let status = failure(app.get(&unknown_token).await);
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(error_reason(&status).as_deref(), Some("SESSION_NOT_FOUND"));
+}
+
+#[tokio::test]
+async fn labels_round_trip_and_an_overlong_label_is_named() {
+    let mut app = TestApp::spawn_with(|s| s.max_text_bytes = 32).await;
+    let labels = pb::SessionLabels {
+        endpoint: "orders".into(),
+        method: "place".into(),
+        future_call: "nightly".into(),
+        client_address: "10.0.0.7:5123".into(),
+        user_agent: "curl/8".into(),
+    };
+
+    let created = app
+        .create_with(pb::CreateSessionRequest { kind: Kind::MethodCall.into(), labels: Some(labels.clone()), ..Default::default() })
+        .await;
+    assert_eq!(app.get(&created.token).await.expect("open").labels, Some(labels));
+
+    let request = pb::CreateSessionRequest {
+        kind: Kind::MethodCall.into(),
+        labels: Some(pb::SessionLabels { user_agent: "a".repeat(33), ..Default::default() }),
+        ..Default::default()
+    };
+    assert_invalid(&failure(app.sessions.create_session(request).await), "labels.user_agent");
+}
+
+#[tokio::test]
+async fn timeouts_under_a_second_or_over_the_maximum_are_refused() {
+    let mut app = TestApp::spawn().await;
+    let half_a_second = Some(prost_types::Duration { seconds: 0, nanos: 500_000_000 });
+
+    let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: half_a_second, ..Default::default() };
+    assert_invalid(&failure(app.sessions.create_session(request).await), "idle_timeout");
+    assert_invalid(&failure(app.sessions.create_session(web_user(60, 400 * 24 * 3600)).await), "lifetime");
+}
+
+#[tokio::test]
+async fn get_answers_when_the_session_will_expire() {
+    let mut app = TestApp::spawn().await;
+    let created = app.create_with(web_user(600, 3600)).await;
+    let at_creation = app.now();
+    assert_eq!(created.session.unwrap().expires_at, Some(prost_types::Timestamp { seconds: at_creation.seconds + 600, ..at_creation }));
+
+    app.advance(100 * SECOND);
+    let session = app.get(&created.token).await.expect("open");
+
+    let now = app.now();
+    assert_eq!(session.expires_at, Some(prost_types::Timestamp { seconds: now.seconds + 600, ..now }));
+    assert_eq!(session.created_at, Some(at_creation));
+}
+
+#[tokio::test]
+async fn a_malformed_kind_timeouts_setting_stops_start_up() {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    for text in ["web_user.idle", "teleport.idle=1m", "web_user.idle=soon", "web_user.nap=1m"] {
+        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
+        settings.kind_timeouts = text.into();
+        assert!(Application::build(settings).await.is_err(), "{text:?} must stop start-up");
+    }
 }

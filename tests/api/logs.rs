@@ -8,6 +8,8 @@ use std::time::Duration;
 use sessiond::pb;
 use sessiond::pb::LogLevel as Level;
 use sessiond::pb::SessionKind as Kind;
+use sessiond::settings::Settings;
+use sessiond::startup::Application;
 
 use crate::helpers::{TestApp, assert_invalid, by_id, by_token, entry, failure};
 
@@ -81,6 +83,20 @@ async fn an_unspecified_level_is_an_invalid_argument_naming_the_entry() {
     let entries = vec![entry(Level::Info, "fine"), entry(Level::Unspecified, "?")];
     let status = failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries }).await);
     assert_invalid(&status, "entries[1].level");
+
+    let bad_time = pb::LogEntry { client_time: Some(prost_types::Timestamp { seconds: 0, nanos: -1 }), ..entry(Level::Info, "?") };
+    let status = failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries: vec![bad_time] }).await);
+    assert_invalid(&status, "entries[0].client_time");
+}
+
+#[tokio::test]
+async fn a_log_page_token_not_from_an_earlier_answer_is_an_invalid_argument() {
+    let mut app = TestApp::spawn().await;
+
+    let status = failure(app.logs.query_logs(pb::QueryLogsRequest { page_token: "garbage".into(), ..Default::default() }).await);
+    assert_invalid(&status, "page_token");
+    let status = failure(app.logs.query_logs(pb::QueryLogsRequest { session_id: "nope".into(), ..Default::default() }).await);
+    assert_invalid(&status, "session_id");
 }
 
 #[tokio::test]
@@ -288,8 +304,12 @@ async fn a_request_scoped_session_left_open_by_a_crash_ends_as_crashed_and_keeps
 #[tokio::test]
 async fn a_graceful_restart_ends_request_scoped_sessions_as_shutdown_and_keeps_user_sessions() {
     let mut app = TestApp::spawn().await;
-    let calls = [app.create(Kind::MethodCall, "").await, app.create(Kind::WebCall, "").await];
+    let mut calls = Vec::new();
+    for kind in [Kind::MethodCall, Kind::WebCall, Kind::MethodStream, Kind::Streaming] {
+        calls.push(app.create(kind, "").await);
+    }
     let user = app.create(Kind::WebUser, "alice").await;
+    let remote = app.create(Kind::RemoteUser, "bob").await;
 
     let mut app = app.restart().await;
 
@@ -301,4 +321,84 @@ async fn a_graceful_restart_ends_request_scoped_sessions_as_shutdown_and_keeps_u
     assert_eq!(ended, HashSet::from([i32::from(pb::EndReason::ServerShutdown)]));
     let session = app.get(&user.token).await.expect("a web user session outlives a restart");
     assert_eq!(session.state, i32::from(pb::SessionState::Open));
+    app.get(&remote.token).await.expect("a remote user session outlives a restart");
+}
+
+#[tokio::test]
+async fn log_limits_are_invalid_arguments_naming_the_entries() {
+    let mut app = TestApp::spawn_with(|s| {
+        s.log_max_entries = 2;
+        s.log_max_message_bytes = 16;
+    })
+    .await;
+    let created = app.create(Kind::MethodCall, "").await;
+    let log = |entries| pb::LogRequest { session: by_token(&created.token), entries };
+
+    let status = failure(app.logs.log(log(vec![entry(Level::Info, "1"), entry(Level::Info, "2"), entry(Level::Info, "3")])).await);
+    assert_invalid(&status, "entries");
+    let long = pb::LogEntry { exception: "e".repeat(17), ..entry(Level::Info, "fine") };
+    let status = failure(app.logs.log(log(vec![entry(Level::Info, &"m".repeat(17)), long])).await);
+    assert_invalid(&status, "entries[0].message");
+    assert_invalid(&status, "entries[1].exception");
+    let status = failure(app.logs.log(log(vec![])).await);
+    assert_invalid(&status, "entries");
+}
+
+#[tokio::test]
+async fn a_log_policy_file_overrides_the_policy_per_endpoint_and_kind() {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let policy = dir.path().join("log-policy.yaml");
+    std::fs::write(
+        &policy,
+        "overrides:\n  - { endpoint: checkout, keep_all: true }\n  - { kind: web_call, endpoint: health, min_level: error }\n",
+    )
+    .expect("the file is written");
+    let mut app = TestApp::spawn_with(|s| s.log_policy_file = Some(policy)).await;
+    let labelled = |kind: Kind, endpoint: &str| pb::CreateSessionRequest {
+        kind: kind.into(),
+        labels: Some(pb::SessionLabels { endpoint: endpoint.into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let checkout = app.create_with(labelled(Kind::MethodCall, "checkout")).await;
+    let health = app.create_with(labelled(Kind::WebCall, "health")).await;
+    let other = app.create_with(labelled(Kind::MethodCall, "other")).await;
+
+    let accepted = app.log(&health.token, vec![entry(Level::Warning, "dropped"), entry(Level::Error, "kept")]).await;
+    assert_eq!(accepted, 1, "the health endpoint logs errors only");
+    app.log(&checkout.token, vec![entry(Level::Info, "paid")]).await;
+    app.log(&other.token, vec![entry(Level::Info, "other")]).await;
+
+    assert!(!app.close(&checkout.token, "").await.log_id.is_empty(), "checkout keeps every log");
+    assert!(app.close(&other.token, "").await.log_id.is_empty(), "the default policy drops a fast clean log");
+    let checkout_id = checkout.session.unwrap().session_id;
+    assert_eq!(app.logged_messages(for_session(&checkout_id)).await, ["paid"]);
+}
+
+#[tokio::test]
+async fn a_log_policy_file_with_an_unknown_override_field_stops_start_up() {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let policy = dir.path().join("log-policy.yaml");
+    std::fs::write(&policy, "overrides:\n  - { endpoint: checkout, keep_everything: true }\n").expect("the file is written");
+    let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
+    settings.log_policy_file = Some(policy);
+
+    assert!(Application::build(settings).await.is_err(), "a typo in a policy must not be silently ignored");
+}
+
+#[tokio::test]
+async fn an_invalid_log_policy_file_stops_start_up() {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let cases = [
+        ("unknown-kind.yaml", "overrides:\n  - { kind: teleport, keep_all: true }\n"),
+        ("unknown-top-level.yaml", "defaults: { keep_all: true }\n"),
+        ("no-target.yaml", "overrides:\n  - { keep_all: true }\n"),
+        ("not-yaml.yaml", "overrides: [\n"),
+    ];
+    for (name, text) in cases {
+        let policy = dir.path().join(name);
+        std::fs::write(&policy, text).expect("the file is written");
+        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
+        settings.log_policy_file = Some(policy);
+        assert!(Application::build(settings).await.is_err(), "{name} must stop start-up");
+    }
 }

@@ -248,3 +248,66 @@ async fn storage_survives_a_restart() {
     assert_eq!(stored.values, expected);
     assert_eq!(stored.version, 2);
 }
+
+#[tokio::test]
+async fn malformed_keys_and_values_are_named() {
+    let mut app = TestApp::spawn().await;
+    let token = app.create(Kind::WebUser, "").await.token;
+
+    let status = failure(put(&mut app, &token, &[("", number(1.0))], None).await);
+    assert_invalid(&status, "values[]");
+    let status = failure(put(&mut app, &token, &[("tab\there", number(1.0))], None).await);
+    assert_invalid(&status, "values[tab\there]");
+    let status = failure(put(&mut app, &token, &[("nan", number(f64::NAN)), ("inf", number(f64::INFINITY))], None).await);
+    assert_invalid(&status, "values[nan]");
+    assert_invalid(&status, "values[inf]");
+    let status = failure(put(&mut app, &token, &[], None).await);
+    assert_invalid(&status, "values");
+
+    let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), storage: values(&[("", number(1.0))]), ..Default::default() };
+    assert_invalid(&failure(app.sessions.create_session(request).await), "storage[]");
+    assert_eq!(get(&mut app, &token, &[]).await.version, 0, "nothing was written");
+}
+
+/// `n` concurrent puts of distinct keys without an expected version, which
+/// the service promises to retry itself until they apply.
+async fn concurrent_unconditional_puts(n: u32) {
+    let mut app = TestApp::spawn().await;
+    let token = app.create(Kind::WebUser, "").await.token;
+
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let mut client = app.storage.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let request = pb::PutStorageRequest {
+                    session: by_token(&token),
+                    values: values(&[(&format!("key{i}"), number(f64::from(i)))]),
+                    expected_version: None,
+                };
+                client.put_storage(request).await.map(|_| ())
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        if let Err(status) = task.await.expect("the task does not panic") {
+            failures.push(status);
+        }
+    }
+
+    assert!(failures.is_empty(), "{} of {n} puts failed, e.g. {:?}", failures.len(), failures.first());
+    let stored = get(&mut app, &token, &[]).await;
+    assert_eq!((stored.values.len(), stored.version), (n as usize, u64::from(n)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_unconditional_puts_are_all_applied() {
+    concurrent_unconditional_puts(32).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "BUG: under heavy contention an unconditional PutStorage gives up after 64 attempts and answers INTERNAL (intermittent)"]
+async fn many_concurrent_unconditional_puts_are_all_applied() {
+    concurrent_unconditional_puts(300).await;
+}

@@ -185,3 +185,16 @@ async fn revoking_without_any_filter_is_an_invalid_argument() {
     );
     assert_invalid(&status, "session_ids[0]");
 }
+
+#[tokio::test]
+async fn a_page_is_capped_by_the_max_page_size_setting() {
+    let mut app = TestApp::spawn_with(|s| s.max_page_size = 3).await;
+    for _ in 0..5 {
+        app.create(Kind::WebUser, "alice").await;
+    }
+
+    let (sizes, ids) = list_all(&mut app, pb::ListSessionsRequest { page_size: 100, ..Default::default() }).await;
+
+    assert_eq!(sizes, [3, 2]);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 5);
+}
