@@ -73,6 +73,9 @@ impl Application {
 
         let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval));
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
+        // If this future is dropped (the process is going down hard), the
+        // background tasks go with it.
+        let _background = [AbortOnDrop(sweeper.abort_handle()), AbortOnDrop(reloader.abort_handle())];
 
         let stopping = {
             let service = service.clone();
@@ -95,15 +98,24 @@ impl Application {
             .await
             .context("serving gRPC")?;
 
-        reloader.abort();
         // The sweeper stops at `begin_shutdown`; a join error means it
         // panicked, which is worth a log line but not a failed exit.
         if let Err(err) = sweeper.await {
             tracing::error!(error = %err, "sweeper task failed");
         }
+        let flushed = service.flush_activity().await.context("writing activity held in memory")?;
         let ended = service.end_for_shutdown().await.context("ending request-scoped sessions")?;
-        tracing::info!(ended = ended.len(), "stopped");
+        tracing::info!(ended = ended.len(), flushed, "stopped");
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

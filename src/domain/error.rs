@@ -31,6 +31,10 @@ pub enum Error {
     NotFound { what: &'static str, name: String },
     #[error("storage was changed concurrently; current version is {current}")]
     VersionConflict { current: u64 },
+    /// A change kept losing compare-and-set races with other writers; the
+    /// caller may retry.
+    #[error("the session kept changing concurrently")]
+    Contended,
     #[error("{subject}: {description}")]
     QuotaExceeded { subject: String, description: String },
     #[error("the store is unavailable")]

@@ -43,14 +43,6 @@ fn parse_entries(entries: Vec<pb::LogEntry>) -> Result<Vec<LogEntry>, Error> {
     if violations.is_empty() { Ok(parsed) } else { Err(Error::InvalidArgument(violations)) }
 }
 
-fn same_session(a: &SessionRef, b: &SessionRef) -> bool {
-    match (a, b) {
-        (SessionRef::Token(a), SessionRef::Token(b)) => a == b,
-        (SessionRef::Id(a), SessionRef::Id(b)) => a == b,
-        _ => false,
-    }
-}
-
 #[tonic::async_trait]
 impl pb::log_service_server::LogService for LogsApi {
     async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
@@ -64,15 +56,17 @@ impl pb::log_service_server::LogService for LogsApi {
     /// stream means every batch is durable.
     async fn stream_log(&self, request: Request<Streaming<pb::StreamLogRequest>>) -> Result<Response<pb::StreamLogResponse>, Status> {
         let mut stream = request.into_inner();
+        // The session the stream writes to, by id once the first message
+        // named it (by token or id); later messages may name it again.
         let mut target: Option<SessionRef> = None;
         let mut accepted = 0usize;
         while let Some(message) = stream.message().await? {
             let pb::StreamLogRequest { session, entries } = message;
             let named = session.map(|s| parse_ref(Some(s), "session")).transpose()?;
             let session = match (&target, named) {
-                (None, Some(named)) => target.insert(named),
+                (None, Some(named)) => target.insert(SessionRef::Id(self.service.get(&named).await?.session.id)),
                 (None, None) => return Err(InvalidInput::new("session", "the first message must name the session").into()),
-                (Some(current), Some(named)) if !same_session(current, &named) => {
+                (Some(SessionRef::Id(current)), Some(named)) if self.service.get(&named).await?.session.id != *current => {
                     return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
                 }
                 (Some(current), _) => current,

@@ -51,6 +51,9 @@ impl From<Error> for Status {
                 let metadata = HashMap::from([("current_version".to_owned(), current.to_string())]);
                 info(Code::Aborted, format!("storage changed concurrently; current version is {current}"), "VERSION_CONFLICT", metadata)
             }
+            Error::Contended => {
+                info(Code::Aborted, "the session kept changing concurrently; retry", "CONTENDED", HashMap::new())
+            }
             Error::QuotaExceeded { subject, description } => Status::with_error_details(
                 Code::ResourceExhausted,
                 format!("{subject}: {description}"),

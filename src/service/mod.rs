@@ -21,6 +21,7 @@ use crate::domain::{
 use crate::store::{EndOutcome, Store};
 
 mod activity;
+mod locks;
 pub mod lifecycle;
 pub mod logs;
 pub mod privileges;
@@ -29,6 +30,7 @@ pub mod sweeper;
 pub mod watch;
 
 use activity::ActivityTracker;
+use locks::SessionLocks;
 
 /// How a request names a session, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -119,6 +121,8 @@ struct Inner {
     roles: RwLock<Arc<RoleBook>>,
     config: ServiceConfig,
     activity: ActivityTracker,
+    /// Serialises read-modify-writes of one session within this process.
+    locks: SessionLocks,
     events: broadcast::Sender<Event>,
     stopping: signal::Sender<bool>,
 }
@@ -129,7 +133,16 @@ impl Service {
         let (stopping, _) = signal::channel(false);
         let activity = ActivityTracker::new(config.cache_capacity);
         Self {
-            inner: Arc::new(Inner { store, clock, roles: RwLock::new(Arc::new(roles)), config, activity, events, stopping }),
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                roles: RwLock::new(Arc::new(roles)),
+                config,
+                activity,
+                locks: SessionLocks::default(),
+                events,
+                stopping,
+            }),
         }
     }
 
@@ -207,9 +220,10 @@ impl Service {
             self.end(&session, reason, None, None).await?;
             return Err(Error::SessionEnded(reason));
         }
-        self.inner.activity.record(&session.id, now);
+        self.inner.activity.record(&session, now);
         if now.since(session.last_active_at) >= self.activity_write_interval(&session) {
             self.store().record_activity(&session.id, now).await?;
+            self.inner.activity.written(&session.id, now);
         }
         Ok(session)
     }

@@ -11,7 +11,9 @@ use crate::store::StoreError;
 
 use super::{Service, SessionRef};
 
-/// Attempts at a grants compare-and-set before giving up as internal.
+/// Attempts at a grants compare-and-set before answering `Contended`. Within
+/// one process changes queue on the session's lock; only other processes
+/// sharing the store can make an attempt fail.
 const CAS_ATTEMPTS: usize = 16;
 
 /// How a batch check combines its answers.
@@ -72,6 +74,7 @@ impl Service {
         mut change: impl FnMut(&mut Grants) -> Result<T, Error>,
     ) -> Result<(Session, T), Error> {
         let mut session = self.open_session(session).await?;
+        let _serialised = self.inner.locks.lock(&session.id).await;
         for _ in 0..CAS_ATTEMPTS {
             let mut grants = session.grants.clone().without_expired_promotions(self.now());
             let answer = change(&mut grants)?;
@@ -89,7 +92,7 @@ impl Service {
                 Err(other) => return Err(other.into()),
             }
         }
-        Err(Error::Internal(StoreError::Internal("grants kept changing concurrently".into())))
+        Err(Error::Contended)
     }
 
     fn expanded(&self, session: &Session) -> BTreeSet<String> {

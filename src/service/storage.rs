@@ -10,7 +10,9 @@ use crate::store::StoreError;
 
 use super::{Service, SessionRef};
 
-/// Attempts of an unconditional change before giving up as internal.
+/// Attempts of an unconditional change before answering `Contended`.
+/// Within one process changes queue on the session's lock; only other
+/// processes sharing the store can make an attempt fail.
 const CAS_ATTEMPTS: usize = 64;
 
 impl Service {
@@ -60,6 +62,7 @@ impl Service {
             StorageChange::Clear => {}
         }
         let session = self.open_session(session).await?;
+        let _serialised = self.inner.locks.lock(&session.id).await;
         for _ in 0..CAS_ATTEMPTS {
             let current = self.store().storage(&session.id).await?;
             if let Some(expected) = expected_version.filter(|e| *e != current.version) {
@@ -81,6 +84,6 @@ impl Service {
                 Err(other) => return Err(other.into()),
             }
         }
-        Err(Error::Internal(StoreError::Internal("storage kept changing concurrently".into())))
+        Err(Error::Contended)
     }
 }

@@ -20,12 +20,15 @@ const SWEEP_BATCH: usize = 500;
 pub struct SweepReport {
     pub expired: Vec<SessionId>,
     pub purged: Purged,
+    /// Sessions whose activity was written from memory.
+    pub flushed: usize,
 }
 
 impl Service {
-    /// Ends every due session and purges what retention lets go.
+    /// Writes activity held in memory for `activity_flush`, ends every due
+    /// session and purges what retention lets go.
     pub async fn sweep_once(&self) -> Result<SweepReport, Error> {
-        let mut report = SweepReport::default();
+        let mut report = SweepReport { flushed: self.flush_stale_activity().await?, ..SweepReport::default() };
         loop {
             let now = self.now();
             let due = self.store().due_sessions(now, SWEEP_BATCH).await?;
@@ -43,6 +46,7 @@ impl Service {
                     }
                     Expiry::Open { .. } if last_active > session.last_active_at => {
                         self.store().record_activity(&session.id, last_active).await?;
+                        self.inner.activity.written(&session.id, last_active);
                         progressed = true;
                     }
                     Expiry::Open { .. } => {}

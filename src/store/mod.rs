@@ -26,6 +26,7 @@ use crate::domain::{
 
 pub mod cache;
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

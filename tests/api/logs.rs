@@ -133,7 +133,6 @@ async fn a_log_stream_may_not_switch_sessions() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: StreamLog refuses a later message naming the same session by id after the first named it by token"]
 async fn a_log_stream_may_name_its_session_again_by_id() {
     let mut app = TestApp::spawn().await;
     let created = app.create(Kind::MethodStream, "").await;

@@ -393,7 +393,6 @@ async fn concurrent_promotions_are_all_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG: twenty concurrent grant changes on one session exhaust the 16 compare-and-set attempts and answer INTERNAL"]
 async fn twenty_concurrent_promotions_are_all_kept() {
     concurrent_promotions(20).await;
 }

@@ -96,7 +96,6 @@ async fn timeouts_keep_running_across_a_restart() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: a graceful shutdown does not write activity held only in memory, so a restart expires sessions used within their idle timeout"]
 async fn a_graceful_restart_keeps_activity_not_yet_written() {
     // With a 60 s idle timeout, activity is written at most every 15 s: a
     // touch 10 s after creation is held in memory only.
@@ -114,7 +113,6 @@ async fn a_graceful_restart_keeps_activity_not_yet_written() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: activity held in memory longer than activity_flush is never written in the background, so a crash loses it"]
 async fn activity_older_than_activity_flush_survives_a_crash() {
     // activity_flush is "the longest time activity stays in memory before
     // it is written": 5 s here, against a 600 s idle timeout.

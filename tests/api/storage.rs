@@ -307,7 +307,6 @@ async fn concurrent_unconditional_puts_are_all_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG: under heavy contention an unconditional PutStorage gives up after 64 attempts and answers INTERNAL (intermittent)"]
 async fn many_concurrent_unconditional_puts_are_all_applied() {
     concurrent_unconditional_puts(300).await;
 }

@@ -1,0 +1,40 @@
+//! The echo baseline server: `sessiond.bench.v1.EchoService` on the same
+//! server stack as sessiond (`tonic::transport::Server`, the multi-thread
+//! runtime of `#[tokio::main]`), plus `grpc.health.v1` so that the harness
+//! waits for it exactly as it waits for sessiond. It does no work: what a
+//! sessiond call costs beyond an echo is sessiond's own.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use tonic::{Request, Response, Status};
+
+/// Generated protobuf types and tonic stubs for `sessiond.bench.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("sessiond.bench.v1");
+}
+
+/// Answers each request with its payload.
+#[derive(Debug, Default)]
+struct Echo;
+
+#[tonic::async_trait]
+impl pb::echo_service_server::EchoService for Echo {
+    async fn echo(&self, request: Request<pb::EchoRequest>) -> Result<Response<pb::EchoResponse>, Status> {
+        let pb::EchoRequest { payload } = request.into_inner();
+        Ok(Response::new(pb::EchoResponse { payload }))
+    }
+}
+
+/// Serves the echo baseline on `listen` until the process is killed.
+pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<pb::echo_service_server::EchoServiceServer<Echo>>().await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(pb::echo_service_server::EchoServiceServer::new(Echo))
+        .serve(listen)
+        .await
+        .with_context(|| format!("serving the echo baseline on {listen}"))
+}

@@ -1,0 +1,51 @@
+//! `sessiond-bench`: measures sessiond under load, next to a bare tonic echo
+//! baseline measured in the same run with the same loader.
+//!
+//! Every server it measures runs as a child process (its RSS is read from
+//! `/proc`, and it shares no runtime with the loader): the real `sessiond`
+//! binary, and the echo baseline, which is this same binary started as
+//! `sessiond-bench echo-server --listen ADDR`.
+//!
+//! - [`cli`]: flags, and the run plan they imply (quick or full);
+//! - [`echo`]: the echo baseline's generated code and server;
+//! - [`server`]: child servers — spawn, wait for health SERVING, RSS, stop;
+//! - [`scratch`]: temporary directories removed on drop;
+//! - [`procfs`]: RSS and CPU time of a process, from `/proc`;
+//! - [`load`]: N callers over M HTTP/2 connections, latency of every call;
+//! - [`stats`]: percentiles and rates of a load run;
+//! - [`scenarios`]: what is measured, one module per family of calls;
+//! - [`baseline`]: what scenarios are compared with, and how it is measured;
+//! - [`report`]: the table on stdout, plain or Markdown.
+
+mod baseline;
+mod cli;
+mod echo;
+mod load;
+mod procfs;
+mod report;
+mod scenarios;
+mod scratch;
+mod server;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::EchoServer { listen }) => echo::serve(listen).await,
+        None => scenarios::run_all(cli.run).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sessiond-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

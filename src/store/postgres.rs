@@ -1,0 +1,414 @@
+//! The Postgres store: sessiond's state in a PostgreSQL database that
+//! several sessiond replicas may share.
+//!
+//! - this file: [`PgSettings`], [`PgStore`] (its connection pool, its reads
+//!   and the [`Store`] methods) and how Postgres failures become
+//!   [`StoreError`]s;
+//! - `writer`: group commit — the writer tasks and their batches;
+//! - `writes`: each write as the statements it runs;
+//! - `rows`: rows back into domain values, and the queries built from
+//!   filters;
+//! - `migrations`: the versioned schema and the runner that applies it.
+//!
+//! Writes are queued to a few writer tasks, a session's writes always to the
+//! same one. A writer takes every write waiting (up to a batch), runs them
+//! in one transaction, each inside its own savepoint (a write that fails is
+//! rolled back alone and answered its error), numbers the batch's events
+//! last, and commits; callers are answered after the `COMMIT`. Reads take a
+//! pooled connection of their own. Statements are prepared once per
+//! connection (`prepare_cached`).
+//!
+//! Events are numbered from the one-row `event_counter` table, bumped as
+//! the batch's last step before `COMMIT`. Its row lock makes the
+//! transactions that record events commit one after the other in sequence
+//! order, so numbers are gapless (a rolled-back transaction takes its bump
+//! with it) and a reader that sees event N already sees every event before
+//! it. A Postgres `SEQUENCE` would give neither. Each such commit notifies
+//! [`EVENTS_CHANNEL`], and each change of a session record notifies
+//! [`INVALIDATE_CHANNEL`], for other replicas to follow.
+//!
+//! The SQL is plain but for `pg_advisory_xact_lock` (migrations) and
+//! `pg_notify`. What would differ elsewhere:
+//! - CockroachDB has neither LISTEN/NOTIFY (replicas would poll `events` or
+//!   follow a changefeed) nor advisory locks (the migration runner would
+//!   lock a row of `schema_migrations` with `SELECT … FOR UPDATE`). Its
+//!   transactions are serializable and may fail with SQLSTATE 40001 at any
+//!   statement or at `COMMIT`, so a whole batch would need retrying rather
+//!   than one savepoint; identity values there are unique but not dense,
+//!   and `COLLATE "C"` may have to go (its strings compare byte-wise
+//!   anyway).
+//! - YugabyteDB speaks Postgres' SQL, including savepoints and row locks;
+//!   advisory locks exist only in recent releases and LISTEN/NOTIFY not at
+//!   all.
+//! - On both, the one counter row is a hotspot every event-recording
+//!   transaction goes through; batches are what keeps that affordable.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{BoxError, EndOutcome, PageRequest, Purged, SessionFilter, Store, StoreError, StoreResult};
+use crate::clock::UnixMillis;
+use crate::domain::{
+    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
+    VersionedStorage,
+};
+
+/// The columns [`rows::session_from_row`] reads, as a literal for `concat!`.
+macro_rules! session_columns {
+    () => {
+        "id, token_hash, kind, user_id, endpoint, method, future_call, client_address, user_agent, created_at, \
+         last_active_at, idle_ms, lifetime_ms, trusted, grants, grants_version, ended_at, end_reason, end_error, \
+         end_stack_trace, log_id, slow"
+    };
+}
+
+mod migrations;
+mod rows;
+mod writer;
+mod writes;
+
+pub use migrations::{SCHEMA_VERSION, migrate};
+
+use rows::{Filters, event_from_row, record_from_row, session_from_row};
+use writer::{Committed, Writers};
+use writes::{Outcome, Write};
+
+/// Notified with the last sequence number of every commit that recorded
+/// events: replicas watching sessions read `events_after` on it.
+pub const EVENTS_CHANNEL: &str = "sessiond_events";
+/// Notified with a session id whenever that session's record changes (it
+/// ends, its activity or grants change), and with `*` when a purge deleted
+/// sessions: replicas caching records drop that one, or all.
+pub const INVALIDATE_CHANNEL: &str = "sessiond_invalidate";
+
+/// The channels a replica LISTENs on to follow the others.
+pub fn notification_channel_names() -> [&'static str; 2] {
+    [EVENTS_CHANNEL, INVALIDATE_CHANNEL]
+}
+
+/// Writer tasks: each commits its own batches, so two can be in flight.
+const WRITERS: usize = 2;
+
+/// How sessiond reaches its Postgres database.
+#[derive(Clone)]
+pub struct PgSettings {
+    /// A libpq connection string, as a URL (`postgres://user:pw@host/db`)
+    /// or as `key=value` pairs. It may hold a password, so it never prints.
+    pub url: String,
+    /// Connections in the pool, the writers' included; more than
+    /// [`WRITERS`].
+    pub pool_size: usize,
+    /// How long establishing a connection, or waiting for a free pooled
+    /// one, may take before the call fails as unavailable.
+    pub connect_timeout: Duration,
+    /// The server cancels any statement running longer (zero: never).
+    pub statement_timeout: Duration,
+}
+
+impl PgSettings {
+    /// Settings for `url` with the defaults: 16 connections, 5 s to
+    /// connect, 30 s per statement.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The driver's configuration: the URL with the timeouts applied.
+    fn pg_config(&self) -> StoreResult<tokio_postgres::Config> {
+        // The parser's error may quote the string, password included.
+        let mut config: tokio_postgres::Config =
+            self.url.parse().map_err(|_| internal("the Postgres connection string does not parse"))?;
+        config.connect_timeout(self.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("sessiond");
+        }
+        let timeout = format!("-c statement_timeout={}", self.statement_timeout.as_millis());
+        let options = match config.get_options() {
+            Some(given) => format!("{given} {timeout}"),
+            None => timeout,
+        };
+        config.options(options);
+        Ok(config)
+    }
+}
+
+impl fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The driver's own Debug leaves the password out.
+        let target = self.url.parse::<tokio_postgres::Config>().ok();
+        f.debug_struct("PgSettings")
+            .field("hosts", &target.as_ref().map(|c| c.get_hosts().to_vec()))
+            .field("ports", &target.as_ref().map(|c| c.get_ports().to_vec()))
+            .field("dbname", &target.as_ref().and_then(|c| c.get_dbname().map(str::to_owned)))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store of a fleet of sessiond replicas: a Postgres database.
+pub struct PgStore {
+    pool: Pool,
+    writers: Writers,
+}
+
+impl PgStore {
+    /// Brings the database's schema up to date, opens the pool and starts
+    /// the writer tasks. Fails as unavailable when the server cannot be
+    /// reached.
+    pub async fn connect(settings: PgSettings) -> StoreResult<PgStore> {
+        if settings.pool_size <= WRITERS {
+            return Err(internal(format!("the Postgres pool needs more than {WRITERS} connections")));
+        }
+        let config = settings.pg_config()?;
+        migrations::run(&config).await?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(settings.connect_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Internal(Box::new(e)))?;
+        let writers = Writers::start(&pool, WRITERS);
+        tracing::debug!(pool_size = settings.pool_size, "opened postgres store");
+        Ok(PgStore { pool, writers })
+    }
+
+    /// Runs one read statement on a pooled connection.
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+
+    /// Runs a query built from filters.
+    async fn query_built(&self, (sql, filters): (String, Filters)) -> StoreResult<Vec<Row>> {
+        self.query(&sql, &filters.params()).await
+    }
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PgStore")
+            .field("pool_size", &status.max_size)
+            .field("connections", &status.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What Postgres refused, without its message: messages and details may
+/// quote a statement's values (a duplicate token hash, a malformed input).
+#[derive(Debug, thiserror::Error)]
+#[error("postgres refused a statement (SQLSTATE {code}{})", on(.table, .constraint))]
+struct Refused {
+    code: String,
+    table: Option<String>,
+    constraint: Option<String>,
+}
+
+fn on(table: &Option<String>, constraint: &Option<String>) -> String {
+    let table = table.as_ref().map(|t| format!(", table {t}")).unwrap_or_default();
+    let constraint = constraint.as_ref().map(|c| format!(", constraint {c}")).unwrap_or_default();
+    table + &constraint
+}
+
+/// Postgres failures: lost or refused connections, shutdowns, cancelled
+/// statements, exhausted resources and lost lock races may clear up and are
+/// unavailable; the rest is internal. Server texts are dropped (see
+/// [`Refused`]); the driver's own texts name no values.
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let transient = is_transient(&e);
+        let cause: BoxError = match e.as_db_error() {
+            Some(db) => Box::new(Refused {
+                code: db.code().code().to_owned(),
+                table: db.table().map(str::to_owned),
+                constraint: db.constraint().map(str::to_owned),
+            }),
+            None => Box::new(e),
+        };
+        if transient { StoreError::Unavailable(cause) } else { StoreError::Internal(cause) }
+    }
+}
+
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    match e.code().map(|code| code.code()) {
+        // 08: connection exception; 53: insufficient resources; 57:
+        // operator intervention (shutdown, statement timeout); 40001 and
+        // 40P01: serialization failure and deadlock, lost races.
+        Some(code) => {
+            ["08", "53", "57"].iter().any(|class| code.starts_with(class)) || matches!(code, "40001" | "40P01")
+        }
+        None => e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
+/// The pool's failures: waiting too long is unavailable, as is failing to
+/// connect.
+fn pool_error(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => e.into(),
+        PoolError::Timeout(_) | PoolError::Closed => StoreError::Unavailable(Box::new(e)),
+        PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => StoreError::Internal(Box::new(e)),
+    }
+}
+
+fn internal(message: impl Into<String>) -> StoreError {
+    StoreError::Internal(message.into().into())
+}
+
+/// Serializes grants or storage. The error deliberately drops serde's text,
+/// which may quote a value.
+fn to_json(value: &impl serde::Serialize, what: &str) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|_| internal(format!("cannot encode {what} as JSON")))
+}
+
+/// A count or limit as Postgres' `BIGINT`.
+fn sql_int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
+    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+        let write = Write::Create {
+            session: Box::new(session.clone()),
+            grants: to_json(&session.grants, "grants")?,
+            storage: to_json(storage, "storage")?,
+            storage_version: i64::from(!storage.is_empty()),
+            event: event.clone(),
+        };
+        self.writers.submit(write).await?.event()
+    }
+
+    async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE token_hash = $1");
+        let rows = self.query(sql, &[&hash.0.as_slice()]).await?;
+        rows.first().map(session_from_row).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = $1");
+        let rows = self.query(sql, &[&id.as_str()]).await?;
+        rows.first().map(session_from_row).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
+        self.writers.submit(Write::Activity { id: id.clone(), at }).await.map(drop)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, reason = %end.reason))]
+    async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
+        let write = Write::End { id: id.clone(), end: end.clone(), event: event.clone() };
+        match self.writers.submit(write).await? {
+            Committed { outcome: Outcome::AlreadyEnded(existing), .. } => Ok(EndOutcome::AlreadyEnded(existing)),
+            committed => committed.event().map(EndOutcome::Ended),
+        }
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
+        let rows = self.query_built(rows::list_query(filter, page)).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>> {
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE ended_at IS NULL AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2"
+        );
+        let rows = self.query(sql, &[&now.0, &sql_int(limit)]).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn update_grants(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        grants: &Grants,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)> {
+        let write = Write::Grants {
+            id: id.clone(),
+            expected_version,
+            grants: to_json(grants, "grants")?,
+            event: event.clone(),
+        };
+        self.writers.submit(write).await?.versioned()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
+        let rows = self.query("SELECT storage, storage_version FROM sessions WHERE id = $1", &[&id.as_str()]).await?;
+        let row = rows.first().ok_or(StoreError::NotFound)?;
+        Ok(VersionedStorage {
+            version: rows::unsigned(row, "storage_version")?,
+            values: rows::from_json(row, "storage")?,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn replace_storage(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        values: &StorageMap,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)> {
+        let write = Write::Storage {
+            id: id.clone(),
+            expected_version,
+            values: to_json(values, "storage")?,
+            event: event.clone(),
+        };
+        self.writers.submit(write).await?.versioned()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
+    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
+        self.writers.submit(Write::Logs { id: id.clone(), entries: entries.to_vec() }).await.map(drop)
+    }
+
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
+        let rows = self.query_built(rows::logs_query(query)).await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
+        let sql = "SELECT sequence, event_type, session_id, user_id, kind, end_reason, at FROM events \
+                   WHERE sequence > $1 ORDER BY sequence LIMIT $2";
+        let rows = self.query(sql, &[&sql_int(after), &sql_int(limit)]).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn last_event_sequence(&self) -> StoreResult<u64> {
+        // The counter, not max(sequence): it survives purges.
+        let rows = self.query("SELECT last_sequence FROM event_counter", &[]).await?;
+        let row = rows.first().ok_or_else(|| internal("the event counter row is missing"))?;
+        rows::unsigned(row, "last_sequence")
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
+        let purged = self.writers.submit(Write::Purge { ended_before, events_before }).await?.purged()?;
+        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the postgres store");
+        Ok(purged)
+    }
+}

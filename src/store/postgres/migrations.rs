@@ -1,0 +1,96 @@
+//! The Postgres schema, as versioned SQL files in `migrations/postgres/`
+//! (`V<n>__<name>.sql`) compiled into sessiond, and the runner that applies
+//! the ones a database lacks.
+//!
+//! The runner works in one transaction that first takes a fixed advisory
+//! lock, so replicas starting together apply each step once: the others
+//! wait, then find it recorded in `schema_migrations`. Append new steps,
+//! never edit applied ones.
+
+use tokio_postgres::{Client, NoTls};
+
+use super::{PgSettings, internal};
+use crate::store::StoreResult;
+
+/// One step of the schema.
+struct Migration {
+    version: u32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V1__initial.sql")),
+}];
+
+/// The schema version this sessiond brings a database to.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// The advisory lock held while migrating: "sessiond" in ASCII.
+const LOCK_KEY: i64 = 0x7365_7373_696f_6e64;
+
+/// Brings the database of `settings` to [`SCHEMA_VERSION`]; answers how
+/// many steps this call applied. Safe to run from several replicas at once.
+pub async fn migrate(settings: &PgSettings) -> StoreResult<u32> {
+    run(&settings.pg_config()?).await
+}
+
+/// [`migrate`] with the driver's configuration, on a connection of its own.
+pub(super) async fn run(config: &tokio_postgres::Config) -> StoreResult<u32> {
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let connection = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "the postgres migration connection failed");
+        }
+    });
+    let applied = apply(&mut client).await;
+    drop(client);
+    // The connection ends with its client; its own failure was logged.
+    let _ = connection.await;
+    applied
+}
+
+async fn apply(client: &mut Client) -> StoreResult<u32> {
+    let tx = client.transaction().await?;
+    // A step may take long, and waiting for another replica's lock too.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (\
+         version INTEGER PRIMARY KEY, \
+         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let current: Option<i32> = tx.query_one("SELECT max(version) FROM schema_migrations", &[]).await?.try_get(0)?;
+    let current =
+        u32::try_from(current.unwrap_or(0)).map_err(|_| internal("schema_migrations holds a negative version"))?;
+    if current > SCHEMA_VERSION {
+        return Err(internal(format!(
+            "the database has schema version {current}, newer than this sessiond's {SCHEMA_VERSION}"
+        )));
+    }
+    let mut applied = 0;
+    for step in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.batch_execute(step.sql).await?;
+        let version = i32::try_from(step.version).map_err(|_| internal("a migration version exceeds INTEGER"))?;
+        tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version]).await?;
+        tracing::info!(version = step.version, name = step.name, "migrated the postgres schema");
+        applied += 1;
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_start_at_one_and_follow_each_other() {
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(step.version as usize, i + 1, "migration {} is out of order", step.name);
+        }
+    }
+}

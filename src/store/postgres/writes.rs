@@ -1,0 +1,306 @@
+//! Every write of the Postgres store as the statements it runs inside
+//! its writer's open transaction (see `writer`). Each reads the rows it
+//! builds on with `FOR UPDATE`, so that replicas writing the same session
+//! at once wait for each other instead of losing an update.
+
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+
+use super::rows::{end_from_row, end_reason, millis, session_from_row, unsigned};
+use super::sql_int;
+use super::writer::pipelined;
+use crate::clock::UnixMillis;
+use crate::domain::{LogEntry, LogId, NewEvent, Session, SessionEnd, SessionId};
+use crate::store::{Purged, StoreError, StoreResult};
+
+/// One write, with everything it needs already encoded.
+pub(super) enum Write {
+    Create { session: Box<Session>, grants: String, storage: String, storage_version: i64, event: NewEvent },
+    Activity { id: SessionId, at: UnixMillis },
+    End { id: SessionId, end: SessionEnd, event: NewEvent },
+    Grants { id: SessionId, expected_version: u64, grants: String, event: NewEvent },
+    Storage { id: SessionId, expected_version: u64, values: String, event: NewEvent },
+    Logs { id: SessionId, entries: Vec<LogEntry> },
+    Purge { ended_before: UnixMillis, events_before: UnixMillis },
+}
+
+/// What a committed write answers besides its event.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Done,
+    Version(u64),
+    AlreadyEnded(SessionEnd),
+    Purged(Purged),
+}
+
+/// Which cached session records a write changed.
+pub(super) enum Changed {
+    Nothing,
+    Session(SessionId),
+    Every,
+}
+
+/// A write that ran inside the open transaction.
+pub(super) struct Applied {
+    pub event: Option<NewEvent>,
+    pub outcome: Outcome,
+    pub changed: Changed,
+}
+
+impl Write {
+    /// The writer of `writers` this write goes to: its session's, so that
+    /// writes of one session are committed in the order they were queued.
+    pub(super) fn writer(&self, writers: usize) -> usize {
+        let id = match self {
+            Write::Create { session, .. } => &session.id,
+            Write::Activity { id, .. }
+            | Write::End { id, .. }
+            | Write::Grants { id, .. }
+            | Write::Storage { id, .. }
+            | Write::Logs { id, .. } => id,
+            Write::Purge { .. } => return 0,
+        };
+        let mut hasher = DefaultHasher::new();
+        id.hash(&mut hasher);
+        (hasher.finish() % writers as u64) as usize
+    }
+
+    /// Runs the write's statements in the open transaction.
+    pub(super) async fn apply(&self, tx: &Transaction<'_>) -> StoreResult<Applied> {
+        match self {
+            Write::Create { session, grants, storage, storage_version, event } => {
+                insert_session(tx, session, grants, storage, *storage_version).await?;
+                Ok(Applied { event: Some(event.clone()), outcome: Outcome::Done, changed: Changed::Nothing })
+            }
+            Write::Activity { id, at } => record_activity(tx, id, *at).await,
+            Write::End { id, end, event } => end_session(tx, id, end, event).await,
+            Write::Grants { id, expected_version, grants, event } => {
+                let version = compare_and_set(tx, id, *expected_version, Versioned::Grants, grants).await?;
+                Ok(Applied {
+                    event: Some(event.clone()),
+                    outcome: Outcome::Version(version),
+                    changed: Changed::Session(id.clone()),
+                })
+            }
+            Write::Storage { id, expected_version, values, event } => {
+                let version = compare_and_set(tx, id, *expected_version, Versioned::Storage, values).await?;
+                // Storage is not part of the session record.
+                Ok(Applied {
+                    event: Some(event.clone()),
+                    outcome: Outcome::Version(version),
+                    changed: Changed::Nothing,
+                })
+            }
+            Write::Logs { id, entries } => {
+                append_logs(tx, id, entries).await?;
+                Ok(Applied { event: None, outcome: Outcome::Done, changed: Changed::Nothing })
+            }
+            Write::Purge { ended_before, events_before } => purge(tx, *ended_before, *events_before).await,
+        }
+    }
+}
+
+/// The counters of an open session a write builds on, its row locked until
+/// the batch commits; fails with `NotFound` or `Ended` for any other.
+struct OpenSession {
+    grants_version: u64,
+    storage_version: u64,
+    log_count: u64,
+}
+
+async fn open_session(tx: &Transaction<'_>, id: &SessionId) -> StoreResult<OpenSession> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT end_reason, grants_version, storage_version, log_count FROM sessions WHERE id = $1 FOR UPDATE",
+        )
+        .await?;
+    let row = tx.query_opt(&statement, &[&id.as_str()]).await?.ok_or(StoreError::NotFound)?;
+    if let Some(reason) = end_reason(&row)? {
+        return Err(StoreError::Ended(reason));
+    }
+    Ok(OpenSession {
+        grants_version: unsigned(&row, "grants_version")?,
+        storage_version: unsigned(&row, "storage_version")?,
+        log_count: unsigned(&row, "log_count")?,
+    })
+}
+
+async fn insert_session(
+    tx: &Transaction<'_>,
+    s: &Session,
+    grants: &str,
+    storage: &str,
+    storage_version: i64,
+) -> StoreResult<()> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, grants, \
+             grants_version, storage, storage_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &s.id.as_str(),
+            &s.token_hash.0.as_slice(),
+            &s.kind.as_str(),
+            &s.user_id,
+            &s.labels.endpoint,
+            &s.labels.method,
+            &s.labels.future_call,
+            &s.labels.client_address,
+            &s.labels.user_agent,
+            &s.created_at.0,
+            &s.last_active_at.0,
+            &millis(s.idle_timeout),
+            &millis(s.lifetime),
+            &s.expires_at(s.last_active_at).map(|at| at.0),
+            &s.trusted,
+            &grants,
+            &sql_int(s.grants_version),
+            &storage,
+            &storage_version,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn record_activity(tx: &Transaction<'_>, id: &SessionId, at: UnixMillis) -> StoreResult<Applied> {
+    let unchanged = Applied { event: None, outcome: Outcome::Done, changed: Changed::Nothing };
+    let select = tx
+        .prepare_cached(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1 AND ended_at IS NULL AND last_active_at < $2 FOR UPDATE"
+        ))
+        .await?;
+    let Some(row) = tx.query_opt(&select, &[&id.as_str(), &at.0]).await? else { return Ok(unchanged) };
+    let session = session_from_row(&row)?;
+    let update = tx.prepare_cached("UPDATE sessions SET last_active_at = $2, expires_at = $3 WHERE id = $1").await?;
+    tx.execute(&update, &[&id.as_str(), &at.0, &session.expires_at(at).map(|t| t.0)]).await?;
+    Ok(Applied { changed: Changed::Session(id.clone()), ..unchanged })
+}
+
+async fn end_session(tx: &Transaction<'_>, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<Applied> {
+    let select = tx
+        .prepare_cached(
+            "SELECT ended_at, end_reason, end_error, end_stack_trace, log_id, slow FROM sessions WHERE id = $1 \
+             FOR UPDATE",
+        )
+        .await?;
+    let row = tx.query_opt(&select, &[&id.as_str()]).await?.ok_or(StoreError::NotFound)?;
+    if let Some(existing) = end_from_row(&row)? {
+        return Ok(Applied { event: None, outcome: Outcome::AlreadyEnded(existing), changed: Changed::Nothing });
+    }
+    let update = tx
+        .prepare_cached(
+            "UPDATE sessions SET ended_at = $2, end_reason = $3, end_error = $4, end_stack_trace = $5, log_id = $6, \
+             slow = $7 WHERE id = $1",
+        )
+        .await?;
+    tx.execute(
+        &update,
+        &[
+            &id.as_str(),
+            &end.at.0,
+            &end.reason.as_str(),
+            &end.error,
+            &end.stack_trace,
+            &end.log_id.as_ref().map(LogId::as_str),
+            &end.slow,
+        ],
+    )
+    .await?;
+    if end.log_id.is_none() {
+        let delete = tx.prepare_cached("DELETE FROM log_entries WHERE session_id = $1").await?;
+        tx.execute(&delete, &[&id.as_str()]).await?;
+    }
+    Ok(Applied { event: Some(event.clone()), outcome: Outcome::Done, changed: Changed::Session(id.clone()) })
+}
+
+/// The two versioned documents of a session.
+#[derive(Clone, Copy)]
+enum Versioned {
+    Grants,
+    Storage,
+}
+
+/// Replaces a document of an open session if it is still at `expected`;
+/// answers the new version.
+async fn compare_and_set(
+    tx: &Transaction<'_>,
+    id: &SessionId,
+    expected: u64,
+    which: Versioned,
+    document: &str,
+) -> StoreResult<u64> {
+    let session = open_session(tx, id).await?;
+    let (current, sql) = match which {
+        Versioned::Grants => {
+            (session.grants_version, "UPDATE sessions SET grants = $2, grants_version = $3 WHERE id = $1")
+        }
+        Versioned::Storage => {
+            (session.storage_version, "UPDATE sessions SET storage = $2, storage_version = $3 WHERE id = $1")
+        }
+    };
+    if current != expected {
+        return Err(StoreError::Conflict { current });
+    }
+    let update = tx.prepare_cached(sql).await?;
+    tx.execute(&update, &[&id.as_str(), &document, &sql_int(current + 1)]).await?;
+    Ok(current + 1)
+}
+
+async fn append_logs(tx: &Transaction<'_>, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
+    let first = open_session(tx, id).await?.log_count + 1;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO log_entries (session_id, sequence, level, message, exception, stack_trace, client_time, \
+             logged_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await?;
+    let rows: Vec<_> = (first..)
+        .zip(entries)
+        .map(|(sequence, entry)| (sql_int(sequence), entry.level as i64, entry.client_time.map(|t| t.0), entry))
+        .collect();
+    let session_id = id.as_str();
+    // Pipelined in order, so entry ids increase in the order logged.
+    pipelined(rows.iter().map(|(sequence, level, client_time, entry)| {
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &session_id,
+            sequence,
+            level,
+            &entry.message,
+            &entry.exception,
+            &entry.stack_trace,
+            client_time,
+            &entry.logged_at.0,
+        ];
+        tx.execute_raw(&insert, params)
+    }))
+    .await?;
+    let update = tx.prepare_cached("UPDATE sessions SET log_count = log_count + $2 WHERE id = $1").await?;
+    tx.execute(&update, &[&id.as_str(), &sql_int(entries.len())]).await?;
+    Ok(())
+}
+
+async fn purge(tx: &Transaction<'_>, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Applied> {
+    // Log entries go with their sessions: the foreign key cascades.
+    let sessions = tx.prepare_cached("DELETE FROM sessions WHERE ended_at < $1").await?;
+    let sessions = tx.execute(&sessions, &[&ended_before.0]).await?;
+    let events = tx.prepare_cached("DELETE FROM events WHERE at < $1").await?;
+    let events = tx.execute(&events, &[&events_before.0]).await?;
+    Ok(Applied {
+        event: None,
+        outcome: Outcome::Purged(Purged { sessions, events }),
+        changed: if sessions > 0 { Changed::Every } else { Changed::Nothing },
+    })
+}
