@@ -73,9 +73,11 @@ impl Application {
 
         let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval));
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
+        let feed = tokio::spawn(service.clone().run_event_feed());
         // If this future is dropped (the process is going down hard), the
         // background tasks go with it.
-        let _background = [AbortOnDrop(sweeper.abort_handle()), AbortOnDrop(reloader.abort_handle())];
+        let _background =
+            [AbortOnDrop(sweeper.abort_handle()), AbortOnDrop(reloader.abort_handle()), AbortOnDrop(feed.abort_handle())];
 
         let stopping = {
             let service = service.clone();

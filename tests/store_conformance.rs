@@ -45,3 +45,19 @@ async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
     let next = session(SessionKind::WebUser, None, T0);
     assert_eq!(create(&store, &next, &StorageMap::new()).await.sequence, 4, "numbering goes on after a restart");
 }
+
+/// The same suite through the moka cache: the decorator must be a store
+/// like any other, answering what the store behind it would.
+mod cached {
+    use sessiond::store::cache::CachedStore;
+    use sessiond::store::sqlite::SqliteStore;
+    use tempfile::TempDir;
+
+    fn fresh() -> (TempDir, CachedStore) {
+        let dir = tempfile::tempdir().expect("a temporary directory can be created");
+        let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
+        (dir, CachedStore::new(store, 1_000))
+    }
+
+    sessiond::store_conformance_tests!(fresh());
+}

@@ -215,7 +215,7 @@ impl Service {
         let end = match &session.end {
             Some(end) => end.clone(),
             None => {
-                let reason = match session.expiry(self.inner.activity.last_active(&session), self.now()) {
+                let reason = match session.expiry(self.last_active(&session), self.now()) {
                     crate::domain::Expiry::Due(reason) => reason,
                     crate::domain::Expiry::Open { .. } if error.is_some() => EndReason::Failed,
                     crate::domain::Expiry::Open { .. } => EndReason::Closed,

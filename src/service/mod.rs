@@ -215,8 +215,7 @@ impl Service {
             return Err(Error::SessionEnded(end.reason));
         }
         let now = self.now();
-        let last_active = self.inner.activity.last_active(&session);
-        if let Expiry::Due(reason) = session.expiry(last_active, now) {
+        if let Expiry::Due(reason) = session.expiry(self.last_active(&session), now) {
             self.end(&session, reason, None, None).await?;
             return Err(Error::SessionEnded(reason));
         }
@@ -226,6 +225,21 @@ impl Service {
             self.inner.activity.written(&session.id, now);
         }
         Ok(session)
+    }
+
+    /// The latest activity to judge expiry by. With a store other processes
+    /// share, they may have seen activity not yet written; it is at most one
+    /// write interval newer than the stored value (every call writes through
+    /// once the stored value is that old), so assume it is that new. Shared,
+    /// a session thus never ends early, and at most one write interval late.
+    fn last_active(&self, session: &Session) -> UnixMillis {
+        let known = self.inner.activity.last_active(session);
+        if self.store().is_shared() {
+            let unseen = (session.last_active_at + self.activity_write_interval(session)).min(self.now());
+            known.max(unseen)
+        } else {
+            known
+        }
     }
 
     /// Activity is written through at most this long after it happened, and

@@ -35,7 +35,7 @@ impl Service {
             let count = due.len();
             let mut progressed = false;
             for session in due {
-                let last_active = self.inner.activity.last_active(&session);
+                let last_active = self.last_active(&session);
                 match session.expiry(last_active, now) {
                     Expiry::Due(reason) => {
                         let end = self.end(&session, reason, None, None).await?;
@@ -44,9 +44,10 @@ impl Service {
                         }
                         progressed = true;
                     }
-                    Expiry::Open { .. } if last_active > session.last_active_at => {
-                        self.store().record_activity(&session.id, last_active).await?;
-                        self.inner.activity.written(&session.id, last_active);
+                    Expiry::Open { .. } if self.inner.activity.last_active(&session) > session.last_active_at => {
+                        let known = self.inner.activity.last_active(&session);
+                        self.store().record_activity(&session.id, known).await?;
+                        self.inner.activity.written(&session.id, known);
                         progressed = true;
                     }
                     Expiry::Open { .. } => {}

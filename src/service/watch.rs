@@ -6,11 +6,16 @@
 //! (`Lagged`). The watcher therefore tracks the last sequence it sent; any
 //! live event that is not the next one sends it back to the store to catch
 //! up, and events it already sent are skipped.
+//!
+//! With a store shared by several processes, [`Service::run_event_feed`]
+//! publishes the events the others record, so a watcher on any replica
+//! sees every event.
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::domain::{Error, Event, EventFilter};
+use crate::store::Notification;
 
 use super::Service;
 
@@ -89,6 +94,50 @@ impl Service {
                     Ok(_) | Err(RecvError::Lagged(_)) => break,
                     Err(RecvError::Closed) => return Ok(()),
                 }
+            }
+        }
+    }
+}
+
+impl Service {
+    /// Publishes events other processes record, as their notifications
+    /// arrive, until sessiond shuts down. Does nothing for a store only
+    /// this process writes.
+    pub async fn run_event_feed(self) {
+        use tokio::sync::broadcast::error::RecvError;
+        let Some(mut notifications) = self.store().notifications() else { return };
+        let mut stopping = self.stopping();
+        let mut last = self.store().last_event_sequence().await.unwrap_or(0);
+        loop {
+            let notification = tokio::select! {
+                notification = notifications.recv() => notification,
+                _ = stopping.wait_for(|stop| *stop) => return,
+            };
+            match notification {
+                Ok(Notification::EventsRecorded(sequence)) if sequence <= last => {}
+                Ok(Notification::EventsRecorded(_) | Notification::Resync) | Err(RecvError::Lagged(_)) => {
+                    match self.publish_after(last).await {
+                        Ok(published) => last = published,
+                        Err(err) => tracing::warn!(error = %err, "cannot read events recorded by other replicas"),
+                    }
+                }
+                Ok(Notification::Invalidate(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Publishes recorded events after `last`; answers the last published.
+    async fn publish_after(&self, mut last: u64) -> Result<u64, Error> {
+        loop {
+            let events = self.store().events_after(last, CATCH_UP_BATCH).await?;
+            let count = events.len();
+            for event in events {
+                last = event.sequence;
+                self.publish(event);
+            }
+            if count < CATCH_UP_BATCH {
+                return Ok(last);
             }
         }
     }

@@ -9,13 +9,18 @@
 //! a write commits and insert it just after the write invalidated the entry.
 //! To never cache such a stale record, each write bumps an epoch, and a miss
 //! inserts only if no write happened while it was reading.
+//!
+//! When the inner store is shared with other processes, their writes arrive
+//! as [`Notification`]s and invalidate here too; a `Resync` (notifications
+//! may have been lost) drops the whole cache.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use moka::sync::Cache;
 
-use super::{EndOutcome, PageRequest, Purged, SessionFilter, Store, StoreResult};
+use super::{EndOutcome, Notification, PageRequest, Purged, SessionFilter, Store, StoreResult};
 use crate::clock::UnixMillis;
 use crate::domain::{
     Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
@@ -33,30 +38,21 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub struct CachedStore {
     inner: Box<dyn Store>,
+    entries: Arc<Entries>,
+    /// Applies other processes' invalidations; stops with the cache.
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Entries {
     sessions: Cache<SessionId, Session>,
     tokens: Cache<TokenHash, SessionId>,
     epoch: AtomicU64,
     stats: CacheStats,
 }
 
-impl CachedStore {
-    /// Caches at most `capacity` sessions (and as many token mappings).
-    pub fn new(inner: impl Store, capacity: u64) -> Self {
-        Self {
-            inner: Box::new(inner),
-            sessions: Cache::new(capacity),
-            tokens: Cache::new(capacity),
-            epoch: AtomicU64::new(0),
-            stats: CacheStats::default(),
-        }
-    }
-
-    pub fn stats(&self) -> &CacheStats {
-        &self.stats
-    }
-
-    /// Drops every entry, e.g. when invalidations may have been missed.
-    pub fn clear(&self) {
+impl Entries {
+    fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.sessions.invalidate_all();
     }
@@ -81,36 +77,91 @@ impl CachedStore {
     }
 }
 
+impl CachedStore {
+    /// Caches at most `capacity` sessions (and as many token mappings).
+    /// For a shared inner store, starts listening to its notifications
+    /// (which needs a tokio runtime).
+    pub fn new(inner: impl Store, capacity: u64) -> Self {
+        let entries = Arc::new(Entries {
+            sessions: Cache::new(capacity),
+            tokens: Cache::new(capacity),
+            epoch: AtomicU64::new(0),
+            stats: CacheStats::default(),
+        });
+        let listener = inner.notifications().map(|notifications| tokio::spawn(follow(notifications, entries.clone())));
+        Self { inner: Box::new(inner), entries, listener }
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.entries.stats
+    }
+
+    /// Drops every entry, e.g. when invalidations may have been missed.
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+
+    fn invalidate(&self, id: &SessionId) {
+        self.entries.invalidate(id);
+    }
+}
+
+impl Drop for CachedStore {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
+}
+
+/// Applies other processes' changes to the cache until the store closes.
+async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification>, entries: Arc<Entries>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match notifications.recv().await {
+            Ok(Notification::Invalidate(id)) => entries.invalidate(&id),
+            Ok(Notification::EventsRecorded(_)) => {}
+            Ok(Notification::Resync) | Err(RecvError::Lagged(_)) => {
+                tracing::info!("session cache dropped: changes by other replicas may have been missed");
+                entries.clear();
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 #[async_trait]
 impl Store for CachedStore {
     async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
         let event = self.inner.create_session(session, storage, event).await?;
-        self.tokens.insert(session.token_hash, session.id.clone());
+        self.entries.tokens.insert(session.token_hash, session.id.clone());
         Ok(event)
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        if let Some(session) = self.tokens.get(hash).and_then(|id| self.sessions.get(&id)) {
-            self.hit();
+        let entries = &self.entries;
+        let epoch = entries.epoch.load(Ordering::SeqCst);
+        if let Some(session) = entries.tokens.get(hash).and_then(|id| entries.sessions.get(&id)) {
+            entries.hit();
             return Ok(Some(session));
         }
         let found = self.inner.session_by_token(hash).await?;
         if let Some(session) = &found {
-            self.fill(session, epoch);
+            entries.fill(session, epoch);
         }
         Ok(found)
     }
 
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        if let Some(session) = self.sessions.get(id) {
-            self.hit();
+        let entries = &self.entries;
+        let epoch = entries.epoch.load(Ordering::SeqCst);
+        if let Some(session) = entries.sessions.get(id) {
+            entries.hit();
             return Ok(Some(session));
         }
         let found = self.inner.session_by_id(id).await?;
         if let Some(session) = &found {
-            self.fill(session, epoch);
+            entries.fill(session, epoch);
         }
         Ok(found)
     }
@@ -183,5 +234,13 @@ impl Store for CachedStore {
             self.clear();
         }
         Ok(purged)
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
+        self.inner.notifications()
     }
 }

@@ -77,6 +77,20 @@ pub enum EndOutcome {
     AlreadyEnded(SessionEnd),
 }
 
+/// A change made through another process sharing the same store, as the
+/// store learns of it (Postgres LISTEN/NOTIFY). Stores that cannot be
+/// shared announce nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// A session record changed: cached copies are stale.
+    Invalidate(SessionId),
+    /// Events up to this sequence number are committed.
+    EventsRecorded(u64),
+    /// Notifications may have been missed (the listening connection was
+    /// lost and is back): drop every cached copy and re-read events.
+    Resync,
+}
+
 /// What a purge removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -150,4 +164,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes sessions (with storage and logs) that ended before
     /// `ended_before`, and events recorded before `events_before`.
     async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged>;
+
+    /// Whether other processes may write to this store too. Then activity
+    /// seen only by another process may be newer than the stored one.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// A new subscription to changes other processes make, for stores that
+    /// can be shared; `None` for a store only this process writes.
+    fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
+        None
+    }
 }

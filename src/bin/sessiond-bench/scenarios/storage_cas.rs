@@ -127,12 +127,32 @@ pub async fn run(ctx: &Context) -> anyhow::Result<LoadReport> {
     let aborted = if attempts == 0 { 0.0 } else { 100.0 * s.retries as f64 / attempts as f64 };
     report.unit = Some("increments");
     report.notes.push(format!("{aborted:.1}% of writes aborted"));
-    if sum < applied || sum > applied + uncertain {
-        report.mismatch = Some(format!(
-            "the counters sum to {sum}, but {applied} increments were acknowledged ({uncertain} uncertain)"
-        ));
-    } else {
-        report.notes.push(format!("counters verified ({sum})"));
+    match check_counters(sum, applied, uncertain) {
+        Ok(()) => report.notes.push(format!("counters verified ({sum})")),
+        Err(why) => report.mismatch = Some(why),
     }
     Ok(report)
+}
+
+/// The counters must sum to the acknowledged increments, plus at most the
+/// uncertain ones.
+fn check_counters(sum: u64, applied: u64, uncertain: u64) -> Result<(), String> {
+    if (applied..=applied + uncertain).contains(&sum) {
+        Ok(())
+    } else {
+        Err(format!("the counters sum to {sum}, but {applied} increments were acknowledged ({uncertain} uncertain)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_or_invented_increment_is_a_mismatch() {
+        assert!(check_counters(10, 10, 0).is_ok());
+        assert!(check_counters(11, 10, 1).is_ok());
+        assert!(check_counters(9, 10, 0).is_err());
+        assert!(check_counters(12, 10, 1).is_err());
+    }
 }
