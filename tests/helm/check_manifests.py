@@ -1,0 +1,497 @@
+"""Checks the manifests `helm template` rendered from one values file.
+
+    python tests/helm/check_manifests.py KUBE_VERSION VALUES_FILE RENDERED_FILE
+
+1. Validates every document against the Kubernetes API schemas of
+   KUBE_VERSION, strictly (unknown fields are errors), with
+   kubernetes-validate, offline. Custom resources (the ServiceMonitor) are
+   not in those schemas: they get a structural check instead.
+2. Asserts what the chart promises for every values file (non-root,
+   read-only pods; probes; settings; mounts; labels) and what that values
+   file asks for (named after it: default, postgres, postgres-url, full).
+
+Prints one line per check and exits 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "sessiond"
+
+# Kinds outside Kubernetes' own API: checked structurally.
+CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+IMAGE_USER = 65532
+GRPC_PORT = 50051
+
+
+class Checks:
+    """Collects and prints the results of named checks."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.count = 0
+
+    def __call__(self, ok: bool, what: str, detail: object = None) -> bool:
+        self.count += 1
+        if ok:
+            print(f"  ok    {what}")
+        else:
+            print(f"  FAIL  {what}" + (f": {detail}" if detail is not None else ""))
+            self.failed.append(what)
+        return ok
+
+
+class Rendered:
+    """The rendered documents, found by kind and name."""
+
+    def __init__(self, path: Path):
+        self.docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+    def all(self, kind: str) -> list[dict]:
+        return [doc for doc in self.docs if doc["kind"] == kind]
+
+    def one(self, kind: str, name: str | None = None) -> dict | None:
+        found = [doc for doc in self.all(kind) if name is None or doc["metadata"]["name"] == name]
+        return found[0] if len(found) == 1 else None
+
+
+def seconds(text: str) -> int:
+    match = re.fullmatch(r"(\d+)s", text)
+    if not match:
+        raise ValueError(f"not a duration in whole seconds: {text!r}")
+    return int(match.group(1))
+
+
+def is_subset(small: dict, big: dict) -> bool:
+    return all(big.get(key) == value for key, value in small.items())
+
+
+# ---- 1. schemas -------------------------------------------------------------
+
+
+def check_custom_resource(doc: dict, check: Checks) -> None:
+    name = f"{doc['kind']}/{doc.get('metadata', {}).get('name')}"
+    spec = doc.get("spec") or {}
+    endpoints = spec.get("endpoints")
+    check(
+        bool(doc.get("apiVersion")) and bool(doc.get("kind")) and bool(doc.get("metadata", {}).get("name"))
+        and isinstance(spec.get("selector", {}).get("matchLabels"), dict)
+        and isinstance(endpoints, list) and len(endpoints) > 0
+        and all(isinstance(e, dict) and e.get("port") for e in endpoints),
+        f"{name} (custom resource): apiVersion, kind, metadata.name, spec.selector, spec.endpoints[].port",
+    )
+
+
+def validate_all(rendered: Rendered, kube_version: str, check: Checks) -> None:
+    for doc in rendered.docs:
+        name = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        if (doc.get("apiVersion"), doc.get("kind")) in CUSTOM_RESOURCES:
+            check_custom_resource(doc, check)
+            continue
+        try:
+            version = kubernetes_validate.validate(doc, kube_version, strict=True)
+            check(True, f"{name} valid against Kubernetes {version} (strict)")
+        except kubernetes_validate.ValidationError as error:
+            path = ".".join(str(part) for part in error.path)
+            check(False, f"{name} valid against Kubernetes {kube_version} (strict)", f"{path}: {error.message}")
+        except kubernetes_validate.SchemaNotFoundError as error:
+            check(False, f"{name} has a Kubernetes schema", error.message)
+
+
+# ---- 2. what every values file gets ------------------------------------------
+
+
+class Server:
+    """The Deployment's pod and its sessiond container, with its settings."""
+
+    def __init__(self, rendered: Rendered):
+        self.deployment = rendered.one("Deployment")
+        assert self.deployment is not None, "exactly one Deployment"
+        self.pod = self.deployment["spec"]["template"]
+        self.spec = self.pod["spec"]
+        containers = [c for c in self.spec["containers"] if c["name"] == "sessiond"]
+        assert len(containers) == 1, "one container named sessiond"
+        self.container = containers[0]
+        self.env: dict[str, str] = {}
+        for source in self.container.get("envFrom", []):
+            config_map = rendered.one("ConfigMap", source["configMapRef"]["name"])
+            self.env.update((config_map or {}).get("data", {}))
+        self.env_refs = {e["name"]: e for e in self.container.get("env", [])}
+        for entry in self.container.get("env", []):
+            if "value" in entry:
+                self.env[entry["name"]] = entry["value"]
+        self.mounts = {m["mountPath"]: m for m in self.container.get("volumeMounts", [])}
+        self.volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+
+    def volume_at(self, path: str) -> dict | None:
+        mount = self.mounts.get(path)
+        return self.volumes.get(mount["name"]) if mount else None
+
+    def projected_file(self, path: str) -> tuple[dict, dict] | None:
+        """(source, item) of the projected file the container sees at `path`."""
+        for mount_path, mount in self.mounts.items():
+            if not path.startswith(mount_path + "/"):
+                continue
+            volume = self.volumes[mount["name"]]
+            for source in volume.get("projected", {}).get("sources", []):
+                for item in next(iter(source.values())).get("items", []):
+                    if item["path"] == path[len(mount_path) + 1:]:
+                        return source, item
+        return None
+
+
+def check_security(where: str, pod_spec: dict, container: dict, check: Checks) -> None:
+    pod = pod_spec.get("securityContext", {})
+    ctx = container.get("securityContext", {})
+    check(pod.get("runAsNonRoot") is True and pod.get("runAsUser") == IMAGE_USER,
+          f"{where}: pod runs as non-root user {IMAGE_USER}", pod)
+    check(ctx.get("runAsNonRoot") is True and ctx.get("runAsUser") == IMAGE_USER,
+          f"{where}: container runs as non-root user {IMAGE_USER}", ctx)
+    check(ctx.get("readOnlyRootFilesystem") is True, f"{where}: read-only root filesystem")
+    check(ctx.get("allowPrivilegeEscalation") is False, f"{where}: no privilege escalation")
+    check(ctx.get("capabilities", {}).get("drop") == ["ALL"] and not ctx.get("capabilities", {}).get("add"),
+          f"{where}: drops ALL capabilities, adds none", ctx.get("capabilities"))
+    seccomp = ctx.get("seccompProfile") or pod.get("seccompProfile") or {}
+    check(seccomp.get("type") == "RuntimeDefault", f"{where}: seccomp RuntimeDefault")
+    check(pod_spec.get("automountServiceAccountToken") is False, f"{where}: no service account token")
+    check(pod_spec.get("enableServiceLinks") is False, f"{where}: no service link variables")
+
+
+def check_common(rendered: Rendered, server: Server, tls: bool, check: Checks) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    deployment, pod, container, env = server.deployment, server.pod, server.container, server.env
+
+    for doc in rendered.docs:
+        labels = doc["metadata"].get("labels", {})
+        if not ("app.kubernetes.io/name" in labels and "app.kubernetes.io/instance" in labels):
+            check(False, f"{doc['kind']}/{doc['metadata']['name']} has the chart's labels", labels)
+    check(True, "every resource has the app.kubernetes.io name and instance labels")
+
+    check(is_subset(deployment["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"]),
+          "Deployment's selector matches its pods")
+    check_security("Deployment", server.spec, container, check)
+    account = rendered.one("ServiceAccount")
+    if account is not None:
+        check(account.get("automountServiceAccountToken") is False, "ServiceAccount does not mount its token")
+        check(server.spec.get("serviceAccountName") == account["metadata"]["name"], "pods use the ServiceAccount")
+
+    # The image the chart's appVersion names, run with its own entrypoint.
+    check(container["image"].endswith(":" + str(chart["appVersion"])) or "@sha256:" in container["image"],
+          f"image tag defaults to appVersion {chart['appVersion']}", container["image"])
+    check("command" not in container or container["command"] == ["/usr/local/bin/sessiond"],
+          "container runs the image's sessiond", container.get("command"))
+
+    # Service.
+    service = rendered.one("Service")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    container_ports = {p["name"]: p for p in container.get("ports", [])}
+    check(service["spec"]["type"] == "ClusterIP", "Service is ClusterIP")
+    check(is_subset(service["spec"]["selector"], pod["metadata"]["labels"]), "Service selects the pods")
+    check(ports.get("grpc", {}).get("appProtocol") == "grpc" and ports["grpc"].get("targetPort") == "grpc"
+          and container_ports.get("grpc", {}).get("containerPort") == GRPC_PORT,
+          f"Service port grpc (appProtocol grpc) reaches container port {GRPC_PORT}", ports)
+
+    # Settings.
+    check(container.get("envFrom", [{}])[0].get("configMapRef") is not None, "settings come from a ConfigMap (envFrom)")
+    check(env.get("SESSIOND_LISTEN") == f"0.0.0.0:{GRPC_PORT}", f"SESSIOND_LISTEN=0.0.0.0:{GRPC_PORT}",
+          env.get("SESSIOND_LISTEN"))
+    check(env.get("SESSIOND_LOG_FORMAT") == "json", "SESSIOND_LOG_FORMAT=json")
+    check(env.get("SESSIOND_DATA_DIR") == "/data" and server.volume_at("/data") is not None
+          and not server.mounts["/data"].get("readOnly"), "SESSIOND_DATA_DIR=/data on a writable volume")
+    tmp = server.volume_at("/tmp")
+    check(tmp is not None and "emptyDir" in tmp, "/tmp is a writable emptyDir")
+    check(all(isinstance(value, str) for value in env.values()), "every setting is a string")
+    check(all(name.startswith("SESSIOND_") for name in env), "every setting is a SESSIOND_* variable", sorted(env))
+
+    # Files named by settings are mounted from objects that exist.
+    for variable in ("SESSIOND_ROLES_FILE", "SESSIOND_LOG_POLICY_FILE", "SESSIOND_API_KEYS_FILE",
+                     "SESSIOND_TLS_CERT", "SESSIOND_TLS_KEY", "SESSIOND_TLS_CLIENT_CA"):
+        if variable not in env:
+            continue
+        found = server.projected_file(env[variable])
+        if not check(found is not None, f"{variable}={env[variable]} is a mounted file"):
+            continue
+        source, item = found
+        if "configMap" in source:
+            config_map = rendered.one("ConfigMap", source["configMap"]["name"])
+            check(config_map is not None and item["key"] in config_map.get("data", {}),
+                  f"  ... from ConfigMap {source['configMap']['name']} key {item['key']}")
+    check("SESSIOND_ROLES_FILE" in env and env["SESSIOND_ROLES_FILE"].startswith("/etc/sessiond/"),
+          "the roles file is mounted under /etc/sessiond")
+
+    # Rolling on change.
+    annotations = pod["metadata"].get("annotations", {})
+    check(bool(re.fullmatch(r"[0-9a-f]{64}", annotations.get("checksum/settings", ""))),
+          "pods carry a checksum of the ConfigMaps")
+    chart_secret = rendered.one("Secret", deployment["metadata"]["name"])
+    check((chart_secret is not None) == ("checksum/secret" in annotations),
+          "pods carry a checksum of the chart's Secret exactly when there is one")
+
+    # Stopping.
+    grace = server.spec.get("terminationGracePeriodSeconds", 30)
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    drain = seconds(env["SESSIOND_DRAIN_TIMEOUT"])
+    check(grace > pre_stop + drain,
+          f"terminationGracePeriodSeconds {grace} > preStop sleep {pre_stop} + drain timeout {drain}")
+
+    # Probes.
+    for name in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = container.get(name, {})
+        if tls:
+            check(probe.get("tcpSocket", {}).get("port") == "grpc" and "grpc" not in probe,
+                  f"{name} connects to the TLS gRPC port (the kubelet's gRPC probe has no TLS)", probe)
+        else:
+            check(probe.get("grpc", {}).get("port") == GRPC_PORT and "tcpSocket" not in probe,
+                  f"{name} is a native gRPC probe on {GRPC_PORT}", probe)
+    if not tls:
+        check(container["readinessProbe"]["grpc"].get("service") == "sessiond.v1.SessionService",
+              "readinessProbe checks service sessiond.v1.SessionService")
+
+    check(bool(container.get("resources", {}).get("requests")), "the container has resource requests")
+    for constraint in server.spec.get("topologySpreadConstraints", []):
+        check(constraint.get("whenUnsatisfiable") == "ScheduleAnyway"
+              and is_subset(constraint["labelSelector"]["matchLabels"], pod["metadata"]["labels"]),
+              f"topology spread over {constraint['topologyKey']} is soft and selects the pods")
+
+
+def check_migrations_job(rendered: Rendered, check: Checks) -> dict | None:
+    jobs = rendered.all("Job")
+    if not check(len(jobs) == 1, "one migrations Job"):
+        return None
+    job = jobs[0]
+    annotations = job["metadata"].get("annotations", {})
+    check(set(annotations.get("helm.sh/hook", "").split(",")) == {"pre-install", "pre-upgrade"},
+          "Job is a pre-install,pre-upgrade Helm hook", annotations.get("helm.sh/hook"))
+    spec = job["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    check(container.get("args") == ["migrate"] and "command" not in container, "Job runs `sessiond migrate`")
+    check(spec.get("restartPolicy") == "Never", "Job pods are not restarted in place")
+    check_security("Job", spec, container, check)
+    return job
+
+
+def secret_ref(container: dict, variable: str) -> dict | None:
+    for entry in container.get("env", []):
+        if entry["name"] == variable:
+            return entry.get("valueFrom", {}).get("secretKeyRef")
+    return None
+
+
+# ---- 2. what each values file asks for ---------------------------------------
+
+
+def check_default(rendered: Rendered, server: Server, values: dict, check: Checks) -> None:
+    check(server.deployment["spec"].get("replicas") == 1, "embedded store: exactly 1 replica")
+    check(server.deployment["spec"].get("strategy", {}).get("type") == "Recreate",
+          "embedded store: Recreate, never two pods on one store")
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Job", "Secret", "NetworkPolicy",
+                 "ServiceMonitor", "PersistentVolumeClaim"):
+        check(not rendered.all(kind), f"no {kind}")
+    check("SESSIOND_DATABASE_URL" not in server.env_refs, "no database URL")
+    check("emptyDir" in (server.volume_at("/data") or {}), "/data is an emptyDir")
+    files = rendered.one("ConfigMap", server.deployment["metadata"]["name"] + "-files")
+    roles = (ROOT / "config" / "roles.yaml").read_text()
+    check(files is not None and files["data"].get("roles.yaml") == roles,
+          "the roles file is config/roles.yaml, as shipped")
+
+
+def check_postgres(rendered: Rendered, server: Server, values: dict, check: Checks) -> None:
+    database = values["database"]
+    check("replicas" not in server.deployment["spec"], "autoscaled: the Deployment leaves replicas to the HPA")
+    hpa = rendered.one("HorizontalPodAutoscaler")
+    if check(hpa is not None and hpa["apiVersion"] == "autoscaling/v2", "an autoscaling/v2 HorizontalPodAutoscaler"):
+        spec = hpa["spec"]
+        check(spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                         "name": server.deployment["metadata"]["name"]}, "HPA scales the Deployment")
+        check((spec["minReplicas"], spec["maxReplicas"])
+              == (values["autoscaling"]["minReplicas"], values["autoscaling"]["maxReplicas"]),
+              f"HPA between {spec['minReplicas']} and {spec['maxReplicas']} replicas")
+        targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in spec["metrics"]}
+        check(targets == {"cpu": 75, "memory": 80}, "HPA targets CPU 75% and memory 80%", targets)
+    check_pdb(rendered, server, check)
+    strategy = server.deployment["spec"].get("strategy", {})
+    check(strategy.get("type") == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0,
+          "database: rolling updates that keep every replica serving")
+
+    expected_ref = {"name": database["existingSecret"], "key": database["existingSecretKey"]}
+    check(secret_ref(server.container, "SESSIOND_DATABASE_URL") == expected_ref,
+          f"SESSIOND_DATABASE_URL from Secret {expected_ref['name']} key {expected_ref['key']}")
+    env = server.env
+    check((env.get("SESSIOND_DB_POOL_SIZE"), env.get("SESSIOND_DB_CONNECT_TIMEOUT"),
+           env.get("SESSIOND_DB_STATEMENT_TIMEOUT")) == ("8", "3s", "10s"),
+          "pool size and timeouts in the ConfigMap")
+    check((env.get("SESSIOND_CACHE_CAPACITY"), env.get("SESSIOND_MAX_REQUEST_BYTES"),
+           env.get("SESSIOND_LOG_KEEP_ALL")) == ("200000", "4194304", "true"),
+          "settings: numbers print as integers, booleans as true/false",
+          {k: env.get(k) for k in ("SESSIOND_CACHE_CAPACITY", "SESSIOND_MAX_REQUEST_BYTES", "SESSIOND_LOG_KEEP_ALL")})
+    check(not rendered.all("Secret"), "no Secret of the chart's own (the URL's Secret exists)")
+
+    job = check_migrations_job(rendered, check)
+    if job:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        check(secret_ref(container, "SESSIOND_DATABASE_URL") == expected_ref, "Job reads the same database Secret")
+
+    policy = rendered.one("NetworkPolicy")
+    if check(policy is not None, "a NetworkPolicy"):
+        egress_ports = {(p["port"], p.get("protocol")) for rule in policy["spec"]["egress"] for p in rule["ports"]}
+        check({(53, "UDP"), (53, "TCP"), (5432, "TCP")} <= egress_ports, "egress to DNS and PostgreSQL",
+              egress_ports)
+        postgres_rule = next(r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == 5432)
+        check(postgres_rule.get("to") == values["networkPolicy"]["postgres"]["to"], "PostgreSQL egress to its peers")
+        check(is_subset(policy["spec"]["podSelector"]["matchLabels"], server.pod["metadata"]["labels"])
+              and (job is None or is_subset(policy["spec"]["podSelector"]["matchLabels"],
+                                            job["spec"]["template"]["metadata"]["labels"])),
+              "NetworkPolicy covers the server's pods and the Job's")
+
+
+def check_pdb(rendered: Rendered, server: Server, check: Checks) -> None:
+    pdb = rendered.one("PodDisruptionBudget")
+    if check(pdb is not None, "a PodDisruptionBudget"):
+        check(pdb["spec"].get("minAvailable") == 1, "PDB keeps at least 1 pod")
+        check(is_subset(pdb["spec"]["selector"]["matchLabels"], server.pod["metadata"]["labels"]),
+              "PDB selects the pods")
+
+
+def check_postgres_url(rendered: Rendered, server: Server, values: dict, check: Checks) -> None:
+    name = server.deployment["metadata"]["name"]
+    url = values["database"]["url"]
+    check(server.deployment["spec"].get("replicas") == values["replicaCount"],
+          f"database: {values['replicaCount']} replicas as asked")
+    check_pdb(rendered, server, check)
+    secret = rendered.one("Secret", name)
+    check(secret is not None and base64.b64decode(secret["data"]["database-url"]).decode() == url,
+          "the chart's Secret holds database.url")
+    check(secret_ref(server.container, "SESSIOND_DATABASE_URL") == {"name": name, "key": "database-url"},
+          "SESSIOND_DATABASE_URL from the chart's Secret")
+    check(rendered.one("ServiceAccount") is None and server.spec["serviceAccountName"] == "sessiond-runner",
+          "pods run as the existing ServiceAccount")
+    affinity = server.spec.get("affinity", {}).get("podAntiAffinity", {})
+    check("requiredDuringSchedulingIgnoredDuringExecution" in affinity, "hard anti-affinity as asked")
+
+    job = check_migrations_job(rendered, check)
+    hook_secret = rendered.one("Secret", f"{name}-migrations")
+    if check(hook_secret is not None, "a hook Secret for the Job (hooks run before the release's Secret exists)"):
+        annotations = hook_secret["metadata"]["annotations"]
+        check(base64.b64decode(hook_secret["data"]["database-url"]).decode() == url, "hook Secret holds database.url")
+        check(annotations.get("helm.sh/hook") == "pre-install,pre-upgrade", "hook Secret is a hook too")
+        if job:
+            job_weight = int(job["metadata"]["annotations"].get("helm.sh/hook-weight", "0"))
+            check(int(annotations.get("helm.sh/hook-weight", "0")) < job_weight, "hook Secret is created before the Job")
+            container = job["spec"]["template"]["spec"]["containers"][0]
+            check(secret_ref(container, "SESSIOND_DATABASE_URL") == {"name": f"{name}-migrations", "key": "database-url"},
+                  "Job reads the hook Secret")
+            check(job["spec"]["template"]["spec"].get("serviceAccountName") == "sessiond-runner",
+                  "Job runs as the existing ServiceAccount")
+
+
+def check_full(rendered: Rendered, server: Server, values: dict, check: Checks) -> None:
+    name = server.deployment["metadata"]["name"]
+    env = server.env
+    check(server.deployment["spec"].get("replicas") == 1, "embedded store: exactly 1 replica")
+    check(not rendered.all("HorizontalPodAutoscaler") and not rendered.all("PodDisruptionBudget")
+          and not rendered.all("Job"), "no HPA, PDB or Job for the embedded store")
+
+    # Persistence.
+    pvc = rendered.one("PersistentVolumeClaim")
+    data = server.volume_at("/data") or {}
+    check(pvc is not None and data.get("persistentVolumeClaim", {}).get("claimName") == pvc["metadata"]["name"],
+          "/data is the chart's PersistentVolumeClaim")
+    if pvc:
+        check(pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+              and pvc["spec"].get("storageClassName") == "fast-ssd", "claim of 5Gi on storage class fast-ssd")
+
+    # TLS: files from the existing Secrets.
+    expected = {
+        "SESSIOND_TLS_CERT": ("sessiond-tls", "tls.crt"),
+        "SESSIOND_TLS_KEY": ("sessiond-tls", "tls.key"),
+        "SESSIOND_TLS_CLIENT_CA": ("sessiond-client-ca", "ca.crt"),
+    }
+    for variable, (secret, key) in expected.items():
+        found = server.projected_file(env.get(variable, "-"))
+        check(found is not None and found[0].get("secret", {}).get("name") == secret and found[1]["key"] == key,
+              f"{variable} is key {key} of Secret {secret}")
+
+    # API keys: the chart's Secret holds the file.
+    found = server.projected_file(env.get("SESSIOND_API_KEYS_FILE", "-"))
+    secret = rendered.one("Secret", name)
+    if check(found is not None and secret is not None and found[0].get("secret", {}).get("name") == name,
+             "SESSIOND_API_KEYS_FILE is a file of the chart's Secret"):
+        keys_file = yaml.safe_load(base64.b64decode(secret["data"][found[1]["key"]]))
+        check(keys_file == {"keys": values["auth"]["apiKeys"]}, "the API keys file lists auth.apiKeys", keys_file)
+
+    # Telemetry and metrics.
+    check(env.get("SESSIOND_OTLP_ENDPOINT") == values["telemetry"]["otlpEndpoint"], "SESSIOND_OTLP_ENDPOINT")
+    check(env.get("SESSIOND_METRICS_LISTEN") == "0.0.0.0:9090", "SESSIOND_METRICS_LISTEN=0.0.0.0:9090")
+    container_ports = {p["name"]: p["containerPort"] for p in server.container["ports"]}
+    service_ports = {p["name"]: p for p in rendered.one("Service")["spec"]["ports"]}
+    check(container_ports.get("metrics") == 9090 and service_ports.get("metrics", {}).get("targetPort") == "metrics",
+          "metrics port 9090 on the container and the Service")
+    monitor = rendered.one("ServiceMonitor")
+    if check(monitor is not None and monitor["apiVersion"] == "monitoring.coreos.com/v1", "a ServiceMonitor"):
+        check(monitor["spec"]["endpoints"][0]["port"] == "metrics"
+              and monitor["metadata"]["labels"].get("release") == "prometheus",
+              "ServiceMonitor scrapes port metrics, labelled for Prometheus")
+        check(is_subset(monitor["spec"]["selector"]["matchLabels"], rendered.one("Service")["metadata"]["labels"]),
+              "ServiceMonitor selects the Service")
+
+    # Log policy.
+    files = rendered.one("ConfigMap", f"{name}-files")
+    check(files is not None and files["data"].get("log-policy.yaml") == values["logPolicy"],
+          "the log policy file is logPolicy")
+
+    # NetworkPolicy.
+    policy = rendered.one("NetworkPolicy")
+    if check(policy is not None, "a NetworkPolicy"):
+        ingress = {p["port"]: rule["from"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+        check(ingress.get(GRPC_PORT) == values["networkPolicy"]["grpcFrom"], "gRPC ingress only from grpcFrom")
+        check(ingress.get(9090) == values["networkPolicy"]["metricsFrom"], "metrics ingress only from metricsFrom")
+        egress_ports = {(p["port"], p.get("protocol")) for rule in policy["spec"]["egress"] for p in rule["ports"]}
+        check(egress_ports == {(53, "UDP"), (53, "TCP"), (4317, "TCP")}, "egress only to DNS and the OTLP collector",
+              egress_ports)
+    check(server.pod["metadata"]["annotations"].get("example.com/team") == "shop", "podAnnotations on the pods")
+
+
+CASES = {
+    "default": check_default,
+    "postgres": check_postgres,
+    "postgres-url": check_postgres_url,
+    "full": check_full,
+}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    kube_version, values_file, rendered_file = argv[0], Path(argv[1]), Path(argv[2])
+    case = values_file.stem
+    if case not in CASES:
+        print(f"error: no checks for values file {values_file.name}; known: {', '.join(CASES)}", file=sys.stderr)
+        return 2
+    values = yaml.safe_load(values_file.read_text()) or {}
+    rendered = Rendered(rendered_file)
+    check = Checks()
+
+    print(f"{values_file.name}: schemas of Kubernetes {kube_version}")
+    validate_all(rendered, kube_version, check)
+    print(f"{values_file.name}: what the chart promises")
+    server = Server(rendered)
+    check_common(rendered, server, tls=bool(values.get("tls", {}).get("enabled")), check=check)
+    print(f"{values_file.name}: what {values_file.name} asks for")
+    CASES[case](rendered, server, values, check)
+
+    print(f"{values_file.name}: {check.count - len(check.failed)} checks passed, {len(check.failed)} failed")
+    return 1 if check.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
