@@ -1,0 +1,282 @@
+//! Runs the store conformance suite on `PgStore`, directly and through the
+//! moka cache, each test on its own database of a throwaway PostgreSQL, plus
+//! what only a database shared by replicas has to show: migrating from
+//! several replicas at once, events numbered in commit order across
+//! replicas, notifications for the other replicas, refused statements that
+//! fail alone and quote nothing, and riding out a server restart.
+
+#[path = "support/postgres.rs"]
+mod postgres_support;
+
+use std::collections::BTreeSet;
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postgres_support::{PgCluster, TestDatabase, fresh_database};
+use sessiond::clock::UnixMillis;
+use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap};
+use sessiond::store::conformance::{T0, create, end, ending, event, session};
+use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
+use sessiond::store::{EndOutcome, Store, StoreError};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// A store on a fresh database; the database lives as long as the guard.
+async fn fresh() -> (TestDatabase, PgStore) {
+    let db = fresh_database().await;
+    let store = PgStore::connect(db.settings()).await.expect("a fresh database opens");
+    (db, store)
+}
+
+sessiond::store_conformance_tests!(fresh().await);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_migrating_a_new_database_at_once_all_succeed_and_apply_the_schema_once() {
+    let db = fresh_database().await;
+    let settings = db.settings();
+    let migrators: Vec<_> = (0..3)
+        .map(|_| {
+            let settings = settings.clone();
+            tokio::spawn(async move { migrate(&settings).await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for migrator in migrators {
+        applied.push(migrator.await.expect("no migrator panicked").expect("every migrator succeeds"));
+    }
+    applied.sort();
+    assert_eq!(applied, [0, 0, SCHEMA_VERSION], "one migrator applied every step, the others none");
+
+    let client = db.connect().await;
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .await
+        .expect("schema_migrations is readable")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION as i32).collect::<Vec<_>>());
+    let counters: i64 =
+        client.query_one("SELECT count(*) FROM event_counter", &[]).await.expect("the counter is readable").get(0);
+    assert_eq!(counters, 1, "the schema's one-time inserts ran once");
+    assert_eq!(migrate(&settings).await.expect("migrating again succeeds"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_a_newer_schema_is_refused() {
+    let db = fresh_database().await;
+    migrate(&db.settings()).await.expect("a new database migrates");
+    let newer = SCHEMA_VERSION as i32 + 1;
+    db.connect()
+        .await
+        .execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&newer])
+        .await
+        .expect("a version can be recorded");
+    let refused = PgStore::connect(db.settings()).await;
+    assert!(matches!(refused, Err(StoreError::Internal(_))), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_concurrent_replicas_reach_a_polling_reader_gapless_and_in_commit_order() {
+    const REPLICAS: usize = 2;
+    const WRITERS: usize = 8;
+    const SESSIONS: usize = 10;
+    let total = (REPLICAS * WRITERS * SESSIONS * 3) as u64;
+    let db = fresh_database().await;
+    let mut replicas = Vec::new();
+    for _ in 0..REPLICAS {
+        replicas.push(Arc::new(PgStore::connect(db.settings()).await.expect("a replica connects")));
+    }
+
+    // The reader checks every page it polls: it starts right after the last
+    // event seen and has no holes. A number taken before an earlier one
+    // committed would show up here as a hole.
+    let reader = {
+        let store = Arc::clone(&replicas[0]);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut seen: Vec<Event> = Vec::new();
+            while (seen.len() as u64) < total {
+                assert!(Instant::now() < deadline, "the reader saw only {} of {total} events", seen.len());
+                let after = seen.len() as u64;
+                let page = store.events_after(after, 50).await.expect("events are readable");
+                let numbers: Vec<u64> = page.iter().map(|e| e.sequence).collect();
+                let expected: Vec<u64> = (after + 1..).take(page.len()).collect();
+                assert_eq!(numbers, expected, "events appear in order and without holes");
+                if page.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                seen.extend(page);
+            }
+            seen
+        })
+    };
+
+    let writers: Vec<_> = (0..REPLICAS * WRITERS)
+        .map(|w| {
+            let store = Arc::clone(&replicas[w % REPLICAS]);
+            tokio::spawn(async move {
+                let mut answered = Vec::new();
+                for i in 0..SESSIONS {
+                    let s = session(SessionKind::WebUser, Some(&format!("user{w}-{i}")), T0);
+                    answered.push(create(&*store, &s, &StorageMap::new()).await);
+                    let changed = event(EventType::PrivilegesChanged, &s, T0);
+                    let (_, granted) =
+                        store.update_grants(&s.id, 0, &Grants::default(), &changed).await.expect("granted");
+                    answered.push(granted);
+                    let (end, end_event) = ending(&s, EndReason::Closed, T0, false);
+                    match store.end_session(&s.id, &end, &end_event).await.expect("ended") {
+                        EndOutcome::Ended(ended) => answered.push(ended),
+                        EndOutcome::AlreadyEnded(_) => panic!("the session was open"),
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for writer in writers {
+        answered.extend(writer.await.expect("no writer panicked"));
+    }
+    let seen = reader.await.expect("the reader did not panic");
+    answered.sort_by_key(|e| e.sequence);
+    assert_eq!(seen, answered, "the reader saw exactly the events the writers were answered");
+    for replica in &replicas {
+        assert_eq!(replica.last_event_sequence().await.expect("the sequence is readable"), total);
+    }
+}
+
+/// Listens on the store's channels, answering what arrives as
+/// `(channel, payload)` for as long as the client answered is kept.
+async fn listen(db: &TestDatabase) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<(String, String)>) {
+    let (client, mut connection) = tokio_postgres::connect(&db.url, NoTls).await.expect("a listener connects");
+    let (notifications, received) = mpsc::unbounded_channel();
+    // Polling for messages also drives the connection, and with it the
+    // client's requests; it ends when the client is dropped.
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = notifications.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {EVENTS_CHANNEL}; LISTEN {INVALIDATE_CHANNEL}"))
+        .await
+        .expect("the listener listens");
+    (client, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_notify_other_replicas_of_new_events_and_changed_sessions() {
+    let (db, store) = fresh().await;
+    let (_listener, mut received) = listen(&db).await;
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("a notification arrives")
+            .expect("the listener runs")
+    };
+    let s = session(SessionKind::WebUser, Some("alice"), T0);
+    create(&store, &s, &StorageMap::new()).await;
+    assert_eq!(next().await, (EVENTS_CHANNEL.to_owned(), "1".to_owned()));
+
+    store.record_activity(&s.id, UnixMillis(T0.0 + 5)).await.expect("activity is recorded");
+    assert_eq!(next().await, (INVALIDATE_CHANNEL.to_owned(), s.id.to_string()));
+
+    end(&store, &s, EndReason::Closed, UnixMillis(T0.0 + 10), false).await;
+    let mut ended = BTreeSet::from([next().await, next().await]);
+    assert!(ended.remove(&(EVENTS_CHANNEL.to_owned(), "2".to_owned())), "{ended:?}");
+    assert!(ended.remove(&(INVALIDATE_CHANNEL.to_owned(), s.id.to_string())), "{ended:?}");
+
+    store.purge(UnixMillis(T0.0 + 20), T0).await.expect("purging succeeds");
+    assert_eq!(next().await, (INVALIDATE_CHANNEL.to_owned(), "*".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_statement_fails_its_write_alone_and_its_error_quotes_no_value() {
+    let (_db, store) = fresh().await;
+    let store = Arc::new(store);
+    let first = session(SessionKind::WebUser, None, T0);
+    create(&*store, &first, &StorageMap::new()).await;
+    // Another session with the same token hash breaks a unique constraint.
+    let clash = Session { id: SessionId::generate(), ..first.clone() };
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (store, clash) = (Arc::clone(&store), clash.clone());
+            tokio::spawn(async move {
+                let s = if i == 0 { clash } else { session(SessionKind::WebUser, None, T0) };
+                let created = store.create_session(&s, &StorageMap::new(), &event(EventType::Created, &s, T0)).await;
+                (s, created)
+            })
+        })
+        .collect();
+    let mut committed = 0;
+    for task in tasks {
+        let (s, created) = task.await.expect("no writer panicked");
+        if s.id != clash.id {
+            created.expect("writes beside the refused one commit");
+            assert_eq!(store.session_by_id(&s.id).await.expect("lookup works"), Some(s));
+            committed += 1;
+            continue;
+        }
+        let Err(refused) = created else { panic!("a duplicate token hash is refused") };
+        assert!(matches!(refused, StoreError::Internal(_)), "{refused:?}");
+        let mut told = format!("{refused} {refused:?}");
+        let mut cause = refused.source();
+        while let Some(e) = cause {
+            told.push_str(&format!(" {e} {e:?}"));
+            cause = e.source();
+        }
+        assert!(told.contains("23505"), "the error names the failure: {told}");
+        assert!(!told.contains(&hex::encode(first.token_hash.0)), "the error quotes the token hash: {told}");
+    }
+    assert_eq!(committed, 29);
+    let events = store.events_after(0, 100).await.expect("events are readable");
+    assert_eq!(events.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_while_postgres_is_down_fails_fast_as_unavailable_and_succeeds_once_it_is_back() {
+    if std::env::var_os("SESSIOND_TEST_DATABASE_URL").is_some() {
+        eprintln!("skipped: an external test server cannot be restarted");
+        return;
+    }
+    // A server of its own: stopping the shared one would fail other tests.
+    let cluster = PgCluster::launch().await;
+    let db = cluster.create_database().await;
+    let settings = PgSettings { connect_timeout: Duration::from_secs(3), ..db.settings() };
+    let store = PgStore::connect(settings.clone()).await.expect("the store connects");
+    let before = session(SessionKind::WebUser, None, T0);
+    create(&store, &before, &StorageMap::new()).await;
+
+    cluster.stop().await;
+    let down = session(SessionKind::WebUser, None, T0);
+    let started = Instant::now();
+    let write = store.create_session(&down, &StorageMap::new(), &event(EventType::Created, &down, T0)).await;
+    assert!(matches!(write, Err(StoreError::Unavailable(_))), "{write:?}");
+    let read = store.session_by_id(&before.id).await;
+    assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+    assert!(started.elapsed() < settings.connect_timeout, "failing took {:?}", started.elapsed());
+
+    cluster.start().await;
+    assert_eq!(create(&store, &down, &StorageMap::new()).await.sequence, 2, "the failed write left no trace");
+    assert_eq!(store.session_by_id(&before.id).await.expect("lookup works"), Some(before));
+}
+
+/// The same suite through the moka cache in front of Postgres.
+mod cached {
+    use sessiond::store::cache::CachedStore;
+    use sessiond::store::postgres::PgStore;
+
+    use super::postgres_support::{TestDatabase, fresh_database};
+
+    async fn fresh() -> (TestDatabase, CachedStore) {
+        let db = fresh_database().await;
+        let store = PgStore::connect(db.settings()).await.expect("a fresh database opens");
+        (db, CachedStore::new(store, 1_000))
+    }
+
+    sessiond::store_conformance_tests!(fresh().await);
+}

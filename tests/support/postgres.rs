@@ -1,0 +1,459 @@
+//! A throwaway PostgreSQL for tests: one cluster per test binary, started
+//! on first use, and a fresh database for every test.
+//!
+//! Include it with `#[path = "support/postgres.rs"] mod postgres_support;`
+//! (`"../support/postgres.rs"` from a binary in `tests/<dir>/`), then:
+//!
+//! ```ignore
+//! let db = postgres_support::fresh_database().await;
+//! let store = PgStore::connect(db.settings()).await?;
+//! ```
+//!
+//! [`PgCluster::shared`] runs `initdb` into a new directory under the
+//! temporary directory and starts `postgres` on it as a child process,
+//! listening on a free loopback port and on a Unix socket in that
+//! directory. The binaries come from `$SESSIOND_PG_BIN`, else Debian's
+//! `/usr/lib/postgresql/<major>/bin` (`scripts/lib/postgres.sh` installs
+//! them). Both refuse to run as root, so as root they run as the `postgres`
+//! system user, created when missing. The server gets `SIGKILL` when the
+//! test process dies (`setpriv --pdeathsig`), and its directory is removed
+//! when the process exits, or by the next run when the process was killed.
+//!
+//! With `$SESSIOND_TEST_DATABASE_URL` set (a URL to a server's maintenance
+//! database, whose user may create databases), that server is used instead
+//! and each test's database is dropped after it.
+//!
+//! A test that stops and starts a server ([`PgCluster::stop`],
+//! [`PgCluster::start`]) takes one of its own from [`PgCluster::launch`]
+//! unless its binary runs nothing else: stopping the shared one fails every
+//! test using it meanwhile.
+
+// Each test binary uses its own part of this support.
+#![allow(dead_code)]
+
+use std::ffi::c_int;
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use sessiond::store::postgres::PgSettings;
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+/// Where the server binaries are when `SESSIOND_PG_BIN` is unset and this
+/// major version is installed.
+const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// How long a starting server may take to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping server may take to shut down cleanly.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The cluster's superuser, and the system user it runs as under root.
+const SUPERUSER: &str = "postgres";
+/// Names of the cluster directories, followed by the owning process id.
+const DIR_PREFIX: &str = "sessiond-pg-";
+
+static SHARED: OnceCell<PgCluster> = OnceCell::const_new();
+
+/// A fresh, empty database on the shared cluster.
+pub async fn fresh_database() -> TestDatabase {
+    PgCluster::shared().await.create_database().await
+}
+
+/// One test's own database. Holds a URL, and for an external server drops
+/// the database when dropped.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    /// The maintenance database to drop this one from, when it must be.
+    drop_from: Option<String>,
+}
+
+impl TestDatabase {
+    /// Store settings for this database: a small pool, short timeouts.
+    pub fn settings(&self) -> PgSettings {
+        PgSettings {
+            pool_size: 6,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            ..PgSettings::new(&self.url)
+        }
+    }
+
+    /// A plain connection to this database, for looking behind a store.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        connect(&self.url).await.unwrap_or_else(|e| panic!("cannot connect to test database {}: {e}", self.name))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.drop_from.take() else { return };
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs inside a test's runtime, which must not block on
+        // itself: the statement runs on a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let client = connect(&admin_url).await?;
+                client.batch_execute(&sql).await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// A PostgreSQL server tests create databases on: one this support runs,
+/// or the external one of `SESSIOND_TEST_DATABASE_URL`.
+pub struct PgCluster {
+    /// The maintenance database, where test databases are created.
+    admin_url: String,
+    /// `None` for an external server.
+    local: Option<LocalServer>,
+}
+
+/// A server this support runs, and what it takes to run it again.
+struct LocalServer {
+    /// Holds `data/` (the cluster), the Unix socket and `postgres.log`.
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    /// Whether the binaries run as the `postgres` user (the test is root).
+    as_postgres: bool,
+    server: Mutex<Option<Child>>,
+}
+
+impl PgCluster {
+    /// The cluster every test of this binary shares, started on first use.
+    pub async fn shared() -> &'static PgCluster {
+        SHARED
+            .get_or_init(|| async {
+                match std::env::var("SESSIOND_TEST_DATABASE_URL") {
+                    Ok(url) if !url.is_empty() => PgCluster { admin_url: url, local: None },
+                    _ => {
+                        let cluster = PgCluster::launch().await;
+                        at_exit(discard_shared_cluster);
+                        cluster
+                    }
+                }
+            })
+            .await
+    }
+
+    /// A new cluster of the caller's own, started and ready. It is killed
+    /// and removed when dropped.
+    pub async fn launch() -> PgCluster {
+        let bin = postgres_bin();
+        let as_postgres = running_as_root();
+        remove_stale_clusters();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+            .tempdir()
+            .expect("a temporary directory can be created")
+            .keep();
+        if as_postgres {
+            let (uid, gid) = postgres_user();
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("root can hand a directory to postgres");
+        }
+        let port = free_port();
+        let local = LocalServer { dir, bin, port, as_postgres, server: Mutex::new(None) };
+        let initdb = local.command("initdb");
+        tokio::task::spawn_blocking(move || run_initdb(initdb)).await.expect("initdb does not panic");
+        let cluster =
+            PgCluster { admin_url: format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres"), local: Some(local) };
+        cluster.start().await;
+        cluster
+    }
+
+    /// Whether [`stop`](Self::stop) and [`start`](Self::start) work: only
+    /// on a server this support runs.
+    pub fn can_restart(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// The loopback port of a server this support runs.
+    pub fn port(&self) -> Option<u16> {
+        self.local.as_ref().map(|local| local.port)
+    }
+
+    /// Creates an empty database `t_<random>`.
+    pub async fn create_database(&self) -> TestDatabase {
+        let name = format!("t_{:016x}", rand::random::<u64>());
+        let admin = connect(&self.admin_url).await.unwrap_or_else(|e| panic!("cannot reach the test server: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let url = with_database(&self.admin_url, &name);
+        let drop_from = self.local.is_none().then(|| self.admin_url.clone());
+        TestDatabase { name, url, drop_from }
+    }
+
+    /// Starts the server (again) on its data directory and port, and waits
+    /// until it accepts connections.
+    pub async fn start(&self) {
+        let local = self.local.as_ref().expect("only a server this support runs can be started");
+        {
+            let mut server = local.server.lock().unwrap_or_else(PoisonError::into_inner);
+            assert!(server.is_none(), "the test server is already running");
+            let postgres = local.postgres_command();
+            *server = Some(spawn_from_lasting_thread(postgres).expect("postgres starts"));
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match connect(&self.admin_url).await {
+                Ok(_) => return,
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("postgres did not accept connections within {READY_TIMEOUT:?}: {e}\n{}", local.log_tail())
+                }
+                Err(_) => {}
+            }
+            if local.has_exited() {
+                panic!("postgres exited while starting:\n{}", local.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Shuts the server down (fast: open sessions are disconnected) and
+    /// waits until it is gone; [`start`](Self::start) brings it back.
+    pub async fn stop(&self) {
+        let local = self.local.as_ref().expect("only a server this support runs can be stopped");
+        let server = local.server.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let Some(mut server) = server else { return };
+        let pid = server.id().to_string();
+        let signalled = Command::new("kill").args(["-INT", &pid]).status().is_ok_and(|s| s.success());
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while signalled && Instant::now() < deadline {
+                if !matches!(server.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("postgres did not shut down in time; killing it");
+            let _ = server.kill();
+            let _ = server.wait();
+        })
+        .await
+        .expect("waiting for postgres does not panic");
+    }
+
+    /// Kills the server and removes its directory, without waiting for a
+    /// clean shutdown: nothing of a test cluster needs to survive.
+    fn discard(&self) {
+        let Some(local) = &self.local else { return };
+        let server = match local.server.try_lock() {
+            Ok(mut server) => server.take(),
+            Err(_) => None,
+        };
+        if let Some(mut server) = server {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let _ = fs::remove_dir_all(&local.dir);
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+impl LocalServer {
+    /// A command running the server binary `name`, as `postgres` when the
+    /// test is root, and killed should the test process die.
+    fn command(&self, name: &str) -> Command {
+        let mut command = Command::new("setpriv");
+        if self.as_postgres {
+            command.args(["--reuid", SUPERUSER, "--regid", SUPERUSER, "--init-groups"]);
+        }
+        command.args(["--pdeathsig", "KILL", "--"]).arg(self.bin.join(name)).current_dir(&self.dir);
+        command
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    fn postgres_command(&self) -> Command {
+        let log = File::options().create(true).append(true).open(self.log_path()).expect("the server log opens");
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"])
+            .arg("-k")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log handle clones"))
+            .stderr(log);
+        command
+    }
+
+    fn has_exited(&self) -> bool {
+        let mut server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
+        server.as_mut().is_none_or(|s| !matches!(s.try_wait(), Ok(None)))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<_> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+fn run_initdb(mut initdb: Command) {
+    let data = Path::new("data");
+    let output = initdb
+        .arg("-D")
+        .arg(data)
+        .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("initdb starts");
+    assert!(
+        output.status.success(),
+        "initdb failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{}/{name}{query}", &base[..path_start])
+}
+
+/// The directory holding `postgres` and `initdb`.
+fn postgres_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SESSIOND_PG_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    if Path::new(DEFAULT_BIN).join("postgres").exists() {
+        return PathBuf::from(DEFAULT_BIN);
+    }
+    // Any other major version Debian installed, the newest first.
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("postgres").exists().then_some((major, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server binaries: set SESSIOND_PG_BIN, install Debian's postgresql \
+             (scripts/lib/postgres.sh: ensure_postgres_binaries) or set SESSIOND_TEST_DATABASE_URL"
+        )
+    })
+}
+
+fn running_as_root() -> bool {
+    // /proc/self belongs to the process' effective user.
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The `postgres` system user's uid and gid, creating the user if needed.
+fn postgres_user() -> (u32, u32) {
+    let id = |flag: &str| -> Option<u32> {
+        let output = Command::new("id").args([flag, SUPERUSER]).stderr(Stdio::null()).output().ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().parse().ok())?
+    };
+    if id("-u").is_none() {
+        // Another test binary may create it at the same moment; the ids
+        // below tell whether one of us did.
+        let _ = Command::new("useradd").args(["--system", "--user-group", SUPERUSER]).status();
+    }
+    match (id("-u"), id("-g")) {
+        (Some(uid), Some(gid)) => (uid, gid),
+        _ => panic!("running as root, and there is no {SUPERUSER} user to run PostgreSQL as (useradd failed)"),
+    }
+}
+
+/// A port on 127.0.0.1 free at this moment.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("the loopback interface takes a listener");
+    listener.local_addr().expect("a bound listener has an address").port()
+}
+
+/// Removes the cluster directories of test processes that no longer run
+/// (killed before they could clean up).
+fn remove_stale_clusters() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)?.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Starts `command` from a thread that lives as long as the test process.
+/// `--pdeathsig` fires when the *thread* that forked the server exits, and
+/// each tokio test runs on threads that end with it: forked from one of
+/// those, a shared server would die with the first test.
+fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
+    type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static LAUNCHER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
+    let launcher = LAUNCHER.get_or_init(|| {
+        let (requests, incoming) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("postgres-launcher".into())
+            .spawn(move || {
+                for (mut command, reply) in incoming {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("a thread can be started");
+        requests
+    });
+    let (reply, answer) = mpsc::channel();
+    launcher.send((command, reply)).expect("the launcher thread runs as long as the process");
+    answer.recv().expect("the launcher answers every request")
+}
+
+unsafe extern "C" {
+    /// The C library's `atexit`: runs `callback` when the process exits.
+    safe fn atexit(callback: extern "C" fn()) -> c_int;
+}
+
+/// Registers `callback` to run at exit; statics are never dropped, so
+/// this is how the shared cluster gets removed.
+fn at_exit(callback: extern "C" fn()) {
+    if atexit(callback) != 0 {
+        eprintln!("cannot register the test cluster's removal at exit");
+    }
+}
+
+extern "C" fn discard_shared_cluster() {
+    if let Some(cluster) = SHARED.get() {
+        cluster.discard();
+    }
+}
