@@ -18,6 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(descriptors)?;
 
+    // The echo baseline of the `sessiond-bench` binary, generated apart so
+    // that it stays out of sessiond's own descriptor set and reflection.
+    let bench = protox::compile(["proto/sessiond/bench/v1/echo.proto"], ["proto"])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(bench)?;
+
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

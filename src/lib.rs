@@ -3,6 +3,7 @@
 //! Services written in any language delegate session lifecycle, privileges,
 //! storage and logging to sessiond. The layers point inward:
 //!
+//! - [`auth`]: API keys, tenants and roles of callers;
 //! - [`grpc`]: tonic services, proto ↔ domain conversions, the one error
 //!   mapping to `tonic::Status`;
 //! - [`service`]: the domain service — every operation, no proto types;
@@ -10,9 +11,10 @@
 //! - [`store`]: the [`store::Store`] trait, the embedded SQLite store and
 //!   the moka cache decorator;
 //! - [`startup`]: [`startup::Application`], which wires it all from
-//!   [`settings::Settings`]; [`telemetry`] sets up logging; [`clock`]
+//!   [`settings::Settings`]; [`telemetry`] sets up logs, traces and metrics; [`clock`]
 //!   injects time.
 
+pub mod auth;
 pub mod clock;
 pub mod domain;
 pub mod grpc;

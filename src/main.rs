@@ -1,15 +1,54 @@
 //! The `sessiond` binary: settings, telemetry, then the application.
 
+use std::io::Read as _;
+
+use anyhow::Context as _;
 use clap::Parser as _;
-use sessiond::settings::Settings;
+use sessiond::settings::{Command, Settings};
 use sessiond::startup::Application;
+use sessiond::telemetry::{self, TelemetryConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    sessiond::telemetry::init(settings.log_format, &settings.log_filter)?;
-    let app = Application::build(settings).await.inspect_err(|err| tracing::error!(error = format!("{err:#}"), "start-up failed"))?;
-    app.run_until_stopped(shutdown_signal()).await
+    if let Some(Command::HashKey { generate }) = settings.command {
+        return hash_key(generate);
+    }
+    let telemetry = telemetry::init(&TelemetryConfig::from_settings(&settings))?;
+    let served = async {
+        if let Some(Command::Migrate) = settings.command {
+            return migrate(&settings).await;
+        }
+        let app = Application::build(settings).await.inspect_err(|err| tracing::error!(error = format!("{err:#}"), "start-up failed"))?;
+        app.run_until_stopped(shutdown_signal()).await
+    }
+    .await;
+    // Exports the last spans and metrics, of a failed start-up too.
+    telemetry.shutdown().await;
+    served
+}
+
+/// `sessiond hash-key`: the configured form of a key, never logged.
+fn hash_key(generate: bool) -> anyhow::Result<()> {
+    if generate {
+        let (key, hash) = sessiond::auth::generate_key();
+        println!("key:  {key}\nhash: {hash}");
+        return Ok(());
+    }
+    let mut key = String::new();
+    std::io::stdin().read_to_string(&mut key).context("reading the key from standard input")?;
+    let key = key.trim();
+    anyhow::ensure!(!key.is_empty(), "no key on standard input");
+    println!("{}", sessiond::auth::hash_key(key));
+    Ok(())
+}
+
+/// `sessiond migrate`: brings the Postgres schema up to date.
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let postgres = settings.postgres().context("migrate needs --database-url (SESSIOND_DATABASE_URL)")?;
+    let applied = sessiond::store::postgres::migrate(&postgres).await.context("migrating Postgres")?;
+    tracing::info!(applied, "migrations applied");
+    Ok(())
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::domain::{LogLevel, LogPolicies, LogPolicy, RoleBook, SessionKind, StorageLimits};
 use crate::service::{KindDefaults, Limits, ServiceConfig};
@@ -43,6 +43,43 @@ impl From<Level> for LogLevel {
     }
 }
 
+/// A setting that must never be printed (a database URL holds a password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// What the binary does besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Applies the Postgres migrations (needs --database-url) and exits.
+    /// Safe to run from several replicas at once.
+    Migrate,
+    /// Prints the hash of an API key read from standard input, for the API
+    /// keys file; with --generate, makes a new key and prints both.
+    HashKey {
+        #[arg(long)]
+        generate: bool,
+    },
+}
+
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
 }
@@ -52,13 +89,39 @@ fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "sessiond", version, about)]
 pub struct Settings {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to serve gRPC on.
     #[arg(long, env = "SESSIOND_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Directory of the embedded store.
-    #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data")]
+    /// Directory of the embedded store (used when no database URL is set).
+    #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
+
+    /// Postgres connection string (URL or key=value). Set: sessiond stores
+    /// in Postgres and may run as several replicas; unset: the embedded
+    /// store.
+    #[arg(long, env = "SESSIOND_DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<Secret>,
+
+    /// Postgres connections per replica.
+    #[arg(long, env = "SESSIOND_DB_POOL_SIZE", default_value_t = 16, global = true)]
+    pub db_pool_size: usize,
+
+    /// Longest wait to connect to Postgres, or for a pooled connection,
+    /// before a call fails with UNAVAILABLE.
+    #[arg(long, env = "SESSIOND_DB_CONNECT_TIMEOUT", value_parser = duration, default_value = "2s", global = true)]
+    pub db_connect_timeout: Duration,
+
+    /// Postgres cancels statements running longer.
+    #[arg(long, env = "SESSIOND_DB_STATEMENT_TIMEOUT", value_parser = duration, default_value = "10s", global = true)]
+    pub db_statement_timeout: Duration,
+
+    /// On SIGTERM, how long in-flight calls may take to finish.
+    #[arg(long, env = "SESSIOND_DRAIN_TIMEOUT", value_parser = duration, default_value = "20s")]
+    pub drain_timeout: Duration,
 
     /// Roles file (YAML or JSON). Default: config/roles.yaml when present,
     /// else no privileges. A configured file that cannot be loaded stops
@@ -161,6 +224,20 @@ pub struct Settings {
     /// Log filter, in `tracing` EnvFilter syntax.
     #[arg(long, env = "SESSIOND_LOG", default_value = "info")]
     pub log_filter: String,
+
+    /// OpenTelemetry collector to export traces and metrics to over
+    /// OTLP/gRPC, e.g. `http://otel-collector:4317`. Unset: no export.
+    #[arg(long, env = "SESSIOND_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// The `service.name` resource of exported traces and metrics.
+    #[arg(long, env = "SESSIOND_OTLP_SERVICE_NAME", default_value = "sessiond")]
+    pub otlp_service_name: String,
+
+    /// Address to serve Prometheus metrics on, at `/metrics`, e.g.
+    /// `0.0.0.0:9090`. Unset: not served.
+    #[arg(long, env = "SESSIOND_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -171,6 +248,16 @@ impl Settings {
         settings.listen = listen;
         settings.data_dir = data_dir;
         settings
+    }
+
+    /// The Postgres settings, when a database URL is set.
+    pub fn postgres(&self) -> Option<crate::store::postgres::PgSettings> {
+        self.database_url.as_ref().map(|url| crate::store::postgres::PgSettings {
+            url: url.expose().to_owned(),
+            pool_size: self.db_pool_size,
+            connect_timeout: self.db_connect_timeout,
+            statement_timeout: self.db_statement_timeout,
+        })
     }
 
     /// Loads the role book: the configured file (which must load) or the

@@ -16,12 +16,17 @@ use crate::clock::{Clock, SystemClock};
 use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
 use crate::service::Service;
 use crate::settings::Settings;
+use crate::telemetry;
 use crate::store::cache::CachedStore;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
+use crate::telemetry::store::MeteredStore;
 
 /// A built, bound, not yet serving sessiond.
 pub struct Application {
     listener: TcpListener,
+    /// Where Prometheus scrapes `/metrics`, when asked for.
+    metrics_listener: Option<TcpListener>,
     service: Service,
     settings: Settings,
 }
@@ -37,22 +42,43 @@ impl Application {
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let config = settings.service_config()?;
         let roles = settings.load_roles()?;
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-        let store = SqliteStore::open(&settings.data_dir.join("sessiond.db"))
-            .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-        let store = CachedStore::new(store, settings.cache_capacity);
+        let store = match settings.postgres() {
+            Some(postgres) => {
+                let store = PgStore::connect(postgres).await.context("connecting to Postgres")?;
+                tracing::info!("storing in Postgres");
+                CachedStore::new(MeteredStore::new(store, "postgresql"), settings.cache_capacity)
+            }
+            None => {
+                std::fs::create_dir_all(&settings.data_dir)
+                    .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+                let store = SqliteStore::open(&settings.data_dir.join("sessiond.db"))
+                    .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+                tracing::info!(data_dir = %settings.data_dir.display(), "storing in the embedded store");
+                CachedStore::new(MeteredStore::new(store, "sqlite"), settings.cache_capacity)
+            }
+        };
         let service = Service::new(Arc::new(store), clock, roles, config);
         service.recover_after_crash().await.context("ending sessions left open by an unclean stop")?;
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-        Ok(Self { listener, service, settings })
+        let metrics_listener = match settings.metrics_listen {
+            Some(address) => {
+                Some(TcpListener::bind(address).await.with_context(|| format!("binding the metrics address {address}"))?)
+            }
+            None => None,
+        };
+        Ok(Self { listener, metrics_listener, service, settings })
     }
 
     /// Where the server listens (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         // A bound listener always has a local address.
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where Prometheus metrics are served, when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|listener| listener.local_addr().ok())
     }
 
     /// The domain service, for tests that drive the sweeper themselves.
@@ -64,7 +90,7 @@ impl Application {
     /// says NOT_SERVING, watch streams end, in-flight calls finish, and
     /// request-scoped sessions end with reason SERVER_SHUTDOWN.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, service, settings } = self;
+        let Self { listener, metrics_listener, service, settings } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
 
@@ -78,7 +104,10 @@ impl Application {
         // background tasks go with it.
         let _background =
             [AbortOnDrop(sweeper.abort_handle()), AbortOnDrop(reloader.abort_handle()), AbortOnDrop(feed.abort_handle())];
+        // Metrics stay scrapeable until sessiond has stopped.
+        let _metrics = metrics_listener.map(|listener| AbortOnDrop(tokio::spawn(telemetry::prometheus::serve(listener)).abort_handle()));
 
+        let (began, stop_began) = tokio::sync::oneshot::channel::<()>();
         let stopping = {
             let service = service.clone();
             let health = health.clone();
@@ -87,18 +116,30 @@ impl Application {
                 tracing::info!("shutting down");
                 set_health(&health, ServingStatus::NotServing).await;
                 service.begin_shutdown();
+                let _ = began.send(());
+            }
+        };
+        // In-flight calls get `drain_timeout` to finish once stopping began.
+        let drain_timeout = settings.drain_timeout;
+        let drained = async move {
+            match stop_began.await {
+                Ok(()) => tokio::time::sleep(drain_timeout).await,
+                Err(_) => std::future::pending().await,
             }
         };
 
         tracing::info!(address = %listener.local_addr()?, "sessiond serving");
-        tonic::transport::Server::builder()
+        let serving = tonic::transport::Server::builder()
+            .layer(grpc::observe::RpcLayer::new())
             .add_routes(grpc::routes(&service, settings.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
-            .await
-            .context("serving gRPC")?;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping);
+        tokio::select! {
+            served = serving => served.context("serving gRPC")?,
+            () = drained => tracing::warn!(timeout = ?drain_timeout, "calls still running after the drain timeout were cut"),
+        }
 
         // The sweeper stops at `begin_shutdown`; a join error means it
         // panicked, which is worth a log line but not a failed exit.

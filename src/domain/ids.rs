@@ -62,6 +62,46 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// The tenant a session belongs to: the tenant of the API key that
+/// created it. Sessions of one tenant are invisible to every other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl Default for TenantId {
+    /// The tenant of a server running without API keys.
+    fn default() -> Self {
+        Self("default".to_owned())
+    }
+}
+
+impl TenantId {
+    /// 1 to 64 characters of letters, digits, `.`, `_` and `-`.
+    pub fn parse(value: &str, field: &str) -> Result<Self, InvalidInput> {
+        let valid = (1..=64).contains(&value.len())
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(InvalidInput::new(field, "must be 1 to 64 letters, digits, '.', '_' or '-'"))
+        }
+    }
+
+    /// Rebuilds a tenant read back from a store, which only holds valid ones.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The id of a kept session log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LogId(String);

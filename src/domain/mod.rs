@@ -11,7 +11,7 @@ pub mod storage;
 
 pub use error::{Error, InvalidInput};
 pub use events::{Event, EventFilter, NewEvent};
-pub use ids::{LogId, PromotionId, SessionId, Token, TokenHash};
+pub use ids::{LogId, PromotionId, SessionId, TenantId, Token, TokenHash};
 pub use kind::{EndReason, EventType, SessionKind};
 pub use logs::{LogEntry, LogLevel, LogPolicies, LogPolicy, LogQuery, LogRecord};
 pub use privileges::RoleBook;

@@ -1,8 +1,10 @@
 //! The gRPC edge: tonic services that parse requests (`convert`), call the
 //! domain service, and map errors once (`status`). No business logic here.
+//! Every call is observed (`observe`): a span, a duration, a failure line.
 
 mod convert;
 mod logs_api;
+pub mod observe;
 mod privileges_api;
 mod sessions_api;
 pub mod status;

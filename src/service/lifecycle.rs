@@ -121,6 +121,7 @@ impl Service {
     }
 
     /// Starts a session.
+    #[tracing::instrument(level = "debug", skip_all, fields(kind = %request.kind, session_id = tracing::field::Empty))]
     pub async fn create(&self, request: CreateSession) -> Result<Created, Error> {
         let mut violations = Vec::new();
         if let Some(user) = &request.user_id {
@@ -176,12 +177,15 @@ impl Service {
         };
         let event = self.event(&session, EventType::Created, None);
         let event = self.store().create_session(&session, &request.storage, &event).await?;
+        tracing::Span::current().record("session_id", tracing::field::display(&session.id));
+        crate::telemetry::metrics::session_created(session.kind);
         tracing::info!(session_id = %session.id, kind = %session.kind, "session created");
         self.publish(event);
         Ok(Created { session: self.status(session, now), token })
     }
 
     /// An open session with its figures. Counts as activity.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn get(&self, session: &SessionRef) -> Result<SessionStatus, Error> {
         let session = self.open_session(session).await?;
         let now = self.now();
@@ -189,12 +193,14 @@ impl Service {
     }
 
     /// Marks activity; answers the new expiry.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn touch(&self, session: &SessionRef) -> Result<Option<UnixMillis>, Error> {
         Ok(self.get(session).await?.expires_at)
     }
 
     /// Ends a session at its client's request. Closing an ended session
     /// answers how it ended; closing an expired one ends it as expired.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn close(
         &self,
         session: &SessionRef,
@@ -220,13 +226,14 @@ impl Service {
                     crate::domain::Expiry::Open { .. } if error.is_some() => EndReason::Failed,
                     crate::domain::Expiry::Open { .. } => EndReason::Closed,
                 };
-                self.end(&session, reason, error, stack_trace).await?
+                self.end(&session, reason, error, stack_trace).await?.0
             }
         };
         Ok(closed(&session.id, &end))
     }
 
     /// Sessions matching a query, newest first.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list(&self, query: ListQuery) -> Result<Vec<SessionStatus>, Error> {
         let filter = SessionFilter {
             user_id: query.user_id,
@@ -246,6 +253,7 @@ impl Service {
     }
 
     /// Ends every open session matching `filter` as revoked.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn revoke(&self, filter: RevokeFilter) -> Result<Vec<SessionId>, Error> {
         if filter.user_id.is_none() && filter.kind.is_none() && filter.session_ids.is_empty() {
             return Err(InvalidInput::new("user_id", "name a user, a kind or session ids to revoke").into());
@@ -261,6 +269,7 @@ impl Service {
 
     /// Ends the request-scoped sessions left open by an earlier run that
     /// did not shut down. Called at start-up.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn recover_after_crash(&self) -> Result<Vec<SessionId>, Error> {
         let ended = self.end_matching(request_scoped(), EndReason::ServerCrashed).await?;
         if !ended.is_empty() {
@@ -270,6 +279,7 @@ impl Service {
     }
 
     /// Ends request-scoped sessions because sessiond is shutting down.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn end_for_shutdown(&self) -> Result<Vec<SessionId>, Error> {
         self.end_matching(request_scoped(), EndReason::ServerShutdown).await
     }
@@ -283,8 +293,7 @@ impl Service {
             let sessions = self.store().list_sessions(&filter, &page).await?;
             let count = sessions.len();
             for session in sessions {
-                let end = self.end(&session, reason, None, None).await?;
-                if end.reason == reason {
+                if let (_, true) = self.end(&session, reason, None, None).await? {
                     ended.push(session.id);
                 }
             }

@@ -31,6 +31,7 @@ impl Service {
     }
 
     /// Appends entries; answers how many were kept by the level filter.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty, entries = entries.len()))]
     pub async fn log(&self, session: &SessionRef, entries: Vec<LogEntry>) -> Result<usize, Error> {
         self.check_log_entries(&entries)?;
         let session = self.open_session(session).await?;
@@ -48,6 +49,7 @@ impl Service {
     }
 
     /// Entries of kept logs, by increasing entry id.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn query_logs(&self, mut query: LogQuery) -> Result<Vec<LogRecord>, Error> {
         query.limit = query.limit.clamp(1, self.inner.config.limits.max_page_size);
         Ok(self.store().query_logs(&query).await?)

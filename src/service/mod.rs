@@ -201,6 +201,10 @@ impl Service {
             SessionRef::Token(token) => self.store().session_by_token(&token.hash()).await?,
             SessionRef::Id(id) => self.store().session_by_id(id).await?,
         };
+        if let Some(found) = &found {
+            // Names the session in the calling operation's span.
+            tracing::Span::current().record("session_id", tracing::field::display(&found.id));
+        }
         found.ok_or(Error::SessionNotFound)
     }
 
@@ -250,14 +254,16 @@ impl Service {
     }
 
     /// Ends an open session, deciding by the log policy whether its log is
-    /// kept. Answers how it ended (by this call or an earlier one).
+    /// kept. Answers how it ended, and whether by this call (another call,
+    /// perhaps on another replica, may have ended it first).
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id, reason = %reason))]
     async fn end(
         &self,
         session: &Session,
         reason: EndReason,
         error: Option<String>,
         stack_trace: Option<String>,
-    ) -> Result<SessionEnd, Error> {
+    ) -> Result<(SessionEnd, bool), Error> {
         let now = self.now();
         let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
         let duration = now.since(session.created_at);
@@ -274,11 +280,12 @@ impl Service {
         self.inner.activity.forget(&session.id);
         match outcome {
             EndOutcome::Ended(event) => {
+                crate::telemetry::metrics::session_ended(session.kind, reason);
                 tracing::info!(session_id = %session.id, kind = %session.kind, reason = %reason, "session ended");
                 self.publish(event);
-                Ok(end)
+                Ok((end, true))
             }
-            EndOutcome::AlreadyEnded(earlier) => Ok(earlier),
+            EndOutcome::AlreadyEnded(earlier) => Ok((earlier, false)),
         }
     }
 }

@@ -100,6 +100,7 @@ impl Service {
     }
 
     /// Replaces the granted privileges and roles; promotions stay.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn set_privileges(&self, session: &SessionRef, privileges: &[String], roles: &[String]) -> Result<BTreeSet<String>, Error> {
         let parsed = self.parse_grants(privileges, roles).map_err(Error::InvalidArgument)?;
         let (session, ()) = self
@@ -112,6 +113,7 @@ impl Service {
         Ok(self.expanded(&session))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn get_privileges(&self, session: &SessionRef) -> Result<PrivilegeView, Error> {
         let session = self.open_session(session).await?;
         let now = self.now();
@@ -124,6 +126,7 @@ impl Service {
 
     /// Removes every grant and promotion. A trusted session stays trusted:
     /// that is what it was created as.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn clear_privileges(&self, session: &SessionRef) -> Result<(), Error> {
         self.change_grants(session, |grants| {
             *grants = Grants::default();
@@ -133,6 +136,7 @@ impl Service {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn has_privilege(&self, session: &SessionRef, privilege: &str) -> Result<bool, Error> {
         let privilege = self.privilege_name(privilege, "privilege")?;
         let session = self.open_session(session).await?;
@@ -140,6 +144,7 @@ impl Service {
     }
 
     /// One answer per privilege, and their combination by `mode`.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn check_privileges(&self, session: &SessionRef, privileges: &[String], mode: CheckMode) -> Result<(bool, Vec<bool>), Error> {
         let max = self.inner.config.limits.max_names_per_request;
         if privileges.is_empty() || privileges.len() > max {
@@ -168,6 +173,7 @@ impl Service {
     }
 
     /// Grants `privilege` until `duration` from now.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn promote(&self, session: &SessionRef, privilege: &str, duration: Duration) -> Result<Promotion, Error> {
         let privilege = self.privilege_name(privilege, "privilege")?;
         let max = self.inner.config.limits.max_promotion;
@@ -186,6 +192,7 @@ impl Service {
 
     /// Ends a promotion early. An unknown (or already expired) id is
     /// NOT_FOUND.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn demote(&self, session: &SessionRef, promotion: &PromotionId) -> Result<(), Error> {
         self.change_grants(session, |grants| {
             let before = grants.promotions.len();

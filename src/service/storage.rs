@@ -17,6 +17,7 @@ const CAS_ATTEMPTS: usize = 64;
 
 impl Service {
     /// All keys, or only `keys` (missing ones are left out).
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn get_storage(&self, session: &SessionRef, keys: &[String]) -> Result<VersionedStorage, Error> {
         let limits = &self.inner.config.limits;
         if keys.len() > limits.storage.max_keys {
@@ -37,6 +38,7 @@ impl Service {
     }
 
     /// Applies `change`; answers the new version.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn change_storage(
         &self,
         session: &SessionRef,

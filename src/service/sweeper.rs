@@ -27,6 +27,7 @@ pub struct SweepReport {
 impl Service {
     /// Writes activity held in memory for `activity_flush`, ends every due
     /// session and purges what retention lets go.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn sweep_once(&self) -> Result<SweepReport, Error> {
         let mut report = SweepReport { flushed: self.flush_stale_activity().await?, ..SweepReport::default() };
         loop {
@@ -38,8 +39,7 @@ impl Service {
                 let last_active = self.last_active(&session);
                 match session.expiry(last_active, now) {
                     Expiry::Due(reason) => {
-                        let end = self.end(&session, reason, None, None).await?;
-                        if end.reason == reason {
+                        if let (_, true) = self.end(&session, reason, None, None).await? {
                             report.expired.push(session.id);
                         }
                         progressed = true;
@@ -73,7 +73,9 @@ impl Service {
                 _ = ticks.tick() => {}
                 _ = stopping.wait_for(|stop| *stop) => return,
             }
-            match self.sweep_once().await {
+            let swept = self.sweep_once().await;
+            crate::telemetry::metrics::sweep_finished(swept.as_ref().ok().map(|report| report.expired.len()));
+            match swept {
                 Ok(report) if !report.expired.is_empty() || report.purged != Purged::default() => {
                     tracing::info!(expired = report.expired.len(), purged_sessions = report.purged.sessions, purged_events = report.purged.events, "sweep");
                 }

@@ -34,6 +34,7 @@ pub enum WatchFrom {
 impl Service {
     /// Streams matching events until the receiver is dropped or sessiond
     /// shuts down. Store failures end the stream with an error.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn watch(&self, filter: EventFilter, from: WatchFrom) -> Result<mpsc::Receiver<Result<Event, Error>>, Error> {
         // Subscribe before reading the last sequence, so nothing recorded in
         // between is missed.
@@ -121,7 +122,7 @@ impl Service {
                         Err(err) => tracing::warn!(error = %err, "cannot read events recorded by other replicas"),
                     }
                 }
-                Ok(Notification::Invalidate(_)) => {}
+                Ok(Notification::Invalidate(_) | Notification::Lost) => {}
                 Err(RecvError::Closed) => return,
             }
         }

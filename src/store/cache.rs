@@ -11,8 +11,10 @@
 //! inserts only if no write happened while it was reading.
 //!
 //! When the inner store is shared with other processes, their writes arrive
-//! as [`Notification`]s and invalidate here too; a `Resync` (notifications
-//! may have been lost) drops the whole cache.
+//! as [`Notification`]s and invalidate here too. While they cannot be
+//! followed (`Lost`, e.g. Postgres is unreachable) nothing is answered from
+//! memory — a revocation made elsewhere must not be missed — and a
+//! `Resync` starts again from an empty cache.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +50,8 @@ struct Entries {
     sessions: Cache<SessionId, Session>,
     tokens: Cache<TokenHash, SessionId>,
     epoch: AtomicU64,
+    /// Set while other processes' changes cannot be followed.
+    bypass: std::sync::atomic::AtomicBool,
     stats: CacheStats,
 }
 
@@ -64,13 +68,19 @@ impl Entries {
 
     fn hit(&self) {
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::metrics::cache_lookup(true);
+    }
+
+    fn bypassed(&self) -> bool {
+        self.bypass.load(Ordering::SeqCst)
     }
 
     /// Caches a record read from the inner store, unless a write happened
-    /// since `epoch` was read.
+    /// since `epoch` was read or the cache is bypassed.
     fn fill(&self, session: &Session, epoch: u64) {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        if self.epoch.load(Ordering::SeqCst) == epoch {
+        crate::telemetry::metrics::cache_lookup(false);
+        if !self.bypassed() && self.epoch.load(Ordering::SeqCst) == epoch {
             self.tokens.insert(session.token_hash, session.id.clone());
             self.sessions.insert(session.id.clone(), session.clone());
         }
@@ -86,6 +96,7 @@ impl CachedStore {
             sessions: Cache::new(capacity),
             tokens: Cache::new(capacity),
             epoch: AtomicU64::new(0),
+            bypass: std::sync::atomic::AtomicBool::new(false),
             stats: CacheStats::default(),
         });
         let listener = inner.notifications().map(|notifications| tokio::spawn(follow(notifications, entries.clone())));
@@ -121,9 +132,17 @@ async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification
         match notifications.recv().await {
             Ok(Notification::Invalidate(id)) => entries.invalidate(&id),
             Ok(Notification::EventsRecorded(_)) => {}
-            Ok(Notification::Resync) | Err(RecvError::Lagged(_)) => {
-                tracing::info!("session cache dropped: changes by other replicas may have been missed");
+            Ok(Notification::Lost) => {
+                if !entries.bypass.swap(true, Ordering::SeqCst) {
+                    tracing::warn!("session cache bypassed: other replicas' changes cannot be followed");
+                }
                 entries.clear();
+            }
+            Ok(Notification::Resync) | Err(RecvError::Lagged(_)) => {
+                entries.clear();
+                if entries.bypass.swap(false, Ordering::SeqCst) {
+                    tracing::info!("session cache back in use, starting empty");
+                }
             }
             Err(RecvError::Closed) => return,
         }
@@ -141,7 +160,7 @@ impl Store for CachedStore {
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
         let entries = &self.entries;
         let epoch = entries.epoch.load(Ordering::SeqCst);
-        if let Some(session) = entries.tokens.get(hash).and_then(|id| entries.sessions.get(&id)) {
+        if let Some(session) = entries.tokens.get(hash).and_then(|id| entries.sessions.get(&id)).filter(|_| !entries.bypassed()) {
             entries.hit();
             return Ok(Some(session));
         }
@@ -155,7 +174,7 @@ impl Store for CachedStore {
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
         let entries = &self.entries;
         let epoch = entries.epoch.load(Ordering::SeqCst);
-        if let Some(session) = entries.sessions.get(id) {
+        if let Some(session) = entries.sessions.get(id).filter(|_| !entries.bypassed()) {
             entries.hit();
             return Ok(Some(session));
         }

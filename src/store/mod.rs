@@ -86,8 +86,11 @@ pub enum Notification {
     Invalidate(SessionId),
     /// Events up to this sequence number are committed.
     EventsRecorded(u64),
-    /// Notifications may have been missed (the listening connection was
-    /// lost and is back): drop every cached copy and re-read events.
+    /// Changes by other processes can no longer be followed (the listening
+    /// connection is lost): cached copies may go stale unnoticed.
+    Lost,
+    /// Changes are followed again, but some may have been missed meanwhile:
+    /// drop every cached copy and re-read events.
     Resync,
 }
 

@@ -58,7 +58,7 @@ use crate::domain::{
     VersionedStorage,
 };
 
-/// The columns [`rows::session_from_row`] reads, as a literal for `concat!`.
+/// The columns `rows::session_from_row` reads, as a literal for `concat!`.
 macro_rules! session_columns {
     () => {
         "id, token_hash, kind, user_id, endpoint, method, future_call, client_address, user_agent, created_at, \
@@ -67,6 +67,7 @@ macro_rules! session_columns {
     };
 }
 
+mod listener;
 mod migrations;
 mod rows;
 mod writer;
@@ -100,8 +101,8 @@ pub struct PgSettings {
     /// A libpq connection string, as a URL (`postgres://user:pw@host/db`)
     /// or as `key=value` pairs. It may hold a password, so it never prints.
     pub url: String,
-    /// Connections in the pool, the writers' included; more than
-    /// [`WRITERS`].
+    /// Connections in the pool, the two writers' included, so at least
+    /// three.
     pub pool_size: usize,
     /// How long establishing a connection, or waiting for a free pooled
     /// one, may take before the call fails as unavailable.
@@ -160,6 +161,15 @@ impl fmt::Debug for PgSettings {
 pub struct PgStore {
     pool: Pool,
     writers: Writers,
+    /// What other replicas change, from the listener task.
+    notifications: tokio::sync::broadcast::Sender<super::Notification>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl PgStore {
@@ -170,8 +180,12 @@ impl PgStore {
         if settings.pool_size <= WRITERS {
             return Err(internal(format!("the Postgres pool needs more than {WRITERS} connections")));
         }
-        let config = settings.pg_config()?;
+        let mut config = settings.pg_config()?;
+        // A cut network shows on the listening connection within ~10 s.
+        config.keepalives(true).keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
         migrations::run(&config).await?;
+        let (notifications, _) = tokio::sync::broadcast::channel(4096);
+        let listener = tokio::spawn(listener::listen(config.clone(), notifications.clone()));
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)
@@ -182,8 +196,18 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(Box::new(e)))?;
         let writers = Writers::start(&pool, WRITERS);
+        let watched = pool.weak();
+        crate::telemetry::metrics::observe_pool("postgres", move || {
+            let status = watched.upgrade()?.status();
+            Some(crate::telemetry::metrics::PoolUsage {
+                max: status.max_size,
+                open: status.size,
+                idle: status.available,
+                waiting: status.waiting,
+            })
+        });
         tracing::debug!(pool_size = settings.pool_size, "opened postgres store");
-        Ok(PgStore { pool, writers })
+        Ok(PgStore { pool, writers, notifications, listener })
     }
 
     /// Runs one read statement on a pooled connection.
@@ -228,7 +252,7 @@ fn on(table: &Option<String>, constraint: &Option<String>) -> String {
 /// Postgres failures: lost or refused connections, shutdowns, cancelled
 /// statements, exhausted resources and lost lock races may clear up and are
 /// unavailable; the rest is internal. Server texts are dropped (see
-/// [`Refused`]); the driver's own texts name no values.
+/// `Refused`); the driver's own texts name no values.
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         let transient = is_transient(&e);
@@ -295,6 +319,7 @@ impl Store for PgStore {
         self.writers.submit(write).await?.event()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
         let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE token_hash = $1");
         let rows = self.query(sql, &[&hash.0.as_slice()]).await?;
@@ -322,11 +347,13 @@ impl Store for PgStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
         let rows = self.query_built(rows::list_query(filter, page)).await?;
         rows.iter().map(session_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>> {
         let sql = concat!(
             "SELECT ",
@@ -386,11 +413,13 @@ impl Store for PgStore {
         self.writers.submit(Write::Logs { id: id.clone(), entries: entries.to_vec() }).await.map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
         let rows = self.query_built(rows::logs_query(query)).await?;
         rows.iter().map(record_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         let sql = "SELECT sequence, event_type, session_id, user_id, kind, end_reason, at FROM events \
                    WHERE sequence > $1 ORDER BY sequence LIMIT $2";
@@ -398,6 +427,7 @@ impl Store for PgStore {
         rows.iter().map(event_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn last_event_sequence(&self) -> StoreResult<u64> {
         // The counter, not max(sequence): it survives purges.
         let rows = self.query("SELECT last_sequence FROM event_counter", &[]).await?;
@@ -410,5 +440,14 @@ impl Store for PgStore {
         let purged = self.writers.submit(Write::Purge { ended_before, events_before }).await?.purged()?;
         tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the postgres store");
         Ok(purged)
+    }
+
+    /// Every replica of a fleet writes to the same database.
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<super::Notification>> {
+        Some(self.notifications.subscribe())
     }
 }

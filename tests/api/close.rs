@@ -65,19 +65,27 @@ async fn every_call_on_a_closed_session_fails_with_session_closed() {
             ("TouchSession", failure(sessions.touch_session(pb::TouchSessionRequest { session: s() }).await)),
             (
                 "Log",
-                failure(logs.log(pb::LogRequest { session: s(), entries: vec![entry(pb::LogLevel::Error, "late")] }).await),
+                failure(
+                    logs.log(pb::LogRequest { session: s(), entries: vec![entry(pb::LogLevel::Error, "late")] }).await,
+                ),
             ),
             (
                 "HasPrivilege",
                 failure(
-                    privileges.has_privilege(pb::HasPrivilegeRequest { session: s(), privilege: "viewBasic".into() }).await,
+                    privileges
+                        .has_privilege(pb::HasPrivilegeRequest { session: s(), privilege: "viewBasic".into() })
+                        .await,
                 ),
             ),
             (
                 "SetPrivileges",
                 failure(
                     privileges
-                        .set_privileges(pb::SetPrivilegesRequest { session: s(), privileges: vec!["viewBasic".into()], roles: vec![] })
+                        .set_privileges(pb::SetPrivilegesRequest {
+                            session: s(),
+                            privileges: vec!["viewBasic".into()],
+                            roles: vec![],
+                        })
                         .await,
                 ),
             ),
@@ -103,11 +111,20 @@ async fn every_call_on_a_closed_session_fails_with_session_closed() {
                         .await,
                 ),
             ),
-            ("ClearStorage", failure(storage.clear_storage(pb::ClearStorageRequest { session: s(), expected_version: None }).await)),
+            (
+                "ClearStorage",
+                failure(storage.clear_storage(pb::ClearStorageRequest { session: s(), expected_version: None }).await),
+            ),
             (
                 "DeleteStorage",
                 failure(
-                    storage.delete_storage(pb::DeleteStorageRequest { session: s(), keys: vec!["k".into()], expected_version: None }).await,
+                    storage
+                        .delete_storage(pb::DeleteStorageRequest {
+                            session: s(),
+                            keys: vec!["k".into()],
+                            expected_version: None,
+                        })
+                        .await,
                 ),
             ),
             (
@@ -122,7 +139,10 @@ async fn every_call_on_a_closed_session_fails_with_session_closed() {
                         .await,
                 ),
             ),
-            ("ClearPrivileges", failure(privileges.clear_privileges(pb::ClearPrivilegesRequest { session: s() }).await)),
+            (
+                "ClearPrivileges",
+                failure(privileges.clear_privileges(pb::ClearPrivilegesRequest { session: s() }).await),
+            ),
             (
                 "StreamLog",
                 failure(
@@ -199,7 +219,11 @@ async fn log_keep_all_keeps_the_log_of_a_clean_close() {
 async fn closing_an_idle_expired_session_answers_idle_timeout() {
     let mut app = TestApp::spawn().await;
     let created = app
-        .create_with(pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: seconds(60), ..Default::default() })
+        .create_with(pb::CreateSessionRequest {
+            kind: Kind::WebUser.into(),
+            idle_timeout: seconds(60),
+            ..Default::default()
+        })
         .await;
     app.advance(Duration::from_secs(61));
 
@@ -214,7 +238,9 @@ async fn closing_an_unknown_session_is_not_found() {
     let mut app = TestApp::spawn().await;
 
     let status = failure(
-        app.sessions.close_session(pb::CloseSessionRequest { session: by_id(&"a".repeat(32)), ..Default::default() }).await,
+        app.sessions
+            .close_session(pb::CloseSessionRequest { session: by_id(&"a".repeat(32)), ..Default::default() })
+            .await,
     );
 
     assert_eq!(status.code(), Code::NotFound);
@@ -225,7 +251,11 @@ async fn an_overlong_close_error_is_an_invalid_argument_and_the_session_stays_op
     let mut app = TestApp::spawn_with(|s| s.max_text_bytes = 32).await;
     let created = app.create(Kind::WebCall, "alice").await;
 
-    let request = pb::CloseSessionRequest { session: by_token(&created.token), error: "e".repeat(33), stack_trace: String::new() };
+    let request = pb::CloseSessionRequest {
+        session: by_token(&created.token),
+        error: "e".repeat(33),
+        stack_trace: String::new(),
+    };
     let status = failure(app.sessions.close_session(request).await);
 
     assert_eq!(status.code(), Code::InvalidArgument);

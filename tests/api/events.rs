@@ -8,7 +8,9 @@ use sessiond::pb;
 use sessiond::pb::EventType as Type;
 use sessiond::pb::SessionKind as Kind;
 
-use crate::helpers::{PATIENCE, TestApp, assert_invalid, by_token, failure, next_event, next_events, seconds, text};
+use crate::helpers::{
+    PATIENCE, TestApp, assert_invalid, by_token, default_slack, failure, next_event, next_events, seconds, text,
+};
 
 fn everything() -> pb::WatchSessionsRequest {
     pb::WatchSessionsRequest::default()
@@ -39,7 +41,8 @@ async fn put_storage(app: &mut TestApp, token: &str) {
 }
 
 async fn set_privileges(app: &mut TestApp, token: &str) {
-    let request = pb::SetPrivilegesRequest { session: by_token(token), privileges: vec!["viewBasic".into()], roles: vec![] };
+    let request =
+        pb::SetPrivilegesRequest { session: by_token(token), privileges: vec!["viewBasic".into()], roles: vec![] };
     app.privileges.set_privileges(request).await.expect("SetPrivileges");
 }
 
@@ -58,9 +61,13 @@ async fn every_lifecycle_change_is_streamed_in_sequence() {
         .await
         .expect("RevokeSessions");
     let expired = app
-        .create_with(pb::CreateSessionRequest { kind: Kind::WebCall.into(), idle_timeout: seconds(60), ..Default::default() })
+        .create_with(pb::CreateSessionRequest {
+            kind: Kind::WebCall.into(),
+            idle_timeout: seconds(60),
+            ..Default::default()
+        })
         .await;
-    app.advance(Duration::from_secs(60));
+    app.advance(Duration::from_secs(60) + default_slack());
     app.service.sweep_once().await.expect("the sweep runs");
 
     let received = next_events(&mut events, 8).await;
@@ -142,7 +149,8 @@ async fn resuming_after_the_last_sequence_seen_delivers_exactly_the_later_events
     set_privileges(&mut app, &first.token).await;
     app.close(&first.token, "").await;
     let last_seen = seen[1].sequence;
-    let mut resumed = app.watch(pb::WatchSessionsRequest { after_sequence: Some(last_seen), ..Default::default() }).await;
+    let mut resumed =
+        app.watch(pb::WatchSessionsRequest { after_sequence: Some(last_seen), ..Default::default() }).await;
     app.close(&second.token, "").await;
 
     let received = next_events(&mut resumed, 4).await;
@@ -206,8 +214,19 @@ async fn concurrent_changes_are_streamed_without_gaps_or_duplicates() {
         .map(|i| {
             let mut sessions = app.sessions.clone();
             tokio::spawn(async move {
-                let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: format!("user{i}"), ..Default::default() };
-                sessions.create_session(request).await.expect("created").into_inner().session.expect("a session").session_id
+                let request = pb::CreateSessionRequest {
+                    kind: Kind::WebUser.into(),
+                    user_id: format!("user{i}"),
+                    ..Default::default()
+                };
+                sessions
+                    .create_session(request)
+                    .await
+                    .expect("created")
+                    .into_inner()
+                    .session
+                    .expect("a session")
+                    .session_id
             })
         })
         .collect();
@@ -261,7 +280,9 @@ async fn a_graceful_stop_ends_open_watches() {
 async fn a_malformed_session_id_filter_is_an_invalid_argument() {
     let mut app = TestApp::spawn().await;
 
-    let status = failure(app.sessions.watch_sessions(pb::WatchSessionsRequest { session_id: "nope".into(), ..Default::default() }).await);
+    let status = failure(
+        app.sessions.watch_sessions(pb::WatchSessionsRequest { session_id: "nope".into(), ..Default::default() }).await,
+    );
 
     assert_invalid(&status, "session_id");
 }

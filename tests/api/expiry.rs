@@ -9,7 +9,7 @@ use sessiond::pb::SessionKind as Kind;
 use sessiond::settings::Settings;
 use tonic::Code;
 
-use crate::helpers::{TestApp, assert_ended, by_id, entry, failure, next_event, seconds};
+use crate::helpers::{TestApp, assert_ended, by_id, default_slack, entry, expiry_slack, failure, next_event, seconds};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -19,7 +19,12 @@ fn manual_sweeps(settings: &mut Settings) {
 }
 
 fn idle_session(idle: i64) -> pb::CreateSessionRequest {
-    pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "alice".into(), idle_timeout: seconds(idle), ..Default::default() }
+    pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        idle_timeout: seconds(idle),
+        ..Default::default()
+    }
 }
 
 fn ended() -> pb::ListSessionsRequest {
@@ -35,7 +40,7 @@ async fn the_sweeper_ends_an_idle_session_with_reason_idle_timeout() {
 
     app.advance(59 * SECOND);
     assert!(app.service.sweep_once().await.expect("the sweep runs").expired.is_empty(), "not idle long enough yet");
-    app.advance(SECOND);
+    app.advance(SECOND + default_slack());
     let report = app.service.sweep_once().await.expect("the sweep runs");
 
     assert_eq!(report.expired.iter().map(|id| id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
@@ -44,7 +49,8 @@ async fn the_sweeper_ends_an_idle_session_with_reason_idle_timeout() {
     assert_eq!(listed[0].session_id, id);
     assert_eq!(listed[0].end_reason, i32::from(pb::EndReason::IdleTimeout));
     assert_eq!(listed[0].ended_at, Some(app.now()));
-    assert_eq!(listed[0].duration, seconds(60), "from creation to the end");
+    let lasted = prost_types::Duration::try_from(60 * SECOND + default_slack()).expect("a small duration");
+    assert_eq!(listed[0].duration, Some(lasted), "from creation to the end");
     assert_eq!(listed[0].time_left, None);
     let event = next_event(&mut events).await;
     assert_eq!(event.r#type, i32::from(pb::EventType::Expired));
@@ -94,7 +100,7 @@ async fn a_session_used_within_its_timeout_is_not_swept_when_the_stores_activity
     let open = app.list(pb::ListSessionsRequest { state: pb::SessionState::Open.into(), ..Default::default() }).await;
     assert_eq!(open.sessions.len(), 1);
 
-    app.advance(5 * SECOND);
+    app.advance(5 * SECOND + expiry_slack(60 * SECOND, 30 * SECOND));
     let report = app.service.sweep_once().await.expect("the sweep runs");
     assert_eq!(report.expired.len(), 1, "idle 60 s since the touch");
     assert_ended(&failure(app.get(&created.token).await), "SESSION_EXPIRED");

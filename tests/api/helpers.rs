@@ -1,5 +1,9 @@
 //! `TestApp`: a running sessiond with typed clients, a manual clock and its
 //! own data directory, which can be stopped, crashed and started again.
+//!
+//! With `SESSIOND_TEST_STORE=postgres` every app stores in a database of
+//! its own on the throwaway test cluster instead of the embedded store, so
+//! the whole suite runs against both stores.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +22,40 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::postgres_support::{TestDatabase, fresh_database};
+
 /// The roles file every test app loads (the one shipped in `config/`).
 pub const ROLES_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/roles.yaml");
+
+/// What outlives a server across restarts: its settings, data directory,
+/// clock and (with Postgres) database.
+#[derive(Clone)]
+pub struct Home {
+    pub settings: Settings,
+    /// Kept alive (deleted on drop) as long as any server may use it.
+    _data_dir: Arc<TempDir>,
+    pub clock: ManualClock,
+    /// Kept alive (dropped with the last server) likewise.
+    _database: Option<Arc<TestDatabase>>,
+}
+
+/// Whether this run stores in Postgres (`SESSIOND_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("SESSIOND_TEST_STORE").is_ok_and(|store| store == "postgres")
+}
+
+/// How much later than its idle timeout a session may end: with a shared
+/// store, expiry allows for activity other replicas have not written yet,
+/// up to one write interval (`min(activity_flush, idle / 4)`); with the
+/// embedded store, none.
+pub fn expiry_slack(idle: Duration, activity_flush: Duration) -> Duration {
+    if on_postgres() { activity_flush.min(idle / 4) } else { Duration::ZERO }
+}
+
+/// `expiry_slack` under the test apps' default settings.
+pub fn default_slack() -> Duration {
+    expiry_slack(Duration::MAX, Duration::from_secs(1))
+}
 
 pub struct TestApp {
     pub address: String,
@@ -30,8 +66,7 @@ pub struct TestApp {
     pub storage: StorageServiceClient<Channel>,
     pub logs: LogServiceClient<Channel>,
     pub channel: Channel,
-    settings: Settings,
-    data_dir: Arc<TempDir>,
+    home: Home,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -44,23 +79,57 @@ impl TestApp {
 
     /// A server with settings adjusted by `configure`.
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
-        let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory can be created"));
-        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), data_dir.path().to_owned());
-        settings.roles_file = Some(ROLES_FILE.into());
-        configure(&mut settings);
-        let clock = ManualClock::starting_at(SystemClock.now());
-        Self::start(settings, data_dir, clock).await
+        let database = if on_postgres() { Some(fresh_database().await) } else { None };
+        Self::spawn_in(database, configure).await
     }
 
-    async fn start(settings: Settings, data_dir: Arc<TempDir>, clock: ManualClock) -> Self {
-        let app = Application::build_with_clock(settings.clone(), Arc::new(clock.clone())).await.expect("the app builds");
+    /// A server storing in `database` (Postgres), whatever the run's store.
+    #[allow(dead_code, reason = "used by tests/replicas.rs, which shares these helpers")]
+    pub async fn spawn_on(database: TestDatabase, configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_in(Some(database), configure).await
+    }
+
+    async fn spawn_in(database: Option<TestDatabase>, configure: impl FnOnce(&mut Settings)) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory can be created"));
+        let mut settings =
+            Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), data_dir.path().to_owned());
+        settings.roles_file = Some(ROLES_FILE.into());
+        let database = database.map(Arc::new);
+        if let Some(database) = &database {
+            settings.database_url = Some(database.url.parse().expect("any string is a secret"));
+            settings.db_pool_size = 6;
+            // With a shared store, expiry allows for activity other
+            // replicas have not written yet: up to one write interval,
+            // which this keeps to a second so timeouts read as written.
+            settings.activity_flush = Duration::from_secs(1);
+        }
+        configure(&mut settings);
+        let clock = ManualClock::starting_at(SystemClock.now());
+        Self::start(Home { settings, _data_dir: data_dir, clock, _database: database }).await
+    }
+
+    /// Another server on the same store (a second replica, with
+    /// Postgres), with its own cache and clock shared with this one.
+    #[allow(dead_code, reason = "used by tests/replicas.rs, which shares these helpers")]
+    pub async fn replica(&self) -> Self {
+        Self::start(self.home.clone()).await
+    }
+
+    pub async fn start(home: Home) -> Self {
+        let (settings, clock) = (home.settings.clone(), home.clock.clone());
+        let app =
+            Application::build_with_clock(settings.clone(), Arc::new(clock.clone())).await.expect("the app builds");
         let address = format!("http://{}", app.local_addr());
         let service = app.service();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(address.clone()).expect("a valid uri").connect().await.expect("the server accepts connections");
+        let channel = Channel::from_shared(address.clone())
+            .expect("a valid uri")
+            .connect()
+            .await
+            .expect("the server accepts connections");
         Self {
             sessions: SessionServiceClient::new(channel.clone()),
             privileges: PrivilegeServiceClient::new(channel.clone()),
@@ -70,28 +139,27 @@ impl TestApp {
             address,
             clock,
             service,
-            settings,
-            data_dir,
+            home,
             stop: Some(stop),
             server: Some(server),
         }
     }
 
     /// Stops gracefully and waits for the server to finish.
-    pub async fn stop(mut self) -> (Settings, Arc<TempDir>, ManualClock) {
+    pub async fn stop(mut self) -> Home {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.expect("the server task does not panic").expect("the server stops cleanly");
         }
-        (self.settings.clone(), self.data_dir.clone(), self.clock.clone())
+        self.home.clone()
     }
 
     /// Stops gracefully and starts again on the same data directory.
     pub async fn restart(self) -> Self {
-        let (settings, data_dir, clock) = self.stop().await;
-        Self::start(settings, data_dir, clock).await
+        let home = self.stop().await;
+        Self::start(home).await
     }
 
     /// Kills the server without any shutdown work (as a crash would) and
@@ -102,9 +170,9 @@ impl TestApp {
             let _ = server.await;
         }
         self.stop.take();
-        let (settings, data_dir, clock) = (self.settings.clone(), self.data_dir.clone(), self.clock.clone());
+        let home = self.home.clone();
         drop(self);
-        Self::start(settings, data_dir, clock).await
+        Self::start(home).await
     }
 
     pub fn advance(&self, by: Duration) {
@@ -148,7 +216,11 @@ pub fn error_reason(status: &tonic::Status) -> Option<String> {
 /// The fields named by a status's `google.rpc.BadRequest`, if any.
 pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt as _;
-    status.get_error_details().bad_request().map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect()).unwrap_or_default()
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
 }
 
 pub fn seconds(s: i64) -> Option<prost_types::Duration> {
@@ -183,7 +255,11 @@ impl TestApp {
     /// Closes a session by token, with `error` when it failed.
     pub async fn close(&mut self, token: &str, error: &str) -> pb::CloseSessionResponse {
         self.sessions
-            .close_session(pb::CloseSessionRequest { session: by_token(token), error: error.into(), stack_trace: String::new() })
+            .close_session(pb::CloseSessionRequest {
+                session: by_token(token),
+                error: error.into(),
+                stack_trace: String::new(),
+            })
             .await
             .expect("the session closes")
             .into_inner()
@@ -237,7 +313,10 @@ pub async fn next_event(events: &mut tonic::Streaming<pb::WatchSessionsResponse>
 }
 
 /// The next `n` events of a watch.
-pub async fn next_events(events: &mut tonic::Streaming<pb::WatchSessionsResponse>, n: usize) -> Vec<pb::WatchSessionsResponse> {
+pub async fn next_events(
+    events: &mut tonic::Streaming<pb::WatchSessionsResponse>,
+    n: usize,
+) -> Vec<pb::WatchSessionsResponse> {
     let mut received = Vec::with_capacity(n);
     for _ in 0..n {
         received.push(next_event(events).await);

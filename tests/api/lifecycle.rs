@@ -13,7 +13,7 @@ use sessiond::startup::Application;
 use tonic::Code;
 
 use crate::helpers::{
-    TestApp, assert_ended, assert_invalid, by_id, by_token, entry, error_reason, failure, seconds,
+    TestApp, assert_ended, assert_invalid, by_id, by_token, default_slack, entry, error_reason, failure, seconds,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -70,7 +70,12 @@ async fn a_session_is_found_by_token_and_by_id_with_its_duration_and_time_left()
     assert_eq!(session.last_active_at, Some(app.now()));
 
     app.advance(100 * SECOND);
-    let by_id = app.sessions.get_session(pb::GetSessionRequest { session: by_id(&id) }).await.expect("found by id").into_inner();
+    let by_id = app
+        .sessions
+        .get_session(pb::GetSessionRequest { session: by_id(&id) })
+        .await
+        .expect("found by id")
+        .into_inner();
     let session = by_id.session.unwrap();
     assert_eq!(session.session_id, id);
     assert_eq!(session.duration, seconds(200));
@@ -119,7 +124,10 @@ async fn any_call_naming_a_session_slides_its_idle_timeout() {
         .await
         .expect("HasPrivilege on an open session");
     app.advance(59 * SECOND);
-    app.storage.get_storage(pb::GetStorageRequest { session: by_token(&token), keys: vec![] }).await.expect("GetStorage");
+    app.storage
+        .get_storage(pb::GetStorageRequest { session: by_token(&token), keys: vec![] })
+        .await
+        .expect("GetStorage");
     app.advance(59 * SECOND);
     app.log(&token, vec![entry(pb::LogLevel::Info, "still here")]).await;
     app.advance(59 * SECOND);
@@ -136,7 +144,7 @@ async fn a_session_idle_past_its_timeout_is_expired_and_never_revived() {
 
     app.advance(59 * SECOND);
     app.touch(&created.token).await.expect("touched just in time");
-    app.advance(60 * SECOND);
+    app.advance(60 * SECOND + default_slack());
 
     assert_ended(&failure(app.get(&created.token).await), "SESSION_EXPIRED");
     assert_ended(&failure(app.touch(&created.token).await), "SESSION_EXPIRED");
@@ -219,7 +227,7 @@ async fn the_kind_timeouts_setting_overrides_a_kinds_default() {
     assert_eq!(web_user.session.as_ref().unwrap().idle_timeout, seconds(120));
     assert_eq!(internal.session.as_ref().unwrap().lifetime, None);
 
-    app.advance(120 * SECOND);
+    app.advance(120 * SECOND + default_slack());
     assert_ended(&failure(app.get(&web_user.token).await), "SESSION_EXPIRED");
     app.advance(Duration::from_secs(48 * 3600));
     app.get(&internal.token).await.expect("the internal session has no lifetime any more");
@@ -290,7 +298,8 @@ async fn only_stored_procedure_and_standalone_sessions_may_be_trusted() {
 async fn an_overlong_user_id_is_an_invalid_argument_naming_user_id() {
     let mut app = TestApp::spawn_with(|s| s.max_text_bytes = 16).await;
 
-    let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "u".repeat(17), ..Default::default() };
+    let request =
+        pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "u".repeat(17), ..Default::default() };
     assert_invalid(&failure(app.sessions.create_session(request).await), "user_id");
 
     let created = app.create(Kind::WebUser, &"u".repeat(16)).await;
@@ -323,7 +332,11 @@ async fn labels_round_trip_and_an_overlong_label_is_named() {
     };
 
     let created = app
-        .create_with(pb::CreateSessionRequest { kind: Kind::MethodCall.into(), labels: Some(labels.clone()), ..Default::default() })
+        .create_with(pb::CreateSessionRequest {
+            kind: Kind::MethodCall.into(),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        })
         .await;
     assert_eq!(app.get(&created.token).await.expect("open").labels, Some(labels));
 
@@ -340,7 +353,8 @@ async fn timeouts_under_a_second_or_over_the_maximum_are_refused() {
     let mut app = TestApp::spawn().await;
     let half_a_second = Some(prost_types::Duration { seconds: 0, nanos: 500_000_000 });
 
-    let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: half_a_second, ..Default::default() };
+    let request =
+        pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: half_a_second, ..Default::default() };
     assert_invalid(&failure(app.sessions.create_session(request).await), "idle_timeout");
     assert_invalid(&failure(app.sessions.create_session(web_user(60, 400 * 24 * 3600)).await), "lifetime");
 }
@@ -350,7 +364,10 @@ async fn get_answers_when_the_session_will_expire() {
     let mut app = TestApp::spawn().await;
     let created = app.create_with(web_user(600, 3600)).await;
     let at_creation = app.now();
-    assert_eq!(created.session.unwrap().expires_at, Some(prost_types::Timestamp { seconds: at_creation.seconds + 600, ..at_creation }));
+    assert_eq!(
+        created.session.unwrap().expires_at,
+        Some(prost_types::Timestamp { seconds: at_creation.seconds + 600, ..at_creation })
+    );
 
     app.advance(100 * SECOND);
     let session = app.get(&created.token).await.expect("open");
@@ -364,7 +381,8 @@ async fn get_answers_when_the_session_will_expire() {
 async fn a_malformed_kind_timeouts_setting_stops_start_up() {
     let dir = tempfile::tempdir().expect("a temporary directory can be created");
     for text in ["web_user.idle", "teleport.idle=1m", "web_user.idle=soon", "web_user.nap=1m"] {
-        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
+        let mut settings =
+            Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
         settings.kind_timeouts = text.into();
         assert!(Application::build(settings).await.is_err(), "{text:?} must stop start-up");
     }

@@ -57,7 +57,10 @@ async fn log_stores_entries_at_or_above_the_minimum_level_and_answers_their_coun
     assert_eq!((last.exception.as_str(), last.stack_trace.as_str()), ("OutOfCheese", "at cheese()"));
     assert_eq!(last.client_time, Some(client_time));
     assert_eq!(last.logged_at, Some(logged_at));
-    assert_eq!((last.session_id.as_str(), last.user_id.as_str(), last.kind), (id.as_str(), "alice", i32::from(Kind::MethodCall)));
+    assert_eq!(
+        (last.session_id.as_str(), last.user_id.as_str(), last.kind),
+        (id.as_str(), "alice", i32::from(Kind::MethodCall))
+    );
 }
 
 #[tokio::test]
@@ -76,7 +79,9 @@ async fn an_unspecified_level_is_an_invalid_argument_naming_the_entry() {
     let created = app.create(Kind::MethodCall, "").await;
 
     let status = failure(
-        app.logs.log(pb::LogRequest { session: by_token(&created.token), entries: vec![entry(Level::Unspecified, "?")] }).await,
+        app.logs
+            .log(pb::LogRequest { session: by_token(&created.token), entries: vec![entry(Level::Unspecified, "?")] })
+            .await,
     );
     assert_invalid(&status, "entries[0].level");
 
@@ -84,8 +89,10 @@ async fn an_unspecified_level_is_an_invalid_argument_naming_the_entry() {
     let status = failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries }).await);
     assert_invalid(&status, "entries[1].level");
 
-    let bad_time = pb::LogEntry { client_time: Some(prost_types::Timestamp { seconds: 0, nanos: -1 }), ..entry(Level::Info, "?") };
-    let status = failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries: vec![bad_time] }).await);
+    let bad_time =
+        pb::LogEntry { client_time: Some(prost_types::Timestamp { seconds: 0, nanos: -1 }), ..entry(Level::Info, "?") };
+    let status =
+        failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries: vec![bad_time] }).await);
     assert_invalid(&status, "entries[0].client_time");
 }
 
@@ -93,9 +100,11 @@ async fn an_unspecified_level_is_an_invalid_argument_naming_the_entry() {
 async fn a_log_page_token_not_from_an_earlier_answer_is_an_invalid_argument() {
     let mut app = TestApp::spawn().await;
 
-    let status = failure(app.logs.query_logs(pb::QueryLogsRequest { page_token: "garbage".into(), ..Default::default() }).await);
+    let status =
+        failure(app.logs.query_logs(pb::QueryLogsRequest { page_token: "garbage".into(), ..Default::default() }).await);
     assert_invalid(&status, "page_token");
-    let status = failure(app.logs.query_logs(pb::QueryLogsRequest { session_id: "nope".into(), ..Default::default() }).await);
+    let status =
+        failure(app.logs.query_logs(pb::QueryLogsRequest { session_id: "nope".into(), ..Default::default() }).await);
     assert_invalid(&status, "session_id");
 }
 
@@ -235,7 +244,14 @@ async fn query_logs_pages_without_duplicates_or_gaps() {
     let mut pages = Vec::new();
     let mut page_token = String::new();
     loop {
-        let page = app.query_logs(pb::QueryLogsRequest { session_id: id.clone(), page_size: 10, page_token, ..Default::default() }).await;
+        let page = app
+            .query_logs(pb::QueryLogsRequest {
+                session_id: id.clone(),
+                page_size: 10,
+                page_token,
+                ..Default::default()
+            })
+            .await;
         pages.push(page.records.iter().map(|r| r.sequence).collect::<Vec<_>>());
         if page.next_page_token.is_empty() {
             break;
@@ -261,7 +277,10 @@ async fn an_acknowledged_log_survives_a_restart() {
     app.close(&created.token, "failed").await;
 
     let records = app.query_logs(for_session(&id)).await.records;
-    assert_eq!(records.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["before the restart", "after the restart"]);
+    assert_eq!(
+        records.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(),
+        ["before the restart", "after the restart"]
+    );
     assert_eq!(records.iter().map(|r| r.sequence).collect::<Vec<_>>(), [1, 2], "numbering goes on");
 }
 
@@ -333,7 +352,9 @@ async fn log_limits_are_invalid_arguments_naming_the_entries() {
     let created = app.create(Kind::MethodCall, "").await;
     let log = |entries| pb::LogRequest { session: by_token(&created.token), entries };
 
-    let status = failure(app.logs.log(log(vec![entry(Level::Info, "1"), entry(Level::Info, "2"), entry(Level::Info, "3")])).await);
+    let status = failure(
+        app.logs.log(log(vec![entry(Level::Info, "1"), entry(Level::Info, "2"), entry(Level::Info, "3")])).await,
+    );
     assert_invalid(&status, "entries");
     let long = pb::LogEntry { exception: "e".repeat(17), ..entry(Level::Info, "fine") };
     let status = failure(app.logs.log(log(vec![entry(Level::Info, &"m".repeat(17)), long])).await);
@@ -377,7 +398,8 @@ async fn a_log_policy_file_overrides_the_policy_per_endpoint_and_kind() {
 async fn a_log_policy_file_with_an_unknown_override_field_stops_start_up() {
     let dir = tempfile::tempdir().expect("a temporary directory can be created");
     let policy = dir.path().join("log-policy.yaml");
-    std::fs::write(&policy, "overrides:\n  - { endpoint: checkout, keep_everything: true }\n").expect("the file is written");
+    std::fs::write(&policy, "overrides:\n  - { endpoint: checkout, keep_everything: true }\n")
+        .expect("the file is written");
     let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
     settings.log_policy_file = Some(policy);
 
@@ -396,7 +418,8 @@ async fn an_invalid_log_policy_file_stops_start_up() {
     for (name, text) in cases {
         let policy = dir.path().join(name);
         std::fs::write(&policy, text).expect("the file is written");
-        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
+        let mut settings =
+            Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
         settings.log_policy_file = Some(policy);
         assert!(Application::build(settings).await.is_err(), "{name} must stop start-up");
     }

@@ -2,6 +2,9 @@
 //! data directory and a manual clock, and speaks to it through the
 //! generated clients.
 
+#[path = "../support/postgres.rs"]
+mod postgres_support;
+
 mod helpers;
 
 mod close;

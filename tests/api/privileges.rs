@@ -30,7 +30,11 @@ async fn create_with_grants(app: &mut TestApp, privileges: &[&str], roles: &[&st
 }
 
 async fn privileges_of(app: &mut TestApp, token: &str) -> pb::GetPrivilegesResponse {
-    app.privileges.get_privileges(pb::GetPrivilegesRequest { session: by_token(token) }).await.expect("GetPrivileges").into_inner()
+    app.privileges
+        .get_privileges(pb::GetPrivilegesRequest { session: by_token(token) })
+        .await
+        .expect("GetPrivileges")
+        .into_inner()
 }
 
 async fn holds(app: &mut TestApp, token: &str, privilege: &str) -> bool {
@@ -42,9 +46,18 @@ async fn holds(app: &mut TestApp, token: &str, privilege: &str) -> bool {
         .granted
 }
 
-async fn check(app: &mut TestApp, token: &str, privileges: &[&str], mode: pb::CheckMode) -> pb::CheckPrivilegesResponse {
+async fn check(
+    app: &mut TestApp,
+    token: &str,
+    privileges: &[&str],
+    mode: pb::CheckMode,
+) -> pb::CheckPrivilegesResponse {
     app.privileges
-        .check_privileges(pb::CheckPrivilegesRequest { session: by_token(token), privileges: strings(privileges), mode: mode.into() })
+        .check_privileges(pb::CheckPrivilegesRequest {
+            session: by_token(token),
+            privileges: strings(privileges),
+            mode: mode.into(),
+        })
         .await
         .expect("CheckPrivileges")
         .into_inner()
@@ -106,7 +119,10 @@ async fn clear_privileges_removes_every_grant_and_promotion() {
     let token = create_with_grants(&mut app, &["viewSales"], &["Manager"]).await;
     promote(&mut app, &token, "admin", 600).await.expect("promoted");
 
-    app.privileges.clear_privileges(pb::ClearPrivilegesRequest { session: by_token(&token) }).await.expect("ClearPrivileges");
+    app.privileges
+        .clear_privileges(pb::ClearPrivilegesRequest { session: by_token(&token) })
+        .await
+        .expect("ClearPrivileges");
 
     let view = privileges_of(&mut app, &token).await;
     assert!(view.privileges.is_empty() && view.granted_privileges.is_empty() && view.roles.is_empty(), "{view:?}");
@@ -152,7 +168,9 @@ async fn unknown_privileges_and_roles_are_invalid_arguments_naming_them() {
     let token = create_with_grants(&mut app, &[], &[]).await;
 
     let status = failure(
-        app.privileges.has_privilege(pb::HasPrivilegeRequest { session: by_token(&token), privilege: "fly".into() }).await,
+        app.privileges
+            .has_privilege(pb::HasPrivilegeRequest { session: by_token(&token), privilege: "fly".into() })
+            .await,
     );
     assert_invalid(&status, "privilege");
 
@@ -232,7 +250,9 @@ async fn demote_ends_a_promotion_early() {
     assert!(holds(&mut app, &token, "viewBasic").await, "the other promotion stays");
     assert_eq!(privileges_of(&mut app, &token).await.promotions, [other]);
     let status = failure(
-        app.privileges.demote(pb::DemoteRequest { session: by_token(&token), promotion_id: promotion.promotion_id }).await,
+        app.privileges
+            .demote(pb::DemoteRequest { session: by_token(&token), promotion_id: promotion.promotion_id })
+            .await,
     );
     assert_eq!(status.code(), Code::NotFound, "a promotion ends once");
 }
@@ -248,7 +268,9 @@ async fn demoting_an_unknown_promotion_is_not_found() {
 
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(error_reason(&status).as_deref(), Some("PROMOTION_NOT_FOUND"));
-    let status = failure(app.privileges.demote(pb::DemoteRequest { session: by_token(&token), promotion_id: "nope".into() }).await);
+    let status = failure(
+        app.privileges.demote(pb::DemoteRequest { session: by_token(&token), promotion_id: "nope".into() }).await,
+    );
     assert_invalid(&status, "promotion_id");
 }
 
@@ -267,7 +289,11 @@ async fn a_promotion_needs_a_positive_duration_within_the_maximum() {
 async fn a_trusted_stored_procedure_session_holds_every_privilege() {
     let mut app = TestApp::spawn().await;
     let trusted = app
-        .create_with(pb::CreateSessionRequest { kind: Kind::StoredProcedure.into(), trusted: true, ..Default::default() })
+        .create_with(pb::CreateSessionRequest {
+            kind: Kind::StoredProcedure.into(),
+            trusted: true,
+            ..Default::default()
+        })
         .await
         .token;
     let untrusted = app.create(Kind::StoredProcedure, "").await.token;
@@ -291,7 +317,8 @@ async fn a_roles_file_that_does_not_parse_stops_start_up() {
     std::fs::write(&undefined, "roles:\n  - role: Pilot\n    privileges: [fly]\n").expect("the file is written");
 
     for roles_file in [broken, undefined, dir.path().join("missing.yaml")] {
-        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
+        let mut settings =
+            Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
         settings.roles_file = Some(roles_file.clone());
         let built = Application::build(settings).await;
         assert!(built.is_err(), "{} must stop start-up", roles_file.display());
@@ -314,13 +341,19 @@ async fn replacing_the_role_book_takes_effect_for_new_checks() {
     assert!(holds(&mut app, &token, "viewSales").await);
     let answer = app
         .privileges
-        .set_privileges(pb::SetPrivilegesRequest { session: by_token(&token), privileges: strings(&["Reports"]), roles: vec![] })
+        .set_privileges(pb::SetPrivilegesRequest {
+            session: by_token(&token),
+            privileges: strings(&["Reports"]),
+            roles: vec![],
+        })
         .await
         .expect("a privilege of the new book is known")
         .into_inner();
     assert_eq!(answer.privileges, ["reports", "viewsales"]);
     let status = failure(
-        app.privileges.has_privilege(pb::HasPrivilegeRequest { session: by_token(&token), privilege: "admin".into() }).await,
+        app.privileges
+            .has_privilege(pb::HasPrivilegeRequest { session: by_token(&token), privilege: "admin".into() })
+            .await,
     );
     assert_invalid(&status, "privilege");
 }
@@ -333,7 +366,11 @@ async fn set_privileges_keeps_promotions_in_force() {
 
     let answer = app
         .privileges
-        .set_privileges(pb::SetPrivilegesRequest { session: by_token(&token), privileges: vec![], roles: strings(&["viewer"]) })
+        .set_privileges(pb::SetPrivilegesRequest {
+            session: by_token(&token),
+            privileges: vec![],
+            roles: strings(&["viewer"]),
+        })
         .await
         .expect("SetPrivileges")
         .into_inner();
@@ -349,8 +386,11 @@ async fn demoting_an_expired_promotion_is_not_found() {
     let promotion = promote(&mut app, &token, "admin", 60).await.expect("promoted");
     app.advance(Duration::from_secs(60));
 
-    let status =
-        failure(app.privileges.demote(pb::DemoteRequest { session: by_token(&token), promotion_id: promotion.promotion_id }).await);
+    let status = failure(
+        app.privileges
+            .demote(pb::DemoteRequest { session: by_token(&token), promotion_id: promotion.promotion_id })
+            .await,
+    );
 
     assert_eq!(status.code(), Code::NotFound);
 }
@@ -366,8 +406,15 @@ async fn concurrent_promotions(n: usize) {
             let token = token.clone();
             tokio::spawn(async move {
                 let privilege = ["viewBasic", "viewSales", "editSales", "admin"][i % 4];
-                let request = pb::PromoteRequest { session: by_token(&token), privilege: privilege.into(), duration: seconds(600) };
-                client.promote(request).await.map(|answer| answer.into_inner().promotion.expect("a promotion").promotion_id)
+                let request = pb::PromoteRequest {
+                    session: by_token(&token),
+                    privilege: privilege.into(),
+                    duration: seconds(600),
+                };
+                client
+                    .promote(request)
+                    .await
+                    .map(|answer| answer.into_inner().promotion.expect("a promotion").promotion_id)
             })
         })
         .collect();
@@ -381,7 +428,8 @@ async fn concurrent_promotions(n: usize) {
     }
 
     assert!(failures.is_empty(), "{} of {n} promotions failed, e.g. {:?}", failures.len(), failures.first());
-    let mut kept: Vec<String> = privileges_of(&mut app, &token).await.promotions.into_iter().map(|p| p.promotion_id).collect();
+    let mut kept: Vec<String> =
+        privileges_of(&mut app, &token).await.promotions.into_iter().map(|p| p.promotion_id).collect();
     kept.sort();
     ids.sort();
     assert_eq!(kept, ids, "no promotion was overwritten by a concurrent one");
@@ -430,7 +478,10 @@ async fn clearing_a_trusted_sessions_privileges_leaves_it_trusted() {
         .await
         .token;
 
-    app.privileges.clear_privileges(pb::ClearPrivilegesRequest { session: by_token(&token) }).await.expect("ClearPrivileges");
+    app.privileges
+        .clear_privileges(pb::ClearPrivilegesRequest { session: by_token(&token) })
+        .await
+        .expect("ClearPrivileges");
 
     assert!(privileges_of(&mut app, &token).await.trusted);
     assert!(holds(&mut app, &token, "admin").await);

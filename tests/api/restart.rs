@@ -7,7 +7,7 @@ use std::time::Duration;
 use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
 
-use crate::helpers::{TestApp, assert_ended, by_token, entry, failure, seconds, text};
+use crate::helpers::{TestApp, assert_ended, by_token, default_slack, entry, failure, seconds, text};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -23,7 +23,11 @@ async fn a_full_session(app: &mut TestApp) -> (String, String) {
         .await;
     let promotion = app
         .privileges
-        .promote(pb::PromoteRequest { session: by_token(&created.token), privilege: "admin".into(), duration: seconds(600) })
+        .promote(pb::PromoteRequest {
+            session: by_token(&created.token),
+            privilege: "admin".into(),
+            duration: seconds(600),
+        })
         .await
         .expect("Promote")
         .into_inner();
@@ -85,12 +89,16 @@ async fn a_crash_keeps_open_user_sessions_with_their_storage_privileges_and_logs
 async fn timeouts_keep_running_across_a_restart() {
     let mut app = TestApp::spawn().await;
     let created = app
-        .create_with(pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: seconds(60), ..Default::default() })
+        .create_with(pb::CreateSessionRequest {
+            kind: Kind::WebUser.into(),
+            idle_timeout: seconds(60),
+            ..Default::default()
+        })
         .await;
     app.advance(30 * SECOND);
 
     let mut app = app.restart().await;
-    app.advance(30 * SECOND);
+    app.advance(30 * SECOND + default_slack());
 
     assert_ended(&failure(app.get(&created.token).await), "SESSION_EXPIRED");
 }
@@ -101,7 +109,11 @@ async fn a_graceful_restart_keeps_activity_not_yet_written() {
     // touch 10 s after creation is held in memory only.
     let mut app = TestApp::spawn().await;
     let created = app
-        .create_with(pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: seconds(60), ..Default::default() })
+        .create_with(pb::CreateSessionRequest {
+            kind: Kind::WebUser.into(),
+            idle_timeout: seconds(60),
+            ..Default::default()
+        })
         .await;
     app.advance(10 * SECOND);
     app.touch(&created.token).await.expect("open");
@@ -118,7 +130,11 @@ async fn activity_older_than_activity_flush_survives_a_crash() {
     // it is written": 5 s here, against a 600 s idle timeout.
     let mut app = TestApp::spawn_with(|s| s.activity_flush = Duration::from_secs(5)).await;
     let created = app
-        .create_with(pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: seconds(600), ..Default::default() })
+        .create_with(pb::CreateSessionRequest {
+            kind: Kind::WebUser.into(),
+            idle_timeout: seconds(600),
+            ..Default::default()
+        })
         .await;
     app.advance(SECOND);
     app.touch(&created.token).await.expect("open");
@@ -128,5 +144,7 @@ async fn activity_older_than_activity_flush_survives_a_crash() {
     let mut app = app.crash_and_restart().await;
     app.advance(Duration::from_millis(539_500));
 
-    app.get(&created.token).await.expect("touched 599.5 s ago with a 600 s idle timeout; the touch is 60 s older than activity_flush");
+    app.get(&created.token)
+        .await
+        .expect("touched 599.5 s ago with a 600 s idle timeout; the touch is 60 s older than activity_flush");
 }

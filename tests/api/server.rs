@@ -6,14 +6,18 @@ use std::collections::HashMap;
 use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use crate::helpers::{PATIENCE, TestApp, by_token, failure, text};
 
-const SERVICES: [&str; 4] =
-    ["sessiond.v1.SessionService", "sessiond.v1.PrivilegeService", "sessiond.v1.StorageService", "sessiond.v1.LogService"];
+const SERVICES: [&str; 4] = [
+    "sessiond.v1.SessionService",
+    "sessiond.v1.PrivilegeService",
+    "sessiond.v1.StorageService",
+    "sessiond.v1.LogService",
+];
 
 #[tokio::test]
 async fn health_answers_serving_for_the_server_and_each_service() {
@@ -30,17 +34,25 @@ async fn health_answers_serving_for_the_server_and_each_service() {
 
 #[tokio::test]
 async fn reflection_v1_lists_the_session_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let app = TestApp::spawn().await;
     let mut client = ServerReflectionClient::new(app.channel.clone());
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
 
-    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
-    let answer = tokio::time::timeout(PATIENCE, answers.message()).await.expect("promptly").expect("no error").expect("an answer");
+    let mut answers =
+        client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
+    let answer = tokio::time::timeout(PATIENCE, answers.message())
+        .await
+        .expect("promptly")
+        .expect("no error")
+        .expect("an answer");
 
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
         panic!("expected a service list, got {answer:?}");
@@ -53,17 +65,25 @@ async fn reflection_v1_lists_the_session_service() {
 
 #[tokio::test]
 async fn reflection_v1alpha_lists_the_session_service() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
     let app = TestApp::spawn().await;
     let mut client = ServerReflectionClient::new(app.channel.clone());
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
 
-    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
-    let answer = tokio::time::timeout(PATIENCE, answers.message()).await.expect("promptly").expect("no error").expect("an answer");
+    let mut answers =
+        client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
+    let answer = tokio::time::timeout(PATIENCE, answers.message())
+        .await
+        .expect("promptly")
+        .expect("no error")
+        .expect("an answer");
 
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
         panic!("expected a service list, got {answer:?}");
@@ -74,10 +94,10 @@ async fn reflection_v1alpha_lists_the_session_service() {
 
 #[tokio::test]
 async fn reflection_describes_the_session_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let app = TestApp::spawn().await;
     let mut client = ServerReflectionClient::new(app.channel.clone());
@@ -86,8 +106,13 @@ async fn reflection_describes_the_session_service() {
         message_request: Some(MessageRequest::FileContainingSymbol("sessiond.v1.SessionService".into())),
     };
 
-    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
-    let answer = tokio::time::timeout(PATIENCE, answers.message()).await.expect("promptly").expect("no error").expect("an answer");
+    let mut answers =
+        client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection answers").into_inner();
+    let answer = tokio::time::timeout(PATIENCE, answers.message())
+        .await
+        .expect("promptly")
+        .expect("no error")
+        .expect("an answer");
 
     let Some(MessageResponse::FileDescriptorResponse(files)) = answer.message_response else {
         panic!("expected file descriptors, got {answer:?}");
@@ -117,7 +142,14 @@ async fn an_oversized_request_is_refused_and_the_server_still_answers() {
         .expect("GetStorage")
         .into_inner();
     assert!(stored.values.is_empty(), "the refused request changed nothing");
-    let fresh = tonic::transport::Channel::from_shared(app.address.clone()).expect("a valid uri").connect().await.expect("connects");
+    let fresh = tonic::transport::Channel::from_shared(app.address.clone())
+        .expect("a valid uri")
+        .connect()
+        .await
+        .expect("connects");
     let mut sessions = pb::session_service_client::SessionServiceClient::new(fresh);
-    sessions.get_session(pb::GetSessionRequest { session: by_token(&created.token) }).await.expect("a new connection is served");
+    sessions
+        .get_session(pb::GetSessionRequest { session: by_token(&created.token) })
+        .await
+        .expect("a new connection is served");
 }

@@ -9,7 +9,9 @@ use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
 use tonic::Code;
 
-use crate::helpers::{TestApp, as_number, assert_invalid, by_token, error_metadata, error_reason, failure, number, text};
+use crate::helpers::{
+    TestApp, as_number, assert_invalid, by_token, error_metadata, error_reason, failure, number, text,
+};
 
 fn value(kind: ValueKind) -> Value {
     Value { kind: Some(kind) }
@@ -24,12 +26,22 @@ fn structured() -> HashMap<String, Value> {
         fields: BTreeMap::from([
             ("city".to_owned(), text("Lyon")),
             ("zip".to_owned(), number(69001.0)),
-            ("tags".to_owned(), value(ValueKind::ListValue(ListValue { values: vec![text("home"), value(ValueKind::BoolValue(false))] }))),
+            (
+                "tags".to_owned(),
+                value(ValueKind::ListValue(ListValue {
+                    values: vec![text("home"), value(ValueKind::BoolValue(false))],
+                })),
+            ),
         ]),
     };
     values(&[
         ("address", value(ValueKind::StructValue(address))),
-        ("cart", value(ValueKind::ListValue(ListValue { values: vec![number(1.0), number(2.5), value(ValueKind::NullValue(0))] }))),
+        (
+            "cart",
+            value(ValueKind::ListValue(ListValue {
+                values: vec![number(1.0), number(2.5), value(ValueKind::NullValue(0))],
+            })),
+        ),
         ("count", number(-3.0)),
         ("admin", value(ValueKind::BoolValue(true))),
         ("nothing", value(ValueKind::NullValue(0))),
@@ -43,10 +55,19 @@ async fn create_with_storage(app: &mut TestApp, storage: HashMap<String, Value>)
 
 async fn get(app: &mut TestApp, token: &str, keys: &[&str]) -> pb::GetStorageResponse {
     let keys = keys.iter().map(|k| (*k).to_owned()).collect();
-    app.storage.get_storage(pb::GetStorageRequest { session: by_token(token), keys }).await.expect("GetStorage").into_inner()
+    app.storage
+        .get_storage(pb::GetStorageRequest { session: by_token(token), keys })
+        .await
+        .expect("GetStorage")
+        .into_inner()
 }
 
-async fn put(app: &mut TestApp, token: &str, entries: &[(&str, Value)], expected_version: Option<u64>) -> Result<u64, tonic::Status> {
+async fn put(
+    app: &mut TestApp,
+    token: &str,
+    entries: &[(&str, Value)],
+    expected_version: Option<u64>,
+) -> Result<u64, tonic::Status> {
     let request = pb::PutStorageRequest { session: by_token(token), values: values(entries), expected_version };
     Ok(app.storage.put_storage(request).await?.into_inner().version)
 }
@@ -89,13 +110,18 @@ async fn put_delete_and_clear_each_bump_the_version() {
     let mut app = TestApp::spawn().await;
     let token = create_with_storage(&mut app, values(&[("a", number(1.0))])).await;
 
-    let put_version = put(&mut app, &token, &[("b", text("two")), ("a", number(10.0))], None).await.expect("PutStorage");
+    let put_version =
+        put(&mut app, &token, &[("b", text("two")), ("a", number(10.0))], None).await.expect("PutStorage");
     assert_eq!(put_version, 2);
     assert_eq!(get(&mut app, &token, &[]).await.values, values(&[("a", number(10.0)), ("b", text("two"))]));
 
     let deleted = app
         .storage
-        .delete_storage(pb::DeleteStorageRequest { session: by_token(&token), keys: vec!["a".into()], expected_version: Some(2) })
+        .delete_storage(pb::DeleteStorageRequest {
+            session: by_token(&token),
+            keys: vec!["a".into()],
+            expected_version: Some(2),
+        })
         .await
         .expect("DeleteStorage")
         .into_inner();
@@ -125,16 +151,27 @@ async fn a_stale_expected_version_is_aborted_with_the_current_version() {
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(error_reason(&status).as_deref(), Some("VERSION_CONFLICT"));
     assert_eq!(error_metadata(&status, "current_version").as_deref(), Some("2"));
-    assert_eq!(get(&mut app, &token, &["a"]).await.values, values(&[("a", number(2.0))]), "the stale write did nothing");
+    assert_eq!(
+        get(&mut app, &token, &["a"]).await.values,
+        values(&[("a", number(2.0))]),
+        "the stale write did nothing"
+    );
 
     let status = failure(
         app.storage
-            .delete_storage(pb::DeleteStorageRequest { session: by_token(&token), keys: vec!["a".into()], expected_version: Some(1) })
+            .delete_storage(pb::DeleteStorageRequest {
+                session: by_token(&token),
+                keys: vec!["a".into()],
+                expected_version: Some(1),
+            })
             .await,
     );
     assert_eq!(status.code(), Code::Aborted);
-    let status =
-        failure(app.storage.clear_storage(pb::ClearStorageRequest { session: by_token(&token), expected_version: Some(7) }).await);
+    let status = failure(
+        app.storage
+            .clear_storage(pb::ClearStorageRequest { session: by_token(&token), expected_version: Some(7) })
+            .await,
+    );
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(error_metadata(&status, "current_version").as_deref(), Some("2"));
 }
@@ -258,13 +295,18 @@ async fn malformed_keys_and_values_are_named() {
     assert_invalid(&status, "values[]");
     let status = failure(put(&mut app, &token, &[("tab\there", number(1.0))], None).await);
     assert_invalid(&status, "values[tab\there]");
-    let status = failure(put(&mut app, &token, &[("nan", number(f64::NAN)), ("inf", number(f64::INFINITY))], None).await);
+    let status =
+        failure(put(&mut app, &token, &[("nan", number(f64::NAN)), ("inf", number(f64::INFINITY))], None).await);
     assert_invalid(&status, "values[nan]");
     assert_invalid(&status, "values[inf]");
     let status = failure(put(&mut app, &token, &[], None).await);
     assert_invalid(&status, "values");
 
-    let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), storage: values(&[("", number(1.0))]), ..Default::default() };
+    let request = pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        storage: values(&[("", number(1.0))]),
+        ..Default::default()
+    };
     assert_invalid(&failure(app.sessions.create_session(request).await), "storage[]");
     assert_eq!(get(&mut app, &token, &[]).await.version, 0, "nothing was written");
 }

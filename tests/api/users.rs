@@ -44,7 +44,9 @@ async fn listing_by_user_pages_through_every_session_without_duplicates() {
     app.create(Kind::WebUser, "bob").await;
     app.create(Kind::WebUser, "bob").await;
 
-    let (sizes, ids) = list_all(&mut app, pb::ListSessionsRequest { user_id: "alice".into(), page_size: 2, ..Default::default() }).await;
+    let (sizes, ids) =
+        list_all(&mut app, pb::ListSessionsRequest { user_id: "alice".into(), page_size: 2, ..Default::default() })
+            .await;
 
     assert_eq!(sizes, [2, 2, 1]);
     assert_eq!(ids.len(), 5);
@@ -74,14 +76,19 @@ async fn listing_filters_by_kind_and_state() {
     let closed = app.create(Kind::WebUser, "alice").await;
     app.close(&closed.token, "").await;
 
-    let (_, web_users) = list_all(&mut app, pb::ListSessionsRequest { kind: Kind::WebUser.into(), ..Default::default() }).await;
+    let (_, web_users) =
+        list_all(&mut app, pb::ListSessionsRequest { kind: Kind::WebUser.into(), ..Default::default() }).await;
     assert_eq!(web_users.into_iter().collect::<HashSet<_>>(), HashSet::from([id_of(&web), id_of(&closed)]));
 
     let open = pb::ListSessionsRequest { state: pb::SessionState::Open.into(), ..Default::default() };
     let (_, open) = list_all(&mut app, open).await;
     assert_eq!(open.into_iter().collect::<HashSet<_>>(), HashSet::from([id_of(&web), id_of(&internal)]));
 
-    let ended = pb::ListSessionsRequest { state: pb::SessionState::Ended.into(), kind: Kind::WebUser.into(), ..Default::default() };
+    let ended = pb::ListSessionsRequest {
+        state: pb::SessionState::Ended.into(),
+        kind: Kind::WebUser.into(),
+        ..Default::default()
+    };
     let page = app.list(ended).await;
     assert_eq!(page.sessions.len(), 1);
     assert_eq!(page.sessions[0].session_id, id_of(&closed));
@@ -131,7 +138,8 @@ async fn revoking_by_kind_ends_only_sessions_of_that_kind() {
     let remote = [app.create(Kind::RemoteUser, "alice").await, app.create(Kind::RemoteUser, "bob").await];
     let web = app.create(Kind::WebUser, "alice").await;
 
-    let revoked = revoke(&mut app, pb::RevokeSessionsRequest { kind: Kind::RemoteUser.into(), ..Default::default() }).await;
+    let revoked =
+        revoke(&mut app, pb::RevokeSessionsRequest { kind: Kind::RemoteUser.into(), ..Default::default() }).await;
 
     assert_eq!(revoked, remote.iter().map(id_of).collect::<HashSet<_>>());
     for session in &remote {
@@ -163,7 +171,8 @@ async fn revoking_combines_its_filters() {
     let alice_web = app.create(Kind::WebUser, "alice").await;
     let bob_remote = app.create(Kind::RemoteUser, "bob").await;
 
-    let request = pb::RevokeSessionsRequest { user_id: "alice".into(), kind: Kind::RemoteUser.into(), ..Default::default() };
+    let request =
+        pb::RevokeSessionsRequest { user_id: "alice".into(), kind: Kind::RemoteUser.into(), ..Default::default() };
     let revoked = revoke(&mut app, request).await;
 
     assert_eq!(revoked, HashSet::from([id_of(&alice_remote)]));
@@ -181,7 +190,9 @@ async fn revoking_without_any_filter_is_an_invalid_argument() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     app.get(&session.token).await.expect("nothing was revoked");
     let status = failure(
-        app.sessions.revoke_sessions(pb::RevokeSessionsRequest { session_ids: vec!["x".into()], ..Default::default() }).await,
+        app.sessions
+            .revoke_sessions(pb::RevokeSessionsRequest { session_ids: vec!["x".into()], ..Default::default() })
+            .await,
     );
     assert_invalid(&status, "session_ids[0]");
 }

@@ -84,6 +84,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub sessiond_bin: Option<PathBuf>,
 
+    /// A flag for every sessiond started (repeat for more), e.g.
+    /// `--sessiond-arg=--activity-flush=5s`.
+    #[arg(long = "sessiond-arg", allow_hyphen_values = true)]
+    pub sessiond_args: Vec<String>,
+
     /// Print the results as Markdown tables, for BENCHMARKS.md.
     #[arg(long)]
     pub markdown: bool,

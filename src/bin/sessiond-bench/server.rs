@@ -49,6 +49,8 @@ pub struct Launcher {
     sessiond: PathBuf,
     bench: PathBuf,
     roles_file: PathBuf,
+    /// Flags given to every sessiond, after the launcher's own.
+    sessiond_args: Vec<String>,
     /// Holds `roles_file` for as long as the launcher lives.
     _dir: ScratchDir,
 }
@@ -56,7 +58,7 @@ pub struct Launcher {
 impl Launcher {
     /// `sessiond` defaults to the binary next to this executable, which is
     /// where cargo builds both.
-    pub fn new(sessiond: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub fn new(sessiond: Option<PathBuf>, sessiond_args: Vec<String>) -> anyhow::Result<Self> {
         let bench = std::env::current_exe().context("locating the sessiond-bench executable")?;
         let sessiond = sessiond.unwrap_or_else(|| bench.with_file_name("sessiond"));
         if !sessiond.is_file() {
@@ -68,7 +70,7 @@ impl Launcher {
         let dir = ScratchDir::new("run")?;
         let roles_file = dir.path().join("roles.yaml");
         std::fs::write(&roles_file, ROLES_FILE).with_context(|| format!("writing {}", roles_file.display()))?;
-        Ok(Self { sessiond, bench, roles_file, _dir: dir })
+        Ok(Self { sessiond, bench, roles_file, sessiond_args, _dir: dir })
     }
 
     pub fn sessiond_path(&self) -> &Path {
@@ -76,7 +78,8 @@ impl Launcher {
     }
 
     /// A fresh sessiond (empty store, the bench roles file, default
-    /// settings otherwise), serving. `extra` flags are appended.
+    /// settings otherwise, but for `--sessiond-arg`s), serving. `extra`
+    /// flags come last.
     pub async fn sessiond(&self, extra: &[&str]) -> anyhow::Result<ServerProcess> {
         let home = ScratchDir::new("sessiond")?;
         let addr = free_port()?;
@@ -88,6 +91,7 @@ impl Launcher {
             "--roles-file".into(),
             self.roles_file.clone().into(),
         ];
+        args.extend(self.sessiond_args.iter().map(OsString::from));
         args.extend(extra.iter().map(OsString::from));
         ServerProcess::start("sessiond", &self.sessiond, args, home, addr).await
     }

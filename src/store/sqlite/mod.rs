@@ -105,6 +105,7 @@ impl Store for SqliteStore {
         self.write(move |conn| writes::create_session(conn, &session, &grants, &values, version, &event)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
         let hash = *hash;
         self.read(move |conn| reads::session_by_token(conn, &hash)).await
@@ -128,11 +129,13 @@ impl Store for SqliteStore {
         self.write(move |conn| writes::end_session(conn, id.as_str(), &end, &event)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
         let query = reads::list_query(filter, page);
         self.read(move |conn| query_all(conn, query, session_from_row)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>> {
         let query = reads::due_query(now, limit);
         self.read(move |conn| query_all(conn, query, session_from_row)).await
@@ -176,16 +179,19 @@ impl Store for SqliteStore {
         self.write(move |conn| writes::append_logs(conn, id.as_str(), &entries)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
         let query = reads::logs_query(query);
         self.read(move |conn| query_all(conn, query, record_from_row)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         let query = reads::events_query(after, limit);
         self.read(move |conn| query_all(conn, query, event_from_row)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn last_event_sequence(&self) -> StoreResult<u64> {
         self.read(reads::last_event_sequence).await
     }

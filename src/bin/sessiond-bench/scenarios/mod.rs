@@ -174,7 +174,7 @@ impl CpuMeter {
 /// Measures the chosen scenarios and their baselines, prints the report,
 /// and fails only on a harness failure or a correctness MISMATCH.
 pub async fn run_all(args: RunArgs) -> anyhow::Result<()> {
-    let ctx = Context { plan: args.plan(), launcher: Launcher::new(args.sessiond_bin.clone())? };
+    let ctx = Context { plan: args.plan(), launcher: Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())? };
     let mut chosen: Vec<Scenario> = Vec::new();
     for scenario in if args.scenarios.is_empty() { &Scenario::ALL[..] } else { &args.scenarios[..] } {
         if !chosen.contains(scenario) {
@@ -235,4 +235,18 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("correctness MISMATCH: {}", mismatches.join("; "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_is_named_as_scenarios_spells_it() {
+        for scenario in Scenario::ALL {
+            let flag = scenario.to_possible_value().expect("no scenario is skipped");
+            assert_eq!(flag.get_name(), scenario.name());
+        }
+        assert_eq!(Scenario::value_variants(), Scenario::ALL);
+    }
 }

@@ -1,0 +1,198 @@
+//! Telemetry: logs, traces and metrics, set up once by [`init`].
+//!
+//! - logs: the `tracing` subscriber writes structured lines to stderr, text
+//!   or JSON, levels chosen by an EnvFilter expression;
+//! - traces: with an OTLP endpoint, `tracing` spans of sessiond (the RPC
+//!   span of `grpc::observe`, the service and store spans) are bridged to
+//!   OpenTelemetry and exported over OTLP/gRPC;
+//! - metrics ([`metrics`]): OpenTelemetry instruments, exported over OTLP
+//!   and/or scraped by Prometheus ([`prometheus`]); the store's latency is
+//!   measured by the [`store::MeteredStore`] decorator.
+//!
+//! Without an endpoint and a metrics address nothing but the log subscriber
+//! is installed: spans are never built and instruments never created.
+//!
+//! Tokens and storage values are never recorded in fields, spans or
+//! attributes; spans name sessions by their public id only.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::settings::{LogFormat, Settings};
+
+pub mod metrics;
+pub mod prometheus;
+pub mod store;
+
+/// How long an export to the collector may take before it is abandoned.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`init`] sets up, taken from the settings.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// An EnvFilter expression for the log lines.
+    pub log_filter: String,
+    /// The OTLP/gRPC collector traces and metrics go to; `None`: no export.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// Whether metrics are kept for a Prometheus scrape.
+    pub prometheus: bool,
+}
+
+impl TelemetryConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            log_format: settings.log_format,
+            log_filter: settings.log_filter.clone(),
+            otlp_endpoint: settings.otlp_endpoint.clone().filter(|endpoint| !endpoint.is_empty()),
+            service_name: settings.otlp_service_name.clone(),
+            prometheus: settings.metrics_listen.is_some(),
+        }
+    }
+}
+
+/// The installed exporters. Keep it for the life of the process and call
+/// [`Telemetry::shutdown`] at exit, which exports what is still buffered.
+#[must_use = "dropping the guard loses the spans and metrics not yet exported"]
+#[derive(Debug)]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+/// Installs the global subscriber writing to stderr, and the exporters the
+/// configuration asks for. Call once, from `main`, inside the tokio runtime
+/// (the OTLP exporter's channel runs on it).
+pub fn init(config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    install(config, std::io::stderr, colour)
+}
+
+/// As [`init`], with log lines written to `writer` without colour: for
+/// tests that read what is logged.
+pub fn init_with_writer<W>(config: &TelemetryConfig, writer: W) -> anyhow::Result<Telemetry>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    install(config, writer, false)
+}
+
+fn install<W>(config: &TelemetryConfig, writer: W, colour: bool) -> anyhow::Result<Telemetry>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let log_filter = EnvFilter::try_new(&config.log_filter).context("parsing the log filter")?;
+    let logs = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(colour).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(writer).boxed(),
+    }
+    .with_filter(log_filter);
+
+    let resource = Resource::builder_empty()
+        .with_service_name(config.service_name.clone())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    let tracer = config.otlp_endpoint.as_deref().map(|endpoint| tracer_provider(endpoint, resource.clone())).transpose()?;
+    let meter = meter_provider(config, resource)?;
+
+    // sessiond's own spans, the service and store ones at debug included,
+    // whatever the log filter says; other crates' only from warnings up.
+    let traces = tracer.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("sessiond"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(Targets::new().with_target("sessiond", LevelFilter::DEBUG).with_default(LevelFilter::WARN))
+    });
+    tracing_subscriber::registry().with(logs).with(traces).try_init().context("installing the tracing subscriber")?;
+
+    if let Some(provider) = &meter {
+        metrics::install(provider);
+    }
+    Ok(Telemetry { tracer, meter })
+}
+
+fn tracer_provider(endpoint: &str, resource: Resource) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .with_context(|| format!("building the OTLP span exporter for {endpoint}"))?;
+    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+}
+
+/// A meter provider when metrics go anywhere: to the collector, to a
+/// Prometheus scrape, or both.
+fn meter_provider(config: &TelemetryConfig, resource: Resource) -> anyhow::Result<Option<SdkMeterProvider>> {
+    if config.otlp_endpoint.is_none() && !config.prometheus {
+        return Ok(None);
+    }
+    let mut builder = SdkMeterProvider::builder().with_resource(resource);
+    if let Some(endpoint) = &config.otlp_endpoint {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+            .with_context(|| format!("building the OTLP metric exporter for {endpoint}"))?;
+        builder = builder.with_reader(PeriodicReader::builder(exporter).build());
+    }
+    if config.prometheus {
+        builder = builder.with_reader(prometheus::reader()?);
+    }
+    Ok(Some(builder.build()))
+}
+
+impl Telemetry {
+    /// Exports every finished span and the current metrics now. Blocks
+    /// until the collector answered: call it off the async threads
+    /// (`spawn_blocking`).
+    pub fn force_flush(&self) -> anyhow::Result<()> {
+        if let Some(tracer) = &self.tracer {
+            tracer.force_flush().context("exporting spans")?;
+        }
+        if let Some(meter) = &self.meter {
+            meter.force_flush().context("exporting metrics")?;
+        }
+        Ok(())
+    }
+
+    /// Exports what is buffered and stops the exporters. Failures are
+    /// logged: the process is ending anyway.
+    pub async fn shutdown(self) {
+        if self.tracer.is_none() && self.meter.is_none() {
+            return;
+        }
+        // Shutting down blocks until the last export is answered, which
+        // needs the runtime's threads free to drive the connection.
+        let stopped = tokio::task::spawn_blocking(move || {
+            if let Some(Err(err)) = self.tracer.as_ref().map(SdkTracerProvider::shutdown) {
+                tracing::warn!(error = %err, "the span exporter did not shut down cleanly");
+            }
+            if let Some(Err(err)) = self.meter.as_ref().map(SdkMeterProvider::shutdown) {
+                tracing::warn!(error = %err, "the metric exporter did not shut down cleanly");
+            }
+        })
+        .await;
+        if let Err(err) = stopped {
+            tracing::warn!(error = %err, "telemetry shutdown failed");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! [`MeteredStore`]: a [`Store`] decorator that times every operation of
+//! the store it wraps into `db.client.operation.duration`, by operation.
+//!
+//! It sits between the cache and the real store, so it measures what
+//! reaches the database: cache hits are counted by the cache instead.
+
+use std::future::Future;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::clock::UnixMillis;
+use crate::domain::{
+    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
+    VersionedStorage,
+};
+use crate::store::{EndOutcome, Notification, PageRequest, Purged, SessionFilter, Store, StoreResult};
+
+/// Times each call to an inner store.
+#[derive(Debug)]
+pub struct MeteredStore<S> {
+    inner: S,
+    /// `db.system.name`: `sqlite`, `postgresql`.
+    system: &'static str,
+}
+
+impl<S: Store> MeteredStore<S> {
+    /// Measures `inner`, a store of the database `system` (as the
+    /// conventions name it: `sqlite`, `postgresql`).
+    pub fn new(inner: S, system: &'static str) -> Self {
+        Self { inner, system }
+    }
+
+    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let started = Instant::now();
+        let result = call.await;
+        super::metrics::store_operation(self.system, operation, started.elapsed(), result.as_ref().err());
+        result
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for MeteredStore<S> {
+    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+        self.timed("create_session", self.inner.create_session(session, storage, event)).await
+    }
+
+    async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
+        self.timed("session_by_token", self.inner.session_by_token(hash)).await
+    }
+
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        self.timed("session_by_id", self.inner.session_by_id(id)).await
+    }
+
+    async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
+        self.timed("record_activity", self.inner.record_activity(id, at)).await
+    }
+
+    async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
+        self.timed("end_session", self.inner.end_session(id, end, event)).await
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
+        self.timed("list_sessions", self.inner.list_sessions(filter, page)).await
+    }
+
+    async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>> {
+        self.timed("due_sessions", self.inner.due_sessions(now, limit)).await
+    }
+
+    async fn update_grants(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        grants: &Grants,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)> {
+        self.timed("update_grants", self.inner.update_grants(id, expected_version, grants, event)).await
+    }
+
+    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
+        self.timed("storage", self.inner.storage(id)).await
+    }
+
+    async fn replace_storage(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        values: &StorageMap,
+        event: &NewEvent,
+    ) -> StoreResult<(u64, Event)> {
+        self.timed("replace_storage", self.inner.replace_storage(id, expected_version, values, event)).await
+    }
+
+    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
+        self.timed("append_logs", self.inner.append_logs(id, entries)).await
+    }
+
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
+        self.timed("query_logs", self.inner.query_logs(query)).await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
+        self.timed("events_after", self.inner.events_after(after, limit)).await
+    }
+
+    async fn last_event_sequence(&self) -> StoreResult<u64> {
+        self.timed("last_event_sequence", self.inner.last_event_sequence()).await
+    }
+
+    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
+        self.timed("purge", self.inner.purge(ended_before, events_before)).await
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
+        self.inner.notifications()
+    }
+}

@@ -1,0 +1,229 @@
+//! Several sessiond replicas on one Postgres database behave as one: a
+//! change on one is seen on the others promptly, each expired session ends
+//! once, watchers resume on any replica without gaps, and a Postgres
+//! restart under load costs availability, never an acknowledged write.
+//!
+//! Each replica is a full server in this process with its own pool, cache,
+//! activity tracker and listener; they share only the database (and, so
+//! time can be moved for all of them, the manual clock).
+
+#[path = "support/postgres.rs"]
+mod postgres_support;
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use helpers::{TestApp, assert_ended, by_id, by_token, error_reason, failure, next_events, seconds};
+use postgres_support::{PgCluster, fresh_database};
+use sessiond::pb;
+use sessiond::pb::SessionKind as Kind;
+use tonic::Code;
+
+/// Longest a test waits for something that should take milliseconds.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn two_replicas() -> (TestApp, TestApp) {
+    let a = TestApp::spawn_on(fresh_database().await, |_| {}).await;
+    let b = a.replica().await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_replica_is_refused_on_another_promptly() {
+    let (mut a, mut b) = two_replicas().await;
+    let created = a.create(Kind::WebUser, "alice").await;
+    // B has the session cached.
+    b.get(&created.token).await.expect("open on B");
+    b.get(&created.token).await.expect("open on B, from its cache");
+
+    a.sessions
+        .revoke_sessions(pb::RevokeSessionsRequest { user_id: "alice".into(), ..Default::default() })
+        .await
+        .expect("revoked on A");
+    let revoked_at = Instant::now();
+
+    loop {
+        match b.get(&created.token).await {
+            Err(status) => {
+                assert_ended(&status, "SESSION_REVOKED");
+                break;
+            }
+            Ok(_) if revoked_at.elapsed() < PATIENCE => tokio::task::yield_now().await,
+            Ok(_) => panic!("B still answers a session revoked on A {PATIENCE:?} ago"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_and_storage_changed_on_one_replica_are_seen_on_another() {
+    let (mut a, mut b) = two_replicas().await;
+    let created = a.create(Kind::WebUser, "alice").await;
+    let check = |privilege: &str| pb::HasPrivilegeRequest { session: by_token(&created.token), privilege: privilege.into() };
+    assert!(!b.privileges.has_privilege(check("viewBasic")).await.expect("answered").into_inner().granted);
+
+    a.privileges
+        .set_privileges(pb::SetPrivilegesRequest { session: by_token(&created.token), roles: vec!["Viewer".into()], ..Default::default() })
+        .await
+        .expect("set on A");
+    let deadline = Instant::now() + PATIENCE;
+    while !b.privileges.has_privilege(check("viewBasic")).await.expect("answered").into_inner().granted {
+        assert!(Instant::now() < deadline, "B never saw the grant made on A");
+        tokio::task::yield_now().await;
+    }
+
+    let put = pb::PutStorageRequest {
+        session: by_token(&created.token),
+        values: [("step".to_owned(), helpers::number(1.0))].into(),
+        expected_version: Some(0),
+    };
+    a.storage.put_storage(put.clone()).await.expect("put on A");
+    let stale = failure(b.storage.put_storage(put).await);
+    assert_eq!(stale.code(), Code::Aborted, "B compares with the version A wrote");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_sweeping_end_each_expired_session_once_with_one_event() {
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let b = a.replica().await;
+    let c = a.replica().await;
+    let mut created = BTreeSet::new();
+    let mut creator = a.sessions.clone();
+    for _ in 0..30 {
+        let answer = creator
+            .create_session(pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: seconds(60), ..Default::default() })
+            .await
+            .expect("created")
+            .into_inner();
+        created.insert(answer.session.expect("a session").session_id);
+    }
+    let mut events = a.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+
+    // Past the timeout and the one second a shared store allows for
+    // activity not yet written (the test apps' `activity_flush`).
+    a.advance(Duration::from_secs(61));
+    let (ra, rb, rc) = tokio::join!(a.service.sweep_once(), b.service.sweep_once(), c.service.sweep_once());
+    let mut expired = Vec::new();
+    for report in [ra, rb, rc] {
+        expired.extend(report.expect("the sweep runs").expired.into_iter().map(|id| id.as_str().to_owned()));
+    }
+
+    expired.sort();
+    assert_eq!(expired.len(), created.len(), "each session ended by exactly one replica");
+    assert_eq!(expired.into_iter().collect::<BTreeSet<_>>(), created);
+    let received = next_events(&mut events, 2 * created.len()).await;
+    let expiries: Vec<_> = received.iter().filter(|e| e.r#type == i32::from(pb::EventType::Expired)).collect();
+    assert_eq!(expiries.len(), created.len(), "one expiry event per session");
+    let sequences: Vec<u64> = received.iter().map(|e| e.sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[1] == w[0] + 1), "no gaps: {sequences:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_resuming_on_another_replica_misses_nothing() {
+    let (mut a, mut b) = two_replicas().await;
+    let mut first = a.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+    a.create(Kind::WebUser, "alice").await;
+    b.create(Kind::WebUser, "bob").await;
+    let seen = next_events(&mut first, 2).await;
+    let last = seen.last().expect("two events").sequence;
+    drop(first);
+
+    // Events recorded by both replicas while nobody watches.
+    for i in 0..5 {
+        a.create(Kind::WebCall, &format!("a{i}")).await;
+        b.create(Kind::WebCall, &format!("b{i}")).await;
+    }
+    let mut resumed = b.watch(pb::WatchSessionsRequest { after_sequence: Some(last), ..Default::default() }).await;
+    let missed = next_events(&mut resumed, 10).await;
+    // And live ones from the other replica.
+    a.create(Kind::WebUser, "carol").await;
+    let live = next_events(&mut resumed, 1).await;
+
+    let sequences: Vec<u64> = missed.iter().chain(&live).map(|e| e.sequence).collect();
+    assert_eq!(sequences, (last + 1..=last + 11).collect::<Vec<_>>());
+    assert_eq!(live[0].user_id, "carol");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
+    let cluster = PgCluster::launch().await;
+    let database = cluster.create_database().await;
+    let mut app = TestApp::spawn_on(database, |s| {
+        s.db_connect_timeout = Duration::from_millis(500);
+        s.db_statement_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let session = app.create(Kind::WebUser, "alice").await;
+
+    // Load: creates and logs, each remembered once acknowledged.
+    let load = {
+        let mut sessions = app.sessions.clone();
+        let mut logs = app.logs.clone();
+        let token = session.token.clone();
+        tokio::spawn(async move {
+            let (mut created, mut logged, mut unavailable) = (Vec::new(), 0u32, 0u32);
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(8) {
+                let call = Instant::now();
+                match sessions.create_session(pb::CreateSessionRequest { kind: Kind::WebUser.into(), ..Default::default() }).await {
+                    Ok(answer) => created.push(answer.into_inner().session.expect("a session").session_id),
+                    Err(status) => {
+                        assert_eq!(status.code(), Code::Unavailable, "an outage is UNAVAILABLE, not {status:?}");
+                        assert!(call.elapsed() < Duration::from_secs(5), "failed fast: {:?}", call.elapsed());
+                        unavailable += 1;
+                    }
+                }
+                let entry = pb::LogEntry { level: pb::LogLevel::Info.into(), message: format!("entry {logged}"), ..Default::default() };
+                if logs.log(pb::LogRequest { session: by_token(&token), entries: vec![entry] }).await.is_ok() {
+                    logged += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (created, logged, unavailable)
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = failure(app.get(&session.token).await);
+    assert_eq!(during.code(), Code::Unavailable, "no answer from cache while other replicas cannot be followed");
+    assert_eq!(error_reason(&during).as_deref(), Some("STORE_UNAVAILABLE"));
+    cluster.start().await;
+
+    let (created, logged, unavailable) = load.await.expect("the load does not panic");
+    assert!(unavailable > 0, "the outage was noticed");
+    let recovered = Instant::now();
+    while app.get(&session.token).await.is_err() {
+        assert!(recovered.elapsed() < PATIENCE, "sessiond did not recover after Postgres came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in &created {
+        app.sessions
+            .get_session(pb::GetSessionRequest { session: by_id(id) })
+            .await
+            .expect("every acknowledged create survived");
+    }
+    // A failed session's log is kept: count what it holds.
+    app.close(&session.token, "checking the log").await;
+    assert_eq!(kept_entries(&mut app, &session).await, logged as usize, "every acknowledged log entry survived");
+}
+
+/// How many entries the kept log of `session` holds, over every page.
+async fn kept_entries(app: &mut TestApp, session: &pb::CreateSessionResponse) -> usize {
+    let session_id = session.session.as_ref().expect("a session").session_id.clone();
+    let (mut count, mut page_token) = (0, String::new());
+    loop {
+        let page = app
+            .query_logs(pb::QueryLogsRequest { session_id: session_id.clone(), page_size: 1000, page_token, ..Default::default() })
+            .await;
+        count += page.records.len();
+        if page.next_page_token.is_empty() {
+            return count;
+        }
+        page_token = page.next_page_token;
+    }
+}

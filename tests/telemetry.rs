@@ -1,0 +1,367 @@
+//! Telemetry end to end: sessiond starts on port 0 with its traces and
+//! metrics going to an OTLP collector inside this process and its metrics
+//! served for Prometheus, and is spoken to through the generated clients.
+//!
+//! The subscriber and the exporters are process-wide, so this binary
+//! installs them once, on a runtime of its own that outlives every test's,
+//! and keeps all OTLP tests here. Tests run side by side: each tells its
+//! calls apart by the trace id it sends.
+
+#[path = "support/otlp.rs"]
+mod otlp;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use otlp::{Collector, int_attribute, text_attribute};
+use sessiond::pb;
+use sessiond::pb::privilege_service_client::PrivilegeServiceClient;
+use sessiond::pb::session_service_client::SessionServiceClient;
+use sessiond::settings::{LogFormat, Settings};
+use sessiond::startup::Application;
+use sessiond::telemetry::{self, Telemetry, TelemetryConfig};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The `service.name` the exporters are given.
+const SERVICE_NAME: &str = "sessiond-under-test";
+
+/// The roles file the apps load (the one shipped in `config/`).
+const ROLES_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/roles.yaml");
+
+/// How long a test waits for what should come at once before it fails
+/// instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// What every test of this binary shares.
+struct Shared {
+    /// Runs the collector and the exporters' connection to it.
+    _runtime: tokio::runtime::Runtime,
+    collector: Collector,
+    telemetry: Telemetry,
+    logs: Logs,
+}
+
+/// Installs telemetry for the whole binary, the first time it is asked for.
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    // A thread of its own: a test's runtime cannot start another inside it.
+    SHARED.get_or_init(|| std::thread::spawn(install).join().expect("telemetry installs"))
+}
+
+fn install() -> Shared {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime starts");
+    let logs = Logs::default();
+    let (collector, telemetry) = runtime.block_on(async {
+        let collector = Collector::start().await;
+        let config = TelemetryConfig {
+            log_format: LogFormat::Text,
+            log_filter: "info,sessiond=debug".into(),
+            otlp_endpoint: Some(collector.endpoint.clone()),
+            service_name: SERVICE_NAME.into(),
+            prometheus: true,
+        };
+        let telemetry = telemetry::init_with_writer(&config, logs.clone()).expect("telemetry is installed once");
+        (collector, telemetry)
+    });
+    Shared { _runtime: runtime, collector, telemetry, logs }
+}
+
+/// Exports every finished span and the metrics now.
+async fn flush() {
+    tokio::task::spawn_blocking(|| shared().telemetry.force_flush())
+        .await
+        .expect("flushing does not panic")
+        .expect("the collector takes the export");
+}
+
+/// The spans of trace `trace_id` once one named `name` has arrived.
+async fn trace_with(trace_id: &[u8], name: &str) -> Vec<Span> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        flush().await;
+        let spans = shared().collector.trace(trace_id);
+        if spans.iter().any(|span| span.name == name) {
+            return spans;
+        }
+        assert!(Instant::now() < deadline, "no span {name} arrived; got {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Log lines, captured from the subscriber.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("no test panics holding the lock")).into_owned()
+    }
+}
+
+impl<'w> MakeWriter<'w> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'w self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("no test panics holding the lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A running sessiond, killed when dropped.
+struct App {
+    channel: Channel,
+    metrics: SocketAddr,
+    server: JoinHandle<anyhow::Result<()>>,
+    _data: TempDir,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl App {
+    async fn spawn() -> Self {
+        let shared = shared();
+        let data = tempfile::tempdir().expect("a temporary directory can be created");
+        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), data.path().to_owned());
+        settings.roles_file = Some(ROLES_FILE.into());
+        settings.otlp_endpoint = Some(shared.collector.endpoint.clone());
+        settings.metrics_listen = Some("127.0.0.1:0".parse().expect("a valid address"));
+        let app = Application::build(settings).await.expect("the app builds");
+        let address = format!("http://{}", app.local_addr());
+        let metrics = app.metrics_addr().expect("metrics are served when asked for");
+        let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+        let channel = Channel::from_shared(address).expect("a valid uri").connect().await.expect("the server accepts connections");
+        Self { channel, metrics, server, _data: data }
+    }
+
+    fn sessions(&self) -> SessionServiceClient<Channel> {
+        SessionServiceClient::new(self.channel.clone())
+    }
+
+    fn privileges(&self) -> PrivilegeServiceClient<Channel> {
+        PrivilegeServiceClient::new(self.channel.clone())
+    }
+
+    /// Creates a web user session for alice, a Manager; answers its id and token.
+    async fn create(&self) -> (String, String) {
+        let request = pb::CreateSessionRequest {
+            kind: pb::SessionKind::WebUser.into(),
+            user_id: "alice".into(),
+            roles: vec!["Manager".into()],
+            ..Default::default()
+        };
+        let created = self.sessions().create_session(request).await.expect("the session is created").into_inner();
+        (created.session.expect("the session is answered").session_id, created.token)
+    }
+
+    /// `GET path` on the metrics address: the status line and the body.
+    async fn scrape(&self, path: &str) -> (String, String) {
+        let mut stream = tokio::net::TcpStream::connect(self.metrics).await.expect("the metrics address accepts");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: sessiond\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("the request is sent");
+        let mut answer = String::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_string(&mut answer))
+            .await
+            .expect("the answer comes promptly")
+            .expect("the answer is text");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+    }
+}
+
+/// A fresh W3C trace context: trace id, parent span id, `traceparent`.
+fn remote_parent() -> ([u8; 16], [u8; 8], String) {
+    let trace_id: [u8; 16] = rand::random();
+    let span_id: [u8; 8] = rand::random();
+    let header = format!("00-{}-{}-01", hex::encode(trace_id), hex::encode(span_id));
+    (trace_id, span_id, header)
+}
+
+/// `message` with W3C trace context in its metadata.
+fn traced<T>(message: T, traceparent: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("traceparent", traceparent.parse().expect("a traceparent is ASCII"));
+    request.metadata_mut().insert("tracestate", "caller=7".parse().expect("a tracestate is ASCII"));
+    request
+}
+
+fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans.iter().find(|span| span.name == name).unwrap_or_else(|| panic!("no span {name}"))
+}
+
+/// Whether `span` is below `ancestor` in `spans`.
+fn descends(span: &Span, ancestor: &Span, spans: &[Span]) -> bool {
+    let mut parent = &span.parent_span_id;
+    while !parent.is_empty() {
+        if *parent == ancestor.span_id {
+            return true;
+        }
+        match spans.iter().find(|s| s.span_id == *parent) {
+            Some(next) => parent = &next.parent_span_id,
+            None => return false,
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_exported_as_a_server_span_under_the_callers_span_with_service_and_store_spans_below() {
+    let app = App::spawn().await;
+    let (trace_id, parent_id, traceparent) = remote_parent();
+    let stored = format!("stored-{}", hex::encode(rand::random::<[u8; 8]>()));
+
+    let request = pb::CreateSessionRequest {
+        kind: pb::SessionKind::WebUser.into(),
+        user_id: "alice".into(),
+        storage: [("cart".to_owned(), prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(stored.clone())) })]
+            .into(),
+        ..Default::default()
+    };
+    let created = app.sessions().create_session(traced(request, &traceparent)).await.expect("the session is created").into_inner();
+    let session_id = created.session.expect("the session is answered").session_id;
+
+    let spans = trace_with(&trace_id, "sessiond.v1.SessionService/CreateSession").await;
+    let rpc = named(&spans, "sessiond.v1.SessionService/CreateSession");
+    assert_eq!(rpc.kind, SpanKind::Server as i32);
+    assert_eq!(rpc.parent_span_id, parent_id, "the caller's span is the parent");
+    assert_eq!(rpc.trace_state, "caller=7");
+    assert_eq!(text_attribute(&rpc.attributes, "rpc.system"), Some("grpc"));
+    assert_eq!(text_attribute(&rpc.attributes, "rpc.service"), Some("sessiond.v1.SessionService"));
+    assert_eq!(text_attribute(&rpc.attributes, "rpc.method"), Some("CreateSession"));
+    assert_eq!(int_attribute(&rpc.attributes, "rpc.grpc.status_code"), Some(0));
+    assert_eq!(text_attribute(&rpc.attributes, "network.peer.address"), Some("127.0.0.1"));
+    assert_eq!(text_attribute(&rpc.attributes, "server.address"), Some("127.0.0.1"));
+
+    let service = named(&spans, "create");
+    assert_eq!(service.parent_span_id, rpc.span_id, "the service span is the call's child");
+    assert_eq!(text_attribute(&service.attributes, "session_id"), Some(session_id.as_str()));
+    let store = named(&spans, "create_session");
+    assert!(descends(store, service, &spans), "the store span is below the service span");
+    assert_eq!(text_attribute(&store.attributes, "session_id"), Some(session_id.as_str()));
+
+    let (resource, _) = shared().collector.spans().into_iter().find(|(_, span)| span.span_id == rpc.span_id).expect("the span");
+    let resource = resource.expect("spans carry their resource");
+    assert_eq!(text_attribute(&resource.attributes, "service.name"), Some(SERVICE_NAME));
+
+    // Neither the token nor the stored value went anywhere.
+    for secret in [created.token.as_str(), stored.as_str()] {
+        assert!(!shared().collector.everything().contains(secret), "{secret:?} was exported");
+        assert!(!shared().logs.text().contains(secret), "{secret:?} was logged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_logs_one_line_with_its_method_code_and_message_and_exports_its_status() {
+    let app = App::spawn().await;
+    let (_, token) = app.create().await;
+    let by_token = || Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.clone())) });
+    app.sessions()
+        .close_session(pb::CloseSessionRequest { session: by_token(), ..Default::default() })
+        .await
+        .expect("the session closes");
+    let (trace_id, _, traceparent) = remote_parent();
+
+    let status = app
+        .sessions()
+        .get_session(traced(pb::GetSessionRequest { session: by_token() }, &traceparent))
+        .await
+        .expect_err("a closed session refuses calls");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+
+    let spans = trace_with(&trace_id, "sessiond.v1.SessionService/GetSession").await;
+    let rpc = named(&spans, "sessiond.v1.SessionService/GetSession");
+    assert_eq!(int_attribute(&rpc.attributes, "rpc.grpc.status_code"), Some(tonic::Code::FailedPrecondition as i64));
+    let span_status = rpc.status.as_ref().map_or(StatusCode::Unset as i32, |status| status.code);
+    assert_ne!(span_status, StatusCode::Error as i32, "a refused request is no server error");
+
+    let logs = shared().logs.text();
+    let lines: Vec<&str> = logs.lines().filter(|line| line.contains(&hex::encode(trace_id))).collect();
+    assert_eq!(lines.len(), 1, "one line for the failed call: {lines:#?}");
+    for expected in [" INFO ", "sessiond.v1.SessionService/GetSession", "FailedPrecondition", "session has ended: closed"] {
+        assert!(lines[0].contains(expected), "{expected:?} is missing from {:?}", lines[0]);
+    }
+    assert!(!logs.contains(&token), "the token was logged");
+    assert!(!shared().collector.everything().contains(&token), "the token was exported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_latency() {
+    let app = App::spawn().await;
+    let (_, token) = app.create().await;
+    for _ in 0..3 {
+        let request = pb::HasPrivilegeRequest {
+            session: Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.clone())) }),
+            privilege: "viewBasic".into(),
+        };
+        assert!(app.privileges().has_privilege(request).await.expect("the check answers").into_inner().granted);
+    }
+
+    let expected = [
+        "# TYPE rpc_server_duration_milliseconds histogram",
+        r#"rpc_server_duration_milliseconds_bucket{rpc_grpc_status_code="0",rpc_method="HasPrivilege",rpc_service="sessiond.v1.PrivilegeService",rpc_system="grpc",le="0.5"}"#,
+        r#"rpc_server_duration_milliseconds_count{rpc_grpc_status_code="0",rpc_method="CreateSession",rpc_service="sessiond.v1.SessionService",rpc_system="grpc"}"#,
+        r#"sessiond_cache_lookups_total{sessiond_cache_result="hit"}"#,
+        r#"sessiond_cache_lookups_total{sessiond_cache_result="miss"}"#,
+        r#"db_client_operation_duration_seconds_count{db_operation_name="create_session",db_system_name="sqlite"}"#,
+        r#"sessiond_sessions_active{sessiond_session_kind="web_user"}"#,
+        r#"sessiond_sweeper_runs_total{sessiond_sweeper_outcome="ok"}"#,
+        r#"target_info{service_name="sessiond-under-test""#,
+    ];
+    // The sweeper's first run happens as the server starts, not
+    // necessarily before the calls above.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = app.scrape("/metrics").await;
+        assert!(status.contains("200"), "{status}");
+        let missing: Vec<&str> = expected.iter().copied().filter(|line| !body.contains(line)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "missing {missing:#?} from\n{body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(app.scrape("/").await.0.contains("404"));
+
+    flush().await;
+    let exported = shared().collector.metric_names();
+    for name in ["rpc.server.duration", "sessiond.cache.lookups", "db.client.operation.duration"] {
+        assert!(exported.iter().any(|n| n == name), "{name} was not exported over OTLP: {exported:?}");
+    }
+}
+
+/// The metering decorator is a store like any other.
+mod metered {
+    use sessiond::store::sqlite::SqliteStore;
+    use sessiond::telemetry::store::MeteredStore;
+    use tempfile::TempDir;
+
+    fn fresh() -> (TempDir, MeteredStore<SqliteStore>) {
+        let dir = tempfile::tempdir().expect("a temporary directory can be created");
+        let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
+        (dir, MeteredStore::new(store, "sqlite"))
+    }
+
+    sessiond::store_conformance_tests!(fresh());
+}
