@@ -15,6 +15,12 @@
 //! A presented key is hashed and compared with every configured hash in
 //! constant time. Without a keys file sessiond runs open: every caller is
 //! an admin of the `default` tenant (meant for local development).
+//!
+//! With mutual TLS, an entry may name a client certificate instead of a
+//! key, by the SHA-256 of its DER encoding (`cert_sha256: <hex>`, e.g.
+//! `openssl x509 -in client.crt -outform der | sha256sum`): a caller
+//! presenting that certificate, signed by the configured client CA, is
+//! that entry's tenant and role.
 
 use std::fmt;
 use std::path::Path;
@@ -74,12 +80,25 @@ struct KeyDef {
     name: String,
     tenant: String,
     role: Role,
-    hash: String,
+    /// `sha256:<hex>` of an API key.
+    #[serde(default)]
+    hash: Option<String>,
+    /// `<hex>` SHA-256 of a client certificate's DER encoding.
+    #[serde(default)]
+    cert_sha256: Option<String>,
+}
+
+/// What an entry recognises its caller by.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    Key,
+    Certificate,
 }
 
 #[derive(Clone)]
 struct Key {
     caller: Caller,
+    credential: Credential,
     hash: [u8; 32],
 }
 
@@ -134,16 +153,25 @@ impl ApiKeys {
         let mut keys = Vec::with_capacity(file.keys.len());
         for def in file.keys {
             let tenant = TenantId::parse(&def.tenant, "tenant").map_err(|e| invalid(format!("key {}: tenant {}", def.name, e.description)))?;
-            let digest = def
-                .hash
-                .strip_prefix(HASH_PREFIX)
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|d| <[u8; 32]>::try_from(d).ok())
-                .ok_or_else(|| invalid(format!("key {}: hash must be sha256:<64 hex digits> from `sessiond hash-key`", def.name)))?;
+            let digest = |hex_digits: &str| hex::decode(hex_digits).ok().and_then(|d| <[u8; 32]>::try_from(d).ok());
+            let (credential, digest) = match (&def.hash, &def.cert_sha256) {
+                (Some(hash), None) => (
+                    Credential::Key,
+                    hash.strip_prefix(HASH_PREFIX).and_then(digest).ok_or_else(|| {
+                        invalid(format!("key {}: hash must be sha256:<64 hex digits> from `sessiond hash-key`", def.name))
+                    })?,
+                ),
+                (None, Some(cert)) => (
+                    Credential::Certificate,
+                    digest(&cert.replace(':', "").to_lowercase())
+                        .ok_or_else(|| invalid(format!("key {}: cert_sha256 must be 64 hex digits", def.name)))?,
+                ),
+                _ => return Err(invalid(format!("key {}: give exactly one of hash and cert_sha256", def.name))),
+            };
             if keys.iter().any(|k: &Key| k.hash == digest) {
                 return Err(invalid(format!("key {}: the same key is configured twice", def.name)));
             }
-            keys.push(Key { caller: Caller { name: def.name, tenant, role: def.role }, hash: digest });
+            keys.push(Key { caller: Caller { name: def.name, tenant, role: def.role }, credential, hash: digest });
         }
         if keys.is_empty() {
             return Err(invalid("no keys: omit the file to run without authentication".into()));
@@ -154,9 +182,18 @@ impl ApiKeys {
     /// The caller a presented key belongs to. Compares against every key,
     /// in constant time each, so timing tells nothing about which matched.
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.find(Credential::Key, Sha256::digest(presented.as_bytes()).into())
+    }
+
+    /// The caller a client certificate (DER, already verified against the
+    /// client CA by TLS) belongs to.
+    pub fn authenticate_certificate(&self, der: &[u8]) -> Option<Caller> {
+        self.find(Credential::Certificate, Sha256::digest(der).into())
+    }
+
+    fn find(&self, credential: Credential, digest: [u8; 32]) -> Option<Caller> {
         let mut found = None;
-        for key in &self.keys {
+        for key in self.keys.iter().filter(|k| k.credential == credential) {
             if bool::from(key.hash.ct_eq(&digest)) {
                 found = Some(key.caller.clone());
             }

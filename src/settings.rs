@@ -129,6 +129,26 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_ROLES_FILE")]
     pub roles_file: Option<PathBuf>,
 
+    /// API keys file (YAML or JSON; hashes from `sessiond hash-key`), each
+    /// key bound to a tenant and a role. Unset: no authentication, every
+    /// caller is an admin of tenant `default`.
+    #[arg(long, env = "SESSIOND_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Server certificate (PEM) for TLS. With --tls-key, sessiond serves
+    /// TLS only.
+    #[arg(long, env = "SESSIOND_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Server private key (PEM) for TLS.
+    #[arg(long, env = "SESSIOND_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA (PEM) whose client certificates are accepted (mutual TLS, a way in
+    /// besides API keys: see `cert_sha256` in the keys file).
+    #[arg(long, env = "SESSIOND_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Log policy file with overrides per kind and endpoint (YAML or JSON).
     #[arg(long, env = "SESSIOND_LOG_POLICY_FILE")]
     pub log_policy_file: Option<PathBuf>,
@@ -248,6 +268,34 @@ impl Settings {
         settings.listen = listen;
         settings.data_dir = data_dir;
         settings
+    }
+
+    /// The API keys, when a keys file is configured. A file that does not
+    /// load stops start-up: sessiond never falls back to running open.
+    pub fn load_api_keys(&self) -> anyhow::Result<Option<crate::auth::ApiKeys>> {
+        match &self.api_keys_file {
+            Some(path) => {
+                let keys = crate::auth::ApiKeys::load(path).with_context(|| format!("loading API keys file {}", path.display()))?;
+                Ok(Some(keys))
+            }
+            None => {
+                tracing::warn!("no API keys file: every caller is an admin of tenant 'default'");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The server's TLS configuration, when a certificate is configured.
+    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };
+        let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        let mut tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+        if let Some(ca) = &self.tls_client_ca {
+            // Optional: callers with an API key need no certificate.
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?)).client_auth_optional(true);
+        }
+        Ok(Some(tls))
     }
 
     /// The Postgres settings, when a database URL is set.

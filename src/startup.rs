@@ -12,6 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::auth::ApiKeys;
 use crate::clock::{Clock, SystemClock};
 use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
 use crate::service::Service;
@@ -28,6 +29,8 @@ pub struct Application {
     /// Where Prometheus scrapes `/metrics`, when asked for.
     metrics_listener: Option<TcpListener>,
     service: Service,
+    /// Who may call; `None` runs open.
+    keys: Option<ApiKeys>,
     settings: Settings,
 }
 
@@ -42,6 +45,7 @@ impl Application {
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let config = settings.service_config()?;
         let roles = settings.load_roles()?;
+        let keys = settings.load_api_keys()?;
         let store = match settings.postgres() {
             Some(postgres) => {
                 let store = PgStore::connect(postgres).await.context("connecting to Postgres")?;
@@ -67,7 +71,7 @@ impl Application {
             }
             None => None,
         };
-        Ok(Self { listener, metrics_listener, service, settings })
+        Ok(Self { listener, metrics_listener, service, keys, settings })
     }
 
     /// Where the server listens (with the real port when 0 was asked).
@@ -90,7 +94,7 @@ impl Application {
     /// says NOT_SERVING, watch streams end, in-flight calls finish, and
     /// request-scoped sessions end with reason SERVER_SHUTDOWN.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, metrics_listener, service, settings } = self;
+        let Self { listener, metrics_listener, service, keys, settings } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
 
@@ -129,9 +133,13 @@ impl Application {
         };
 
         tracing::info!(address = %listener.local_addr()?, "sessiond serving");
-        let serving = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = settings.tls()? {
+            server = server.tls_config(tls).context("configuring TLS")?;
+        }
+        let serving = server
             .layer(grpc::observe::RpcLayer::new())
-            .add_routes(grpc::routes(&service, settings.max_request_bytes))
+            .add_routes(grpc::routes(&service, keys, settings.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use postgres_support::{PgCluster, TestDatabase, fresh_database};
 use sessiond::clock::UnixMillis;
-use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap};
+use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId};
 use sessiond::store::conformance::{T0, create, end, ending, event, session};
 use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
-use sessiond::store::{EndOutcome, Store, StoreError};
+use sessiond::store::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -75,6 +75,53 @@ async fn a_database_with_a_newer_schema_is_refused() {
         .expect("a version can be recorded");
     let refused = PgStore::connect(db.settings()).await;
     assert!(matches!(refused, Err(StoreError::Internal(_))), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_at_schema_version_1_migrates_with_its_rows_in_the_default_tenant() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    // The schema as a sessiond from before tenants left it, with its rows.
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/V1__initial.sql"),
+            "INSERT INTO schema_migrations (version) VALUES (1);"
+        ))
+        .await
+        .expect("the version 1 schema applies");
+    let old = session(SessionKind::WebUser, Some("alice"), T0);
+    client
+        .execute(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             VALUES ($1, $2, 'web_user', 'alice', '', '', '', '', '', $3, $3, FALSE, \
+             '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0)",
+            &[&old.id.as_str(), &old.token_hash.0.as_slice(), &T0.0],
+        )
+        .await
+        .expect("a version 1 session is written");
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (sequence, event_type, session_id, user_id, kind, at) \
+             VALUES (1, 'created', '{}', 'alice', 'web_user', {}); \
+             UPDATE event_counter SET last_sequence = 1",
+            old.id, T0.0
+        ))
+        .await
+        .expect("a version 1 event is written");
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 1 database migrates");
+    assert_eq!(store.session_by_id(&old.id).await.expect("lookup works"), Some(old.clone()), "in the default tenant");
+    let events = store.events_after(0, 10).await.expect("events are readable");
+    assert_eq!(events, [Event { sequence: 1, event: event(EventType::Created, &old, T0) }]);
+    let default = SessionFilter { tenant: Some(TenantId::default()), ..SessionFilter::default() };
+    let listed = store.list_sessions(&default, &PageRequest { after: None, limit: 10 }).await.expect("listed");
+    assert_eq!(listed, [old]);
+    let version: i32 =
+        client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);
+    assert_eq!(version, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,9 @@ pub enum Error {
     InvalidArgument(Vec<InvalidInput>),
     #[error("session not found")]
     SessionNotFound,
+    /// The caller's role may not do this.
+    #[error("permission denied: {0}")]
+    PermissionDenied(&'static str),
     #[error("session has ended ({0:?})")]
     SessionEnded(EndReason),
     #[error("{what} {name:?} not found")]

@@ -3,7 +3,7 @@
 
 use crate::clock::UnixMillis;
 
-use super::ids::SessionId;
+use super::ids::{SessionId, TenantId};
 use super::kind::{EndReason, EventType, SessionKind};
 
 /// An event before the store has numbered it.
@@ -11,6 +11,7 @@ use super::kind::{EndReason, EventType, SessionKind};
 pub struct NewEvent {
     pub event_type: EventType,
     pub session_id: SessionId,
+    pub tenant: TenantId,
     pub user_id: Option<String>,
     pub kind: SessionKind,
     pub end_reason: Option<EndReason>,
@@ -27,6 +28,8 @@ pub struct Event {
 /// What a watcher asked to see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
+    /// Always set by the service: the watcher's tenant.
+    pub tenant: Option<TenantId>,
     pub session_id: Option<SessionId>,
     pub user_id: Option<String>,
     pub kind: Option<SessionKind>,
@@ -34,7 +37,8 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn matches(&self, event: &NewEvent) -> bool {
-        self.session_id.as_ref().is_none_or(|id| *id == event.session_id)
+        self.tenant.as_ref().is_none_or(|t| *t == event.tenant)
+            && self.session_id.as_ref().is_none_or(|id| *id == event.session_id)
             && self.user_id.as_ref().is_none_or(|u| event.user_id.as_ref() == Some(u))
             && self.kind.is_none_or(|k| k == event.kind)
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::clock::UnixMillis;
 
-use super::ids::{LogId, SessionId};
+use super::ids::{LogId, SessionId, TenantId};
 use super::kind::{EndReason, SessionKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -58,6 +58,8 @@ pub struct LogRecord {
 /// Filters of QueryLogs. Only kept logs are ever answered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogQuery {
+    /// Always set by the service: the caller's tenant.
+    pub tenant: Option<TenantId>,
     pub session_id: Option<SessionId>,
     pub user_id: Option<String>,
     pub kind: Option<SessionKind>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMillis;
 
-use super::ids::{LogId, PromotionId, SessionId, TokenHash};
+use super::ids::{LogId, PromotionId, SessionId, TenantId, TokenHash};
 use super::kind::{EndReason, SessionKind};
 
 /// Descriptive labels. Empty strings mean "not given".
@@ -63,6 +63,8 @@ pub struct SessionEnd {
 pub struct Session {
     pub id: SessionId,
     pub token_hash: TokenHash,
+    /// The tenant of the caller that created it; no other tenant sees it.
+    pub tenant: TenantId,
     pub kind: SessionKind,
     pub user_id: Option<String>,
     pub labels: Labels,
@@ -122,6 +124,7 @@ mod tests {
         Session {
             id: SessionId::generate(),
             token_hash: TokenHash([0; 32]),
+            tenant: TenantId::default(),
             kind: SessionKind::WebUser,
             user_id: None,
             labels: Labels::default(),

@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
+use super::authn::caller;
 use super::pb;
 use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, SessionId};
 use crate::service::{Service, SessionRef};
@@ -46,15 +47,17 @@ fn parse_entries(entries: Vec<pb::LogEntry>) -> Result<Vec<LogEntry>, Error> {
 #[tonic::async_trait]
 impl pb::log_service_server::LogService for LogsApi {
     async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::LogRequest { session, entries } = request.into_inner();
         let session = parse_ref(session, "session")?;
-        let accepted = self.service.log(&session, parse_entries(entries)?).await?;
+        let accepted = self.service.log(&caller, &session, parse_entries(entries)?).await?;
         Ok(Response::new(pb::LogResponse { accepted: accepted as u32 }))
     }
 
     /// Each batch is stored as it arrives, so the answer at the end of the
     /// stream means every batch is durable.
     async fn stream_log(&self, request: Request<Streaming<pb::StreamLogRequest>>) -> Result<Response<pb::StreamLogResponse>, Status> {
+        let caller = caller(&request)?;
         let mut stream = request.into_inner();
         // The session the stream writes to, by id once the first message
         // named it (by token or id); later messages may name it again.
@@ -64,9 +67,9 @@ impl pb::log_service_server::LogService for LogsApi {
             let pb::StreamLogRequest { session, entries } = message;
             let named = session.map(|s| parse_ref(Some(s), "session")).transpose()?;
             let session = match (&target, named) {
-                (None, Some(named)) => target.insert(SessionRef::Id(self.service.get(&named).await?.session.id)),
+                (None, Some(named)) => target.insert(SessionRef::Id(self.service.get(&caller, &named).await?.session.id)),
                 (None, None) => return Err(InvalidInput::new("session", "the first message must name the session").into()),
-                (Some(SessionRef::Id(current)), Some(named)) if self.service.get(&named).await?.session.id != *current => {
+                (Some(SessionRef::Id(current)), Some(named)) if self.service.get(&caller, &named).await?.session.id != *current => {
                     return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
                 }
                 (Some(current), _) => current,
@@ -74,7 +77,7 @@ impl pb::log_service_server::LogService for LogsApi {
             if entries.is_empty() {
                 continue;
             }
-            accepted += self.service.log(session, parse_entries(entries)?).await?;
+            accepted += self.service.log(&caller, session, parse_entries(entries)?).await?;
         }
         if target.is_none() {
             return Err(InvalidInput::new("session", "the stream named no session").into());
@@ -83,6 +86,7 @@ impl pb::log_service_server::LogService for LogsApi {
     }
 
     async fn query_logs(&self, request: Request<pb::QueryLogsRequest>) -> Result<Response<pb::QueryLogsResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::QueryLogsRequest {
             session_id,
             user_id,
@@ -105,6 +109,7 @@ impl pb::log_service_server::LogService for LogsApi {
             token => token.parse::<i64>().map_err(|_| InvalidInput::new("page_token", "must be a next_page_token from an earlier answer"))?,
         };
         let query = LogQuery {
+            tenant: None,
             session_id: optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose()?,
             user_id: optional(user_id),
             kind: parse_kind(kind, "kind", false)?,
@@ -117,7 +122,7 @@ impl pb::log_service_server::LogService for LogsApi {
             limit,
         };
         let wanted = limit.min(self.service.config().limits.max_page_size);
-        let records = self.service.query_logs(query).await?;
+        let records = self.service.query_logs(&caller, query).await?;
         let next_page_token = match records.last() {
             Some(last) if records.len() == wanted => last.entry_id.to_string(),
             _ => String::new(),

@@ -1,7 +1,9 @@
 //! The gRPC edge: tonic services that parse requests (`convert`), call the
 //! domain service, and map errors once (`status`). No business logic here.
-//! Every call is observed (`observe`): a span, a duration, a failure line.
+//! Every call is observed (`observe`): a span, a duration, a failure line;
+//! every call to a sessiond service is authenticated (`authn`).
 
+mod authn;
 mod convert;
 mod logs_api;
 pub mod observe;
@@ -12,6 +14,7 @@ mod storage_api;
 
 use tonic::service::Routes;
 
+use crate::auth::ApiKeys;
 use crate::service::Service;
 
 /// Generated protobuf types and tonic stubs for `sessiond.v1`.
@@ -23,26 +26,26 @@ pub mod pb {
 /// The encoded descriptor set of `proto/`, served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 
-/// The four sessiond services over one domain service.
-/// Requests larger than `max_request_bytes` are refused with
-/// RESOURCE_EXHAUSTED before they are decoded.
-pub fn routes(service: &Service, max_request_bytes: usize) -> Routes {
+/// The four sessiond services over one domain service, each behind the
+/// authentication interceptor (`keys`: none runs open). Requests larger
+/// than `max_request_bytes` are refused with RESOURCE_EXHAUSTED before they
+/// are decoded.
+pub fn routes(service: &Service, keys: Option<ApiKeys>, max_request_bytes: usize) -> Routes {
     use pb::log_service_server::LogServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;
     use pb::session_service_server::SessionServiceServer;
     use pb::storage_service_server::StorageServiceServer;
+    use tonic::service::interceptor::InterceptedService;
+    let authn = authn::Authenticate::new(keys);
+    let sessions = SessionServiceServer::new(sessions_api::SessionsApi::new(service.clone()));
+    let privileges = PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()));
+    let storage = StorageServiceServer::new(storage_api::StorageApi::new(service.clone()));
+    let logs = LogServiceServer::new(logs_api::LogsApi::new(service.clone()));
     Routes::default()
-        .add_service(
-            SessionServiceServer::new(sessions_api::SessionsApi::new(service.clone())).max_decoding_message_size(max_request_bytes),
-        )
-        .add_service(
-            PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()))
-                .max_decoding_message_size(max_request_bytes),
-        )
-        .add_service(
-            StorageServiceServer::new(storage_api::StorageApi::new(service.clone())).max_decoding_message_size(max_request_bytes),
-        )
-        .add_service(LogServiceServer::new(logs_api::LogsApi::new(service.clone())).max_decoding_message_size(max_request_bytes))
+        .add_service(InterceptedService::new(sessions.max_decoding_message_size(max_request_bytes), authn.clone()))
+        .add_service(InterceptedService::new(privileges.max_decoding_message_size(max_request_bytes), authn.clone()))
+        .add_service(InterceptedService::new(storage.max_decoding_message_size(max_request_bytes), authn.clone()))
+        .add_service(InterceptedService::new(logs.max_decoding_message_size(max_request_bytes), authn))
 }
 
 /// The full names of the sessiond services, for health and reflection.

@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, parse_ref};
+use super::authn::caller;
 use super::pb;
 use crate::domain::{InvalidInput, PromotionId};
 use crate::service::Service;
@@ -22,14 +23,16 @@ impl PrivilegesApi {
 #[tonic::async_trait]
 impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
     async fn set_privileges(&self, request: Request<pb::SetPrivilegesRequest>) -> Result<Response<pb::SetPrivilegesResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::SetPrivilegesRequest { session, privileges, roles } = request.into_inner();
-        let held = self.service.set_privileges(&parse_ref(session, "session")?, &privileges, &roles).await?;
+        let held = self.service.set_privileges(&caller, &parse_ref(session, "session")?, &privileges, &roles).await?;
         Ok(Response::new(pb::SetPrivilegesResponse { privileges: held.into_iter().collect() }))
     }
 
     async fn get_privileges(&self, request: Request<pb::GetPrivilegesRequest>) -> Result<Response<pb::GetPrivilegesResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::GetPrivilegesRequest { session } = request.into_inner();
-        let view = self.service.get_privileges(&parse_ref(session, "session")?).await?;
+        let view = self.service.get_privileges(&caller, &parse_ref(session, "session")?).await?;
         Ok(Response::new(pb::GetPrivilegesResponse {
             privileges: view.expanded.into_iter().collect(),
             granted_privileges: view.grants.privileges,
@@ -40,42 +43,47 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
     }
 
     async fn clear_privileges(&self, request: Request<pb::ClearPrivilegesRequest>) -> Result<Response<pb::ClearPrivilegesResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::ClearPrivilegesRequest { session } = request.into_inner();
-        self.service.clear_privileges(&parse_ref(session, "session")?).await?;
+        self.service.clear_privileges(&caller, &parse_ref(session, "session")?).await?;
         Ok(Response::new(pb::ClearPrivilegesResponse {}))
     }
 
     async fn has_privilege(&self, request: Request<pb::HasPrivilegeRequest>) -> Result<Response<pb::HasPrivilegeResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::HasPrivilegeRequest { session, privilege } = request.into_inner();
-        let granted = self.service.has_privilege(&parse_ref(session, "session")?, &privilege).await?;
+        let granted = self.service.has_privilege(&caller, &parse_ref(session, "session")?, &privilege).await?;
         Ok(Response::new(pb::HasPrivilegeResponse { granted }))
     }
 
     async fn check_privileges(&self, request: Request<pb::CheckPrivilegesRequest>) -> Result<Response<pb::CheckPrivilegesResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::CheckPrivilegesRequest { session, privileges, mode } = request.into_inner();
         let mode = match pb::CheckMode::try_from(mode) {
             Ok(pb::CheckMode::Any) => CheckMode::Any,
             Ok(pb::CheckMode::All | pb::CheckMode::Unspecified) => CheckMode::All,
             Err(_) => return Err(InvalidInput::new("mode", "must be ANY or ALL").into()),
         };
-        let (granted, held) = self.service.check_privileges(&parse_ref(session, "session")?, &privileges, mode).await?;
+        let (granted, held) = self.service.check_privileges(&caller, &parse_ref(session, "session")?, &privileges, mode).await?;
         Ok(Response::new(pb::CheckPrivilegesResponse { granted, held }))
     }
 
     async fn promote(&self, request: Request<pb::PromoteRequest>) -> Result<Response<pb::PromoteResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::PromoteRequest { session, privilege, duration } = request.into_inner();
         let session = parse_ref(session, "session")?;
         let duration = duration.ok_or_else(|| InvalidInput::new("duration", "is required"))?;
         let duration = convert::parse_duration(&duration, "duration")?;
-        let promotion = self.service.promote(&session, &privilege, duration).await?;
+        let promotion = self.service.promote(&caller, &session, &privilege, duration).await?;
         Ok(Response::new(pb::PromoteResponse { promotion: Some(convert::promotion(promotion)) }))
     }
 
     async fn demote(&self, request: Request<pb::DemoteRequest>) -> Result<Response<pb::DemoteResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::DemoteRequest { session, promotion_id } = request.into_inner();
         let session = parse_ref(session, "session")?;
         let promotion = PromotionId::parse(&promotion_id, "promotion_id")?;
-        self.service.demote(&session, &promotion).await?;
+        self.service.demote(&caller, &session, &promotion).await?;
         Ok(Response::new(pb::DemoteResponse {}))
     }
 }

@@ -7,6 +7,7 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, optional, parse_kind, parse_ref};
+use super::authn::caller;
 use super::pb;
 use crate::domain::{EventFilter, InvalidInput, SessionId};
 use crate::service::Service;
@@ -51,6 +52,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchSessionsResponse, S
 #[tonic::async_trait]
 impl pb::session_service_server::SessionService for SessionsApi {
     async fn create_session(&self, request: Request<pb::CreateSessionRequest>) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::CreateSessionRequest { kind, user_id, labels, idle_timeout, lifetime, privileges, roles, storage, trusted } =
             request.into_inner();
         let mut violations = Vec::new();
@@ -72,7 +74,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
         };
         let created = self
             .service
-            .create(CreateSession {
+            .create(&caller, CreateSession {
                 kind,
                 user_id: optional(user_id),
                 labels: convert::parse_labels(labels),
@@ -91,20 +93,23 @@ impl pb::session_service_server::SessionService for SessionsApi {
     }
 
     async fn get_session(&self, request: Request<pb::GetSessionRequest>) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::GetSessionRequest { session } = request.into_inner();
-        let status = self.service.get(&parse_ref(session, "session")?).await?;
+        let status = self.service.get(&caller, &parse_ref(session, "session")?).await?;
         Ok(Response::new(pb::GetSessionResponse { session: Some(convert::session(status)) }))
     }
 
     async fn touch_session(&self, request: Request<pb::TouchSessionRequest>) -> Result<Response<pb::TouchSessionResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::TouchSessionRequest { session } = request.into_inner();
-        let expires_at = self.service.touch(&parse_ref(session, "session")?).await?;
+        let expires_at = self.service.touch(&caller, &parse_ref(session, "session")?).await?;
         Ok(Response::new(pb::TouchSessionResponse { expires_at: expires_at.map(convert::timestamp) }))
     }
 
     async fn close_session(&self, request: Request<pb::CloseSessionRequest>) -> Result<Response<pb::CloseSessionResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::CloseSessionRequest { session, error, stack_trace } = request.into_inner();
-        let closed = self.service.close(&parse_ref(session, "session")?, optional(error), optional(stack_trace)).await?;
+        let closed = self.service.close(&caller, &parse_ref(session, "session")?, optional(error), optional(stack_trace)).await?;
         Ok(Response::new(pb::CloseSessionResponse {
             session_id: closed.session_id.as_str().to_owned(),
             log_id: closed.log_id.map(|id| id.as_str().to_owned()).unwrap_or_default(),
@@ -113,6 +118,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
     }
 
     async fn list_sessions(&self, request: Request<pb::ListSessionsRequest>) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::ListSessionsRequest { user_id, kind, state, page_size: size, page_token } = request.into_inner();
         let open = match pb::SessionState::try_from(state) {
             Ok(pb::SessionState::Unspecified) => None,
@@ -128,7 +134,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
             after: parse_page_token(&page_token)?,
         };
         let wanted = query.page_size.min(self.service.config().limits.max_page_size);
-        let sessions = self.service.list(query).await?;
+        let sessions = self.service.list(&caller, query).await?;
         let next_page_token = match sessions.last() {
             Some(last) if sessions.len() == wanted => format!("{}.{}", last.session.created_at.0, last.session.id),
             _ => String::new(),
@@ -137,6 +143,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
     }
 
     async fn revoke_sessions(&self, request: Request<pb::RevokeSessionsRequest>) -> Result<Response<pb::RevokeSessionsResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::RevokeSessionsRequest { user_id, kind, session_ids } = request.into_inner();
         let session_ids = session_ids
             .iter()
@@ -144,21 +151,23 @@ impl pb::session_service_server::SessionService for SessionsApi {
             .map(|(i, id)| SessionId::parse(id, &format!("session_ids[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let filter = RevokeFilter { user_id: optional(user_id), kind: parse_kind(kind, "kind", false)?, session_ids };
-        let revoked = self.service.revoke(filter).await?;
+        let revoked = self.service.revoke(&caller, filter).await?;
         Ok(Response::new(pb::RevokeSessionsResponse { session_ids: revoked.iter().map(|id| id.as_str().to_owned()).collect() }))
     }
 
     type WatchSessionsStream = EventStream;
 
     async fn watch_sessions(&self, request: Request<pb::WatchSessionsRequest>) -> Result<Response<Self::WatchSessionsStream>, Status> {
+        let caller = caller(&request)?;
         let pb::WatchSessionsRequest { session_id, user_id, kind, after_sequence } = request.into_inner();
         let filter = EventFilter {
+            tenant: None,
             session_id: optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose()?,
             user_id: optional(user_id),
             kind: parse_kind(kind, "kind", false)?,
         };
         let from = after_sequence.map_or(WatchFrom::Now, WatchFrom::After);
-        let events = self.service.watch(filter, from).await?;
+        let events = self.service.watch(&caller, filter, from).await?;
         let stream = ReceiverStream::new(events).map(|item| item.map(convert::event).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }

@@ -38,6 +38,7 @@ impl From<Error> for Status {
                     violations.into_iter().map(|v| FieldViolation::new(v.field, v.description)).collect();
                 Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
             }
+            Error::PermissionDenied(why) => info(Code::PermissionDenied, why, "ADMIN_ROLE_REQUIRED", HashMap::new()),
             Error::SessionNotFound => info(Code::NotFound, "session not found", "SESSION_NOT_FOUND", HashMap::new()),
             Error::SessionEnded(reason) => {
                 let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);

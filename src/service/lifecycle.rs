@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::clock::UnixMillis;
+use crate::auth::Caller;
 use crate::domain::{
     EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, Session, SessionEnd, SessionId, SessionKind,
     StorageMap, Token,
@@ -122,7 +123,7 @@ impl Service {
 
     /// Starts a session.
     #[tracing::instrument(level = "debug", skip_all, fields(kind = %request.kind, session_id = tracing::field::Empty))]
-    pub async fn create(&self, request: CreateSession) -> Result<Created, Error> {
+    pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Created, Error> {
         let mut violations = Vec::new();
         if let Some(user) = &request.user_id {
             self.check_text(user, "user_id", &mut violations);
@@ -163,6 +164,7 @@ impl Service {
         let session = Session {
             id: SessionId::generate(),
             token_hash: token.hash(),
+            tenant: caller.tenant.clone(),
             kind: request.kind,
             user_id: request.user_id,
             labels: request.labels,
@@ -186,16 +188,16 @@ impl Service {
 
     /// An open session with its figures. Counts as activity.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn get(&self, session: &SessionRef) -> Result<SessionStatus, Error> {
-        let session = self.open_session(session).await?;
+    pub async fn get(&self, caller: &Caller, session: &SessionRef) -> Result<SessionStatus, Error> {
+        let session = self.open_session(caller, session).await?;
         let now = self.now();
         Ok(self.status(session, now))
     }
 
     /// Marks activity; answers the new expiry.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn touch(&self, session: &SessionRef) -> Result<Option<UnixMillis>, Error> {
-        Ok(self.get(session).await?.expires_at)
+    pub async fn touch(&self, caller: &Caller, session: &SessionRef) -> Result<Option<UnixMillis>, Error> {
+        Ok(self.get(caller, session).await?.expires_at)
     }
 
     /// Ends a session at its client's request. Closing an ended session
@@ -203,6 +205,7 @@ impl Service {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn close(
         &self,
+        caller: &Caller,
         session: &SessionRef,
         error: Option<String>,
         stack_trace: Option<String>,
@@ -217,7 +220,7 @@ impl Service {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let session = self.find(session).await?;
+        let session = self.find(caller, session).await?;
         let end = match &session.end {
             Some(end) => end.clone(),
             None => {
@@ -234,8 +237,13 @@ impl Service {
 
     /// Sessions matching a query, newest first.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn list(&self, query: ListQuery) -> Result<Vec<SessionStatus>, Error> {
+    /// A service caller lists one user's sessions; an admin any.
+    pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<Vec<SessionStatus>, Error> {
+        if !caller.is_admin() && query.user_id.is_none() {
+            return Err(Error::PermissionDenied("listing across users needs an admin key; name a user_id"));
+        }
         let filter = SessionFilter {
+            tenant: Some(caller.tenant.clone()),
             user_id: query.user_id,
             kinds: query.kind.into_iter().collect(),
             open: query.open,
@@ -254,11 +262,17 @@ impl Service {
 
     /// Ends every open session matching `filter` as revoked.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn revoke(&self, filter: RevokeFilter) -> Result<Vec<SessionId>, Error> {
+    /// A service caller revokes one user's sessions or named ones; an admin
+    /// also by kind across users.
+    pub async fn revoke(&self, caller: &Caller, filter: RevokeFilter) -> Result<Vec<SessionId>, Error> {
         if filter.user_id.is_none() && filter.kind.is_none() && filter.session_ids.is_empty() {
             return Err(InvalidInput::new("user_id", "name a user, a kind or session ids to revoke").into());
         }
+        if !caller.is_admin() && filter.user_id.is_none() && filter.session_ids.is_empty() {
+            return Err(Error::PermissionDenied("revoking across users needs an admin key; name a user_id or session_ids"));
+        }
         let filter = SessionFilter {
+            tenant: Some(caller.tenant.clone()),
             user_id: filter.user_id,
             kinds: filter.kind.into_iter().collect(),
             open: Some(true),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, watch as signal};
 
+use crate::auth::Caller;
 use crate::clock::{Clock, UnixMillis};
 use crate::domain::{
     EndReason, Error, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
@@ -189,6 +190,7 @@ impl Service {
         NewEvent {
             event_type,
             session_id: session.id.clone(),
+            tenant: session.tenant.clone(),
             user_id: session.user_id.clone(),
             kind: session.kind,
             end_reason,
@@ -196,16 +198,17 @@ impl Service {
         }
     }
 
-    async fn find(&self, session: &SessionRef) -> Result<Session, Error> {
+    /// The session named, if it belongs to the caller's tenant: another
+    /// tenant's session is as unknown as a missing one (no existence leak).
+    async fn find(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
         let found = match session {
             SessionRef::Token(token) => self.store().session_by_token(&token.hash()).await?,
             SessionRef::Id(id) => self.store().session_by_id(id).await?,
         };
-        if let Some(found) = &found {
-            // Names the session in the calling operation's span.
-            tracing::Span::current().record("session_id", tracing::field::display(&found.id));
-        }
-        found.ok_or(Error::SessionNotFound)
+        let found = found.filter(|s| s.tenant == caller.tenant).ok_or(Error::SessionNotFound)?;
+        // Names the session in the calling operation's span.
+        tracing::Span::current().record("session_id", tracing::field::display(&found.id));
+        Ok(found)
     }
 
     /// The session named by `session`, if it is open; counts as activity.
@@ -213,8 +216,8 @@ impl Service {
     /// An ended session is an error naming how it ended. An open session
     /// whose idle timeout or lifetime has passed is ended here, with that
     /// reason, and is an error too: it is never revived by a late call.
-    pub async fn open_session(&self, session: &SessionRef) -> Result<Session, Error> {
-        let session = self.find(session).await?;
+    pub async fn open_session(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
+        let session = self.find(caller, session).await?;
         if let Some(end) = &session.end {
             return Err(Error::SessionEnded(end.reason));
         }

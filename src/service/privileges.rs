@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::auth::Caller;
 use crate::domain::{Error, EventType, Grants, InvalidInput, Promotion, PromotionId, Session};
 use crate::store::StoreError;
 
@@ -70,10 +71,11 @@ impl Service {
     /// re-reading and retrying when another write got there first.
     async fn change_grants<T>(
         &self,
+        caller: &Caller,
         session: &SessionRef,
         mut change: impl FnMut(&mut Grants) -> Result<T, Error>,
     ) -> Result<(Session, T), Error> {
-        let mut session = self.open_session(session).await?;
+        let mut session = self.open_session(caller, session).await?;
         let _serialised = self.inner.locks.lock(&session.id).await;
         for _ in 0..CAS_ATTEMPTS {
             let mut grants = session.grants.clone().without_expired_promotions(self.now());
@@ -87,7 +89,7 @@ impl Service {
                     return Ok((session, answer));
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    session = self.open_session(&SessionRef::Id(session.id.clone())).await?;
+                    session = self.open_session(caller, &SessionRef::Id(session.id.clone())).await?;
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -101,10 +103,10 @@ impl Service {
 
     /// Replaces the granted privileges and roles; promotions stay.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn set_privileges(&self, session: &SessionRef, privileges: &[String], roles: &[String]) -> Result<BTreeSet<String>, Error> {
+    pub async fn set_privileges(&self, caller: &Caller, session: &SessionRef, privileges: &[String], roles: &[String]) -> Result<BTreeSet<String>, Error> {
         let parsed = self.parse_grants(privileges, roles).map_err(Error::InvalidArgument)?;
         let (session, ()) = self
-            .change_grants(session, |grants| {
+            .change_grants(caller, session, |grants| {
                 grants.privileges.clone_from(&parsed.privileges);
                 grants.roles.clone_from(&parsed.roles);
                 Ok(())
@@ -114,8 +116,8 @@ impl Service {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn get_privileges(&self, session: &SessionRef) -> Result<PrivilegeView, Error> {
-        let session = self.open_session(session).await?;
+    pub async fn get_privileges(&self, caller: &Caller, session: &SessionRef) -> Result<PrivilegeView, Error> {
+        let session = self.open_session(caller, session).await?;
         let now = self.now();
         Ok(PrivilegeView {
             expanded: self.expanded(&session),
@@ -127,8 +129,8 @@ impl Service {
     /// Removes every grant and promotion. A trusted session stays trusted:
     /// that is what it was created as.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn clear_privileges(&self, session: &SessionRef) -> Result<(), Error> {
-        self.change_grants(session, |grants| {
+    pub async fn clear_privileges(&self, caller: &Caller, session: &SessionRef) -> Result<(), Error> {
+        self.change_grants(caller, session, |grants| {
             *grants = Grants::default();
             Ok(())
         })
@@ -137,15 +139,15 @@ impl Service {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn has_privilege(&self, session: &SessionRef, privilege: &str) -> Result<bool, Error> {
+    pub async fn has_privilege(&self, caller: &Caller, session: &SessionRef, privilege: &str) -> Result<bool, Error> {
         let privilege = self.privilege_name(privilege, "privilege")?;
-        let session = self.open_session(session).await?;
+        let session = self.open_session(caller, session).await?;
         Ok(self.roles().holds(&session.grants, session.trusted, self.now(), &privilege))
     }
 
     /// One answer per privilege, and their combination by `mode`.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn check_privileges(&self, session: &SessionRef, privileges: &[String], mode: CheckMode) -> Result<(bool, Vec<bool>), Error> {
+    pub async fn check_privileges(&self, caller: &Caller, session: &SessionRef, privileges: &[String], mode: CheckMode) -> Result<(bool, Vec<bool>), Error> {
         let max = self.inner.config.limits.max_names_per_request;
         if privileges.is_empty() || privileges.len() > max {
             return Err(InvalidInput::new("privileges", format!("name between 1 and {max} privileges")).into());
@@ -162,7 +164,7 @@ impl Service {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let session = self.open_session(session).await?;
+        let session = self.open_session(caller, session).await?;
         let now = self.now();
         let held: Vec<bool> = names.iter().map(|p| book.holds(&session.grants, session.trusted, now, p)).collect();
         let granted = match mode {
@@ -174,7 +176,7 @@ impl Service {
 
     /// Grants `privilege` until `duration` from now.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn promote(&self, session: &SessionRef, privilege: &str, duration: Duration) -> Result<Promotion, Error> {
+    pub async fn promote(&self, caller: &Caller, session: &SessionRef, privilege: &str, duration: Duration) -> Result<Promotion, Error> {
         let privilege = self.privilege_name(privilege, "privilege")?;
         let max = self.inner.config.limits.max_promotion;
         if duration.is_zero() || duration > max {
@@ -182,7 +184,7 @@ impl Service {
         }
         let promotion = Promotion { id: PromotionId::generate(), privilege, expires_at: self.now() + duration };
         let (_, promotion) = self
-            .change_grants(session, |grants| {
+            .change_grants(caller, session, |grants| {
                 grants.promotions.push(promotion.clone());
                 Ok(promotion.clone())
             })
@@ -193,8 +195,8 @@ impl Service {
     /// Ends a promotion early. An unknown (or already expired) id is
     /// NOT_FOUND.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn demote(&self, session: &SessionRef, promotion: &PromotionId) -> Result<(), Error> {
-        self.change_grants(session, |grants| {
+    pub async fn demote(&self, caller: &Caller, session: &SessionRef, promotion: &PromotionId) -> Result<(), Error> {
+        self.change_grants(caller, session, |grants| {
             let before = grants.promotions.len();
             grants.promotions.retain(|p| p.id != *promotion);
             if grants.promotions.len() == before {

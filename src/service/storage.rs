@@ -5,6 +5,7 @@
 //! retries); without one, the service retries itself, so the change is
 //! applied to whatever is current. Limits are checked on the result.
 
+use crate::auth::Caller;
 use crate::domain::{Error, EventType, StorageChange, StorageMap, VersionedStorage};
 use crate::store::StoreError;
 
@@ -18,7 +19,7 @@ const CAS_ATTEMPTS: usize = 64;
 impl Service {
     /// All keys, or only `keys` (missing ones are left out).
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn get_storage(&self, session: &SessionRef, keys: &[String]) -> Result<VersionedStorage, Error> {
+    pub async fn get_storage(&self, caller: &Caller, session: &SessionRef, keys: &[String]) -> Result<VersionedStorage, Error> {
         let limits = &self.inner.config.limits;
         if keys.len() > limits.storage.max_keys {
             return Err(crate::domain::InvalidInput::new("keys", format!("at most {} keys", limits.storage.max_keys)).into());
@@ -26,7 +27,7 @@ impl Service {
         for (i, key) in keys.iter().enumerate() {
             limits.storage.check_key(key, &format!("keys[{i}]"))?;
         }
-        let session = self.open_session(session).await?;
+        let session = self.open_session(caller, session).await?;
         let mut storage = self.store().storage(&session.id).await?;
         if !keys.is_empty() {
             storage.values = keys
@@ -41,6 +42,7 @@ impl Service {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn change_storage(
         &self,
+        caller: &Caller,
         session: &SessionRef,
         change: StorageChange,
         expected_version: Option<u64>,
@@ -63,7 +65,7 @@ impl Service {
             }
             StorageChange::Clear => {}
         }
-        let session = self.open_session(session).await?;
+        let session = self.open_session(caller, session).await?;
         let _serialised = self.inner.locks.lock(&session.id).await;
         for _ in 0..CAS_ATTEMPTS {
             let current = self.store().storage(&session.id).await?;

@@ -14,6 +14,7 @@
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
+use crate::auth::Caller;
 use crate::domain::{Error, Event, EventFilter};
 use crate::store::Notification;
 
@@ -35,7 +36,18 @@ impl Service {
     /// Streams matching events until the receiver is dropped or sessiond
     /// shuts down. Store failures end the stream with an error.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn watch(&self, filter: EventFilter, from: WatchFrom) -> Result<mpsc::Receiver<Result<Event, Error>>, Error> {
+    /// Only the caller's tenant's events; a service caller must name a
+    /// session or a user, an admin may watch the whole tenant.
+    pub async fn watch(
+        &self,
+        caller: &Caller,
+        mut filter: EventFilter,
+        from: WatchFrom,
+    ) -> Result<mpsc::Receiver<Result<Event, Error>>, Error> {
+        if !caller.is_admin() && filter.session_id.is_none() && filter.user_id.is_none() {
+            return Err(Error::PermissionDenied("watching a whole tenant needs an admin key; name a session_id or user_id"));
+        }
+        filter.tenant = Some(caller.tenant.clone());
         // Subscribe before reading the last sequence, so nothing recorded in
         // between is missed.
         let live = self.inner.events.subscribe();

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, SessionKind,
-    StorageMap, TokenHash, VersionedStorage,
+    StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 
 pub mod cache;
@@ -50,6 +50,9 @@ pub enum StoreError {
 /// Which sessions ListSessions, RevokeSessions and recovery look at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionFilter {
+    /// Set by the service for callers; unset only for sessiond's own work
+    /// (recovery, shutdown) across tenants.
+    pub tenant: Option<TenantId>,
     pub user_id: Option<String>,
     /// Empty: every kind.
     pub kinds: Vec<SessionKind>,

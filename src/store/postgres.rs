@@ -61,7 +61,7 @@ use crate::domain::{
 /// The columns `rows::session_from_row` reads, as a literal for `concat!`.
 macro_rules! session_columns {
     () => {
-        "id, token_hash, kind, user_id, endpoint, method, future_call, client_address, user_agent, created_at, \
+        "id, token_hash, tenant, kind, user_id, endpoint, method, future_call, client_address, user_agent, created_at, \
          last_active_at, idle_ms, lifetime_ms, trusted, grants, grants_version, ended_at, end_reason, end_error, \
          end_stack_trace, log_id, slow"
     };
@@ -421,7 +421,7 @@ impl Store for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
-        let sql = "SELECT sequence, event_type, session_id, user_id, kind, end_reason, at FROM events \
+        let sql = "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events \
                    WHERE sequence > $1 ORDER BY sequence LIMIT $2";
         let rows = self.query(sql, &[&sql_int(after), &sql_int(limit)]).await?;
         rows.iter().map(event_from_row).collect()

@@ -5,6 +5,7 @@
 #[path = "../support/postgres.rs"]
 mod postgres_support;
 
+mod auth;
 mod helpers;
 
 mod close;

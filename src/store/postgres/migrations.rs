@@ -19,11 +19,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V1__initial.sql")),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V1__initial.sql")),
+    },
+    Migration {
+        version: 2,
+        name: "tenants",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V2__tenants.sql")),
+    },
+];
 
 /// The schema version this sessiond brings a database to.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -12,7 +12,7 @@ use super::{internal, sql_int};
 use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, LogRecord, NewEvent, Session,
-    SessionEnd, SessionId, SessionKind, TokenHash,
+    SessionEnd, SessionId, SessionKind, TenantId, TokenHash,
 };
 use crate::store::{PageRequest, SessionFilter, StoreResult};
 
@@ -55,6 +55,7 @@ pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
     Ok(Session {
         id: SessionId::from_stored(row.try_get("id")?),
         token_hash: TokenHash(hash.try_into().map_err(|_| internal("column token_hash is not 32 bytes long"))?),
+        tenant: TenantId::from_stored(row.try_get("tenant")?),
         kind: name(row, "kind", SessionKind::from_name)?,
         user_id: row.try_get("user_id")?,
         labels: Labels {
@@ -98,6 +99,7 @@ pub(super) fn event_from_row(row: &Row) -> StoreResult<Event> {
         event: NewEvent {
             event_type: name(row, "event_type", EventType::from_name)?,
             session_id: SessionId::from_stored(row.try_get("session_id")?),
+            tenant: TenantId::from_stored(row.try_get("tenant")?),
             user_id: row.try_get("user_id")?,
             kind: name(row, "kind", SessionKind::from_name)?,
             end_reason: optional_name(row, "end_reason", EndReason::from_name)?,
@@ -157,6 +159,10 @@ impl Filters {
 
 pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> (String, Filters) {
     let mut w = Filters::default();
+    if let Some(tenant) = &filter.tenant {
+        let tenant = w.bind(tenant.as_str().to_owned());
+        w.and(format!("tenant = {tenant}"));
+    }
     if let Some(user) = &filter.user_id {
         let user = w.bind(user.clone());
         w.and(format!("user_id = {user}"));
@@ -191,6 +197,10 @@ pub(super) fn logs_query(query: &LogQuery) -> (String, Filters) {
     let mut w = Filters::default();
     let after = w.bind(query.after_entry);
     w.and(format!("s.log_id IS NOT NULL AND e.entry_id > {after}"));
+    if let Some(tenant) = &query.tenant {
+        let tenant = w.bind(tenant.as_str().to_owned());
+        w.and(format!("s.tenant = {tenant}"));
+    }
     if let Some(id) = &query.session_id {
         let id = w.bind(id.as_str().to_owned());
         w.and(format!("s.id = {id}"));
@@ -248,6 +258,7 @@ mod tests {
     #[test]
     fn built_queries_bind_one_parameter_per_placeholder() {
         let filter = SessionFilter {
+            tenant: Some(TenantId::default()),
             user_id: Some("u".into()),
             kinds: vec![SessionKind::WebUser, SessionKind::Internal],
             open: Some(false),
@@ -259,6 +270,7 @@ mod tests {
         let (sql, filters) = list_query(&SessionFilter::default(), &PageRequest { after: None, limit: 1 });
         assert_eq!(placeholders(&sql), filters.params().len());
         let query = LogQuery {
+            tenant: Some(TenantId::default()),
             session_id: Some(SessionId::generate()),
             user_id: Some("u".into()),
             kind: Some(SessionKind::WebCall),

@@ -210,8 +210,8 @@ async fn record_events(tx: &Transaction<'_>, applied: &[StoreResult<Applied>]) -
 
     let insert = tx
         .prepare_cached(
-            "INSERT INTO events (sequence, event_type, session_id, user_id, kind, end_reason, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO events (sequence, event_type, session_id, tenant, user_id, kind, end_reason, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .await?;
     let rows: Vec<_> = events
@@ -222,6 +222,7 @@ async fn record_events(tx: &Transaction<'_>, applied: &[StoreResult<Applied>]) -
                 *sequence,
                 e.event_type.as_str(),
                 e.session_id.as_str(),
+                e.tenant.as_str(),
                 e.user_id.as_deref(),
                 e.kind.as_str(),
                 e.end_reason.map(EndReason::as_str),
@@ -229,8 +230,9 @@ async fn record_events(tx: &Transaction<'_>, applied: &[StoreResult<Applied>]) -
             )
         })
         .collect();
-    pipelined(rows.iter().map(|(sequence, event_type, session_id, user_id, kind, end_reason, at)| {
-        let params: [&(dyn ToSql + Sync); 7] = [sequence, event_type, session_id, user_id, kind, end_reason, at];
+    pipelined(rows.iter().map(|(sequence, event_type, session_id, tenant, user_id, kind, end_reason, at)| {
+        let params: [&(dyn ToSql + Sync); 8] =
+            [sequence, event_type, session_id, tenant, user_id, kind, end_reason, at];
         tx.execute_raw(&insert, params)
     }))
     .await?;

@@ -136,10 +136,10 @@ async fn insert_session(
 ) -> StoreResult<()> {
     let statement = tx
         .prepare_cached(
-            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
-             user_agent, created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, grants, \
-             grants_version, storage, storage_version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+            "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, \
+             client_address, user_agent, created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, \
+             grants, grants_version, storage, storage_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .await?;
     tx.execute(
@@ -147,6 +147,7 @@ async fn insert_session(
         &[
             &s.id.as_str(),
             &s.token_hash.0.as_slice(),
+            &s.tenant.as_str(),
             &s.kind.as_str(),
             &s.user_id,
             &s.labels.endpoint,

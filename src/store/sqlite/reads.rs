@@ -81,6 +81,9 @@ pub(super) fn last_event_sequence(conn: &Connection) -> StoreResult<u64> {
 /// A page of the sessions matching `filter`, newest first.
 pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> Query {
     let mut w = Where::default();
+    if let Some(tenant) = &filter.tenant {
+        w.and("tenant = ?", [text(tenant.as_str())]);
+    }
     if let Some(user) = &filter.user_id {
         w.and("user_id = ?", [text(user)]);
     }
@@ -124,6 +127,9 @@ pub(super) fn due_query(now: UnixMillis, limit: usize) -> Query {
 pub(super) fn logs_query(query: &LogQuery) -> Query {
     let mut w = Where::default();
     w.and("s.log_id IS NOT NULL AND e.entry_id > ?", [Value::Integer(query.after_entry)]);
+    if let Some(tenant) = &query.tenant {
+        w.and("s.tenant = ?", [text(tenant.as_str())]);
+    }
     if let Some(id) = &query.session_id {
         w.and("s.id = ?", [text(id.as_str())]);
     }
@@ -161,7 +167,7 @@ pub(super) fn logs_query(query: &LogQuery) -> Query {
 /// Events after sequence `after`, in order, at most `limit`.
 pub(super) fn events_query(after: u64, limit: usize) -> Query {
     (
-        "SELECT sequence, event_type, session_id, user_id, kind, end_reason, at FROM events \
+        "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events \
          WHERE sequence > ? ORDER BY sequence LIMIT ?"
             .to_owned(),
         vec![Value::Integer(i64::try_from(after).unwrap_or(i64::MAX)), Value::Integer(sql_limit(limit))],
@@ -182,11 +188,12 @@ pub(super) fn query_all<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::SessionKind;
+    use crate::domain::{SessionKind, TenantId};
 
     #[test]
     fn list_queries_bind_one_parameter_per_placeholder() {
         let filter = SessionFilter {
+            tenant: Some(TenantId::default()),
             user_id: Some("u".into()),
             kinds: vec![SessionKind::WebUser, SessionKind::Internal],
             open: Some(false),
@@ -195,8 +202,12 @@ mod tests {
         let page = PageRequest { after: Some((UnixMillis(5), SessionId::generate())), limit: 10 };
         let (sql, params) = list_query(&filter, &page);
         assert_eq!(sql.matches('?').count(), params.len());
-        let (sql, params) =
-            logs_query(&LogQuery { from: Some(UnixMillis(1)), failed_only: true, ..LogQuery::default() });
+        let (sql, params) = logs_query(&LogQuery {
+            tenant: Some(TenantId::default()),
+            from: Some(UnixMillis(1)),
+            failed_only: true,
+            ..LogQuery::default()
+        });
         assert_eq!(sql.matches('?').count(), params.len());
     }
 }

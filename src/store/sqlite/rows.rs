@@ -10,14 +10,14 @@ use super::error::internal;
 use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogRecord, NewEvent, Session, SessionEnd,
-    SessionId, SessionKind, TokenHash,
+    SessionId, SessionKind, TenantId, TokenHash,
 };
 use crate::store::{BoxError, StoreResult};
 
 /// The columns [`session_from_row`] reads, as a literal for `concat!`.
 macro_rules! session_columns {
     () => {
-        "id, token_hash, kind, user_id, endpoint, method, future_call, client_address, user_agent, created_at, \
+        "id, token_hash, tenant, kind, user_id, endpoint, method, future_call, client_address, user_agent, created_at, \
          last_active_at, idle_ms, lifetime_ms, trusted, grants, grants_version, ended_at, end_reason, end_error, \
          end_stack_trace, log_id, slow"
     };
@@ -64,6 +64,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: SessionId::from_stored(row.get("id")?),
         token_hash: TokenHash(row.get("token_hash")?),
+        tenant: TenantId::from_stored(row.get("tenant")?),
         kind: parse_name(row, "kind", SessionKind::from_name)?,
         user_id: row.get("user_id")?,
         labels: Labels {
@@ -108,6 +109,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
         event: NewEvent {
             event_type: parse_name(row, "event_type", EventType::from_name)?,
             session_id: SessionId::from_stored(row.get("session_id")?),
+            tenant: TenantId::from_stored(row.get("tenant")?),
             user_id: row.get("user_id")?,
             kind: parse_name(row, "kind", SessionKind::from_name)?,
             end_reason,

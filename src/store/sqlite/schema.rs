@@ -15,7 +15,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema, one step per entry, applied in order in one transaction;
 /// `PRAGMA user_version` counts the steps a database has. Append new steps,
 /// never edit applied ones.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE sessions (
     id TEXT PRIMARY KEY NOT NULL,
     token_hash BLOB NOT NULL UNIQUE,
@@ -73,7 +74,19 @@ CREATE TABLE events (
     at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX events_by_time ON events (at);
-"];
+",
+    "
+-- Tenants: every session and event belongs to one; rows from before are the
+-- default tenant's. Callers always list within their tenant, newest first,
+-- by user or not; listings across tenants (recovery, shutdown) keep
+-- sessions_by_creation, and user filters never come without a tenant.
+ALTER TABLE sessions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE events ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+DROP INDEX sessions_by_user;
+CREATE INDEX sessions_by_tenant ON sessions (tenant, created_at, id);
+CREATE INDEX sessions_by_tenant_user ON sessions (tenant, user_id, created_at, id);
+",
+];
 
 /// Opens one connection with the settings every connection needs.
 pub(super) fn connect(path: &Path) -> StoreResult<Connection> {
@@ -116,7 +129,9 @@ pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::TenantId;
     use crate::store::StoreError;
+    use crate::store::sqlite::rows::{event_from_row, session_columns, session_from_row};
 
     fn user_version(conn: &Connection) -> usize {
         conn.pragma_query_value(None, "user_version", |row| row.get(0)).expect("user_version is always readable")
@@ -129,6 +144,37 @@ mod tests {
         assert_eq!(user_version(&conn), MIGRATIONS.len());
         migrate(&mut conn).expect("migrating again is a no-op");
         assert_eq!(user_version(&conn), MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_database_at_version_1_migrates_with_its_rows_in_the_default_tenant() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        conn.execute_batch(MIGRATIONS[0]).expect("the version 1 schema applies");
+        conn.pragma_update(None, "user_version", 1).expect("user_version is writable");
+        conn.execute_batch(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             VALUES ('00000000000000000000000000000001', zeroblob(32), 'web_user', 'alice', '', '', '', '', '', \
+             1, 1, 0, '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0); \
+             INSERT INTO events (event_type, session_id, user_id, kind, at) \
+             VALUES ('created', '00000000000000000000000000000001', 'alice', 'web_user', 1);",
+        )
+        .expect("version 1 rows are written");
+
+        migrate(&mut conn).expect("a version 1 database migrates");
+        assert_eq!(user_version(&conn), 2);
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions");
+        let session = conn.query_row(sql, [], session_from_row).expect("the old session reads back");
+        assert_eq!((session.tenant, session.user_id.as_deref()), (TenantId::default(), Some("alice")));
+        let sql = "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events";
+        let event = conn.query_row(sql, [], event_from_row).expect("the old event reads back");
+        assert_eq!((event.sequence, event.event.tenant), (1, TenantId::default()));
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sessions' ORDER BY name")
+            .and_then(|mut names| names.query_map([], |row| row.get(0))?.collect())
+            .expect("the indexes are listed");
+        assert!(indexes.iter().any(|name| name == "sessions_by_tenant"), "{indexes:?}");
+        assert!(!indexes.iter().any(|name| name == "sessions_by_user"), "{indexes:?}");
     }
 
     #[test]

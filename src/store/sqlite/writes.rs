@@ -45,13 +45,14 @@ fn open_session(conn: &Connection, id: &str) -> StoreResult<OpenSession> {
 fn insert_event(conn: &Connection, event: &NewEvent) -> StoreResult<Event> {
     let sequence = conn
         .prepare_cached(
-            "INSERT INTO events (event_type, session_id, user_id, kind, end_reason, at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING sequence",
+            "INSERT INTO events (event_type, session_id, tenant, user_id, kind, end_reason, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING sequence",
         )?
         .query_row(
             params![
                 event.event_type.as_str(),
                 event.session_id.as_str(),
+                event.tenant.as_str(),
                 event.user_id,
                 event.kind.as_str(),
                 event.end_reason.map(EndReason::as_str),
@@ -83,16 +84,17 @@ fn insert_session(
     storage_version: u64,
 ) -> StoreResult<()> {
     conn.prepare_cached(
-        "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+        "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, client_address, \
          user_agent, created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, grants, grants_version, \
          storage, storage_version) \
-         VALUES (:id, :token_hash, :kind, :user_id, :endpoint, :method, :future_call, :client_address, \
+         VALUES (:id, :token_hash, :tenant, :kind, :user_id, :endpoint, :method, :future_call, :client_address, \
          :user_agent, :created_at, :last_active_at, :idle_ms, :lifetime_ms, :expires_at, :trusted, :grants, \
          :grants_version, :storage, :storage_version)",
     )?
     .execute(named_params! {
         ":id": s.id.as_str(),
         ":token_hash": s.token_hash.0,
+        ":tenant": s.tenant.as_str(),
         ":kind": s.kind.as_str(),
         ":user_id": s.user_id,
         ":endpoint": s.labels.endpoint,

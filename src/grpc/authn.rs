@@ -1,0 +1,69 @@
+//! Authentication at the edge: an interceptor in front of the sessiond
+//! services (health and reflection stay open) turns the `authorization:
+//! Bearer <key>` metadata — or, without one, a client certificate verified
+//! by mutual TLS — into a [`Caller`] in the request's extensions, or
+//! refuses the call as UNAUTHENTICATED. Handlers take the caller with
+//! [`caller`].
+
+use std::sync::Arc;
+
+use tonic::metadata::MetadataMap;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use crate::auth::{ApiKeys, Caller};
+
+/// The interceptor. Without keys, every caller is [`Caller::open`].
+#[derive(Debug, Clone)]
+pub struct Authenticate {
+    keys: Option<Arc<ApiKeys>>,
+}
+
+impl Authenticate {
+    pub fn new(keys: Option<ApiKeys>) -> Self {
+        Self { keys: keys.map(Arc::new) }
+    }
+}
+
+fn unauthenticated(why: &str) -> Status {
+    // The message says what was wrong with the credentials, never echoes them.
+    Status::unauthenticated(why)
+}
+
+fn bearer(metadata: &MetadataMap) -> Result<&str, Status> {
+    let value = metadata.get("authorization").ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>"))?;
+    let value = value.to_str().map_err(|_| unauthenticated("the authorization metadata is not text"))?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| unauthenticated("the authorization metadata must be: Bearer <key>"))
+}
+
+impl Interceptor for Authenticate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = match &self.keys {
+            None => Caller::open(),
+            Some(keys) if request.metadata().contains_key("authorization") => {
+                keys.authenticate(bearer(request.metadata())?).ok_or_else(|| unauthenticated("unknown API key"))?
+            }
+            Some(keys) => match request.peer_certs() {
+                Some(chain) => chain
+                    .first()
+                    .and_then(|leaf| keys.authenticate_certificate(leaf))
+                    .ok_or_else(|| unauthenticated("the client certificate is not configured for any tenant"))?,
+                None => return Err(unauthenticated("an API key is required: authorization: Bearer <key>")),
+            },
+        };
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+/// The caller the interceptor authenticated.
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    // Every sessiond service is wrapped by `Authenticate`: a request without
+    // a caller means a route was added without it.
+    request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::internal("internal error"))
+}

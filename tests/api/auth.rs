@@ -1,0 +1,155 @@
+//! Callers authenticate with API keys bound to a tenant and a role; a
+//! tenant sees nothing of another's sessions, and only admins list or
+//! revoke across users, watch a whole tenant or read logs.
+
+use sessiond::auth::{generate_key, hash_key};
+use sessiond::pb;
+use sessiond::pb::SessionKind as Kind;
+use tonic::{Code, Request};
+
+use crate::helpers::{TestApp, by_id, by_token, error_reason, failure};
+
+/// Keys of two tenants, `acme` (a service and an admin) and `globex` (an
+/// admin), and an app that knows them.
+struct Tenants {
+    app: TestApp,
+    acme: String,
+    acme_admin: String,
+    globex: String,
+    _keys_file: tempfile::NamedTempFile,
+}
+
+async fn two_tenants() -> Tenants {
+    let (acme, acme_admin, globex) = (generate_key().0, generate_key().0, generate_key().0);
+    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let keys = format!(
+        "keys:\n  - {{name: acme-svc, tenant: acme, role: service, hash: \"{}\"}}\n  - {{name: acme-admin, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: globex-admin, tenant: globex, role: admin, hash: \"{}\"}}\n",
+        hash_key(&acme),
+        hash_key(&acme_admin),
+        hash_key(&globex)
+    );
+    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
+    let path = keys_file.path().to_owned();
+    let app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    Tenants { app, acme, acme_admin, globex, _keys_file: keys_file }
+}
+
+/// `message` with `authorization: Bearer <key>`.
+fn with_key<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ASCII metadata"));
+    request
+}
+
+async fn create(t: &mut Tenants, key: &str, user: &str) -> pb::CreateSessionResponse {
+    let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: user.into(), ..Default::default() };
+    t.app.sessions.create_session(with_key(request, key)).await.expect("created").into_inner()
+}
+
+#[tokio::test]
+async fn calls_without_a_valid_key_are_unauthenticated_but_health_stays_open() {
+    let mut t = two_tenants().await;
+    let request = || pb::CreateSessionRequest { kind: Kind::WebUser.into(), ..Default::default() };
+
+    assert_eq!(failure(t.app.sessions.create_session(request()).await).code(), Code::Unauthenticated);
+    let wrong = failure(t.app.sessions.create_session(with_key(request(), "sdk_not-a-key")).await);
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert!(!wrong.message().contains("sdk_not-a-key"), "the key is never echoed");
+    let mut basic = Request::new(request());
+    basic.metadata_mut().insert("authorization", format!("Basic {}", t.acme).parse().unwrap());
+    assert_eq!(failure(t.app.sessions.create_session(basic).await).code(), Code::Unauthenticated);
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(t.app.channel.clone());
+    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.expect("health is open");
+    assert_eq!(answer.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
+
+#[tokio::test]
+async fn another_tenant_gets_not_found_for_everything_of_a_session() {
+    let mut t = two_tenants().await;
+    let acme = t.acme.clone();
+    let created = create(&mut t, &acme, "alice").await;
+    let id = created.session.as_ref().expect("a session").session_id.clone();
+    let globex = t.globex.clone();
+
+    for session in [by_token(&created.token), by_id(&id)] {
+        let get = failure(t.app.sessions.get_session(with_key(pb::GetSessionRequest { session: session.clone() }, &globex)).await);
+        assert_eq!(get.code(), Code::NotFound, "not PERMISSION_DENIED: nothing leaks");
+        assert_eq!(error_reason(&get).as_deref(), Some("SESSION_NOT_FOUND"));
+        let check = pb::HasPrivilegeRequest { session: session.clone(), privilege: "viewBasic".into() };
+        assert_eq!(failure(t.app.privileges.has_privilege(with_key(check, &globex)).await).code(), Code::NotFound);
+        let read = pb::GetStorageRequest { session: session.clone(), keys: vec![] };
+        assert_eq!(failure(t.app.storage.get_storage(with_key(read, &globex)).await).code(), Code::NotFound);
+        let log = pb::LogRequest {
+            session: session.clone(),
+            entries: vec![pb::LogEntry { level: pb::LogLevel::Error.into(), message: "x".into(), ..Default::default() }],
+        };
+        assert_eq!(failure(t.app.logs.log(with_key(log, &globex)).await).code(), Code::NotFound);
+        let close = pb::CloseSessionRequest { session: session.clone(), ..Default::default() };
+        assert_eq!(failure(t.app.sessions.close_session(with_key(close, &globex)).await).code(), Code::NotFound);
+    }
+
+    let list = pb::ListSessionsRequest { user_id: "alice".into(), ..Default::default() };
+    assert!(t.app.sessions.list_sessions(with_key(list, &globex)).await.expect("listed").into_inner().sessions.is_empty());
+    let revoke = pb::RevokeSessionsRequest { user_id: "alice".into(), ..Default::default() };
+    assert!(t.app.sessions.revoke_sessions(with_key(revoke, &globex)).await.expect("answered").into_inner().session_ids.is_empty());
+    let revoke = pb::RevokeSessionsRequest { session_ids: vec![id.clone()], ..Default::default() };
+    assert!(t.app.sessions.revoke_sessions(with_key(revoke, &globex)).await.expect("answered").into_inner().session_ids.is_empty());
+
+    let still = t.app.sessions.get_session(with_key(pb::GetSessionRequest { session: by_token(&created.token) }, &acme)).await;
+    assert!(still.is_ok(), "the owner's session is untouched");
+}
+
+#[tokio::test]
+async fn watchers_and_log_readers_see_only_their_tenant() {
+    let mut t = two_tenants().await;
+    let (acme, acme_admin, globex) = (t.acme.clone(), t.acme_admin.clone(), t.globex.clone());
+    let watch = pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() };
+    let mut globex_events = t.app.sessions.watch_sessions(with_key(watch, &globex)).await.expect("watching").into_inner();
+
+    let acme_session = create(&mut t, &acme, "alice").await;
+    let close = pb::CloseSessionRequest { session: by_token(&acme_session.token), error: "failed".into(), ..Default::default() };
+    t.app.sessions.close_session(with_key(close, &acme)).await.expect("closed");
+    let globex_session = create(&mut t, &globex, "alice").await;
+
+    let first = tokio::time::timeout(crate::helpers::PATIENCE, globex_events.message()).await.expect("an event").expect("a message");
+    assert_eq!(first.expect("an event").session_id, globex_session.session.expect("a session").session_id, "acme's events are not shown");
+
+    let query = || pb::QueryLogsRequest { user_id: "alice".into(), ..Default::default() };
+    let globex_logs = t.app.logs.query_logs(with_key(query(), &globex)).await.expect("queried").into_inner();
+    assert!(globex_logs.records.is_empty());
+    let acme_logs = t.app.logs.query_logs(with_key(query(), &acme_admin)).await.expect("queried").into_inner();
+    assert!(acme_logs.records.is_empty(), "the failed session logged nothing, but the query is allowed");
+}
+
+#[tokio::test]
+async fn a_service_key_needs_admin_to_work_across_users() {
+    let mut t = two_tenants().await;
+    let (acme, acme_admin) = (t.acme.clone(), t.acme_admin.clone());
+    create(&mut t, &acme, "alice").await;
+
+    let everyone = || pb::ListSessionsRequest::default();
+    let denied = failure(t.app.sessions.list_sessions(with_key(everyone(), &acme)).await);
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(error_reason(&denied).as_deref(), Some("ADMIN_ROLE_REQUIRED"));
+    assert_eq!(t.app.sessions.list_sessions(with_key(everyone(), &acme_admin)).await.expect("admin lists").into_inner().sessions.len(), 1);
+    let alice = pb::ListSessionsRequest { user_id: "alice".into(), ..Default::default() };
+    assert_eq!(t.app.sessions.list_sessions(with_key(alice, &acme)).await.expect("a user's sessions").into_inner().sessions.len(), 1);
+
+    let by_kind = || pb::RevokeSessionsRequest { kind: Kind::WebUser.into(), ..Default::default() };
+    assert_eq!(failure(t.app.sessions.revoke_sessions(with_key(by_kind(), &acme)).await).code(), Code::PermissionDenied);
+    assert_eq!(failure(t.app.logs.query_logs(with_key(pb::QueryLogsRequest::default(), &acme)).await).code(), Code::PermissionDenied);
+    let whole = pb::WatchSessionsRequest::default();
+    assert_eq!(failure(t.app.sessions.watch_sessions(with_key(whole, &acme)).await).code(), Code::PermissionDenied);
+    assert_eq!(t.app.sessions.revoke_sessions(with_key(by_kind(), &acme_admin)).await.expect("admin revokes").into_inner().session_ids.len(), 1);
+}
+
+#[tokio::test]
+async fn an_invalid_keys_file_stops_start_up() {
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(file.path(), "keys: [{name: a, tenant: t, role: service, hash: md5:00}]").expect("written");
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut settings = sessiond::settings::Settings::for_tests("127.0.0.1:0".parse().unwrap(), data.path().to_owned());
+    settings.api_keys_file = Some(file.path().to_owned());
+    assert!(sessiond::startup::Application::build(settings).await.is_err(), "never falls back to running open");
+}
