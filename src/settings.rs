@@ -197,6 +197,34 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_EVENT_RETENTION", value_parser = duration, default_value = "1day")]
     pub event_retention: Duration,
 
+    /// Longest a unary call (or a stream's start) may take; a client's
+    /// shorter `grpc-timeout` wins. Past it: DEADLINE_EXCEEDED.
+    #[arg(long, env = "SESSIOND_MAX_CALL_DURATION", value_parser = duration, default_value = "30s")]
+    pub max_call_duration: Duration,
+
+    /// Calls in progress at once across all connections; more are shed at
+    /// once with RESOURCE_EXHAUSTED rather than queued.
+    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_CALLS", default_value_t = 2048)]
+    pub max_concurrent_calls: usize,
+
+    /// HTTP/2 streams (calls) open at once on one connection.
+    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+
+    /// HTTP/2 keepalive ping interval; a peer that does not answer within
+    /// --keepalive-timeout is disconnected.
+    #[arg(long, env = "SESSIOND_KEEPALIVE_INTERVAL", value_parser = duration, default_value = "30s")]
+    pub keepalive_interval: Duration,
+
+    /// How long a keepalive ping may go unanswered.
+    #[arg(long, env = "SESSIOND_KEEPALIVE_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub keepalive_timeout: Duration,
+
+    /// Connections are closed gracefully after this age, so clients
+    /// reconnect and spread over new replicas.
+    #[arg(long, env = "SESSIOND_MAX_CONNECTION_AGE", value_parser = duration, default_value = "10m")]
+    pub max_connection_age: Duration,
+
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "SESSIOND_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -345,6 +373,7 @@ impl Settings {
             ("log-max-entries", self.log_max_entries),
             ("log-max-message-bytes", self.log_max_message_bytes),
             ("max-page-size", self.max_page_size),
+            ("max-concurrent-calls", self.max_concurrent_calls),
         ] {
             if value == 0 {
                 bail!("--{name} must be positive");

@@ -133,12 +133,21 @@ impl Application {
         };
 
         tracing::info!(address = %listener.local_addr()?, "sessiond serving");
-        let mut server = tonic::transport::Server::builder();
+        let mut server = tonic::transport::Server::builder()
+            .timeout(settings.max_call_duration)
+            .max_concurrent_streams(settings.max_concurrent_streams)
+            .http2_keepalive_interval(Some(settings.keepalive_interval))
+            .http2_keepalive_timeout(Some(settings.keepalive_timeout))
+            .max_connection_age(settings.max_connection_age);
         if let Some(tls) = settings.tls()? {
             server = server.tls_config(tls).context("configuring TLS")?;
         }
+        // Over the global limit, calls are refused at once (load shedding,
+        // RESOURCE_EXHAUSTED) rather than queued; observed all the same.
         let serving = server
             .layer(grpc::observe::RpcLayer::new())
+            .layer(tower::load_shed::LoadShedLayer::new())
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(settings.max_concurrent_calls))
             .add_routes(grpc::routes(&service, keys, settings.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -17,4 +17,5 @@ mod privileges;
 mod restart;
 mod server;
 mod storage;
+mod tls;
 mod users;

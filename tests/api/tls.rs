@@ -1,0 +1,122 @@
+//! TLS, and mutual TLS as a way in besides API keys: a client certificate
+//! signed by the configured CA and named in the keys file is that entry's
+//! tenant and role.
+
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use sessiond::pb;
+use sessiond::pb::session_service_client::SessionServiceClient;
+use sessiond::settings::Settings;
+use sessiond::startup::Application;
+use sha2::{Digest as _, Sha256};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::helpers::failure;
+
+/// A CA, a server certificate for `localhost` and a client certificate.
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+    client_der: Vec<u8>,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("no names is valid");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("a key");
+    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().expect("a key");
+        let cert = CertificateParams::new(vec![name.to_owned()]).expect("a valid name").signed_by(&key, &issuer).expect("signed");
+        (cert, key)
+    };
+    let (server, server_key) = leaf("localhost");
+    let (client, client_key) = leaf("checkout.acme");
+    Pki {
+        ca: ca.pem(),
+        server: (server.pem(), server_key.serialize_pem()),
+        client_der: client.der().to_vec(),
+        client: (client.pem(), client_key.serialize_pem()),
+    }
+}
+
+struct TlsApp {
+    address: String,
+    ca: String,
+    _dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_tls(pki: &Pki, keys: &str) -> TlsApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("written");
+        path
+    };
+    let mut settings = Settings::for_tests("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+    settings.tls_cert = Some(write("server.crt", &pki.server.0));
+    settings.tls_key = Some(write("server.key", &pki.server.1));
+    settings.tls_client_ca = Some(write("ca.crt", &pki.ca));
+    settings.api_keys_file = Some(write("keys.yaml", keys));
+    settings.roles_file = Some(crate::helpers::ROLES_FILE.into());
+    let app = Application::build_with_clock(settings, Arc::new(sessiond::clock::SystemClock)).await.expect("the app builds");
+    let address = format!("https://{}", app.local_addr());
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TlsApp { address, ca: pki.ca.clone(), _dir: dir, server }
+}
+
+impl Drop for TlsApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TlsApp {
+    async fn client(&self, identity: Option<&(String, String)>) -> SessionServiceClient<Channel> {
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca)).domain_name("localhost");
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        let channel = Channel::from_shared(self.address.clone()).expect("a valid uri").tls_config(tls).expect("TLS config");
+        SessionServiceClient::new(channel.connect().await.expect("the TLS handshake succeeds"))
+    }
+}
+
+fn create() -> pb::CreateSessionRequest {
+    pb::CreateSessionRequest { kind: pb::SessionKind::WebUser.into(), user_id: "alice".into(), ..Default::default() }
+}
+
+#[tokio::test]
+async fn a_configured_client_certificate_authenticates_as_its_tenant() {
+    let pki = pki();
+    let fingerprint = hex::encode(Sha256::digest(&pki.client_der));
+    let keys = format!("keys:\n  - {{name: checkout, tenant: acme, role: service, cert_sha256: \"{fingerprint}\"}}\n");
+    let app = spawn_tls(&pki, &keys).await;
+
+    let mut with_cert = app.client(Some(&pki.client)).await;
+    let created = with_cert.create_session(create()).await.expect("the certificate is a way in").into_inner();
+    assert!(!created.token.is_empty());
+
+    let mut without = app.client(None).await;
+    assert_eq!(failure(without.create_session(create()).await).code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_certificate_not_in_the_keys_file_is_refused_even_when_the_ca_signed_it() {
+    let pki = pki();
+    let (key, hash) = sessiond::auth::generate_key();
+    let app = spawn_tls(&pki, &format!("keys:\n  - {{name: a, tenant: acme, role: service, hash: \"{hash}\"}}\n")).await;
+
+    let mut with_cert = app.client(Some(&pki.client)).await;
+    assert_eq!(failure(with_cert.create_session(create()).await).code(), Code::Unauthenticated);
+
+    // An API key still works over TLS, with or without a certificate.
+    let mut request = tonic::Request::new(create());
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    app.client(None).await.create_session(request).await.expect("the key is a way in");
+}
