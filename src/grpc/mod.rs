@@ -28,8 +28,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// The four sessiond services over one domain service, each behind the
 /// authentication interceptor (`keys`: none runs open). Requests larger
-/// than `max_request_bytes` are refused with RESOURCE_EXHAUSTED before they
-/// are decoded.
+/// than `max_request_bytes` are refused with OUT_OF_RANGE before they are
+/// decoded.
 pub fn routes(service: &Service, keys: Option<ApiKeys>, max_request_bytes: usize) -> Routes {
     use pb::log_service_server::LogServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;

@@ -6,6 +6,7 @@
 mod postgres_support;
 
 mod auth;
+mod bad_input;
 mod helpers;
 
 mod close;
