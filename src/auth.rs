@@ -152,13 +152,17 @@ impl ApiKeys {
         let invalid = |m: String| KeysFileError::Invalid(m);
         let mut keys = Vec::with_capacity(file.keys.len());
         for def in file.keys {
-            let tenant = TenantId::parse(&def.tenant, "tenant").map_err(|e| invalid(format!("key {}: tenant {}", def.name, e.description)))?;
+            let tenant = TenantId::parse(&def.tenant, "tenant")
+                .map_err(|e| invalid(format!("key {}: tenant {}", def.name, e.description)))?;
             let digest = |hex_digits: &str| hex::decode(hex_digits).ok().and_then(|d| <[u8; 32]>::try_from(d).ok());
             let (credential, digest) = match (&def.hash, &def.cert_sha256) {
                 (Some(hash), None) => (
                     Credential::Key,
                     hash.strip_prefix(HASH_PREFIX).and_then(digest).ok_or_else(|| {
-                        invalid(format!("key {}: hash must be sha256:<64 hex digits> from `sessiond hash-key`", def.name))
+                        invalid(format!(
+                            "key {}: hash must be sha256:<64 hex digits> from `sessiond hash-key`",
+                            def.name
+                        ))
                     })?,
                 ),
                 (None, Some(cert)) => (
@@ -209,7 +213,9 @@ mod tests {
     #[test]
     fn a_generated_key_authenticates_as_its_entry() {
         let (key, hash) = generate_key();
-        let keys = ApiKeys::parse(&format!("keys: [{{name: checkout, tenant: acme, role: service, hash: \"{hash}\"}}]")).unwrap();
+        let keys =
+            ApiKeys::parse(&format!("keys: [{{name: checkout, tenant: acme, role: service, hash: \"{hash}\"}}]"))
+                .unwrap();
         let caller = keys.authenticate(&key).expect("the key is known");
         assert_eq!(caller.tenant.as_str(), "acme");
         assert_eq!(caller.role, Role::Service);

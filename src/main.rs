@@ -19,7 +19,9 @@ async fn main() -> anyhow::Result<()> {
         if let Some(Command::Migrate) = settings.command {
             return migrate(&settings).await;
         }
-        let app = Application::build(settings).await.inspect_err(|err| tracing::error!(error = format!("{err:#}"), "start-up failed"))?;
+        let app = Application::build(settings)
+            .await
+            .inspect_err(|err| tracing::error!(error = format!("{err:#}"), "start-up failed"))?;
         app.run_until_stopped(shutdown_signal()).await
     }
     .await;

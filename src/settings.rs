@@ -303,7 +303,8 @@ impl Settings {
     pub fn load_api_keys(&self) -> anyhow::Result<Option<crate::auth::ApiKeys>> {
         match &self.api_keys_file {
             Some(path) => {
-                let keys = crate::auth::ApiKeys::load(path).with_context(|| format!("loading API keys file {}", path.display()))?;
+                let keys = crate::auth::ApiKeys::load(path)
+                    .with_context(|| format!("loading API keys file {}", path.display()))?;
                 Ok(Some(keys))
             }
             None => {
@@ -361,7 +362,9 @@ impl Settings {
             keep_failed: self.log_keep_failed,
         };
         let log_policies = match &self.log_policy_file {
-            Some(path) => LogPolicies::load(path, base).with_context(|| format!("loading log policy file {}", path.display()))?,
+            Some(path) => {
+                LogPolicies::load(path, base).with_context(|| format!("loading log policy file {}", path.display()))?
+            }
             None => LogPolicies::new(base),
         };
         for (name, value) in [
@@ -415,7 +418,8 @@ fn parse_kind_timeouts(
 ) -> anyhow::Result<HashMap<SessionKind, KindDefaults>> {
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').with_context(|| format!("kind timeout {pair:?} is not key=value"))?;
-        let (kind, which) = key.split_once('.').with_context(|| format!("kind timeout {key:?} is not kind.idle or kind.lifetime"))?;
+        let (kind, which) =
+            key.split_once('.').with_context(|| format!("kind timeout {key:?} is not kind.idle or kind.lifetime"))?;
         let kind = SessionKind::from_name(kind).with_context(|| format!("unknown session kind {kind:?}"))?;
         let value = match value {
             "none" => None,
@@ -438,7 +442,9 @@ mod tests {
 
     #[test]
     fn kind_timeouts_override_the_defaults() {
-        let parsed = parse_kind_timeouts("web_user.idle=30m, internal.lifetime=none", ServiceConfig::default().kind_defaults).unwrap();
+        let parsed =
+            parse_kind_timeouts("web_user.idle=30m, internal.lifetime=none", ServiceConfig::default().kind_defaults)
+                .unwrap();
         assert_eq!(parsed[&SessionKind::WebUser].idle_timeout, Some(Duration::from_secs(1800)));
         assert_eq!(parsed[&SessionKind::Internal].lifetime, None);
         assert!(parse_kind_timeouts("nope.idle=1s", ServiceConfig::default().kind_defaults).is_err());

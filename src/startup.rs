@@ -17,10 +17,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
 use crate::service::Service;
 use crate::settings::Settings;
-use crate::telemetry;
 use crate::store::cache::CachedStore;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
+use crate::telemetry;
 use crate::telemetry::store::MeteredStore;
 
 /// A built, bound, not yet serving sessiond.
@@ -66,9 +66,9 @@ impl Application {
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let metrics_listener = match settings.metrics_listen {
-            Some(address) => {
-                Some(TcpListener::bind(address).await.with_context(|| format!("binding the metrics address {address}"))?)
-            }
+            Some(address) => Some(
+                TcpListener::bind(address).await.with_context(|| format!("binding the metrics address {address}"))?,
+            ),
             None => None,
         };
         Ok(Self { listener, metrics_listener, service, keys, settings })
@@ -106,10 +106,14 @@ impl Application {
         let feed = tokio::spawn(service.clone().run_event_feed());
         // If this future is dropped (the process is going down hard), the
         // background tasks go with it.
-        let _background =
-            [AbortOnDrop(sweeper.abort_handle()), AbortOnDrop(reloader.abort_handle()), AbortOnDrop(feed.abort_handle())];
+        let _background = [
+            AbortOnDrop(sweeper.abort_handle()),
+            AbortOnDrop(reloader.abort_handle()),
+            AbortOnDrop(feed.abort_handle()),
+        ];
         // Metrics stay scrapeable until sessiond has stopped.
-        let _metrics = metrics_listener.map(|listener| AbortOnDrop(tokio::spawn(telemetry::prometheus::serve(listener)).abort_handle()));
+        let _metrics = metrics_listener
+            .map(|listener| AbortOnDrop(tokio::spawn(telemetry::prometheus::serve(listener)).abort_handle()));
 
         let (began, stop_began) = tokio::sync::oneshot::channel::<()>();
         let stopping = {
@@ -215,7 +219,9 @@ async fn reload_roles_on_sighup(service: Service, settings: Settings) {
                     service.replace_roles(book);
                     tracing::info!("roles file reloaded");
                 }
-                Err(err) => tracing::error!(error = format!("{err:#}"), "roles file rejected; keeping the previous one"),
+                Err(err) => {
+                    tracing::error!(error = format!("{err:#}"), "roles file rejected; keeping the previous one")
+                }
             }
         }
     }

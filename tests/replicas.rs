@@ -62,11 +62,16 @@ async fn a_revocation_on_one_replica_is_refused_on_another_promptly() {
 async fn grants_and_storage_changed_on_one_replica_are_seen_on_another() {
     let (mut a, mut b) = two_replicas().await;
     let created = a.create(Kind::WebUser, "alice").await;
-    let check = |privilege: &str| pb::HasPrivilegeRequest { session: by_token(&created.token), privilege: privilege.into() };
+    let check =
+        |privilege: &str| pb::HasPrivilegeRequest { session: by_token(&created.token), privilege: privilege.into() };
     assert!(!b.privileges.has_privilege(check("viewBasic")).await.expect("answered").into_inner().granted);
 
     a.privileges
-        .set_privileges(pb::SetPrivilegesRequest { session: by_token(&created.token), roles: vec!["Viewer".into()], ..Default::default() })
+        .set_privileges(pb::SetPrivilegesRequest {
+            session: by_token(&created.token),
+            roles: vec!["Viewer".into()],
+            ..Default::default()
+        })
         .await
         .expect("set on A");
     let deadline = Instant::now() + PATIENCE;
@@ -94,7 +99,11 @@ async fn three_replicas_sweeping_end_each_expired_session_once_with_one_event() 
     let mut creator = a.sessions.clone();
     for _ in 0..30 {
         let answer = creator
-            .create_session(pb::CreateSessionRequest { kind: Kind::WebUser.into(), idle_timeout: seconds(60), ..Default::default() })
+            .create_session(pb::CreateSessionRequest {
+                kind: Kind::WebUser.into(),
+                idle_timeout: seconds(60),
+                ..Default::default()
+            })
             .await
             .expect("created")
             .into_inner();
@@ -168,7 +177,10 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(8) {
                 let call = Instant::now();
-                match sessions.create_session(pb::CreateSessionRequest { kind: Kind::WebUser.into(), ..Default::default() }).await {
+                match sessions
+                    .create_session(pb::CreateSessionRequest { kind: Kind::WebUser.into(), ..Default::default() })
+                    .await
+                {
                     Ok(answer) => created.push(answer.into_inner().session.expect("a session").session_id),
                     Err(status) => {
                         assert_eq!(status.code(), Code::Unavailable, "an outage is UNAVAILABLE, not {status:?}");
@@ -176,7 +188,11 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
                         unavailable += 1;
                     }
                 }
-                let entry = pb::LogEntry { level: pb::LogLevel::Info.into(), message: format!("entry {logged}"), ..Default::default() };
+                let entry = pb::LogEntry {
+                    level: pb::LogLevel::Info.into(),
+                    message: format!("entry {logged}"),
+                    ..Default::default()
+                };
                 if logs.log(pb::LogRequest { session: by_token(&token), entries: vec![entry] }).await.is_ok() {
                     logged += 1;
                 }
@@ -218,7 +234,12 @@ async fn kept_entries(app: &mut TestApp, session: &pb::CreateSessionResponse) ->
     let (mut count, mut page_token) = (0, String::new());
     loop {
         let page = app
-            .query_logs(pb::QueryLogsRequest { session_id: session_id.clone(), page_size: 1000, page_token, ..Default::default() })
+            .query_logs(pb::QueryLogsRequest {
+                session_id: session_id.clone(),
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
             .await;
         count += page.records.len();
         if page.next_page_token.is_empty() {

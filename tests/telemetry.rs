@@ -58,7 +58,8 @@ fn shared() -> &'static Shared {
 }
 
 fn install() -> Shared {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime starts");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime starts");
     let logs = Logs::default();
     let (collector, telemetry) = runtime.block_on(async {
         let collector = Collector::start().await;
@@ -92,7 +93,11 @@ async fn trace_with(trace_id: &[u8], name: &str) -> Vec<Span> {
         if spans.iter().any(|span| span.name == name) {
             return spans;
         }
-        assert!(Instant::now() < deadline, "no span {name} arrived; got {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "no span {name} arrived; got {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -152,7 +157,11 @@ impl App {
         let address = format!("http://{}", app.local_addr());
         let metrics = app.metrics_addr().expect("metrics are served when asked for");
         let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
-        let channel = Channel::from_shared(address).expect("a valid uri").connect().await.expect("the server accepts connections");
+        let channel = Channel::from_shared(address)
+            .expect("a valid uri")
+            .connect()
+            .await
+            .expect("the server accepts connections");
         Self { channel, metrics, server, _data: data }
     }
 
@@ -235,11 +244,19 @@ async fn a_call_is_exported_as_a_server_span_under_the_callers_span_with_service
     let request = pb::CreateSessionRequest {
         kind: pb::SessionKind::WebUser.into(),
         user_id: "alice".into(),
-        storage: [("cart".to_owned(), prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(stored.clone())) })]
-            .into(),
+        storage: [(
+            "cart".to_owned(),
+            prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(stored.clone())) },
+        )]
+        .into(),
         ..Default::default()
     };
-    let created = app.sessions().create_session(traced(request, &traceparent)).await.expect("the session is created").into_inner();
+    let created = app
+        .sessions()
+        .create_session(traced(request, &traceparent))
+        .await
+        .expect("the session is created")
+        .into_inner();
     let session_id = created.session.expect("the session is answered").session_id;
 
     let spans = trace_with(&trace_id, "sessiond.v1.SessionService/CreateSession").await;
@@ -261,7 +278,8 @@ async fn a_call_is_exported_as_a_server_span_under_the_callers_span_with_service
     assert!(descends(store, service, &spans), "the store span is below the service span");
     assert_eq!(text_attribute(&store.attributes, "session_id"), Some(session_id.as_str()));
 
-    let (resource, _) = shared().collector.spans().into_iter().find(|(_, span)| span.span_id == rpc.span_id).expect("the span");
+    let (resource, _) =
+        shared().collector.spans().into_iter().find(|(_, span)| span.span_id == rpc.span_id).expect("the span");
     let resource = resource.expect("spans carry their resource");
     assert_eq!(text_attribute(&resource.attributes, "service.name"), Some(SERVICE_NAME));
 
@@ -299,7 +317,9 @@ async fn a_failed_call_logs_one_line_with_its_method_code_and_message_and_export
     let logs = shared().logs.text();
     let lines: Vec<&str> = logs.lines().filter(|line| line.contains(&hex::encode(trace_id))).collect();
     assert_eq!(lines.len(), 1, "one line for the failed call: {lines:#?}");
-    for expected in [" INFO ", "sessiond.v1.SessionService/GetSession", "FailedPrecondition", "session has ended: closed"] {
+    for expected in
+        [" INFO ", "sessiond.v1.SessionService/GetSession", "FailedPrecondition", "session has ended: closed"]
+    {
         assert!(lines[0].contains(expected), "{expected:?} is missing from {:?}", lines[0]);
     }
     assert!(!logs.contains(&token), "the token was logged");

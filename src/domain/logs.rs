@@ -86,7 +86,13 @@ pub struct LogPolicy {
 impl Default for LogPolicy {
     /// Serverpod's defaults: info and up, keep slow (over 1 s) and failed.
     fn default() -> Self {
-        Self { min_level: LogLevel::Info, keep_all: false, keep_slow: true, slow_threshold: Duration::from_secs(1), keep_failed: true }
+        Self {
+            min_level: LogLevel::Info,
+            keep_all: false,
+            keep_slow: true,
+            slow_threshold: Duration::from_secs(1),
+            keep_failed: true,
+        }
     }
 }
 
@@ -198,7 +204,8 @@ impl LogPolicies {
                 let kind = match o.kind.as_deref() {
                     None => None,
                     Some(name) => Some(
-                        SessionKind::from_name(name).ok_or_else(|| LogPolicyError::Invalid(format!("unknown session kind {name:?}")))?,
+                        SessionKind::from_name(name)
+                            .ok_or_else(|| LogPolicyError::Invalid(format!("unknown session kind {name:?}")))?,
                     ),
                 };
                 if kind.is_none() && o.endpoint.is_none() {
@@ -213,9 +220,8 @@ impl LogPolicies {
     /// The most specific policy: kind and endpoint, then endpoint, then
     /// kind, then the default.
     pub fn for_session(&self, kind: SessionKind, endpoint: &str) -> LogPolicy {
-        let matches = |o: &&Override| {
-            o.kind.is_none_or(|k| k == kind) && o.endpoint.as_deref().is_none_or(|e| e == endpoint)
-        };
+        let matches =
+            |o: &&Override| o.kind.is_none_or(|k| k == kind) && o.endpoint.as_deref().is_none_or(|e| e == endpoint);
         let specificity = |o: &Override| (o.endpoint.is_some() as u8) * 2 + o.kind.is_some() as u8;
         self.overrides.iter().filter(matches).max_by_key(|o| specificity(o)).map_or(self.default, |o| o.policy)
     }

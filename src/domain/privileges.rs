@@ -104,11 +104,15 @@ impl RoleBook {
 
         let mut includes: HashMap<String, Vec<String>> = HashMap::new();
         for def in &file.privileges {
-            let name = normalize_name(&def.privilege, "privilege").map_err(|e| invalid(format!("privilege {:?} {}", def.privilege, e.description)))?;
+            let name = normalize_name(&def.privilege, "privilege")
+                .map_err(|e| invalid(format!("privilege {:?} {}", def.privilege, e.description)))?;
             let inner = def
                 .includes
                 .iter()
-                .map(|i| normalize_name(i, "includes").map_err(|e| invalid(format!("include {i:?} of {name} {}", e.description))))
+                .map(|i| {
+                    normalize_name(i, "includes")
+                        .map_err(|e| invalid(format!("include {i:?} of {name} {}", e.description)))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if includes.insert(name.clone(), inner).is_some() {
                 return Err(invalid(format!("privilege {name} is defined twice")));
@@ -125,7 +129,8 @@ impl RoleBook {
 
         let mut roles = HashMap::new();
         for def in &file.roles {
-            let name = normalize_name(&def.role, "role").map_err(|e| invalid(format!("role {:?} {}", def.role, e.description)))?;
+            let name = normalize_name(&def.role, "role")
+                .map_err(|e| invalid(format!("role {:?} {}", def.role, e.description)))?;
             let mut held = HashSet::new();
             for privilege in &def.privileges {
                 let privilege = privilege.to_lowercase();

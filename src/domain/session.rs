@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn activity_slides_the_idle_timeout_but_not_the_lifetime() {
         let s = session(Some(100), Some(1_000));
-        assert_eq!(s.expiry(UnixMillis(1_000), UnixMillis(1_099)), Expiry::Open { expires_at: Some(UnixMillis(1_100)) });
+        assert_eq!(
+            s.expiry(UnixMillis(1_000), UnixMillis(1_099)),
+            Expiry::Open { expires_at: Some(UnixMillis(1_100)) }
+        );
         assert_eq!(s.expiry(UnixMillis(1_000), UnixMillis(1_100)), Expiry::Due(EndReason::IdleTimeout));
         assert_eq!(s.expiry(UnixMillis(1_950), UnixMillis(2_000)), Expiry::Due(EndReason::LifetimeReached));
     }

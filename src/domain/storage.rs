@@ -69,7 +69,10 @@ impl StorageLimits {
             if let Err(v) = self.check_key(key, &entry_field) {
                 violations.push(v);
             } else if value_bytes(value) > self.max_value_bytes {
-                violations.push(InvalidInput::new(entry_field, format!("value is larger than {} bytes", self.max_value_bytes)));
+                violations.push(InvalidInput::new(
+                    entry_field,
+                    format!("value is larger than {} bytes", self.max_value_bytes),
+                ));
             }
         }
         if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }
@@ -117,7 +120,9 @@ mod tests {
     fn limits_name_the_offending_key() {
         let limits = StorageLimits { max_key_bytes: 3, max_value_bytes: 4, ..StorageLimits::default() };
         let values = StorageMap::from([("long".into(), json!(1)), ("ok".into(), json!("12345"))]);
-        let Err(Error::InvalidArgument(v)) = limits.check_entries(&values, "values") else { panic!("expected violations") };
+        let Err(Error::InvalidArgument(v)) = limits.check_entries(&values, "values") else {
+            panic!("expected violations")
+        };
         let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["values[long]", "values[ok]"]);
     }

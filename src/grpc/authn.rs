@@ -31,7 +31,9 @@ fn unauthenticated(why: &str) -> Status {
 }
 
 fn bearer(metadata: &MetadataMap) -> Result<&str, Status> {
-    let value = metadata.get("authorization").ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>"))?;
+    let value = metadata
+        .get("authorization")
+        .ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>"))?;
     let value = value.to_str().map_err(|_| unauthenticated("the authorization metadata is not text"))?;
     value
         .strip_prefix("Bearer ")

@@ -54,9 +54,12 @@ pub fn parse_timeout(d: Option<prost_types::Duration>, field: &str) -> Result<Ti
 
 /// The session a request names; `field` is where the reference sits.
 pub fn parse_ref(session: Option<pb::SessionRef>, field: &str) -> Result<SessionRef, InvalidInput> {
-    let pb::SessionRef { r#ref } = session.ok_or_else(|| InvalidInput::new(field, "name a session by token or session_id"))?;
+    let pb::SessionRef { r#ref } =
+        session.ok_or_else(|| InvalidInput::new(field, "name a session by token or session_id"))?;
     match r#ref {
-        Some(pb::session_ref::Ref::Token(token)) => Token::parse(&token, &format!("{field}.token")).map(SessionRef::Token),
+        Some(pb::session_ref::Ref::Token(token)) => {
+            Token::parse(&token, &format!("{field}.token")).map(SessionRef::Token)
+        }
         Some(pb::session_ref::Ref::SessionId(id)) => {
             SessionId::parse(&id, &format!("{field}.session_id")).map(SessionRef::Id)
         }
@@ -199,7 +202,11 @@ pub fn event(event: Event) -> pb::WatchSessionsResponse {
 }
 
 pub fn promotion(p: Promotion) -> pb::Promotion {
-    pb::Promotion { promotion_id: p.id.as_str().to_owned(), privilege: p.privilege, expires_at: Some(timestamp(p.expires_at)) }
+    pb::Promotion {
+        promotion_id: p.id.as_str().to_owned(),
+        privilege: p.privilege,
+        expires_at: Some(timestamp(p.expires_at)),
+    }
 }
 
 pub fn log_record(r: LogRecord) -> pb::LogRecord {
@@ -220,7 +227,10 @@ pub fn log_record(r: LogRecord) -> pb::LogRecord {
 }
 
 /// A storage map from the wire, rejecting values JSON cannot hold.
-pub fn parse_storage(values: std::collections::HashMap<String, prost_types::Value>, field: &str) -> Result<StorageMap, Error> {
+pub fn parse_storage(
+    values: std::collections::HashMap<String, prost_types::Value>,
+    field: &str,
+) -> Result<StorageMap, Error> {
     let mut violations = Vec::new();
     let mut map = StorageMap::new();
     for (key, value) in values {
@@ -241,13 +251,18 @@ fn json_value(value: prost_types::Value, depth: usize) -> Result<serde_json::Val
     Ok(match value.kind {
         None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(b),
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n).map(serde_json::Value::Number).ok_or("numbers must be finite")?,
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s),
-        Some(Kind::ListValue(list)) => {
-            serde_json::Value::Array(list.values.into_iter().map(|v| json_value(v, depth + 1)).collect::<Result<_, _>>()?)
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(n).map(serde_json::Value::Number).ok_or("numbers must be finite")?
         }
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s),
+        Some(Kind::ListValue(list)) => serde_json::Value::Array(
+            list.values.into_iter().map(|v| json_value(v, depth + 1)).collect::<Result<_, _>>()?,
+        ),
         Some(Kind::StructValue(s)) => serde_json::Value::Object(
-            s.fields.into_iter().map(|(k, v)| Ok((k, json_value(v, depth + 1)?))).collect::<Result<_, &'static str>>()?,
+            s.fields
+                .into_iter()
+                .map(|(k, v)| Ok((k, json_value(v, depth + 1)?)))
+                .collect::<Result<_, &'static str>>()?,
         ),
     })
 }

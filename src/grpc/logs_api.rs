@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::authn::caller;
+use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::pb;
 use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, SessionId};
 use crate::service::{Service, SessionRef};
@@ -28,7 +28,8 @@ fn parse_entries(entries: Vec<pb::LogEntry>) -> Result<Vec<LogEntry>, Error> {
     for (i, entry) in entries.into_iter().enumerate() {
         let pb::LogEntry { level, message, exception, stack_trace, client_time } = entry;
         let level = parse_level(level, &format!("entries[{i}].level"), true);
-        let client_time = client_time.map(|t| convert::parse_timestamp(&t, &format!("entries[{i}].client_time"))).transpose();
+        let client_time =
+            client_time.map(|t| convert::parse_timestamp(&t, &format!("entries[{i}].client_time"))).transpose();
         match (level, client_time) {
             (Ok(Some(level)), Ok(client_time)) => parsed.push(LogEntry {
                 level,
@@ -56,7 +57,10 @@ impl pb::log_service_server::LogService for LogsApi {
 
     /// Each batch is stored as it arrives, so the answer at the end of the
     /// stream means every batch is durable.
-    async fn stream_log(&self, request: Request<Streaming<pb::StreamLogRequest>>) -> Result<Response<pb::StreamLogResponse>, Status> {
+    async fn stream_log(
+        &self,
+        request: Request<Streaming<pb::StreamLogRequest>>,
+    ) -> Result<Response<pb::StreamLogResponse>, Status> {
         let caller = caller(&request)?;
         let mut stream = request.into_inner();
         // The session the stream writes to, by id once the first message
@@ -67,9 +71,15 @@ impl pb::log_service_server::LogService for LogsApi {
             let pb::StreamLogRequest { session, entries } = message;
             let named = session.map(|s| parse_ref(Some(s), "session")).transpose()?;
             let session = match (&target, named) {
-                (None, Some(named)) => target.insert(SessionRef::Id(self.service.get(&caller, &named).await?.session.id)),
-                (None, None) => return Err(InvalidInput::new("session", "the first message must name the session").into()),
-                (Some(SessionRef::Id(current)), Some(named)) if self.service.get(&caller, &named).await?.session.id != *current => {
+                (None, Some(named)) => {
+                    target.insert(SessionRef::Id(self.service.get(&caller, &named).await?.session.id))
+                }
+                (None, None) => {
+                    return Err(InvalidInput::new("session", "the first message must name the session").into());
+                }
+                (Some(SessionRef::Id(current)), Some(named))
+                    if self.service.get(&caller, &named).await?.session.id != *current =>
+                {
                     return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
                 }
                 (Some(current), _) => current,
@@ -85,7 +95,10 @@ impl pb::log_service_server::LogService for LogsApi {
         Ok(Response::new(pb::StreamLogResponse { accepted: accepted as u32 }))
     }
 
-    async fn query_logs(&self, request: Request<pb::QueryLogsRequest>) -> Result<Response<pb::QueryLogsResponse>, Status> {
+    async fn query_logs(
+        &self,
+        request: Request<pb::QueryLogsRequest>,
+    ) -> Result<Response<pb::QueryLogsResponse>, Status> {
         let caller = caller(&request)?;
         let pb::QueryLogsRequest {
             session_id,
@@ -106,7 +119,9 @@ impl pb::log_service_server::LogService for LogsApi {
         };
         let after_entry = match page_token.as_str() {
             "" => 0,
-            token => token.parse::<i64>().map_err(|_| InvalidInput::new("page_token", "must be a next_page_token from an earlier answer"))?,
+            token => token
+                .parse::<i64>()
+                .map_err(|_| InvalidInput::new("page_token", "must be a next_page_token from an earlier answer"))?,
         };
         let query = LogQuery {
             tenant: None,
@@ -127,6 +142,9 @@ impl pb::log_service_server::LogService for LogsApi {
             Some(last) if records.len() == wanted => last.entry_id.to_string(),
             _ => String::new(),
         };
-        Ok(Response::new(pb::QueryLogsResponse { records: records.into_iter().map(convert::log_record).collect(), next_page_token }))
+        Ok(Response::new(pb::QueryLogsResponse {
+            records: records.into_iter().map(convert::log_record).collect(),
+            next_page_token,
+        }))
     }
 }

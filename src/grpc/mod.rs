@@ -49,5 +49,9 @@ pub fn routes(service: &Service, keys: Option<ApiKeys>, max_request_bytes: usize
 }
 
 /// The full names of the sessiond services, for health and reflection.
-pub const SERVICE_NAMES: [&str; 4] =
-    ["sessiond.v1.SessionService", "sessiond.v1.PrivilegeService", "sessiond.v1.StorageService", "sessiond.v1.LogService"];
+pub const SERVICE_NAMES: [&str; 4] = [
+    "sessiond.v1.SessionService",
+    "sessiond.v1.PrivilegeService",
+    "sessiond.v1.StorageService",
+    "sessiond.v1.LogService",
+];

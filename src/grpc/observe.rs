@@ -342,7 +342,12 @@ impl Drop for Call {
 fn is_server_fault(code: Code) -> bool {
     matches!(
         code,
-        Code::Unknown | Code::DeadlineExceeded | Code::Unimplemented | Code::Internal | Code::Unavailable | Code::DataLoss
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
     )
 }
 
@@ -463,7 +468,9 @@ mod tests {
     async fn a_call_that_ends_ok_logs_nothing() {
         let logs = logged(async {
             let mut service = RpcLayer::new().layer(Answering(|| {
-                http::Response::new(Full::new(Bytes::from_static(b"message")).with_trailers(ready(Some(Ok(status(Code::Ok, ""))))))
+                http::Response::new(
+                    Full::new(Bytes::from_static(b"message")).with_trailers(ready(Some(Ok(status(Code::Ok, ""))))),
+                )
             }));
             let response = service.call(request("/sessiond.v1.SessionService/CreateSession")).await.expect("an answer");
             response.into_body().collect().await.expect("the body is read");
@@ -475,7 +482,8 @@ mod tests {
     #[tokio::test]
     async fn a_call_dropped_before_its_status_was_cancelled() {
         let logs = logged(async {
-            let mut service = RpcLayer::new().layer(Answering(|| http::Response::new(Full::new(Bytes::from_static(b"message")))));
+            let mut service =
+                RpcLayer::new().layer(Answering(|| http::Response::new(Full::new(Bytes::from_static(b"message")))));
             let response = service.call(request("/nope.Service/Unknown")).await.expect("an answer");
             drop(response);
         })

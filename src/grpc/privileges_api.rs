@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, parse_ref};
 use super::authn::caller;
+use super::convert::{self, parse_ref};
 use super::pb;
 use crate::domain::{InvalidInput, PromotionId};
 use crate::service::Service;
@@ -22,14 +22,20 @@ impl PrivilegesApi {
 
 #[tonic::async_trait]
 impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
-    async fn set_privileges(&self, request: Request<pb::SetPrivilegesRequest>) -> Result<Response<pb::SetPrivilegesResponse>, Status> {
+    async fn set_privileges(
+        &self,
+        request: Request<pb::SetPrivilegesRequest>,
+    ) -> Result<Response<pb::SetPrivilegesResponse>, Status> {
         let caller = caller(&request)?;
         let pb::SetPrivilegesRequest { session, privileges, roles } = request.into_inner();
         let held = self.service.set_privileges(&caller, &parse_ref(session, "session")?, &privileges, &roles).await?;
         Ok(Response::new(pb::SetPrivilegesResponse { privileges: held.into_iter().collect() }))
     }
 
-    async fn get_privileges(&self, request: Request<pb::GetPrivilegesRequest>) -> Result<Response<pb::GetPrivilegesResponse>, Status> {
+    async fn get_privileges(
+        &self,
+        request: Request<pb::GetPrivilegesRequest>,
+    ) -> Result<Response<pb::GetPrivilegesResponse>, Status> {
         let caller = caller(&request)?;
         let pb::GetPrivilegesRequest { session } = request.into_inner();
         let view = self.service.get_privileges(&caller, &parse_ref(session, "session")?).await?;
@@ -42,21 +48,30 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
         }))
     }
 
-    async fn clear_privileges(&self, request: Request<pb::ClearPrivilegesRequest>) -> Result<Response<pb::ClearPrivilegesResponse>, Status> {
+    async fn clear_privileges(
+        &self,
+        request: Request<pb::ClearPrivilegesRequest>,
+    ) -> Result<Response<pb::ClearPrivilegesResponse>, Status> {
         let caller = caller(&request)?;
         let pb::ClearPrivilegesRequest { session } = request.into_inner();
         self.service.clear_privileges(&caller, &parse_ref(session, "session")?).await?;
         Ok(Response::new(pb::ClearPrivilegesResponse {}))
     }
 
-    async fn has_privilege(&self, request: Request<pb::HasPrivilegeRequest>) -> Result<Response<pb::HasPrivilegeResponse>, Status> {
+    async fn has_privilege(
+        &self,
+        request: Request<pb::HasPrivilegeRequest>,
+    ) -> Result<Response<pb::HasPrivilegeResponse>, Status> {
         let caller = caller(&request)?;
         let pb::HasPrivilegeRequest { session, privilege } = request.into_inner();
         let granted = self.service.has_privilege(&caller, &parse_ref(session, "session")?, &privilege).await?;
         Ok(Response::new(pb::HasPrivilegeResponse { granted }))
     }
 
-    async fn check_privileges(&self, request: Request<pb::CheckPrivilegesRequest>) -> Result<Response<pb::CheckPrivilegesResponse>, Status> {
+    async fn check_privileges(
+        &self,
+        request: Request<pb::CheckPrivilegesRequest>,
+    ) -> Result<Response<pb::CheckPrivilegesResponse>, Status> {
         let caller = caller(&request)?;
         let pb::CheckPrivilegesRequest { session, privileges, mode } = request.into_inner();
         let mode = match pb::CheckMode::try_from(mode) {
@@ -64,7 +79,8 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
             Ok(pb::CheckMode::All | pb::CheckMode::Unspecified) => CheckMode::All,
             Err(_) => return Err(InvalidInput::new("mode", "must be ANY or ALL").into()),
         };
-        let (granted, held) = self.service.check_privileges(&caller, &parse_ref(session, "session")?, &privileges, mode).await?;
+        let (granted, held) =
+            self.service.check_privileges(&caller, &parse_ref(session, "session")?, &privileges, mode).await?;
         Ok(Response::new(pb::CheckPrivilegesResponse { granted, held }))
     }
 

@@ -6,8 +6,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, optional, parse_kind, parse_ref};
 use super::authn::caller;
+use super::convert::{self, optional, parse_kind, parse_ref};
 use super::pb;
 use crate::domain::{EventFilter, InvalidInput, SessionId};
 use crate::service::Service;
@@ -51,10 +51,22 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchSessionsResponse, S
 
 #[tonic::async_trait]
 impl pb::session_service_server::SessionService for SessionsApi {
-    async fn create_session(&self, request: Request<pb::CreateSessionRequest>) -> Result<Response<pb::CreateSessionResponse>, Status> {
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
         let caller = caller(&request)?;
-        let pb::CreateSessionRequest { kind, user_id, labels, idle_timeout, lifetime, privileges, roles, storage, trusted } =
-            request.into_inner();
+        let pb::CreateSessionRequest {
+            kind,
+            user_id,
+            labels,
+            idle_timeout,
+            lifetime,
+            privileges,
+            roles,
+            storage,
+            trusted,
+        } = request.into_inner();
         let mut violations = Vec::new();
         let kind = parse_kind(kind, "kind", true).map_err(|v| violations.push(v)).ok().flatten();
         let idle_timeout = convert::parse_timeout(idle_timeout, "idle_timeout").map_err(|v| violations.push(v)).ok();
@@ -74,17 +86,20 @@ impl pb::session_service_server::SessionService for SessionsApi {
         };
         let created = self
             .service
-            .create(&caller, CreateSession {
-                kind,
-                user_id: optional(user_id),
-                labels: convert::parse_labels(labels),
-                idle_timeout,
-                lifetime,
-                privileges,
-                roles,
-                storage,
-                trusted,
-            })
+            .create(
+                &caller,
+                CreateSession {
+                    kind,
+                    user_id: optional(user_id),
+                    labels: convert::parse_labels(labels),
+                    idle_timeout,
+                    lifetime,
+                    privileges,
+                    roles,
+                    storage,
+                    trusted,
+                },
+            )
             .await?;
         Ok(Response::new(pb::CreateSessionResponse {
             token: created.token.expose().to_owned(),
@@ -92,24 +107,36 @@ impl pb::session_service_server::SessionService for SessionsApi {
         }))
     }
 
-    async fn get_session(&self, request: Request<pb::GetSessionRequest>) -> Result<Response<pb::GetSessionResponse>, Status> {
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
         let caller = caller(&request)?;
         let pb::GetSessionRequest { session } = request.into_inner();
         let status = self.service.get(&caller, &parse_ref(session, "session")?).await?;
         Ok(Response::new(pb::GetSessionResponse { session: Some(convert::session(status)) }))
     }
 
-    async fn touch_session(&self, request: Request<pb::TouchSessionRequest>) -> Result<Response<pb::TouchSessionResponse>, Status> {
+    async fn touch_session(
+        &self,
+        request: Request<pb::TouchSessionRequest>,
+    ) -> Result<Response<pb::TouchSessionResponse>, Status> {
         let caller = caller(&request)?;
         let pb::TouchSessionRequest { session } = request.into_inner();
         let expires_at = self.service.touch(&caller, &parse_ref(session, "session")?).await?;
         Ok(Response::new(pb::TouchSessionResponse { expires_at: expires_at.map(convert::timestamp) }))
     }
 
-    async fn close_session(&self, request: Request<pb::CloseSessionRequest>) -> Result<Response<pb::CloseSessionResponse>, Status> {
+    async fn close_session(
+        &self,
+        request: Request<pb::CloseSessionRequest>,
+    ) -> Result<Response<pb::CloseSessionResponse>, Status> {
         let caller = caller(&request)?;
         let pb::CloseSessionRequest { session, error, stack_trace } = request.into_inner();
-        let closed = self.service.close(&caller, &parse_ref(session, "session")?, optional(error), optional(stack_trace)).await?;
+        let closed = self
+            .service
+            .close(&caller, &parse_ref(session, "session")?, optional(error), optional(stack_trace))
+            .await?;
         Ok(Response::new(pb::CloseSessionResponse {
             session_id: closed.session_id.as_str().to_owned(),
             log_id: closed.log_id.map(|id| id.as_str().to_owned()).unwrap_or_default(),
@@ -117,14 +144,19 @@ impl pb::session_service_server::SessionService for SessionsApi {
         }))
     }
 
-    async fn list_sessions(&self, request: Request<pb::ListSessionsRequest>) -> Result<Response<pb::ListSessionsResponse>, Status> {
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let caller = caller(&request)?;
         let pb::ListSessionsRequest { user_id, kind, state, page_size: size, page_token } = request.into_inner();
         let open = match pb::SessionState::try_from(state) {
             Ok(pb::SessionState::Unspecified) => None,
             Ok(pb::SessionState::Open) => Some(true),
             Ok(pb::SessionState::Ended) => Some(false),
-            Err(_) => return Err(crate::domain::Error::from(InvalidInput::new("state", "must be a session state")).into()),
+            Err(_) => {
+                return Err(crate::domain::Error::from(InvalidInput::new("state", "must be a session state")).into());
+            }
         };
         let query = ListQuery {
             user_id: optional(user_id),
@@ -139,10 +171,16 @@ impl pb::session_service_server::SessionService for SessionsApi {
             Some(last) if sessions.len() == wanted => format!("{}.{}", last.session.created_at.0, last.session.id),
             _ => String::new(),
         };
-        Ok(Response::new(pb::ListSessionsResponse { sessions: sessions.into_iter().map(convert::session).collect(), next_page_token }))
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: sessions.into_iter().map(convert::session).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn revoke_sessions(&self, request: Request<pb::RevokeSessionsRequest>) -> Result<Response<pb::RevokeSessionsResponse>, Status> {
+    async fn revoke_sessions(
+        &self,
+        request: Request<pb::RevokeSessionsRequest>,
+    ) -> Result<Response<pb::RevokeSessionsResponse>, Status> {
         let caller = caller(&request)?;
         let pb::RevokeSessionsRequest { user_id, kind, session_ids } = request.into_inner();
         let session_ids = session_ids
@@ -152,12 +190,17 @@ impl pb::session_service_server::SessionService for SessionsApi {
             .collect::<Result<Vec<_>, _>>()?;
         let filter = RevokeFilter { user_id: optional(user_id), kind: parse_kind(kind, "kind", false)?, session_ids };
         let revoked = self.service.revoke(&caller, filter).await?;
-        Ok(Response::new(pb::RevokeSessionsResponse { session_ids: revoked.iter().map(|id| id.as_str().to_owned()).collect() }))
+        Ok(Response::new(pb::RevokeSessionsResponse {
+            session_ids: revoked.iter().map(|id| id.as_str().to_owned()).collect(),
+        }))
     }
 
     type WatchSessionsStream = EventStream;
 
-    async fn watch_sessions(&self, request: Request<pb::WatchSessionsRequest>) -> Result<Response<Self::WatchSessionsStream>, Status> {
+    async fn watch_sessions(
+        &self,
+        request: Request<pb::WatchSessionsRequest>,
+    ) -> Result<Response<Self::WatchSessionsStream>, Status> {
         let caller = caller(&request)?;
         let pb::WatchSessionsRequest { session_id, user_id, kind, after_sequence } = request.into_inner();
         let filter = EventFilter {

@@ -46,11 +46,21 @@ impl From<Error> for Status {
             }
             Error::NotFound { what, name } => {
                 let reason = format!("{}_NOT_FOUND", what.to_uppercase());
-                info(Code::NotFound, format!("{what} {name} not found"), &reason, HashMap::from([(what.to_owned(), name)]))
+                info(
+                    Code::NotFound,
+                    format!("{what} {name} not found"),
+                    &reason,
+                    HashMap::from([(what.to_owned(), name)]),
+                )
             }
             Error::VersionConflict { current } => {
                 let metadata = HashMap::from([("current_version".to_owned(), current.to_string())]);
-                info(Code::Aborted, format!("storage changed concurrently; current version is {current}"), "VERSION_CONFLICT", metadata)
+                info(
+                    Code::Aborted,
+                    format!("storage changed concurrently; current version is {current}"),
+                    "VERSION_CONFLICT",
+                    metadata,
+                )
             }
             Error::Contended => {
                 info(Code::Aborted, "the session kept changing concurrently; retry", "CONTENDED", HashMap::new())
@@ -62,7 +72,12 @@ impl From<Error> for Status {
             ),
             ref unavailable @ Error::Unavailable(_) => {
                 log_chain(unavailable);
-                info(Code::Unavailable, "the session store is unavailable; retry later", "STORE_UNAVAILABLE", HashMap::new())
+                info(
+                    Code::Unavailable,
+                    "the session store is unavailable; retry later",
+                    "STORE_UNAVAILABLE",
+                    HashMap::new(),
+                )
             }
             ref internal @ Error::Internal(_) => {
                 log_chain(internal);
@@ -90,7 +105,8 @@ mod tests {
 
     #[test]
     fn invalid_arguments_name_their_fields_in_a_bad_request() {
-        let status = Status::from(Error::InvalidArgument(vec![InvalidInput::new("privileges[0]", "unknown privilege")]));
+        let status =
+            Status::from(Error::InvalidArgument(vec![InvalidInput::new("privileges[0]", "unknown privilege")]));
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let bad = details.bad_request().expect("a BadRequest detail");

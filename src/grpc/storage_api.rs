@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, parse_ref};
 use super::authn::caller;
+use super::convert::{self, parse_ref};
 use super::pb;
 use crate::domain::StorageChange;
 use crate::service::Service;
@@ -21,31 +21,48 @@ impl StorageApi {
 
 #[tonic::async_trait]
 impl pb::storage_service_server::StorageService for StorageApi {
-    async fn get_storage(&self, request: Request<pb::GetStorageRequest>) -> Result<Response<pb::GetStorageResponse>, Status> {
+    async fn get_storage(
+        &self,
+        request: Request<pb::GetStorageRequest>,
+    ) -> Result<Response<pb::GetStorageResponse>, Status> {
         let caller = caller(&request)?;
         let pb::GetStorageRequest { session, keys } = request.into_inner();
         let storage = self.service.get_storage(&caller, &parse_ref(session, "session")?, &keys).await?;
-        Ok(Response::new(pb::GetStorageResponse { values: convert::proto_storage(storage.values), version: storage.version }))
+        Ok(Response::new(pb::GetStorageResponse {
+            values: convert::proto_storage(storage.values),
+            version: storage.version,
+        }))
     }
 
-    async fn put_storage(&self, request: Request<pb::PutStorageRequest>) -> Result<Response<pb::PutStorageResponse>, Status> {
+    async fn put_storage(
+        &self,
+        request: Request<pb::PutStorageRequest>,
+    ) -> Result<Response<pb::PutStorageResponse>, Status> {
         let caller = caller(&request)?;
         let pb::PutStorageRequest { session, values, expected_version } = request.into_inner();
         let session = parse_ref(session, "session")?;
         let values = convert::parse_storage(values, "values")?;
-        let version = self.service.change_storage(&caller, &session, StorageChange::Put(values), expected_version).await?;
+        let version =
+            self.service.change_storage(&caller, &session, StorageChange::Put(values), expected_version).await?;
         Ok(Response::new(pb::PutStorageResponse { version }))
     }
 
-    async fn delete_storage(&self, request: Request<pb::DeleteStorageRequest>) -> Result<Response<pb::DeleteStorageResponse>, Status> {
+    async fn delete_storage(
+        &self,
+        request: Request<pb::DeleteStorageRequest>,
+    ) -> Result<Response<pb::DeleteStorageResponse>, Status> {
         let caller = caller(&request)?;
         let pb::DeleteStorageRequest { session, keys, expected_version } = request.into_inner();
         let session = parse_ref(session, "session")?;
-        let version = self.service.change_storage(&caller, &session, StorageChange::Delete(keys), expected_version).await?;
+        let version =
+            self.service.change_storage(&caller, &session, StorageChange::Delete(keys), expected_version).await?;
         Ok(Response::new(pb::DeleteStorageResponse { version }))
     }
 
-    async fn clear_storage(&self, request: Request<pb::ClearStorageRequest>) -> Result<Response<pb::ClearStorageResponse>, Status> {
+    async fn clear_storage(
+        &self,
+        request: Request<pb::ClearStorageRequest>,
+    ) -> Result<Response<pb::ClearStorageResponse>, Status> {
         let caller = caller(&request)?;
         let pb::ClearStorageRequest { session, expected_version } = request.into_inner();
         let session = parse_ref(session, "session")?;

@@ -36,7 +36,8 @@ impl ActivityTracker {
     /// Remembers activity at `at` on a session whose stored activity is
     /// `session.last_active_at`.
     pub(super) fn record(&self, session: &Session, at: UnixMillis) {
-        let written = self.seen.get(&session.id).map_or(session.last_active_at, |s| s.written.max(session.last_active_at));
+        let written =
+            self.seen.get(&session.id).map_or(session.last_active_at, |s| s.written.max(session.last_active_at));
         self.seen.insert(session.id.clone(), Seen { latest: at, written });
     }
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::clock::UnixMillis;
 use crate::auth::Caller;
+use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, Session, SessionEnd, SessionId, SessionKind,
     StorageMap, Token,
@@ -104,7 +104,13 @@ impl Service {
         }
     }
 
-    fn resolve_timeout(&self, given: Timeout, default: Option<Duration>, field: &str, violations: &mut Vec<InvalidInput>) -> Option<Duration> {
+    fn resolve_timeout(
+        &self,
+        given: Timeout,
+        default: Option<Duration>,
+        field: &str,
+        violations: &mut Vec<InvalidInput>,
+    ) -> Option<Duration> {
         let max = self.inner.config.limits.max_timeout;
         match given {
             Timeout::Default => default,
@@ -139,10 +145,12 @@ impl Service {
             self.check_text(value, field, &mut violations);
         }
         let defaults = self.inner.config.kind_defaults[&request.kind];
-        let idle_timeout = self.resolve_timeout(request.idle_timeout, defaults.idle_timeout, "idle_timeout", &mut violations);
+        let idle_timeout =
+            self.resolve_timeout(request.idle_timeout, defaults.idle_timeout, "idle_timeout", &mut violations);
         let lifetime = self.resolve_timeout(request.lifetime, defaults.lifetime, "lifetime", &mut violations);
         if request.trusted && !request.kind.may_be_trusted() {
-            violations.push(InvalidInput::new("trusted", "only stored_procedure and standalone sessions may be trusted"));
+            violations
+                .push(InvalidInput::new("trusted", "only stored_procedure and standalone sessions may be trusted"));
         }
         let grants = match self.parse_grants(&request.privileges, &request.roles) {
             Ok(grants) => grants,
@@ -151,7 +159,9 @@ impl Service {
                 Grants::default()
             }
         };
-        if let Err(Error::InvalidArgument(mut more)) = self.inner.config.limits.storage.check_entries(&request.storage, "storage") {
+        if let Err(Error::InvalidArgument(mut more)) =
+            self.inner.config.limits.storage.check_entries(&request.storage, "storage")
+        {
             violations.append(&mut more);
         }
         if !violations.is_empty() {
@@ -249,7 +259,8 @@ impl Service {
             open: query.open,
             ids: Vec::new(),
         };
-        let page = PageRequest { after: query.after, limit: query.page_size.clamp(1, self.inner.config.limits.max_page_size) };
+        let page =
+            PageRequest { after: query.after, limit: query.page_size.clamp(1, self.inner.config.limits.max_page_size) };
         let sessions = self.store().list_sessions(&filter, &page).await?;
         Ok(sessions
             .into_iter()
@@ -269,7 +280,9 @@ impl Service {
             return Err(InvalidInput::new("user_id", "name a user, a kind or session ids to revoke").into());
         }
         if !caller.is_admin() && filter.user_id.is_none() && filter.session_ids.is_empty() {
-            return Err(Error::PermissionDenied("revoking across users needs an admin key; name a user_id or session_ids"));
+            return Err(Error::PermissionDenied(
+                "revoking across users needs an admin key; name a user_id or session_ids",
+            ));
         }
         let filter = SessionFilter {
             tenant: Some(caller.tenant.clone()),

@@ -15,17 +15,27 @@ impl Service {
             return Err(InvalidInput::new("entries", "name at least one entry").into());
         }
         if entries.len() > limits.max_log_entries_per_call {
-            return Err(InvalidInput::new("entries", format!("at most {} entries per call", limits.max_log_entries_per_call)).into());
+            return Err(InvalidInput::new(
+                "entries",
+                format!("at most {} entries per call", limits.max_log_entries_per_call),
+            )
+            .into());
         }
         let max = limits.max_log_message_bytes;
         let violations: Vec<_> = entries
             .iter()
             .enumerate()
             .flat_map(|(i, e)| {
-                [("message", Some(&e.message)), ("exception", e.exception.as_ref()), ("stack_trace", e.stack_trace.as_ref())]
-                    .into_iter()
-                    .filter(move |(_, text)| text.is_some_and(|t| t.len() > max))
-                    .map(move |(field, _)| InvalidInput::new(format!("entries[{i}].{field}"), format!("must be at most {max} bytes")))
+                [
+                    ("message", Some(&e.message)),
+                    ("exception", e.exception.as_ref()),
+                    ("stack_trace", e.stack_trace.as_ref()),
+                ]
+                .into_iter()
+                .filter(move |(_, text)| text.is_some_and(|t| t.len() > max))
+                .map(move |(field, _)| {
+                    InvalidInput::new(format!("entries[{i}].{field}"), format!("must be at most {max} bytes"))
+                })
             })
             .collect();
         if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }

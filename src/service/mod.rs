@@ -22,8 +22,8 @@ use crate::domain::{
 use crate::store::{EndOutcome, Store};
 
 mod activity;
-mod locks;
 pub mod lifecycle;
+mod locks;
 pub mod logs;
 pub mod privileges;
 pub mod storage;

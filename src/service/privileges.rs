@@ -103,7 +103,13 @@ impl Service {
 
     /// Replaces the granted privileges and roles; promotions stay.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn set_privileges(&self, caller: &Caller, session: &SessionRef, privileges: &[String], roles: &[String]) -> Result<BTreeSet<String>, Error> {
+    pub async fn set_privileges(
+        &self,
+        caller: &Caller,
+        session: &SessionRef,
+        privileges: &[String],
+        roles: &[String],
+    ) -> Result<BTreeSet<String>, Error> {
         let parsed = self.parse_grants(privileges, roles).map_err(Error::InvalidArgument)?;
         let (session, ()) = self
             .change_grants(caller, session, |grants| {
@@ -147,7 +153,13 @@ impl Service {
 
     /// One answer per privilege, and their combination by `mode`.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn check_privileges(&self, caller: &Caller, session: &SessionRef, privileges: &[String], mode: CheckMode) -> Result<(bool, Vec<bool>), Error> {
+    pub async fn check_privileges(
+        &self,
+        caller: &Caller,
+        session: &SessionRef,
+        privileges: &[String],
+        mode: CheckMode,
+    ) -> Result<(bool, Vec<bool>), Error> {
         let max = self.inner.config.limits.max_names_per_request;
         if privileges.is_empty() || privileges.len() > max {
             return Err(InvalidInput::new("privileges", format!("name between 1 and {max} privileges")).into());
@@ -176,11 +188,19 @@ impl Service {
 
     /// Grants `privilege` until `duration` from now.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn promote(&self, caller: &Caller, session: &SessionRef, privilege: &str, duration: Duration) -> Result<Promotion, Error> {
+    pub async fn promote(
+        &self,
+        caller: &Caller,
+        session: &SessionRef,
+        privilege: &str,
+        duration: Duration,
+    ) -> Result<Promotion, Error> {
         let privilege = self.privilege_name(privilege, "privilege")?;
         let max = self.inner.config.limits.max_promotion;
         if duration.is_zero() || duration > max {
-            return Err(InvalidInput::new("duration", format!("must be positive and at most {}s", max.as_secs())).into());
+            return Err(
+                InvalidInput::new("duration", format!("must be positive and at most {}s", max.as_secs())).into()
+            );
         }
         let promotion = Promotion { id: PromotionId::generate(), privilege, expires_at: self.now() + duration };
         let (_, promotion) = self

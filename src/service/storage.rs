@@ -19,10 +19,17 @@ const CAS_ATTEMPTS: usize = 64;
 impl Service {
     /// All keys, or only `keys` (missing ones are left out).
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn get_storage(&self, caller: &Caller, session: &SessionRef, keys: &[String]) -> Result<VersionedStorage, Error> {
+    pub async fn get_storage(
+        &self,
+        caller: &Caller,
+        session: &SessionRef,
+        keys: &[String],
+    ) -> Result<VersionedStorage, Error> {
         let limits = &self.inner.config.limits;
         if keys.len() > limits.storage.max_keys {
-            return Err(crate::domain::InvalidInput::new("keys", format!("at most {} keys", limits.storage.max_keys)).into());
+            return Err(
+                crate::domain::InvalidInput::new("keys", format!("at most {} keys", limits.storage.max_keys)).into()
+            );
         }
         for (i, key) in keys.iter().enumerate() {
             limits.storage.check_key(key, &format!("keys[{i}]"))?;

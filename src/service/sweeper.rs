@@ -77,7 +77,12 @@ impl Service {
             crate::telemetry::metrics::sweep_finished(swept.as_ref().ok().map(|report| report.expired.len()));
             match swept {
                 Ok(report) if !report.expired.is_empty() || report.purged != Purged::default() => {
-                    tracing::info!(expired = report.expired.len(), purged_sessions = report.purged.sessions, purged_events = report.purged.events, "sweep");
+                    tracing::info!(
+                        expired = report.expired.len(),
+                        purged_sessions = report.purged.sessions,
+                        purged_events = report.purged.events,
+                        "sweep"
+                    );
                 }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, cause = ?std::error::Error::source(&err), "sweep failed"),

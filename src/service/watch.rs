@@ -45,7 +45,9 @@ impl Service {
         from: WatchFrom,
     ) -> Result<mpsc::Receiver<Result<Event, Error>>, Error> {
         if !caller.is_admin() && filter.session_id.is_none() && filter.user_id.is_none() {
-            return Err(Error::PermissionDenied("watching a whole tenant needs an admin key; name a session_id or user_id"));
+            return Err(Error::PermissionDenied(
+                "watching a whole tenant needs an admin key; name a session_id or user_id",
+            ));
         }
         filter.tenant = Some(caller.tenant.clone());
         // Subscribe before reading the last sequence, so nothing recorded in

@@ -160,7 +160,9 @@ impl Store for CachedStore {
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
         let entries = &self.entries;
         let epoch = entries.epoch.load(Ordering::SeqCst);
-        if let Some(session) = entries.tokens.get(hash).and_then(|id| entries.sessions.get(&id)).filter(|_| !entries.bypassed()) {
+        if let Some(session) =
+            entries.tokens.get(hash).and_then(|id| entries.sessions.get(&id)).filter(|_| !entries.bypassed())
+        {
             entries.hit();
             return Ok(Some(session));
         }

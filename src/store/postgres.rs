@@ -182,7 +182,11 @@ impl PgStore {
         }
         let mut config = settings.pg_config()?;
         // A cut network shows on the listening connection within ~10 s.
-        config.keepalives(true).keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3);
         migrations::run(&config).await?;
         let (notifications, _) = tokio::sync::broadcast::channel(4096);
         let listener = tokio::spawn(listener::listen(config.clone(), notifications.clone()));

@@ -97,13 +97,22 @@ impl Metrics {
                 .u64_counter("sessiond.cache.lookups")
                 .with_description("Session lookups answered by the in-memory cache (hit) or the store (miss)")
                 .build(),
-            sessions_created: meter.u64_counter("sessiond.sessions.created").with_description("Sessions created").build(),
-            sessions_ended: meter.u64_counter("sessiond.sessions.ended").with_description("Sessions ended, by reason").build(),
+            sessions_created: meter
+                .u64_counter("sessiond.sessions.created")
+                .with_description("Sessions created")
+                .build(),
+            sessions_ended: meter
+                .u64_counter("sessiond.sessions.ended")
+                .with_description("Sessions ended, by reason")
+                .build(),
             sessions_active: meter
                 .i64_up_down_counter("sessiond.sessions.active")
                 .with_description("Sessions this process created minus those it ended since it started")
                 .build(),
-            sweeper_runs: meter.u64_counter("sessiond.sweeper.runs").with_description("Sweeps of expired sessions").build(),
+            sweeper_runs: meter
+                .u64_counter("sessiond.sweeper.runs")
+                .with_description("Sweeps of expired sessions")
+                .build(),
             sweeper_expired: meter
                 .u64_counter("sessiond.sweeper.expired")
                 .with_description("Sessions the sweeper ended as expired")
@@ -233,7 +242,8 @@ fn pool_instruments(meter: &Meter) -> [ObservableUpDownCounter<i64>; 3] {
                     let idle = usage.idle.min(usage.open);
                     let state = "db.client.connection.state";
                     observer.observe(count(idle), &[KeyValue::new(POOL, name), KeyValue::new(state, "idle")]);
-                    observer.observe(count(usage.open - idle), &[KeyValue::new(POOL, name), KeyValue::new(state, "used")]);
+                    observer
+                        .observe(count(usage.open - idle), &[KeyValue::new(POOL, name), KeyValue::new(state, "used")]);
                 }
             })
             .build(),

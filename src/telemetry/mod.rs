@@ -107,7 +107,8 @@ where
         .with_service_name(config.service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
-    let tracer = config.otlp_endpoint.as_deref().map(|endpoint| tracer_provider(endpoint, resource.clone())).transpose()?;
+    let tracer =
+        config.otlp_endpoint.as_deref().map(|endpoint| tracer_provider(endpoint, resource.clone())).transpose()?;
     let meter = meter_provider(config, resource)?;
 
     // sessiond's own spans, the service and store ones at debug included,

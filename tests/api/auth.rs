@@ -60,7 +60,8 @@ async fn calls_without_a_valid_key_are_unauthenticated_but_health_stays_open() {
     assert_eq!(failure(t.app.sessions.create_session(basic).await).code(), Code::Unauthenticated);
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(t.app.channel.clone());
-    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.expect("health is open");
+    let answer =
+        health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.expect("health is open");
     assert_eq!(answer.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
 
@@ -73,7 +74,9 @@ async fn another_tenant_gets_not_found_for_everything_of_a_session() {
     let globex = t.globex.clone();
 
     for session in [by_token(&created.token), by_id(&id)] {
-        let get = failure(t.app.sessions.get_session(with_key(pb::GetSessionRequest { session: session.clone() }, &globex)).await);
+        let get = failure(
+            t.app.sessions.get_session(with_key(pb::GetSessionRequest { session: session.clone() }, &globex)).await,
+        );
         assert_eq!(get.code(), Code::NotFound, "not PERMISSION_DENIED: nothing leaks");
         assert_eq!(error_reason(&get).as_deref(), Some("SESSION_NOT_FOUND"));
         let check = pb::HasPrivilegeRequest { session: session.clone(), privilege: "viewBasic".into() };
@@ -82,7 +85,11 @@ async fn another_tenant_gets_not_found_for_everything_of_a_session() {
         assert_eq!(failure(t.app.storage.get_storage(with_key(read, &globex)).await).code(), Code::NotFound);
         let log = pb::LogRequest {
             session: session.clone(),
-            entries: vec![pb::LogEntry { level: pb::LogLevel::Error.into(), message: "x".into(), ..Default::default() }],
+            entries: vec![pb::LogEntry {
+                level: pb::LogLevel::Error.into(),
+                message: "x".into(),
+                ..Default::default()
+            }],
         };
         assert_eq!(failure(t.app.logs.log(with_key(log, &globex)).await).code(), Code::NotFound);
         let close = pb::CloseSessionRequest { session: session.clone(), ..Default::default() };
@@ -90,13 +97,34 @@ async fn another_tenant_gets_not_found_for_everything_of_a_session() {
     }
 
     let list = pb::ListSessionsRequest { user_id: "alice".into(), ..Default::default() };
-    assert!(t.app.sessions.list_sessions(with_key(list, &globex)).await.expect("listed").into_inner().sessions.is_empty());
+    assert!(
+        t.app.sessions.list_sessions(with_key(list, &globex)).await.expect("listed").into_inner().sessions.is_empty()
+    );
     let revoke = pb::RevokeSessionsRequest { user_id: "alice".into(), ..Default::default() };
-    assert!(t.app.sessions.revoke_sessions(with_key(revoke, &globex)).await.expect("answered").into_inner().session_ids.is_empty());
+    assert!(
+        t.app
+            .sessions
+            .revoke_sessions(with_key(revoke, &globex))
+            .await
+            .expect("answered")
+            .into_inner()
+            .session_ids
+            .is_empty()
+    );
     let revoke = pb::RevokeSessionsRequest { session_ids: vec![id.clone()], ..Default::default() };
-    assert!(t.app.sessions.revoke_sessions(with_key(revoke, &globex)).await.expect("answered").into_inner().session_ids.is_empty());
+    assert!(
+        t.app
+            .sessions
+            .revoke_sessions(with_key(revoke, &globex))
+            .await
+            .expect("answered")
+            .into_inner()
+            .session_ids
+            .is_empty()
+    );
 
-    let still = t.app.sessions.get_session(with_key(pb::GetSessionRequest { session: by_token(&created.token) }, &acme)).await;
+    let still =
+        t.app.sessions.get_session(with_key(pb::GetSessionRequest { session: by_token(&created.token) }, &acme)).await;
     assert!(still.is_ok(), "the owner's session is untouched");
 }
 
@@ -105,15 +133,27 @@ async fn watchers_and_log_readers_see_only_their_tenant() {
     let mut t = two_tenants().await;
     let (acme, acme_admin, globex) = (t.acme.clone(), t.acme_admin.clone(), t.globex.clone());
     let watch = pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() };
-    let mut globex_events = t.app.sessions.watch_sessions(with_key(watch, &globex)).await.expect("watching").into_inner();
+    let mut globex_events =
+        t.app.sessions.watch_sessions(with_key(watch, &globex)).await.expect("watching").into_inner();
 
     let acme_session = create(&mut t, &acme, "alice").await;
-    let close = pb::CloseSessionRequest { session: by_token(&acme_session.token), error: "failed".into(), ..Default::default() };
+    let close = pb::CloseSessionRequest {
+        session: by_token(&acme_session.token),
+        error: "failed".into(),
+        ..Default::default()
+    };
     t.app.sessions.close_session(with_key(close, &acme)).await.expect("closed");
     let globex_session = create(&mut t, &globex, "alice").await;
 
-    let first = tokio::time::timeout(crate::helpers::PATIENCE, globex_events.message()).await.expect("an event").expect("a message");
-    assert_eq!(first.expect("an event").session_id, globex_session.session.expect("a session").session_id, "acme's events are not shown");
+    let first = tokio::time::timeout(crate::helpers::PATIENCE, globex_events.message())
+        .await
+        .expect("an event")
+        .expect("a message");
+    assert_eq!(
+        first.expect("an event").session_id,
+        globex_session.session.expect("a session").session_id,
+        "acme's events are not shown"
+    );
 
     let query = || pb::QueryLogsRequest { user_id: "alice".into(), ..Default::default() };
     let globex_logs = t.app.logs.query_logs(with_key(query(), &globex)).await.expect("queried").into_inner();
@@ -132,16 +172,52 @@ async fn a_service_key_needs_admin_to_work_across_users() {
     let denied = failure(t.app.sessions.list_sessions(with_key(everyone(), &acme)).await);
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert_eq!(error_reason(&denied).as_deref(), Some("ADMIN_ROLE_REQUIRED"));
-    assert_eq!(t.app.sessions.list_sessions(with_key(everyone(), &acme_admin)).await.expect("admin lists").into_inner().sessions.len(), 1);
+    assert_eq!(
+        t.app
+            .sessions
+            .list_sessions(with_key(everyone(), &acme_admin))
+            .await
+            .expect("admin lists")
+            .into_inner()
+            .sessions
+            .len(),
+        1
+    );
     let alice = pb::ListSessionsRequest { user_id: "alice".into(), ..Default::default() };
-    assert_eq!(t.app.sessions.list_sessions(with_key(alice, &acme)).await.expect("a user's sessions").into_inner().sessions.len(), 1);
+    assert_eq!(
+        t.app
+            .sessions
+            .list_sessions(with_key(alice, &acme))
+            .await
+            .expect("a user's sessions")
+            .into_inner()
+            .sessions
+            .len(),
+        1
+    );
 
     let by_kind = || pb::RevokeSessionsRequest { kind: Kind::WebUser.into(), ..Default::default() };
-    assert_eq!(failure(t.app.sessions.revoke_sessions(with_key(by_kind(), &acme)).await).code(), Code::PermissionDenied);
-    assert_eq!(failure(t.app.logs.query_logs(with_key(pb::QueryLogsRequest::default(), &acme)).await).code(), Code::PermissionDenied);
+    assert_eq!(
+        failure(t.app.sessions.revoke_sessions(with_key(by_kind(), &acme)).await).code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        failure(t.app.logs.query_logs(with_key(pb::QueryLogsRequest::default(), &acme)).await).code(),
+        Code::PermissionDenied
+    );
     let whole = pb::WatchSessionsRequest::default();
     assert_eq!(failure(t.app.sessions.watch_sessions(with_key(whole, &acme)).await).code(), Code::PermissionDenied);
-    assert_eq!(t.app.sessions.revoke_sessions(with_key(by_kind(), &acme_admin)).await.expect("admin revokes").into_inner().session_ids.len(), 1);
+    assert_eq!(
+        t.app
+            .sessions
+            .revoke_sessions(with_key(by_kind(), &acme_admin))
+            .await
+            .expect("admin revokes")
+            .into_inner()
+            .session_ids
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

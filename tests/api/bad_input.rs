@@ -55,7 +55,8 @@ impl Decoder for Raw {
 
 /// Every sessiond method: its path and whether the client or server streams.
 fn methods() -> Vec<(String, bool, bool)> {
-    let set = prost_types::FileDescriptorSet::decode(sessiond::grpc::FILE_DESCRIPTOR_SET).expect("a valid descriptor set");
+    let set =
+        prost_types::FileDescriptorSet::decode(sessiond::grpc::FILE_DESCRIPTOR_SET).expect("a valid descriptor set");
     let mut methods = Vec::new();
     for file in set.file.iter().filter(|f| f.package() == "sessiond.v1") {
         for service in &file.service {

@@ -161,7 +161,8 @@ async fn calls_over_the_global_limit_are_shed_with_resource_exhausted_and_the_se
     // A client stream holds its call open until the client ends it.
     let (sender, receiver) = tokio::sync::mpsc::channel::<pb::StreamLogRequest>(1);
     let mut logs = app.logs.clone();
-    let open = tokio::spawn(async move { logs.stream_log(tokio_stream::wrappers::ReceiverStream::new(receiver)).await });
+    let open =
+        tokio::spawn(async move { logs.stream_log(tokio_stream::wrappers::ReceiverStream::new(receiver)).await });
     let first = pb::StreamLogRequest { session: crate::helpers::by_token(&created.token), entries: vec![] };
     sender.send(first).await.expect("the stream is open");
 

@@ -31,7 +31,10 @@ fn pki() -> Pki {
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf = |name: &str| {
         let key = KeyPair::generate().expect("a key");
-        let cert = CertificateParams::new(vec![name.to_owned()]).expect("a valid name").signed_by(&key, &issuer).expect("signed");
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .expect("a valid name")
+            .signed_by(&key, &issuer)
+            .expect("signed");
         (cert, key)
     };
     let (server, server_key) = leaf("localhost");
@@ -64,7 +67,8 @@ async fn spawn_tls(pki: &Pki, keys: &str) -> TlsApp {
     settings.tls_client_ca = Some(write("ca.crt", &pki.ca));
     settings.api_keys_file = Some(write("keys.yaml", keys));
     settings.roles_file = Some(crate::helpers::ROLES_FILE.into());
-    let app = Application::build_with_clock(settings, Arc::new(sessiond::clock::SystemClock)).await.expect("the app builds");
+    let app =
+        Application::build_with_clock(settings, Arc::new(sessiond::clock::SystemClock)).await.expect("the app builds");
     let address = format!("https://{}", app.local_addr());
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
     TlsApp { address, ca: pki.ca.clone(), _dir: dir, server }
@@ -82,7 +86,8 @@ impl TlsApp {
         if let Some((cert, key)) = identity {
             tls = tls.identity(Identity::from_pem(cert, key));
         }
-        let channel = Channel::from_shared(self.address.clone()).expect("a valid uri").tls_config(tls).expect("TLS config");
+        let channel =
+            Channel::from_shared(self.address.clone()).expect("a valid uri").tls_config(tls).expect("TLS config");
         SessionServiceClient::new(channel.connect().await.expect("the TLS handshake succeeds"))
     }
 }
@@ -110,7 +115,8 @@ async fn a_configured_client_certificate_authenticates_as_its_tenant() {
 async fn a_certificate_not_in_the_keys_file_is_refused_even_when_the_ca_signed_it() {
     let pki = pki();
     let (key, hash) = sessiond::auth::generate_key();
-    let app = spawn_tls(&pki, &format!("keys:\n  - {{name: a, tenant: acme, role: service, hash: \"{hash}\"}}\n")).await;
+    let app =
+        spawn_tls(&pki, &format!("keys:\n  - {{name: a, tenant: acme, role: service, hash: \"{hash}\"}}\n")).await;
 
     let mut with_cert = app.client(Some(&pki.client)).await;
     assert_eq!(failure(with_cert.create_session(create()).await).code(), Code::Unauthenticated);

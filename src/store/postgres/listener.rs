@@ -35,7 +35,10 @@ pub(super) async fn listen(config: tokio_postgres::Config, sender: broadcast::Se
 }
 
 /// One connection's life: LISTEN, announce `Resync`, forward until it ends.
-async fn follow(config: &tokio_postgres::Config, sender: &broadcast::Sender<Notification>) -> Result<(), tokio_postgres::Error> {
+async fn follow(
+    config: &tokio_postgres::Config,
+    sender: &broadcast::Sender<Notification>,
+) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (messages, mut received) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {

@@ -174,7 +174,8 @@ impl CpuMeter {
 /// Measures the chosen scenarios and their baselines, prints the report,
 /// and fails only on a harness failure or a correctness MISMATCH.
 pub async fn run_all(args: RunArgs) -> anyhow::Result<()> {
-    let ctx = Context { plan: args.plan(), launcher: Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())? };
+    let ctx =
+        Context { plan: args.plan(), launcher: Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())? };
     let mut chosen: Vec<Scenario> = Vec::new();
     for scenario in if args.scenarios.is_empty() { &Scenario::ALL[..] } else { &args.scenarios[..] } {
         if !chosen.contains(scenario) {
