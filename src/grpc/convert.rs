@@ -150,6 +150,18 @@ pub fn parse_level(level: i32, field: &str, required: bool) -> Result<Option<Log
     }
 }
 
+/// Page size when a request leaves it zero.
+const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// A requested page size: zero means the default; the service caps it.
+pub fn page_size(requested: i32) -> Result<usize, InvalidInput> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n < 0 => Err(InvalidInput::new("page_size", "must not be negative")),
+        n => Ok(n as usize),
+    }
+}
+
 /// An optional text field: empty means not given.
 pub fn optional(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)

@@ -19,8 +19,6 @@ impl LogsApi {
     }
 }
 
-const DEFAULT_PAGE_SIZE: usize = 100;
-
 /// Entries from the wire; the service stamps `logged_at` when it stores them.
 fn parse_entries(entries: Vec<pb::LogEntry>) -> Result<Vec<LogEntry>, Error> {
     let mut violations = Vec::new();
@@ -112,11 +110,7 @@ impl pb::log_service_server::LogService for LogsApi {
             page_size,
             page_token,
         } = request.into_inner();
-        let limit = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(InvalidInput::new("page_size", "must not be negative").into()),
-            n => n as usize,
-        };
+        let limit = convert::page_size(page_size)?;
         let after_entry = match page_token.as_str() {
             "" => 0,
             token => token

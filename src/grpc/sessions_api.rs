@@ -25,16 +25,6 @@ impl SessionsApi {
     }
 }
 
-const DEFAULT_PAGE_SIZE: usize = 100;
-
-fn page_size(requested: i32) -> Result<usize, InvalidInput> {
-    match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n if n < 0 => Err(InvalidInput::new("page_size", "must not be negative")),
-        n => Ok(n as usize),
-    }
-}
-
 /// Page tokens are `<created_at>.<session id>` of the last session answered.
 fn parse_page_token(token: &str) -> Result<Option<(crate::clock::UnixMillis, SessionId)>, InvalidInput> {
     if token.is_empty() {
@@ -162,7 +152,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
             user_id: optional(user_id),
             kind: parse_kind(kind, "kind", false)?,
             open,
-            page_size: page_size(size)?,
+            page_size: convert::page_size(size)?,
             after: parse_page_token(&page_token)?,
         };
         let wanted = query.page_size.min(self.service.config().limits.max_page_size);
