@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -137,6 +136,9 @@ impl Application {
         };
 
         tracing::info!(address = %listener.local_addr()?, "sessiond serving");
+        // Small answers go out at once rather than waiting for the peer's
+        // delayed ACK (tonic sets this only for listeners it binds itself).
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut server = tonic::transport::Server::builder()
             .timeout(settings.max_call_duration)
             .max_concurrent_streams(settings.max_concurrent_streams)
@@ -156,7 +158,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping);
+            .serve_with_incoming_shutdown(incoming, stopping);
         tokio::select! {
             served = serving => served.context("serving gRPC")?,
             () = drained => tracing::warn!(timeout = ?drain_timeout, "calls still running after the drain timeout were cut"),

@@ -10,6 +10,9 @@
 //! interval), and the sweeper consults the tracker before ending a session
 //! as idle.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use moka::sync::Cache;
 
 use crate::clock::UnixMillis;
@@ -17,15 +20,34 @@ use crate::domain::{Error, Session, SessionId};
 
 use super::Service;
 
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    latest: UnixMillis,
-    written: UnixMillis,
+/// What the tracker knows of one session. Shared by every call on it, and
+/// updated in place, so a call costs one cache lookup and no insert.
+#[derive(Debug)]
+pub(super) struct Seen {
+    latest: AtomicI64,
+    written: AtomicI64,
+}
+
+impl Seen {
+    /// The latest activity seen.
+    pub(super) fn latest(&self) -> UnixMillis {
+        UnixMillis(self.latest.load(Ordering::Acquire))
+    }
+
+    /// Remembers activity at `at` (never moving back).
+    pub(super) fn record(&self, at: UnixMillis) {
+        self.latest.fetch_max(at.0, Ordering::AcqRel);
+    }
+
+    /// Notes that activity up to `at` is in the store.
+    pub(super) fn written(&self, at: UnixMillis) {
+        self.written.fetch_max(at.0, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct ActivityTracker {
-    seen: Cache<SessionId, Seen>,
+    seen: Cache<SessionId, Arc<Seen>>,
 }
 
 impl ActivityTracker {
@@ -33,24 +55,27 @@ impl ActivityTracker {
         Self { seen: Cache::new(capacity) }
     }
 
-    /// Remembers activity at `at` on a session whose stored activity is
-    /// `session.last_active_at`.
-    pub(super) fn record(&self, session: &Session, at: UnixMillis) {
-        let written =
-            self.seen.get(&session.id).map_or(session.last_active_at, |s| s.written.max(session.last_active_at));
-        self.seen.insert(session.id.clone(), Seen { latest: at, written });
+    /// The session's entry, made from its stored activity on first use.
+    pub(super) fn entry(&self, session: &Session) -> Arc<Seen> {
+        let stored = session.last_active_at.0;
+        let seen = self.seen.get_with_by_ref(&session.id, || {
+            Arc::new(Seen { latest: AtomicI64::new(stored), written: AtomicI64::new(stored) })
+        });
+        // The store may know of later writes (another process, a flush).
+        seen.written(session.last_active_at);
+        seen
     }
 
     /// Notes that activity up to `at` is in the store.
     pub(super) fn written(&self, id: &SessionId, at: UnixMillis) {
         if let Some(seen) = self.seen.get(id) {
-            self.seen.insert(id.clone(), Seen { latest: seen.latest, written: seen.written.max(at) });
+            seen.written(at);
         }
     }
 
     /// The later of the stored and the remembered activity.
     pub(super) fn last_active(&self, session: &Session) -> UnixMillis {
-        self.seen.get(&session.id).map_or(session.last_active_at, |s| s.latest.max(session.last_active_at))
+        self.seen.get(&session.id).map_or(session.last_active_at, |s| s.latest().max(session.last_active_at))
     }
 
     pub(super) fn forget(&self, id: &SessionId) {
@@ -62,8 +87,10 @@ impl ActivityTracker {
     fn unwritten(&self, written_by: UnixMillis) -> Vec<(SessionId, UnixMillis)> {
         self.seen
             .iter()
-            .filter(|(_, s)| s.latest > s.written && s.written <= written_by)
-            .map(|(id, s)| ((*id).clone(), s.latest))
+            .filter_map(|(id, s)| {
+                let (latest, written) = (s.latest.load(Ordering::Acquire), s.written.load(Ordering::Acquire));
+                (latest > written && written <= written_by.0).then(|| ((*id).clone(), UnixMillis(latest)))
+            })
             .collect()
     }
 }

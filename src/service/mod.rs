@@ -222,14 +222,16 @@ impl Service {
             return Err(Error::SessionEnded(end.reason));
         }
         let now = self.now();
-        if let Expiry::Due(reason) = session.expiry(self.last_active(&session), now) {
+        let seen = self.inner.activity.entry(&session);
+        let known = seen.latest().max(session.last_active_at);
+        if let Expiry::Due(reason) = session.expiry(self.judged(&session, known), now) {
             self.end(&session, reason, None, None).await?;
             return Err(Error::SessionEnded(reason));
         }
-        self.inner.activity.record(&session, now);
+        seen.record(now);
         if now.since(session.last_active_at) >= self.activity_write_interval(&session) {
             self.store().record_activity(&session.id, now).await?;
-            self.inner.activity.written(&session.id, now);
+            seen.written(now);
         }
         Ok(session)
     }
@@ -240,7 +242,11 @@ impl Service {
     /// once the stored value is that old), so assume it is that new. Shared,
     /// a session thus never ends early, and at most one write interval late.
     fn last_active(&self, session: &Session) -> UnixMillis {
-        let known = self.inner.activity.last_active(session);
+        self.judged(session, self.inner.activity.last_active(session))
+    }
+
+    /// `last_active` from activity `known` to this process.
+    fn judged(&self, session: &Session, known: UnixMillis) -> UnixMillis {
         if self.store().is_shared() {
             let unseen = (session.last_active_at + self.activity_write_interval(session)).min(self.now());
             known.max(unseen)

@@ -1,12 +1,14 @@
 //! The echo baseline server: `sessiond.bench.v1.EchoService` on the same
-//! server stack as sessiond (`tonic::transport::Server`, the multi-thread
-//! runtime of `#[tokio::main]`), plus `grpc.health.v1` so that the harness
-//! waits for it exactly as it waits for sessiond. It does no work: what a
-//! sessiond call costs beyond an echo is sessiond's own.
+//! server stack as sessiond (`tonic::transport::Server` over a bound
+//! listener, the multi-thread runtime of `#[tokio::main]`), plus
+//! `grpc.health.v1` so that the harness waits for it exactly as it waits
+//! for sessiond. It does no work: what a sessiond call costs beyond an echo
+//! is sessiond's own.
 
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
+use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 /// Generated protobuf types and tonic stubs for `sessiond.bench.v1`.
@@ -28,13 +30,20 @@ impl pb::echo_service_server::EchoService for Echo {
 }
 
 /// Serves the echo baseline on `listen` until the process is killed.
+///
+/// It is served as sessiond serves: a bound listener handed to
+/// `serve_with_incoming` as a `TcpIncoming` with `TCP_NODELAY` on. So both
+/// have the same socket options, and the ratio to the echo is what
+/// sessiond's own work adds. Should sessiond serve otherwise, so should
+/// this.
 pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<pb::echo_service_server::EchoServiceServer<Echo>>().await;
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(pb::echo_service_server::EchoServiceServer::new(Echo))
-        .serve(listen)
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await
         .with_context(|| format!("serving the echo baseline on {listen}"))
 }

@@ -24,9 +24,9 @@ pub struct LoadReport {
     pub summary: Summary,
     /// The server's RSS at the end of the measured window.
     pub server_rss: u64,
-    /// Cores the server kept busy on average, warm-up included.
+    /// Cores the server kept busy on average in the measured window.
     pub server_cpu: f64,
-    /// Cores this loader kept busy on average, warm-up included.
+    /// Cores this loader kept busy on average in the measured window.
     pub loader_cpu: f64,
     /// What `summary.units` counts, when it is not calls ("entries").
     pub unit: Option<&'static str>,
@@ -49,6 +49,16 @@ impl LoadReport {
             ratios: Vec::new(),
             notes: Vec::new(),
             mismatch: None,
+        }
+    }
+
+    /// Server CPU time per call: what a call costs sessiond when the CPUs,
+    /// not sessiond, bound the calls per second.
+    fn server_cpu_per_call(&self) -> Duration {
+        if self.summary.calls_per_sec > 0.0 {
+            Duration::from_secs_f64(self.server_cpu / self.summary.calls_per_sec)
+        } else {
+            Duration::ZERO
         }
     }
 
@@ -90,8 +100,18 @@ pub struct ColdStartReport {
     pub rss_serving: u64,
 }
 
-const LOAD_HEADERS: [&str; 9] =
-    ["scenario", "calls/s", "p50", "p99", "p99.9", "errors", "server RSS", "server CPU", "loader CPU"];
+const LOAD_HEADERS: [&str; 10] = [
+    "scenario",
+    "calls/s",
+    "p50",
+    "p99",
+    "p99.9",
+    "errors",
+    "server RSS",
+    "server CPU",
+    "server CPU/call",
+    "loader CPU",
+];
 
 fn load_table(measurements: &[Measurement], markdown: bool) -> Option<String> {
     let loads: Vec<&LoadReport> = measurements
@@ -125,6 +145,7 @@ fn load_table(measurements: &[Measurement], markdown: bool) -> Option<String> {
                 s.errors.to_string(),
                 bytes(r.server_rss as f64),
                 percent(r.server_cpu),
+                latency(r.server_cpu_per_call()),
                 percent(r.loader_cpu),
             ];
             for baseline in &baselines {

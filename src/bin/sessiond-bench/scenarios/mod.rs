@@ -124,8 +124,8 @@ impl Context {
     }
 
     /// Drives the run's load with callers from `make`, then reads the
-    /// server's RSS, and the CPU that the server and this loader used
-    /// meanwhile. Fails when the server died meanwhile.
+    /// server's RSS, and the CPU that the server and this loader used in
+    /// the measured window. Fails when the server died meanwhile.
     async fn measure_load<C: Caller>(
         &self,
         scenario: Scenario,
@@ -133,10 +133,16 @@ impl Context {
         channels: &[Channel],
         make: impl FnMut(usize, Channel) -> C,
     ) -> anyhow::Result<LoadReport> {
-        let cpu = CpuMeter::start(server.process())?;
-        let recorded = load::drive(self.window(), self.plan.concurrency, channels, make).await?;
+        let window = self.window();
+        let process = server.process();
+        // The CPU meter starts when the warm-up ends, as the window does.
+        let (recorded, cpu) = tokio::join!(load::drive(window, self.plan.concurrency, channels, make), async {
+            tokio::time::sleep(window.warmup).await;
+            CpuMeter::start(process)
+        });
+        let recorded = recorded?;
         server.check_alive()?;
-        let (server_cpu, loader_cpu) = cpu.stop()?;
+        let (server_cpu, loader_cpu) = cpu?.stop()?;
         let mut report = LoadReport::new(scenario.name(), Summary::of(&recorded), server.rss_bytes()?);
         report.server_cpu = server_cpu;
         report.loader_cpu = loader_cpu;
