@@ -89,6 +89,15 @@ pub struct RunArgs {
     #[arg(long = "sessiond-arg", allow_hyphen_values = true)]
     pub sessiond_args: Vec<String>,
 
+    /// Postgres database for the scenarios that need one (revocation): two
+    /// sessiond replicas share it. scripts/bench starts a throwaway one.
+    #[arg(long, env = "SESSIOND_BENCH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Sessions revoked in the revocation scenario (default 500, quick 50).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub revocations: Option<u32>,
+
     /// Print the results as Markdown tables, for BENCHMARKS.md.
     #[arg(long)]
     pub markdown: bool,
@@ -105,6 +114,8 @@ pub struct Plan {
     pub pool_sessions: usize,
     pub memory_sessions: usize,
     pub cold_starts: usize,
+    pub database_url: Option<String>,
+    pub revocations: usize,
 }
 
 impl RunArgs {
@@ -123,6 +134,8 @@ impl RunArgs {
             pool_sessions: self.pool_sessions as usize,
             memory_sessions: count(self.memory_sessions, 100_000, 10_000),
             cold_starts: count(self.cold_starts, 5, 3),
+            database_url: self.database_url.clone(),
+            revocations: count(self.revocations, 500, 50),
         }
     }
 }

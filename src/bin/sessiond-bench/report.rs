@@ -15,6 +15,7 @@ pub enum Measurement {
     Load(LoadReport),
     Memory(MemoryReport),
     ColdStart(ColdStartReport),
+    Revocation(RevocationReport),
 }
 
 /// A load scenario's figures.
@@ -88,6 +89,40 @@ pub struct MemoryReport {
 impl MemoryReport {
     pub fn bytes_per_session(&self) -> i64 {
         (self.rss_after as i64 - self.rss_before as i64) / self.sessions as i64
+    }
+}
+
+/// The revocation scenario's figures: one sample per revoked session.
+#[derive(Debug, Clone)]
+pub struct RevocationReport {
+    pub samples: Vec<Duration>,
+    /// Why the scenario did not run, when it did not.
+    pub skipped: Option<String>,
+}
+
+impl RevocationReport {
+    /// `(p50, p99, max)` of the samples.
+    pub fn percentiles(&self) -> (Duration, Duration, Duration) {
+        let mut nanos: Vec<u64> = self.samples.iter().map(|d| d.as_nanos() as u64).collect();
+        nanos.sort_unstable();
+        let max = nanos.last().map_or(Duration::ZERO, |n| Duration::from_nanos(*n));
+        (crate::stats::percentile(&nanos, 0.5), crate::stats::percentile(&nanos, 0.99), max)
+    }
+
+    fn line(&self) -> String {
+        match &self.skipped {
+            Some(why) => format!("revocation: skipped ({why})"),
+            None => {
+                let (p50, p99, max) = self.percentiles();
+                format!(
+                    "revocation to another replica refusing: p50 {}, p99 {}, max {} over {} sessions",
+                    latency(p50),
+                    latency(p99),
+                    latency(max),
+                    self.samples.len()
+                )
+            }
+        }
     }
 }
 
@@ -192,6 +227,9 @@ pub fn plain(plan: &Plan, measurements: &[Measurement]) -> String {
                     bytes(r.rss_serving as f64),
                 );
             }
+            Measurement::Revocation(r) => {
+                let _ = writeln!(out, "{}", r.line());
+            }
             Measurement::Load(_) => {}
         }
     }
@@ -242,6 +280,12 @@ pub fn markdown(plan: &Plan, measurements: &[Measurement]) -> String {
         let headers = ["cold starts", "median to SERVING", "min", "max", "RSS once serving"].map(String::from);
         out.push_str(&table(&headers, starts, true));
         out.push('\n');
+    }
+    for m in measurements {
+        if let Measurement::Revocation(r) = m {
+            out.push_str(&r.line());
+            out.push_str("\n\n");
+        }
     }
     out.push_str(&error_lines(measurements));
     out

@@ -8,6 +8,7 @@ pub mod cold_start;
 pub mod echo;
 pub mod logs;
 pub mod memory;
+pub mod revocation;
 pub mod sessions;
 pub mod storage_cas;
 
@@ -46,10 +47,13 @@ pub enum Scenario {
     Memory,
     /// Time from spawning sessiond to health SERVING.
     ColdStart,
+    /// Time from a revoke on one replica to another refusing the session
+    /// (needs --database-url).
+    Revocation,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Echo,
         Scenario::HasPrivilege,
         Scenario::GetSession,
@@ -59,6 +63,7 @@ impl Scenario {
         Scenario::StorageCas,
         Scenario::Memory,
         Scenario::ColdStart,
+        Scenario::Revocation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +77,7 @@ impl Scenario {
             Scenario::StorageCas => "storage-cas",
             Scenario::Memory => "memory",
             Scenario::ColdStart => "cold-start",
+            Scenario::Revocation => "revocation",
         }
     }
 
@@ -84,7 +90,9 @@ impl Scenario {
             | Scenario::CreateSession
             | Scenario::LogBatched
             | Scenario::StorageCas => &[Baseline::Echo],
-            Scenario::Echo | Scenario::LogStreaming | Scenario::Memory | Scenario::ColdStart => &[],
+            Scenario::Echo | Scenario::LogStreaming | Scenario::Memory | Scenario::ColdStart | Scenario::Revocation => {
+                &[]
+            }
         }
     }
 
@@ -107,6 +115,7 @@ impl Scenario {
             Scenario::StorageCas => Measurement::Load(storage_cas::run(ctx).await?),
             Scenario::Memory => Measurement::Memory(memory::run(ctx).await?),
             Scenario::ColdStart => Measurement::ColdStart(cold_start::run(ctx).await?),
+            Scenario::Revocation => Measurement::Revocation(revocation::run(ctx).await?),
         })
     }
 }
