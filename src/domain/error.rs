@@ -16,6 +16,18 @@ impl InvalidInput {
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
         Self { field: field.into(), description: description.into() }
     }
+
+    /// Checks a free-text field: at most `max_bytes`, and no NUL character
+    /// (which no store can keep as text).
+    pub fn check_text(value: &str, field: &str, max_bytes: usize) -> Option<Self> {
+        if value.len() > max_bytes {
+            Some(Self::new(field, format!("must be at most {max_bytes} bytes")))
+        } else if value.contains('\0') {
+            Some(Self::new(field, "must not contain NUL characters"))
+        } else {
+            None
+        }
+    }
 }
 
 /// What a call on the service can fail with.

@@ -98,10 +98,7 @@ impl Service {
     }
 
     fn check_text(&self, value: &str, field: &str, violations: &mut Vec<InvalidInput>) {
-        let max = self.inner.config.limits.max_text_bytes;
-        if value.len() > max {
-            violations.push(InvalidInput::new(field, format!("must be at most {max} bytes")));
-        }
+        violations.extend(InvalidInput::check_text(value, field, self.inner.config.limits.max_text_bytes));
     }
 
     fn resolve_timeout(
@@ -224,8 +221,11 @@ impl Service {
         if let Some(error) = &error {
             self.check_text(error, "error", &mut violations);
         }
-        if stack_trace.as_ref().is_some_and(|s| s.len() > self.inner.config.limits.max_log_message_bytes) {
-            violations.push(InvalidInput::new("stack_trace", "is too long"));
+        if let Some(violation) = stack_trace
+            .as_ref()
+            .and_then(|s| InvalidInput::check_text(s, "stack_trace", self.inner.config.limits.max_log_message_bytes))
+        {
+            violations.push(violation);
         }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));

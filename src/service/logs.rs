@@ -32,10 +32,7 @@ impl Service {
                     ("stack_trace", e.stack_trace.as_ref()),
                 ]
                 .into_iter()
-                .filter(move |(_, text)| text.is_some_and(|t| t.len() > max))
-                .map(move |(field, _)| {
-                    InvalidInput::new(format!("entries[{i}].{field}"), format!("must be at most {max} bytes"))
-                })
+                .filter_map(move |(field, text)| InvalidInput::check_text(text?, &format!("entries[{i}].{field}"), max))
             })
             .collect();
         if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }

@@ -424,3 +424,17 @@ async fn an_invalid_log_policy_file_stops_start_up() {
         assert!(Application::build(settings).await.is_err(), "{name} must stop start-up");
     }
 }
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_an_invalid_argument_naming_its_field() {
+    let mut app = TestApp::spawn().await;
+    let created = app.create(Kind::WebUser, "alice").await;
+    let entry =
+        pb::LogEntry { level: pb::LogLevel::Error.into(), message: "before\0after".into(), ..Default::default() };
+
+    let status =
+        failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries: vec![entry] }).await);
+    assert_invalid(&status, "entries[0].message");
+    let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "a\0b".into(), ..Default::default() };
+    assert_invalid(&failure(app.sessions.create_session(request).await), "user_id");
+}
