@@ -18,15 +18,19 @@ pub enum Baseline {
     /// A bare tonic unary echo on sessiond's server stack: the floor of any
     /// unary call through tonic, h2 and the loopback on this machine.
     Echo,
+    /// Single-row INSERTs of a session-sized row straight into the same
+    /// Postgres: what a service gets writing Postgres itself.
+    PostgresInsert,
 }
 
 impl Baseline {
     /// Every baseline, in the order the report shows them.
-    pub const ALL: [Baseline; 1] = [Baseline::Echo];
+    pub const ALL: [Baseline; 2] = [Baseline::Echo, Baseline::PostgresInsert];
 
     pub fn name(self) -> &'static str {
         match self {
             Baseline::Echo => "echo",
+            Baseline::PostgresInsert => "postgres-insert",
         }
     }
 
@@ -34,6 +38,7 @@ impl Baseline {
     pub async fn measure(self, ctx: &Context) -> anyhow::Result<LoadReport> {
         match self {
             Baseline::Echo => scenarios::echo::run(ctx).await,
+            Baseline::PostgresInsert => scenarios::postgres_insert::run(ctx).await,
         }
     }
 }

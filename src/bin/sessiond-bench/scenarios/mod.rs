@@ -8,6 +8,7 @@ pub mod cold_start;
 pub mod echo;
 pub mod logs;
 pub mod memory;
+pub mod postgres_insert;
 pub mod revocation;
 pub mod sessions;
 pub mod storage_cas;
@@ -36,6 +37,9 @@ pub enum Scenario {
     GetSession,
     /// CreateSession, answered after the store commits it.
     CreateSession,
+    /// CreateSession on Postgres (needs --database-url), compared with
+    /// direct single-row INSERTs.
+    CreateSessionPostgres,
     /// Log with 100 entries per call.
     LogBatched,
     /// StreamLog: per call, one stream of 50 messages of 100 entries.
@@ -53,11 +57,12 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Echo,
         Scenario::HasPrivilege,
         Scenario::GetSession,
         Scenario::CreateSession,
+        Scenario::CreateSessionPostgres,
         Scenario::LogBatched,
         Scenario::LogStreaming,
         Scenario::StorageCas,
@@ -72,6 +77,7 @@ impl Scenario {
             Scenario::HasPrivilege => "has-privilege",
             Scenario::GetSession => "get-session",
             Scenario::CreateSession => "create-session",
+            Scenario::CreateSessionPostgres => "create-session-postgres",
             Scenario::LogBatched => "log-batched",
             Scenario::LogStreaming => "log-streaming",
             Scenario::StorageCas => "storage-cas",
@@ -90,6 +96,7 @@ impl Scenario {
             | Scenario::CreateSession
             | Scenario::LogBatched
             | Scenario::StorageCas => &[Baseline::Echo],
+            Scenario::CreateSessionPostgres => &[Baseline::PostgresInsert],
             Scenario::Echo | Scenario::LogStreaming | Scenario::Memory | Scenario::ColdStart | Scenario::Revocation => {
                 &[]
             }
@@ -100,6 +107,7 @@ impl Scenario {
     fn as_baseline(self) -> Option<Baseline> {
         match self {
             Scenario::Echo => Some(Baseline::Echo),
+            Scenario::CreateSessionPostgres => None,
             _ => None,
         }
     }
@@ -110,6 +118,7 @@ impl Scenario {
             Scenario::HasPrivilege => Measurement::Load(sessions::has_privilege(ctx).await?),
             Scenario::GetSession => Measurement::Load(sessions::get_session(ctx).await?),
             Scenario::CreateSession => Measurement::Load(sessions::create_session(ctx).await?),
+            Scenario::CreateSessionPostgres => Measurement::Load(sessions::create_session_postgres(ctx).await?),
             Scenario::LogBatched => Measurement::Load(logs::batched(ctx).await?),
             Scenario::LogStreaming => Measurement::Load(logs::streaming(ctx).await?),
             Scenario::StorageCas => Measurement::Load(storage_cas::run(ctx).await?),
@@ -193,6 +202,10 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<()> {
         Context { plan: args.plan(), launcher: Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())? };
     let mut chosen: Vec<Scenario> = Vec::new();
     for scenario in if args.scenarios.is_empty() { &Scenario::ALL[..] } else { &args.scenarios[..] } {
+        if *scenario == Scenario::CreateSessionPostgres && ctx.plan.database_url.is_none() {
+            eprintln!("sessiond-bench: skipping {}: no --database-url", scenario.name());
+            continue;
+        }
         if !chosen.contains(scenario) {
             chosen.push(*scenario);
         }

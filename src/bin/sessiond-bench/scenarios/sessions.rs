@@ -145,6 +145,20 @@ impl Caller for CreateSessionCaller {
     }
 }
 
+/// `create-session-postgres`: `create-session` with sessiond storing in the
+/// run's Postgres; answered after the transaction commits.
+pub async fn create_session_postgres(ctx: &Context) -> anyhow::Result<LoadReport> {
+    let url = ctx.plan.database_url.as_deref().ok_or_else(|| anyhow::anyhow!("needs --database-url"))?;
+    let mut server = ctx.launcher.sessiond(&["--database-url", url, "--db-pool-size", "32"]).await?;
+    let channels = server.channels(ctx.plan.connections).await?;
+    ctx.measure_load(Scenario::CreateSessionPostgres, &mut server, &channels, |caller, channel| CreateSessionCaller {
+        client: SessionServiceClient::new(channel),
+        caller,
+        created: 0,
+    })
+    .await
+}
+
 /// `create-session`: CreateSession of a web user with role Manager; sessiond
 /// answers once the store has committed it.
 pub async fn create_session(ctx: &Context) -> anyhow::Result<LoadReport> {
