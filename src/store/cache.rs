@@ -29,13 +29,6 @@ use crate::domain::{
     VersionedStorage,
 };
 
-/// Counts of cache outcomes, for telemetry and tests.
-#[derive(Debug, Default)]
-pub struct CacheStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-}
-
 /// A [`Store`] decorator caching session records in memory.
 #[derive(Debug)]
 pub struct CachedStore {
@@ -52,7 +45,6 @@ struct Entries {
     epoch: AtomicU64,
     /// Set while other processes' changes cannot be followed.
     bypass: std::sync::atomic::AtomicBool,
-    stats: CacheStats,
 }
 
 impl Entries {
@@ -67,7 +59,6 @@ impl Entries {
     }
 
     fn hit(&self) {
-        self.stats.hits.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::metrics::cache_lookup(true);
     }
 
@@ -78,7 +69,6 @@ impl Entries {
     /// Caches a record read from the inner store, unless a write happened
     /// since `epoch` was read or the cache is bypassed.
     fn fill(&self, session: &Session, epoch: u64) {
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::metrics::cache_lookup(false);
         if !self.bypassed() && self.epoch.load(Ordering::SeqCst) == epoch {
             self.tokens.insert(session.token_hash, session.id.clone());
@@ -97,14 +87,9 @@ impl CachedStore {
             tokens: Cache::new(capacity),
             epoch: AtomicU64::new(0),
             bypass: std::sync::atomic::AtomicBool::new(false),
-            stats: CacheStats::default(),
         });
         let listener = inner.notifications().map(|notifications| tokio::spawn(follow(notifications, entries.clone())));
         Self { inner: Box::new(inner), entries, listener }
-    }
-
-    pub fn stats(&self) -> &CacheStats {
-        &self.entries.stats
     }
 
     /// Drops every entry, e.g. when invalidations may have been missed.
