@@ -46,6 +46,7 @@ macro_rules! store_conformance_tests {
             storage_versions_start_at_zero_or_one_and_compare_and_set,
             concurrent_storage_increments_lose_none,
             log_numbering_continues_across_appends,
+            concurrent_appends_number_each_log_without_gaps,
             query_logs_answers_kept_logs_matching_the_filters,
             query_logs_pages_by_entry_id,
             list_sessions_filters_by_user_kind_state_and_id,
@@ -430,6 +431,77 @@ pub async fn log_numbering_continues_across_appends(store: Arc<dyn Store>) {
     let numbered: Vec<_> = records.iter().map(|r| (r.sequence, r.entry.message.as_str())).collect();
     assert_eq!(numbered, [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]);
     assert_eq!(records[4].entry, rest[2]);
+}
+
+/// Appends to several sessions at once number each session's entries from
+/// 1 without gaps or repeats, an append's entries together and a caller's
+/// appends in the order made; appends to an ended or unknown session fail
+/// alone.
+pub async fn concurrent_appends_number_each_log_without_gaps(store: Arc<dyn Store>) {
+    const SESSIONS: usize = 4;
+    const CALLERS: usize = 3;
+    const APPENDS: usize = 5;
+    let mut sessions = Vec::new();
+    for _ in 0..SESSIONS {
+        let s = session(SessionKind::FutureCall, None, T0);
+        create(&*store, &s, &StorageMap::new()).await;
+        sessions.push(s);
+    }
+    let ended = session(SessionKind::FutureCall, None, T0);
+    create(&*store, &ended, &StorageMap::new()).await;
+    end(&*store, &ended, EndReason::Closed, T0, true).await;
+    let unknown = SessionId::generate();
+
+    let mut tasks = Vec::new();
+    for s in &sessions {
+        for caller in 0..CALLERS {
+            let (store, id) = (Arc::clone(&store), s.id.clone());
+            tasks.push(tokio::spawn(async move {
+                for append in 0..APPENDS {
+                    let pair = ["a", "b"].map(|part| entry(LogLevel::Info, &format!("{caller}.{append}.{part}"), T0));
+                    store.append_logs(&id, &pair).await.expect("appended");
+                }
+            }));
+        }
+    }
+    for (id, expected) in [(ended.id.clone(), "ended"), (unknown, "unknown")] {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..APPENDS {
+                let refused = store.append_logs(&id, &[entry(LogLevel::Info, "late", T0)]).await;
+                match expected {
+                    "ended" => assert!(matches!(refused, Err(StoreError::Ended(EndReason::Closed))), "{refused:?}"),
+                    _ => assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}"),
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("no appender panicked");
+    }
+
+    for s in &sessions {
+        end(&*store, s, EndReason::Closed, T0, true).await;
+        let query = LogQuery { session_id: Some(s.id.clone()), ..all_logs() };
+        let records = store.query_logs(&query).await.expect("logs are queryable");
+        let total = (CALLERS * APPENDS * 2) as u64;
+        assert_eq!(records.iter().map(|r| r.sequence).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+        for pair in records.chunks(2) {
+            let [a, b] = [&pair[0].entry.message, &pair[1].entry.message];
+            assert!(a.ends_with(".a") && b.ends_with(".b") && a[..a.len() - 1] == b[..b.len() - 1], "{a} {b}");
+        }
+        for caller in 0..CALLERS {
+            let mine: Vec<&str> = records
+                .iter()
+                .map(|r| r.entry.message.as_str())
+                .filter(|m| m.starts_with(&format!("{caller}.")) && m.ends_with(".a"))
+                .collect();
+            let made: Vec<String> = (0..APPENDS).map(|append| format!("{caller}.{append}.a")).collect();
+            assert_eq!(mine, made, "caller {caller}'s appends are in the order made");
+        }
+    }
+    let ended_log = LogQuery { session_id: Some(ended.id.clone()), ..all_logs() };
+    assert_eq!(store.query_logs(&ended_log).await.expect("logs are queryable"), []);
 }
 
 /// QueryLogs answers kept logs only, narrowed by each filter.

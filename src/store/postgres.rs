@@ -5,16 +5,20 @@
 //!   and the [`Store`] methods) and how Postgres failures become
 //!   [`StoreError`]s;
 //! - `writer`: group commit — the writer tasks and their batches;
-//! - `writes`: each write as the statements it runs;
+//! - `bulk`: the writes a batch applies in multi-row statements (creates
+//!   and log appends);
+//! - `writes`: each other write as the statements it runs;
 //! - `rows`: rows back into domain values, and the queries built from
 //!   filters;
 //! - `migrations`: the versioned schema and the runner that applies it.
 //!
 //! Writes are queued to a few writer tasks, a session's writes always to the
-//! same one. A writer takes every write waiting (up to a batch), runs them
-//! in one transaction, each inside its own savepoint (a write that fails is
-//! rolled back alone and answered its error), numbers the batch's events
-//! last, and commits; callers are answered after the `COMMIT`. Reads take a
+//! same one. A writer takes every write waiting (up to a batch) and runs
+//! them in one transaction: creates and log appends in multi-row
+//! statements, every other write inside its own savepoint (a write that
+//! fails is rolled back alone and answered its error); it numbers the
+//! batch's events last, and commits. Callers are answered after the
+//! `COMMIT`. Reads take a
 //! pooled connection of their own. Statements are prepared once per
 //! connection (`prepare_cached`).
 //!
@@ -67,6 +71,7 @@ macro_rules! session_columns {
     };
 }
 
+mod bulk;
 mod listener;
 mod migrations;
 mod rows;

@@ -30,6 +30,14 @@ const MIGRATIONS: &[Migration] = &[
         name: "tenants",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V2__tenants.sql")),
     },
+    Migration {
+        version: 3,
+        name: "log_entries_unconstrained",
+        sql: include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/postgres/V3__log_entries_unconstrained.sql"
+        )),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -5,14 +5,22 @@
 //! go to the same writer, so a store's own writers never wait on each
 //! other's row locks, and one session's writes commit in the order queued.
 //! A writer takes every write waiting (up to [`MAX_BATCH`]) and runs them
-//! in one transaction:
+//! in one transaction, in three steps. Each step is one [`Pipeline`]: its
+//! statements go out together and are answered in order, so a step costs
+//! one round trip however many writes it carries.
 //!
-//! 1. each write inside the savepoint `write`: one that fails (an unknown or
-//!    ended session, a version conflict, a refused statement) is rolled back
-//!    to it alone and answered its error;
-//! 2. the events of the writes that succeeded are numbered last, by bumping
-//!    `event_counter` once for the whole batch, and inserted;
-//! 3. the notifications for other replicas are sent, then `COMMIT`.
+//! 1. `BEGIN`, the batch's creates as one multi-row `INSERT`, and the row
+//!    locks of the sessions its log appends go to (see `bulk`);
+//! 2. every other write inside the savepoint `write`: one that fails (an
+//!    unknown or ended session, a version conflict, a refused statement) is
+//!    rolled back to it alone and answered its error;
+//! 3. the log entries as one multi-row `INSERT`, the events of the writes
+//!    that succeeded, numbered by bumping `event_counter` once for the
+//!    whole batch, the notifications for other replicas, and `COMMIT`.
+//!
+//! When a multi-row statement is refused (a duplicate token hash, say), the
+//! transaction is rolled back and the batch runs again with every write in
+//! its own savepoint, so that only the write at fault fails.
 //!
 //! Callers are answered after the `COMMIT`. When the batch itself fails
 //! (the connection is lost, the commit is refused) every write in it is
@@ -23,10 +31,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{ClientWrapper, Pool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
+use super::bulk::{self, Bulk, NewEntries, Opening};
 use super::writes::{Applied, Changed, Outcome, Write};
 use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, internal, pool_error, sql_int};
 use crate::domain::{EndReason, Event, NewEvent};
@@ -124,7 +134,7 @@ async fn run_writer(pool: Pool, mut writes: mpsc::Receiver<Queued>) {
 /// Why a whole batch failed, told to each of its writes.
 #[derive(Debug, thiserror::Error)]
 #[error("the write batch did not commit: {message}")]
-struct BatchFailed {
+pub(super) struct BatchFailed {
     message: String,
     transient: bool,
 }
@@ -152,28 +162,78 @@ impl From<tokio_postgres::Error> for BatchFailed {
     }
 }
 
-/// Runs a batch in one transaction and commits it; answers each write's
-/// own result.
-async fn commit(pool: &Pool, batch: &[Queued]) -> Result<Vec<StoreResult<Committed>>, BatchFailed> {
-    let mut client = pool.get().await.map_err(pool_error)?;
-    let tx = client.transaction().await?;
-    let mut applied = Vec::with_capacity(batch.len());
-    tx.batch_execute("SAVEPOINT write").await?;
-    for (i, queued) in batch.iter().enumerate() {
-        // After a success, move the savepoint past it; after a failure the
-        // rollback left it where the next write starts.
-        if i > 0 && applied.last().is_some_and(|a: &StoreResult<Applied>| a.is_ok()) {
-            tx.batch_execute("RELEASE SAVEPOINT write; SAVEPOINT write").await?;
-        }
-        let result = queued.write.apply(&tx).await;
-        if result.is_err() {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT write").await?;
-        }
-        applied.push(result);
+/// How a batch's transaction applies its writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Creates and log appends in multi-row statements, the rest one by one.
+    Bulk,
+    /// Every write in its own savepoint.
+    OneByOne,
+}
+
+/// Why a transaction did not commit.
+pub(super) enum Attempt {
+    /// Postgres refused a multi-row statement; the transaction is rolled
+    /// back, and one write of the batch is at fault.
+    Refused(StoreError),
+    Failed(BatchFailed),
+}
+
+impl<E: Into<BatchFailed>> From<E> for Attempt {
+    fn from(e: E) -> Self {
+        Attempt::Failed(e.into())
     }
-    let sequences = record_events(&tx, &applied).await?;
-    notify(&tx, &applied, sequences.last().copied()).await?;
-    tx.commit().await?;
+}
+
+/// Commits a batch; answers each write's own result.
+async fn commit(pool: &Pool, batch: &[Queued]) -> Result<Vec<StoreResult<Committed>>, BatchFailed> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let writes: Vec<&Write> = batch.iter().map(|queued| &queued.write).collect();
+    let attempt = match transact(&client, &writes, Plan::Bulk).await {
+        Err(Attempt::Refused(cause)) => {
+            tracing::debug!(error = %cause, "a multi-row statement was refused; committing the batch write by write");
+            transact(&client, &writes, Plan::OneByOne).await
+        }
+        attempt => attempt,
+    };
+    attempt.map_err(|failure| match failure {
+        Attempt::Refused(cause) => cause.into(),
+        Attempt::Failed(failure) => failure,
+    })
+}
+
+/// Runs the batch in one transaction and commits it.
+async fn transact(
+    client: &ClientWrapper,
+    writes: &[&Write],
+    plan: Plan,
+) -> Result<Vec<StoreResult<Committed>>, Attempt> {
+    let bulk = match plan {
+        Plan::Bulk => Bulk::of(writes),
+        Plan::OneByOne => Bulk::default(),
+    };
+    let mut applied: Vec<Option<StoreResult<Applied>>> = writes.iter().map(|_| None).collect();
+    let (opening, entries) = if bulk.is_creates_alone(writes.len()) {
+        // Steps 1 and 3 go out as one pipeline.
+        bulk.created(&mut applied);
+        (Some(bulk.opening(client).await?), NewEntries::default())
+    } else {
+        let entries = match bulk.begin(client, &mut applied).await {
+            Ok(entries) => entries,
+            Err(attempt) => {
+                rollback(client).await;
+                return Err(attempt);
+            }
+        };
+        if let Err(failure) = apply_one_by_one(client, writes, &mut applied).await {
+            rollback(client).await;
+            return Err(failure.into());
+        }
+        (None, entries)
+    };
+    let applied: Vec<StoreResult<Applied>> =
+        applied.into_iter().map(|a| a.unwrap_or_else(|| Err(internal("a write was never applied")))).collect();
+    let sequences = finish(client, opening.as_ref(), &applied, &entries, plan).await?;
 
     let mut sequences = sequences.into_iter();
     let results = applied
@@ -193,55 +253,184 @@ async fn commit(pool: &Pool, batch: &[Queued]) -> Result<Vec<StoreResult<Committ
     Ok(results)
 }
 
-/// Numbers and inserts the events of the writes that succeeded, in batch
-/// order; answers their sequence numbers. The counter's row lock is taken
-/// here, as late as possible, and held until the batch commits.
-async fn record_events(tx: &Transaction<'_>, applied: &[StoreResult<Applied>]) -> StoreResult<Vec<i64>> {
-    let events: Vec<&NewEvent> = applied.iter().filter_map(|a| a.as_ref().ok()?.event.as_ref()).collect();
-    if events.is_empty() {
-        return Ok(Vec::new());
+/// Step 2: applies each write not applied yet inside the savepoint `write`,
+/// rolling a failed one back alone.
+async fn apply_one_by_one(
+    client: &ClientWrapper,
+    writes: &[&Write],
+    applied: &mut [Option<StoreResult<Applied>>],
+) -> StoreResult<()> {
+    let mut savepoint_set = false;
+    for (write, slot) in writes.iter().zip(applied.iter_mut()) {
+        if slot.is_some() {
+            continue;
+        }
+        // After a success, move the savepoint past it; after a failure the
+        // rollback left it where the next write starts.
+        if !savepoint_set {
+            client.batch_execute("SAVEPOINT write").await?;
+            savepoint_set = true;
+        }
+        let result = write.apply(client).await;
+        if result.is_ok() {
+            client.batch_execute("RELEASE SAVEPOINT write").await?;
+            savepoint_set = false;
+        } else {
+            client.batch_execute("ROLLBACK TO SAVEPOINT write").await?;
+        }
+        *slot = Some(result);
     }
-    let count = sql_int(events.len());
-    let bump = tx
-        .prepare_cached("UPDATE event_counter SET last_sequence = last_sequence + $1 RETURNING last_sequence")
-        .await?;
-    let last: i64 = tx.query_one(&bump, &[&count]).await?.try_get(0)?;
-    let sequences: Vec<i64> = (last - count + 1..=last).collect();
-
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO events (sequence, event_type, session_id, tenant, user_id, kind, end_reason, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await?;
-    let rows: Vec<_> = events
-        .iter()
-        .zip(&sequences)
-        .map(|(e, sequence)| {
-            (
-                *sequence,
-                e.event_type.as_str(),
-                e.session_id.as_str(),
-                e.tenant.as_str(),
-                e.user_id.as_deref(),
-                e.kind.as_str(),
-                e.end_reason.map(EndReason::as_str),
-                e.at.0,
-            )
-        })
-        .collect();
-    pipelined(rows.iter().map(|(sequence, event_type, session_id, tenant, user_id, kind, end_reason, at)| {
-        let params: [&(dyn ToSql + Sync); 8] =
-            [sequence, event_type, session_id, tenant, user_id, kind, end_reason, at];
-        tx.execute_raw(&insert, params)
-    }))
-    .await?;
-    Ok(sequences)
+    Ok(())
 }
 
-/// Tells other replicas what this batch changed, delivered at its commit:
-/// the last event recorded, and each session record changed.
-async fn notify(tx: &Transaction<'_>, applied: &[StoreResult<Applied>], last_event: Option<i64>) -> StoreResult<()> {
+/// Step 3: inserts the log entries, numbers and inserts the events of the
+/// writes that succeeded (in batch order), notifies, and commits; answers
+/// the events' sequence numbers. The counter's row lock is taken here, as
+/// late as possible, and held until the commit. Opens the transaction
+/// first, in the same pipeline, when given its `opening`.
+async fn finish(
+    client: &ClientWrapper,
+    opening: Option<&Opening<'_>>,
+    applied: &[StoreResult<Applied>],
+    entries: &NewEntries<'_>,
+    plan: Plan,
+) -> Result<Vec<i64>, Attempt> {
+    let events = NewEvents::of(applied);
+    let changed = changed_sessions(applied);
+    let statements = Finish::prepare(client, entries, &events, &changed).await?;
+    let count = sql_int(events.event_type.len());
+    let ids: Vec<&str> = changed.iter().copied().collect();
+
+    let mut pipeline = Pipeline::new(client);
+    let created = opening.and_then(|opening| opening.push(&mut pipeline));
+    let inserted = statements.entries.as_ref().map(|(insert, counts)| {
+        (pipeline.push(insert, entries.insert_params()), pipeline.push(counts, entries.count_params()))
+    });
+    let bumped = statements.events.as_ref().map(|(bump, insert, notify)| {
+        let bumped = pipeline.push(bump, vec![&count]);
+        pipeline.push(insert, events.params(&count));
+        pipeline.push(notify, vec![&EVENTS_CHANNEL]);
+        bumped
+    });
+    if let Some(notify) = &statements.invalidate {
+        pipeline.push(notify, vec![&INVALIDATE_CHANNEL, &ids]);
+    }
+    pipeline.push(&statements.commit, Vec::new());
+    let mut answers = pipeline.run().await;
+
+    // The first failure ended the transaction: Postgres refused every
+    // statement after it, and answered the `COMMIT` with a rollback.
+    if let Some(failed) = answers.iter().position(Result::is_err) {
+        let cause = StoreError::from(answers.swap_remove(failed).expect_err("the failed answer"));
+        let multi_row = created == Some(failed)
+            || inserted.is_some_and(|(insert, counts)| failed == insert || failed == counts);
+        return Err(if multi_row && plan == Plan::Bulk && !matches!(cause, StoreError::Unavailable(_)) {
+            Attempt::Refused(cause)
+        } else {
+            Attempt::Failed(cause.into())
+        });
+    }
+    let Some(bumped) = bumped else { return Ok(Vec::new()) };
+    let rows = answers.swap_remove(bumped).map_err(StoreError::from)?;
+    let row = rows.first().ok_or_else(|| internal("the event counter answered no row"))?;
+    let last: i64 = row.try_get(0).map_err(StoreError::from)?;
+    Ok((last - count + 1..=last).collect())
+}
+
+/// The statements of step 3, prepared before any is sent so that the
+/// pipeline goes out in order.
+struct Finish {
+    entries: Option<(Statement, Statement)>,
+    events: Option<(Statement, Statement, Statement)>,
+    invalidate: Option<Statement>,
+    commit: Statement,
+}
+
+impl Finish {
+    async fn prepare(
+        client: &ClientWrapper,
+        entries: &NewEntries<'_>,
+        events: &NewEvents<'_>,
+        changed: &BTreeSet<&str>,
+    ) -> StoreResult<Finish> {
+        let entries = match entries.is_empty() {
+            true => None,
+            false => Some((
+                client.prepare_cached(bulk::INSERT_ENTRIES).await?,
+                client.prepare_cached(bulk::COUNT_ENTRIES).await?,
+            )),
+        };
+        let events = match events.event_type.is_empty() {
+            true => None,
+            false => Some((
+                client
+                    .prepare_cached(
+                        "UPDATE event_counter SET last_sequence = last_sequence + $1 RETURNING last_sequence",
+                    )
+                    .await?,
+                client.prepare_cached(INSERT_EVENTS).await?,
+                client.prepare_cached("SELECT pg_notify($1, last_sequence::text) FROM event_counter").await?,
+            )),
+        };
+        let invalidate = match changed.is_empty() {
+            true => None,
+            false => Some(client.prepare_cached("SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id").await?),
+        };
+        Ok(Finish { entries, events, invalidate, commit: client.prepare_cached("COMMIT").await? })
+    }
+}
+
+/// The batch's events, numbered after the counter just bumped by `$1`, in
+/// the order given.
+const INSERT_EVENTS: &str = "INSERT INTO events (sequence, event_type, session_id, tenant, user_id, kind, \
+     end_reason, at) \
+     SELECT c.last_sequence - $1 + e.n, e.event_type, e.session_id, e.tenant, e.user_id, e.kind, e.end_reason, e.at \
+     FROM event_counter AS c, \
+     unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[]) \
+     WITH ORDINALITY AS e (event_type, session_id, tenant, user_id, kind, end_reason, at, n)";
+
+/// The events of the writes that succeeded, one array per column.
+struct NewEvents<'a> {
+    event_type: Vec<&'a str>,
+    session_id: Vec<&'a str>,
+    tenant: Vec<&'a str>,
+    user_id: Vec<Option<&'a str>>,
+    kind: Vec<&'a str>,
+    end_reason: Vec<Option<&'a str>>,
+    at: Vec<i64>,
+}
+
+impl<'a> NewEvents<'a> {
+    fn of(applied: &'a [StoreResult<Applied>]) -> Self {
+        let events: Vec<&NewEvent> = applied.iter().filter_map(|a| a.as_ref().ok()?.event.as_ref()).collect();
+        NewEvents {
+            event_type: events.iter().map(|e| e.event_type.as_str()).collect(),
+            session_id: events.iter().map(|e| e.session_id.as_str()).collect(),
+            tenant: events.iter().map(|e| e.tenant.as_str()).collect(),
+            user_id: events.iter().map(|e| e.user_id.as_deref()).collect(),
+            kind: events.iter().map(|e| e.kind.as_str()).collect(),
+            end_reason: events.iter().map(|e| e.end_reason.map(EndReason::as_str)).collect(),
+            at: events.iter().map(|e| e.at.0).collect(),
+        }
+    }
+
+    fn params<'p>(&'p self, count: &'p i64) -> Vec<&'p (dyn ToSql + Sync)> {
+        vec![
+            count,
+            &self.event_type,
+            &self.session_id,
+            &self.tenant,
+            &self.user_id,
+            &self.kind,
+            &self.end_reason,
+            &self.at,
+        ]
+    }
+}
+
+/// The session records the batch changed, for other replicas to drop from
+/// their caches; `*` when a purge deleted sessions.
+fn changed_sessions(applied: &[StoreResult<Applied>]) -> BTreeSet<&str> {
     let mut changed = BTreeSet::new();
     for applied in applied.iter().flatten() {
         match &applied.changed {
@@ -254,43 +443,59 @@ async fn notify(tx: &Transaction<'_>, applied: &[StoreResult<Applied>], last_eve
             }
         }
     }
-    let last_event = last_event.map(|sequence| sequence.to_string());
-    let notifications: Vec<(&str, &str)> = last_event
-        .iter()
-        .map(|sequence| (EVENTS_CHANNEL, sequence.as_str()))
-        .chain(changed.into_iter().map(|id| (INVALIDATE_CHANNEL, id)))
-        .collect();
-    if notifications.is_empty() {
-        return Ok(());
-    }
-    let statement = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-    pipelined(notifications.iter().map(|(channel, payload)| {
-        let params: [&(dyn ToSql + Sync); 2] = [channel, payload];
-        tx.execute_raw(&statement, params)
-    }))
-    .await?;
-    Ok(())
+    changed
 }
 
-/// Awaits `statements` together: tokio-postgres sends a statement when its
-/// future is first polled, so all of them go out, in order, before any
-/// answer is awaited, and the server runs them in that order.
-pub(super) async fn pipelined<F>(statements: impl IntoIterator<Item = F>) -> Result<(), tokio_postgres::Error>
-where
-    F: Future<Output = Result<u64, tokio_postgres::Error>>,
-{
-    let mut pending: Vec<Option<Pin<Box<F>>>> = statements.into_iter().map(|f| Some(Box::pin(f))).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for slot in &mut pending {
-            let Some(statement) = slot else { continue };
-            match statement.as_mut().poll(cx) {
-                Poll::Ready(Ok(_)) => *slot = None,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => done = false,
+/// Ends a transaction that will not commit. Best effort: when the
+/// connection is lost the server rolls back by itself, and the pool drops
+/// the connection.
+async fn rollback(client: &ClientWrapper) {
+    if let Err(e) = client.batch_execute("ROLLBACK").await {
+        tracing::debug!(error = %StoreError::from(e), "could not roll back a postgres write batch");
+    }
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
+
+/// Prepared statements sent together, in order, before any answer is
+/// awaited: tokio-postgres sends a statement when its future is first
+/// polled, and the server runs and answers them in that order.
+pub(super) struct Pipeline<'a> {
+    client: &'a ClientWrapper,
+    statements: Vec<Answer<'a>>,
+}
+
+impl<'a> Pipeline<'a> {
+    pub(super) fn new(client: &'a ClientWrapper) -> Self {
+        Pipeline { client, statements: Vec::new() }
+    }
+
+    /// Adds a statement; answers its place among the answers.
+    pub(super) fn push(&mut self, statement: &'a Statement, params: Vec<&'a (dyn ToSql + Sync)>) -> usize {
+        let client = self.client;
+        self.statements.push(Box::pin(async move { client.query(statement, &params).await }));
+        self.statements.len() - 1
+    }
+
+    /// Sends every statement and answers each one's rows or error.
+    pub(super) async fn run(self) -> Vec<Result<Vec<Row>, tokio_postgres::Error>> {
+        let mut pending: Vec<Option<Answer<'a>>> = self.statements.into_iter().map(Some).collect();
+        let mut answers: Vec<Option<Result<Vec<Row>, tokio_postgres::Error>>> = pending.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut done = true;
+            for (slot, answer) in pending.iter_mut().zip(answers.iter_mut()) {
+                let Some(statement) = slot else { continue };
+                match statement.as_mut().poll(cx) {
+                    Poll::Ready(result) => {
+                        *answer = Some(result);
+                        *slot = None;
+                    }
+                    Poll::Pending => done = false,
+                }
             }
-        }
-        if done { Poll::Ready(Ok(())) } else { Poll::Pending }
-    })
-    .await
+            if done { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+        answers.into_iter().map(|answer| answer.expect("every statement answered")).collect()
+    }
 }

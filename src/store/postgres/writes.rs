@@ -1,16 +1,18 @@
 //! Every write of the Postgres store as the statements it runs inside
-//! its writer's open transaction (see `writer`). Each reads the rows it
+//! its writer's open transaction (see `writer`), on its own. A batch
+//! applies its creates and log appends together instead (see `bulk`),
+//! unless a multi-row statement was refused. Each reads the rows it
 //! builds on with `FOR UPDATE`, so that replicas writing the same session
 //! at once wait for each other instead of losing an update.
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
-use deadpool_postgres::Transaction;
-use tokio_postgres::types::ToSql;
+use deadpool_postgres::ClientWrapper;
 
+use super::bulk::{COUNT_ENTRIES, INSERT_ENTRIES, NewEntries};
 use super::rows::{end_from_row, end_reason, millis, session_from_row, unsigned};
 use super::sql_int;
-use super::writer::pipelined;
+use super::writer::Pipeline;
 use crate::clock::UnixMillis;
 use crate::domain::{LogEntry, LogId, NewEvent, Session, SessionEnd, SessionId};
 use crate::store::{Purged, StoreError, StoreResult};
@@ -68,11 +70,11 @@ impl Write {
     }
 
     /// Runs the write's statements in the open transaction.
-    pub(super) async fn apply(&self, tx: &Transaction<'_>) -> StoreResult<Applied> {
+    pub(super) async fn apply(&self, tx: &ClientWrapper) -> StoreResult<Applied> {
         match self {
             Write::Create { session, grants, storage, storage_version, event } => {
                 insert_session(tx, session, grants, storage, *storage_version).await?;
-                Ok(Applied { event: Some(event.clone()), outcome: Outcome::Done, changed: Changed::Nothing })
+                Ok(Applied::recorded(event))
             }
             Write::Activity { id, at } => record_activity(tx, id, *at).await,
             Write::End { id, end, event } => end_session(tx, id, end, event).await,
@@ -95,7 +97,7 @@ impl Write {
             }
             Write::Logs { id, entries } => {
                 append_logs(tx, id, entries).await?;
-                Ok(Applied { event: None, outcome: Outcome::Done, changed: Changed::Nothing })
+                Ok(Applied::unrecorded())
             }
             Write::Purge { ended_before, events_before } => purge(tx, *ended_before, *events_before).await,
         }
@@ -110,7 +112,7 @@ struct OpenSession {
     log_count: u64,
 }
 
-async fn open_session(tx: &Transaction<'_>, id: &SessionId) -> StoreResult<OpenSession> {
+async fn open_session(tx: &ClientWrapper, id: &SessionId) -> StoreResult<OpenSession> {
     let statement = tx
         .prepare_cached(
             "SELECT end_reason, grants_version, storage_version, log_count FROM sessions WHERE id = $1 FOR UPDATE",
@@ -128,7 +130,7 @@ async fn open_session(tx: &Transaction<'_>, id: &SessionId) -> StoreResult<OpenS
 }
 
 async fn insert_session(
-    tx: &Transaction<'_>,
+    tx: &ClientWrapper,
     s: &Session,
     grants: &str,
     storage: &str,
@@ -171,8 +173,8 @@ async fn insert_session(
     Ok(())
 }
 
-async fn record_activity(tx: &Transaction<'_>, id: &SessionId, at: UnixMillis) -> StoreResult<Applied> {
-    let unchanged = Applied { event: None, outcome: Outcome::Done, changed: Changed::Nothing };
+async fn record_activity(tx: &ClientWrapper, id: &SessionId, at: UnixMillis) -> StoreResult<Applied> {
+    let unchanged = Applied::unrecorded();
     let select = tx
         .prepare_cached(concat!(
             "SELECT ",
@@ -187,7 +189,7 @@ async fn record_activity(tx: &Transaction<'_>, id: &SessionId, at: UnixMillis) -
     Ok(Applied { changed: Changed::Session(id.clone()), ..unchanged })
 }
 
-async fn end_session(tx: &Transaction<'_>, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<Applied> {
+async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<Applied> {
     let select = tx
         .prepare_cached(
             "SELECT ended_at, end_reason, end_error, end_stack_trace, log_id, slow FROM sessions WHERE id = $1 \
@@ -234,7 +236,7 @@ enum Versioned {
 /// Replaces a document of an open session if it is still at `expected`;
 /// answers the new version.
 async fn compare_and_set(
-    tx: &Transaction<'_>,
+    tx: &ClientWrapper,
     id: &SessionId,
     expected: u64,
     which: Versioned,
@@ -257,44 +259,28 @@ async fn compare_and_set(
     Ok(current + 1)
 }
 
-async fn append_logs(tx: &Transaction<'_>, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
+async fn append_logs(tx: &ClientWrapper, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
     let first = open_session(tx, id).await?.log_count + 1;
-    if entries.is_empty() {
+    let mut new = NewEntries::default();
+    new.add(id, first, entries);
+    if new.is_empty() {
         return Ok(());
     }
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO log_entries (session_id, sequence, level, message, exception, stack_trace, client_time, \
-             logged_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await?;
-    let rows: Vec<_> = (first..)
-        .zip(entries)
-        .map(|(sequence, entry)| (sql_int(sequence), entry.level as i64, entry.client_time.map(|t| t.0), entry))
-        .collect();
-    let session_id = id.as_str();
-    // Pipelined in order, so entry ids increase in the order logged.
-    pipelined(rows.iter().map(|(sequence, level, client_time, entry)| {
-        let params: [&(dyn ToSql + Sync); 8] = [
-            &session_id,
-            sequence,
-            level,
-            &entry.message,
-            &entry.exception,
-            &entry.stack_trace,
-            client_time,
-            &entry.logged_at.0,
-        ];
-        tx.execute_raw(&insert, params)
-    }))
-    .await?;
-    let update = tx.prepare_cached("UPDATE sessions SET log_count = log_count + $2 WHERE id = $1").await?;
-    tx.execute(&update, &[&id.as_str(), &sql_int(entries.len())]).await?;
+    let (insert, count) = (tx.prepare_cached(INSERT_ENTRIES).await?, tx.prepare_cached(COUNT_ENTRIES).await?);
+    let mut pipeline = Pipeline::new(tx);
+    pipeline.push(&insert, new.insert_params());
+    pipeline.push(&count, new.count_params());
+    for answer in pipeline.run().await {
+        answer?;
+    }
     Ok(())
 }
 
-async fn purge(tx: &Transaction<'_>, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Applied> {
-    // Log entries go with their sessions: the foreign key cascades.
+async fn purge(tx: &ClientWrapper, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Applied> {
+    let entries = tx
+        .prepare_cached("DELETE FROM log_entries WHERE session_id IN (SELECT id FROM sessions WHERE ended_at < $1)")
+        .await?;
+    tx.execute(&entries, &[&ended_before.0]).await?;
     let sessions = tx.prepare_cached("DELETE FROM sessions WHERE ended_at < $1").await?;
     let sessions = tx.execute(&sessions, &[&ended_before.0]).await?;
     let events = tx.prepare_cached("DELETE FROM events WHERE at < $1").await?;

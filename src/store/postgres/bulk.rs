@@ -1,0 +1,336 @@
+//! The writes a batch applies in multi-row statements: its creates, one
+//! `INSERT … SELECT FROM unnest(…)` for all of them, and its log appends,
+//! one row-locking `SELECT` of their sessions and one `INSERT` of all their
+//! entries. These are the writes that come by the thousand; a statement per
+//! write would cost a round trip each (see `writer`).
+
+use std::collections::{BTreeSet, HashMap};
+
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::Statement;
+use tokio_postgres::types::ToSql;
+
+use super::rows::{end_reason, millis, unsigned};
+use super::writer::{Attempt, Pipeline};
+use super::writes::{Applied, Changed, Outcome, Write};
+use super::{internal, sql_int};
+use crate::domain::{LogEntry, NewEvent, Session, SessionId};
+use crate::store::{StoreError, StoreResult};
+
+const INSERT_SESSIONS: &str = "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, \
+     future_call, client_address, user_agent, created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, \
+     grants, grants_version, storage, storage_version) \
+     SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], \
+     $16::bool[], $17::text[], $18::int8[], $19::text[], $20::int8[])";
+
+/// Locks the sessions log entries go to, in id order (so that two writers
+/// never wait for each other's locks in a cycle), and reads what appending
+/// builds on.
+const LOCK_SESSIONS: &str =
+    "SELECT id, end_reason, log_count FROM sessions WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+
+/// Entries in the order given, which is the order their ids increase in.
+pub(super) const INSERT_ENTRIES: &str = "INSERT INTO log_entries (session_id, sequence, level, message, exception, \
+     stack_trace, client_time, logged_at) \
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], \
+     $8::int8[])";
+
+pub(super) const COUNT_ENTRIES: &str = "UPDATE sessions AS s SET log_count = s.log_count + u.added \
+     FROM unnest($1::text[], $2::int8[]) AS u (id, added) WHERE s.id = u.id";
+
+/// The creates and log appends of a batch, by their place in it.
+#[derive(Default)]
+pub(super) struct Bulk<'w> {
+    creates: Vec<(usize, &'w Write)>,
+    appends: Vec<(usize, &'w SessionId, &'w [LogEntry])>,
+}
+
+impl<'w> Bulk<'w> {
+    pub(super) fn of(writes: &[&'w Write]) -> Self {
+        let mut bulk = Bulk::default();
+        for (i, write) in writes.iter().enumerate() {
+            match write {
+                Write::Create { .. } => bulk.creates.push((i, write)),
+                Write::Logs { id, entries } => bulk.appends.push((i, id, entries)),
+                _ => {}
+            }
+        }
+        bulk
+    }
+
+    /// Whether the batch is creates alone: then nothing needs an answer
+    /// before the `COMMIT`, and the whole batch is one round trip.
+    pub(super) fn is_creates_alone(&self, writes: usize) -> bool {
+        self.appends.is_empty() && self.creates.len() == writes
+    }
+
+    /// Prepares `BEGIN` and the creates' insert.
+    pub(super) async fn opening(&self, client: &ClientWrapper) -> StoreResult<Opening<'w>> {
+        let begin = client.prepare_cached("BEGIN").await?;
+        let insert = match self.creates.is_empty() {
+            true => None,
+            false => Some(client.prepare_cached(INSERT_SESSIONS).await?),
+        };
+        Ok(Opening { begin, insert, sessions: NewSessions::of(self.creates.iter().map(|(_, write)| *write)) })
+    }
+
+    /// Fills in each create's result: if the insert is refused, the
+    /// transaction rolls back and nothing is answered from this attempt.
+    pub(super) fn created(&self, applied: &mut [Option<StoreResult<Applied>>]) {
+        for (i, write) in &self.creates {
+            if let Write::Create { event, .. } = write {
+                applied[*i] = Some(Ok(Applied::recorded(event)));
+            }
+        }
+    }
+
+    /// Step 1 of a batch: `BEGIN`, inserts the creates and locks the
+    /// sessions appended to, in one round trip. Fills in the result of
+    /// each create and append; answers the entries to insert at the end.
+    pub(super) async fn begin(
+        &self,
+        client: &ClientWrapper,
+        applied: &mut [Option<StoreResult<Applied>>],
+    ) -> Result<NewEntries<'w>, Attempt> {
+        let opening = self.opening(client).await?;
+        let lock = match self.appends.is_empty() {
+            true => None,
+            false => Some(client.prepare_cached(LOCK_SESSIONS).await.map_err(StoreError::from)?),
+        };
+        let locked: Vec<&str> =
+            self.appends.iter().map(|(_, id, _)| id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+
+        let mut pipeline = Pipeline::new(client);
+        opening.push(&mut pipeline);
+        let locking = lock.as_ref().map(|lock| pipeline.push(lock, vec![&locked]));
+        let mut answers = pipeline.run().await;
+        if let Some(failed) = answers.iter().position(Result::is_err) {
+            let cause = StoreError::from(answers.swap_remove(failed).expect_err("the failed answer"));
+            // Only the multi-row statements are refused for one write's sake.
+            return Err(match cause {
+                StoreError::Unavailable(_) => Attempt::Failed(cause.into()),
+                _ if failed == 0 => Attempt::Failed(cause.into()),
+                refused => Attempt::Refused(refused),
+            });
+        }
+
+        self.created(applied);
+        let rows = match locking {
+            Some(at) => answers.swap_remove(at).map_err(StoreError::from)?,
+            None => Vec::new(),
+        };
+        let mut open = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: &str = row.try_get("id").map_err(StoreError::from)?;
+            let next = match end_reason(row)? {
+                Some(reason) => Err(StoreError::Ended(reason)),
+                None => Ok(unsigned(row, "log_count")? + 1),
+            };
+            open.insert(id.to_owned(), next);
+        }
+        let mut entries = NewEntries::default();
+        for (i, id, appended) in &self.appends {
+            let result = match open.get_mut(id.as_str()) {
+                None => Err(StoreError::NotFound),
+                Some(Err(ended)) => Err(clone_refusal(ended)),
+                Some(Ok(next)) => {
+                    entries.add(id, *next, appended);
+                    *next += appended.len() as u64;
+                    Ok(Applied::unrecorded())
+                }
+            };
+            applied[*i] = Some(result);
+        }
+        Ok(entries)
+    }
+}
+
+/// What a batch's transaction opens with: `BEGIN` and its creates.
+pub(super) struct Opening<'w> {
+    begin: Statement,
+    insert: Option<Statement>,
+    sessions: NewSessions<'w>,
+}
+
+impl Opening<'_> {
+    /// Adds `BEGIN` (first) and the creates' insert to `pipeline`; answers
+    /// the insert's place, if there is one.
+    pub(super) fn push<'a>(&'a self, pipeline: &mut Pipeline<'a>) -> Option<usize> {
+        pipeline.push(&self.begin, Vec::new());
+        self.insert.as_ref().map(|insert| pipeline.push(insert, self.sessions.params()))
+    }
+}
+
+/// The refusal of a log append to an ended session, for each append to it.
+fn clone_refusal(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Ended(reason) => StoreError::Ended(*reason),
+        _ => internal("an appended session was neither open nor ended"),
+    }
+}
+
+impl Applied {
+    /// A write that recorded `event` and changed no cached record.
+    pub(super) fn recorded(event: &NewEvent) -> Self {
+        Applied { event: Some(event.clone()), outcome: Outcome::Done, changed: Changed::Nothing }
+    }
+
+    /// A write that recorded no event and changed no cached record.
+    pub(super) fn unrecorded() -> Self {
+        Applied { event: None, outcome: Outcome::Done, changed: Changed::Nothing }
+    }
+}
+
+/// The columns of the sessions a batch creates, one array per column.
+#[derive(Default)]
+struct NewSessions<'a> {
+    id: Vec<&'a str>,
+    token_hash: Vec<&'a [u8]>,
+    tenant: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    user_id: Vec<Option<&'a str>>,
+    endpoint: Vec<&'a str>,
+    method: Vec<&'a str>,
+    future_call: Vec<&'a str>,
+    client_address: Vec<&'a str>,
+    user_agent: Vec<&'a str>,
+    created_at: Vec<i64>,
+    last_active_at: Vec<i64>,
+    idle_ms: Vec<Option<i64>>,
+    lifetime_ms: Vec<Option<i64>>,
+    expires_at: Vec<Option<i64>>,
+    trusted: Vec<bool>,
+    grants: Vec<&'a str>,
+    grants_version: Vec<i64>,
+    storage: Vec<&'a str>,
+    storage_version: Vec<i64>,
+}
+
+impl<'a> NewSessions<'a> {
+    fn of(creates: impl Iterator<Item = &'a Write>) -> Self {
+        let mut columns = NewSessions::default();
+        for write in creates {
+            if let Write::Create { session, grants, storage, storage_version, .. } = write {
+                columns.add(session, grants, storage, *storage_version);
+            }
+        }
+        columns
+    }
+
+    fn add(&mut self, s: &'a Session, grants: &'a str, storage: &'a str, storage_version: i64) {
+        self.id.push(s.id.as_str());
+        self.token_hash.push(s.token_hash.0.as_slice());
+        self.tenant.push(s.tenant.as_str());
+        self.kind.push(s.kind.as_str());
+        self.user_id.push(s.user_id.as_deref());
+        self.endpoint.push(&s.labels.endpoint);
+        self.method.push(&s.labels.method);
+        self.future_call.push(&s.labels.future_call);
+        self.client_address.push(&s.labels.client_address);
+        self.user_agent.push(&s.labels.user_agent);
+        self.created_at.push(s.created_at.0);
+        self.last_active_at.push(s.last_active_at.0);
+        self.idle_ms.push(millis(s.idle_timeout));
+        self.lifetime_ms.push(millis(s.lifetime));
+        self.expires_at.push(s.expires_at(s.last_active_at).map(|at| at.0));
+        self.trusted.push(s.trusted);
+        self.grants.push(grants);
+        self.grants_version.push(sql_int(s.grants_version));
+        self.storage.push(storage);
+        self.storage_version.push(storage_version);
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.id,
+            &self.token_hash,
+            &self.tenant,
+            &self.kind,
+            &self.user_id,
+            &self.endpoint,
+            &self.method,
+            &self.future_call,
+            &self.client_address,
+            &self.user_agent,
+            &self.created_at,
+            &self.last_active_at,
+            &self.idle_ms,
+            &self.lifetime_ms,
+            &self.expires_at,
+            &self.trusted,
+            &self.grants,
+            &self.grants_version,
+            &self.storage,
+            &self.storage_version,
+        ]
+    }
+}
+
+/// Log entries to insert, one array per column, and how many each session
+/// gains.
+#[derive(Default)]
+pub(super) struct NewEntries<'a> {
+    session_id: Vec<&'a str>,
+    sequence: Vec<i64>,
+    level: Vec<i64>,
+    message: Vec<&'a str>,
+    exception: Vec<Option<&'a str>>,
+    stack_trace: Vec<Option<&'a str>>,
+    client_time: Vec<Option<i64>>,
+    logged_at: Vec<i64>,
+    counted: Vec<&'a str>,
+    added: Vec<i64>,
+    /// Where each session is in `counted`.
+    counted_at: HashMap<&'a str, usize>,
+}
+
+impl<'a> NewEntries<'a> {
+    /// Adds `entries` of session `id`, numbered from `first`.
+    pub(super) fn add(&mut self, id: &'a SessionId, first: u64, entries: &'a [LogEntry]) {
+        if entries.is_empty() {
+            return;
+        }
+        for (sequence, entry) in (first..).zip(entries) {
+            self.session_id.push(id.as_str());
+            self.sequence.push(sql_int(sequence));
+            self.level.push(entry.level as i64);
+            self.message.push(&entry.message);
+            self.exception.push(entry.exception.as_deref());
+            self.stack_trace.push(entry.stack_trace.as_deref());
+            self.client_time.push(entry.client_time.map(|t| t.0));
+            self.logged_at.push(entry.logged_at.0);
+        }
+        match self.counted_at.get(id.as_str()) {
+            Some(&at) => self.added[at] += sql_int(entries.len()),
+            None => {
+                self.counted_at.insert(id.as_str(), self.counted.len());
+                self.counted.push(id.as_str());
+                self.added.push(sql_int(entries.len()));
+            }
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.session_id.is_empty()
+    }
+
+    /// The parameters of [`INSERT_ENTRIES`].
+    pub(super) fn insert_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.session_id,
+            &self.sequence,
+            &self.level,
+            &self.message,
+            &self.exception,
+            &self.stack_trace,
+            &self.client_time,
+            &self.logged_at,
+        ]
+    }
+
+    /// The parameters of [`COUNT_ENTRIES`].
+    pub(super) fn count_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![&self.counted, &self.added]
+    }
+}
