@@ -1,8 +1,10 @@
 //! Log scenarios, on a pool of sessions: `log-batched` (Log, 100 entries
 //! per call) and `log-streaming` (StreamLog, 50 messages of 100 entries
-//! per stream). Both are durable: sessiond answers once every entry is
-//! committed. Both report entries per second, and count a call that stores
-//! fewer entries than it sent as an error.
+//! per stream), on the embedded store and, as `log-batched-postgres` and
+//! `log-streaming-postgres`, on the run's Postgres. All are durable:
+//! sessiond answers once every entry is committed. All report entries per
+//! second, and count a call that stores fewer entries than it sent as an
+//! error.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use sessiond::pb::{LogEntry, LogLevel, LogRequest, StreamLogRequest};
 use tonic::Status;
 use tonic::transport::Channel;
 
-use super::sessions::{by_token, create_all, web_user};
+use super::sessions::{by_token, create_all, postgres_flags, web_user};
 use super::{Context, Scenario};
 use crate::load::{Caller, Outcome};
 use crate::report::LoadReport;
@@ -85,9 +87,15 @@ impl Caller for StreamCaller {
     }
 }
 
-/// Starts sessiond with a session pool and measures the callers `make` builds.
-async fn measure<C: Caller>(ctx: &Context, scenario: Scenario, make: fn(Writer) -> C) -> anyhow::Result<LoadReport> {
-    let mut server = ctx.launcher.sessiond(&[]).await?;
+/// Starts sessiond with `flags` and a session pool, and measures the
+/// callers `make` builds.
+async fn measure<C: Caller>(
+    ctx: &Context,
+    scenario: Scenario,
+    flags: &[&str],
+    make: fn(Writer) -> C,
+) -> anyhow::Result<LoadReport> {
+    let mut server = ctx.launcher.sessiond(flags).await?;
     let channels = server.channels(ctx.plan.connections).await?;
     let tokens: Arc<[String]> = create_all(ctx, &channels, ctx.plan.pool_sessions, web_user).await?.into();
     let entries = batch();
@@ -107,10 +115,20 @@ async fn measure<C: Caller>(ctx: &Context, scenario: Scenario, make: fn(Writer) 
 
 /// `log-batched`: Log with 100 entries, to a random session.
 pub async fn batched(ctx: &Context) -> anyhow::Result<LoadReport> {
-    measure(ctx, Scenario::LogBatched, BatchCaller).await
+    measure(ctx, Scenario::LogBatched, &[], BatchCaller).await
 }
 
 /// `log-streaming`: one StreamLog of 50 × 100 entries, to a random session.
 pub async fn streaming(ctx: &Context) -> anyhow::Result<LoadReport> {
-    measure(ctx, Scenario::LogStreaming, StreamCaller).await
+    measure(ctx, Scenario::LogStreaming, &[], StreamCaller).await
+}
+
+/// `log-batched-postgres`: `log-batched` storing in the run's Postgres.
+pub async fn batched_postgres(ctx: &Context) -> anyhow::Result<LoadReport> {
+    measure(ctx, Scenario::LogBatchedPostgres, &postgres_flags(ctx)?, BatchCaller).await
+}
+
+/// `log-streaming-postgres`: `log-streaming` storing in the run's Postgres.
+pub async fn streaming_postgres(ctx: &Context) -> anyhow::Result<LoadReport> {
+    measure(ctx, Scenario::LogStreamingPostgres, &postgres_flags(ctx)?, StreamCaller).await
 }

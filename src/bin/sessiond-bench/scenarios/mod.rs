@@ -44,6 +44,10 @@ pub enum Scenario {
     LogBatched,
     /// StreamLog: per call, one stream of 50 messages of 100 entries.
     LogStreaming,
+    /// `log-batched` on Postgres (needs --database-url).
+    LogBatchedPostgres,
+    /// `log-streaming` on Postgres (needs --database-url).
+    LogStreamingPostgres,
     /// GetStorage + PutStorage(expected_version) on 8 shared sessions,
     /// retrying on ABORTED; the counters are checked at the end.
     StorageCas,
@@ -57,7 +61,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Echo,
         Scenario::HasPrivilege,
         Scenario::GetSession,
@@ -65,6 +69,8 @@ impl Scenario {
         Scenario::CreateSessionPostgres,
         Scenario::LogBatched,
         Scenario::LogStreaming,
+        Scenario::LogBatchedPostgres,
+        Scenario::LogStreamingPostgres,
         Scenario::StorageCas,
         Scenario::Memory,
         Scenario::ColdStart,
@@ -80,6 +86,8 @@ impl Scenario {
             Scenario::CreateSessionPostgres => "create-session-postgres",
             Scenario::LogBatched => "log-batched",
             Scenario::LogStreaming => "log-streaming",
+            Scenario::LogBatchedPostgres => "log-batched-postgres",
+            Scenario::LogStreamingPostgres => "log-streaming-postgres",
             Scenario::StorageCas => "storage-cas",
             Scenario::Memory => "memory",
             Scenario::ColdStart => "cold-start",
@@ -95,12 +103,21 @@ impl Scenario {
             | Scenario::GetSession
             | Scenario::CreateSession
             | Scenario::LogBatched
+            | Scenario::LogBatchedPostgres
             | Scenario::StorageCas => &[Baseline::Echo],
             Scenario::CreateSessionPostgres => &[Baseline::PostgresInsert],
-            Scenario::Echo | Scenario::LogStreaming | Scenario::Memory | Scenario::ColdStart | Scenario::Revocation => {
-                &[]
-            }
+            Scenario::Echo
+            | Scenario::LogStreaming
+            | Scenario::LogStreamingPostgres
+            | Scenario::Memory
+            | Scenario::ColdStart
+            | Scenario::Revocation => &[],
         }
+    }
+
+    /// Whether the scenario stores in the run's Postgres.
+    fn needs_database(self) -> bool {
+        matches!(self, Scenario::CreateSessionPostgres | Scenario::LogBatchedPostgres | Scenario::LogStreamingPostgres)
     }
 
     /// The baseline this scenario is, if it is one.
@@ -121,6 +138,8 @@ impl Scenario {
             Scenario::CreateSessionPostgres => Measurement::Load(sessions::create_session_postgres(ctx).await?),
             Scenario::LogBatched => Measurement::Load(logs::batched(ctx).await?),
             Scenario::LogStreaming => Measurement::Load(logs::streaming(ctx).await?),
+            Scenario::LogBatchedPostgres => Measurement::Load(logs::batched_postgres(ctx).await?),
+            Scenario::LogStreamingPostgres => Measurement::Load(logs::streaming_postgres(ctx).await?),
             Scenario::StorageCas => Measurement::Load(storage_cas::run(ctx).await?),
             Scenario::Memory => Measurement::Memory(memory::run(ctx).await?),
             Scenario::ColdStart => Measurement::ColdStart(cold_start::run(ctx).await?),
@@ -202,7 +221,7 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<()> {
         Context { plan: args.plan(), launcher: Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())? };
     let mut chosen: Vec<Scenario> = Vec::new();
     for scenario in if args.scenarios.is_empty() { &Scenario::ALL[..] } else { &args.scenarios[..] } {
-        if *scenario == Scenario::CreateSessionPostgres && ctx.plan.database_url.is_none() {
+        if scenario.needs_database() && ctx.plan.database_url.is_none() {
             eprintln!("sessiond-bench: skipping {}: no --database-url", scenario.name());
             continue;
         }

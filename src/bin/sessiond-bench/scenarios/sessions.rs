@@ -148,8 +148,7 @@ impl Caller for CreateSessionCaller {
 /// `create-session-postgres`: `create-session` with sessiond storing in the
 /// run's Postgres; answered after the transaction commits.
 pub async fn create_session_postgres(ctx: &Context) -> anyhow::Result<LoadReport> {
-    let url = ctx.plan.database_url.as_deref().ok_or_else(|| anyhow::anyhow!("needs --database-url"))?;
-    let mut server = ctx.launcher.sessiond(&["--database-url", url, "--db-pool-size", "32"]).await?;
+    let mut server = ctx.launcher.sessiond(&postgres_flags(ctx)?).await?;
     let channels = server.channels(ctx.plan.connections).await?;
     ctx.measure_load(Scenario::CreateSessionPostgres, &mut server, &channels, |caller, channel| CreateSessionCaller {
         client: SessionServiceClient::new(channel),
@@ -157,6 +156,12 @@ pub async fn create_session_postgres(ctx: &Context) -> anyhow::Result<LoadReport
         created: 0,
     })
     .await
+}
+
+/// The flags that make sessiond store in the run's Postgres.
+pub fn postgres_flags(ctx: &Context) -> anyhow::Result<[&str; 4]> {
+    let url = ctx.plan.database_url.as_deref().ok_or_else(|| anyhow::anyhow!("needs --database-url"))?;
+    Ok(["--database-url", url, "--db-pool-size", "32"])
 }
 
 /// `create-session`: CreateSession of a web user with role Manager; sessiond
