@@ -133,6 +133,11 @@ impl PromotionId {
         parse_hex_id(value, field, "promotion").map(Self)
     }
 
+    /// Rebuilds an id kept by sessiond, which only holds valid ones.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

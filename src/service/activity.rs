@@ -10,89 +10,135 @@
 //! interval), and the sweeper consults the tracker before ending a session
 //! as idle.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
 use std::sync::atomic::{AtomicI64, Ordering};
-
-use moka::sync::Cache;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::clock::UnixMillis;
 use crate::domain::{Error, Session, SessionId};
 
 use super::Service;
 
-/// What the tracker knows of one session. Shared by every call on it, and
-/// updated in place, so a call costs one cache lookup and no insert.
+/// Shards of the tracker, each behind its own lock.
+const SHARDS: usize = 64;
+
+/// What the tracker knows of one session. Updated in place under a shared
+/// lock, so a call on a known session takes no exclusive lock.
 #[derive(Debug)]
-pub(super) struct Seen {
+struct Seen {
     latest: AtomicI64,
     written: AtomicI64,
 }
 
 impl Seen {
-    /// The latest activity seen.
-    pub(super) fn latest(&self) -> UnixMillis {
+    fn new(latest: UnixMillis, written: UnixMillis) -> Self {
+        Self { latest: AtomicI64::new(latest.0), written: AtomicI64::new(written.0) }
+    }
+
+    fn latest(&self) -> UnixMillis {
         UnixMillis(self.latest.load(Ordering::Acquire))
     }
 
-    /// Remembers activity at `at` (never moving back).
-    pub(super) fn record(&self, at: UnixMillis) {
-        self.latest.fetch_max(at.0, Ordering::AcqRel);
+    fn written(&self) -> UnixMillis {
+        UnixMillis(self.written.load(Ordering::Acquire))
     }
 
-    /// Notes that activity up to `at` is in the store.
-    pub(super) fn written(&self, at: UnixMillis) {
-        self.written.fetch_max(at.0, Ordering::AcqRel);
+    /// Whether the store holds all activity seen (or later).
+    fn is_written(&self) -> bool {
+        self.latest() <= self.written()
     }
 }
 
+/// Per session, the latest activity seen and the latest written.
+///
+/// Holds only what the store lacks: a session whose activity is all written
+/// is dropped at the next flush, and comes back with its next call. Nothing
+/// else removes an entry but the session's end, so unwritten activity is
+/// never lost; the tracker holds the sessions used within about
+/// `activity_flush`.
 #[derive(Debug)]
 pub(super) struct ActivityTracker {
-    seen: Cache<SessionId, Arc<Seen>>,
+    shards: Box<[RwLock<HashMap<SessionId, Seen>>]>,
+    hasher: RandomState,
+}
+
+impl Default for ActivityTracker {
+    fn default() -> Self {
+        Self { shards: (0..SHARDS).map(|_| RwLock::default()).collect(), hasher: RandomState::new() }
+    }
 }
 
 impl ActivityTracker {
-    pub(super) fn new(capacity: u64) -> Self {
-        Self { seen: Cache::new(capacity) }
+    fn shard(&self, id: &SessionId) -> &RwLock<HashMap<SessionId, Seen>> {
+        &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
     }
 
-    /// The session's entry, made from its stored activity on first use.
-    pub(super) fn entry(&self, session: &Session) -> Arc<Seen> {
-        let stored = session.last_active_at.0;
-        let seen = self.seen.get_with_by_ref(&session.id, || {
-            Arc::new(Seen { latest: AtomicI64::new(stored), written: AtomicI64::new(stored) })
-        });
-        // The store may know of later writes (another process, a flush).
-        seen.written(session.last_active_at);
-        seen
+    /// The later of the stored and the remembered activity, noting that the
+    /// store has the former (another process or a flush may have written it).
+    pub(super) fn observe(&self, session: &Session) -> UnixMillis {
+        let stored = session.last_active_at;
+        read(self.shard(&session.id)).get(&session.id).map_or(stored, |seen| {
+            seen.written.fetch_max(stored.0, Ordering::AcqRel);
+            seen.latest().max(stored)
+        })
+    }
+
+    /// Remembers activity on `session` at `at` (never moving back).
+    pub(super) fn record(&self, session: &Session, at: UnixMillis) {
+        let shard = self.shard(&session.id);
+        if let Some(seen) = read(shard).get(&session.id) {
+            seen.latest.fetch_max(at.0, Ordering::AcqRel);
+            return;
+        }
+        let mut shard = write(shard);
+        let seen = shard.entry(session.id.clone()).or_insert_with(|| Seen::new(at, session.last_active_at));
+        seen.latest.fetch_max(at.0, Ordering::AcqRel);
     }
 
     /// Notes that activity up to `at` is in the store.
     pub(super) fn written(&self, id: &SessionId, at: UnixMillis) {
-        if let Some(seen) = self.seen.get(id) {
-            seen.written(at);
+        if let Some(seen) = read(self.shard(id)).get(id) {
+            seen.written.fetch_max(at.0, Ordering::AcqRel);
         }
     }
 
     /// The later of the stored and the remembered activity.
     pub(super) fn last_active(&self, session: &Session) -> UnixMillis {
-        self.seen.get(&session.id).map_or(session.last_active_at, |s| s.latest().max(session.last_active_at))
+        read(self.shard(&session.id))
+            .get(&session.id)
+            .map_or(session.last_active_at, |s| s.latest().max(session.last_active_at))
     }
 
     pub(super) fn forget(&self, id: &SessionId) {
-        self.seen.invalidate(id);
+        write(self.shard(id)).remove(id);
     }
 
     /// Sessions with activity not yet written and whose last write is at or
-    /// before `written_by`.
+    /// before `written_by`. Drops the sessions whose activity is all written.
     fn unwritten(&self, written_by: UnixMillis) -> Vec<(SessionId, UnixMillis)> {
-        self.seen
-            .iter()
-            .filter_map(|(id, s)| {
-                let (latest, written) = (s.latest.load(Ordering::Acquire), s.written.load(Ordering::Acquire));
-                (latest > written && written <= written_by.0).then(|| ((*id).clone(), UnixMillis(latest)))
-            })
-            .collect()
+        let mut unwritten = Vec::new();
+        for shard in &self.shards {
+            write(shard).retain(|id, seen| {
+                let (latest, written) = (seen.latest(), seen.written());
+                if latest > written && written <= written_by {
+                    unwritten.push((id.clone(), latest));
+                }
+                !seen.is_written()
+            });
+        }
+        unwritten
     }
+}
+
+/// A poisoned shard only means a panic between two map operations, each of
+/// which leaves the map whole: keep using it.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Service {
@@ -116,5 +162,74 @@ impl Service {
             self.inner.activity.written(&id, at);
         }
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SessionKind;
+    use crate::store::conformance::{T0, session};
+
+    fn at(ms: i64) -> UnixMillis {
+        UnixMillis(T0.0 + ms)
+    }
+
+    fn len(tracker: &ActivityTracker) -> usize {
+        tracker.shards.iter().map(|shard| read(shard).len()).sum()
+    }
+
+    #[test]
+    fn activity_is_remembered_until_written_and_then_dropped() {
+        let tracker = ActivityTracker::default();
+        let alice = session(SessionKind::WebUser, None, T0);
+        assert_eq!(tracker.observe(&alice), T0);
+        tracker.record(&alice, at(10));
+        assert_eq!(tracker.observe(&alice), at(10));
+        assert_eq!(tracker.last_active(&alice), at(10));
+
+        assert_eq!(tracker.unwritten(at(0)), [(alice.id.clone(), at(10))], "last written at creation");
+        assert_eq!(tracker.unwritten(at(-1)), [], "not yet due");
+        tracker.written(&alice.id, at(10));
+        assert_eq!(tracker.unwritten(UnixMillis(i64::MAX)), []);
+        assert_eq!(len(&tracker), 0, "nothing left that the store lacks");
+        assert_eq!(tracker.last_active(&alice), T0, "the store's value, which is at(10) by now");
+    }
+
+    #[test]
+    fn activity_recorded_after_its_entry_was_dropped_is_kept() {
+        let tracker = ActivityTracker::default();
+        let alice = session(SessionKind::WebUser, None, T0);
+        tracker.record(&alice, at(10));
+        tracker.written(&alice.id, at(10));
+        let mut reread = alice.clone();
+        reread.last_active_at = at(10);
+
+        // A call observes the written entry, a flush drops it, the call records.
+        assert_eq!(tracker.observe(&reread), at(10));
+        tracker.unwritten(UnixMillis(i64::MAX));
+        tracker.record(&reread, at(20));
+        assert_eq!(tracker.unwritten(UnixMillis(i64::MAX)), [(alice.id.clone(), at(20))]);
+    }
+
+    #[test]
+    fn the_store_having_newer_activity_makes_an_entry_written() {
+        let tracker = ActivityTracker::default();
+        let alice = session(SessionKind::WebUser, None, T0);
+        tracker.record(&alice, at(10));
+        let mut written_elsewhere = alice.clone();
+        written_elsewhere.last_active_at = at(30);
+        assert_eq!(tracker.observe(&written_elsewhere), at(30));
+        assert_eq!(tracker.unwritten(UnixMillis(i64::MAX)), []);
+    }
+
+    #[test]
+    fn an_ended_session_is_forgotten_with_its_unwritten_activity() {
+        let tracker = ActivityTracker::default();
+        let alice = session(SessionKind::WebUser, None, T0);
+        tracker.record(&alice, at(10));
+        tracker.forget(&alice.id);
+        assert_eq!(tracker.unwritten(UnixMillis(i64::MAX)), []);
+        assert_eq!(tracker.last_active(&alice), T0);
     }
 }

@@ -87,7 +87,8 @@ pub struct ServiceConfig {
     pub retention: Duration,
     /// How long events are kept for WatchSessions to resume from.
     pub event_retention: Duration,
-    /// Capacity of the activity tracker (as the session cache).
+    /// Sessions the session cache holds (`--cache-capacity`). It does not
+    /// bound the activity tracker, which must keep unwritten activity.
     pub cache_capacity: u64,
 }
 
@@ -132,14 +133,13 @@ impl Service {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, roles: RoleBook, config: ServiceConfig) -> Self {
         let (events, _) = broadcast::channel(4096);
         let (stopping, _) = signal::channel(false);
-        let activity = ActivityTracker::new(config.cache_capacity);
         Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 roles: RwLock::new(Arc::new(roles)),
                 config,
-                activity,
+                activity: ActivityTracker::default(),
                 locks: SessionLocks::default(),
                 events,
                 stopping,
@@ -222,16 +222,15 @@ impl Service {
             return Err(Error::SessionEnded(end.reason));
         }
         let now = self.now();
-        let seen = self.inner.activity.entry(&session);
-        let known = seen.latest().max(session.last_active_at);
+        let known = self.inner.activity.observe(&session);
         if let Expiry::Due(reason) = session.expiry(self.judged(&session, known), now) {
             self.end(&session, reason, None, None).await?;
             return Err(Error::SessionEnded(reason));
         }
-        seen.record(now);
+        self.inner.activity.record(&session, now);
         if now.since(session.last_active_at) >= self.activity_write_interval(&session) {
             self.store().record_activity(&session.id, now).await?;
-            seen.written(now);
+            self.inner.activity.written(&session.id, now);
         }
         Ok(session)
     }

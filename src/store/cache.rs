@@ -1,14 +1,18 @@
 //! [`CachedStore`]: a moka cache in front of any [`Store`].
 //!
-//! Sessions are cached by id, and token hashes map to ids (a token never
-//! changes owner, so that map needs no invalidation). Every write that
-//! changes a session record invalidates its entry. Writes that do not touch
-//! the record (storage, logs) pass through.
+//! Sessions are cached by id. A token index maps token hashes to the ids of
+//! cached sessions (a token never changes owner, so a mapping is never
+//! wrong, only missing): the cache's eviction listener drops a session's
+//! mapping with its entry, and a record found through the index is checked
+//! against the token's full hash. Every write that changes a session record
+//! invalidates its entry. Writes that do not touch the record (storage,
+//! logs) pass through.
 //!
 //! A read that misses races with writes: it may fetch a record just before
 //! a write commits and insert it just after the write invalidated the entry.
 //! To never cache such a stale record, each write bumps an epoch, and a miss
-//! inserts only if no write happened while it was reading.
+//! keeps what it inserted only if no write happened while it was reading or
+//! inserting.
 //!
 //! When the inner store is shared with other processes, their writes arrive
 //! as [`Notification`]s and invalidate here too. While they cannot be
@@ -16,11 +20,17 @@
 //! memory — a revocation made elsewhere must not be missed — and a
 //! `Resync` starts again from an empty cache.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
+
+mod record;
+
+use record::Packed;
 
 use super::{EndOutcome, Notification, PageRequest, Purged, SessionFilter, Store, StoreResult};
 use crate::clock::UnixMillis;
@@ -40,17 +50,33 @@ pub struct CachedStore {
 
 #[derive(Debug)]
 struct Entries {
-    sessions: Cache<SessionId, Session>,
-    tokens: Cache<TokenHash, SessionId>,
+    sessions: Cache<SessionId, Packed>,
+    tokens: Arc<TokenIndex>,
     epoch: AtomicU64,
     /// Set while other processes' changes cannot be followed.
-    bypass: std::sync::atomic::AtomicBool,
+    bypass: AtomicBool,
 }
 
 impl Entries {
+    fn new(capacity: u64) -> Self {
+        let tokens = Arc::new(TokenIndex::default());
+        let index = tokens.clone();
+        let sessions = Cache::builder()
+            .max_capacity(capacity)
+            .eviction_listener(move |id: Arc<SessionId>, record: Packed, cause| {
+                // A replaced entry keeps its token: the new record has it too.
+                if cause != RemovalCause::Replaced {
+                    index.remove(&record.token_hash(), &id);
+                }
+            })
+            .build();
+        Self { sessions, tokens, epoch: AtomicU64::new(0), bypass: AtomicBool::new(false) }
+    }
+
     fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.sessions.invalidate_all();
+        self.tokens.clear();
     }
 
     fn invalidate(&self, id: &SessionId) {
@@ -66,28 +92,103 @@ impl Entries {
         self.bypass.load(Ordering::SeqCst)
     }
 
+    fn by_id(&self, id: &SessionId) -> Option<Session> {
+        let record = self.sessions.get(id).filter(|_| !self.bypassed())?;
+        Some(record.unpack(id.clone()))
+    }
+
+    fn by_token(&self, hash: &TokenHash) -> Option<Session> {
+        let id = self.tokens.get(hash)?;
+        let record = self.sessions.get(&id).filter(|record| record.token_hash() == *hash && !self.bypassed())?;
+        Some(record.unpack(id))
+    }
+
     /// Caches a record read from the inner store, unless a write happened
     /// since `epoch` was read or the cache is bypassed.
     fn fill(&self, session: &Session, epoch: u64) {
         crate::telemetry::metrics::cache_lookup(false);
-        if !self.bypassed() && self.epoch.load(Ordering::SeqCst) == epoch {
-            self.tokens.insert(session.token_hash, session.id.clone());
-            self.sessions.insert(session.id.clone(), session.clone());
+        if self.bypassed() || self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        self.tokens.insert(&session.token_hash, &session.id);
+        self.sessions.insert(session.id.clone(), Packed::pack(session));
+        // A write (or a `Lost`) that bumped the epoch before the insert may
+        // have invalidated before it too: take the record back out. One that
+        // bumps it later invalidates after the insert by itself.
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            self.sessions.invalidate(&session.id);
         }
     }
 }
 
+/// Shards of the token index, each behind its own lock.
+const TOKEN_SHARDS: usize = 64;
+
+/// Token hash → id of the cached session holding that token.
+///
+/// Keyed by the hash's first eight bytes: two tokens sharing them (about
+/// one chance in 2^64 per pair) only cost misses, as readers check the
+/// record's full hash.
+#[derive(Debug)]
+struct TokenIndex {
+    shards: Box<[RwLock<HashMap<u64, SessionId>>]>,
+}
+
+impl Default for TokenIndex {
+    fn default() -> Self {
+        Self { shards: (0..TOKEN_SHARDS).map(|_| RwLock::default()).collect() }
+    }
+}
+
+impl TokenIndex {
+    /// The key and the shard of `hash`, from distinct bytes of it: a
+    /// SHA-256 digest is uniform, so they spread evenly.
+    fn locate(&self, hash: &TokenHash) -> (u64, &RwLock<HashMap<u64, SessionId>>) {
+        let [k0, k1, k2, k3, k4, k5, k6, k7, shard, ..] = hash.0;
+        (u64::from_le_bytes([k0, k1, k2, k3, k4, k5, k6, k7]), &self.shards[usize::from(shard) % TOKEN_SHARDS])
+    }
+
+    fn get(&self, hash: &TokenHash) -> Option<SessionId> {
+        let (key, shard) = self.locate(hash);
+        read(shard).get(&key).cloned()
+    }
+
+    fn insert(&self, hash: &TokenHash, id: &SessionId) {
+        let (key, shard) = self.locate(hash);
+        write(shard).insert(key, id.clone());
+    }
+
+    /// Drops `hash`'s mapping if it still names `id`.
+    fn remove(&self, hash: &TokenHash, id: &SessionId) {
+        let (key, shard) = self.locate(hash);
+        let mut shard = write(shard);
+        if shard.get(&key) == Some(id) {
+            shard.remove(&key);
+        }
+    }
+
+    fn clear(&self) {
+        for shard in &self.shards {
+            *write(shard) = HashMap::new();
+        }
+    }
+}
+
+/// A poisoned shard only means a panic between two map operations, each of
+/// which leaves the map whole: keep using it.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
 impl CachedStore {
-    /// Caches at most `capacity` sessions (and as many token mappings).
-    /// For a shared inner store, starts listening to its notifications
-    /// (which needs a tokio runtime).
+    /// Caches at most `capacity` sessions. For a shared inner store, starts
+    /// listening to its notifications (which needs a tokio runtime).
     pub fn new(inner: impl Store, capacity: u64) -> Self {
-        let entries = Arc::new(Entries {
-            sessions: Cache::new(capacity),
-            tokens: Cache::new(capacity),
-            epoch: AtomicU64::new(0),
-            bypass: std::sync::atomic::AtomicBool::new(false),
-        });
+        let entries = Arc::new(Entries::new(capacity));
         let listener = inner.notifications().map(|notifications| tokio::spawn(follow(notifications, entries.clone())));
         Self { inner: Box::new(inner), entries, listener }
     }
@@ -137,17 +238,13 @@ async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification
 #[async_trait]
 impl Store for CachedStore {
     async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
-        let event = self.inner.create_session(session, storage, event).await?;
-        self.entries.tokens.insert(session.token_hash, session.id.clone());
-        Ok(event)
+        self.inner.create_session(session, storage, event).await
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
         let entries = &self.entries;
         let epoch = entries.epoch.load(Ordering::SeqCst);
-        if let Some(session) =
-            entries.tokens.get(hash).and_then(|id| entries.sessions.get(&id)).filter(|_| !entries.bypassed())
-        {
+        if let Some(session) = entries.by_token(hash) {
             entries.hit();
             return Ok(Some(session));
         }
@@ -161,7 +258,7 @@ impl Store for CachedStore {
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
         let entries = &self.entries;
         let epoch = entries.epoch.load(Ordering::SeqCst);
-        if let Some(session) = entries.sessions.get(id).filter(|_| !entries.bypassed()) {
+        if let Some(session) = entries.by_id(id) {
             entries.hit();
             return Ok(Some(session));
         }
@@ -248,5 +345,127 @@ impl Store for CachedStore {
 
     fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
         self.inner.notifications()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EndReason, SessionKind};
+    use crate::store::conformance::{T0, create, ending, session};
+    use crate::store::sqlite::SqliteStore;
+
+    impl TokenIndex {
+        fn len(&self) -> usize {
+            self.shards.iter().map(|shard| read(shard).len()).sum()
+        }
+    }
+
+    fn web_user() -> Session {
+        session(SessionKind::WebUser, Some("alice"), T0)
+    }
+
+    /// A cache over a fresh SQLite store, with `sessions` created in it.
+    async fn cached(sessions: &[&Session]) -> (tempfile::TempDir, CachedStore) {
+        let dir = tempfile::tempdir().expect("a temporary directory can be created");
+        let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
+        for session in sessions {
+            create(&store, session, &StorageMap::new()).await;
+        }
+        (dir, CachedStore::new(store, 1_000))
+    }
+
+    #[tokio::test]
+    async fn a_session_read_once_is_then_answered_from_memory_by_token_and_by_id() {
+        let alice = web_user();
+        let (_dir, cache) = cached(&[&alice]).await;
+        assert_eq!(cache.session_by_token(&alice.token_hash).await.expect("readable"), Some(alice.clone()));
+
+        // Behind the cache's back: only a cached record still shows no end.
+        let (end, event) = ending(&alice, EndReason::Closed, T0, false);
+        cache.inner.end_session(&alice.id, &end, &event).await.expect("ended");
+        assert_eq!(cache.session_by_token(&alice.token_hash).await.expect("readable"), Some(alice.clone()));
+        assert_eq!(cache.session_by_id(&alice.id).await.expect("readable"), Some(alice));
+    }
+
+    #[tokio::test]
+    async fn a_write_through_the_cache_is_seen_by_both_lookups() {
+        let alice = web_user();
+        let (_dir, cache) = cached(&[&alice]).await;
+        cache.session_by_token(&alice.token_hash).await.expect("readable");
+
+        let (end, event) = ending(&alice, EndReason::Revoked, T0, false);
+        cache.end_session(&alice.id, &end, &event).await.expect("ended");
+        let by_token = cache.session_by_token(&alice.token_hash).await.expect("readable").expect("found");
+        assert_eq!(by_token.end, Some(end.clone()));
+        assert_eq!(cache.session_by_id(&alice.id).await.expect("readable").expect("found").end, Some(end));
+    }
+
+    #[test]
+    fn a_record_read_before_a_write_is_not_kept() {
+        let entries = Entries::new(100);
+        let alice = web_user();
+        let epoch = entries.epoch.load(Ordering::SeqCst);
+        entries.invalidate(&alice.id);
+        entries.fill(&alice, epoch);
+        assert_eq!(entries.by_id(&alice.id), None);
+        assert_eq!(entries.by_token(&alice.token_hash), None);
+    }
+
+    #[test]
+    fn nothing_is_answered_from_memory_while_bypassed() {
+        let entries = Entries::new(100);
+        let (alice, bob) = (web_user(), web_user());
+        entries.fill(&alice, entries.epoch.load(Ordering::SeqCst));
+        entries.bypass.store(true, Ordering::SeqCst);
+        assert_eq!(entries.by_token(&alice.token_hash), None);
+        assert_eq!(entries.by_id(&alice.id), None);
+
+        entries.fill(&bob, entries.epoch.load(Ordering::SeqCst));
+        entries.bypass.store(false, Ordering::SeqCst);
+        assert_eq!(entries.by_id(&bob.id), None, "a record read while bypassed is not kept");
+    }
+
+    #[test]
+    fn clearing_forgets_every_session_and_token() {
+        let entries = Entries::new(100);
+        let alice = web_user();
+        entries.fill(&alice, entries.epoch.load(Ordering::SeqCst));
+        assert_eq!(entries.by_token(&alice.token_hash), Some(alice.clone()));
+        entries.clear();
+        assert_eq!(entries.by_token(&alice.token_hash), None);
+        assert_eq!(entries.by_id(&alice.id), None);
+        assert_eq!(entries.tokens.len(), 0);
+    }
+
+    #[test]
+    fn tokens_sharing_an_index_key_never_answer_for_each_other() {
+        let entries = Entries::new(100);
+        let (alice, mut bob) = (web_user(), web_user());
+        bob.token_hash.0[..9].copy_from_slice(&alice.token_hash.0[..9]);
+        assert_ne!(alice.token_hash, bob.token_hash);
+        entries.fill(&alice, entries.epoch.load(Ordering::SeqCst));
+        entries.fill(&bob, entries.epoch.load(Ordering::SeqCst));
+        assert_eq!(entries.by_token(&bob.token_hash), Some(bob));
+        assert_eq!(entries.by_token(&alice.token_hash), None, "a miss, answered by the store");
+        assert_eq!(entries.by_id(&alice.id), Some(alice));
+    }
+
+    #[test]
+    fn the_token_index_follows_invalidations_and_evictions() {
+        let entries = Entries::new(10);
+        let sessions: Vec<Session> = (0..50).map(|_| web_user()).collect();
+        for session in &sessions {
+            entries.fill(session, entries.epoch.load(Ordering::SeqCst));
+            entries.sessions.run_pending_tasks();
+        }
+        assert!(entries.sessions.entry_count() <= 10);
+        assert_eq!(entries.tokens.len() as u64, entries.sessions.entry_count());
+
+        for session in &sessions {
+            entries.invalidate(&session.id);
+        }
+        entries.sessions.run_pending_tasks();
+        assert_eq!(entries.tokens.len(), 0);
     }
 }

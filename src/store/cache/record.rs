@@ -1,0 +1,368 @@
+//! The cache's compact form of a session record.
+//!
+//! A [`Session`] is some 450 bytes before its strings, half of them for
+//! labels and an end that most sessions lack, and every string is an
+//! allocation of its own. [`Packed`] keeps a record in one shared
+//! allocation of about its encoded size (about 100 bytes for a web user's
+//! session); a hit rebuilds the record with [`Packed::unpack`], as it hands
+//! out an owned one anyway. The id is the cache's key, so it is not packed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::UnixMillis;
+use crate::domain::{
+    EndReason, Grants, Labels, LogId, Promotion, PromotionId, Session, SessionEnd, SessionId, SessionKind, TenantId,
+    TokenHash,
+};
+
+/// A session record, but for its id, packed into one shared allocation.
+/// Cloning shares it.
+#[derive(Debug, Clone)]
+pub(super) struct Packed(Arc<[u8]>);
+
+/// The token hash comes first, so [`Packed::token_hash`] reads it in place.
+const TOKEN_HASH_LEN: usize = 32;
+
+impl Packed {
+    pub(super) fn pack(session: &Session) -> Self {
+        // Destructured, so that a new field cannot be left out.
+        let Session {
+            id: _,
+            token_hash,
+            tenant,
+            kind,
+            user_id,
+            labels,
+            created_at,
+            last_active_at,
+            idle_timeout,
+            lifetime,
+            trusted,
+            grants,
+            grants_version,
+            end,
+        } = session;
+        let mut out = Writer(Vec::with_capacity(160));
+        out.bytes(&token_hash.0);
+        out.str(tenant.as_str());
+        out.index(SessionKind::ALL, kind);
+        out.option(user_id.as_deref(), Writer::str);
+        let Labels { endpoint, method, future_call, client_address, user_agent } = labels;
+        for label in [endpoint, method, future_call, client_address, user_agent] {
+            out.str(label);
+        }
+        out.millis(*created_at);
+        out.millis(*last_active_at);
+        out.option(*idle_timeout, Writer::duration);
+        out.option(*lifetime, Writer::duration);
+        out.flag(*trusted);
+        let Grants { privileges, roles, promotions } = grants;
+        out.strs(privileges);
+        out.strs(roles);
+        out.len(promotions.len());
+        for Promotion { id, privilege, expires_at } in promotions {
+            out.str(id.as_str());
+            out.str(privilege);
+            out.millis(*expires_at);
+        }
+        out.varint(*grants_version);
+        out.option(end.as_ref(), |out, end| {
+            let SessionEnd { reason, at, error, stack_trace, log_id, slow } = end;
+            out.index(EndReason::ALL, reason);
+            out.millis(*at);
+            out.option(error.as_deref(), Writer::str);
+            out.option(stack_trace.as_deref(), Writer::str);
+            out.option(log_id.as_ref().map(LogId::as_str), Writer::str);
+            out.flag(*slow);
+        });
+        Self(out.0.into())
+    }
+
+    pub(super) fn token_hash(&self) -> TokenHash {
+        let mut hash = [0; TOKEN_HASH_LEN];
+        hash.copy_from_slice(&self.0[..TOKEN_HASH_LEN]);
+        TokenHash(hash)
+    }
+
+    /// The record packed, with its id.
+    pub(super) fn unpack(&self, id: SessionId) -> Session {
+        let mut input = Reader(&self.0);
+        let token_hash = TokenHash(input.array());
+        let tenant = TenantId::from_stored(input.string());
+        let kind = input.item(SessionKind::ALL);
+        let user_id = input.option(Reader::string);
+        let labels = Labels {
+            endpoint: input.string(),
+            method: input.string(),
+            future_call: input.string(),
+            client_address: input.string(),
+            user_agent: input.string(),
+        };
+        let created_at = input.millis();
+        let last_active_at = input.millis();
+        let idle_timeout = input.option(Reader::duration);
+        let lifetime = input.option(Reader::duration);
+        let trusted = input.flag();
+        let privileges = input.strings();
+        let roles = input.strings();
+        let promotions = (0..input.len())
+            .map(|_| Promotion {
+                id: PromotionId::from_stored(input.string()),
+                privilege: input.string(),
+                expires_at: input.millis(),
+            })
+            .collect();
+        let grants_version = input.varint();
+        let end = input.option(|input| SessionEnd {
+            reason: input.item(EndReason::ALL),
+            at: input.millis(),
+            error: input.option(Reader::string),
+            stack_trace: input.option(Reader::string),
+            log_id: input.option(|input| LogId::from_stored(input.string())),
+            slow: input.flag(),
+        });
+        Session {
+            id,
+            token_hash,
+            tenant,
+            kind,
+            user_id,
+            labels,
+            created_at,
+            last_active_at,
+            idle_timeout,
+            lifetime,
+            trusted,
+            grants: Grants { privileges, roles, promotions },
+            grants_version,
+            end,
+        }
+    }
+}
+
+/// Appends values; [`Reader`] reads them back in the same order.
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// LEB128: seven bits a byte, low first; small numbers take one byte.
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.0.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        self.0.push(value as u8);
+    }
+
+    fn len(&mut self, len: usize) {
+        self.varint(len as u64);
+    }
+
+    fn flag(&mut self, flag: bool) {
+        self.0.push(u8::from(flag));
+    }
+
+    fn str(&mut self, text: &str) {
+        self.len(text.len());
+        self.bytes(text.as_bytes());
+    }
+
+    fn strs(&mut self, texts: &[String]) {
+        self.len(texts.len());
+        for text in texts {
+            self.str(text);
+        }
+    }
+
+    fn millis(&mut self, at: UnixMillis) {
+        self.bytes(&at.0.to_le_bytes());
+    }
+
+    fn duration(&mut self, duration: Duration) {
+        self.varint(duration.as_secs());
+        self.varint(u64::from(duration.subsec_nanos()));
+    }
+
+    /// A closed vocabulary's value, as its position in `all`.
+    fn index<T: PartialEq>(&mut self, all: &[T], value: &T) {
+        let index = all.iter().position(|v| v == value).expect("`ALL` lists every variant");
+        self.len(index);
+    }
+
+    fn option<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Self, T)) {
+        self.flag(value.is_some());
+        if let Some(value) = value {
+            write(self, value);
+        }
+    }
+}
+
+/// Reads what a [`Writer`] wrote. Only ever given [`Packed::pack`]'s
+/// output, so the bytes are always there and well formed: a failure to
+/// read is a bug in this file, and panics.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, len: usize) -> &[u8] {
+        let (taken, rest) = self.0.split_at(len);
+        self.0 = rest;
+        taken
+    }
+
+    fn array<const N: usize>(&mut self) -> [u8; N] {
+        self.take(N).try_into().expect("`take` answers N bytes")
+    }
+
+    fn varint(&mut self) -> u64 {
+        let mut value = 0;
+        for shift in (0..64).step_by(7) {
+            let [byte] = self.array();
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        value
+    }
+
+    fn len(&mut self) -> usize {
+        usize::try_from(self.varint()).expect("written from a usize")
+    }
+
+    fn flag(&mut self) -> bool {
+        self.array::<1>() != [0]
+    }
+
+    fn string(&mut self) -> String {
+        let len = self.len();
+        String::from_utf8(self.take(len).to_vec()).expect("written from a str")
+    }
+
+    fn strings(&mut self) -> Vec<String> {
+        (0..self.len()).map(|_| self.string()).collect()
+    }
+
+    fn millis(&mut self) -> UnixMillis {
+        UnixMillis(i64::from_le_bytes(self.array()))
+    }
+
+    fn duration(&mut self) -> Duration {
+        let secs = self.varint();
+        let nanos = u32::try_from(self.varint()).expect("written from a u32");
+        Duration::new(secs, nanos)
+    }
+
+    fn item<T: Copy>(&mut self, all: &[T]) -> T {
+        all[self.len()]
+    }
+
+    fn option<T>(&mut self, read: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        self.flag().then(|| read(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bare() -> Session {
+        Session {
+            id: SessionId::generate(),
+            token_hash: TokenHash([7; 32]),
+            tenant: TenantId::default(),
+            kind: SessionKind::WebUser,
+            user_id: None,
+            labels: Labels::default(),
+            created_at: UnixMillis(1_700_000_000_000),
+            last_active_at: UnixMillis(1_700_000_000_000),
+            idle_timeout: None,
+            lifetime: None,
+            trusted: false,
+            grants: Grants::default(),
+            grants_version: 0,
+            end: None,
+        }
+    }
+
+    fn full() -> Session {
+        Session {
+            id: SessionId::generate(),
+            token_hash: TokenHash(std::array::from_fn(|i| i as u8)),
+            tenant: TenantId::parse("acme-eu.1", "tenant").expect("a valid tenant"),
+            kind: SessionKind::Standalone,
+            user_id: Some("ålice".to_owned()),
+            labels: Labels {
+                endpoint: "/cart".to_owned(),
+                method: "checkout".to_owned(),
+                future_call: "nightly".to_owned(),
+                client_address: "10.0.0.7:51234".to_owned(),
+                user_agent: "curl/8 ".repeat(40),
+            },
+            created_at: UnixMillis(-5),
+            last_active_at: UnixMillis(i64::MAX),
+            idle_timeout: Some(Duration::new(1_800, 999_999_999)),
+            lifetime: Some(Duration::new(u64::MAX, 0)),
+            trusted: true,
+            grants: Grants {
+                privileges: vec!["viewbasic".to_owned(), String::new()],
+                roles: vec!["manager".to_owned()],
+                promotions: vec![Promotion {
+                    id: PromotionId::generate(),
+                    privilege: "editsales".to_owned(),
+                    expires_at: UnixMillis(1_700_000_360_000),
+                }],
+            },
+            grants_version: u64::MAX,
+            end: Some(SessionEnd {
+                reason: EndReason::ServerCrashed,
+                at: UnixMillis(1_700_000_400_000),
+                error: Some(String::new()),
+                stack_trace: Some("at main\n".repeat(300)),
+                log_id: Some(LogId::generate()),
+                slow: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_record_unpacks_to_what_was_packed() {
+        for session in [bare(), full()] {
+            let packed = Packed::pack(&session);
+            assert_eq!(packed.token_hash(), session.token_hash);
+            assert_eq!(packed.unpack(session.id.clone()), session);
+        }
+    }
+
+    #[test]
+    fn an_empty_text_stays_distinct_from_a_missing_one() {
+        let mut session = full();
+        session.user_id = Some(String::new());
+        let end = session.end.as_mut().expect("the full session has ended");
+        (end.error, end.stack_trace, end.log_id) = (None, Some(String::new()), None);
+        assert_eq!(Packed::pack(&session).unpack(session.id.clone()), session);
+    }
+
+    #[test]
+    fn every_kind_and_end_reason_round_trips() {
+        for (kind, reason) in SessionKind::ALL.iter().zip(EndReason::ALL.iter().cycle()) {
+            let mut session = full();
+            session.kind = *kind;
+            session.end.as_mut().expect("the full session has ended").reason = *reason;
+            assert_eq!(Packed::pack(&session).unpack(session.id.clone()), session);
+        }
+    }
+
+    #[test]
+    fn a_web_user_session_packs_small() {
+        let mut session = bare();
+        session.user_id = Some("bench-user-12345".to_owned());
+        session.idle_timeout = Some(Duration::from_secs(3_600));
+        session.lifetime = Some(Duration::from_secs(30 * 24 * 3_600));
+        session.grants.roles = vec!["manager".to_owned()];
+        assert!(Packed::pack(&session).0.len() <= 128, "{} bytes", Packed::pack(&session).0.len());
+    }
+}
