@@ -7,6 +7,11 @@
 //! and reads its RSS again. The difference over K is the cost per session:
 //! the cache entries, the activity tracker, the allocator's overhead and
 //! the store's page cache growth, all that a session really costs.
+//!
+//! sessiond runs with an `--activity-flush` longer than any run: writing a
+//! session's activity drops its record from the cache, so with the default
+//! (30 s) a long run (a million sessions) would end with most records gone
+//! and report less than a cached session costs.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,12 +23,17 @@ use crate::report::MemoryReport;
 /// Sessions created and read before the first RSS reading, per caller.
 const WARM_UP_PER_CALLER: usize = 4;
 
+/// Longer than any run: no activity is written, so every record read stays
+/// cached until RSS is read.
+const ACTIVITY_FLUSH: &str = "1day";
+
 pub async fn run(ctx: &Context) -> anyhow::Result<MemoryReport> {
     let sessions = ctx.plan.memory_sessions;
     let warm_up = ctx.plan.concurrency * WARM_UP_PER_CALLER;
     // Room for the warm-up sessions and some: nothing may be evicted.
     let capacity = (sessions + warm_up) * 11 / 10;
-    let mut server = ctx.launcher.sessiond(&["--cache-capacity", &capacity.to_string()]).await?;
+    let mut server =
+        ctx.launcher.sessiond(&["--cache-capacity", &capacity.to_string(), "--activity-flush", ACTIVITY_FLUSH]).await?;
     let channels = server.channels(ctx.plan.connections).await?;
 
     let warm: Arc<[String]> = create_all(ctx, &channels, warm_up, web_user).await?.into();
