@@ -8,6 +8,12 @@ use sessiond::settings::{Command, Settings};
 use sessiond::startup::Application;
 use sessiond::telemetry::{self, TelemetryConfig};
 
+/// jemalloc: long-lived cache entries between short-lived request buffers
+/// fragment glibc's heap (see BENCHMARKS.md, memory per cached session).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
