@@ -322,8 +322,8 @@ async fn finish(
     // statement after it, and answered the `COMMIT` with a rollback.
     if let Some(failed) = answers.iter().position(Result::is_err) {
         let cause = StoreError::from(answers.swap_remove(failed).expect_err("the failed answer"));
-        let multi_row = created == Some(failed)
-            || inserted.is_some_and(|(insert, counts)| failed == insert || failed == counts);
+        let multi_row =
+            created == Some(failed) || inserted.is_some_and(|(insert, counts)| failed == insert || failed == counts);
         return Err(if multi_row && plan == Plan::Bulk && !matches!(cause, StoreError::Unavailable(_)) {
             Attempt::Refused(cause)
         } else {
