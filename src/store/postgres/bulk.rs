@@ -11,9 +11,9 @@ use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 use super::rows::{end_reason, millis, unsigned};
-use super::writer::{Attempt, Pipeline};
+use super::sql_int;
+use super::writer::{Attempt, Pipeline, first_failure};
 use super::writes::{Applied, Changed, Outcome, Write};
-use super::{internal, sql_int};
 use crate::domain::{LogEntry, NewEvent, Session, SessionId};
 use crate::store::{StoreError, StoreResult};
 
@@ -31,12 +31,12 @@ const LOCK_SESSIONS: &str =
     "SELECT id, end_reason, log_count FROM sessions WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
 /// Entries in the order given, which is the order their ids increase in.
-pub(super) const INSERT_ENTRIES: &str = "INSERT INTO log_entries (session_id, sequence, level, message, exception, \
+const INSERT_ENTRIES: &str = "INSERT INTO log_entries (session_id, sequence, level, message, exception, \
      stack_trace, client_time, logged_at) \
      SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], \
      $8::int8[])";
 
-pub(super) const COUNT_ENTRIES: &str = "UPDATE sessions AS s SET log_count = s.log_count + u.added \
+const COUNT_ENTRIES: &str = "UPDATE sessions AS s SET log_count = s.log_count + u.added \
      FROM unnest($1::text[], $2::int8[]) AS u (id, added) WHERE s.id = u.id";
 
 /// The creates and log appends of a batch, by their place in it.
@@ -105,14 +105,9 @@ impl<'w> Bulk<'w> {
         opening.push(&mut pipeline);
         let locking = lock.as_ref().map(|lock| pipeline.push(lock, vec![&locked]));
         let mut answers = pipeline.run().await;
-        if let Some(failed) = answers.iter().position(Result::is_err) {
-            let cause = StoreError::from(answers.swap_remove(failed).expect_err("the failed answer"));
-            // Only the multi-row statements are refused for one write's sake.
-            return Err(match cause {
-                StoreError::Unavailable(_) => Attempt::Failed(cause.into()),
-                _ if failed == 0 => Attempt::Failed(cause.into()),
-                refused => Attempt::Refused(refused),
-            });
+        if let Some((failed, cause)) = first_failure(&mut answers) {
+            // Everything after `BEGIN` is a multi-row statement.
+            return Err(Attempt::after(cause, failed > 0));
         }
 
         self.created(applied);
@@ -124,7 +119,7 @@ impl<'w> Bulk<'w> {
         for row in &rows {
             let id: &str = row.try_get("id").map_err(StoreError::from)?;
             let next = match end_reason(row)? {
-                Some(reason) => Err(StoreError::Ended(reason)),
+                Some(reason) => Err(reason),
                 None => Ok(unsigned(row, "log_count")? + 1),
             };
             open.insert(id.to_owned(), next);
@@ -133,7 +128,7 @@ impl<'w> Bulk<'w> {
         for (i, id, appended) in &self.appends {
             let result = match open.get_mut(id.as_str()) {
                 None => Err(StoreError::NotFound),
-                Some(Err(ended)) => Err(clone_refusal(ended)),
+                Some(Err(reason)) => Err(StoreError::Ended(*reason)),
                 Some(Ok(next)) => {
                     entries.add(id, *next, appended);
                     *next += appended.len() as u64;
@@ -159,14 +154,6 @@ impl Opening<'_> {
     pub(super) fn push<'a>(&'a self, pipeline: &mut Pipeline<'a>) -> Option<usize> {
         pipeline.push(&self.begin, Vec::new());
         self.insert.as_ref().map(|insert| pipeline.push(insert, self.sessions.params()))
-    }
-}
-
-/// The refusal of a log append to an ended session, for each append to it.
-fn clone_refusal(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Ended(reason) => StoreError::Ended(*reason),
-        _ => internal("an appended session was neither open nor ended"),
     }
 }
 
@@ -315,8 +302,24 @@ impl<'a> NewEntries<'a> {
         self.session_id.is_empty()
     }
 
+    /// Adds the entries' insert and their sessions' counts to `pipeline`,
+    /// as `statements` ([`INSERT_ENTRIES`], [`COUNT_ENTRIES`]); answers
+    /// the two statements' places.
+    pub(super) fn push<'p>(
+        &'p self,
+        pipeline: &mut Pipeline<'p>,
+        (insert, count): &'p (Statement, Statement),
+    ) -> (usize, usize) {
+        (pipeline.push(insert, self.insert_params()), pipeline.push(count, self.count_params()))
+    }
+
+    /// Prepares [`INSERT_ENTRIES`] and [`COUNT_ENTRIES`].
+    pub(super) async fn prepare(client: &ClientWrapper) -> StoreResult<(Statement, Statement)> {
+        Ok((client.prepare_cached(INSERT_ENTRIES).await?, client.prepare_cached(COUNT_ENTRIES).await?))
+    }
+
     /// The parameters of [`INSERT_ENTRIES`].
-    pub(super) fn insert_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+    fn insert_params(&self) -> Vec<&(dyn ToSql + Sync)> {
         vec![
             &self.session_id,
             &self.sequence,
@@ -330,7 +333,7 @@ impl<'a> NewEntries<'a> {
     }
 
     /// The parameters of [`COUNT_ENTRIES`].
-    pub(super) fn count_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+    fn count_params(&self) -> Vec<&(dyn ToSql + Sync)> {
         vec![&self.counted, &self.added]
     }
 }

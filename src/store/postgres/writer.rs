@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
-use super::bulk::{self, Bulk, NewEntries, Opening};
+use super::bulk::{Bulk, NewEntries, Opening};
 use super::writes::{Applied, Changed, Outcome, Write};
 use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, internal, pool_error, sql_int};
 use crate::domain::{EndReason, Event, NewEvent};
@@ -179,6 +179,26 @@ pub(super) enum Attempt {
     Failed(BatchFailed),
 }
 
+impl Attempt {
+    /// The attempt a failed statement ends: refused when Postgres refused a
+    /// `multi_row` statement, which one write of the batch may be at fault
+    /// for; failed otherwise, and whenever Postgres is unavailable.
+    pub(super) fn after(cause: StoreError, multi_row: bool) -> Self {
+        match cause {
+            StoreError::Unavailable(_) => Attempt::Failed(cause.into()),
+            refused if multi_row => Attempt::Refused(refused),
+            failed => Attempt::Failed(failed.into()),
+        }
+    }
+}
+
+/// The first failed statement of a pipeline's answers: its place and why.
+/// Postgres refuses every statement after it in the same transaction.
+pub(super) fn first_failure(answers: &mut Vec<Result<Vec<Row>, tokio_postgres::Error>>) -> Option<(usize, StoreError)> {
+    let failed = answers.iter().position(Result::is_err)?;
+    Some((failed, answers.swap_remove(failed).expect_err("the failed answer").into()))
+}
+
 impl<E: Into<BatchFailed>> From<E> for Attempt {
     fn from(e: E) -> Self {
         Attempt::Failed(e.into())
@@ -303,9 +323,7 @@ async fn finish(
 
     let mut pipeline = Pipeline::new(client);
     let created = opening.and_then(|opening| opening.push(&mut pipeline));
-    let inserted = statements.entries.as_ref().map(|(insert, counts)| {
-        (pipeline.push(insert, entries.insert_params()), pipeline.push(counts, entries.count_params()))
-    });
+    let inserted = statements.entries.as_ref().map(|statements| entries.push(&mut pipeline, statements));
     let bumped = statements.events.as_ref().map(|(bump, insert, notify)| {
         let bumped = pipeline.push(bump, vec![&count]);
         pipeline.push(insert, events.params(&count));
@@ -320,15 +338,10 @@ async fn finish(
 
     // The first failure ended the transaction: Postgres refused every
     // statement after it, and answered the `COMMIT` with a rollback.
-    if let Some(failed) = answers.iter().position(Result::is_err) {
-        let cause = StoreError::from(answers.swap_remove(failed).expect_err("the failed answer"));
+    if let Some((failed, cause)) = first_failure(&mut answers) {
         let multi_row =
             created == Some(failed) || inserted.is_some_and(|(insert, counts)| failed == insert || failed == counts);
-        return Err(if multi_row && plan == Plan::Bulk && !matches!(cause, StoreError::Unavailable(_)) {
-            Attempt::Refused(cause)
-        } else {
-            Attempt::Failed(cause.into())
-        });
+        return Err(Attempt::after(cause, multi_row && plan == Plan::Bulk));
     }
     let Some(bumped) = bumped else { return Ok(Vec::new()) };
     let rows = answers.swap_remove(bumped).map_err(StoreError::from)?;
@@ -355,10 +368,7 @@ impl Finish {
     ) -> StoreResult<Finish> {
         let entries = match entries.is_empty() {
             true => None,
-            false => Some((
-                client.prepare_cached(bulk::INSERT_ENTRIES).await?,
-                client.prepare_cached(bulk::COUNT_ENTRIES).await?,
-            )),
+            false => Some(NewEntries::prepare(client).await?),
         };
         let events = match events.event_type.is_empty() {
             true => None,

@@ -9,7 +9,7 @@ use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use deadpool_postgres::ClientWrapper;
 
-use super::bulk::{COUNT_ENTRIES, INSERT_ENTRIES, NewEntries};
+use super::bulk::NewEntries;
 use super::rows::{end_from_row, end_reason, millis, session_from_row, unsigned};
 use super::sql_int;
 use super::writer::Pipeline;
@@ -266,10 +266,9 @@ async fn append_logs(tx: &ClientWrapper, id: &SessionId, entries: &[LogEntry]) -
     if new.is_empty() {
         return Ok(());
     }
-    let (insert, count) = (tx.prepare_cached(INSERT_ENTRIES).await?, tx.prepare_cached(COUNT_ENTRIES).await?);
+    let statements = NewEntries::prepare(tx).await?;
     let mut pipeline = Pipeline::new(tx);
-    pipeline.push(&insert, new.insert_params());
-    pipeline.push(&count, new.count_params());
+    new.push(&mut pipeline, &statements);
     for answer in pipeline.run().await {
         answer?;
     }
