@@ -20,6 +20,7 @@ pub mod domain;
 pub mod grpc;
 pub mod service;
 pub mod settings;
+mod shards;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

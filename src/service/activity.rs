@@ -10,13 +10,12 @@
 //! interval), and the sweeper consults the tracker before ending a session
 //! as idle.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::clock::UnixMillis;
 use crate::domain::{Error, Session, SessionId};
+use crate::shards::{Shard, Shards};
 
 use super::Service;
 
@@ -59,26 +58,26 @@ impl Seen {
 /// `activity_flush`.
 #[derive(Debug)]
 pub(super) struct ActivityTracker {
-    shards: Box<[RwLock<HashMap<SessionId, Seen>>]>,
+    shards: Shards<SessionId, Seen>,
     hasher: RandomState,
 }
 
 impl Default for ActivityTracker {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| RwLock::default()).collect(), hasher: RandomState::new() }
+        Self { shards: Shards::new(SHARDS), hasher: RandomState::new() }
     }
 }
 
 impl ActivityTracker {
-    fn shard(&self, id: &SessionId) -> &RwLock<HashMap<SessionId, Seen>> {
-        &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
+    fn shard(&self, id: &SessionId) -> &Shard<SessionId, Seen> {
+        self.shards.at(self.hasher.hash_one(id) as usize)
     }
 
     /// The later of the stored and the remembered activity, noting that the
     /// store has the former (another process or a flush may have written it).
     pub(super) fn observe(&self, session: &Session) -> UnixMillis {
         let stored = session.last_active_at;
-        read(self.shard(&session.id)).get(&session.id).map_or(stored, |seen| {
+        self.shard(&session.id).read().get(&session.id).map_or(stored, |seen| {
             seen.written.fetch_max(stored.0, Ordering::AcqRel);
             seen.latest().max(stored)
         })
@@ -87,39 +86,40 @@ impl ActivityTracker {
     /// Remembers activity on `session` at `at` (never moving back).
     pub(super) fn record(&self, session: &Session, at: UnixMillis) {
         let shard = self.shard(&session.id);
-        if let Some(seen) = read(shard).get(&session.id) {
+        if let Some(seen) = shard.read().get(&session.id) {
             seen.latest.fetch_max(at.0, Ordering::AcqRel);
             return;
         }
-        let mut shard = write(shard);
+        let mut shard = shard.write();
         let seen = shard.entry(session.id.clone()).or_insert_with(|| Seen::new(at, session.last_active_at));
         seen.latest.fetch_max(at.0, Ordering::AcqRel);
     }
 
     /// Notes that activity up to `at` is in the store.
     pub(super) fn written(&self, id: &SessionId, at: UnixMillis) {
-        if let Some(seen) = read(self.shard(id)).get(id) {
+        if let Some(seen) = self.shard(id).read().get(id) {
             seen.written.fetch_max(at.0, Ordering::AcqRel);
         }
     }
 
     /// The later of the stored and the remembered activity.
     pub(super) fn last_active(&self, session: &Session) -> UnixMillis {
-        read(self.shard(&session.id))
+        self.shard(&session.id)
+            .read()
             .get(&session.id)
             .map_or(session.last_active_at, |s| s.latest().max(session.last_active_at))
     }
 
     pub(super) fn forget(&self, id: &SessionId) {
-        write(self.shard(id)).remove(id);
+        self.shard(id).write().remove(id);
     }
 
     /// Sessions with activity not yet written and whose last write is at or
     /// before `written_by`. Drops the sessions whose activity is all written.
     fn unwritten(&self, written_by: UnixMillis) -> Vec<(SessionId, UnixMillis)> {
         let mut unwritten = Vec::new();
-        for shard in &self.shards {
-            write(shard).retain(|id, seen| {
+        for shard in self.shards.iter() {
+            shard.write().retain(|id, seen| {
                 let (latest, written) = (seen.latest(), seen.written());
                 if latest > written && written <= written_by {
                     unwritten.push((id.clone(), latest));
@@ -129,16 +129,6 @@ impl ActivityTracker {
         }
         unwritten
     }
-}
-
-/// A poisoned shard only means a panic between two map operations, each of
-/// which leaves the map whole: keep using it.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Service {
@@ -176,7 +166,7 @@ mod tests {
     }
 
     fn len(tracker: &ActivityTracker) -> usize {
-        tracker.shards.iter().map(|shard| read(shard).len()).sum()
+        tracker.shards.iter().map(|shard| shard.read().len()).sum()
     }
 
     #[test]

@@ -21,8 +21,8 @@
 //! `Resync` starts again from an empty cache.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use moka::notification::RemovalCause;
@@ -38,6 +38,7 @@ use crate::domain::{
     Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
     VersionedStorage,
 };
+use crate::shards::{Shard, Shards};
 
 /// A [`Store`] decorator caching session records in memory.
 #[derive(Debug)]
@@ -131,57 +132,47 @@ const TOKEN_SHARDS: usize = 64;
 /// record's full hash.
 #[derive(Debug)]
 struct TokenIndex {
-    shards: Box<[RwLock<HashMap<u64, SessionId>>]>,
+    shards: Shards<u64, SessionId>,
 }
 
 impl Default for TokenIndex {
     fn default() -> Self {
-        Self { shards: (0..TOKEN_SHARDS).map(|_| RwLock::default()).collect() }
+        Self { shards: Shards::new(TOKEN_SHARDS) }
     }
 }
 
 impl TokenIndex {
     /// The key and the shard of `hash`, from distinct bytes of it: a
     /// SHA-256 digest is uniform, so they spread evenly.
-    fn locate(&self, hash: &TokenHash) -> (u64, &RwLock<HashMap<u64, SessionId>>) {
+    fn locate(&self, hash: &TokenHash) -> (u64, &Shard<u64, SessionId>) {
         let [k0, k1, k2, k3, k4, k5, k6, k7, shard, ..] = hash.0;
-        (u64::from_le_bytes([k0, k1, k2, k3, k4, k5, k6, k7]), &self.shards[usize::from(shard) % TOKEN_SHARDS])
+        (u64::from_le_bytes([k0, k1, k2, k3, k4, k5, k6, k7]), self.shards.at(usize::from(shard)))
     }
 
     fn get(&self, hash: &TokenHash) -> Option<SessionId> {
         let (key, shard) = self.locate(hash);
-        read(shard).get(&key).cloned()
+        shard.read().get(&key).cloned()
     }
 
     fn insert(&self, hash: &TokenHash, id: &SessionId) {
         let (key, shard) = self.locate(hash);
-        write(shard).insert(key, id.clone());
+        shard.write().insert(key, id.clone());
     }
 
     /// Drops `hash`'s mapping if it still names `id`.
     fn remove(&self, hash: &TokenHash, id: &SessionId) {
         let (key, shard) = self.locate(hash);
-        let mut shard = write(shard);
+        let mut shard = shard.write();
         if shard.get(&key) == Some(id) {
             shard.remove(&key);
         }
     }
 
     fn clear(&self) {
-        for shard in &self.shards {
-            *write(shard) = HashMap::new();
+        for shard in self.shards.iter() {
+            *shard.write() = HashMap::new();
         }
     }
-}
-
-/// A poisoned shard only means a panic between two map operations, each of
-/// which leaves the map whole: keep using it.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl CachedStore {
@@ -357,7 +348,7 @@ mod tests {
 
     impl TokenIndex {
         fn len(&self) -> usize {
-            self.shards.iter().map(|shard| read(shard).len()).sum()
+            self.shards.iter().map(|shard| shard.read().len()).sum()
         }
     }
 
