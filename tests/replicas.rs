@@ -157,6 +157,38 @@ async fn a_watcher_resuming_on_another_replica_misses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_watcher_sees_both_replicas_events_interleaved_without_gaps() {
+    // A publishes its own events as it records them and reads only B's
+    // back from the store: the two must merge into one gapless stream.
+    let (mut a, b) = two_replicas().await;
+    let mut events = a.watch(pb::WatchSessionsRequest { after_sequence: None, ..Default::default() }).await;
+    let creates = |app: &TestApp, name: &'static str| {
+        let mut sessions = app.sessions.clone();
+        async move {
+            for i in 0..20 {
+                sessions
+                    .create_session(pb::CreateSessionRequest {
+                        kind: Kind::WebUser.into(),
+                        user_id: format!("{name}{i}"),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("created");
+            }
+        }
+    };
+    tokio::join!(creates(&a, "a"), creates(&a, "c"), creates(&b, "b"));
+    // Last, B alone: only A's feed can tell A's watcher of these.
+    creates(&b, "d").await;
+
+    let received = next_events(&mut events, 80).await;
+    let sequences: Vec<u64> = received.iter().map(|e| e.sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[1] == w[0] + 1), "no gaps: {sequences:?}");
+    let users: BTreeSet<&str> = received.iter().map(|e| e.user_id.as_str()).collect();
+    assert_eq!(users.len(), 80, "every create seen once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
     let cluster = PgCluster::launch().await;
     let database = cluster.create_database().await;

@@ -126,6 +126,8 @@ struct Inner {
     /// Serialises read-modify-writes of one session within this process.
     locks: SessionLocks,
     events: broadcast::Sender<Event>,
+    /// This process's own events, for the event feed not to read them back.
+    own_events: watch::OwnEvents,
     stopping: signal::Sender<bool>,
 }
 
@@ -142,6 +144,7 @@ impl Service {
                 activity: ActivityTracker::default(),
                 locks: SessionLocks::default(),
                 events,
+                own_events: watch::OwnEvents::default(),
                 stopping,
             }),
         }
@@ -181,7 +184,14 @@ impl Service {
         self.inner.stopping.subscribe()
     }
 
+    /// Publishes an event this process recorded to its watchers.
     fn publish(&self, event: Event) {
+        self.inner.own_events.published(event.sequence);
+        self.relay(event);
+    }
+
+    /// Publishes an event to this process's watchers.
+    fn relay(&self, event: Event) {
         // No receivers is fine: nobody is watching.
         let _ = self.inner.events.send(event);
     }

@@ -9,7 +9,13 @@
 //!
 //! With a store shared by several processes, [`Service::run_event_feed`]
 //! publishes the events the others record, so a watcher on any replica
-//! sees every event.
+//! sees every event. It reads from the store only what this process did not
+//! publish itself ([`OwnEvents`]): a replica recording events by the
+//! thousand would otherwise read each of them back.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -121,6 +127,8 @@ impl Service {
     pub async fn run_event_feed(self) {
         use tokio::sync::broadcast::error::RecvError;
         let Some(mut notifications) = self.store().notifications() else { return };
+        let own = &self.inner.own_events;
+        own.follow();
         let mut stopping = self.stopping();
         let mut last = self.store().last_event_sequence().await.unwrap_or(0);
         loop {
@@ -130,6 +138,7 @@ impl Service {
             };
             match notification {
                 Ok(Notification::EventsRecorded(sequence)) if sequence <= last => {}
+                Ok(Notification::EventsRecorded(sequence)) if own.cover(&mut last, sequence) => {}
                 Ok(Notification::EventsRecorded(_) | Notification::Resync) | Err(RecvError::Lagged(_)) => {
                     match self.publish_after(last).await {
                         Ok(published) => last = published,
@@ -149,11 +158,85 @@ impl Service {
             let count = events.len();
             for event in events {
                 last = event.sequence;
-                self.publish(event);
+                self.relay(event);
             }
             if count < CATCH_UP_BATCH {
                 return Ok(last);
             }
         }
+    }
+}
+
+/// The sequence numbers of events this process recorded and published
+/// itself that the event feed has not reached yet. Kept only while the feed
+/// runs; it lets the feed step over them instead of reading them back.
+#[derive(Debug, Default)]
+pub(super) struct OwnEvents {
+    following: AtomicBool,
+    ahead: Mutex<BTreeSet<u64>>,
+}
+
+/// Own events remembered at most: past this, the feed reads them back.
+const MAX_OWN_AHEAD: usize = 65_536;
+
+impl OwnEvents {
+    fn follow(&self) {
+        self.following.store(true, Ordering::Relaxed);
+    }
+
+    /// Remembers an event this process published.
+    pub(super) fn published(&self, sequence: u64) {
+        if !self.following.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        if ahead.len() >= MAX_OWN_AHEAD {
+            ahead.clear();
+        }
+        ahead.insert(sequence);
+    }
+
+    /// Moves `last` past the own events that follow it; answers whether
+    /// that reached `sequence`, so that nothing up to it is left to read.
+    fn cover(&self, last: &mut u64, sequence: u64) -> bool {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(first) = ahead.pop_first() {
+            if first > *last + 1 {
+                ahead.insert(first);
+                break;
+            }
+            *last = (*last).max(first);
+        }
+        *last >= sequence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OwnEvents;
+
+    #[test]
+    fn the_feed_steps_over_own_events_up_to_the_first_gap() {
+        let own = OwnEvents::default();
+        own.published(1);
+        let mut last = 0;
+        assert!(!own.cover(&mut last, 1), "nothing is remembered before the feed follows");
+
+        own.follow();
+        for sequence in [3, 4, 6, 2] {
+            own.published(sequence);
+        }
+        let mut last = 1;
+        assert!(own.cover(&mut last, 4), "2, 3 and 4 are own events");
+        assert_eq!(last, 4);
+        assert!(!own.cover(&mut last, 6), "5 is another replica's: it must be read");
+        assert_eq!(last, 4);
+
+        // The feed read 5 and 6 from the store; 6 is forgotten on the way.
+        let mut last = 6;
+        own.published(7);
+        assert!(own.cover(&mut last, 7));
+        assert_eq!(last, 7);
+        assert!(own.ahead.lock().unwrap().is_empty());
     }
 }
