@@ -4,6 +4,7 @@
 //! A write is sent to one of a few writer tasks; all writes of one session
 //! go to the same writer, so a store's own writers never wait on each
 //! other's row locks, and one session's writes commit in the order queued.
+//! Creates all go to the first writer (see `Write::writer`).
 //! A writer takes every write waiting (up to [`MAX_BATCH`]) and runs them
 //! in one transaction, in three steps. Each step is one [`Pipeline`]: its
 //! statements go out together and are answered in order, so a step costs
@@ -17,6 +18,9 @@
 //! 3. the log entries as one multi-row `INSERT`, the events of the writes
 //!    that succeeded, numbered by bumping `event_counter` once for the
 //!    whole batch, the notifications for other replicas, and `COMMIT`.
+//!
+//! A batch of creates alone, the most common batch, skips the steps: it is
+//! one statement, a transaction of its own (`bulk::CREATE_ALONE`).
 //!
 //! When a multi-row statement is refused (a duplicate token hash, say), the
 //! transaction is rolled back and the batch runs again with every write in
@@ -36,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
-use super::bulk::{Bulk, NewEntries, Opening};
+use super::bulk::{Bulk, NewEntries};
 use super::writes::{Applied, Changed, Outcome, Write};
 use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, internal, pool_error, sql_int};
 use crate::domain::{EndReason, Event, NewEvent};
@@ -233,30 +237,43 @@ async fn transact(
         Plan::OneByOne => Bulk::default(),
     };
     let mut applied: Vec<Option<StoreResult<Applied>>> = writes.iter().map(|_| None).collect();
-    let (opening, entries) = if bulk.is_creates_alone(writes.len()) {
-        // Steps 1 and 3 go out as one pipeline.
+    if bulk.is_creates_alone(writes.len()) {
         bulk.created(&mut applied);
-        (Some(bulk.opening(client).await?), NewEntries::default())
-    } else {
-        let entries = match bulk.begin(client, &mut applied).await {
-            Ok(entries) => entries,
-            Err(attempt) => {
-                rollback(client).await;
-                return Err(attempt);
-            }
-        };
-        if let Err(failure) = apply_one_by_one(client, writes, &mut applied).await {
+        let applied = settled(applied);
+        let events = NewEvents::of(&applied);
+        let last = bulk.create_alone(client, events.columns(), EVENTS_CHANNEL).await?;
+        let count = sql_int(events.event_type.len());
+        return Ok(answers(applied, last - count + 1..=last));
+    }
+    let entries = match bulk.begin(client, &mut applied).await {
+        Ok(entries) => entries,
+        Err(attempt) => {
             rollback(client).await;
-            return Err(failure.into());
+            return Err(attempt);
         }
-        (None, entries)
     };
-    let applied: Vec<StoreResult<Applied>> =
-        applied.into_iter().map(|a| a.unwrap_or_else(|| Err(internal("a write was never applied")))).collect();
-    let sequences = finish(client, opening.as_ref(), &applied, &entries, plan).await?;
+    if let Err(failure) = apply_one_by_one(client, writes, &mut applied).await {
+        rollback(client).await;
+        return Err(failure.into());
+    }
+    let applied = settled(applied);
+    let sequences = finish(client, &applied, &entries, plan).await?;
+    Ok(answers(applied, sequences))
+}
 
+/// Each write's result, once every write was applied.
+fn settled(applied: Vec<Option<StoreResult<Applied>>>) -> Vec<StoreResult<Applied>> {
+    applied.into_iter().map(|a| a.unwrap_or_else(|| Err(internal("a write was never applied")))).collect()
+}
+
+/// Each write's answer: its result, with its event numbered from
+/// `sequences`, taken in batch order.
+fn answers(
+    applied: Vec<StoreResult<Applied>>,
+    sequences: impl IntoIterator<Item = i64>,
+) -> Vec<StoreResult<Committed>> {
     let mut sequences = sequences.into_iter();
-    let results = applied
+    applied
         .into_iter()
         .map(|result| {
             let Applied { event, outcome, .. } = result?;
@@ -269,8 +286,7 @@ async fn transact(
             };
             Ok(Committed { event, outcome })
         })
-        .collect();
-    Ok(results)
+        .collect()
 }
 
 /// Step 2: applies each write not applied yet inside the savepoint `write`,
@@ -306,11 +322,9 @@ async fn apply_one_by_one(
 /// Step 3: inserts the log entries, numbers and inserts the events of the
 /// writes that succeeded (in batch order), notifies, and commits; answers
 /// the events' sequence numbers. The counter's row lock is taken here, as
-/// late as possible, and held until the commit. Opens the transaction
-/// first, in the same pipeline, when given its `opening`.
+/// late as possible, and held until the commit.
 async fn finish(
     client: &ClientWrapper,
-    opening: Option<&Opening<'_>>,
     applied: &[StoreResult<Applied>],
     entries: &NewEntries<'_>,
     plan: Plan,
@@ -322,7 +336,6 @@ async fn finish(
     let ids: Vec<&str> = changed.iter().copied().collect();
 
     let mut pipeline = Pipeline::new(client);
-    let created = opening.and_then(|opening| opening.push(&mut pipeline));
     let inserted = statements.entries.as_ref().map(|statements| entries.push(&mut pipeline, statements));
     let bumped = statements.events.as_ref().map(|(bump, insert, notify)| {
         let bumped = pipeline.push(bump, vec![&count]);
@@ -339,8 +352,7 @@ async fn finish(
     // The first failure ended the transaction: Postgres refused every
     // statement after it, and answered the `COMMIT` with a rollback.
     if let Some((failed, cause)) = first_failure(&mut answers) {
-        let multi_row =
-            created == Some(failed) || inserted.is_some_and(|(insert, counts)| failed == insert || failed == counts);
+        let multi_row = inserted.is_some_and(|(insert, counts)| failed == insert || failed == counts);
         return Err(Attempt::after(cause, multi_row && plan == Plan::Bulk));
     }
     let Some(bumped) = bumped else { return Ok(Vec::new()) };
@@ -425,16 +437,15 @@ impl<'a> NewEvents<'a> {
     }
 
     fn params<'p>(&'p self, count: &'p i64) -> Vec<&'p (dyn ToSql + Sync)> {
-        vec![
-            count,
-            &self.event_type,
-            &self.session_id,
-            &self.tenant,
-            &self.user_id,
-            &self.kind,
-            &self.end_reason,
-            &self.at,
-        ]
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![count];
+        params.extend(self.columns());
+        params
+    }
+
+    /// The events' columns, in the order `INSERT_EVENTS` takes them after
+    /// the count.
+    fn columns(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![&self.event_type, &self.session_id, &self.tenant, &self.user_id, &self.kind, &self.end_reason, &self.at]
     }
 }
 
