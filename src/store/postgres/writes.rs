@@ -54,9 +54,15 @@ pub(super) struct Applied {
 impl Write {
     /// The writer of `writers` this write goes to: its session's, so that
     /// writes of one session are committed in the order they were queued.
+    ///
+    /// Creates all go to the first writer. Nothing else can be queued for a
+    /// session before its create is answered, so this keeps the order; and
+    /// creates spread over several writers would commit one batch after the
+    /// other anyway, each holding the event counter's row lock to its
+    /// commit, in smaller batches.
     pub(super) fn writer(&self, writers: usize) -> usize {
         let id = match self {
-            Write::Create { session, .. } => &session.id,
+            Write::Create { .. } => return 0,
             Write::Activity { id, .. }
             | Write::End { id, .. }
             | Write::Grants { id, .. }
