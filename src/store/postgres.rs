@@ -138,9 +138,17 @@ impl PgSettings {
             config.application_name("sessiond");
         }
         let timeout = format!("-c statement_timeout={}", self.statement_timeout.as_millis());
+        // sessiond prepares each statement once per connection and runs it
+        // with new values thousands of times; its statements are key
+        // lookups, fixed-shape listings and batch inserts, whose plan does
+        // not depend on the values. Postgres may instead plan a statement
+        // afresh on every run (a "custom plan"): for the batch of creates
+        // that took a fifth of its CPU. A connection string's own
+        // `plan_cache_mode` comes after, and wins.
+        let generic = "-c plan_cache_mode=force_generic_plan";
         let options = match config.get_options() {
-            Some(given) => format!("{given} {timeout}"),
-            None => timeout,
+            Some(given) => format!("{generic} {given} {timeout}"),
+            None => format!("{generic} {timeout}"),
         };
         config.options(options);
         Ok(config)
