@@ -270,22 +270,7 @@ mod tests {
     use super::*;
 
     fn bare() -> Session {
-        Session {
-            id: SessionId::generate(),
-            token_hash: TokenHash([7; 32]),
-            tenant: TenantId::default(),
-            kind: SessionKind::WebUser,
-            user_id: None,
-            labels: Labels::default(),
-            created_at: UnixMillis(1_700_000_000_000),
-            last_active_at: UnixMillis(1_700_000_000_000),
-            idle_timeout: None,
-            lifetime: None,
-            trusted: false,
-            grants: Grants::default(),
-            grants_version: 0,
-            end: None,
-        }
+        crate::store::conformance::session(SessionKind::WebUser, None, UnixMillis(1_700_000_000_000))
     }
 
     fn full() -> Session {

@@ -114,7 +114,7 @@ impl<'w> Bulk<'w> {
     }
 
     /// Prepares `BEGIN` and the creates' insert.
-    pub(super) async fn opening(&self, client: &ClientWrapper) -> StoreResult<Opening<'w>> {
+    async fn opening(&self, client: &ClientWrapper) -> StoreResult<Opening<'w>> {
         let begin = client.prepare_cached("BEGIN").await?;
         let insert = match self.creates.is_empty() {
             true => None,
@@ -190,18 +190,19 @@ impl<'w> Bulk<'w> {
 }
 
 /// What a batch's transaction opens with: `BEGIN` and its creates.
-pub(super) struct Opening<'w> {
+struct Opening<'w> {
     begin: Statement,
     insert: Option<Statement>,
     sessions: NewSessions<'w>,
 }
 
 impl Opening<'_> {
-    /// Adds `BEGIN` (first) and the creates' insert to `pipeline`; answers
-    /// the insert's place, if there is one.
-    pub(super) fn push<'a>(&'a self, pipeline: &mut Pipeline<'a>) -> Option<usize> {
+    /// Adds `BEGIN` (first) and the creates' insert to `pipeline`.
+    fn push<'a>(&'a self, pipeline: &mut Pipeline<'a>) {
         pipeline.push(&self.begin, Vec::new());
-        self.insert.as_ref().map(|insert| pipeline.push(insert, self.sessions.params()))
+        if let Some(insert) = &self.insert {
+            pipeline.push(insert, self.sessions.params());
+        }
     }
 }
 
