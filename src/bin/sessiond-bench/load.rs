@@ -56,13 +56,15 @@ pub struct Recorded {
 }
 
 /// Runs one caller per channel slot (`make(i, channel)` builds caller `i`)
-/// through the warm-up and the measured window.
+/// through the warm-up and the measured window. Answers the callers too:
+/// what they hold (connections) lives until the one who drove them drops
+/// them.
 pub async fn drive<C: Caller>(
     window: Window,
     concurrency: usize,
     channels: &[Channel],
     mut make: impl FnMut(usize, Channel) -> C,
-) -> anyhow::Result<Recorded> {
+) -> anyhow::Result<(Recorded, Vec<C>)> {
     let start = Instant::now();
     let measure_from = start + window.warmup;
     let end = measure_from + window.measure;
@@ -92,12 +94,14 @@ pub async fn drive<C: Caller>(
                     }
                 }
             }
-            tally
+            (tally, caller)
         });
     }
     let mut all = Recorded { window: window.measure, ..Recorded::default() };
-    while let Some(tally) = callers.join_next().await {
-        let tally = tally.context("a caller task failed")?;
+    let mut done = Vec::with_capacity(concurrency);
+    while let Some(joined) = callers.join_next().await {
+        let (tally, caller) = joined.context("a caller task failed")?;
+        done.push(caller);
         all.latencies_ns.extend(tally.latencies_ns);
         all.units += tally.units;
         all.retries += tally.retries;
@@ -107,7 +111,7 @@ pub async fn drive<C: Caller>(
         }
     }
     all.latencies_ns.sort_unstable();
-    Ok(all)
+    Ok((all, done))
 }
 
 /// Calls `call(i, channel)` for every `i` in `0..count`, `concurrency` at a

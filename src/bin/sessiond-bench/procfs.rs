@@ -1,6 +1,7 @@
 //! What `/proc` says about a process: resident memory (`VmRSS` in
 //! `/proc/<pid>/status`) and CPU time used so far (`utime` + `stime` in
-//! `/proc/<pid>/stat`, every thread, living or exited).
+//! `/proc/<pid>/stat`, every thread, living or exited); and the CPU time of
+//! a whole Postgres server on this machine, backends included.
 
 use std::time::Duration;
 
@@ -46,15 +47,75 @@ impl Process {
     }
 }
 
-/// `utime + stime` from a `stat` line. Fields are counted after the command
-/// name, which is in parentheses and may itself hold spaces and parentheses:
-/// utime and stime are the 12th and 13th after it.
+/// A Postgres server running on this machine, known by its postmaster: the
+/// process that forks a backend for each connection and reaps it when the
+/// connection closes.
+#[derive(Debug, Clone, Copy)]
+pub struct Postmaster(u32);
+
+impl Postmaster {
+    /// The postmaster of the backend with pid `backend` (what
+    /// `pg_backend_pid()` answered), if that backend runs on this machine:
+    /// both it and its parent must be processes named `postgres`.
+    pub fn of_backend(backend: u32) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{backend}/stat")).ok()?;
+        let (name, parent) = (command_name(&stat)?, parent_pid(&stat)?);
+        let parent_stat = std::fs::read_to_string(format!("/proc/{parent}/stat")).ok()?;
+        (name == "postgres" && command_name(&parent_stat)? == "postgres").then_some(Postmaster(parent))
+    }
+
+    /// CPU time the server has used so far: the postmaster's own, that of
+    /// the backends it has reaped, and that of those still running. A
+    /// backend that exits between two readings moves from the third to the
+    /// second, so a difference of two readings counts it once; one reaped
+    /// while a reading is under way is missed by that reading, so read
+    /// when connections are not closing.
+    pub fn cpu_time(self) -> anyhow::Result<Duration> {
+        let path = format!("/proc/{}/stat", self.0);
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let mut ticks = cpu_ticks_with_reaped(&stat).with_context(|| format!("no CPU times in {path}"))?;
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            // A process may exit between the listing and the read.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            if parent_pid(&stat) == Some(self.0) {
+                ticks += cpu_ticks(&stat).unwrap_or(0);
+            }
+        }
+        Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
+    }
+}
+
+/// The fields of a `stat` line after the command name, which is in
+/// parentheses and may itself hold spaces and parentheses: the state first.
+fn fields_after_name(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
+}
+
+/// The command name of a `stat` line.
+fn command_name(stat: &str) -> Option<&str> {
+    Some(&stat[stat.find('(')? + 1..stat.rfind(')')?])
+}
+
+/// The parent's pid in a `stat` line: the 2nd field after the name.
+fn parent_pid(stat: &str) -> Option<u32> {
+    fields_after_name(stat)?.nth(1)?.parse().ok()
+}
+
+/// `utime + stime` from a `stat` line: the 12th and 13th fields after the
+/// name.
 fn cpu_ticks(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
+    let mut fields = fields_after_name(stat)?.skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// `utime + stime + cutime + cstime` from a `stat` line: the process's own
+/// CPU time and that of the children it has waited for.
+fn cpu_ticks_with_reaped(stat: &str) -> Option<u64> {
+    let mut fields = fields_after_name(stat)?.skip(11);
+    (0..4).map(|_| fields.next()?.parse::<u64>().ok()).sum()
 }
 
 #[cfg(test)]
@@ -65,6 +126,21 @@ mod tests {
     fn cpu_ticks_skip_a_command_name_with_spaces() {
         let stat = "4242 (tokio (rt) 1) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 0 0";
         assert_eq!(cpu_ticks(stat), Some(300));
+        assert_eq!(cpu_ticks_with_reaped(stat), Some(300));
+        assert_eq!(command_name(stat), Some("tokio (rt) 1"));
+        assert_eq!(parent_pid(stat), Some(1));
+    }
+
+    #[test]
+    fn reaped_children_count_with_the_parent() {
+        let stat = "7 (postgres) S 1 7 7 0 -1 4194560 1000 0 0 0 250 50 700 300 20 0 1 0 100 0 0";
+        assert_eq!(cpu_ticks(stat), Some(300));
+        assert_eq!(cpu_ticks_with_reaped(stat), Some(1300));
+    }
+
+    #[test]
+    fn a_process_that_is_not_postgres_has_no_postmaster() {
+        assert!(Postmaster::of_backend(std::process::id()).is_none());
     }
 
     #[test]

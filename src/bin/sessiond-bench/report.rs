@@ -12,10 +12,16 @@ use crate::stats::Summary;
 /// One scenario's result.
 #[derive(Debug, Clone)]
 pub enum Measurement {
-    Load(LoadReport),
+    Load(Box<LoadReport>),
     Memory(MemoryReport),
     ColdStart(ColdStartReport),
     Revocation(RevocationReport),
+}
+
+impl From<LoadReport> for Measurement {
+    fn from(report: LoadReport) -> Self {
+        Measurement::Load(Box::new(report))
+    }
 }
 
 /// A load scenario's figures.
@@ -29,6 +35,8 @@ pub struct LoadReport {
     pub server_cpu: f64,
     /// Cores this loader kept busy on average in the measured window.
     pub loader_cpu: f64,
+    /// Cores the run's Postgres kept busy, when it runs on this machine.
+    pub database_cpu: Option<f64>,
     /// What `summary.units` counts, when it is not calls ("entries").
     pub unit: Option<&'static str>,
     pub ratios: Vec<Ratio>,
@@ -46,6 +54,7 @@ impl LoadReport {
             server_rss,
             server_cpu: 0.0,
             loader_cpu: 0.0,
+            database_cpu: None,
             unit: None,
             ratios: Vec::new(),
             notes: Vec::new(),
@@ -56,8 +65,19 @@ impl LoadReport {
     /// Server CPU time per call: what a call costs sessiond when the CPUs,
     /// not sessiond, bound the calls per second.
     fn server_cpu_per_call(&self) -> Duration {
+        self.per_call(self.server_cpu)
+    }
+
+    /// CPU time per call of every process measured (server, loader and
+    /// Postgres): when they share the machine's cores, those cores divided
+    /// by this is the most calls/s the machine can give.
+    fn all_cpu_per_call(&self) -> Duration {
+        self.per_call(self.server_cpu + self.loader_cpu + self.database_cpu.unwrap_or(0.0))
+    }
+
+    fn per_call(&self, cores: f64) -> Duration {
         if self.summary.calls_per_sec > 0.0 {
-            Duration::from_secs_f64(self.server_cpu / self.summary.calls_per_sec)
+            Duration::from_secs_f64(cores / self.summary.calls_per_sec)
         } else {
             Duration::ZERO
         }
@@ -148,11 +168,16 @@ const LOAD_HEADERS: [&str; 10] = [
     "loader CPU",
 ];
 
+/// Shown when some scenario's Postgres ran on this machine.
+const DATABASE_HEADER: &str = "Postgres CPU";
+
+const ALL_CPU_HEADER: &str = "all CPU/call";
+
 fn load_table(measurements: &[Measurement], markdown: bool) -> Option<String> {
     let loads: Vec<&LoadReport> = measurements
         .iter()
         .filter_map(|m| match m {
-            Measurement::Load(report) => Some(report),
+            Measurement::Load(report) => Some(&**report),
             _ => None,
         })
         .collect();
@@ -161,7 +186,12 @@ fn load_table(measurements: &[Measurement], markdown: bool) -> Option<String> {
     }
     let baselines: Vec<Baseline> =
         Baseline::ALL.into_iter().filter(|b| loads.iter().any(|r| r.ratios.iter().any(|x| x.baseline == *b))).collect();
+    let with_database = loads.iter().any(|r| r.database_cpu.is_some());
     let mut headers: Vec<String> = LOAD_HEADERS.iter().map(|h| h.to_string()).collect();
+    if with_database {
+        headers.push(DATABASE_HEADER.into());
+    }
+    headers.push(ALL_CPU_HEADER.into());
     for baseline in &baselines {
         headers.push(format!("calls/s vs {}", baseline.name()));
         headers.push(format!("p99 vs {}", baseline.name()));
@@ -183,6 +213,10 @@ fn load_table(measurements: &[Measurement], markdown: bool) -> Option<String> {
                 latency(r.server_cpu_per_call()),
                 percent(r.loader_cpu),
             ];
+            if with_database {
+                row.push(r.database_cpu.map_or_else(|| "–".to_string(), percent));
+            }
+            row.push(latency(r.all_cpu_per_call()));
             for baseline in &baselines {
                 match r.ratios.iter().find(|x| x.baseline == *baseline) {
                     Some(ratio) => row.extend([format!("{:.2}×", ratio.calls_per_sec), format!("{:.2}×", ratio.p99)]),

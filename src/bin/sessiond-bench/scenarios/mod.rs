@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use crate::baseline::{Baseline, Ratio};
 use crate::cli::{Plan, RunArgs};
 use crate::load::{self, Caller, Window};
-use crate::procfs::Process;
+use crate::procfs::{Postmaster, Process};
 use crate::report::{self, LoadReport, Measurement};
 use crate::server::{Launcher, ServerProcess};
 use crate::stats::Summary;
@@ -131,16 +131,16 @@ impl Scenario {
 
     async fn measure(self, ctx: &Context) -> anyhow::Result<Measurement> {
         Ok(match self {
-            Scenario::Echo => Measurement::Load(echo::run(ctx).await?),
-            Scenario::HasPrivilege => Measurement::Load(sessions::has_privilege(ctx).await?),
-            Scenario::GetSession => Measurement::Load(sessions::get_session(ctx).await?),
-            Scenario::CreateSession => Measurement::Load(sessions::create_session(ctx).await?),
-            Scenario::CreateSessionPostgres => Measurement::Load(sessions::create_session_postgres(ctx).await?),
-            Scenario::LogBatched => Measurement::Load(logs::batched(ctx).await?),
-            Scenario::LogStreaming => Measurement::Load(logs::streaming(ctx).await?),
-            Scenario::LogBatchedPostgres => Measurement::Load(logs::batched_postgres(ctx).await?),
-            Scenario::LogStreamingPostgres => Measurement::Load(logs::streaming_postgres(ctx).await?),
-            Scenario::StorageCas => Measurement::Load(storage_cas::run(ctx).await?),
+            Scenario::Echo => echo::run(ctx).await?.into(),
+            Scenario::HasPrivilege => sessions::has_privilege(ctx).await?.into(),
+            Scenario::GetSession => sessions::get_session(ctx).await?.into(),
+            Scenario::CreateSession => sessions::create_session(ctx).await?.into(),
+            Scenario::CreateSessionPostgres => sessions::create_session_postgres(ctx).await?.into(),
+            Scenario::LogBatched => logs::batched(ctx).await?.into(),
+            Scenario::LogStreaming => logs::streaming(ctx).await?.into(),
+            Scenario::LogBatchedPostgres => logs::batched_postgres(ctx).await?.into(),
+            Scenario::LogStreamingPostgres => logs::streaming_postgres(ctx).await?.into(),
+            Scenario::StorageCas => storage_cas::run(ctx).await?.into(),
             Scenario::Memory => Measurement::Memory(memory::run(ctx).await?),
             Scenario::ColdStart => Measurement::ColdStart(cold_start::run(ctx).await?),
             Scenario::Revocation => Measurement::Revocation(revocation::run(ctx).await?),
@@ -153,6 +153,9 @@ impl Scenario {
 pub struct Context {
     pub plan: Plan,
     pub launcher: Launcher,
+    /// The run's Postgres, when it runs on this machine: its CPU is
+    /// measured with the server's and the loader's.
+    pub database: Option<Postmaster>,
 }
 
 impl Context {
@@ -161,8 +164,9 @@ impl Context {
     }
 
     /// Drives the run's load with callers from `make`, then reads the
-    /// server's RSS, and the CPU that the server and this loader used in
-    /// the measured window. Fails when the server died meanwhile.
+    /// server's RSS, and the CPU that the server, this loader and the run's
+    /// Postgres used in the measured window. Fails when the server died
+    /// meanwhile.
     async fn measure_load<C: Caller>(
         &self,
         scenario: Scenario,
@@ -170,55 +174,119 @@ impl Context {
         channels: &[Channel],
         make: impl FnMut(usize, Channel) -> C,
     ) -> anyhow::Result<LoadReport> {
-        let window = self.window();
-        let process = server.process();
-        // The CPU meter starts when the warm-up ends, as the window does.
-        let (recorded, cpu) = tokio::join!(load::drive(window, self.plan.concurrency, channels, make), async {
-            tokio::time::sleep(window.warmup).await;
-            CpuMeter::start(process)
-        });
-        let recorded = recorded?;
+        let (recorded, cpu) = self.drive(Some(server.process()), channels, make).await?;
         server.check_alive()?;
-        let (server_cpu, loader_cpu) = cpu?.stop()?;
         let mut report = LoadReport::new(scenario.name(), Summary::of(&recorded), server.rss_bytes()?);
-        report.server_cpu = server_cpu;
-        report.loader_cpu = loader_cpu;
+        cpu.fill(&mut report);
         Ok(report)
+    }
+
+    /// Drives the run's load with callers from `make` and meters the CPU of
+    /// `server`, this loader and the run's Postgres in the measured window.
+    async fn drive<C: Caller>(
+        &self,
+        server: Option<Process>,
+        channels: &[Channel],
+        make: impl FnMut(usize, Channel) -> C,
+    ) -> anyhow::Result<(load::Recorded, Cpu)> {
+        let window = self.window();
+        // The CPU meter runs over the measured window. The callers' Postgres
+        // connections close only after it stopped: a backend that exits
+        // while the meter reads could be missed.
+        let (driven, cpu) = tokio::join!(load::drive(window, self.plan.concurrency, channels, make), async {
+            tokio::time::sleep(window.warmup).await;
+            let meter = CpuMeter::start(server, self.database)?;
+            tokio::time::sleep(window.measure).await;
+            meter.stop()
+        });
+        let (recorded, callers) = driven?;
+        let cpu = cpu?;
+        drop(callers);
+        Ok((recorded, cpu))
     }
 }
 
-/// CPU used by a server and by this loader over some wall time.
+/// Cores kept busy on average over a measured window.
+struct Cpu {
+    server: f64,
+    loader: f64,
+    database: Option<f64>,
+}
+
+impl Cpu {
+    fn fill(&self, report: &mut LoadReport) {
+        report.server_cpu = self.server;
+        report.loader_cpu = self.loader;
+        report.database_cpu = self.database;
+    }
+}
+
+/// CPU used by a server, by this loader and by a Postgres over some wall
+/// time.
 struct CpuMeter {
-    server: Process,
+    server: Option<Process>,
+    database: Option<Postmaster>,
     started: Instant,
     server_cpu: Duration,
     loader_cpu: Duration,
+    database_cpu: Duration,
 }
 
 impl CpuMeter {
-    fn start(server: Process) -> anyhow::Result<Self> {
+    fn start(server: Option<Process>, database: Option<Postmaster>) -> anyhow::Result<Self> {
         Ok(Self {
             server,
+            database,
             started: Instant::now(),
-            server_cpu: server.cpu_time()?,
+            server_cpu: server.map(Process::cpu_time).transpose()?.unwrap_or_default(),
             loader_cpu: Process::This.cpu_time()?,
+            database_cpu: database.map(Postmaster::cpu_time).transpose()?.unwrap_or_default(),
         })
     }
 
-    /// Cores busy on average since `start`: the server's and the loader's.
-    fn stop(self) -> anyhow::Result<(f64, f64)> {
+    fn stop(self) -> anyhow::Result<Cpu> {
         let wall = self.started.elapsed().as_secs_f64();
-        let server = (self.server.cpu_time()? - self.server_cpu).as_secs_f64() / wall;
-        let loader = (Process::This.cpu_time()? - self.loader_cpu).as_secs_f64() / wall;
-        Ok((server, loader))
+        let cores = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() / wall;
+        Ok(Cpu {
+            server: match self.server {
+                Some(server) => cores(server.cpu_time()?, self.server_cpu),
+                None => 0.0,
+            },
+            loader: cores(Process::This.cpu_time()?, self.loader_cpu),
+            database: match self.database {
+                Some(database) => Some(cores(database.cpu_time()?, self.database_cpu)),
+                None => None,
+            },
+        })
     }
+}
+
+/// The postmaster of the Postgres at `url`, when it runs on this machine.
+async fn local_postmaster(url: &str) -> anyhow::Result<Option<Postmaster>> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    // Looked up while the backend is still there: it exits with the
+    // connection.
+    let postmaster = u32::try_from(backend).ok().and_then(Postmaster::of_backend);
+    drop(client);
+    let _ = connection.await;
+    Ok(postmaster)
 }
 
 /// Measures the chosen scenarios and their baselines, prints the report,
 /// and fails only on a harness failure or a correctness MISMATCH.
 pub async fn run_all(args: RunArgs) -> anyhow::Result<()> {
+    let plan = args.plan();
+    let database = match &plan.database_url {
+        Some(url) => local_postmaster(url).await?,
+        None => None,
+    };
+    if plan.database_url.is_some() && database.is_none() {
+        eprintln!("sessiond-bench: Postgres does not run on this machine: its CPU is not measured");
+    }
     let ctx =
-        Context { plan: args.plan(), launcher: Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())? };
+        Context { plan, launcher: Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())?, database };
     let mut chosen: Vec<Scenario> = Vec::new();
     for scenario in if args.scenarios.is_empty() { &Scenario::ALL[..] } else { &args.scenarios[..] } {
         if scenario.needs_database() && ctx.plan.database_url.is_none() {
@@ -245,12 +313,12 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<()> {
     for (baseline, report) in &baselines {
         if !chosen.iter().any(|s| s.as_baseline() == Some(*baseline)) {
             // Shown anyway: the ratios are meaningless without it.
-            measurements.push(Measurement::Load(report.clone()));
+            measurements.push(report.clone().into());
         }
     }
     for scenario in chosen {
         let measurement = match scenario.as_baseline().and_then(|b| baselines.iter().find(|(m, _)| *m == b)) {
-            Some((_, report)) => Measurement::Load(report.clone()),
+            Some((_, report)) => report.clone().into(),
             None => {
                 eprintln!("sessiond-bench: measuring {}", scenario.name());
                 let mut measurement = scenario.measure(&ctx).await?;

@@ -9,7 +9,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use super::Context;
-use crate::load::{self, Caller, Outcome};
+use crate::load::{Caller, Outcome};
 use crate::report::LoadReport;
 use crate::stats::Summary;
 
@@ -55,10 +55,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<LoadReport> {
     // The loader hands each caller a gRPC channel; these callers talk to
     // Postgres instead and never use it.
     let unused = [Channel::from_static("http://127.0.0.1:9").connect_lazy()];
-    let window = crate::load::Window { warmup: ctx.plan.warmup, measure: ctx.plan.measure };
     // Every caller is taken exactly once, by index.
-    let recorded =
-        load::drive(window, ctx.plan.concurrency, &unused, |i, _| callers[i].take().expect("one caller per index"))
-            .await?;
-    Ok(LoadReport::new("postgres-insert", Summary::of(&recorded), 0))
+    let (recorded, cpu) = ctx.drive(None, &unused, |i, _| callers[i].take().expect("one caller per index")).await?;
+    let mut report = LoadReport::new("postgres-insert", Summary::of(&recorded), 0);
+    cpu.fill(&mut report);
+    Ok(report)
 }
