@@ -188,7 +188,7 @@ impl Service {
         let event = self.store().create_session(&session, &request.storage, &event).await?;
         tracing::Span::current().record("session_id", tracing::field::display(&session.id));
         crate::telemetry::metrics::session_created(session.kind);
-        tracing::info!(session_id = %session.id, kind = %session.kind, "session created");
+        tracing::debug!(session_id = %session.id, kind = %session.kind, "session created");
         self.publish(event);
         Ok(Created { session: self.status(session, now), token })
     }
