@@ -40,10 +40,15 @@ impl Process {
 
     /// User plus system CPU time so far.
     pub fn cpu_time(self) -> anyhow::Result<Duration> {
+        self.stat_time(cpu_ticks)
+    }
+
+    /// The CPU time that `ticks` reads from the process's `stat` line.
+    fn stat_time(self, ticks: fn(&str) -> Option<u64>) -> anyhow::Result<Duration> {
         let path = self.file("stat");
         let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let ticks = cpu_ticks(&stat).with_context(|| format!("no utime and stime in {path}"))?;
-        Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
+        let ticks = ticks(&stat).with_context(|| format!("no CPU times in {path}"))?;
+        Ok(duration(ticks))
     }
 }
 
@@ -71,19 +76,23 @@ impl Postmaster {
     /// while a reading is under way is missed by that reading, so read
     /// when connections are not closing.
     pub fn cpu_time(self) -> anyhow::Result<Duration> {
-        let path = format!("/proc/{}/stat", self.0);
-        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let mut ticks = cpu_ticks_with_reaped(&stat).with_context(|| format!("no CPU times in {path}"))?;
+        let own_and_reaped = Process::Pid(self.0).stat_time(cpu_ticks_with_reaped)?;
+        let mut running = 0;
         for entry in std::fs::read_dir("/proc")?.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
             // A process may exit between the listing and the read.
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
             if parent_pid(&stat) == Some(self.0) {
-                ticks += cpu_ticks(&stat).unwrap_or(0);
+                running += cpu_ticks(&stat).unwrap_or(0);
             }
         }
-        Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
+        Ok(own_and_reaped + duration(running))
     }
+}
+
+/// `ticks` of `USER_HZ` as a duration.
+fn duration(ticks: u64) -> Duration {
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SEC)
 }
 
 /// The fields of a `stat` line after the command name, which is in
