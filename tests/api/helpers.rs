@@ -117,8 +117,7 @@ impl TestApp {
 
     pub async fn start(home: Home) -> Self {
         let (settings, clock) = (home.settings.clone(), home.clock.clone());
-        let app =
-            Application::build_with_clock(settings.clone(), Arc::new(clock.clone())).await.expect("the app builds");
+        let app = build_once_free(&settings, &clock).await;
         let address = format!("http://{}", app.local_addr());
         let service = app.service();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -186,6 +185,26 @@ impl TestApp {
             .await
             .expect("the session is created")
             .into_inner()
+    }
+}
+
+/// Builds the app. A server of this process that was just stopped or
+/// crashed may still hold the embedded store's directory lock for a moment
+/// (its last tasks are being dropped); a real crash ends the process and
+/// releases it at once, so only this in-process stand-in waits.
+async fn build_once_free(settings: &Settings, clock: &ManualClock) -> Application {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match Application::build_with_clock(settings.clone(), Arc::new(clock.clone())).await {
+            Ok(app) => return app,
+            Err(err)
+                if format!("{err:#}").contains("in use by another sessiond")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(err) => panic!("the app does not build: {err:#}"),
+        }
     }
 }
 

@@ -148,3 +148,64 @@ async fn activity_older_than_activity_flush_survives_a_crash() {
         .await
         .expect("touched 599.5 s ago with a 600 s idle timeout; the touch is 60 s older than activity_flush");
 }
+
+/// The real binary on `data_dir`, its log on stderr captured.
+fn sessiond_on(data_dir: &std::path::Path) -> std::process::Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+    std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--log-filter", "info"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sessiond starts")
+}
+
+/// Waits for `child` to exit by itself; kills it after `PATIENCE`.
+fn exit_of(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + crate::helpers::PATIENCE;
+    while child.try_wait().expect("the child can be polled").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("the child's output can be read");
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Reads `child`'s stderr until a line contains `marker`.
+fn wait_for_line(child: &mut std::process::Child, marker: &str) {
+    use std::io::BufRead as _;
+    let stderr = child.stderr.as_mut().expect("stderr is piped");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.expect("stderr is readable").contains(marker) {
+            return;
+        }
+    }
+    panic!("sessiond ended before logging {marker:?}");
+}
+
+#[test]
+fn a_second_sessiond_on_the_same_data_directory_refuses_to_start_naming_it_and_the_holder() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut first = sessiond_on(data.path());
+    wait_for_line(&mut first, "sessiond serving");
+
+    let (status, stderr) = exit_of(sessiond_on(data.path()));
+    assert!(!status.success(), "a second process on the same directory started: {stderr}");
+    assert!(stderr.contains(&data.path().display().to_string()), "the refusal names the directory: {stderr}");
+    assert!(stderr.contains(&format!("process {}", first.id())), "the refusal names the holder: {stderr}");
+
+    // A holder that dies without any shutdown work leaves no stale lock.
+    first.kill().expect("the first sessiond can be killed");
+    first.wait().expect("the first sessiond is reaped");
+    let mut next = sessiond_on(data.path());
+    wait_for_line(&mut next, "sessiond serving");
+    let _ = next.kill();
+    let _ = next.wait();
+}

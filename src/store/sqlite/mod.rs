@@ -34,6 +34,7 @@ use crate::domain::{
 };
 
 mod error;
+mod lock;
 mod pool;
 mod reads;
 mod rows;
@@ -44,28 +45,34 @@ mod writes;
 /// The database file [`SqliteStore::open_in`] opens in a data directory.
 pub const FILE_NAME: &str = "sessiond.db";
 
+pub use lock::{LOCK_FILE_NAME, LockError};
+
 /// The store of a single sessiond: a SQLite database file.
 pub struct SqliteStore {
     path: PathBuf,
     writes: WriteQueue,
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReadPool>,
+    /// Keeps other processes out of the directory while the store is open.
+    _lock: lock::DirectoryLock,
 }
 
 impl SqliteStore {
     /// Opens (creating it and its directory when missing) the database at
     /// `path`, brings its schema up to date and starts the writer thread.
+    /// Fails with a [`LockError`] when another process has the directory
+    /// open.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Internal(Box::new(e)))?;
-        }
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Internal(Box::new(e)))?;
+        let lock = lock::DirectoryLock::acquire(dir).map_err(|e| StoreError::Internal(Box::new(e)))?;
         let mut conn = schema::connect(path)?;
         schema::use_wal(&conn)?;
         schema::migrate(&mut conn)?;
         let readers = ReadPool::open(path)?;
         let (writes, thread) = writer::start(conn)?;
         tracing::debug!(path = %path.display(), "opened sqlite store");
-        Ok(SqliteStore { path: path.to_owned(), writes, writer: Some(thread), readers: Arc::new(readers) })
+        Ok(SqliteStore { path: path.to_owned(), writes, writer: Some(thread), readers: Arc::new(readers), _lock: lock })
     }
 
     /// Opens [`FILE_NAME`] in the data directory `dir`.
