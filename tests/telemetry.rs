@@ -294,7 +294,7 @@ async fn a_call_is_exported_as_a_server_span_under_the_callers_span_with_service
 async fn a_failed_call_logs_one_line_with_its_method_code_and_message_and_exports_its_status() {
     let app = App::spawn().await;
     let (_, token) = app.create().await;
-    let by_token = || Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.clone())) });
+    let by_token = || Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.clone())), min_sequence: 0 });
     app.sessions()
         .close_session(pb::CloseSessionRequest { session: by_token(), ..Default::default() })
         .await
@@ -332,7 +332,7 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
     let (_, token) = app.create().await;
     for _ in 0..3 {
         let request = pb::HasPrivilegeRequest {
-            session: Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.clone())) }),
+            session: Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.clone())), min_sequence: 0 }),
             privilege: "viewBasic".into(),
         };
         assert!(app.privileges().has_privilege(request).await.expect("the check answers").into_inner().granted);

@@ -54,17 +54,18 @@ pub fn parse_timeout(d: Option<prost_types::Duration>, field: &str) -> Result<Ti
 
 /// The session a request names; `field` is where the reference sits.
 pub fn parse_ref(session: Option<pb::SessionRef>, field: &str) -> Result<SessionRef, InvalidInput> {
-    let pb::SessionRef { r#ref } =
+    let pb::SessionRef { r#ref, min_sequence } =
         session.ok_or_else(|| InvalidInput::new(field, "name a session by token or session_id"))?;
-    match r#ref {
+    let named = match r#ref {
         Some(pb::session_ref::Ref::Token(token)) => {
-            Token::parse(&token, &format!("{field}.token")).map(SessionRef::Token)
+            Token::parse(&token, &format!("{field}.token")).map(SessionRef::token)
         }
         Some(pb::session_ref::Ref::SessionId(id)) => {
-            SessionId::parse(&id, &format!("{field}.session_id")).map(SessionRef::Id)
+            SessionId::parse(&id, &format!("{field}.session_id")).map(SessionRef::id)
         }
         None => Err(InvalidInput::new(field, "name a session by token or session_id")),
-    }
+    };
+    named.map(|named| named.with_min_sequence(min_sequence))
 }
 
 pub fn parse_kind(kind: i32, field: &str, required: bool) -> Result<Option<SessionKind>, InvalidInput> {

@@ -6,7 +6,7 @@ use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::pb;
 use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, SessionId};
-use crate::service::{Service, SessionRef};
+use crate::service::{Service, SessionKey, SessionRef};
 
 #[derive(Debug)]
 pub struct LogsApi {
@@ -70,12 +70,12 @@ impl pb::log_service_server::LogService for LogsApi {
             let named = session.map(|s| parse_ref(Some(s), "session")).transpose()?;
             let session = match (&target, named) {
                 (None, Some(named)) => {
-                    target.insert(SessionRef::Id(self.service.get(&caller, &named).await?.session.id))
+                    target.insert(SessionRef::id(self.service.get(&caller, &named).await?.session.id))
                 }
                 (None, None) => {
                     return Err(InvalidInput::new("session", "the first message must name the session").into());
                 }
-                (Some(SessionRef::Id(current)), Some(named))
+                (Some(SessionRef { key: SessionKey::Id(current), .. }), Some(named))
                     if self.service.get(&caller, &named).await?.session.id != *current =>
                 {
                     return Err(InvalidInput::new("session", "a stream may not switch sessions").into());

@@ -6,8 +6,8 @@ use super::authn::caller;
 use super::convert::{self, parse_ref};
 use super::pb;
 use crate::domain::{InvalidInput, PromotionId};
-use crate::service::Service;
 use crate::service::privileges::CheckMode;
+use crate::service::{Service, committing};
 
 #[derive(Debug)]
 pub struct PrivilegesApi {
@@ -28,8 +28,9 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
     ) -> Result<Response<pb::SetPrivilegesResponse>, Status> {
         let caller = caller(&request)?;
         let pb::SetPrivilegesRequest { session, privileges, roles } = request.into_inner();
-        let held = self.service.set_privileges(&caller, &parse_ref(session, "session")?, &privileges, &roles).await?;
-        Ok(Response::new(pb::SetPrivilegesResponse { privileges: held.into_iter().collect() }))
+        let session = parse_ref(session, "session")?;
+        let (held, sequence) = committing(self.service.set_privileges(&caller, &session, &privileges, &roles)).await;
+        Ok(Response::new(pb::SetPrivilegesResponse { privileges: held?.into_iter().collect(), sequence }))
     }
 
     async fn get_privileges(
@@ -54,8 +55,10 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
     ) -> Result<Response<pb::ClearPrivilegesResponse>, Status> {
         let caller = caller(&request)?;
         let pb::ClearPrivilegesRequest { session } = request.into_inner();
-        self.service.clear_privileges(&caller, &parse_ref(session, "session")?).await?;
-        Ok(Response::new(pb::ClearPrivilegesResponse {}))
+        let session = parse_ref(session, "session")?;
+        let (cleared, sequence) = committing(self.service.clear_privileges(&caller, &session)).await;
+        cleared?;
+        Ok(Response::new(pb::ClearPrivilegesResponse { sequence }))
     }
 
     async fn has_privilege(
@@ -90,8 +93,8 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
         let session = parse_ref(session, "session")?;
         let duration = duration.ok_or_else(|| InvalidInput::new("duration", "is required"))?;
         let duration = convert::parse_duration(&duration, "duration")?;
-        let promotion = self.service.promote(&caller, &session, &privilege, duration).await?;
-        Ok(Response::new(pb::PromoteResponse { promotion: Some(convert::promotion(promotion)) }))
+        let (promotion, sequence) = committing(self.service.promote(&caller, &session, &privilege, duration)).await;
+        Ok(Response::new(pb::PromoteResponse { promotion: Some(convert::promotion(promotion?)), sequence }))
     }
 
     async fn demote(&self, request: Request<pb::DemoteRequest>) -> Result<Response<pb::DemoteResponse>, Status> {
@@ -99,7 +102,8 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
         let pb::DemoteRequest { session, promotion_id } = request.into_inner();
         let session = parse_ref(session, "session")?;
         let promotion = PromotionId::parse(&promotion_id, "promotion_id")?;
-        self.service.demote(&caller, &session, &promotion).await?;
-        Ok(Response::new(pb::DemoteResponse {}))
+        let (demoted, sequence) = committing(self.service.demote(&caller, &session, &promotion)).await;
+        demoted?;
+        Ok(Response::new(pb::DemoteResponse { sequence }))
     }
 }

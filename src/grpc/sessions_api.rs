@@ -10,9 +10,9 @@ use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_ref};
 use super::pb;
 use crate::domain::{EventFilter, InvalidInput, SessionId};
-use crate::service::Service;
 use crate::service::lifecycle::{CreateSession, ListQuery, RevokeFilter};
 use crate::service::watch::WatchFrom;
+use crate::service::{Service, committing};
 
 #[derive(Debug)]
 pub struct SessionsApi {
@@ -74,26 +74,26 @@ impl pb::session_service_server::SessionService for SessionsApi {
         else {
             return Err(crate::domain::Error::InvalidArgument(violations).into());
         };
-        let created = self
-            .service
-            .create(
-                &caller,
-                CreateSession {
-                    kind,
-                    user_id: optional(user_id),
-                    labels: convert::parse_labels(labels),
-                    idle_timeout,
-                    lifetime,
-                    privileges,
-                    roles,
-                    storage,
-                    trusted,
-                },
-            )
-            .await?;
+        let (created, sequence) = committing(self.service.create(
+            &caller,
+            CreateSession {
+                kind,
+                user_id: optional(user_id),
+                labels: convert::parse_labels(labels),
+                idle_timeout,
+                lifetime,
+                privileges,
+                roles,
+                storage,
+                trusted,
+            },
+        ))
+        .await;
+        let created = created?;
         Ok(Response::new(pb::CreateSessionResponse {
             token: created.token.expose().to_owned(),
             session: Some(convert::session(created.session)),
+            sequence,
         }))
     }
 
@@ -123,14 +123,15 @@ impl pb::session_service_server::SessionService for SessionsApi {
     ) -> Result<Response<pb::CloseSessionResponse>, Status> {
         let caller = caller(&request)?;
         let pb::CloseSessionRequest { session, error, stack_trace } = request.into_inner();
-        let closed = self
-            .service
-            .close(&caller, &parse_ref(session, "session")?, optional(error), optional(stack_trace))
-            .await?;
+        let session = parse_ref(session, "session")?;
+        let (closed, sequence) =
+            committing(self.service.close(&caller, &session, optional(error), optional(stack_trace))).await;
+        let closed = closed?;
         Ok(Response::new(pb::CloseSessionResponse {
             session_id: closed.session_id.as_str().to_owned(),
             log_id: closed.log_id.map(|id| id.as_str().to_owned()).unwrap_or_default(),
             end_reason: pb::EndReason::from(closed.end_reason).into(),
+            sequence,
         }))
     }
 
@@ -179,9 +180,10 @@ impl pb::session_service_server::SessionService for SessionsApi {
             .map(|(i, id)| SessionId::parse(id, &format!("session_ids[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let filter = RevokeFilter { user_id: optional(user_id), kind: parse_kind(kind, "kind", false)?, session_ids };
-        let revoked = self.service.revoke(&caller, filter).await?;
+        let (revoked, sequence) = committing(self.service.revoke(&caller, filter)).await;
         Ok(Response::new(pb::RevokeSessionsResponse {
-            session_ids: revoked.iter().map(|id| id.as_str().to_owned()).collect(),
+            session_ids: revoked?.iter().map(|id| id.as_str().to_owned()).collect(),
+            sequence,
         }))
     }
 

@@ -6,7 +6,7 @@ use super::authn::caller;
 use super::convert::{self, parse_ref};
 use super::pb;
 use crate::domain::StorageChange;
-use crate::service::Service;
+use crate::service::{Service, committing};
 
 #[derive(Debug)]
 pub struct StorageApi {
@@ -42,9 +42,10 @@ impl pb::storage_service_server::StorageService for StorageApi {
         let pb::PutStorageRequest { session, values, expected_version } = request.into_inner();
         let session = parse_ref(session, "session")?;
         let values = convert::parse_storage(values, "values")?;
-        let version =
-            self.service.change_storage(&caller, &session, StorageChange::Put(values), expected_version).await?;
-        Ok(Response::new(pb::PutStorageResponse { version }))
+        let (version, sequence) =
+            committing(self.service.change_storage(&caller, &session, StorageChange::Put(values), expected_version))
+                .await;
+        Ok(Response::new(pb::PutStorageResponse { version: version?, sequence }))
     }
 
     async fn delete_storage(
@@ -54,9 +55,10 @@ impl pb::storage_service_server::StorageService for StorageApi {
         let caller = caller(&request)?;
         let pb::DeleteStorageRequest { session, keys, expected_version } = request.into_inner();
         let session = parse_ref(session, "session")?;
-        let version =
-            self.service.change_storage(&caller, &session, StorageChange::Delete(keys), expected_version).await?;
-        Ok(Response::new(pb::DeleteStorageResponse { version }))
+        let (version, sequence) =
+            committing(self.service.change_storage(&caller, &session, StorageChange::Delete(keys), expected_version))
+                .await;
+        Ok(Response::new(pb::DeleteStorageResponse { version: version?, sequence }))
     }
 
     async fn clear_storage(
@@ -66,7 +68,8 @@ impl pb::storage_service_server::StorageService for StorageApi {
         let caller = caller(&request)?;
         let pb::ClearStorageRequest { session, expected_version } = request.into_inner();
         let session = parse_ref(session, "session")?;
-        let version = self.service.change_storage(&caller, &session, StorageChange::Clear, expected_version).await?;
-        Ok(Response::new(pb::ClearStorageResponse { version }))
+        let (version, sequence) =
+            committing(self.service.change_storage(&caller, &session, StorageChange::Clear, expected_version)).await;
+        Ok(Response::new(pb::ClearStorageResponse { version: version?, sequence }))
     }
 }

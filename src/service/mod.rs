@@ -33,11 +33,55 @@ pub mod watch;
 use activity::ActivityTracker;
 use locks::SessionLocks;
 
-/// How a request names a session, parsed at the edge.
+tokio::task_local! {
+    /// The newest event sequence the current call committed (see
+    /// [`committing`]).
+    static COMMITTED: std::cell::Cell<u64>;
+}
+
+/// Runs one call's work and answers its result with the sequence of the
+/// newest event it committed (0 when it committed none): the consistency
+/// token a client passes back as `min_sequence`.
+pub async fn committing<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
+    COMMITTED
+        .scope(std::cell::Cell::new(0), async move {
+            let result = work.await;
+            (result, COMMITTED.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// How a request names a session, parsed at the edge, and how fresh an
+/// answer it needs.
 #[derive(Debug, Clone)]
-pub enum SessionRef {
+pub struct SessionRef {
+    pub key: SessionKey,
+    /// The answer must reflect every change up to this event sequence
+    /// (one a write answered); 0 asks for nothing in particular.
+    pub min_sequence: u64,
+}
+
+/// What names a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionKey {
     Token(Token),
     Id(SessionId),
+}
+
+impl SessionRef {
+    pub fn token(token: Token) -> Self {
+        Self { key: SessionKey::Token(token), min_sequence: 0 }
+    }
+
+    pub fn id(id: SessionId) -> Self {
+        Self { key: SessionKey::Id(id), min_sequence: 0 }
+    }
+
+    /// The same session, named by `key` with this one's freshness.
+    pub fn with_min_sequence(mut self, min_sequence: u64) -> Self {
+        self.min_sequence = min_sequence;
+        self
+    }
 }
 
 /// Idle timeout and lifetime a kind gets when a create request omits them.
@@ -186,6 +230,8 @@ impl Service {
 
     /// Publishes an event this process recorded to its watchers.
     fn publish(&self, event: Event) {
+        // Outside `committing` (the sweeper, shutdown) nobody asks.
+        let _ = COMMITTED.try_with(|committed| committed.set(committed.get().max(event.sequence)));
         self.inner.own_events.published(event.sequence);
         self.relay(event);
     }
@@ -211,9 +257,11 @@ impl Service {
     /// The session named, if it belongs to the caller's tenant: another
     /// tenant's session is as unknown as a missing one (no existence leak).
     async fn find(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
-        let found = match session {
-            SessionRef::Token(token) => self.store().session_by_token(&token.hash()).await?,
-            SessionRef::Id(id) => self.store().session_by_id(id).await?,
+        let found = match (&session.key, session.min_sequence) {
+            (SessionKey::Token(token), 0) => self.store().session_by_token(&token.hash()).await?,
+            (SessionKey::Id(id), 0) => self.store().session_by_id(id).await?,
+            (SessionKey::Token(token), after) => self.store().session_by_token_after(&token.hash(), after).await?,
+            (SessionKey::Id(id), after) => self.store().session_by_id_after(id, after).await?,
         };
         let found = found.filter(|s| s.tenant == caller.tenant).ok_or(Error::SessionNotFound)?;
         // Names the session in the calling operation's span.

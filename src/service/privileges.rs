@@ -89,7 +89,7 @@ impl Service {
                     return Ok((session, answer));
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    session = self.open_session(caller, &SessionRef::Id(session.id.clone())).await?;
+                    session = self.open_session(caller, &SessionRef::id(session.id.clone())).await?;
                 }
                 Err(other) => return Err(other.into()),
             }

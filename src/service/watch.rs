@@ -145,7 +145,7 @@ impl Service {
                         Err(err) => tracing::warn!(error = %err, "cannot read events recorded by other replicas"),
                     }
                 }
-                Ok(Notification::Invalidate(_) | Notification::Lost) => {}
+                Ok(Notification::Invalidate(_) | Notification::Lost | Notification::FreshUntil(_)) => {}
                 Err(RecvError::Closed) => return,
             }
         }

@@ -18,11 +18,20 @@
 //! as [`Notification`]s and invalidate here too. While they cannot be
 //! followed (`Lost`, e.g. Postgres is unreachable) nothing is answered from
 //! memory — a revocation made elsewhere must not be missed — and a
-//! `Resync` starts again from an empty cache.
+//! `Resync` starts again from an empty cache. A stream of notifications
+//! may also go silent without being lost; the store proves it alive with
+//! `FreshUntil`, and past that instant nothing is answered from memory
+//! either, until the next proof arrives (fail-closed).
+//!
+//! Reads may ask for a floor, an event sequence their answer must reflect
+//! (`session_by_*_after`). A shared store announces `EventsRecorded(n)`
+//! after the invalidations of the changes up to `n`, so once `n` is
+//! applied here, the cache answers such reads; before, they read through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use moka::notification::RemovalCause;
@@ -56,10 +65,25 @@ struct Entries {
     epoch: AtomicU64,
     /// Set while other processes' changes cannot be followed.
     bypass: AtomicBool,
+    /// Whether other processes write to the store too; then answers from
+    /// memory need a live notification stream and a floor below `applied`.
+    shared: bool,
+    /// For a shared store: until when (nanoseconds after `origin`) the
+    /// notification stream is proven alive.
+    fresh_until: AtomicU64,
+    origin: Instant,
+    /// For a shared store: the last event sequence whose changes have
+    /// been applied to the cache.
+    applied: AtomicU64,
 }
 
 impl Entries {
+    #[cfg(test)]
     fn new(capacity: u64) -> Self {
+        Self::for_store(capacity, false)
+    }
+
+    fn for_store(capacity: u64, shared: bool) -> Self {
         let tokens = Arc::new(TokenIndex::default());
         let index = tokens.clone();
         let sessions = Cache::builder()
@@ -71,7 +95,31 @@ impl Entries {
                 }
             })
             .build();
-        Self { sessions, tokens, epoch: AtomicU64::new(0), bypass: AtomicBool::new(false) }
+        Self {
+            sessions,
+            tokens,
+            epoch: AtomicU64::new(0),
+            bypass: AtomicBool::new(false),
+            shared,
+            fresh_until: AtomicU64::new(0),
+            origin: Instant::now(),
+            applied: AtomicU64::new(0),
+        }
+    }
+
+    /// Nanoseconds from `origin` to `at` (0 before it).
+    fn offset(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The notification stream is proven alive until `until`.
+    fn fresh_until(&self, until: Instant) {
+        self.fresh_until.fetch_max(self.offset(until), Ordering::SeqCst);
+    }
+
+    /// Whether every change up to event `sequence` is reflected here.
+    fn has_applied(&self, sequence: u64) -> bool {
+        !self.shared || self.applied.load(Ordering::SeqCst) >= sequence
     }
 
     fn clear(&self) {
@@ -89,8 +137,11 @@ impl Entries {
         crate::telemetry::metrics::cache_lookup(true);
     }
 
+    /// Whether answers must come from the store: other processes' changes
+    /// cannot be followed, or their stream is not proven alive now.
     fn bypassed(&self) -> bool {
         self.bypass.load(Ordering::SeqCst)
+            || (self.shared && self.offset(Instant::now()) >= self.fresh_until.load(Ordering::SeqCst))
     }
 
     fn by_id(&self, id: &SessionId) -> Option<Session> {
@@ -179,8 +230,9 @@ impl CachedStore {
     /// Caches at most `capacity` sessions. For a shared inner store, starts
     /// listening to its notifications (which needs a tokio runtime).
     pub fn new(inner: impl Store, capacity: u64) -> Self {
-        let entries = Arc::new(Entries::new(capacity));
-        let listener = inner.notifications().map(|notifications| tokio::spawn(follow(notifications, entries.clone())));
+        let notifications = inner.notifications();
+        let entries = Arc::new(Entries::for_store(capacity, notifications.is_some()));
+        let listener = notifications.map(|notifications| tokio::spawn(follow(notifications, entries.clone())));
         Self { inner: Box::new(inner), entries, listener }
     }
 
@@ -208,7 +260,10 @@ async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification
     loop {
         match notifications.recv().await {
             Ok(Notification::Invalidate(id)) => entries.invalidate(&id),
-            Ok(Notification::EventsRecorded(_)) => {}
+            Ok(Notification::EventsRecorded(sequence)) => {
+                entries.applied.fetch_max(sequence, Ordering::SeqCst);
+            }
+            Ok(Notification::FreshUntil(until)) => entries.fresh_until(until),
             Ok(Notification::Lost) => {
                 if !entries.bypass.swap(true, Ordering::SeqCst) {
                     tracing::warn!("session cache bypassed: other replicas' changes cannot be followed");
@@ -258,6 +313,22 @@ impl Store for CachedStore {
             entries.fill(session, epoch);
         }
         Ok(found)
+    }
+
+    async fn session_by_token_after(&self, hash: &TokenHash, sequence: u64) -> StoreResult<Option<Session>> {
+        if self.entries.has_applied(sequence) {
+            return self.session_by_token(hash).await;
+        }
+        crate::telemetry::metrics::cache_lookup(false);
+        self.inner.session_by_token(hash).await
+    }
+
+    async fn session_by_id_after(&self, id: &SessionId, sequence: u64) -> StoreResult<Option<Session>> {
+        if self.entries.has_applied(sequence) {
+            return self.session_by_id(id).await;
+        }
+        crate::telemetry::metrics::cache_lookup(false);
+        self.inner.session_by_id(id).await
     }
 
     async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {

@@ -95,6 +95,10 @@ pub enum Notification {
     /// Changes are followed again, but some may have been missed meanwhile:
     /// drop every cached copy and re-read events.
     Resync,
+    /// The stream of changes is proven alive: records cached now may be
+    /// answered from memory until this instant (every change committed a
+    /// little before it has been announced already).
+    FreshUntil(std::time::Instant),
 }
 
 /// What a purge removed.
@@ -115,6 +119,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Finds a session, open or ended, by id.
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;
+
+    /// [`Store::session_by_token`], answered in a state that reflects every
+    /// change up to event `sequence` (a read-your-writes floor). A store
+    /// read straight from its database always does; a cache that may lag
+    /// behind other processes reads through when it has not caught up.
+    async fn session_by_token_after(&self, hash: &TokenHash, sequence: u64) -> StoreResult<Option<Session>> {
+        let _ = sequence;
+        self.session_by_token(hash).await
+    }
+
+    /// [`Store::session_by_id`] with the same floor.
+    async fn session_by_id_after(&self, id: &SessionId, sequence: u64) -> StoreResult<Option<Session>> {
+        let _ = sequence;
+        self.session_by_id(id).await
+    }
 
     /// Moves an open session's `last_active_at` forward to `at` (never
     /// back). No event. Ended or unknown sessions are left alone.

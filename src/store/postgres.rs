@@ -92,9 +92,13 @@ pub const EVENTS_CHANNEL: &str = "sessiond_events";
 /// sessions: replicas caching records drop that one, or all.
 pub const INVALIDATE_CHANNEL: &str = "sessiond_invalidate";
 
+/// Notified by each replica's listener through its own connection, to
+/// prove that its notifications still arrive (see `listener`).
+pub const HEARTBEAT_CHANNEL: &str = "sessiond_heartbeat";
+
 /// The channels a replica LISTENs on to follow the others.
-pub fn notification_channel_names() -> [&'static str; 2] {
-    [EVENTS_CHANNEL, INVALIDATE_CHANNEL]
+pub fn notification_channel_names() -> [&'static str; 3] {
+    [EVENTS_CHANNEL, INVALIDATE_CHANNEL, HEARTBEAT_CHANNEL]
 }
 
 /// Writer tasks: each commits its own batches, so two can be in flight.

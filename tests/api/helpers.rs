@@ -218,12 +218,12 @@ impl Drop for TestApp {
 
 /// Names a session by its token.
 pub fn by_token(token: &str) -> Option<pb::SessionRef> {
-    Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.to_owned())) })
+    Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.to_owned())), min_sequence: 0 })
 }
 
 /// Names a session by its id.
 pub fn by_id(id: &str) -> Option<pb::SessionRef> {
-    Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::SessionId(id.to_owned())) })
+    Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::SessionId(id.to_owned())), min_sequence: 0 })
 }
 
 /// The `google.rpc.ErrorInfo` reason of a status, if any.

@@ -88,6 +88,43 @@ impl TestDatabase {
     }
 }
 
+/// The process ids of the backends connected to the database of `url`
+/// under `application_name`.
+pub async fn backends(url: &str, application_name: &str) -> Vec<u32> {
+    let client = connect(url).await.expect("the test database accepts connections");
+    let rows = client
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+            &[&application_name],
+        )
+        .await
+        .expect("pg_stat_activity is readable");
+    rows.iter().map(|row| row.get::<_, i32>(0) as u32).collect()
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`…) to a process: stopping a
+/// backend is what a stalled server looks like to its client, whose socket
+/// stays open.
+pub fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+}
+
+/// The processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid …`: the name may hold spaces, so read after its `)`.
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(admin_url) = self.drop_from.take() else { return };
@@ -218,6 +255,19 @@ impl PgCluster {
                 panic!("postgres exited while starting:\n{}", local.log_tail());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops (`STOP`) or resumes (`CONT`) every process of a server this
+    /// support runs, the postmaster and all its children: a paused VM or a
+    /// network partition, as its clients see it (sockets open, no answer).
+    pub fn signal_all(&self, signal_name: &str) {
+        let local = self.local.as_ref().expect("only a server this support runs can be signalled");
+        let pid = local.server.lock().unwrap_or_else(PoisonError::into_inner).as_ref().expect("running").id();
+        // The postmaster first: stopped, it forks no backend unseen.
+        signal(pid, signal_name);
+        for child in children_of(pid) {
+            signal(child, signal_name);
         }
     }
 

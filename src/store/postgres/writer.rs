@@ -337,15 +337,18 @@ async fn finish(
 
     let mut pipeline = Pipeline::new(client);
     let inserted = statements.entries.as_ref().map(|statements| entries.push(&mut pipeline, statements));
+    // Invalidations are notified before the events: a replica that has
+    // seen event N has then dropped every record changed up to N (reads
+    // asking for `min_sequence` rely on it).
+    if let Some(notify) = &statements.invalidate {
+        pipeline.push(notify, vec![&INVALIDATE_CHANNEL, &ids]);
+    }
     let bumped = statements.events.as_ref().map(|(bump, insert, notify)| {
         let bumped = pipeline.push(bump, vec![&count]);
         pipeline.push(insert, events.params(&count));
         pipeline.push(notify, vec![&EVENTS_CHANNEL]);
         bumped
     });
-    if let Some(notify) = &statements.invalidate {
-        pipeline.push(notify, vec![&INVALIDATE_CHANNEL, &ids]);
-    }
     pipeline.push(&statements.commit, Vec::new());
     let mut answers = pipeline.run().await;
 

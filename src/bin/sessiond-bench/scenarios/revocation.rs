@@ -37,8 +37,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<RevocationReport> {
         };
         let created = on_a.create_session(request).await?.into_inner();
         let id = created.session.map(|s| s.session_id).unwrap_or_default();
-        let by_token =
-            || GetSessionRequest { session: Some(SessionRef { r#ref: Some(Ref::Token(created.token.clone())) }) };
+        let by_token = || GetSessionRequest {
+            session: Some(SessionRef { r#ref: Some(Ref::Token(created.token.clone())), min_sequence: 0 }),
+        };
         on_b.get_session(by_token()).await?;
         on_b.get_session(by_token()).await?;
         on_a.revoke_sessions(RevokeSessionsRequest { session_ids: vec![id], ..Default::default() }).await?;

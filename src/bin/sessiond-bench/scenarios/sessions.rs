@@ -34,7 +34,7 @@ pub fn web_user(i: usize) -> CreateSessionRequest {
 
 /// Names a session by its token.
 pub fn by_token(token: &str) -> Option<SessionRef> {
-    Some(SessionRef { r#ref: Some(Ref::Token(token.to_owned())) })
+    Some(SessionRef { r#ref: Some(Ref::Token(token.to_owned())), min_sequence: 0 })
 }
 
 /// Creates `count` sessions, `request(i)` for each, and answers their tokens.
