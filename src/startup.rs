@@ -100,6 +100,9 @@ impl Application {
         let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
         let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
 
+        // Health follows the store: NOT_SERVING while it cannot commit.
+        let store_health =
+            service.store_availability().map(|available| tokio::spawn(follow_store(available, health.clone())));
         let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval));
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
         let feed = tokio::spawn(service.clone().run_event_feed());
@@ -121,6 +124,13 @@ impl Application {
             async move {
                 shutdown.await;
                 tracing::info!("shutting down");
+                // From here on health says NOT_SERVING, whatever the store
+                // does. (Dropped with the server, the task ends with the
+                // store.)
+                if let Some(task) = store_health {
+                    task.abort();
+                    let _ = task.await;
+                }
                 set_health(&health, ServingStatus::NotServing).await;
                 service.begin_shutdown();
                 let _ = began.send(());
@@ -202,6 +212,18 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status("", status).await;
     for name in SERVICE_NAMES {
         health.set_service_status(name, status).await;
+    }
+}
+
+/// Reports NOT_SERVING while the store cannot commit and SERVING once it
+/// can again, until aborted.
+async fn follow_store(mut available: tokio::sync::watch::Receiver<bool>, health: HealthReporter) {
+    loop {
+        let status = if *available.borrow_and_update() { ServingStatus::Serving } else { ServingStatus::NotServing };
+        set_health(&health, status).await;
+        if available.changed().await.is_err() {
+            return;
+        }
     }
 }
 

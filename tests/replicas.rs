@@ -386,3 +386,118 @@ async fn a_read_passing_the_revocations_sequence_is_never_granted_on_another_rep
     }
     eprintln!("{cached_but_stale} of {TRIALS} reads without min_sequence were still answered as open");
 }
+
+/// What health answers for the whole server.
+async fn health(app: &TestApp) -> tonic_health::pb::health_check_response::ServingStatus {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    let answer = client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+    answer.expect("health always answers").into_inner().status()
+}
+
+/// One create of the load: when it was sent, how long it took, and how it
+/// ended (the session id when acknowledged).
+struct Call {
+    sent: Instant,
+    took: Duration,
+    outcome: Result<String, tonic::Status>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_postgres_is_answered_unavailable_within_the_connect_timeout_and_health_follows_it() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    // The bound the README promises: the connect timeout, plus one probe
+    // interval, plus a margin for a loaded machine.
+    let bound = CONNECT_TIMEOUT + sessiond::store::postgres::PROBE_INTERVAL + Duration::from_millis(750);
+    let cluster = PgCluster::launch().await;
+    let database = cluster.create_database().await;
+    let app = TestApp::spawn_on(database, |s| s.db_connect_timeout = CONNECT_TIMEOUT).await;
+    assert_eq!(health(&app).await, ServingStatus::Serving);
+
+    // Load: four callers creating sessions back to back, no client deadline.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (mut sessions, stop) = (app.sessions.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut calls = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let sent = Instant::now();
+                    let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), ..Default::default() };
+                    let outcome = sessions
+                        .create_session(request)
+                        .await
+                        .map(|answer| answer.into_inner().session.expect("a session").session_id);
+                    calls.push(Call { sent, took: sent.elapsed(), outcome });
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                calls
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.signal_all("STOP");
+    let frozen = Instant::now();
+    let thaw = Resumed(&cluster);
+    while health(&app).await != ServingStatus::NotServing {
+        assert!(frozen.elapsed() < bound, "health still SERVING {:?} into the freeze", frozen.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let not_serving_after = frozen.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(thaw);
+    let thawed = Instant::now();
+    while health(&app).await != ServingStatus::Serving {
+        assert!(thawed.elapsed() < PATIENCE, "health did not come back after the freeze");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let serving_after = thawed.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut calls = Vec::new();
+    for caller in callers {
+        calls.extend(caller.await.expect("a caller does not panic"));
+    }
+
+    // Every call waited at most the bound past the freeze (or its own start).
+    let mut slowest = Duration::ZERO;
+    let mut refused = 0;
+    for call in &calls {
+        let waited = (call.sent + call.took).saturating_duration_since(call.sent.max(frozen));
+        if call.sent + call.took > frozen && call.sent < thawed {
+            slowest = slowest.max(waited);
+            assert!(waited <= bound, "a call was answered {waited:?} into the freeze: {:?}", call.outcome);
+        }
+        if let Err(status) = &call.outcome {
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            assert_eq!(error_reason(status).as_deref(), Some("STORE_UNAVAILABLE"), "{status:?}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the freeze was noticed");
+    // Nothing acknowledged is lost.
+    let mut app = app;
+    for call in &calls {
+        if let Ok(id) = &call.outcome {
+            app.sessions
+                .get_session(pb::GetSessionRequest { session: by_id(id) })
+                .await
+                .expect("every acknowledged create survived the freeze");
+        }
+    }
+    eprintln!(
+        "freeze: NOT_SERVING after {not_serving_after:?}, slowest call answered {slowest:?} into it, \
+         {refused} of {} calls UNAVAILABLE; SERVING {serving_after:?} after the thaw",
+        calls.len()
+    );
+}
+
+/// Resumes a stopped cluster when dropped, a failing assertion included.
+struct Resumed<'a>(&'a PgCluster);
+
+impl Drop for Resumed<'_> {
+    fn drop(&mut self) {
+        self.0.signal_all("CONT");
+    }
+}

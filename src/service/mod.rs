@@ -219,6 +219,12 @@ impl Service {
         *self.inner.roles.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(roles);
     }
 
+    /// Whether the store can commit now, followed over time, when the
+    /// store watches that (Postgres); for health reporting.
+    pub fn store_availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.store().availability()
+    }
+
     /// Tells long-running calls (WatchSessions) to finish.
     pub fn begin_shutdown(&self) {
         self.inner.stopping.send_replace(true);

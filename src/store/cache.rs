@@ -408,6 +408,10 @@ impl Store for CachedStore {
     fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
         self.inner.notifications()
     }
+
+    fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.inner.availability()
+    }
 }
 
 #[cfg(test)]

@@ -201,4 +201,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
         None
     }
+
+    /// Whether the store can commit now, followed over time, for stores
+    /// that watch it (`true`: it can); `None` when it is not watched.
+    fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
 }

@@ -74,11 +74,14 @@ macro_rules! session_columns {
 mod bulk;
 mod listener;
 mod migrations;
+mod probe;
 mod rows;
 mod writer;
 mod writes;
 
+pub use listener::{FRESHNESS, HEARTBEAT_INTERVAL, SILENCE};
 pub use migrations::{SCHEMA_VERSION, migrate};
+pub use probe::{Availability, PROBE_INTERVAL};
 
 use rows::{Filters, event_from_row, record_from_row, session_from_row};
 use writer::{Committed, Writers};
@@ -181,11 +184,18 @@ pub struct PgStore {
     /// What other replicas change, from the listener task.
     notifications: tokio::sync::broadcast::Sender<super::Notification>,
     listener: tokio::task::JoinHandle<()>,
+    /// Whether Postgres commits now, from the prober task.
+    availability: Availability,
+    prober: tokio::task::JoinHandle<()>,
+    /// The longest a read may take: a statement's timeout plus the wait
+    /// for a connection (`None`: statements have no timeout).
+    read_deadline: Option<Duration>,
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.listener.abort();
+        self.prober.abort();
     }
 }
 
@@ -207,6 +217,7 @@ impl PgStore {
         migrations::run(&config).await?;
         let (notifications, _) = tokio::sync::broadcast::channel(4096);
         let listener = tokio::spawn(listener::listen(config.clone(), notifications.clone()));
+        let (availability, prober) = probe::start(config.clone(), settings.connect_timeout);
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)
@@ -216,7 +227,7 @@ impl PgStore {
             .recycle_timeout(Some(settings.connect_timeout))
             .build()
             .map_err(|e| StoreError::Internal(Box::new(e)))?;
-        let writers = Writers::start(&pool, WRITERS);
+        let writers = Writers::start(&pool, WRITERS, &availability);
         let watched = pool.weak();
         crate::telemetry::metrics::observe_pool("postgres", move || {
             let status = watched.upgrade()?.status();
@@ -228,14 +239,44 @@ impl PgStore {
             })
         });
         tracing::debug!(pool_size = settings.pool_size, "opened postgres store");
-        Ok(PgStore { pool, writers, notifications, listener })
+        let read_deadline =
+            (!settings.statement_timeout.is_zero()).then(|| settings.statement_timeout + settings.connect_timeout);
+        Ok(PgStore { pool, writers, notifications, listener, availability, prober, read_deadline })
     }
 
-    /// Runs one read statement on a pooled connection.
+    /// Runs one read statement on a pooled connection. Cut short (its
+    /// connection discarded) when Postgres is found not to answer while the
+    /// read waits (see `probe`), or when the read outlives its deadline.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let statement = client.prepare_cached(sql).await?;
-        Ok(client.query(&statement, params).await?)
+        let given_up = self.availability.given_up();
+        tokio::pin!(given_up);
+        let client = tokio::select! {
+            client = self.pool.get() => client.map_err(pool_error)?,
+            () = &mut given_up => return Err(not_committing()),
+        };
+        let read = async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, params).await
+        };
+        let deadline = async {
+            match self.read_deadline {
+                Some(deadline) => tokio::time::sleep(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            rows = read => Some(rows),
+            () = given_up => None,
+            () = deadline => None,
+        };
+        match outcome {
+            Some(rows) => Ok(rows?),
+            None => {
+                // Its answer may never come: the pool must not lend it again.
+                drop(deadpool_postgres::Object::take(client));
+                Err(not_committing())
+            }
+        }
     }
 
     /// Runs a query built from filters.
@@ -299,6 +340,12 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
         }
         None => e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
+}
+
+/// What a call is answered while Postgres does not commit, or stopped
+/// answering while the call waited.
+fn not_committing() -> StoreError {
+    StoreError::Unavailable("postgres is not answering in time".into())
 }
 
 /// The pool's failures: waiting too long is unavailable, as is failing to
@@ -470,5 +517,9 @@ impl Store for PgStore {
 
     fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<super::Notification>> {
         Some(self.notifications.subscribe())
+    }
+
+    fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.availability.subscribe())
     }
 }

@@ -120,4 +120,8 @@ impl<S: Store> Store for MeteredStore<S> {
     fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
         self.inner.notifications()
     }
+
+    fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.inner.availability()
+    }
 }

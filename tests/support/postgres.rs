@@ -267,7 +267,9 @@ impl PgCluster {
         // The postmaster first: stopped, it forks no backend unseen.
         signal(pid, signal_name);
         for child in children_of(pid) {
-            signal(child, signal_name);
+            // A child may exit between the listing and the signal (once
+            // resumed, a backend whose client left does).
+            let _ = Command::new("kill").args([&format!("-{signal_name}"), &child.to_string()]).status();
         }
     }
 

@@ -29,6 +29,13 @@
 //! Callers are answered after the `COMMIT`. When the batch itself fails
 //! (the connection is lost, the commit is refused) every write in it is
 //! answered that failure.
+//!
+//! When Postgres is found not to commit (see `probe`), a batch under way is
+//! abandoned with its connection and its writes are answered UNAVAILABLE
+//! at once; while it is not committing, writes give up after the connect
+//! timeout. Such a write may still commit
+//! if the server resumes and had its `COMMIT` already (its outcome is
+//! unknown, as after any lost answer); it is never half-applied.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -41,8 +48,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
 use super::bulk::{Bulk, NewEntries};
+use super::probe::Availability;
 use super::writes::{Applied, Changed, Outcome, Write};
-use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, internal, pool_error, sql_int};
+use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, internal, not_committing, pool_error, sql_int};
 use crate::domain::{EndReason, Event, NewEvent};
 use crate::store::{Purged, StoreError, StoreResult};
 
@@ -89,35 +97,49 @@ struct Queued {
 /// and what is queued is committed.
 pub(super) struct Writers {
     queues: Vec<mpsc::Sender<Queued>>,
+    availability: Availability,
 }
 
 impl Writers {
     /// Starts `count` writer tasks taking connections from `pool`.
-    pub fn start(pool: &Pool, count: usize) -> Writers {
+    pub fn start(pool: &Pool, count: usize, availability: &Availability) -> Writers {
         let queues = (0..count.max(1))
             .map(|_| {
                 let (queue, writes) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(run_writer(pool.clone(), writes));
+                tokio::spawn(run_writer(pool.clone(), writes, availability.clone()));
                 queue
             })
             .collect();
-        Writers { queues }
+        Writers { queues, availability: availability.clone() }
     }
 
-    /// Queues `write` for its writer and waits until its batch committed.
+    /// Queues `write` for its writer and waits until its batch committed,
+    /// or until Postgres is found not to commit.
     pub async fn submit(&self, write: Write) -> StoreResult<Committed> {
         let queue = &self.queues[write.writer(self.queues.len())];
         let (reply, answer) = oneshot::channel();
-        queue.send(Queued { write, reply }).await.map_err(|_| internal("the postgres writer has stopped"))?;
-        answer.await.map_err(|_| internal("the postgres writer has stopped"))?
+        let committed = async {
+            queue.send(Queued { write, reply }).await.map_err(|_| internal("the postgres writer has stopped"))?;
+            answer.await.map_err(|_| internal("the postgres writer has stopped"))?
+        };
+        tokio::select! {
+            committed = committed => committed,
+            () = self.availability.given_up() => Err(not_committing()),
+        }
     }
 }
 
 /// A writer task: commits queued writes in batches until the queue closes.
-async fn run_writer(pool: Pool, mut writes: mpsc::Receiver<Queued>) {
+async fn run_writer(pool: Pool, mut writes: mpsc::Receiver<Queued>, availability: Availability) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while writes.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match commit(&pool, &batch).await {
+        // A write whose caller gave up waiting (answered UNAVAILABLE, or past
+        // its deadline) before its batch began is not applied at all.
+        batch.retain(|queued| !queued.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        match commit(&pool, &batch, &availability).await {
             Ok(results) => {
                 tracing::trace!(writes = batch.len(), "committed a postgres write batch");
                 for (queued, result) in batch.drain(..).zip(results) {
@@ -209,16 +231,38 @@ impl<E: Into<BatchFailed>> From<E> for Attempt {
     }
 }
 
-/// Commits a batch; answers each write's own result.
-async fn commit(pool: &Pool, batch: &[Queued]) -> Result<Vec<StoreResult<Committed>>, BatchFailed> {
-    let client = pool.get().await.map_err(pool_error)?;
+/// Commits a batch; answers each write's own result. The batch is
+/// abandoned, with its connection, when Postgres is found not to commit.
+async fn commit(
+    pool: &Pool,
+    batch: &[Queued],
+    availability: &Availability,
+) -> Result<Vec<StoreResult<Committed>>, BatchFailed> {
+    let given_up = availability.given_up();
+    tokio::pin!(given_up);
+    let client = tokio::select! {
+        client = pool.get() => client.map_err(pool_error)?,
+        () = &mut given_up => return Err(not_committing().into()),
+    };
     let writes: Vec<&Write> = batch.iter().map(|queued| &queued.write).collect();
-    let attempt = match transact(&client, &writes, Plan::Bulk).await {
-        Err(Attempt::Refused(cause)) => {
-            tracing::debug!(error = %cause, "a multi-row statement was refused; committing the batch write by write");
-            transact(&client, &writes, Plan::OneByOne).await
+    let committed = async {
+        match transact(&client, &writes, Plan::Bulk).await {
+            Err(Attempt::Refused(cause)) => {
+                tracing::debug!(error = %cause, "a multi-row statement was refused; committing the batch write by write");
+                transact(&client, &writes, Plan::OneByOne).await
+            }
+            attempt => attempt,
         }
-        attempt => attempt,
+    };
+    let attempt = tokio::select! {
+        attempt = committed => attempt,
+        () = given_up => {
+            // Its transaction may never answer: the pool must not lend it
+            // again. Postgres rolls it back once it sees the socket closed,
+            // unless its COMMIT had arrived already.
+            drop(deadpool_postgres::Object::take(client));
+            return Err(not_committing().into());
+        }
     };
     attempt.map_err(|failure| match failure {
         Attempt::Refused(cause) => cause.into(),
