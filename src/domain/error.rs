@@ -54,6 +54,9 @@ pub enum Error {
     QuotaExceeded { subject: String, description: String },
     #[error("the store is unavailable")]
     Unavailable(#[source] StoreError),
+    /// The store's disk is full; writes may succeed once space is freed.
+    #[error("the store is full")]
+    StoreFull(#[source] StoreError),
     #[error("internal error")]
     Internal(#[source] StoreError),
 }
@@ -75,6 +78,7 @@ impl From<StoreError> for Error {
             StoreError::Ended(reason) => Error::SessionEnded(reason),
             StoreError::Conflict { current } => Error::VersionConflict { current },
             err @ StoreError::Unavailable(_) => Error::Unavailable(err),
+            err @ StoreError::Full(_) => Error::StoreFull(err),
             err @ StoreError::Internal(_) => Error::Internal(err),
         }
     }

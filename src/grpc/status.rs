@@ -79,6 +79,15 @@ impl From<Error> for Status {
                     HashMap::new(),
                 )
             }
+            ref full @ Error::StoreFull(_) => {
+                log_chain(full);
+                info(
+                    Code::ResourceExhausted,
+                    "the session store is out of disk space; retry later",
+                    "STORE_FULL",
+                    HashMap::new(),
+                )
+            }
             ref internal @ Error::Internal(_) => {
                 log_chain(internal);
                 Status::internal("internal error")

@@ -239,8 +239,15 @@ impl Service {
         }
         self.inner.activity.record(&session, now);
         if now.since(session.last_active_at) >= self.activity_write_interval(&session) {
-            self.store().record_activity(&session.id, now).await?;
-            self.inner.activity.written(&session.id, now);
+            match self.store().record_activity(&session.id, now).await {
+                Ok(()) => self.inner.activity.written(&session.id, now),
+                // A full disk must not fail reads: the activity stays
+                // remembered, and a later call or sweep writes it.
+                Err(crate::store::StoreError::Full(cause)) => {
+                    tracing::warn!(session_id = %session.id, error = %cause, "activity not written: the store is full");
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
         Ok(session)
     }
