@@ -52,6 +52,8 @@ pub struct KindDefaults {
 pub struct Limits {
     pub max_text_bytes: usize,
     pub max_names_per_request: usize,
+    /// Session ids a RevokeSessions call may name.
+    pub max_ids_per_request: usize,
     pub max_timeout: Duration,
     pub max_promotion: Duration,
     pub max_log_entries_per_call: usize,
@@ -65,6 +67,7 @@ impl Default for Limits {
         Self {
             max_text_bytes: 1024,
             max_names_per_request: 256,
+            max_ids_per_request: 1_000,
             max_timeout: Duration::from_secs(366 * 24 * 3600),
             max_promotion: Duration::from_secs(24 * 3600),
             max_log_entries_per_call: 1_000,
