@@ -73,10 +73,6 @@ impl Violations {
         len <= max
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.listed.is_empty()
-    }
-
     /// The parsed request when nothing was found wrong, otherwise one
     /// error naming every violation. `parsed` is `None` only when a
     /// violation was recorded.

@@ -176,13 +176,12 @@ impl pb::session_service_server::SessionService for SessionsApi {
         let mut v = Violations::default();
         v.text(&user_id, "user_id", limits.max_text_bytes);
         let kind = v.check(parse_kind(kind, "kind", false));
-        let within = v.count(session_ids.len(), "session_ids", limits.max_ids_per_request);
-        let session_ids: Vec<SessionId> = session_ids
-            .iter()
-            .take_while(|_| within)
-            .enumerate()
-            .filter_map(|(i, id)| v.check(SessionId::parse(id, &format!("session_ids[{i}]"))))
-            .collect();
+        let session_ids: Vec<SessionId> = if v.count(session_ids.len(), "session_ids", limits.max_ids_per_request) {
+            let parse = |(i, id): (usize, &String)| SessionId::parse(id, &format!("session_ids[{i}]"));
+            session_ids.iter().enumerate().filter_map(|item| v.check(parse(item))).collect()
+        } else {
+            Vec::new()
+        };
         let filter = v.finish(all(|| Some(RevokeFilter { user_id: optional(user_id), kind: kind?, session_ids })))?;
         let revoked = self.service.revoke(&caller, filter).await?;
         Ok(Response::new(pb::RevokeSessionsResponse {

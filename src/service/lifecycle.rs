@@ -23,6 +23,17 @@ pub enum Timeout {
     After(Duration),
 }
 
+impl Timeout {
+    /// The timeout in force: the one given, or `default` when none was.
+    fn or(self, default: Option<Duration>) -> Option<Duration> {
+        match self {
+            Timeout::Default => default,
+            Timeout::Never => None,
+            Timeout::After(d) => Some(d),
+        }
+    }
+}
+
 /// A create request, parsed and checked at the edge: texts, timeouts,
 /// grants and storage entries are within their limits, and only a kind
 /// that may be trusted is.
@@ -98,20 +109,12 @@ impl Service {
         }
     }
 
-    fn resolve_timeout(given: Timeout, default: Option<Duration>) -> Option<Duration> {
-        match given {
-            Timeout::Default => default,
-            Timeout::Never => None,
-            Timeout::After(d) => Some(d),
-        }
-    }
-
     /// Starts a session.
     #[tracing::instrument(level = "debug", skip_all, fields(kind = %request.kind, session_id = tracing::field::Empty))]
     pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Created, Error> {
         let defaults = self.inner.config.kind_defaults[&request.kind];
-        let idle_timeout = Self::resolve_timeout(request.idle_timeout, defaults.idle_timeout);
-        let lifetime = Self::resolve_timeout(request.lifetime, defaults.lifetime);
+        let idle_timeout = request.idle_timeout.or(defaults.idle_timeout);
+        let lifetime = request.lifetime.or(defaults.lifetime);
         self.inner.config.limits.storage.check_totals(&request.storage)?;
 
         let token = Token::generate();

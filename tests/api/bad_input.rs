@@ -1,5 +1,8 @@
 //! Malformed and oversized requests at every RPC: each gets a clear error,
-//! the server stays up, and its memory stays flat.
+//! the server stays up, and its memory stays flat. Well-formed requests
+//! with invalid fields: every invalid field is named at once, NUL
+//! characters are refused in every text field on both stores, and list
+//! fields have one limit each, the same in every call.
 //!
 //! Requests are raw bytes sent to each method's path, so the server's own
 //! decoding is what is exercised: undecodable bytes are INTERNAL ("failed to
