@@ -124,6 +124,44 @@ async fn a_database_at_schema_version_1_migrates_with_its_rows_in_the_default_te
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_log_entries_in_milliseconds_migrates_them_to_microseconds() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    // The schema at version 3, whose client times were milliseconds.
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/V1__initial.sql"),
+            include_str!("../migrations/postgres/V2__tenants.sql"),
+            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
+            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3);"
+        ))
+        .await
+        .expect("the version 3 schema applies");
+    let old = session(SessionKind::WebUser, Some("alice"), T0);
+    client
+        .execute(
+            "INSERT INTO log_entries (session_id, sequence, level, message, client_time, logged_at) \
+             VALUES ($1, 1, 2, 'timed', 1700000000123, $2), ($1, 2, 2, 'untimed', NULL, $2)",
+            &[&old.id.as_str(), &T0.0],
+        )
+        .await
+        .expect("version 3 entries are written");
+
+    PgStore::connect(db.settings()).await.expect("a version 3 database migrates");
+
+    let times: Vec<Option<i64>> = client
+        .query("SELECT client_time FROM log_entries ORDER BY sequence", &[])
+        .await
+        .expect("the entries read back")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(times, [Some(1_700_000_000_123_000), None]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_concurrent_replicas_reach_a_polling_reader_gapless_and_in_commit_order() {
     const REPLICAS: usize = 2;
     const WRITERS: usize = 8;

@@ -30,6 +30,73 @@ impl InvalidInput {
     }
 }
 
+/// Violations a `BadRequest` lists; past that, it counts the rest, so a
+/// request of thousands of bad items is answered with a bounded status.
+const MAX_LISTED: usize = 100;
+
+/// Every violation of one request, collected in one pass over all its
+/// fields, so that one `BadRequest` names them all.
+#[derive(Debug, Default)]
+pub struct Violations {
+    listed: Vec<InvalidInput>,
+    unlisted: usize,
+}
+
+impl Violations {
+    pub fn push(&mut self, violation: InvalidInput) {
+        if self.listed.len() < MAX_LISTED {
+            self.listed.push(violation);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// The parsed value, or `None` with the reason recorded.
+    pub fn check<T>(&mut self, parsed: Result<T, InvalidInput>) -> Option<T> {
+        parsed.map_err(|v| self.push(v)).ok()
+    }
+
+    /// Records a free-text field over `max_bytes` or holding a NUL.
+    pub fn text(&mut self, value: &str, field: &str, max_bytes: usize) {
+        if let Some(violation) = InvalidInput::check_text(value, field, max_bytes) {
+            self.push(violation);
+        }
+    }
+
+    /// Records a list-shaped field with more than `max` items; every such
+    /// field is limited, and the limit is the same in every call. Answers
+    /// whether the list is within it (its items are worth checking).
+    pub fn count(&mut self, len: usize, field: &str, max: usize) -> bool {
+        if len > max {
+            self.push(InvalidInput::new(field, format!("must have at most {max} items, not {len}")));
+        }
+        len <= max
+    }
+
+    /// The parsed request when nothing was found wrong, otherwise one
+    /// error naming every violation. `parsed` is `None` only when a
+    /// violation was recorded.
+    pub fn finish<T>(mut self, parsed: Option<T>) -> Result<T, Error> {
+        match parsed {
+            Some(value) if self.listed.is_empty() => Ok(value),
+            _ if self.listed.is_empty() => Err(Error::InvalidArgument(vec![InvalidInput::new("", "invalid request")])),
+            _ => {
+                if self.unlisted > 0 {
+                    let more = format!("and {} more invalid fields, not listed", self.unlisted);
+                    self.listed.push(InvalidInput::new("", more));
+                }
+                Err(Error::InvalidArgument(self.listed))
+            }
+        }
+    }
+}
+
+/// Runs `parse`, which builds a request from parsed parts with `?`:
+/// `all(|| Some(Request { a: a?, b: b? }))`.
+pub fn all<T>(parse: impl FnOnce() -> Option<T>) -> Option<T> {
+    parse()
+}
+
 /// What a call on the service can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,6 +121,9 @@ pub enum Error {
     QuotaExceeded { subject: String, description: String },
     #[error("the store is unavailable")]
     Unavailable(#[source] StoreError),
+    /// The store's disk is full; writes may succeed once space is freed.
+    #[error("the store is full")]
+    StoreFull(#[source] StoreError),
     #[error("internal error")]
     Internal(#[source] StoreError),
 }
@@ -75,6 +145,7 @@ impl From<StoreError> for Error {
             StoreError::Ended(reason) => Error::SessionEnded(reason),
             StoreError::Conflict { current } => Error::VersionConflict { current },
             err @ StoreError::Unavailable(_) => Error::Unavailable(err),
+            err @ StoreError::Full(_) => Error::StoreFull(err),
             err @ StoreError::Internal(_) => Error::Internal(err),
         }
     }

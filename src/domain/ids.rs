@@ -121,12 +121,42 @@ impl LogId {
 }
 
 /// The id of a time-limited privilege elevation.
+///
+/// An id issued by [`PromotionId::generate_for`] tells which session it was
+/// issued for: 8 random bytes, then 8 bytes of SHA-256 over them and the
+/// session's id. Demote thus tells a promotion that is over (OK) from an id
+/// the session never had (NOT_FOUND) without remembering ended promotions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PromotionId(String);
 
+const PROMOTION_NONCE_BYTES: usize = 8;
+
+fn promotion_tag(nonce: &[u8], session: &SessionId) -> [u8; 8] {
+    let digest = Sha256::new().chain_update(nonce).chain_update(session.as_str().as_bytes()).finalize();
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    tag
+}
+
 impl PromotionId {
+    /// A random id that names no session (for tests and records that do
+    /// not need one).
     pub fn generate() -> Self {
         Self(random_hex_id())
+    }
+
+    /// A new id for a promotion of `session`.
+    pub fn generate_for(session: &SessionId) -> Self {
+        let mut nonce = [0u8; PROMOTION_NONCE_BYTES];
+        rand::rng().fill_bytes(&mut nonce);
+        Self(format!("{}{}", hex::encode(nonce), hex::encode(promotion_tag(&nonce, session))))
+    }
+
+    /// Whether this id was issued for a promotion of `session`.
+    pub fn issued_for(&self, session: &SessionId) -> bool {
+        let Ok(bytes) = hex::decode(&self.0) else { return false };
+        bytes.len() == 2 * PROMOTION_NONCE_BYTES
+            && bytes[PROMOTION_NONCE_BYTES..] == promotion_tag(&bytes[..PROMOTION_NONCE_BYTES], session)
     }
 
     pub fn parse(value: &str, field: &str) -> Result<Self, InvalidInput> {
@@ -203,6 +233,16 @@ mod tests {
     fn a_token_never_prints() {
         let token = Token::generate();
         assert!(!format!("{token:?}").contains(&token.expose()[4..]));
+    }
+
+    #[test]
+    fn a_promotion_id_tells_the_session_it_was_issued_for() {
+        let (mine, other) = (SessionId::generate(), SessionId::generate());
+        let id = PromotionId::generate_for(&mine);
+        let parsed = PromotionId::parse(id.as_str(), "promotion_id").expect("an issued id is well formed");
+        assert!(parsed.issued_for(&mine));
+        assert!(!parsed.issued_for(&other));
+        assert!(!PromotionId::generate().issued_for(&mine));
     }
 
     #[test]

@@ -29,6 +29,11 @@ impl LogLevel {
     }
 }
 
+/// A point in time to the microsecond: a client's time for its entry,
+/// kept as given (Postgres' `timestamptz` holds no finer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixMicros(pub i64);
+
 /// One entry as a client logged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -36,7 +41,7 @@ pub struct LogEntry {
     pub message: String,
     pub exception: Option<String>,
     pub stack_trace: Option<String>,
-    pub client_time: Option<UnixMillis>,
+    pub client_time: Option<UnixMicros>,
     /// When sessiond received it.
     pub logged_at: UnixMillis,
 }

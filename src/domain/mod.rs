@@ -9,11 +9,11 @@ pub mod privileges;
 pub mod session;
 pub mod storage;
 
-pub use error::{Error, InvalidInput};
+pub use error::{Error, InvalidInput, Violations, all};
 pub use events::{Event, EventFilter, NewEvent};
 pub use ids::{LogId, PromotionId, SessionId, TenantId, Token, TokenHash};
 pub use kind::{EndReason, EventType, SessionKind};
-pub use logs::{LogEntry, LogLevel, LogPolicies, LogPolicy, LogQuery, LogRecord};
+pub use logs::{LogEntry, LogLevel, LogPolicies, LogPolicy, LogQuery, LogRecord, UnixMicros};
 pub use privileges::RoleBook;
 pub use session::{Expiry, Grants, Labels, Promotion, Session, SessionEnd};
 pub use storage::{StorageChange, StorageLimits, StorageMap, VersionedStorage};

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::clock::UnixMillis;
 
-use super::error::InvalidInput;
+use super::error::{InvalidInput, Violations};
 use super::session::Grants;
 
 const MAX_NAME_LEN: usize = 128;
@@ -84,6 +84,9 @@ pub fn normalize_name(name: &str, field: &str) -> Result<String, InvalidInput> {
     if trimmed.is_empty() {
         return Err(InvalidInput::new(field, "must not be empty"));
     }
+    if trimmed.contains('\0') {
+        return Err(InvalidInput::new(field, "must not contain NUL characters"));
+    }
     if trimmed.len() > MAX_NAME_LEN || trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(InvalidInput::new(field, format!("must be at most {MAX_NAME_LEN} characters without spaces")));
     }
@@ -122,6 +125,10 @@ impl RoleBook {
             if let Some(missing) = inner.iter().find(|i| !includes.contains_key(*i)) {
                 return Err(invalid(format!("privilege {name} includes undefined privilege {missing}")));
             }
+        }
+
+        if let Some(cycle) = find_cycle(&includes) {
+            return Err(invalid(format!("privileges include each other in a cycle: {}", cycle.join(" -> "))));
         }
 
         let closures: HashMap<String, HashSet<String>> =
@@ -166,6 +173,51 @@ impl RoleBook {
         }
     }
 
+    /// Canonical names of requested privileges and roles, duplicates
+    /// dropped, recording every violation (`privileges[i]`, `roles[i]`, or
+    /// a list of more than `max` names).
+    pub fn grants(&self, privileges: &[String], roles: &[String], max: usize, violations: &mut Violations) -> Grants {
+        Grants {
+            privileges: self.names(privileges, "privileges", max, Self::privilege, violations),
+            roles: self.names(roles, "roles", max, Self::role, violations),
+            promotions: Vec::new(),
+        }
+    }
+
+    /// Canonical names of known privileges, for `field[i]`, duplicates
+    /// kept in place (CheckPrivileges answers one result per name).
+    pub fn privileges(&self, names: &[String], field: &str, max: usize, violations: &mut Violations) -> Vec<String> {
+        if !violations.count(names.len(), field, max) {
+            return Vec::new();
+        }
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| violations.check(self.privilege(name, &format!("{field}[{i}]"))))
+            .collect()
+    }
+
+    fn names(
+        &self,
+        names: &[String],
+        field: &str,
+        max: usize,
+        parse: fn(&Self, &str, &str) -> Result<String, InvalidInput>,
+        violations: &mut Violations,
+    ) -> Vec<String> {
+        if !violations.count(names.len(), field, max) {
+            return Vec::new();
+        }
+        let mut parsed = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            match violations.check(parse(self, name, &format!("{field}[{i}]"))) {
+                Some(name) if !parsed.contains(&name) => parsed.push(name),
+                _ => {}
+            }
+        }
+        parsed
+    }
+
     /// Every privilege held: granted ones and promotions in force, through
     /// their includes, plus the privileges of granted roles. A trusted
     /// session holds every privilege the book defines. Names the book no
@@ -202,6 +254,40 @@ impl RoleBook {
             || grants.promotions.iter().any(|p| p.expires_at > now && via(&p.privilege))
             || grants.roles.iter().any(|r| self.roles.get(r).is_some_and(|p| p.contains(privilege)))
     }
+}
+
+/// A cycle of `includes`, as the names along it (the first repeated at
+/// the end), if there is one. Depth-first, in name order, so the same file
+/// always names the same cycle.
+fn find_cycle(includes: &HashMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        name: &'a str,
+        includes: &'a HashMap<String, Vec<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|n| *n == name) {
+            let mut cycle: Vec<String> = path[start..].iter().map(|n| (*n).to_owned()).collect();
+            cycle.push(name.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(name) {
+            return None;
+        }
+        path.push(name);
+        for next in includes.get(name).into_iter().flatten() {
+            if let Some(cycle) = visit(next, includes, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(name);
+        None
+    }
+    let mut names: Vec<&String> = includes.keys().collect();
+    names.sort();
+    let mut done = HashSet::new();
+    names.into_iter().find_map(|name| visit(name, includes, &mut Vec::new(), &mut done))
 }
 
 fn closure_of(name: &str, includes: &HashMap<String, Vec<String>>) -> HashSet<String> {
@@ -257,6 +343,19 @@ mod tests {
         };
         assert!(book.holds(&grants, false, UnixMillis(9), "viewbasic"));
         assert!(!book.holds(&grants, false, UnixMillis(10), "viewbasic"));
+    }
+
+    #[test]
+    fn a_cycle_of_includes_is_refused_naming_it() {
+        let text = r#"{"privileges":[
+            {"privilege":"a","includes":["b"]},
+            {"privilege":"b","includes":["c"]},
+            {"privilege":"c","includes":["a"]},
+            {"privilege":"d","includes":["a"]}]}"#;
+        let err = RoleBook::parse(text).unwrap_err().to_string();
+        assert!(err.contains("a -> b -> c -> a"), "{err}");
+        let itself = RoleBook::parse(r#"{"privileges":[{"privilege":"a","includes":["A"]}]}"#).unwrap_err();
+        assert!(itself.to_string().contains("a -> a"), "{itself}");
     }
 
     #[test]

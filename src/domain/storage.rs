@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{Error, InvalidInput};
+use super::error::{Error, InvalidInput, Violations};
 
 /// A session's storage: key → JSON value, ordered for stable answers.
 pub type StorageMap = BTreeMap<String, serde_json::Value>;
@@ -46,13 +46,20 @@ pub fn value_bytes(value: &serde_json::Value) -> usize {
 }
 
 impl StorageLimits {
-    /// Checks a key's shape; `field` names it in the error.
+    /// Checks a key's shape; `field` names it in the error. The key itself
+    /// is never echoed: an oversized one is told by its length.
     pub fn check_key(&self, key: &str, field: &str) -> Result<(), InvalidInput> {
         if key.is_empty() {
             return Err(InvalidInput::new(field, "key must not be empty"));
         }
         if key.len() > self.max_key_bytes {
-            return Err(InvalidInput::new(field, format!("key is longer than {} bytes", self.max_key_bytes)));
+            return Err(InvalidInput::new(
+                field,
+                format!("key of {} bytes is longer than the limit of {} bytes", key.len(), self.max_key_bytes),
+            ));
+        }
+        if key.contains('\0') {
+            return Err(InvalidInput::new(field, "key must not contain NUL characters"));
         }
         if key.chars().any(char::is_control) {
             return Err(InvalidInput::new(field, "key must not contain control characters"));
@@ -60,22 +67,30 @@ impl StorageLimits {
         Ok(())
     }
 
-    /// Checks keys and per-value sizes of a whole map (a create request's or
-    /// a put's), naming each offending entry as `field[key]`.
-    pub fn check_entries(&self, values: &StorageMap, field: &str) -> Result<(), Error> {
-        let mut violations = Vec::new();
-        for (key, value) in values {
-            let entry_field = format!("{field}[{key}]");
-            if let Err(v) = self.check_key(key, &entry_field) {
-                violations.push(v);
-            } else if value_bytes(value) > self.max_value_bytes {
-                violations.push(InvalidInput::new(
-                    entry_field,
-                    format!("value is larger than {} bytes", self.max_value_bytes),
-                ));
-            }
+    /// Checks a list of keys (GetStorage's, DeleteStorage's): at most
+    /// `max_keys`, each named `field[i]`.
+    pub fn check_keys(&self, keys: &[String], field: &str, violations: &mut Violations) {
+        if !violations.count(keys.len(), field, self.max_keys) {
+            return;
         }
-        if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }
+        for (i, key) in keys.iter().enumerate() {
+            violations.check(self.check_key(key, &format!("{field}[{i}]")));
+        }
+    }
+
+    /// Checks a map's key (at most `max_keys` of them) before its value is
+    /// read, answering the field its entry is named by: `field[key]` for a
+    /// valid key; `field` itself for an invalid one, never echoed.
+    pub fn entry_field(&self, key: &str, field: &str, violations: &mut Violations) -> Option<String> {
+        violations.check(self.check_key(key, field)).map(|()| format!("{field}[{key}]"))
+    }
+
+    /// Checks a value's encoded size, for the entry named `entry_field`.
+    pub fn check_value(&self, value: &serde_json::Value, entry_field: &str, violations: &mut Violations) {
+        if value_bytes(value) > self.max_value_bytes {
+            violations
+                .push(InvalidInput::new(entry_field, format!("value is larger than {} bytes", self.max_value_bytes)));
+        }
     }
 
     /// Checks the per-session totals of a storage after a change.
@@ -117,14 +132,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn limits_name_the_offending_key() {
-        let limits = StorageLimits { max_key_bytes: 3, max_value_bytes: 4, ..StorageLimits::default() };
-        let values = StorageMap::from([("long".into(), json!(1)), ("ok".into(), json!("12345"))]);
-        let Err(Error::InvalidArgument(v)) = limits.check_entries(&values, "values") else {
-            panic!("expected violations")
-        };
-        let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["values[long]", "values[ok]"]);
+    fn an_oversized_key_is_told_by_its_length_never_echoed() {
+        let limits = StorageLimits { max_key_bytes: 3, ..StorageLimits::default() };
+        let mut violations = Violations::default();
+        assert_eq!(limits.entry_field("secretkey", "values", &mut violations), None);
+        assert_eq!(limits.entry_field("ok", "values", &mut violations).as_deref(), Some("values[ok]"));
+        let Err(Error::InvalidArgument(found)) = violations.finish(Some(())) else { panic!("a violation") };
+        assert_eq!(found[0].field, "values");
+        assert!(!found[0].description.contains("secret"), "{:?}", found[0]);
+        assert!(found[0].description.contains("9 bytes"), "{:?}", found[0]);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use prost_types::value::Kind;
 use super::pb;
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Error, Event, EventType, InvalidInput, Labels, LogLevel, LogRecord, Promotion, SessionId, SessionKind,
-    StorageMap, Token,
+    EndReason, Event, EventType, InvalidInput, Labels, LogLevel, LogRecord, Promotion, SessionId, SessionKind,
+    StorageLimits, StorageMap, Token, UnixMicros, Violations,
 };
 use crate::service::SessionRef;
 use crate::service::lifecycle::{SessionStatus, Timeout};
@@ -30,6 +30,16 @@ pub fn parse_timestamp(at: &prost_types::Timestamp, field: &str) -> Result<UnixM
     Ok(UnixMillis(at.seconds * 1000 + i64::from(at.nanos) / 1_000_000))
 }
 
+/// A client's time for a log entry, kept to the microsecond.
+pub fn parse_client_time(at: &prost_types::Timestamp, field: &str) -> Result<UnixMicros, InvalidInput> {
+    let millis = parse_timestamp(at, field)?;
+    Ok(UnixMicros(millis.0 / 1000 * 1_000_000 + i64::from(at.nanos) / 1000))
+}
+
+pub fn micros_timestamp(at: UnixMicros) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.0.div_euclid(1_000_000), nanos: (at.0.rem_euclid(1_000_000) * 1000) as i32 }
+}
+
 pub fn duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
 }
@@ -41,12 +51,17 @@ pub fn parse_duration(d: &prost_types::Duration, field: &str) -> Result<Duration
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }
 
-/// An optional timeout: unset means the default, zero means none.
-pub fn parse_timeout(d: Option<prost_types::Duration>, field: &str) -> Result<Timeout, InvalidInput> {
+/// An optional timeout: unset means the default, zero means none; one
+/// given is between a second and `max`.
+pub fn parse_timeout(d: Option<prost_types::Duration>, field: &str, max: Duration) -> Result<Timeout, InvalidInput> {
     match d {
         None => Ok(Timeout::Default),
         Some(d) => match parse_duration(&d, field)? {
             d if d.is_zero() => Ok(Timeout::Never),
+            d if d > max => Err(InvalidInput::new(field, format!("must be at most {}s", max.as_secs()))),
+            d if d < Duration::from_secs(1) => {
+                Err(InvalidInput::new(field, "must be at least one second, or zero for none"))
+            }
             d => Ok(Timeout::After(d)),
         },
     }
@@ -196,8 +211,18 @@ pub fn session(status: SessionStatus) -> pb::Session {
     }
 }
 
-pub fn parse_labels(labels: Option<pb::SessionLabels>) -> Labels {
+/// Labels, each at most `max_bytes` of text.
+pub fn parse_labels(labels: Option<pb::SessionLabels>, max_bytes: usize, violations: &mut Violations) -> Labels {
     let pb::SessionLabels { endpoint, method, future_call, client_address, user_agent } = labels.unwrap_or_default();
+    for (value, field) in [
+        (&endpoint, "labels.endpoint"),
+        (&method, "labels.method"),
+        (&future_call, "labels.future_call"),
+        (&client_address, "labels.client_address"),
+        (&user_agent, "labels.user_agent"),
+    ] {
+        violations.text(value, field, max_bytes);
+    }
     Labels { endpoint, method, future_call, client_address, user_agent }
 }
 
@@ -233,48 +258,58 @@ pub fn log_record(r: LogRecord) -> pb::LogRecord {
         message: entry.message,
         exception: entry.exception.unwrap_or_default(),
         stack_trace: entry.stack_trace.unwrap_or_default(),
-        client_time: entry.client_time.map(timestamp),
+        client_time: entry.client_time.map(micros_timestamp),
         logged_at: Some(timestamp(entry.logged_at)),
         sequence,
     }
 }
 
-/// A storage map from the wire, rejecting values JSON cannot hold.
+/// A storage map from the wire: at most `max_keys` entries, each key
+/// checked, each value one JSON (and every store) can hold and within the
+/// size limit. Entries are named `field[key]`.
 pub fn parse_storage(
     values: std::collections::HashMap<String, prost_types::Value>,
     field: &str,
-) -> Result<StorageMap, Error> {
-    let mut violations = Vec::new();
+    limits: &StorageLimits,
+    violations: &mut Violations,
+) -> StorageMap {
     let mut map = StorageMap::new();
+    if !violations.count(values.len(), field, limits.max_keys) {
+        return map;
+    }
     for (key, value) in values {
+        let Some(entry_field) = limits.entry_field(&key, field, violations) else { continue };
         match json_value(value, 0) {
-            Ok(v) => {
-                map.insert(key, v);
+            Ok(value) => {
+                limits.check_value(&value, &entry_field, violations);
+                map.insert(key, value);
             }
-            Err(why) => violations.push(InvalidInput::new(format!("{field}[{key}]"), why)),
+            Err(why) => violations.push(InvalidInput::new(entry_field, why)),
         }
     }
-    if violations.is_empty() { Ok(map) } else { Err(Error::InvalidArgument(violations)) }
+    map
 }
 
 fn json_value(value: prost_types::Value, depth: usize) -> Result<serde_json::Value, &'static str> {
     if depth > MAX_VALUE_DEPTH {
         return Err("value is nested too deeply");
     }
+    // Postgres' jsonb holds no NUL character, so no store takes one.
+    let text = |s: String| if s.contains('\0') { Err("value must not contain NUL characters") } else { Ok(s) };
     Ok(match value.kind {
         None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(b),
         Some(Kind::NumberValue(n)) => {
             serde_json::Number::from_f64(n).map(serde_json::Value::Number).ok_or("numbers must be finite")?
         }
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s),
+        Some(Kind::StringValue(s)) => serde_json::Value::String(text(s)?),
         Some(Kind::ListValue(list)) => serde_json::Value::Array(
             list.values.into_iter().map(|v| json_value(v, depth + 1)).collect::<Result<_, _>>()?,
         ),
         Some(Kind::StructValue(s)) => serde_json::Value::Object(
             s.fields
                 .into_iter()
-                .map(|(k, v)| Ok((k, json_value(v, depth + 1)?)))
+                .map(|(k, v)| Ok((text(k)?, json_value(v, depth + 1)?)))
                 .collect::<Result<_, &'static str>>()?,
         ),
     })
@@ -314,9 +349,32 @@ mod tests {
     }
 
     #[test]
+    fn client_times_round_trip_at_microsecond_precision() {
+        for (seconds, nanos) in [(0, 0), (1, 1_000), (1_700_000_000, 123_456_789), (253_402_300_799, 999_999_000)] {
+            let at = prost_types::Timestamp { seconds, nanos };
+            let micros = parse_client_time(&at, "t").unwrap();
+            assert_eq!(micros_timestamp(micros), prost_types::Timestamp { seconds, nanos: nanos / 1000 * 1000 });
+        }
+    }
+
+    #[test]
     fn structured_values_round_trip() {
         let json = serde_json::json!({"a": [1.5, "x", null, true], "b": {"c": 2.0}});
         assert_eq!(json_value(proto_value(json.clone()), 0).unwrap(), json);
+    }
+
+    #[test]
+    fn nul_characters_in_string_values_and_their_keys_are_refused() {
+        let nul = prost_types::Value { kind: Some(Kind::StringValue("a\0b".into())) };
+        assert!(json_value(nul.clone(), 0).is_err());
+        let nested = prost_types::Value { kind: Some(Kind::ListValue(prost_types::ListValue { values: vec![nul] })) };
+        assert!(json_value(nested, 0).is_err());
+        let key = prost_types::Value {
+            kind: Some(Kind::StructValue(prost_types::Struct {
+                fields: BTreeMap::from([("k\0".to_owned(), prost_types::Value::default())]),
+            })),
+        };
+        assert!(json_value(key, 0).is_err());
     }
 
     #[test]

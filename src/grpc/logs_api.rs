@@ -5,7 +5,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::pb;
-use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, SessionId};
+use crate::domain::{InvalidInput, LogEntry, LogQuery, SessionId, Violations, all};
+use crate::service::Limits;
 use crate::service::{Service, SessionKey, SessionRef};
 
 #[derive(Debug)]
@@ -19,28 +20,39 @@ impl LogsApi {
     }
 }
 
-/// Entries from the wire; the service stamps `logged_at` when it stores them.
-fn parse_entries(entries: Vec<pb::LogEntry>) -> Result<Vec<LogEntry>, Error> {
-    let mut violations = Vec::new();
+/// Entries from the wire, at least one and at most `--log-max-entries`,
+/// each named `entries[i]`; the service stamps `logged_at` when it stores
+/// them.
+fn parse_entries(entries: Vec<pb::LogEntry>, limits: &Limits, v: &mut Violations) -> Vec<LogEntry> {
+    if entries.is_empty() {
+        v.push(InvalidInput::new("entries", "name at least one entry"));
+    }
+    if !v.count(entries.len(), "entries", limits.max_log_entries_per_call) {
+        return Vec::new();
+    }
+    let max = limits.max_log_message_bytes;
     let mut parsed = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let pb::LogEntry { level, message, exception, stack_trace, client_time } = entry;
-        let level = parse_level(level, &format!("entries[{i}].level"), true);
-        let client_time =
-            client_time.map(|t| convert::parse_timestamp(&t, &format!("entries[{i}].client_time"))).transpose();
-        match (level, client_time) {
-            (Ok(Some(level)), Ok(client_time)) => parsed.push(LogEntry {
+        let level = v.check(parse_level(level, &format!("entries[{i}].level"), true)).flatten();
+        let client_time = v.check(
+            client_time.map(|t| convert::parse_client_time(&t, &format!("entries[{i}].client_time"))).transpose(),
+        );
+        for (field, text) in [("message", &message), ("exception", &exception), ("stack_trace", &stack_trace)] {
+            v.text(text, &format!("entries[{i}].{field}"), max);
+        }
+        if let (Some(level), Some(client_time)) = (level, client_time) {
+            parsed.push(LogEntry {
                 level,
                 message,
                 exception: optional(exception),
                 stack_trace: optional(stack_trace),
                 client_time,
                 logged_at: crate::clock::UnixMillis::default(),
-            }),
-            (level, client_time) => violations.extend(level.err().into_iter().chain(client_time.err())),
+            });
         }
     }
-    if violations.is_empty() { Ok(parsed) } else { Err(Error::InvalidArgument(violations)) }
+    parsed
 }
 
 #[tonic::async_trait]
@@ -48,8 +60,11 @@ impl pb::log_service_server::LogService for LogsApi {
     async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
         let caller = caller(&request)?;
         let pb::LogRequest { session, entries } = request.into_inner();
-        let session = parse_ref(session, "session")?;
-        let accepted = self.service.log(&caller, &session, parse_entries(entries)?).await?;
+        let mut v = Violations::default();
+        let session = v.check(parse_ref(session, "session"));
+        let entries = parse_entries(entries, &self.service.config().limits, &mut v);
+        let session = v.finish(session)?;
+        let accepted = self.service.log(&caller, &session, entries).await?;
         Ok(Response::new(pb::LogResponse { accepted: accepted as u32 }))
     }
 
@@ -67,7 +82,15 @@ impl pb::log_service_server::LogService for LogsApi {
         let mut accepted = 0usize;
         while let Some(message) = stream.message().await? {
             let pb::StreamLogRequest { session, entries } = message;
-            let named = session.map(|s| parse_ref(Some(s), "session")).transpose()?;
+            let mut v = Violations::default();
+            let named = v.check(session.map(|s| parse_ref(Some(s), "session")).transpose());
+            // A message may only name the session, without entries.
+            let entries = if entries.is_empty() {
+                Vec::new()
+            } else {
+                parse_entries(entries, &self.service.config().limits, &mut v)
+            };
+            let named = v.finish(named)?;
             let session = match (&target, named) {
                 (None, Some(named)) => {
                     target.insert(SessionRef::id(self.service.get(&caller, &named).await?.session.id))
@@ -85,7 +108,7 @@ impl pb::log_service_server::LogService for LogsApi {
             if entries.is_empty() {
                 continue;
             }
-            accepted += self.service.log(&caller, session, parse_entries(entries)?).await?;
+            accepted += self.service.log(&caller, session, entries).await?;
         }
         if target.is_none() {
             return Err(InvalidInput::new("session", "the stream named no session").into());
@@ -110,26 +133,38 @@ impl pb::log_service_server::LogService for LogsApi {
             page_size,
             page_token,
         } = request.into_inner();
-        let limit = convert::page_size(page_size)?;
+        let mut v = Violations::default();
+        let limit = v.check(convert::page_size(page_size));
         let after_entry = match page_token.as_str() {
-            "" => 0,
-            token => token
-                .parse::<i64>()
-                .map_err(|_| InvalidInput::new("page_token", "must be a next_page_token from an earlier answer"))?,
+            "" => Some(0),
+            token => v.check(
+                token
+                    .parse::<i64>()
+                    .map_err(|_| InvalidInput::new("page_token", "must be a next_page_token from an earlier answer")),
+            ),
         };
-        let query = LogQuery {
-            tenant: None,
-            session_id: optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose()?,
-            user_id: optional(user_id),
-            kind: parse_kind(kind, "kind", false)?,
-            from: start_time.map(|t| convert::parse_timestamp(&t, "start_time")).transpose()?,
-            to: end_time.map(|t| convert::parse_timestamp(&t, "end_time")).transpose()?,
-            min_level: parse_level(min_level, "min_level", false)?,
-            failed_only,
-            slow_only,
-            after_entry,
-            limit,
-        };
+        let session_id = v.check(optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose());
+        v.text(&user_id, "user_id", self.service.config().limits.max_text_bytes);
+        let kind = v.check(parse_kind(kind, "kind", false));
+        let from = v.check(start_time.map(|t| convert::parse_timestamp(&t, "start_time")).transpose());
+        let to = v.check(end_time.map(|t| convert::parse_timestamp(&t, "end_time")).transpose());
+        let min_level = v.check(parse_level(min_level, "min_level", false));
+        let query = v.finish(all(|| {
+            Some(LogQuery {
+                tenant: None,
+                session_id: session_id?,
+                user_id: optional(user_id),
+                kind: kind?,
+                from: from?,
+                to: to?,
+                min_level: min_level?,
+                failed_only,
+                slow_only,
+                after_entry: after_entry?,
+                limit: limit?,
+            })
+        }))?;
+        let limit = query.limit;
         let wanted = limit.min(self.service.config().limits.max_page_size);
         let records = self.service.query_logs(&caller, query).await?;
         let next_page_token = match records.last() {

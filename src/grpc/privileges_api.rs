@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::authn::caller;
 use super::convert::{self, parse_ref};
 use super::pb;
-use crate::domain::{InvalidInput, PromotionId};
+use crate::domain::{InvalidInput, PromotionId, Violations, all};
 use crate::service::privileges::CheckMode;
 use crate::service::{Service, committing};
 
@@ -18,6 +18,11 @@ impl PrivilegesApi {
     pub fn new(service: Service) -> Self {
         Self { service }
     }
+
+    /// Privileges, or roles, one request may name.
+    fn max_names(&self) -> usize {
+        self.service.config().limits.max_names_per_request
+    }
 }
 
 #[tonic::async_trait]
@@ -28,8 +33,11 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
     ) -> Result<Response<pb::SetPrivilegesResponse>, Status> {
         let caller = caller(&request)?;
         let pb::SetPrivilegesRequest { session, privileges, roles } = request.into_inner();
-        let session = parse_ref(session, "session")?;
-        let (held, sequence) = committing(self.service.set_privileges(&caller, &session, &privileges, &roles)).await;
+        let mut v = Violations::default();
+        let session = v.check(parse_ref(session, "session"));
+        let grants = self.service.roles().grants(&privileges, &roles, self.max_names(), &mut v);
+        let session = v.finish(session)?;
+        let (held, sequence) = committing(self.service.set_privileges(&caller, &session, grants)).await;
         Ok(Response::new(pb::SetPrivilegesResponse { privileges: held?.into_iter().collect(), sequence }))
     }
 
@@ -67,7 +75,11 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
     ) -> Result<Response<pb::HasPrivilegeResponse>, Status> {
         let caller = caller(&request)?;
         let pb::HasPrivilegeRequest { session, privilege } = request.into_inner();
-        let granted = self.service.has_privilege(&caller, &parse_ref(session, "session")?, &privilege).await?;
+        let mut v = Violations::default();
+        let session = v.check(parse_ref(session, "session"));
+        let privilege = v.check(self.service.roles().privilege(&privilege, "privilege"));
+        let (session, privilege) = v.finish(session.zip(privilege))?;
+        let granted = self.service.has_privilege(&caller, &session, &privilege).await?;
         Ok(Response::new(pb::HasPrivilegeResponse { granted }))
     }
 
@@ -77,31 +89,53 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
     ) -> Result<Response<pb::CheckPrivilegesResponse>, Status> {
         let caller = caller(&request)?;
         let pb::CheckPrivilegesRequest { session, privileges, mode } = request.into_inner();
+        let mut v = Violations::default();
+        let session = v.check(parse_ref(session, "session"));
+        if privileges.is_empty() {
+            v.push(InvalidInput::new("privileges", "name at least one privilege"));
+        }
+        let names = self.service.roles().privileges(&privileges, "privileges", self.max_names(), &mut v);
         let mode = match pb::CheckMode::try_from(mode) {
-            Ok(pb::CheckMode::Any) => CheckMode::Any,
-            Ok(pb::CheckMode::All | pb::CheckMode::Unspecified) => CheckMode::All,
-            Err(_) => return Err(InvalidInput::new("mode", "must be ANY or ALL").into()),
+            Ok(pb::CheckMode::Any) => Some(CheckMode::Any),
+            Ok(pb::CheckMode::All | pb::CheckMode::Unspecified) => Some(CheckMode::All),
+            Err(_) => v.check(Err(InvalidInput::new("mode", "must be ANY or ALL"))),
         };
-        let (granted, held) =
-            self.service.check_privileges(&caller, &parse_ref(session, "session")?, &privileges, mode).await?;
+        let (session, mode) = v.finish(session.zip(mode))?;
+        let (granted, held) = self.service.check_privileges(&caller, &session, &names, mode).await?;
         Ok(Response::new(pb::CheckPrivilegesResponse { granted, held }))
     }
 
     async fn promote(&self, request: Request<pb::PromoteRequest>) -> Result<Response<pb::PromoteResponse>, Status> {
         let caller = caller(&request)?;
         let pb::PromoteRequest { session, privilege, duration } = request.into_inner();
-        let session = parse_ref(session, "session")?;
-        let duration = duration.ok_or_else(|| InvalidInput::new("duration", "is required"))?;
-        let duration = convert::parse_duration(&duration, "duration")?;
-        let (promotion, sequence) = committing(self.service.promote(&caller, &session, &privilege, duration)).await;
+        let max = self.service.config().limits.max_promotion;
+        let mut v = Violations::default();
+        let session = v.check(parse_ref(session, "session"));
+        let privilege = v.check(self.service.roles().privilege(&privilege, "privilege"));
+        let duration = v.check(
+            duration
+                .ok_or_else(|| InvalidInput::new("duration", "is required"))
+                .and_then(|d| convert::parse_duration(&d, "duration"))
+                .and_then(|d| {
+                    if d.is_zero() || d > max {
+                        Err(InvalidInput::new("duration", format!("must be positive and at most {}s", max.as_secs())))
+                    } else {
+                        Ok(d)
+                    }
+                }),
+        );
+        let (session, privilege, duration) = v.finish(all(|| Some((session?, privilege?, duration?))))?;
+        let (promotion, sequence) = committing(self.service.promote(&caller, &session, privilege, duration)).await;
         Ok(Response::new(pb::PromoteResponse { promotion: Some(convert::promotion(promotion?)), sequence }))
     }
 
     async fn demote(&self, request: Request<pb::DemoteRequest>) -> Result<Response<pb::DemoteResponse>, Status> {
         let caller = caller(&request)?;
         let pb::DemoteRequest { session, promotion_id } = request.into_inner();
-        let session = parse_ref(session, "session")?;
-        let promotion = PromotionId::parse(&promotion_id, "promotion_id")?;
+        let mut v = Violations::default();
+        let session = v.check(parse_ref(session, "session"));
+        let promotion = v.check(PromotionId::parse(&promotion_id, "promotion_id"));
+        let (session, promotion) = v.finish(session.zip(promotion))?;
         let (demoted, sequence) = committing(self.service.demote(&caller, &session, &promotion)).await;
         demoted?;
         Ok(Response::new(pb::DemoteResponse { sequence }))

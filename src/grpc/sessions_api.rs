@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_ref};
 use super::pb;
-use crate::domain::{EventFilter, InvalidInput, SessionId};
+use crate::domain::{EventFilter, InvalidInput, SessionId, Violations, all};
 use crate::service::lifecycle::{CreateSession, ListQuery, RevokeFilter};
 use crate::service::watch::WatchFrom;
 use crate::service::{Service, committing};
@@ -57,38 +57,31 @@ impl pb::session_service_server::SessionService for SessionsApi {
             storage,
             trusted,
         } = request.into_inner();
-        let mut violations = Vec::new();
-        let kind = parse_kind(kind, "kind", true).map_err(|v| violations.push(v)).ok().flatten();
-        let idle_timeout = convert::parse_timeout(idle_timeout, "idle_timeout").map_err(|v| violations.push(v)).ok();
-        let lifetime = convert::parse_timeout(lifetime, "lifetime").map_err(|v| violations.push(v)).ok();
-        let storage = match convert::parse_storage(storage, "storage") {
-            Ok(storage) => Some(storage),
-            Err(crate::domain::Error::InvalidArgument(mut more)) => {
-                violations.append(&mut more);
-                None
-            }
-            Err(other) => return Err(other.into()),
-        };
-        let (Some(kind), Some(idle_timeout), Some(lifetime), Some(storage), true) =
-            (kind, idle_timeout, lifetime, storage, violations.is_empty())
-        else {
-            return Err(crate::domain::Error::InvalidArgument(violations).into());
-        };
-        let (created, sequence) = committing(self.service.create(
-            &caller,
-            CreateSession {
-                kind,
+        let limits = &self.service.config().limits;
+        let mut v = Violations::default();
+        let kind = v.check(parse_kind(kind, "kind", true)).flatten();
+        v.text(&user_id, "user_id", limits.max_text_bytes);
+        let labels = convert::parse_labels(labels, limits.max_text_bytes, &mut v);
+        let idle_timeout = v.check(convert::parse_timeout(idle_timeout, "idle_timeout", limits.max_timeout));
+        let lifetime = v.check(convert::parse_timeout(lifetime, "lifetime", limits.max_timeout));
+        if trusted && kind.is_some_and(|k| !k.may_be_trusted()) {
+            v.push(InvalidInput::new("trusted", "only stored_procedure and standalone sessions may be trusted"));
+        }
+        let grants = self.service.roles().grants(&privileges, &roles, limits.max_names_per_request, &mut v);
+        let storage = convert::parse_storage(storage, "storage", &limits.storage, &mut v);
+        let request = v.finish(all(|| {
+            Some(CreateSession {
+                kind: kind?,
                 user_id: optional(user_id),
-                labels: convert::parse_labels(labels),
-                idle_timeout,
-                lifetime,
-                privileges,
-                roles,
+                labels,
+                idle_timeout: idle_timeout?,
+                lifetime: lifetime?,
+                grants,
                 storage,
                 trusted,
-            },
-        ))
-        .await;
+            })
+        }))?;
+        let (created, sequence) = committing(self.service.create(&caller, request)).await;
         let created = created?;
         Ok(Response::new(pb::CreateSessionResponse {
             token: created.token.expose().to_owned(),
@@ -123,7 +116,12 @@ impl pb::session_service_server::SessionService for SessionsApi {
     ) -> Result<Response<pb::CloseSessionResponse>, Status> {
         let caller = caller(&request)?;
         let pb::CloseSessionRequest { session, error, stack_trace } = request.into_inner();
-        let session = parse_ref(session, "session")?;
+        let limits = &self.service.config().limits;
+        let mut v = Violations::default();
+        let session = v.check(parse_ref(session, "session"));
+        v.text(&error, "error", limits.max_text_bytes);
+        v.text(&stack_trace, "stack_trace", limits.max_log_message_bytes);
+        let session = v.finish(session)?;
         let (closed, sequence) =
             committing(self.service.close(&caller, &session, optional(error), optional(stack_trace))).await;
         let closed = closed?;
@@ -141,21 +139,26 @@ impl pb::session_service_server::SessionService for SessionsApi {
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let caller = caller(&request)?;
         let pb::ListSessionsRequest { user_id, kind, state, page_size: size, page_token } = request.into_inner();
+        let mut v = Violations::default();
         let open = match pb::SessionState::try_from(state) {
-            Ok(pb::SessionState::Unspecified) => None,
-            Ok(pb::SessionState::Open) => Some(true),
-            Ok(pb::SessionState::Ended) => Some(false),
-            Err(_) => {
-                return Err(crate::domain::Error::from(InvalidInput::new("state", "must be a session state")).into());
-            }
+            Ok(pb::SessionState::Unspecified) => Some(None),
+            Ok(pb::SessionState::Open) => Some(Some(true)),
+            Ok(pb::SessionState::Ended) => Some(Some(false)),
+            Err(_) => v.check(Err(InvalidInput::new("state", "must be a session state"))),
         };
-        let query = ListQuery {
-            user_id: optional(user_id),
-            kind: parse_kind(kind, "kind", false)?,
-            open,
-            page_size: convert::page_size(size)?,
-            after: parse_page_token(&page_token)?,
-        };
+        v.text(&user_id, "user_id", self.service.config().limits.max_text_bytes);
+        let kind = v.check(parse_kind(kind, "kind", false));
+        let page_size = v.check(convert::page_size(size));
+        let after = v.check(parse_page_token(&page_token));
+        let query = v.finish(all(|| {
+            Some(ListQuery {
+                user_id: optional(user_id),
+                kind: kind?,
+                open: open?,
+                page_size: page_size?,
+                after: after?,
+            })
+        }))?;
         let wanted = query.page_size.min(self.service.config().limits.max_page_size);
         let sessions = self.service.list(&caller, query).await?;
         let next_page_token = match sessions.last() {
@@ -174,12 +177,17 @@ impl pb::session_service_server::SessionService for SessionsApi {
     ) -> Result<Response<pb::RevokeSessionsResponse>, Status> {
         let caller = caller(&request)?;
         let pb::RevokeSessionsRequest { user_id, kind, session_ids } = request.into_inner();
-        let session_ids = session_ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| SessionId::parse(id, &format!("session_ids[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let filter = RevokeFilter { user_id: optional(user_id), kind: parse_kind(kind, "kind", false)?, session_ids };
+        let limits = &self.service.config().limits;
+        let mut v = Violations::default();
+        v.text(&user_id, "user_id", limits.max_text_bytes);
+        let kind = v.check(parse_kind(kind, "kind", false));
+        let session_ids: Vec<SessionId> = if v.count(session_ids.len(), "session_ids", limits.max_ids_per_request) {
+            let parse = |(i, id): (usize, &String)| SessionId::parse(id, &format!("session_ids[{i}]"));
+            session_ids.iter().enumerate().filter_map(|item| v.check(parse(item))).collect()
+        } else {
+            Vec::new()
+        };
+        let filter = v.finish(all(|| Some(RevokeFilter { user_id: optional(user_id), kind: kind?, session_ids })))?;
         let (revoked, sequence) = committing(self.service.revoke(&caller, filter)).await;
         Ok(Response::new(pb::RevokeSessionsResponse {
             session_ids: revoked?.iter().map(|id| id.as_str().to_owned()).collect(),
@@ -195,12 +203,13 @@ impl pb::session_service_server::SessionService for SessionsApi {
     ) -> Result<Response<Self::WatchSessionsStream>, Status> {
         let caller = caller(&request)?;
         let pb::WatchSessionsRequest { session_id, user_id, kind, after_sequence } = request.into_inner();
-        let filter = EventFilter {
-            tenant: None,
-            session_id: optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose()?,
-            user_id: optional(user_id),
-            kind: parse_kind(kind, "kind", false)?,
-        };
+        let mut v = Violations::default();
+        let session_id = v.check(optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose());
+        v.text(&user_id, "user_id", self.service.config().limits.max_text_bytes);
+        let kind = v.check(parse_kind(kind, "kind", false));
+        let filter = v.finish(all(|| {
+            Some(EventFilter { tenant: None, session_id: session_id?, user_id: optional(user_id), kind: kind? })
+        }))?;
         let from = after_sequence.map_or(WatchFrom::Now, WatchFrom::After);
         let events = self.service.watch(&caller, filter, from).await?;
         let stream = ReceiverStream::new(events).map(|item| item.map(convert::event).map_err(Status::from));

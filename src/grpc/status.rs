@@ -79,6 +79,15 @@ impl From<Error> for Status {
                     HashMap::new(),
                 )
             }
+            ref full @ Error::StoreFull(_) => {
+                log_chain(full);
+                info(
+                    Code::ResourceExhausted,
+                    "the session store is out of disk space; retry later",
+                    "STORE_FULL",
+                    HashMap::new(),
+                )
+            }
             ref internal @ Error::Internal(_) => {
                 log_chain(internal);
                 Status::internal("internal error")
@@ -93,9 +102,12 @@ impl From<crate::domain::InvalidInput> for Status {
     }
 }
 
+/// Names the first few invalid fields; the BadRequest detail has them all.
 fn err_message(violations: &[crate::domain::InvalidInput]) -> String {
-    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-    format!("invalid {}", fields.join(", "))
+    const NAMED: usize = 10;
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).filter(|f| !f.is_empty()).take(NAMED).collect();
+    let more = violations.len().saturating_sub(NAMED);
+    if more > 0 { format!("invalid {} and more", fields.join(", ")) } else { format!("invalid {}", fields.join(", ")) }
 }
 
 #[cfg(test)]

@@ -23,7 +23,20 @@ pub enum Timeout {
     After(Duration),
 }
 
-/// A create request, parsed.
+impl Timeout {
+    /// The timeout in force: the one given, or `default` when none was.
+    fn or(self, default: Option<Duration>) -> Option<Duration> {
+        match self {
+            Timeout::Default => default,
+            Timeout::Never => None,
+            Timeout::After(d) => Some(d),
+        }
+    }
+}
+
+/// A create request, parsed and checked at the edge: texts, timeouts,
+/// grants and storage entries are within their limits, and only a kind
+/// that may be trusted is.
 #[derive(Debug, Clone)]
 pub struct CreateSession {
     pub kind: SessionKind,
@@ -31,8 +44,7 @@ pub struct CreateSession {
     pub labels: Labels,
     pub idle_timeout: Timeout,
     pub lifetime: Timeout,
-    pub privileges: Vec<String>,
-    pub roles: Vec<String>,
+    pub grants: Grants,
     pub storage: StorageMap,
     pub trusted: bool,
 }
@@ -97,73 +109,12 @@ impl Service {
         }
     }
 
-    fn check_text(&self, value: &str, field: &str, violations: &mut Vec<InvalidInput>) {
-        violations.extend(InvalidInput::check_text(value, field, self.inner.config.limits.max_text_bytes));
-    }
-
-    fn resolve_timeout(
-        &self,
-        given: Timeout,
-        default: Option<Duration>,
-        field: &str,
-        violations: &mut Vec<InvalidInput>,
-    ) -> Option<Duration> {
-        let max = self.inner.config.limits.max_timeout;
-        match given {
-            Timeout::Default => default,
-            Timeout::Never => None,
-            Timeout::After(d) if d > max => {
-                violations.push(InvalidInput::new(field, format!("must be at most {}s", max.as_secs())));
-                None
-            }
-            Timeout::After(d) if d < Duration::from_secs(1) => {
-                violations.push(InvalidInput::new(field, "must be at least one second, or zero for none"));
-                None
-            }
-            Timeout::After(d) => Some(d),
-        }
-    }
-
     /// Starts a session.
     #[tracing::instrument(level = "debug", skip_all, fields(kind = %request.kind, session_id = tracing::field::Empty))]
     pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Created, Error> {
-        let mut violations = Vec::new();
-        if let Some(user) = &request.user_id {
-            self.check_text(user, "user_id", &mut violations);
-        }
-        let labels = &request.labels;
-        for (value, field) in [
-            (&labels.endpoint, "labels.endpoint"),
-            (&labels.method, "labels.method"),
-            (&labels.future_call, "labels.future_call"),
-            (&labels.client_address, "labels.client_address"),
-            (&labels.user_agent, "labels.user_agent"),
-        ] {
-            self.check_text(value, field, &mut violations);
-        }
         let defaults = self.inner.config.kind_defaults[&request.kind];
-        let idle_timeout =
-            self.resolve_timeout(request.idle_timeout, defaults.idle_timeout, "idle_timeout", &mut violations);
-        let lifetime = self.resolve_timeout(request.lifetime, defaults.lifetime, "lifetime", &mut violations);
-        if request.trusted && !request.kind.may_be_trusted() {
-            violations
-                .push(InvalidInput::new("trusted", "only stored_procedure and standalone sessions may be trusted"));
-        }
-        let grants = match self.parse_grants(&request.privileges, &request.roles) {
-            Ok(grants) => grants,
-            Err(mut more) => {
-                violations.append(&mut more);
-                Grants::default()
-            }
-        };
-        if let Err(Error::InvalidArgument(mut more)) =
-            self.inner.config.limits.storage.check_entries(&request.storage, "storage")
-        {
-            violations.append(&mut more);
-        }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
+        let idle_timeout = request.idle_timeout.or(defaults.idle_timeout);
+        let lifetime = request.lifetime.or(defaults.lifetime);
         self.inner.config.limits.storage.check_totals(&request.storage)?;
 
         let token = Token::generate();
@@ -180,7 +131,7 @@ impl Service {
             idle_timeout,
             lifetime,
             trusted: request.trusted,
-            grants,
+            grants: request.grants,
             grants_version: 0,
             end: None,
         };
@@ -209,6 +160,7 @@ impl Service {
 
     /// Ends a session at its client's request. Closing an ended session
     /// answers how it ended; closing an expired one ends it as expired.
+    /// `error` and `stack_trace` were checked at the edge.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn close(
         &self,
@@ -217,19 +169,6 @@ impl Service {
         error: Option<String>,
         stack_trace: Option<String>,
     ) -> Result<Closed, Error> {
-        let mut violations = Vec::new();
-        if let Some(error) = &error {
-            self.check_text(error, "error", &mut violations);
-        }
-        if let Some(violation) = stack_trace
-            .as_ref()
-            .and_then(|s| InvalidInput::check_text(s, "stack_trace", self.inner.config.limits.max_log_message_bytes))
-        {
-            violations.push(violation);
-        }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
         let session = self.find(caller, session).await?;
         let end = match &session.end {
             Some(end) => end.clone(),

@@ -2,46 +2,15 @@
 //! level are dropped; the rest are stored before the call answers.
 
 use crate::auth::Caller;
-use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, LogRecord};
+use crate::domain::{Error, LogEntry, LogQuery, LogRecord};
 
 use super::{Service, SessionRef};
 
 impl Service {
-    /// Checks a batch of entries against the limits, naming each bad one as
-    /// `entries[i].field`.
-    pub fn check_log_entries(&self, entries: &[LogEntry]) -> Result<(), Error> {
-        let limits = &self.inner.config.limits;
-        if entries.is_empty() {
-            return Err(InvalidInput::new("entries", "name at least one entry").into());
-        }
-        if entries.len() > limits.max_log_entries_per_call {
-            return Err(InvalidInput::new(
-                "entries",
-                format!("at most {} entries per call", limits.max_log_entries_per_call),
-            )
-            .into());
-        }
-        let max = limits.max_log_message_bytes;
-        let violations: Vec<_> = entries
-            .iter()
-            .enumerate()
-            .flat_map(|(i, e)| {
-                [
-                    ("message", Some(&e.message)),
-                    ("exception", e.exception.as_ref()),
-                    ("stack_trace", e.stack_trace.as_ref()),
-                ]
-                .into_iter()
-                .filter_map(move |(field, text)| InvalidInput::check_text(text?, &format!("entries[{i}].{field}"), max))
-            })
-            .collect();
-        if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }
-    }
-
-    /// Appends entries; answers how many were kept by the level filter.
+    /// Appends entries (checked at the edge); answers how many were kept by
+    /// the level filter.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty, entries = entries.len()))]
     pub async fn log(&self, caller: &Caller, session: &SessionRef, entries: Vec<LogEntry>) -> Result<usize, Error> {
-        self.check_log_entries(&entries)?;
         let session = self.open_session(caller, session).await?;
         let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
         let now = self.now();

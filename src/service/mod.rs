@@ -96,6 +96,8 @@ pub struct KindDefaults {
 pub struct Limits {
     pub max_text_bytes: usize,
     pub max_names_per_request: usize,
+    /// Session ids a RevokeSessions call may name.
+    pub max_ids_per_request: usize,
     pub max_timeout: Duration,
     pub max_promotion: Duration,
     pub max_log_entries_per_call: usize,
@@ -109,6 +111,7 @@ impl Default for Limits {
         Self {
             max_text_bytes: 1024,
             max_names_per_request: 256,
+            max_ids_per_request: 1_000,
             max_timeout: Duration::from_secs(366 * 24 * 3600),
             max_promotion: Duration::from_secs(24 * 3600),
             max_log_entries_per_call: 1_000,
@@ -293,8 +296,15 @@ impl Service {
         }
         self.inner.activity.record(&session, now);
         if now.since(session.last_active_at) >= self.activity_write_interval(&session) {
-            self.store().record_activity(&session.id, now).await?;
-            self.inner.activity.written(&session.id, now);
+            match self.store().record_activity(&session.id, now).await {
+                Ok(()) => self.inner.activity.written(&session.id, now),
+                // A full disk must not fail reads: the activity stays
+                // remembered, and a later call or sweep writes it.
+                Err(crate::store::StoreError::Full(cause)) => {
+                    tracing::warn!(session_id = %session.id, error = %cause, "activity not written: the store is full");
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
         Ok(session)
     }

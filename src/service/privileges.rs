@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::auth::Caller;
-use crate::domain::{Error, EventType, Grants, InvalidInput, Promotion, PromotionId, Session};
+use crate::domain::{Error, EventType, Grants, Promotion, PromotionId, Session};
 use crate::store::StoreError;
 
 use super::{Service, SessionRef};
@@ -33,40 +33,6 @@ pub struct PrivilegeView {
 }
 
 impl Service {
-    /// Canonical names for requested privileges and roles, or every
-    /// violation at once, named `privileges[i]` / `roles[i]`.
-    pub(super) fn parse_grants(&self, privileges: &[String], roles: &[String]) -> Result<Grants, Vec<InvalidInput>> {
-        let book = self.roles();
-        let max = self.inner.config.limits.max_names_per_request;
-        let mut violations = Vec::new();
-        if privileges.len() > max {
-            violations.push(InvalidInput::new("privileges", format!("at most {max} names")));
-        }
-        if roles.len() > max {
-            violations.push(InvalidInput::new("roles", format!("at most {max} names")));
-        }
-        let mut grants = Grants::default();
-        for (i, name) in privileges.iter().enumerate() {
-            match book.privilege(name, &format!("privileges[{i}]")) {
-                Ok(p) if !grants.privileges.contains(&p) => grants.privileges.push(p),
-                Ok(_) => {}
-                Err(v) => violations.push(v),
-            }
-        }
-        for (i, name) in roles.iter().enumerate() {
-            match book.role(name, &format!("roles[{i}]")) {
-                Ok(r) if !grants.roles.contains(&r) => grants.roles.push(r),
-                Ok(_) => {}
-                Err(v) => violations.push(v),
-            }
-        }
-        if violations.is_empty() { Ok(grants) } else { Err(violations) }
-    }
-
-    fn privilege_name(&self, name: &str, field: &str) -> Result<String, Error> {
-        Ok(self.roles().privilege(name, field)?)
-    }
-
     /// Applies `change` to the session's grants with compare-and-set,
     /// re-reading and retrying when another write got there first.
     async fn change_grants<T>(
@@ -101,16 +67,15 @@ impl Service {
         self.roles().expand(&session.grants, session.trusted, self.now())
     }
 
-    /// Replaces the granted privileges and roles; promotions stay.
+    /// Replaces the granted privileges and roles (canonical names, from
+    /// `RoleBook::grants`); promotions stay.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn set_privileges(
         &self,
         caller: &Caller,
         session: &SessionRef,
-        privileges: &[String],
-        roles: &[String],
+        parsed: Grants,
     ) -> Result<BTreeSet<String>, Error> {
-        let parsed = self.parse_grants(privileges, roles).map_err(Error::InvalidArgument)?;
         let (session, ()) = self
             .change_grants(caller, session, |grants| {
                 grants.privileges.clone_from(&parsed.privileges);
@@ -144,38 +109,24 @@ impl Service {
         Ok(())
     }
 
+    /// Whether a privilege (canonical, checked at the edge) is held.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn has_privilege(&self, caller: &Caller, session: &SessionRef, privilege: &str) -> Result<bool, Error> {
-        let privilege = self.privilege_name(privilege, "privilege")?;
         let session = self.open_session(caller, session).await?;
-        Ok(self.roles().holds(&session.grants, session.trusted, self.now(), &privilege))
+        Ok(self.roles().holds(&session.grants, session.trusted, self.now(), privilege))
     }
 
-    /// One answer per privilege, and their combination by `mode`.
+    /// One answer per privilege (canonical, checked at the edge), and their
+    /// combination by `mode`.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn check_privileges(
         &self,
         caller: &Caller,
         session: &SessionRef,
-        privileges: &[String],
+        names: &[String],
         mode: CheckMode,
     ) -> Result<(bool, Vec<bool>), Error> {
-        let max = self.inner.config.limits.max_names_per_request;
-        if privileges.is_empty() || privileges.len() > max {
-            return Err(InvalidInput::new("privileges", format!("name between 1 and {max} privileges")).into());
-        }
         let book = self.roles();
-        let mut names = Vec::with_capacity(privileges.len());
-        let mut violations = Vec::new();
-        for (i, p) in privileges.iter().enumerate() {
-            match book.privilege(p, &format!("privileges[{i}]")) {
-                Ok(name) => names.push(name),
-                Err(v) => violations.push(v),
-            }
-        }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
         let session = self.open_session(caller, session).await?;
         let now = self.now();
         let held: Vec<bool> = names.iter().map(|p| book.holds(&session.grants, session.trusted, now, p)).collect();
@@ -186,25 +137,20 @@ impl Service {
         Ok((granted, held))
     }
 
-    /// Grants `privilege` until `duration` from now.
+    /// Grants `privilege` (canonical) until `duration` from now; both were
+    /// checked at the edge.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn promote(
         &self,
         caller: &Caller,
         session: &SessionRef,
-        privilege: &str,
+        privilege: String,
         duration: Duration,
     ) -> Result<Promotion, Error> {
-        let privilege = self.privilege_name(privilege, "privilege")?;
-        let max = self.inner.config.limits.max_promotion;
-        if duration.is_zero() || duration > max {
-            return Err(
-                InvalidInput::new("duration", format!("must be positive and at most {}s", max.as_secs())).into()
-            );
-        }
-        let promotion = Promotion { id: PromotionId::generate(), privilege, expires_at: self.now() + duration };
+        let id = self.open_session(caller, session).await?.id;
+        let promotion = Promotion { id: PromotionId::generate_for(&id), privilege, expires_at: self.now() + duration };
         let (_, promotion) = self
-            .change_grants(caller, session, |grants| {
+            .change_grants(caller, &SessionRef::id(id), |grants| {
                 grants.promotions.push(promotion.clone());
                 Ok(promotion.clone())
             })
@@ -212,16 +158,23 @@ impl Service {
         Ok(promotion)
     }
 
-    /// Ends a promotion early. An unknown (or already expired) id is
-    /// NOT_FOUND.
+    /// Ends a promotion early. Idempotent, like closing: a promotion this
+    /// session had that is already over (demoted or expired) answers OK
+    /// without a change; an id the session never had is NOT_FOUND.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn demote(&self, caller: &Caller, session: &SessionRef, promotion: &PromotionId) -> Result<(), Error> {
-        self.change_grants(caller, session, |grants| {
-            let before = grants.promotions.len();
+        let current = self.open_session(caller, session).await?;
+        let now = self.now();
+        let in_force = current.grants.promotions.iter().any(|p| p.id == *promotion && p.expires_at > now);
+        if !in_force {
+            return if promotion.issued_for(&current.id) {
+                Ok(())
+            } else {
+                Err(Error::NotFound { what: "promotion", name: promotion.as_str().to_owned() })
+            };
+        }
+        self.change_grants(caller, &SessionRef::id(current.id.clone()), |grants| {
             grants.promotions.retain(|p| p.id != *promotion);
-            if grants.promotions.len() == before {
-                return Err(Error::NotFound { what: "promotion", name: promotion.as_str().to_owned() });
-            }
             Ok(())
         })
         .await?;

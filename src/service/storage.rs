@@ -17,7 +17,8 @@ use super::{Service, SessionRef};
 const CAS_ATTEMPTS: usize = 64;
 
 impl Service {
-    /// All keys, or only `keys` (missing ones are left out).
+    /// All keys, or only `keys` (checked at the edge; missing ones are left
+    /// out).
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn get_storage(
         &self,
@@ -25,15 +26,6 @@ impl Service {
         session: &SessionRef,
         keys: &[String],
     ) -> Result<VersionedStorage, Error> {
-        let limits = &self.inner.config.limits;
-        if keys.len() > limits.storage.max_keys {
-            return Err(
-                crate::domain::InvalidInput::new("keys", format!("at most {} keys", limits.storage.max_keys)).into()
-            );
-        }
-        for (i, key) in keys.iter().enumerate() {
-            limits.storage.check_key(key, &format!("keys[{i}]"))?;
-        }
         let session = self.open_session(caller, session).await?;
         let mut storage = self.store().storage(&session.id).await?;
         if !keys.is_empty() {
@@ -45,7 +37,10 @@ impl Service {
         Ok(storage)
     }
 
-    /// Applies `change`; answers the new version.
+    /// Applies `change` (its keys and values checked at the edge); answers
+    /// the new version. A change that changes nothing (a delete of keys
+    /// the storage does not hold, a clear of an empty storage) writes
+    /// nothing, records no event and answers the current version.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn change_storage(
         &self,
@@ -55,23 +50,6 @@ impl Service {
         expected_version: Option<u64>,
     ) -> Result<u64, Error> {
         let limits = self.inner.config.limits.storage;
-        match &change {
-            StorageChange::Put(values) => {
-                if values.is_empty() {
-                    return Err(crate::domain::InvalidInput::new("values", "name at least one key").into());
-                }
-                limits.check_entries(values, "values")?;
-            }
-            StorageChange::Delete(keys) => {
-                if keys.is_empty() {
-                    return Err(crate::domain::InvalidInput::new("keys", "name at least one key").into());
-                }
-                for (i, key) in keys.iter().enumerate() {
-                    limits.check_key(key, &format!("keys[{i}]"))?;
-                }
-            }
-            StorageChange::Clear => {}
-        }
         let session = self.open_session(caller, session).await?;
         let _serialised = self.inner.locks.lock(&session.id).await;
         for _ in 0..CAS_ATTEMPTS {
@@ -80,7 +58,10 @@ impl Service {
                 tracing::debug!(session_id = %session.id, expected, current = current.version, "storage version conflict");
                 return Err(Error::VersionConflict { current: current.version });
             }
-            let values = change.apply(current.values);
+            let values = change.apply(current.values.clone());
+            if !matches!(change, StorageChange::Put(_)) && values == current.values {
+                return Ok(current.version);
+            }
             limits.check_totals(&values)?;
             let event = self.event(&session, EventType::StorageChanged, None);
             match self.store().replace_storage(&session.id, current.version, &values, &event).await {

@@ -26,7 +26,7 @@ use super::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
 use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, NewEvent, Promotion, PromotionId,
-    Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token, VersionedStorage,
+    Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token, UnixMicros, VersionedStorage,
 };
 
 /// Expands to one `#[tokio::test]` per conformance test, each running on a
@@ -517,7 +517,7 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn St
     let mut with_details = entry(LogLevel::Error, "f3", at(3));
     with_details.exception = Some("Oops".into());
     with_details.stack_trace = Some("at main".into());
-    with_details.client_time = Some(at(2));
+    with_details.client_time = Some(UnixMicros(at(2).0 * 1000 + 345));
     let failed_entries = [entry(LogLevel::Debug, "f1", at(1)), entry(LogLevel::Info, "f2", at(2)), with_details];
     store.append_logs(&failed.id, &failed_entries).await.expect("appended");
     store

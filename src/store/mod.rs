@@ -43,6 +43,10 @@ pub enum StoreError {
     /// The store cannot be reached now; the call may succeed later.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
+    /// The store's disk is full: writes fail until space is freed, reads
+    /// still answer.
+    #[error("store full")]
+    Full(#[source] BoxError),
     #[error("store failure")]
     Internal(#[source] BoxError),
 }

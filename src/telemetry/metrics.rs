@@ -152,6 +152,7 @@ fn store_error_type(error: &StoreError) -> &'static str {
         StoreError::Ended(_) => "ended",
         StoreError::Conflict { .. } => "conflict",
         StoreError::Unavailable(_) => "unavailable",
+        StoreError::Full(_) => "full",
         StoreError::Internal(_) => "internal",
     }
 }

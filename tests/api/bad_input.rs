@@ -1,5 +1,8 @@
 //! Malformed and oversized requests at every RPC: each gets a clear error,
-//! the server stays up, and its memory stays flat.
+//! the server stays up, and its memory stays flat. Well-formed requests
+//! with invalid fields: every invalid field is named at once, NUL
+//! characters are refused in every text field on both stores, and list
+//! fields have one limit each, the same in every call.
 //!
 //! Requests are raw bytes sent to each method's path, so the server's own
 //! decoding is what is exercised: undecodable bytes are INTERNAL ("failed to
@@ -12,7 +15,9 @@ use prost::bytes::{Buf as _, BufMut as _};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
-use crate::helpers::TestApp;
+use sessiond::pb;
+
+use crate::helpers::{TestApp, bad_fields, by_token, entry, number, text};
 
 /// Sends and receives message bodies as raw bytes.
 #[derive(Debug, Clone, Default)]
@@ -195,4 +200,469 @@ async fn memory_stays_flat_under_a_stream_of_bad_requests() {
     let grown = rss_kib(child.process.id()).saturating_sub(before);
     assert!(before > 0, "the server's memory can be read");
     assert!(grown < 8 * 1024, "sessiond's resident memory grew by {grown} KiB over 6000 bad requests");
+}
+
+// ---------------------------------------------------------------------------
+// Well-formed messages with invalid fields: one pass names every one.
+// ---------------------------------------------------------------------------
+
+/// Asserts an INVALID_ARGUMENT whose BadRequest names exactly `fields`.
+#[track_caller]
+fn assert_names_all(status: &Status, fields: &[&str]) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut named = bad_fields(status);
+    named.sort();
+    let mut expected: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+    expected.sort();
+    assert_eq!(named, expected, "{status:?}");
+}
+
+#[tokio::test]
+async fn every_invalid_field_of_a_create_request_is_named_at_once() {
+    let mut app = TestApp::spawn().await;
+
+    let status = app
+        .sessions
+        .create_session(pb::CreateSessionRequest {
+            kind: pb::SessionKind::Unspecified.into(),
+            idle_timeout: Some(prost_types::Duration { seconds: -5, nanos: 0 }),
+            user_id: "u".repeat(1025),
+            labels: Some(pb::SessionLabels { endpoint: "check\0out".into(), ..Default::default() }),
+            privileges: vec!["noSuchPrivilege".into()],
+            roles: vec!["NoSuchRole".into()],
+            storage: [("cart".to_owned(), text("a\0b")), (String::new(), text("x"))].into(),
+            trusted: false,
+            ..Default::default()
+        })
+        .await
+        .expect_err("the request is invalid");
+
+    assert_names_all(
+        &status,
+        &[
+            "kind",
+            "idle_timeout",
+            "user_id",
+            "labels.endpoint",
+            "privileges[0]",
+            "roles[0]",
+            "storage[cart]",
+            "storage",
+        ],
+    );
+    let status = app
+        .sessions
+        .create_session(pb::CreateSessionRequest {
+            kind: pb::SessionKind::WebUser.into(),
+            lifetime: Some(prost_types::Duration { seconds: 0, nanos: 500_000_000 }),
+            trusted: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("the request is invalid");
+    assert_names_all(&status, &["lifetime", "trusted"]);
+}
+
+#[tokio::test]
+async fn every_invalid_field_of_storage_log_privilege_and_query_calls_is_named_at_once() {
+    let mut app = TestApp::spawn().await;
+    let bad_session = by_token("sdt_not-a-token");
+
+    let status = app
+        .storage
+        .put_storage(pb::PutStorageRequest {
+            session: bad_session.clone(),
+            values: [
+                ("k".repeat(300), text("v")),
+                ("nul".to_owned(), text("\0")),
+                ("nan".to_owned(), number(f64::NAN)),
+            ]
+            .into(),
+            expected_version: None,
+        })
+        .await
+        .expect_err("the request is invalid");
+    assert_names_all(&status, &["session.token", "values", "values[nul]", "values[nan]"]);
+
+    let status = app
+        .storage
+        .delete_storage(pb::DeleteStorageRequest {
+            session: None,
+            keys: vec![String::new(), "ok".into(), "tab\t".into()],
+            expected_version: None,
+        })
+        .await
+        .expect_err("the request is invalid");
+    assert_names_all(&status, &["session", "keys[0]", "keys[2]"]);
+
+    let status = app
+        .logs
+        .log(pb::LogRequest {
+            session: bad_session.clone(),
+            entries: vec![
+                pb::LogEntry { level: 0, message: "no level".into(), ..Default::default() },
+                pb::LogEntry {
+                    level: pb::LogLevel::Info.into(),
+                    message: "nul\0".into(),
+                    exception: "x".repeat(70_000),
+                    client_time: Some(prost_types::Timestamp { seconds: -1, nanos: 0 }),
+                    ..Default::default()
+                },
+            ],
+        })
+        .await
+        .expect_err("the request is invalid");
+    assert_names_all(
+        &status,
+        &["session.token", "entries[0].level", "entries[1].message", "entries[1].exception", "entries[1].client_time"],
+    );
+
+    let status = app
+        .privileges
+        .promote(pb::PromoteRequest { session: bad_session.clone(), privilege: "nope".into(), duration: None })
+        .await
+        .expect_err("the request is invalid");
+    assert_names_all(&status, &["session.token", "privilege", "duration"]);
+
+    let status = app
+        .privileges
+        .check_privileges(pb::CheckPrivilegesRequest {
+            session: None,
+            privileges: vec!["viewBasic".into(), "nope".into()],
+            mode: 7,
+        })
+        .await
+        .expect_err("the request is invalid");
+    assert_names_all(&status, &["session", "privileges[1]", "mode"]);
+
+    let status = app
+        .logs
+        .query_logs(pb::QueryLogsRequest {
+            session_id: "nope".into(),
+            user_id: "a\0".into(),
+            kind: 99,
+            min_level: 42,
+            page_size: -1,
+            page_token: "x".into(),
+            start_time: Some(prost_types::Timestamp { seconds: 0, nanos: -1 }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the request is invalid");
+    assert_names_all(&status, &["session_id", "user_id", "kind", "min_level", "page_size", "page_token", "start_time"]);
+
+    let status = app
+        .sessions
+        .list_sessions(pb::ListSessionsRequest {
+            user_id: "a\0".into(),
+            kind: 99,
+            state: 9,
+            page_size: -1,
+            page_token: "x".into(),
+        })
+        .await
+        .expect_err("the request is invalid");
+    assert_names_all(&status, &["user_id", "kind", "state", "page_size", "page_token"]);
+}
+
+// ---------------------------------------------------------------------------
+// NUL characters, which no store keeps as text.
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_nul_character_in_any_text_field_is_an_invalid_argument_naming_it_on_every_store() {
+    let mut app = TestApp::spawn().await;
+    let created = app
+        .create_with(pb::CreateSessionRequest {
+            kind: pb::SessionKind::WebUser.into(),
+            user_id: "alice".into(),
+            ..Default::default()
+        })
+        .await;
+    let token = created.token.clone();
+    let session = by_token(&token);
+
+    let status = app
+        .sessions
+        .list_sessions(pb::ListSessionsRequest { user_id: "al\0ice".into(), ..Default::default() })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["user_id"]);
+    let status = app
+        .logs
+        .query_logs(pb::QueryLogsRequest { user_id: "\0".into(), ..Default::default() })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["user_id"]);
+    let status = app
+        .sessions
+        .revoke_sessions(pb::RevokeSessionsRequest { user_id: "a\0".into(), ..Default::default() })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["user_id"]);
+    let status = app
+        .sessions
+        .watch_sessions(pb::WatchSessionsRequest { user_id: "a\0".into(), ..Default::default() })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["user_id"]);
+
+    let status = app
+        .sessions
+        .create_session(pb::CreateSessionRequest {
+            kind: pb::SessionKind::WebUser.into(),
+            user_id: "a\0".into(),
+            labels: Some(pb::SessionLabels {
+                endpoint: "\0".into(),
+                method: "\0".into(),
+                future_call: "\0".into(),
+                client_address: "\0".into(),
+                user_agent: "\0".into(),
+            }),
+            privileges: vec!["view\0Basic".into()],
+            roles: vec!["\0".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(
+        &status,
+        &[
+            "user_id",
+            "labels.endpoint",
+            "labels.method",
+            "labels.future_call",
+            "labels.client_address",
+            "labels.user_agent",
+            "privileges[0]",
+            "roles[0]",
+        ],
+    );
+
+    let nested = prost_types::Value {
+        kind: Some(prost_types::value::Kind::StructValue(prost_types::Struct {
+            fields: [("inner".to_owned(), text("deep\0down"))].into(),
+        })),
+    };
+    let status = app
+        .storage
+        .put_storage(pb::PutStorageRequest {
+            session: session.clone(),
+            values: [("flat".to_owned(), text("\0")), ("nested".to_owned(), nested), ("k\0".to_owned(), text("v"))]
+                .into(),
+            expected_version: None,
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["values[flat]", "values[nested]", "values"]);
+    for keys in [vec!["k\0".to_owned()]] {
+        let status = app
+            .storage
+            .get_storage(pb::GetStorageRequest { session: session.clone(), keys: keys.clone() })
+            .await
+            .expect_err("refused");
+        assert_names_all(&status, &["keys[0]"]);
+        let status = app
+            .storage
+            .delete_storage(pb::DeleteStorageRequest { session: session.clone(), keys, expected_version: None })
+            .await
+            .expect_err("refused");
+        assert_names_all(&status, &["keys[0]"]);
+    }
+
+    let status = app
+        .privileges
+        .set_privileges(pb::SetPrivilegesRequest {
+            session: session.clone(),
+            privileges: vec!["\0".into()],
+            roles: vec!["Manager\0".into()],
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["privileges[0]", "roles[0]"]);
+    let status = app
+        .privileges
+        .has_privilege(pb::HasPrivilegeRequest { session: session.clone(), privilege: "admin\0".into() })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["privilege"]);
+
+    let status = app
+        .logs
+        .log(pb::LogRequest {
+            session: session.clone(),
+            entries: vec![pb::LogEntry {
+                level: pb::LogLevel::Error.into(),
+                message: "\0".into(),
+                exception: "\0".into(),
+                stack_trace: "\0".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["entries[0].message", "entries[0].exception", "entries[0].stack_trace"]);
+
+    let status = app
+        .sessions
+        .close_session(pb::CloseSessionRequest {
+            session: session.clone(),
+            error: "boom\0".into(),
+            stack_trace: "\0".into(),
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["error", "stack_trace"]);
+
+    // Nothing reached the store, and the session is as it was.
+    let stored = app
+        .storage
+        .get_storage(pb::GetStorageRequest { session: session.clone(), keys: vec![] })
+        .await
+        .expect("GetStorage")
+        .into_inner();
+    assert_eq!((stored.values.len(), stored.version), (0, 0));
+    app.get(&token).await.expect("the session is still open");
+}
+
+// ---------------------------------------------------------------------------
+// List-shaped fields: one limit per kind of item, the same in every call.
+// ---------------------------------------------------------------------------
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("k{i}")).collect()
+}
+
+#[tokio::test]
+async fn list_fields_over_their_limit_are_invalid_arguments_alike_in_every_call() {
+    let mut app = TestApp::spawn().await;
+    let token = app.create(pb::SessionKind::WebUser, "alice").await.token;
+    let session = by_token(&token);
+
+    // Session ids: 1,000 per RevokeSessions (the embedded store once failed
+    // at 32,766).
+    let ids: Vec<String> = (0..40_000u32).map(|i| format!("{i:032x}")).collect();
+    let status = app
+        .sessions
+        .revoke_sessions(pb::RevokeSessionsRequest { session_ids: ids.clone(), ..Default::default() })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["session_ids"]);
+    let revoked = app
+        .sessions
+        .revoke_sessions(pb::RevokeSessionsRequest { session_ids: ids[..1_000].to_vec(), ..Default::default() })
+        .await
+        .expect("1,000 ids are within the limit")
+        .into_inner();
+    assert!(revoked.session_ids.is_empty(), "none of them exists");
+
+    // Storage keys: --storage-max-keys (1,000) in every call.
+    let status = app
+        .storage
+        .get_storage(pb::GetStorageRequest { session: session.clone(), keys: keys(70_000) })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["keys"]);
+    let status = app
+        .storage
+        .delete_storage(pb::DeleteStorageRequest {
+            session: session.clone(),
+            keys: keys(70_000),
+            expected_version: None,
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["keys"]);
+    let many: std::collections::HashMap<String, prost_types::Value> =
+        keys(1_001).into_iter().map(|k| (k, number(1.0))).collect();
+    let status = app
+        .storage
+        .put_storage(pb::PutStorageRequest { session: session.clone(), values: many.clone(), expected_version: None })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["values"]);
+    let status = app
+        .sessions
+        .create_session(pb::CreateSessionRequest {
+            kind: pb::SessionKind::WebUser.into(),
+            storage: many,
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["storage"]);
+    app.storage
+        .get_storage(pb::GetStorageRequest { session: session.clone(), keys: keys(1_000) })
+        .await
+        .expect("1,000 keys are within the limit");
+    app.storage
+        .delete_storage(pb::DeleteStorageRequest {
+            session: session.clone(),
+            keys: keys(1_000),
+            expected_version: None,
+        })
+        .await
+        .expect("1,000 keys are within the limit");
+
+    // Privileges and roles: 256 names per call.
+    let names = vec!["viewBasic".to_owned(); 257];
+    let status = app
+        .sessions
+        .create_session(pb::CreateSessionRequest {
+            kind: pb::SessionKind::WebUser.into(),
+            privileges: names.clone(),
+            roles: vec!["Viewer".to_owned(); 257],
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["privileges", "roles"]);
+    let status = app
+        .privileges
+        .set_privileges(pb::SetPrivilegesRequest {
+            session: session.clone(),
+            privileges: names.clone(),
+            roles: vec!["Viewer".to_owned(); 257],
+        })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["privileges", "roles"]);
+    let status = app
+        .privileges
+        .check_privileges(pb::CheckPrivilegesRequest { session: session.clone(), privileges: names, mode: 0 })
+        .await
+        .expect_err("refused");
+    assert_names_all(&status, &["privileges"]);
+    app.privileges
+        .check_privileges(pb::CheckPrivilegesRequest {
+            session: session.clone(),
+            privileges: vec!["viewBasic".to_owned(); 256],
+            mode: 0,
+        })
+        .await
+        .expect("256 names are within the limit");
+
+    // Log entries: --log-max-entries (1,000) per Log call or stream message.
+    let entries = vec![entry(pb::LogLevel::Info, "x"); 1_001];
+    let status =
+        app.logs.log(pb::LogRequest { session: session.clone(), entries: entries.clone() }).await.expect_err("refused");
+    assert_names_all(&status, &["entries"]);
+    let stream = tokio_stream::iter([pb::StreamLogRequest { session: session.clone(), entries }]);
+    let status = app.logs.stream_log(stream).await.expect_err("refused");
+    assert_names_all(&status, &["entries"]);
+}
+
+#[tokio::test]
+async fn thousands_of_invalid_items_are_answered_with_a_bounded_bad_request() {
+    let mut app = TestApp::spawn().await;
+    let token = app.create(pb::SessionKind::WebUser, "alice").await.token;
+    let entries = vec![pb::LogEntry { level: 0, message: "no level".into(), ..Default::default() }; 1_000];
+
+    let status = app.logs.log(pb::LogRequest { session: by_token(&token), entries }).await.expect_err("refused");
+
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let named = bad_fields(&status);
+    assert_eq!(named.len(), 101, "the first 100 violations and a count of the rest");
+    assert_eq!(named[0], "entries[0].level");
+    assert!(status.message().len() < 1_000, "{}", status.message());
 }

@@ -26,6 +26,23 @@ fn stream_message(session: Option<pb::SessionRef>, entries: Vec<pb::LogEntry>) -
 }
 
 #[tokio::test]
+async fn client_times_are_kept_and_answered_to_the_microsecond() {
+    let mut app = TestApp::spawn_with(|s| s.log_keep_all = true).await;
+    let created = app.create(Kind::WebUser, "alice").await;
+    let id = created.session.unwrap().session_id;
+    let sent = prost_types::Timestamp { seconds: 1_700_000_000, nanos: 123_456_789 };
+    let timed = pb::LogEntry { client_time: Some(sent), ..entry(Level::Info, "timed") };
+    app.log(&created.token, vec![timed]).await;
+    app.close(&created.token, "").await;
+
+    let mut app = app.restart().await;
+
+    let records = app.query_logs(for_session(&id)).await.records;
+    let kept = prost_types::Timestamp { seconds: 1_700_000_000, nanos: 123_456_000 };
+    assert_eq!(records[0].client_time, Some(kept), "microseconds kept, finer digits dropped");
+}
+
+#[tokio::test]
 async fn log_stores_entries_at_or_above_the_minimum_level_and_answers_their_count() {
     let mut app = TestApp::spawn().await;
     let created = app.create(Kind::MethodCall, "alice").await;

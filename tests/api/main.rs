@@ -12,6 +12,7 @@ mod helpers;
 mod close;
 mod events;
 mod expiry;
+mod full_disk;
 mod lifecycle;
 mod logs;
 mod privileges;

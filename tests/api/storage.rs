@@ -10,7 +10,7 @@ use sessiond::pb::SessionKind as Kind;
 use tonic::Code;
 
 use crate::helpers::{
-    TestApp, as_number, assert_invalid, by_token, error_metadata, error_reason, failure, number, text,
+    TestApp, as_number, assert_invalid, by_token, error_metadata, error_reason, failure, next_events, number, text,
 };
 
 fn value(kind: ValueKind) -> Value {
@@ -60,6 +60,11 @@ async fn get(app: &mut TestApp, token: &str, keys: &[&str]) -> pb::GetStorageRes
         .await
         .expect("GetStorage")
         .into_inner()
+}
+
+async fn get_status(app: &mut TestApp, token: &str, keys: &[&str]) -> Result<pb::GetStorageResponse, tonic::Status> {
+    let keys = keys.iter().map(|k| (*k).to_owned()).collect();
+    Ok(app.storage.get_storage(pb::GetStorageRequest { session: by_token(token), keys }).await?.into_inner())
 }
 
 async fn put(
@@ -141,6 +146,49 @@ async fn put_delete_and_clear_each_bump_the_version() {
 }
 
 #[tokio::test]
+async fn a_delete_that_removes_nothing_changes_nothing() {
+    let mut app = TestApp::spawn().await;
+    let created = app.create(Kind::WebUser, "alice").await;
+    let (token, id) = (created.token, created.session.expect("a session").session_id);
+    put(&mut app, &token, &[("a", number(1.0))], None).await.expect("PutStorage");
+
+    let deleted = app
+        .storage
+        .delete_storage(pb::DeleteStorageRequest {
+            session: by_token(&token),
+            keys: vec!["missing".into()],
+            expected_version: Some(1),
+        })
+        .await
+        .expect("deleting a missing key succeeds")
+        .into_inner();
+    assert_eq!(deleted.version, 1, "the current version, unchanged");
+    app.storage
+        .delete_storage(pb::DeleteStorageRequest {
+            session: by_token(&token),
+            keys: vec!["a".into()],
+            expected_version: None,
+        })
+        .await
+        .expect("DeleteStorage");
+    let cleared = app
+        .storage
+        .clear_storage(pb::ClearStorageRequest { session: by_token(&token), expected_version: None })
+        .await
+        .expect("clearing an empty storage succeeds")
+        .into_inner();
+    assert_eq!(cleared.version, 2, "clearing nothing changes nothing either");
+    app.close(&token, "").await;
+
+    // Only the put and the delete that removed a key were recorded.
+    let mut events =
+        app.watch(pb::WatchSessionsRequest { session_id: id, after_sequence: Some(0), ..Default::default() }).await;
+    let types: Vec<_> = next_events(&mut events, 4).await.into_iter().map(|e| e.r#type()).collect();
+    use pb::EventType as E;
+    assert_eq!(types, [E::Created, E::StorageChanged, E::StorageChanged, E::Closed]);
+}
+
+#[tokio::test]
 async fn a_stale_expected_version_is_aborted_with_the_current_version() {
     let mut app = TestApp::spawn().await;
     let token = create_with_storage(&mut app, values(&[("a", number(1.0))])).await;
@@ -217,13 +265,18 @@ async fn concurrent_read_modify_write_increments_are_never_lost() {
 }
 
 #[tokio::test]
-async fn a_key_too_long_is_an_invalid_argument_naming_it() {
+async fn a_key_too_long_is_an_invalid_argument_told_by_its_length_never_echoed() {
     let mut app = TestApp::spawn_with(|s| s.storage_max_key_bytes = 8).await;
     let token = app.create(Kind::WebUser, "").await.token;
 
     let status = failure(put(&mut app, &token, &[("ninechars", number(1.0)), ("ok", number(1.0))], None).await);
 
-    assert_invalid(&status, "values[ninechars]");
+    assert_invalid(&status, "values");
+    let details = format!("{:?} {:?}", status.message(), status.details());
+    assert!(!details.contains("ninechars"), "the key is not echoed: {details}");
+    let status = failure(get_status(&mut app, &token, &["ninechars"]).await);
+    assert_invalid(&status, "keys[0]");
+    assert!(!format!("{:?} {:?}", status.message(), status.details()).contains("ninechars"));
     assert_eq!(get(&mut app, &token, &[]).await.version, 0, "nothing was written");
     put(&mut app, &token, &[("eightchr", number(1.0))], None).await.expect("a key at the limit is fine");
 }
@@ -257,7 +310,9 @@ async fn too_many_keys_exhaust_the_quota() {
         storage: values(&[("a", number(1.0)), ("b", number(1.0)), ("c", number(1.0)), ("d", number(1.0))]),
         ..Default::default()
     };
-    assert_eq!(failure(app.sessions.create_session(request).await).code(), Code::ResourceExhausted);
+    // More keys than a session may ever hold is a request that cannot
+    // succeed: an invalid argument, like every list over its limit.
+    assert_invalid(&failure(app.sessions.create_session(request).await), "storage");
 }
 
 #[tokio::test]
@@ -291,10 +346,11 @@ async fn malformed_keys_and_values_are_named() {
     let mut app = TestApp::spawn().await;
     let token = app.create(Kind::WebUser, "").await.token;
 
+    // A key that is not valid is named by its map, never echoed.
     let status = failure(put(&mut app, &token, &[("", number(1.0))], None).await);
-    assert_invalid(&status, "values[]");
+    assert_invalid(&status, "values");
     let status = failure(put(&mut app, &token, &[("tab\there", number(1.0))], None).await);
-    assert_invalid(&status, "values[tab\there]");
+    assert_invalid(&status, "values");
     let status =
         failure(put(&mut app, &token, &[("nan", number(f64::NAN)), ("inf", number(f64::INFINITY))], None).await);
     assert_invalid(&status, "values[nan]");
@@ -307,7 +363,7 @@ async fn malformed_keys_and_values_are_named() {
         storage: values(&[("", number(1.0))]),
         ..Default::default()
     };
-    assert_invalid(&failure(app.sessions.create_session(request).await), "storage[]");
+    assert_invalid(&failure(app.sessions.create_session(request).await), "storage");
     assert_eq!(get(&mut app, &token, &[]).await.version, 0, "nothing was written");
 }
 

@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
             "/migrations/postgres/V3__log_entries_unconstrained.sql"
         )),
     },
+    Migration {
+        version: 5,
+        name: "client_time_micros",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V5__client_time_micros.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -12,7 +12,7 @@ use super::{internal, sql_int};
 use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, LogRecord, NewEvent, Session,
-    SessionEnd, SessionId, SessionKind, TenantId, TokenHash,
+    SessionEnd, SessionId, SessionKind, TenantId, TokenHash, UnixMicros,
 };
 use crate::store::{PageRequest, SessionFilter, StoreResult};
 
@@ -122,7 +122,7 @@ pub(super) fn record_from_row(row: &Row) -> StoreResult<LogRecord> {
             message: row.try_get("message")?,
             exception: row.try_get("exception")?,
             stack_trace: row.try_get("stack_trace")?,
-            client_time: row.try_get::<_, Option<i64>>("client_time")?.map(UnixMillis),
+            client_time: row.try_get::<_, Option<i64>>("client_time")?.map(UnixMicros),
             logged_at: UnixMillis(row.try_get("logged_at")?),
         },
     })

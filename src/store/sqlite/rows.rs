@@ -10,7 +10,7 @@ use super::error::internal;
 use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogRecord, NewEvent, Session, SessionEnd,
-    SessionId, SessionKind, TenantId, TokenHash,
+    SessionId, SessionKind, TenantId, TokenHash, UnixMicros,
 };
 use crate::store::{BoxError, StoreResult};
 
@@ -134,7 +134,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
             message: row.get("message")?,
             exception: row.get("exception")?,
             stack_trace: row.get("stack_trace")?,
-            client_time: row.get::<_, Option<i64>>("client_time")?.map(UnixMillis),
+            client_time: row.get::<_, Option<i64>>("client_time")?.map(UnixMicros),
             logged_at: UnixMillis(row.get("logged_at")?),
         },
     })

@@ -86,6 +86,11 @@ DROP INDEX sessions_by_user;
 CREATE INDEX sessions_by_tenant ON sessions (tenant, created_at, id);
 CREATE INDEX sessions_by_tenant_user ON sessions (tenant, user_id, created_at, id);
 ",
+    "
+-- A log entry's client time is kept to the microsecond; it was kept to the
+-- millisecond before.
+UPDATE log_entries SET client_time = client_time * 1000 WHERE client_time IS NOT NULL;
+",
 ];
 
 /// Opens one connection with the settings every connection needs.
@@ -162,7 +167,7 @@ mod tests {
         .expect("version 1 rows are written");
 
         migrate(&mut conn).expect("a version 1 database migrates");
-        assert_eq!(user_version(&conn), 2);
+        assert_eq!(user_version(&conn), MIGRATIONS.len());
         let sql = concat!("SELECT ", session_columns!(), " FROM sessions");
         let session = conn.query_row(sql, [], session_from_row).expect("the old session reads back");
         assert_eq!((session.tenant, session.user_id.as_deref()), (TenantId::default(), Some("alice")));
@@ -175,6 +180,31 @@ mod tests {
             .expect("the indexes are listed");
         assert!(indexes.iter().any(|name| name == "sessions_by_tenant"), "{indexes:?}");
         assert!(!indexes.iter().any(|name| name == "sessions_by_user"), "{indexes:?}");
+    }
+
+    #[test]
+    fn a_database_at_version_2_keeps_its_client_times_as_microseconds() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        conn.execute_batch(MIGRATIONS[0]).expect("the version 1 schema applies");
+        conn.execute_batch(MIGRATIONS[1]).expect("the version 2 schema applies");
+        conn.pragma_update(None, "user_version", 2).expect("user_version is writable");
+        conn.execute_batch(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             VALUES ('00000000000000000000000000000001', zeroblob(32), 'web_user', 'alice', '', '', '', '', '', \
+             1, 1, 0, '{}', 0, '{}', 0); \
+             INSERT INTO log_entries (session_id, sequence, level, message, client_time, logged_at) VALUES \
+             ('00000000000000000000000000000001', 1, 2, 'timed', 1700000000123, 1), \
+             ('00000000000000000000000000000001', 2, 2, 'untimed', NULL, 1);",
+        )
+        .expect("version 2 rows are written");
+
+        migrate(&mut conn).expect("a version 2 database migrates");
+        let times: Vec<Option<i64>> = conn
+            .prepare("SELECT client_time FROM log_entries ORDER BY sequence")
+            .and_then(|mut rows| rows.query_map([], |row| row.get(0))?.collect())
+            .expect("the entries read back");
+        assert_eq!(times, [Some(1_700_000_000_123_000), None]);
     }
 
     #[test]

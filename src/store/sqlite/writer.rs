@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqliteStore;
-use super::error::{batch_error, internal};
+use super::error::{BatchFailure, batch_failure, internal};
 use crate::store::{StoreError, StoreResult};
 
 /// Most writes committed by one transaction.
@@ -55,7 +55,7 @@ pub(super) trait WriteOp: Send {
     /// Runs the write; `false` when it failed and must be rolled back.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller: its own result, or why its batch did not commit.
-    fn answer(self: Box<Self>, batch_failure: Option<&rusqlite::Error>);
+    fn answer(self: Box<Self>, batch_failure: Option<&BatchFailure>);
 }
 
 /// A write closure, then its result until the batch is over.
@@ -79,9 +79,9 @@ where
         ok
     }
 
-    fn answer(self: Box<Self>, batch_failure: Option<&rusqlite::Error>) {
+    fn answer(self: Box<Self>, batch_failure: Option<&BatchFailure>) {
         let result = match (batch_failure, self.result) {
-            (Some(e), _) => Err(batch_error(e)),
+            (Some(failure), _) => Err(failure.for_each_write()),
             (None, Some(result)) => result,
             (None, None) => Err(internal("the write was never run")),
         };
@@ -95,8 +95,10 @@ where
 fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Box<dyn WriteOp>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-        let outcome = run_batch(&conn, &mut batch).and_then(|()| conn.execute_batch("COMMIT"));
-        if let Err(e) = &outcome {
+        let outcome = run_batch(&conn, &mut batch)
+            .and_then(|()| conn.execute_batch("COMMIT"))
+            .map_err(|e| (batch_failure(&conn, &e), e));
+        if let Err((_, e)) = &outcome {
             tracing::error!(error = %e, writes = batch.len(), "a sqlite write batch did not commit");
             if !conn.is_autocommit() {
                 // Failing to roll back leaves nothing more to do: the next
@@ -107,7 +109,7 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Box<dyn WriteOp>>) {
             tracing::trace!(writes = batch.len(), "committed a sqlite write batch");
         }
         for op in batch.drain(..) {
-            op.answer(outcome.as_ref().err());
+            op.answer(outcome.as_ref().err().map(|(failure, _)| failure));
         }
     }
 }
