@@ -71,4 +71,3 @@ impl<U: Message + Default> Decoder for MessageDecoder<U> {
         BufferSettings::default()
     }
 }
-

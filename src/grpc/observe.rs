@@ -13,8 +13,8 @@
 //!   headers of an error answered at once, else in the trailers after the
 //!   last message (so a stream counts its whole life). A call dropped
 //!   before that was cancelled by its client, or reached the client's
-//!   deadline (`grpc-timeout`) if that had passed: DEADLINE_EXCEEDED, as
-//!   the client sees it.
+//!   deadline (`grpc-timeout`) if that had passed, give or take
+//!   [`DEADLINE_SLACK`]: DEADLINE_EXCEEDED, as the client sees it.
 //! - Every call that ends with another status than OK logs one line, with
 //!   the method, the code and the message: at `warn` for the codes that
 //!   mean sessiond failed, at `info` for those that answer the request.
@@ -44,6 +44,11 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::telemetry::metrics;
+
+/// How early a client may give up and still count as reaching its
+/// deadline: its clock started when it sent the call, before sessiond saw
+/// it.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
 /// The name used for paths that are no known method.
 const OTHER: &str = "_OTHER";
@@ -340,7 +345,7 @@ impl Drop for Call {
     fn drop(&mut self) {
         // A client gives up at its deadline, often a moment before the
         // server would have answered DEADLINE_EXCEEDED itself.
-        if self.client_timeout.is_some_and(|timeout| self.started.elapsed() >= timeout) {
+        if self.client_timeout.is_some_and(|timeout| self.started.elapsed() + DEADLINE_SLACK >= timeout) {
             self.finish_with(Code::DeadlineExceeded, "the client's deadline passed");
         }
         self.finish_with(Code::Cancelled, "the client cancelled the call or went away");
