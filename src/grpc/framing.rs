@@ -2,9 +2,10 @@
 //! (a compressed flag, a 4-byte length, the message) as it streams in, and
 //! fails the call with a fixed status where tonic would answer with its
 //! own words: a message over `--max-request-bytes` (OUT_OF_RANGE, refused
-//! from its prefix, before it is read), and a bad compressed flag or a body
-//! that ends inside a message (INVALID_ARGUMENT, the answer to every
-//! request body that does not decode). It copies nothing: it only counts.
+//! from its prefix, before it is read), and a bad compressed flag, a body
+//! that ends inside a message or, where the method takes one message, a
+//! body without any (INVALID_ARGUMENT, the answer to every request body
+//! that does not decode). It copies nothing: it only counts.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -29,6 +30,10 @@ pin_project! {
         // Whether the request names a `grpc-encoding`, without which a
         // message may not be compressed.
         encoded: bool,
+        // Whether the method takes exactly one message (it does not
+        // stream its requests), and whether one has begun.
+        one_message: bool,
+        begun: bool,
         failed: bool,
     }
 }
@@ -45,10 +50,11 @@ enum Position {
 const BETWEEN_MESSAGES: Position = Position::Prefix { read: 0, bytes: [0; PREFIX] };
 
 impl<B> CheckedFrames<B> {
-    /// Checks `inner`, the body of a request whose headers are `headers`.
-    pub fn new(inner: B, headers: &http::HeaderMap, max_message_bytes: usize) -> Self {
+    /// Checks `inner`, the body of a request whose headers are `headers`,
+    /// to a method that takes `one_message` or a stream of them.
+    pub fn new(inner: B, headers: &http::HeaderMap, max_message_bytes: usize, one_message: bool) -> Self {
         let encoded = headers.get("grpc-encoding").is_some_and(|encoding| encoding != "identity");
-        Self { inner, at: BETWEEN_MESSAGES, max_message_bytes, encoded, failed: false }
+        Self { inner, at: BETWEEN_MESSAGES, max_message_bytes, encoded, one_message, begun: false, failed: false }
     }
 }
 
@@ -107,11 +113,16 @@ where
         let frame = ready!(this.inner.poll_frame(cx));
         let fault = match &frame {
             Some(Ok(frame)) => match frame.data_ref() {
-                Some(data) => this.at.follow(data, *this.max_message_bytes, *this.encoded).err(),
+                Some(data) => {
+                    *this.begun |= !data.is_empty();
+                    this.at.follow(data, *this.max_message_bytes, *this.encoded).err()
+                }
                 None => None,
             },
-            // The body ended inside a message.
-            None if *this.at != BETWEEN_MESSAGES => Some(status::malformed_request()),
+            // The body ended inside a message, or before the one message.
+            None if *this.at != BETWEEN_MESSAGES || (*this.one_message && !*this.begun) => {
+                Some(status::malformed_request())
+            }
             _ => None,
         };
         match fault {

@@ -57,6 +57,9 @@ pub struct LimitLayer {
 #[derive(Debug)]
 struct Shared {
     permits: Arc<Semaphore>,
+    /// The paths of the methods that take a stream of requests; every
+    /// other method takes exactly one message.
+    streaming_requests: Vec<String>,
     max_concurrent_calls: usize,
     max_call_duration: Duration,
     max_request_bytes: usize,
@@ -69,12 +72,30 @@ impl LimitLayer {
     pub fn new(max_concurrent_calls: usize, max_call_duration: Duration, max_request_bytes: usize) -> Self {
         let shared = Shared {
             permits: Arc::new(Semaphore::new(max_concurrent_calls)),
+            streaming_requests: streaming_requests(super::FILE_DESCRIPTOR_SET),
             max_concurrent_calls,
             max_call_duration,
             max_request_bytes,
         };
         Self { shared: Arc::new(shared) }
     }
+}
+
+/// The paths (`/package.Service/Method`) of the client-streaming methods
+/// that the encoded descriptor set `set` describes.
+fn streaming_requests(set: &[u8]) -> Vec<String> {
+    use prost::Message as _;
+    // The set is compiled in; one that does not decode names nothing.
+    let Ok(set) = prost_types::FileDescriptorSet::decode(set) else { return Vec::new() };
+    let mut paths = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in service.method.iter().filter(|method| method.client_streaming()) {
+                paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+            }
+        }
+    }
+    paths
 }
 
 impl<S> tower::Layer<S> for LimitLayer {
@@ -114,8 +135,9 @@ where
                 return ResponseFuture::Answered { status: Some(status::overloaded(self.shared.max_concurrent_calls)) };
             };
             let max = self.shared.max_request_bytes;
+            let one_message = !self.shared.streaming_requests.iter().any(|path| path == request.uri().path());
             let (parts, body) = request.into_parts();
-            let body = tonic::body::Body::new(CheckedFrames::new(body, &parts.headers, max));
+            let body = tonic::body::Body::new(CheckedFrames::new(body, &parts.headers, max, one_message));
             (Some(permit), http::Request::from_parts(parts, body))
         };
         let now = Instant::now();
@@ -262,5 +284,10 @@ mod tests {
         assert!(!unlimited("/sessiond.v1.SessionService/WatchSessions"));
         assert!(!unlimited("/grpc.health.v1.HealthExtra/Check"));
         assert!(!unlimited("/"));
+    }
+
+    #[test]
+    fn stream_log_is_the_one_method_that_takes_a_stream() {
+        assert_eq!(streaming_requests(crate::grpc::FILE_DESCRIPTOR_SET), ["/sessiond.v1.LogService/StreamLog"]);
     }
 }

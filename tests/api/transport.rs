@@ -319,6 +319,8 @@ async fn malformed_frames_get_a_clear_code_and_a_fixed_message_and_the_server_st
             [frame(false, &valid_log), announced_more].concat(),
         ),
         ("a compressed flag without grpc-encoding", get, frame(true, &[0x0a, 0x00])),
+        ("no message at all", get, vec![]),
+        ("no message at all, server stream", watch, vec![]),
         ("an unknown compressed flag", watch, [vec![7], frame(false, &[])[1..].to_vec()].concat()),
     ];
     for (what, path, body) in malformed {
