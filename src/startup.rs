@@ -149,8 +149,10 @@ impl Application {
             server = server.tls_config(tls).context("configuring TLS")?;
         }
         let incoming = crate::connection::incoming(listener, settings.handshake_timeout, plaintext);
-        // Over the global limit, calls are refused at once (load shedding,
-        // RESOURCE_EXHAUSTED) rather than queued; observed all the same.
+        // Every call but health and reflection holds a permit until its
+        // answer has been sent; with none free it is refused at once (load
+        // shedding, RESOURCE_EXHAUSTED) rather than queued, and observed
+        // all the same. Deadlines and request framing are checked there too.
         let limits = grpc::limits::LimitLayer::new(
             settings.max_concurrent_calls,
             settings.max_call_duration,
