@@ -512,15 +512,18 @@ mod tests {
         let logs = logged(async {
             let mut service =
                 RpcLayer::new().layer(Answering(|| http::Response::new(Full::new(Bytes::from_static(b"message")))));
-            let mut request = request("/sessiond.v1.SessionService/GetSession");
-            request.headers_mut().insert("grpc-timeout", http::HeaderValue::from_static("1n"));
-            let response = service.call(request).await.expect("an answer");
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            drop(response);
+            for timeout in ["1n", "1H"] {
+                let mut request = request("/sessiond.v1.SessionService/GetSession");
+                request.headers_mut().insert("grpc-timeout", http::HeaderValue::from_static(timeout));
+                let response = service.call(request).await.expect("an answer");
+                drop(response);
+            }
         })
         .await;
-        assert_eq!(logs.lines().count(), 1, "{logs}");
-        assert!(logs.contains("code=DeadlineExceeded"), "{logs}");
+        let lines: Vec<&str> = logs.lines().collect();
+        assert_eq!(lines.len(), 2, "{logs}");
+        assert!(lines[0].contains("code=DeadlineExceeded"), "{logs}");
+        assert!(lines[1].contains("code=Cancelled"), "an hour is not up yet: {logs}");
     }
 
     #[test]
