@@ -13,7 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_path = out_dir.join("sessiond_descriptor.bin");
     std::fs::write(&descriptor_path, descriptors.encode_to_vec())?;
 
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    // sessiond's codec answers undecodable requests without the decoder's
+    // words (src/grpc/codec.rs).
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .codec_path("crate::grpc::codec::Codec")
+        .compile_fds(descriptors)?;
 
     // The echo baseline of the `sessiond-bench` binary, generated apart so
     // that it stays out of sessiond's own descriptor set and reflection.

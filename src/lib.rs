@@ -12,10 +12,12 @@
 //!   the moka cache decorator;
 //! - [`startup`]: [`startup::Application`], which wires it all from
 //!   [`settings::Settings`]; [`telemetry`] sets up logs, traces and metrics; [`clock`]
-//!   injects time.
+//!   injects time; [`connection`] bounds how long a new connection may stay
+//!   silent.
 
 pub mod auth;
 pub mod clock;
+pub mod connection;
 pub mod domain;
 pub mod grpc;
 pub mod service;

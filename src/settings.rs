@@ -197,15 +197,24 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_EVENT_RETENTION", value_parser = duration, default_value = "1day")]
     pub event_retention: Duration,
 
-    /// Longest a unary call (or a stream's start) may take; a client's
-    /// shorter `grpc-timeout` wins. Past it: DEADLINE_EXCEEDED.
+    /// Longest a call may take to be answered: a unary call or a client
+    /// stream in full, a server stream until it starts. A client's shorter
+    /// `grpc-timeout` wins, and bounds a server stream too. Past it:
+    /// DEADLINE_EXCEEDED.
     #[arg(long, env = "SESSIOND_MAX_CALL_DURATION", value_parser = duration, default_value = "30s")]
     pub max_call_duration: Duration,
 
-    /// Calls in progress at once across all connections; more are shed at
-    /// once with RESOURCE_EXHAUSTED rather than queued.
+    /// Calls in progress at once across all connections, streams counted
+    /// for their whole life; more are shed at once with RESOURCE_EXHAUSTED
+    /// rather than queued. Health and reflection are never counted.
     #[arg(long, env = "SESSIOND_MAX_CONCURRENT_CALLS", default_value_t = 2048)]
     pub max_concurrent_calls: usize,
+
+    /// How long a new connection may take to begin HTTP/2 (send the client
+    /// preface) or, with TLS, to complete the TLS handshake before it is
+    /// closed.
+    #[arg(long, env = "SESSIOND_HANDSHAKE_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub handshake_timeout: Duration,
 
     /// HTTP/2 streams (calls) open at once on one connection.
     #[arg(long, env = "SESSIOND_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
@@ -319,7 +328,8 @@ impl Settings {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };
         let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
         let mut tls = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+            .identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?))
+            .timeout(self.handshake_timeout);
         if let Some(ca) = &self.tls_client_ca {
             // Optional: callers with an API key need no certificate.
             tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?)).client_auth_optional(true);
@@ -384,6 +394,9 @@ impl Settings {
         }
         if self.sweep_interval.is_zero() || self.activity_flush.is_zero() {
             bail!("--sweep-interval and --activity-flush must be positive");
+        }
+        if self.handshake_timeout.is_zero() || self.max_call_duration.is_zero() {
+            bail!("--handshake-timeout and --max-call-duration must be positive");
         }
         let defaults = ServiceConfig::default();
         Ok(ServiceConfig {

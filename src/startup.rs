@@ -146,24 +146,31 @@ impl Application {
         };
 
         tracing::info!(address = %listener.local_addr()?, "sessiond serving");
-        // Small answers go out at once rather than waiting for the peer's
-        // delayed ACK (tonic sets this only for listeners it binds itself).
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Deadlines are `grpc::limits`' (tonic's own timeout answers
+        // CANCELLED), so the server builder sets none.
         let mut server = tonic::transport::Server::builder()
-            .timeout(settings.max_call_duration)
             .max_concurrent_streams(settings.max_concurrent_streams)
             .http2_keepalive_interval(Some(settings.keepalive_interval))
             .http2_keepalive_timeout(Some(settings.keepalive_timeout))
             .max_connection_age(settings.max_connection_age);
-        if let Some(tls) = settings.tls()? {
+        let tls = settings.tls()?;
+        let plaintext = tls.is_none();
+        if let Some(tls) = tls {
             server = server.tls_config(tls).context("configuring TLS")?;
         }
-        // Over the global limit, calls are refused at once (load shedding,
-        // RESOURCE_EXHAUSTED) rather than queued; observed all the same.
+        let incoming = crate::connection::incoming(listener, settings.handshake_timeout, plaintext);
+        // Every call but health and reflection holds a permit until its
+        // answer has been sent; with none free it is refused at once (load
+        // shedding, RESOURCE_EXHAUSTED) rather than queued, and observed
+        // all the same. Deadlines and request framing are checked there too.
+        let limits = grpc::limits::LimitLayer::new(
+            settings.max_concurrent_calls,
+            settings.max_call_duration,
+            settings.max_request_bytes,
+        );
         let serving = server
             .layer(grpc::observe::RpcLayer::new())
-            .layer(tower::load_shed::LoadShedLayer::new())
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(settings.max_concurrent_calls))
+            .layer(limits)
             .add_routes(grpc::routes(&service, keys, settings.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -327,6 +327,39 @@ async fn a_failed_call_logs_one_line_with_its_method_code_and_message_and_export
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_at_its_clients_deadline_is_recorded_as_deadline_exceeded() {
+    let app = App::spawn().await;
+    let (_, token) = app.create().await;
+    let (trace_id, _, traceparent) = remote_parent();
+    // A client stream answers only when its client ends it, which this
+    // one never does: its deadline ends it.
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let first = pb::StreamLogRequest {
+        session: Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.clone())), min_sequence: 0 }),
+        entries: vec![],
+    };
+    sender.send(first).await.expect("queued");
+    let mut request = traced(tokio_stream::wrappers::ReceiverStream::new(receiver), &traceparent);
+    request.set_timeout(Duration::from_millis(300));
+
+    let mut logs = pb::log_service_client::LogServiceClient::new(app.channel.clone());
+    let answer = tokio::time::timeout(PATIENCE, logs.stream_log(request)).await.expect("the deadline ends the call");
+    // tonic's client gives up at its deadline itself (and calls that
+    // CANCELLED); whichever side ends the call, sessiond records it as
+    // the deadline it was.
+    answer.expect_err("the call is cut");
+
+    let spans = trace_with(&trace_id, "sessiond.v1.LogService/StreamLog").await;
+    let rpc = named(&spans, "sessiond.v1.LogService/StreamLog");
+    assert_eq!(int_attribute(&rpc.attributes, "rpc.grpc.status_code"), Some(tonic::Code::DeadlineExceeded as i64));
+    let logs = shared().logs.text();
+    let lines: Vec<&str> = logs.lines().filter(|line| line.contains(&hex::encode(trace_id))).collect();
+    assert_eq!(lines.len(), 1, "one line for the cut call: {lines:#?}");
+    assert!(lines[0].contains("DeadlineExceeded"), "{:?}", lines[0]);
+    drop(sender);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_latency() {
     let app = App::spawn().await;
     let (_, token) = app.create().await;

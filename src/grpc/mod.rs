@@ -1,10 +1,16 @@
 //! The gRPC edge: tonic services that parse requests (`convert`), call the
 //! domain service, and map errors once (`status`). No business logic here.
 //! Every call is observed (`observe`): a span, a duration, a failure line;
-//! every call to a sessiond service is authenticated (`authn`).
+//! every call meets the transport limits (`limits`: concurrency,
+//! deadlines, request framing); every call to a sessiond service is
+//! authenticated (`authn`), its request decoded by `codec`.
 
 mod authn;
+mod codec;
 mod convert;
+mod deadline;
+mod framing;
+pub mod limits;
 mod logs_api;
 pub mod observe;
 mod privileges_api;

@@ -12,7 +12,9 @@
 //! - `rpc.server.duration` is recorded when the status is sent: in the
 //!   headers of an error answered at once, else in the trailers after the
 //!   last message (so a stream counts its whole life). A call dropped
-//!   before that was cancelled by its client.
+//!   before that was cancelled by its client, or reached the client's
+//!   deadline (`grpc-timeout`) if that had passed, give or take
+//!   [`DEADLINE_SLACK`]: DEADLINE_EXCEEDED, as the client sees it.
 //! - Every call that ends with another status than OK logs one line, with
 //!   the method, the code and the message: at `warn` for the codes that
 //!   mean sessiond failed, at `info` for those that answer the request.
@@ -26,7 +28,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
@@ -42,6 +44,11 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::telemetry::metrics;
+
+/// How early a client may give up and still count as reaching its
+/// deadline: its clock started when it sent the call, before sessiond saw
+/// it.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
 /// The name used for paths that are no known method.
 const OTHER: &str = "_OTHER";
@@ -228,6 +235,8 @@ struct Call {
     span: tracing::Span,
     started: Instant,
     method: Option<Method>,
+    /// How long the client gave the call, if it said.
+    client_timeout: Option<Duration>,
     ended: bool,
 }
 
@@ -266,7 +275,8 @@ impl Call {
                 let _ = span.set_parent(parent);
             }
         }
-        Self { span, started: Instant::now(), method: method.cloned(), ended: false }
+        let client_timeout = super::deadline::client_timeout(request.headers());
+        Self { span, started: Instant::now(), method: method.cloned(), client_timeout, ended: false }
     }
 
     /// Ends with the status in `headers` (the answer's headers or trailers).
@@ -333,6 +343,11 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
+        // A client gives up at its deadline, often a moment before the
+        // server would have answered DEADLINE_EXCEEDED itself.
+        if self.client_timeout.is_some_and(|timeout| self.started.elapsed() + DEADLINE_SLACK >= timeout) {
+            self.finish_with(Code::DeadlineExceeded, "the client's deadline passed");
+        }
         self.finish_with(Code::Cancelled, "the client cancelled the call or went away");
     }
 }
@@ -490,6 +505,25 @@ mod tests {
         .await;
         assert_eq!(logs.lines().count(), 1, "{logs}");
         assert!(logs.contains("code=Cancelled") && logs.contains("_OTHER"), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_after_its_clients_deadline_reached_the_deadline() {
+        let logs = logged(async {
+            let mut service =
+                RpcLayer::new().layer(Answering(|| http::Response::new(Full::new(Bytes::from_static(b"message")))));
+            for timeout in ["1n", "1H"] {
+                let mut request = request("/sessiond.v1.SessionService/GetSession");
+                request.headers_mut().insert("grpc-timeout", http::HeaderValue::from_static(timeout));
+                let response = service.call(request).await.expect("an answer");
+                drop(response);
+            }
+        })
+        .await;
+        let lines: Vec<&str> = logs.lines().collect();
+        assert_eq!(lines.len(), 2, "{logs}");
+        assert!(lines[0].contains("code=DeadlineExceeded"), "{logs}");
+        assert!(lines[1].contains("code=Cancelled"), "an hour is not up yet: {logs}");
     }
 
     #[test]

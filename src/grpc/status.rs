@@ -102,6 +102,40 @@ impl From<crate::domain::InvalidInput> for Status {
     }
 }
 
+/// A call refused because `--max-concurrent-calls` are in progress: the
+/// client may retry, later or elsewhere.
+pub fn overloaded(max_concurrent_calls: usize) -> Status {
+    let limit = max_concurrent_calls.to_string();
+    let mut details = ErrorDetails::with_quota_failure_violation(
+        "max-concurrent-calls",
+        format!("at most {limit} calls are in progress at once"),
+    );
+    details.set_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::from([("max_concurrent_calls".to_owned(), limit)]));
+    Status::with_error_details(Code::ResourceExhausted, "too many calls in progress; retry later", details)
+}
+
+/// A call whose deadline passed: the client's own (`grpc-timeout`) or
+/// `--max-call-duration`, whichever came first.
+pub fn deadline_exceeded() -> Status {
+    Status::deadline_exceeded("the call's deadline passed")
+}
+
+/// The one answer to a request body that does not decode, whatever is
+/// wrong with it: never the decoder's own words.
+pub fn malformed_request() -> Status {
+    info(Code::InvalidArgument, MALFORMED_REQUEST, "MALFORMED_REQUEST", HashMap::new())
+}
+
+/// The message of [`malformed_request`].
+pub const MALFORMED_REQUEST: &str = "the request body is not a valid message of this method";
+
+/// A request message over `--max-request-bytes`, refused before it is
+/// read.
+pub fn request_too_large(max_request_bytes: usize) -> Status {
+    let metadata = HashMap::from([("max_request_bytes".to_owned(), max_request_bytes.to_string())]);
+    info(Code::OutOfRange, "the request message is larger than the server accepts", "REQUEST_TOO_LARGE", metadata)
+}
+
 /// Names the first few invalid fields; the BadRequest detail has them all.
 fn err_message(violations: &[crate::domain::InvalidInput]) -> String {
     const NAMED: usize = 10;

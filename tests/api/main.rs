@@ -20,4 +20,5 @@ mod restart;
 mod server;
 mod storage;
 mod tls;
+mod transport;
 mod users;

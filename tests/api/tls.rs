@@ -55,6 +55,10 @@ struct TlsApp {
 }
 
 async fn spawn_tls(pki: &Pki, keys: &str) -> TlsApp {
+    spawn_tls_with(pki, keys, |_| {}).await
+}
+
+async fn spawn_tls_with(pki: &Pki, keys: &str, configure: impl FnOnce(&mut Settings)) -> TlsApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -67,6 +71,7 @@ async fn spawn_tls(pki: &Pki, keys: &str) -> TlsApp {
     settings.tls_client_ca = Some(write("ca.crt", &pki.ca));
     settings.api_keys_file = Some(write("keys.yaml", keys));
     settings.roles_file = Some(crate::helpers::ROLES_FILE.into());
+    configure(&mut settings);
     let app =
         Application::build_with_clock(settings, Arc::new(sessiond::clock::SystemClock)).await.expect("the app builds");
     let address = format!("https://{}", app.local_addr());
@@ -125,4 +130,45 @@ async fn a_certificate_not_in_the_keys_file_is_refused_even_when_the_ca_signed_i
     let mut request = tonic::Request::new(create());
     request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
     app.client(None).await.create_session(request).await.expect("the key is a way in");
+}
+
+#[tokio::test]
+async fn connections_that_never_finish_the_tls_handshake_are_closed_within_the_handshake_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let pki = pki();
+    let (key, hash) = sessiond::auth::generate_key();
+    let keys = format!("keys:\n  - {{name: a, tenant: acme, role: service, hash: \"{hash}\"}}\n");
+    let bound = std::time::Duration::from_millis(500);
+    let app = spawn_tls_with(&pki, &keys, |s| s.handshake_timeout = bound).await;
+    let address = app.address.trim_start_matches("https://").to_owned();
+
+    let started = std::time::Instant::now();
+    let mut waiting = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.expect("connects");
+        if i % 2 == 1 {
+            // The start of a TLS record that never goes on.
+            socket.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40]).await.expect("sent");
+        }
+        waiting.spawn(async move {
+            let mut buf = [0u8; 256];
+            loop {
+                let read = tokio::time::timeout(crate::helpers::PATIENCE, socket.read(&mut buf));
+                match read.await.expect("the server closes the connection") {
+                    Ok(0) | Err(_) => return started.elapsed(),
+                    Ok(_) => continue,
+                }
+            }
+        });
+    }
+    while let Some(closed) = waiting.join_next().await {
+        let after = closed.expect("the task does not panic");
+        assert!(after >= bound, "closed after {after:?}, before the bound");
+        assert!(after < bound + std::time::Duration::from_secs(5), "closed after {after:?}, long past the bound");
+    }
+
+    let mut request = tonic::Request::new(create());
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    app.client(None).await.create_session(request).await.expect("a TLS client is served");
 }

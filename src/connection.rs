@@ -1,0 +1,161 @@
+//! Accepted connections: TCP_NODELAY, and a bound on how long a new
+//! connection may stay silent. [`incoming`] is what the gRPC server serves
+//! from.
+//!
+//! A plaintext connection that has not sent HTTP/2's 24-byte client
+//! preface within `--handshake-timeout` of being accepted is closed (its
+//! reads fail, so the server drops it): a peer that connects and says
+//! nothing, or half the preface, holds no socket for long. With TLS, the
+//! bytes are encrypted: there the TLS handshake itself has the same bound
+//! (tonic's TLS acceptor closes connections that do not finish it in time).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+
+/// What an HTTP/2 client sends first (RFC 9113, section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The connections `listener` accepts, with TCP_NODELAY (small answers go
+/// out at once rather than waiting for the peer's delayed ACK). With
+/// `plaintext`, each must send the HTTP/2 preface within
+/// `handshake_timeout`.
+pub fn incoming(
+    listener: TcpListener,
+    handshake_timeout: Duration,
+    plaintext: bool,
+) -> impl Stream<Item = io::Result<Handshaking>> {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|stream| Handshaking::new(stream, plaintext.then_some(handshake_timeout))))
+}
+
+/// A TCP connection whose reads fail if the HTTP/2 preface has not arrived
+/// by its deadline.
+#[derive(Debug)]
+pub struct Handshaking {
+    stream: TcpStream,
+    /// Until the preface is in: the deadline, and how much of it was read.
+    waiting: Option<(Pin<Box<Sleep>>, usize)>,
+}
+
+impl Handshaking {
+    fn new(stream: TcpStream, timeout: Option<Duration>) -> Self {
+        Self { stream, waiting: timeout.map(|timeout| (Box::pin(tokio::time::sleep(timeout)), 0)) }
+    }
+}
+
+impl AsyncRead for Handshaking {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some((deadline, read)) = this.waiting.as_mut() else {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        };
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let arrived = &buf.filled()[before..];
+                let expected = &PREFACE[*read..];
+                let compared = arrived.len().min(expected.len());
+                if arrived[..compared] != expected[..compared] {
+                    // Not HTTP/2: hyper answers it with a protocol error.
+                    this.waiting = None;
+                } else if compared == expected.len() {
+                    this.waiting = None;
+                } else {
+                    *read += compared;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the HTTP/2 preface did not arrive within the handshake timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Handshaking {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Handshaking {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A connected pair: the server's end checked, the client's raw.
+    async fn pair(timeout: Duration) -> (Handshaking, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let client = TcpStream::connect(listener.local_addr().expect("bound")).await.expect("connects");
+        let (server, _) = listener.accept().await.expect("accepts");
+        (Handshaking::new(server, Some(timeout)), client)
+    }
+
+    // Real time: a paused clock would run out while the socket is read.
+    #[tokio::test]
+    async fn a_preface_sent_in_pieces_ends_the_wait() {
+        let (mut server, mut client) = pair(Duration::from_secs(10)).await;
+        let mut received = Vec::new();
+        for piece in PREFACE.chunks(5) {
+            client.write_all(piece).await.expect("writes");
+            let mut buf = [0; 64];
+            let n = server.read(&mut buf).await.expect("reads");
+            received.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(received, PREFACE);
+        assert!(server.waiting.is_none());
+    }
+
+    #[tokio::test]
+    async fn half_a_preface_fails_the_read_at_the_deadline() {
+        let (mut server, mut client) = pair(Duration::from_millis(200)).await;
+        client.write_all(&PREFACE[..12]).await.expect("writes");
+        let mut buf = [0; 64];
+        assert_eq!(server.read(&mut buf).await.expect("reads what came"), 12);
+        let err = server.read(&mut buf).await.expect_err("the rest never comes");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+}

@@ -1,0 +1,73 @@
+//! [`Codec`]: prost's protobuf codec for sessiond's services, except that a
+//! request message that does not decode is answered with
+//! [`status::malformed_request`]: INVALID_ARGUMENT and one fixed message,
+//! where prost's codec answers INTERNAL with the decoder's own words
+//! (which name fields and types). Framing faults (a truncated message, a
+//! bad compressed flag) are caught before decoding, by `framing`.
+//!
+//! `build.rs` makes the generated servers and clients of `sessiond.v1`
+//! use it.
+
+use std::marker::PhantomData;
+
+use prost::Message;
+use tonic::Status;
+use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
+use tonic_prost::ProstEncoder;
+
+use super::status;
+
+/// Encodes `T` and decodes `U` with prost.
+#[derive(Debug, Clone)]
+pub struct Codec<T, U> {
+    _types: PhantomData<(T, U)>,
+}
+
+impl<T, U> Default for Codec<T, U> {
+    fn default() -> Self {
+        Self { _types: PhantomData }
+    }
+}
+
+impl<T, U> tonic::codec::Codec for Codec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = MessageDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        MessageDecoder { _type: PhantomData }
+    }
+}
+
+/// Decodes `U`; answers a message that does not decode without saying why.
+#[derive(Debug, Clone)]
+pub struct MessageDecoder<U> {
+    _type: PhantomData<U>,
+}
+
+impl<U: Message + Default> Decoder for MessageDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        // The decoder's error names the field and what was wrong with it,
+        // which is no business of the client's; it is kept for debugging.
+        U::decode(buf).map(Some).map_err(|err| {
+            tracing::debug!(error = %err, "a request message did not decode");
+            status::malformed_request()
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
+    }
+}

@@ -1,0 +1,293 @@
+//! [`LimitLayer`]: the transport limits every call meets before its
+//! service, in one layer (it is on every call, so it is kept cheap: one
+//! path comparison, one semaphore, no allocation on the way through but
+//! the request body's box):
+//!
+//! - **Concurrency.** A call takes one of `--max-concurrent-calls` permits
+//!   and keeps it until its answer has been sent in full, trailers and all:
+//!   a server stream (WatchSessions) holds its permit as long as it runs,
+//!   a client stream (StreamLog) from its first byte to its answer. With
+//!   none free, the call is refused at once with RESOURCE_EXHAUSTED
+//!   ([`status::overloaded`]) rather than queued. Health and reflection
+//!   are neither counted nor refused, so probes answer when sessiond is
+//!   busiest.
+//! - **Deadlines.** An answer must start before the call's deadline: the
+//!   client's `grpc-timeout` or `--max-call-duration`, whichever is
+//!   sooner. Past it the call is cut and answered DEADLINE_EXCEEDED. A
+//!   unary call and a client stream answer only at their end, so the
+//!   deadline bounds them whole; a server stream answers when it starts,
+//!   after which only the client's own deadline bounds it: at that
+//!   deadline the stream ends with DEADLINE_EXCEEDED in its trailers.
+//! - **Framing.** Request bodies of sessiond's services are followed
+//!   message by message (`framing`), so an oversized or malformed one is
+//!   refused with a fixed status.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tonic::Status;
+
+use super::framing::CheckedFrames;
+use super::{deadline, status};
+
+/// The services that are never counted nor shed: Kubernetes' probes and
+/// grpcurl must get through to a busy server.
+const UNLIMITED: [&str; 3] =
+    ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+
+/// Whether a call to `path` is exempt from the concurrency limit.
+fn unlimited(path: &str) -> bool {
+    UNLIMITED.iter().any(|prefix| path.starts_with(prefix))
+}
+
+/// The transport limits of every call, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct LimitLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    permits: Arc<Semaphore>,
+    /// The paths of the methods that take a stream of requests; every
+    /// other method takes exactly one message.
+    streaming_requests: Vec<String>,
+    max_concurrent_calls: usize,
+    max_call_duration: Duration,
+    max_request_bytes: usize,
+}
+
+impl LimitLayer {
+    /// At most `max_concurrent_calls` counted calls at once, each answered
+    /// within `max_call_duration` (or its client's sooner deadline), none
+    /// with a request message over `max_request_bytes`.
+    pub fn new(max_concurrent_calls: usize, max_call_duration: Duration, max_request_bytes: usize) -> Self {
+        let shared = Shared {
+            permits: Arc::new(Semaphore::new(max_concurrent_calls)),
+            streaming_requests: streaming_requests(super::FILE_DESCRIPTOR_SET),
+            max_concurrent_calls,
+            max_call_duration,
+            max_request_bytes,
+        };
+        Self { shared: Arc::new(shared) }
+    }
+}
+
+/// The paths (`/package.Service/Method`) of the client-streaming methods
+/// that the encoded descriptor set `set` describes.
+fn streaming_requests(set: &[u8]) -> Vec<String> {
+    use prost::Message as _;
+    // The set is compiled in; one that does not decode names nothing.
+    let Ok(set) = prost_types::FileDescriptorSet::decode(set) else { return Vec::new() };
+    let mut paths = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in service.method.iter().filter(|method| method.client_streaming()) {
+                paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+            }
+        }
+    }
+    paths
+}
+
+impl<S> tower::Layer<S> for LimitLayer {
+    type Service = Limited<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Limited { inner, shared: self.shared.clone() }
+    }
+}
+
+/// A service whose calls are limited.
+#[derive(Debug, Clone)]
+pub struct Limited<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, ResBody> tower::Service<http::Request<tonic::body::Body>> for Limited<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+{
+    type Response = http::Response<LimitedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let client_timeout = deadline::client_timeout(request.headers());
+        let timeout = client_timeout.map_or(self.shared.max_call_duration, |t| t.min(self.shared.max_call_duration));
+        let (permit, request) = if unlimited(request.uri().path()) {
+            (None, request)
+        } else {
+            let Ok(permit) = self.shared.permits.clone().try_acquire_owned() else {
+                return ResponseFuture::Answered { status: Some(status::overloaded(self.shared.max_concurrent_calls)) };
+            };
+            let max = self.shared.max_request_bytes;
+            let one_message = !self.shared.streaming_requests.iter().any(|path| path == request.uri().path());
+            let (parts, body) = request.into_parts();
+            let body = tonic::body::Body::new(CheckedFrames::new(body, &parts.headers, max, one_message));
+            (Some(permit), http::Request::from_parts(parts, body))
+        };
+        let now = Instant::now();
+        ResponseFuture::Running {
+            inner: self.inner.call(request),
+            deadline: tokio::time::sleep_until(now + timeout),
+            permit,
+            client_deadline: client_timeout.map(|t| now + t),
+        }
+    }
+}
+
+pin_project! {
+    /// The answer's headers, awaited until the call's deadline.
+    #[project = ResponseProj]
+    pub enum ResponseFuture<F> {
+        // Answered by this layer without calling the service.
+        Answered { status: Option<Status> },
+        // Under way in the service.
+        Running {
+            #[pin]
+            inner: F,
+            #[pin]
+            deadline: Sleep,
+            permit: Option<OwnedSemaphorePermit>,
+            client_deadline: Option<Instant>,
+        },
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = Result<http::Response<LimitedBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ResponseProj::Answered { status } => {
+                // Polled again only after it was ready, which a future never is.
+                let status = status.take().unwrap_or_else(|| Status::internal("polled after completion"));
+                Poll::Ready(Ok(answer(status)))
+            }
+            ResponseProj::Running { inner, deadline, permit, client_deadline } => {
+                // The service first: an answer ready at the deadline is sent.
+                if let Poll::Ready(result) = inner.poll(cx) {
+                    let (permit, client_deadline) = (permit.take(), *client_deadline);
+                    return Poll::Ready(
+                        result.map(|response| response.map(|body| LimitedBody::new(body, permit, client_deadline))),
+                    );
+                }
+                ready!(deadline.poll(cx));
+                permit.take();
+                Poll::Ready(Ok(answer(status::deadline_exceeded())))
+            }
+        }
+    }
+}
+
+/// An answer of this layer's own: the status in the headers, no body.
+fn answer<B>(status: Status) -> http::Response<LimitedBody<B>> {
+    let (parts, ()) = status.into_http::<()>().into_parts();
+    http::Response::from_parts(parts, LimitedBody::empty())
+}
+
+pin_project! {
+    /// The answer's body, holding the call's permit until it ends, and
+    /// ended with DEADLINE_EXCEEDED if the client's deadline passes first.
+    pub struct LimitedBody<B> {
+        #[pin]
+        inner: Option<B>,
+        #[pin]
+        client_deadline: Option<Sleep>,
+        permit: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl<B> LimitedBody<B> {
+    fn new(inner: B, permit: Option<OwnedSemaphorePermit>, client_deadline: Option<Instant>) -> Self {
+        Self { inner: Some(inner), client_deadline: client_deadline.map(tokio::time::sleep_until), permit }
+    }
+
+    fn empty() -> Self {
+        Self { inner: None, client_deadline: None, permit: None }
+    }
+}
+
+impl<B> Body for LimitedBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else { return Poll::Ready(None) };
+        if let Poll::Ready(frame) = inner.poll_frame(cx) {
+            let last = match &frame {
+                Some(Ok(frame)) => frame.is_trailers(),
+                Some(Err(_)) | None => true,
+            };
+            if last {
+                this.permit.take();
+            }
+            return Poll::Ready(frame);
+        }
+        let Some(deadline) = this.client_deadline.as_mut().as_pin_mut() else { return Poll::Pending };
+        ready!(deadline.poll(cx));
+        // The stream is cut between two messages: what was sent stays whole.
+        this.inner.set(None);
+        this.client_deadline.set(None);
+        this.permit.take();
+        Poll::Ready(Some(Ok(Frame::trailers(deadline_trailers()))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+/// The trailers of a stream cut at its client's deadline.
+fn deadline_trailers() -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::with_capacity(2);
+    // Fails only for a message that is not a valid header value; this one is.
+    let _ = status::deadline_exceeded().add_header(&mut trailers);
+    trailers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_and_reflection_are_unlimited_and_sessiond_services_are_not() {
+        assert!(unlimited("/grpc.health.v1.Health/Check"));
+        assert!(unlimited("/grpc.health.v1.Health/Watch"));
+        assert!(unlimited("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"));
+        assert!(unlimited("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"));
+        assert!(!unlimited("/sessiond.v1.SessionService/WatchSessions"));
+        assert!(!unlimited("/grpc.health.v1.HealthExtra/Check"));
+        assert!(!unlimited("/"));
+    }
+
+    #[test]
+    fn stream_log_is_the_one_method_that_takes_a_stream() {
+        assert_eq!(streaming_requests(crate::grpc::FILE_DESCRIPTOR_SET), ["/sessiond.v1.LogService/StreamLog"]);
+    }
+}
