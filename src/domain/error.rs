@@ -119,6 +119,10 @@ pub enum Error {
     Contended,
     #[error("{subject}: {description}")]
     QuotaExceeded { subject: String, description: String },
+    /// A watch resumed from a sequence the store no longer keeps events
+    /// after (`expired`), or from one not recorded yet.
+    #[error("the cursor is out of range")]
+    CursorOutOfRange { expired: bool, oldest: u64, latest: u64 },
     #[error("the store is unavailable")]
     Unavailable(#[source] StoreError),
     /// The store's disk is full; writes may succeed once space is freed.

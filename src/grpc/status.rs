@@ -70,6 +70,21 @@ impl From<Error> for Status {
                 format!("{subject}: {description}"),
                 ErrorDetails::with_quota_failure_violation(subject, description),
             ),
+            Error::CursorOutOfRange { expired, oldest, latest } => {
+                let metadata = HashMap::from([
+                    ("oldest_sequence".to_owned(), oldest.to_string()),
+                    ("latest_sequence".to_owned(), latest.to_string()),
+                ]);
+                let (reason, message) = if expired {
+                    (
+                        "CURSOR_EXPIRED",
+                        format!("events after that sequence are no longer kept; the oldest kept is {oldest}"),
+                    )
+                } else {
+                    ("CURSOR_AHEAD", format!("no event has that sequence yet; the latest is {latest}"))
+                };
+                info(Code::OutOfRange, message, reason, metadata)
+            }
             ref unavailable @ Error::Unavailable(_) => {
                 log_chain(unavailable);
                 info(

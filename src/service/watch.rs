@@ -61,7 +61,8 @@ impl Service {
         let live = self.inner.events.subscribe();
         let last = match from {
             WatchFrom::Now => self.store().last_event_sequence().await?,
-            WatchFrom::After(sequence) => sequence,
+            WatchFrom::After(0) => 0,
+            WatchFrom::After(sequence) => self.resumable(sequence).await?,
         };
         let (sender, receiver) = mpsc::channel(256);
         let service = self.clone();
@@ -72,6 +73,24 @@ impl Service {
             }
         });
         Ok(receiver)
+    }
+
+    /// `after` itself, when the events after it are all still kept: a
+    /// cursor beyond the latest event, or one whose next event was purged
+    /// (`--event-retention`), is out of range rather than silently empty.
+    async fn resumable(&self, after: u64) -> Result<u64, Error> {
+        let latest = self.store().last_event_sequence().await?;
+        let next = match after.cmp(&latest) {
+            std::cmp::Ordering::Equal => return Ok(after),
+            std::cmp::Ordering::Greater => None,
+            std::cmp::Ordering::Less => self.store().events_after(after, 1).await?.first().map(|e| e.sequence),
+        };
+        if next == Some(after + 1) {
+            return Ok(after);
+        }
+        // Purges remove the oldest events: what is kept runs from the first.
+        let oldest = self.store().events_after(0, 1).await?.first().map_or(latest + 1, |e| e.sequence);
+        Err(Error::CursorOutOfRange { expired: after < latest, oldest, latest })
     }
 
     async fn pump(
