@@ -197,6 +197,11 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_EVENT_RETENTION", value_parser = duration, default_value = "1day")]
     pub event_retention: Duration,
 
+    /// How long a request id (CreateSession, Log, StreamLog) is remembered:
+    /// a retry within it is answered the first answer.
+    #[arg(long, env = "SESSIOND_IDEMPOTENCY_WINDOW", value_parser = duration, default_value = "1day")]
+    pub idempotency_window: Duration,
+
     /// Longest a unary call (or a stream's start) may take; a client's
     /// shorter `grpc-timeout` wins. Past it: DEADLINE_EXCEEDED.
     #[arg(long, env = "SESSIOND_MAX_CALL_DURATION", value_parser = duration, default_value = "30s")]
@@ -385,6 +390,9 @@ impl Settings {
         if self.sweep_interval.is_zero() || self.activity_flush.is_zero() {
             bail!("--sweep-interval and --activity-flush must be positive");
         }
+        if self.idempotency_window.is_zero() {
+            bail!("--idempotency-window must be positive");
+        }
         let defaults = ServiceConfig::default();
         Ok(ServiceConfig {
             kind_defaults: parse_kind_timeouts(&self.kind_timeouts, defaults.kind_defaults)?,
@@ -406,6 +414,7 @@ impl Settings {
             activity_flush: self.activity_flush,
             retention: self.retention,
             event_retention: self.event_retention,
+            idempotency_window: self.idempotency_window,
             cache_capacity: self.cache_capacity,
         })
     }

@@ -225,7 +225,11 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
                     message: format!("entry {logged}"),
                     ..Default::default()
                 };
-                if logs.log(pb::LogRequest { session: by_token(&token), entries: vec![entry] }).await.is_ok() {
+                if logs
+                    .log(pb::LogRequest { session: by_token(&token), entries: vec![entry], ..Default::default() })
+                    .await
+                    .is_ok()
+                {
                     logged += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;

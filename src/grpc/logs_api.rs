@@ -5,7 +5,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::pb;
-use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, SessionId};
+use super::status::with_stream_progress;
+use crate::auth::Caller;
+use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, RequestId, SessionId};
 use crate::service::{Service, SessionRef};
 
 #[derive(Debug)]
@@ -43,54 +45,102 @@ fn parse_entries(entries: Vec<pb::LogEntry>) -> Result<Vec<LogEntry>, Error> {
     if violations.is_empty() { Ok(parsed) } else { Err(Error::InvalidArgument(violations)) }
 }
 
-#[tonic::async_trait]
-impl pb::log_service_server::LogService for LogsApi {
-    async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
-        let caller = caller(&request)?;
-        let pb::LogRequest { session, entries } = request.into_inner();
-        let session = parse_ref(session, "session")?;
-        let accepted = self.service.log(&caller, &session, parse_entries(entries)?).await?;
-        Ok(Response::new(pb::LogResponse { accepted: accepted as u32 }))
-    }
+/// One Log call's or StreamLog message's fields, parsed together so that
+/// every invalid one is named: the session (when the message names one),
+/// the entries and the request id.
+#[allow(clippy::type_complexity, reason = "a tuple of the three fields, destructured at once by both callers")]
+fn parse_batch(
+    session: Option<Option<pb::SessionRef>>,
+    entries: Vec<pb::LogEntry>,
+    request_id: String,
+) -> Result<(Option<SessionRef>, Vec<LogEntry>, Option<RequestId>), Error> {
+    let mut violations = Vec::new();
+    let session = session.map(|s| parse_ref(s, "session")).transpose().map_err(|v| violations.push(v)).ok().flatten();
+    let entries = match parse_entries(entries) {
+        Ok(entries) => entries,
+        Err(Error::InvalidArgument(mut more)) => {
+            violations.append(&mut more);
+            Vec::new()
+        }
+        Err(other) => return Err(other),
+    };
+    let request_id = RequestId::parse_optional(request_id, "request_id").map_err(|v| violations.push(v)).ok().flatten();
+    if violations.is_empty() { Ok((session, entries, request_id)) } else { Err(Error::InvalidArgument(violations)) }
+}
 
-    /// Each batch is stored as it arrives, so the answer at the end of the
-    /// stream means every batch is durable.
-    async fn stream_log(
+/// How much of a StreamLog is committed: whole messages, and the entries
+/// they stored.
+#[derive(Debug, Default)]
+struct Progress {
+    messages: usize,
+    entries: usize,
+}
+
+impl LogsApi {
+    /// Commits a StreamLog's messages one by one, counting them in
+    /// `progress`.
+    async fn consume(
         &self,
-        request: Request<Streaming<pb::StreamLogRequest>>,
-    ) -> Result<Response<pb::StreamLogResponse>, Status> {
-        let caller = caller(&request)?;
-        let mut stream = request.into_inner();
+        caller: &Caller,
+        mut stream: Streaming<pb::StreamLogRequest>,
+        progress: &mut Progress,
+    ) -> Result<(), Status> {
         // The session the stream writes to, by id once the first message
         // named it (by token or id); later messages may name it again.
         let mut target: Option<SessionRef> = None;
-        let mut accepted = 0usize;
         while let Some(message) = stream.message().await? {
-            let pb::StreamLogRequest { session, entries } = message;
-            let named = session.map(|s| parse_ref(Some(s), "session")).transpose()?;
+            let pb::StreamLogRequest { session, entries, request_id } = message;
+            let (named, entries, request_id) = parse_batch(session.map(Some), entries, request_id)?;
             let session = match (&target, named) {
                 (None, Some(named)) => {
-                    target.insert(SessionRef::Id(self.service.get(&caller, &named).await?.session.id))
+                    target.insert(SessionRef::Id(self.service.get(caller, &named).await?.session.id))
                 }
                 (None, None) => {
                     return Err(InvalidInput::new("session", "the first message must name the session").into());
                 }
                 (Some(SessionRef::Id(current)), Some(named))
-                    if self.service.get(&caller, &named).await?.session.id != *current =>
+                    if self.service.get(caller, &named).await?.session.id != *current =>
                 {
                     return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
                 }
                 (Some(current), _) => current,
             };
-            if entries.is_empty() {
-                continue;
+            if !entries.is_empty() {
+                progress.entries += self.service.log(caller, session, entries, request_id.as_ref()).await?;
             }
-            accepted += self.service.log(&caller, session, parse_entries(entries)?).await?;
+            progress.messages += 1;
         }
         if target.is_none() {
             return Err(InvalidInput::new("session", "the stream named no session").into());
         }
-        Ok(Response::new(pb::StreamLogResponse { accepted: accepted as u32 }))
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl pb::log_service_server::LogService for LogsApi {
+    async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
+        let caller = caller(&request)?;
+        let pb::LogRequest { session, entries, request_id } = request.into_inner();
+        let (session, entries, request_id) = parse_batch(Some(session), entries, request_id)?;
+        let session = session.ok_or_else(|| InvalidInput::new("session", "name a session by token or session_id"))?;
+        let accepted = self.service.log(&caller, &session, entries, request_id.as_ref()).await?;
+        Ok(Response::new(pb::LogResponse { accepted: accepted as u32 }))
+    }
+
+    /// Each message is validated whole, then committed before the next is
+    /// read. A refusal leaves the messages before it committed and says how
+    /// many (see [`with_stream_progress`]).
+    async fn stream_log(
+        &self,
+        request: Request<Streaming<pb::StreamLogRequest>>,
+    ) -> Result<Response<pb::StreamLogResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut progress = Progress::default();
+        match self.consume(&caller, request.into_inner(), &mut progress).await {
+            Ok(()) => Ok(Response::new(pb::StreamLogResponse { accepted: progress.entries as u32 })),
+            Err(refused) => Err(with_stream_progress(refused, progress.messages, progress.entries)),
+        }
     }
 
     async fn query_logs(

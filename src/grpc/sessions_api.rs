@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_ref};
 use super::pb;
-use crate::domain::{EventFilter, InvalidInput, SessionId};
+use crate::domain::{EventFilter, InvalidInput, RequestId, SessionId};
 use crate::service::Service;
 use crate::service::lifecycle::{CreateSession, ListQuery, RevokeFilter};
 use crate::service::watch::WatchFrom;
@@ -56,6 +56,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
             roles,
             storage,
             trusted,
+            request_id,
         } = request.into_inner();
         let mut violations = Vec::new();
         let kind = parse_kind(kind, "kind", true).map_err(|v| violations.push(v)).ok().flatten();
@@ -69,8 +70,9 @@ impl pb::session_service_server::SessionService for SessionsApi {
             }
             Err(other) => return Err(other.into()),
         };
-        let (Some(kind), Some(idle_timeout), Some(lifetime), Some(storage), true) =
-            (kind, idle_timeout, lifetime, storage, violations.is_empty())
+        let request_id = RequestId::parse_optional(request_id, "request_id").map_err(|v| violations.push(v)).ok();
+        let (Some(kind), Some(idle_timeout), Some(lifetime), Some(storage), Some(request_id), true) =
+            (kind, idle_timeout, lifetime, storage, request_id, violations.is_empty())
         else {
             return Err(crate::domain::Error::InvalidArgument(violations).into());
         };
@@ -88,6 +90,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
                     roles,
                     storage,
                     trusted,
+                    request_id,
                 },
             )
             .await?;

@@ -90,6 +90,7 @@ async fn another_tenant_gets_not_found_for_everything_of_a_session() {
                 message: "x".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         };
         assert_eq!(failure(t.app.logs.log(with_key(log, &globex)).await).code(), Code::NotFound);
         let close = pb::CloseSessionRequest { session: session.clone(), ..Default::default() };

@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
             "/migrations/postgres/V3__log_entries_unconstrained.sql"
         )),
     },
+    Migration {
+        version: 4,
+        name: "request_ids",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V4__request_ids.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -86,6 +86,20 @@ DROP INDEX sessions_by_user;
 CREATE INDEX sessions_by_tenant ON sessions (tenant, created_at, id);
 CREATE INDEX sessions_by_tenant_user ON sessions (tenant, user_id, created_at, id);
 ",
+    "
+-- Idempotency records: what a retried CreateSession, Log or StreamLog
+-- message is answered. The key and digest are SHA-256 values; a create's
+-- token is kept only sealed with its request id, which is not stored.
+CREATE TABLE request_ids (
+    lookup BLOB PRIMARY KEY NOT NULL,
+    digest BLOB NOT NULL,
+    session_id TEXT NOT NULL,
+    sealed_token BLOB,
+    accepted INTEGER NOT NULL,
+    at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX request_ids_by_time ON request_ids (at);
+",
 ];
 
 /// Opens one connection with the settings every connection needs.
@@ -162,7 +176,7 @@ mod tests {
         .expect("version 1 rows are written");
 
         migrate(&mut conn).expect("a version 1 database migrates");
-        assert_eq!(user_version(&conn), 2);
+        assert_eq!(user_version(&conn), MIGRATIONS.len());
         let sql = concat!("SELECT ", session_columns!(), " FROM sessions");
         let session = conn.query_row(sql, [], session_from_row).expect("the old session reads back");
         assert_eq!((session.tenant, session.user_id.as_deref()), (TenantId::default(), Some("alice")));
