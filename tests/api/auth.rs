@@ -230,3 +230,21 @@ async fn an_invalid_keys_file_stops_start_up() {
     settings.api_keys_file = Some(file.path().to_owned());
     assert!(sessiond::startup::Application::build(settings).await.is_err(), "never falls back to running open");
 }
+
+#[tokio::test]
+async fn tenants_may_use_the_same_request_id_without_meeting() {
+    let mut t = two_tenants().await;
+    let request = || pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        request_id: "0b6c2e9d-7a41-4c38-8f5e-3d1a9b7c6e20".into(),
+        ..Default::default()
+    };
+    let ours = t.app.sessions.create_session(with_key(request(), &t.acme)).await.expect("created").into_inner();
+    let theirs = t.app.sessions.create_session(with_key(request(), &t.globex)).await.expect("created").into_inner();
+    assert_ne!(ours.token, theirs.token);
+    let again = t.app.sessions.create_session(with_key(request(), &t.acme)).await.expect("retried").into_inner();
+    assert_eq!(again.token, ours.token);
+    let again = t.app.sessions.create_session(with_key(request(), &t.globex)).await.expect("retried").into_inner();
+    assert_eq!(again.token, theirs.token);
+}
