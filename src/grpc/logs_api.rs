@@ -92,14 +92,12 @@ impl LogsApi {
             let pb::StreamLogRequest { session, entries, request_id } = message;
             let (named, entries, request_id) = parse_batch(session.map(Some), entries, request_id)?;
             let session = match (&target, named) {
-                (None, Some(named)) => {
-                    target.insert(SessionRef::Id(self.service.get(caller, &named).await?.session.id))
-                }
+                (None, Some(named)) => target.insert(SessionRef::Id(self.service.log_target(caller, &named).await?)),
                 (None, None) => {
                     return Err(InvalidInput::new("session", "the first message must name the session").into());
                 }
                 (Some(SessionRef::Id(current)), Some(named))
-                    if self.service.get(caller, &named).await?.session.id != *current =>
+                    if self.service.log_target(caller, &named).await? != *current =>
                 {
                     return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
                 }

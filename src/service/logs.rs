@@ -3,7 +3,7 @@
 
 use crate::auth::Caller;
 use crate::domain::request_id::Digester;
-use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, LogRecord, RequestDigest, RequestId};
+use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, LogRecord, RequestDigest, RequestId, SessionId};
 use crate::store::{NewRequest, Once, RequestRecord};
 
 use super::{Service, SessionRef};
@@ -112,6 +112,14 @@ impl Service {
             // The same request, perhaps on another replica, was stored first.
             Once::Replayed(first) => replayed(first, digest),
         }
+    }
+
+    /// The id of the caller's session `session` names, open or ended: what
+    /// a StreamLog writes to once its first message named it. Whether it is
+    /// still open is checked per message, by [`Service::log`], which answers
+    /// a retried message even after the session ended.
+    pub async fn log_target(&self, caller: &Caller, session: &SessionRef) -> Result<SessionId, Error> {
+        Ok(self.find(caller, session).await?.id)
     }
 
     /// Entries of kept logs, by increasing entry id.

@@ -179,9 +179,13 @@ async fn a_stream_refused_at_its_second_message_keeps_the_first_and_counts_it() 
     // The client retries the whole stream, corrected: the first message is
     // answered, not stored again.
     let retried = vec![first, stream_message(None, "m2", &["c"])];
-    let accepted = app.logs.stream_log(tokio_stream::iter(retried)).await.expect("the retry is accepted");
+    let accepted = app.logs.stream_log(tokio_stream::iter(retried.clone())).await.expect("the retry is accepted");
     assert_eq!(accepted.into_inner().accepted, 3);
     app.close(&created.token, "failed").await;
+    // Once more after the session ended: every message is answered its
+    // first count, nothing is stored.
+    let accepted = app.logs.stream_log(tokio_stream::iter(retried)).await.expect("the retry is answered");
+    assert_eq!(accepted.into_inner().accepted, 3);
     assert_eq!(logged(&mut app, &created.session.expect("a session").session_id).await, ["a", "b", "c"]);
 }
 
