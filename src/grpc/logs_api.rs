@@ -45,27 +45,39 @@ fn parse_entries(entries: Vec<pb::LogEntry>) -> Result<Vec<LogEntry>, Error> {
     if violations.is_empty() { Ok(parsed) } else { Err(Error::InvalidArgument(violations)) }
 }
 
-/// One Log call's or StreamLog message's fields, parsed together so that
-/// every invalid one is named: the session (when the message names one),
-/// the entries and the request id.
-#[allow(clippy::type_complexity, reason = "a tuple of the three fields, destructured at once by both callers")]
-fn parse_batch(
-    session: Option<Option<pb::SessionRef>>,
-    entries: Vec<pb::LogEntry>,
-    request_id: String,
-) -> Result<(Option<SessionRef>, Vec<LogEntry>, Option<RequestId>), Error> {
-    let mut violations = Vec::new();
-    let session = session.map(|s| parse_ref(s, "session")).transpose().map_err(|v| violations.push(v)).ok().flatten();
-    let entries = match parse_entries(entries) {
-        Ok(entries) => entries,
-        Err(Error::InvalidArgument(mut more)) => {
-            violations.append(&mut more);
-            Vec::new()
+/// A Log call's or StreamLog message's fields, parsed together so that
+/// every invalid one is named.
+struct Batch {
+    /// Set when the message names a session.
+    session: Option<SessionRef>,
+    entries: Vec<LogEntry>,
+    request_id: Option<RequestId>,
+}
+
+impl Batch {
+    fn parse(
+        session: Option<Option<pb::SessionRef>>,
+        entries: Vec<pb::LogEntry>,
+        request_id: String,
+    ) -> Result<Batch, Error> {
+        let mut violations = Vec::new();
+        let session =
+            session.map(|s| parse_ref(s, "session")).transpose().map_err(|v| violations.push(v)).ok().flatten();
+        let entries = match parse_entries(entries) {
+            Ok(entries) => entries,
+            Err(Error::InvalidArgument(mut more)) => {
+                violations.append(&mut more);
+                Vec::new()
+            }
+            Err(other) => return Err(other),
+        };
+        let request_id =
+            RequestId::parse_optional(request_id, "request_id").map_err(|v| violations.push(v)).ok().flatten();
+        match violations.is_empty() {
+            true => Ok(Batch { session, entries, request_id }),
+            false => Err(Error::InvalidArgument(violations)),
         }
-        Err(other) => return Err(other),
-    };
-    let request_id = RequestId::parse_optional(request_id, "request_id").map_err(|v| violations.push(v)).ok().flatten();
-    if violations.is_empty() { Ok((session, entries, request_id)) } else { Err(Error::InvalidArgument(violations)) }
+    }
 }
 
 /// How much of a StreamLog is committed: whole messages, and the entries
@@ -90,7 +102,7 @@ impl LogsApi {
         let mut target: Option<SessionRef> = None;
         while let Some(message) = stream.message().await? {
             let pb::StreamLogRequest { session, entries, request_id } = message;
-            let (named, entries, request_id) = parse_batch(session.map(Some), entries, request_id)?;
+            let Batch { session: named, entries, request_id } = Batch::parse(session.map(Some), entries, request_id)?;
             let session = match (&target, named) {
                 (None, Some(named)) => target.insert(SessionRef::Id(self.service.log_target(caller, &named).await?)),
                 (None, None) => {
@@ -120,7 +132,8 @@ impl pb::log_service_server::LogService for LogsApi {
     async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
         let caller = caller(&request)?;
         let pb::LogRequest { session, entries, request_id } = request.into_inner();
-        let (session, entries, request_id) = parse_batch(Some(session), entries, request_id)?;
+        let Batch { session, entries, request_id } = Batch::parse(Some(session), entries, request_id)?;
+        // Parsing `Some` answers a session or a violation naming it.
         let session = session.ok_or_else(|| InvalidInput::new("session", "name a session by token or session_id"))?;
         let accepted = self.service.log(&caller, &session, entries, request_id.as_ref()).await?;
         Ok(Response::new(pb::LogResponse { accepted: accepted as u32 }))

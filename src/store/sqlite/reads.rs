@@ -185,33 +185,6 @@ pub(super) fn query_all<T>(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{SessionKind, TenantId};
-
-    #[test]
-    fn list_queries_bind_one_parameter_per_placeholder() {
-        let filter = SessionFilter {
-            tenant: Some(TenantId::default()),
-            user_id: Some("u".into()),
-            kinds: vec![SessionKind::WebUser, SessionKind::Internal],
-            open: Some(false),
-            ids: vec![SessionId::generate()],
-        };
-        let page = PageRequest { after: Some((UnixMillis(5), SessionId::generate())), limit: 10 };
-        let (sql, params) = list_query(&filter, &page);
-        assert_eq!(sql.matches('?').count(), params.len());
-        let (sql, params) = logs_query(&LogQuery {
-            tenant: Some(TenantId::default()),
-            from: Some(UnixMillis(1)),
-            failed_only: true,
-            ..LogQuery::default()
-        });
-        assert_eq!(sql.matches('?').count(), params.len());
-    }
-}
-
 /// The idempotency record under `key` stored at or after `since`.
 pub(super) fn request_record(
     conn: &Connection,
@@ -238,4 +211,31 @@ pub(super) fn request_record(
     let Some((digest, record)) = found else { return Ok(None) };
     let digest = digest.try_into().map_err(|_| super::error::internal("a stored request digest is not 32 bytes"))?;
     Ok(Some(RequestRecord { digest: RequestDigest(digest), ..record }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{SessionKind, TenantId};
+
+    #[test]
+    fn list_queries_bind_one_parameter_per_placeholder() {
+        let filter = SessionFilter {
+            tenant: Some(TenantId::default()),
+            user_id: Some("u".into()),
+            kinds: vec![SessionKind::WebUser, SessionKind::Internal],
+            open: Some(false),
+            ids: vec![SessionId::generate()],
+        };
+        let page = PageRequest { after: Some((UnixMillis(5), SessionId::generate())), limit: 10 };
+        let (sql, params) = list_query(&filter, &page);
+        assert_eq!(sql.matches('?').count(), params.len());
+        let (sql, params) = logs_query(&LogQuery {
+            tenant: Some(TenantId::default()),
+            from: Some(UnixMillis(1)),
+            failed_only: true,
+            ..LogQuery::default()
+        });
+        assert_eq!(sql.matches('?').count(), params.len());
+    }
 }
