@@ -2,7 +2,9 @@
 //! `INSERT … SELECT FROM unnest(…)` for all of them, and its log appends,
 //! one row-locking `SELECT` of their sessions and one `INSERT` of all their
 //! entries. These are the writes that come by the thousand; a statement per
-//! write would cost a round trip each (see `writer`).
+//! write would cost a round trip each (see `writer`). Creates and appends
+//! carrying an idempotency record are not among them: whether they apply
+//! depends on their record, so each runs on its own (see `writes`).
 
 use std::collections::{BTreeSet, HashMap};
 
