@@ -197,6 +197,11 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_EVENT_RETENTION", value_parser = duration, default_value = "1day")]
     pub event_retention: Duration,
 
+    /// How long a request id (CreateSession, Log, StreamLog) is remembered:
+    /// a retry within it is answered the first answer.
+    #[arg(long, env = "SESSIOND_IDEMPOTENCY_WINDOW", value_parser = duration, default_value = "1day")]
+    pub idempotency_window: Duration,
+
     /// Longest a call may take to be answered: a unary call or a client
     /// stream in full, a server stream until it starts. A client's shorter
     /// `grpc-timeout` wins, and bounds a server stream too. Past it:
@@ -398,6 +403,9 @@ impl Settings {
         if self.handshake_timeout.is_zero() || self.max_call_duration.is_zero() {
             bail!("--handshake-timeout and --max-call-duration must be positive");
         }
+        if self.idempotency_window.is_zero() {
+            bail!("--idempotency-window must be positive");
+        }
         let defaults = ServiceConfig::default();
         Ok(ServiceConfig {
             kind_defaults: parse_kind_timeouts(&self.kind_timeouts, defaults.kind_defaults)?,
@@ -419,6 +427,7 @@ impl Settings {
             activity_flush: self.activity_flush,
             retention: self.retention,
             event_retention: self.event_retention,
+            idempotency_window: self.idempotency_window,
             cache_capacity: self.cache_capacity,
         })
     }

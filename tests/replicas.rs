@@ -1,7 +1,11 @@
 //! Several sessiond replicas on one Postgres database behave as one: a
 //! change on one is seen on the others promptly, each expired session ends
 //! once, watchers resume on any replica without gaps, and a Postgres
-//! restart under load costs availability, never an acknowledged write.
+//! restart under load costs availability, never an acknowledged write. A
+//! retried write carrying a request id is stored once, whichever replica
+//! takes the retry, and also when the first attempt's commit answer was
+//! lost (a backend terminated while its `COMMIT` waited for a synchronous
+//! standby: committed, but answered UNAVAILABLE).
 //!
 //! Each replica is a full server in this process with its own pool, cache,
 //! activity tracker and listener; they share only the database (and, so
@@ -225,7 +229,11 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
                     message: format!("entry {logged}"),
                     ..Default::default()
                 };
-                if logs.log(pb::LogRequest { session: by_token(&token), entries: vec![entry] }).await.is_ok() {
+                if logs
+                    .log(pb::LogRequest { session: by_token(&token), entries: vec![entry], ..Default::default() })
+                    .await
+                    .is_ok()
+                {
                     logged += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -500,4 +508,177 @@ impl Drop for Resumed<'_> {
     fn drop(&mut self) {
         self.0.signal_all("CONT");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_retried_on_another_replica_answers_the_first_and_racing_ones_create_one() {
+    let (mut a, mut b) = two_replicas().await;
+    let request = |request_id: String| pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        request_id,
+        ..Default::default()
+    };
+    let first = a.create_with(request("retried-elsewhere".into())).await;
+    let retried = b.create_with(request("retried-elsewhere".into())).await;
+    assert_eq!(retried.token, first.token);
+    assert_eq!(retried.session.expect("a session").session_id, first.session.expect("a session").session_id);
+
+    // The same create sent to both replicas at once, twenty times over.
+    for n in 0..20 {
+        let (on_a, on_b) = tokio::join!(
+            a.sessions.create_session(request(format!("race-{n}"))),
+            b.sessions.create_session(request(format!("race-{n}")))
+        );
+        let (on_a, on_b) = (on_a.expect("created on A").into_inner(), on_b.expect("created on B").into_inner());
+        assert_eq!(on_a.token, on_b.token, "race {n}");
+    }
+    let listed =
+        a.list(pb::ListSessionsRequest { user_id: "alice".into(), page_size: 100, ..Default::default() }).await;
+    assert_eq!(listed.sessions.len(), 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_retried_on_another_replica_is_stored_once() {
+    let (mut a, mut b) = two_replicas().await;
+    let session = a.create(Kind::WebCall, "alice").await;
+    let log = |request_id: &str| pb::LogRequest {
+        session: by_token(&session.token),
+        entries: vec![helpers::entry(pb::LogLevel::Warning, "once")],
+        request_id: request_id.into(),
+    };
+    assert_eq!(a.logs.log(log("log-once")).await.expect("logged on A").into_inner().accepted, 1);
+    assert_eq!(b.logs.log(log("log-once")).await.expect("retried on B").into_inner().accepted, 1);
+    let (on_a, on_b) = tokio::join!(a.logs.log(log("log-race")), b.logs.log(log("log-race")));
+    assert_eq!((on_a.expect("on A").into_inner().accepted, on_b.expect("on B").into_inner().accepted), (1, 1));
+    a.close(&session.token, "failed, so the log is kept").await;
+    assert_eq!(kept_entries(&mut a, &session).await, 2, "one entry per request id");
+}
+
+/// Runs `call` while every commit waits for a synchronous standby that
+/// never comes, terminates the Postgres backend waiting in its `COMMIT`
+/// (committed locally, its answer lost), and answers how sessiond answered
+/// the call. The cluster is `admin`'s, and only this test's.
+async fn with_commit_answer_lost<T: Send + 'static>(
+    admin: &tokio_postgres::Client,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
+) -> tonic::Status {
+    admin.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ghost'").await.expect("settable");
+    admin.batch_execute("SELECT pg_reload_conf()").await.expect("reloaded");
+    let call = tokio::spawn(call);
+    let waiting = Instant::now();
+    let pid: i32 = loop {
+        let rows = admin
+            .query("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'", &[])
+            .await
+            .expect("pg_stat_activity is readable");
+        if let Some(row) = rows.first() {
+            break row.get(0);
+        }
+        assert!(waiting.elapsed() < PATIENCE, "no COMMIT waited for the standby");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    admin.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.expect("terminated");
+    let answered = tokio::time::timeout(PATIENCE, call).await.expect("answered promptly").expect("no panic");
+    admin.batch_execute("ALTER SYSTEM RESET synchronous_standby_names").await.expect("resettable");
+    admin.batch_execute("SELECT pg_reload_conf()").await.expect("reloaded");
+    match answered {
+        Ok(_) => panic!("a call whose commit answer was lost was answered OK"),
+        Err(status) => status,
+    }
+}
+
+async fn count(admin: &tokio_postgres::Client, sql: &str) -> i64 {
+    admin.query_one(sql, &[]).await.expect("countable").get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_commit_answer_was_lost_is_stored_once_when_retried() {
+    let cluster = PgCluster::launch().await;
+    let database = cluster.create_database().await;
+    let admin = database.connect().await;
+    let mut app = TestApp::spawn_on(database, |_| {}).await;
+    let request = pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        request_id: "c1d7a3f0-5e2b-4a9c-8d61-7f0e3b2a9c54".into(),
+        ..Default::default()
+    };
+
+    let mut sessions = app.sessions.clone();
+    let first = request.clone();
+    let lost = with_commit_answer_lost(&admin, async move { sessions.create_session(first).await }).await;
+    assert_eq!(lost.code(), Code::Unavailable, "{lost:?}");
+    assert_eq!(count(&admin, "SELECT count(*) FROM sessions").await, 1, "the lost commit is durable");
+    let stored: String = admin.query_one("SELECT id FROM sessions", &[]).await.expect("one session").get(0);
+
+    let retried = app.create_with(request.clone()).await;
+    assert_eq!(retried.session.expect("a session").session_id, stored, "the first session");
+    assert_eq!(count(&admin, "SELECT count(*) FROM sessions").await, 1, "nothing created twice");
+    // The token answered is the stored session's own.
+    let again = app.create_with(request).await;
+    assert_eq!(again.token, retried.token);
+    let by_token = app.get(&retried.token).await.expect("the token opens the session");
+    assert_eq!(by_token.session_id, stored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_whose_commit_answer_was_lost_is_stored_once_when_retried() {
+    let cluster = PgCluster::launch().await;
+    let database = cluster.create_database().await;
+    let admin = database.connect().await;
+    let mut app = TestApp::spawn_on(database, |_| {}).await;
+    let session = app.create(Kind::WebCall, "alice").await;
+    let request = pb::LogRequest {
+        session: by_token(&session.token),
+        entries: vec![helpers::entry(pb::LogLevel::Warning, "one"), helpers::entry(pb::LogLevel::Error, "two")],
+        request_id: "9a4e0c7b-1f3d-4b26-a8e5-6c2d0f9b3e17".into(),
+    };
+
+    let mut logs = app.logs.clone();
+    let first = request.clone();
+    let lost = with_commit_answer_lost(&admin, async move { logs.log(first).await }).await;
+    assert_eq!(lost.code(), Code::Unavailable, "{lost:?}");
+    assert_eq!(count(&admin, "SELECT count(*) FROM log_entries").await, 2, "the lost commit is durable");
+
+    let retried = app.logs.log(request).await.expect("the retry is answered").into_inner();
+    assert_eq!(retried.accepted, 2, "the first call's answer");
+    assert_eq!(count(&admin, "SELECT count(*) FROM log_entries").await, 2, "nothing stored twice");
+    app.close(&session.token, "failed, so the log is kept").await;
+    assert_eq!(kept_entries(&mut app, &session).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_refused_while_postgres_is_down_is_created_once_when_retried() {
+    let cluster = PgCluster::launch().await;
+    let database = cluster.create_database().await;
+    let mut app = TestApp::spawn_on(database, |s| s.db_connect_timeout = Duration::from_millis(500)).await;
+    let request = pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        request_id: "e7b2c9a1-0d4f-4e63-b5a8-2f1c7d9e0b36".into(),
+        ..Default::default()
+    };
+
+    cluster.stop().await;
+    let refused = failure(app.sessions.create_session(request.clone()).await);
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    cluster.start().await;
+
+    // The client retries until sessiond reaches Postgres again.
+    let retrying = Instant::now();
+    let created = loop {
+        match app.sessions.create_session(request.clone()).await {
+            Ok(created) => break created.into_inner(),
+            Err(status) if status.code() == Code::Unavailable && retrying.elapsed() < PATIENCE => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("the retry failed: {status:?}"),
+        }
+    };
+    let again = app.create_with(request).await;
+    assert_eq!(again.token, created.token);
+    let listed =
+        app.list(pb::ListSessionsRequest { user_id: "alice".into(), page_size: 100, ..Default::default() }).await;
+    assert_eq!(listed.sessions.len(), 1, "created exactly once");
 }

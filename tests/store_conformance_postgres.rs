@@ -275,7 +275,7 @@ async fn commits_notify_other_replicas_of_new_events_and_changed_sessions() {
     assert_eq!(next().await, (INVALIDATE_CHANNEL.to_owned(), s.id.to_string()));
     assert_eq!(next().await, (EVENTS_CHANNEL.to_owned(), "2".to_owned()));
 
-    store.purge(UnixMillis(T0.0 + 20), T0).await.expect("purging succeeds");
+    store.purge(UnixMillis(T0.0 + 20), T0, T0).await.expect("purging succeeds");
     assert_eq!(next().await, (INVALIDATE_CHANNEL.to_owned(), "*".to_owned()));
 }
 

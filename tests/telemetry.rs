@@ -337,6 +337,7 @@ async fn a_call_cut_at_its_clients_deadline_is_recorded_as_deadline_exceeded() {
     let first = pb::StreamLogRequest {
         session: Some(pb::SessionRef { r#ref: Some(pb::session_ref::Ref::Token(token.clone())), min_sequence: 0 }),
         entries: vec![],
+        ..Default::default()
     };
     sender.send(first).await.expect("queued");
     let mut request = traced(tokio_stream::wrappers::ReceiverStream::new(receiver), &traceparent);

@@ -117,6 +117,9 @@ pub enum Error {
     /// caller may retry.
     #[error("the session kept changing concurrently")]
     Contended,
+    /// A request id came again with a different request.
+    #[error("the request id was already used for a different request")]
+    RequestIdReused,
     #[error("{subject}: {description}")]
     QuotaExceeded { subject: String, description: String },
     /// A watch resumed from a sequence the store no longer keeps events

@@ -6,6 +6,7 @@ pub mod ids;
 pub mod kind;
 pub mod logs;
 pub mod privileges;
+pub mod request_id;
 pub mod session;
 pub mod storage;
 
@@ -15,5 +16,6 @@ pub use ids::{LogId, PromotionId, SessionId, TenantId, Token, TokenHash};
 pub use kind::{EndReason, EventType, SessionKind};
 pub use logs::{LogEntry, LogLevel, LogPolicies, LogPolicy, LogQuery, LogRecord, UnixMicros};
 pub use privileges::RoleBook;
+pub use request_id::{RequestDigest, RequestId, RequestKey};
 pub use session::{Expiry, Grants, Labels, Promotion, Session, SessionEnd};
 pub use storage::{StorageChange, StorageLimits, StorageMap, VersionedStorage};

@@ -5,7 +5,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::pb;
-use crate::domain::{InvalidInput, LogEntry, LogQuery, SessionId, Violations, all};
+use super::status::with_stream_progress;
+use crate::auth::Caller;
+use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, RequestId, SessionId, Violations, all};
 use crate::service::Limits;
 use crate::service::{Service, SessionKey, SessionRef};
 
@@ -55,65 +57,112 @@ fn parse_entries(entries: Vec<pb::LogEntry>, limits: &Limits, v: &mut Violations
     parsed
 }
 
-#[tonic::async_trait]
-impl pb::log_service_server::LogService for LogsApi {
-    async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
-        let caller = caller(&request)?;
-        let pb::LogRequest { session, entries } = request.into_inner();
-        let mut v = Violations::default();
-        let session = v.check(parse_ref(session, "session"));
-        let entries = parse_entries(entries, &self.service.config().limits, &mut v);
-        let session = v.finish(session)?;
-        let accepted = self.service.log(&caller, &session, entries).await?;
-        Ok(Response::new(pb::LogResponse { accepted: accepted as u32 }))
-    }
+/// A Log call's or StreamLog message's fields, parsed together so that
+/// every invalid one is named.
+struct Batch {
+    /// Set when the message names a session.
+    session: Option<SessionRef>,
+    entries: Vec<LogEntry>,
+    request_id: Option<RequestId>,
+}
 
-    /// Each batch is stored as it arrives, so the answer at the end of the
-    /// stream means every batch is durable.
-    async fn stream_log(
+impl Batch {
+    /// `entries_required`: a Log call needs entries; a StreamLog message
+    /// may only name the session.
+    fn parse(
+        session: Option<Option<pb::SessionRef>>,
+        entries: Vec<pb::LogEntry>,
+        request_id: String,
+        limits: &Limits,
+        entries_required: bool,
+    ) -> Result<Batch, Error> {
+        let mut v = Violations::default();
+        let session = v.check(session.map(|s| parse_ref(s, "session")).transpose());
+        let entries = match entries.is_empty() && !entries_required {
+            true => Vec::new(),
+            false => parse_entries(entries, limits, &mut v),
+        };
+        let request_id = v.check(RequestId::parse_optional(request_id, "request_id"));
+        let (session, request_id) = v.finish(all(|| Some((session?, request_id?))))?;
+        Ok(Batch { session, entries, request_id })
+    }
+}
+
+/// How much of a StreamLog is committed: whole messages, and the entries
+/// they stored.
+#[derive(Debug, Default)]
+struct Progress {
+    messages: usize,
+    entries: usize,
+}
+
+impl LogsApi {
+    /// Commits a StreamLog's messages one by one, counting them in
+    /// `progress`.
+    async fn consume(
         &self,
-        request: Request<Streaming<pb::StreamLogRequest>>,
-    ) -> Result<Response<pb::StreamLogResponse>, Status> {
-        let caller = caller(&request)?;
-        let mut stream = request.into_inner();
+        caller: &Caller,
+        mut stream: Streaming<pb::StreamLogRequest>,
+        progress: &mut Progress,
+    ) -> Result<(), Status> {
+        let limits = &self.service.config().limits;
         // The session the stream writes to, by id once the first message
         // named it (by token or id); later messages may name it again.
         let mut target: Option<SessionRef> = None;
-        let mut accepted = 0usize;
         while let Some(message) = stream.message().await? {
-            let pb::StreamLogRequest { session, entries } = message;
-            let mut v = Violations::default();
-            let named = v.check(session.map(|s| parse_ref(Some(s), "session")).transpose());
-            // A message may only name the session, without entries.
-            let entries = if entries.is_empty() {
-                Vec::new()
-            } else {
-                parse_entries(entries, &self.service.config().limits, &mut v)
-            };
-            let named = v.finish(named)?;
+            let pb::StreamLogRequest { session, entries, request_id } = message;
+            let Batch { session: named, entries, request_id } =
+                Batch::parse(session.map(Some), entries, request_id, limits, false)?;
             let session = match (&target, named) {
-                (None, Some(named)) => {
-                    target.insert(SessionRef::id(self.service.get(&caller, &named).await?.session.id))
-                }
+                (None, Some(named)) => target.insert(SessionRef::id(self.service.log_target(caller, &named).await?)),
                 (None, None) => {
                     return Err(InvalidInput::new("session", "the first message must name the session").into());
                 }
                 (Some(SessionRef { key: SessionKey::Id(current), .. }), Some(named))
-                    if self.service.get(&caller, &named).await?.session.id != *current =>
+                    if self.service.log_target(caller, &named).await? != *current =>
                 {
                     return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
                 }
                 (Some(current), _) => current,
             };
-            if entries.is_empty() {
-                continue;
+            if !entries.is_empty() {
+                progress.entries += self.service.log(caller, session, entries, request_id.as_ref()).await?;
             }
-            accepted += self.service.log(&caller, session, entries).await?;
+            progress.messages += 1;
         }
         if target.is_none() {
             return Err(InvalidInput::new("session", "the stream named no session").into());
         }
-        Ok(Response::new(pb::StreamLogResponse { accepted: accepted as u32 }))
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl pb::log_service_server::LogService for LogsApi {
+    async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
+        let caller = caller(&request)?;
+        let pb::LogRequest { session, entries, request_id } = request.into_inner();
+        let limits = &self.service.config().limits;
+        let Batch { session, entries, request_id } = Batch::parse(Some(session), entries, request_id, limits, true)?;
+        // Parsing `Some` answers a session or a violation naming it.
+        let session = session.ok_or_else(|| InvalidInput::new("session", "name a session by token or session_id"))?;
+        let accepted = self.service.log(&caller, &session, entries, request_id.as_ref()).await?;
+        Ok(Response::new(pb::LogResponse { accepted: accepted as u32 }))
+    }
+
+    /// Each message is validated whole, then committed before the next is
+    /// read. A refusal leaves the messages before it committed and says how
+    /// many (see [`with_stream_progress`]).
+    async fn stream_log(
+        &self,
+        request: Request<Streaming<pb::StreamLogRequest>>,
+    ) -> Result<Response<pb::StreamLogResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut progress = Progress::default();
+        match self.consume(&caller, request.into_inner(), &mut progress).await {
+            Ok(()) => Ok(Response::new(pb::StreamLogResponse { accepted: progress.entries as u32 })),
+            Err(refused) => Err(with_stream_progress(refused, progress.messages, progress.entries)),
+        }
     }
 
     async fn query_logs(

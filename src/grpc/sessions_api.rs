@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_ref};
 use super::pb;
-use crate::domain::{EventFilter, InvalidInput, SessionId, Violations, all};
+use crate::domain::{EventFilter, InvalidInput, RequestId, SessionId, Violations, all};
 use crate::service::lifecycle::{CreateSession, ListQuery, RevokeFilter};
 use crate::service::watch::WatchFrom;
 use crate::service::{Service, committing};
@@ -56,6 +56,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
             roles,
             storage,
             trusted,
+            request_id,
         } = request.into_inner();
         let limits = &self.service.config().limits;
         let mut v = Violations::default();
@@ -69,6 +70,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
         }
         let grants = self.service.roles().grants(&privileges, &roles, limits.max_names_per_request, &mut v);
         let storage = convert::parse_storage(storage, "storage", &limits.storage, &mut v);
+        let request_id = v.check(RequestId::parse_optional(request_id, "request_id"));
         let request = v.finish(all(|| {
             Some(CreateSession {
                 kind: kind?,
@@ -79,6 +81,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
                 grants,
                 storage,
                 trusted,
+                request_id: request_id?,
             })
         }))?;
         let (created, sequence) = committing(self.service.create(&caller, request)).await;

@@ -65,6 +65,12 @@ impl From<Error> for Status {
             Error::Contended => {
                 info(Code::Aborted, "the session kept changing concurrently; retry", "CONTENDED", HashMap::new())
             }
+            Error::RequestIdReused => info(
+                Code::FailedPrecondition,
+                "request_id was already used for a different request",
+                "REQUEST_ID_REUSED",
+                HashMap::new(),
+            ),
             Error::QuotaExceeded { subject, description } => Status::with_error_details(
                 Code::ResourceExhausted,
                 format!("{subject}: {description}"),
@@ -109,6 +115,22 @@ impl From<Error> for Status {
             }
         }
     }
+}
+
+/// A refused StreamLog's status: its own, with how much of the stream was
+/// committed before the refusal in `google.rpc.ErrorInfo` metadata
+/// (`committed_messages`, `committed_entries`), added to the refusal's own
+/// ErrorInfo or, when it has none, to one of reason `STREAM_REFUSED`.
+pub fn with_stream_progress(status: Status, messages: usize, entries: usize) -> Status {
+    let mut details = status.get_error_details();
+    let (reason, mut metadata) = match details.error_info() {
+        Some(info) => (info.reason.clone(), info.metadata.clone()),
+        None => ("STREAM_REFUSED".to_owned(), HashMap::new()),
+    };
+    metadata.insert("committed_messages".to_owned(), messages.to_string());
+    metadata.insert("committed_entries".to_owned(), entries.to_string());
+    details.set_error_info(reason, ERROR_DOMAIN, metadata);
+    Status::with_error_details(status.code(), status.message(), details)
 }
 
 impl From<crate::domain::InvalidInput> for Status {
@@ -180,6 +202,26 @@ mod tests {
         assert_eq!(status.code(), Code::FailedPrecondition);
         let details = status.get_error_details();
         assert_eq!(details.error_info().expect("an ErrorInfo").reason, "SESSION_EXPIRED");
+    }
+
+    #[test]
+    fn stream_progress_joins_a_refusal_s_own_error_info_or_comes_in_its_own() {
+        let ended = with_stream_progress(Status::from(Error::SessionEnded(EndReason::Closed)), 2, 7);
+        let info = ended.get_error_details().error_info().cloned().expect("an ErrorInfo");
+        assert_eq!(info.reason, "SESSION_CLOSED");
+        assert_eq!(info.metadata["end_reason"], "closed");
+        assert_eq!(
+            (info.metadata["committed_messages"].as_str(), info.metadata["committed_entries"].as_str()),
+            ("2", "7")
+        );
+
+        let invalid =
+            Status::from(Error::InvalidArgument(vec![InvalidInput::new("session", "a stream may not switch")]));
+        let invalid = with_stream_progress(invalid, 1, 3);
+        let details = invalid.get_error_details();
+        assert_eq!(details.bad_request().expect("the BadRequest stays").field_violations[0].field, "session");
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!((info.reason.as_str(), info.metadata["committed_messages"].as_str()), ("STREAM_REFUSED", "1"));
     }
 
     #[test]

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use crate::auth::Caller;
 use crate::clock::UnixMillis;
+use crate::domain::request_id::Digester;
 use crate::domain::{
-    EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, Session, SessionEnd, SessionId, SessionKind,
-    StorageMap, Token,
+    EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session, SessionEnd,
+    SessionId, SessionKind, StorageMap, Token,
 };
-use crate::store::{PageRequest, SessionFilter};
+use crate::store::{NewRequest, Once, PageRequest, RequestRecord, SessionFilter, StoreError};
 
 use super::{Service, SessionRef};
 
@@ -47,6 +48,39 @@ pub struct CreateSession {
     pub grants: Grants,
     pub storage: StorageMap,
     pub trusted: bool,
+    /// The client's idempotency key: a retry with it answers this create's
+    /// session and token.
+    pub request_id: Option<RequestId>,
+}
+
+impl CreateSession {
+    /// What tells this request from another with the same request id.
+    fn digest(&self) -> RequestDigest {
+        let mut d = Digester::new("CreateSession");
+        d.text(self.kind.as_str()).optional(self.user_id.as_deref());
+        let labels = &self.labels;
+        for label in [&labels.endpoint, &labels.method, &labels.future_call, &labels.client_address, &labels.user_agent]
+        {
+            d.text(label);
+        }
+        for timeout in [self.idle_timeout, self.lifetime] {
+            match timeout {
+                Timeout::Default => d.number(-1),
+                Timeout::Never => d.number(-2),
+                Timeout::After(after) => d.number(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
+            };
+        }
+        for names in [&self.grants.privileges, &self.grants.roles] {
+            d.number(names.len() as i64);
+            for name in names {
+                d.text(name);
+            }
+        }
+        // Maps of `serde_json` are ordered by key: one request, one text.
+        d.text(&serde_json::to_string(&self.storage).unwrap_or_default());
+        d.number(i64::from(self.trusted));
+        d.finish()
+    }
 }
 
 /// A new session and its token, which is answered once and never stored.
@@ -117,8 +151,20 @@ impl Service {
         let lifetime = request.lifetime.or(defaults.lifetime);
         self.inner.config.limits.storage.check_totals(&request.storage)?;
 
-        let token = Token::generate();
         let now = self.now();
+        let keyed = match &request.request_id {
+            None => None,
+            Some(request_id) => {
+                let key = request_id.create_key(&caller.tenant);
+                let digest = request.digest();
+                let since = now - self.inner.config.idempotency_window;
+                if let Some(record) = self.store().request_record(&key, since).await? {
+                    return self.replay_create(caller, request_id, digest, record).await;
+                }
+                Some((request_id, key, digest, since))
+            }
+        };
+        let token = Token::generate();
         let session = Session {
             id: SessionId::generate(),
             token_hash: token.hash(),
@@ -136,12 +182,53 @@ impl Service {
             end: None,
         };
         let event = self.event(&session, EventType::Created, None);
-        let event = self.store().create_session(&session, &request.storage, &event).await?;
+        let event = match keyed {
+            None => self.store().create_session(&session, &request.storage, &event).await?,
+            Some((request_id, key, digest, since)) => {
+                let record = NewRequest {
+                    key,
+                    digest,
+                    sealed_token: Some(request_id.seal(&caller.tenant, &token)),
+                    accepted: 0,
+                    at: now,
+                    expired_before: since,
+                };
+                match self.store().create_session_once(&session, &request.storage, &event, &record).await? {
+                    Once::Done(event) => event,
+                    // Another call with this request id, perhaps on another
+                    // replica, was stored first.
+                    Once::Replayed(first) => return self.replay_create(caller, request_id, digest, first).await,
+                }
+            }
+        };
         tracing::Span::current().record("session_id", tracing::field::display(&session.id));
         crate::telemetry::metrics::session_created(session.kind);
         tracing::debug!(session_id = %session.id, kind = %session.kind, "session created");
         self.publish(event);
         Ok(Created { session: self.status(session, now), token })
+    }
+
+    /// The first answer to a create with `request_id`: its session as it
+    /// is now, and its token. The same id with another request is refused.
+    async fn replay_create(
+        &self,
+        caller: &Caller,
+        request_id: &RequestId,
+        digest: RequestDigest,
+        first: RequestRecord,
+    ) -> Result<Created, Error> {
+        if first.digest != digest {
+            return Err(Error::RequestIdReused);
+        }
+        let token = first
+            .sealed_token
+            .as_deref()
+            .and_then(|sealed| request_id.open(&caller.tenant, sealed))
+            .ok_or_else(|| Error::Internal(StoreError::Internal("a stored create's token does not open".into())))?;
+        let session = self.find(caller, &SessionRef::id(first.session_id)).await?;
+        let last_active = self.last_active(&session);
+        tracing::debug!(session_id = %session.id, "answered a retried create");
+        Ok(Created { session: self.status(session, last_active), token })
     }
 
     /// An open session with its figures. Counts as activity.

@@ -134,6 +134,9 @@ pub struct ServiceConfig {
     pub retention: Duration,
     /// How long events are kept for WatchSessions to resume from.
     pub event_retention: Duration,
+    /// How long a request id is remembered: a retry within it is answered
+    /// the first answer.
+    pub idempotency_window: Duration,
     /// Sessions the session cache holds (`--cache-capacity`). It does not
     /// bound the activity tracker, which must keep unwritten activity.
     pub cache_capacity: u64,
@@ -152,6 +155,7 @@ impl Default for ServiceConfig {
             activity_flush: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),
             event_retention: Duration::from_secs(24 * 3600),
+            idempotency_window: Duration::from_secs(24 * 3600),
             cache_capacity: 100_000,
         }
     }

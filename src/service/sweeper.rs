@@ -59,7 +59,8 @@ impl Service {
         }
         let now = self.now();
         let config = &self.inner.config;
-        report.purged = self.store().purge(now - config.retention, now - config.event_retention).await?;
+        let (ended_before, events_before) = (now - config.retention, now - config.event_retention);
+        report.purged = self.store().purge(ended_before, events_before, now - config.idempotency_window).await?;
         Ok(report)
     }
 

@@ -41,11 +41,13 @@ mod record;
 
 use record::Packed;
 
-use super::{EndOutcome, Notification, PageRequest, Purged, SessionFilter, Store, StoreResult};
+use super::{
+    EndOutcome, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreResult,
+};
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
-    VersionedStorage,
+    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
+    TokenHash, VersionedStorage,
 };
 use crate::shards::{Shard, Shards};
 
@@ -287,6 +289,20 @@ impl Store for CachedStore {
         self.inner.create_session(session, storage, event).await
     }
 
+    async fn create_session_once(
+        &self,
+        session: &Session,
+        storage: &StorageMap,
+        event: &NewEvent,
+        request: &NewRequest,
+    ) -> StoreResult<Once<Event>> {
+        self.inner.create_session_once(session, storage, event, request).await
+    }
+
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
+        self.inner.request_record(key, since).await
+    }
+
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
         let entries = &self.entries;
         let epoch = entries.epoch.load(Ordering::SeqCst);
@@ -381,6 +397,15 @@ impl Store for CachedStore {
         self.inner.append_logs(id, entries).await
     }
 
+    async fn append_logs_once(
+        &self,
+        id: &SessionId,
+        entries: &[LogEntry],
+        request: &NewRequest,
+    ) -> StoreResult<Once<()>> {
+        self.inner.append_logs_once(id, entries, request).await
+    }
+
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
         self.inner.query_logs(query).await
     }
@@ -393,8 +418,13 @@ impl Store for CachedStore {
         self.inner.last_event_sequence().await
     }
 
-    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
-        let purged = self.inner.purge(ended_before, events_before).await?;
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged> {
+        let purged = self.inner.purge(ended_before, events_before, requests_before).await?;
         if purged.sessions > 0 {
             self.clear();
         }

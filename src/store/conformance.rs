@@ -22,11 +22,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
+use super::{EndOutcome, NewRequest, Once, PageRequest, SessionFilter, Store, StoreError};
 use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, NewEvent, Promotion, PromotionId,
-    Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token, UnixMicros, VersionedStorage,
+    RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token, UnixMicros,
+    VersionedStorage,
 };
 
 /// Expands to one `#[tokio::test]` per conformance test, each running on a
@@ -56,6 +57,12 @@ macro_rules! store_conformance_tests {
             purge_removes_old_ended_sessions_with_their_logs_and_old_events,
             sessions_events_and_logs_carry_their_tenant,
             list_sessions_and_query_logs_filter_by_tenant,
+            a_keyed_create_is_stored_once_and_a_retry_is_answered_its_record,
+            concurrent_keyed_creates_store_one_session,
+            a_keyed_append_is_stored_once,
+            keyed_and_plain_appends_racing_number_the_log_without_gaps,
+            a_keyed_write_that_fails_leaves_no_record,
+            an_expired_request_record_is_replaced_and_purged,
         );
     };
     (@each $make:expr; $($name:ident,)*) => {
@@ -734,7 +741,7 @@ pub async fn purge_removes_old_ended_sessions_with_their_logs_and_old_events(sto
     end(&*store, &recent, EndReason::Closed, at(100), true).await;
     assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 5);
 
-    let purged = store.purge(at(50), at(50)).await.expect("purging succeeds");
+    let purged = store.purge(at(50), at(50), at(50)).await.expect("purging succeeds");
     assert_eq!((purged.sessions, purged.events), (1, 4), "one old session; three creations and one end");
     assert_eq!(store.session_by_id(&old.id).await.expect("lookup works"), None);
     assert!(matches!(store.storage(&old.id).await, Err(StoreError::NotFound)));
@@ -746,7 +753,7 @@ pub async fn purge_removes_old_ended_sessions_with_their_logs_and_old_events(sto
     assert_eq!(events.iter().map(|e| e.sequence).collect::<Vec<_>>(), [5]);
 
     // Numbering goes on after a purge, even one that removed every event.
-    let purged = store.purge(at(0), at(1_000)).await.expect("purging succeeds");
+    let purged = store.purge(at(0), at(1_000), at(0)).await.expect("purging succeeds");
     assert_eq!((purged.sessions, purged.events), (0, 1));
     assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 5);
     let later = session(SessionKind::WebCall, None, at(2_000));
@@ -867,4 +874,169 @@ pub async fn list_sessions_and_query_logs_filter_by_tenant(store: Arc<dyn Store>
     assert_eq!(messages(named).await, Vec::<String>::new(), "another tenant's log is not found by session id");
     let everyone = LogQuery { user_id: Some("alice".into()), ..LogQuery::default() };
     assert_eq!(messages(everyone).await, ["acme alice", "globex alice", "default alice"], "no tenant: all");
+}
+
+/// An idempotency record with key `key` (one byte repeated) and digest
+/// `digest`, stored at `at`, counting records before `expired_before` as
+/// expired.
+pub fn request(key: u8, digest: u8, at: UnixMillis, expired_before: UnixMillis) -> NewRequest {
+    NewRequest {
+        key: RequestKey([key; 32]),
+        digest: RequestDigest([digest; 32]),
+        sealed_token: Some(vec![key, digest, 7]),
+        accepted: 3,
+        at,
+        expired_before,
+    }
+}
+
+/// Stores `session`, with no storage, guarded by `request`.
+pub async fn create_once(store: &dyn Store, session: &Session, request: &NewRequest) -> Once<Event> {
+    let created = event(EventType::Created, session, session.created_at);
+    store.create_session_once(session, &StorageMap::new(), &created, request).await.expect("a keyed create is answered")
+}
+
+/// A keyed create stores its session and its record; the same key again
+/// creates nothing and answers the first record, also once the first session
+/// has ended.
+pub async fn a_keyed_create_is_stored_once_and_a_retry_is_answered_its_record(store: Arc<dyn Store>) {
+    let first = session(SessionKind::WebUser, Some("alice"), T0);
+    let created = event(EventType::Created, &first, T0);
+    let keyed = request(1, 1, T0, UnixMillis(0));
+    match store.create_session_once(&first, &StorageMap::new(), &created, &keyed).await.expect("stored") {
+        Once::Done(event) => assert_eq!(event.event, created),
+        Once::Replayed(record) => panic!("a new key found a record: {record:?}"),
+    }
+    let record = store.request_record(&keyed.key, T0).await.expect("readable").expect("stored with the session");
+    assert_eq!(
+        (&record.session_id, record.digest, record.sealed_token.as_deref(), record.accepted, record.at),
+        (&first.id, keyed.digest, keyed.sealed_token.as_deref(), 3, T0)
+    );
+    assert_eq!(store.request_record(&RequestKey([9; 32]), T0).await.expect("readable"), None);
+    assert_eq!(store.request_record(&keyed.key, UnixMillis(T0.0 + 1)).await.expect("readable"), None, "since");
+
+    let before = store.last_event_sequence().await.expect("readable");
+    for retry in [request(1, 1, UnixMillis(T0.0 + 5), T0), request(1, 2, UnixMillis(T0.0 + 5), T0)] {
+        let second = session(SessionKind::WebUser, Some("alice"), UnixMillis(T0.0 + 5));
+        let created = event(EventType::Created, &second, second.created_at);
+        let answer = store.create_session_once(&second, &StorageMap::new(), &created, &retry).await.expect("answered");
+        assert_eq!(answer, Once::Replayed(record.clone()), "the first record, whatever the retry's digest");
+        assert_eq!(store.session_by_id(&second.id).await.expect("lookup works"), None);
+        if retry.digest == keyed.digest {
+            end(&*store, &first, EndReason::Closed, UnixMillis(T0.0 + 6), true).await;
+        }
+    }
+    assert_eq!(store.last_event_sequence().await.expect("readable"), before + 1, "only the end recorded an event");
+}
+
+/// Of many creates racing with one key, one stores its session; the others
+/// answer its record.
+pub async fn concurrent_keyed_creates_store_one_session(store: Arc<dyn Store>) {
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let s = session(SessionKind::WebUser, None, T0);
+                (s.id.clone(), create_once(&*store, &s, &request(4, 4, T0, UnixMillis(0))).await)
+            })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    let mut answered = BTreeSet::new();
+    for racer in racers {
+        match racer.await.expect("no panic") {
+            (id, Once::Done(_)) => stored.push(id),
+            (_, Once::Replayed(record)) => {
+                answered.insert(record.session_id);
+            }
+        }
+    }
+    assert_eq!(stored.len(), 1, "one create stored");
+    assert!(answered.iter().all(|id| *id == stored[0]), "the others answer it: {answered:?}");
+    let all = SessionFilter::default();
+    let listed = store.list_sessions(&all, &PageRequest { after: None, limit: 100 }).await.expect("listed");
+    assert_eq!(ids(&listed), stored);
+}
+
+/// A keyed append stores its entries once; a retry answers the record.
+pub async fn a_keyed_append_is_stored_once(store: Arc<dyn Store>) {
+    let s = session(SessionKind::WebCall, None, T0);
+    create(&*store, &s, &StorageMap::new()).await;
+    let entries = [entry(LogLevel::Info, "once", T0), entry(LogLevel::Info, "only", T0)];
+    let keyed = NewRequest { accepted: 2, ..request(2, 2, T0, UnixMillis(0)) };
+    assert_eq!(store.append_logs_once(&s.id, &entries, &keyed).await.expect("stored"), Once::Done(()));
+    let retried = store.append_logs_once(&s.id, &entries, &keyed).await.expect("answered");
+    let Once::Replayed(record) = retried else { panic!("the retry was stored again") };
+    assert_eq!((&record.session_id, record.accepted, record.digest), (&s.id, 2, keyed.digest));
+    store.append_logs(&s.id, &[entry(LogLevel::Info, "after", T0)]).await.expect("appended");
+    end(&*store, &s, EndReason::Closed, UnixMillis(T0.0 + 1), true).await;
+    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    let logged: Vec<_> = logs.iter().map(|r| (r.sequence, r.entry.message.as_str())).collect();
+    assert_eq!(logged, [(1, "once"), (2, "only"), (3, "after")]);
+}
+
+/// Keyed and plain appends to one session at once are numbered 1, 2, …
+/// without gaps or repeats, whichever way the store groups them.
+pub async fn keyed_and_plain_appends_racing_number_the_log_without_gaps(store: Arc<dyn Store>) {
+    let s = session(SessionKind::WebCall, None, T0);
+    create(&*store, &s, &StorageMap::new()).await;
+    let writers: Vec<_> = (0..16u8)
+        .map(|n| {
+            let (store, id) = (Arc::clone(&store), s.id.clone());
+            tokio::spawn(async move {
+                let pair = [entry(LogLevel::Info, &format!("{n}a"), T0), entry(LogLevel::Info, &format!("{n}b"), T0)];
+                if n % 2 == 0 {
+                    let keyed = NewRequest { accepted: 2, ..request(100 + n, n, T0, UnixMillis(0)) };
+                    assert_eq!(store.append_logs_once(&id, &pair, &keyed).await.expect("appended"), Once::Done(()));
+                } else {
+                    store.append_logs(&id, &pair).await.expect("appended");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("no panic");
+    }
+    end(&*store, &s, EndReason::Closed, UnixMillis(T0.0 + 1), true).await;
+    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    assert_eq!(logs.iter().map(|r| r.sequence).collect::<Vec<_>>(), (1..=32).collect::<Vec<_>>());
+    let messages: BTreeSet<&str> = logs.iter().map(|r| r.entry.message.as_str()).collect();
+    assert_eq!(messages.len(), 32, "every entry once");
+}
+
+/// A keyed write refused (the session ended, or is unknown) keeps no record.
+pub async fn a_keyed_write_that_fails_leaves_no_record(store: Arc<dyn Store>) {
+    let s = session(SessionKind::WebCall, None, T0);
+    create(&*store, &s, &StorageMap::new()).await;
+    end(&*store, &s, EndReason::Closed, T0, false).await;
+    let keyed = request(3, 3, T0, UnixMillis(0));
+    let refused = store.append_logs_once(&s.id, &[entry(LogLevel::Info, "late", T0)], &keyed).await;
+    assert!(matches!(refused, Err(StoreError::Ended(EndReason::Closed))), "{refused:?}");
+    let unknown = store.append_logs_once(&SessionId::generate(), &[entry(LogLevel::Info, "lost", T0)], &keyed).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+    assert_eq!(store.request_record(&keyed.key, UnixMillis(0)).await.expect("readable"), None);
+}
+
+/// A record older than the window no longer answers: a write with its key
+/// replaces it. The purge removes records stored before its cut-off.
+pub async fn an_expired_request_record_is_replaced_and_purged(store: Arc<dyn Store>) {
+    let at = |n: i64| UnixMillis(T0.0 + n);
+    let first = session(SessionKind::WebUser, None, at(0));
+    let keyed = request(5, 5, at(0), UnixMillis(0));
+    create_once(&*store, &first, &keyed).await;
+    let second = session(SessionKind::WebUser, None, at(100));
+    let later = request(5, 6, at(100), at(50));
+    let answer = create_once(&*store, &second, &later).await;
+    assert!(matches!(answer, Once::Done(_)), "an expired record does not answer");
+    let record = store.request_record(&later.key, at(50)).await.expect("readable").expect("the new record");
+    assert_eq!((record.session_id, record.digest, record.at), (second.id.clone(), later.digest, at(100)));
+    let other = request(6, 6, at(10), UnixMillis(0));
+    let third = session(SessionKind::WebUser, None, at(10));
+    create_once(&*store, &third, &other).await;
+
+    let purged = store.purge(at(0), at(0), at(50)).await.expect("purging succeeds");
+    assert_eq!((purged.sessions, purged.requests), (0, 1), "the record of at(10) only");
+    assert_eq!(store.request_record(&other.key, UnixMillis(0)).await.expect("readable"), None);
+    assert!(store.request_record(&later.key, UnixMillis(0)).await.expect("readable").is_some());
+    assert!(store.session_by_id(&third.id).await.expect("lookup works").is_some(), "sessions stay");
 }

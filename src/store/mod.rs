@@ -12,7 +12,11 @@
 //!   (a reader that sees event N sees every event before it), and numbering
 //!   never restarts, not even after a purge removed the newest events;
 //! - writes on an ended session fail with [`StoreError::Ended`], on an
-//!   unknown one with [`StoreError::NotFound`].
+//!   unknown one with [`StoreError::NotFound`];
+//! - a write guarded by an idempotency record ([`NewRequest`]) stores the
+//!   record in its own transaction, and is not applied when a live record
+//!   with the same key is already stored: it answers that record instead
+//!   ([`Once::Replayed`]), across every process sharing the store.
 
 use std::fmt;
 
@@ -20,8 +24,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, SessionKind,
-    StorageMap, TenantId, TokenHash, VersionedStorage,
+    EndReason, Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestDigest, RequestKey, Session, SessionEnd,
+    SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 
 pub mod cache;
@@ -110,6 +114,44 @@ pub enum Notification {
 pub struct Purged {
     pub sessions: u64,
     pub events: u64,
+    /// Idempotency records.
+    pub requests: u64,
+}
+
+/// The idempotency record a keyed write stores with itself: what a retry
+/// with the same key is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    pub key: RequestKey,
+    pub digest: RequestDigest,
+    /// A create's token, sealed with the request id (never in clear).
+    pub sealed_token: Option<Vec<u8>>,
+    /// A log append's count of accepted entries.
+    pub accepted: u64,
+    pub at: UnixMillis,
+    /// A record with the same key stored before this has expired: it is
+    /// replaced rather than answered.
+    pub expired_before: UnixMillis,
+}
+
+/// A stored idempotency record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub digest: RequestDigest,
+    /// The session created, or appended to.
+    pub session_id: SessionId,
+    pub sealed_token: Option<Vec<u8>>,
+    pub accepted: u64,
+    pub at: UnixMillis,
+}
+
+/// How a keyed write went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Once<T> {
+    /// Applied now, with its record.
+    Done(T),
+    /// Not applied: a live record with its key was stored first.
+    Replayed(RequestRecord),
 }
 
 #[async_trait]
@@ -117,6 +159,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Records a new open session, its initial storage (version 1 when not
     /// empty, else 0) and its `created` event.
     async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event>;
+
+    /// [`Store::create_session`] guarded by `request`: stores the record in
+    /// the same transaction, or answers the live record already stored
+    /// under its key and creates nothing.
+    async fn create_session_once(
+        &self,
+        session: &Session,
+        storage: &StorageMap,
+        event: &NewEvent,
+        request: &NewRequest,
+    ) -> StoreResult<Once<Event>>;
+
+    /// The idempotency record stored under `key` at or after `since`.
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>>;
 
     /// Finds a session, open or ended, by the hash of its token.
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>>;
@@ -181,6 +237,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Appends entries to an open session's log, numbering them on.
     async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()>;
 
+    /// [`Store::append_logs`] guarded by `request`, as
+    /// [`Store::create_session_once`].
+    async fn append_logs_once(
+        &self,
+        id: &SessionId,
+        entries: &[LogEntry],
+        request: &NewRequest,
+    ) -> StoreResult<Once<()>>;
+
     /// Entries of kept logs matching `query`, by increasing `entry_id`.
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>>;
 
@@ -191,8 +256,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn last_event_sequence(&self) -> StoreResult<u64>;
 
     /// Deletes sessions (with storage and logs) that ended before
-    /// `ended_before`, and events recorded before `events_before`.
-    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged>;
+    /// `ended_before`, events recorded before `events_before` and
+    /// idempotency records stored before `requests_before`.
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged>;
 
     /// Whether other processes may write to this store too. Then activity
     /// seen only by another process may be newer than the stored one.

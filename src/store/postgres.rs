@@ -55,11 +55,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::{BoxError, EndOutcome, PageRequest, Purged, SessionFilter, Store, StoreError, StoreResult};
+use super::{
+    BoxError, EndOutcome, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError,
+    StoreResult,
+};
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
-    VersionedStorage,
+    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
+    TokenHash, VersionedStorage,
 };
 
 /// The columns `rows::session_from_row` reads, as a literal for `concat!`.
@@ -368,6 +371,15 @@ fn to_json(value: &impl serde::Serialize, what: &str) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|_| internal(format!("cannot encode {what} as JSON")))
 }
 
+/// A keyed write's answer: the record it found stored first, or what
+/// `done` makes of its commit.
+fn once<T>(committed: Committed, done: impl FnOnce(Committed) -> StoreResult<T>) -> StoreResult<Once<T>> {
+    match committed {
+        Committed { outcome: Outcome::Replayed(record), .. } => Ok(Once::Replayed(record)),
+        committed => done(committed).map(Once::Done),
+    }
+}
+
 /// A count or limit as Postgres' `BIGINT`.
 fn sql_int(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
@@ -383,8 +395,34 @@ impl Store for PgStore {
             storage: to_json(storage, "storage")?,
             storage_version: i64::from(!storage.is_empty()),
             event: event.clone(),
+            request: None,
         };
         self.writers.submit(write).await?.event()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
+    async fn create_session_once(
+        &self,
+        session: &Session,
+        storage: &StorageMap,
+        event: &NewEvent,
+        request: &NewRequest,
+    ) -> StoreResult<Once<Event>> {
+        let write = Write::Create {
+            session: Box::new(session.clone()),
+            grants: to_json(&session.grants, "grants")?,
+            storage: to_json(storage, "storage")?,
+            storage_version: i64::from(!storage.is_empty()),
+            event: event.clone(),
+            request: Some(Box::new(request.clone())),
+        };
+        once(self.writers.submit(write).await?, Committed::event)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
+        let rows = self.query(writes::SELECT_REQUEST, &[&key.0.as_slice(), &since.0]).await?;
+        rows.first().map(writes::request_from_row).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -478,7 +516,18 @@ impl Store for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
     async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        self.writers.submit(Write::Logs { id: id.clone(), entries: entries.to_vec() }).await.map(drop)
+        self.writers.submit(Write::Logs { id: id.clone(), entries: entries.to_vec(), request: None }).await.map(drop)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
+    async fn append_logs_once(
+        &self,
+        id: &SessionId,
+        entries: &[LogEntry],
+        request: &NewRequest,
+    ) -> StoreResult<Once<()>> {
+        let write = Write::Logs { id: id.clone(), entries: entries.to_vec(), request: Some(Box::new(request.clone())) };
+        once(self.writers.submit(write).await?, |_| Ok(()))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -504,8 +553,14 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
-        let purged = self.writers.submit(Write::Purge { ended_before, events_before }).await?.purged()?;
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged> {
+        let purge = Write::Purge { ended_before, events_before, requests_before };
+        let purged = self.writers.submit(purge).await?.purged()?;
         tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the postgres store");
         Ok(purged)
     }

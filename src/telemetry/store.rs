@@ -11,10 +11,12 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
-    VersionedStorage,
+    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
+    TokenHash, VersionedStorage,
 };
-use crate::store::{EndOutcome, Notification, PageRequest, Purged, SessionFilter, Store, StoreResult};
+use crate::store::{
+    EndOutcome, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreResult,
+};
 
 /// Times each call to an inner store.
 #[derive(Debug)]
@@ -43,6 +45,20 @@ impl<S: Store> MeteredStore<S> {
 impl<S: Store> Store for MeteredStore<S> {
     async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
         self.timed("create_session", self.inner.create_session(session, storage, event)).await
+    }
+
+    async fn create_session_once(
+        &self,
+        session: &Session,
+        storage: &StorageMap,
+        event: &NewEvent,
+        request: &NewRequest,
+    ) -> StoreResult<Once<Event>> {
+        self.timed("create_session", self.inner.create_session_once(session, storage, event, request)).await
+    }
+
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
+        self.timed("request_record", self.inner.request_record(key, since)).await
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
@@ -97,6 +113,15 @@ impl<S: Store> Store for MeteredStore<S> {
         self.timed("append_logs", self.inner.append_logs(id, entries)).await
     }
 
+    async fn append_logs_once(
+        &self,
+        id: &SessionId,
+        entries: &[LogEntry],
+        request: &NewRequest,
+    ) -> StoreResult<Once<()>> {
+        self.timed("append_logs", self.inner.append_logs_once(id, entries, request)).await
+    }
+
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
         self.timed("query_logs", self.inner.query_logs(query)).await
     }
@@ -109,8 +134,13 @@ impl<S: Store> Store for MeteredStore<S> {
         self.timed("last_event_sequence", self.inner.last_event_sequence()).await
     }
 
-    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
-        self.timed("purge", self.inner.purge(ended_before, events_before)).await
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged> {
+        self.timed("purge", self.inner.purge(ended_before, events_before, requests_before)).await
     }
 
     fn is_shared(&self) -> bool {

@@ -90,6 +90,7 @@ async fn another_tenant_gets_not_found_for_everything_of_a_session() {
                 message: "x".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         };
         assert_eq!(failure(t.app.logs.log(with_key(log, &globex)).await).code(), Code::NotFound);
         let close = pb::CloseSessionRequest { session: session.clone(), ..Default::default() };
@@ -228,4 +229,22 @@ async fn an_invalid_keys_file_stops_start_up() {
     let mut settings = sessiond::settings::Settings::for_tests("127.0.0.1:0".parse().unwrap(), data.path().to_owned());
     settings.api_keys_file = Some(file.path().to_owned());
     assert!(sessiond::startup::Application::build(settings).await.is_err(), "never falls back to running open");
+}
+
+#[tokio::test]
+async fn tenants_may_use_the_same_request_id_without_meeting() {
+    let mut t = two_tenants().await;
+    let request = || pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        request_id: "0b6c2e9d-7a41-4c38-8f5e-3d1a9b7c6e20".into(),
+        ..Default::default()
+    };
+    let ours = t.app.sessions.create_session(with_key(request(), &t.acme)).await.expect("created").into_inner();
+    let theirs = t.app.sessions.create_session(with_key(request(), &t.globex)).await.expect("created").into_inner();
+    assert_ne!(ours.token, theirs.token);
+    let again = t.app.sessions.create_session(with_key(request(), &t.acme)).await.expect("retried").into_inner();
+    assert_eq!(again.token, ours.token);
+    let again = t.app.sessions.create_session(with_key(request(), &t.globex)).await.expect("retried").into_inner();
+    assert_eq!(again.token, theirs.token);
 }

@@ -312,6 +312,7 @@ async fn every_invalid_field_of_storage_log_privilege_and_query_calls_is_named_a
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         })
         .await
         .expect_err("the request is invalid");
@@ -501,6 +502,7 @@ async fn a_nul_character_in_any_text_field_is_an_invalid_argument_naming_it_on_e
                 stack_trace: "\0".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         })
         .await
         .expect_err("refused");
@@ -647,10 +649,13 @@ async fn list_fields_over_their_limit_are_invalid_arguments_alike_in_every_call(
 
     // Log entries: --log-max-entries (1,000) per Log call or stream message.
     let entries = vec![entry(pb::LogLevel::Info, "x"); 1_001];
-    let status =
-        app.logs.log(pb::LogRequest { session: session.clone(), entries: entries.clone() }).await.expect_err("refused");
+    let status = app
+        .logs
+        .log(pb::LogRequest { session: session.clone(), entries: entries.clone(), ..Default::default() })
+        .await
+        .expect_err("refused");
     assert_names_all(&status, &["entries"]);
-    let stream = tokio_stream::iter([pb::StreamLogRequest { session: session.clone(), entries }]);
+    let stream = tokio_stream::iter([pb::StreamLogRequest { session: session.clone(), entries, ..Default::default() }]);
     let status = app.logs.stream_log(stream).await.expect_err("refused");
     assert_names_all(&status, &["entries"]);
 }
@@ -661,7 +666,11 @@ async fn thousands_of_invalid_items_are_answered_with_a_bounded_bad_request() {
     let token = app.create(pb::SessionKind::WebUser, "alice").await.token;
     let entries = vec![pb::LogEntry { level: 0, message: "no level".into(), ..Default::default() }; 1_000];
 
-    let status = app.logs.log(pb::LogRequest { session: by_token(&token), entries }).await.expect_err("refused");
+    let status = app
+        .logs
+        .log(pb::LogRequest { session: by_token(&token), entries, ..Default::default() })
+        .await
+        .expect_err("refused");
 
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     let named = bad_fields(&status);

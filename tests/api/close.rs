@@ -66,7 +66,12 @@ async fn every_call_on_a_closed_session_fails_with_session_closed() {
             (
                 "Log",
                 failure(
-                    logs.log(pb::LogRequest { session: s(), entries: vec![entry(pb::LogLevel::Error, "late")] }).await,
+                    logs.log(pb::LogRequest {
+                        session: s(),
+                        entries: vec![entry(pb::LogLevel::Error, "late")],
+                        ..Default::default()
+                    })
+                    .await,
                 ),
             ),
             (
@@ -149,6 +154,7 @@ async fn every_call_on_a_closed_session_fails_with_session_closed() {
                     logs.stream_log(tokio_stream::iter([pb::StreamLogRequest {
                         session: s(),
                         entries: vec![entry(pb::LogLevel::Error, "late")],
+                        ..Default::default()
                     }]))
                     .await,
                 ),

@@ -90,7 +90,10 @@ async fn a_full_disk_refuses_writes_as_store_full_keeps_reads_and_recovers_once_
         let logged = match put {
             Ok(_) => {
                 let entries = (0..4).map(|i| entry(pb::LogLevel::Info, &filler_text(round * 4 + i))).collect();
-                app.logs.log(pb::LogRequest { session: by_token(&token), entries }).await.map(|_| ())
+                app.logs
+                    .log(pb::LogRequest { session: by_token(&token), entries, ..Default::default() })
+                    .await
+                    .map(|_| ())
             }
             Err(status) => Err(status),
         };

@@ -287,7 +287,7 @@ impl TestApp {
     /// Logs `entries` on a session, by token; answers the accepted count.
     pub async fn log(&mut self, token: &str, entries: Vec<pb::LogEntry>) -> u32 {
         self.logs
-            .log(pb::LogRequest { session: by_token(token), entries })
+            .log(pb::LogRequest { session: by_token(token), entries, ..Default::default() })
             .await
             .expect("the entries are logged")
             .into_inner()

@@ -22,7 +22,7 @@ fn ended() -> pb::ListSessionsRequest {
 }
 
 fn stream_message(session: Option<pb::SessionRef>, entries: Vec<pb::LogEntry>) -> pb::StreamLogRequest {
-    pb::StreamLogRequest { session, entries }
+    pb::StreamLogRequest { session, entries, ..Default::default() }
 }
 
 #[tokio::test]
@@ -97,19 +97,28 @@ async fn an_unspecified_level_is_an_invalid_argument_naming_the_entry() {
 
     let status = failure(
         app.logs
-            .log(pb::LogRequest { session: by_token(&created.token), entries: vec![entry(Level::Unspecified, "?")] })
+            .log(pb::LogRequest {
+                session: by_token(&created.token),
+                entries: vec![entry(Level::Unspecified, "?")],
+                ..Default::default()
+            })
             .await,
     );
     assert_invalid(&status, "entries[0].level");
 
     let entries = vec![entry(Level::Info, "fine"), entry(Level::Unspecified, "?")];
-    let status = failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries }).await);
+    let status = failure(
+        app.logs.log(pb::LogRequest { session: by_token(&created.token), entries, ..Default::default() }).await,
+    );
     assert_invalid(&status, "entries[1].level");
 
     let bad_time =
         pb::LogEntry { client_time: Some(prost_types::Timestamp { seconds: 0, nanos: -1 }), ..entry(Level::Info, "?") };
-    let status =
-        failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries: vec![bad_time] }).await);
+    let status = failure(
+        app.logs
+            .log(pb::LogRequest { session: by_token(&created.token), entries: vec![bad_time], ..Default::default() })
+            .await,
+    );
     assert_invalid(&status, "entries[0].client_time");
 }
 
@@ -367,7 +376,7 @@ async fn log_limits_are_invalid_arguments_naming_the_entries() {
     })
     .await;
     let created = app.create(Kind::MethodCall, "").await;
-    let log = |entries| pb::LogRequest { session: by_token(&created.token), entries };
+    let log = |entries| pb::LogRequest { session: by_token(&created.token), entries, ..Default::default() };
 
     let status = failure(
         app.logs.log(log(vec![entry(Level::Info, "1"), entry(Level::Info, "2"), entry(Level::Info, "3")])).await,
@@ -449,8 +458,11 @@ async fn text_with_a_nul_character_is_an_invalid_argument_naming_its_field() {
     let entry =
         pb::LogEntry { level: pb::LogLevel::Error.into(), message: "before\0after".into(), ..Default::default() };
 
-    let status =
-        failure(app.logs.log(pb::LogRequest { session: by_token(&created.token), entries: vec![entry] }).await);
+    let status = failure(
+        app.logs
+            .log(pb::LogRequest { session: by_token(&created.token), entries: vec![entry], ..Default::default() })
+            .await,
+    );
     assert_invalid(&status, "entries[0].message");
     let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "a\0b".into(), ..Default::default() };
     assert_invalid(&failure(app.sessions.create_session(request).await), "user_id");

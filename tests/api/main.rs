@@ -17,6 +17,7 @@ mod lifecycle;
 mod logs;
 mod privileges;
 mod restart;
+mod retries;
 mod server;
 mod storage;
 mod tls;

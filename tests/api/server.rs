@@ -166,7 +166,11 @@ async fn calls_over_the_global_limit_are_shed_with_resource_exhausted_and_the_se
         let mut logs = app.logs.clone();
         let open =
             tokio::spawn(async move { logs.stream_log(tokio_stream::wrappers::ReceiverStream::new(receiver)).await });
-        let first = pb::StreamLogRequest { session: crate::helpers::by_token(&created.token), entries: vec![] };
+        let first = pb::StreamLogRequest {
+            session: crate::helpers::by_token(&created.token),
+            entries: vec![],
+            ..Default::default()
+        };
         if sender.send(first).await.is_err() {
             continue;
         }

@@ -139,7 +139,10 @@ async fn held_stream_log(
     token: &str,
 ) -> (tokio::sync::mpsc::Sender<pb::StreamLogRequest>, Result<pb::StreamLogResponse, tonic::Status>) {
     let (sender, receiver) = tokio::sync::mpsc::channel::<pb::StreamLogRequest>(1);
-    sender.send(pb::StreamLogRequest { session: by_token(token), entries: vec![] }).await.expect("queued");
+    sender
+        .send(pb::StreamLogRequest { session: by_token(token), entries: vec![], ..Default::default() })
+        .await
+        .expect("queued");
     let mut logs = app.logs.clone();
     let answer = tokio::time::timeout(PATIENCE, logs.stream_log(tokio_stream::wrappers::ReceiverStream::new(receiver)))
         .await
@@ -170,7 +173,7 @@ async fn a_clients_deadline_cuts_its_call_and_its_watch_with_deadline_exceeded()
     // CANCELLED before the server's answer arrives.
     let mut app = TestApp::spawn().await;
     let created = app.create(Kind::WebUser, "alice").await;
-    let first = pb::StreamLogRequest { session: by_token(&created.token), entries: vec![] };
+    let first = pb::StreamLogRequest { session: by_token(&created.token), entries: vec![], ..Default::default() };
     let deadline = [("grpc-timeout", "300m")];
 
     let started = Instant::now();
@@ -300,7 +303,7 @@ async fn malformed_frames_get_a_clear_code_and_a_fixed_message_and_the_server_st
     announced_more[4] = 100;
     let mut over_limit = vec![0, 0, 0x20, 0, 0];
     over_limit.extend_from_slice(&[0; 64]);
-    let valid_log = pb::StreamLogRequest { session: by_token(&created.token), entries: vec![] };
+    let valid_log = pb::StreamLogRequest { session: by_token(&created.token), entries: vec![], ..Default::default() };
     let valid_log = valid_log.encode_to_vec();
 
     let malformed = [

@@ -2,7 +2,9 @@
 //! `INSERT … SELECT FROM unnest(…)` for all of them, and its log appends,
 //! one row-locking `SELECT` of their sessions and one `INSERT` of all their
 //! entries. These are the writes that come by the thousand; a statement per
-//! write would cost a round trip each (see `writer`).
+//! write would cost a round trip each (see `writer`). Creates and appends
+//! carrying an idempotency record are not among them: whether they apply
+//! depends on their record, so each runs on its own (see `writes`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,7 +17,7 @@ use super::writer::{Attempt, Pipeline, first_failure};
 use super::writes::{Applied, Changed, Outcome, Write};
 use super::{internal, sql_int};
 use crate::domain::{LogEntry, NewEvent, Session, SessionId};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{RequestRecord, StoreError, StoreResult};
 
 /// The batch's creates, one row per element of the arrays.
 macro_rules! insert_sessions {
@@ -75,12 +77,25 @@ pub(super) struct Bulk<'w> {
 }
 
 impl<'w> Bulk<'w> {
+    /// Writes carrying an idempotency record are left to be applied one by
+    /// one, since whether they apply depends on the record; so are appends
+    /// to a session a keyed append writes to, which must be numbered after
+    /// it in batch order.
     pub(super) fn of(writes: &[&'w Write]) -> Self {
+        let keyed: BTreeSet<&SessionId> = writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::Logs { id, request: Some(_), .. } => Some(id),
+                _ => None,
+            })
+            .collect();
         let mut bulk = Bulk::default();
         for (i, write) in writes.iter().enumerate() {
             match write {
-                Write::Create { .. } => bulk.creates.push((i, write)),
-                Write::Logs { id, entries } => bulk.appends.push((i, id, entries)),
+                Write::Create { request: None, .. } => bulk.creates.push((i, write)),
+                Write::Logs { id, entries, request: None } if !keyed.contains(id) => {
+                    bulk.appends.push((i, id, entries))
+                }
                 _ => {}
             }
         }
@@ -215,6 +230,11 @@ impl Applied {
     /// A write that recorded no event and changed no cached record.
     pub(super) fn unrecorded() -> Self {
         Applied { event: None, outcome: Outcome::Done, changed: Changed::Nothing }
+    }
+
+    /// A keyed write that found `record` stored first, and did nothing.
+    pub(super) fn replayed(record: RequestRecord) -> Self {
+        Applied { event: None, outcome: Outcome::Replayed(record), changed: Changed::Nothing }
     }
 }
 

@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         )),
     },
     Migration {
+        version: 4,
+        name: "request_ids",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V4__request_ids.sql")),
+    },
+    Migration {
         version: 5,
         name: "client_time_micros",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V5__client_time_micros.sql")),

@@ -14,18 +14,52 @@ use super::rows::{end_from_row, end_reason, millis, session_from_row, unsigned};
 use super::sql_int;
 use super::writer::Pipeline;
 use crate::clock::UnixMillis;
-use crate::domain::{LogEntry, LogId, NewEvent, Session, SessionEnd, SessionId};
-use crate::store::{Purged, StoreError, StoreResult};
+use crate::domain::{LogEntry, LogId, NewEvent, RequestDigest, Session, SessionEnd, SessionId};
+use crate::store::{NewRequest, Purged, RequestRecord, StoreError, StoreResult};
 
-/// One write, with everything it needs already encoded.
+/// One write, with everything it needs already encoded. A create or log
+/// append with a `request` stores that idempotency record with itself, or
+/// is answered the live one stored first.
 pub(super) enum Write {
-    Create { session: Box<Session>, grants: String, storage: String, storage_version: i64, event: NewEvent },
-    Activity { id: SessionId, at: UnixMillis },
-    End { id: SessionId, end: SessionEnd, event: NewEvent },
-    Grants { id: SessionId, expected_version: u64, grants: String, event: NewEvent },
-    Storage { id: SessionId, expected_version: u64, values: String, event: NewEvent },
-    Logs { id: SessionId, entries: Vec<LogEntry> },
-    Purge { ended_before: UnixMillis, events_before: UnixMillis },
+    Create {
+        session: Box<Session>,
+        grants: String,
+        storage: String,
+        storage_version: i64,
+        event: NewEvent,
+        request: Option<Box<NewRequest>>,
+    },
+    Activity {
+        id: SessionId,
+        at: UnixMillis,
+    },
+    End {
+        id: SessionId,
+        end: SessionEnd,
+        event: NewEvent,
+    },
+    Grants {
+        id: SessionId,
+        expected_version: u64,
+        grants: String,
+        event: NewEvent,
+    },
+    Storage {
+        id: SessionId,
+        expected_version: u64,
+        values: String,
+        event: NewEvent,
+    },
+    Logs {
+        id: SessionId,
+        entries: Vec<LogEntry>,
+        request: Option<Box<NewRequest>>,
+    },
+    Purge {
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    },
 }
 
 /// What a committed write answers besides its event.
@@ -35,6 +69,8 @@ pub(super) enum Outcome {
     Version(u64),
     AlreadyEnded(SessionEnd),
     Purged(Purged),
+    /// A keyed write found its key's live record and did nothing else.
+    Replayed(RequestRecord),
 }
 
 /// Which cached session records a write changed.
@@ -78,7 +114,10 @@ impl Write {
     /// Runs the write's statements in the open transaction.
     pub(super) async fn apply(&self, tx: &ClientWrapper) -> StoreResult<Applied> {
         match self {
-            Write::Create { session, grants, storage, storage_version, event } => {
+            Write::Create { session, grants, storage, storage_version, event, request } => {
+                if let Some(record) = claim(tx, &session.id, request.as_deref()).await? {
+                    return Ok(Applied::replayed(record));
+                }
                 insert_session(tx, session, grants, storage, *storage_version).await?;
                 Ok(Applied::recorded(event))
             }
@@ -101,11 +140,16 @@ impl Write {
                     changed: Changed::Nothing,
                 })
             }
-            Write::Logs { id, entries } => {
+            Write::Logs { id, entries, request } => {
+                if let Some(record) = claim(tx, id, request.as_deref()).await? {
+                    return Ok(Applied::replayed(record));
+                }
                 append_logs(tx, id, entries).await?;
                 Ok(Applied::unrecorded())
             }
-            Write::Purge { ended_before, events_before } => purge(tx, *ended_before, *events_before).await,
+            Write::Purge { ended_before, events_before, requests_before } => {
+                purge(tx, *ended_before, *events_before, *requests_before).await
+            }
         }
     }
 }
@@ -133,6 +177,68 @@ async fn open_session(tx: &ClientWrapper, id: &SessionId) -> StoreResult<OpenSes
         storage_version: unsigned(&row, "storage_version")?,
         log_count: unsigned(&row, "log_count")?,
     })
+}
+
+/// Reads a stored idempotency record, live since `$2`.
+pub(super) const SELECT_REQUEST: &str =
+    "SELECT digest, session_id, sealed_token, accepted, at FROM request_ids WHERE lookup = $1 AND at >= $2";
+
+pub(super) fn request_from_row(row: &tokio_postgres::Row) -> StoreResult<RequestRecord> {
+    let digest: &[u8] = row.try_get("digest")?;
+    let digest = digest.try_into().map_err(|_| super::internal("a stored request digest is not 32 bytes"))?;
+    let at: i64 = row.try_get("at")?;
+    Ok(RequestRecord {
+        digest: RequestDigest(digest),
+        session_id: SessionId::from_stored(row.try_get("session_id")?),
+        sealed_token: row.try_get("sealed_token")?,
+        accepted: unsigned(row, "accepted")?,
+        at: UnixMillis(at),
+    })
+}
+
+/// Stores `request`'s record of a write on `session`, replacing an expired
+/// one with its key; when a live one holds the key, answers it and stores
+/// nothing. A record another transaction is storing makes this wait for
+/// it, so of two replicas writing the same key one writes and the other
+/// answers the first's record.
+async fn claim(
+    tx: &ClientWrapper,
+    session: &SessionId,
+    request: Option<&NewRequest>,
+) -> StoreResult<Option<RequestRecord>> {
+    let Some(request) = request else { return Ok(None) };
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO request_ids (lookup, digest, session_id, sealed_token, accepted, at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (lookup) DO UPDATE SET digest = EXCLUDED.digest, session_id = EXCLUDED.session_id, \
+             sealed_token = EXCLUDED.sealed_token, accepted = EXCLUDED.accepted, at = EXCLUDED.at \
+             WHERE request_ids.at < $7",
+        )
+        .await?;
+    let claimed = tx
+        .execute(
+            &insert,
+            &[
+                &request.key.0.as_slice(),
+                &request.digest.0.as_slice(),
+                &session.as_str(),
+                &request.sealed_token,
+                &sql_int(request.accepted),
+                &request.at.0,
+                &request.expired_before.0,
+            ],
+        )
+        .await?;
+    if claimed == 1 {
+        return Ok(None);
+    }
+    let select = tx.prepare_cached(SELECT_REQUEST).await?;
+    let row = tx
+        .query_opt(&select, &[&request.key.0.as_slice(), &request.expired_before.0])
+        .await?
+        .ok_or_else(|| super::internal("a live request record vanished"))?;
+    request_from_row(&row).map(Some)
 }
 
 async fn insert_session(
@@ -281,7 +387,12 @@ async fn append_logs(tx: &ClientWrapper, id: &SessionId, entries: &[LogEntry]) -
     Ok(())
 }
 
-async fn purge(tx: &ClientWrapper, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Applied> {
+async fn purge(
+    tx: &ClientWrapper,
+    ended_before: UnixMillis,
+    events_before: UnixMillis,
+    requests_before: UnixMillis,
+) -> StoreResult<Applied> {
     let entries = tx
         .prepare_cached("DELETE FROM log_entries WHERE session_id IN (SELECT id FROM sessions WHERE ended_at < $1)")
         .await?;
@@ -290,9 +401,11 @@ async fn purge(tx: &ClientWrapper, ended_before: UnixMillis, events_before: Unix
     let sessions = tx.execute(&sessions, &[&ended_before.0]).await?;
     let events = tx.prepare_cached("DELETE FROM events WHERE at < $1").await?;
     let events = tx.execute(&events, &[&events_before.0]).await?;
+    let requests = tx.prepare_cached("DELETE FROM request_ids WHERE at < $1").await?;
+    let requests = tx.execute(&requests, &[&requests_before.0]).await?;
     Ok(Applied {
         event: None,
-        outcome: Outcome::Purged(Purged { sessions, events }),
+        outcome: Outcome::Purged(Purged { sessions, events, requests }),
         changed: if sessions > 0 { Changed::Every } else { Changed::Nothing },
     })
 }

@@ -26,11 +26,13 @@ use self::pool::ReadPool;
 use self::reads::query_all;
 use self::rows::{event_from_row, record_from_row, session_from_row, to_json};
 use self::writer::WriteQueue;
-use super::{EndOutcome, PageRequest, Purged, SessionFilter, Store, StoreError, StoreResult};
+use super::{
+    EndOutcome, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError, StoreResult,
+};
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, Session, SessionEnd, SessionId, StorageMap, TokenHash,
-    VersionedStorage,
+    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
+    TokenHash, VersionedStorage,
 };
 
 mod error;
@@ -112,6 +114,28 @@ impl Store for SqliteStore {
         self.write(move |conn| writes::create_session(conn, &session, &grants, &values, version, &event)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
+    async fn create_session_once(
+        &self,
+        session: &Session,
+        storage: &StorageMap,
+        event: &NewEvent,
+        request: &NewRequest,
+    ) -> StoreResult<Once<Event>> {
+        let grants = to_json(&session.grants, "grants")?;
+        let values = to_json(storage, "storage")?;
+        let version = u64::from(!storage.is_empty());
+        let (session, event, request) = (session.clone(), event.clone(), request.clone());
+        self.write(move |conn| writes::create_session_once(conn, &session, &grants, &values, version, &event, &request))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
+        let key = *key;
+        self.read(move |conn| reads::request_record(conn, &key, since)).await
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
         let hash = *hash;
@@ -186,6 +210,17 @@ impl Store for SqliteStore {
         self.write(move |conn| writes::append_logs(conn, id.as_str(), &entries)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
+    async fn append_logs_once(
+        &self,
+        id: &SessionId,
+        entries: &[LogEntry],
+        request: &NewRequest,
+    ) -> StoreResult<Once<()>> {
+        let (id, entries, request) = (id.clone(), entries.to_vec(), request.clone());
+        self.write(move |conn| writes::append_logs_once(conn, id.as_str(), &entries, &request)).await
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
         let query = reads::logs_query(query);
@@ -204,8 +239,13 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn purge(&self, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
-        let purged = self.write(move |conn| writes::purge(conn, ended_before, events_before)).await?;
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged> {
+        let purged = self.write(move |conn| writes::purge(conn, ended_before, events_before, requests_before)).await?;
         tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the sqlite store");
         Ok(purged)
     }

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params_from_iter};
 
 use super::rows::{from_json, session_columns, session_from_row};
 use crate::clock::UnixMillis;
-use crate::domain::{EndReason, LogQuery, Session, SessionId, TokenHash, VersionedStorage};
-use crate::store::{PageRequest, SessionFilter, StoreError, StoreResult};
+use crate::domain::{EndReason, LogQuery, RequestDigest, RequestKey, Session, SessionId, TokenHash, VersionedStorage};
+use crate::store::{PageRequest, RequestRecord, SessionFilter, StoreError, StoreResult};
 
 /// A query's SQL and its `?` parameters in order.
 pub(super) type Query = (String, Vec<Value>);
@@ -183,6 +183,34 @@ pub(super) fn query_all<T>(
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params_from_iter(params), convert)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The idempotency record under `key` stored at or after `since`.
+pub(super) fn request_record(
+    conn: &Connection,
+    key: &RequestKey,
+    since: UnixMillis,
+) -> StoreResult<Option<RequestRecord>> {
+    let found = conn
+        .prepare_cached(
+            "SELECT digest, session_id, sealed_token, accepted, at FROM request_ids WHERE lookup = ?1 AND at >= ?2",
+        )?
+        .query_row(rusqlite::params![key.0.as_slice(), since.0], |row| {
+            Ok((
+                row.get::<_, Vec<u8>>("digest")?,
+                RequestRecord {
+                    digest: RequestDigest([0; 32]),
+                    session_id: SessionId::from_stored(row.get("session_id")?),
+                    sealed_token: row.get("sealed_token")?,
+                    accepted: row.get("accepted")?,
+                    at: UnixMillis(row.get("at")?),
+                },
+            ))
+        })
+        .optional()?;
+    let Some((digest, record)) = found else { return Ok(None) };
+    let digest = digest.try_into().map_err(|_| super::error::internal("a stored request digest is not 32 bytes"))?;
+    Ok(Some(RequestRecord { digest: RequestDigest(digest), ..record }))
 }
 
 #[cfg(test)]

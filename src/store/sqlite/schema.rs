@@ -87,6 +87,20 @@ CREATE INDEX sessions_by_tenant ON sessions (tenant, created_at, id);
 CREATE INDEX sessions_by_tenant_user ON sessions (tenant, user_id, created_at, id);
 ",
     "
+-- Idempotency records: what a retried CreateSession, Log or StreamLog
+-- message is answered. The key and digest are SHA-256 values; a create's
+-- token is kept only sealed with its request id, which is not stored.
+CREATE TABLE request_ids (
+    lookup BLOB PRIMARY KEY NOT NULL,
+    digest BLOB NOT NULL,
+    session_id TEXT NOT NULL,
+    sealed_token BLOB,
+    accepted INTEGER NOT NULL,
+    at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX request_ids_by_time ON request_ids (at);
+",
+    "
 -- A log entry's client time is kept to the microsecond; it was kept to the
 -- millisecond before.
 UPDATE log_entries SET client_time = client_time * 1000 WHERE client_time IS NOT NULL;

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension as _, named_params, params};
 use super::rows::{end_from_row, millis, parse_name, session_columns, session_from_row};
 use crate::clock::UnixMillis;
 use crate::domain::{EndReason, Event, LogEntry, LogId, NewEvent, Session, SessionEnd};
-use crate::store::{EndOutcome, Purged, StoreError, StoreResult};
+use crate::store::{EndOutcome, NewRequest, Once, Purged, RequestRecord, StoreError, StoreResult};
 
 /// The counters of an open session a write builds on; fails with
 /// `NotFound` or `Ended` for any other.
@@ -74,6 +74,63 @@ pub(super) fn create_session(
 ) -> StoreResult<Event> {
     insert_session(conn, session, grants, storage, storage_version)?;
     insert_event(conn, event)
+}
+
+/// Stores `request`'s record of a write on `session_id`, replacing an
+/// expired one with its key; when a live one holds the key, answers it and
+/// stores nothing.
+pub(super) fn claim(conn: &Connection, session_id: &str, request: &NewRequest) -> StoreResult<Option<RequestRecord>> {
+    let claimed = conn
+        .prepare_cached(
+            "INSERT INTO request_ids (lookup, digest, session_id, sealed_token, accepted, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (lookup) DO UPDATE SET digest = excluded.digest, session_id = excluded.session_id, \
+             sealed_token = excluded.sealed_token, accepted = excluded.accepted, at = excluded.at \
+             WHERE request_ids.at < ?7",
+        )?
+        .execute(params![
+            request.key.0.as_slice(),
+            request.digest.0.as_slice(),
+            session_id,
+            request.sealed_token,
+            request.accepted,
+            request.at.0,
+            request.expired_before.0,
+        ])?;
+    if claimed == 1 {
+        return Ok(None);
+    }
+    let live = super::reads::request_record(conn, &request.key, request.expired_before)?;
+    live.map(Some).ok_or_else(|| super::error::internal("a live request record vanished"))
+}
+
+/// [`create_session`] guarded by `request`.
+pub(super) fn create_session_once(
+    conn: &Connection,
+    session: &Session,
+    grants: &str,
+    storage: &str,
+    storage_version: u64,
+    event: &NewEvent,
+    request: &NewRequest,
+) -> StoreResult<Once<Event>> {
+    if let Some(record) = claim(conn, session.id.as_str(), request)? {
+        return Ok(Once::Replayed(record));
+    }
+    create_session(conn, session, grants, storage, storage_version, event).map(Once::Done)
+}
+
+/// [`append_logs`] guarded by `request`.
+pub(super) fn append_logs_once(
+    conn: &Connection,
+    id: &str,
+    entries: &[LogEntry],
+    request: &NewRequest,
+) -> StoreResult<Once<()>> {
+    if let Some(record) = claim(conn, id, request)? {
+        return Ok(Once::Replayed(record));
+    }
+    append_logs(conn, id, entries).map(Once::Done)
 }
 
 fn insert_session(
@@ -231,11 +288,17 @@ pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry]) -> 
     Ok(())
 }
 
-/// Deletes sessions ended before `ended_before` and events before
-/// `events_before`.
-pub(super) fn purge(conn: &Connection, ended_before: UnixMillis, events_before: UnixMillis) -> StoreResult<Purged> {
+/// Deletes sessions ended before `ended_before`, events before
+/// `events_before` and idempotency records before `requests_before`.
+pub(super) fn purge(
+    conn: &Connection,
+    ended_before: UnixMillis,
+    events_before: UnixMillis,
+    requests_before: UnixMillis,
+) -> StoreResult<Purged> {
     // Log entries go with their sessions: the foreign key cascades.
     let sessions = conn.prepare_cached("DELETE FROM sessions WHERE ended_at < ?1")?.execute([ended_before.0])?;
     let events = conn.prepare_cached("DELETE FROM events WHERE at < ?1")?.execute([events_before.0])?;
-    Ok(Purged { sessions: sessions as u64, events: events as u64 })
+    let requests = conn.prepare_cached("DELETE FROM request_ids WHERE at < ?1")?.execute([requests_before.0])?;
+    Ok(Purged { sessions: sessions as u64, events: events as u64, requests: requests as u64 })
 }

@@ -64,7 +64,8 @@ struct BatchCaller(Writer);
 impl Caller for BatchCaller {
     async fn call(&mut self) -> Result<Outcome, Status> {
         let w = &mut self.0;
-        let request = LogRequest { session: by_token(&w.pick_token()), entries: w.entries.to_vec() };
+        let request =
+            LogRequest { session: by_token(&w.pick_token()), entries: w.entries.to_vec(), request_id: String::new() };
         all_accepted(w.client.log(request).await?.into_inner().accepted, w.entries.len())
     }
 }
@@ -81,6 +82,7 @@ impl Caller for StreamCaller {
         let messages = (0..MESSAGES_PER_STREAM).map(move |m| StreamLogRequest {
             session: if m == 0 { by_token(&token) } else { None },
             entries: entries.to_vec(),
+            request_id: String::new(),
         });
         let answer = w.client.stream_log(tokio_stream::iter(messages)).await?;
         all_accepted(answer.into_inner().accepted, MESSAGES_PER_STREAM * ENTRIES_PER_MESSAGE)
