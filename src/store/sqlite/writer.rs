@@ -45,8 +45,11 @@ impl SqliteStore {
     {
         let (reply, answer) = oneshot::channel();
         let pending = Box::new(Pending { op: Some(op), result: None, reply });
-        self.writes.send(pending).await.map_err(|_| internal("the sqlite writer has stopped"))?;
-        answer.await.map_err(|_| internal("the sqlite writer has stopped"))?
+        let committed = async {
+            self.writes.send(pending).await.map_err(|_| internal("the sqlite writer has stopped"))?;
+            answer.await.map_err(|_| internal("the sqlite writer has stopped"))?
+        };
+        tokio::time::timeout(super::STALL_DEADLINE, committed).await.unwrap_or_else(|_| Err(super::stalled()))
     }
 }
 
@@ -72,6 +75,10 @@ where
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(op) = self.op.take() else { return false };
+        // Its caller stopped waiting (gave up, or went away): not applied.
+        if self.reply.is_closed() {
+            return false;
+        }
         // A panicking write fails alone instead of taking the writer down.
         let result = catch_unwind(AssertUnwindSafe(|| op(conn))).unwrap_or_else(|_| Err(internal("a write panicked")));
         let ok = result.is_ok();
