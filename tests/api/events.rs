@@ -244,8 +244,9 @@ async fn concurrent_changes_are_streamed_without_gaps_or_duplicates() {
     assert_eq!(ids, created);
 }
 
-#[tokio::test]
-async fn purged_events_are_not_replayed_and_numbering_goes_on() {
+/// A server whose first two events have been purged, and the session of
+/// its third, recent one.
+async fn with_two_events_purged() -> (TestApp, pb::CreateSessionResponse) {
     let mut app = TestApp::spawn_with(|s| {
         s.event_retention = Duration::from_secs(3600);
         s.sweep_interval = Duration::from_secs(3600);
@@ -256,6 +257,12 @@ async fn purged_events_are_not_replayed_and_numbering_goes_on() {
     app.advance(Duration::from_secs(3601));
     app.service.sweep_once().await.expect("the sweep runs");
     let recent = app.create(Kind::WebUser, "recent").await;
+    (app, recent)
+}
+
+#[tokio::test]
+async fn purged_events_are_not_replayed_and_numbering_goes_on() {
+    let (mut app, recent) = with_two_events_purged().await;
 
     let mut replay = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
 
@@ -342,16 +349,7 @@ async fn a_watch_resuming_beyond_the_latest_event_is_out_of_range_naming_the_lat
 
 #[tokio::test]
 async fn a_watch_resuming_from_purged_events_is_out_of_range_naming_the_oldest_kept() {
-    let mut app = TestApp::spawn_with(|s| {
-        s.event_retention = Duration::from_secs(3600);
-        s.sweep_interval = Duration::from_secs(3600);
-    })
-    .await;
-    app.create(Kind::StoredProcedure, "old").await;
-    app.create(Kind::StoredProcedure, "old").await;
-    app.advance(Duration::from_secs(3601));
-    app.service.sweep_once().await.expect("the sweep runs");
-    let recent = app.create(Kind::WebUser, "recent").await;
+    let (mut app, recent) = with_two_events_purged().await;
 
     // Event 2 is gone: a consumer that saw only 1 has missed it.
     let status = refused_watch(&mut app, 1).await;
