@@ -287,6 +287,11 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_LOG", default_value = "info")]
     pub log_filter: String,
 
+    /// How far apart repeated failures of one cause are logged, with the
+    /// count of those in between; `0s` logs every failure.
+    #[arg(long, env = "SESSIOND_LOG_REPEAT_INTERVAL", value_parser = duration, default_value = "10s")]
+    pub log_repeat_interval: Duration,
+
     /// OpenTelemetry collector to export traces and metrics to over
     /// OTLP/gRPC, e.g. `http://otel-collector:4317`. Unset: no export.
     #[arg(long, env = "SESSIOND_OTLP_ENDPOINT")]

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::auth::Caller;
 use crate::domain::{Error, Event, EventFilter};
 use crate::store::Notification;
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 use super::Service;
 
@@ -161,7 +162,14 @@ impl Service {
                 Ok(Notification::EventsRecorded(_) | Notification::Resync) | Err(RecvError::Lagged(_)) => {
                     match self.publish_after(last).await {
                         Ok(published) => last = published,
-                        Err(err) => tracing::warn!(error = %err, "cannot read events recorded by other replicas"),
+                        Err(err) => {
+                            const LINE: &str = "cannot read events recorded by other replicas";
+                            let kind = throttle::error_kind(&err);
+                            let cause = Cause::new(tracing::Level::WARN, LINE, kind);
+                            if let Some(Admitted { repeated }) = throttle::admit(cause) {
+                                tracing::warn!(error = %err, cause = kind, repeated, "{LINE}");
+                            }
+                        }
                     }
                 }
                 Ok(Notification::Invalidate(_) | Notification::Lost | Notification::FreshUntil(_)) => {}

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::SqliteStore;
 use super::error::{BatchFailure, batch_failure, internal};
 use crate::store::{StoreError, StoreResult};
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// Most writes committed by one transaction.
 const MAX_BATCH: usize = 512;
@@ -105,8 +106,12 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Box<dyn WriteOp>>) {
         let outcome = run_batch(&conn, &mut batch)
             .and_then(|()| conn.execute_batch("COMMIT"))
             .map_err(|e| (batch_failure(&conn, &e), e));
-        if let Err((_, e)) = &outcome {
-            tracing::error!(error = %e, writes = batch.len(), "a sqlite write batch did not commit");
+        if let Err((failure, e)) = &outcome {
+            const LINE: &str = "a sqlite write batch did not commit";
+            let kind = failure.kind();
+            if let Some(Admitted { repeated }) = throttle::admit(Cause::new(tracing::Level::ERROR, LINE, kind)) {
+                tracing::error!(error = %e, writes = batch.len(), cause = kind, repeated, "{LINE}");
+            }
             if !conn.is_autocommit() {
                 // Failing to roll back leaves nothing more to do: the next
                 // BEGIN fails and answers that batch its error.
