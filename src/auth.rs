@@ -181,9 +181,8 @@ pub fn hash_key(key: &str) -> String {
 /// passes), as a PHC string: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
 /// For keys that may be weaker than a generated one, such as migrated ones.
 pub fn hash_key_argon2(key: &str) -> anyhow::Result<String> {
-    let hash = Argon2::default()
-        .hash_password(key.as_bytes())
-        .map_err(|err| anyhow::anyhow!("argon2 failed: {err}"))?;
+    let hash =
+        Argon2::default().hash_password(key.as_bytes()).map_err(|err| anyhow::anyhow!("argon2 failed: {err}"))?;
     Ok(hash.to_string())
 }
 

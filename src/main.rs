@@ -39,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
 /// `sessiond hash-key`: the configured form of a key, never logged. A key
 /// read from standard input must be strong enough unless `allow_weak`.
 fn hash_key(generate: bool, argon2: bool, allow_weak: bool) -> anyhow::Result<()> {
-    let hash = |key: &str| if argon2 { sessiond::auth::hash_key_argon2(key) } else { Ok(sessiond::auth::hash_key(key)) };
+    let hash =
+        |key: &str| if argon2 { sessiond::auth::hash_key_argon2(key) } else { Ok(sessiond::auth::hash_key(key)) };
     if generate {
         let (key, _) = sessiond::auth::generate_key();
         println!("key:  {key}\nhash: {}", hash(&key)?);
@@ -51,7 +52,7 @@ fn hash_key(generate: bool, argon2: bool, allow_weak: bool) -> anyhow::Result<()
     anyhow::ensure!(!key.is_empty(), "no key on standard input");
     if let Err(weak) = sessiond::auth::check_key_strength(key) {
         anyhow::ensure!(allow_weak, "refusing to hash a weak key: {weak}");
-        eprintln!("warning: {weak}; hashing it because of --allow-weak");
+        eprintln!("warning: hashing a weak key because of --allow-weak: {weak}");
     }
     println!("{}", hash(key)?);
     Ok(())

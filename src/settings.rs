@@ -377,9 +377,7 @@ impl Settings {
             return Ok(());
         }
         if is_loopback(&self.listen) {
-            tracing::warn!(
-                "no API keys file: every caller is an admin of tenant 'default' (serving on loopback only)"
-            );
+            tracing::warn!("no API keys file: every caller is an admin of tenant 'default' (serving on loopback only)");
             return Ok(());
         }
         if self.allow_unauthenticated {

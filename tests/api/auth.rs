@@ -352,7 +352,8 @@ async fn a_key_configured_as_an_argon2_hash_authenticates_and_a_wrong_one_does_n
         .expect("the keys file is written");
     let path = keys_file.path().to_owned();
     let mut app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
-    let request = || pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "alice".into(), ..Default::default() };
+    let request =
+        || pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "alice".into(), ..Default::default() };
 
     let wrong = failure(app.sessions.create_session(with_key(request(), "a-migrated-legacy-kez")).await);
     assert_eq!(wrong.code(), Code::Unauthenticated);
