@@ -74,7 +74,8 @@ pub enum Command {
     Migrate,
     /// Prints the hash of an API key read from standard input, for the API
     /// keys file; with --generate, makes a new key and prints both. A key
-    /// read must carry at least 256 bits (see `auth::check_key_strength`).
+    /// read must carry at least 256 bits: 64 hex digits, or 43 base64 or
+    /// base64url characters, after an optional `sdk_` prefix.
     HashKey {
         /// Make a new random key.
         #[arg(long)]
@@ -273,8 +274,8 @@ pub struct Settings {
     pub max_connection_age: Duration,
 
     /// How long a connection past --max-connection-age may keep its calls
-    /// (watch streams) before it is closed: its streams then end with
-    /// UNAVAILABLE and clients reconnect, resuming watches by sequence.
+    /// (watch streams) before it is closed: its streams then end with an
+    /// error and clients reconnect, resuming watches by sequence.
     #[arg(long, env = "SESSIOND_MAX_CONNECTION_AGE_GRACE", value_parser = duration, default_value = "30s")]
     pub max_connection_age_grace: Duration,
 
