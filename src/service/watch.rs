@@ -42,9 +42,13 @@ pub enum WatchFrom {
 impl Service {
     /// Streams matching events until the receiver is dropped or sessiond
     /// shuts down. Store failures end the stream with an error.
-    #[tracing::instrument(level = "debug", skip_all)]
+    ///
     /// Only the caller's tenant's events; a service caller must name a
-    /// session or a user, an admin may watch the whole tenant.
+    /// session or a user, an admin may watch the whole tenant. A named
+    /// session must exist in the caller's tenant (in any state): an unknown
+    /// one, or another tenant's, is `SessionNotFound`, as in every other
+    /// call, rather than a stream that stays silent.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn watch(
         &self,
         caller: &Caller,
@@ -55,6 +59,12 @@ impl Service {
             return Err(Error::PermissionDenied(
                 "watching a whole tenant needs an admin key; name a session_id or user_id",
             ));
+        }
+        if let Some(id) = &filter.session_id {
+            let found = self.store().session_by_id(id).await?;
+            if !found.is_some_and(|session| session.tenant == caller.tenant) {
+                return Err(Error::SessionNotFound);
+            }
         }
         filter.tenant = Some(caller.tenant.clone());
         // Subscribe before reading the last sequence, so nothing recorded in

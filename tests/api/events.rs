@@ -364,3 +364,40 @@ async fn a_watch_resuming_from_purged_events_is_out_of_range_naming_the_oldest_k
     let mut replay = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
     assert_eq!(next_event(&mut replay).await.session_id, id_of(&recent));
 }
+
+#[tokio::test]
+async fn a_watch_ends_once_its_connection_is_past_its_age_and_grace_and_resumes_by_sequence() {
+    let (age, grace) = (Duration::from_secs(1), Duration::from_secs(1));
+    let mut app = TestApp::spawn_with(|s| {
+        s.max_connection_age = age;
+        s.max_connection_age_grace = grace;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut events = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+    app.create(Kind::WebUser, "alice").await;
+    let seen = next_event(&mut events).await.sequence;
+
+    let ended = tokio::time::timeout(age + grace + PATIENCE, async {
+        loop {
+            match events.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("the watch ends once the connection's age and grace have passed");
+    assert!(started.elapsed() >= age + grace, "not before both have passed");
+    // The connection is closed under the stream: the client's transport
+    // reports it (tonic: UNKNOWN, "error reading a body from connection").
+    let status = ended.expect("the stream ends with an error, not as if complete");
+    assert_ne!(status.code(), tonic::Code::Ok, "{status:?}");
+
+    // The client reconnects and resumes after the last sequence it saw.
+    let missed = app.create(Kind::WebUser, "bob").await;
+    let mut resumed = app.watch(pb::WatchSessionsRequest { after_sequence: Some(seen), ..Default::default() }).await;
+    let next = next_event(&mut resumed).await;
+    assert_eq!((next.sequence, next.session_id), (seen + 1, id_of(&missed)));
+}

@@ -293,9 +293,12 @@ def check_default(rendered: Rendered, server: Server, values: dict, check: Check
     check(server.deployment["spec"].get("replicas") == 1, "embedded store: exactly 1 replica")
     check(server.deployment["spec"].get("strategy", {}).get("type") == "Recreate",
           "embedded store: Recreate, never two pods on one store")
-    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Job", "Secret", "NetworkPolicy",
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Job", "NetworkPolicy",
                  "ServiceMonitor", "PersistentVolumeClaim"):
         check(not rendered.all(kind), f"no {kind}")
+    secrets = rendered.all("Secret")
+    check([sorted(secret.get("data", {})) for secret in secrets] == [["api-keys.yaml"]],
+          "one Secret, holding only the API keys file", [sorted(secret.get("data", {})) for secret in secrets])
     check("SESSIOND_DATABASE_URL" not in server.env_refs, "no database URL")
     check("emptyDir" in (server.volume_at("/data") or {}), "/data is an emptyDir")
     files = rendered.one("ConfigMap", server.deployment["metadata"]["name"] + "-files")
@@ -427,6 +430,11 @@ def check_full(rendered: Rendered, server: Server, values: dict, check: Checks) 
              "SESSIOND_API_KEYS_FILE is a file of the chart's Secret"):
         keys_file = yaml.safe_load(base64.b64decode(secret["data"][found[1]["key"]]))
         check(keys_file == {"keys": values["auth"]["apiKeys"]}, "the API keys file lists auth.apiKeys", keys_file)
+
+    # Serving without authentication only when asked for.
+    allow = values["auth"].get("allowUnauthenticated", False)
+    check(env.get("SESSIOND_ALLOW_UNAUTHENTICATED") == ("true" if allow else None),
+          f"SESSIOND_ALLOW_UNAUTHENTICATED {'is true' if allow else 'is not set'}", env.get("SESSIOND_ALLOW_UNAUTHENTICATED"))
 
     # Telemetry and metrics.
     check(env.get("SESSIOND_OTLP_ENDPOINT") == values["telemetry"]["otlpEndpoint"], "SESSIOND_OTLP_ENDPOINT")

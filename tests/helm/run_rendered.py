@@ -6,7 +6,8 @@ From the Deployment's sessiond container it takes the command and args (the
 image's entrypoint, /usr/local/bin/sessiond, becomes SESSIOND_BIN) and the
 environment: envFrom ConfigMaps and env entries, with configMapKeyRef
 values looked up in the rendered ConfigMaps (secret references are left
-out). The pod's volumes become temporary directories: ConfigMap files
+out). The pod's volumes become temporary directories: ConfigMap files, and
+files of the Secrets the chart renders itself (such as the API keys file),
 projected into them are written there, emptyDirs and claims are empty. Every
 setting naming a path under a mount is moved to its directory, and
 SESSIOND_LISTEN to a free loopback port. Nothing else reaches the process:
@@ -20,6 +21,7 @@ termination grace period.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -48,13 +50,18 @@ def ok(message: str) -> None:
     print(f"  ok    {message}")
 
 
-def load(path: Path) -> tuple[dict, dict[str, dict]]:
+def load(path: Path) -> tuple[dict, dict[str, dict], dict[str, dict]]:
     docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
     if len(deployments) != 1:
         fail(f"expected one Deployment, found {len(deployments)}")
     config_maps = {doc["metadata"]["name"]: doc.get("data", {}) for doc in docs if doc["kind"] == "ConfigMap"}
-    return deployments[0], config_maps
+    secrets = {
+        doc["metadata"]["name"]: {key: base64.b64decode(value).decode() for key, value in doc.get("data", {}).items()}
+        for doc in docs
+        if doc["kind"] == "Secret"
+    }
+    return deployments[0], config_maps, secrets
 
 
 def container_env(container: dict, config_maps: dict[str, dict]) -> dict[str, str]:
@@ -82,7 +89,9 @@ def container_env(container: dict, config_maps: dict[str, dict]) -> dict[str, st
     return env
 
 
-def materialise_volumes(pod_spec: dict, container: dict, config_maps: dict[str, dict], root: Path) -> dict[str, Path]:
+def materialise_volumes(
+    pod_spec: dict, container: dict, config_maps: dict[str, dict], secrets: dict[str, dict], root: Path
+) -> dict[str, Path]:
     """A directory for each mount, filled as the kubelet would; mountPath -> directory."""
     volumes = {volume["name"]: volume for volume in pod_spec.get("volumes", [])}
     mounts: dict[str, Path] = {}
@@ -96,21 +105,24 @@ def materialise_volumes(pod_spec: dict, container: dict, config_maps: dict[str, 
         elif "projected" in volume:
             sources = volume["projected"]["sources"]
         for source in sources:
-            if "configMap" not in source:
+            if "secret" in source and source["secret"].get("name") in secrets:
+                kind, ref, data = "Secret", source["secret"], secrets[source["secret"]["name"]]
+            elif "configMap" in source:
+                kind, ref, data = "ConfigMap", source["configMap"], config_maps.get(source["configMap"]["name"])
+            else:
                 print(f"  note  {mount['mountPath']}: {next(iter(source))} source left out")
                 continue
-            name = source["configMap"]["name"]
-            data = config_maps.get(name)
+            name = ref["name"]
             if data is None:
-                fail(f"volume {mount['name']}: ConfigMap {name} is not rendered")
-            items = source["configMap"].get("items") or [{"key": key, "path": key} for key in data]
+                fail(f"volume {mount['name']}: {kind} {name} is not rendered")
+            items = ref.get("items") or [{"key": key, "path": key} for key in data]
             for item in items:
                 if item["key"] not in data:
-                    fail(f"volume {mount['name']}: ConfigMap {name} has no key {item['key']}")
+                    fail(f"volume {mount['name']}: {kind} {name} has no key {item['key']}")
                 target = directory / item["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(data[item["key"]])
-                print(f"  file  {mount['mountPath']}/{item['path']} from ConfigMap {name}")
+                print(f"  file  {mount['mountPath']}/{item['path']} from {kind} {name}")
         mounts[mount["mountPath"]] = directory
     return mounts
 
@@ -142,7 +154,7 @@ def main(argv: list[str]) -> int:
     rendered, binary = Path(argv[0]), Path(argv[1]).resolve()
     if not os.access(binary, os.X_OK):
         fail(f"no sessiond binary at {binary} (build it with `cargo build`, or set SESSIOND_BIN)")
-    deployment, config_maps = load(rendered)
+    deployment, config_maps, secrets = load(rendered)
     pod_spec = deployment["spec"]["template"]["spec"]
     container = next(c for c in pod_spec["containers"] if c["name"] == "sessiond")
 
@@ -154,7 +166,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="sessiond-helm-") as scratch:
         root = Path(scratch)
         (root / "volumes").mkdir()
-        mounts = materialise_volumes(pod_spec, container, config_maps, root / "volumes")
+        mounts = materialise_volumes(pod_spec, container, config_maps, secrets, root / "volumes")
         env = remap(container_env(container, config_maps), mounts)
         address = f"127.0.0.1:{free_port()}"
         env["SESSIOND_LISTEN"] = address

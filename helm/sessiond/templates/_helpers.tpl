@@ -135,7 +135,7 @@ tlsClientCA: /etc/sessiond/tls/client-ca.crt
 
 {{/* The environment variables the chart sets itself; settings may not. */}}
 {{- define "sessiond.chartOwnedSettings" -}}
-{{- list "SESSIOND_LISTEN" "SESSIOND_DATA_DIR" "SESSIOND_ROLES_FILE" "SESSIOND_LOG_POLICY_FILE" "SESSIOND_LOG_FORMAT" "SESSIOND_LOG" "SESSIOND_DRAIN_TIMEOUT" "SESSIOND_DATABASE_URL" "SESSIOND_DB_POOL_SIZE" "SESSIOND_DB_CONNECT_TIMEOUT" "SESSIOND_DB_STATEMENT_TIMEOUT" "SESSIOND_API_KEYS_FILE" "SESSIOND_TLS_CERT" "SESSIOND_TLS_KEY" "SESSIOND_TLS_CLIENT_CA" "SESSIOND_OTLP_ENDPOINT" "SESSIOND_METRICS_LISTEN" | toJson }}
+{{- list "SESSIOND_LISTEN" "SESSIOND_DATA_DIR" "SESSIOND_ROLES_FILE" "SESSIOND_LOG_POLICY_FILE" "SESSIOND_LOG_FORMAT" "SESSIOND_LOG" "SESSIOND_DRAIN_TIMEOUT" "SESSIOND_DATABASE_URL" "SESSIOND_DB_POOL_SIZE" "SESSIOND_DB_CONNECT_TIMEOUT" "SESSIOND_DB_STATEMENT_TIMEOUT" "SESSIOND_API_KEYS_FILE" "SESSIOND_ALLOW_UNAUTHENTICATED" "SESSIOND_TLS_CERT" "SESSIOND_TLS_KEY" "SESSIOND_TLS_CLIENT_CA" "SESSIOND_OTLP_ENDPOINT" "SESSIOND_METRICS_LISTEN" | toJson }}
 {{- end }}
 
 {{/*
@@ -170,6 +170,9 @@ the settings ConfigMap's data.
 {{- end }}
 {{- if include "sessiond.auth.enabled" . }}
 {{- $_ := set $s "SESSIOND_API_KEYS_FILE" $paths.apiKeys }}
+{{- end }}
+{{- if .Values.auth.allowUnauthenticated }}
+{{- $_ := set $s "SESSIOND_ALLOW_UNAUTHENTICATED" "true" }}
 {{- end }}
 {{- if .Values.tls.enabled }}
 {{- $_ := set $s "SESSIOND_TLS_CERT" $paths.tlsCert }}
@@ -261,5 +264,9 @@ grpc:
 {{- if has $name $owned }}
 {{- fail (printf "sessiond: settings.%s is set by the chart; use its own value (see values.yaml)." $name) }}
 {{- end }}
+{{- end }}
+{{- /* Last, so that the other refusals name their own cause. */}}
+{{- if not (or (include "sessiond.auth.enabled" .) (and .Values.tls.enabled .Values.tls.clientCA.enabled) .Values.auth.allowUnauthenticated) }}
+{{- fail "sessiond: no authentication configured, so every caller would be an admin of tenant 'default'. Set auth.apiKeys (hashes from `sessiond hash-key --generate`) or auth.existingSecret, or require client certificates (tls.clientCA.enabled), or set auth.allowUnauthenticated: true to serve open on purpose." }}
 {{- end }}
 {{- end }}
