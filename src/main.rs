@@ -20,6 +20,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::HashKey { generate, argon2, allow_weak }) = settings.command {
         return hash_key(generate, argon2, allow_weak);
     }
+    if let Some(Command::Probe(args)) = &settings.command {
+        return probe(args, &settings).await;
+    }
     let telemetry = telemetry::init(&TelemetryConfig::from_settings(&settings))?;
     let served = async {
         if let Some(Command::Migrate) = settings.command {
@@ -56,6 +59,22 @@ fn hash_key(generate: bool, argon2: bool, allow_weak: bool) -> anyhow::Result<()
     }
     println!("{}", hash(key)?);
     Ok(())
+}
+
+/// `sessiond probe`: one line, on stdout and exit 0 when SERVING, else on
+/// stderr and exit 1 (never 2, which Docker's HEALTHCHECK reserves).
+async fn probe(args: &sessiond::probe::ProbeArgs, settings: &Settings) -> anyhow::Result<()> {
+    let probe = sessiond::probe::Probe::new(args, settings.listen, settings.tls_cert.is_some());
+    match probe.check().await {
+        Ok(()) => {
+            println!("{}: SERVING", probe.address);
+            Ok(())
+        }
+        Err(err) => {
+            eprintln!("sessiond probe: {err}");
+            std::process::exit(1)
+        }
+    }
 }
 
 /// `sessiond migrate`: brings the Postgres schema up to date.

@@ -88,6 +88,10 @@ pub enum Command {
         #[arg(long)]
         allow_weak: bool,
     },
+    /// Asks a running sessiond's grpc.health.v1 whether it is SERVING
+    /// (exit 0) or not (exit 1): an exec probe and the image's HEALTHCHECK.
+    /// Speaks TLS when --tls-cert (SESSIOND_TLS_CERT) is set.
+    Probe(crate::probe::ProbeArgs),
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {

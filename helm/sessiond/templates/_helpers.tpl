@@ -194,14 +194,22 @@ the settings ConfigMap's data.
 {{- end }}
 
 {{/*
-A probe's handler: grpc.health.v1 on the gRPC port, or a TCP connect when
-the port speaks TLS (the kubelet's gRPC probe speaks plaintext only).
-Called with (dict "root" $ "service" NAME).
+A probe's handler: the kubelet's native gRPC probe against grpc.health.v1
+on the gRPC port; with TLS, which that probe does not speak, `sessiond
+probe` run in the container (it reads the same SESSIOND_* settings, so it
+speaks TLS to the loopback address of SESSIOND_LISTEN).
+Called with (dict "root" $ "service" NAME "timeoutSeconds" N).
 */}}
 {{- define "sessiond.probeHandler" -}}
 {{- if .root.Values.tls.enabled }}
-tcpSocket:
-  port: grpc
+exec:
+  command:
+    - /usr/local/bin/sessiond
+    - probe
+    - --timeout={{ int .timeoutSeconds }}s
+    {{- with .service }}
+    - --service={{ . }}
+    {{- end }}
 {{- else }}
 grpc:
   port: 50051
@@ -209,6 +217,14 @@ grpc:
   service: {{ . | quote }}
   {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when the cluster runs the preStop sleep action (beta and on by
+default from Kubernetes 1.30; older API servers refuse it).
+*/}}
+{{- define "sessiond.preStopSleep" -}}
+{{- if and (gt (int .Values.shutdown.preStopSleepSeconds) 0) (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}true{{ end }}
 {{- end }}
 
 {{/* The OTLP collector's port: networkPolicy.otlp.port, the endpoint's, or 4317. */}}
@@ -258,6 +274,12 @@ grpc:
 {{- $stopping := add (int .Values.shutdown.preStopSleepSeconds) (int .Values.shutdown.drainTimeoutSeconds) }}
 {{- if le (int .Values.terminationGracePeriodSeconds) $stopping }}
 {{- fail (printf "sessiond: terminationGracePeriodSeconds (%d) must exceed shutdown.preStopSleepSeconds + shutdown.drainTimeoutSeconds (%d), or pods are killed while they drain." (int .Values.terminationGracePeriodSeconds) $stopping) }}
+{{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
+{{- fail "sessiond: ingress.enabled needs at least one entry in ingress.hosts." }}
+{{- end }}
+{{- if and .Values.grpcRoute.enabled (not .Values.grpcRoute.parentRefs) }}
+{{- fail "sessiond: grpcRoute.enabled needs grpcRoute.parentRefs, the Gateway (and listener) the route attaches to." }}
 {{- end }}
 {{- $owned := include "sessiond.chartOwnedSettings" . | fromJsonArray }}
 {{- range $name, $_ := .Values.settings }}
