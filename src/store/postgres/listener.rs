@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
-use super::{EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL};
+use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL};
 use crate::domain::SessionId;
 use crate::store::Notification;
 
@@ -45,13 +45,10 @@ pub const SILENCE: Duration = Duration::from_millis(500);
 pub const FRESHNESS: Duration = Duration::from_millis(750);
 
 /// Listens until the task is aborted, reconnecting as needed.
-pub(super) async fn listen(mut config: tokio_postgres::Config, sender: broadcast::Sender<Notification>) {
-    // Operators (and tests) tell the listening connection from the pool's.
-    let name = format!("{} listener", config.get_application_name().unwrap_or("sessiond"));
-    config.application_name(&name);
+pub(super) async fn listen(connector: Connector, sender: broadcast::Sender<Notification>) {
     let mut retry = FIRST_RETRY;
     loop {
-        match follow(&config, &sender).await {
+        match follow(&connector, &sender).await {
             Ok(Ended::Closed) => tracing::warn!("the notification connection closed; reconnecting"),
             Ok(Ended::Silent) => {
                 tracing::warn!(silence = ?SILENCE, "the notification connection went silent; reconnecting")
@@ -75,10 +72,10 @@ enum Ended {
 /// One connection's life: LISTEN, announce `Resync`, forward until it ends
 /// or goes silent.
 async fn follow(
-    config: &tokio_postgres::Config,
+    connector: &Connector,
     sender: &broadcast::Sender<Notification>,
 ) -> Result<Ended, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = connector.connect().await?;
     let (messages, mut received) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {

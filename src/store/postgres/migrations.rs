@@ -7,9 +7,9 @@
 //! wait, then find it recorded in `schema_migrations`. Append new steps,
 //! never edit applied ones.
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use super::{PgSettings, internal};
+use super::{Connector, PgSettings, internal};
 use crate::store::StoreResult;
 
 /// One step of the schema.
@@ -59,12 +59,12 @@ const LOCK_KEY: i64 = 0x7365_7373_696f_6e64;
 /// Brings the database of `settings` to [`SCHEMA_VERSION`]; answers how
 /// many steps this call applied. Safe to run from several replicas at once.
 pub async fn migrate(settings: &PgSettings) -> StoreResult<u32> {
-    run(&settings.pg_config()?).await
+    run(&settings.connector()?).await
 }
 
-/// [`migrate`] with the driver's configuration, on a connection of its own.
-pub(super) async fn run(config: &tokio_postgres::Config) -> StoreResult<u32> {
-    let (mut client, connection) = config.connect(NoTls).await?;
+/// [`migrate`] on a connection of its own.
+pub(super) async fn run(connector: &Connector) -> StoreResult<u32> {
+    let (mut client, connection) = connector.connect().await?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "the postgres migration connection failed");

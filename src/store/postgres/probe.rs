@@ -20,7 +20,8 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
+
+use super::Connector;
 
 /// How often the prober commits.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -62,12 +63,7 @@ impl Availability {
 
 /// Starts the prober; it stops when the returned handle is aborted.
 /// Available until a probe says otherwise: the store connected just now.
-pub(super) fn start(
-    mut config: tokio_postgres::Config,
-    deadline: Duration,
-) -> (Availability, tokio::task::JoinHandle<()>) {
-    let name = format!("{} probe", config.get_application_name().unwrap_or("sessiond"));
-    config.application_name(&name);
+pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, tokio::task::JoinHandle<()>) {
     let (sender, receiver) = watch::channel(true);
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(PROBE_INTERVAL);
@@ -75,7 +71,7 @@ pub(super) fn start(
         let mut client = None;
         loop {
             ticks.tick().await;
-            let committed = match tokio::time::timeout(deadline, probe(&config, &mut client)).await {
+            let committed = match tokio::time::timeout(deadline, probe(&connector, &mut client)).await {
                 Ok(Ok(())) => true,
                 Ok(Err(err)) => {
                     tracing::debug!(error = %super::StoreError::from(err), "the postgres probe failed");
@@ -103,11 +99,11 @@ pub(super) fn start(
 
 /// Commits one probe transaction, connecting first when needed.
 async fn probe(
-    config: &tokio_postgres::Config,
+    connector: &Connector,
     client: &mut Option<tokio_postgres::Client>,
 ) -> Result<(), tokio_postgres::Error> {
     if client.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
-        let (connected, connection) = config.connect(NoTls).await?;
+        let (connected, connection) = connector.connect().await?;
         tokio::spawn(async move {
             // Ends with the client; its error shows as the next probe's.
             let _ = connection.await;
