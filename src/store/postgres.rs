@@ -342,35 +342,87 @@ impl fmt::Debug for PgStore {
     }
 }
 
-/// What Postgres refused, without its message: messages and details may
-/// quote a statement's values (a duplicate token hash, a malformed input).
-#[derive(Debug, thiserror::Error)]
-#[error("postgres refused a statement (SQLSTATE {code}{})", on(.table, .constraint))]
+/// What Postgres refused: its SQLSTATE, table and constraint, and its
+/// message and detail where they cannot quote a statement's values. Only
+/// logged: a client is answered without any of it.
+///
+/// - class 23 (integrity violations): the message names the constraint,
+///   column or table, the detail quotes the key or the failing row
+///   (`Key (token_hash)=(…) already exists`): message kept, detail not;
+/// - class 22 (data exceptions): the message quotes the input it could
+///   not take (`invalid input syntax for type integer: "…"`): neither
+///   kept, the column and data type instead;
+/// - every other class (connections, authentication, timeouts, lock
+///   races, resources, syntax): message and detail kept. sessiond binds
+///   every value as a parameter, so a statement the detail may show (a
+///   deadlock's) holds `$n`, not values.
+#[derive(Debug)]
 struct Refused {
     code: String,
     table: Option<String>,
     constraint: Option<String>,
+    column: Option<String>,
+    datatype: Option<String>,
+    message: Option<String>,
+    detail: Option<String>,
 }
 
-fn on(table: &Option<String>, constraint: &Option<String>) -> String {
-    let table = table.as_ref().map(|t| format!(", table {t}")).unwrap_or_default();
-    let constraint = constraint.as_ref().map(|c| format!(", constraint {c}")).unwrap_or_default();
-    table + &constraint
+impl Refused {
+    fn from_db(db: &tokio_postgres::error::DbError) -> Refused {
+        let code = db.code().code();
+        let (message, detail) = match code.get(..2) {
+            Some("22") => (None, None),
+            Some("23") => (Some(db.message()), None),
+            _ => (Some(db.message()), db.detail()),
+        };
+        Refused {
+            code: code.to_owned(),
+            table: db.table().map(str::to_owned),
+            constraint: db.constraint().map(str::to_owned),
+            column: db.column().map(str::to_owned),
+            datatype: db.datatype().map(str::to_owned),
+            message: message.map(str::to_owned),
+            detail: detail.map(str::to_owned),
+        }
+    }
 }
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "postgres refused a statement (SQLSTATE {}", self.code)?;
+        let named = [
+            ("table", &self.table),
+            ("constraint", &self.constraint),
+            ("column", &self.column),
+            ("data type", &self.datatype),
+        ];
+        for (what, name) in named {
+            if let Some(name) = name {
+                write!(f, ", {what} {name}")?;
+            }
+        }
+        f.write_str(")")?;
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// Postgres failures: lost or refused connections, shutdowns, cancelled
 /// statements, exhausted resources and lost lock races may clear up and are
-/// unavailable; the rest is internal. Server texts are dropped (see
-/// `Refused`); the driver's own texts name no values.
+/// unavailable; the rest is internal. Server texts are kept only where
+/// they quote no values (see `Refused`); the driver's own texts name none.
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         let transient = is_transient(&e);
         let cause: BoxError = match e.as_db_error() {
-            Some(db) => Box::new(Refused {
-                code: db.code().code().to_owned(),
-                table: db.table().map(str::to_owned),
-                constraint: db.constraint().map(str::to_owned),
-            }),
+            Some(db) => Box::new(Refused::from_db(db)),
             None => Box::new(e),
         };
         if transient { StoreError::Unavailable(cause) } else { StoreError::Internal(cause) }
