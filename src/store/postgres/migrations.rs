@@ -82,12 +82,18 @@ async fn apply(client: &mut Client) -> StoreResult<u32> {
     // A step may take long, and waiting for another replica's lock too.
     tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (\
-         version INTEGER PRIMARY KEY, \
-         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-    .await?;
+    // Created only when missing: `CREATE TABLE IF NOT EXISTS` would send a
+    // notice ("already exists") on every start. Under the lock, no other
+    // replica creates it meanwhile.
+    let exists: bool = tx.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).await?.try_get(0)?;
+    if !exists {
+        tx.batch_execute(
+            "CREATE TABLE schema_migrations (\
+             version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    }
     let current: Option<i32> = tx.query_one("SELECT max(version) FROM schema_migrations", &[]).await?.try_get(0)?;
     let current =
         u32::try_from(current.unwrap_or(0)).map_err(|_| internal("schema_migrations holds a negative version"))?;
