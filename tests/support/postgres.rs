@@ -101,6 +101,12 @@ impl TestDatabase {
         }
     }
 
+    /// The same database reached through `url` instead (over TLS, say).
+    pub fn with_url(mut self, url: String) -> TestDatabase {
+        self.url = url;
+        self
+    }
+
     /// A plain connection to this database, for looking behind a store.
     pub async fn connect(&self) -> tokio_postgres::Client {
         connect(&self.url).await.unwrap_or_else(|e| panic!("cannot connect to test database {}: {e}", self.name))
