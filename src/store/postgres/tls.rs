@@ -95,6 +95,9 @@ impl TlsOptions {
     fn take(&mut self, key: &str, value: &str) -> Result<bool, String> {
         match key {
             "sslmode" => self.mode = SslMode::parse(value)?,
+            "sslrootcert" if value == "system" => {
+                return Err("sslrootcert=system is not supported: name a PEM file of the CAs to trust".into());
+            }
             "sslrootcert" => self.root_cert = Some(value.into()),
             "sslcert" => self.cert = Some(value.into()),
             "sslkey" => self.key = Some(value.into()),
@@ -371,6 +374,8 @@ mod tests {
         assert!(err.contains("allow"), "{err}");
         let err = split("postgres://db/app?sslcrl=/crl.pem").expect_err("unsupported");
         assert!(err.contains("sslcrl"), "{err}");
+        let err = split("postgres://db/app?sslrootcert=system").expect_err("no system store");
+        assert!(err.contains("sslrootcert=system"), "{err}");
     }
 
     #[test]
