@@ -178,7 +178,7 @@ impl PgSettings {
 /// What every Postgres connection of sessiond is made with: the pool's,
 /// the listener's, the prober's and the migration runner's.
 #[derive(Clone)]
-pub(crate) struct Connector {
+struct Connector {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
 }
@@ -342,9 +342,9 @@ impl fmt::Debug for PgStore {
     }
 }
 
-/// What Postgres refused: its SQLSTATE, table and constraint, and its
-/// message and detail where they cannot quote a statement's values. Only
-/// logged: a client is answered without any of it.
+/// What Postgres refused (a statement, a connection): its SQLSTATE and the
+/// objects it names, and its message and detail where they cannot quote a
+/// statement's values. Only logged: clients are answered without it.
 ///
 /// - class 23 (integrity violations): the message names the constraint,
 ///   column or table, the detail quotes the key or the failing row
@@ -389,7 +389,7 @@ impl Refused {
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "postgres refused a statement (SQLSTATE {}", self.code)?;
+        write!(f, "postgres refused (SQLSTATE {}", self.code)?;
         let named = [
             ("table", &self.table),
             ("constraint", &self.constraint),
