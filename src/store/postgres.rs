@@ -429,6 +429,22 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// A Postgres failure as logs show it: a refusal as [`Refused`] keeps it,
+/// anything else with its causes (the driver's own text alone says only
+/// "db error" or "error performing TLS handshake").
+fn described(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return Refused::from_db(db).to_string();
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
+}
+
 fn is_transient(e: &tokio_postgres::Error) -> bool {
     match e.code().map(|code| code.code()) {
         // 08: connection exception; 53: insufficient resources; 57:

@@ -53,7 +53,9 @@ pub(super) async fn listen(connector: Connector, sender: broadcast::Sender<Notif
             Ok(Ended::Silent) => {
                 tracing::warn!(silence = ?SILENCE, "the notification connection went silent; reconnecting")
             }
-            Err(err) => tracing::warn!(error = %err, "the notification connection failed; reconnecting"),
+            Err(err) => {
+                tracing::warn!(error = super::described(&err), "the notification connection failed; reconnecting")
+            }
         }
         // Receivers may all be gone (shutting down): nothing to tell.
         let _ = sender.send(Notification::Lost);

@@ -67,7 +67,7 @@ pub(super) async fn run(connector: &Connector) -> StoreResult<u32> {
     let (mut client, connection) = connector.connect().await?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "the postgres migration connection failed");
+            tracing::debug!(error = super::described(&e), "the postgres migration connection failed");
         }
     });
     let applied = apply(&mut client).await;

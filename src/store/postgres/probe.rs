@@ -74,7 +74,7 @@ pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, 
             let committed = match tokio::time::timeout(deadline, probe(&connector, &mut client)).await {
                 Ok(Ok(())) => true,
                 Ok(Err(err)) => {
-                    tracing::debug!(error = %super::StoreError::from(err), "the postgres probe failed");
+                    tracing::debug!(error = super::described(&err), "the postgres probe failed");
                     false
                 }
                 Err(_) => {
