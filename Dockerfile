@@ -8,8 +8,10 @@
 # Three build stages share one Rust toolchain: `planner` reduces the
 # manifests to a recipe, `builder` compiles the dependencies from that recipe
 # alone (a layer that is rebuilt only when Cargo.toml or Cargo.lock change)
-# and then sessiond itself. The runtime stage is distroless: glibc, CA
-# certificates, no shell, user 65532.
+# and then sessiond itself, in the release profile (no debug info, symbols
+# kept). The runtime stage is distroless: glibc, CA certificates, no shell,
+# user 65532. The tag is sessiond's version (`sessiond --version`,
+# Cargo.toml), which is also the Helm chart's appVersion.
 
 FROM rust:1-bookworm AS chef
 RUN cargo install cargo-chef --locked --version 0.1.78
@@ -41,4 +43,9 @@ ENV SESSIOND_LISTEN=0.0.0.0:50051 \
     SESSIOND_DATA_DIR=/data \
     SESSIOND_ROLES_FILE=/etc/sessiond/roles.yaml
 EXPOSE 50051
+# `sessiond probe` asks grpc.health.v1 on the loopback address of
+# SESSIOND_LISTEN, over TLS when SESSIOND_TLS_CERT is set, and exits 0 only
+# on SERVING. Exec form: the image has no shell.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/sessiond", "probe", "--timeout=2s"]
 ENTRYPOINT ["/usr/local/bin/sessiond"]

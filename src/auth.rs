@@ -10,11 +10,19 @@
 //!     tenant: acme
 //!     role: service             # or admin
 //!     hash: sha256:9f86d08…     # from `sessiond hash-key`
+//!   - name: legacy
+//!     tenant: acme
+//!     role: service
+//!     hash: $argon2id$v=19$m=19456,t=2,p=1$…  # `sessiond hash-key --argon2`
 //! ```
 //!
 //! A presented key is hashed and compared with every configured hash in
-//! constant time. Without a keys file sessiond runs open: every caller is
-//! an admin of the `default` tenant (meant for local development).
+//! constant time. A salted, slow argon2id hash costs its verification once
+//! per process and key: after the first success the entry keeps a digest
+//! of the key keyed by a secret of this process, and later calls compare
+//! against that ([`ApiKeys::authenticate`]). Without a keys file sessiond
+//! runs open: every caller is an admin of the `default` tenant (allowed
+//! only on loopback, see `Settings::check_authentication`).
 //!
 //! With mutual TLS, an entry may name a client certificate instead of a
 //! key, by the SHA-256 of its DER encoding (`cert_sha256: <hex>`, e.g.
@@ -24,18 +32,29 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use argon2::{Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
+use subtle::{Choice, ConstantTimeEq as _};
 
 use crate::domain::TenantId;
 
 const HASH_PREFIX: &str = "sha256:";
+const ARGON2ID_PREFIX: &str = "$argon2id$";
 const KEY_PREFIX: &str = "sdk_";
+
+/// The least a key must carry, in bits, for `sessiond hash-key` to hash it.
+pub const MIN_KEY_BITS: usize = 256;
+
+/// Presented keys remembered as unknown, so that repeating one does not
+/// repeat argon2 verifications.
+const REJECTED_CAPACITY: u64 = 10_000;
 
 /// What a caller may do beyond its own users' sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -80,7 +99,7 @@ struct KeyDef {
     name: String,
     tenant: String,
     role: Role,
-    /// `sha256:<hex>` of an API key.
+    /// `sha256:<hex>` of an API key, or its argon2id PHC string.
     #[serde(default)]
     hash: Option<String>,
     /// `<hex>` SHA-256 of a client certificate's DER encoding.
@@ -95,21 +114,39 @@ enum Credential {
     Certificate,
 }
 
+/// How an entry's key is stored.
+#[derive(Clone)]
+enum Stored {
+    /// SHA-256 of the key (or of a certificate's DER encoding).
+    Sha256([u8; 32]),
+    /// A salted argon2id hash, and once a key has verified against it, that
+    /// key's digest keyed by the process secret ([`ApiKeys::keyed`]).
+    Argon2 { hash: Box<PasswordHash>, verified: Arc<Mutex<Option<[u8; 32]>>> },
+}
+
 #[derive(Clone)]
 struct Key {
     caller: Caller,
     credential: Credential,
-    hash: [u8; 32],
+    stored: Stored,
 }
 
-/// The configured keys. Does not print its hashes.
-#[derive(Clone, Default)]
+/// The configured keys. Does not print its hashes, nor its cache.
+#[derive(Clone)]
 pub struct ApiKeys {
     keys: Vec<Key>,
+    /// Random, per process, never stored or logged: keys the digests that
+    /// stand in for verified argon2 hashes and for unknown keys.
+    secret: [u8; 32],
+    /// Keyed digests of presented keys that matched no entry (bounded).
+    rejected: moka::sync::Cache<[u8; 32], ()>,
+    /// argon2 verifications run, for tests and metrics.
+    slow_verifications: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Neither hashes nor the secret nor cached digests.
         f.debug_struct("ApiKeys").field("keys", &self.keys.len()).finish()
     }
 }
@@ -140,6 +177,46 @@ pub fn hash_key(key: &str) -> String {
     format!("{HASH_PREFIX}{}", hex::encode(Sha256::digest(key.as_bytes())))
 }
 
+/// A salted argon2id hash of a key (argon2's default cost: 19 MiB, two
+/// passes), as a PHC string: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
+/// For keys that may be weaker than a generated one, such as migrated ones.
+pub fn hash_key_argon2(key: &str) -> anyhow::Result<String> {
+    let hash =
+        Argon2::default().hash_password(key.as_bytes()).map_err(|err| anyhow::anyhow!("argon2 failed: {err}"))?;
+    Ok(hash.to_string())
+}
+
+/// Why `sessiond hash-key` refuses a key.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the key carries at most {bits} bits; at least {MIN_KEY_BITS} are needed: 64 hex digits, or 43 characters of \
+     base64 (A-Z a-z 0-9 + / or - _), after an optional sdk_ prefix (`sessiond hash-key --generate` makes one; \
+     --allow-weak hashes an existing key anyway)"
+)]
+pub struct WeakKey {
+    /// The most the key can carry by its length and alphabet.
+    pub bits: usize,
+}
+
+/// Whether a key can carry 256 bits (32 random bytes), judged by its length
+/// and the smallest alphabet it fits: after an optional `sdk_` prefix and
+/// any trailing `=` padding, 4 bits per character when all are hex digits,
+/// 6 when all are base64 or base64url characters. A key with any other
+/// character counts as weak. Length is what can be checked: a long key
+/// that is not random is still weak.
+pub fn check_key_strength(key: &str) -> Result<(), WeakKey> {
+    let body = key.strip_prefix(KEY_PREFIX).unwrap_or(key).trim_end_matches('=');
+    let per_char = if body.bytes().all(|b| b.is_ascii_hexdigit()) {
+        4
+    } else if body.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/-_".contains(&b)) {
+        6
+    } else {
+        0
+    };
+    let bits = body.len() * per_char;
+    if bits >= MIN_KEY_BITS { Ok(()) } else { Err(WeakKey { bits }) }
+}
+
 impl ApiKeys {
     pub fn load(path: &Path) -> Result<Self, KeysFileError> {
         let text = std::fs::read_to_string(path)
@@ -155,12 +232,24 @@ impl ApiKeys {
             let tenant = TenantId::parse(&def.tenant, "tenant")
                 .map_err(|e| invalid(format!("key {}: tenant {}", def.name, e.description)))?;
             let digest = |hex_digits: &str| hex::decode(hex_digits).ok().and_then(|d| <[u8; 32]>::try_from(d).ok());
-            let (credential, digest) = match (&def.hash, &def.cert_sha256) {
+            let (credential, stored) = match (&def.hash, &def.cert_sha256) {
+                (Some(hash), None) if hash.starts_with(ARGON2ID_PREFIX) => (
+                    Credential::Key,
+                    PasswordHash::new(hash)
+                        .ok()
+                        .map(|hash| Stored::Argon2 { hash: Box::new(hash), verified: Arc::default() })
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "key {}: hash is not an argon2id PHC string from `sessiond hash-key --argon2`",
+                                def.name
+                            ))
+                        })?,
+                ),
                 (Some(hash), None) => (
                     Credential::Key,
-                    hash.strip_prefix(HASH_PREFIX).and_then(digest).ok_or_else(|| {
+                    hash.strip_prefix(HASH_PREFIX).and_then(digest).map(Stored::Sha256).ok_or_else(|| {
                         invalid(format!(
-                            "key {}: hash must be sha256:<64 hex digits> from `sessiond hash-key`",
+                            "key {}: hash must be sha256:<64 hex digits> or $argon2id$… from `sessiond hash-key`",
                             def.name
                         ))
                     })?,
@@ -168,37 +257,97 @@ impl ApiKeys {
                 (None, Some(cert)) => (
                     Credential::Certificate,
                     digest(&cert.replace(':', "").to_lowercase())
+                        .map(Stored::Sha256)
                         .ok_or_else(|| invalid(format!("key {}: cert_sha256 must be 64 hex digits", def.name)))?,
                 ),
                 _ => return Err(invalid(format!("key {}: give exactly one of hash and cert_sha256", def.name))),
             };
-            if keys.iter().any(|k: &Key| k.hash == digest) {
+            if let Stored::Sha256(new) = &stored
+                && keys.iter().any(|k: &Key| matches!(&k.stored, Stored::Sha256(old) if old == new))
+            {
                 return Err(invalid(format!("key {}: the same key is configured twice", def.name)));
             }
-            keys.push(Key { caller: Caller { name: def.name, tenant, role: def.role }, credential, hash: digest });
+            keys.push(Key { caller: Caller { name: def.name, tenant, role: def.role }, credential, stored });
         }
         if keys.is_empty() {
             return Err(invalid("no keys: omit the file to run without authentication".into()));
         }
-        Ok(Self { keys })
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        Ok(Self {
+            keys,
+            secret,
+            rejected: moka::sync::Cache::new(REJECTED_CAPACITY),
+            slow_verifications: Arc::default(),
+        })
     }
 
-    /// The caller a presented key belongs to. Compares against every key,
-    /// in constant time each, so timing tells nothing about which matched.
+    /// The caller a presented key belongs to.
+    ///
+    /// First every `sha256:` entry, and every argon2 entry a key has
+    /// already verified against, is compared in constant time, all of
+    /// them, so timing tells nothing about which matched. Only when none
+    /// matches is the key verified with argon2 against the entries no key
+    /// has verified against yet; a success is remembered in the entry as
+    /// the key's digest keyed by the process secret (one per entry, so the
+    /// memory is bounded by the file), a failure in a bounded set of
+    /// unknown keys. So each argon2 entry costs one slow verification per
+    /// process, and a known key costs SHA-256 and compares on every call.
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
-        self.find(Credential::Key, Sha256::digest(presented.as_bytes()).into())
+        let plain: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let keyed = self.keyed(presented.as_bytes());
+        let mut found = None;
+        for key in self.keys.iter().filter(|k| k.credential == Credential::Key) {
+            let matched = match &key.stored {
+                Stored::Sha256(digest) => digest.ct_eq(&plain),
+                Stored::Argon2 { verified, .. } => match *verified.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Some(digest) => digest.ct_eq(&keyed),
+                    None => Choice::from(0),
+                },
+            };
+            if bool::from(matched) {
+                found = Some(key.caller.clone());
+            }
+        }
+        if found.is_some() || self.rejected.contains_key(&keyed) {
+            return found;
+        }
+        for key in &self.keys {
+            let Stored::Argon2 { hash, verified } = &key.stored else { continue };
+            if verified.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                // Another key verified against it: this one cannot.
+                continue;
+            }
+            self.slow_verifications.fetch_add(1, Ordering::Relaxed);
+            if Argon2::default().verify_password(presented.as_bytes(), hash.as_ref()).is_ok() {
+                *verified.lock().unwrap_or_else(|e| e.into_inner()) = Some(keyed);
+                return Some(key.caller.clone());
+            }
+        }
+        self.rejected.insert(keyed, ());
+        None
+    }
+
+    /// How many argon2 verifications this set of keys has run.
+    pub fn slow_verifications(&self) -> u64 {
+        self.slow_verifications.load(Ordering::Relaxed)
+    }
+
+    /// A presented key's digest keyed by the process secret: what stands in
+    /// for it in memory, useless outside this process.
+    fn keyed(&self, presented: &[u8]) -> [u8; 32] {
+        Sha256::new().chain_update(self.secret).chain_update(presented).finalize().into()
     }
 
     /// The caller a client certificate (DER, already verified against the
     /// client CA by TLS) belongs to.
     pub fn authenticate_certificate(&self, der: &[u8]) -> Option<Caller> {
-        self.find(Credential::Certificate, Sha256::digest(der).into())
-    }
-
-    fn find(&self, credential: Credential, digest: [u8; 32]) -> Option<Caller> {
+        let presented: [u8; 32] = Sha256::digest(der).into();
         let mut found = None;
-        for key in self.keys.iter().filter(|k| k.credential == credential) {
-            if bool::from(key.hash.ct_eq(&digest)) {
+        for key in self.keys.iter().filter(|k| k.credential == Credential::Certificate) {
+            if let Stored::Sha256(digest) = &key.stored
+                && bool::from(digest.ct_eq(&presented))
+            {
                 found = Some(key.caller.clone());
             }
         }
@@ -227,6 +376,78 @@ mod tests {
         assert!(ApiKeys::parse("keys: []").is_err());
         assert!(ApiKeys::parse("keys: [{name: a, tenant: t, role: service, hash: md5:00}]").is_err());
         assert!(ApiKeys::parse("keys: [{name: a, tenant: t, role: root, hash: sha256:00}]").is_err());
+    }
+
+    /// A cheap argon2id hash (8 KiB, one pass), so tests stay fast; the
+    /// verification reads its cost from the PHC string.
+    fn cheap_argon2(key: &str) -> String {
+        let params = argon2::Params::new(8, 1, 1, None).expect("valid parameters");
+        let argon2 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        argon2.hash_password(key.as_bytes()).expect("hashed").to_string()
+    }
+
+    #[test]
+    fn an_argon2_entry_authenticates_its_key_and_refuses_others() {
+        let (key, _) = generate_key();
+        let hash = cheap_argon2(&key);
+        assert!(hash.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{hash}");
+        let keys =
+            ApiKeys::parse(&format!("keys: [{{name: legacy, tenant: acme, role: admin, hash: '{hash}'}}]")).unwrap();
+        assert!(keys.authenticate("sdk_wrong").is_none());
+        let caller = keys.authenticate(&key).expect("the key verifies");
+        assert_eq!((caller.name.as_str(), caller.tenant.as_str(), caller.role), ("legacy", "acme", Role::Admin));
+        assert!(keys.authenticate("sdk_wrong").is_none(), "still refused once the entry is verified");
+        assert!(keys.authenticate(&format!("{key}x")).is_none());
+    }
+
+    #[test]
+    fn an_argon2_hash_is_verified_once_then_compared() {
+        let (key, _) = generate_key();
+        let (other, other_hash) = generate_key();
+        let keys = ApiKeys::parse(&format!(
+            "keys:\n  - {{name: a, tenant: t, role: admin, hash: '{}'}}\n  - {{name: b, tenant: t, role: service, hash: '{other_hash}'}}",
+            cheap_argon2(&key)
+        ))
+        .unwrap();
+        assert!(keys.authenticate(&key).is_some());
+        assert_eq!(keys.slow_verifications(), 1);
+        for _ in 0..3 {
+            assert!(keys.authenticate(&key).is_some());
+        }
+        assert_eq!(keys.slow_verifications(), 1, "later calls compare against the cached digest");
+        assert!(keys.authenticate(&other).is_some());
+        assert!(keys.authenticate("sdk_unknown").is_none());
+        assert_eq!(keys.slow_verifications(), 1, "no argon2 for a sha256 key, nor against a verified entry");
+    }
+
+    #[test]
+    fn an_unknown_key_is_verified_with_argon2_once() {
+        let keys = ApiKeys::parse(&format!(
+            "keys: [{{name: a, tenant: t, role: admin, hash: '{}'}}]",
+            cheap_argon2(&generate_key().0)
+        ))
+        .unwrap();
+        assert!(keys.authenticate("sdk_unknown").is_none());
+        assert!(keys.authenticate("sdk_unknown").is_none());
+        assert_eq!(keys.slow_verifications(), 1, "a repeated unknown key is remembered");
+        assert!(keys.authenticate("sdk_other").is_none());
+        assert_eq!(keys.slow_verifications(), 2);
+    }
+
+    #[test]
+    fn malformed_argon2_hashes_are_refused() {
+        assert!(ApiKeys::parse("keys: [{name: a, tenant: t, role: admin, hash: '$argon2id$nope'}]").is_err());
+    }
+
+    #[test]
+    fn weak_keys_are_told_apart_from_generated_ones() {
+        assert_eq!(check_key_strength(&generate_key().0), Ok(()));
+        assert_eq!(check_key_strength(&"ab".repeat(32)), Ok(()), "64 hex digits");
+        assert_eq!(check_key_strength(&"Zz".repeat(22)), Ok(()), "44 base64 characters");
+        assert_eq!(check_key_strength(&"ab".repeat(31)), Err(WeakKey { bits: 248 }));
+        assert_eq!(check_key_strength(&format!("sdk_{}", "x".repeat(42))), Err(WeakKey { bits: 252 }));
+        assert_eq!(check_key_strength("correct horse battery staple correct horse battery"), Err(WeakKey { bits: 0 }));
+        assert_eq!(check_key_strength("hunter2"), Err(WeakKey { bits: 42 }));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`domain`]: sessions, kinds, privileges, storage, logs, events;
 //! - [`store`]: the [`store::Store`] trait, the embedded SQLite store and
 //!   the moka cache decorator;
+//! - [`probe`]: `sessiond probe`, the health check of a running server;
 //! - [`startup`]: [`startup::Application`], which wires it all from
 //!   [`settings::Settings`]; [`telemetry`] sets up logs, traces and metrics; [`clock`]
 //!   injects time; [`connection`] bounds how long a new connection may stay
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod connection;
 pub mod domain;
 pub mod grpc;
+pub mod probe;
 pub mod service;
 pub mod settings;
 mod shards;

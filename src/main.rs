@@ -17,8 +17,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    if let Some(Command::HashKey { generate }) = settings.command {
-        return hash_key(generate);
+    if let Some(Command::HashKey { generate, argon2, allow_weak }) = settings.command {
+        return hash_key(generate, argon2, allow_weak);
+    }
+    if let Some(Command::Probe(args)) = &settings.command {
+        return probe(args, &settings).await;
     }
     let telemetry = telemetry::init(&TelemetryConfig::from_settings(&settings))?;
     let served = async {
@@ -36,19 +39,42 @@ async fn main() -> anyhow::Result<()> {
     served
 }
 
-/// `sessiond hash-key`: the configured form of a key, never logged.
-fn hash_key(generate: bool) -> anyhow::Result<()> {
+/// `sessiond hash-key`: the configured form of a key, never logged. A key
+/// read from standard input must be strong enough unless `allow_weak`.
+fn hash_key(generate: bool, argon2: bool, allow_weak: bool) -> anyhow::Result<()> {
+    let hash =
+        |key: &str| if argon2 { sessiond::auth::hash_key_argon2(key) } else { Ok(sessiond::auth::hash_key(key)) };
     if generate {
-        let (key, hash) = sessiond::auth::generate_key();
-        println!("key:  {key}\nhash: {hash}");
+        let (key, _) = sessiond::auth::generate_key();
+        println!("key:  {key}\nhash: {}", hash(&key)?);
         return Ok(());
     }
     let mut key = String::new();
     std::io::stdin().read_to_string(&mut key).context("reading the key from standard input")?;
     let key = key.trim();
     anyhow::ensure!(!key.is_empty(), "no key on standard input");
-    println!("{}", sessiond::auth::hash_key(key));
+    if let Err(weak) = sessiond::auth::check_key_strength(key) {
+        anyhow::ensure!(allow_weak, "refusing to hash a weak key: {weak}");
+        eprintln!("warning: hashing a weak key because of --allow-weak: {weak}");
+    }
+    println!("{}", hash(key)?);
     Ok(())
+}
+
+/// `sessiond probe`: one line, on stdout and exit 0 when SERVING, else on
+/// stderr and exit 1 (never 2, which Docker's HEALTHCHECK reserves).
+async fn probe(args: &sessiond::probe::ProbeArgs, settings: &Settings) -> anyhow::Result<()> {
+    let probe = sessiond::probe::Probe::new(args, settings.listen, settings.tls_cert.is_some());
+    match probe.check().await {
+        Ok(()) => {
+            println!("{}: SERVING", probe.address);
+            Ok(())
+        }
+        Err(err) => {
+            eprintln!("sessiond probe: {err}");
+            std::process::exit(1)
+        }
+    }
 }
 
 /// `sessiond migrate`: brings the Postgres schema up to date.

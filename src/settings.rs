@@ -73,15 +73,43 @@ pub enum Command {
     /// Safe to run from several replicas at once.
     Migrate,
     /// Prints the hash of an API key read from standard input, for the API
-    /// keys file; with --generate, makes a new key and prints both.
+    /// keys file; with --generate, makes a new key and prints both. A key
+    /// read must carry at least 256 bits: 64 hex digits, or 43 base64 or
+    /// base64url characters, after an optional `sdk_` prefix.
     HashKey {
+        /// Make a new random key.
         #[arg(long)]
         generate: bool,
+        /// Print a salted argon2id hash (PHC string) instead of `sha256:`.
+        #[arg(long)]
+        argon2: bool,
+        /// Hash a key read from standard input even if it is too short to
+        /// carry 256 bits: only for migrating existing keys.
+        #[arg(long)]
+        allow_weak: bool,
     },
+    /// Asks a running sessiond's grpc.health.v1 whether it is SERVING
+    /// (exit 0) or not (exit 1): an exec probe and the image's HEALTHCHECK.
+    /// Speaks TLS when --tls-cert (SESSIOND_TLS_CERT) is set.
+    Probe(crate::probe::ProbeArgs),
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
+}
+
+/// An IP address and port, or `localhost:PORT` for 127.0.0.1.
+fn listen_address(text: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    match text.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}").parse(),
+        None => text.parse(),
+    }
+}
+
+/// Whether only this machine can reach `address`: 127.0.0.0/8 or ::1
+/// (also as an IPv4-mapped IPv6 address).
+pub fn is_loopback(address: &SocketAddr) -> bool {
+    address.ip().to_canonical().is_loopback()
 }
 
 /// sessiond: sessions, privileges, storage and logs for services in any
@@ -92,9 +120,17 @@ pub struct Settings {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Address to serve gRPC on.
-    #[arg(long, env = "SESSIOND_LISTEN", default_value = "127.0.0.1:50051")]
+    /// Address to serve gRPC on (`localhost:PORT` is 127.0.0.1:PORT). Any
+    /// address but a loopback one needs authentication (--api-keys-file or
+    /// --tls-client-ca) or --allow-unauthenticated.
+    #[arg(long, env = "SESSIOND_LISTEN", value_parser = listen_address, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+
+    /// Serve without authentication on an address other than loopback:
+    /// every caller is then an admin of tenant `default`. Logged as a
+    /// warning at every start.
+    #[arg(long, env = "SESSIOND_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_unauthenticated: bool,
 
     /// Directory of the embedded store (used when no database URL is set).
     #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data", global = true)]
@@ -130,8 +166,9 @@ pub struct Settings {
     pub roles_file: Option<PathBuf>,
 
     /// API keys file (YAML or JSON; hashes from `sessiond hash-key`), each
-    /// key bound to a tenant and a role. Unset: no authentication, every
-    /// caller is an admin of tenant `default`.
+    /// key bound to a tenant and a role. Unset: no authentication (every
+    /// caller is an admin of tenant `default`), which sessiond allows only
+    /// on loopback, with --tls-client-ca, or with --allow-unauthenticated.
     #[arg(long, env = "SESSIOND_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
@@ -145,7 +182,8 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
 
     /// CA (PEM) whose client certificates are accepted (mutual TLS, a way in
-    /// besides API keys: see `cert_sha256` in the keys file).
+    /// besides API keys: see `cert_sha256` in the keys file). Without a keys
+    /// file every caller must present a certificate signed by it.
     #[arg(long, env = "SESSIOND_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
@@ -239,6 +277,12 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_MAX_CONNECTION_AGE", value_parser = duration, default_value = "10m")]
     pub max_connection_age: Duration,
 
+    /// How long a connection past --max-connection-age may keep its calls
+    /// (watch streams) before it is closed: its streams then end with an
+    /// error and clients reconnect, resuming watches by sequence.
+    #[arg(long, env = "SESSIOND_MAX_CONNECTION_AGE_GRACE", value_parser = duration, default_value = "30s")]
+    pub max_connection_age_grace: Duration,
+
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "SESSIOND_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -287,6 +331,11 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_LOG", default_value = "info")]
     pub log_filter: String,
 
+    /// How far apart repeated failures of one cause are logged, with the
+    /// count of those in between; `0s` logs every failure.
+    #[arg(long, env = "SESSIOND_LOG_REPEAT_INTERVAL", value_parser = duration, default_value = "10s")]
+    pub log_repeat_interval: Duration,
+
     /// OpenTelemetry collector to export traces and metrics to over
     /// OTLP/gRPC, e.g. `http://otel-collector:4317`. Unset: no export.
     #[arg(long, env = "SESSIOND_OTLP_ENDPOINT")]
@@ -321,11 +370,40 @@ impl Settings {
                     .with_context(|| format!("loading API keys file {}", path.display()))?;
                 Ok(Some(keys))
             }
-            None => {
-                tracing::warn!("no API keys file: every caller is an admin of tenant 'default'");
-                Ok(None)
-            }
+            None => Ok(None),
         }
+    }
+
+    /// Refuses to serve without authentication where other machines could
+    /// call: without a keys file or a client CA, only a loopback address
+    /// may serve, unless --allow-unauthenticated says so, which is logged
+    /// as a warning at every start.
+    pub fn check_authentication(&self, keys: Option<&crate::auth::ApiKeys>) -> anyhow::Result<()> {
+        if keys.is_some() {
+            return Ok(());
+        }
+        if self.tls_client_ca.is_some() {
+            tracing::info!("no API keys file: every caller presents a client certificate signed by the client CA");
+            return Ok(());
+        }
+        if is_loopback(&self.listen) {
+            tracing::warn!("no API keys file: every caller is an admin of tenant 'default' (serving on loopback only)");
+            return Ok(());
+        }
+        if self.allow_unauthenticated {
+            tracing::warn!(
+                address = %self.listen,
+                "UNAUTHENTICATED: --allow-unauthenticated serves without API keys on an address other machines can reach; every caller is an admin of tenant 'default'"
+            );
+            return Ok(());
+        }
+        bail!(
+            "refusing to serve on {} without authentication: every caller would be an admin of tenant 'default'. \
+             Give an API keys file (--api-keys-file, SESSIOND_API_KEYS_FILE) or a client CA for mutual TLS \
+             (--tls-client-ca, SESSIOND_TLS_CLIENT_CA), listen on a loopback address, or serve open on purpose \
+             with --allow-unauthenticated (SESSIOND_ALLOW_UNAUTHENTICATED=true)",
+            self.listen
+        )
     }
 
     /// The server's TLS configuration, when a certificate is configured.
@@ -336,8 +414,12 @@ impl Settings {
             .identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?))
             .timeout(self.handshake_timeout);
         if let Some(ca) = &self.tls_client_ca {
-            // Optional: callers with an API key need no certificate.
-            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?)).client_auth_optional(true);
+            // Optional when there are API keys: callers with a key need no
+            // certificate. Without keys the certificate is the only
+            // authentication, so it is required.
+            tls = tls
+                .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
+                .client_auth_optional(self.api_keys_file.is_some());
         }
         Ok(Some(tls))
     }
@@ -470,6 +552,26 @@ mod tests {
         assert_eq!(parsed[&SessionKind::WebUser].idle_timeout, Some(Duration::from_secs(1800)));
         assert_eq!(parsed[&SessionKind::Internal].lifetime, None);
         assert!(parse_kind_timeouts("nope.idle=1s", ServiceConfig::default().kind_defaults).is_err());
+    }
+
+    #[test]
+    fn serving_open_is_refused_beyond_loopback_unless_allowed() {
+        let open = |args: &[&str]| {
+            let settings = Settings::parse_from(["sessiond"].iter().chain(args));
+            settings.check_authentication(None)
+        };
+        for address in ["127.0.0.1:50051", "127.0.0.2:1", "[::1]:50051", "localhost:50051", "[::ffff:127.0.0.1]:1"] {
+            assert!(open(&["--listen", address]).is_ok(), "{address} is loopback");
+        }
+        for address in ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051"] {
+            let refused = open(&["--listen", address]).expect_err("refused").to_string();
+            assert!(refused.contains(address), "names the address: {refused}");
+            assert!(refused.contains("--api-keys-file") && refused.contains("--tls-client-ca"), "{refused}");
+            assert!(open(&["--listen", address, "--allow-unauthenticated"]).is_ok());
+            assert!(open(&["--listen", address, "--allow-unauthenticated", "true"]).is_ok());
+            assert!(open(&["--listen", address, "--allow-unauthenticated", "false"]).is_err());
+            assert!(open(&["--listen", address, "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"]).is_ok());
+        }
     }
 
     #[test]

@@ -45,6 +45,7 @@ impl Application {
         let config = settings.service_config()?;
         let roles = settings.load_roles()?;
         let keys = settings.load_api_keys()?;
+        settings.check_authentication(keys.as_ref())?;
         let store = match settings.postgres() {
             Some(postgres) => {
                 let store = PgStore::connect(postgres).await.context("connecting to Postgres")?;
@@ -152,7 +153,8 @@ impl Application {
             .max_concurrent_streams(settings.max_concurrent_streams)
             .http2_keepalive_interval(Some(settings.keepalive_interval))
             .http2_keepalive_timeout(Some(settings.keepalive_timeout))
-            .max_connection_age(settings.max_connection_age);
+            .max_connection_age(settings.max_connection_age)
+            .max_connection_age_grace(settings.max_connection_age_grace);
         let tls = settings.tls()?;
         let plaintext = tls.is_none();
         if let Some(tls) = tls {

@@ -224,20 +224,19 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
                         unavailable += 1;
                     }
                 }
-                let entry = pb::LogEntry {
-                    level: pb::LogLevel::Info.into(),
-                    message: format!("entry {logged}"),
-                    ..Default::default()
-                };
-                if logs
-                    .log(pb::LogRequest { session: by_token(&token), entries: vec![entry], ..Default::default() })
-                    .await
-                    .is_ok()
-                {
+                // A log refused in the outage may still have committed
+                // (its answer lost): it is retried with its request id
+                // until acknowledged, so it is stored exactly once.
+                if logs.log(log_request(&token, logged)).await.is_ok() {
                     logged += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            while logs.log(log_request(&token, logged)).await.is_err() {
+                assert!(started.elapsed() < Duration::from_secs(8) + PATIENCE, "the last log is never acknowledged");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            logged += 1;
             (created, logged, unavailable)
         })
     };
@@ -266,6 +265,12 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
     // A failed session's log is kept: count what it holds.
     app.close(&session.token, "checking the log").await;
     assert_eq!(kept_entries(&mut app, &session).await, logged as usize, "every acknowledged log entry survived");
+}
+
+/// The `n`th entry of the restart test's log, with a request id of its own.
+fn log_request(token: &str, n: u32) -> pb::LogRequest {
+    let entry = pb::LogEntry { level: pb::LogLevel::Info.into(), message: format!("entry {n}"), ..Default::default() };
+    pb::LogRequest { session: by_token(token), entries: vec![entry], request_id: format!("entry-{n}") }
 }
 
 /// How many entries the kept log of `session` holds, over every page.

@@ -66,6 +66,7 @@ fn install() -> Shared {
         let config = TelemetryConfig {
             log_format: LogFormat::Text,
             log_filter: "info,sessiond=debug".into(),
+            log_repeat_interval: Duration::from_secs(10),
             otlp_endpoint: Some(collector.endpoint.clone()),
             service_name: SERVICE_NAME.into(),
             prometheus: true,

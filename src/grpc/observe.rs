@@ -15,9 +15,13 @@
 //!   before that was cancelled by its client, or reached the client's
 //!   deadline (`grpc-timeout`) if that had passed, give or take
 //!   [`DEADLINE_SLACK`]: DEADLINE_EXCEEDED, as the client sees it.
-//! - Every call that ends with another status than OK logs one line, with
-//!   the method, the code and the message: at `warn` for the codes that
-//!   mean sessiond failed, at `info` for those that answer the request.
+//! - A call that ends with another status than OK logs one line, with the
+//!   method, the code, the message and its cause (`CODE/REASON`, the
+//!   ErrorInfo reason when there is one): at `warn` for the codes that mean
+//!   sessiond failed, at `info` for those that answer the request. Repeated
+//!   failures of one cause are throttled (`telemetry::throttle`), client
+//!   faults as much as server ones: an outage, or one client repeating a
+//!   bad request, logs a line per cause per interval with the count.
 //!   Internal causes are logged by `status`, never here.
 //!
 //! Method names come from the services' descriptors, so a client cannot
@@ -40,10 +44,12 @@ use pin_project_lite::pin_project;
 use prost::Message as _;
 use tonic::Code;
 use tonic::transport::server::TcpConnectInfo;
+use tonic_types::StatusExt as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::telemetry::metrics;
+use crate::telemetry::throttle::{self, Cause};
 
 /// How early a client may give up and still count as reaching its
 /// deadline: its clock started when it sent the call, before sessiond saw
@@ -285,7 +291,10 @@ impl Call {
         match code.map(Code::from) {
             Some(Code::Ok) => self.finish_with(Code::Ok, ""),
             Some(_) => match tonic::Status::from_header_map(headers) {
-                Some(status) => self.finish_with(status.code(), status.message()),
+                Some(status) => {
+                    let reason = status.get_details_error_info().map(|info| info.reason).unwrap_or_default();
+                    self.finish_with_reason(status.code(), status.message(), &reason);
+                }
                 None => self.finish_with(Code::Unknown, "the status does not parse"),
             },
             None => self.finish_with(Code::Unknown, "the answer carries no status"),
@@ -293,6 +302,11 @@ impl Call {
     }
 
     fn finish_with(&mut self, code: Code, message: &str) {
+        self.finish_with_reason(code, message, "");
+    }
+
+    /// Ends with `code`, `message` and the ErrorInfo `reason` (or "").
+    fn finish_with_reason(&mut self, code: Code, message: &str, reason: &str) {
         if std::mem::replace(&mut self.ended, true) {
             return;
         }
@@ -319,14 +333,18 @@ impl Call {
         if code == Code::Ok {
             return;
         }
+        let level = if server_fault { tracing::Level::WARN } else { tracing::Level::INFO };
+        let cause = Cause::with_reason(level, ENDED_WITH_AN_ERROR, code_name(code), reason);
+        let Some(admitted) = throttle::admit(cause) else { return };
+        let repeated = admitted.repeated;
         let _inside = self.span.enter();
         let method = self.method.as_ref().map_or(OTHER, |m| &m.full_name);
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         let trace_id = self.trace_id().map(tracing::field::display);
         if server_fault {
-            tracing::warn!(method, code = ?code, status_message = message, elapsed_ms, trace_id, "call ended with an error");
+            tracing::warn!(method, code = ?code, status_message = message, cause = %cause, repeated, elapsed_ms, trace_id, "{ENDED_WITH_AN_ERROR}");
         } else {
-            tracing::info!(method, code = ?code, status_message = message, elapsed_ms, trace_id, "call ended with an error");
+            tracing::info!(method, code = ?code, status_message = message, cause = %cause, repeated, elapsed_ms, trace_id, "{ENDED_WITH_AN_ERROR}");
         }
     }
 
@@ -349,6 +367,32 @@ impl Drop for Call {
             self.finish_with(Code::DeadlineExceeded, "the client's deadline passed");
         }
         self.finish_with(Code::Cancelled, "the client cancelled the call or went away");
+    }
+}
+
+/// The message of a failed call's line.
+const ENDED_WITH_AN_ERROR: &str = "call ended with an error";
+
+/// A code's name as the gRPC spec spells it, e.g. `UNAVAILABLE`.
+pub(super) fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

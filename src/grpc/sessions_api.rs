@@ -125,14 +125,13 @@ impl pb::session_service_server::SessionService for SessionsApi {
         v.text(&error, "error", limits.max_text_bytes);
         v.text(&stack_trace, "stack_trace", limits.max_log_message_bytes);
         let session = v.finish(session)?;
-        let (closed, sequence) =
-            committing(self.service.close(&caller, &session, optional(error), optional(stack_trace))).await;
-        let closed = closed?;
+        // No sequence is answered: closing again answers exactly as the
+        // first close did, and only that one recorded an event.
+        let closed = self.service.close(&caller, &session, optional(error), optional(stack_trace)).await?;
         Ok(Response::new(pb::CloseSessionResponse {
             session_id: closed.session_id.as_str().to_owned(),
             log_id: closed.log_id.map(|id| id.as_str().to_owned()).unwrap_or_default(),
             end_reason: pb::EndReason::from(closed.end_reason).into(),
-            sequence,
         }))
     }
 

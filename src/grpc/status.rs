@@ -2,7 +2,8 @@
 //! `google.rpc` details: BadRequest for invalid fields, ErrorInfo with a
 //! reason for everything a client may act on, QuotaFailure for limits.
 //! Internal causes are logged with their chain and answered as a plain
-//! INTERNAL: their text never reaches a client.
+//! INTERNAL: their text never reaches a client. Repeated causes are logged
+//! once per interval with a count (`telemetry::throttle`).
 
 use std::collections::HashMap;
 
@@ -10,23 +11,31 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
 use crate::domain::Error;
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// The `google.rpc.ErrorInfo` domain of every sessiond reason.
 pub const ERROR_DOMAIN: &str = "sessiond.dev";
+
+const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+const STORE_FULL: &str = "STORE_FULL";
 
 fn info(code: Code, message: impl Into<String>, reason: &str, metadata: HashMap<String, String>) -> Status {
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
 }
 
-/// Logs an error's cause chain; the caller answers without it.
-fn log_chain(err: &Error) {
+/// Logs an error's cause chain, throttled by the code and reason it is
+/// answered with; the caller answers without it.
+fn log_chain(err: &Error, code: Code, reason: &str) {
+    const LINE: &str = "call failed";
+    let cause = Cause::with_reason(tracing::Level::ERROR, LINE, super::observe::code_name(code), reason);
+    let Some(Admitted { repeated }) = throttle::admit(cause) else { return };
     let mut causes = Vec::new();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         causes.push(cause.to_string());
         source = cause.source();
     }
-    tracing::error!(error = %err, causes = ?causes, "call failed");
+    tracing::error!(error = %err, causes = ?causes, cause = %cause, repeated, "{LINE}");
 }
 
 impl From<Error> for Status {
@@ -92,25 +101,25 @@ impl From<Error> for Status {
                 info(Code::OutOfRange, message, reason, metadata)
             }
             ref unavailable @ Error::Unavailable(_) => {
-                log_chain(unavailable);
+                log_chain(unavailable, Code::Unavailable, STORE_UNAVAILABLE);
                 info(
                     Code::Unavailable,
                     "the session store is unavailable; retry later",
-                    "STORE_UNAVAILABLE",
+                    STORE_UNAVAILABLE,
                     HashMap::new(),
                 )
             }
             ref full @ Error::StoreFull(_) => {
-                log_chain(full);
+                log_chain(full, Code::ResourceExhausted, STORE_FULL);
                 info(
                     Code::ResourceExhausted,
                     "the session store is out of disk space; retry later",
-                    "STORE_FULL",
+                    STORE_FULL,
                     HashMap::new(),
                 )
             }
             ref internal @ Error::Internal(_) => {
-                log_chain(internal);
+                log_chain(internal, Code::Internal, "");
                 Status::internal("internal error")
             }
         }

@@ -305,7 +305,12 @@ impl Service {
                 // A full disk must not fail reads: the activity stays
                 // remembered, and a later call or sweep writes it.
                 Err(crate::store::StoreError::Full(cause)) => {
-                    tracing::warn!(session_id = %session.id, error = %cause, "activity not written: the store is full");
+                    use crate::telemetry::throttle::{self, Admitted, Cause};
+                    const LINE: &str = "activity not written: the store is full";
+                    if let Some(Admitted { repeated }) = throttle::admit(Cause::new(tracing::Level::WARN, LINE, "full"))
+                    {
+                        tracing::warn!(session_id = %session.id, error = %cause, cause = "full", repeated, "{LINE}");
+                    }
                 }
                 Err(other) => return Err(other.into()),
             }

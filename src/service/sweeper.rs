@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::domain::{Error, Expiry, SessionId};
 use crate::store::Purged;
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 use super::Service;
 
@@ -86,7 +87,14 @@ impl Service {
                     );
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, cause = ?std::error::Error::source(&err), "sweep failed"),
+                Err(err) => {
+                    const LINE: &str = "sweep failed";
+                    let kind = throttle::error_kind(&err);
+                    if let Some(Admitted { repeated }) = throttle::admit(Cause::new(tracing::Level::WARN, LINE, kind)) {
+                        let source = std::error::Error::source(&err);
+                        tracing::warn!(error = %err, source = ?source, cause = kind, repeated, "{LINE}");
+                    }
+                }
             }
         }
     }

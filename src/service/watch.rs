@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::auth::Caller;
 use crate::domain::{Error, Event, EventFilter};
 use crate::store::Notification;
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 use super::Service;
 
@@ -41,9 +42,13 @@ pub enum WatchFrom {
 impl Service {
     /// Streams matching events until the receiver is dropped or sessiond
     /// shuts down. Store failures end the stream with an error.
-    #[tracing::instrument(level = "debug", skip_all)]
+    ///
     /// Only the caller's tenant's events; a service caller must name a
-    /// session or a user, an admin may watch the whole tenant.
+    /// session or a user, an admin may watch the whole tenant. A named
+    /// session must exist in the caller's tenant (in any state): an unknown
+    /// one, or another tenant's, is `SessionNotFound`, as in every other
+    /// call, rather than a stream that stays silent.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn watch(
         &self,
         caller: &Caller,
@@ -54,6 +59,12 @@ impl Service {
             return Err(Error::PermissionDenied(
                 "watching a whole tenant needs an admin key; name a session_id or user_id",
             ));
+        }
+        if let Some(id) = &filter.session_id {
+            let found = self.store().session_by_id(id).await?;
+            if !found.is_some_and(|session| session.tenant == caller.tenant) {
+                return Err(Error::SessionNotFound);
+            }
         }
         filter.tenant = Some(caller.tenant.clone());
         // Subscribe before reading the last sequence, so nothing recorded in
@@ -161,7 +172,14 @@ impl Service {
                 Ok(Notification::EventsRecorded(_) | Notification::Resync) | Err(RecvError::Lagged(_)) => {
                     match self.publish_after(last).await {
                         Ok(published) => last = published,
-                        Err(err) => tracing::warn!(error = %err, "cannot read events recorded by other replicas"),
+                        Err(err) => {
+                            const LINE: &str = "cannot read events recorded by other replicas";
+                            let kind = throttle::error_kind(&err);
+                            let cause = Cause::new(tracing::Level::WARN, LINE, kind);
+                            if let Some(Admitted { repeated }) = throttle::admit(cause) {
+                                tracing::warn!(error = %err, cause = kind, repeated, "{LINE}");
+                            }
+                        }
                     }
                 }
                 Ok(Notification::Invalidate(_) | Notification::Lost | Notification::FreshUntil(_)) => {}

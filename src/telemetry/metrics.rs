@@ -146,7 +146,9 @@ pub fn store_operation(system: &'static str, operation: &'static str, elapsed: D
     }
 }
 
-fn store_error_type(error: &StoreError) -> &'static str {
+/// A store error's kind: the `error.type` of the store's metrics, and
+/// what tells its failures apart in the logs.
+pub fn store_error_type(error: &StoreError) -> &'static str {
     match error {
         StoreError::NotFound => "not_found",
         StoreError::Ended(_) => "ended",

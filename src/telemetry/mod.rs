@@ -9,6 +9,9 @@
 //!   and/or scraped by Prometheus ([`prometheus`]); the store's latency is
 //!   measured by the [`store::MeteredStore`] decorator.
 //!
+//! - repeated failures ([`throttle`]): a cause that keeps failing is logged
+//!   once per `--log-repeat-interval`, with the count of the others.
+//!
 //! Without an endpoint and a metrics address nothing but the log subscriber
 //! is installed: spans are never built and instruments never created.
 //!
@@ -36,6 +39,7 @@ use crate::settings::{LogFormat, Settings};
 pub mod metrics;
 pub mod prometheus;
 pub mod store;
+pub mod throttle;
 
 /// How long an export to the collector may take before it is abandoned.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +50,9 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// An EnvFilter expression for the log lines.
     pub log_filter: String,
+    /// How far apart repeated failures of one cause are logged; zero: each
+    /// one is.
+    pub log_repeat_interval: Duration,
     /// The OTLP/gRPC collector traces and metrics go to; `None`: no export.
     pub otlp_endpoint: Option<String>,
     /// The `service.name` resource attribute.
@@ -59,6 +66,7 @@ impl TelemetryConfig {
         Self {
             log_format: settings.log_format,
             log_filter: settings.log_filter.clone(),
+            log_repeat_interval: settings.log_repeat_interval,
             otlp_endpoint: settings.otlp_endpoint.clone().filter(|endpoint| !endpoint.is_empty()),
             service_name: settings.otlp_service_name.clone(),
             prometheus: settings.metrics_listen.is_some(),
@@ -73,6 +81,8 @@ impl TelemetryConfig {
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
+    /// Logs the counts of repeated failures as their intervals end.
+    flusher: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Installs the global subscriber writing to stderr, and the exporters the
@@ -126,7 +136,19 @@ where
     if let Some(provider) = &meter {
         metrics::install(provider);
     }
-    Ok(Telemetry { tracer, meter })
+    throttle::set_interval(config.log_repeat_interval);
+    let flusher = (!config.log_repeat_interval.is_zero()).then(|| {
+        let period = throttle::flush_period(config.log_repeat_interval);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                throttle::flush();
+            }
+        })
+    });
+    Ok(Telemetry { tracer, meter, flusher })
 }
 
 fn tracer_provider(endpoint: &str, resource: Resource) -> anyhow::Result<SdkTracerProvider> {
@@ -177,7 +199,11 @@ impl Telemetry {
 
     /// Exports what is buffered and stops the exporters. Failures are
     /// logged: the process is ending anyway.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        if let Some(flusher) = self.flusher.take() {
+            flusher.abort();
+        }
+        throttle::flush_all();
         if self.tracer.is_none() && self.meter.is_none() {
             return;
         }

@@ -248,3 +248,119 @@ async fn tenants_may_use_the_same_request_id_without_meeting() {
     let again = t.app.sessions.create_session(with_key(request(), &t.globex)).await.expect("retried").into_inner();
     assert_eq!(again.token, theirs.token);
 }
+
+#[tokio::test]
+async fn watching_an_unknown_or_another_tenants_session_is_not_found() {
+    let mut t = two_tenants().await;
+    let (acme, globex) = (t.acme.clone(), t.globex.clone());
+    let created = create(&mut t, &acme, "alice").await;
+    let id = created.session.as_ref().expect("a session").session_id.clone();
+    let globex_id = create(&mut t, &globex, "bob").await.session.expect("a session").session_id;
+    // A well-formed id that no tenant has: globex's session id with its
+    // last character changed.
+    let mut missing = globex_id.clone();
+    let last = missing.pop().expect("ids are not empty");
+    missing.push(if last == 'a' { 'b' } else { 'a' });
+
+    let watch = |session_id: &str| pb::WatchSessionsRequest {
+        session_id: session_id.into(),
+        after_sequence: Some(0),
+        ..Default::default()
+    };
+    for (key, session_id) in [(&globex, &id), (&acme, &missing), (&acme, &globex_id)] {
+        let refused = failure(t.app.sessions.watch_sessions(with_key(watch(session_id), key)).await);
+        assert_eq!(refused.code(), Code::NotFound, "watching {session_id}");
+        assert_eq!(error_reason(&refused).as_deref(), Some("SESSION_NOT_FOUND"));
+    }
+
+    let mut own = t.app.sessions.watch_sessions(with_key(watch(&id), &acme)).await.expect("watching").into_inner();
+    let first = tokio::time::timeout(crate::helpers::PATIENCE, own.message())
+        .await
+        .expect("an event")
+        .expect("a message")
+        .expect("an event");
+    assert_eq!(first.session_id, id, "the owner watches its own session");
+}
+
+#[tokio::test]
+async fn serving_open_beyond_loopback_is_refused_at_start_up() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let settings = sessiond::settings::Settings::for_tests("0.0.0.0:0".parse().unwrap(), data.path().to_owned());
+    let refused = match sessiond::startup::Application::build(settings).await {
+        Ok(_) => panic!("sessiond served open on every interface"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(refused.contains("0.0.0.0:0"), "names the address: {refused}");
+    assert!(refused.contains("--api-keys-file") && refused.contains("--tls-client-ca"), "{refused}");
+    assert!(refused.contains("--allow-unauthenticated"), "{refused}");
+}
+
+#[test]
+fn the_binary_refuses_to_serve_open_on_every_interface() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args(["--log-filter", "error"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("SESSIOND_LISTEN", "0.0.0.0:0")
+        .env_remove("SESSIOND_API_KEYS_FILE")
+        .env_remove("SESSIOND_ALLOW_UNAUTHENTICATED")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sessiond runs");
+    assert!(!run.status.success(), "refused with a failed exit");
+    let said = String::from_utf8_lossy(&run.stderr) + String::from_utf8_lossy(&run.stdout);
+    assert!(said.contains("refusing to serve on 0.0.0.0:0 without authentication"), "{said}");
+}
+
+/// `sessiond hash-key ARGS` with `key` on standard input: whether it
+/// succeeded, and what it printed on standard output.
+fn hash_key_command(args: &[&str], key: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .arg("hash-key")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sessiond starts");
+    child.stdin.take().expect("piped").write_all(key.as_bytes()).expect("the key is written");
+    let output = child.wait_with_output().expect("sessiond ends");
+    (output.status.success(), String::from_utf8(output.stdout).expect("text").trim().to_owned())
+}
+
+#[test]
+fn hash_key_refuses_a_weak_key_unless_told_it_is_a_migration() {
+    let (refused, printed) = hash_key_command(&[], "hunter2");
+    assert!(!refused && printed.is_empty(), "a weak key is not hashed: {printed}");
+    let (accepted, printed) = hash_key_command(&["--allow-weak"], "hunter2");
+    assert!(accepted);
+    assert_eq!(printed, hash_key("hunter2"));
+    let (strong, _) = generate_key();
+    let (accepted, printed) = hash_key_command(&[], &strong);
+    assert!(accepted);
+    assert_eq!(printed, hash_key(&strong));
+}
+
+#[tokio::test]
+async fn a_key_configured_as_an_argon2_hash_authenticates_and_a_wrong_one_does_not() {
+    let (accepted, hash) = hash_key_command(&["--argon2", "--allow-weak"], "a-migrated-legacy-key");
+    assert!(accepted && hash.starts_with("$argon2id$v=19$m="), "{hash}");
+    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(keys_file.path(), format!("keys: [{{name: legacy, tenant: acme, role: service, hash: '{hash}'}}]"))
+        .expect("the keys file is written");
+    let path = keys_file.path().to_owned();
+    let mut app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    let request =
+        || pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "alice".into(), ..Default::default() };
+
+    let wrong = failure(app.sessions.create_session(with_key(request(), "a-migrated-legacy-kez")).await);
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    for _ in 0..2 {
+        let created = app.sessions.create_session(with_key(request(), "a-migrated-legacy-key")).await;
+        assert!(created.is_ok(), "the key verifies, first against argon2 and then from memory: {created:?}");
+    }
+    let wrong = failure(app.sessions.create_session(with_key(request(), "a-migrated-legacy-kez")).await);
+    assert_eq!(wrong.code(), Code::Unauthenticated, "still refused once the right key was seen");
+}

@@ -244,8 +244,9 @@ async fn concurrent_changes_are_streamed_without_gaps_or_duplicates() {
     assert_eq!(ids, created);
 }
 
-#[tokio::test]
-async fn purged_events_are_not_replayed_and_numbering_goes_on() {
+/// A server whose first two events have been purged, and the session of
+/// its third, recent one.
+async fn with_two_events_purged() -> (TestApp, pb::CreateSessionResponse) {
     let mut app = TestApp::spawn_with(|s| {
         s.event_retention = Duration::from_secs(3600);
         s.sweep_interval = Duration::from_secs(3600);
@@ -256,6 +257,12 @@ async fn purged_events_are_not_replayed_and_numbering_goes_on() {
     app.advance(Duration::from_secs(3601));
     app.service.sweep_once().await.expect("the sweep runs");
     let recent = app.create(Kind::WebUser, "recent").await;
+    (app, recent)
+}
+
+#[tokio::test]
+async fn purged_events_are_not_replayed_and_numbering_goes_on() {
+    let (mut app, recent) = with_two_events_purged().await;
 
     let mut replay = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
 
@@ -301,4 +308,96 @@ async fn a_crash_recovery_is_recorded_as_closed_events() {
     assert_eq!(recovered.r#type, i32::from(Type::Closed));
     assert_eq!(recovered.session_id, id_of(&call));
     assert_eq!(recovered.end_reason, i32::from(pb::EndReason::ServerCrashed));
+}
+
+/// The status a watch from `after_sequence` is refused with.
+async fn refused_watch(app: &mut TestApp, after_sequence: u64) -> tonic::Status {
+    let request = pb::WatchSessionsRequest { after_sequence: Some(after_sequence), ..Default::default() };
+    match app.sessions.watch_sessions(request).await {
+        Err(status) => status,
+        Ok(stream) => {
+            let mut stream = stream.into_inner();
+            let first = tokio::time::timeout(PATIENCE, stream.message()).await.expect("the watch answers promptly");
+            first.expect_err("a watch out of range is refused")
+        }
+    }
+}
+
+/// The ErrorInfo metadata of `status`, for `key`.
+fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
+    use tonic_types::StatusExt as _;
+    status.get_error_details().error_info().and_then(|info| info.metadata.get(key).cloned())
+}
+
+#[tokio::test]
+async fn a_watch_resuming_beyond_the_latest_event_is_out_of_range_naming_the_latest() {
+    let mut app = TestApp::spawn().await;
+    app.create(Kind::WebUser, "alice").await;
+    app.create(Kind::WebUser, "bob").await;
+
+    let status = refused_watch(&mut app, 7).await;
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert_eq!(crate::helpers::error_reason(&status).as_deref(), Some("CURSOR_AHEAD"), "{status:?}");
+    assert_eq!(metadata(&status, "latest_sequence").as_deref(), Some("2"));
+    assert_eq!(metadata(&status, "oldest_sequence").as_deref(), Some("1"));
+
+    // The latest itself, or anything before it still kept, resumes.
+    let mut events = app.watch(pb::WatchSessionsRequest { after_sequence: Some(2), ..Default::default() }).await;
+    let carol = app.create(Kind::WebUser, "carol").await;
+    assert_eq!(next_event(&mut events).await.session_id, id_of(&carol));
+}
+
+#[tokio::test]
+async fn a_watch_resuming_from_purged_events_is_out_of_range_naming_the_oldest_kept() {
+    let (mut app, recent) = with_two_events_purged().await;
+
+    // Event 2 is gone: a consumer that saw only 1 has missed it.
+    let status = refused_watch(&mut app, 1).await;
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert_eq!(crate::helpers::error_reason(&status).as_deref(), Some("CURSOR_EXPIRED"), "{status:?}");
+    assert_eq!(metadata(&status, "oldest_sequence").as_deref(), Some("3"));
+    assert_eq!(metadata(&status, "latest_sequence").as_deref(), Some("3"));
+
+    // One that saw 2 missed nothing; zero replays what is kept.
+    let mut events = app.watch(pb::WatchSessionsRequest { after_sequence: Some(2), ..Default::default() }).await;
+    assert_eq!(next_event(&mut events).await.session_id, id_of(&recent));
+    let mut replay = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+    assert_eq!(next_event(&mut replay).await.session_id, id_of(&recent));
+}
+
+#[tokio::test]
+async fn a_watch_ends_once_its_connection_is_past_its_age_and_grace_and_resumes_by_sequence() {
+    let (age, grace) = (Duration::from_secs(1), Duration::from_secs(1));
+    let mut app = TestApp::spawn_with(|s| {
+        s.max_connection_age = age;
+        s.max_connection_age_grace = grace;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut events = app.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+    app.create(Kind::WebUser, "alice").await;
+    let seen = next_event(&mut events).await.sequence;
+
+    let ended = tokio::time::timeout(age + grace + PATIENCE, async {
+        loop {
+            match events.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("the watch ends once the connection's age and grace have passed");
+    assert!(started.elapsed() >= age + grace, "not before both have passed");
+    // The connection is closed under the stream: the client's transport
+    // reports it (tonic: UNKNOWN, "error reading a body from connection").
+    let status = ended.expect("the stream ends with an error, not as if complete");
+    assert_ne!(status.code(), tonic::Code::Ok, "{status:?}");
+
+    // The client reconnects and resumes after the last sequence it saw.
+    let missed = app.create(Kind::WebUser, "bob").await;
+    let mut resumed = app.watch(pb::WatchSessionsRequest { after_sequence: Some(seen), ..Default::default() }).await;
+    let next = next_event(&mut resumed).await;
+    assert_eq!((next.sequence, next.session_id), (seen + 1, id_of(&missed)));
 }

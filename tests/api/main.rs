@@ -16,6 +16,7 @@ mod full_disk;
 mod lifecycle;
 mod logs;
 mod privileges;
+mod probe;
 mod restart;
 mod retries;
 mod server;

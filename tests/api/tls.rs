@@ -172,3 +172,22 @@ async fn connections_that_never_finish_the_tls_handshake_are_closed_within_the_h
     request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
     app.client(None).await.create_session(request).await.expect("a TLS client is served");
 }
+
+#[tokio::test]
+async fn without_a_keys_file_the_client_ca_requires_a_certificate_of_every_caller() {
+    let pki = pki();
+    let app = spawn_tls_with(&pki, "", |s| s.api_keys_file = None).await;
+
+    let mut with_cert = app.client(Some(&pki.client)).await;
+    with_cert.create_session(create()).await.expect("a CA-signed certificate is the way in");
+
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&app.ca)).domain_name("localhost");
+    let channel = Channel::from_shared(app.address.clone()).expect("a valid uri").tls_config(tls).expect("TLS config");
+    // TLS 1.3 lets the client finish its side of the handshake before the
+    // server has checked the (missing) certificate: the refusal may come
+    // with the connection or with the first call.
+    if let Ok(channel) = channel.connect().await {
+        let refused = SessionServiceClient::new(channel).create_session(create()).await;
+        assert!(refused.is_err(), "a caller without a certificate is refused: {refused:?}");
+    }
+}

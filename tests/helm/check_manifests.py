@@ -4,8 +4,9 @@
 
 1. Validates every document against the Kubernetes API schemas of
    KUBE_VERSION, strictly (unknown fields are errors), with
-   kubernetes-validate, offline. Custom resources (the ServiceMonitor) are
-   not in those schemas: they get a structural check instead.
+   kubernetes-validate, offline. Custom resources (the ServiceMonitor, the
+   Gateway API's GRPCRoute) are not in those schemas: they get a
+   structural check instead.
 2. Asserts what the chart promises for every values file (non-root,
    read-only pods; probes; settings; mounts; labels) and what that values
    file asks for (named after it: default, postgres, postgres-url, full).
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "sessiond"
 
 # Kinds outside Kubernetes' own API: checked structurally.
-CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("gateway.networking.k8s.io/v1", "GRPCRoute")}
 
 IMAGE_USER = 65532
 GRPC_PORT = 50051
@@ -75,12 +76,38 @@ def is_subset(small: dict, big: dict) -> bool:
     return all(big.get(key) == value for key, value in small.items())
 
 
+def minor(kube_version: str) -> tuple[int, int]:
+    major, minor_, *_ = kube_version.split(".")
+    return int(major), int(minor_)
+
+
+def sessiond_args(container: dict) -> list[str] | None:
+    """The arguments after the image's sessiond, or None when it runs something else."""
+    command = container.get("command", ["/usr/local/bin/sessiond"])
+    if command[:1] != ["/usr/local/bin/sessiond"]:
+        return None
+    return [*command[1:], *container.get("args", [])]
+
+
 # ---- 1. schemas -------------------------------------------------------------
 
 
 def check_custom_resource(doc: dict, check: Checks) -> None:
     name = f"{doc['kind']}/{doc.get('metadata', {}).get('name')}"
     spec = doc.get("spec") or {}
+    if doc["kind"] == "GRPCRoute":
+        rules = spec.get("rules")
+        check(bool(doc.get("metadata", {}).get("name"))
+              and isinstance(spec.get("parentRefs"), list) and len(spec["parentRefs"]) > 0
+              and all(isinstance(p, dict) and p.get("name") for p in spec["parentRefs"])
+              and isinstance(rules, list) and len(rules) > 0
+              and all(r.get("backendRefs") and all(b.get("name") and isinstance(b.get("port"), int)
+                                                   for b in r["backendRefs"]) for r in rules)
+              and set(spec) <= {"parentRefs", "hostnames", "rules"}
+              and all(set(r) <= {"name", "matches", "filters", "backendRefs", "sessionPersistence"} for r in rules),
+              f"{name} (custom resource): metadata.name, spec.parentRefs[].name, "
+              "spec.rules[].backendRefs[].name and port, no unknown fields")
+        return
     endpoints = spec.get("endpoints")
     check(
         bool(doc.get("apiVersion")) and bool(doc.get("kind")) and bool(doc.get("metadata", {}).get("name"))
@@ -166,7 +193,8 @@ def check_security(where: str, pod_spec: dict, container: dict, check: Checks) -
     check(pod_spec.get("enableServiceLinks") is False, f"{where}: no service link variables")
 
 
-def check_common(rendered: Rendered, server: Server, tls: bool, check: Checks) -> None:
+def check_common(rendered: Rendered, server: Server, values: dict, kube_version: str, check: Checks) -> None:
+    tls = bool(values.get("tls", {}).get("enabled"))
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     deployment, pod, container, env = server.deployment, server.pod, server.container, server.env
 
@@ -191,7 +219,7 @@ def check_common(rendered: Rendered, server: Server, tls: bool, check: Checks) -
           "container runs the image's sessiond", container.get("command"))
 
     # Service.
-    service = rendered.one("Service")
+    service = rendered.one("Service", deployment["metadata"]["name"])
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     container_ports = {p["name"]: p for p in container.get("ports", [])}
     check(service["spec"]["type"] == "ClusterIP", "Service is ClusterIP")
@@ -239,6 +267,14 @@ def check_common(rendered: Rendered, server: Server, tls: bool, check: Checks) -
     # Stopping.
     grace = server.spec.get("terminationGracePeriodSeconds", 30)
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    asked = values.get("shutdown", {}).get("preStopSleepSeconds", 5)
+    if minor(kube_version) >= (1, 30):
+        check(pre_stop == asked and (asked > 0) == ("lifecycle" in container),
+              f"Kubernetes {kube_version}: a preStop sleep of shutdown.preStopSleepSeconds ({asked})",
+              container.get("lifecycle"))
+    else:
+        check("lifecycle" not in container,
+              f"Kubernetes {kube_version}: no preStop hook (the sleep action needs 1.30)", container.get("lifecycle"))
     drain = seconds(env["SESSIOND_DRAIN_TIMEOUT"])
     check(grace > pre_stop + drain,
           f"terminationGracePeriodSeconds {grace} > preStop sleep {pre_stop} + drain timeout {drain}")
@@ -247,14 +283,53 @@ def check_common(rendered: Rendered, server: Server, tls: bool, check: Checks) -
     for name in ("startupProbe", "livenessProbe", "readinessProbe"):
         probe = container.get(name, {})
         if tls:
-            check(probe.get("tcpSocket", {}).get("port") == "grpc" and "grpc" not in probe,
-                  f"{name} connects to the TLS gRPC port (the kubelet's gRPC probe has no TLS)", probe)
+            command = probe.get("exec", {}).get("command", [])
+            timeout = probe.get("timeoutSeconds")
+            check(command[:2] == ["/usr/local/bin/sessiond", "probe"] and f"--timeout={timeout}s" in command
+                  and set(probe) & {"grpc", "tcpSocket", "httpGet"} == set(),
+                  f"{name} runs `sessiond probe --timeout={timeout}s` (the kubelet's gRPC probe has no TLS)", probe)
         else:
             check(probe.get("grpc", {}).get("port") == GRPC_PORT and "tcpSocket" not in probe,
                   f"{name} is a native gRPC probe on {GRPC_PORT}", probe)
-    if not tls:
-        check(container["readinessProbe"]["grpc"].get("service") == "sessiond.v1.SessionService",
-              "readinessProbe checks service sessiond.v1.SessionService")
+    readiness_service = values.get("probes", {}).get("readiness", {}).get("service", "sessiond.v1.SessionService")
+    if tls:
+        check(f"--service={readiness_service}" in container["readinessProbe"]["exec"]["command"],
+              f"readinessProbe checks service {readiness_service}")
+    else:
+        check(container["readinessProbe"]["grpc"].get("service") == readiness_service,
+              f"readinessProbe checks service {readiness_service}")
+
+    # The headless Service, for client-side balancing.
+    headless = rendered.one("Service", f"{deployment['metadata']['name']}-headless")
+    if values.get("service", {}).get("headless", {}).get("enabled", True):
+        if check(headless is not None, "a headless Service"):
+            headless_ports = {p["name"]: p for p in headless["spec"]["ports"]}
+            grpc = headless_ports.get("grpc", {})
+            check(headless["spec"].get("clusterIP") == "None" and not headless["spec"].get("publishNotReadyAddresses")
+                  and is_subset(headless["spec"]["selector"], pod["metadata"]["labels"])
+                  and grpc.get("targetPort") == "grpc" and grpc.get("appProtocol") == "grpc",
+                  "headless Service: clusterIP None, ready pods only, port grpc")
+    else:
+        check(headless is None, "no headless Service")
+
+    # The `helm test` Pod.
+    test_pods = [doc for doc in rendered.all("Pod")
+                 if doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    if values.get("tests", {}).get("enabled", True):
+        if check(len(test_pods) == 1, "one helm test Pod"):
+            test = test_pods[0]
+            probe = test["spec"]["containers"][0]
+            args = sessiond_args(probe) or []
+            namespace = deployment["metadata"]["namespace"]
+            address = f"--address={service['metadata']['name']}.{namespace}.svc:{ports['grpc']['port']}"
+            check(probe["image"] == container["image"] and args[:1] == ["probe"] and address in args
+                  and f"--service={readiness_service}" in args and (("--tls" in args) == tls),
+                  f"test Pod runs `sessiond probe {address}` from the sessiond image"
+                  + (" over TLS" if tls else ""), args)
+            check(test["spec"].get("restartPolicy") == "Never", "test Pod is not restarted")
+            check_security("test Pod", test["spec"], probe, check)
+    else:
+        check(not test_pods, "no helm test Pod")
 
     check(bool(container.get("resources", {}).get("requests")), "the container has resource requests")
     for constraint in server.spec.get("topologySpreadConstraints", []):
@@ -293,9 +368,12 @@ def check_default(rendered: Rendered, server: Server, values: dict, check: Check
     check(server.deployment["spec"].get("replicas") == 1, "embedded store: exactly 1 replica")
     check(server.deployment["spec"].get("strategy", {}).get("type") == "Recreate",
           "embedded store: Recreate, never two pods on one store")
-    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Job", "Secret", "NetworkPolicy",
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Job", "NetworkPolicy",
                  "ServiceMonitor", "PersistentVolumeClaim"):
         check(not rendered.all(kind), f"no {kind}")
+    secrets = rendered.all("Secret")
+    check([sorted(secret.get("data", {})) for secret in secrets] == [["api-keys.yaml"]],
+          "one Secret, holding only the API keys file", [sorted(secret.get("data", {})) for secret in secrets])
     check("SESSIOND_DATABASE_URL" not in server.env_refs, "no database URL")
     check("emptyDir" in (server.volume_at("/data") or {}), "/data is an emptyDir")
     files = rendered.one("ConfigMap", server.deployment["metadata"]["name"] + "-files")
@@ -428,11 +506,16 @@ def check_full(rendered: Rendered, server: Server, values: dict, check: Checks) 
         keys_file = yaml.safe_load(base64.b64decode(secret["data"][found[1]["key"]]))
         check(keys_file == {"keys": values["auth"]["apiKeys"]}, "the API keys file lists auth.apiKeys", keys_file)
 
+    # Serving without authentication only when asked for.
+    allow = values["auth"].get("allowUnauthenticated", False)
+    check(env.get("SESSIOND_ALLOW_UNAUTHENTICATED") == ("true" if allow else None),
+          f"SESSIOND_ALLOW_UNAUTHENTICATED {'is true' if allow else 'is not set'}", env.get("SESSIOND_ALLOW_UNAUTHENTICATED"))
+
     # Telemetry and metrics.
     check(env.get("SESSIOND_OTLP_ENDPOINT") == values["telemetry"]["otlpEndpoint"], "SESSIOND_OTLP_ENDPOINT")
     check(env.get("SESSIOND_METRICS_LISTEN") == "0.0.0.0:9090", "SESSIOND_METRICS_LISTEN=0.0.0.0:9090")
     container_ports = {p["name"]: p["containerPort"] for p in server.container["ports"]}
-    service_ports = {p["name"]: p for p in rendered.one("Service")["spec"]["ports"]}
+    service_ports = {p["name"]: p for p in rendered.one("Service", name)["spec"]["ports"]}
     check(container_ports.get("metrics") == 9090 and service_ports.get("metrics", {}).get("targetPort") == "metrics",
           "metrics port 9090 on the container and the Service")
     monitor = rendered.one("ServiceMonitor")
@@ -440,7 +523,7 @@ def check_full(rendered: Rendered, server: Server, values: dict, check: Checks) 
         check(monitor["spec"]["endpoints"][0]["port"] == "metrics"
               and monitor["metadata"]["labels"].get("release") == "prometheus",
               "ServiceMonitor scrapes port metrics, labelled for Prometheus")
-        check(is_subset(monitor["spec"]["selector"]["matchLabels"], rendered.one("Service")["metadata"]["labels"]),
+        check(is_subset(monitor["spec"]["selector"]["matchLabels"], rendered.one("Service", name)["metadata"]["labels"]),
               "ServiceMonitor selects the Service")
 
     # Log policy.
@@ -451,17 +534,68 @@ def check_full(rendered: Rendered, server: Server, values: dict, check: Checks) 
     # NetworkPolicy.
     policy = rendered.one("NetworkPolicy")
     if check(policy is not None, "a NetworkPolicy"):
-        ingress = {p["port"]: rule["from"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-        check(ingress.get(GRPC_PORT) == values["networkPolicy"]["grpcFrom"], "gRPC ingress only from grpcFrom")
+        ingress: dict[int, list] = {}
+        for rule in policy["spec"]["ingress"]:
+            for port in rule["ports"]:
+                ingress.setdefault(port["port"], []).extend(rule["from"])
+        test_peer = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "sessiond",
+                                                     "app.kubernetes.io/instance": server.pod["metadata"]["labels"][
+                                                         "app.kubernetes.io/instance"],
+                                                     "app.kubernetes.io/component": "test"}}}
+        check(ingress.get(GRPC_PORT) == [*values["networkPolicy"]["grpcFrom"], test_peer],
+              "gRPC ingress only from grpcFrom and the test Pod", ingress.get(GRPC_PORT))
         check(ingress.get(9090) == values["networkPolicy"]["metricsFrom"], "metrics ingress only from metricsFrom")
         egress_ports = {(p["port"], p.get("protocol")) for rule in policy["spec"]["egress"] for p in rule["ports"]}
-        check(egress_ports == {(53, "UDP"), (53, "TCP"), (4317, "TCP")}, "egress only to DNS and the OTLP collector",
-              egress_ports)
+        check(egress_ports == {(53, "UDP"), (53, "TCP"), (4317, "TCP"), (GRPC_PORT, "TCP")},
+              "egress only to DNS, the OTLP collector and (the test Pod) sessiond's gRPC port", egress_ports)
+        to_grpc = [rule for rule in policy["spec"]["egress"] if rule["ports"][0]["port"] == GRPC_PORT]
+        check(len(to_grpc) == 1 and [peer["podSelector"]["matchLabels"] for peer in to_grpc[0].get("to", [])]
+              == [server.deployment["spec"]["selector"]["matchLabels"]],
+              "egress to gRPC only to the server's pods", to_grpc)
     check(server.pod["metadata"]["annotations"].get("example.com/team") == "shop", "podAnnotations on the pods")
+
+
+def check_extras(rendered: Rendered, server: Server, values: dict, check: Checks) -> None:
+    name = server.deployment["metadata"]["name"]
+    spec, container = server.spec, server.container
+
+    # Pod extensions.
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    check(all(volumes.get(v["name"]) == v for v in values["extraVolumes"]), "extraVolumes are pod volumes")
+    mounts = [m for m in container["volumeMounts"] if m["name"] == "policies"]
+    check(mounts == values["extraVolumeMounts"], "extraVolumeMounts are sessiond's mounts")
+    check(spec.get("initContainers") == values["initContainers"], "initContainers as given")
+    sidecars = [c for c in spec["containers"] if c["name"] != "sessiond"]
+    check(len(sidecars) == 1 and sidecars[0]["env"] == [{"name": "RELEASE", "value": "sessions"}],
+          "extraContainers are added, rendered with tpl", sidecars)
+    check(server.env.get("SESSIOND_LOG_KEEP_ALL") == "true", "extraEnv on sessiond")
+
+    # Ingress.
+    ingress = rendered.one("Ingress")
+    if check(ingress is not None, "an Ingress"):
+        rule = ingress["spec"]["rules"][0]
+        backend = rule["http"]["paths"][0]["backend"]["service"]
+        check(rule["host"] == "sessiond.example.com" and rule["http"]["paths"][0]["path"] == "/"
+              and rule["http"]["paths"][0]["pathType"] == "Prefix"
+              and backend == {"name": name, "port": {"name": "grpc"}},
+              "Ingress routes sessiond.example.com/ to the Service's grpc port", rule)
+        check(ingress["spec"].get("ingressClassName") == "nginx"
+              and ingress["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/backend-protocol") == "GRPCS"
+              and ingress["spec"]["tls"] == values["ingress"]["tls"], "Ingress class, annotations and TLS as given")
+
+    # GRPCRoute.
+    route = rendered.one("GRPCRoute")
+    if check(route is not None, "a GRPCRoute"):
+        check(route["spec"]["parentRefs"] == values["grpcRoute"]["parentRefs"]
+              and route["spec"]["hostnames"] == values["grpcRoute"]["hostnames"], "GRPCRoute parents and hostnames")
+        rule = route["spec"]["rules"][0]
+        check(rule["backendRefs"] == [{"name": name, "port": GRPC_PORT}]
+              and rule["matches"] == values["grpcRoute"]["matches"], "GRPCRoute sends its matches to the Service")
 
 
 CASES = {
     "default": check_default,
+    "extras": check_extras,
     "postgres": check_postgres,
     "postgres-url": check_postgres_url,
     "full": check_full,
@@ -485,7 +619,7 @@ def main(argv: list[str]) -> int:
     validate_all(rendered, kube_version, check)
     print(f"{values_file.name}: what the chart promises")
     server = Server(rendered)
-    check_common(rendered, server, tls=bool(values.get("tls", {}).get("enabled")), check=check)
+    check_common(rendered, server, values, kube_version, check)
     print(f"{values_file.name}: what {values_file.name} asks for")
     CASES[case](rendered, server, values, check)
 

@@ -6,20 +6,25 @@ From the Deployment's sessiond container it takes the command and args (the
 image's entrypoint, /usr/local/bin/sessiond, becomes SESSIOND_BIN) and the
 environment: envFrom ConfigMaps and env entries, with configMapKeyRef
 values looked up in the rendered ConfigMaps (secret references are left
-out). The pod's volumes become temporary directories: ConfigMap files
-projected into them are written there, emptyDirs and claims are empty. Every
+out). The pod's volumes become temporary directories: ConfigMap and Secret
+files projected into them are written there (a Secret the chart does not
+render, such as tls.existingSecret, gets a fresh self-signed certificate
+for its tls.crt, tls.key and ca.crt), emptyDirs and claims are empty. Every
 setting naming a path under a mount is moved to its directory, and
 SESSIOND_LISTEN to a free loopback port. Nothing else reaches the process:
 its environment is exactly that.
 
-Then it checks that sessiond answers grpc.health.v1 SERVING, also for the
-service each gRPC probe names, that its log is in the format the chart
-asked for, and that SIGTERM stops it with exit code 0 within the pod's
-termination grace period.
+Then it checks that sessiond answers grpc.health.v1 SERVING (with TLS: that
+its startup probe, `sessiond probe`, passes), also for the service each
+gRPC probe names; that every exec probe passes, run with the container's
+environment; that the helm test Pod's command passes against it; that its
+log is in the format the chart asked for, and that SIGTERM stops it with
+exit code 0 within the pod's termination grace period.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -48,13 +53,28 @@ def ok(message: str) -> None:
     print(f"  ok    {message}")
 
 
-def load(path: Path) -> tuple[dict, dict[str, dict]]:
+def load(path: Path) -> tuple[dict, dict[str, dict], dict[str, dict], list[dict]]:
+    """The Deployment, ConfigMaps' data, Secrets' decoded data and helm test Pods."""
     docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
     if len(deployments) != 1:
         fail(f"expected one Deployment, found {len(deployments)}")
     config_maps = {doc["metadata"]["name"]: doc.get("data", {}) for doc in docs if doc["kind"] == "ConfigMap"}
-    return deployments[0], config_maps
+    secrets = {doc["metadata"]["name"]: {key: base64.b64decode(value).decode() for key, value in doc.get("data", {}).items()}
+               for doc in docs if doc["kind"] == "Secret"}
+    tests = [doc for doc in docs
+             if doc["kind"] == "Pod" and doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    return deployments[0], config_maps, secrets, tests
+
+
+def self_signed(directory: Path) -> dict[str, str]:
+    """A certificate for localhost and 127.0.0.1, as a kubernetes.io/tls Secret's data."""
+    key, cert = directory / "self-signed.key", directory / "self-signed.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return {"tls.crt": cert.read_text(), "tls.key": key.read_text(), "ca.crt": cert.read_text()}
 
 
 def container_env(container: dict, config_maps: dict[str, dict]) -> dict[str, str]:
@@ -82,7 +102,8 @@ def container_env(container: dict, config_maps: dict[str, dict]) -> dict[str, st
     return env
 
 
-def materialise_volumes(pod_spec: dict, container: dict, config_maps: dict[str, dict], root: Path) -> dict[str, Path]:
+def materialise_volumes(pod_spec: dict, container: dict, config_maps: dict[str, dict], secrets: dict[str, dict],
+                        root: Path) -> dict[str, Path]:
     """A directory for each mount, filled as the kubelet would; mountPath -> directory."""
     volumes = {volume["name"]: volume for volume in pod_spec.get("volumes", [])}
     mounts: dict[str, Path] = {}
@@ -96,21 +117,31 @@ def materialise_volumes(pod_spec: dict, container: dict, config_maps: dict[str, 
         elif "projected" in volume:
             sources = volume["projected"]["sources"]
         for source in sources:
-            if "configMap" not in source:
+            kind = "configMap" if "configMap" in source else "secret" if "secret" in source else None
+            if kind is None:
                 print(f"  note  {mount['mountPath']}: {next(iter(source))} source left out")
                 continue
-            name = source["configMap"]["name"]
-            data = config_maps.get(name)
-            if data is None:
-                fail(f"volume {mount['name']}: ConfigMap {name} is not rendered")
-            items = source["configMap"].get("items") or [{"key": key, "path": key} for key in data]
+            name = source[kind]["name"]
+            if kind == "configMap":
+                data = config_maps.get(name)
+                if data is None and source[kind].get("optional"):
+                    print(f"  note  {mount['mountPath']}: optional ConfigMap {name} is not rendered: left empty")
+                    continue
+                if data is None:
+                    fail(f"volume {mount['name']}: ConfigMap {name} is not rendered")
+            elif name in secrets:
+                data = secrets[name]
+            else:
+                data = self_signed(root)
+                print(f"  note  Secret {name} is not the chart's: a self-signed certificate stands in for it")
+            items = source[kind].get("items") or [{"key": key, "path": key} for key in data]
             for item in items:
                 if item["key"] not in data:
-                    fail(f"volume {mount['name']}: ConfigMap {name} has no key {item['key']}")
+                    fail(f"volume {mount['name']}: {kind} {name} has no key {item['key']}")
                 target = directory / item["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(data[item["key"]])
-                print(f"  file  {mount['mountPath']}/{item['path']} from ConfigMap {name}")
+                print(f"  file  {mount['mountPath']}/{item['path']} from {kind} {name}")
         mounts[mount["mountPath"]] = directory
     return mounts
 
@@ -135,6 +166,36 @@ def check_health(address: str, service: str) -> None:
     ok(f"grpc.health.v1 Check for {label}: SERVING")
 
 
+def run_sessiond_command(binary: Path, argv: list[str], env: dict[str, str], what: str) -> None:
+    """Runs a probe's or a test Pod's sessiond command; it must exit 0."""
+    started = time.monotonic()
+    done = subprocess.run([str(binary), *argv], env=env, capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - started
+    if done.returncode != 0:
+        fail(f"{what}: `sessiond {' '.join(argv)}` exited {done.returncode}: {done.stderr.strip()}")
+    ok(f"{what}: `sessiond {' '.join(argv)}` exit 0 in {took:.2f} s: {done.stdout.strip()}")
+
+
+def wait_until_probe_passes(binary: Path, argv: list[str], env: dict[str, str], is_alive, within: float = 30) -> None:
+    """Runs the startup probe's command until it passes, as the kubelet would."""
+    deadline = time.monotonic() + within
+    while True:
+        if not is_alive():
+            fail("sessiond exited before its startup probe passed")
+        done = subprocess.run([str(binary), *argv], env=env, capture_output=True, text=True, timeout=30)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            fail(f"startup probe still failing after {within} s: {done.stderr.strip()}")
+        time.sleep(0.1)
+
+
+def sessiond_argv(command: list[str], what: str) -> list[str]:
+    if command[:1] != IMAGE_ENTRYPOINT:
+        fail(f"{what} runs {command}, not the image's sessiond")
+    return command[1:]
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -142,7 +203,7 @@ def main(argv: list[str]) -> int:
     rendered, binary = Path(argv[0]), Path(argv[1]).resolve()
     if not os.access(binary, os.X_OK):
         fail(f"no sessiond binary at {binary} (build it with `cargo build`, or set SESSIOND_BIN)")
-    deployment, config_maps = load(rendered)
+    deployment, config_maps, secrets, tests = load(rendered)
     pod_spec = deployment["spec"]["template"]["spec"]
     container = next(c for c in pod_spec["containers"] if c["name"] == "sessiond")
 
@@ -154,7 +215,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="sessiond-helm-") as scratch:
         root = Path(scratch)
         (root / "volumes").mkdir()
-        mounts = materialise_volumes(pod_spec, container, config_maps, root / "volumes")
+        mounts = materialise_volumes(pod_spec, container, config_maps, secrets, root / "volumes")
         env = remap(container_env(container, config_maps), mounts)
         address = f"127.0.0.1:{free_port()}"
         env["SESSIOND_LISTEN"] = address
@@ -171,11 +232,27 @@ def main(argv: list[str]) -> int:
             process = subprocess.Popen(argv_run, env=env, cwd=workdir, stdin=subprocess.DEVNULL,
                                        stdout=log, stderr=subprocess.STDOUT)
         try:
-            try:
-                wait_until_serving(address, is_alive=lambda: process.poll() is None)
-            except (TimeoutError, RuntimeError) as error:
-                fail(str(error))
+            startup = container.get("startupProbe", {})
+            if "exec" in startup:
+                wait_until_probe_passes(binary, sessiond_argv(startup["exec"]["command"], "startupProbe"), env,
+                                        is_alive=lambda: process.poll() is None)
+            else:
+                try:
+                    wait_until_serving(address, is_alive=lambda: process.poll() is None)
+                except (TimeoutError, RuntimeError) as error:
+                    fail(str(error))
             ok(f"sessiond serving on {address}")
+            for name in ("startupProbe", "livenessProbe", "readinessProbe"):
+                if "exec" in container.get(name, {}):
+                    run_sessiond_command(binary, sessiond_argv(container[name]["exec"]["command"], name), env, name)
+            for test in tests:
+                test_container = test["spec"]["containers"][0]
+                test_argv = sessiond_argv(test_container.get("command", IMAGE_ENTRYPOINT), "helm test Pod")
+                test_argv += [f"--address={address}" if arg.startswith("--address=") else arg
+                              for arg in test_container.get("args", [])]
+                # The Pod's own environment: the image's, none of the server's.
+                run_sessiond_command(binary, test_argv, {"SESSIOND_LISTEN": "0.0.0.0:50051"},
+                                     f"helm test Pod {test['metadata']['name']} (Service address made local)")
             services = {container[name]["grpc"].get("service", "")
                         for name in ("startupProbe", "livenessProbe", "readinessProbe")
                         if "grpc" in container.get(name, {})}

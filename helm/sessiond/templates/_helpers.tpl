@@ -135,7 +135,7 @@ tlsClientCA: /etc/sessiond/tls/client-ca.crt
 
 {{/* The environment variables the chart sets itself; settings may not. */}}
 {{- define "sessiond.chartOwnedSettings" -}}
-{{- list "SESSIOND_LISTEN" "SESSIOND_DATA_DIR" "SESSIOND_ROLES_FILE" "SESSIOND_LOG_POLICY_FILE" "SESSIOND_LOG_FORMAT" "SESSIOND_LOG" "SESSIOND_DRAIN_TIMEOUT" "SESSIOND_DATABASE_URL" "SESSIOND_DB_POOL_SIZE" "SESSIOND_DB_CONNECT_TIMEOUT" "SESSIOND_DB_STATEMENT_TIMEOUT" "SESSIOND_API_KEYS_FILE" "SESSIOND_TLS_CERT" "SESSIOND_TLS_KEY" "SESSIOND_TLS_CLIENT_CA" "SESSIOND_OTLP_ENDPOINT" "SESSIOND_METRICS_LISTEN" | toJson }}
+{{- list "SESSIOND_LISTEN" "SESSIOND_DATA_DIR" "SESSIOND_ROLES_FILE" "SESSIOND_LOG_POLICY_FILE" "SESSIOND_LOG_FORMAT" "SESSIOND_LOG" "SESSIOND_DRAIN_TIMEOUT" "SESSIOND_DATABASE_URL" "SESSIOND_DB_POOL_SIZE" "SESSIOND_DB_CONNECT_TIMEOUT" "SESSIOND_DB_STATEMENT_TIMEOUT" "SESSIOND_API_KEYS_FILE" "SESSIOND_ALLOW_UNAUTHENTICATED" "SESSIOND_TLS_CERT" "SESSIOND_TLS_KEY" "SESSIOND_TLS_CLIENT_CA" "SESSIOND_OTLP_ENDPOINT" "SESSIOND_METRICS_LISTEN" | toJson }}
 {{- end }}
 
 {{/*
@@ -171,6 +171,9 @@ the settings ConfigMap's data.
 {{- if include "sessiond.auth.enabled" . }}
 {{- $_ := set $s "SESSIOND_API_KEYS_FILE" $paths.apiKeys }}
 {{- end }}
+{{- if .Values.auth.allowUnauthenticated }}
+{{- $_ := set $s "SESSIOND_ALLOW_UNAUTHENTICATED" "true" }}
+{{- end }}
 {{- if .Values.tls.enabled }}
 {{- $_ := set $s "SESSIOND_TLS_CERT" $paths.tlsCert }}
 {{- $_ := set $s "SESSIOND_TLS_KEY" $paths.tlsKey }}
@@ -191,14 +194,22 @@ the settings ConfigMap's data.
 {{- end }}
 
 {{/*
-A probe's handler: grpc.health.v1 on the gRPC port, or a TCP connect when
-the port speaks TLS (the kubelet's gRPC probe speaks plaintext only).
-Called with (dict "root" $ "service" NAME).
+A probe's handler: the kubelet's native gRPC probe against grpc.health.v1
+on the gRPC port; with TLS, which that probe does not speak, `sessiond
+probe` run in the container (it reads the same SESSIOND_* settings, so it
+speaks TLS to the loopback address of SESSIOND_LISTEN).
+Called with (dict "root" $ "service" NAME "timeoutSeconds" N).
 */}}
 {{- define "sessiond.probeHandler" -}}
 {{- if .root.Values.tls.enabled }}
-tcpSocket:
-  port: grpc
+exec:
+  command:
+    - /usr/local/bin/sessiond
+    - probe
+    - --timeout={{ int .timeoutSeconds }}s
+    {{- with .service }}
+    - --service={{ . }}
+    {{- end }}
 {{- else }}
 grpc:
   port: 50051
@@ -206,6 +217,14 @@ grpc:
   service: {{ . | quote }}
   {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when the cluster runs the preStop sleep action (beta and on by
+default from Kubernetes 1.30; older API servers refuse it).
+*/}}
+{{- define "sessiond.preStopSleep" -}}
+{{- if and (gt (int .Values.shutdown.preStopSleepSeconds) 0) (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}true{{ end }}
 {{- end }}
 
 {{/* The OTLP collector's port: networkPolicy.otlp.port, the endpoint's, or 4317. */}}
@@ -256,10 +275,20 @@ grpc:
 {{- if le (int .Values.terminationGracePeriodSeconds) $stopping }}
 {{- fail (printf "sessiond: terminationGracePeriodSeconds (%d) must exceed shutdown.preStopSleepSeconds + shutdown.drainTimeoutSeconds (%d), or pods are killed while they drain." (int .Values.terminationGracePeriodSeconds) $stopping) }}
 {{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
+{{- fail "sessiond: ingress.enabled needs at least one entry in ingress.hosts." }}
+{{- end }}
+{{- if and .Values.grpcRoute.enabled (not .Values.grpcRoute.parentRefs) }}
+{{- fail "sessiond: grpcRoute.enabled needs grpcRoute.parentRefs, the Gateway (and listener) the route attaches to." }}
+{{- end }}
 {{- $owned := include "sessiond.chartOwnedSettings" . | fromJsonArray }}
 {{- range $name, $_ := .Values.settings }}
 {{- if has $name $owned }}
 {{- fail (printf "sessiond: settings.%s is set by the chart; use its own value (see values.yaml)." $name) }}
 {{- end }}
+{{- end }}
+{{- /* Last, so that the other refusals name their own cause. */}}
+{{- if not (or (include "sessiond.auth.enabled" .) (and .Values.tls.enabled .Values.tls.clientCA.enabled) .Values.auth.allowUnauthenticated) }}
+{{- fail "sessiond: no authentication configured, so every caller would be an admin of tenant 'default'. Set auth.apiKeys (hashes from `sessiond hash-key --generate`) or auth.existingSecret, or require client certificates (tls.clientCA.enabled), or set auth.allowUnauthenticated: true to serve open on purpose." }}
 {{- end }}
 {{- end }}

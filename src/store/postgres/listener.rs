@@ -29,6 +29,7 @@ use tokio_postgres::AsyncMessage;
 use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL};
 use crate::domain::SessionId;
 use crate::store::Notification;
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(2);
@@ -44,17 +45,40 @@ pub const SILENCE: Duration = Duration::from_millis(500);
 /// to apply a notification).
 pub const FRESHNESS: Duration = Duration::from_millis(750);
 
+/// What the count of lost notification connections is logged as.
+const LOST: &str = "the notification connection was lost; reconnecting";
+
 /// Listens until the task is aborted, reconnecting as needed.
 pub(super) async fn listen(connector: Connector, sender: broadcast::Sender<Notification>) {
     let mut retry = FIRST_RETRY;
     loop {
-        match follow(&connector, &sender).await {
-            Ok(Ended::Closed) => tracing::warn!("the notification connection closed; reconnecting"),
-            Ok(Ended::Silent) => {
-                tracing::warn!(silence = ?SILENCE, "the notification connection went silent; reconnecting")
-            }
-            Err(err) => {
-                tracing::warn!(error = super::described(&err), "the notification connection failed; reconnecting")
+        // Reconnecting through an outage fails every few seconds: each
+        // way of losing the connection is logged once per interval.
+        let ended = follow(&connector, &sender).await;
+        let kind = match &ended {
+            Ok(Ended::Closed) => "closed",
+            Ok(Ended::Silent) => "silent",
+            Err(_) => "failed",
+        };
+        if let Some(Admitted { repeated }) = throttle::admit(Cause::new(tracing::Level::WARN, LOST, kind)) {
+            match ended {
+                Ok(Ended::Closed) => {
+                    tracing::warn!(cause = kind, repeated, "the notification connection closed; reconnecting")
+                }
+                Ok(Ended::Silent) => tracing::warn!(
+                    silence = ?SILENCE,
+                    cause = kind,
+                    repeated,
+                    "the notification connection went silent; reconnecting"
+                ),
+                Err(err) => {
+                    tracing::warn!(
+                        error = super::described(&err),
+                        cause = kind,
+                        repeated,
+                        "the notification connection failed; reconnecting"
+                    )
+                }
             }
         }
         // Receivers may all be gone (shutting down): nothing to tell.

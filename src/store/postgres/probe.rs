@@ -20,8 +20,10 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Level;
 
 use super::Connector;
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// How often the prober commits.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -61,6 +63,10 @@ impl Availability {
     }
 }
 
+/// The line of a failed probe, logged at debug (and throttled): an outage
+/// is logged once, at warn, when the store becomes unavailable.
+const FAILED: &str = "the postgres probe failed";
+
 /// Starts the prober; it stops when the returned handle is aborted.
 /// Available until a probe says otherwise: the store connected just now.
 pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, tokio::task::JoinHandle<()>) {
@@ -74,11 +80,15 @@ pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, 
             let committed = match tokio::time::timeout(deadline, probe(&connector, &mut client)).await {
                 Ok(Ok(())) => true,
                 Ok(Err(err)) => {
-                    tracing::debug!(error = super::described(&err), "the postgres probe failed");
+                    if let Some(Admitted { repeated }) = throttle::admit(Cause::new(Level::DEBUG, FAILED, "failed")) {
+                        tracing::debug!(error = super::described(&err), cause = "failed", repeated, "{FAILED}");
+                    }
                     false
                 }
                 Err(_) => {
-                    tracing::debug!(?deadline, "the postgres probe did not commit in time");
+                    if let Some(Admitted { repeated }) = throttle::admit(Cause::new(Level::DEBUG, FAILED, "timeout")) {
+                        tracing::debug!(?deadline, cause = "timeout", repeated, "{FAILED}: it did not commit in time");
+                    }
                     false
                 }
             };

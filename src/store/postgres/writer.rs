@@ -46,6 +46,7 @@ use deadpool_postgres::{ClientWrapper, Pool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
+use tracing::Level;
 
 use super::bulk::{Bulk, NewEntries};
 use super::probe::Availability;
@@ -53,6 +54,7 @@ use super::writes::{Applied, Changed, Outcome, Write};
 use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, internal, not_committing, pool_error, sql_int};
 use crate::domain::{EndReason, Event, NewEvent};
 use crate::store::{Purged, StoreError, StoreResult};
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// Most writes committed by one transaction.
 const MAX_BATCH: usize = 256;
@@ -148,7 +150,11 @@ async fn run_writer(pool: Pool, mut writes: mpsc::Receiver<Queued>, availability
                 }
             }
             Err(failure) => {
-                tracing::error!(error = %failure, writes = batch.len(), "a postgres write batch did not commit");
+                const LINE: &str = "a postgres write batch did not commit";
+                let kind = if failure.transient { "unavailable" } else { "internal" };
+                if let Some(Admitted { repeated }) = throttle::admit(Cause::new(Level::ERROR, LINE, kind)) {
+                    tracing::error!(error = %failure, writes = batch.len(), cause = kind, repeated, "{LINE}");
+                }
                 for queued in batch.drain(..) {
                     let _ = queued.reply.send(Err(failure.for_each_write()));
                 }

@@ -74,6 +74,15 @@ pub(super) struct BatchFailure {
 }
 
 impl BatchFailure {
+    /// What failed the batch, in a word: what tells its log lines apart.
+    pub(super) fn kind(&self) -> &'static str {
+        match self.failure {
+            Failure::Busy => "busy",
+            Failure::Full => "full",
+            Failure::Other => "internal",
+        }
+    }
+
     /// The error each write of the batch is answered.
     pub(super) fn for_each_write(&self) -> StoreError {
         store_error(self.failure, Box::new(BatchFailed(self.message.clone())))

@@ -44,6 +44,16 @@ mod schema;
 mod writer;
 mod writes;
 
+/// How long a read or write may wait on the database (a stalled disk)
+/// before it is answered unavailable. A write answered so may still commit
+/// later, like any write whose answer was lost; one not begun by then is
+/// never applied.
+pub const STALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn stalled() -> StoreError {
+    StoreError::Unavailable("the embedded store did not answer in time".into())
+}
+
 /// The database file [`SqliteStore::open_in`] opens in a data directory.
 pub const FILE_NAME: &str = "sessiond.db";
 

@@ -59,8 +59,10 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let readers = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || read(&readers.connection()))
-            .await
-            .map_err(|e| StoreError::Internal(Box::new(e)))?
+        let read = tokio::task::spawn_blocking(move || read(&readers.connection()));
+        match tokio::time::timeout(super::STALL_DEADLINE, read).await {
+            Ok(done) => done.map_err(|e| StoreError::Internal(Box::new(e)))?,
+            Err(_) => Err(super::stalled()),
+        }
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::SqliteStore;
 use super::error::{BatchFailure, batch_failure, internal};
 use crate::store::{StoreError, StoreResult};
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// Most writes committed by one transaction.
 const MAX_BATCH: usize = 512;
@@ -45,8 +46,11 @@ impl SqliteStore {
     {
         let (reply, answer) = oneshot::channel();
         let pending = Box::new(Pending { op: Some(op), result: None, reply });
-        self.writes.send(pending).await.map_err(|_| internal("the sqlite writer has stopped"))?;
-        answer.await.map_err(|_| internal("the sqlite writer has stopped"))?
+        let committed = async {
+            self.writes.send(pending).await.map_err(|_| internal("the sqlite writer has stopped"))?;
+            answer.await.map_err(|_| internal("the sqlite writer has stopped"))?
+        };
+        tokio::time::timeout(super::STALL_DEADLINE, committed).await.unwrap_or_else(|_| Err(super::stalled()))
     }
 }
 
@@ -72,6 +76,10 @@ where
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(op) = self.op.take() else { return false };
+        // Its caller stopped waiting (gave up, or went away): not applied.
+        if self.reply.is_closed() {
+            return false;
+        }
         // A panicking write fails alone instead of taking the writer down.
         let result = catch_unwind(AssertUnwindSafe(|| op(conn))).unwrap_or_else(|_| Err(internal("a write panicked")));
         let ok = result.is_ok();
@@ -98,8 +106,12 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Box<dyn WriteOp>>) {
         let outcome = run_batch(&conn, &mut batch)
             .and_then(|()| conn.execute_batch("COMMIT"))
             .map_err(|e| (batch_failure(&conn, &e), e));
-        if let Err((_, e)) = &outcome {
-            tracing::error!(error = %e, writes = batch.len(), "a sqlite write batch did not commit");
+        if let Err((failure, e)) = &outcome {
+            const LINE: &str = "a sqlite write batch did not commit";
+            let kind = failure.kind();
+            if let Some(Admitted { repeated }) = throttle::admit(Cause::new(tracing::Level::ERROR, LINE, kind)) {
+                tracing::error!(error = %e, writes = batch.len(), cause = kind, repeated, "{LINE}");
+            }
             if !conn.is_autocommit() {
                 // Failing to roll back leaves nothing more to do: the next
                 // BEGIN fails and answers that batch its error.
