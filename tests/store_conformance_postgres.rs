@@ -315,11 +315,37 @@ async fn a_refused_statement_fails_its_write_alone_and_its_error_quotes_no_value
             cause = e.source();
         }
         assert!(told.contains("23505"), "the error names the failure: {told}");
+        assert!(
+            told.contains("duplicate key value violates unique constraint"),
+            "the error carries the server's message: {told}"
+        );
+        assert!(!told.contains("already exists"), "the error carries the detail, which quotes the key: {told}");
         assert!(!told.contains(&hex::encode(first.token_hash.0)), "the error quotes the token hash: {told}");
     }
     assert_eq!(committed, 29);
     let events = store.events_after(0, 100).await.expect("events are readable");
     assert_eq!(events.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_error_carries_the_server_message() {
+    let db = fresh_database().await;
+    let missing = db.url.replace(&db.name, "t_no_such_database");
+    let Err(err) = migrate(&PgSettings::new(missing)).await else { panic!("a missing database is refused") };
+    let told = chain(&err);
+    assert!(told.contains("3D000"), "the error names the failure: {told}");
+    assert!(told.contains("database \"t_no_such_database\" does not exist"), "and says it: {told}");
+}
+
+/// An error and its causes, as the log shows them.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut told = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        told.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
+    told
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,9 @@
 //! - `writes`: each other write as the statements it runs;
 //! - `rows`: rows back into domain values, and the queries built from
 //!   filters;
-//! - `migrations`: the versioned schema and the runner that applies it.
+//! - `migrations`: the versioned schema and the runner that applies it;
+//! - `tls`: libpq's TLS parameters (`sslmode`, `sslrootcert`, `sslcert`,
+//!   `sslkey`) and the rustls configuration every connection uses.
 //!
 //! Writes are queued to a few writer tasks, a session's writes always to the
 //! same one. A writer takes every write waiting (up to a batch) and runs
@@ -52,8 +54,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::Row;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     BoxError, EndOutcome, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError,
@@ -79,6 +83,7 @@ mod listener;
 mod migrations;
 mod probe;
 mod rows;
+mod tls;
 mod writer;
 mod writes;
 
@@ -138,11 +143,15 @@ impl PgSettings {
         }
     }
 
-    /// The driver's configuration: the URL with the timeouts applied.
-    fn pg_config(&self) -> StoreResult<tokio_postgres::Config> {
+    /// How to connect: the driver's configuration (the string without its
+    /// TLS parameters, the timeouts applied) and the TLS they ask for.
+    /// Reads the TLS files the string names.
+    fn connector(&self) -> StoreResult<Connector> {
+        let (driver_string, tls) = tls::split(&self.url).map_err(internal)?;
         // The parser's error may quote the string, password included.
         let mut config: tokio_postgres::Config =
-            self.url.parse().map_err(|_| internal("the Postgres connection string does not parse"))?;
+            driver_string.parse().map_err(|_| internal("the Postgres connection string does not parse"))?;
+        config.ssl_mode(tls.mode.driver_mode());
         config.connect_timeout(self.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("sessiond");
@@ -161,18 +170,51 @@ impl PgSettings {
             None => format!("{generic} {timeout}"),
         };
         config.options(options);
-        Ok(config)
+        let tls = tls.connector().map_err(|e| internal(format!("Postgres TLS: {e}")))?;
+        Ok(Connector { config, tls })
+    }
+}
+
+/// What every Postgres connection of sessiond is made with: the pool's,
+/// the listener's, the prober's and the migration runner's.
+#[derive(Clone)]
+struct Connector {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+/// A connection's driving half, as [`Connector::connect`] returns it.
+type Connection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
+impl Connector {
+    /// Opens one connection outside the pool.
+    async fn connect(&self) -> Result<(tokio_postgres::Client, Connection), tokio_postgres::Error> {
+        self.config.connect(self.tls.clone()).await
+    }
+
+    /// The same, under another `application_name` suffix, so operators (and
+    /// tests) tell its connections from the pool's.
+    fn named(&self, role: &str) -> Connector {
+        let mut named = self.clone();
+        let name = format!("{} {role}", self.config.get_application_name().unwrap_or("sessiond"));
+        named.config.application_name(&name);
+        named
     }
 }
 
 impl fmt::Debug for PgSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The driver's own Debug leaves the password out.
-        let target = self.url.parse::<tokio_postgres::Config>().ok();
+        let split = tls::split(&self.url).ok();
+        let target = split.as_ref().and_then(|(rest, _)| rest.parse::<tokio_postgres::Config>().ok());
         f.debug_struct("PgSettings")
             .field("hosts", &target.as_ref().map(|c| c.get_hosts().to_vec()))
             .field("ports", &target.as_ref().map(|c| c.get_ports().to_vec()))
             .field("dbname", &target.as_ref().and_then(|c| c.get_dbname().map(str::to_owned)))
+            .field("tls", &split.map(|(_, tls)| tls))
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
@@ -210,18 +252,20 @@ impl PgStore {
         if settings.pool_size <= WRITERS {
             return Err(internal(format!("the Postgres pool needs more than {WRITERS} connections")));
         }
-        let mut config = settings.pg_config()?;
+        let mut connector = settings.connector()?;
         // A cut network shows on the listening connection within ~10 s.
-        config
+        connector
+            .config
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(5))
             .keepalives_interval(Duration::from_secs(2))
             .keepalives_retries(3);
-        migrations::run(&config).await?;
+        migrations::run(&connector).await?;
         let (notifications, _) = tokio::sync::broadcast::channel(4096);
-        let listener = tokio::spawn(listener::listen(config.clone(), notifications.clone()));
-        let (availability, prober) = probe::start(config.clone(), settings.connect_timeout);
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let listener = tokio::spawn(listener::listen(connector.named("listener"), notifications.clone()));
+        let (availability, prober) = probe::start(connector.named("probe"), settings.connect_timeout);
+        let Connector { config, tls } = connector;
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)
             .runtime(Runtime::Tokio1)
@@ -298,39 +342,107 @@ impl fmt::Debug for PgStore {
     }
 }
 
-/// What Postgres refused, without its message: messages and details may
-/// quote a statement's values (a duplicate token hash, a malformed input).
-#[derive(Debug, thiserror::Error)]
-#[error("postgres refused a statement (SQLSTATE {code}{})", on(.table, .constraint))]
+/// What Postgres refused (a statement, a connection): its SQLSTATE and the
+/// objects it names, and its message and detail where they cannot quote a
+/// statement's values. Only logged: clients are answered without it.
+///
+/// - class 23 (integrity violations): the message names the constraint,
+///   column or table, the detail quotes the key or the failing row
+///   (`Key (token_hash)=(…) already exists`): message kept, detail not;
+/// - class 22 (data exceptions): the message quotes the input it could
+///   not take (`invalid input syntax for type integer: "…"`): neither
+///   kept, the column and data type instead;
+/// - every other class (connections, authentication, timeouts, lock
+///   races, resources, syntax): message and detail kept. sessiond binds
+///   every value as a parameter, so a statement the detail may show (a
+///   deadlock's) holds `$n`, not values.
+#[derive(Debug)]
 struct Refused {
     code: String,
     table: Option<String>,
     constraint: Option<String>,
+    column: Option<String>,
+    datatype: Option<String>,
+    message: Option<String>,
+    detail: Option<String>,
 }
 
-fn on(table: &Option<String>, constraint: &Option<String>) -> String {
-    let table = table.as_ref().map(|t| format!(", table {t}")).unwrap_or_default();
-    let constraint = constraint.as_ref().map(|c| format!(", constraint {c}")).unwrap_or_default();
-    table + &constraint
+impl Refused {
+    fn from_db(db: &tokio_postgres::error::DbError) -> Refused {
+        let code = db.code().code();
+        let (message, detail) = match code.get(..2) {
+            Some("22") => (None, None),
+            Some("23") => (Some(db.message()), None),
+            _ => (Some(db.message()), db.detail()),
+        };
+        Refused {
+            code: code.to_owned(),
+            table: db.table().map(str::to_owned),
+            constraint: db.constraint().map(str::to_owned),
+            column: db.column().map(str::to_owned),
+            datatype: db.datatype().map(str::to_owned),
+            message: message.map(str::to_owned),
+            detail: detail.map(str::to_owned),
+        }
+    }
 }
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "postgres refused (SQLSTATE {}", self.code)?;
+        let named = [
+            ("table", &self.table),
+            ("constraint", &self.constraint),
+            ("column", &self.column),
+            ("data type", &self.datatype),
+        ];
+        for (what, name) in named {
+            if let Some(name) = name {
+                write!(f, ", {what} {name}")?;
+            }
+        }
+        f.write_str(")")?;
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// Postgres failures: lost or refused connections, shutdowns, cancelled
 /// statements, exhausted resources and lost lock races may clear up and are
-/// unavailable; the rest is internal. Server texts are dropped (see
-/// `Refused`); the driver's own texts name no values.
+/// unavailable; the rest is internal. Server texts are kept only where
+/// they quote no values (see `Refused`); the driver's own texts name none.
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         let transient = is_transient(&e);
         let cause: BoxError = match e.as_db_error() {
-            Some(db) => Box::new(Refused {
-                code: db.code().code().to_owned(),
-                table: db.table().map(str::to_owned),
-                constraint: db.constraint().map(str::to_owned),
-            }),
+            Some(db) => Box::new(Refused::from_db(db)),
             None => Box::new(e),
         };
         if transient { StoreError::Unavailable(cause) } else { StoreError::Internal(cause) }
     }
+}
+
+/// A Postgres failure as logs show it: a refusal as [`Refused`] keeps it,
+/// anything else with its causes (the driver's own text alone says only
+/// "db error" or "error performing TLS handshake").
+fn described(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return Refused::from_db(db).to_string();
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
 }
 
 fn is_transient(e: &tokio_postgres::Error) -> bool {

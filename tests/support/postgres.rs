@@ -23,6 +23,11 @@
 //! database, whose user may create databases), that server is used instead
 //! and each test's database is dropped after it.
 //!
+//! [`PgCluster::shared_tls`] runs a second cluster, with `ssl = on`, the
+//! server certificate and client CA a test made, and a `pg_hba.conf` of
+//! the test's own after a `local … trust` line: this support reaches it
+//! through its Unix socket, the test over TCP with TLS.
+//!
 //! A test that stops and starts a server ([`PgCluster::stop`],
 //! [`PgCluster::start`]) takes one of its own from [`PgCluster::launch`]
 //! unless its binary runs nothing else: stopping the shared one fails every
@@ -56,6 +61,20 @@ const SUPERUSER: &str = "postgres";
 const DIR_PREFIX: &str = "sessiond-pg-";
 
 static SHARED: OnceCell<PgCluster> = OnceCell::const_new();
+static SHARED_TLS: OnceCell<PgCluster> = OnceCell::const_new();
+
+/// What a cluster with TLS serves, as PEM, and whom it lets in.
+pub struct ServerTls {
+    /// `server.crt`: the server's certificate (chain).
+    pub cert: String,
+    /// `server.key`: its private key.
+    pub key: String,
+    /// `root.crt`: the CA that client certificates must lead to.
+    pub client_ca: String,
+    /// `pg_hba.conf` lines for TCP connections (`hostssl …`); they follow
+    /// a `local all all trust` line, which this support connects through.
+    pub hba: String,
+}
 
 /// A fresh, empty database on the shared cluster.
 pub async fn fresh_database() -> TestDatabase {
@@ -80,6 +99,12 @@ impl TestDatabase {
             statement_timeout: Duration::from_secs(30),
             ..PgSettings::new(&self.url)
         }
+    }
+
+    /// The same database reached through `url` instead (over TLS, say).
+    pub fn with_url(mut self, url: String) -> TestDatabase {
+        self.url = url;
+        self
     }
 
     /// A plain connection to this database, for looking behind a store.
@@ -183,9 +208,26 @@ impl PgCluster {
             .await
     }
 
+    /// The cluster with TLS every test of this binary shares, launched on
+    /// first use with what `tls` makes (later calls ignore theirs).
+    pub async fn shared_tls(tls: impl FnOnce() -> ServerTls) -> &'static PgCluster {
+        SHARED_TLS
+            .get_or_init(|| async {
+                let cluster = PgCluster::launch_with(Some(tls())).await;
+                at_exit(discard_shared_tls_cluster);
+                cluster
+            })
+            .await
+    }
+
     /// A new cluster of the caller's own, started and ready. It is killed
     /// and removed when dropped.
     pub async fn launch() -> PgCluster {
+        PgCluster::launch_with(None).await
+    }
+
+    /// [`launch`](Self::launch), with TLS when `tls` is given.
+    pub async fn launch_with(tls: Option<ServerTls>) -> PgCluster {
         let bin = postgres_bin();
         let as_postgres = running_as_root();
         remove_stale_clusters();
@@ -202,8 +244,17 @@ impl PgCluster {
         let local = LocalServer { dir, bin, port, as_postgres, server: Mutex::new(None) };
         let initdb = local.command("initdb");
         tokio::task::spawn_blocking(move || run_initdb(initdb)).await.expect("initdb does not panic");
-        let cluster =
-            PgCluster { admin_url: format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres"), local: Some(local) };
+        let admin_url = match tls {
+            None => format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres"),
+            Some(tls) => {
+                local.configure_tls(&tls);
+                // The Unix socket: TCP takes TLS only, and this support
+                // speaks plaintext.
+                let socket_dir = local.dir.to_str().expect("the temporary directory is UTF-8").replace('/', "%2F");
+                format!("postgres://{SUPERUSER}@{socket_dir}:{port}/postgres")
+            }
+        };
+        let cluster = PgCluster { admin_url, local: Some(local) };
         cluster.start().await;
         cluster
     }
@@ -217,6 +268,12 @@ impl PgCluster {
     /// The loopback port of a server this support runs.
     pub fn port(&self) -> Option<u16> {
         self.local.as_ref().map(|local| local.port)
+    }
+
+    /// The directory holding the cluster of a server this support runs;
+    /// removed with it.
+    pub fn dir(&self) -> Option<&Path> {
+        self.local.as_ref().map(|local| local.dir.as_path())
     }
 
     /// Creates an empty database `t_<random>`.
@@ -352,6 +409,30 @@ impl LocalServer {
             .stdout(log.try_clone().expect("the log handle clones"))
             .stderr(log);
         command
+    }
+
+    /// Writes the server's certificate, key and client CA into the data
+    /// directory, turns `ssl` on and replaces `pg_hba.conf`. The key must
+    /// be the server user's and private, or Postgres refuses to start.
+    fn configure_tls(&self, tls: &ServerTls) {
+        use std::io::Write as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let data = self.data_dir();
+        let hba = format!("local all all trust\n{}\n", tls.hba);
+        for (name, contents) in
+            [("server.crt", &tls.cert), ("server.key", &tls.key), ("root.crt", &tls.client_ca), ("pg_hba.conf", &hba)]
+        {
+            let path = data.join(name);
+            fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("the test owns the file");
+            if self.as_postgres {
+                let (uid, gid) = postgres_user();
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("root can hand a file to postgres");
+            }
+        }
+        let mut conf = File::options().append(true).open(data.join("postgresql.conf")).expect("initdb wrote one");
+        writeln!(conf, "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'")
+            .expect("postgresql.conf is writable");
     }
 
     fn has_exited(&self) -> bool {
@@ -506,6 +587,12 @@ fn at_exit(callback: extern "C" fn()) {
 
 extern "C" fn discard_shared_cluster() {
     if let Some(cluster) = SHARED.get() {
+        cluster.discard();
+    }
+}
+
+extern "C" fn discard_shared_tls_cluster() {
+    if let Some(cluster) = SHARED_TLS.get() {
         cluster.discard();
     }
 }

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
-use super::{EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL};
+use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL};
 use crate::domain::SessionId;
 use crate::store::Notification;
 use crate::telemetry::throttle::{self, Admitted, Cause};
@@ -49,15 +49,12 @@ pub const FRESHNESS: Duration = Duration::from_millis(750);
 const LOST: &str = "the notification connection was lost; reconnecting";
 
 /// Listens until the task is aborted, reconnecting as needed.
-pub(super) async fn listen(mut config: tokio_postgres::Config, sender: broadcast::Sender<Notification>) {
-    // Operators (and tests) tell the listening connection from the pool's.
-    let name = format!("{} listener", config.get_application_name().unwrap_or("sessiond"));
-    config.application_name(&name);
+pub(super) async fn listen(connector: Connector, sender: broadcast::Sender<Notification>) {
     let mut retry = FIRST_RETRY;
     loop {
         // Reconnecting through an outage fails every few seconds: each
         // way of losing the connection is logged once per interval.
-        let ended = follow(&config, &sender).await;
+        let ended = follow(&connector, &sender).await;
         let kind = match &ended {
             Ok(Ended::Closed) => "closed",
             Ok(Ended::Silent) => "silent",
@@ -75,7 +72,12 @@ pub(super) async fn listen(mut config: tokio_postgres::Config, sender: broadcast
                     "the notification connection went silent; reconnecting"
                 ),
                 Err(err) => {
-                    tracing::warn!(error = %err, cause = kind, repeated, "the notification connection failed; reconnecting")
+                    tracing::warn!(
+                        error = super::described(&err),
+                        cause = kind,
+                        repeated,
+                        "the notification connection failed; reconnecting"
+                    )
                 }
             }
         }
@@ -96,10 +98,10 @@ enum Ended {
 /// One connection's life: LISTEN, announce `Resync`, forward until it ends
 /// or goes silent.
 async fn follow(
-    config: &tokio_postgres::Config,
+    connector: &Connector,
     sender: &broadcast::Sender<Notification>,
 ) -> Result<Ended, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = connector.connect().await?;
     let (messages, mut received) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {

@@ -7,9 +7,9 @@
 //! wait, then find it recorded in `schema_migrations`. Append new steps,
 //! never edit applied ones.
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use super::{PgSettings, internal};
+use super::{Connector, PgSettings, internal};
 use crate::store::StoreResult;
 
 /// One step of the schema.
@@ -59,15 +59,15 @@ const LOCK_KEY: i64 = 0x7365_7373_696f_6e64;
 /// Brings the database of `settings` to [`SCHEMA_VERSION`]; answers how
 /// many steps this call applied. Safe to run from several replicas at once.
 pub async fn migrate(settings: &PgSettings) -> StoreResult<u32> {
-    run(&settings.pg_config()?).await
+    run(&settings.connector()?).await
 }
 
-/// [`migrate`] with the driver's configuration, on a connection of its own.
-pub(super) async fn run(config: &tokio_postgres::Config) -> StoreResult<u32> {
-    let (mut client, connection) = config.connect(NoTls).await?;
+/// [`migrate`] on a connection of its own.
+pub(super) async fn run(connector: &Connector) -> StoreResult<u32> {
+    let (mut client, connection) = connector.connect().await?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "the postgres migration connection failed");
+            tracing::debug!(error = super::described(&e), "the postgres migration connection failed");
         }
     });
     let applied = apply(&mut client).await;
@@ -82,12 +82,18 @@ async fn apply(client: &mut Client) -> StoreResult<u32> {
     // A step may take long, and waiting for another replica's lock too.
     tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (\
-         version INTEGER PRIMARY KEY, \
-         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-    .await?;
+    // Created only when missing: `CREATE TABLE IF NOT EXISTS` would send a
+    // notice ("already exists") on every start. Under the lock, no other
+    // replica creates it meanwhile.
+    let exists: bool = tx.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).await?.try_get(0)?;
+    if !exists {
+        tx.batch_execute(
+            "CREATE TABLE schema_migrations (\
+             version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    }
     let current: Option<i32> = tx.query_one("SELECT max(version) FROM schema_migrations", &[]).await?.try_get(0)?;
     let current =
         u32::try_from(current.unwrap_or(0)).map_err(|_| internal("schema_migrations holds a negative version"))?;

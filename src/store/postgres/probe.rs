@@ -20,9 +20,9 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
 use tracing::Level;
 
+use super::Connector;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// How often the prober commits.
@@ -69,12 +69,7 @@ const FAILED: &str = "the postgres probe failed";
 
 /// Starts the prober; it stops when the returned handle is aborted.
 /// Available until a probe says otherwise: the store connected just now.
-pub(super) fn start(
-    mut config: tokio_postgres::Config,
-    deadline: Duration,
-) -> (Availability, tokio::task::JoinHandle<()>) {
-    let name = format!("{} probe", config.get_application_name().unwrap_or("sessiond"));
-    config.application_name(&name);
+pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, tokio::task::JoinHandle<()>) {
     let (sender, receiver) = watch::channel(true);
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(PROBE_INTERVAL);
@@ -82,11 +77,11 @@ pub(super) fn start(
         let mut client = None;
         loop {
             ticks.tick().await;
-            let committed = match tokio::time::timeout(deadline, probe(&config, &mut client)).await {
+            let committed = match tokio::time::timeout(deadline, probe(&connector, &mut client)).await {
                 Ok(Ok(())) => true,
                 Ok(Err(err)) => {
                     if let Some(Admitted { repeated }) = throttle::admit(Cause::new(Level::DEBUG, FAILED, "failed")) {
-                        tracing::debug!(error = %super::StoreError::from(err), cause = "failed", repeated, "{FAILED}");
+                        tracing::debug!(error = super::described(&err), cause = "failed", repeated, "{FAILED}");
                     }
                     false
                 }
@@ -114,11 +109,11 @@ pub(super) fn start(
 
 /// Commits one probe transaction, connecting first when needed.
 async fn probe(
-    config: &tokio_postgres::Config,
+    connector: &Connector,
     client: &mut Option<tokio_postgres::Client>,
 ) -> Result<(), tokio_postgres::Error> {
     if client.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
-        let (connected, connection) = config.connect(NoTls).await?;
+        let (connected, connection) = connector.connect().await?;
         tokio::spawn(async move {
             // Ends with the client; its error shows as the next probe's.
             let _ = connection.await;
