@@ -1,13 +1,15 @@
 //! Accepted connections: TCP_NODELAY, and a bound on how long a new
-//! connection may stay silent. [`incoming`] is what the gRPC server serves
-//! from.
+//! connection may stay silent. [`incoming`] (plaintext) or [`tls_incoming`]
+//! is what the gRPC server serves from.
 //!
 //! A plaintext connection that has not sent HTTP/2's 24-byte client
 //! preface within `--handshake-timeout` of being accepted is closed (its
 //! reads fail, so the server drops it): a peer that connects and says
 //! nothing, or half the preface, holds no socket for long. With TLS, the
-//! bytes are encrypted: there the TLS handshake itself has the same bound
-//! (tonic's TLS acceptor closes connections that do not finish it in time).
+//! bytes are encrypted: there the TLS handshake itself has the same bound.
+//! Each handshake uses the TLS configuration in force when the connection
+//! was accepted ([`SharedTls`]), so a reloaded certificate serves every
+//! new connection while open ones keep theirs.
 
 use std::io;
 use std::pin::Pin;
@@ -16,25 +18,85 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::Sleep;
+use tokio_rustls::server::TlsStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+
+use crate::reload::SharedTls;
+
+/// Handshakes under way are not awaited by the accept loop; this many
+/// finished ones may wait for the server to take them.
+const HANDSHAKEN_BACKLOG: usize = 64;
 
 /// What an HTTP/2 client sends first (RFC 9113, section 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The connections `listener` accepts, with TCP_NODELAY (small answers go
-/// out at once rather than waiting for the peer's delayed ACK). With
-/// `plaintext`, each must send the HTTP/2 preface within
-/// `handshake_timeout`.
-pub fn incoming(
-    listener: TcpListener,
-    handshake_timeout: Duration,
-    plaintext: bool,
-) -> impl Stream<Item = io::Result<Handshaking>> {
+/// out at once rather than waiting for the peer's delayed ACK). Each must
+/// send the HTTP/2 preface within `handshake_timeout`.
+pub fn incoming(listener: TcpListener, handshake_timeout: Duration) -> impl Stream<Item = io::Result<Handshaking>> {
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .map(move |accepted| accepted.map(|stream| Handshaking::new(stream, plaintext.then_some(handshake_timeout))))
+        .map(move |accepted| accepted.map(|stream| Handshaking::new(stream, Some(handshake_timeout))))
+}
+
+/// The TLS connections `listener` accepts, with TCP_NODELAY; a connection
+/// that has not finished the TLS handshake within `handshake_timeout` is
+/// closed. Handshakes run side by side, each with the configuration `tls`
+/// holds when its connection is accepted. Dropping the stream stops
+/// accepting.
+pub fn tls_incoming(listener: TcpListener, handshake_timeout: Duration, tls: SharedTls) -> TlsIncoming {
+    let (ready, connections) = mpsc::channel(HANDSHAKEN_BACKLOG);
+    let accepting = tokio::spawn(async move {
+        let mut accepted = TcpIncoming::from(listener).with_nodelay(Some(true));
+        while let Some(stream) = accepted.next().await {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(err) => {
+                    if ready.send(Err(err)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(connection)) => {
+                        let _ = ready.send(Ok(connection)).await;
+                    }
+                    Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake not finished within the handshake timeout"),
+                }
+            });
+        }
+    });
+    TlsIncoming { connections, accepting }
+}
+
+/// What [`tls_incoming`] gives: connections that finished the handshake.
+#[derive(Debug)]
+pub struct TlsIncoming {
+    connections: mpsc::Receiver<io::Result<TlsStream<TcpStream>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Stream for TlsIncoming {
+    type Item = io::Result<TlsStream<TcpStream>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().connections.poll_recv(cx)
+    }
+}
+
+impl Drop for TlsIncoming {
+    fn drop(&mut self) {
+        // The listener goes with the accept loop, so the port is free again.
+        self.accepting.abort();
+    }
 }
 
 /// A TCP connection whose reads fail if the HTTP/2 preface has not arrived

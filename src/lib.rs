@@ -14,7 +14,8 @@
 //! - [`startup`]: [`startup::Application`], which wires it all from
 //!   [`settings::Settings`]; [`telemetry`] sets up logs, traces and metrics; [`clock`]
 //!   injects time; [`connection`] bounds how long a new connection may stay
-//!   silent.
+//!   silent and accepts TLS; [`reload`] reloads the API keys and TLS
+//!   files on SIGHUP and when they change.
 
 pub mod auth;
 pub mod clock;
@@ -22,6 +23,7 @@ pub mod connection;
 pub mod domain;
 pub mod grpc;
 pub mod probe;
+pub mod reload;
 pub mod service;
 pub mod settings;
 mod shards;

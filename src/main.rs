@@ -3,7 +3,6 @@
 use std::io::Read as _;
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use sessiond::settings::{Command, Settings};
 use sessiond::startup::Application;
 use sessiond::telemetry::{self, TelemetryConfig};
@@ -16,7 +15,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
+    let settings = Settings::load()?;
     if let Some(Command::HashKey { generate, argon2, allow_weak }) = settings.command {
         return hash_key(generate, argon2, allow_weak);
     }

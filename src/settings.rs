@@ -142,6 +142,12 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<Secret>,
 
+    /// File holding the Postgres connection string, as a mounted Secret
+    /// does; one trailing newline is ignored. Read at start-up; not with
+    /// --database-url.
+    #[arg(long, env = "SESSIOND_DATABASE_URL_FILE", global = true, conflicts_with = "database_url")]
+    pub database_url_file: Option<PathBuf>,
+
     /// Postgres connections per replica.
     #[arg(long, env = "SESSIOND_DB_POOL_SIZE", default_value_t = 16, global = true)]
     pub db_pool_size: usize,
@@ -186,6 +192,12 @@ pub struct Settings {
     /// file every caller must present a certificate signed by it.
     #[arg(long, env = "SESSIOND_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+
+    /// How often the API keys file and the TLS files are checked for a
+    /// change (their modification time and content, through symlinks); a
+    /// changed file is reloaded as on SIGHUP. `0s`: only on SIGHUP.
+    #[arg(long, env = "SESSIOND_RELOAD_INTERVAL", value_parser = duration, default_value = "5s")]
+    pub reload_interval: Duration,
 
     /// Log policy file with overrides per kind and endpoint (YAML or JSON).
     #[arg(long, env = "SESSIOND_LOG_POLICY_FILE")]
@@ -337,13 +349,21 @@ pub struct Settings {
     pub log_repeat_interval: Duration,
 
     /// OpenTelemetry collector to export traces and metrics to over
-    /// OTLP/gRPC, e.g. `http://otel-collector:4317`. Unset: no export.
+    /// OTLP/gRPC, e.g. `http://otel-collector:4317`. Takes precedence over
+    /// OTEL_EXPORTER_OTLP_ENDPOINT and its _TRACES_/_METRICS_ forms; with
+    /// none of them set: no export.
     #[arg(long, env = "SESSIOND_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
-    /// The `service.name` resource of exported traces and metrics.
-    #[arg(long, env = "SESSIOND_OTLP_SERVICE_NAME", default_value = "sessiond")]
-    pub otlp_service_name: String,
+    /// The `service.name` resource of exported traces and metrics. Takes
+    /// precedence over OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES;
+    /// with none of them: `sessiond`.
+    #[arg(long, env = "SESSIOND_OTLP_SERVICE_NAME")]
+    pub otlp_service_name: Option<String>,
+
+    /// Which standard OpenTelemetry endpoint variables are set.
+    #[arg(skip = OtelEndpoints::from_env())]
+    pub otel_endpoints: OtelEndpoints,
 
     /// Address to serve Prometheus metrics on, at `/metrics`, e.g.
     /// `0.0.0.0:9090`. Unset: not served.
@@ -351,7 +371,59 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// Whether the standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables ask for
+/// an export of traces and of metrics. The OpenTelemetry SDK reads their
+/// values itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtelEndpoints {
+    pub traces: bool,
+    pub metrics: bool,
+}
+
+impl OtelEndpoints {
+    fn from_env() -> Self {
+        let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+        let both = set("OTEL_EXPORTER_OTLP_ENDPOINT");
+        Self {
+            traces: both || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            metrics: both || set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+        }
+    }
+}
+
+/// Prefixes of `SESSIOND_*` variables that are not settings (scripts and
+/// tests use them); any other `SESSIOND_*` variable must name a setting.
+pub const RESERVED_PREFIXES: [&str; 8] = [
+    "SESSIOND_TEST",
+    "SESSIOND_BENCH",
+    "SESSIOND_BIN",
+    "SESSIOND_PG_",
+    "SESSIOND_TOOLS",
+    "SESSIOND_HOME",
+    "SESSIOND_ADDR",
+    "SESSIOND_PID",
+];
+
 impl Settings {
+    /// The settings from the command line and the environment, checked:
+    /// an unknown `SESSIOND_*` variable is refused and secrets given as
+    /// files are read.
+    pub fn load() -> anyhow::Result<Self> {
+        check_environment(std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()))?;
+        let mut settings = Settings::parse();
+        settings.read_secret_files()?;
+        Ok(settings)
+    }
+
+    /// Reads the secrets given as files (`--database-url-file`). The
+    /// content never appears in an error, only the file's name.
+    pub fn read_secret_files(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.database_url_file {
+            self.database_url = Some(read_secret_file(path, "--database-url-file")?);
+        }
+        Ok(())
+    }
+
     /// Settings with every default, listening where `listen` says and
     /// storing in `data_dir`: what tests start from.
     pub fn for_tests(listen: SocketAddr, data_dir: PathBuf) -> Self {
@@ -404,24 +476,6 @@ impl Settings {
              with --allow-unauthenticated (SESSIOND_ALLOW_UNAUTHENTICATED=true)",
             self.listen
         )
-    }
-
-    /// The server's TLS configuration, when a certificate is configured.
-    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };
-        let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
-        let mut tls = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?))
-            .timeout(self.handshake_timeout);
-        if let Some(ca) = &self.tls_client_ca {
-            // Optional when there are API keys: callers with a key need no
-            // certificate. Without keys the certificate is the only
-            // authentication, so it is required.
-            tls = tls
-                .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
-                .client_auth_optional(self.api_keys_file.is_some());
-        }
-        Ok(Some(tls))
     }
 
     /// The Postgres settings, when a database URL is set.
@@ -515,6 +569,74 @@ impl Settings {
     }
 }
 
+/// A secret read from `path`, without one trailing newline.
+fn read_secret_file(path: &std::path::Path, flag: &str) -> anyhow::Result<Secret> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {flag} {}", path.display()))?;
+    let Ok(mut text) = String::from_utf8(bytes) else {
+        bail!("{flag} {} is not UTF-8 text", path.display());
+    };
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.trim().is_empty() {
+        bail!("{flag} {} is empty", path.display());
+    }
+    Ok(Secret(text))
+}
+
+/// Every environment variable a setting reads, from clap's own description
+/// of the command line (subcommands included).
+pub fn setting_variables() -> Vec<String> {
+    fn collect(command: &clap::Command, names: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            if let Some(name) = arg.get_env().and_then(|name| name.to_str()) {
+                names.push(name.to_owned());
+            }
+        }
+        for sub in command.get_subcommands() {
+            collect(sub, names);
+        }
+    }
+    let mut names = Vec::new();
+    collect(&<Settings as clap::CommandFactory>::command(), &mut names);
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Refuses a `SESSIOND_*` variable that names no setting (a mistyped
+/// `SESSIOND_API_KEYS_FILE` would otherwise serve open), naming the
+/// closest setting when one is close. [`RESERVED_PREFIXES`] are let by.
+pub fn check_environment(names: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    let known = setting_variables();
+    let mut unknown: Vec<String> = names
+        .into_iter()
+        .filter(|name| name.starts_with("SESSIOND_"))
+        .filter(|name| !RESERVED_PREFIXES.iter().any(|prefix| name.starts_with(prefix)))
+        .filter(|name| !known.contains(name))
+        .collect();
+    unknown.sort();
+    let Some(name) = unknown.first() else { return Ok(()) };
+    let closest = known
+        .iter()
+        .map(|candidate| (strsim::levenshtein(name, candidate), candidate))
+        .min()
+        .filter(|(distance, _)| *distance <= 3)
+        .map(|(_, candidate)| format!(" (did you mean {candidate}?)"))
+        .unwrap_or_default();
+    let others = match unknown.len() {
+        1 => String::new(),
+        n => format!(" and {} more: {}", n - 1, unknown[1..].join(", ")),
+    };
+    bail!(
+        "unknown environment variable {name}{closest}{others}: every SESSIOND_* variable must name a setting \
+         (see sessiond --help)"
+    )
+}
+
 /// Parses `kind.idle=DUR` / `kind.lifetime=DUR|none` pairs over defaults.
 fn parse_kind_timeouts(
     text: &str,
@@ -572,6 +694,65 @@ mod tests {
             assert!(open(&["--listen", address, "--allow-unauthenticated", "false"]).is_err());
             assert!(open(&["--listen", address, "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"]).is_ok());
         }
+    }
+
+    #[test]
+    fn a_database_url_file_is_read_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "postgres://u:hunter2@db/sessiond\n").unwrap();
+        let mut settings =
+            Settings::try_parse_from(["sessiond", "--database-url-file", path.to_str().unwrap()]).unwrap();
+        settings.read_secret_files().unwrap();
+        assert_eq!(settings.postgres().unwrap().url, "postgres://u:hunter2@db/sessiond");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_database_url_file_with_a_url_is_refused() {
+        let refused = Settings::try_parse_from([
+            "sessiond",
+            "--database-url",
+            "postgres://u:hunter2@db/x",
+            "--database-url-file",
+            "/run/secrets/url",
+        ])
+        .expect_err("both forms at once");
+        let text = refused.to_string();
+        assert!(text.contains("--database-url-file"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_database_url_file_names_the_file_not_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let mut settings =
+            Settings::try_parse_from(["sessiond", "--database-url-file", missing.to_str().unwrap()]).unwrap();
+        let err = format!("{:#}", settings.read_secret_files().expect_err("missing"));
+        assert!(err.contains(missing.to_str().unwrap()), "{err}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        settings.database_url_file = Some(empty.clone());
+        let err = format!("{:#}", settings.read_secret_files().expect_err("empty"));
+        assert!(err.contains("empty"), "{err}");
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, [0xff, b's', b'3', b'c']).unwrap();
+        settings.database_url_file = Some(binary);
+        let err = format!("{:#}", settings.read_secret_files().expect_err("not text"));
+        assert!(!err.contains("s3c"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_sessiond_variable_is_refused_with_the_closest_name() {
+        let check = |names: &[&str]| check_environment(names.iter().map(|name| name.to_string()));
+        check(&["SESSIOND_API_KEYS_FILE", "SESSIOND_DATABASE_URL_FILE", "PATH", "SESSIOND_TEST_STORE", "SESSIOND_BIN"])
+            .expect("settings and reserved names pass");
+        let err = check(&["SESSIOND_API_KEY_FILE"]).expect_err("a typo").to_string();
+        assert!(err.contains("SESSIOND_API_KEY_FILE") && err.contains("did you mean SESSIOND_API_KEYS_FILE"), "{err}");
+        let err = check(&["SESSIOND_NOTHING_LIKE_IT_AT_ALL"]).expect_err("unknown").to_string();
+        assert!(!err.contains("did you mean"), "{err}");
+        assert!(setting_variables().contains(&"SESSIOND_LISTEN".to_owned()));
     }
 
     #[test]

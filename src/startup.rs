@@ -11,9 +11,9 @@ use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::auth::ApiKeys;
 use crate::clock::{Clock, SystemClock};
 use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
+use crate::reload::{SharedKeys, SharedTls};
 use crate::service::Service;
 use crate::settings::Settings;
 use crate::store::cache::CachedStore;
@@ -29,7 +29,9 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     service: Service,
     /// Who may call; `None` runs open.
-    keys: Option<ApiKeys>,
+    keys: Option<SharedKeys>,
+    /// The TLS configuration new connections use; `None`: plaintext.
+    tls: Option<SharedTls>,
     settings: Settings,
 }
 
@@ -46,6 +48,8 @@ impl Application {
         let roles = settings.load_roles()?;
         let keys = settings.load_api_keys()?;
         settings.check_authentication(keys.as_ref())?;
+        let keys = keys.map(SharedKeys::new);
+        let tls = crate::reload::load_tls(&settings)?.map(SharedTls::new);
         let store = match settings.postgres() {
             Some(postgres) => {
                 let store = PgStore::connect(postgres).await.context("connecting to Postgres")?;
@@ -71,7 +75,7 @@ impl Application {
             ),
             None => None,
         };
-        Ok(Self { listener, metrics_listener, service, keys, settings })
+        Ok(Self { listener, metrics_listener, service, keys, tls, settings })
     }
 
     /// Where the server listens (with the real port when 0 was asked).
@@ -94,7 +98,7 @@ impl Application {
     /// says NOT_SERVING, watch streams end, in-flight calls finish, and
     /// request-scoped sessions end with reason SERVER_SHUTDOWN.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, metrics_listener, service, keys, settings } = self;
+        let Self { listener, metrics_listener, service, keys, tls, settings } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
 
@@ -106,12 +110,14 @@ impl Application {
             service.store_availability().map(|available| tokio::spawn(follow_store(available, health.clone())));
         let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval));
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
+        let secrets = tokio::spawn(crate::reload::run(settings.clone(), keys.clone(), tls.clone()));
         let feed = tokio::spawn(service.clone().run_event_feed());
         // If this future is dropped (the process is going down hard), the
         // background tasks go with it.
         let _background = [
             AbortOnDrop(sweeper.abort_handle()),
             AbortOnDrop(reloader.abort_handle()),
+            AbortOnDrop(secrets.abort_handle()),
             AbortOnDrop(feed.abort_handle()),
         ];
         // Metrics stay scrapeable until sessiond has stopped.
@@ -149,18 +155,12 @@ impl Application {
         tracing::info!(address = %listener.local_addr()?, "sessiond serving");
         // Deadlines are `grpc::limits`' (tonic's own timeout answers
         // CANCELLED), so the server builder sets none.
-        let mut server = tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .max_concurrent_streams(settings.max_concurrent_streams)
             .http2_keepalive_interval(Some(settings.keepalive_interval))
             .http2_keepalive_timeout(Some(settings.keepalive_timeout))
             .max_connection_age(settings.max_connection_age)
             .max_connection_age_grace(settings.max_connection_age_grace);
-        let tls = settings.tls()?;
-        let plaintext = tls.is_none();
-        if let Some(tls) = tls {
-            server = server.tls_config(tls).context("configuring TLS")?;
-        }
-        let incoming = crate::connection::incoming(listener, settings.handshake_timeout, plaintext);
         // Every call but health and reflection holds a permit until its
         // answer has been sent; with none free it is refused at once (load
         // shedding, RESOURCE_EXHAUSTED) rather than queued, and observed
@@ -170,14 +170,28 @@ impl Application {
             settings.max_call_duration,
             settings.max_request_bytes,
         );
-        let serving = server
+        let router = server
             .layer(grpc::observe::RpcLayer::new())
             .layer(limits)
             .add_routes(grpc::routes(&service, keys, settings.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(incoming, stopping);
+            .add_service(reflection_v1alpha);
+        // TLS is accepted by `connection::tls_incoming`, whose configuration
+        // a reload may replace, rather than by tonic's fixed one.
+        let handshake_timeout = settings.handshake_timeout;
+        let serving = async move {
+            match tls {
+                Some(tls) => {
+                    let incoming = crate::connection::tls_incoming(listener, handshake_timeout, tls);
+                    router.serve_with_incoming_shutdown(incoming, stopping).await
+                }
+                None => {
+                    let incoming = crate::connection::incoming(listener, handshake_timeout);
+                    router.serve_with_incoming_shutdown(incoming, stopping).await
+                }
+            }
+        };
         tokio::select! {
             served = serving => served.context("serving gRPC")?,
             () = drained => tracing::warn!(timeout = ?drain_timeout, "calls still running after the drain timeout were cut"),

@@ -136,7 +136,9 @@ async fn a_postgres_outage_under_load_logs_each_cause_once_per_interval_with_the
         log_filter: "info".into(),
         log_repeat_interval: INTERVAL,
         otlp_endpoint: None,
-        service_name: "sessiond-under-test".into(),
+        otlp_traces: false,
+        otlp_metrics: false,
+        service_name: Some("sessiond-under-test".into()),
         prometheus: false,
     };
     let _telemetry = telemetry::init_with_writer(&config, logs.clone()).expect("telemetry is installed once");

@@ -68,7 +68,9 @@ fn install() -> Shared {
             log_filter: "info,sessiond=debug".into(),
             log_repeat_interval: Duration::from_secs(10),
             otlp_endpoint: Some(collector.endpoint.clone()),
-            service_name: SERVICE_NAME.into(),
+            otlp_traces: true,
+            otlp_metrics: true,
+            service_name: Some(SERVICE_NAME.into()),
             prometheus: true,
         };
         let telemetry = telemetry::init_with_writer(&config, logs.clone()).expect("telemetry is installed once");
@@ -419,4 +421,92 @@ mod metered {
     }
 
     sessiond::store_conformance_tests!(fresh());
+}
+
+/// Runs the `sessiond` binary with `env` (and no other OTLP or OTEL
+/// variable), makes one CreateSession call, stops it with SIGTERM (which
+/// exports what is buffered) and waits for it to exit.
+async fn run_binary_once(env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--log-filter", "error", "--roles-file", ROLES_FILE])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdin(std::process::Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OTEL_") || name.starts_with("SESSIOND_OTLP_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("sessiond starts");
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("a uri");
+    let deadline = Instant::now() + PATIENCE;
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(channel) => break channel,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(err) => {
+                let _ = child.kill();
+                panic!("sessiond did not accept connections: {err}")
+            }
+        }
+    };
+    SessionServiceClient::new(channel)
+        .create_session(pb::CreateSessionRequest {
+            kind: pb::SessionKind::WebUser.into(),
+            user_id: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("CreateSession");
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill(1)");
+    assert!(term.success());
+    let exited = tokio::task::spawn_blocking(move || child.wait()).await.expect("joined").expect("sessiond exits");
+    assert!(exited.success(), "{exited:?}");
+}
+
+/// The resource attribute `key` of the first span received.
+fn span_resource(collector: &Collector, key: &str) -> Option<String> {
+    let (resource, _) = collector.spans().into_iter().next().expect("spans were exported");
+    text_attribute(&resource.expect("spans carry their resource").attributes, key).map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_otel_variables_choose_the_collector_the_service_name_and_resource_attributes() {
+    let collector = Collector::start().await;
+    run_binary_once(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "checkout-sessions"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging,team=payments"),
+    ])
+    .await;
+    assert_eq!(span_resource(&collector, "service.name").as_deref(), Some("checkout-sessions"));
+    assert_eq!(span_resource(&collector, "deployment.environment").as_deref(), Some("staging"));
+    assert_eq!(span_resource(&collector, "team").as_deref(), Some("payments"));
+    assert!(span_resource(&collector, "service.version").is_some());
+    assert!(collector.metric_names().iter().any(|name| name == "rpc.server.duration"), "metrics are exported too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessiond_otlp_settings_win_over_the_standard_variables() {
+    let collector = Collector::start().await;
+    run_binary_once(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"),
+        ("SESSIOND_OTLP_ENDPOINT", collector.endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "not-this-name"),
+        ("SESSIOND_OTLP_SERVICE_NAME", "sessiond-chosen"),
+    ])
+    .await;
+    assert_eq!(span_resource(&collector, "service.name").as_deref(), Some("sessiond-chosen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traces_endpoint_alone_exports_traces_only_named_sessiond_by_default() {
+    let collector = Collector::start().await;
+    run_binary_once(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector.endpoint.as_str())]).await;
+    assert_eq!(span_resource(&collector, "service.name").as_deref(), Some("sessiond"));
+    assert!(collector.metric_names().is_empty(), "no metrics: {:?}", collector.metric_names());
 }

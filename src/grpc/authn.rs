@@ -5,23 +5,23 @@
 //! refuses the call as UNAUTHENTICATED. Handlers take the caller with
 //! [`caller`].
 
-use std::sync::Arc;
-
 use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-use crate::auth::{ApiKeys, Caller};
+use crate::auth::Caller;
+use crate::reload::SharedKeys;
 
-/// The interceptor. Without keys, every caller is [`Caller::open`].
+/// The interceptor. Without keys, every caller is [`Caller::open`]; with
+/// them, each call meets the keys in force when it arrives.
 #[derive(Debug, Clone)]
 pub struct Authenticate {
-    keys: Option<Arc<ApiKeys>>,
+    keys: Option<SharedKeys>,
 }
 
 impl Authenticate {
-    pub fn new(keys: Option<ApiKeys>) -> Self {
-        Self { keys: keys.map(Arc::new) }
+    pub fn new(keys: Option<SharedKeys>) -> Self {
+        Self { keys }
     }
 }
 
@@ -45,7 +45,8 @@ fn bearer(metadata: &MetadataMap) -> Result<&str, Status> {
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = match &self.keys {
+        let keys = self.keys.as_ref().map(SharedKeys::current);
+        let caller = match &keys {
             None => Caller::open(),
             Some(keys) if request.metadata().contains_key("authorization") => {
                 keys.authenticate(bearer(request.metadata())?).ok_or_else(|| unauthenticated("unknown API key"))?

@@ -20,7 +20,7 @@ mod storage_api;
 
 use tonic::service::Routes;
 
-use crate::auth::ApiKeys;
+use crate::reload::SharedKeys;
 use crate::service::Service;
 
 /// Generated protobuf types and tonic stubs for `sessiond.v1`.
@@ -33,10 +33,11 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 
 /// The four sessiond services over one domain service, each behind the
-/// authentication interceptor (`keys`: none runs open). Requests larger
+/// authentication interceptor (`keys`, which a reload may replace: none
+/// runs open). Requests larger
 /// than `max_request_bytes` are refused with OUT_OF_RANGE before they are
 /// decoded.
-pub fn routes(service: &Service, keys: Option<ApiKeys>, max_request_bytes: usize) -> Routes {
+pub fn routes(service: &Service, keys: Option<SharedKeys>, max_request_bytes: usize) -> Routes {
     use pb::log_service_server::LogServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;
     use pb::session_service_server::SessionServiceServer;

@@ -53,22 +53,32 @@ pub struct TelemetryConfig {
     /// How far apart repeated failures of one cause are logged; zero: each
     /// one is.
     pub log_repeat_interval: Duration,
-    /// The OTLP/gRPC collector traces and metrics go to; `None`: no export.
+    /// The OTLP/gRPC collector traces and metrics go to; `None`: where
+    /// the OTEL_EXPORTER_OTLP_* variables say, if `otlp_traces` or
+    /// `otlp_metrics` asks for an export.
     pub otlp_endpoint: Option<String>,
-    /// The `service.name` resource attribute.
-    pub service_name: String,
+    /// Whether traces are exported over OTLP.
+    pub otlp_traces: bool,
+    /// Whether metrics are exported over OTLP.
+    pub otlp_metrics: bool,
+    /// The `service.name` resource attribute; `None`: OTEL_SERVICE_NAME or
+    /// the `service.name` of OTEL_RESOURCE_ATTRIBUTES, else `sessiond`.
+    pub service_name: Option<String>,
     /// Whether metrics are kept for a Prometheus scrape.
     pub prometheus: bool,
 }
 
 impl TelemetryConfig {
     pub fn from_settings(settings: &Settings) -> Self {
+        let otlp_endpoint = settings.otlp_endpoint.clone().filter(|endpoint| !endpoint.is_empty());
         Self {
             log_format: settings.log_format,
             log_filter: settings.log_filter.clone(),
             log_repeat_interval: settings.log_repeat_interval,
-            otlp_endpoint: settings.otlp_endpoint.clone().filter(|endpoint| !endpoint.is_empty()),
-            service_name: settings.otlp_service_name.clone(),
+            otlp_traces: otlp_endpoint.is_some() || settings.otel_endpoints.traces,
+            otlp_metrics: otlp_endpoint.is_some() || settings.otel_endpoints.metrics,
+            otlp_endpoint,
+            service_name: settings.otlp_service_name.clone().filter(|name| !name.is_empty()),
             prometheus: settings.metrics_listen.is_some(),
         }
     }
@@ -113,12 +123,9 @@ where
     }
     .with_filter(log_filter);
 
-    let resource = Resource::builder_empty()
-        .with_service_name(config.service_name.clone())
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-        .build();
+    let resource = resource(config);
     let tracer =
-        config.otlp_endpoint.as_deref().map(|endpoint| tracer_provider(endpoint, resource.clone())).transpose()?;
+        config.otlp_traces.then(|| tracer_provider(config.otlp_endpoint.as_deref(), resource.clone())).transpose()?;
     let meter = meter_provider(config, resource)?;
 
     // sessiond's own spans, the service and store ones at debug included,
@@ -151,30 +158,58 @@ where
     Ok(Telemetry { tracer, meter, flusher })
 }
 
-fn tracer_provider(endpoint: &str, resource: Resource) -> anyhow::Result<SdkTracerProvider> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .with_timeout(EXPORT_TIMEOUT)
-        .build()
-        .with_context(|| format!("building the OTLP span exporter for {endpoint}"))?;
+/// The resource of exported traces and metrics: the SDK's detectors read
+/// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; --otlp-service-name
+/// overrides the name, and without any name it is `sessiond`.
+fn resource(config: &TelemetryConfig) -> Resource {
+    let detected = Resource::builder().build();
+    let named = detected
+        .get(&opentelemetry::Key::new("service.name"))
+        .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
+    let name = match &config.service_name {
+        Some(name) => Some(name.clone()),
+        None if named => None,
+        None => Some("sessiond".to_owned()),
+    };
+    let builder = Resource::builder().with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    match name {
+        Some(name) => builder.with_service_name(name).build(),
+        None => builder.build(),
+    }
+}
+
+/// Where an exporter sends: the configured endpoint, or (`None`) where
+/// the OTEL_EXPORTER_OTLP_* variables say, which the exporter reads.
+fn endpoint_name(endpoint: Option<&str>) -> &str {
+    endpoint.unwrap_or("the OTEL_EXPORTER_OTLP_* endpoint")
+}
+
+fn tracer_provider(endpoint: Option<&str>, resource: Resource) -> anyhow::Result<SdkTracerProvider> {
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_timeout(EXPORT_TIMEOUT);
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let exporter =
+        builder.build().with_context(|| format!("building the OTLP span exporter for {}", endpoint_name(endpoint)))?;
     Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
 }
 
 /// A meter provider when metrics go anywhere: to the collector, to a
 /// Prometheus scrape, or both.
 fn meter_provider(config: &TelemetryConfig, resource: Resource) -> anyhow::Result<Option<SdkMeterProvider>> {
-    if config.otlp_endpoint.is_none() && !config.prometheus {
+    if !config.otlp_metrics && !config.prometheus {
         return Ok(None);
     }
     let mut builder = SdkMeterProvider::builder().with_resource(resource);
-    if let Some(endpoint) = &config.otlp_endpoint {
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .with_timeout(EXPORT_TIMEOUT)
+    if config.otlp_metrics {
+        let endpoint = config.otlp_endpoint.as_deref();
+        let mut exporter = opentelemetry_otlp::MetricExporter::builder().with_tonic().with_timeout(EXPORT_TIMEOUT);
+        if let Some(endpoint) = endpoint {
+            exporter = exporter.with_endpoint(endpoint);
+        }
+        let exporter = exporter
             .build()
-            .with_context(|| format!("building the OTLP metric exporter for {endpoint}"))?;
+            .with_context(|| format!("building the OTLP metric exporter for {}", endpoint_name(endpoint)))?;
         builder = builder.with_reader(PeriodicReader::builder(exporter).build());
     }
     if config.prometheus {

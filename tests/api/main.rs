@@ -17,6 +17,7 @@ mod lifecycle;
 mod logs;
 mod privileges;
 mod probe;
+mod reload;
 mod restart;
 mod retries;
 mod server;

@@ -15,10 +15,14 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::helpers::failure;
 
-/// A CA, a server certificate for `localhost` and a client certificate.
+/// A CA, a server certificate for `localhost` and a client certificate;
+/// a second server certificate, with a key of its own, to rotate to.
 struct Pki {
     ca: String,
     server: (String, String),
+    server_der: Vec<u8>,
+    next_server: (String, String),
+    next_server_der: Vec<u8>,
     client: (String, String),
     client_der: Vec<u8>,
 }
@@ -38,10 +42,14 @@ fn pki() -> Pki {
         (cert, key)
     };
     let (server, server_key) = leaf("localhost");
+    let (next_server, next_server_key) = leaf("localhost");
     let (client, client_key) = leaf("checkout.acme");
     Pki {
         ca: ca.pem(),
         server: (server.pem(), server_key.serialize_pem()),
+        server_der: server.der().to_vec(),
+        next_server: (next_server.pem(), next_server_key.serialize_pem()),
+        next_server_der: next_server.der().to_vec(),
         client_der: client.der().to_vec(),
         client: (client.pem(), client_key.serialize_pem()),
     }
@@ -190,4 +198,110 @@ async fn without_a_keys_file_the_client_ca_requires_a_certificate_of_every_calle
         let refused = SessionServiceClient::new(channel).create_session(create()).await;
         assert!(refused.is_err(), "a caller without a certificate is refused: {refused:?}");
     }
+}
+
+/// The certificate a new TLS handshake with `address` is served, verified
+/// against `ca` for `localhost`, without a client certificate.
+async fn served_certificate(address: &str, ca: &str) -> Result<Vec<u8>, std::io::Error> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let socket = tokio::net::TcpStream::connect(address.trim_start_matches("https://")).await?;
+    let name = ServerName::try_from("localhost").expect("a valid name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, socket).await?;
+    let chain = tls.get_ref().1.peer_certificates().expect("the server sent a certificate");
+    Ok(chain[0].to_vec())
+}
+
+/// Writes `cert` and `key` into a new directory under `dir` and points
+/// `dir/current` at it in one step, as Kubernetes updates a mounted Secret.
+fn publish(dir: &std::path::Path, version: &str, cert: &str, key: &str) {
+    let versioned = dir.join(version);
+    std::fs::create_dir(&versioned).expect("a directory");
+    std::fs::write(versioned.join("tls.crt"), cert).expect("written");
+    std::fs::write(versioned.join("tls.key"), key).expect("written");
+    let staged = dir.join("staged");
+    std::os::unix::fs::symlink(&versioned, &staged).expect("a symlink");
+    std::fs::rename(&staged, dir.join("current")).expect("the symlink is swapped");
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_serves_new_connections_while_open_ones_keep_working() {
+    let pki = pki();
+    let (key, hash) = sessiond::auth::generate_key();
+    let keys = format!("keys:\n  - {{name: a, tenant: acme, role: service, hash: \"{hash}\"}}\n");
+    let secret = tempfile::tempdir().expect("a temporary directory");
+    publish(secret.path(), "v1", &pki.server.0, &pki.server.1);
+    let app = spawn_tls_with(&pki, &keys, |s| {
+        s.tls_cert = Some(secret.path().join("current/tls.crt"));
+        s.tls_key = Some(secret.path().join("current/tls.key"));
+        s.reload_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let authorized = || {
+        let mut request = tonic::Request::new(create());
+        request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+        request
+    };
+    let mut open = app.client(None).await;
+    open.create_session(authorized()).await.expect("served before the rotation");
+    assert_eq!(served_certificate(&app.address, &app.ca).await.expect("a handshake"), pki.server_der);
+
+    publish(secret.path(), "v2", &pki.next_server.0, &pki.next_server.1);
+    let deadline = std::time::Instant::now() + crate::helpers::PATIENCE;
+    while served_certificate(&app.address, &app.ca).await.expect("a handshake") != pki.next_server_der {
+        assert!(std::time::Instant::now() < deadline, "the new certificate was never served");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    open.create_session(authorized()).await.expect("the connection opened before the rotation keeps working");
+    app.client(None).await.create_session(authorized()).await.expect("a new connection is served");
+
+    // A key that does not match its certificate, then a malformed
+    // certificate: each refused, the certificate in force kept.
+    publish(secret.path(), "v3", &pki.server.0, &pki.next_server.1);
+    publish(
+        secret.path(),
+        "v4",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+        &pki.next_server.1,
+    );
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(served_certificate(&app.address, &app.ca).await.expect("a handshake"), pki.next_server_der);
+    }
+    open.create_session(authorized()).await.expect("still served");
+}
+
+#[test]
+fn a_tls_key_that_does_not_match_its_certificate_or_a_malformed_certificate_is_refused() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("written");
+        path
+    };
+    let mut settings = Settings::for_tests("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+    settings.tls_cert = Some(write("server.crt", &pki.server.0));
+    settings.tls_key = Some(write("server.key", &pki.server.1));
+    assert!(sessiond::reload::load_tls(&settings).expect("a matching pair loads").is_some());
+
+    settings.tls_key = Some(write("other.key", &pki.next_server.1));
+    let refused = format!("{:#}", sessiond::reload::load_tls(&settings).expect_err("a mismatch"));
+    assert!(refused.contains("does not match"), "{refused}");
+
+    settings.tls_key = Some(dir.path().join("server.key"));
+    settings.tls_cert =
+        Some(write("bad.crt", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"));
+    let refused = format!("{:#}", sessiond::reload::load_tls(&settings).expect_err("malformed"));
+    assert!(refused.contains("bad.crt") && refused.contains("malformed"), "{refused}");
 }
