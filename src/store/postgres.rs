@@ -152,7 +152,11 @@ impl PgSettings {
         let mut config: tokio_postgres::Config =
             driver_string.parse().map_err(|_| internal("the Postgres connection string does not parse"))?;
         config.ssl_mode(tls.mode.driver_mode());
-        config.connect_timeout(self.connect_timeout);
+        // The driver bounds each TCP connect, host after host: with several
+        // hosts, each gets its share, so that one not answering at all (a
+        // dead machine) leaves time to try the next within the timeout.
+        let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX).max(1);
+        config.connect_timeout(self.connect_timeout / hosts);
         if config.get_application_name().is_none() {
             config.application_name("sessiond");
         }
@@ -449,9 +453,11 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
     match e.code().map(|code| code.code()) {
         // 08: connection exception; 53: insufficient resources; 57:
         // operator intervention (shutdown, statement timeout); 40001 and
-        // 40P01: serialization failure and deadlock, lost races.
+        // 40P01: serialization failure and deadlock, lost races; 25006: a
+        // write reached a read-only server (a standby, a demoted primary).
         Some(code) => {
-            ["08", "53", "57"].iter().any(|class| code.starts_with(class)) || matches!(code, "40001" | "40P01")
+            ["08", "53", "57"].iter().any(|class| code.starts_with(class))
+                || matches!(code, "40001" | "40P01" | "25006")
         }
         None => e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
@@ -688,5 +694,33 @@ impl Store for PgStore {
 
     fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         Some(self.availability.subscribe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_postgres::config::{Host, TargetSessionAttrs};
+
+    use super::PgSettings;
+
+    #[test]
+    fn every_connection_is_made_with_every_host_and_target_session_attrs() {
+        for url in [
+            "postgres://sessiond@pg-a:5432,pg-b:5433/sessiond?target_session_attrs=read-write&sslmode=disable",
+            "host=pg-a,pg-b port=5432,5433 user=sessiond dbname=sessiond target_session_attrs=read-write",
+        ] {
+            let settings = PgSettings { connect_timeout: Duration::from_secs(2), ..PgSettings::new(url) };
+            let connector = settings.connector().expect("the string parses");
+            // The pool is made from `config`; the listener, prober and
+            // migrations from `named` copies of it.
+            for config in [&connector.config, &connector.named("probe").config] {
+                assert_eq!(config.get_hosts(), [Host::Tcp("pg-a".into()), Host::Tcp("pg-b".into())], "{url}");
+                assert_eq!(config.get_ports(), [5432, 5433], "{url}");
+                assert_eq!(config.get_target_session_attrs(), TargetSessionAttrs::ReadWrite, "{url}");
+                assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(1)), "a share of 2 s: {url}");
+            }
+        }
     }
 }

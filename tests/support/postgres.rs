@@ -28,6 +28,11 @@
 //! the test's own after a `local … trust` line: this support reaches it
 //! through its Unix socket, the test over TCP with TLS.
 //!
+//! [`PgCluster::launch_with_sync_standby`] runs a primary and a
+//! synchronous streaming standby made from it with `pg_basebackup`, for
+//! failover: [`PgCluster::crash`] kills the primary, [`PgCluster::promote`]
+//! makes the standby the primary.
+//!
 //! A test that stops and starts a server ([`PgCluster::stop`],
 //! [`PgCluster::start`]) takes one of its own from [`PgCluster::launch`]
 //! unless its binary runs nothing else: stopping the shared one fails every
@@ -228,24 +233,80 @@ impl PgCluster {
 
     /// [`launch`](Self::launch), with TLS when `tls` is given.
     pub async fn launch_with(tls: Option<ServerTls>) -> PgCluster {
+        PgCluster::launch_configured(tls, |_| {}).await
+    }
+
+    /// A primary and a synchronous streaming standby of its own, both
+    /// started and ready: every commit on the primary waits until the
+    /// standby has it (`synchronous_standby_names = 'standby1'`). The
+    /// standby's own configuration names no synchronous standby, so once
+    /// promoted it commits alone. Both are killed and removed when dropped.
+    pub async fn launch_with_sync_standby() -> (PgCluster, PgCluster) {
+        let primary = PgCluster::launch_configured(None, |local| {
+            local.append_conf("wal_level = replica\nmax_wal_senders = 4\nwal_keep_size = '64MB'\n");
+            local.append_hba(&format!("host replication {SUPERUSER} 127.0.0.1/32 trust\n"));
+        })
+        .await;
+        let source = primary.local.as_ref().expect("launched just above");
+        let local = LocalServer::new(source.bin.clone(), source.as_postgres);
+        let mut basebackup = local.command("pg_basebackup");
+        basebackup.args(["-h", "127.0.0.1", "-p", &source.port.to_string(), "-U", SUPERUSER]).args([
+            "-D",
+            "data",
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        ]);
+        tokio::task::spawn_blocking(move || run_to_success(basebackup, "pg_basebackup"))
+            .await
+            .expect("pg_basebackup does not panic");
+        // `-R` wrote a `primary_conninfo`; this later one, naming the
+        // standby, wins.
+        local.append_auto_conf(&format!(
+            "primary_conninfo = 'host=127.0.0.1 port={} user={SUPERUSER} application_name=standby1'\n",
+            source.port
+        ));
+        let standby = PgCluster { admin_url: local.admin_url(), local: Some(local) };
+        standby.start().await;
+
+        let admin = connect(&primary.admin_url).await.expect("the primary accepts connections");
+        // Two statements: ALTER SYSTEM runs outside any transaction block.
+        for sql in ["ALTER SYSTEM SET synchronous_standby_names = 'standby1'", "SELECT pg_reload_conf()"] {
+            admin.batch_execute(sql).await.expect("the primary takes a synchronous standby");
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let rows = admin
+                .query(
+                    "SELECT 1 FROM pg_stat_replication \
+                     WHERE application_name = 'standby1' AND state = 'streaming' AND sync_state = 'sync'",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_replication is readable");
+            if !rows.is_empty() {
+                break;
+            }
+            let standby_log = standby.local.as_ref().map(LocalServer::log_tail).unwrap_or_default();
+            assert!(Instant::now() < deadline, "the standby is not a streaming synchronous one:\n{standby_log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (primary, standby)
+    }
+
+    /// A new cluster, `configure`d between `initdb` and its first start.
+    async fn launch_configured(tls: Option<ServerTls>, configure: impl FnOnce(&LocalServer)) -> PgCluster {
         let bin = postgres_bin();
         let as_postgres = running_as_root();
-        remove_stale_clusters();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
-            .tempdir()
-            .expect("a temporary directory can be created")
-            .keep();
-        if as_postgres {
-            let (uid, gid) = postgres_user();
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("root can hand a directory to postgres");
-        }
-        let port = free_port();
-        let local = LocalServer { dir, bin, port, as_postgres, server: Mutex::new(None) };
+        let local = LocalServer::new(bin, as_postgres);
         let initdb = local.command("initdb");
         tokio::task::spawn_blocking(move || run_initdb(initdb)).await.expect("initdb does not panic");
+        configure(&local);
+        let port = local.port;
         let admin_url = match tls {
-            None => format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres"),
+            None => local.admin_url(),
             Some(tls) => {
                 local.configure_tls(&tls);
                 // The Unix socket: TCP takes TLS only, and this support
@@ -315,6 +376,26 @@ impl PgCluster {
         }
     }
 
+    /// Kills every process of a server this support runs at once
+    /// (`SIGKILL`), as a machine or container dying does, and reaps it.
+    pub async fn crash(&self) {
+        self.signal_all("KILL");
+        let local = self.local.as_ref().expect("only a server this support runs can be killed");
+        let server = local.server.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(mut server) = server {
+            tokio::task::spawn_blocking(move || server.wait()).await.expect("reaping does not panic").ok();
+        }
+    }
+
+    /// Promotes a standby this support runs to a primary, and answers when
+    /// it accepts writes.
+    pub async fn promote(&self) {
+        let admin = connect(&self.admin_url).await.expect("the standby accepts connections");
+        let promoted: bool =
+            admin.query_one("SELECT pg_promote()", &[]).await.expect("pg_promote runs on a standby").get(0);
+        assert!(promoted, "the standby was not promoted within pg_promote's minute");
+    }
+
     /// Stops (`STOP`) or resumes (`CONT`) every process of a server this
     /// support runs, the postmaster and all its children: a paused VM or a
     /// network partition, as its clients see it (sockets open, no answer).
@@ -377,6 +458,40 @@ impl Drop for PgCluster {
 }
 
 impl LocalServer {
+    /// A server not yet initialised: its directory (the `postgres` user's
+    /// when the test is root) and a free port.
+    fn new(bin: PathBuf, as_postgres: bool) -> LocalServer {
+        remove_stale_clusters();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+            .tempdir()
+            .expect("a temporary directory can be created")
+            .keep();
+        if as_postgres {
+            let (uid, gid) = postgres_user();
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("root can hand a directory to postgres");
+        }
+        LocalServer { dir, bin, port: free_port(), as_postgres, server: Mutex::new(None) }
+    }
+
+    /// The maintenance database over TCP, as the superuser.
+    fn admin_url(&self) -> String {
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn append_conf(&self, lines: &str) {
+        append(&self.data_dir().join("postgresql.conf"), lines);
+    }
+
+    /// `postgresql.auto.conf`: read after `postgresql.conf`, so it wins.
+    fn append_auto_conf(&self, lines: &str) {
+        append(&self.data_dir().join("postgresql.auto.conf"), lines);
+    }
+
+    fn append_hba(&self, lines: &str) {
+        append(&self.data_dir().join("pg_hba.conf"), lines);
+    }
+
     /// A command running the server binary `name`, as `postgres` when the
     /// test is root, and killed should the test process die.
     fn command(&self, name: &str) -> Command {
@@ -445,6 +560,26 @@ impl LocalServer {
         let lines: Vec<_> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
+}
+
+/// Appends `lines` to a file of a cluster (which the server user owns;
+/// root may write it).
+fn append(path: &Path, lines: &str) {
+    use std::io::Write as _;
+    let mut file =
+        File::options().append(true).open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    file.write_all(lines.as_bytes()).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// Runs a server tool to completion; panics with its output when it fails.
+fn run_to_success(mut command: Command, name: &str) {
+    let output = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+    assert!(
+        output.status.success(),
+        "{name} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn run_initdb(mut initdb: Command) {
