@@ -570,11 +570,28 @@ async fn with_commit_answer_lost<T: Send + 'static>(
 ) -> tonic::Status {
     admin.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ghost'").await.expect("settable");
     admin.batch_execute("SELECT pg_reload_conf()").await.expect("reloaded");
+    // The postmaster passes the reload on to every backend by a signal of
+    // its own: once this backend sees it, the others have been told too.
+    let reloaded = Instant::now();
+    loop {
+        let row = admin.query_one("SHOW synchronous_standby_names", &[]).await.expect("showable");
+        if row.get::<_, String>(0) == "ghost" {
+            break;
+        }
+        assert!(reloaded.elapsed() < PATIENCE, "the setting never took effect");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let call = tokio::spawn(call);
     let waiting = Instant::now();
     let pid: i32 = loop {
         let rows = admin
-            .query("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'", &[])
+            // sessiond's own connections, not its prober's (whose commits
+            // wait for the standby too).
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'sessiond'",
+                &[],
+            )
             .await
             .expect("pg_stat_activity is readable");
         if let Some(row) = rows.first() {
