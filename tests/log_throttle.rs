@@ -6,6 +6,8 @@
 //! The log subscriber is process-wide: this binary installs it once, with
 //! a short interval, and holds one test.
 
+#[path = "support/logs.rs"]
+mod logs_support;
 #[path = "support/postgres.rs"]
 mod postgres_support;
 
@@ -14,12 +16,12 @@ mod postgres_support;
 mod helpers;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use helpers::{TestApp, by_token, error_reason};
+use logs_support::Logs;
 use postgres_support::PgCluster;
 use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
@@ -27,7 +29,6 @@ use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::settings::LogFormat;
 use sessiond::telemetry::{self, TelemetryConfig};
 use tonic::transport::Channel;
-use tracing_subscriber::fmt::MakeWriter;
 
 /// The interval the test runs sessiond with: short, so several pass
 /// during the outage.
@@ -48,42 +49,12 @@ const CALL_ENDED: &str = "call ended with an error";
 /// The cause-chain line of `grpc::status`.
 const CALL_FAILED: &str = "call failed";
 
-/// Log lines, captured from the subscriber.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    /// Every line written after the first `from` bytes, parsed.
-    fn lines_after(&self, from: usize) -> Vec<serde_json::Value> {
-        let bytes = self.0.lock().expect("no test panics holding the lock");
-        String::from_utf8_lossy(&bytes[from..])
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is no JSON line: {e}")))
-            .collect()
-    }
-
-    fn len(&self) -> usize {
-        self.0.lock().expect("no test panics holding the lock").len()
-    }
-}
-
-impl<'w> MakeWriter<'w> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'w self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("no test panics holding the lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// Every line written after the first `from` bytes, parsed.
+fn lines_after(logs: &Logs, from: usize) -> Vec<serde_json::Value> {
+    logs.text_after(from)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is no JSON line: {e}")))
+        .collect()
 }
 
 fn text<'a>(line: &'a serde_json::Value, field: &str) -> &'a str {
@@ -182,9 +153,9 @@ async fn a_postgres_outage_under_load_logs_each_cause_once_per_interval_with_the
     };
     let deadline = Instant::now() + PATIENCE;
     let lines = loop {
-        let all = logs.lines_after(0);
+        let all = lines_after(&logs, 0);
         if failures.iter().all(|(cause, n)| logged(&all, cause) >= *n) {
-            break logs.lines_after(before);
+            break lines_after(&logs, before);
         }
         assert!(Instant::now() < deadline, "failures {failures:?} are not all told in {all:#?}");
         tokio::time::sleep(INTERVAL / 10).await;

@@ -7,14 +7,16 @@
 //! and keeps all OTLP tests here. Tests run side by side: each tells its
 //! calls apart by the trace id it sends.
 
+#[path = "support/logs.rs"]
+mod logs_support;
 #[path = "support/otlp.rs"]
 mod otlp;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use logs_support::Logs;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -29,7 +31,6 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
-use tracing_subscriber::fmt::MakeWriter;
 
 /// The `service.name` the exporters are given.
 const SERVICE_NAME: &str = "sessiond-under-test";
@@ -102,35 +103,6 @@ async fn trace_with(trace_id: &[u8], name: &str) -> Vec<Span> {
             spans.iter().map(|s| &s.name).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Log lines, captured from the subscriber.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("no test panics holding the lock")).into_owned()
-    }
-}
-
-impl<'w> MakeWriter<'w> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'w self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("no test panics holding the lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

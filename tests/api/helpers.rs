@@ -260,6 +260,15 @@ impl TestApp {
         self.sessions.create_session(request).await.expect("the session is created").into_inner()
     }
 
+    /// Looks a session up by token over a connection of its own, made now:
+    /// whether the server still accepts and serves new connections.
+    pub async fn get_on_a_new_connection(&self, token: &str) -> Result<pb::Session, tonic::Status> {
+        let fresh = Channel::from_shared(self.address.clone()).expect("a valid uri").connect().await.expect("connects");
+        let response =
+            SessionServiceClient::new(fresh).get_session(pb::GetSessionRequest { session: by_token(token) }).await?;
+        Ok(response.into_inner().session.expect("a found session is answered"))
+    }
+
     /// Looks a session up by token.
     pub async fn get(&mut self, token: &str) -> Result<pb::Session, tonic::Status> {
         let response = self.sessions.get_session(pb::GetSessionRequest { session: by_token(token) }).await?;

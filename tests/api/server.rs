@@ -142,16 +142,7 @@ async fn an_oversized_request_is_refused_and_the_server_still_answers() {
         .expect("GetStorage")
         .into_inner();
     assert!(stored.values.is_empty(), "the refused request changed nothing");
-    let fresh = tonic::transport::Channel::from_shared(app.address.clone())
-        .expect("a valid uri")
-        .connect()
-        .await
-        .expect("connects");
-    let mut sessions = pb::session_service_client::SessionServiceClient::new(fresh);
-    sessions
-        .get_session(pb::GetSessionRequest { session: by_token(&created.token) })
-        .await
-        .expect("a new connection is served");
+    app.get_on_a_new_connection(&created.token).await.expect("a new connection is served");
 }
 
 #[tokio::test]

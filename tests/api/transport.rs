@@ -227,16 +227,7 @@ async fn connections_that_never_finish_the_http2_preface_are_closed_within_the_h
         assert!(after < bound + Duration::from_secs(5), "closed after {after:?}, long past the bound");
     }
     app.get(&created.token).await.expect("the established client is still served");
-    let fresh = tonic::transport::Channel::from_shared(app.address.clone())
-        .expect("a valid uri")
-        .connect()
-        .await
-        .expect("connects");
-    let mut sessions = pb::session_service_client::SessionServiceClient::new(fresh);
-    sessions
-        .get_session(pb::GetSessionRequest { session: by_token(&created.token) })
-        .await
-        .expect("a new client is served");
+    app.get_on_a_new_connection(&created.token).await.expect("a new client is served");
 }
 
 /// A gRPC call made by hand over HTTP/2: `body` as the request's bytes,
