@@ -25,22 +25,29 @@ impl Authenticate {
     }
 }
 
-fn unauthenticated(why: &str) -> Status {
+/// The ErrorInfo reasons of a caller's own credentials failing, apart from
+/// Authenticate's reasons for a user's token.
+const API_KEY_MISSING: &str = "API_KEY_MISSING";
+const API_KEY_INVALID: &str = "API_KEY_INVALID";
+const CLIENT_CERTIFICATE_UNKNOWN: &str = "CLIENT_CERTIFICATE_UNKNOWN";
+
+fn unauthenticated(why: &str, reason: &str) -> Status {
     // The message says what was wrong with the credentials, never echoes them.
-    Status::unauthenticated(why)
+    super::status::unauthenticated(why, reason, Default::default())
 }
 
 fn bearer(metadata: &MetadataMap) -> Result<&str, Status> {
     let value = metadata
         .get("authorization")
-        .ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>"))?;
-    let value = value.to_str().map_err(|_| unauthenticated("the authorization metadata is not text"))?;
+        .ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>", API_KEY_MISSING))?;
+    let value =
+        value.to_str().map_err(|_| unauthenticated("the authorization metadata is not text", API_KEY_INVALID))?;
     value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|key| !key.is_empty())
-        .ok_or_else(|| unauthenticated("the authorization metadata must be: Bearer <key>"))
+        .ok_or_else(|| unauthenticated("the authorization metadata must be: Bearer <key>", API_KEY_INVALID))
 }
 
 impl Interceptor for Authenticate {
@@ -48,15 +55,19 @@ impl Interceptor for Authenticate {
         let keys = self.keys.as_ref().map(SharedKeys::current);
         let caller = match &keys {
             None => Caller::open(),
-            Some(keys) if request.metadata().contains_key("authorization") => {
-                keys.authenticate(bearer(request.metadata())?).ok_or_else(|| unauthenticated("unknown API key"))?
-            }
+            Some(keys) if request.metadata().contains_key("authorization") => keys
+                .authenticate(bearer(request.metadata())?)
+                .ok_or_else(|| unauthenticated("unknown API key", API_KEY_INVALID))?,
             Some(keys) => match request.peer_certs() {
-                Some(chain) => chain
-                    .first()
-                    .and_then(|leaf| keys.authenticate_certificate(leaf))
-                    .ok_or_else(|| unauthenticated("the client certificate is not configured for any tenant"))?,
-                None => return Err(unauthenticated("an API key is required: authorization: Bearer <key>")),
+                Some(chain) => chain.first().and_then(|leaf| keys.authenticate_certificate(leaf)).ok_or_else(|| {
+                    unauthenticated(
+                        "the client certificate is not configured for any tenant",
+                        CLIENT_CERTIFICATE_UNKNOWN,
+                    )
+                })?,
+                None => {
+                    return Err(unauthenticated("an API key is required: authorization: Bearer <key>", API_KEY_MISSING));
+                }
             },
         };
         request.extensions_mut().insert(caller);

@@ -23,6 +23,25 @@ fn info(code: Code, message: impl Into<String>, reason: &str, metadata: HashMap<
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
 }
 
+/// UNAUTHENTICATED with an ErrorInfo `reason`.
+pub fn unauthenticated(message: impl Into<String>, reason: &str, metadata: HashMap<String, String>) -> Status {
+    info(Code::Unauthenticated, message, reason, metadata)
+}
+
+/// Authenticate's one answer for a user's token that cannot be used: a
+/// session unknown or ended is UNAUTHENTICATED, whatever made it so, with
+/// the reason other calls answer under their own codes.
+pub fn sign_in_again(err: Error) -> Status {
+    match err {
+        Error::SessionNotFound => unauthenticated("session not found", "SESSION_NOT_FOUND", HashMap::new()),
+        Error::SessionEnded(reason) => {
+            let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);
+            unauthenticated(format!("session has ended: {reason}"), reason.error_reason(), metadata)
+        }
+        other => other.into(),
+    }
+}
+
 /// Logs an error's cause chain, throttled by the code and reason it is
 /// answered with; the caller answers without it.
 fn log_chain(err: &Error, code: Code, reason: &str) {

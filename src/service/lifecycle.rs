@@ -100,6 +100,14 @@ pub struct SessionStatus {
     pub time_left: Option<Duration>,
 }
 
+/// What Authenticate answers: the session as GetSession would, and one
+/// answer per privilege asked.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub status: SessionStatus,
+    pub held: Vec<bool>,
+}
+
 /// How a close went.
 #[derive(Debug, Clone)]
 pub struct Closed {
@@ -237,6 +245,22 @@ impl Service {
         let session = self.open_session(caller, session).await?;
         let now = self.now();
         Ok(self.status(session, now))
+    }
+
+    /// Whose session a token is and which of `privileges` (canonical,
+    /// checked at the edge) it holds, in their order. Counts as activity.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
+    pub async fn authenticate(
+        &self,
+        caller: &Caller,
+        session: &SessionRef,
+        privileges: &[String],
+    ) -> Result<Authenticated, Error> {
+        let session = self.open_session(caller, session).await?;
+        let now = self.now();
+        let book = self.roles();
+        let held = privileges.iter().map(|p| book.holds(&session.grants, session.trusted, now, p)).collect();
+        Ok(Authenticated { status: self.status(session, now), held })
     }
 
     /// Marks activity; answers the new expiry.

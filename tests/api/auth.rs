@@ -51,9 +51,12 @@ async fn calls_without_a_valid_key_are_unauthenticated_but_health_stays_open() {
     let mut t = two_tenants().await;
     let request = || pb::CreateSessionRequest { kind: Kind::WebUser.into(), ..Default::default() };
 
-    assert_eq!(failure(t.app.sessions.create_session(request()).await).code(), Code::Unauthenticated);
+    let missing = failure(t.app.sessions.create_session(request()).await);
+    assert_eq!(missing.code(), Code::Unauthenticated);
+    assert_eq!(error_reason(&missing).as_deref(), Some("API_KEY_MISSING"));
     let wrong = failure(t.app.sessions.create_session(with_key(request(), "sdk_not-a-key")).await);
     assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert_eq!(error_reason(&wrong).as_deref(), Some("API_KEY_INVALID"));
     assert!(!wrong.message().contains("sdk_not-a-key"), "the key is never echoed");
     let mut basic = Request::new(request());
     basic.metadata_mut().insert("authorization", format!("Basic {}", t.acme).parse().unwrap());
@@ -363,4 +366,18 @@ async fn a_key_configured_as_an_argon2_hash_authenticates_and_a_wrong_one_does_n
     }
     let wrong = failure(app.sessions.create_session(with_key(request(), "a-migrated-legacy-kez")).await);
     assert_eq!(wrong.code(), Code::Unauthenticated, "still refused once the right key was seen");
+}
+
+#[tokio::test]
+async fn authenticate_answers_the_tenant_and_never_another_tenants_session() {
+    let mut t = two_tenants().await;
+    let acme = t.acme.clone();
+    let token = create(&mut t, &acme, "alice").await.token;
+    let request = || pb::AuthenticateRequest { token: token.clone(), ..Default::default() };
+
+    let answer = t.app.sessions.authenticate(with_key(request(), &t.acme)).await.expect("own tenant").into_inner();
+    assert_eq!((answer.tenant.as_str(), answer.user_id.as_str()), ("acme", "alice"));
+    let foreign = failure(t.app.sessions.authenticate(with_key(request(), &t.globex)).await);
+    assert_eq!(foreign.code(), Code::Unauthenticated);
+    assert_eq!(error_reason(&foreign).as_deref(), Some("SESSION_NOT_FOUND"), "as if it did not exist");
 }
