@@ -1,0 +1,119 @@
+"""The asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Sequence, Union
+
+import grpc
+import grpc.aio
+
+from . import _channel
+from ._channel import Timeout
+from ._operations import Operations, SessionLike, apply_update, backoff
+from .errors import VersionConflict, from_rpc_error
+from .types import Event, Kind, Storage
+
+#: fn of AsyncClient.update_storage: plain or async.
+Update = Callable[[dict[str, Any]], Union[Optional[Mapping[str, Any]], Awaitable[Optional[Mapping[str, Any]]]]]
+
+
+class AsyncClient(Operations):
+    """The asyncio twin of `Client`: the same methods and arguments, each awaited.
+
+    Create it inside the event loop that uses it; ``async with`` or
+    ``await client.close()`` closes its channel.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        api_key: Optional[str] = None,
+        tls: Optional[bool] = None,
+        ca_file: Optional[str] = None,
+        cert_file: Optional[str] = None,
+        key_file: Optional[str] = None,
+        timeout: Timeout = 10.0,
+        options: Sequence[tuple[str, Any]] = (),
+    ):
+        creds = _channel.credentials(tls, ca_file, cert_file, key_file)
+        options = list(options)
+        self._channel = (grpc.aio.secure_channel(address, creds, options) if creds
+                         else grpc.aio.insecure_channel(address, options))
+        self._stubs = _channel.stubs(self._channel)
+        self._metadata = _channel.metadata(api_key)
+        self._timeout = _channel.seconds(timeout)
+
+    def with_timeout(self, timeout: Timeout) -> "AsyncClient":
+        """This client, on the same channel, with another per-call deadline."""
+        other = copy.copy(self)
+        other._timeout = _channel.seconds(timeout)
+        return other
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *_exc) -> None:
+        await self.close()
+
+    async def _invoke(self, service: str, method: str, request: Any, convert: Callable[[Any], Any]) -> Any:
+        try:
+            answer = await getattr(self._stubs[service], method)(
+                request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        return convert(answer)
+
+    async def update_storage(self, session: SessionLike, fn: Update, *keys: str, attempts: int = 10) -> Storage:
+        """Compare-and-set with retries, as `Client.update_storage`; `fn` may be async."""
+        for attempt in range(1, attempts + 1):
+            current = await self.get_storage(session, *keys)
+
+            async def run(values):
+                answer = fn(values)
+                return await answer if asyncio.iscoroutine(answer) else answer
+
+            values_copy = copy.deepcopy(current.values)
+            returned = await run(values_copy)
+            changed, removed = apply_update(current, lambda _: returned if returned is not None else values_copy)
+            try:
+                if changed:
+                    written = await self.put_storage(session, changed, expected_version=current.version)
+                elif removed:
+                    written = await self.delete_storage(session, *removed, expected_version=current.version)
+                else:
+                    return current
+            except VersionConflict:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(backoff(attempt))
+                continue
+            values = {k: v for k, v in {**current.values, **changed}.items() if k not in removed}
+            return Storage(values, written.version)
+        raise AssertionError("unreachable: attempts must be at least 1")
+
+    async def watch_sessions(
+        self,
+        *,
+        session_id: str = "",
+        user_id: str = "",
+        kind: Optional[Union[Kind, str]] = None,
+        after_sequence: Optional[int] = None,
+        timeout: Timeout = None,
+    ) -> AsyncIterator[Event]:
+        """Lifecycle events as an async iterator, as `Client.watch_sessions`."""
+        request = self._watch_request(session_id, user_id, kind, after_sequence)
+        stream = self._stubs["sessions"].WatchSessions(request, timeout=_channel.seconds(timeout),
+                                                       metadata=self._metadata)
+        try:
+            async for event in stream:
+                yield Event.from_proto(event)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        finally:
+            stream.cancel()
