@@ -2,18 +2,15 @@
 import { Client, type JsonValue, LoginRequired } from '@sessiond/client';
 
 export async function signIn(client: Client, userId: string): Promise<string> {
-  const { token } = await client.createSession('web_user', {
-    userId, roles: ['Manager'], idleTimeoutMs: 30 * 60_000, storage: { cart: [] },
-  });
-  return token; // give it to the browser, e.g. in a cookie
+  const options = { userId, roles: ['Manager'], idleTimeoutMs: 30 * 60_000, storage: { cart: [] } };
+  return (await client.createSession('web_user', options)).token; // to the browser, e.g. in a cookie
 }
 
 export async function addToCart(client: Client, token: string, item: string): Promise<JsonValue> {
   const who = await client.authenticate(token, ['editSales']); // one call: who, and may they?
   if (!who.allGranted) throw new Error('forbidden: editSales');
-  const cart = await client.updateStorage(token, (values) => {
-    (values.cart as string[]).push(item);
-  }, { keys: ['cart'] });
+  const addItem = (values: Record<string, JsonValue>) => void (values.cart as string[]).push(item);
+  const cart = await client.updateStorage(token, addItem, { keys: ['cart'] }); // compare-and-set, retried
   await client.log(token, [`${who.userId} added ${item} to the cart`]);
   return cart.values.cart;
 }
