@@ -15,7 +15,7 @@ import path from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
-import { Client, SessiondError, Unavailable } from '@sessiond/client';
+import { Client, type SessiondClientOptions, SessiondError, Unavailable } from '@sessiond/client';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 export const STORAGE_MAX_KEYS = 16;
@@ -26,7 +26,7 @@ export type KeyName = 'acme' | 'acme-admin' | 'globex';
 export interface Server {
   address: string;
   keys: Record<KeyName, string>;
-  client(key?: KeyName, options?: { timeoutMs?: number }): Client;
+  client(key?: KeyName, overrides?: SessiondClientOptions): Client;
   /** Runs `body` with the server process stopped (SIGSTOP), continuing it (SIGCONT) after. */
   stopped<T>(body: () => Promise<T>): Promise<T>;
   stop(): Promise<void>;
@@ -54,7 +54,14 @@ function generateKey(binary: string): { key: string; hash: string } {
   return { key: field('key'), hash: field('hash') };
 }
 
-export async function startSessiond(): Promise<Server> {
+/**
+ * `options.args` are further command-line arguments; `options.entries`
+ * further lines of the API keys file; `options.client` the client options
+ * the readiness probe and `server.client()` use (e.g. `tls`).
+ */
+export async function startSessiond(
+  options: { args?: string[]; entries?: string[]; client?: SessiondClientOptions } = {},
+): Promise<Server> {
   const binary = path.resolve(process.env.SESSIOND_BIN || path.join(REPO_ROOT, 'target/debug/sessiond'));
   if (!fs.statSync(binary, { throwIfNoEntry: false })?.isFile()) {
     throw new Error(`no sessiond binary at ${binary}: run \`cargo build\` first`);
@@ -67,12 +74,13 @@ export async function startSessiond(): Promise<Server> {
     keys[name] = key;
     lines.push(`  - {name: ${name}, tenant: ${tenant}, role: ${role}, hash: "${hash}"}`);
   }
+  for (const entry of options.entries ?? []) lines.push(`  - ${entry}`);
   const keysFile = path.join(home, 'api-keys.yaml');
   fs.writeFileSync(keysFile, lines.join('\n') + '\n', { mode: 0o600 });
   const address = `127.0.0.1:${await freePort()}`;
   const logPath = path.join(home, 'sessiond.log');
   const log = fs.openSync(logPath, 'w');
-  const child = spawn(binary, ['--listen', address, '--data-dir', path.join(home, 'data')], {
+  const child = spawn(binary, ['--listen', address, '--data-dir', path.join(home, 'data'), ...(options.args ?? [])], {
     cwd: home,
     env: serverEnv({
       SESSIOND_API_KEYS_FILE: keysFile,
@@ -89,7 +97,7 @@ export async function startSessiond(): Promise<Server> {
   const server: Server = {
     address,
     keys,
-    client: (key = 'acme', options = {}) => new Client(address, { apiKey: keys[key], ...options }),
+    client: (key = 'acme', overrides = {}) => new Client(address, { apiKey: keys[key], ...options.client, ...overrides }),
     async stopped(body) {
       child.kill('SIGSTOP');
       try {

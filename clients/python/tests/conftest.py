@@ -65,25 +65,25 @@ class Server:
             self.process.send_signal(signal.SIGCONT)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Server:
+def _binary() -> Path:
     binary = Path(os.environ.get("SESSIOND_BIN", REPO_ROOT / "target/debug/sessiond")).resolve()
     if not binary.is_file():
         pytest.fail(f"no sessiond binary at {binary}: run `cargo build` first")
-    home = tmp_path_factory.mktemp("sessiond")
-    keys, lines = {}, ["keys:"]
-    for name, tenant, role in [("acme", "acme", "service"), ("acme-admin", "acme", "admin"),
-                               ("globex", "globex", "service")]:
-        keys[name], hashed = _generate_key(binary)
-        lines.append(f'  - {{name: {name}, tenant: {tenant}, role: {role}, hash: "{hashed}"}}')
+    return binary
+
+
+@contextmanager
+def _sessiond(home: Path, entries: list[str], args: list[str] = (), client_options=None):
+    """sessiond with `entries` as its API keys file and `args`, stopped when the block ends."""
+    binary = _binary()
     keys_file = home / "api-keys.yaml"
-    keys_file.write_text("\n".join(lines) + "\n")
+    keys_file.write_text("keys:\n" + "".join(f"  - {entry}\n" for entry in entries))
     keys_file.chmod(0o600)
     address = f"127.0.0.1:{_free_port()}"
     log = home / "sessiond.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [str(binary), "--listen", address, "--data-dir", str(home / "data")],
+            [str(binary), "--listen", address, "--data-dir", str(home / "data"), *args],
             env=_server_env({
                 "SESSIOND_API_KEYS_FILE": str(keys_file),
                 "SESSIOND_ROLES_FILE": str(REPO_ROOT / "config/roles.yaml"),
@@ -92,9 +92,9 @@ def server(tmp_path_factory) -> Server:
             }),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=home,
         )
-    server = Server(address, keys, process, log)
+    server = Server(address, {}, process, log)
     try:
-        _wait_until_serving(server)
+        _wait_until_serving(server, client_options or {})
         yield server
     finally:
         process.send_signal(signal.SIGCONT)  # in case a test left it stopped
@@ -106,10 +106,30 @@ def server(tmp_path_factory) -> Server:
             process.wait()
 
 
-def _wait_until_serving(server: Server) -> None:
+def _key_entries(binary: Path, keys: dict[str, str], callers) -> list[str]:
+    """Generates a key per (name, tenant, role) into `keys`; answers the keys file's entries."""
+    entries = []
+    for name, tenant, role in callers:
+        keys[name], hashed = _generate_key(binary)
+        entries.append(f'{{name: {name}, tenant: {tenant}, role: {role}, hash: "{hashed}"}}')
+    return entries
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    home = tmp_path_factory.mktemp("sessiond")
+    keys = {}
+    entries = _key_entries(_binary(), keys, [("acme", "acme", "service"), ("acme-admin", "acme", "admin"),
+                                             ("globex", "globex", "service")])
+    with _sessiond(home, entries, client_options={"api_key": keys["acme"]}) as server:
+        server.keys = keys
+        yield server
+
+
+def _wait_until_serving(server: Server, client_options: dict) -> None:
     """Polls with a real call until sessiond answers anything but UNAVAILABLE: no fixed sleeps."""
     deadline = time.monotonic() + READY_WITHIN
-    with server.client(timeout=0.5) as client:
+    with Client(server.address, timeout=0.5, **client_options) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 raise RuntimeError(f"sessiond exited before serving:\n{server.log.read_text()[-4000:]}")
