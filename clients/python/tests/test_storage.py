@@ -59,9 +59,13 @@ async def test_many_tasks_increment_a_counter_without_losing_an_update(server):
     async with AsyncClient(server.address, api_key=server.keys["acme"]) as client:
         token = (await client.create_session("web_user", user_id="tasha")).token
 
+        async def increment_later(values):  # fn may be async too
+            await asyncio.sleep(0)
+            increment(values)
+
         async def work():
             for _ in range(INCREMENTS):
-                await client.update_storage(token, increment, attempts=100)
+                await client.update_storage(token, increment_later, attempts=100)
 
         await asyncio.gather(*(work() for _ in range(WORKERS)))
         assert (await client.get_storage(token)).values == {"counter": WORKERS * INCREMENTS}

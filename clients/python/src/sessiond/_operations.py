@@ -267,19 +267,8 @@ class Operations:
             [t.LogRecord.from_proto(r) for r in a.records], a.next_page_token))
 
 
-def apply_update(
-    current: t.Storage, fn: Callable[[dict[str, Any]], Optional[Mapping[str, Any]]]
-) -> tuple[dict[str, Any], list[str]]:
-    """What update_storage writes: fn's changed or added keys, and the keys it removed.
-
-    fn gets a deep copy of the values; it may change it in place (and return
-    None) or return the new values.
-    """
-    import copy
-
-    values = copy.deepcopy(current.values)
-    returned = fn(values)
-    new = dict(returned) if returned is not None else values
+def changes(current: t.Storage, new: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """What update_storage writes: the keys changed or added in `new`, and the keys it removed."""
     changed = {key: value for key, value in new.items() if key not in current.values or current.values[key] != value}
     removed = [key for key in current.values if key not in new]
     if changed and removed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Sequence, Union
 
 import grpc
@@ -11,7 +12,7 @@ import grpc.aio
 
 from . import _channel
 from ._channel import Timeout
-from ._operations import Operations, SessionLike, apply_update, backoff
+from ._operations import Operations, SessionLike, backoff, changes
 from .errors import VersionConflict, from_rpc_error
 from .types import Event, Kind, Storage
 
@@ -73,14 +74,11 @@ class AsyncClient(Operations):
         """Compare-and-set with retries, as `Client.update_storage`; `fn` may be async."""
         for attempt in range(1, attempts + 1):
             current = await self.get_storage(session, *keys)
-
-            async def run(values):
-                answer = fn(values)
-                return await answer if asyncio.iscoroutine(answer) else answer
-
-            values_copy = copy.deepcopy(current.values)
-            returned = await run(values_copy)
-            changed, removed = apply_update(current, lambda _: returned if returned is not None else values_copy)
+            values = copy.deepcopy(current.values)
+            returned = fn(values)
+            if inspect.isawaitable(returned):
+                returned = await returned
+            changed, removed = changes(current, values if returned is None else returned)
             try:
                 if changed:
                     written = await self.put_storage(session, changed, expected_version=current.version)

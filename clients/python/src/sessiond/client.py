@@ -10,7 +10,7 @@ import grpc
 
 from . import _channel
 from ._channel import Timeout
-from ._operations import Operations, SessionLike, apply_update, backoff
+from ._operations import Operations, SessionLike, backoff, changes
 from .errors import VersionConflict, from_rpc_error
 from .types import Event, Kind, Storage
 
@@ -84,7 +84,9 @@ class Client(Operations):
         """
         for attempt in range(1, attempts + 1):
             current = self.get_storage(session, *keys)
-            changed, removed = apply_update(current, fn)
+            values = copy.deepcopy(current.values)
+            returned = fn(values)
+            changed, removed = changes(current, values if returned is None else returned)
             try:
                 if changed:
                     written = self.put_storage(session, changed, expected_version=current.version)
