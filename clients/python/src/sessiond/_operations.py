@@ -31,8 +31,12 @@ def session_ref(session: SessionLike) -> pb.SessionRef:
     raise TypeError(f"a session is named by its token (str) or a SessionId, not {type(session).__name__}")
 
 
-def _kind(kind: Optional[Union[Kind, str]]) -> int:
-    return Kind.parse(kind).to_proto() if kind else 0
+#: A proto enum's UNSPECIFIED value.
+_UNSET: Any = 0
+
+
+def _kind(kind: Optional[Union[Kind, str]]) -> Any:  # a proto enum number
+    return Kind.parse(kind).to_proto() if kind else _UNSET
 
 
 def _entry(entry: Union[str, LogEntry]) -> pb.LogEntry:
@@ -136,7 +140,7 @@ class Operations:
     ) -> t.SessionPage:
         """Sessions, newest first, one page at a time. Without user_id it needs an admin key."""
         request = pb.ListSessionsRequest(
-            user_id=user_id, kind=_kind(kind), state=State.parse(state).to_proto() if state else 0,
+            user_id=user_id, kind=_kind(kind), state=State.parse(state).to_proto() if state else _UNSET,
             page_size=page_size, page_token=page_token,
         )
         return self._invoke("sessions", "ListSessions", request, lambda a: t.SessionPage(
@@ -256,7 +260,7 @@ class Operations:
         """Entries of kept logs (closed sessions), one page at a time. Needs an admin key."""
         request = pb.QueryLogsRequest(
             session_id=session_id, user_id=user_id, kind=_kind(kind),
-            min_level=LogLevel.parse(min_level).to_proto() if min_level else 0,
+            min_level=LogLevel.parse(min_level).to_proto() if min_level else _UNSET,
             failed_only=failed_only, slow_only=slow_only, page_size=page_size, page_token=page_token,
         )
         if start_time is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
@@ -15,6 +15,15 @@ from ._channel import Timeout
 from ._operations import Operations, SessionLike, backoff, changes
 from .errors import VersionConflict, from_rpc_error
 from .types import Event, Kind, Storage
+
+if TYPE_CHECKING:
+    from typing_extensions import Concatenate, ParamSpec, TypeVar
+
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
+
+    def _awaited(method: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any, _P], Awaitable[_R]]:
+        ...
 
 #: fn of AsyncClient.update_storage: plain or async.
 Update = Callable[[dict[str, Any]], Union[Optional[Mapping[str, Any]], Awaitable[Optional[Mapping[str, Any]]]]]
@@ -46,6 +55,29 @@ class AsyncClient(Operations):
         self._stubs = _channel.stubs(self._channel)
         self._metadata = _channel.metadata(api_key)
         self._timeout = _channel.seconds(timeout)
+
+    if TYPE_CHECKING:
+        # The shared methods, as type checkers should see them here: each awaited.
+        create_session = _awaited(Operations.create_session)  # type: ignore[assignment]
+        authenticate = _awaited(Operations.authenticate)  # type: ignore[assignment]
+        get_session = _awaited(Operations.get_session)  # type: ignore[assignment]
+        touch_session = _awaited(Operations.touch_session)  # type: ignore[assignment]
+        close_session = _awaited(Operations.close_session)  # type: ignore[assignment]
+        list_sessions = _awaited(Operations.list_sessions)  # type: ignore[assignment]
+        revoke_sessions = _awaited(Operations.revoke_sessions)  # type: ignore[assignment]
+        has_privilege = _awaited(Operations.has_privilege)  # type: ignore[assignment]
+        check_privileges = _awaited(Operations.check_privileges)  # type: ignore[assignment]
+        get_privileges = _awaited(Operations.get_privileges)  # type: ignore[assignment]
+        set_privileges = _awaited(Operations.set_privileges)  # type: ignore[assignment]
+        clear_privileges = _awaited(Operations.clear_privileges)  # type: ignore[assignment]
+        promote = _awaited(Operations.promote)  # type: ignore[assignment]
+        demote = _awaited(Operations.demote)  # type: ignore[assignment]
+        get_storage = _awaited(Operations.get_storage)  # type: ignore[assignment]
+        put_storage = _awaited(Operations.put_storage)  # type: ignore[assignment]
+        delete_storage = _awaited(Operations.delete_storage)  # type: ignore[assignment]
+        clear_storage = _awaited(Operations.clear_storage)  # type: ignore[assignment]
+        log = _awaited(Operations.log)  # type: ignore[assignment]
+        query_logs = _awaited(Operations.query_logs)  # type: ignore[assignment]
 
     def with_timeout(self, timeout: Timeout) -> "AsyncClient":
         """This client, on the same channel, with another per-call deadline."""

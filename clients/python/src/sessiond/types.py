@@ -26,45 +26,82 @@ Duration = Union[timedelta, float, int]
 class _ProtoEnum(str, enum.Enum):
     """A proto enum: its values are the proto names, lower-cased, without the prefix."""
 
-    _prefix_: str
-    _proto_: Any
-
     @classmethod
-    def parse(cls, value: Union[str, "_ProtoEnum"]):
+    def parse(cls, value):
+        """The member for a member or its value ("web_user", "WEB_USER")."""
         if isinstance(value, cls):
             return value
         return cls(str(value).lower())
 
     def to_proto(self) -> int:
-        return self._proto_.Value(self._prefix_ + self.value.upper())
+        proto, prefix = _PROTO[type(self)]
+        return proto.Value(prefix + self.value.upper())
 
     @classmethod
     def from_proto(cls, number: int):
-        name = cls._proto_.Name(number)
-        if name.endswith("_UNSPECIFIED"):
-            return None
-        return cls(name[len(cls._prefix_):].lower())
+        """The member for a proto number; None for the UNSPECIFIED value."""
+        proto, prefix = _PROTO[cls]
+        name = proto.Name(number)
+        return None if name.endswith("_UNSPECIFIED") else cls(name[len(prefix):].lower())
 
 
-def _proto_enum(name: str, proto, prefix: str):
-    names = [n[len(prefix):].lower() for n in proto.keys() if not n.endswith("_UNSPECIFIED")]
-    cls = _ProtoEnum(name, [(n.upper(), n) for n in names])
-    cls._prefix_ = prefix
-    cls._proto_ = proto
-    cls.__module__ = __name__
-    return cls
+class Kind(_ProtoEnum):
+    """What a session stands for (SessionKind)."""
+
+    METHOD_CALL = "method_call"
+    WEB_CALL = "web_call"
+    METHOD_STREAM = "method_stream"
+    STREAMING = "streaming"
+    FUTURE_CALL = "future_call"
+    INTERNAL = "internal"
+    WEB_USER = "web_user"
+    REMOTE_USER = "remote_user"
+    STORED_PROCEDURE = "stored_procedure"
+    STANDALONE = "standalone"
 
 
-#: What a session stands for: web_user, web_call, method_call, … (SessionKind).
-Kind = _proto_enum("Kind", pb.SessionKind, "SESSION_KIND_")
-#: open or ended.
-State = _proto_enum("State", pb.SessionState, "SESSION_STATE_")
-#: Why a session ended: closed, failed, idle_timeout, lifetime_reached, revoked, …
-EndReason = _proto_enum("EndReason", pb.EndReason, "END_REASON_")
-#: debug, info, warning, error, fatal.
-LogLevel = _proto_enum("LogLevel", pb.LogLevel, "LOG_LEVEL_")
-#: created, closed, expired, revoked, privileges_changed, storage_changed.
-EventType = _proto_enum("EventType", pb.EventType, "EVENT_TYPE_")
+class State(_ProtoEnum):
+    OPEN = "open"
+    ENDED = "ended"
+
+
+class EndReason(_ProtoEnum):
+    """Why a session ended."""
+
+    CLOSED = "closed"
+    FAILED = "failed"
+    IDLE_TIMEOUT = "idle_timeout"
+    LIFETIME_REACHED = "lifetime_reached"
+    REVOKED = "revoked"
+    SERVER_SHUTDOWN = "server_shutdown"
+    SERVER_CRASHED = "server_crashed"
+
+
+class LogLevel(_ProtoEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    FATAL = "fatal"
+
+
+class EventType(_ProtoEnum):
+    CREATED = "created"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    PRIVILEGES_CHANGED = "privileges_changed"
+    STORAGE_CHANGED = "storage_changed"
+
+
+#: Each enum's proto enum and value prefix (tests/test_generated.py checks they match).
+_PROTO: dict[type, tuple[Any, str]] = {
+    Kind: (pb.SessionKind, "SESSION_KIND_"),
+    State: (pb.SessionState, "SESSION_STATE_"),
+    EndReason: (pb.EndReason, "END_REASON_"),
+    LogLevel: (pb.LogLevel, "LOG_LEVEL_"),
+    EventType: (pb.EventType, "EVENT_TYPE_"),
+}
 
 
 # --- values ---------------------------------------------------------------
@@ -325,7 +362,7 @@ class LogEntry:
     """A log entry to write. A plain `str` passed to `log` is an info entry."""
 
     message: str
-    level: LogLevel = "info"  # type: ignore[assignment]
+    level: Union[LogLevel, str] = LogLevel.INFO
     exception: str = ""
     stack_trace: str = ""
     #: When the client logged it; sessiond's time when None.
