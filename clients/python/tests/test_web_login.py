@@ -54,6 +54,8 @@ def _wsgi(app, **environ):
     answer = {}
     body = app({"wsgi.input": io.BytesIO(), **environ},
                lambda status, headers: answer.update(status=status, headers=headers))
+    if answer["status"].startswith("302"):
+        return answer["status"], dict(answer["headers"])["Location"]
     return answer["status"], b"".join(body).decode()
 
 
@@ -73,6 +75,9 @@ def test_the_wsgi_middleware_puts_the_identity_on_the_request_and_answers_401_to
     assert _wsgi(wrapped, HTTP_COOKIE="session=nonsense") == ("401 Unauthorized", "sign in again (TOKEN_MALFORMED)")
     client.close_session(token)
     assert _wsgi(wrapped, HTTP_COOKIE=f"session={token}") == ("401 Unauthorized", "sign in again (SESSION_CLOSED)")
+    redirecting = wsgi_middleware.SessiondMiddleware(app, client, sign_in_url="/sign-in")
+    assert _wsgi(redirecting, HTTP_COOKIE=f"session={viewer}") == ("200 OK", "hello walt")
+    assert _wsgi(redirecting, HTTP_COOKIE=f"session={token}") == ("302 Found", "/sign-in")
 
 
 async def _asgi(app, headers):
@@ -85,6 +90,8 @@ async def _asgi(app, headers):
         sent.append(message)
 
     await app({"type": "http", "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}, receive, send)
+    if sent[0]["status"] == 302:
+        return 302, dict(sent[0]["headers"])[b"location"].decode()
     return sent[0]["status"], sent[1]["body"].decode()
 
 
@@ -104,3 +111,5 @@ async def test_the_asgi_middleware_puts_the_identity_on_the_request_and_answers_
         assert await _asgi(wrapped, {}) == (401, "sign in again (TOKEN_MISSING)")
         await client.revoke_sessions(user_id="xena")
         assert await _asgi(wrapped, {"cookie": f"session={token}"}) == (401, "sign in again (SESSION_REVOKED)")
+        redirecting = asgi_middleware.SessiondMiddleware(app, client, sign_in_url="/sign-in")
+        assert await _asgi(redirecting, {"cookie": f"session={token}"}) == (302, "/sign-in")
