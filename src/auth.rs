@@ -14,6 +14,7 @@
 //!     tenant: acme
 //!     role: service
 //!     hash: $argon2id$v=19$m=19456,t=2,p=1$…  # `sessiond hash-key --argon2`
+//!     max_concurrent_calls: 16  # optional: this key's own share
 //! ```
 //!
 //! A presented key is hashed and compared with every configured hash in
@@ -74,12 +75,15 @@ pub struct Caller {
     pub name: String,
     pub tenant: TenantId,
     pub role: Role,
+    /// The entry's position in the keys file (0 for [`Caller::open`]): the
+    /// index of its counters in `grpc::fairness`.
+    pub slot: usize,
 }
 
 impl Caller {
     /// The caller of an open server (no keys configured).
     pub fn open() -> Self {
-        Self { name: "anonymous".into(), tenant: TenantId::default(), role: Role::Admin }
+        Self { name: "anonymous".into(), tenant: TenantId::default(), role: Role::Admin, slot: 0 }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -105,6 +109,10 @@ struct KeyDef {
     /// `<hex>` SHA-256 of a client certificate's DER encoding.
     #[serde(default)]
     cert_sha256: Option<String>,
+    /// This key's own limit of calls in progress, instead of
+    /// `--max-concurrent-calls-per-key`.
+    #[serde(default)]
+    max_concurrent_calls: Option<usize>,
 }
 
 /// What an entry recognises its caller by.
@@ -129,6 +137,7 @@ struct Key {
     caller: Caller,
     credential: Credential,
     stored: Stored,
+    max_concurrent_calls: Option<usize>,
 }
 
 /// The configured keys. Does not print its hashes, nor its cache.
@@ -267,7 +276,11 @@ impl ApiKeys {
             {
                 return Err(invalid(format!("key {}: the same key is configured twice", def.name)));
             }
-            keys.push(Key { caller: Caller { name: def.name, tenant, role: def.role }, credential, stored });
+            if def.max_concurrent_calls == Some(0) {
+                return Err(invalid(format!("key {}: max_concurrent_calls must be positive", def.name)));
+            }
+            let caller = Caller { name: def.name, tenant, role: def.role, slot: keys.len() };
+            keys.push(Key { caller, credential, stored, max_concurrent_calls: def.max_concurrent_calls });
         }
         if keys.is_empty() {
             return Err(invalid("no keys: omit the file to run without authentication".into()));
@@ -326,6 +339,12 @@ impl ApiKeys {
         }
         self.rejected.insert(keyed, ());
         None
+    }
+
+    /// Every entry's caller, in slot order, with the entry's own limit of
+    /// calls in progress if it sets one.
+    pub fn entries(&self) -> impl Iterator<Item = (&Caller, Option<usize>)> {
+        self.keys.iter().map(|key| (&key.caller, key.max_concurrent_calls))
     }
 
     /// How many argon2 verifications this set of keys has run.
