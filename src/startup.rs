@@ -12,8 +12,8 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::clock::{Clock, SystemClock};
-use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
 use crate::grpc::authn::{Callers, SharedCallers};
+use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
 use crate::reload::SharedTls;
 use crate::service::Service;
 use crate::settings::Settings;

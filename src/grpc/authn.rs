@@ -44,7 +44,9 @@ impl Callers {
     pub fn caller_of(&self, headers: &http::HeaderMap, extensions: &http::Extensions) -> Result<Caller, Status> {
         let Some(keys) = &self.keys else { return Ok(Caller::open()) };
         if headers.contains_key("authorization") {
-            return keys.authenticate(bearer(headers)?).ok_or_else(|| unauthenticated("unknown API key", API_KEY_INVALID));
+            return keys
+                .authenticate(bearer(headers)?)
+                .ok_or_else(|| unauthenticated("unknown API key", API_KEY_INVALID));
         }
         let certificates = extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs);
         match certificates {

@@ -67,6 +67,12 @@ impl From<Error> for Status {
                 Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
             }
             Error::PermissionDenied(why) => info(Code::PermissionDenied, why, "ADMIN_ROLE_REQUIRED", HashMap::new()),
+            Error::PermissionRequired(permission) => info(
+                Code::PermissionDenied,
+                format!("this API key is not allowed {permission}; an admin may add it to the key's allow list"),
+                "PERMISSION_REQUIRED",
+                HashMap::from([("permission".to_owned(), permission.to_owned())]),
+            ),
             Error::SessionNotFound => info(Code::NotFound, "session not found", "SESSION_NOT_FOUND", HashMap::new()),
             Error::SessionEnded(reason) => {
                 let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);
