@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,6 +132,7 @@ func TestUpdateStorageLosesNoIncrementUnderContention(t *testing.T) {
 	ref := sessiond.Token(createWebUser(t, client, "erin").Token)
 	ctx := context.Background()
 	var wg sync.WaitGroup
+	var attempts atomic.Int64 // more than workers*increments: writers met
 	failures := make(chan error, workers)
 	for range workers {
 		wg.Add(1)
@@ -138,6 +140,7 @@ func TestUpdateStorageLosesNoIncrementUnderContention(t *testing.T) {
 			defer wg.Done()
 			for range increments {
 				_, err := client.UpdateStorage(ctx, ref, func(values map[string]any) error {
+					attempts.Add(1)
 					count, _ := values["counter"].(float64)
 					values["counter"] = count + 1
 					return nil
@@ -160,6 +163,9 @@ func TestUpdateStorageLosesNoIncrementUnderContention(t *testing.T) {
 	}
 	if storage.Values["counter"] != float64(workers*increments) {
 		t.Errorf("counter %v, want %d", storage.Values["counter"], workers*increments)
+	}
+	if attempts.Load() <= workers*increments {
+		t.Errorf("%d attempts for %d increments: the writers never conflicted", attempts.Load(), workers*increments)
 	}
 }
 

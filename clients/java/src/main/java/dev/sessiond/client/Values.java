@@ -5,7 +5,6 @@ import com.google.protobuf.NullValue;
 import com.google.protobuf.Struct;
 import com.google.protobuf.Value;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -71,9 +70,5 @@ public final class Values {
   /** A deep copy, in the shapes fromValue answers (for comparing). */
   static Object normalise(Object value) {
     return fromValue(toValue(value));
-  }
-
-  static Map<String, Object> unmodifiable(Map<String, Object> values) {
-    return Collections.unmodifiableMap(values);
   }
 }

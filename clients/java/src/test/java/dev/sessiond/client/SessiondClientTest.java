@@ -119,6 +119,7 @@ class SessiondClientTest {
     int workers = 8;
     int increments = 15;
     Ref ref = Ref.token(webUser("erin").token());
+    AtomicInteger attempts = new AtomicInteger(); // more than workers * increments: writers met
     try (SessiondClient patient = SessiondClient.builder(server.address).apiKey(server.keys.get("acme"))
         .updateAttempts(1000).build()) {
       ExecutorService pool = Executors.newFixedThreadPool(workers);
@@ -127,8 +128,10 @@ class SessiondClientTest {
         for (int w = 0; w < workers; w++) {
           done.add(pool.submit(() -> {
             for (int i = 0; i < increments; i++) {
-              patient.updateStorage(ref, values ->
-                  values.put("counter", ((Number) values.getOrDefault("counter", 0.0)).doubleValue() + 1));
+              patient.updateStorage(ref, values -> {
+                attempts.incrementAndGet();
+                values.put("counter", ((Number) values.getOrDefault("counter", 0.0)).doubleValue() + 1);
+              });
             }
           }));
         }
@@ -140,6 +143,7 @@ class SessiondClientTest {
       }
     }
     assertEquals((double) workers * increments, client.getStorage(ref, "counter").values().get("counter"));
+    assertTrue(attempts.get() > workers * increments, attempts + " attempts: the writers never conflicted");
   }
 
   @Test

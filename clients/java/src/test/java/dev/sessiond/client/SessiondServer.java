@@ -32,7 +32,7 @@ import java.util.stream.Stream;
  * {@code sessiond hash-key --generate}: a service and an admin key of tenant
  * acme, a service key of tenant globex.
  */
-final class SessiondServer implements AutoCloseable {
+public final class SessiondServer implements AutoCloseable {
   static final int MAX_STORAGE_KEYS = 20;
   private static final Duration READY_WITHIN = Duration.ofSeconds(15);
   private static final Pattern PRINTED = Pattern.compile("(?m)^(key|hash):\\s*(\\S+)\\s*$");
@@ -49,7 +49,8 @@ final class SessiondServer implements AutoCloseable {
     this.process = process;
   }
 
-  static SessiondServer start() throws Exception {
+  /** Starts sessiond and waits until its health check says SERVING. */
+  public static SessiondServer start() throws Exception {
     Path root = repoRoot();
     String configured = System.getenv("SESSIOND_BIN");
     Path binary = configured == null || configured.isEmpty()
@@ -90,7 +91,7 @@ final class SessiondServer implements AutoCloseable {
   }
 
   /** A client with the named key. */
-  SessiondClient client(String key) {
+  public SessiondClient client(String key) {
     return SessiondClient.builder(address).apiKey(keys.get(key)).build();
   }
 
