@@ -40,8 +40,23 @@ type Server struct {
 	done chan struct{}
 }
 
+// Options add to the test server's configuration.
+type Options struct {
+	// Env holds more SESSIOND_* settings, e.g. SESSIOND_TLS_CERT.
+	Env []string
+	// KeyLines are more entries of the API keys file, e.g. a
+	// `{name: ..., tenant: ..., role: ..., cert_sha256: ...}` line.
+	KeyLines []string
+	// Health, when set, is the dial option of the readiness check (e.g. TLS
+	// credentials); plaintext by default.
+	Health grpc.DialOption
+}
+
 // Start starts sessiond and waits until its health check says SERVING.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return StartWith(Options{}) }
+
+// StartWith starts sessiond with opts and waits until it serves.
+func StartWith(opts Options) (*Server, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return nil, err
@@ -71,6 +86,9 @@ func Start() (*Server, error) {
 		s.Keys[k.name] = key
 		fmt.Fprintf(&keysFile, "  - {name: %s, tenant: %s, role: %s, hash: %q}\n", k.name, k.tenant, k.role, hash)
 	}
+	for _, line := range opts.KeyLines {
+		fmt.Fprintf(&keysFile, "  - %s\n", line)
+	}
 	keysPath := filepath.Join(home, "api-keys.yaml")
 	if err := os.WriteFile(keysPath, []byte(keysFile.String()), 0o600); err != nil {
 		s.Stop()
@@ -93,13 +111,18 @@ func Start() (*Server, error) {
 		"SESSIOND_LOG_KEEP_ALL=true",
 		fmt.Sprintf("SESSIOND_STORAGE_MAX_KEYS=%d", MaxStorageKeys),
 	)
+	s.cmd.Env = append(s.cmd.Env, opts.Env...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
-	if err := s.waitUntilServing(); err != nil {
+	health := opts.Health
+	if health == nil {
+		health = grpc.WithTransportCredentials(insecure.NewCredentials())
+	}
+	if err := s.waitUntilServing(health); err != nil {
 		tail := s.LogTail()
 		s.Stop()
 		return nil, fmt.Errorf("%w\n---- sessiond log ----\n%s", err, tail)
@@ -139,8 +162,8 @@ func (s *Server) LogTail() string {
 	return strings.Join(lines[max(0, len(lines)-40):], "\n")
 }
 
-func (s *Server) waitUntilServing() error {
-	conn, err := grpc.NewClient(s.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (s *Server) waitUntilServing(credentials grpc.DialOption) error {
+	conn, err := grpc.NewClient(s.Address, credentials)
 	if err != nil {
 		return err
 	}
