@@ -116,17 +116,22 @@ ensure_go_tools() {
   echo "$want" >"$stamp"
 }
 
-# ensure_java_tools: checks for a JDK 17 or later and Maven.
+# ensure_java_tools: checks for a JDK 17 or later, Maven, and openssl (the
+# Java client's TLS test makes its certificates with it); as root, installs
+# what is missing with apt-get.
 ensure_java_tools() {
-  local missing=()
-  command -v javac >/dev/null || missing+=("a JDK 17 or later (Debian: openjdk-17-jdk-headless)")
-  command -v mvn >/dev/null || missing+=("Maven 3.8 or later (Debian: maven)")
+  local missing=() packages=()
+  command -v javac >/dev/null || { missing+=("a JDK 17 or later"); packages+=(openjdk-17-jdk-headless); }
+  command -v mvn >/dev/null || { missing+=("Maven 3.8 or later"); packages+=(maven); }
+  command -v openssl >/dev/null || { missing+=("openssl"); packages+=(openssl); }
   if ((${#missing[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-      echo "Java tools: installing openjdk-17-jdk-headless and maven with apt-get"
-      apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
+      echo "Java tools: installing ${packages[*]} with apt-get"
+      apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null
     else
-      printf 'error: the Java client needs %s\n' "${missing[@]}" >&2
+      local needs
+      needs=$(printf '%s, ' "${missing[@]}")
+      echo "error: the Java client needs ${needs%, } (Debian: ${packages[*]})" >&2
       return 1
     fi
   fi

@@ -1,5 +1,6 @@
 package dev.sessiond.client;
 
+import io.grpc.ChannelCredentials;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
@@ -51,6 +52,15 @@ public final class SessiondServer implements AutoCloseable {
 
   /** Starts sessiond and waits until its health check says SERVING. */
   public static SessiondServer start() throws Exception {
+    return start(Map.of(), List.of(), InsecureChannelCredentials.create());
+  }
+
+  /**
+   * Starts sessiond with more SESSIOND_* settings and keys-file entries,
+   * checking its health over credentials.
+   */
+  static SessiondServer start(Map<String, String> env, List<String> keyLines, ChannelCredentials credentials)
+      throws Exception {
     Path root = repoRoot();
     String configured = System.getenv("SESSIOND_BIN");
     Path binary = configured == null || configured.isEmpty()
@@ -67,6 +77,7 @@ public final class SessiondServer implements AutoCloseable {
       keys.put(k[0], made[0]);
       keysFile.append(String.format("  - {name: %s, tenant: %s, role: %s, hash: \"%s\"}%n", k[0], k[1], k[2], made[1]));
     }
+    keyLines.forEach(line -> keysFile.append("  - ").append(line).append('\n'));
     Path keysPath = home.resolve("api-keys.yaml");
     Files.writeString(keysPath, keysFile);
     String address = "127.0.0.1:" + freePort();
@@ -77,11 +88,12 @@ public final class SessiondServer implements AutoCloseable {
     builder.environment().put("SESSIOND_ROLES_FILE", root.resolve("config/roles.yaml").toString());
     builder.environment().put("SESSIOND_LOG_KEEP_ALL", "true");
     builder.environment().put("SESSIOND_STORAGE_MAX_KEYS", String.valueOf(MAX_STORAGE_KEYS));
+    builder.environment().putAll(env);
     builder.redirectErrorStream(true).redirectOutput(home.resolve("sessiond.log").toFile());
     SessiondServer server = new SessiondServer(address, home, builder.start());
     server.keys.putAll(keys);
     try {
-      server.waitUntilServing();
+      server.waitUntilServing(credentials);
     } catch (Exception e) {
       System.err.println("---- sessiond log ----\n" + server.logTail());
       server.close();
@@ -141,8 +153,8 @@ public final class SessiondServer implements AutoCloseable {
     }
   }
 
-  private void waitUntilServing() throws Exception {
-    ManagedChannel channel = Grpc.newChannelBuilder(address, InsecureChannelCredentials.create()).build();
+  private void waitUntilServing(ChannelCredentials credentials) throws Exception {
+    ManagedChannel channel = Grpc.newChannelBuilder(address, credentials).build();
     try {
       var health = HealthGrpc.newBlockingStub(channel);
       Instant giveUp = Instant.now().plus(READY_WITHIN);
