@@ -41,7 +41,7 @@ func TestAuthenticateAnswersTheIdentityAndEachPrivilegeAsked(t *testing.T) {
 	if id.SessionID != created.Session.ID || id.UserID != "bob" || id.Tenant != "acme" || id.Kind != sessiond.KindWebUser {
 		t.Errorf("identity %+v", id)
 	}
-	if !id.Holds("viewBasic") || id.Holds("editSales") || id.AllGranted {
+	if !id.Holds("VIEWBASIC") || id.Holds("editSales") || id.AllGranted {
 		t.Errorf("granted %v, all %v", id.Granted, id.AllGranted)
 	}
 	if len(id.Roles) != 1 || id.Roles[0] != "Viewer" && id.Roles[0] != "viewer" {

@@ -3,6 +3,7 @@ package sessiond
 import (
 	"context"
 	"iter"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -124,10 +125,11 @@ type Identity struct {
 	Trusted    bool
 }
 
-// Holds answers whether privilege was asked and granted.
+// Holds answers whether privilege was asked and granted (names are
+// case-insensitive).
 func (id *Identity) Holds(privilege string) bool {
 	for i, asked := range id.Privileges {
-		if asked == privilege && i < len(id.Granted) {
+		if strings.EqualFold(asked, privilege) && i < len(id.Granted) {
 			return id.Granted[i]
 		}
 	}
@@ -221,7 +223,7 @@ func (c *Client) CreateSession(ctx context.Context, s NewSession) (*Created, err
 	return &Created{Token: answer.GetToken(), Session: sessionFrom(answer.GetSession()), Sequence: answer.GetSequence()}, nil
 }
 
-// Authenticate is the one call per request: whose session token is, and
+// Authenticate is the one call per request: whose session the token is, and
 // whether it holds privileges. A token to sign in again with is a
 // *LoginRequiredError (or its SessionNotFoundError, SessionEndedError).
 func (c *Client) Authenticate(ctx context.Context, token string, privileges ...string) (*Identity, error) {

@@ -20,9 +20,13 @@ public record Identity(
     boolean allGranted,
     boolean trusted) {
 
-  /** Whether privilege was asked and is held. */
+  /** Whether privilege was asked and is held (names are case-insensitive). */
   public boolean holds(String privilege) {
-    int i = privileges.indexOf(privilege);
-    return i >= 0 && i < granted.size() && granted.get(i);
+    for (int i = 0; i < privileges.size() && i < granted.size(); i++) {
+      if (privileges.get(i).equalsIgnoreCase(privilege)) {
+        return granted.get(i);
+      }
+    }
+    return false;
   }
 }

@@ -206,7 +206,7 @@ public final class SessiondClient implements AutoCloseable {
   }
 
   /**
-   * The one call per request: whose session token is, and whether it holds
+   * The one call per request: whose session the token is, and whether it holds
    * privileges. A token to sign in again with throws {@link
    * LoginRequiredException} (or its {@link SessionNotFoundException}, {@link
    * SessionEndedException}).

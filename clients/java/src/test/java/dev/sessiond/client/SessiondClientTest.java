@@ -71,7 +71,7 @@ class SessiondClientTest {
     assertEquals("bob", id.userId());
     assertEquals("acme", id.tenant());
     assertEquals(SessionKind.SESSION_KIND_WEB_USER, id.kind());
-    assertTrue(id.holds("viewBasic"));
+    assertTrue(id.holds("VIEWBASIC"));
     assertFalse(id.holds("editSales"));
     assertFalse(id.allGranted());
     assertTrue(id.expiresAt().isAfter(Instant.now()));
