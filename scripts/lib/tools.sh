@@ -13,6 +13,8 @@
 #           dependencies, grpcio-tools, pytest, pytest-asyncio)
 #   npm-cache/  npm's download cache, for tests/node and clients/node
 #           (whose packages go to their own node_modules)
+#   go/     Go's module and build caches, protoc-gen-go and protoc-gen-go-grpc
+#   maven/  the Java client's Maven repository
 #
 # Each is installed only when missing or when its pins changed, so a warm run
 # costs a few milliseconds. `use_tools` then puts both on PATH.
@@ -113,4 +115,90 @@ ensure_node_client_packages() {
     npm ci --cache "$SESSIOND_TOOLS/npm-cache" --prefer-offline --ignore-scripts \
       --no-audit --no-fund --loglevel=error)
   cp "$dir/package-lock.json" "$stamp"
+}
+
+# The protoc plugins that generate clients/go/sessiondv1, run by buf as
+# local plugins (clients/go/buf.gen.yaml).
+PROTOC_GEN_GO_VERSION=v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
+# The oldest Go that builds clients/go (its go.mod's `go` line).
+GO_MIN_VERSION=1.26
+
+# use_go_env: Go's module and build caches and installed commands under
+# $SESSIOND_TOOLS/go (mod/, build/, bin/), shared by every run; never a
+# toolchain download.
+use_go_env() {
+  export GOMODCACHE=$SESSIOND_TOOLS/go/mod GOCACHE=$SESSIOND_TOOLS/go/build
+  export GOBIN=$SESSIOND_TOOLS/go/bin GOTOOLCHAIN=local
+  export PATH="$GOBIN:$PATH"
+}
+
+# ensure_go_tools: checks the Go toolchain and installs the pinned
+# protoc-gen-go and protoc-gen-go-grpc with `go install` unless present.
+ensure_go_tools() {
+  if ! command -v go >/dev/null; then
+    echo "error: no 'go' on PATH: the Go client needs Go $GO_MIN_VERSION or later (https://go.dev/dl)" >&2
+    return 1
+  fi
+  local have
+  have=$(go env GOVERSION)
+  have=${have#go}
+  if [[ $(printf '%s\n%s\n' "$GO_MIN_VERSION" "$have" | sort -V | head -n1) != "$GO_MIN_VERSION" ]]; then
+    echo "error: Go $have is too old: the Go client needs Go $GO_MIN_VERSION or later" >&2
+    return 1
+  fi
+  use_go_env
+  local stamp=$GOBIN/.installed-plugins want="$PROTOC_GEN_GO_VERSION $PROTOC_GEN_GO_GRPC_VERSION"
+  if [[ $(cat "$stamp" 2>/dev/null) == "$want" && -x $GOBIN/protoc-gen-go && -x $GOBIN/protoc-gen-go-grpc ]]; then
+    echo "Go tools: protoc-gen-go $PROTOC_GEN_GO_VERSION, protoc-gen-go-grpc $PROTOC_GEN_GO_GRPC_VERSION up to date in $GOBIN"
+    return
+  fi
+  echo "Go tools: installing protoc-gen-go and protoc-gen-go-grpc into $GOBIN"
+  go install "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
+  go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
+  echo "$want" >"$stamp"
+}
+
+# ensure_java_tools: checks for a JDK 17 or later, Maven, and openssl (the
+# Java client's TLS test makes its certificates with it); as root, installs
+# what is missing with apt-get.
+ensure_java_tools() {
+  local missing=() packages=()
+  command -v javac >/dev/null || { missing+=("a JDK 17 or later"); packages+=(openjdk-17-jdk-headless); }
+  command -v mvn >/dev/null || { missing+=("Maven 3.8 or later"); packages+=(maven); }
+  command -v openssl >/dev/null || { missing+=("openssl"); packages+=(openssl); }
+  if ((${#missing[@]})); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      echo "Java tools: installing ${packages[*]} with apt-get"
+      apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null
+    else
+      local needs
+      needs=$(printf '%s, ' "${missing[@]}")
+      echo "error: the Java client needs ${needs%, } (Debian: ${packages[*]})" >&2
+      return 1
+    fi
+  fi
+  local release
+  release=$(javac -version 2>&1 | sed -E 's/^javac ([0-9]+).*/\1/')
+  if ((release < 17)); then
+    echo "error: javac $release is too old: the Java client needs a JDK 17 or later" >&2
+    return 1
+  fi
+  echo "Java tools: javac $release, $(mvn -v 2>/dev/null | head -n1 | sed -E 's/\x1b\[[0-9;]*m//g')"
+}
+
+# maven DIR ARGS...: runs Maven quietly in batch mode in DIR with its local
+# repository under $SESSIOND_TOOLS/maven. Offline once a run with the same
+# pom.xml has fetched everything (a stamp holds a copy of that pom), online
+# otherwise.
+maven() {
+  local dir=$1
+  shift
+  local repo=$SESSIOND_TOOLS/maven/repository
+  local stamp=$SESSIOND_TOOLS/maven/stamps/${dir//\//_}.pom.xml
+  local offline=()
+  cmp -s "$dir/pom.xml" "$stamp" && offline=(--offline)
+  mkdir -p "$repo" "$(dirname "$stamp")"
+  (cd "$dir" && mvn -q -B "${offline[@]}" -Dmaven.repo.local="$repo" "$@") &&
+    cp "$dir/pom.xml" "$stamp"
 }
