@@ -79,7 +79,7 @@ export async function startSessiond() {
     keysFile,
     [
       'keys:',
-      `  - {name: node-client, tenant: ${TENANT}, role: service, hash: "${keys.service.hash}"}`,
+      `  - {name: node-client, tenant: ${TENANT}, role: service, hash: "${keys.service.hash}", allow: [change_privileges, session_ids]}`,
       `  - {name: node-admin, tenant: ${TENANT}, role: admin, hash: "${keys.admin.hash}"}`,
       '',
     ].join('\n'),

@@ -40,6 +40,7 @@ const (
 type SessionKind int32
 
 const (
+	// Not a kind: refused where a kind is required, "any" in filters.
 	SessionKind_SESSION_KIND_UNSPECIFIED SessionKind = 0
 	// One call to an endpoint method (Serverpod MethodCallSession).
 	SessionKind_SESSION_KIND_METHOD_CALL SessionKind = 1
@@ -125,6 +126,7 @@ func (SessionKind) EnumDescriptor() ([]byte, []int) {
 type SessionState int32
 
 const (
+	// Not a state: "any" in filters.
 	SessionState_SESSION_STATE_UNSPECIFIED SessionState = 0
 	// Open: calls on it succeed.
 	SessionState_SESSION_STATE_OPEN SessionState = 1
@@ -177,6 +179,7 @@ func (SessionState) EnumDescriptor() ([]byte, []int) {
 type EndReason int32
 
 const (
+	// The session has not ended.
 	EndReason_END_REASON_UNSPECIFIED EndReason = 0
 	// CloseSession was called without an error.
 	EndReason_END_REASON_CLOSED EndReason = 1
@@ -250,12 +253,18 @@ func (EndReason) EnumDescriptor() ([]byte, []int) {
 type LogLevel int32
 
 const (
+	// Not a level: refused in entries; in filters, any level.
 	LogLevel_LOG_LEVEL_UNSPECIFIED LogLevel = 0
-	LogLevel_LOG_LEVEL_DEBUG       LogLevel = 1
-	LogLevel_LOG_LEVEL_INFO        LogLevel = 2
-	LogLevel_LOG_LEVEL_WARNING     LogLevel = 3
-	LogLevel_LOG_LEVEL_ERROR       LogLevel = 4
-	LogLevel_LOG_LEVEL_FATAL       LogLevel = 5
+	// Detail for debugging.
+	LogLevel_LOG_LEVEL_DEBUG LogLevel = 1
+	// Normal operation.
+	LogLevel_LOG_LEVEL_INFO LogLevel = 2
+	// Something unexpected that the work survived.
+	LogLevel_LOG_LEVEL_WARNING LogLevel = 3
+	// The work failed in part or whole.
+	LogLevel_LOG_LEVEL_ERROR LogLevel = 4
+	// The process or the work cannot go on.
+	LogLevel_LOG_LEVEL_FATAL LogLevel = 5
 )
 
 // Enum value maps for LogLevel.
@@ -309,13 +318,21 @@ func (LogLevel) EnumDescriptor() ([]byte, []int) {
 type EventType int32
 
 const (
-	EventType_EVENT_TYPE_UNSPECIFIED        EventType = 0
-	EventType_EVENT_TYPE_CREATED            EventType = 1
-	EventType_EVENT_TYPE_CLOSED             EventType = 2
-	EventType_EVENT_TYPE_EXPIRED            EventType = 3
-	EventType_EVENT_TYPE_REVOKED            EventType = 4
+	// Not an event type; never sent.
+	EventType_EVENT_TYPE_UNSPECIFIED EventType = 0
+	// CreateSession started the session.
+	EventType_EVENT_TYPE_CREATED EventType = 1
+	// The session ended by CloseSession (closed or failed), or by a shutdown or
+	// crash of sessiond.
+	EventType_EVENT_TYPE_CLOSED EventType = 2
+	// The session ended by its idle timeout or lifetime.
+	EventType_EVENT_TYPE_EXPIRED EventType = 3
+	// RevokeSessions ended the session.
+	EventType_EVENT_TYPE_REVOKED EventType = 4
+	// Its privileges, roles or promotions changed.
 	EventType_EVENT_TYPE_PRIVILEGES_CHANGED EventType = 5
-	EventType_EVENT_TYPE_STORAGE_CHANGED    EventType = 6
+	// Its storage changed.
+	EventType_EVENT_TYPE_STORAGE_CHANGED EventType = 6
 )
 
 // Enum value maps for EventType.
@@ -371,6 +388,7 @@ func (EventType) EnumDescriptor() ([]byte, []int) {
 type CheckMode int32
 
 const (
+	// The default: ALL.
 	CheckMode_CHECK_MODE_UNSPECIFIED CheckMode = 0
 	// Granted when any privilege is held.
 	CheckMode_CHECK_MODE_ANY CheckMode = 1
@@ -602,11 +620,14 @@ func (x *SessionLabels) GetUserAgent() string {
 type Session struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Public id, safe to log.
-	SessionId string      `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Kind      SessionKind `protobuf:"varint,2,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// What the session stands for.
+	Kind SessionKind `protobuf:"varint,2,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
 	// The user the session acts for; empty for none.
-	UserId    string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Labels    *SessionLabels         `protobuf:"bytes,4,opt,name=labels,proto3" json:"labels,omitempty"`
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Descriptive labels given at creation.
+	Labels *SessionLabels `protobuf:"bytes,4,opt,name=labels,proto3" json:"labels,omitempty"`
+	// When CreateSession started it.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Last activity as sessiond saw it.
 	LastActiveAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_active_at,json=lastActiveAt,proto3" json:"last_active_at,omitempty"`
@@ -617,7 +638,8 @@ type Session struct {
 	IdleTimeout *durationpb.Duration `protobuf:"bytes,8,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	// Absolute lifetime from creation; unset for none.
 	Lifetime *durationpb.Duration `protobuf:"bytes,9,opt,name=lifetime,proto3" json:"lifetime,omitempty"`
-	State    SessionState         `protobuf:"varint,10,opt,name=state,proto3,enum=sessiond.v1.SessionState" json:"state,omitempty"`
+	// Open, or ended (see end_reason).
+	State SessionState `protobuf:"varint,10,opt,name=state,proto3,enum=sessiond.v1.SessionState" json:"state,omitempty"`
 	// Set once ended.
 	EndReason EndReason `protobuf:"varint,11,opt,name=end_reason,json=endReason,proto3,enum=sessiond.v1.EndReason" json:"end_reason,omitempty"`
 	// Set once ended.
@@ -767,12 +789,14 @@ func (x *Session) GetTrusted() bool {
 	return false
 }
 
+// CreateSession's request.
 type CreateSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required.
 	Kind SessionKind `protobuf:"varint,1,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
 	// Optional user id.
-	UserId string         `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Optional labels, each at most --max-text-bytes (1,024 bytes).
 	Labels *SessionLabels `protobuf:"bytes,3,opt,name=labels,proto3" json:"labels,omitempty"`
 	// Sliding idle timeout. Unset: the kind's default. Zero: none.
 	IdleTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
@@ -897,9 +921,11 @@ func (x *CreateSessionRequest) GetRequestId() string {
 	return ""
 }
 
+// CreateSession's answer.
 type CreateSessionResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Session *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session as created.
+	Session *Session `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	// The secret token: shown only here, stored only as a hash.
 	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
 	// The sequence number of the session's CREATED event; pass it as
@@ -960,9 +986,11 @@ func (x *CreateSessionResponse) GetSequence() uint64 {
 	return 0
 }
 
+// GetSession's request.
 type GetSessionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session       *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1004,9 +1032,11 @@ func (x *GetSessionRequest) GetSession() *SessionRef {
 	return nil
 }
 
+// GetSession's answer.
 type GetSessionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session, open (an ended one is FAILED_PRECONDITION).
+	Session       *Session `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1048,9 +1078,11 @@ func (x *GetSessionResponse) GetSession() *Session {
 	return nil
 }
 
+// TouchSession's request.
 type TouchSessionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session       *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1092,8 +1124,10 @@ func (x *TouchSessionRequest) GetSession() *SessionRef {
 	return nil
 }
 
+// TouchSession's answer.
 type TouchSessionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The expiry after this activity; unset when the session has none.
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1136,11 +1170,15 @@ func (x *TouchSessionResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// CloseSession's request.
 type CloseSessionRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Session *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	// Set when the work the session stood for failed.
-	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// Optional, with error: where it failed. At most --log-max-message-bytes
+	// (65,536 bytes).
 	StackTrace    string `protobuf:"bytes,3,opt,name=stack_trace,json=stackTrace,proto3" json:"stack_trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1197,11 +1235,14 @@ func (x *CloseSessionRequest) GetStackTrace() string {
 	return ""
 }
 
+// CloseSession's answer; the same for every close of one session.
 type CloseSessionResponse struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's public id.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The id of the session's log when the log policy kept it; empty if not.
-	LogId         string    `protobuf:"bytes,2,opt,name=log_id,json=logId,proto3" json:"log_id,omitempty"`
+	LogId string `protobuf:"bytes,2,opt,name=log_id,json=logId,proto3" json:"log_id,omitempty"`
+	// How the session ended (by this close or an earlier end).
 	EndReason     EndReason `protobuf:"varint,3,opt,name=end_reason,json=endReason,proto3,enum=sessiond.v1.EndReason" json:"end_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1258,12 +1299,16 @@ func (x *CloseSessionResponse) GetEndReason() EndReason {
 	return EndReason_END_REASON_UNSPECIFIED
 }
 
+// ListSessions' request. Lists the caller's tenant; across users needs an admin
+// key.
 type ListSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional filters; all given ones must match.
-	UserId string       `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Kind   SessionKind  `protobuf:"varint,2,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
-	State  SessionState `protobuf:"varint,3,opt,name=state,proto3,enum=sessiond.v1.SessionState" json:"state,omitempty"`
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Unspecified: every kind.
+	Kind SessionKind `protobuf:"varint,2,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	// Unspecified: open and ended.
+	State SessionState `protobuf:"varint,3,opt,name=state,proto3,enum=sessiond.v1.SessionState" json:"state,omitempty"`
 	// At most this many sessions (default 100, capped by the server).
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous answer's next_page_token.
@@ -1337,9 +1382,11 @@ func (x *ListSessionsRequest) GetPageToken() string {
 	return ""
 }
 
+// One page of ListSessions, newest first.
 type ListSessionsResponse struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Sessions []*Session             `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most page_size sessions.
+	Sessions []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	// Empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1390,11 +1437,13 @@ func (x *ListSessionsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// RevokeSessions' request (admin keys only).
 type RevokeSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At least one filter is required.
-	UserId string      `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Kind   SessionKind `protobuf:"varint,2,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Revoke only sessions of this kind; unspecified: every kind.
+	Kind SessionKind `protobuf:"varint,2,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
 	// Revoke only these sessions.
 	SessionIds    []string `protobuf:"bytes,3,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1452,6 +1501,7 @@ func (x *RevokeSessionsRequest) GetSessionIds() []string {
 	return nil
 }
 
+// RevokeSessions' answer.
 type RevokeSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ids of the sessions this call ended.
@@ -1508,12 +1558,16 @@ func (x *RevokeSessionsResponse) GetSequence() uint64 {
 	return 0
 }
 
+// WatchSessions' request. All filters must match; without session_id it needs an
+// admin key.
 type WatchSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional filters.
-	SessionId string      `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	UserId    string      `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Kind      SessionKind `protobuf:"varint,3,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Only this user's sessions.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Only sessions of this kind; unspecified: every kind.
+	Kind SessionKind `protobuf:"varint,3,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
 	// Deliver the recorded events with a greater sequence number, then live
 	// ones: pass the last sequence seen to resume without gaps. Unset: only
 	// events from now on. Zero: every event still retained.
@@ -1580,16 +1634,22 @@ func (x *WatchSessionsRequest) GetAfterSequence() uint64 {
 	return 0
 }
 
+// One lifecycle event.
 type WatchSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Increases by one for every event sessiond records.
-	Sequence  uint64      `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Type      EventType   `protobuf:"varint,2,opt,name=type,proto3,enum=sessiond.v1.EventType" json:"type,omitempty"`
-	SessionId string      `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	UserId    string      `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Kind      SessionKind `protobuf:"varint,5,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// What happened.
+	Type EventType `protobuf:"varint,2,opt,name=type,proto3,enum=sessiond.v1.EventType" json:"type,omitempty"`
+	// The session it happened to.
+	SessionId string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The session's user; empty for none.
+	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The session's kind.
+	Kind SessionKind `protobuf:"varint,5,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
 	// For ended sessions.
-	EndReason     EndReason              `protobuf:"varint,6,opt,name=end_reason,json=endReason,proto3,enum=sessiond.v1.EndReason" json:"end_reason,omitempty"`
+	EndReason EndReason `protobuf:"varint,6,opt,name=end_reason,json=endReason,proto3,enum=sessiond.v1.EndReason" json:"end_reason,omitempty"`
+	// When it happened, by sessiond's clock.
 	At            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1674,11 +1734,16 @@ func (x *WatchSessionsResponse) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// SetPrivileges' request: replaces granted privileges and roles; promotions
+// stay.
 type SetPrivilegesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Privileges    []string               `protobuf:"bytes,2,rep,name=privileges,proto3" json:"privileges,omitempty"`
-	Roles         []string               `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// Privileges from the roles file, case-insensitive; at most 256.
+	Privileges []string `protobuf:"bytes,2,rep,name=privileges,proto3" json:"privileges,omitempty"`
+	// Roles from the roles file, case-insensitive; at most 256.
+	Roles         []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1734,6 +1799,7 @@ func (x *SetPrivilegesRequest) GetRoles() []string {
 	return nil
 }
 
+// SetPrivileges' answer.
 type SetPrivilegesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Expanded privileges now held.
@@ -1790,9 +1856,11 @@ func (x *SetPrivilegesResponse) GetSequence() uint64 {
 	return 0
 }
 
+// GetPrivileges' request.
 type GetPrivilegesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session       *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1836,9 +1904,12 @@ func (x *GetPrivilegesRequest) GetSession() *SessionRef {
 
 // A time-limited elevation.
 type Promotion struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PromotionId   string                 `protobuf:"bytes,1,opt,name=promotion_id,json=promotionId,proto3" json:"promotion_id,omitempty"`
-	Privilege     string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the promotion for Demote.
+	PromotionId string `protobuf:"bytes,1,opt,name=promotion_id,json=promotionId,proto3" json:"promotion_id,omitempty"`
+	// The privilege granted, lower case.
+	Privilege string `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	// When the promotion ends by itself.
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1895,6 +1966,7 @@ func (x *Promotion) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// GetPrivileges' answer.
 type GetPrivilegesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Expanded privileges, lower case, sorted.
@@ -1904,8 +1976,9 @@ type GetPrivilegesResponse struct {
 	// Roles granted.
 	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
 	// Promotions still in force.
-	Promotions    []*Promotion `protobuf:"bytes,4,rep,name=promotions,proto3" json:"promotions,omitempty"`
-	Trusted       bool         `protobuf:"varint,5,opt,name=trusted,proto3" json:"trusted,omitempty"`
+	Promotions []*Promotion `protobuf:"bytes,4,rep,name=promotions,proto3" json:"promotions,omitempty"`
+	// Whether the session was created trusted (holds every privilege).
+	Trusted       bool `protobuf:"varint,5,opt,name=trusted,proto3" json:"trusted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1975,9 +2048,11 @@ func (x *GetPrivilegesResponse) GetTrusted() bool {
 	return false
 }
 
+// ClearPrivileges' request: removes grants, roles and promotions.
 type ClearPrivilegesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session       *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2019,6 +2094,7 @@ func (x *ClearPrivilegesRequest) GetSession() *SessionRef {
 	return nil
 }
 
+// ClearPrivileges' answer.
 type ClearPrivilegesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The sequence number of the PRIVILEGES_CHANGED event this call recorded; pass it
@@ -2066,6 +2142,7 @@ func (x *ClearPrivilegesResponse) GetSequence() uint64 {
 	return 0
 }
 
+// Authenticate's request.
 type AuthenticateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The secret token answered by CreateSession, as the user presented it.
@@ -2131,6 +2208,7 @@ func (x *AuthenticateRequest) GetMinSequence() uint64 {
 	return 0
 }
 
+// Authenticate's answer: who the session is for and what it may do.
 type AuthenticateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session's public id, safe to log.
@@ -2138,8 +2216,9 @@ type AuthenticateResponse struct {
 	// The user the session acts for; empty for none.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The tenant the session belongs to (the calling key's tenant).
-	Tenant string      `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Kind   SessionKind `protobuf:"varint,4,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// What the session stands for.
+	Kind SessionKind `protobuf:"varint,4,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
 	// The roles granted to the session (not expanded into privileges).
 	Roles []string `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
 	// When the session ends unless used again (idle timeout, slid by this
@@ -2250,10 +2329,13 @@ func (x *AuthenticateResponse) GetTrusted() bool {
 	return false
 }
 
+// HasPrivilege's request.
 type HasPrivilegeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Privilege     string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// Required: a privilege from the roles file, case-insensitive.
+	Privilege     string `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2302,9 +2384,12 @@ func (x *HasPrivilegeRequest) GetPrivilege() string {
 	return ""
 }
 
+// HasPrivilege's answer.
 type HasPrivilegeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Granted       bool                   `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the session holds it: directly, through a role or an included
+	// privilege, by a promotion in force, or by being trusted.
+	Granted       bool `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2346,10 +2431,14 @@ func (x *HasPrivilegeResponse) GetGranted() bool {
 	return false
 }
 
+// CheckPrivileges' request.
 type CheckPrivilegesRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Session    *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Privileges []string               `protobuf:"bytes,2,rep,name=privileges,proto3" json:"privileges,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// At least one and at most 256 privileges from the roles file, case-
+	// insensitive.
+	Privileges []string `protobuf:"bytes,2,rep,name=privileges,proto3" json:"privileges,omitempty"`
 	// Unspecified means ALL.
 	Mode          CheckMode `protobuf:"varint,3,opt,name=mode,proto3,enum=sessiond.v1.CheckMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2407,9 +2496,11 @@ func (x *CheckPrivilegesRequest) GetMode() CheckMode {
 	return CheckMode_CHECK_MODE_UNSPECIFIED
 }
 
+// CheckPrivileges' answer.
 type CheckPrivilegesResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Granted bool                   `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answers combined by mode.
+	Granted bool `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
 	// One answer per privilege, in request order.
 	Held          []bool `protobuf:"varint,2,rep,packed,name=held,proto3" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2460,10 +2551,13 @@ func (x *CheckPrivilegesResponse) GetHeld() []bool {
 	return nil
 }
 
+// Promote's request: a time-limited grant of one privilege.
 type PromoteRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Session   *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Privilege string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// Required: a privilege from the roles file, case-insensitive.
+	Privilege string `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
 	// Required, positive.
 	Duration      *durationpb.Duration `protobuf:"bytes,3,opt,name=duration,proto3" json:"duration,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2521,9 +2615,11 @@ func (x *PromoteRequest) GetDuration() *durationpb.Duration {
 	return nil
 }
 
+// Promote's answer.
 type PromoteResponse struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Promotion *Promotion             `protobuf:"bytes,1,opt,name=promotion,proto3" json:"promotion,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The promotion now in force.
+	Promotion *Promotion `protobuf:"bytes,1,opt,name=promotion,proto3" json:"promotion,omitempty"`
 	// The sequence number of the PRIVILEGES_CHANGED event this call recorded; pass it
 	// as `SessionRef.min_sequence` to read the change on any replica. 0 when
 	// the call changed nothing.
@@ -2576,10 +2672,13 @@ func (x *PromoteResponse) GetSequence() uint64 {
 	return 0
 }
 
+// Demote's request: ends a promotion early.
 type DemoteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	PromotionId   string                 `protobuf:"bytes,2,opt,name=promotion_id,json=promotionId,proto3" json:"promotion_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// Required: a promotion_id answered by Promote or GetPrivileges.
+	PromotionId   string `protobuf:"bytes,2,opt,name=promotion_id,json=promotionId,proto3" json:"promotion_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2628,6 +2727,7 @@ func (x *DemoteRequest) GetPromotionId() string {
 	return ""
 }
 
+// Demote's answer.
 type DemoteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The sequence number of the PRIVILEGES_CHANGED event this call recorded; pass it
@@ -2675,9 +2775,11 @@ func (x *DemoteResponse) GetSequence() uint64 {
 	return 0
 }
 
+// GetStorage's request.
 type GetStorageRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Session *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	// Empty: every key.
 	Keys          []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2728,10 +2830,14 @@ func (x *GetStorageRequest) GetKeys() []string {
 	return nil
 }
 
+// GetStorage's answer.
 type GetStorageResponse struct {
-	state         protoimpl.MessageState     `protogen:"open.v1"`
-	Values        map[string]*structpb.Value `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Version       uint64                     `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The values of the keys asked that are set (or of every key).
+	Values map[string]*structpb.Value `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The storage's version: bumped by every write; pass it as expected_version
+	// for compare-and-set.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2780,10 +2886,15 @@ func (x *GetStorageResponse) GetVersion() uint64 {
 	return 0
 }
 
+// PutStorage's request.
 type PutStorageRequest struct {
-	state   protoimpl.MessageState     `protogen:"open.v1"`
-	Session *SessionRef                `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Values  map[string]*structpb.Value `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// At least one key. Keys at most --storage-max-key-bytes (256 bytes), values
+	// at most --storage-max-value-bytes (65,536 bytes as JSON); the storage at
+	// most --storage-max-keys keys (1,000) after the write.
+	Values map[string]*structpb.Value `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// When set, the write applies only if the storage is at this version.
 	ExpectedVersion *uint64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
@@ -2841,9 +2952,11 @@ func (x *PutStorageRequest) GetExpectedVersion() uint64 {
 	return 0
 }
 
+// PutStorage's answer.
 type PutStorageResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The storage's version after this write.
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// The sequence number of the STORAGE_CHANGED event this call recorded; pass it
 	// as `SessionRef.min_sequence` to read the change on any replica. 0 when
 	// the call changed nothing.
@@ -2896,11 +3009,15 @@ func (x *PutStorageResponse) GetSequence() uint64 {
 	return 0
 }
 
+// DeleteStorage's request.
 type DeleteStorageRequest struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Session         *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Keys            []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
-	ExpectedVersion *uint64                `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// At least one key; keys that are not set are ignored.
+	Keys []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	// When set, the write applies only if the storage is at this version.
+	ExpectedVersion *uint64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2956,9 +3073,11 @@ func (x *DeleteStorageRequest) GetExpectedVersion() uint64 {
 	return 0
 }
 
+// DeleteStorage's answer.
 type DeleteStorageResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The storage's version after this write.
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// The sequence number of the STORAGE_CHANGED event this call recorded; pass it
 	// as `SessionRef.min_sequence` to read the change on any replica. 0 when
 	// the call changed nothing.
@@ -3011,10 +3130,13 @@ func (x *DeleteStorageResponse) GetSequence() uint64 {
 	return 0
 }
 
+// ClearStorage's request.
 type ClearStorageRequest struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Session         *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	ExpectedVersion *uint64                `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// When set, the write applies only if the storage is at this version.
+	ExpectedVersion *uint64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3063,9 +3185,11 @@ func (x *ClearStorageRequest) GetExpectedVersion() uint64 {
 	return 0
 }
 
+// ClearStorage's answer.
 type ClearStorageResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The storage's version after this write.
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// The sequence number of the STORAGE_CHANGED event this call recorded; pass it
 	// as `SessionRef.min_sequence` to read the change on any replica. 0 when
 	// the call changed nothing.
@@ -3120,11 +3244,15 @@ func (x *ClearStorageResponse) GetSequence() uint64 {
 
 // One log entry as a client writes it.
 type LogEntry struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Level      LogLevel               `protobuf:"varint,1,opt,name=level,proto3,enum=sessiond.v1.LogLevel" json:"level,omitempty"`
-	Message    string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Exception  string                 `protobuf:"bytes,3,opt,name=exception,proto3" json:"exception,omitempty"`
-	StackTrace string                 `protobuf:"bytes,4,opt,name=stack_trace,json=stackTrace,proto3" json:"stack_trace,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the entry's severity.
+	Level LogLevel `protobuf:"varint,1,opt,name=level,proto3,enum=sessiond.v1.LogLevel" json:"level,omitempty"`
+	// The message; at most --log-max-message-bytes (65,536 bytes).
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Optional: the exception's text; same limit.
+	Exception string `protobuf:"bytes,3,opt,name=exception,proto3" json:"exception,omitempty"`
+	// Optional: where it happened; same limit.
+	StackTrace string `protobuf:"bytes,4,opt,name=stack_trace,json=stackTrace,proto3" json:"stack_trace,omitempty"`
 	// When the client logged it; the server's time when unset.
 	ClientTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=client_time,json=clientTime,proto3" json:"client_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3196,10 +3324,13 @@ func (x *LogEntry) GetClientTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Log's request.
 type LogRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Session *SessionRef            `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Entries []*LogEntry            `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the session, by token or id; open.
+	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// At least one and at most --log-max-entries (1,000) entries.
+	Entries []*LogEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
 	// Optional idempotency key, as CreateSession's, scoped to the session: a
 	// retry with the same request_id within the idempotency window answers
 	// the first call's count and stores nothing again.
@@ -3259,6 +3390,7 @@ func (x *LogRequest) GetRequestId() string {
 	return ""
 }
 
+// Log's answer.
 type LogResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Entries stored (entries under the policy's minimum level are dropped).
@@ -3304,11 +3436,13 @@ func (x *LogResponse) GetAccepted() uint32 {
 	return 0
 }
 
+// One batch of a StreamLog stream.
 type StreamLogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required on the first message; later messages may repeat it or leave it
 	// unset, but may not name another session.
 	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// At most --log-max-entries (1,000) entries per message.
 	Entries []*LogEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
 	// Optional idempotency key of this message, as LogRequest's: each message
 	// is committed when received, so a retried stream stores each keyed
@@ -3369,9 +3503,12 @@ func (x *StreamLogRequest) GetRequestId() string {
 	return ""
 }
 
+// StreamLog's answer, once the client ends the stream.
 type StreamLogResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Accepted      uint32                 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries stored over the whole stream (entries under the policy's minimum
+	// level are dropped).
+	Accepted      uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3413,21 +3550,30 @@ func (x *StreamLogResponse) GetAccepted() uint32 {
 	return 0
 }
 
+// QueryLogs' request. Needs an admin key. All given filters must match.
 type QueryLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional filters.
-	SessionId string      `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	UserId    string      `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Kind      SessionKind `protobuf:"varint,3,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Only entries of this user's sessions.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Only entries of sessions of this kind; unspecified: every kind.
+	Kind SessionKind `protobuf:"varint,3,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
 	// Entries logged at or after this time.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Entries logged before this time.
-	EndTime       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	MinLevel      LogLevel               `protobuf:"varint,6,opt,name=min_level,json=minLevel,proto3,enum=sessiond.v1.LogLevel" json:"min_level,omitempty"`
-	FailedOnly    bool                   `protobuf:"varint,7,opt,name=failed_only,json=failedOnly,proto3" json:"failed_only,omitempty"`
-	SlowOnly      bool                   `protobuf:"varint,8,opt,name=slow_only,json=slowOnly,proto3" json:"slow_only,omitempty"`
-	PageSize      int32                  `protobuf:"varint,9,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Only entries at or above this level; unspecified: every level.
+	MinLevel LogLevel `protobuf:"varint,6,opt,name=min_level,json=minLevel,proto3,enum=sessiond.v1.LogLevel" json:"min_level,omitempty"`
+	// Only entries of sessions that failed.
+	FailedOnly bool `protobuf:"varint,7,opt,name=failed_only,json=failedOnly,proto3" json:"failed_only,omitempty"`
+	// Only entries of sessions that were slow (longer than --log-slow-threshold).
+	SlowOnly bool `protobuf:"varint,8,opt,name=slow_only,json=slowOnly,proto3" json:"slow_only,omitempty"`
+	// At most this many records; 0: 100; capped at 1,000. Negative is
+	// INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,9,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous answer's next_page_token; empty: the first page.
+	PageToken     string `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3534,17 +3680,28 @@ func (x *QueryLogsRequest) GetPageToken() string {
 
 // A stored entry and the kept session log it belongs to.
 type LogRecord struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	LogId      string                 `protobuf:"bytes,1,opt,name=log_id,json=logId,proto3" json:"log_id,omitempty"`
-	SessionId  string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	UserId     string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Kind       SessionKind            `protobuf:"varint,4,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
-	Level      LogLevel               `protobuf:"varint,5,opt,name=level,proto3,enum=sessiond.v1.LogLevel" json:"level,omitempty"`
-	Message    string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	Exception  string                 `protobuf:"bytes,7,opt,name=exception,proto3" json:"exception,omitempty"`
-	StackTrace string                 `protobuf:"bytes,8,opt,name=stack_trace,json=stackTrace,proto3" json:"stack_trace,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kept log's id, as CloseSession answered.
+	LogId string `protobuf:"bytes,1,opt,name=log_id,json=logId,proto3" json:"log_id,omitempty"`
+	// The session the entry was logged on.
+	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The session's user; empty for none.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The session's kind.
+	Kind SessionKind `protobuf:"varint,4,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	// The entry's severity.
+	Level LogLevel `protobuf:"varint,5,opt,name=level,proto3,enum=sessiond.v1.LogLevel" json:"level,omitempty"`
+	// The entry's message.
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// The entry's exception; empty for none.
+	Exception string `protobuf:"bytes,7,opt,name=exception,proto3" json:"exception,omitempty"`
+	// The entry's stack trace; empty for none.
+	StackTrace string `protobuf:"bytes,8,opt,name=stack_trace,json=stackTrace,proto3" json:"stack_trace,omitempty"`
+	// When the client logged it (microseconds kept); unset when the client gave
+	// none.
 	ClientTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=client_time,json=clientTime,proto3" json:"client_time,omitempty"`
-	LoggedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=logged_at,json=loggedAt,proto3" json:"logged_at,omitempty"`
+	// When sessiond stored it.
+	LoggedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=logged_at,json=loggedAt,proto3" json:"logged_at,omitempty"`
 	// Entry number within the session's log.
 	Sequence      uint64 `protobuf:"varint,11,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3658,10 +3815,13 @@ func (x *LogRecord) GetSequence() uint64 {
 	return 0
 }
 
+// One page of QueryLogs, oldest entry first.
 type QueryLogsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*LogRecord           `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
-	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most page_size records.
+	Records []*LogRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -72,7 +72,9 @@ export async function startSessiond(
   for (const [name, tenant, role] of [['acme', 'acme', 'service'], ['acme-admin', 'acme', 'admin'], ['globex', 'globex', 'service']] as const) {
     const { key, hash } = generateKey(binary);
     keys[name] = key;
-    lines.push(`  - {name: ${name}, tenant: ${tenant}, role: ${role}, hash: "${hash}"}`);
+    // Service keys are allowed what the tests do beyond a login flow.
+    const allow = role === 'service' ? ', allow: [change_privileges, session_ids]' : '';
+    lines.push(`  - {name: ${name}, tenant: ${tenant}, role: ${role}, hash: "${hash}"${allow}}`);
   }
   for (const entry of options.entries ?? []) lines.push(`  - ${entry}`);
   const keysFile = path.join(home, 'api-keys.yaml');

@@ -107,11 +107,15 @@ def _sessiond(home: Path, entries: list[str], args: list[str] = (), client_optio
 
 
 def _key_entries(binary: Path, keys: dict[str, str], callers) -> list[str]:
-    """Generates a key per (name, tenant, role) into `keys`; answers the keys file's entries."""
+    """Generates a key per (name, tenant, role) into `keys`; answers the keys file's entries.
+
+    Service keys are allowed what the tests do beyond a login flow: change
+    privileges and name sessions by id."""
     entries = []
     for name, tenant, role in callers:
         keys[name], hashed = _generate_key(binary)
-        entries.append(f'{{name: {name}, tenant: {tenant}, role: {role}, hash: "{hashed}"}}')
+        allow = ", allow: [change_privileges, session_ids]" if role == "service" else ""
+        entries.append(f'{{name: {name}, tenant: {tenant}, role: {role}, hash: "{hashed}"{allow}}}')
     return entries
 
 

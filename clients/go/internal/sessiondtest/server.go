@@ -84,7 +84,12 @@ func StartWith(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.Keys[k.name] = key
-		fmt.Fprintf(&keysFile, "  - {name: %s, tenant: %s, role: %s, hash: %q}\n", k.name, k.tenant, k.role, hash)
+		// Service keys are allowed what the tests do beyond a login flow.
+		allow := ""
+		if k.role == "service" {
+			allow = ", allow: [change_privileges, session_ids]"
+		}
+		fmt.Fprintf(&keysFile, "  - {name: %s, tenant: %s, role: %s, hash: %q%s}\n", k.name, k.tenant, k.role, hash, allow)
 	}
 	for _, line := range opts.KeyLines {
 		fmt.Fprintf(&keysFile, "  - %s\n", line)

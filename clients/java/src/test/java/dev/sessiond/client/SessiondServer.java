@@ -75,7 +75,9 @@ public final class SessiondServer implements AutoCloseable {
         new String[] {"globex", "globex", "service"})) {
       String[] made = generateKey(binary);
       keys.put(k[0], made[0]);
-      keysFile.append(String.format("  - {name: %s, tenant: %s, role: %s, hash: \"%s\"}%n", k[0], k[1], k[2], made[1]));
+      // Service keys are allowed what the tests do beyond a login flow.
+      String allow = k[2].equals("service") ? ", allow: [change_privileges, session_ids]" : "";
+      keysFile.append(String.format("  - {name: %s, tenant: %s, role: %s, hash: \"%s\"%s}%n", k[0], k[1], k[2], made[1], allow));
     }
     keyLines.forEach(line -> keysFile.append("  - ").append(line).append('\n'));
     Path keysPath = home.resolve("api-keys.yaml");
