@@ -114,13 +114,16 @@ impl Service {
     ) -> Result<(), Error> {
         let mut stopping = self.stopping();
         loop {
-            // Catch up from the store.
+            // Catch up from the store on the events recorded up to now,
+            // the store matching the filter; later ones come live, or by
+            // the next catch-up.
+            let upto = self.store().last_event_sequence().await?;
             loop {
-                let events = self.store().events_after(last, CATCH_UP_BATCH).await?;
+                let events = self.store().matching_events(&filter, last, upto, CATCH_UP_BATCH).await?;
                 let count = events.len();
                 for event in events {
                     last = event.sequence;
-                    if filter.matches(&event.event) && sender.send(Ok(event)).await.is_err() {
+                    if sender.send(Ok(event)).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -128,6 +131,7 @@ impl Service {
                     break;
                 }
             }
+            last = last.max(upto);
             // Follow live events until one is out of order or missed.
             loop {
                 let received = tokio::select! {

@@ -46,8 +46,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
-    TokenHash, VersionedStorage,
+    Event, EventFilter, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId,
+    StorageMap, TokenHash, VersionedStorage,
 };
 use crate::shards::{Shard, Shards};
 
@@ -412,6 +412,16 @@ impl Store for CachedStore {
 
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         self.inner.events_after(after, limit).await
+    }
+
+    async fn matching_events(
+        &self,
+        filter: &EventFilter,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        self.inner.matching_events(filter, after, upto, limit).await
     }
 
     async fn last_event_sequence(&self) -> StoreResult<u64> {

@@ -25,9 +25,9 @@ use serde_json::json;
 use super::{EndOutcome, NewRequest, Once, PageRequest, SessionFilter, Store, StoreError};
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, NewEvent, Promotion, PromotionId,
-    RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token, UnixMicros,
-    VersionedStorage,
+    EndReason, Event, EventFilter, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, NewEvent, Promotion,
+    PromotionId, RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token,
+    UnixMicros, VersionedStorage,
 };
 
 /// Expands to one `#[tokio::test]` per conformance test, each running on a
@@ -53,6 +53,7 @@ macro_rules! store_conformance_tests {
             list_sessions_filters_by_user_kind_state_and_id,
             list_sessions_pages_newest_first_without_duplicates_or_gaps,
             events_are_numbered_without_gaps_across_concurrent_writers,
+            matching_events_are_filtered_by_the_store_within_their_range,
             a_failing_write_does_not_undo_concurrent_ones,
             purge_removes_old_ended_sessions_with_their_logs_and_old_events,
             sessions_events_and_logs_carry_their_tenant,
@@ -695,6 +696,47 @@ pub async fn events_are_numbered_without_gaps_across_concurrent_writers(store: A
     let window = store.events_after(50, 10).await.expect("events are readable");
     assert_eq!(window.iter().map(|e| e.sequence).collect::<Vec<_>>(), (51..=60).collect::<Vec<_>>());
     assert_eq!(store.events_after(total, 10).await.expect("events are readable"), []);
+}
+
+/// A watcher's catch-up: only the events of its tenant, session, user or
+/// kind, within `(after, upto]`, in order, at most `limit`.
+pub async fn matching_events_are_filtered_by_the_store_within_their_range(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let alice = session_of(&acme, SessionKind::WebUser, Some("alice"), T0);
+    let bob = session_of(&acme, SessionKind::Streaming, Some("bob"), T0);
+    let theirs = session(SessionKind::WebUser, Some("alice"), T0);
+    let mut recorded = Vec::new();
+    for s in [&alice, &bob, &theirs, &alice] {
+        let changed = event(EventType::StorageChanged, s, T0);
+        let event = if recorded.iter().any(|e: &Event| e.event.session_id == s.id) {
+            let version = store.storage(&s.id).await.expect("storage is readable").version;
+            store.replace_storage(&s.id, version, &StorageMap::new(), &changed).await.expect("replaced").1
+        } else {
+            create(&*store, s, &StorageMap::new()).await
+        };
+        recorded.push(event);
+    }
+    let sequences = |events: Vec<Event>| events.iter().map(|e| e.sequence).collect::<Vec<_>>();
+    let [a1, b1, t1, a2] = [0, 1, 2, 3].map(|i| recorded[i].sequence);
+    let upto = store.last_event_sequence().await.expect("the sequence is readable");
+    let matching = |filter: EventFilter, after: u64, upto: u64, limit: usize| {
+        let store = Arc::clone(&store);
+        async move { sequences(store.matching_events(&filter, after, upto, limit).await.expect("events are readable")) }
+    };
+    let of_acme = || EventFilter { tenant: Some(acme.clone()), ..EventFilter::default() };
+
+    assert_eq!(matching(of_acme(), 0, upto, 100).await, [a1, b1, a2], "the tenant's, not another's");
+    let of_alice = EventFilter { user_id: Some("alice".into()), ..of_acme() };
+    assert_eq!(matching(of_alice, 0, upto, 100).await, [a1, a2], "the tenant's alice, not another tenant's");
+    let of_session = EventFilter { session_id: Some(bob.id.clone()), ..of_acme() };
+    assert_eq!(matching(of_session, 0, upto, 100).await, [b1]);
+    let streams = EventFilter { kind: Some(SessionKind::Streaming), ..of_acme() };
+    assert_eq!(matching(streams, 0, upto, 100).await, [b1]);
+    assert_eq!(matching(of_acme(), a1, upto, 100).await, [b1, a2], "after is exclusive");
+    assert_eq!(matching(of_acme(), 0, t1, 100).await, [a1, b1], "upto is inclusive, later ones left");
+    assert_eq!(matching(of_acme(), 0, upto, 2).await, [a1, b1], "at most limit");
+    let foreign = EventFilter { tenant: Some(tenant("globex")), ..EventFilter::default() };
+    assert_eq!(matching(foreign, 0, upto, 100).await, Vec::<u64>::new());
 }
 
 /// A refused write leaves the writes beside it committed.

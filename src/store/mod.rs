@@ -24,8 +24,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestDigest, RequestKey, Session, SessionEnd,
-    SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EndReason, Event, EventFilter, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestDigest, RequestKey, Session,
+    SessionEnd, SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 
 pub mod cache;
@@ -251,6 +251,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Events with a sequence above `after`, in order, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>>;
+
+    /// Events matching `filter` with a sequence above `after` and at most
+    /// `upto`, in order, at most `limit`: what a watcher catches up on,
+    /// filtered by the store on an index that serves the filter (its
+    /// tenant; its session or user) rather than read whole.
+    async fn matching_events(
+        &self,
+        filter: &EventFilter,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>>;
 
     /// The sequence number of the last recorded event (0 when none).
     async fn last_event_sequence(&self) -> StoreResult<u64>;

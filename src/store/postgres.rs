@@ -65,8 +65,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
-    TokenHash, VersionedStorage,
+    Event, EventFilter, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId,
+    StorageMap, TokenHash, VersionedStorage,
 };
 
 /// The columns `rows::session_from_row` reads, as a literal for `concat!`.
@@ -659,6 +659,18 @@ impl Store for PgStore {
         let sql = "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events \
                    WHERE sequence > $1 ORDER BY sequence LIMIT $2";
         let rows = self.query(sql, &[&sql_int(after), &sql_int(limit)]).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn matching_events(
+        &self,
+        filter: &EventFilter,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        let rows = self.query_built(rows::matching_events_query(filter, after, upto, limit)).await?;
         rows.iter().map(event_from_row).collect()
     }
 

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
-    TokenHash, VersionedStorage,
+    Event, EventFilter, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId,
+    StorageMap, TokenHash, VersionedStorage,
 };
 use crate::store::{
     EndOutcome, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreResult,
@@ -128,6 +128,16 @@ impl<S: Store> Store for MeteredStore<S> {
 
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         self.timed("events_after", self.inner.events_after(after, limit)).await
+    }
+
+    async fn matching_events(
+        &self,
+        filter: &EventFilter,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        self.timed("matching_events", self.inner.matching_events(filter, after, upto, limit)).await
     }
 
     async fn last_event_sequence(&self) -> StoreResult<u64> {

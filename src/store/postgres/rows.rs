@@ -11,8 +11,8 @@ use tokio_postgres::types::ToSql;
 use super::{internal, sql_int};
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, LogRecord, NewEvent, Session,
-    SessionEnd, SessionId, SessionKind, TenantId, TokenHash, UnixMicros,
+    EndReason, Event, EventFilter, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, LogRecord, NewEvent,
+    Session, SessionEnd, SessionId, SessionKind, TenantId, TokenHash, UnixMicros,
 };
 use crate::store::{PageRequest, SessionFilter, StoreResult};
 
@@ -155,6 +155,37 @@ impl Filters {
     pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
     }
+}
+
+/// Events matching `filter` in `(after, upto]`, in order, at most `limit`;
+/// the tenant, session and user are matched by the indexes of V6.
+pub(super) fn matching_events_query(filter: &EventFilter, after: u64, upto: u64, limit: usize) -> (String, Filters) {
+    let mut w = Filters::default();
+    let (after, upto) = (w.bind(sql_int(after)), w.bind(sql_int(upto)));
+    w.and(format!("sequence > {after} AND sequence <= {upto}"));
+    if let Some(tenant) = &filter.tenant {
+        let tenant = w.bind(tenant.as_str().to_owned());
+        w.and(format!("tenant = {tenant}"));
+    }
+    if let Some(id) = &filter.session_id {
+        let id = w.bind(id.as_str().to_owned());
+        w.and(format!("session_id = {id}"));
+    }
+    if let Some(user) = &filter.user_id {
+        let user = w.bind(user.clone());
+        w.and(format!("user_id = {user}"));
+    }
+    if let Some(kind) = filter.kind {
+        let kind = w.bind(kind.as_str());
+        w.and(format!("kind = {kind}"));
+    }
+    let limit = w.bind(sql_int(limit));
+    let sql = format!(
+        "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events{} \
+         ORDER BY sequence LIMIT {limit}",
+        w.sql()
+    );
+    (sql, w)
 }
 
 pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> (String, Filters) {

@@ -31,8 +31,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
-    TokenHash, VersionedStorage,
+    Event, EventFilter, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId,
+    StorageMap, TokenHash, VersionedStorage,
 };
 
 mod error;
@@ -240,6 +240,18 @@ impl Store for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         let query = reads::events_query(after, limit);
+        self.read(move |conn| query_all(conn, query, event_from_row)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn matching_events(
+        &self,
+        filter: &EventFilter,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        let query = reads::matching_events_query(filter, after, upto, limit);
         self.read(move |conn| query_all(conn, query, event_from_row)).await
     }
 

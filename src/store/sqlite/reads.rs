@@ -7,7 +7,9 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params_from_iter};
 
 use super::rows::{from_json, session_columns, session_from_row};
 use crate::clock::UnixMillis;
-use crate::domain::{EndReason, LogQuery, RequestDigest, RequestKey, Session, SessionId, TokenHash, VersionedStorage};
+use crate::domain::{
+    EndReason, EventFilter, LogQuery, RequestDigest, RequestKey, Session, SessionId, TokenHash, VersionedStorage,
+};
 use crate::store::{PageRequest, RequestRecord, SessionFilter, StoreError, StoreResult};
 
 /// A query's SQL and its `?` parameters in order.
@@ -171,6 +173,36 @@ pub(super) fn events_query(after: u64, limit: usize) -> Query {
          WHERE sequence > ? ORDER BY sequence LIMIT ?"
             .to_owned(),
         vec![Value::Integer(i64::try_from(after).unwrap_or(i64::MAX)), Value::Integer(sql_limit(limit))],
+    )
+}
+
+/// Events matching `filter` in `(after, upto]`, in order, at most `limit`;
+/// the tenant, session and user are matched by the indexes of migration 6.
+pub(super) fn matching_events_query(filter: &EventFilter, after: u64, upto: u64, limit: usize) -> Query {
+    let mut w = Where::default();
+    let position = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    w.and("sequence > ? AND sequence <= ?", [position(after), position(upto)]);
+    if let Some(tenant) = &filter.tenant {
+        w.and("tenant = ?", [text(tenant.as_str())]);
+    }
+    if let Some(id) = &filter.session_id {
+        w.and("session_id = ?", [text(id.as_str())]);
+    }
+    if let Some(user) = &filter.user_id {
+        w.and("user_id = ?", [text(user)]);
+    }
+    if let Some(kind) = filter.kind {
+        w.and("kind = ?", [text(kind.as_str())]);
+    }
+    let mut params = w.params;
+    params.push(Value::Integer(sql_limit(limit)));
+    (
+        format!(
+            "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events{} \
+             ORDER BY sequence LIMIT ?",
+            if w.clauses.is_empty() { String::new() } else { format!(" WHERE {}", w.clauses.join(" AND ")) }
+        ),
+        params,
     )
 }
 
