@@ -3,10 +3,13 @@
 //! Every call is observed (`observe`): a span, a duration, a failure line;
 //! every call meets the transport limits (`limits`: concurrency,
 //! deadlines, request framing); every call to a sessiond service is
-//! authenticated (`authn`), its request decoded by `codec`.
+//! authenticated (`authn`), its request decoded by `codec`. In front of
+//! them all, `web` serves the same calls over HTTP/1.1: gRPC-Web, and the
+//! Connect protocol's unary form with JSON (`connect`).
 
 mod authn;
 mod codec;
+mod connect;
 mod convert;
 mod deadline;
 mod framing;
@@ -17,6 +20,7 @@ mod privileges_api;
 mod sessions_api;
 pub mod status;
 mod storage_api;
+pub mod web;
 
 use tonic::service::Routes;
 
@@ -53,6 +57,22 @@ pub fn routes(service: &Service, keys: Option<SharedKeys>, max_request_bytes: us
         .add_service(InterceptedService::new(privileges.max_decoding_message_size(max_request_bytes), authn.clone()))
         .add_service(InterceptedService::new(storage.max_decoding_message_size(max_request_bytes), authn.clone()))
         .add_service(InterceptedService::new(logs.max_decoding_message_size(max_request_bytes), authn))
+}
+
+/// The HTTP faces of every unary method of sessiond's services and
+/// health (Connect) and of every method (gRPC-Web), with CORS for
+/// `cors_allowed_origins`. Bodies and deadlines are bounded as gRPC's are.
+pub fn web_layer(
+    cors_allowed_origins: &[String],
+    max_request_bytes: usize,
+    max_call_duration: std::time::Duration,
+) -> web::WebLayer {
+    let connect = connect::Connect::new(
+        &[FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET],
+        max_request_bytes,
+        max_call_duration,
+    );
+    web::WebLayer::new(connect, web::cors(cors_allowed_origins))
 }
 
 /// The full names of the sessiond services, for health and reflection.

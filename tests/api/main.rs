@@ -25,3 +25,4 @@ mod storage;
 mod tls;
 mod transport;
 mod users;
+mod web;
