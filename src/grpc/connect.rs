@@ -477,3 +477,62 @@ fn http_status(code: Code) -> StatusCode {
         Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served() -> Connect {
+        Connect::new(
+            &[
+                super::super::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_types::pb::FILE_DESCRIPTOR_SET,
+            ],
+            1024,
+            Duration::from_secs(30),
+        )
+    }
+
+    #[test]
+    fn every_unary_method_is_served_and_every_streaming_one_is_known() {
+        let connect = served();
+        assert!(connect.methods.contains_key("/sessiond.v1.SessionService/CreateSession"));
+        assert!(connect.methods.contains_key("/sessiond.v1.LogService/QueryLogs"));
+        assert!(connect.methods.contains_key("/grpc.health.v1.Health/Check"));
+        assert!(connect.streaming.iter().any(|path| path == "/sessiond.v1.SessionService/WatchSessions"));
+        assert!(connect.streaming.iter().any(|path| path == "/sessiond.v1.LogService/StreamLog"));
+        assert!(connect.pool.get_message_by_name("google.rpc.ErrorInfo").is_some());
+    }
+
+    #[test]
+    fn json_faults_name_the_field_and_never_echo_a_value() {
+        let connect = served();
+        let input = &connect.methods["/sessiond.v1.SessionService/GetSession"].input;
+        let status = json_to_proto(br#"{"session": {"token": 12345678}}"#, input).expect_err("a number is no token");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid session.token: not a valid value of this field");
+        assert!(!format!("{status:?}").contains("12345678"));
+        let status = json_to_proto(br#"{"session": {}, "extra": 1}"#, input).expect_err("unknown");
+        assert_eq!(status.message(), "invalid extra: unknown field");
+        let status = json_to_proto(b"{} trailing", input).expect_err("not JSON");
+        assert_eq!(status.message(), "the request body is not valid JSON (line 1, column 4)");
+        assert!(json_to_proto(b"", input).is_ok(), "an empty body is the empty message");
+    }
+
+    #[test]
+    fn deadlines_are_written_as_grpc_timeouts_of_at_most_eight_digits() {
+        assert_eq!(grpc_timeout(Duration::from_millis(250)), "250m");
+        assert_eq!(grpc_timeout(Duration::from_millis(99_999_999)), "99999999m");
+        assert_eq!(grpc_timeout(Duration::from_millis(9_999_999_999)), "9999999S");
+    }
+
+    #[test]
+    fn codes_map_to_connects_http_statuses() {
+        assert_eq!(http_status(Code::InvalidArgument), StatusCode::BAD_REQUEST);
+        assert_eq!(http_status(Code::Unauthenticated), StatusCode::UNAUTHORIZED);
+        assert_eq!(http_status(Code::ResourceExhausted), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(http_status(Code::Cancelled).as_u16(), 499);
+        assert_eq!(code_name(Code::Cancelled), "canceled");
+    }
+}

@@ -439,3 +439,16 @@ async fn health_is_served_over_json_too() {
     let answer = connect(&app, "/grpc.health.v1.Health/Check", &json!({}), &[]).await;
     assert_eq!(answer.json()["status"], "SERVING", "{answer:?}");
 }
+
+#[tokio::test]
+async fn an_http1_connection_that_never_finishes_its_request_head_is_closed_within_the_handshake_timeout() {
+    let app = TestApp::spawn_with(|s| s.handshake_timeout = std::time::Duration::from_millis(300)).await;
+    let address = app.address.trim_start_matches("http://");
+    let mut socket = TcpStream::connect(address).await.expect("connects");
+    let started = std::time::Instant::now();
+    socket.write_all(format!("POST {CREATE} HTTP/1.1\r\nHost: {address}\r\n").as_bytes()).await.expect("sent");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut rest)).await.expect("closed promptly");
+    assert!(closed.is_err() || rest.is_empty(), "no answer to half a head: {rest:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "closed at the timeout, not before");
+}
