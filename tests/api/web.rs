@@ -298,8 +298,9 @@ async fn the_json_face_meets_the_concurrency_limit_and_its_clients_deadline() {
         "POST {CREATE} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n\
          Connect-Timeout-Ms: 300\r\nContent-Length: 100\r\n\r\n{{\"kind\": "
     );
-    socket.write_all(head.as_bytes()).await.expect("the head is sent");
+    // Started before the server reads the head, so never late.
     let started = std::time::Instant::now();
+    socket.write_all(head.as_bytes()).await.expect("the head is sent");
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, socket.read_to_end(&mut raw)).await.expect("answered promptly").expect("read");
     assert_error(&parse(&raw), 504, "deadline_exceeded");
@@ -444,8 +445,9 @@ async fn health_is_served_over_json_too() {
 async fn an_http1_connection_that_never_finishes_its_request_head_is_closed_within_the_handshake_timeout() {
     let app = TestApp::spawn_with(|s| s.handshake_timeout = std::time::Duration::from_millis(300)).await;
     let address = app.address.trim_start_matches("http://");
-    let mut socket = TcpStream::connect(address).await.expect("connects");
+    // Started before the server accepts, so never late.
     let started = std::time::Instant::now();
+    let mut socket = TcpStream::connect(address).await.expect("connects");
     socket.write_all(format!("POST {CREATE} HTTP/1.1\r\nHost: {address}\r\n").as_bytes()).await.expect("sent");
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut rest)).await.expect("closed promptly");
