@@ -14,6 +14,8 @@
 //!     tenant: acme
 //!     role: service
 //!     hash: $argon2id$v=19$m=19456,t=2,p=1$…  # `sessiond hash-key --argon2`
+//!     max_concurrent_calls: 16  # optional: this key's own share
+//!     allow: [change_privileges]  # optional: beyond the service role
 //! ```
 //!
 //! A presented key is hashed and compared with every configured hash in
@@ -67,6 +69,37 @@ pub enum Role {
     Admin,
 }
 
+/// What a `service` key may do only when its entry allows it (`allow:` in
+/// the keys file); an `admin` key may do all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Create trusted sessions, which hold every privilege.
+    TrustedSessions,
+    /// Change the privileges of existing sessions: SetPrivileges,
+    /// ClearPrivileges, Promote, Demote.
+    ChangePrivileges,
+    /// Name sessions by their public `session_id`, not only by the secret
+    /// token: calls on one session, RevokeSessions' `session_ids` and
+    /// WatchSessions' `session_id`.
+    SessionIds,
+}
+
+impl Permission {
+    /// The name the keys file and error details use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TrustedSessions => "trusted_sessions",
+            Self::ChangePrivileges => "change_privileges",
+            Self::SessionIds => "session_ids",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -74,16 +107,33 @@ pub struct Caller {
     pub name: String,
     pub tenant: TenantId,
     pub role: Role,
+    /// The [`Permission`]s its entry allows, one bit each.
+    permissions: u8,
+    /// The entry's position in the keys file (0 for [`Caller::open`]): the
+    /// index of its counters in `grpc::fairness`.
+    pub slot: usize,
 }
 
 impl Caller {
     /// The caller of an open server (no keys configured).
     pub fn open() -> Self {
-        Self { name: "anonymous".into(), tenant: TenantId::default(), role: Role::Admin }
+        Self { name: "anonymous".into(), tenant: TenantId::default(), role: Role::Admin, permissions: 0, slot: 0 }
     }
 
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// Whether the caller may do what `permission` guards: an admin always,
+    /// a service key when its entry allows it.
+    pub fn may(&self, permission: Permission) -> bool {
+        self.is_admin() || self.permissions & permission.bit() != 0
+    }
+
+    /// `Ok` when the caller [`may`](Self::may) do it; otherwise the error
+    /// naming the permission it lacks.
+    pub fn require(&self, permission: Permission) -> Result<(), crate::domain::Error> {
+        if self.may(permission) { Ok(()) } else { Err(crate::domain::Error::PermissionRequired(permission.as_str())) }
     }
 }
 
@@ -105,6 +155,13 @@ struct KeyDef {
     /// `<hex>` SHA-256 of a client certificate's DER encoding.
     #[serde(default)]
     cert_sha256: Option<String>,
+    /// This key's own limit of calls in progress, instead of
+    /// `--max-concurrent-calls-per-key`.
+    #[serde(default)]
+    max_concurrent_calls: Option<usize>,
+    /// What a service key may do beyond its role (an admin key may all).
+    #[serde(default)]
+    allow: Vec<Permission>,
 }
 
 /// What an entry recognises its caller by.
@@ -129,6 +186,7 @@ struct Key {
     caller: Caller,
     credential: Credential,
     stored: Stored,
+    max_concurrent_calls: Option<usize>,
 }
 
 /// The configured keys. Does not print its hashes, nor its cache.
@@ -267,7 +325,12 @@ impl ApiKeys {
             {
                 return Err(invalid(format!("key {}: the same key is configured twice", def.name)));
             }
-            keys.push(Key { caller: Caller { name: def.name, tenant, role: def.role }, credential, stored });
+            if def.max_concurrent_calls == Some(0) {
+                return Err(invalid(format!("key {}: max_concurrent_calls must be positive", def.name)));
+            }
+            let permissions = def.allow.iter().fold(0, |bits, permission| bits | permission.bit());
+            let caller = Caller { name: def.name, tenant, role: def.role, permissions, slot: keys.len() };
+            keys.push(Key { caller, credential, stored, max_concurrent_calls: def.max_concurrent_calls });
         }
         if keys.is_empty() {
             return Err(invalid("no keys: omit the file to run without authentication".into()));
@@ -326,6 +389,12 @@ impl ApiKeys {
         }
         self.rejected.insert(keyed, ());
         None
+    }
+
+    /// Every entry's caller, in slot order, with the entry's own limit of
+    /// calls in progress if it sets one.
+    pub fn entries(&self) -> impl Iterator<Item = (&Caller, Option<usize>)> {
+        self.keys.iter().map(|key| (&key.caller, key.max_concurrent_calls))
     }
 
     /// How many argon2 verifications this set of keys has run.

@@ -20,6 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::ApiKeys;
+use crate::grpc::authn::SharedCallers;
 use crate::settings::Settings;
 
 /// A value read by every call or handshake and replaced by a reload.
@@ -48,9 +49,6 @@ impl<T> Shared<T> {
         *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(value);
     }
 }
-
-/// The API keys in force, replaced when the keys file is reloaded.
-pub type SharedKeys = Shared<ApiKeys>;
 
 /// The TLS configuration new handshakes use.
 pub type SharedTls = Shared<ServerConfig>;
@@ -159,9 +157,9 @@ impl Watched {
 
 /// Reloads the keys file and the TLS files on SIGHUP and when they change
 /// on disk, until aborted.
-pub async fn run(settings: Settings, keys: Option<SharedKeys>, tls: Option<SharedTls>) {
+pub async fn run(settings: Settings, callers: SharedCallers, tls: Option<SharedTls>) {
     let mut watched = Vec::new();
-    if let (Some(keys), Some(path)) = (keys, settings.api_keys_file.clone()) {
+    if let Some(path) = settings.api_keys_file.clone() {
         let paths = vec![path.clone()];
         watched.push(Watched {
             what: "API keys file",
@@ -170,7 +168,9 @@ pub async fn run(settings: Settings, keys: Option<SharedKeys>, tls: Option<Share
             load: Box::new(move || {
                 let loaded =
                     ApiKeys::load(&path).with_context(|| format!("loading API keys file {}", path.display()))?;
-                keys.replace(loaded);
+                // Only this task replaces the callers: reading then
+                // replacing loses nothing.
+                callers.replace(callers.current().reloaded(loaded));
                 Ok(())
             }),
         });

@@ -265,6 +265,30 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_MAX_CONCURRENT_CALLS", default_value_t = 2048)]
     pub max_concurrent_calls: usize,
 
+    /// Calls in progress at once per API key (the key entry's
+    /// `max_concurrent_calls` overrides it); more are refused with
+    /// RESOURCE_EXHAUSTED (KEY_OVERLOADED). Default: a quarter of
+    /// --max-concurrent-calls.
+    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_CALLS_PER_KEY")]
+    pub max_concurrent_calls_per_key: Option<usize>,
+
+    /// Calls in progress at once per tenant, all its keys together; more
+    /// are refused with RESOURCE_EXHAUSTED (TENANT_OVERLOADED). Default:
+    /// half of --max-concurrent-calls.
+    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_CALLS_PER_TENANT")]
+    pub max_concurrent_calls_per_tenant: Option<usize>,
+
+    /// Calls an API key may start per second (a token bucket holding one
+    /// second's calls, so bursts up to that many); more are refused with
+    /// RESOURCE_EXHAUSTED (RATE_LIMITED) and a retry delay. 0: no limit.
+    #[arg(long, env = "SESSIOND_RATE_LIMIT_PER_KEY", default_value_t = 0)]
+    pub rate_limit_per_key: u32,
+
+    /// Calls a tenant may start per second, all its keys together, as
+    /// --rate-limit-per-key. 0: no limit.
+    #[arg(long, env = "SESSIOND_RATE_LIMIT_PER_TENANT", default_value_t = 0)]
+    pub rate_limit_per_tenant: u32,
+
     /// How long a new connection may take to begin HTTP/2 (send the client
     /// preface) or, with TLS, to complete the TLS handshake before it is
     /// closed.
@@ -457,6 +481,22 @@ impl Settings {
         settings
     }
 
+    /// Each caller's share: the per-key and per-tenant limits, their
+    /// defaults derived from --max-concurrent-calls so that one key leaves
+    /// three quarters of the calls to others and one tenant half.
+    pub fn fairness_limits(&self) -> crate::grpc::fairness::FairnessLimits {
+        crate::grpc::fairness::FairnessLimits {
+            max_concurrent_calls_per_key: self
+                .max_concurrent_calls_per_key
+                .unwrap_or_else(|| (self.max_concurrent_calls / 4).max(1)),
+            max_concurrent_calls_per_tenant: self
+                .max_concurrent_calls_per_tenant
+                .unwrap_or_else(|| (self.max_concurrent_calls / 2).max(1)),
+            rate_limit_per_key: self.rate_limit_per_key,
+            rate_limit_per_tenant: self.rate_limit_per_tenant,
+        }
+    }
+
     /// The API keys, when a keys file is configured. A file that does not
     /// load stops start-up: sessiond never falls back to running open.
     pub fn load_api_keys(&self) -> anyhow::Result<Option<crate::auth::ApiKeys>> {
@@ -552,6 +592,8 @@ impl Settings {
             ("log-max-message-bytes", self.log_max_message_bytes),
             ("max-page-size", self.max_page_size),
             ("max-concurrent-calls", self.max_concurrent_calls),
+            ("max-concurrent-calls-per-key", self.max_concurrent_calls_per_key.unwrap_or(1)),
+            ("max-concurrent-calls-per-tenant", self.max_concurrent_calls_per_tenant.unwrap_or(1)),
         ] {
             if value == 0 {
                 bail!("--{name} must be positive");

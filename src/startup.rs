@@ -12,8 +12,9 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::clock::{Clock, SystemClock};
+use crate::grpc::authn::{Callers, SharedCallers};
 use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
-use crate::reload::{SharedKeys, SharedTls};
+use crate::reload::SharedTls;
 use crate::service::Service;
 use crate::settings::Settings;
 use crate::store::cache::CachedStore;
@@ -28,8 +29,8 @@ pub struct Application {
     /// Where Prometheus scrapes `/metrics`, when asked for.
     metrics_listener: Option<TcpListener>,
     service: Service,
-    /// Who may call; `None` runs open.
-    keys: Option<SharedKeys>,
+    /// Who may call (no keys: the server runs open) and how much.
+    callers: SharedCallers,
     /// The TLS configuration new connections use; `None`: plaintext.
     tls: Option<SharedTls>,
     settings: Settings,
@@ -48,7 +49,7 @@ impl Application {
         let roles = settings.load_roles()?;
         let keys = settings.load_api_keys()?;
         settings.check_authentication(keys.as_ref())?;
-        let keys = keys.map(SharedKeys::new);
+        let callers = SharedCallers::new(Callers::new(keys, settings.fairness_limits()));
         let tls = crate::reload::load_tls(&settings)?.map(SharedTls::new);
         let store = match settings.postgres() {
             Some(postgres) => {
@@ -75,7 +76,7 @@ impl Application {
             ),
             None => None,
         };
-        Ok(Self { listener, metrics_listener, service, keys, tls, settings })
+        Ok(Self { listener, metrics_listener, service, callers, tls, settings })
     }
 
     /// Where the server listens (with the real port when 0 was asked).
@@ -98,7 +99,7 @@ impl Application {
     /// says NOT_SERVING, watch streams end, in-flight calls finish, and
     /// request-scoped sessions end with reason SERVER_SHUTDOWN.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, metrics_listener, service, keys, tls, settings } = self;
+        let Self { listener, metrics_listener, service, callers, tls, settings } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
 
@@ -110,7 +111,7 @@ impl Application {
             service.store_availability().map(|available| tokio::spawn(follow_store(available, health.clone())));
         let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval));
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
-        let secrets = tokio::spawn(crate::reload::run(settings.clone(), keys.clone(), tls.clone()));
+        let secrets = tokio::spawn(crate::reload::run(settings.clone(), callers.clone(), tls.clone()));
         let feed = tokio::spawn(service.clone().run_event_feed());
         // If this future is dropped (the process is going down hard), the
         // background tasks go with it.
@@ -162,13 +163,16 @@ impl Application {
             .max_connection_age(settings.max_connection_age)
             .max_connection_age_grace(settings.max_connection_age_grace);
         // Every call but health and reflection holds a permit until its
-        // answer has been sent; with none free it is refused at once (load
-        // shedding, RESOURCE_EXHAUSTED) rather than queued, and observed
-        // all the same. Deadlines and request framing are checked there too.
+        // answer has been sent, and one of its key's and its tenant's; with
+        // none free it is refused at once (load shedding,
+        // RESOURCE_EXHAUSTED) rather than queued, and observed all the same.
+        // Callers are authenticated, deadlines and request framing checked
+        // there too.
         let limits = grpc::limits::LimitLayer::new(
             settings.max_concurrent_calls,
             settings.max_call_duration,
             settings.max_request_bytes,
+            callers,
         );
         // HTTP/1.1 is served too: gRPC-Web and Connect (`grpc::web`), in
         // front of everything else so that they meet the same observation,
@@ -180,7 +184,7 @@ impl Application {
             .layer(web)
             .layer(grpc::observe::RpcLayer::new())
             .layer(limits)
-            .add_routes(grpc::routes(&service, keys, settings.max_request_bytes))
+            .add_routes(grpc::routes(&service, settings.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);

@@ -8,6 +8,11 @@
 #   venv/   a Python venv with tests/python/requirements.txt
 #           (grpcio, grpcio-tools, pytest, grpcurl, ...)
 #   node/   an npm prefix with @bufbuild/buf
+#   venv-python-client/  a Python venv for clients/python's tests, holding
+#           exactly clients/python/requirements-dev.txt (the client's pinned
+#           dependencies, grpcio-tools, pytest, pytest-asyncio)
+#   npm-cache/  npm's download cache, for tests/node and clients/node
+#           (whose packages go to their own node_modules)
 #
 # Each is installed only when missing or when its pins changed, so a warm run
 # costs a few milliseconds. `use_tools` then puts both on PATH.
@@ -70,4 +75,42 @@ ensure_node_tools() {
 # so that the suites call plain `python`, `pytest`, `grpcurl` and `buf`.
 use_tools() {
   export PATH="$SESSIOND_TOOLS/venv/bin:$SESSIOND_TOOLS/node/node_modules/.bin:$PATH"
+}
+
+# ensure_python_client_tools: (re)creates the Python client's test venv
+# unless it already holds exactly clients/python/requirements-dev.txt (its
+# stamp file is a copy). The client itself is installed into it by its suite,
+# from the working tree, on every run.
+ensure_python_client_tools() {
+  local venv=$SESSIOND_TOOLS/venv-python-client
+  local requirements=$TOOLS_REPO_ROOT/clients/python/requirements-dev.txt
+  local stamp=$venv/.installed-requirements.txt
+  if cmp -s "$requirements" "$stamp" && "$venv/bin/python" -c '' 2>/dev/null; then
+    echo "Python client tools: up to date in $venv"
+    return
+  fi
+  echo "Python client tools: installing into $venv"
+  rm -rf "$venv"
+  make_venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --requirement "$requirements"
+  cp "$requirements" "$stamp"
+}
+
+# ensure_node_client_packages: installs exactly what
+# clients/node/package-lock.json pins (@grpc/grpc-js, @bufbuild/protobuf,
+# ts-proto, typescript, express, ...) into clients/node/node_modules with
+# `npm ci`, unless a copy of the lockfile there says they are installed.
+# The package's own build (buf generate, tsc) is left to its suite.
+ensure_node_client_packages() {
+  local dir=$TOOLS_REPO_ROOT/clients/node
+  local stamp=$dir/node_modules/.installed-package-lock.json
+  if cmp -s "$dir/package-lock.json" "$stamp"; then
+    echo "Node client packages: up to date in $dir/node_modules"
+    return
+  fi
+  echo "Node client packages: installing into $dir/node_modules"
+  (cd "$dir" &&
+    npm ci --cache "$SESSIOND_TOOLS/npm-cache" --prefer-offline --ignore-scripts \
+      --no-audit --no-fund --loglevel=error)
+  cp "$dir/package-lock.json" "$stamp"
 }

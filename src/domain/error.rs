@@ -107,6 +107,10 @@ pub enum Error {
     /// The caller's role may not do this.
     #[error("permission denied: {0}")]
     PermissionDenied(&'static str),
+    /// The caller's API key is not allowed this (its entry's `allow:`
+    /// does not name the permission).
+    #[error("permission denied: the API key is not allowed {0}")]
+    PermissionRequired(&'static str),
     #[error("session has ended ({0:?})")]
     SessionEnded(EndReason),
     #[error("{what} {name:?} not found")]

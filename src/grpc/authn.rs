@@ -1,72 +1,96 @@
-//! Authentication at the edge: an interceptor in front of the sessiond
-//! services (health and reflection stay open) turns the `authorization:
+//! Authentication at the edge: for every call to a sessiond service
+//! (health and reflection stay open) `limits` turns the `authorization:
 //! Bearer <key>` metadata — or, without one, a client certificate verified
 //! by mutual TLS — into a [`Caller`] in the request's extensions, or
-//! refuses the call as UNAUTHENTICATED. Handlers take the caller with
+//! refuses the call as UNAUTHENTICATED, before the call is counted against
+//! its caller's share (`fairness`). Handlers take the caller with
 //! [`caller`].
 
-use tonic::metadata::MetadataMap;
-use tonic::service::Interceptor;
+use tokio::time::Instant;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
-use crate::auth::Caller;
-use crate::reload::SharedKeys;
+use super::fairness::{Admitted, Fairness, FairnessLimits};
+use crate::auth::{ApiKeys, Caller};
+use crate::reload::Shared;
 
-/// The interceptor. Without keys, every caller is [`Caller::open`]; with
-/// them, each call meets the keys in force when it arrives.
-#[derive(Debug, Clone)]
-pub struct Authenticate {
-    keys: Option<SharedKeys>,
+/// Who may call and how much: the keys in force (none: every caller is
+/// [`Caller::open`]) and each caller's counters, replaced together when
+/// the keys file is reloaded, so that a caller is always counted by the
+/// keys that recognised it.
+#[derive(Debug)]
+pub struct Callers {
+    keys: Option<ApiKeys>,
+    fairness: Fairness,
 }
 
-impl Authenticate {
-    pub fn new(keys: Option<SharedKeys>) -> Self {
-        Self { keys }
+/// The callers in force, shared by every call and replaced by a reload.
+pub type SharedCallers = Shared<Callers>;
+
+impl Callers {
+    pub fn new(keys: Option<ApiKeys>, limits: FairnessLimits) -> Self {
+        let fairness = Fairness::new(keys.as_ref(), limits);
+        Self { keys, fairness }
+    }
+
+    /// The callers of a reloaded keys file: keys and tenants it keeps keep
+    /// their counters (`Fairness::renewed`).
+    pub fn reloaded(&self, keys: ApiKeys) -> Self {
+        Self { fairness: self.fairness.renewed(Some(&keys)), keys: Some(keys) }
+    }
+
+    /// The caller of a request with these headers and extensions (where
+    /// the server puts the connection's TLS details).
+    pub fn caller_of(&self, headers: &http::HeaderMap, extensions: &http::Extensions) -> Result<Caller, Status> {
+        let Some(keys) = &self.keys else { return Ok(Caller::open()) };
+        if headers.contains_key("authorization") {
+            return keys
+                .authenticate(bearer(headers)?)
+                .ok_or_else(|| unauthenticated("unknown API key", API_KEY_INVALID));
+        }
+        let certificates = extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs);
+        match certificates {
+            Some(chain) => chain.first().and_then(|leaf| keys.authenticate_certificate(leaf)).ok_or_else(|| {
+                unauthenticated("the client certificate is not configured for any tenant", CLIENT_CERTIFICATE_UNKNOWN)
+            }),
+            None => Err(unauthenticated("an API key is required: authorization: Bearer <key>", API_KEY_MISSING)),
+        }
+    }
+
+    /// Admits a call of `caller` within its key's and its tenant's share.
+    pub fn admit(&self, caller: &Caller, now: Instant) -> Result<Admitted, Status> {
+        self.fairness.admit(caller, now)
     }
 }
 
-fn unauthenticated(why: &str) -> Status {
+/// The ErrorInfo reasons of a caller's own credentials failing, apart from
+/// Authenticate's reasons for a user's token.
+const API_KEY_MISSING: &str = "API_KEY_MISSING";
+const API_KEY_INVALID: &str = "API_KEY_INVALID";
+const CLIENT_CERTIFICATE_UNKNOWN: &str = "CLIENT_CERTIFICATE_UNKNOWN";
+
+fn unauthenticated(why: &str, reason: &str) -> Status {
     // The message says what was wrong with the credentials, never echoes them.
-    Status::unauthenticated(why)
+    super::status::unauthenticated(why, reason, Default::default())
 }
 
-fn bearer(metadata: &MetadataMap) -> Result<&str, Status> {
-    let value = metadata
+fn bearer(headers: &http::HeaderMap) -> Result<&str, Status> {
+    let value = headers
         .get("authorization")
-        .ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>"))?;
-    let value = value.to_str().map_err(|_| unauthenticated("the authorization metadata is not text"))?;
+        .ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>", API_KEY_MISSING))?;
+    let value =
+        value.to_str().map_err(|_| unauthenticated("the authorization metadata is not text", API_KEY_INVALID))?;
     value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|key| !key.is_empty())
-        .ok_or_else(|| unauthenticated("the authorization metadata must be: Bearer <key>"))
+        .ok_or_else(|| unauthenticated("the authorization metadata must be: Bearer <key>", API_KEY_INVALID))
 }
 
-impl Interceptor for Authenticate {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let keys = self.keys.as_ref().map(SharedKeys::current);
-        let caller = match &keys {
-            None => Caller::open(),
-            Some(keys) if request.metadata().contains_key("authorization") => {
-                keys.authenticate(bearer(request.metadata())?).ok_or_else(|| unauthenticated("unknown API key"))?
-            }
-            Some(keys) => match request.peer_certs() {
-                Some(chain) => chain
-                    .first()
-                    .and_then(|leaf| keys.authenticate_certificate(leaf))
-                    .ok_or_else(|| unauthenticated("the client certificate is not configured for any tenant"))?,
-                None => return Err(unauthenticated("an API key is required: authorization: Bearer <key>")),
-            },
-        };
-        request.extensions_mut().insert(caller);
-        Ok(request)
-    }
-}
-
-/// The caller the interceptor authenticated.
+/// The caller `limits` authenticated.
 pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    // Every sessiond service is wrapped by `Authenticate`: a request without
-    // a caller means a route was added without it.
+    // Every call to a sessiond service is authenticated by `limits`: a
+    // request without a caller means a route was added outside it.
     request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::internal("internal error"))
 }

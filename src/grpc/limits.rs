@@ -1,8 +1,12 @@
 //! [`LimitLayer`]: the transport limits every call meets before its
 //! service, in one layer (it is on every call, so it is kept cheap: one
-//! path comparison, one semaphore, no allocation on the way through but
-//! the request body's box):
+//! path comparison, three semaphores, no allocation on the way through but
+//! the request body's box and the caller's name):
 //!
+//! - **Callers.** A call to a sessiond service is authenticated (`authn`)
+//!   and counted against its API key's and its tenant's share
+//!   (`fairness`): over either, it is refused at once with
+//!   RESOURCE_EXHAUSTED (KEY_OVERLOADED, TENANT_OVERLOADED, RATE_LIMITED).
 //! - **Concurrency.** A call takes one of `--max-concurrent-calls` permits
 //!   and keeps it until its answer has been sent in full, trailers and all:
 //!   a server stream (WatchSessions) holds its permit as long as it runs,
@@ -35,6 +39,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::Status;
 
+use super::authn::SharedCallers;
+use super::fairness::Admitted;
 use super::framing::CheckedFrames;
 use super::{deadline, status};
 
@@ -42,6 +48,9 @@ use super::{deadline, status};
 /// grpcurl must get through to a busy server.
 const UNLIMITED: [&str; 3] =
     ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+
+/// The services whose callers are authenticated and counted per key.
+const SESSIOND: &str = "/sessiond.";
 
 /// Whether a call to `path` is exempt from the concurrency limit.
 fn unlimited(path: &str) -> bool {
@@ -57,6 +66,7 @@ pub struct LimitLayer {
 #[derive(Debug)]
 struct Shared {
     permits: Arc<Semaphore>,
+    callers: SharedCallers,
     /// The paths of the methods that take a stream of requests; every
     /// other method takes exactly one message.
     streaming_requests: Vec<String>,
@@ -68,10 +78,17 @@ struct Shared {
 impl LimitLayer {
     /// At most `max_concurrent_calls` counted calls at once, each answered
     /// within `max_call_duration` (or its client's sooner deadline), none
-    /// with a request message over `max_request_bytes`.
-    pub fn new(max_concurrent_calls: usize, max_call_duration: Duration, max_request_bytes: usize) -> Self {
+    /// with a request message over `max_request_bytes`; callers recognised
+    /// by the `callers` in force and each held to its share.
+    pub fn new(
+        max_concurrent_calls: usize,
+        max_call_duration: Duration,
+        max_request_bytes: usize,
+        callers: SharedCallers,
+    ) -> Self {
         let shared = Shared {
             permits: Arc::new(Semaphore::new(max_concurrent_calls)),
+            callers,
             streaming_requests: streaming_requests(super::FILE_DESCRIPTOR_SET),
             max_concurrent_calls,
             max_call_duration,
@@ -128,19 +145,23 @@ where
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let client_timeout = deadline::client_timeout(request.headers());
         let timeout = client_timeout.map_or(self.shared.max_call_duration, |t| t.min(self.shared.max_call_duration));
+        let now = Instant::now();
         let (permit, request) = if unlimited(request.uri().path()) {
             (None, request)
         } else {
-            let Ok(permit) = self.shared.permits.clone().try_acquire_owned() else {
+            let (mut parts, body) = request.into_parts();
+            let admitted = match self.admit(&mut parts, now) {
+                Ok(admitted) => admitted,
+                Err(status) => return ResponseFuture::Answered { status: Some(status) },
+            };
+            let Ok(global) = self.shared.permits.clone().try_acquire_owned() else {
                 return ResponseFuture::Answered { status: Some(status::overloaded(self.shared.max_concurrent_calls)) };
             };
             let max = self.shared.max_request_bytes;
-            let one_message = !self.shared.streaming_requests.iter().any(|path| path == request.uri().path());
-            let (parts, body) = request.into_parts();
+            let one_message = !self.shared.streaming_requests.iter().any(|path| path == parts.uri.path());
             let body = tonic::body::Body::new(CheckedFrames::new(body, &parts.headers, max, one_message));
-            (Some(permit), http::Request::from_parts(parts, body))
+            (Some(Permits { _global: global, _share: admitted }), http::Request::from_parts(parts, body))
         };
-        let now = Instant::now();
         ResponseFuture::Running {
             inner: self.inner.call(request),
             deadline: tokio::time::sleep_until(now + timeout),
@@ -148,6 +169,30 @@ where
             client_deadline: client_timeout.map(|t| now + t),
         }
     }
+}
+
+impl<S> Limited<S> {
+    /// Authenticates a call to a sessiond service, puts its caller in the
+    /// request's extensions and admits it within its caller's share.
+    fn admit(&self, parts: &mut http::request::Parts, now: Instant) -> Result<Option<Admitted>, Status> {
+        if !parts.uri.path().starts_with(SESSIOND) {
+            return Ok(None);
+        }
+        // One snapshot: the caller is counted by the keys that recognised it.
+        let callers = self.shared.callers.current();
+        let caller = callers.caller_of(&parts.headers, &parts.extensions)?;
+        let admitted = callers.admit(&caller, now)?;
+        parts.extensions.insert(caller);
+        Ok(Some(admitted))
+    }
+}
+
+/// What a counted call holds until its answer ends: a global permit and
+/// its caller's.
+#[derive(Debug)]
+pub struct Permits {
+    _global: OwnedSemaphorePermit,
+    _share: Option<Admitted>,
 }
 
 pin_project! {
@@ -162,7 +207,7 @@ pin_project! {
             inner: F,
             #[pin]
             deadline: Sleep,
-            permit: Option<OwnedSemaphorePermit>,
+            permit: Option<Permits>,
             client_deadline: Option<Instant>,
         },
     }
@@ -211,12 +256,12 @@ pin_project! {
         inner: Option<B>,
         #[pin]
         client_deadline: Option<Sleep>,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Permits>,
     }
 }
 
 impl<B> LimitedBody<B> {
-    fn new(inner: B, permit: Option<OwnedSemaphorePermit>, client_deadline: Option<Instant>) -> Self {
+    fn new(inner: B, permit: Option<Permits>, client_deadline: Option<Instant>) -> Self {
         Self { inner: Some(inner), client_deadline: client_deadline.map(tokio::time::sleep_until), permit }
     }
 

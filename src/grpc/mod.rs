@@ -3,15 +3,17 @@
 //! Every call is observed (`observe`): a span, a duration, a failure line;
 //! every call meets the transport limits (`limits`: concurrency,
 //! deadlines, request framing); every call to a sessiond service is
-//! authenticated (`authn`), its request decoded by `codec`. In front of
-//! them all, `web` serves the same calls over HTTP/1.1: gRPC-Web, and the
+//! authenticated (`authn`) and counted against its caller's share
+//! (`fairness`) there, its request decoded by `codec`. In front of them
+//! all, `web` serves the same calls over HTTP/1.1: gRPC-Web, and the
 //! Connect protocol's unary form with JSON (`connect`).
 
-mod authn;
+pub mod authn;
 mod codec;
 mod connect;
 mod convert;
 mod deadline;
+pub mod fairness;
 mod framing;
 pub mod limits;
 mod logs_api;
@@ -24,7 +26,6 @@ pub mod web;
 
 use tonic::service::Routes;
 
-use crate::reload::SharedKeys;
 use crate::service::Service;
 
 /// Generated protobuf types and tonic stubs for `sessiond.v1`.
@@ -36,27 +37,24 @@ pub mod pb {
 /// The encoded descriptor set of `proto/`, served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 
-/// The four sessiond services over one domain service, each behind the
-/// authentication interceptor (`keys`, which a reload may replace: none
-/// runs open). Requests larger
-/// than `max_request_bytes` are refused with OUT_OF_RANGE before they are
-/// decoded.
-pub fn routes(service: &Service, keys: Option<SharedKeys>, max_request_bytes: usize) -> Routes {
+/// The four sessiond services over one domain service, to be served behind
+/// `limits::LimitLayer`, which authenticates their callers. Requests
+/// larger than `max_request_bytes` are refused with OUT_OF_RANGE before
+/// they are decoded.
+pub fn routes(service: &Service, max_request_bytes: usize) -> Routes {
     use pb::log_service_server::LogServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;
     use pb::session_service_server::SessionServiceServer;
     use pb::storage_service_server::StorageServiceServer;
-    use tonic::service::interceptor::InterceptedService;
-    let authn = authn::Authenticate::new(keys);
     let sessions = SessionServiceServer::new(sessions_api::SessionsApi::new(service.clone()));
     let privileges = PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()));
     let storage = StorageServiceServer::new(storage_api::StorageApi::new(service.clone()));
     let logs = LogServiceServer::new(logs_api::LogsApi::new(service.clone()));
     Routes::default()
-        .add_service(InterceptedService::new(sessions.max_decoding_message_size(max_request_bytes), authn.clone()))
-        .add_service(InterceptedService::new(privileges.max_decoding_message_size(max_request_bytes), authn.clone()))
-        .add_service(InterceptedService::new(storage.max_decoding_message_size(max_request_bytes), authn.clone()))
-        .add_service(InterceptedService::new(logs.max_decoding_message_size(max_request_bytes), authn))
+        .add_service(sessions.max_decoding_message_size(max_request_bytes))
+        .add_service(privileges.max_decoding_message_size(max_request_bytes))
+        .add_service(storage.max_decoding_message_size(max_request_bytes))
+        .add_service(logs.max_decoding_message_size(max_request_bytes))
 }
 
 /// The HTTP faces of every unary method of sessiond's services and

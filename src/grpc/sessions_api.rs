@@ -8,11 +8,11 @@ use tonic::{Request, Response, Status};
 
 use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_ref};
-use super::pb;
-use crate::domain::{EventFilter, InvalidInput, RequestId, SessionId, Violations, all};
-use crate::service::lifecycle::{CreateSession, ListQuery, RevokeFilter};
+use super::{pb, status};
+use crate::domain::{EventFilter, InvalidInput, RequestId, SessionId, Token, Violations, all};
+use crate::service::lifecycle::{Authenticated, CreateSession, ListQuery, RevokeFilter, SessionStatus};
 use crate::service::watch::WatchFrom;
-use crate::service::{Service, committing};
+use crate::service::{Service, SessionRef, committing};
 
 #[derive(Debug)]
 pub struct SessionsApi {
@@ -101,6 +101,45 @@ impl pb::session_service_server::SessionService for SessionsApi {
         let pb::GetSessionRequest { session } = request.into_inner();
         let status = self.service.get(&caller, &parse_ref(session, "session")?).await?;
         Ok(Response::new(pb::GetSessionResponse { session: Some(convert::session(status)) }))
+    }
+
+    async fn authenticate(
+        &self,
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        let caller = caller(&request)?;
+        let pb::AuthenticateRequest { token, privileges, min_sequence } = request.into_inner();
+        // A token the user cannot sign in with is the caller's one answer
+        // for "sign in again", not a bad request.
+        if token.is_empty() {
+            return Err(status::unauthenticated("a session token is required", "TOKEN_MISSING", Default::default()));
+        }
+        let Ok(token) = Token::parse(&token, "token") else {
+            return Err(status::unauthenticated(
+                "the token is not a session token as answered by CreateSession",
+                "TOKEN_MALFORMED",
+                Default::default(),
+            ));
+        };
+        let mut v = Violations::default();
+        let max = self.service.config().limits.max_names_per_request;
+        let privileges = self.service.roles().privileges(&privileges, "privileges", max, &mut v);
+        v.finish(Some(()))?;
+        let session = SessionRef::token(token).with_min_sequence(min_sequence);
+        let Authenticated { status, held } =
+            self.service.authenticate(&caller, &session, &privileges).await.map_err(status::sign_in_again)?;
+        let SessionStatus { session, expires_at, .. } = status;
+        Ok(Response::new(pb::AuthenticateResponse {
+            session_id: session.id.as_str().to_owned(),
+            user_id: session.user_id.unwrap_or_default(),
+            tenant: session.tenant.as_str().to_owned(),
+            kind: pb::SessionKind::from(session.kind).into(),
+            roles: session.grants.roles,
+            expires_at: expires_at.map(convert::timestamp),
+            all_granted: held.iter().all(|h| *h),
+            granted: held,
+            trusted: session.trusted,
+        }))
     }
 
     async fn touch_session(

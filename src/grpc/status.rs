@@ -23,6 +23,25 @@ fn info(code: Code, message: impl Into<String>, reason: &str, metadata: HashMap<
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
 }
 
+/// UNAUTHENTICATED with an ErrorInfo `reason`.
+pub fn unauthenticated(message: impl Into<String>, reason: &str, metadata: HashMap<String, String>) -> Status {
+    info(Code::Unauthenticated, message, reason, metadata)
+}
+
+/// Authenticate's one answer for a user's token that cannot be used: a
+/// session unknown or ended is UNAUTHENTICATED, whatever made it so, with
+/// the reason other calls answer under their own codes.
+pub fn sign_in_again(err: Error) -> Status {
+    match err {
+        Error::SessionNotFound => unauthenticated("session not found", "SESSION_NOT_FOUND", HashMap::new()),
+        Error::SessionEnded(reason) => {
+            let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);
+            unauthenticated(format!("session has ended: {reason}"), reason.error_reason(), metadata)
+        }
+        other => other.into(),
+    }
+}
+
 /// Logs an error's cause chain, throttled by the code and reason it is
 /// answered with; the caller answers without it.
 fn log_chain(err: &Error, code: Code, reason: &str) {
@@ -48,6 +67,12 @@ impl From<Error> for Status {
                 Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
             }
             Error::PermissionDenied(why) => info(Code::PermissionDenied, why, "ADMIN_ROLE_REQUIRED", HashMap::new()),
+            Error::PermissionRequired(permission) => info(
+                Code::PermissionDenied,
+                format!("this API key is not allowed {permission}; an admin may add it to the key's allow list"),
+                "PERMISSION_REQUIRED",
+                HashMap::from([("permission".to_owned(), permission.to_owned())]),
+            ),
             Error::SessionNotFound => info(Code::NotFound, "session not found", "SESSION_NOT_FOUND", HashMap::new()),
             Error::SessionEnded(reason) => {
                 let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);
@@ -158,6 +183,47 @@ pub fn overloaded(max_concurrent_calls: usize) -> Status {
     );
     details.set_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::from([("max_concurrent_calls".to_owned(), limit)]));
     Status::with_error_details(Code::ResourceExhausted, "too many calls in progress; retry later", details)
+}
+
+/// A call refused because its API key (`subject`: `api-key:<name>`) has
+/// `limit` calls in progress: `--max-concurrent-calls-per-key` or the key
+/// entry's own `max_concurrent_calls`.
+pub fn key_overloaded(subject: &str, limit: usize) -> Status {
+    share_overloaded("KEY_OVERLOADED", subject, limit, "too many calls of this API key in progress; retry later")
+}
+
+/// A call refused because its tenant (`subject`: `tenant:<id>`) has
+/// `--max-concurrent-calls-per-tenant` calls in progress.
+pub fn tenant_overloaded(subject: &str, limit: usize) -> Status {
+    share_overloaded("TENANT_OVERLOADED", subject, limit, "too many calls of this tenant in progress; retry later")
+}
+
+fn share_overloaded(reason: &str, subject: &str, limit: usize, message: &str) -> Status {
+    let limit = limit.to_string();
+    let mut details = ErrorDetails::with_quota_failure_violation(
+        subject,
+        format!("at most {limit} calls of {subject} are in progress at once"),
+    );
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::from([("max_concurrent_calls".to_owned(), limit)]));
+    Status::with_error_details(Code::ResourceExhausted, message, details)
+}
+
+/// A call refused because its API key or tenant (`subject`) started
+/// `calls_per_second` calls in the last second (`--rate-limit-per-key`,
+/// `--rate-limit-per-tenant`); `retry_after` is when the next is allowed.
+pub fn rate_limited(subject: &str, calls_per_second: u32, retry_after: std::time::Duration) -> Status {
+    let rate = calls_per_second.to_string();
+    let mut details = ErrorDetails::with_quota_failure_violation(
+        subject,
+        format!("at most {rate} calls of {subject} start per second"),
+    );
+    details.set_error_info(
+        "RATE_LIMITED",
+        ERROR_DOMAIN,
+        HashMap::from([("calls_per_second".to_owned(), rate), ("subject".to_owned(), subject.to_owned())]),
+    );
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(Code::ResourceExhausted, "too many calls; retry after the delay given", details)
 }
 
 /// A call whose deadline passed: the client's own (`grpc-timeout`) or

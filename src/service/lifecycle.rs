@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Permission};
 use crate::clock::UnixMillis;
 use crate::domain::request_id::Digester;
 use crate::domain::{
@@ -100,6 +100,14 @@ pub struct SessionStatus {
     pub time_left: Option<Duration>,
 }
 
+/// What Authenticate answers: the session as GetSession would, and one
+/// answer per privilege asked.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub status: SessionStatus,
+    pub held: Vec<bool>,
+}
+
 /// How a close went.
 #[derive(Debug, Clone)]
 pub struct Closed {
@@ -146,6 +154,9 @@ impl Service {
     /// Starts a session.
     #[tracing::instrument(level = "debug", skip_all, fields(kind = %request.kind, session_id = tracing::field::Empty))]
     pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Created, Error> {
+        if request.trusted {
+            caller.require(Permission::TrustedSessions)?;
+        }
         let defaults = self.inner.config.kind_defaults[&request.kind];
         let idle_timeout = request.idle_timeout.or(defaults.idle_timeout);
         let lifetime = request.lifetime.or(defaults.lifetime);
@@ -225,7 +236,7 @@ impl Service {
             .as_deref()
             .and_then(|sealed| request_id.open(&caller.tenant, sealed))
             .ok_or_else(|| Error::Internal(StoreError::Internal("a stored create's token does not open".into())))?;
-        let session = self.find(caller, &SessionRef::id(first.session_id)).await?;
+        let session = self.find(caller, &SessionRef::found(first.session_id)).await?;
         let last_active = self.last_active(&session);
         tracing::debug!(session_id = %session.id, "answered a retried create");
         Ok(Created { session: self.status(session, last_active), token })
@@ -237,6 +248,22 @@ impl Service {
         let session = self.open_session(caller, session).await?;
         let now = self.now();
         Ok(self.status(session, now))
+    }
+
+    /// Whose session a token is and which of `privileges` (canonical,
+    /// checked at the edge) it holds, in their order. Counts as activity.
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
+    pub async fn authenticate(
+        &self,
+        caller: &Caller,
+        session: &SessionRef,
+        privileges: &[String],
+    ) -> Result<Authenticated, Error> {
+        let session = self.open_session(caller, session).await?;
+        let now = self.now();
+        let book = self.roles();
+        let held = privileges.iter().map(|p| book.holds(&session.grants, session.trusted, now, p)).collect();
+        Ok(Authenticated { status: self.status(session, now), held })
     }
 
     /// Marks activity; answers the new expiry.
@@ -304,6 +331,9 @@ impl Service {
     pub async fn revoke(&self, caller: &Caller, filter: RevokeFilter) -> Result<Vec<SessionId>, Error> {
         if filter.user_id.is_none() && filter.kind.is_none() && filter.session_ids.is_empty() {
             return Err(InvalidInput::new("user_id", "name a user, a kind or session ids to revoke").into());
+        }
+        if !filter.session_ids.is_empty() {
+            caller.require(Permission::SessionIds)?;
         }
         if !caller.is_admin() && filter.user_id.is_none() && filter.session_ids.is_empty() {
             return Err(Error::PermissionDenied(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, watch as signal};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Permission};
 use crate::clock::{Clock, UnixMillis};
 use crate::domain::{
     EndReason, Error, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
@@ -66,6 +66,9 @@ pub struct SessionRef {
 pub enum SessionKey {
     Token(Token),
     Id(SessionId),
+    /// A session this call has already found by one of the others: named
+    /// by id again without asking for the caller's permission again.
+    Found(SessionId),
 }
 
 impl SessionRef {
@@ -75,6 +78,11 @@ impl SessionRef {
 
     pub fn id(id: SessionId) -> Self {
         Self { key: SessionKey::Id(id), min_sequence: 0 }
+    }
+
+    /// A session the service found for this call already.
+    fn found(id: SessionId) -> Self {
+        Self { key: SessionKey::Found(id), min_sequence: 0 }
     }
 
     /// The same session, named by `key` with this one's freshness.
@@ -270,11 +278,14 @@ impl Service {
     /// The session named, if it belongs to the caller's tenant: another
     /// tenant's session is as unknown as a missing one (no existence leak).
     async fn find(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
+        if matches!(session.key, SessionKey::Id(_)) {
+            caller.require(Permission::SessionIds)?;
+        }
         let found = match (&session.key, session.min_sequence) {
             (SessionKey::Token(token), 0) => self.store().session_by_token(&token.hash()).await?,
-            (SessionKey::Id(id), 0) => self.store().session_by_id(id).await?,
+            (SessionKey::Id(id) | SessionKey::Found(id), 0) => self.store().session_by_id(id).await?,
             (SessionKey::Token(token), after) => self.store().session_by_token_after(&token.hash(), after).await?,
-            (SessionKey::Id(id), after) => self.store().session_by_id_after(id, after).await?,
+            (SessionKey::Id(id) | SessionKey::Found(id), after) => self.store().session_by_id_after(id, after).await?,
         };
         let found = found.filter(|s| s.tenant == caller.tenant).ok_or(Error::SessionNotFound)?;
         // Names the session in the calling operation's span.

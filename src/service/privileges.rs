@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Permission};
 use crate::domain::{Error, EventType, Grants, Promotion, PromotionId, Session};
 use crate::store::StoreError;
 
@@ -55,7 +55,7 @@ impl Service {
                     return Ok((session, answer));
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    session = self.open_session(caller, &SessionRef::id(session.id.clone())).await?;
+                    session = self.open_session(caller, &SessionRef::found(session.id.clone())).await?;
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -76,6 +76,7 @@ impl Service {
         session: &SessionRef,
         parsed: Grants,
     ) -> Result<BTreeSet<String>, Error> {
+        caller.require(Permission::ChangePrivileges)?;
         let (session, ()) = self
             .change_grants(caller, session, |grants| {
                 grants.privileges.clone_from(&parsed.privileges);
@@ -101,6 +102,7 @@ impl Service {
     /// that is what it was created as.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn clear_privileges(&self, caller: &Caller, session: &SessionRef) -> Result<(), Error> {
+        caller.require(Permission::ChangePrivileges)?;
         self.change_grants(caller, session, |grants| {
             *grants = Grants::default();
             Ok(())
@@ -147,10 +149,11 @@ impl Service {
         privilege: String,
         duration: Duration,
     ) -> Result<Promotion, Error> {
+        caller.require(Permission::ChangePrivileges)?;
         let id = self.open_session(caller, session).await?.id;
         let promotion = Promotion { id: PromotionId::generate_for(&id), privilege, expires_at: self.now() + duration };
         let (_, promotion) = self
-            .change_grants(caller, &SessionRef::id(id), |grants| {
+            .change_grants(caller, &SessionRef::found(id), |grants| {
                 grants.promotions.push(promotion.clone());
                 Ok(promotion.clone())
             })
@@ -163,6 +166,7 @@ impl Service {
     /// without a change; an id the session never had is NOT_FOUND.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn demote(&self, caller: &Caller, session: &SessionRef, promotion: &PromotionId) -> Result<(), Error> {
+        caller.require(Permission::ChangePrivileges)?;
         let current = self.open_session(caller, session).await?;
         let now = self.now();
         let in_force = current.grants.promotions.iter().any(|p| p.id == *promotion && p.expires_at > now);
@@ -173,7 +177,7 @@ impl Service {
                 Err(Error::NotFound { what: "promotion", name: promotion.as_str().to_owned() })
             };
         }
-        self.change_grants(caller, &SessionRef::id(current.id.clone()), |grants| {
+        self.change_grants(caller, &SessionRef::found(current.id.clone()), |grants| {
             grants.promotions.retain(|p| p.id != *promotion);
             Ok(())
         })

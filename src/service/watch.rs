@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Permission};
 use crate::domain::{Error, Event, EventFilter};
 use crate::store::Notification;
 use crate::telemetry::throttle::{self, Admitted, Cause};
@@ -61,6 +61,7 @@ impl Service {
             ));
         }
         if let Some(id) = &filter.session_id {
+            caller.require(Permission::SessionIds)?;
             let found = self.store().session_by_id(id).await?;
             if !found.is_some_and(|session| session.tenant == caller.tenant) {
                 return Err(Error::SessionNotFound);

@@ -23,7 +23,7 @@ async fn two_tenants() -> Tenants {
     let (acme, acme_admin, globex) = (generate_key().0, generate_key().0, generate_key().0);
     let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
-        "keys:\n  - {{name: acme-svc, tenant: acme, role: service, hash: \"{}\"}}\n  - {{name: acme-admin, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: globex-admin, tenant: globex, role: admin, hash: \"{}\"}}\n",
+        "keys:\n  - {{name: acme-svc, tenant: acme, role: service, hash: \"{}\", allow: [session_ids]}}\n  - {{name: acme-admin, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: globex-admin, tenant: globex, role: admin, hash: \"{}\"}}\n",
         hash_key(&acme),
         hash_key(&acme_admin),
         hash_key(&globex)
@@ -51,9 +51,12 @@ async fn calls_without_a_valid_key_are_unauthenticated_but_health_stays_open() {
     let mut t = two_tenants().await;
     let request = || pb::CreateSessionRequest { kind: Kind::WebUser.into(), ..Default::default() };
 
-    assert_eq!(failure(t.app.sessions.create_session(request()).await).code(), Code::Unauthenticated);
+    let missing = failure(t.app.sessions.create_session(request()).await);
+    assert_eq!(missing.code(), Code::Unauthenticated);
+    assert_eq!(error_reason(&missing).as_deref(), Some("API_KEY_MISSING"));
     let wrong = failure(t.app.sessions.create_session(with_key(request(), "sdk_not-a-key")).await);
     assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert_eq!(error_reason(&wrong).as_deref(), Some("API_KEY_INVALID"));
     assert!(!wrong.message().contains("sdk_not-a-key"), "the key is never echoed");
     let mut basic = Request::new(request());
     basic.metadata_mut().insert("authorization", format!("Basic {}", t.acme).parse().unwrap());
@@ -363,4 +366,91 @@ async fn a_key_configured_as_an_argon2_hash_authenticates_and_a_wrong_one_does_n
     }
     let wrong = failure(app.sessions.create_session(with_key(request(), "a-migrated-legacy-kez")).await);
     assert_eq!(wrong.code(), Code::Unauthenticated, "still refused once the right key was seen");
+}
+
+#[tokio::test]
+async fn authenticate_answers_the_tenant_and_never_another_tenants_session() {
+    let mut t = two_tenants().await;
+    let acme = t.acme.clone();
+    let token = create(&mut t, &acme, "alice").await.token;
+    let request = || pb::AuthenticateRequest { token: token.clone(), ..Default::default() };
+
+    let answer = t.app.sessions.authenticate(with_key(request(), &t.acme)).await.expect("own tenant").into_inner();
+    assert_eq!((answer.tenant.as_str(), answer.user_id.as_str()), ("acme", "alice"));
+    let foreign = failure(t.app.sessions.authenticate(with_key(request(), &t.globex)).await);
+    assert_eq!(foreign.code(), Code::Unauthenticated);
+    assert_eq!(error_reason(&foreign).as_deref(), Some("SESSION_NOT_FOUND"), "as if it did not exist");
+}
+
+#[tokio::test]
+async fn a_service_key_does_only_what_its_entry_allows_beyond_its_role() {
+    let (bare, trusted, admin) = (generate_key().0, generate_key().0, generate_key().0);
+    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let keys = format!(
+        "keys:\n  - {{name: bare, tenant: acme, role: service, hash: \"{}\"}}\n  - {{name: ops-svc, tenant: acme, role: service, hash: \"{}\", allow: [trusted_sessions, change_privileges, session_ids]}}\n  - {{name: ops, tenant: acme, role: admin, hash: \"{}\"}}\n",
+        hash_key(&bare),
+        hash_key(&trusted),
+        hash_key(&admin)
+    );
+    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
+    let path = keys_file.path().to_owned();
+    let mut app = crate::helpers::TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    let refused_for = |status: tonic::Status, permission: &str| {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert_eq!(error_reason(&status).as_deref(), Some("PERMISSION_REQUIRED"));
+        assert_eq!(crate::helpers::error_metadata(&status, "permission").as_deref(), Some(permission));
+    };
+    let trusted_create =
+        || pb::CreateSessionRequest { kind: Kind::Standalone.into(), trusted: true, ..Default::default() };
+
+    // A bare service key: a user's session with roles, by token, is its job.
+    let login = pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        roles: vec!["Manager".into()],
+        ..Default::default()
+    };
+    let created = app.sessions.create_session(with_key(login, &bare)).await.expect("a login").into_inner();
+    let id = created.session.as_ref().expect("a session").session_id.clone();
+    let get = |session| pb::GetSessionRequest { session };
+    app.sessions.get_session(with_key(get(by_token(&created.token)), &bare)).await.expect("by token");
+    // ...but not trusted sessions, privilege changes or naming by id.
+    refused_for(failure(app.sessions.create_session(with_key(trusted_create(), &bare)).await), "trusted_sessions");
+    let set = || pb::SetPrivilegesRequest {
+        session: by_token(&created.token),
+        privileges: vec!["admin".into()],
+        roles: vec![],
+    };
+    refused_for(failure(app.privileges.set_privileges(with_key(set(), &bare)).await), "change_privileges");
+    let promote = pb::PromoteRequest {
+        session: by_token(&created.token),
+        privilege: "admin".into(),
+        duration: crate::helpers::seconds(60),
+    };
+    refused_for(failure(app.privileges.promote(with_key(promote, &bare)).await), "change_privileges");
+    let clear = pb::ClearPrivilegesRequest { session: by_token(&created.token) };
+    refused_for(failure(app.privileges.clear_privileges(with_key(clear, &bare)).await), "change_privileges");
+    refused_for(failure(app.sessions.get_session(with_key(get(by_id(&id)), &bare)).await), "session_ids");
+    let revoke = pb::RevokeSessionsRequest { session_ids: vec![id.clone()], ..Default::default() };
+    refused_for(failure(app.sessions.revoke_sessions(with_key(revoke.clone(), &bare)).await), "session_ids");
+    let watch = pb::WatchSessionsRequest { session_id: id.clone(), ..Default::default() };
+    refused_for(failure(app.sessions.watch_sessions(with_key(watch, &bare)).await), "session_ids");
+    let held = app
+        .privileges
+        .has_privilege(with_key(
+            pb::HasPrivilegeRequest { session: by_token(&created.token), privilege: "admin".into() },
+            &bare,
+        ))
+        .await
+        .expect("checking is fine")
+        .into_inner();
+    assert!(!held.granted, "the refused changes changed nothing");
+
+    // A service key allowed all three, and an admin key, may.
+    for key in [&trusted, &admin] {
+        app.sessions.create_session(with_key(trusted_create(), key)).await.expect("a trusted session");
+        app.privileges.set_privileges(with_key(set(), key)).await.expect("a privilege change");
+        app.sessions.get_session(with_key(get(by_id(&id)), key)).await.expect("by id");
+    }
+    app.sessions.revoke_sessions(with_key(revoke, &trusted)).await.expect("revoking by id");
 }

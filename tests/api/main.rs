@@ -6,6 +6,7 @@
 mod postgres_support;
 
 mod auth;
+mod authenticate;
 mod bad_input;
 mod helpers;
 

@@ -40,6 +40,14 @@ async fn get_once_freed(app: &mut TestApp, token: &str) {
     }
 }
 
+/// At most `limit` calls at once, and per key and tenant more than that,
+/// so the global limit is the one calls meet.
+fn only_the_global_limit(settings: &mut sessiond::settings::Settings, limit: usize) {
+    settings.max_concurrent_calls = limit;
+    settings.max_concurrent_calls_per_key = Some(limit + 1);
+    settings.max_concurrent_calls_per_tenant = Some(limit + 1);
+}
+
 /// Asserts a refusal by the concurrency limit, with its details.
 #[track_caller]
 fn assert_shed(status: &tonic::Status, limit: usize) {
@@ -54,7 +62,7 @@ fn assert_shed(status: &tonic::Status, limit: usize) {
 
 #[tokio::test]
 async fn watch_streams_hold_their_slot_of_the_concurrency_limit_as_long_as_they_run() {
-    let mut app = TestApp::spawn_with(|s| s.max_concurrent_calls = 8).await;
+    let mut app = TestApp::spawn_with(|s| only_the_global_limit(s, 8)).await;
     let created = app.create(Kind::WebUser, "alice").await;
 
     let mut opening = tokio::task::JoinSet::new();
@@ -92,7 +100,7 @@ async fn health_and_reflection_answer_while_every_slot_is_taken() {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 
-    let mut app = TestApp::spawn_with(|s| s.max_concurrent_calls = 2).await;
+    let mut app = TestApp::spawn_with(|s| only_the_global_limit(s, 2)).await;
     let created = app.create(Kind::WebUser, "alice").await;
     let first = try_watch(&app).await.expect("a slot is free");
     let second = try_watch(&app).await.expect("a slot is free");

@@ -280,7 +280,13 @@ async fn the_json_face_authenticates_with_the_same_api_keys() {
 
 #[tokio::test]
 async fn the_json_face_meets_the_concurrency_limit_and_its_clients_deadline() {
-    let app = TestApp::spawn_with(|s| s.max_concurrent_calls = 1).await;
+    let app = TestApp::spawn_with(|s| {
+        s.max_concurrent_calls = 1;
+        // The server's limit, not a caller's share, is the one met here.
+        s.max_concurrent_calls_per_key = Some(2);
+        s.max_concurrent_calls_per_tenant = Some(2);
+    })
+    .await;
     // A watch holds the one slot as long as it runs.
     let mut sessions = app.sessions.clone();
     let watch = sessions.watch_sessions(pb::WatchSessionsRequest::default()).await.expect("a watch");

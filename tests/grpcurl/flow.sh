@@ -76,6 +76,15 @@ EOF
 )
 expect "$GRANTED" '"granted": true'
 
+step "Authenticate: who and what, in one call"
+WHO=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.SessionService/Authenticate <<EOF
+{"token": "$TOKEN", "privileges": ["viewSales", "admin"]}
+EOF
+)
+expect "$WHO" '"userId": "alice"'
+[[ $(echo "$WHO" | field roles) == "['manager']" ]] || { echo "roles: $WHO" >&2; exit 1; }
+[[ $(echo "$WHO" | field granted) == "[True, False]" ]] || { echo "granted: $WHO" >&2; exit 1; }
+
 step "Compare-and-set the storage"
 VERSION=$(grpcurl -plaintext -emit-defaults -d @ "$ADDR" sessiond.v1.StorageService/GetStorage <<EOF | field version
 {"session": {"token": "$TOKEN"}}
@@ -109,5 +118,12 @@ EOF
 )
 expect "$REFUSED" 'Code: FailedPrecondition' \
   '"@type":"type.googleapis.com/google.rpc.ErrorInfo"' '"reason":"SESSION_CLOSED"'
+
+step "Authenticate answers a closed session's token: sign in again"
+SIGN_IN=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.SessionService/Authenticate <<EOF 2>&1 || true
+{"token": "$TOKEN"}
+EOF
+)
+expect "$SIGN_IN" 'Code: Unauthenticated' '"reason":"SESSION_CLOSED"'
 
 printf '\ngrpcurl flow: all steps passed\n'

@@ -88,10 +88,11 @@ let exited;
 before(async () => {
   allowed = await servePage();
   refused = await servePage();
+  // The page watches its session by id, which a service key needs leave for.
   const service = generateApiKey();
   key = service.key;
   const keysFile = path.join(home, 'api-keys.yaml');
-  fs.writeFileSync(keysFile, `keys:\n  - {name: web, tenant: acme, role: service, hash: "${service.hash}"}\n`, { mode: 0o600 });
+  fs.writeFileSync(keysFile, `keys:\n  - {name: web, tenant: acme, role: service, hash: "${service.hash}", allow: [session_ids]}\n`, { mode: 0o600 });
   const address = `127.0.0.1:${await freePort()}`;
   base = `http://${address}`;
   const log = fs.openSync(path.join(home, 'sessiond.log'), 'w');
@@ -172,6 +173,10 @@ describe('curl: the Connect protocol with JSON over HTTP/1.1', () => {
     const session = { token: created.body.token };
     const has = call('/sessiond.v1.PrivilegeService/HasPrivilege', { session, privilege: 'viewBasic' });
     assert.deepEqual([has.status, has.body], [200, { granted: true }]);
+    // The one call a request handler makes, served like every other.
+    const who = call('/sessiond.v1.SessionService/Authenticate', { token: session.token, privileges: ['viewSales', 'admin'] });
+    assert.equal(who.status, 200, JSON.stringify(who.body));
+    assert.deepEqual([who.body.userId, who.body.granted], ['alice', [true, false]]);
     const storage = call('/sessiond.v1.StorageService/GetStorage', { session });
     assert.deepEqual(storage.body.values.cart, { items: ['book', 'pen'], total: 12.5 });
     const closed = call('/sessiond.v1.SessionService/CloseSession', { session });

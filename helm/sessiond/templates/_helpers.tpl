@@ -103,6 +103,12 @@ keys:
     tenant: {{ .tenant | toJson }}
     role: {{ .role | toJson }}
     hash: {{ .hash | toJson }}
+    {{- with .allow }}
+    allow: {{ . | toJson }}
+    {{- end }}
+    {{- with .maxConcurrentCalls }}
+    max_concurrent_calls: {{ . }}
+    {{- end }}
 {{- end }}
 {{ end }}
 

@@ -1,0 +1,352 @@
+//! [`Fairness`]: each caller's share of the server, on top of the global
+//! `--max-concurrent-calls`. Every API key and every tenant has its own
+//! concurrency limit (a semaphore whose permits a call keeps for its whole
+//! life, as the global one) and, when configured, its own rate limit (a
+//! token bucket). A call over its key's or its tenant's share is refused
+//! at once with RESOURCE_EXHAUSTED, so one busy key cannot take the pool
+//! from every other caller.
+//!
+//! The counters are made when the keys are loaded: one per key entry and
+//! one per tenant named in the keys file (an open server has one caller,
+//! `anonymous`, of the tenant `default`). A call finds its caller's by
+//! [`Caller::slot`], an index: no map, no allocation, one uncontended lock
+//! per configured rate limit. A reloaded keys file gets counters of its own
+//! ([`Fairness::renewed`]), but a key or tenant it keeps, with the same
+//! limit, keeps its counters: calls in progress still count.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tonic::Status;
+
+use super::status;
+use crate::auth::{ApiKeys, Caller};
+
+/// Each caller's share, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FairnessLimits {
+    /// Calls in progress at once per API key, unless its entry says.
+    pub max_concurrent_calls_per_key: usize,
+    /// Calls in progress at once per tenant, all its keys together.
+    pub max_concurrent_calls_per_tenant: usize,
+    /// Calls started per second per API key; 0: no limit.
+    pub rate_limit_per_key: u32,
+    /// Calls started per second per tenant; 0: no limit.
+    pub rate_limit_per_tenant: u32,
+}
+
+/// The counters of every key and tenant, indexed by [`Caller::slot`].
+#[derive(Debug)]
+pub struct Fairness {
+    limits: FairnessLimits,
+    keys: Vec<Arc<Share>>,
+    tenants: Vec<Arc<Share>>,
+    /// The tenant (index in `tenants`) of each key.
+    tenant_of: Vec<usize>,
+}
+
+/// What one key or one tenant may use.
+#[derive(Debug)]
+struct Share {
+    /// `api-key:<name>` or `tenant:<id>`, for the answer's QuotaFailure.
+    subject: String,
+    permits: Arc<Semaphore>,
+    max_concurrent_calls: usize,
+    /// Calls started per second; 0: no limit.
+    rate: u32,
+    bucket: Option<Mutex<Bucket>>,
+}
+
+impl Share {
+    fn new(subject: String, max_concurrent_calls: usize, rate: u32) -> Self {
+        Self {
+            subject,
+            permits: Arc::new(Semaphore::new(max_concurrent_calls)),
+            max_concurrent_calls,
+            rate,
+            bucket: (rate > 0).then(|| Mutex::new(Bucket::new(rate, Instant::now()))),
+        }
+    }
+
+    /// One call's token, or how long until the next one.
+    fn take_token(&self, now: Instant) -> Result<(), Status> {
+        let Some(bucket) = &self.bucket else { return Ok(()) };
+        let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
+        bucket.take(now).map_err(|retry| status::rate_limited(&self.subject, bucket.rate, retry))
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `rate` kept (a burst of
+/// one second's calls).
+#[derive(Debug)]
+struct Bucket {
+    rate: u32,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, now: Instant) -> Self {
+        Self { rate, tokens: f64::from(rate), last: now }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let rate = f64::from(self.rate);
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+}
+
+/// The key's and the tenant's permits of a call under way: released when
+/// its answer ends.
+#[derive(Debug)]
+pub struct Admitted {
+    _key: Option<OwnedSemaphorePermit>,
+    _tenant: Option<OwnedSemaphorePermit>,
+}
+
+impl Fairness {
+    /// Counters for every entry of `keys`, or for the one caller of an open
+    /// server ([`Caller::open`]) without keys.
+    pub fn new(keys: Option<&ApiKeys>, limits: FairnessLimits) -> Self {
+        Self::inheriting(keys, limits, |_, _, _| None)
+    }
+
+    /// Counters for a reloaded keys file: a key or a tenant that was in
+    /// the previous file keeps its counters when its limits are the same.
+    pub fn renewed(&self, keys: Option<&ApiKeys>) -> Self {
+        let previous: HashMap<&str, &Arc<Share>> =
+            self.keys.iter().chain(&self.tenants).map(|share| (share.subject.as_str(), share)).collect();
+        Self::inheriting(keys, self.limits, |subject, max_concurrent_calls, rate| {
+            previous
+                .get(subject)
+                .filter(|kept| kept.max_concurrent_calls == max_concurrent_calls && kept.rate == rate)
+                .map(|kept| Arc::clone(kept))
+        })
+    }
+
+    /// Counters for `keys`, each taken from `kept` when it has one.
+    fn inheriting(
+        keys: Option<&ApiKeys>,
+        limits: FairnessLimits,
+        kept: impl Fn(&str, usize, u32) -> Option<Arc<Share>>,
+    ) -> Self {
+        let share = |subject: String, max_concurrent_calls: usize, rate: u32| {
+            kept(&subject, max_concurrent_calls, rate)
+                .unwrap_or_else(|| Arc::new(Share::new(subject, max_concurrent_calls, rate)))
+        };
+        let open = [(Caller::open(), None)];
+        let callers: Vec<(&Caller, Option<usize>)> = match keys {
+            Some(keys) => keys.entries().collect(),
+            None => open.iter().map(|(caller, max)| (caller, *max)).collect(),
+        };
+        let mut tenant_index = HashMap::new();
+        let mut fairness = Self { limits, keys: Vec::new(), tenants: Vec::new(), tenant_of: Vec::new() };
+        for (slot, (caller, max_concurrent_calls)) in callers.into_iter().enumerate() {
+            debug_assert_eq!(slot, caller.slot, "entries are listed in slot order");
+            let tenant = *tenant_index.entry(caller.tenant.as_str().to_owned()).or_insert_with(|| {
+                fairness.tenants.push(share(
+                    format!("tenant:{}", caller.tenant.as_str()),
+                    limits.max_concurrent_calls_per_tenant,
+                    limits.rate_limit_per_tenant,
+                ));
+                fairness.tenants.len() - 1
+            });
+            fairness.keys.push(share(
+                format!("api-key:{}", caller.name),
+                max_concurrent_calls.unwrap_or(limits.max_concurrent_calls_per_key),
+                limits.rate_limit_per_key,
+            ));
+            fairness.tenant_of.push(tenant);
+        }
+        fairness
+    }
+
+    /// Admits a call of `caller`, or refuses it: RATE_LIMITED when its key
+    /// or tenant has started too many calls this second, KEY_OVERLOADED or
+    /// TENANT_OVERLOADED when too many are in progress.
+    pub fn admit(&self, caller: &Caller, now: Instant) -> Result<Admitted, Status> {
+        // Every caller comes from the keys these counters were made for.
+        let (Some(key), Some(&tenant)) = (self.keys.get(caller.slot), self.tenant_of.get(caller.slot)) else {
+            return Ok(Admitted { _key: None, _tenant: None });
+        };
+        let tenant = &self.tenants[tenant];
+        key.take_token(now)?;
+        tenant.take_token(now)?;
+        let key_permit = key
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| status::key_overloaded(&key.subject, key.max_concurrent_calls))?;
+        let tenant_permit = tenant
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| status::tenant_overloaded(&tenant.subject, tenant.max_concurrent_calls))?;
+        Ok(Admitted { _key: Some(key_permit), _tenant: Some(tenant_permit) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    const LIMITS: FairnessLimits = FairnessLimits {
+        max_concurrent_calls_per_key: 2,
+        max_concurrent_calls_per_tenant: 3,
+        rate_limit_per_key: 0,
+        rate_limit_per_tenant: 0,
+    };
+
+    fn keys() -> ApiKeys {
+        let hash = |k: &str| crate::auth::hash_key(k);
+        ApiKeys::parse(&format!(
+            "keys:\n  - {{name: a1, tenant: acme, role: service, hash: '{}'}}\n  - {{name: a2, tenant: acme, role: service, hash: '{}', max_concurrent_calls: 5}}\n  - {{name: g, tenant: globex, role: service, hash: '{}'}}",
+            hash("k1"),
+            hash("k2"),
+            hash("k3")
+        ))
+        .expect("a valid keys file")
+    }
+
+    fn reason(status: &Status) -> String {
+        use tonic_types::StatusExt as _;
+        status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_key_and_its_tenant_each_get_their_share() {
+        let keys = keys();
+        let fairness = Fairness::new(Some(&keys), LIMITS);
+        let (a1, a2, g) =
+            (keys.authenticate("k1").unwrap(), keys.authenticate("k2").unwrap(), keys.authenticate("k3").unwrap());
+        let now = Instant::now();
+        let held: Vec<_> = (0..2).map(|_| fairness.admit(&a1, now).expect("within the key's share")).collect();
+        let refused = fairness.admit(&a1, now).expect_err("over the key's share");
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::ResourceExhausted, "KEY_OVERLOADED"));
+        let third = fairness.admit(&a2, now).expect("the tenant has one more");
+        let refused = fairness.admit(&a2, now).expect_err("over the tenant's share");
+        assert_eq!(reason(&refused), "TENANT_OVERLOADED");
+        fairness.admit(&g, now).expect("another tenant is untouched");
+        drop((held, third));
+        fairness.admit(&a1, now).expect("released");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_counters_of_the_keys_and_tenants_it_keeps() {
+        let keys = keys();
+        let fairness = Fairness::new(Some(&keys), LIMITS);
+        let now = Instant::now();
+        let a1 = keys.authenticate("k1").unwrap();
+        let held: Vec<_> = (0..2).map(|_| fairness.admit(&a1, now).expect("within the key's share")).collect();
+        // The same file with one more key: a1 still has two calls running.
+        let hash = crate::auth::hash_key("k4");
+        let reloaded = ApiKeys::parse(&format!(
+            "keys:\n  - {{name: new, tenant: acme, role: service, hash: '{hash}'}}\n  - {{name: a1, tenant: acme, role: service, hash: '{}'}}",
+            crate::auth::hash_key("k1"),
+        ))
+        .expect("a valid keys file");
+        let renewed = fairness.renewed(Some(&reloaded));
+        let a1 = reloaded.authenticate("k1").unwrap();
+        assert_eq!(reason(&renewed.admit(&a1, now).expect_err("still two in progress")), "KEY_OVERLOADED");
+        let new = reloaded.authenticate("k4").unwrap();
+        let third = renewed.admit(&new, now).expect("the tenant's third");
+        assert_eq!(reason(&renewed.admit(&new, now).expect_err("the tenant kept its count")), "TENANT_OVERLOADED");
+        drop((held, third));
+        renewed.admit(&a1, now).expect("released through the kept counters");
+    }
+
+    #[test]
+    fn a_key_entry_overrides_the_per_key_limit() {
+        let keys = keys();
+        let limits = FairnessLimits { max_concurrent_calls_per_tenant: 10, ..LIMITS };
+        let fairness = Fairness::new(Some(&keys), limits);
+        let a2 = keys.authenticate("k2").unwrap();
+        let now = Instant::now();
+        let held: Vec<_> = (0..5).map(|_| fairness.admit(&a2, now).expect("its own limit is 5")).collect();
+        assert_eq!(reason(&fairness.admit(&a2, now).expect_err("the sixth")), "KEY_OVERLOADED");
+        drop(held);
+    }
+
+    #[test]
+    fn the_open_caller_counts_under_the_default_tenant() {
+        let limits = FairnessLimits { max_concurrent_calls_per_key: 10, ..LIMITS };
+        let fairness = Fairness::new(None, limits);
+        let now = Instant::now();
+        let held: Vec<_> = (0..3).map(|_| fairness.admit(&Caller::open(), now).expect("within")).collect();
+        let refused = fairness.admit(&Caller::open(), now).expect_err("over the default tenant's share");
+        assert_eq!(reason(&refused), "TENANT_OVERLOADED");
+        drop(held);
+    }
+
+    /// What admitting a call costs, with and without rate limits: run with
+    /// `cargo test --release --lib admission_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn admission_cost() {
+        let keys = keys();
+        let caller = keys.authenticate("k1").unwrap();
+        for (what, limits) in [
+            ("concurrency only", LIMITS),
+            (
+                "with rate limits",
+                FairnessLimits { rate_limit_per_key: u32::MAX, rate_limit_per_tenant: u32::MAX, ..LIMITS },
+            ),
+        ] {
+            let fairness = Fairness::new(Some(&keys), limits);
+            const CALLS: u32 = 1_000_000;
+            let started = std::time::Instant::now();
+            for _ in 0..CALLS {
+                drop(std::hint::black_box(fairness.admit(&caller, Instant::now()).expect("admitted")));
+            }
+            println!("{what}: {:?} per admitted call", started.elapsed() / CALLS);
+        }
+    }
+
+    #[test]
+    fn a_bucket_allows_a_burst_then_its_rate() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(4, start);
+        for _ in 0..4 {
+            bucket.take(start).expect("the burst");
+        }
+        let retry = bucket.take(start).expect_err("empty");
+        assert_eq!(retry, Duration::from_millis(250));
+        bucket.take(start + Duration::from_millis(250)).expect("one token later");
+        assert!(bucket.take(start + Duration::from_millis(300)).is_err());
+        for _ in 0..4 {
+            bucket.take(start + Duration::from_secs(60)).expect("refilled, but only to the burst");
+        }
+        assert!(bucket.take(start + Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn a_rate_limited_call_says_when_to_retry() {
+        use tonic_types::StatusExt as _;
+        let keys = keys();
+        let fairness = Fairness::new(Some(&keys), FairnessLimits { rate_limit_per_key: 2, ..LIMITS });
+        let a1 = keys.authenticate("k1").unwrap();
+        let now = Instant::now();
+        for _ in 0..2 {
+            drop(fairness.admit(&a1, now).expect("the burst"));
+        }
+        let refused = fairness.admit(&a1, now).expect_err("over the rate");
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::ResourceExhausted, "RATE_LIMITED"));
+        let retry = refused.get_error_details().retry_info().and_then(|info| info.retry_delay).expect("a delay");
+        assert_eq!(retry, Duration::from_millis(500));
+        fairness.admit(&keys.authenticate("k2").unwrap(), now).expect("another key has its own bucket");
+    }
+}
