@@ -226,12 +226,19 @@ where
             Err(never) => match never {},
         };
     }
+    let path = request.uri().path().to_owned();
     let Some(encoding) = Encoding::of(kind) else {
+        tracing::debug!(path, "refused a request in a content type that is not served");
         return connect.unsupported_media_type(content_type.as_ref());
     };
     let (request, output) = match connect.request(request, encoding).await {
         Ok(translated) => translated,
-        Err(answered) => return answered,
+        Err(answered) => {
+            // Refused before it became a call (bad JSON, headers, size):
+            // the answer says why; no value of the request is logged.
+            tracing::debug!(path, status = answered.status().as_u16(), "refused a Connect request");
+            return answered;
+        }
     };
     let response = match inner.oneshot(request).await {
         Ok(response) => response.map(tonic::body::Body::new),
