@@ -96,7 +96,10 @@ impl Encoding {
 
 impl Connect {
     /// Serves the unary methods of the services in the encoded descriptor
-    /// `sets`; `details` are the sets of the messages error details hold.
+    /// `sets`, which also describe the messages error details hold (for
+    /// their `debug` form). Request bodies over `max_request_bytes` are
+    /// refused; a body must arrive within `max_call_duration` (or the
+    /// client's sooner deadline).
     pub fn new(sets: &[&[u8]], max_request_bytes: usize, max_call_duration: Duration) -> Self {
         let mut pool = DescriptorPool::new();
         for set in sets {
@@ -171,9 +174,8 @@ impl Connect {
 
         let mut framed = BytesMut::with_capacity(5 + message.len());
         framed.put_u8(0);
-        // A body this long was refused above: --max-request-bytes is a usize
-        // far below 4 GiB in any configuration that starts... and the
-        // framing layer refuses any message over it in any case.
+        // A message of 4 GiB or more cannot be framed; its prefix then
+        // announces more than follows, which the framing layer refuses.
         framed.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
         framed.put_slice(&message);
 
@@ -394,7 +396,7 @@ fn json_of(message: &DynamicMessage, options: SerializeOptions) -> Option<Bytes>
 
 /// Connect's error answer for `status`: its code, message and
 /// `google.rpc` details, with the HTTP status Connect maps the code to.
-pub fn error_response(status: &Status, pool: &DescriptorPool) -> Response<tonic::body::Body> {
+fn error_response(status: &Status, pool: &DescriptorPool) -> Response<tonic::body::Body> {
     let code = if status.code() == Code::Ok { Code::Unknown } else { status.code() };
     let mut body = serde_json::Map::new();
     body.insert("code".into(), code_name(code).into());
