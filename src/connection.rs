@@ -5,7 +5,9 @@
 //! A plaintext connection that has not sent HTTP/2's 24-byte client
 //! preface within `--handshake-timeout` of being accepted is closed (its
 //! reads fail, so the server drops it): a peer that connects and says
-//! nothing, or half the preface, holds no socket for long. With TLS, the
+//! nothing, or half the preface, holds no socket for long. A connection
+//! that speaks HTTP/1.1 instead (gRPC-Web, Connect) must send its first
+//! request's head, up to its blank line, within the same bound. With TLS, the
 //! bytes are encrypted: there the TLS handshake itself has the same bound.
 //! Each handshake uses the TLS configuration in force when the connection
 //! was accepted ([`SharedTls`]), so a reloaded certificate serves every
@@ -35,7 +37,8 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The connections `listener` accepts, with TCP_NODELAY (small answers go
 /// out at once rather than waiting for the peer's delayed ACK). Each must
-/// send the HTTP/2 preface within `handshake_timeout`.
+/// send the HTTP/2 preface, or an HTTP/1.1 request head, within
+/// `handshake_timeout`.
 pub fn incoming(listener: TcpListener, handshake_timeout: Duration) -> impl Stream<Item = io::Result<Handshaking>> {
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
@@ -99,40 +102,75 @@ impl Drop for TlsIncoming {
     }
 }
 
-/// A TCP connection whose reads fail if the HTTP/2 preface has not arrived
-/// by its deadline.
+/// What ends an HTTP/1.1 request's head: a blank line.
+const HEAD_END: &[u8; 4] = b"\r\n\r\n";
+
+/// A TCP connection whose reads fail if the HTTP/2 preface, or the head
+/// of a first HTTP/1.1 request, has not arrived by its deadline.
 #[derive(Debug)]
 pub struct Handshaking {
     stream: TcpStream,
-    /// Until the preface is in: the deadline, and how much of it was read.
-    waiting: Option<(Pin<Box<Sleep>>, usize)>,
+    /// Until the handshake is in: the deadline, and how far it came.
+    waiting: Option<(Pin<Box<Sleep>>, Progress)>,
+}
+
+/// How much of its handshake a connection has sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// This many bytes of the HTTP/2 preface.
+    Preface(usize),
+    /// Not HTTP/2: within an HTTP/1.1 request head, this many bytes of its
+    /// closing blank line seen in a row.
+    Head(usize),
+}
+
+impl Progress {
+    /// Follows `arrived`; `None` once the handshake is complete.
+    fn follow(self, arrived: &[u8]) -> Option<Self> {
+        match self {
+            Progress::Preface(read) => {
+                let expected = &PREFACE[read..];
+                let compared = arrived.len().min(expected.len());
+                if arrived[..compared] != expected[..compared] {
+                    // Not HTTP/2: hyper reads it as HTTP/1.1 (or refuses it).
+                    Progress::Head(0).follow(arrived)
+                } else if compared == expected.len() {
+                    None
+                } else {
+                    Some(Progress::Preface(read + compared))
+                }
+            }
+            Progress::Head(mut matched) => {
+                for &byte in arrived {
+                    matched = if byte == HEAD_END[matched] { matched + 1 } else { usize::from(byte == HEAD_END[0]) };
+                    if matched == HEAD_END.len() {
+                        return None;
+                    }
+                }
+                Some(Progress::Head(matched))
+            }
+        }
+    }
 }
 
 impl Handshaking {
     fn new(stream: TcpStream, timeout: Option<Duration>) -> Self {
-        Self { stream, waiting: timeout.map(|timeout| (Box::pin(tokio::time::sleep(timeout)), 0)) }
+        Self { stream, waiting: timeout.map(|timeout| (Box::pin(tokio::time::sleep(timeout)), Progress::Preface(0))) }
     }
 }
 
 impl AsyncRead for Handshaking {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some((deadline, read)) = this.waiting.as_mut() else {
+        let Some((deadline, progress)) = this.waiting.as_mut() else {
             return Pin::new(&mut this.stream).poll_read(cx, buf);
         };
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let arrived = &buf.filled()[before..];
-                let expected = &PREFACE[*read..];
-                let compared = arrived.len().min(expected.len());
-                if arrived[..compared] != expected[..compared] {
-                    // Not HTTP/2: hyper answers it with a protocol error.
-                    this.waiting = None;
-                } else if compared == expected.len() {
-                    this.waiting = None;
-                } else {
-                    *read += compared;
+                match progress.follow(&buf.filled()[before..]) {
+                    Some(further) => *progress = further,
+                    None => this.waiting = None,
                 }
                 Poll::Ready(Ok(()))
             }
@@ -140,7 +178,7 @@ impl AsyncRead for Handshaking {
             Poll::Pending => match deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "the HTTP/2 preface did not arrive within the handshake timeout",
+                    "neither the HTTP/2 preface nor an HTTP/1.1 request head arrived within the handshake timeout",
                 ))),
                 Poll::Pending => Poll::Pending,
             },
@@ -209,6 +247,33 @@ mod tests {
         }
         assert_eq!(received, PREFACE);
         assert!(server.waiting.is_none());
+    }
+
+    #[test]
+    fn an_http1_request_head_ends_the_handshake_at_its_blank_line_wherever_it_is_split() {
+        let head = b"POST /sessiond.v1.SessionService/GetSession HTTP/1.1\r\nHost: x\r\n\r\n{}";
+        let end = head.len() - 2;
+        for split in 1..head.len() {
+            let (a, b) = head.split_at(split);
+            let after_a = Progress::Preface(0).follow(a);
+            if split >= end {
+                assert_eq!(after_a, None, "split at {split}");
+                continue;
+            }
+            let progress = after_a.expect("the head is not complete yet");
+            assert_eq!(progress.follow(b), None, "split at {split}");
+        }
+        assert_eq!(Progress::Preface(0).follow(b"GET / HTTP/1.1\r\nHost: x\r\n"), Some(Progress::Head(2)));
+    }
+
+    #[tokio::test]
+    async fn half_an_http1_head_fails_the_read_at_the_deadline() {
+        let (mut server, mut client) = pair(Duration::from_millis(200)).await;
+        client.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").await.expect("writes");
+        let mut buf = [0; 64];
+        assert!(server.read(&mut buf).await.expect("reads what came") > 0);
+        let err = server.read(&mut buf).await.expect_err("the rest never comes");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[tokio::test]

@@ -91,7 +91,9 @@ pub fn load_tls(settings: &Settings) -> anyhow::Result<Option<ServerConfig>> {
         anyhow::anyhow!("TLS key {} does not match the certificate {}", key_path.display(), cert_path.display())
     })?;
     let mut config = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // HTTP/2 first (gRPC); HTTP/1.1 for gRPC-Web and Connect clients that
+    // offer nothing else.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(config))
 }
 

@@ -323,6 +323,12 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Origins whose browser pages may call sessiond over gRPC-Web and
+    /// Connect (CORS), comma-separated, e.g. `https://app.example.com`;
+    /// `*` allows any origin. Default: none.
+    #[arg(long, env = "SESSIOND_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = cors_origin)]
+    pub cors_allowed_origins: Vec<String>,
+
     /// Longest accepted text field (user id, labels, close error), in bytes.
     #[arg(long, env = "SESSIOND_MAX_TEXT_BYTES", default_value_t = 1024)]
     pub max_text_bytes: usize,
@@ -427,6 +433,24 @@ pub const RESERVED_PREFIXES: [&str; 8] = [
     "SESSIOND_ADDR",
     "SESSIOND_PID",
 ];
+
+/// An origin as browsers send it (`scheme://host[:port]`, no path), or `*`.
+fn cors_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(value.to_owned());
+    }
+    let valid = value.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https")
+            && !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not an origin: scheme://host[:port] (http or https, no path), or *"))
+    }
+}
 
 impl Settings {
     /// The settings from the command line and the environment, checked:

@@ -174,7 +174,14 @@ impl Application {
             settings.max_request_bytes,
             callers,
         );
+        // HTTP/1.1 is served too: gRPC-Web and Connect (`grpc::web`), in
+        // front of everything else so that they meet the same observation,
+        // limits and authentication as gRPC.
+        let web =
+            grpc::web_layer(&settings.cors_allowed_origins, settings.max_request_bytes, settings.max_call_duration);
         let router = server
+            .accept_http1(true)
+            .layer(web)
             .layer(grpc::observe::RpcLayer::new())
             .layer(limits)
             .add_routes(grpc::routes(&service, settings.max_request_bytes))

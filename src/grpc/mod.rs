@@ -4,10 +4,13 @@
 //! every call meets the transport limits (`limits`: concurrency,
 //! deadlines, request framing); every call to a sessiond service is
 //! authenticated (`authn`) and counted against its caller's share
-//! (`fairness`) there, its request decoded by `codec`.
+//! (`fairness`) there, its request decoded by `codec`. In front of them
+//! all, `web` serves the same calls over HTTP/1.1: gRPC-Web, and the
+//! Connect protocol's unary form with JSON (`connect`).
 
 pub mod authn;
 mod codec;
+mod connect;
 mod convert;
 mod deadline;
 pub mod fairness;
@@ -19,6 +22,7 @@ mod privileges_api;
 mod sessions_api;
 pub mod status;
 mod storage_api;
+pub mod web;
 
 use tonic::service::Routes;
 
@@ -51,6 +55,22 @@ pub fn routes(service: &Service, max_request_bytes: usize) -> Routes {
         .add_service(privileges.max_decoding_message_size(max_request_bytes))
         .add_service(storage.max_decoding_message_size(max_request_bytes))
         .add_service(logs.max_decoding_message_size(max_request_bytes))
+}
+
+/// The HTTP faces of every unary method of sessiond's services and
+/// health (Connect) and of every method (gRPC-Web), with CORS for
+/// `cors_allowed_origins`. Bodies and deadlines are bounded as gRPC's are.
+pub fn web_layer(
+    cors_allowed_origins: &[String],
+    max_request_bytes: usize,
+    max_call_duration: std::time::Duration,
+) -> web::WebLayer {
+    let connect = connect::Connect::new(
+        &[FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET],
+        max_request_bytes,
+        max_call_duration,
+    );
+    web::WebLayer::new(connect, web::cors(cors_allowed_origins))
 }
 
 /// The full names of the sessiond services, for health and reflection.

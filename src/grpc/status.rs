@@ -241,6 +241,27 @@ pub fn malformed_request() -> Status {
 /// The message of [`malformed_request`].
 pub const MALFORMED_REQUEST: &str = "the request body is not a valid message of this method";
 
+/// A JSON request body that does not fit its method's request message
+/// (the HTTP faces): the field it failed at (empty when the body is not
+/// JSON at all) and why, never a value it held.
+pub fn malformed_json(field: &str, description: &str) -> Status {
+    let mut details = ErrorDetails::with_bad_request(vec![FieldViolation::new(field, description)]);
+    details.set_error_info("MALFORMED_REQUEST", ERROR_DOMAIN, HashMap::new());
+    let message = if field.is_empty() {
+        format!("the request body is {description}")
+    } else {
+        format!("invalid {field}: {description}")
+    };
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// A request header of the HTTP faces that does not parse: named, with
+/// what it must be.
+pub fn invalid_header(name: &str, description: &str) -> Status {
+    let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(name, description)]);
+    Status::with_error_details(Code::InvalidArgument, format!("invalid {name} header: {description}"), details)
+}
+
 /// A request message over `--max-request-bytes`, refused before it is
 /// read.
 pub fn request_too_large(max_request_bytes: usize) -> Status {

@@ -26,3 +26,4 @@ mod storage;
 mod tls;
 mod transport;
 mod users;
+mod web;

@@ -305,3 +305,43 @@ fn a_tls_key_that_does_not_match_its_certificate_or_a_malformed_certificate_is_r
     let refused = format!("{:#}", sessiond::reload::load_tls(&settings).expect_err("malformed"));
     assert!(refused.contains("bad.crt") && refused.contains("malformed"), "{refused}");
 }
+
+#[tokio::test]
+async fn json_over_http1_is_served_over_tls_to_clients_that_offer_only_http1() {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let pki = pki();
+    let (key, hash) = sessiond::auth::generate_key();
+    let app =
+        spawn_tls(&pki, &format!("keys:\n  - {{name: a, tenant: acme, role: service, hash: \"{hash}\"}}\n")).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(app.ca.as_bytes()) {
+        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let address = app.address.trim_start_matches("https://").to_owned();
+    let socket = tokio::net::TcpStream::connect(&address).await.expect("connects");
+    let name = ServerName::try_from("localhost").expect("a valid name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, socket).await.expect("a handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"http/1.1".as_slice()));
+
+    let body = r#"{"kind": "SESSION_KIND_WEB_USER", "userId": "alice"}"#;
+    let request = format!(
+        "POST /sessiond.v1.SessionService/CreateSession HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.expect("sent");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(crate::helpers::PATIENCE, tls.read_to_end(&mut answer)).await.expect("answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains(r#""userId":"alice""#), "{answer}");
+}
