@@ -29,6 +29,7 @@ use crate::domain::{
 };
 
 pub mod cache;
+pub mod messages;
 pub mod conformance;
 pub mod postgres;
 pub mod sqlite;

@@ -105,6 +105,27 @@ CREATE INDEX request_ids_by_time ON request_ids (at);
 -- millisecond before.
 UPDATE log_entries SET client_time = client_time * 1000 WHERE client_time IS NOT NULL;
 ",
+    "
+-- Channel messages: global messages numbered per channel from
+-- message_channels (never deleted, so numbering never restarts) and kept
+-- in messages for the replay window, purged by posted_at.
+CREATE TABLE message_channels (
+    tenant TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    PRIMARY KEY (tenant, channel)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE messages (
+    tenant TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    type_name TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    posted_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, channel, sequence)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX messages_by_time ON messages (posted_at);
+",
 ];
 
 /// Opens one connection with the settings every connection needs.
