@@ -15,6 +15,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
 use crate::reload::{SharedKeys, SharedTls};
 use crate::service::Service;
+use crate::service::messages::Messages;
+use crate::store::messages::MessageLog;
 use crate::settings::Settings;
 use crate::store::cache::CachedStore;
 use crate::store::postgres::PgStore;
@@ -28,6 +30,8 @@ pub struct Application {
     /// Where Prometheus scrapes `/metrics`, when asked for.
     metrics_listener: Option<TcpListener>,
     service: Service,
+    /// Channel messages, over the same store.
+    messages: Messages,
     /// Who may call; `None` runs open.
     keys: Option<SharedKeys>,
     /// The TLS configuration new connections use; `None`: plaintext.
@@ -45,16 +49,18 @@ impl Application {
     /// request-scoped sessions a crash left open, and binds the listener.
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let config = settings.service_config()?;
+        let message_config = settings.message_config()?;
         let roles = settings.load_roles()?;
         let keys = settings.load_api_keys()?;
         settings.check_authentication(keys.as_ref())?;
         let keys = keys.map(SharedKeys::new);
         let tls = crate::reload::load_tls(&settings)?.map(SharedTls::new);
-        let store = match settings.postgres() {
+        let (store, message_log): (_, Arc<dyn MessageLog>) = match settings.postgres() {
             Some(postgres) => {
                 let store = PgStore::connect(postgres).await.context("connecting to Postgres")?;
                 tracing::info!("storing in Postgres");
-                CachedStore::new(MeteredStore::new(store, "postgresql"), settings.cache_capacity)
+                let messages = Arc::new(store.messages());
+                (CachedStore::new(MeteredStore::new(store, "postgresql"), settings.cache_capacity), messages)
             }
             None => {
                 std::fs::create_dir_all(&settings.data_dir)
@@ -62,10 +68,12 @@ impl Application {
                 let store = SqliteStore::open(&settings.data_dir.join("sessiond.db"))
                     .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
                 tracing::info!(data_dir = %settings.data_dir.display(), "storing in the embedded store");
-                CachedStore::new(MeteredStore::new(store, "sqlite"), settings.cache_capacity)
+                let messages = Arc::new(store.messages().context("opening the message log")?);
+                (CachedStore::new(MeteredStore::new(store, "sqlite"), settings.cache_capacity), messages)
             }
         };
         let service = Service::new(Arc::new(store), clock, roles, config);
+        let messages = Messages::new(service.clone(), message_log, message_config);
         service.recover_after_crash().await.context("ending sessions left open by an unclean stop")?;
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
@@ -75,7 +83,7 @@ impl Application {
             ),
             None => None,
         };
-        Ok(Self { listener, metrics_listener, service, keys, tls, settings })
+        Ok(Self { listener, metrics_listener, service, messages, keys, tls, settings })
     }
 
     /// Where the server listens (with the real port when 0 was asked).
@@ -98,7 +106,7 @@ impl Application {
     /// says NOT_SERVING, watch streams end, in-flight calls finish, and
     /// request-scoped sessions end with reason SERVER_SHUTDOWN.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, metrics_listener, service, keys, tls, settings } = self;
+        let Self { listener, metrics_listener, service, messages, keys, tls, settings } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
 
@@ -112,6 +120,7 @@ impl Application {
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
         let secrets = tokio::spawn(crate::reload::run(settings.clone(), keys.clone(), tls.clone()));
         let feed = tokio::spawn(service.clone().run_event_feed());
+        let message_feed = tokio::spawn(messages.clone().run());
         // If this future is dropped (the process is going down hard), the
         // background tasks go with it.
         let _background = [
@@ -119,6 +128,7 @@ impl Application {
             AbortOnDrop(reloader.abort_handle()),
             AbortOnDrop(secrets.abort_handle()),
             AbortOnDrop(feed.abort_handle()),
+            AbortOnDrop(message_feed.abort_handle()),
         ];
         // Metrics stay scrapeable until sessiond has stopped.
         let _metrics = metrics_listener
@@ -173,7 +183,7 @@ impl Application {
         let router = server
             .layer(grpc::observe::RpcLayer::new())
             .layer(limits)
-            .add_routes(grpc::routes(&service, keys, settings.max_request_bytes))
+            .add_routes(grpc::routes(&service, &messages, keys, settings.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
