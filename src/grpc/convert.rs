@@ -292,7 +292,11 @@ pub fn parse_storage(
 
 /// A message payload or other free value: checked as a storage value is
 /// (depth, finite numbers, no NUL), and at most `max_bytes` as JSON.
-pub fn parse_value(value: prost_types::Value, field: &str, max_bytes: usize) -> Result<serde_json::Value, InvalidInput> {
+pub fn parse_value(
+    value: prost_types::Value,
+    field: &str,
+    max_bytes: usize,
+) -> Result<serde_json::Value, InvalidInput> {
     let value = json_value(value, 0).map_err(|why| InvalidInput::new(field, why))?;
     let bytes = crate::domain::storage::value_bytes(&value);
     if bytes > max_bytes {

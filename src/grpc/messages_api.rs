@@ -90,13 +90,14 @@ impl pb::message_service_server::MessageService for MessagesApi {
         let channel = v.check(self.parse_channel(&channel, "channel"));
         let max_bytes = self.messages.config().max_bytes;
         let payload = match payload {
-            Some(payload) => v.check(convert::parse_value(payload, "payload", max_bytes.saturating_sub(type_name.len()))),
+            Some(payload) => {
+                v.check(convert::parse_value(payload, "payload", max_bytes.saturating_sub(type_name.len())))
+            }
             None => v.check(Err(InvalidInput::new("payload", "is required (a null value counts)"))),
         };
         check_type_name(&type_name, &mut v);
         let scope = v.check(parse_scope(scope));
-        let post =
-            v.finish(all(|| Some(Post { channel: channel?, payload: payload?, type_name, scope: scope? })))?;
+        let post = v.finish(all(|| Some(Post { channel: channel?, payload: payload?, type_name, scope: scope? })))?;
         let posted = self.messages.post(&caller, post).await?;
         Ok(Response::new(pb::PostResponse { sequence: posted.sequence, local_deliveries: posted.local_deliveries }))
     }

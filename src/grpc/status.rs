@@ -112,13 +112,18 @@ impl From<Error> for Status {
                         format!("messages after that sequence are no longer kept; the oldest kept is {oldest}"),
                     )
                 } else {
-                    ("CURSOR_AHEAD", format!("the channel has no message with that sequence yet; the latest is {latest}"))
+                    (
+                        "CURSOR_AHEAD",
+                        format!("the channel has no message with that sequence yet; the latest is {latest}"),
+                    )
                 };
                 info(Code::OutOfRange, message, reason, metadata)
             }
             Error::SubscriberTooSlow { max_behind } => info(
                 Code::ResourceExhausted,
-                format!("the subscriber fell {max_behind} messages behind and was cut off; resume from the last sequence received"),
+                format!(
+                    "the subscriber fell {max_behind} messages behind and was cut off; resume from the last sequence received"
+                ),
                 "SUBSCRIBER_TOO_SLOW",
                 HashMap::from([("max_behind".to_owned(), max_behind.to_string())]),
             ),

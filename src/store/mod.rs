@@ -29,8 +29,8 @@ use crate::domain::{
 };
 
 pub mod cache;
-pub mod messages;
 pub mod conformance;
+pub mod messages;
 pub mod postgres;
 pub mod sqlite;
 

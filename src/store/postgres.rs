@@ -369,7 +369,6 @@ impl Reads {
             }
         }
     }
-
 }
 
 impl fmt::Debug for PgStore {

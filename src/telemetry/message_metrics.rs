@@ -20,7 +20,8 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 
 /// Bucket bounds of `sessiond.messages.lag`, in milliseconds.
-const LAG_BOUNDS_MS: [f64; 14] = [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+const LAG_BOUNDS_MS: [f64; 14] =
+    [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 
 static METRICS: OnceLock<MessageMetrics> = OnceLock::new();
 

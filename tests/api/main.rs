@@ -15,6 +15,7 @@ mod expiry;
 mod full_disk;
 mod lifecycle;
 mod logs;
+mod messages;
 mod privileges;
 mod probe;
 mod reload;

@@ -20,7 +20,12 @@ pub(super) enum Delivery {
     Message(Arc<Message>),
     /// A followed session ended: on its session channel (`last`), or on its
     /// user's channel.
-    Ended { channel: Channel, session_id: SessionId, reason: EndReason, last: bool },
+    Ended {
+        channel: Channel,
+        session_id: SessionId,
+        reason: EndReason,
+        last: bool,
+    },
     /// Deliveries may have been missed: re-read what the store keeps.
     Resync,
 }

@@ -154,8 +154,9 @@ impl Messages {
     /// this process serves as many subscriptions as it may.
     #[tracing::instrument(level = "debug", skip_all, fields(channels = channels.len()))]
     pub async fn subscribe(&self, caller: &Caller, channels: Vec<ChannelStart>) -> Result<Subscription, Error> {
-        let keys =
-            channels.iter().map(|(channel, _)| TenantChannel { tenant: caller.tenant.clone(), channel: channel.clone() });
+        let keys = channels
+            .iter()
+            .map(|(channel, _)| TenantChannel { tenant: caller.tenant.clone(), channel: channel.clone() });
         // Registered before the checks: a session that ends after its
         // check is announced to the subscription.
         let registered = self.inner.hub.register(keys.collect())?;
@@ -209,7 +210,12 @@ impl Messages {
                 Ok(event) => {
                     let event = event.event;
                     if let Some(reason) = event.end_reason {
-                        self.inner.hub.session_ended(&event.tenant, &event.session_id, event.user_id.as_deref(), reason);
+                        self.inner.hub.session_ended(
+                            &event.tenant,
+                            &event.session_id,
+                            event.user_id.as_deref(),
+                            reason,
+                        );
                     }
                 }
                 Err(RecvError::Lagged(_)) => self.recheck_sessions().await,

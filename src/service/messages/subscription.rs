@@ -40,7 +40,12 @@ pub enum Item {
     Message(Arc<Message>),
     /// A followed session ended; `last` on its own channel, which ends the
     /// subscription.
-    SessionEnded { channel: Channel, session_id: SessionId, reason: EndReason, last: bool },
+    SessionEnded {
+        channel: Channel,
+        session_id: SessionId,
+        reason: EndReason,
+        last: bool,
+    },
 }
 
 /// A running subscription, as a stream of items. Dropping it ends the

@@ -95,8 +95,7 @@ impl MessageLog for PgMessages {
         let sql = "SELECT sequence, type_name, payload, posted_at FROM messages \
                    WHERE tenant = $1 AND channel = $2 AND sequence > $3 ORDER BY sequence LIMIT $4";
         let name = channel.channel.to_string();
-        let rows =
-            self.reads.query(sql, &[&channel.tenant.as_str(), &name, &sql_int(after), &sql_int(limit)]).await?;
+        let rows = self.reads.query(sql, &[&channel.tenant.as_str(), &name, &sql_int(after), &sql_int(limit)]).await?;
         rows.iter()
             .map(|row| {
                 let payload: String = row.try_get("payload")?;
@@ -131,9 +130,10 @@ impl MessageLog for PgMessages {
     async fn purge_messages(&self, before: UnixMillis) -> StoreResult<u64> {
         let rows = self
             .reads
-            .query("WITH gone AS (DELETE FROM messages WHERE posted_at < $1 RETURNING 1) SELECT count(*) FROM gone", &[
-                &before.0,
-            ])
+            .query(
+                "WITH gone AS (DELETE FROM messages WHERE posted_at < $1 RETURNING 1) SELECT count(*) FROM gone",
+                &[&before.0],
+            )
             .await?;
         let count: i64 = rows.first().map(|row| row.try_get(0)).transpose()?.unwrap_or(0);
         Ok(u64::try_from(count).unwrap_or(0))

@@ -98,9 +98,15 @@ impl MessageLog for SqliteMessages {
                 "SELECT sequence, type_name, payload, posted_at FROM messages \
                  WHERE tenant = ?1 AND channel = ?2 AND sequence > ?3 ORDER BY sequence LIMIT ?4",
             )?;
-            let rows = statement.query_map(params![to.tenant.as_str(), to.channel.to_string(), after, limit], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, i64>(3)?))
-            })?;
+            let rows =
+                statement.query_map(params![to.tenant.as_str(), to.channel.to_string(), after, limit], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })?;
             let mut messages = Vec::new();
             for row in rows {
                 let (number, type_name, payload, posted_at) = row?;
