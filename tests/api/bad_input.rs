@@ -74,7 +74,7 @@ fn methods() -> Vec<(String, bool, bool)> {
             }
         }
     }
-    assert_eq!(methods.len(), 21, "every RPC of the API");
+    assert_eq!(methods.len(), 23, "every RPC of the API");
     methods
 }
 
