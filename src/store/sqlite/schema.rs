@@ -218,6 +218,35 @@ mod tests {
     }
 
     #[test]
+    fn a_populated_database_of_the_version_before_messages_gains_their_tables_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        let before = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).expect("an earlier step applies");
+        }
+        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        conn.execute_batch(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             VALUES ('00000000000000000000000000000001', zeroblob(32), 'web_user', 'alice', '', '', '', '', '', \
+             1, 1, 0, '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0);",
+        )
+        .expect("a session of the earlier schema is written");
+
+        migrate(&mut conn).expect("the earlier database migrates");
+        assert_eq!(user_version(&conn), MIGRATIONS.len());
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions");
+        let session = conn.query_row(sql, [], session_from_row).expect("the session reads back");
+        assert_eq!(session.user_id.as_deref(), Some("alice"));
+        conn.execute_batch(
+            "INSERT INTO message_channels (tenant, channel, last_sequence) VALUES ('default', 'room', 1); \
+             INSERT INTO messages (tenant, channel, sequence, type_name, payload, posted_at) \
+             VALUES ('default', 'room', 1, '', 'null', 1);",
+        )
+        .expect("the message tables take rows");
+    }
+
+    #[test]
     fn a_database_at_version_2_keeps_its_client_times_as_microseconds() {
         let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         conn.execute_batch(MIGRATIONS[0]).expect("the version 1 schema applies");
