@@ -29,9 +29,25 @@ const PATIENCE: Duration = Duration::from_secs(10);
 type Items = Streaming<pb::SubscribeResponse>;
 
 async fn two_replicas() -> (TestApp, TestApp) {
-    let a = TestApp::spawn_on(fresh_database().await, |_| {}).await;
-    let b = a.replica().await;
+    let mut a = TestApp::spawn_on(fresh_database().await, |_| {}).await;
+    let mut b = a.replica().await;
+    following(&mut a, &mut b).await;
+    following(&mut b, &mut a).await;
     (a, b)
+}
+
+/// Waits until `follower` receives what `poster` posts: a replica listens for other
+/// replicas' messages from a moment after it starts.
+async fn following(poster: &mut TestApp, follower: &mut TestApp) {
+    let mut items = subscribe(&mut follower.messages, from("ready", None)).await;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        poster.messages.post(post("ready", number(0.0), pb::MessageScope::Global)).await.expect("posted");
+        if let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::from_millis(200), items.message()).await {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replicas never followed each other");
+    }
 }
 
 fn from(channel: &str, after_sequence: Option<u64>) -> pb::SubscribeRequest {
@@ -150,6 +166,7 @@ async fn a_subscriber_resuming_on_a_restarted_replica_gets_every_message_exactly
     let home = b.stop().await;
     from_b.await.expect("B's poster ends, with B stopped or before");
     let mut b = TestApp::start(home).await;
+    following(&mut a, &mut b).await;
     let more_b = poster(&b, "feed", 20);
     let mut resumed = subscribe(&mut b.messages, from("feed", Some(30))).await;
     assert_eq!(from_a.await.expect("A's poster ends"), 40);
