@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/sessiond/v1/sessiond.proto"];
+    let protos = ["proto/sessiond/v1/sessiond.proto", "proto/sessiond/v1/messages.proto"];
     let descriptors = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is set by cargo")?);
     let descriptor_path = out_dir.join("sessiond_descriptor.bin");

@@ -252,6 +252,33 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_IDEMPOTENCY_WINDOW", value_parser = duration, default_value = "1day")]
     pub idempotency_window: Duration,
 
+    /// Largest channel message: its payload as JSON plus its type name, in
+    /// bytes.
+    #[arg(long, env = "SESSIOND_MESSAGE_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub message_max_bytes: usize,
+
+    /// Most channels one Subscribe call may follow.
+    #[arg(long, env = "SESSIOND_MESSAGE_MAX_CHANNELS", default_value_t = 64)]
+    pub message_max_channels: usize,
+
+    /// Most Subscribe streams one replica serves at once.
+    #[arg(long, env = "SESSIOND_MESSAGE_MAX_SUBSCRIBERS", default_value_t = 10_000)]
+    pub message_max_subscribers: usize,
+
+    /// Messages a subscriber may fall behind before it is cut off
+    /// (RESOURCE_EXHAUSTED, SUBSCRIBER_TOO_SLOW).
+    #[arg(long, env = "SESSIOND_MESSAGE_SUBSCRIBER_BUFFER", default_value_t = 1_024)]
+    pub message_subscriber_buffer: usize,
+
+    /// Posts per second per API key (as many may come at once).
+    #[arg(long, env = "SESSIOND_MESSAGE_POST_RATE", default_value_t = 1_000)]
+    pub message_post_rate: u32,
+
+    /// How long global channel messages are kept for subscribers to resume
+    /// from.
+    #[arg(long, env = "SESSIOND_MESSAGE_REPLAY_WINDOW", value_parser = duration, default_value = "5m")]
+    pub message_replay_window: Duration,
+
     /// Longest a call may take to be answered: a unary call or a client
     /// stream in full, a server stream until it starts. A client's shorter
     /// `grpc-timeout` wins, and bounds a server stream too. Past it:
@@ -631,6 +658,34 @@ impl Settings {
             event_retention: self.event_retention,
             idempotency_window: self.idempotency_window,
             cache_capacity: self.cache_capacity,
+        })
+    }
+}
+
+impl Settings {
+    /// The configuration of channel messages, checked.
+    pub fn message_config(&self) -> anyhow::Result<crate::service::messages::MessageConfig> {
+        for (name, value) in [
+            ("message-max-bytes", self.message_max_bytes),
+            ("message-max-channels", self.message_max_channels),
+            ("message-max-subscribers", self.message_max_subscribers),
+            ("message-subscriber-buffer", self.message_subscriber_buffer),
+            ("message-post-rate", self.message_post_rate as usize),
+        ] {
+            if value == 0 {
+                bail!("--{name} must be positive");
+            }
+        }
+        if self.message_replay_window.is_zero() {
+            bail!("--message-replay-window must be positive");
+        }
+        Ok(crate::service::messages::MessageConfig {
+            max_bytes: self.message_max_bytes,
+            max_channels: self.message_max_channels,
+            max_subscribers: self.message_max_subscribers,
+            buffer: self.message_subscriber_buffer,
+            post_rate: self.message_post_rate,
+            replay_window: self.message_replay_window,
         })
     }
 }

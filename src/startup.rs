@@ -16,8 +16,10 @@ use crate::grpc::authn::{Callers, SharedCallers};
 use crate::grpc::{self, FILE_DESCRIPTOR_SET, SERVICE_NAMES};
 use crate::reload::SharedTls;
 use crate::service::Service;
+use crate::service::messages::Messages;
 use crate::settings::Settings;
 use crate::store::cache::CachedStore;
+use crate::store::messages::MessageLog;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
@@ -29,6 +31,8 @@ pub struct Application {
     /// Where Prometheus scrapes `/metrics`, when asked for.
     metrics_listener: Option<TcpListener>,
     service: Service,
+    /// Channel messages, over the same store.
+    messages: Messages,
     /// Who may call (no keys: the server runs open) and how much.
     callers: SharedCallers,
     /// The TLS configuration new connections use; `None`: plaintext.
@@ -46,16 +50,18 @@ impl Application {
     /// request-scoped sessions a crash left open, and binds the listener.
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let config = settings.service_config()?;
+        let message_config = settings.message_config()?;
         let roles = settings.load_roles()?;
         let keys = settings.load_api_keys()?;
         settings.check_authentication(keys.as_ref())?;
         let callers = SharedCallers::new(Callers::new(keys, settings.fairness_limits()));
         let tls = crate::reload::load_tls(&settings)?.map(SharedTls::new);
-        let store = match settings.postgres() {
+        let (store, message_log): (_, Arc<dyn MessageLog>) = match settings.postgres() {
             Some(postgres) => {
                 let store = PgStore::connect(postgres).await.context("connecting to Postgres")?;
                 tracing::info!("storing in Postgres");
-                CachedStore::new(MeteredStore::new(store, "postgresql"), settings.cache_capacity)
+                let messages = Arc::new(store.messages());
+                (CachedStore::new(MeteredStore::new(store, "postgresql"), settings.cache_capacity), messages)
             }
             None => {
                 std::fs::create_dir_all(&settings.data_dir)
@@ -63,10 +69,12 @@ impl Application {
                 let store = SqliteStore::open(&settings.data_dir.join("sessiond.db"))
                     .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
                 tracing::info!(data_dir = %settings.data_dir.display(), "storing in the embedded store");
-                CachedStore::new(MeteredStore::new(store, "sqlite"), settings.cache_capacity)
+                let messages = Arc::new(store.messages().context("opening the message log")?);
+                (CachedStore::new(MeteredStore::new(store, "sqlite"), settings.cache_capacity), messages)
             }
         };
         let service = Service::new(Arc::new(store), clock, roles, config);
+        let messages = Messages::new(service.clone(), message_log, message_config);
         service.recover_after_crash().await.context("ending sessions left open by an unclean stop")?;
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
@@ -76,7 +84,7 @@ impl Application {
             ),
             None => None,
         };
-        Ok(Self { listener, metrics_listener, service, callers, tls, settings })
+        Ok(Self { listener, metrics_listener, service, messages, callers, tls, settings })
     }
 
     /// Where the server listens (with the real port when 0 was asked).
@@ -99,7 +107,7 @@ impl Application {
     /// says NOT_SERVING, watch streams end, in-flight calls finish, and
     /// request-scoped sessions end with reason SERVER_SHUTDOWN.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, metrics_listener, service, callers, tls, settings } = self;
+        let Self { listener, metrics_listener, service, messages, callers, tls, settings } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
 
@@ -113,6 +121,7 @@ impl Application {
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
         let secrets = tokio::spawn(crate::reload::run(settings.clone(), callers.clone(), tls.clone()));
         let feed = tokio::spawn(service.clone().run_event_feed());
+        let message_feed = tokio::spawn(messages.clone().run());
         // If this future is dropped (the process is going down hard), the
         // background tasks go with it.
         let _background = [
@@ -120,6 +129,7 @@ impl Application {
             AbortOnDrop(reloader.abort_handle()),
             AbortOnDrop(secrets.abort_handle()),
             AbortOnDrop(feed.abort_handle()),
+            AbortOnDrop(message_feed.abort_handle()),
         ];
         // Metrics stay scrapeable until sessiond has stopped.
         let _metrics = metrics_listener
@@ -184,7 +194,7 @@ impl Application {
             .layer(web)
             .layer(grpc::observe::RpcLayer::new())
             .layer(limits)
-            .add_routes(grpc::routes(&service, settings.max_request_bytes))
+            .add_routes(grpc::routes(&service, &messages, settings.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);

@@ -124,6 +124,53 @@ async fn a_database_at_schema_version_1_migrates_with_its_rows_in_the_default_te
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_of_the_version_before_messages_gains_them_and_keeps_its_sessions() {
+    use sessiond::domain::{Channel, NewMessage, TenantChannel};
+    use sessiond::store::messages::MessageLog as _;
+
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/V1__initial.sql"),
+            include_str!("../migrations/postgres/V2__tenants.sql"),
+            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
+            include_str!("../migrations/postgres/V4__request_ids.sql"),
+            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
+            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4), (5);"
+        ))
+        .await
+        .expect("the version 5 schema applies");
+    let old = session(SessionKind::WebUser, Some("alice"), T0);
+    client
+        .execute(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             VALUES ($1, $2, 'web_user', 'alice', '', '', '', '', '', $3, $3, FALSE, \
+             '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0)",
+            &[&old.id.as_str(), &old.token_hash.0.as_slice(), &T0.0],
+        )
+        .await
+        .expect("a version 5 session is written");
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 5 database migrates");
+    assert_eq!(store.session_by_id(&old.id).await.expect("lookup works"), Some(old));
+    let messages = store.messages();
+    let room = TenantChannel { tenant: TenantId::default(), channel: Channel::Named("room".into()) };
+    let message =
+        NewMessage { to: room.clone(), payload: serde_json::json!({"a": 1}), type_name: "t".into(), posted_at: T0 };
+    assert_eq!(messages.append(&message).await.expect("appended"), 1);
+    assert_eq!(messages.append(&message).await.expect("appended"), 2);
+    let kept = messages.messages_after(&room, 1, 10).await.expect("read back");
+    assert_eq!((kept.len(), kept[0].sequence, &kept[0].message), (1, 2, &message));
+    let version: i32 =
+        client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);
+    assert_eq!(version, SCHEMA_VERSION as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_with_log_entries_in_milliseconds_migrates_them_to_microseconds() {
     let db = fresh_database().await;
     let client = db.connect().await;

@@ -346,8 +346,22 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
         };
         assert!(app.privileges().has_privilege(request).await.expect("the check answers").into_inner().granted);
     }
+    // A message posted to a subscriber: posted, delivered, its lag.
+    let mut messages = pb::message_service_client::MessageServiceClient::new(app.channel.clone());
+    let follow = pb::ChannelSubscription { channel: "metrics".into(), after_sequence: None };
+    let mut items =
+        messages.subscribe(pb::SubscribeRequest { channels: vec![follow] }).await.expect("subscribed").into_inner();
+    items.message().await.expect("the stream goes on").expect("subscribed first");
+    let payload = prost_types::Value { kind: Some(prost_types::value::Kind::BoolValue(true)) };
+    let post = pb::PostRequest { channel: "metrics".into(), payload: Some(payload), ..Default::default() };
+    messages.post(post).await.expect("posted");
+    items.message().await.expect("the stream goes on").expect("the message");
 
     let expected = [
+        r#"sessiond_messages_posted_total{sessiond_message_scope="global"}"#,
+        "sessiond_messages_delivered_total",
+        "sessiond_messages_lag_milliseconds_count",
+        "sessiond_messages_subscribers",
         "# TYPE rpc_server_duration_milliseconds histogram",
         r#"rpc_server_duration_milliseconds_bucket{rpc_grpc_status_code="0",rpc_method="HasPrivilege",rpc_service="sessiond.v1.PrivilegeService",rpc_system="grpc",le="0.5"}"#,
         r#"rpc_server_duration_milliseconds_count{rpc_grpc_status_code="0",rpc_method="CreateSession",rpc_service="sessiond.v1.SessionService",rpc_system="grpc"}"#,

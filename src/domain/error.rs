@@ -130,6 +130,13 @@ pub enum Error {
     /// after (`expired`), or from one not recorded yet.
     #[error("the cursor is out of range")]
     CursorOutOfRange { expired: bool, oldest: u64, latest: u64 },
+    /// A subscription resumed a channel from a sequence whose next
+    /// message is no longer kept (`expired`), or from one not posted yet.
+    #[error("the channel cursor is out of range")]
+    ChannelCursorOutOfRange { channel: String, expired: bool, oldest: u64, latest: u64 },
+    /// A subscriber fell more than its buffer behind and was cut off.
+    #[error("the subscriber fell {max_behind} messages behind")]
+    SubscriberTooSlow { max_behind: usize },
     #[error("the store is unavailable")]
     Unavailable(#[source] StoreError),
     /// The store's disk is full; writes may succeed once space is freed.

@@ -290,6 +290,21 @@ pub fn parse_storage(
     map
 }
 
+/// A message payload or other free value: checked as a storage value is
+/// (depth, finite numbers, no NUL), and at most `max_bytes` as JSON.
+pub fn parse_value(
+    value: prost_types::Value,
+    field: &str,
+    max_bytes: usize,
+) -> Result<serde_json::Value, InvalidInput> {
+    let value = json_value(value, 0).map_err(|why| InvalidInput::new(field, why))?;
+    let bytes = crate::domain::storage::value_bytes(&value);
+    if bytes > max_bytes {
+        return Err(InvalidInput::new(field, format!("must be at most {max_bytes} bytes as JSON, not {bytes}")));
+    }
+    Ok(value)
+}
+
 fn json_value(value: prost_types::Value, depth: usize) -> Result<serde_json::Value, &'static str> {
     if depth > MAX_VALUE_DEPTH {
         return Err("value is nested too deeply");

@@ -17,6 +17,7 @@ pub mod fairness;
 mod framing;
 pub mod limits;
 mod logs_api;
+mod messages_api;
 pub mod observe;
 mod privileges_api;
 mod sessions_api;
@@ -27,6 +28,7 @@ pub mod web;
 use tonic::service::Routes;
 
 use crate::service::Service;
+use crate::service::messages::Messages;
 
 /// Generated protobuf types and tonic stubs for `sessiond.v1`.
 pub mod pb {
@@ -37,12 +39,13 @@ pub mod pb {
 /// The encoded descriptor set of `proto/`, served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 
-/// The four sessiond services over one domain service, to be served behind
-/// `limits::LimitLayer`, which authenticates their callers. Requests
-/// larger than `max_request_bytes` are refused with OUT_OF_RANGE before
-/// they are decoded.
-pub fn routes(service: &Service, max_request_bytes: usize) -> Routes {
+/// The sessiond services over one domain service (and its messages), to
+/// be served behind `limits::LimitLayer`, which authenticates their
+/// callers. Requests larger than `max_request_bytes` are refused with
+/// OUT_OF_RANGE before they are decoded.
+pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) -> Routes {
     use pb::log_service_server::LogServiceServer;
+    use pb::message_service_server::MessageServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;
     use pb::session_service_server::SessionServiceServer;
     use pb::storage_service_server::StorageServiceServer;
@@ -50,11 +53,13 @@ pub fn routes(service: &Service, max_request_bytes: usize) -> Routes {
     let privileges = PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()));
     let storage = StorageServiceServer::new(storage_api::StorageApi::new(service.clone()));
     let logs = LogServiceServer::new(logs_api::LogsApi::new(service.clone()));
+    let messages = MessageServiceServer::new(messages_api::MessagesApi::new(messages.clone()));
     Routes::default()
         .add_service(sessions.max_decoding_message_size(max_request_bytes))
         .add_service(privileges.max_decoding_message_size(max_request_bytes))
         .add_service(storage.max_decoding_message_size(max_request_bytes))
         .add_service(logs.max_decoding_message_size(max_request_bytes))
+        .add_service(messages.max_decoding_message_size(max_request_bytes))
 }
 
 /// The HTTP faces of every unary method of sessiond's services and
@@ -74,9 +79,10 @@ pub fn web_layer(
 }
 
 /// The full names of the sessiond services, for health and reflection.
-pub const SERVICE_NAMES: [&str; 4] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     "sessiond.v1.SessionService",
     "sessiond.v1.PrivilegeService",
     "sessiond.v1.StorageService",
     "sessiond.v1.LogService",
+    "sessiond.v1.MessageService",
 ];

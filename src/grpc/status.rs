@@ -125,6 +125,33 @@ impl From<Error> for Status {
                 };
                 info(Code::OutOfRange, message, reason, metadata)
             }
+            Error::ChannelCursorOutOfRange { channel, expired, oldest, latest } => {
+                let metadata = HashMap::from([
+                    ("channel".to_owned(), channel),
+                    ("oldest_sequence".to_owned(), oldest.to_string()),
+                    ("latest_sequence".to_owned(), latest.to_string()),
+                ]);
+                let (reason, message) = if expired {
+                    (
+                        "CURSOR_EXPIRED",
+                        format!("messages after that sequence are no longer kept; the oldest kept is {oldest}"),
+                    )
+                } else {
+                    (
+                        "CURSOR_AHEAD",
+                        format!("the channel has no message with that sequence yet; the latest is {latest}"),
+                    )
+                };
+                info(Code::OutOfRange, message, reason, metadata)
+            }
+            Error::SubscriberTooSlow { max_behind } => info(
+                Code::ResourceExhausted,
+                format!(
+                    "the subscriber fell {max_behind} messages behind and was cut off; resume from the last sequence received"
+                ),
+                "SUBSCRIBER_TOO_SLOW",
+                HashMap::from([("max_behind".to_owned(), max_behind.to_string())]),
+            ),
             ref unavailable @ Error::Unavailable(_) => {
                 log_chain(unavailable, Code::Unavailable, STORE_UNAVAILABLE);
                 info(

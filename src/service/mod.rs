@@ -25,6 +25,7 @@ mod activity;
 pub mod lifecycle;
 mod locks;
 pub mod logs;
+pub mod messages;
 pub mod privileges;
 pub mod storage;
 pub mod sweeper;

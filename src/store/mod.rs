@@ -30,6 +30,7 @@ use crate::domain::{
 
 pub mod cache;
 pub mod conformance;
+pub mod messages;
 pub mod postgres;
 pub mod sqlite;
 

@@ -80,6 +80,7 @@ macro_rules! session_columns {
 
 mod bulk;
 mod listener;
+mod messages;
 mod migrations;
 mod probe;
 mod rows;
@@ -88,6 +89,7 @@ mod writer;
 mod writes;
 
 pub use listener::{FRESHNESS, HEARTBEAT_INTERVAL, SILENCE};
+pub use messages::PgMessages;
 pub use migrations::{SCHEMA_VERSION, migrate};
 pub use probe::{Availability, PROBE_INTERVAL};
 
@@ -103,13 +105,17 @@ pub const EVENTS_CHANNEL: &str = "sessiond_events";
 /// sessions: replicas caching records drop that one, or all.
 pub const INVALIDATE_CHANNEL: &str = "sessiond_invalidate";
 
+/// Notified with every global channel message a replica posts (the
+/// message itself, or where to read it when too large for a notification).
+pub const MESSAGES_CHANNEL: &str = "sessiond_messages";
+
 /// Notified by each replica's listener through its own connection, to
 /// prove that its notifications still arrive (see `listener`).
 pub const HEARTBEAT_CHANNEL: &str = "sessiond_heartbeat";
 
 /// The channels a replica LISTENs on to follow the others.
-pub fn notification_channel_names() -> [&'static str; 3] {
-    [EVENTS_CHANNEL, INVALIDATE_CHANNEL, HEARTBEAT_CHANNEL]
+pub fn notification_channel_names() -> [&'static str; 4] {
+    [EVENTS_CHANNEL, INVALIDATE_CHANNEL, MESSAGES_CHANNEL, HEARTBEAT_CHANNEL]
 }
 
 /// Writer tasks: each commits its own batches, so two can be in flight.
@@ -236,9 +242,12 @@ pub struct PgStore {
     /// Whether Postgres commits now, from the prober task.
     availability: Availability,
     prober: tokio::task::JoinHandle<()>,
-    /// The longest a read may take: a statement's timeout plus the wait
-    /// for a connection (`None`: statements have no timeout).
-    read_deadline: Option<Duration>,
+    /// Statements outside the writers.
+    reads: Reads,
+    /// Messages other replicas post, from the listener task.
+    announcements: tokio::sync::broadcast::Sender<super::messages::Announced>,
+    /// Names this process in the messages it announces.
+    origin: String,
 }
 
 impl Drop for PgStore {
@@ -266,7 +275,14 @@ impl PgStore {
             .keepalives_retries(3);
         migrations::run(&connector).await?;
         let (notifications, _) = tokio::sync::broadcast::channel(4096);
-        let listener = tokio::spawn(listener::listen(connector.named("listener"), notifications.clone()));
+        let (announcements, _) = tokio::sync::broadcast::channel(messages::ANNOUNCED_BACKLOG);
+        let origin = format!("{:016x}", rand::random::<u64>());
+        let followed = listener::Followed {
+            notifications: notifications.clone(),
+            messages: announcements.clone(),
+            origin: origin.clone(),
+        };
+        let listener = tokio::spawn(listener::listen(connector.named("listener"), followed));
         let (availability, prober) = probe::start(connector.named("probe"), settings.connect_timeout);
         let Connector { config, tls } = connector;
         let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -292,9 +308,33 @@ impl PgStore {
         tracing::debug!(pool_size = settings.pool_size, "opened postgres store");
         let read_deadline =
             (!settings.statement_timeout.is_zero()).then(|| settings.statement_timeout + settings.connect_timeout);
-        Ok(PgStore { pool, writers, notifications, listener, availability, prober, read_deadline })
+        let reads = Reads { pool: pool.clone(), availability: availability.clone(), read_deadline };
+        Ok(PgStore { pool, writers, notifications, listener, availability, prober, reads, announcements, origin })
     }
 
+    /// Runs one read statement on a pooled connection (see [`Reads::query`]).
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        self.reads.query(sql, params).await
+    }
+
+    /// Runs a query built from filters.
+    async fn query_built(&self, (sql, filters): (String, Filters)) -> StoreResult<Vec<Row>> {
+        self.query(&sql, &filters.params()).await
+    }
+}
+
+/// What a statement outside the writers needs: the pool, the prober's
+/// verdict and the longest a statement may take. Cheap to clone.
+#[derive(Clone)]
+struct Reads {
+    pool: Pool,
+    availability: Availability,
+    /// The longest a read may take: a statement's timeout plus the wait
+    /// for a connection (`None`: statements have no timeout).
+    read_deadline: Option<Duration>,
+}
+
+impl Reads {
     /// Runs one read statement on a pooled connection. Cut short (its
     /// connection discarded) when Postgres is found not to answer while the
     /// read waits (see `probe`), or when the read outlives its deadline.
@@ -328,11 +368,6 @@ impl PgStore {
                 Err(not_committing())
             }
         }
-    }
-
-    /// Runs a query built from filters.
-    async fn query_built(&self, (sql, filters): (String, Filters)) -> StoreResult<Vec<Row>> {
-        self.query(&sql, &filters.params()).await
     }
 }
 

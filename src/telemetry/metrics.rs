@@ -60,7 +60,9 @@ pub fn get() -> Option<&'static Metrics> {
 
 /// Creates the instruments on `provider`. Only the first call counts.
 pub(super) fn install(provider: &SdkMeterProvider) {
-    let _ = METRICS.set(Metrics::new(&provider.meter("sessiond")));
+    let meter = provider.meter("sessiond");
+    super::message_metrics::install(&meter);
+    let _ = METRICS.set(Metrics::new(&meter));
 }
 
 /// Every instrument of sessiond.

@@ -36,6 +36,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::settings::{LogFormat, Settings};
 
+pub mod message_metrics;
 pub mod metrics;
 pub mod prometheus;
 pub mod store;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sessiond::clock::{Clock as _, ManualClock, SystemClock};
 use sessiond::pb;
 use sessiond::pb::log_service_client::LogServiceClient;
+use sessiond::pb::message_service_client::MessageServiceClient;
 use sessiond::pb::privilege_service_client::PrivilegeServiceClient;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::pb::storage_service_client::StorageServiceClient;
@@ -65,6 +66,7 @@ pub struct TestApp {
     pub privileges: PrivilegeServiceClient<Channel>,
     pub storage: StorageServiceClient<Channel>,
     pub logs: LogServiceClient<Channel>,
+    pub messages: MessageServiceClient<Channel>,
     pub channel: Channel,
     home: Home,
     stop: Option<oneshot::Sender<()>>,
@@ -134,6 +136,7 @@ impl TestApp {
             privileges: PrivilegeServiceClient::new(channel.clone()),
             storage: StorageServiceClient::new(channel.clone()),
             logs: LogServiceClient::new(channel.clone()),
+            messages: MessageServiceClient::new(channel.clone()),
             channel,
             address,
             clock,

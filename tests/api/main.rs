@@ -16,6 +16,7 @@ mod expiry;
 mod full_disk;
 mod lifecycle;
 mod logs;
+mod messages;
 mod privileges;
 mod probe;
 mod reload;

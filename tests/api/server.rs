@@ -12,11 +12,12 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{PATIENCE, TestApp, by_token, failure, text};
 
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "sessiond.v1.SessionService",
     "sessiond.v1.PrivilegeService",
     "sessiond.v1.StorageService",
     "sessiond.v1.LogService",
+    "sessiond.v1.MessageService",
 ];
 
 #[tokio::test]

@@ -4,10 +4,11 @@
 # Starts a fresh sessiond and walks a session's life with grpcurl using
 # server reflection only (no .proto files): list the services, create a
 # session, log, check a privilege, compare-and-set storage, close, and see a
-# call on the closed session refused. Every answer is checked.
+# call on the closed session refused; then a channel message from a post to
+# a subscriber. Every answer is checked.
 #
-# These are the commands README.md shows under "Using it with grpcurl";
-# change both together.
+# These are the commands README.md shows under "Using it with grpcurl" (and,
+# for the last step, under "Messages"); change both together.
 #
 # Needs grpcurl and python on PATH and a built target/debug/sessiond
 # (SESSIOND_BIN overrides); scripts/test-all provides all three.
@@ -125,5 +126,21 @@ SIGN_IN=$(grpcurl -plaintext -d @ "$ADDR" sessiond.v1.SessionService/Authenticat
 EOF
 )
 expect "$SIGN_IN" 'Code: Unauthenticated' '"reason":"SESSION_CLOSED"'
+
+step "Messages: a subscriber receives a post (README, Messages)"
+SUBSCRIBED=$(mktemp)
+grpcurl -plaintext -max-time 20 -d '{"channels": [{"channel": "chat/room-42"}]}' \
+  "$ADDR" sessiond.v1.MessageService/Subscribe >"$SUBSCRIBED" 2>&1 &
+SUBSCRIBER=$!
+# The first item says the subscription is in place.
+for _ in $(seq 100); do grep -q '"subscribed"' "$SUBSCRIBED" && break; sleep 0.1; done
+POSTED=$(grpcurl -plaintext -d '{"channel": "chat/room-42", "typeName": "chat.Line",
+  "payload": {"from": "alice", "text": "hello"}}' "$ADDR" sessiond.v1.MessageService/Post)
+expect "$POSTED" '"sequence": "1"' '"localDeliveries": 1'
+for _ in $(seq 100); do grep -q '"hello"' "$SUBSCRIBED" && break; sleep 0.1; done
+kill "$SUBSCRIBER" 2>/dev/null || true
+wait "$SUBSCRIBER" 2>/dev/null || true
+expect "$(cat "$SUBSCRIBED")" '"channel": "chat/room-42"' '"sequence": "1"' '"text": "hello"'
+rm -f "$SUBSCRIBED"
 
 printf '\ngrpcurl flow: all steps passed\n'

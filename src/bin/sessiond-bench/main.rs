@@ -15,6 +15,7 @@
 //! - [`stats`]: percentiles and rates of a load run;
 //! - [`scenarios`]: what is measured, one module per family of calls;
 //! - [`baseline`]: what scenarios are compared with, and how it is measured;
+//! - [`redis`]: the Redis anchor of the fan-out scenario;
 //! - [`report`]: the table on stdout, plain or Markdown.
 
 mod baseline;
@@ -22,6 +23,7 @@ mod cli;
 mod echo;
 mod load;
 mod procfs;
+mod redis;
 mod report;
 mod scenarios;
 mod scratch;

@@ -16,6 +16,7 @@ pub enum Measurement {
     Memory(MemoryReport),
     ColdStart(ColdStartReport),
     Revocation(RevocationReport),
+    FanOut(FanOutReport),
 }
 
 impl From<LoadReport> for Measurement {
@@ -146,6 +147,58 @@ impl RevocationReport {
     }
 }
 
+/// The fan-out scenario's figures: one row per system measured.
+#[derive(Debug, Clone)]
+pub struct FanOutReport {
+    pub rows: Vec<FanOutRow>,
+    /// The resume-after-restart check's verdict.
+    pub resume: Option<String>,
+    /// What was not measured, and why.
+    pub skipped: Option<String>,
+}
+
+/// One publisher's messages to 100 subscribers through one system.
+#[derive(Debug, Clone)]
+pub struct FanOutRow {
+    pub name: String,
+    pub messages: usize,
+    pub deliveries: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub deliveries_per_sec: f64,
+    pub posts_per_sec: f64,
+}
+
+impl FanOutReport {
+    fn render(&self, markdown: bool) -> String {
+        let headers =
+            ["fan-out, 100 subscribers", "messages", "deliveries", "p50", "p99", "max", "deliveries/s", "posts/s"]
+                .map(String::from);
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    thousands(r.messages as f64),
+                    thousands(r.deliveries as f64),
+                    latency(r.p50),
+                    latency(r.p99),
+                    latency(r.max),
+                    thousands(r.deliveries_per_sec),
+                    thousands(r.posts_per_sec),
+                ]
+            })
+            .collect();
+        let mut out = if self.rows.is_empty() { String::new() } else { table(&headers, rows, markdown) };
+        for note in self.resume.iter().chain(&self.skipped) {
+            out.push_str(&format!("fan-out: {note}\n"));
+        }
+        out
+    }
+}
+
 /// The cold-start scenario's figures.
 #[derive(Debug, Clone)]
 pub struct ColdStartReport {
@@ -264,6 +317,7 @@ pub fn plain(plan: &Plan, measurements: &[Measurement]) -> String {
             Measurement::Revocation(r) => {
                 let _ = writeln!(out, "{}", r.line());
             }
+            Measurement::FanOut(r) => out.push_str(&r.render(false)),
             Measurement::Load(_) => {}
         }
     }
@@ -319,6 +373,10 @@ pub fn markdown(plan: &Plan, measurements: &[Measurement]) -> String {
         if let Measurement::Revocation(r) = m {
             out.push_str(&r.line());
             out.push_str("\n\n");
+        }
+        if let Measurement::FanOut(r) = m {
+            out.push_str(&r.render(true));
+            out.push('\n');
         }
     }
     out.push_str(&error_lines(measurements));

@@ -222,7 +222,7 @@ async fn probe(endpoint: &Endpoint) -> bool {
 }
 
 /// A loopback address whose port was free a moment ago.
-fn free_port() -> anyhow::Result<SocketAddr> {
+pub(crate) fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     listener.local_addr().context("reading the free port")
 }

@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::AsyncMessage;
 
-use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL};
+use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL, MESSAGES_CHANNEL};
 use crate::domain::SessionId;
 use crate::store::Notification;
+use crate::store::messages::Announced;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -48,13 +49,24 @@ pub const FRESHNESS: Duration = Duration::from_millis(750);
 /// What the count of lost notification connections is logged as.
 const LOST: &str = "the notification connection was lost; reconnecting";
 
+/// Where the listener sends what it follows: session changes for the
+/// cache and the event feed, channel messages for their subscribers.
+pub(super) struct Followed {
+    pub notifications: broadcast::Sender<Notification>,
+    pub messages: broadcast::Sender<Announced>,
+    /// Tells this process's own messages, which it delivered itself, from
+    /// other replicas'.
+    pub origin: String,
+}
+
 /// Listens until the task is aborted, reconnecting as needed.
-pub(super) async fn listen(connector: Connector, sender: broadcast::Sender<Notification>) {
+pub(super) async fn listen(connector: Connector, followed: Followed) {
+    let sender = &followed.notifications;
     let mut retry = FIRST_RETRY;
     loop {
         // Reconnecting through an outage fails every few seconds: each
         // way of losing the connection is logged once per interval.
-        let ended = follow(&connector, &sender).await;
+        let ended = follow(&connector, &followed).await;
         let kind = match &ended {
             Ok(Ended::Closed) => "closed",
             Ok(Ended::Silent) => "silent",
@@ -97,10 +109,8 @@ enum Ended {
 
 /// One connection's life: LISTEN, announce `Resync`, forward until it ends
 /// or goes silent.
-async fn follow(
-    connector: &Connector,
-    sender: &broadcast::Sender<Notification>,
-) -> Result<Ended, tokio_postgres::Error> {
+async fn follow(connector: &Connector, followed: &Followed) -> Result<Ended, tokio_postgres::Error> {
+    let sender = &followed.notifications;
     let (client, mut connection) = connector.connect().await?;
     let (messages, mut received) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -120,11 +130,14 @@ async fn follow(
     let client = Arc::new(client);
     let heartbeat = Heartbeat::new();
     client
-        .batch_execute(&format!("LISTEN {EVENTS_CHANNEL}; LISTEN {INVALIDATE_CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {EVENTS_CHANNEL}; LISTEN {INVALIDATE_CHANNEL}; LISTEN {MESSAGES_CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}"
+        ))
         .await?;
     let _ = sender.send(Notification::Resync);
+    let _ = followed.messages.send(Announced::Resync);
     tracing::info!("following other replicas' changes");
-    let ended = heartbeat.run(&client, &mut received, sender).await;
+    let ended = heartbeat.run(&client, &mut received, followed).await;
     drop(client);
     // The driver ends once the client is gone: a join error means it
     // panicked, which the next connection recovers from like any loss.
@@ -158,15 +171,20 @@ impl Heartbeat {
         mut self,
         client: &Arc<tokio_postgres::Client>,
         received: &mut mpsc::UnboundedReceiver<(String, String)>,
-        sender: &broadcast::Sender<Notification>,
+        followed: &Followed,
     ) -> Ended {
+        let sender = &followed.notifications;
         let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = received.recv() => {
                     let Some((channel, payload)) = message else { return Ended::Closed };
-                    if channel == HEARTBEAT_CHANNEL {
+                    if channel == MESSAGES_CHANNEL {
+                        if let Some(announced) = super::messages::parse_announcement(&payload, &followed.origin) {
+                            let _ = followed.messages.send(announced);
+                        }
+                    } else if channel == HEARTBEAT_CHANNEL {
                         if let Some(sent) = self.returned(&payload) {
                             let _ = sender.send(Notification::FreshUntil(sent + FRESHNESS));
                         }

@@ -53,6 +53,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "event_indexes",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V6__event_indexes.sql")),
     },
+    Migration {
+        version: 7,
+        name: "messages",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V7__messages.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

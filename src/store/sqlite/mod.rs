@@ -37,6 +37,7 @@ use crate::domain::{
 
 mod error;
 mod lock;
+mod messages;
 mod pool;
 mod reads;
 mod rows;
@@ -58,6 +59,7 @@ fn stalled() -> StoreError {
 pub const FILE_NAME: &str = "sessiond.db";
 
 pub use lock::{LOCK_FILE_NAME, LockError};
+pub use messages::SqliteMessages;
 
 /// The store of a single sessiond: a SQLite database file.
 pub struct SqliteStore {

@@ -177,7 +177,7 @@ pub(super) fn events_query(after: u64, limit: usize) -> Query {
 }
 
 /// Events matching `filter` in `(after, upto]`, in order, at most `limit`;
-/// the tenant, session and user are matched by the indexes of migration 6.
+/// the tenant, session and user are matched by the indexes of step 5 of the schema.
 pub(super) fn matching_events_query(filter: &EventFilter, after: u64, upto: u64, limit: usize) -> Query {
     let mut w = Where::default();
     let position = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));

@@ -112,6 +112,27 @@ CREATE INDEX events_by_tenant ON events (tenant, sequence);
 CREATE INDEX events_by_session ON events (session_id, sequence);
 CREATE INDEX events_by_tenant_user ON events (tenant, user_id, sequence);
 ",
+    "
+-- Channel messages: global messages numbered per channel from
+-- message_channels (never deleted, so numbering never restarts) and kept
+-- in messages for the replay window, purged by posted_at.
+CREATE TABLE message_channels (
+    tenant TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    PRIMARY KEY (tenant, channel)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE messages (
+    tenant TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    type_name TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    posted_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, channel, sequence)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX messages_by_time ON messages (posted_at);
+",
 ];
 
 /// Opens one connection with the settings every connection needs.
@@ -201,6 +222,35 @@ mod tests {
             .expect("the indexes are listed");
         assert!(indexes.iter().any(|name| name == "sessions_by_tenant"), "{indexes:?}");
         assert!(!indexes.iter().any(|name| name == "sessions_by_user"), "{indexes:?}");
+    }
+
+    #[test]
+    fn a_populated_database_of_the_version_before_messages_gains_their_tables_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        let before = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).expect("an earlier step applies");
+        }
+        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        conn.execute_batch(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             VALUES ('00000000000000000000000000000001', zeroblob(32), 'web_user', 'alice', '', '', '', '', '', \
+             1, 1, 0, '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0);",
+        )
+        .expect("a session of the earlier schema is written");
+
+        migrate(&mut conn).expect("the earlier database migrates");
+        assert_eq!(user_version(&conn), MIGRATIONS.len());
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions");
+        let session = conn.query_row(sql, [], session_from_row).expect("the session reads back");
+        assert_eq!(session.user_id.as_deref(), Some("alice"));
+        conn.execute_batch(
+            "INSERT INTO message_channels (tenant, channel, last_sequence) VALUES ('default', 'room', 1); \
+             INSERT INTO messages (tenant, channel, sequence, type_name, payload, posted_at) \
+             VALUES ('default', 'room', 1, '', 'null', 1);",
+        )
+        .expect("the message tables take rows");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod cold_start;
 pub mod echo;
+pub mod fan_out;
 pub mod logs;
 pub mod memory;
 pub mod postgres_insert;
@@ -58,10 +59,14 @@ pub enum Scenario {
     /// Time from a revoke on one replica to another refusing the session
     /// (needs --database-url).
     Revocation,
+    /// One publisher, 100 subscribers: channel messages across two
+    /// replicas and on one, next to Redis PUBLISH/SUBSCRIBE, and a resume
+    /// after a replica restart (needs --database-url).
+    FanOut,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Echo,
         Scenario::HasPrivilege,
         Scenario::GetSession,
@@ -75,6 +80,7 @@ impl Scenario {
         Scenario::Memory,
         Scenario::ColdStart,
         Scenario::Revocation,
+        Scenario::FanOut,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +98,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::ColdStart => "cold-start",
             Scenario::Revocation => "revocation",
+            Scenario::FanOut => "fan-out",
         }
     }
 
@@ -111,7 +118,8 @@ impl Scenario {
             | Scenario::LogStreamingPostgres
             | Scenario::Memory
             | Scenario::ColdStart
-            | Scenario::Revocation => &[],
+            | Scenario::Revocation
+            | Scenario::FanOut => &[],
         }
     }
 
@@ -144,6 +152,7 @@ impl Scenario {
             Scenario::Memory => Measurement::Memory(memory::run(ctx).await?),
             Scenario::ColdStart => Measurement::ColdStart(cold_start::run(ctx).await?),
             Scenario::Revocation => Measurement::Revocation(revocation::run(ctx).await?),
+            Scenario::FanOut => Measurement::FanOut(fan_out::run(ctx).await?),
         })
     }
 }

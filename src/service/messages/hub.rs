@@ -1,0 +1,242 @@
+//! The fan-out of one process: which subscriptions follow which channel,
+//! and the bounded inbox of each.
+//!
+//! Delivering never waits: a message is offered to each inbox with
+//! `try_send`. A subscription whose inbox is full has fallen a whole
+//! buffer behind; it is cut off (its `cut` flag raised, its slot
+//! removed) instead of holding the others back or growing without bound.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::domain::{Channel, EndReason, Error, Message, SessionId, TenantChannel, TenantId};
+
+/// What an inbox receives.
+#[derive(Debug, Clone)]
+pub(super) enum Delivery {
+    Message(Arc<Message>),
+    /// A followed session ended: on its session channel (`last`), or on its
+    /// user's channel.
+    Ended {
+        channel: Channel,
+        session_id: SessionId,
+        reason: EndReason,
+        last: bool,
+    },
+    /// Deliveries may have been missed: re-read what the store keeps.
+    Resync,
+}
+
+/// One subscription's place in the hub.
+#[derive(Debug)]
+struct Slot {
+    inbox: mpsc::Sender<Delivery>,
+    cut: watch::Sender<bool>,
+    channels: Vec<TenantChannel>,
+}
+
+/// Every subscription of this process, by channel.
+#[derive(Debug)]
+pub(super) struct Hub {
+    slots: Mutex<HashMap<TenantChannel, Vec<Arc<Slot>>>>,
+    subscriptions: AtomicUsize,
+    max_subscriptions: usize,
+    /// Deliveries an inbox holds before its subscription is cut off.
+    buffer: usize,
+}
+
+/// A subscription's registration; dropping it leaves the hub.
+#[derive(Debug)]
+pub(super) struct Registration {
+    hub: Arc<Hub>,
+    slot: Arc<Slot>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.remove(&self.slot);
+        self.hub.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        crate::telemetry::message_metrics::subscribers(-1);
+    }
+}
+
+/// What a registration hands its subscription.
+pub(super) struct Registered {
+    pub registration: Registration,
+    pub inbox: mpsc::Receiver<Delivery>,
+    pub cut: watch::Receiver<bool>,
+}
+
+impl Hub {
+    pub(super) fn new(max_subscriptions: usize, buffer: usize) -> Self {
+        Self { slots: Mutex::default(), subscriptions: AtomicUsize::new(0), max_subscriptions, buffer }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TenantChannel, Vec<Arc<Slot>>>> {
+        // Every critical section leaves the map whole: a panic in one
+        // cannot have half-changed it.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a subscription to `channels`, unless this process already
+    /// serves as many as it may.
+    pub(super) fn register(self: &Arc<Self>, channels: Vec<TenantChannel>) -> Result<Registered, Error> {
+        let taken = self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        if taken >= self.max_subscriptions {
+            self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::QuotaExceeded {
+                subject: "message-max-subscribers".into(),
+                description: format!("this replica serves at most {} subscriptions at once", self.max_subscriptions),
+            });
+        }
+        crate::telemetry::message_metrics::subscribers(1);
+        let (inbox, receiver) = mpsc::channel(self.buffer);
+        let (cut, cut_receiver) = watch::channel(false);
+        let slot = Arc::new(Slot { inbox, cut, channels });
+        let mut slots = self.slots();
+        for channel in &slot.channels {
+            slots.entry(channel.clone()).or_default().push(Arc::clone(&slot));
+        }
+        drop(slots);
+        Ok(Registered {
+            registration: Registration { hub: Arc::clone(self), slot },
+            inbox: receiver,
+            cut: cut_receiver,
+        })
+    }
+
+    fn remove(&self, slot: &Arc<Slot>) {
+        let mut slots = self.slots();
+        remove_locked(&mut slots, slot);
+    }
+
+    /// Offers `delivery` to every subscription of `to`; answers to how many
+    /// it was handed. Subscriptions with a full inbox are cut off.
+    pub(super) fn deliver(&self, to: &TenantChannel, delivery: Delivery) -> u32 {
+        let mut slots = self.slots();
+        let Some(followers) = slots.get(to) else { return 0 };
+        let mut handed = 0;
+        let mut gone = Vec::new();
+        for slot in followers {
+            match slot.inbox.try_send(delivery.clone()) {
+                Ok(()) => handed += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    slot.cut.send_replace(true);
+                    crate::telemetry::message_metrics::dropped("too_slow");
+                    tracing::info!(channel = %to.channel, "a subscriber fell too far behind and was cut off");
+                    gone.push(Arc::clone(slot));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(Arc::clone(slot)),
+            }
+        }
+        for slot in &gone {
+            remove_locked(&mut slots, slot);
+        }
+        handed
+    }
+
+    /// Whether any subscription of this process follows `to`.
+    pub(super) fn follows(&self, to: &TenantChannel) -> bool {
+        self.slots().contains_key(to)
+    }
+
+    /// Tells the subscriptions of a session's channel, and of its user's,
+    /// that it ended.
+    pub(super) fn session_ended(&self, tenant: &TenantId, id: &SessionId, user: Option<&str>, reason: EndReason) {
+        let session = Channel::Session(id.clone());
+        let ended = |channel: Channel, last| Delivery::Ended { channel, session_id: id.clone(), reason, last };
+        self.deliver(&TenantChannel { tenant: tenant.clone(), channel: session.clone() }, ended(session, true));
+        if let Some(user) = user {
+            let channel = Channel::User(user.to_owned());
+            self.deliver(&TenantChannel { tenant: tenant.clone(), channel: channel.clone() }, ended(channel, false));
+        }
+    }
+
+    /// The session channels followed now.
+    pub(super) fn session_channels(&self) -> Vec<(TenantId, SessionId)> {
+        self.slots()
+            .keys()
+            .filter_map(|key| match &key.channel {
+                Channel::Session(id) => Some((key.tenant.clone(), id.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Tells every subscription to re-read what it may have missed.
+    pub(super) fn resync(&self) {
+        let channels: Vec<TenantChannel> = self.slots().keys().cloned().collect();
+        for channel in channels {
+            self.deliver(&channel, Delivery::Resync);
+        }
+    }
+}
+
+fn remove_locked(slots: &mut HashMap<TenantChannel, Vec<Arc<Slot>>>, slot: &Arc<Slot>) {
+    for channel in &slot.channels {
+        if let Some(followers) = slots.get_mut(channel) {
+            followers.retain(|other| !Arc::ptr_eq(other, slot));
+            if followers.is_empty() {
+                slots.remove(channel);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::UnixMillis;
+    use crate::domain::{NewMessage, Scope};
+
+    fn channel(tenant: &str, name: &str) -> TenantChannel {
+        TenantChannel {
+            tenant: TenantId::parse(tenant, "tenant").expect("a valid tenant"),
+            channel: Channel::Named(name.into()),
+        }
+    }
+
+    fn message(to: &TenantChannel, sequence: u64) -> Delivery {
+        Delivery::Message(Arc::new(Message {
+            sequence,
+            scope: Scope::Global,
+            message: NewMessage {
+                to: to.clone(),
+                payload: serde_json::json!(sequence),
+                type_name: String::new(),
+                posted_at: UnixMillis(0),
+            },
+        }))
+    }
+
+    #[test]
+    fn a_full_inbox_cuts_its_subscription_off_and_spares_the_others() {
+        let hub = Arc::new(Hub::new(10, 2));
+        let room = channel("acme", "room");
+        let slow = hub.register(vec![room.clone()]).expect("room for one");
+        let mut quick = hub.register(vec![room.clone()]).expect("room for two");
+        for sequence in 1..=3 {
+            let handed = hub.deliver(&room, message(&room, sequence));
+            let _ = quick.inbox.try_recv();
+            assert_eq!(handed, if sequence < 3 { 2 } else { 1 }, "message {sequence}");
+        }
+        assert!(*slow.cut.borrow(), "the slow one is cut off");
+        assert!(!*quick.cut.borrow());
+        assert_eq!(hub.deliver(&room, message(&room, 4)), 1, "the cut one is gone from the hub");
+    }
+
+    #[test]
+    fn tenants_never_share_a_channel_and_the_limit_counts_live_subscriptions() {
+        let hub = Arc::new(Hub::new(1, 4));
+        let first = hub.register(vec![channel("acme", "room")]).expect("room for one");
+        assert!(matches!(hub.register(vec![channel("beta", "room")]), Err(Error::QuotaExceeded { .. })));
+        assert_eq!(hub.deliver(&channel("beta", "room"), message(&channel("beta", "room"), 1)), 0);
+        drop(first);
+        let mut second = hub.register(vec![channel("beta", "room")]).expect("the first one left");
+        assert_eq!(hub.deliver(&channel("beta", "room"), message(&channel("beta", "room"), 1)), 1);
+        assert!(second.inbox.try_recv().is_ok());
+    }
+}

@@ -1,0 +1,89 @@
+//! The instruments of channel messages, installed with the others
+//! (`metrics::install`) and, like them, doing nothing without a meter
+//! provider.
+//!
+//! | instrument | kind | attributes |
+//! |---|---|---|
+//! | `sessiond.messages.posted` | counter | `sessiond.message.scope` (`local`, `global`) |
+//! | `sessiond.messages.delivered` | counter | |
+//! | `sessiond.messages.dropped` | counter | `sessiond.message.drop_reason` (`too_slow`) |
+//! | `sessiond.messages.subscribers` | up-down counter | |
+//! | `sessiond.messages.lag` (ms) | histogram | |
+//!
+//! `delivered` counts messages written to subscribers' streams; `lag` is
+//! the time from a post's acceptance to that write, on this replica's
+//! clock (across replicas, clock skew adds to it).
+
+use std::sync::OnceLock;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+
+/// Bucket bounds of `sessiond.messages.lag`, in milliseconds.
+const LAG_BOUNDS_MS: [f64; 14] =
+    [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+
+static METRICS: OnceLock<MessageMetrics> = OnceLock::new();
+
+#[derive(Debug)]
+struct MessageMetrics {
+    posted: Counter<u64>,
+    delivered: Counter<u64>,
+    dropped: Counter<u64>,
+    subscribers: UpDownCounter<i64>,
+    lag: Histogram<f64>,
+}
+
+/// Creates the instruments on `meter`. Only the first call counts.
+pub(super) fn install(meter: &Meter) {
+    let _ = METRICS.set(MessageMetrics {
+        posted: meter.u64_counter("sessiond.messages.posted").with_description("Channel messages posted").build(),
+        delivered: meter
+            .u64_counter("sessiond.messages.delivered")
+            .with_description("Channel messages written to subscribers' streams")
+            .build(),
+        dropped: meter
+            .u64_counter("sessiond.messages.dropped")
+            .with_description("Subscriptions cut off, by reason")
+            .build(),
+        subscribers: meter
+            .i64_up_down_counter("sessiond.messages.subscribers")
+            .with_description("Subscriptions this replica serves")
+            .build(),
+        lag: meter
+            .f64_histogram("sessiond.messages.lag")
+            .with_unit("ms")
+            .with_description("Time from a post's acceptance to its delivery to a subscriber")
+            .with_boundaries(LAG_BOUNDS_MS.to_vec())
+            .build(),
+    });
+}
+
+/// A message was posted with `scope`.
+pub fn posted(scope: &'static str) {
+    if let Some(metrics) = METRICS.get() {
+        metrics.posted.add(1, &[KeyValue::new("sessiond.message.scope", scope)]);
+    }
+}
+
+/// A message was written to a subscriber's stream `lag_ms` after its post.
+pub fn delivered(lag_ms: f64) {
+    if let Some(metrics) = METRICS.get() {
+        metrics.delivered.add(1, &[]);
+        metrics.lag.record(lag_ms.max(0.0), &[]);
+    }
+}
+
+/// A subscription was cut off.
+pub fn dropped(reason: &'static str) {
+    if let Some(metrics) = METRICS.get() {
+        metrics.dropped.add(1, &[KeyValue::new("sessiond.message.drop_reason", reason)]);
+    }
+}
+
+/// Subscriptions began (`1`) or ended (`-1`).
+pub fn subscribers(change: i64) {
+    if let Some(metrics) = METRICS.get() {
+        metrics.subscribers.add(change, &[]);
+    }
+}
