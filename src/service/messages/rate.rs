@@ -60,7 +60,9 @@ mod tests {
     #[test]
     fn a_key_posts_its_rate_at_once_then_waits_for_tokens_and_keys_do_not_share() {
         let rate = PostRate::new(2);
-        let (alice, bob) = (Caller { name: "alice".into(), ..Caller::open() }, Caller::open());
+        let mut alice = Caller::open();
+        alice.name = "alice".into();
+        let bob = Caller::open();
         let start = Instant::now();
         assert!(rate.admit_at(&alice, start).is_ok());
         assert!(rate.admit_at(&alice, start).is_ok());
