@@ -251,7 +251,7 @@ async fn tenants_never_see_each_others_channels() {
     let (acme, globex) = (generate_key().0, generate_key().0);
     let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
-        "keys:\n  - {{name: acme, tenant: acme, role: service, hash: \"{}\"}}\n  - {{name: globex, tenant: globex, role: service, hash: \"{}\"}}\n",
+        "keys:\n  - {{name: acme, tenant: acme, role: service, hash: \"{}\", allow: [session_ids]}}\n  - {{name: globex, tenant: globex, role: service, hash: \"{}\", allow: [session_ids]}}\n",
         hash_key(&acme),
         hash_key(&globex)
     );
