@@ -100,7 +100,8 @@ pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> Query {
     }
     if let Some((created_at, id)) = &page.after {
         let at = Value::Integer(created_at.0);
-        w.and("(created_at < ? OR (created_at = ? AND id < ?))", [at.clone(), at, text(id.as_str())]);
+        // A row value: the index's own order, a bound it seeks to.
+        w.and("(created_at, id) < (?, ?)", [at, text(id.as_str())]);
     }
     w.params.push(Value::Integer(sql_limit(page.limit)));
     let sql = format!(
