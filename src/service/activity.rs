@@ -27,7 +27,7 @@ use super::Service;
 const SHARDS: usize = 64;
 
 /// Sessions whose activity one store call writes.
-pub const FLUSH_BATCH: usize = 10_000;
+pub const FLUSH_BATCH: usize = 2_000;
 
 /// What the tracker knows of one session. Updated in place under a shared
 /// lock, so a call on a known session takes no exclusive lock.
