@@ -15,7 +15,8 @@
 //! - [`stats`]: percentiles and rates of a load run;
 //! - [`scenarios`]: what is measured, one module per family of calls;
 //! - [`baseline`]: what scenarios are compared with, and how it is measured;
-//! - [`report`]: the table on stdout, plain or Markdown.
+//! - [`report`]: the table on stdout, plain or Markdown;
+//! - [`scale`]: `sessiond-bench scale`, costs as the store grows.
 
 mod baseline;
 mod cli;
@@ -23,6 +24,7 @@ mod echo;
 mod load;
 mod procfs;
 mod report;
+mod scale;
 mod scenarios;
 mod scratch;
 mod server;
@@ -39,6 +41,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::EchoServer { listen }) => echo::serve(listen).await,
+        Some(Command::Scale { sessions, database_url }) => scale::run(sessions, database_url).await,
         None => scenarios::run_all(cli.run).await,
     };
     match outcome {
