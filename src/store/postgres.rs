@@ -98,9 +98,11 @@ use writes::{Outcome, Write};
 /// Notified with the last sequence number of every commit that recorded
 /// events: replicas watching sessions read `events_after` on it.
 pub const EVENTS_CHANNEL: &str = "sessiond_events";
-/// Notified with a session id whenever that session's record changes (it
-/// ends, its activity or grants change), and with `*` when a purge deleted
-/// sessions: replicas caching records drop that one, or all.
+/// Notified with the ids of the session records a commit changed (they
+/// end, their activity or grants change), separated by spaces and packed
+/// into as few payloads as Postgres' payload limit allows, and with `*`
+/// when a purge deleted sessions: replicas caching records drop those, or
+/// all.
 pub const INVALIDATE_CHANNEL: &str = "sessiond_invalidate";
 
 /// Notified by each replica's listener through its own connection, to
