@@ -54,7 +54,10 @@ struct Row {
 
 /// Runs the scale mode for each of `sizes`.
 pub async fn run(sizes: Vec<usize>, database_url: Option<String>) -> anyhow::Result<()> {
-    let mut rows = Vec::new();
+    println!(
+        "| store | sessions | expiry /s | baseline /s | flush | baseline | list page (no match) | start |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for &n in &sizes {
         let dir = ScratchDir::new("scale")?;
         let path = dir.path().to_owned();
@@ -65,7 +68,7 @@ pub async fn run(sizes: Vec<usize>, database_url: Option<String>) -> anyhow::Res
                 Ok(Arc::new(store) as Arc<dyn Store>)
             }
         };
-        rows.push(measure("embedded", n, embedded).await?);
+        print_row(&measure("embedded", n, embedded).await?);
         if let Some(url) = &database_url {
             reset(url).await?;
             let url = url.clone();
@@ -76,26 +79,25 @@ pub async fn run(sizes: Vec<usize>, database_url: Option<String>) -> anyhow::Res
                     Ok(Arc::new(store) as Arc<dyn Store>)
                 }
             };
-            rows.push(measure("postgres", n, postgres).await?);
+            print_row(&measure("postgres", n, postgres).await?);
         }
     }
-    println!(
-        "| store | sessions | expiry /s | baseline /s | flush | baseline | list page (no match) | start |\n|---|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for r in rows {
-        println!(
-            "| {} | {} | {:.0} | {:.0} | {:.2} s | {:.2} s | {:.2} ms | {:.1} ms |",
-            r.store,
-            r.sessions,
-            r.expiry_per_s,
-            r.expiry_baseline_per_s,
-            r.flush.as_secs_f64(),
-            r.flush_baseline.as_secs_f64(),
-            r.list_page.as_secs_f64() * 1e3,
-            r.start.as_secs_f64() * 1e3,
-        );
-    }
     Ok(())
+}
+
+/// Prints one row of the table as soon as it is measured.
+fn print_row(r: &Row) {
+    println!(
+        "| {} | {} | {:.0} | {:.0} | {:.2} s | {:.2} s | {:.2} ms | {:.1} ms |",
+        r.store,
+        r.sessions,
+        r.expiry_per_s,
+        r.expiry_baseline_per_s,
+        r.flush.as_secs_f64(),
+        r.flush_baseline.as_secs_f64(),
+        r.list_page.as_secs_f64() * 1e3,
+        r.start.as_secs_f64() * 1e3,
+    );
 }
 
 /// Empties the database for the next size.
