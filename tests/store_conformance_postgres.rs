@@ -474,6 +474,17 @@ async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_
         assert!(plan.contains(index), "{filter} should use {index}:\n{plan}");
         assert!(!plan.contains("Sort") && !plan.contains("Seq Scan"), "{filter} should neither sort nor scan:\n{plan}");
     }
+    let due = "SELECT id FROM sessions WHERE ended_at IS NULL AND expires_at <= 1700000000010 \
+               ORDER BY expires_at, id LIMIT 1000";
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {due}"), &[])
+        .await
+        .expect("the plan is readable")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("sessions_due") && !plan.contains("Sort"), "due sessions in index order:\n{plan}");
     // Start-up's listing across tenants: among many open sessions of other
     // kinds, only the request-scoped ones are read (and then sorted).
     client

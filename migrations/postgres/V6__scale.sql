@@ -15,6 +15,12 @@
 --   open sessions only: start-up reads no row in proportion to the store.
 --
 -- sessions_by_creation served only those listings across tenants and goes.
+--
+-- The sweeper reads due sessions in (expires_at, id) order, a batch at a
+-- time: sessions_by_expiry held expires_at alone, so each batch sorted every
+-- due session to take its first thousand, and ending N sessions cost N²/1000
+-- rows sorted. sessions_due holds the order itself.
+--
 -- The indexes are built inside the migration's transaction, so writes to
 -- sessions wait for them (seconds at a million sessions).
 
@@ -23,3 +29,5 @@ CREATE INDEX sessions_ended_by_tenant ON sessions (tenant, created_at, id) WHERE
 CREATE INDEX sessions_by_tenant_kind ON sessions (tenant, kind, created_at, id);
 CREATE INDEX sessions_open_by_kind ON sessions (kind, tenant, created_at, id) WHERE ended_at IS NULL;
 DROP INDEX sessions_by_creation;
+CREATE INDEX sessions_due ON sessions (expires_at, id) WHERE ended_at IS NULL;
+DROP INDEX sessions_by_expiry;

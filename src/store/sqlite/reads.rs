@@ -117,7 +117,10 @@ pub(super) fn due_query(now: UnixMillis, limit: usize) -> Query {
         concat!(
             "SELECT ",
             session_columns!(),
-            " FROM sessions WHERE ended_at IS NULL AND expires_at <= ? ORDER BY expires_at, id LIMIT ?"
+            // Named: without statistics SQLite may prefer sessions_by_end
+            // for `ended_at IS NULL`, then sort every due session.
+            " FROM sessions INDEXED BY sessions_due WHERE ended_at IS NULL AND expires_at <= ? \
+             ORDER BY expires_at, id LIMIT ?"
         )
         .to_owned(),
         vec![Value::Integer(now.0), Value::Integer(sql_limit(limit))],

@@ -111,12 +111,16 @@ UPDATE log_entries SET client_time = client_time * 1000 WHERE client_time IS NOT
 -- ended, kind, kind with state open), the last one also finding the
 -- request-scoped sessions start-up and shutdown end across tenants without
 -- reading a row per stored session. sessions_by_creation served only
--- those and goes.
+-- those and goes. The sweeper reads due sessions in (expires_at, id)
+-- order a batch at a time: sessions_due holds that order, where
+-- sessions_by_expiry made each batch sort every due session.
 CREATE INDEX sessions_open_by_tenant ON sessions (tenant, created_at, id) WHERE ended_at IS NULL;
 CREATE INDEX sessions_ended_by_tenant ON sessions (tenant, created_at, id) WHERE ended_at IS NOT NULL;
 CREATE INDEX sessions_by_tenant_kind ON sessions (tenant, kind, created_at, id);
 CREATE INDEX sessions_open_by_kind ON sessions (kind, tenant, created_at, id) WHERE ended_at IS NULL;
 DROP INDEX sessions_by_creation;
+CREATE INDEX sessions_due ON sessions (expires_at, id) WHERE ended_at IS NULL;
+DROP INDEX sessions_by_expiry;
 ",
 ];
 
@@ -302,6 +306,9 @@ mod tests {
                 "sessions_open_by_kind",
             ),
         ];
+        let (sql, params) = crate::store::sqlite::reads::due_query(UnixMillis(10), 1_000);
+        let due = plan(&conn, &sql, params);
+        assert!(due.contains("sessions_due") && !due.contains("TEMP B-TREE"), "due sessions in index order:\n{due}");
         for (filter, expected, index) in cases {
             let (listed, plan) = list(&filter);
             let expected: Vec<String> = expected.iter().map(|n| format!("{n:032}")).collect();
