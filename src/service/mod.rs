@@ -313,9 +313,10 @@ impl Service {
 
     /// The latest activity to judge expiry by. With a store other processes
     /// share, they may have seen activity not yet written; it is at most one
-    /// write interval newer than the stored value (every call writes through
-    /// once the stored value is that old), so assume it is that new. Shared,
-    /// a session thus never ends early, and at most one write interval late.
+    /// write interval newer than the stored value (a call that finds the
+    /// stored value that old has the activity writer write it at once, a
+    /// commit's time later), so assume it is that new. Shared, a session
+    /// thus never ends early, and at most one write interval late.
     fn last_active(&self, session: &Session) -> UnixMillis {
         self.judged(session, self.inner.activity.last_active(session))
     }
@@ -330,7 +331,7 @@ impl Service {
         }
     }
 
-    /// Activity is written through at most this long after it happened, and
+    /// Activity is written at most this long after it happened, and
     /// well before the idle timeout could pass on the stored value alone.
     fn activity_write_interval(&self, session: &Session) -> Duration {
         let flush = self.inner.config.activity_flush;
