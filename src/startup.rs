@@ -118,6 +118,7 @@ impl Application {
         let store_health =
             service.store_availability().map(|available| tokio::spawn(follow_store(available, health.clone())));
         let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval));
+        let activity_writer = tokio::spawn(service.clone().run_activity_writer());
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
         let secrets = tokio::spawn(crate::reload::run(settings.clone(), callers.clone(), tls.clone()));
         let feed = tokio::spawn(service.clone().run_event_feed());
@@ -130,6 +131,7 @@ impl Application {
             AbortOnDrop(secrets.abort_handle()),
             AbortOnDrop(feed.abort_handle()),
             AbortOnDrop(message_feed.abort_handle()),
+            AbortOnDrop(activity_writer.abort_handle()),
         ];
         // Metrics stay scrapeable until sessiond has stopped.
         let _metrics = metrics_listener
@@ -222,6 +224,9 @@ impl Application {
         // panicked, which is worth a log line but not a failed exit.
         if let Err(err) = sweeper.await {
             tracing::error!(error = %err, "sweeper task failed");
+        }
+        if let Err(err) = activity_writer.await {
+            tracing::error!(error = %err, "activity writer task failed");
         }
         let flushed = service.flush_activity().await.context("writing activity held in memory")?;
         let ended = service.end_for_shutdown().await.context("ending request-scoped sessions")?;

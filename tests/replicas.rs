@@ -135,6 +135,64 @@ async fn three_replicas_sweeping_end_each_expired_session_once_with_one_event() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sweeping_many_batches_at_once_end_each_session_once_with_gapless_events() {
+    // More sessions than two sweep batches: each replica ends them in
+    // batches (one transaction and one invalidation per batch), racing the
+    // others over the same rows.
+    const SESSIONS: usize = 2_300;
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let mut b = a.replica().await;
+    let creators: Vec<_> = (0..8)
+        .map(|_| {
+            let mut creator = a.sessions.clone();
+            tokio::spawn(async move {
+                let mut created = Vec::new();
+                for _ in 0..SESSIONS / 8 {
+                    let request = pb::CreateSessionRequest {
+                        kind: Kind::WebUser.into(),
+                        idle_timeout: seconds(60),
+                        ..Default::default()
+                    };
+                    let answer = creator.create_session(request).await.expect("created").into_inner();
+                    created.push((answer.session.expect("a session").session_id, answer.token));
+                }
+                created
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for creator in creators {
+        created.extend(creator.await.expect("the creator does not panic"));
+    }
+    // B holds one of them in its cache, open: it answers it ended all the same.
+    let (_, cached_token) = created[0].clone();
+    b.get(&cached_token).await.expect("open on B, and cached there");
+    let mut events = a.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;
+
+    a.advance(Duration::from_secs(61));
+    let (ra, rb) = tokio::join!(a.service.sweep_once(), b.service.sweep_once());
+    let mut expired = Vec::new();
+    for report in [ra, rb] {
+        expired.extend(report.expect("the sweep runs").expired.into_iter().map(|id| id.as_str().to_owned()));
+    }
+    expired.sort();
+    let mut ids: Vec<String> = created.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    assert_eq!(expired, ids, "each session ended by exactly one replica");
+
+    let received = next_events(&mut events, 2 * created.len()).await;
+    let expiries: BTreeSet<&str> = received
+        .iter()
+        .filter(|e| e.r#type == i32::from(pb::EventType::Expired))
+        .map(|e| e.session_id.as_str())
+        .collect();
+    assert_eq!(expiries.len(), created.len(), "one expiry event per session");
+    let sequences: Vec<u64> = received.iter().map(|e| e.sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[1] == w[0] + 1), "no gaps");
+    assert_ended(&failure(b.get(&cached_token).await), "SESSION_EXPIRED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_resuming_on_another_replica_misses_nothing() {
     let (mut a, mut b) = two_replicas().await;
     let mut first = a.watch(pb::WatchSessionsRequest { after_sequence: Some(0), ..Default::default() }).await;

@@ -438,3 +438,121 @@ mod cached {
 
     sessiond::store_conformance_tests!(fresh().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_through_an_index() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/V1__initial.sql"),
+            include_str!("../migrations/postgres/V2__tenants.sql"),
+            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
+            include_str!("../migrations/postgres/V4__request_ids.sql"),
+            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
+            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4), (5);"
+        ))
+        .await
+        .expect("the version 5 schema applies");
+    let open_user = session(SessionKind::WebUser, Some("alice"), T0);
+    let ended_call = session(SessionKind::WebCall, Some("alice"), UnixMillis(T0.0 + 1));
+    let open_call = session(SessionKind::WebCall, Some("bob"), UnixMillis(T0.0 + 2));
+    for (s, ended) in [(&open_user, None), (&ended_call, Some(T0.0 + 5)), (&open_call, None)] {
+        client
+            .execute(
+                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+                 ended_at, end_reason) VALUES ($1, $2, $3, $4, '', '', '', '', '', $5, $5, false, \
+                 '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, $6::int8, \
+                 CASE WHEN $6::int8 IS NULL THEN NULL ELSE 'closed' END)",
+                &[&s.id.as_str(), &s.token_hash.0.as_slice(), &s.kind.as_str(), &s.user_id, &s.created_at.0, &ended],
+            )
+            .await
+            .expect("version 5 rows are written");
+    }
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 5 database migrates");
+    let version: i32 =
+        client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);
+    assert_eq!(version, SCHEMA_VERSION as i32);
+    let tenant = Some(TenantId::default());
+    let page = PageRequest { after: None, limit: 10 };
+    let cases = [
+        (
+            SessionFilter { tenant: tenant.clone(), open: Some(true), ..Default::default() },
+            vec![&open_call, &open_user],
+        ),
+        (SessionFilter { tenant: tenant.clone(), open: Some(false), ..Default::default() }, vec![&ended_call]),
+        (
+            SessionFilter { tenant: tenant.clone(), kinds: vec![SessionKind::WebCall], ..Default::default() },
+            vec![&open_call, &ended_call],
+        ),
+        (
+            SessionFilter { tenant, kinds: vec![SessionKind::WebCall], open: Some(true), ..Default::default() },
+            vec![&open_call],
+        ),
+    ];
+    for (filter, expected) in cases {
+        let listed = store.list_sessions(&filter, &page).await.expect("the listing runs");
+        let listed: Vec<&SessionId> = listed.iter().map(|s| &s.id).collect();
+        let expected: Vec<&SessionId> = expected.iter().map(|s| &s.id).collect();
+        assert_eq!(listed, expected, "{filter:?}");
+    }
+
+    // The plans of those listings, as sessiond builds them (a keyset page
+    // bound included): an index in page order, no sort, even with the
+    // planner told to avoid anything else (the table is too small for
+    // its own choice to tell).
+    client.batch_execute("SET enable_seqscan = off; SET enable_sort = off").await.expect("settings apply");
+    let listing = "SELECT id FROM sessions WHERE tenant = 'default' AND {} AND (created_at, id) < (1700000000010, 'z') \
+                   ORDER BY created_at DESC, id DESC LIMIT 10";
+    for (filter, index) in [
+        ("ended_at IS NULL", "sessions_open_by_tenant"),
+        ("ended_at IS NOT NULL", "sessions_ended_by_tenant"),
+        ("kind = 'web_call'", "sessions_by_tenant_kind"),
+        ("kind = 'web_call' AND ended_at IS NULL", "sessions_open_by_kind"),
+    ] {
+        let sql = format!("EXPLAIN {}", listing.replace("{}", filter));
+        let plan: Vec<String> =
+            client.query(&sql, &[]).await.expect("the plan is readable").iter().map(|row| row.get(0)).collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains(index), "{filter} should use {index}:\n{plan}");
+        assert!(!plan.contains("Sort") && !plan.contains("Seq Scan"), "{filter} should neither sort nor scan:\n{plan}");
+    }
+    let due = "SELECT id FROM sessions WHERE ended_at IS NULL AND expires_at <= 1700000000010 \
+               ORDER BY expires_at, id LIMIT 1000";
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {due}"), &[])
+        .await
+        .expect("the plan is readable")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("sessions_due") && !plan.contains("Sort"), "due sessions in index order:\n{plan}");
+    // Start-up's listing across tenants: among many open sessions of other
+    // kinds, only the request-scoped ones are read (and then sorted).
+    client
+        .batch_execute(
+            "RESET enable_seqscan; RESET enable_sort; \
+             INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             SELECT lpad(n::text, 32, '0'), sha256(n::text::bytea), 'web_user', NULL, '', '', '', '', '', n, n, false, \
+             '{}', 0, '{}', 0 FROM generate_series(1, 20000) AS n; ANALYZE sessions",
+        )
+        .await
+        .expect("many open sessions are written");
+    let recovery = "SELECT id FROM sessions WHERE kind = ANY('{method_call,web_call,method_stream,streaming}') \
+                    AND ended_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 500";
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {recovery}"), &[])
+        .await
+        .expect("the plan is readable")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("sessions_open_by_kind"), "start-up finds request-scoped sessions by index:\n{plan}");
+}

@@ -2,25 +2,32 @@
 //!
 //! Every call on a session slides its idle timeout, but writing the store on
 //! every call would make reads cost a write. The tracker remembers, per
-//! session, the latest activity and the latest written. The service writes
-//! through when a call finds the stored value older than its write interval;
-//! each sweep writes activity left unwritten for `activity_flush`, and
-//! shutdown writes all of it ([`Service::flush_activity`]). So activity
-//! stays unwritten about `activity_flush` at most (plus one sweep
-//! interval), and the sweeper consults the tracker before ending a session
-//! as idle.
+//! session, the latest activity, the latest written and the session's write
+//! interval. A call never writes itself: when it finds the stored value
+//! older than the write interval it wakes the activity writer
+//! ([`Service::run_activity_writer`]), which writes every session so due in
+//! one batch, off the call's path. Each sweep does the same, and shutdown
+//! writes all of it ([`Service::flush_activity`]), in batches of
+//! [`FLUSH_BATCH`]. So activity stays unwritten about one write interval at
+//! most, and the sweeper consults the tracker before ending a session as
+//! idle.
 
 use std::hash::{BuildHasher as _, RandomState};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use crate::clock::UnixMillis;
 use crate::domain::{Error, Session, SessionId};
 use crate::shards::{Shard, Shards};
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 use super::Service;
 
 /// Shards of the tracker, each behind its own lock.
 const SHARDS: usize = 64;
+
+/// Sessions whose activity one store call writes.
+pub const FLUSH_BATCH: usize = 2_000;
 
 /// What the tracker knows of one session. Updated in place under a shared
 /// lock, so a call on a known session takes no exclusive lock.
@@ -28,11 +35,14 @@ const SHARDS: usize = 64;
 struct Seen {
     latest: AtomicI64,
     written: AtomicI64,
+    /// The session's write interval, in milliseconds.
+    interval: i64,
 }
 
 impl Seen {
-    fn new(latest: UnixMillis, written: UnixMillis) -> Self {
-        Self { latest: AtomicI64::new(latest.0), written: AtomicI64::new(written.0) }
+    fn new(latest: UnixMillis, written: UnixMillis, interval: Duration) -> Self {
+        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        Self { latest: AtomicI64::new(latest.0), written: AtomicI64::new(written.0), interval }
     }
 
     fn latest(&self) -> UnixMillis {
@@ -83,15 +93,16 @@ impl ActivityTracker {
         })
     }
 
-    /// Remembers activity on `session` at `at` (never moving back).
-    pub(super) fn record(&self, session: &Session, at: UnixMillis) {
+    /// Remembers activity on `session` at `at` (never moving back), to be
+    /// written once its last write is `interval` old.
+    pub(super) fn record(&self, session: &Session, at: UnixMillis, interval: Duration) {
         let shard = self.shard(&session.id);
         if let Some(seen) = shard.read().get(&session.id) {
             seen.latest.fetch_max(at.0, Ordering::AcqRel);
             return;
         }
         let mut shard = shard.write();
-        let seen = shard.entry(session.id.clone()).or_insert_with(|| Seen::new(at, session.last_active_at));
+        let seen = shard.entry(session.id.clone()).or_insert_with(|| Seen::new(at, session.last_active_at, interval));
         seen.latest.fetch_max(at.0, Ordering::AcqRel);
     }
 
@@ -114,14 +125,16 @@ impl ActivityTracker {
         self.shard(id).write().remove(id);
     }
 
-    /// Sessions with activity not yet written and whose last write is at or
-    /// before `written_by`. Drops the sessions whose activity is all written.
-    fn unwritten(&self, written_by: UnixMillis) -> Vec<(SessionId, UnixMillis)> {
+    /// Sessions with activity not yet written whose last write is at least
+    /// their write interval before `now` (`None`: every one). Drops the
+    /// sessions whose activity is all written.
+    fn unwritten(&self, now: Option<UnixMillis>) -> Vec<(SessionId, UnixMillis)> {
         let mut unwritten = Vec::new();
         for shard in self.shards.iter() {
             shard.write().retain(|id, seen| {
                 let (latest, written) = (seen.latest(), seen.written());
-                if latest > written && written <= written_by {
+                let due = now.is_none_or(|now| now.0.saturating_sub(written.0) >= seen.interval);
+                if latest > written && due {
                     unwritten.push((id.clone(), latest));
                 }
                 !seen.is_written()
@@ -135,23 +148,46 @@ impl Service {
     /// Writes every remembered activity the store has not seen yet, as
     /// shutdown does. Answers how many sessions were written.
     pub async fn flush_activity(&self) -> Result<usize, Error> {
-        self.flush_activity_written_before(UnixMillis(i64::MAX)).await
+        self.write_activity(self.inner.activity.unwritten(None)).await
     }
 
-    /// Writes remembered activity of sessions last written `activity_flush`
-    /// ago or longer, as each sweep does.
+    /// Writes remembered activity of sessions last written a write interval
+    /// ago or longer, as each sweep and the activity writer do.
     pub(super) async fn flush_stale_activity(&self) -> Result<usize, Error> {
-        self.flush_activity_written_before(self.now() - self.inner.config.activity_flush).await
+        self.write_activity(self.inner.activity.unwritten(Some(self.now()))).await
     }
 
-    async fn flush_activity_written_before(&self, written_by: UnixMillis) -> Result<usize, Error> {
-        let unwritten = self.inner.activity.unwritten(written_by);
+    async fn write_activity(&self, unwritten: Vec<(SessionId, UnixMillis)>) -> Result<usize, Error> {
         let count = unwritten.len();
-        for (id, at) in unwritten {
-            self.store().record_activity(&id, at).await?;
-            self.inner.activity.written(&id, at);
+        for batch in unwritten.chunks(FLUSH_BATCH) {
+            self.store().record_activities(batch).await?;
+            for (id, at) in batch {
+                self.inner.activity.written(id, *at);
+            }
         }
         Ok(count)
+    }
+
+    /// Writes activity that calls found due, off their path, until
+    /// sessiond shuts down (shutdown then writes the rest). A failed write
+    /// leaves the activity remembered for the next attempt: a full disk or
+    /// an unreachable store does not fail reads.
+    pub async fn run_activity_writer(self) {
+        let mut stopping = self.stopping();
+        loop {
+            tokio::select! {
+                () = self.inner.activity_due.notified() => {}
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+            if let Err(err) = self.flush_stale_activity().await {
+                const LINE: &str = "activity not written";
+                let kind = throttle::error_kind(&err);
+                if let Some(Admitted { repeated }) = throttle::admit(Cause::new(tracing::Level::WARN, LINE, kind)) {
+                    let source = std::error::Error::source(&err);
+                    tracing::warn!(error = %err, source = ?source, cause = kind, repeated, "{LINE}");
+                }
+            }
+        }
     }
 }
 
@@ -160,6 +196,8 @@ mod tests {
     use super::*;
     use crate::domain::SessionKind;
     use crate::store::conformance::{T0, session};
+
+    const INTERVAL: Duration = Duration::from_millis(100);
 
     fn at(ms: i64) -> UnixMillis {
         UnixMillis(T0.0 + ms)
@@ -174,14 +212,14 @@ mod tests {
         let tracker = ActivityTracker::default();
         let alice = session(SessionKind::WebUser, None, T0);
         assert_eq!(tracker.observe(&alice), T0);
-        tracker.record(&alice, at(10));
+        tracker.record(&alice, at(10), INTERVAL);
         assert_eq!(tracker.observe(&alice), at(10));
         assert_eq!(tracker.last_active(&alice), at(10));
 
-        assert_eq!(tracker.unwritten(at(0)), [(alice.id.clone(), at(10))], "last written at creation");
-        assert_eq!(tracker.unwritten(at(-1)), [], "not yet due");
+        assert_eq!(tracker.unwritten(Some(at(99))), [], "not yet due");
+        assert_eq!(tracker.unwritten(Some(at(100))), [(alice.id.clone(), at(10))], "last written at creation");
         tracker.written(&alice.id, at(10));
-        assert_eq!(tracker.unwritten(UnixMillis(i64::MAX)), []);
+        assert_eq!(tracker.unwritten(None), []);
         assert_eq!(len(&tracker), 0, "nothing left that the store lacks");
         assert_eq!(tracker.last_active(&alice), T0, "the store's value, which is at(10) by now");
     }
@@ -190,36 +228,36 @@ mod tests {
     fn activity_recorded_after_its_entry_was_dropped_is_kept() {
         let tracker = ActivityTracker::default();
         let alice = session(SessionKind::WebUser, None, T0);
-        tracker.record(&alice, at(10));
+        tracker.record(&alice, at(10), INTERVAL);
         tracker.written(&alice.id, at(10));
         let mut reread = alice.clone();
         reread.last_active_at = at(10);
 
         // A call observes the written entry, a flush drops it, the call records.
         assert_eq!(tracker.observe(&reread), at(10));
-        tracker.unwritten(UnixMillis(i64::MAX));
-        tracker.record(&reread, at(20));
-        assert_eq!(tracker.unwritten(UnixMillis(i64::MAX)), [(alice.id.clone(), at(20))]);
+        tracker.unwritten(None);
+        tracker.record(&reread, at(20), INTERVAL);
+        assert_eq!(tracker.unwritten(None), [(alice.id.clone(), at(20))]);
     }
 
     #[test]
     fn the_store_having_newer_activity_makes_an_entry_written() {
         let tracker = ActivityTracker::default();
         let alice = session(SessionKind::WebUser, None, T0);
-        tracker.record(&alice, at(10));
+        tracker.record(&alice, at(10), INTERVAL);
         let mut written_elsewhere = alice.clone();
         written_elsewhere.last_active_at = at(30);
         assert_eq!(tracker.observe(&written_elsewhere), at(30));
-        assert_eq!(tracker.unwritten(UnixMillis(i64::MAX)), []);
+        assert_eq!(tracker.unwritten(None), []);
     }
 
     #[test]
     fn an_ended_session_is_forgotten_with_its_unwritten_activity() {
         let tracker = ActivityTracker::default();
         let alice = session(SessionKind::WebUser, None, T0);
-        tracker.record(&alice, at(10));
+        tracker.record(&alice, at(10), INTERVAL);
         tracker.forget(&alice.id);
-        assert_eq!(tracker.unwritten(UnixMillis(i64::MAX)), []);
+        assert_eq!(tracker.unwritten(None), []);
         assert_eq!(tracker.last_active(&alice), T0);
     }
 }

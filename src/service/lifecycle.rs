@@ -375,11 +375,8 @@ impl Service {
             let page = PageRequest { after: None, limit: BATCH };
             let sessions = self.store().list_sessions(&filter, &page).await?;
             let count = sessions.len();
-            for session in sessions {
-                if let (_, true) = self.end(&session, reason, None, None).await? {
-                    ended.push(session.id);
-                }
-            }
+            let batch: Vec<(&Session, EndReason)> = sessions.iter().map(|session| (session, reason)).collect();
+            ended.extend(self.end_many(&batch).await?);
             if count < BATCH {
                 return Ok(ended);
             }

@@ -19,7 +19,7 @@ use crate::domain::{
     EndReason, Error, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
     SessionKind, StorageLimits, Token,
 };
-use crate::store::{EndOutcome, Store};
+use crate::store::{EndOutcome, Ending, Store};
 
 mod activity;
 pub mod lifecycle;
@@ -183,6 +183,8 @@ struct Inner {
     roles: RwLock<Arc<RoleBook>>,
     config: ServiceConfig,
     activity: ActivityTracker,
+    /// Wakes the activity writer: a call found activity due for writing.
+    activity_due: tokio::sync::Notify,
     /// Serialises read-modify-writes of one session within this process.
     locks: SessionLocks,
     events: broadcast::Sender<Event>,
@@ -202,6 +204,7 @@ impl Service {
                 roles: RwLock::new(Arc::new(roles)),
                 config,
                 activity: ActivityTracker::default(),
+                activity_due: tokio::sync::Notify::new(),
                 locks: SessionLocks::default(),
                 events,
                 own_events: watch::OwnEvents::default(),
@@ -310,31 +313,22 @@ impl Service {
             self.end(&session, reason, None, None).await?;
             return Err(Error::SessionEnded(reason));
         }
-        self.inner.activity.record(&session, now);
-        if now.since(session.last_active_at) >= self.activity_write_interval(&session) {
-            match self.store().record_activity(&session.id, now).await {
-                Ok(()) => self.inner.activity.written(&session.id, now),
-                // A full disk must not fail reads: the activity stays
-                // remembered, and a later call or sweep writes it.
-                Err(crate::store::StoreError::Full(cause)) => {
-                    use crate::telemetry::throttle::{self, Admitted, Cause};
-                    const LINE: &str = "activity not written: the store is full";
-                    if let Some(Admitted { repeated }) = throttle::admit(Cause::new(tracing::Level::WARN, LINE, "full"))
-                    {
-                        tracing::warn!(session_id = %session.id, error = %cause, cause = "full", repeated, "{LINE}");
-                    }
-                }
-                Err(other) => return Err(other.into()),
-            }
+        let interval = self.activity_write_interval(&session);
+        self.inner.activity.record(&session, now, interval);
+        // The call does not wait for the write: the activity writer batches
+        // it with every other session found due meanwhile.
+        if now.since(session.last_active_at) >= interval {
+            self.inner.activity_due.notify_one();
         }
         Ok(session)
     }
 
     /// The latest activity to judge expiry by. With a store other processes
     /// share, they may have seen activity not yet written; it is at most one
-    /// write interval newer than the stored value (every call writes through
-    /// once the stored value is that old), so assume it is that new. Shared,
-    /// a session thus never ends early, and at most one write interval late.
+    /// write interval newer than the stored value (a call that finds the
+    /// stored value that old has the activity writer write it at once, a
+    /// commit's time later), so assume it is that new. Shared, a session
+    /// thus never ends early, and at most one write interval late.
     fn last_active(&self, session: &Session) -> UnixMillis {
         self.judged(session, self.inner.activity.last_active(session))
     }
@@ -349,11 +343,61 @@ impl Service {
         }
     }
 
-    /// Activity is written through at most this long after it happened, and
+    /// Activity is written at most this long after it happened, and
     /// well before the idle timeout could pass on the stored value alone.
     fn activity_write_interval(&self, session: &Session) -> Duration {
         let flush = self.inner.config.activity_flush;
         session.idle_timeout.map_or(flush, |idle| flush.min(idle / 4))
+    }
+
+    /// How `session` ends now for `reason`: the log policy decides whether
+    /// its log is kept.
+    fn ending(
+        &self,
+        session: &Session,
+        reason: EndReason,
+        error: Option<String>,
+        stack_trace: Option<String>,
+    ) -> Ending {
+        let now = self.now();
+        let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
+        let duration = now.since(session.created_at);
+        let end = SessionEnd {
+            reason,
+            at: now,
+            error,
+            stack_trace,
+            log_id: policy.keeps(reason, duration).then(LogId::generate),
+            slow: policy.is_slow(duration),
+        };
+        let event = self.event(session, reason.event_type(), Some(reason));
+        Ending { id: session.id.clone(), end, event }
+    }
+
+    /// Ends many open sessions, each for its reason, in a few store
+    /// transactions instead of one each; publishes one event per session
+    /// this call ended. Answers those sessions (others, perhaps on another
+    /// replica, may have ended some first).
+    async fn end_many(&self, sessions: &[(&Session, EndReason)]) -> Result<Vec<SessionId>, Error> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let endings: Vec<Ending> =
+            sessions.iter().map(|(session, reason)| self.ending(session, *reason, None, None)).collect();
+        let outcomes = self.store().end_sessions(&endings).await?;
+        let mut ended = Vec::with_capacity(outcomes.len());
+        let by_id: HashMap<&SessionId, &Session> = sessions.iter().map(|(s, _)| (&s.id, *s)).collect();
+        for (id, outcome) in outcomes {
+            self.inner.activity.forget(&id);
+            let EndOutcome::Ended(event) = outcome else { continue };
+            if let (Some(session), Some(reason)) = (by_id.get(&id), event.event.end_reason) {
+                crate::telemetry::metrics::session_ended(session.kind, reason);
+                tracing::debug!(session_id = %id, kind = %session.kind, reason = %reason, "session ended");
+            }
+            self.publish(event);
+            ended.push(id);
+        }
+        Ok(ended)
     }
 
     /// Ends an open session, deciding by the log policy whether its log is
@@ -367,18 +411,7 @@ impl Service {
         error: Option<String>,
         stack_trace: Option<String>,
     ) -> Result<(SessionEnd, bool), Error> {
-        let now = self.now();
-        let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
-        let duration = now.since(session.created_at);
-        let end = SessionEnd {
-            reason,
-            at: now,
-            error,
-            stack_trace,
-            log_id: policy.keeps(reason, duration).then(LogId::generate),
-            slow: policy.is_slow(duration),
-        };
-        let event = self.event(session, reason.event_type(), Some(reason));
+        let Ending { end, event, .. } = self.ending(session, reason, error, stack_trace);
         let outcome = self.store().end_session(&session.id, &end, &event).await?;
         self.inner.activity.forget(&session.id);
         match outcome {

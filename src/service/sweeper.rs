@@ -4,6 +4,12 @@
 //! The store's view of activity may lag the in-memory one (see
 //! `activity`); a session the store calls due but that was used since has
 //! its activity written instead of being ended.
+//!
+//! Due sessions are read and ended in batches of [`SWEEP_BATCH`], each
+//! batch in one store transaction per writer, so mass expiry costs a
+//! transaction per batch rather than per session; every session still gets
+//! its own `EXPIRED` event, and of replicas sweeping at once exactly one
+//! ends each session.
 
 use std::time::Duration;
 
@@ -13,8 +19,10 @@ use crate::telemetry::throttle::{self, Admitted, Cause};
 
 use super::Service;
 
-/// Sessions examined per store query.
-const SWEEP_BATCH: usize = 500;
+/// Sessions examined per store query, and ended together: one store
+/// transaction (per writer) and one notification to other replicas ends
+/// them all, with one event each.
+const SWEEP_BATCH: usize = 1_000;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,23 +43,26 @@ impl Service {
             let now = self.now();
             let due = self.store().due_sessions(now, SWEEP_BATCH).await?;
             let count = due.len();
-            let mut progressed = false;
-            for session in due {
-                let last_active = self.last_active(&session);
+            let mut ending = Vec::new();
+            let mut used = Vec::new();
+            for session in &due {
+                let last_active = self.last_active(session);
                 match session.expiry(last_active, now) {
-                    Expiry::Due(reason) => {
-                        if let (_, true) = self.end(&session, reason, None, None).await? {
-                            report.expired.push(session.id);
-                        }
-                        progressed = true;
-                    }
-                    Expiry::Open { .. } if self.inner.activity.last_active(&session) > session.last_active_at => {
-                        let known = self.inner.activity.last_active(&session);
-                        self.store().record_activity(&session.id, known).await?;
-                        self.inner.activity.written(&session.id, known);
-                        progressed = true;
+                    Expiry::Due(reason) => ending.push((session, reason)),
+                    Expiry::Open { .. } if self.inner.activity.last_active(session) > session.last_active_at => {
+                        used.push((session.id.clone(), self.inner.activity.last_active(session)));
                     }
                     Expiry::Open { .. } => {}
+                }
+            }
+            let progressed = !ending.is_empty() || !used.is_empty();
+            // One transaction (per writer) for the batch's ends, one for the
+            // activity of those used since the store last heard of them.
+            report.expired.extend(self.end_many(&ending).await?);
+            if !used.is_empty() {
+                self.store().record_activities(&used).await?;
+                for (id, at) in &used {
+                    self.inner.activity.written(id, *at);
                 }
             }
             if count < SWEEP_BATCH || !progressed {

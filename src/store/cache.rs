@@ -42,7 +42,8 @@ mod record;
 use record::Packed;
 
 use super::{
-    EndOutcome, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreResult,
+    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
+    StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
@@ -261,7 +262,7 @@ async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match notifications.recv().await {
-            Ok(Notification::Invalidate(id)) => entries.invalidate(&id),
+            Ok(Notification::Invalidate(ids)) => ids.iter().for_each(|id| entries.invalidate(id)),
             Ok(Notification::EventsRecorded(sequence)) => {
                 entries.applied.fetch_max(sequence, Ordering::SeqCst);
             }
@@ -356,6 +357,22 @@ impl Store for CachedStore {
     async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
         let result = self.inner.end_session(id, end, event).await;
         self.invalidate(id);
+        result
+    }
+
+    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+        let result = self.inner.end_sessions(endings).await;
+        for ending in endings {
+            self.invalidate(&ending.id);
+        }
+        result
+    }
+
+    async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
+        let result = self.inner.record_activities(activity).await;
+        for (id, _) in activity {
+            self.invalidate(id);
+        }
         result
     }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{EndOutcome, NewRequest, Once, PageRequest, SessionFilter, Store, StoreError};
+use super::{EndOutcome, Ending, NewRequest, Once, PageRequest, SessionFilter, Store, StoreError};
 use crate::clock::UnixMillis;
 use crate::domain::{
     EndReason, Event, EventFilter, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, NewEvent, Promotion,
@@ -64,6 +64,9 @@ macro_rules! store_conformance_tests {
             keyed_and_plain_appends_racing_number_the_log_without_gaps,
             a_keyed_write_that_fails_leaves_no_record,
             an_expired_request_record_is_replaced_and_purged,
+            ending_many_sessions_records_one_event_each_in_order,
+            concurrent_batch_ends_record_one_event_per_session,
+            recording_many_activities_moves_each_forward_only,
         );
     };
     (@each $make:expr; $($name:ident,)*) => {
@@ -1081,4 +1084,123 @@ pub async fn an_expired_request_record_is_replaced_and_purged(store: Arc<dyn Sto
     assert_eq!(store.request_record(&other.key, UnixMillis(0)).await.expect("readable"), None);
     assert!(store.request_record(&later.key, UnixMillis(0)).await.expect("readable").is_some());
     assert!(store.session_by_id(&third.id).await.expect("lookup works").is_some(), "sessions stay");
+}
+
+fn ending_of(session: &Session, reason: EndReason, at: UnixMillis, keep_log: bool) -> Ending {
+    let (end, event) = ending(session, reason, at, keep_log);
+    Ending { id: session.id.clone(), end, event }
+}
+
+/// A batch of ends ends each open session once, one event each; ended ones
+/// answer their first end, unknown ones are left out.
+pub async fn ending_many_sessions_records_one_event_each_in_order(store: Arc<dyn Store>) {
+    let sessions: Vec<Session> = (0..40).map(|_| session(SessionKind::WebUser, Some("carol"), T0)).collect();
+    for s in &sessions {
+        create(&*store, s, &StorageMap::new()).await;
+        store.append_logs(&s.id, &[entry(LogLevel::Info, "one", T0)]).await.expect("appending succeeds");
+    }
+    let first_end = end(&*store, &sessions[3], EndReason::Closed, T0, false).await;
+    let stranger = session(SessionKind::WebUser, None, T0);
+    let at = UnixMillis(T0.0 + 5);
+    let mut endings: Vec<Ending> =
+        sessions.iter().enumerate().map(|(i, s)| ending_of(s, EndReason::IdleTimeout, at, i % 2 == 0)).collect();
+    endings.insert(10, ending_of(&stranger, EndReason::IdleTimeout, at, false));
+
+    let outcomes = store.end_sessions(&endings).await.expect("ending many succeeds");
+    let answered: Vec<SessionId> = outcomes.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(answered, ids(&sessions), "every session found, in order, the unknown one left out");
+    // 40 creates, then the close: 41 events so far; then one per expiry.
+    let mut sequences = Vec::new();
+    for ((id, outcome), s) in outcomes.iter().zip(&sessions) {
+        if s.id == sessions[3].id {
+            assert_eq!(outcome, &EndOutcome::AlreadyEnded(first_end.clone()));
+            continue;
+        }
+        let EndOutcome::Ended(event) = outcome else { panic!("{id} was open") };
+        assert_eq!(&event.event.session_id, id);
+        assert_eq!(event.event.end_reason, Some(EndReason::IdleTimeout));
+        sequences.push(event.sequence);
+    }
+    sequences.sort_unstable();
+    assert_eq!(sequences, (42..=80).collect::<Vec<u64>>());
+    let sequence = 80;
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), sequence);
+    let events = store.events_after(0, 1_000).await.expect("events are readable");
+    assert!(events.windows(2).all(|w| w[1].sequence == w[0].sequence + 1), "gapless");
+    assert_eq!(store.due_sessions(UnixMillis(i64::MAX), 100).await.expect("due sessions are listed"), []);
+    let kept = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    let kept_sessions: BTreeSet<SessionId> = kept.iter().map(|r| r.session_id.clone()).collect();
+    let expected: BTreeSet<SessionId> =
+        sessions.iter().enumerate().filter(|(i, _)| i % 2 == 0 && *i != 3).map(|(_, s)| s.id.clone()).collect();
+    assert_eq!(kept_sessions, expected, "logs kept only where the end keeps them");
+    let again = store.end_sessions(&endings).await.expect("ending again is no error");
+    assert!(again.iter().all(|(_, outcome)| matches!(outcome, EndOutcome::AlreadyEnded(_))));
+    assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), sequence, "no event twice");
+}
+
+/// Overlapping batches racing (two sweepers) end each session exactly once.
+pub async fn concurrent_batch_ends_record_one_event_per_session(store: Arc<dyn Store>) {
+    let sessions: Vec<Session> = (0..200).map(|_| session(SessionKind::WebUser, None, T0)).collect();
+    for s in &sessions {
+        create(&*store, s, &StorageMap::new()).await;
+    }
+    let forward: Vec<Ending> = sessions.iter().map(|s| ending_of(s, EndReason::IdleTimeout, T0, false)).collect();
+    let backward: Vec<Ending> = forward.iter().rev().cloned().collect();
+    let racers = [forward, backward].map(|endings| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.end_sessions(&endings).await.expect("ending many succeeds") })
+    });
+    let mut ended = Vec::new();
+    for racer in racers {
+        let outcomes = racer.await.expect("the racer does not panic");
+        ended.extend(outcomes.into_iter().filter(|(_, o)| matches!(o, EndOutcome::Ended(_))).map(|(id, _)| id));
+    }
+    ended.sort();
+    let mut expected = ids(&sessions);
+    expected.sort();
+    assert_eq!(ended, expected, "each session ended by exactly one batch");
+    let events = store.events_after(200, 1_000).await.expect("events are readable");
+    assert_eq!(events.len(), 200);
+    assert!(events.windows(2).all(|w| w[1].sequence == w[0].sequence + 1), "gapless");
+}
+
+/// A batch of activity moves each open session forward, never back, and
+/// reschedules its expiry; ended and unknown sessions are left alone.
+pub async fn recording_many_activities_moves_each_forward_only(store: Arc<dyn Store>) {
+    let timed = |idle: Option<u64>, life: Option<u64>| {
+        let mut s = session(SessionKind::WebCall, None, T0);
+        s.idle_timeout = idle.map(ms);
+        s.lifetime = life.map(ms);
+        s
+    };
+    let idle = timed(Some(100), None);
+    let capped = timed(Some(100), Some(120));
+    let ahead = timed(Some(100), None);
+    let ended = timed(Some(100), None);
+    for s in [&idle, &capped, &ahead, &ended] {
+        create(&*store, s, &StorageMap::new()).await;
+    }
+    store.record_activity(&ahead.id, UnixMillis(T0.0 + 90)).await.expect("activity is recorded");
+    end(&*store, &ended, EndReason::Closed, T0, false).await;
+    let stranger = session(SessionKind::WebCall, None, T0);
+    let at = UnixMillis(T0.0 + 50);
+    let batch: Vec<(SessionId, UnixMillis)> =
+        [&idle, &capped, &ahead, &ended, &stranger].iter().map(|s| (s.id.clone(), at)).collect();
+    store.record_activities(&batch).await.expect("activity is recorded");
+
+    let read = |s: &Session| {
+        let (store, id) = (Arc::clone(&store), s.id.clone());
+        async move { store.session_by_id(&id).await.expect("lookup works").expect("the session exists") }
+    };
+    assert_eq!(read(&idle).await.last_active_at, at);
+    assert_eq!(read(&ahead).await.last_active_at, UnixMillis(T0.0 + 90), "never moved back");
+    assert_eq!(read(&ended).await.last_active_at, T0, "ended sessions are left alone");
+    let due = |after: i64| {
+        let store = Arc::clone(&store);
+        async move { ids(&store.due_sessions(UnixMillis(T0.0 + after), 10).await.expect("due sessions are listed")) }
+    };
+    assert_eq!(due(119).await, []);
+    assert_eq!(due(120).await, ids([&capped]), "the lifetime caps the idle expiry");
+    assert_eq!(due(150).await, ids([&capped, &idle]));
+    assert_eq!(due(190).await, ids([&capped, &idle, &ahead]));
 }

@@ -89,13 +89,21 @@ pub enum EndOutcome {
     AlreadyEnded(SessionEnd),
 }
 
+/// One session to end, as [`Store::end_sessions`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub id: SessionId,
+    pub end: SessionEnd,
+    pub event: NewEvent,
+}
+
 /// A change made through another process sharing the same store, as the
 /// store learns of it (Postgres LISTEN/NOTIFY). Stores that cannot be
 /// shared announce nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notification {
-    /// A session record changed: cached copies are stale.
-    Invalidate(SessionId),
+    /// Session records changed: cached copies are stale.
+    Invalidate(Vec<SessionId>),
     /// Events up to this sequence number are committed.
     EventsRecorded(u64),
     /// Changes by other processes can no longer be followed (the listening
@@ -203,6 +211,32 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Ends an open session with `end` and records `event`. When
     /// `end.log_id` is `None` the session's log entries are deleted.
     async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome>;
+
+    /// Ends many open sessions, each as [`Store::end_session`] would, in a
+    /// few transactions (one per writer) rather than one per session.
+    /// Answers, in the order given, the outcome of every session found
+    /// (unknown ids are left out). Of two processes ending the same session
+    /// at once, exactly one records its event.
+    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+        let mut outcomes = Vec::with_capacity(endings.len());
+        for ending in endings {
+            match self.end_session(&ending.id, &ending.end, &ending.event).await {
+                Ok(outcome) => outcomes.push((ending.id.clone(), outcome)),
+                Err(StoreError::NotFound) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// [`Store::record_activity`] for many sessions, in a few transactions
+    /// (one per writer).
+    async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
+        for (id, at) in activity {
+            self.record_activity(id, *at).await?;
+        }
+        Ok(())
+    }
 
     /// Sessions matching `filter`, newest first.
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>>;

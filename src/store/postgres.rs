@@ -60,8 +60,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    BoxError, EndOutcome, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError,
-    StoreResult,
+    BoxError, EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
+    StoreError, StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
@@ -100,9 +100,11 @@ use writes::{Outcome, Write};
 /// Notified with the last sequence number of every commit that recorded
 /// events: replicas watching sessions read `events_after` on it.
 pub const EVENTS_CHANNEL: &str = "sessiond_events";
-/// Notified with a session id whenever that session's record changes (it
-/// ends, its activity or grants change), and with `*` when a purge deleted
-/// sessions: replicas caching records drop that one, or all.
+/// Notified with the ids of the session records a commit changed (they
+/// end, their activity or grants change), separated by spaces and packed
+/// into as few payloads as Postgres' payload limit allows, and with `*`
+/// when a purge deleted sessions: replicas caching records drop those, or
+/// all.
 pub const INVALIDATE_CHANNEL: &str = "sessiond_invalidate";
 
 /// Notified with every global channel message a replica posts (the
@@ -604,6 +606,42 @@ impl Store for PgStore {
             Committed { outcome: Outcome::AlreadyEnded(existing), .. } => Ok(EndOutcome::AlreadyEnded(existing)),
             committed => committed.event().map(EndOutcome::Ended),
         }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sessions = endings.len()))]
+    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+        // One write per writer, each holding the sessions that writer
+        // serves, so that each session's writes still commit in order.
+        let mut split: Vec<Vec<Ending>> = vec![Vec::new(); WRITERS];
+        for ending in endings {
+            split[writes::writer_of(&ending.id, WRITERS)].push(ending.clone());
+        }
+        let writes = split.into_iter().filter(|part| !part.is_empty()).map(|endings| Write::Ends { endings });
+        let committed = self.writers.submit_all(writes.collect()).await?;
+        let mut answered = std::collections::HashMap::with_capacity(endings.len());
+        for Committed { events, outcome } in committed {
+            let Outcome::Ends(outcomes) = outcome else { return Err(internal("a write of ends answered no outcomes")) };
+            let mut events = events.into_iter();
+            for (id, earlier) in outcomes {
+                let outcome = match earlier {
+                    Some(earlier) => EndOutcome::AlreadyEnded(earlier),
+                    None => EndOutcome::Ended(events.next().ok_or_else(|| internal("an end recorded no event"))?),
+                };
+                answered.insert(id, outcome);
+            }
+        }
+        Ok(endings.iter().filter_map(|e| Some((e.id.clone(), answered.remove(&e.id)?))).collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sessions = activity.len()))]
+    async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
+        let mut split: Vec<Vec<(SessionId, UnixMillis)>> = vec![Vec::new(); WRITERS];
+        for (id, at) in activity {
+            split[writes::writer_of(id, WRITERS)].push((id.clone(), *at));
+        }
+        let writes = split.into_iter().filter(|part| !part.is_empty()).map(|activity| Write::Activities { activity });
+        self.writers.submit_all(writes.collect()).await?;
+        Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -15,7 +15,8 @@ use crate::domain::{
     StorageMap, TokenHash, VersionedStorage,
 };
 use crate::store::{
-    EndOutcome, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreResult,
+    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
+    StoreResult,
 };
 
 /// Times each call to an inner store.
@@ -75,6 +76,14 @@ impl<S: Store> Store for MeteredStore<S> {
 
     async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
         self.timed("end_session", self.inner.end_session(id, end, event)).await
+    }
+
+    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+        self.timed("end_sessions", self.inner.end_sessions(endings)).await
+    }
+
+    async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
+        self.timed("record_activities", self.inner.record_activities(activity)).await
     }
 
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {

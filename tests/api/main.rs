@@ -23,6 +23,7 @@ mod reload;
 mod restart;
 mod retries;
 mod server;
+mod shutdown;
 mod storage;
 mod tls;
 mod transport;

@@ -37,6 +37,16 @@ pub enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Measure expiry, activity flush, admin listing and start-up on stores
+    /// of growing size, built directly through the store (see `scale`).
+    Scale {
+        /// Store sizes, in sessions.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
+        sessions: Vec<usize>,
+        /// Postgres to measure too (emptied for each size).
+        #[arg(long, env = "SESSIOND_BENCH_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
 }
 
 /// How a benchmark run is made.

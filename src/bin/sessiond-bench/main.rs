@@ -16,7 +16,8 @@
 //! - [`scenarios`]: what is measured, one module per family of calls;
 //! - [`baseline`]: what scenarios are compared with, and how it is measured;
 //! - [`redis`]: the Redis anchor of the fan-out scenario;
-//! - [`report`]: the table on stdout, plain or Markdown.
+//! - [`report`]: the table on stdout, plain or Markdown;
+//! - [`scale`]: `sessiond-bench scale`, costs as the store grows.
 
 mod baseline;
 mod cli;
@@ -25,6 +26,7 @@ mod load;
 mod procfs;
 mod redis;
 mod report;
+mod scale;
 mod scenarios;
 mod scratch;
 mod server;
@@ -41,6 +43,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::EchoServer { listen }) => echo::serve(listen).await,
+        Some(Command::Scale { sessions, database_url }) => scale::run(sessions, database_url).await,
         None => scenarios::run_all(cli.run).await,
     };
     match outcome {

@@ -224,17 +224,17 @@ impl Opening<'_> {
 impl Applied {
     /// A write that recorded `event` and changed no cached record.
     pub(super) fn recorded(event: &NewEvent) -> Self {
-        Applied { event: Some(event.clone()), outcome: Outcome::Done, changed: Changed::Nothing }
+        Applied { events: vec![event.clone()], outcome: Outcome::Done, changed: Changed::Nothing }
     }
 
     /// A write that recorded no event and changed no cached record.
     pub(super) fn unrecorded() -> Self {
-        Applied { event: None, outcome: Outcome::Done, changed: Changed::Nothing }
+        Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Nothing }
     }
 
     /// A keyed write that found `record` stored first, and did nothing.
     pub(super) fn replayed(record: RequestRecord) -> Self {
-        Applied { event: None, outcome: Outcome::Replayed(record), changed: Changed::Nothing }
+        Applied { events: Vec::new(), outcome: Outcome::Replayed(record), changed: Changed::Nothing }
     }
 }
 

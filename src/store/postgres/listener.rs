@@ -240,7 +240,13 @@ fn parse(channel: &str, payload: &str) -> Option<Notification> {
     match channel {
         EVENTS_CHANNEL => payload.parse().ok().map(Notification::EventsRecorded),
         INVALIDATE_CHANNEL if payload == "*" => Some(Notification::Resync),
-        INVALIDATE_CHANNEL => SessionId::parse(payload, "payload").ok().map(Notification::Invalidate),
+        // Ids packed into one payload, separated by spaces (see
+        // `writer::packed`); one that does not parse drops the whole payload.
+        INVALIDATE_CHANNEL => payload
+            .split(' ')
+            .map(|id| SessionId::parse(id, "payload").ok())
+            .collect::<Option<Vec<_>>>()
+            .map(Notification::Invalidate),
         _ => None,
     }
 }
@@ -254,7 +260,10 @@ mod tests {
         assert_eq!(parse(EVENTS_CHANNEL, "42"), Some(Notification::EventsRecorded(42)));
         assert_eq!(parse(INVALIDATE_CHANNEL, "*"), Some(Notification::Resync));
         let id = SessionId::generate();
-        assert_eq!(parse(INVALIDATE_CHANNEL, id.as_str()), Some(Notification::Invalidate(id)));
+        assert_eq!(parse(INVALIDATE_CHANNEL, id.as_str()), Some(Notification::Invalidate(vec![id.clone()])));
+        let other = SessionId::generate();
+        let packed = format!("{id} {other}");
+        assert_eq!(parse(INVALIDATE_CHANNEL, &packed), Some(Notification::Invalidate(vec![id, other])));
         assert_eq!(parse(INVALIDATE_CHANNEL, "garbage"), None);
     }
 

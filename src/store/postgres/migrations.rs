@@ -58,6 +58,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "messages",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V7__messages.sql")),
     },
+    Migration {
+        version: 8,
+        name: "scale",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V8__scale.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -198,9 +198,17 @@ pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> (String,
         let user = w.bind(user.clone());
         w.and(format!("user_id = {user}"));
     }
-    if !filter.kinds.is_empty() {
-        let kinds = w.bind(filter.kinds.iter().map(|k| k.as_str().to_owned()).collect::<Vec<_>>());
-        w.and(format!("kind = ANY({kinds})"));
+    // One kind is an equality, which keeps the kind's index in page order.
+    match filter.kinds.as_slice() {
+        [] => {}
+        [kind] => {
+            let kind = w.bind(kind.as_str().to_owned());
+            w.and(format!("kind = {kind}"));
+        }
+        kinds => {
+            let kinds = w.bind(kinds.iter().map(|k| k.as_str().to_owned()).collect::<Vec<_>>());
+            w.and(format!("kind = ANY({kinds})"));
+        }
     }
     match filter.open {
         Some(true) => w.and("ended_at IS NULL".into()),
@@ -213,7 +221,8 @@ pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> (String,
     }
     if let Some((created_at, id)) = &page.after {
         let (at, id) = (w.bind(created_at.0), w.bind(id.as_str().to_owned()));
-        w.and(format!("(created_at < {at} OR (created_at = {at} AND id < {id}))"));
+        // A row comparison: the index's own order, a bound it seeks to.
+        w.and(format!("(created_at, id) < ({at}, {id})"));
     }
     let limit = w.bind(sql_int(page.limit));
     let sql = format!(

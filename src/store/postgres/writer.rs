@@ -52,7 +52,7 @@ use super::bulk::{Bulk, NewEntries};
 use super::probe::Availability;
 use super::writes::{Applied, Changed, Outcome, Write};
 use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, internal, not_committing, pool_error, sql_int};
-use crate::domain::{EndReason, Event, NewEvent};
+use crate::domain::{EndReason, Event, NewEvent, SessionId};
 use crate::store::{Purged, StoreError, StoreResult};
 use crate::telemetry::throttle::{self, Admitted, Cause};
 
@@ -64,20 +64,24 @@ const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
 /// A write's answer once its batch committed.
 #[derive(Debug)]
 pub(super) struct Committed {
-    pub event: Option<Event>,
+    /// The events the write recorded, numbered, in order.
+    pub events: Vec<Event>,
     pub outcome: Outcome,
 }
 
 impl Committed {
     /// The event of a write that records one.
     pub fn event(self) -> StoreResult<Event> {
-        self.event.ok_or_else(|| internal("a write that records an event recorded none"))
+        self.events.into_iter().next().ok_or_else(|| internal("a write that records an event recorded none"))
     }
 
     /// The new version and the event of a compare-and-set.
     pub fn versioned(self) -> StoreResult<(u64, Event)> {
         match self {
-            Committed { event: Some(event), outcome: Outcome::Version(version) } => Ok((version, event)),
+            Committed { events, outcome: Outcome::Version(version) } => {
+                let event = events.into_iter().next().ok_or_else(|| internal("a compare-and-set recorded no event"))?;
+                Ok((version, event))
+            }
             _ => Err(internal("a compare-and-set answered no version")),
         }
     }
@@ -123,6 +127,31 @@ impl Writers {
         let committed = async {
             queue.send(Queued { write, reply }).await.map_err(|_| internal("the postgres writer has stopped"))?;
             answer.await.map_err(|_| internal("the postgres writer has stopped"))?
+        };
+        tokio::select! {
+            committed = committed => committed,
+            () = self.availability.given_up() => Err(not_committing()),
+        }
+    }
+}
+
+impl Writers {
+    /// Queues each of `writes` for its writer, then waits until all their
+    /// batches committed: writes for different writers commit side by side.
+    pub async fn submit_all(&self, writes: Vec<Write>) -> StoreResult<Vec<Committed>> {
+        let committed = async {
+            let mut answers = Vec::with_capacity(writes.len());
+            for write in writes {
+                let queue = &self.queues[write.writer(self.queues.len())];
+                let (reply, answer) = oneshot::channel();
+                queue.send(Queued { write, reply }).await.map_err(|_| internal("the postgres writer has stopped"))?;
+                answers.push(answer);
+            }
+            let mut committed = Vec::with_capacity(answers.len());
+            for answer in answers {
+                committed.push(answer.await.map_err(|_| internal("the postgres writer has stopped"))??);
+            }
+            Ok(committed)
         };
         tokio::select! {
             committed = committed => committed,
@@ -326,15 +355,15 @@ fn answers(
     applied
         .into_iter()
         .map(|result| {
-            let Applied { event, outcome, .. } = result?;
-            let event = match event {
-                None => None,
-                Some(event) => {
+            let Applied { events, outcome, .. } = result?;
+            let events = events
+                .into_iter()
+                .map(|event| {
                     let sequence = sequences.next().ok_or_else(|| internal("an event went unnumbered"))?;
-                    Some(Event { sequence: sequence as u64, event })
-                }
-            };
-            Ok(Committed { event, outcome })
+                    Ok(Event { sequence: sequence as u64, event })
+                })
+                .collect::<StoreResult<_>>()?;
+            Ok(Committed { events, outcome })
         })
         .collect()
 }
@@ -383,7 +412,7 @@ async fn finish(
     let changed = changed_sessions(applied);
     let statements = Finish::prepare(client, entries, &events, &changed).await?;
     let count = sql_int(events.event_type.len());
-    let ids: Vec<&str> = changed.iter().copied().collect();
+    let ids = packed(&changed);
 
     let mut pipeline = Pipeline::new(client);
     let inserted = statements.entries.as_ref().map(|statements| entries.push(&mut pipeline, statements));
@@ -477,7 +506,7 @@ struct NewEvents<'a> {
 
 impl<'a> NewEvents<'a> {
     fn of(applied: &'a [StoreResult<Applied>]) -> Self {
-        let events: Vec<&NewEvent> = applied.iter().filter_map(|a| a.as_ref().ok()?.event.as_ref()).collect();
+        let events: Vec<&NewEvent> = applied.iter().flatten().flat_map(|a| &a.events).collect();
         NewEvents {
             event_type: events.iter().map(|e| e.event_type.as_str()).collect(),
             session_id: events.iter().map(|e| e.session_id.as_str()).collect(),
@@ -512,12 +541,41 @@ fn changed_sessions(applied: &[StoreResult<Applied>]) -> BTreeSet<&str> {
             Changed::Session(id) => {
                 changed.insert(id.as_str());
             }
+            Changed::Sessions(ids) => changed.extend(ids.iter().map(SessionId::as_str)),
             Changed::Every => {
                 changed.insert("*");
             }
         }
     }
     changed
+}
+
+/// Longest payload of one invalidation: Postgres refuses a `NOTIFY`
+/// payload of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7_900;
+
+/// The changed session ids packed into as few payloads as the limit
+/// allows, separated by spaces; `*` alone in its own.
+fn packed(changed: &BTreeSet<&str>) -> Vec<String> {
+    let mut payloads: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for id in changed {
+        if *id == "*" {
+            payloads.push((*id).to_owned());
+            continue;
+        }
+        if !current.is_empty() && current.len() + 1 + id.len() > MAX_PAYLOAD {
+            payloads.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(id);
+    }
+    if !current.is_empty() {
+        payloads.push(current);
+    }
+    payloads
 }
 
 /// Ends a transaction that will not commit. Best effort: when the

@@ -15,7 +15,7 @@ use super::sql_int;
 use super::writer::Pipeline;
 use crate::clock::UnixMillis;
 use crate::domain::{LogEntry, LogId, NewEvent, RequestDigest, Session, SessionEnd, SessionId};
-use crate::store::{NewRequest, Purged, RequestRecord, StoreError, StoreResult};
+use crate::store::{Ending, NewRequest, Purged, RequestRecord, StoreError, StoreResult};
 
 /// One write, with everything it needs already encoded. A create or log
 /// append with a `request` stores that idempotency record with itself, or
@@ -33,10 +33,18 @@ pub(super) enum Write {
         id: SessionId,
         at: UnixMillis,
     },
+    /// Activity of many sessions, all of one writer's.
+    Activities {
+        activity: Vec<(SessionId, UnixMillis)>,
+    },
     End {
         id: SessionId,
         end: SessionEnd,
         event: NewEvent,
+    },
+    /// Ends of many sessions, all of one writer's.
+    Ends {
+        endings: Vec<Ending>,
     },
     Grants {
         id: SessionId,
@@ -68,6 +76,10 @@ pub(super) enum Outcome {
     Done,
     Version(u64),
     AlreadyEnded(SessionEnd),
+    /// Each session found by a write of many ends: `None` when this write
+    /// ended it (its event is among the write's, in the same order), else
+    /// how it had ended before.
+    Ends(Vec<(SessionId, Option<SessionEnd>)>),
     Purged(Purged),
     /// A keyed write found its key's live record and did nothing else.
     Replayed(RequestRecord),
@@ -77,12 +89,14 @@ pub(super) enum Outcome {
 pub(super) enum Changed {
     Nothing,
     Session(SessionId),
+    Sessions(Vec<SessionId>),
     Every,
 }
 
 /// A write that ran inside the open transaction.
 pub(super) struct Applied {
-    pub event: Option<NewEvent>,
+    /// The events it records, in order.
+    pub events: Vec<NewEvent>,
     pub outcome: Outcome,
     pub changed: Changed,
 }
@@ -104,11 +118,17 @@ impl Write {
             | Write::Grants { id, .. }
             | Write::Storage { id, .. }
             | Write::Logs { id, .. } => id,
+            Write::Activities { activity } => match activity.first() {
+                Some((id, _)) => id,
+                None => return 0,
+            },
+            Write::Ends { endings } => match endings.first() {
+                Some(ending) => &ending.id,
+                None => return 0,
+            },
             Write::Purge { .. } => return 0,
         };
-        let mut hasher = DefaultHasher::new();
-        id.hash(&mut hasher);
-        (hasher.finish() % writers as u64) as usize
+        writer_of(id, writers)
     }
 
     /// Runs the write's statements in the open transaction.
@@ -122,11 +142,13 @@ impl Write {
                 Ok(Applied::recorded(event))
             }
             Write::Activity { id, at } => record_activity(tx, id, *at).await,
+            Write::Activities { activity } => record_activities(tx, activity).await,
             Write::End { id, end, event } => end_session(tx, id, end, event).await,
+            Write::Ends { endings } => end_sessions(tx, endings).await,
             Write::Grants { id, expected_version, grants, event } => {
                 let version = compare_and_set(tx, id, *expected_version, Versioned::Grants, grants).await?;
                 Ok(Applied {
-                    event: Some(event.clone()),
+                    events: vec![event.clone()],
                     outcome: Outcome::Version(version),
                     changed: Changed::Session(id.clone()),
                 })
@@ -135,7 +157,7 @@ impl Write {
                 let version = compare_and_set(tx, id, *expected_version, Versioned::Storage, values).await?;
                 // Storage is not part of the session record.
                 Ok(Applied {
-                    event: Some(event.clone()),
+                    events: vec![event.clone()],
                     outcome: Outcome::Version(version),
                     changed: Changed::Nothing,
                 })
@@ -152,6 +174,13 @@ impl Write {
             }
         }
     }
+}
+
+/// The writer of `writers` that serves session `id`.
+pub(super) fn writer_of(id: &SessionId, writers: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    id.hash(&mut hasher);
+    (hasher.finish() % writers as u64) as usize
 }
 
 /// The counters of an open session a write builds on, its row locked until
@@ -310,7 +339,7 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
         .await?;
     let row = tx.query_opt(&select, &[&id.as_str()]).await?.ok_or(StoreError::NotFound)?;
     if let Some(existing) = end_from_row(&row)? {
-        return Ok(Applied { event: None, outcome: Outcome::AlreadyEnded(existing), changed: Changed::Nothing });
+        return Ok(Applied { events: Vec::new(), outcome: Outcome::AlreadyEnded(existing), changed: Changed::Nothing });
     }
     let update = tx
         .prepare_cached(
@@ -335,7 +364,83 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
         let delete = tx.prepare_cached("DELETE FROM log_entries WHERE session_id = $1").await?;
         tx.execute(&delete, &[&id.as_str()]).await?;
     }
-    Ok(Applied { event: Some(event.clone()), outcome: Outcome::Done, changed: Changed::Session(id.clone()) })
+    Ok(Applied { events: vec![event.clone()], outcome: Outcome::Done, changed: Changed::Session(id.clone()) })
+}
+
+/// Locks the rows of `ids` in id order, so that two transactions locking
+/// overlapping sets wait for each other instead of deadlocking.
+async fn lock_in_order(tx: &ClientWrapper, ids: &[&str]) -> StoreResult<Vec<tokio_postgres::Row>> {
+    let select = tx
+        .prepare_cached(
+            "SELECT id, ended_at, end_reason, end_error, end_stack_trace, log_id, slow FROM sessions \
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    Ok(tx.query(&select, &[&ids]).await?)
+}
+
+/// Moves each open session's activity forward (never back), in one
+/// statement; `expires_at` is recomputed from the row's own timeouts, as
+/// `Session::expires_at` does (`LEAST` skips a `NULL`).
+async fn record_activities(tx: &ClientWrapper, activity: &[(SessionId, UnixMillis)]) -> StoreResult<Applied> {
+    let ids: Vec<&str> = activity.iter().map(|(id, _)| id.as_str()).collect();
+    let at: Vec<i64> = activity.iter().map(|(_, at)| at.0).collect();
+    lock_in_order(tx, &ids).await?;
+    let update = tx
+        .prepare_cached(
+            "UPDATE sessions AS s SET last_active_at = a.at, \
+             expires_at = LEAST(s.created_at + s.lifetime_ms, a.at + s.idle_ms) \
+             FROM unnest($1::text[], $2::int8[]) AS a (id, at) \
+             WHERE s.id = a.id AND s.ended_at IS NULL AND s.last_active_at < a.at RETURNING s.id",
+        )
+        .await?;
+    let rows = tx.query(&update, &[&ids, &at]).await?;
+    let changed = rows.iter().map(|row| row.try_get(0).map(SessionId::from_stored)).collect::<Result<_, _>>()?;
+    Ok(Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Sessions(changed) })
+}
+
+/// Ends every open session of `endings` in three statements (lock, update,
+/// delete the logs not kept); those ended already are answered how.
+async fn end_sessions(tx: &ClientWrapper, endings: &[Ending]) -> StoreResult<Applied> {
+    let ids: Vec<&str> = endings.iter().map(|e| e.id.as_str()).collect();
+    let mut found = std::collections::HashMap::new();
+    for row in lock_in_order(tx, &ids).await? {
+        found.insert(row.try_get::<_, String>("id")?, end_from_row(&row)?);
+    }
+    let mut outcomes = Vec::with_capacity(found.len());
+    let mut events = Vec::new();
+    let mut open: Vec<&Ending> = Vec::new();
+    for ending in endings {
+        let Some(earlier) = found.remove(ending.id.as_str()) else { continue };
+        if earlier.is_none() {
+            open.push(ending);
+            events.push(ending.event.clone());
+        }
+        outcomes.push((ending.id.clone(), earlier));
+    }
+    let ids: Vec<&str> = open.iter().map(|e| e.id.as_str()).collect();
+    let at: Vec<i64> = open.iter().map(|e| e.end.at.0).collect();
+    let reason: Vec<&str> = open.iter().map(|e| e.end.reason.as_str()).collect();
+    let error: Vec<Option<&str>> = open.iter().map(|e| e.end.error.as_deref()).collect();
+    let stack_trace: Vec<Option<&str>> = open.iter().map(|e| e.end.stack_trace.as_deref()).collect();
+    let log_id: Vec<Option<&str>> = open.iter().map(|e| e.end.log_id.as_ref().map(LogId::as_str)).collect();
+    let slow: Vec<bool> = open.iter().map(|e| e.end.slow).collect();
+    let update = tx
+        .prepare_cached(
+            "UPDATE sessions AS s SET ended_at = e.ended_at, end_reason = e.end_reason, end_error = e.end_error, \
+             end_stack_trace = e.end_stack_trace, log_id = e.log_id, slow = e.slow \
+             FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[]) \
+             AS e (id, ended_at, end_reason, end_error, end_stack_trace, log_id, slow) WHERE s.id = e.id",
+        )
+        .await?;
+    tx.execute(&update, &[&ids, &at, &reason, &error, &stack_trace, &log_id, &slow]).await?;
+    let unkept: Vec<&str> = open.iter().filter(|e| e.end.log_id.is_none()).map(|e| e.id.as_str()).collect();
+    if !unkept.is_empty() {
+        let delete = tx.prepare_cached("DELETE FROM log_entries WHERE session_id = ANY($1)").await?;
+        tx.execute(&delete, &[&unkept]).await?;
+    }
+    let changed = open.iter().map(|e| e.id.clone()).collect();
+    Ok(Applied { events, outcome: Outcome::Ends(outcomes), changed: Changed::Sessions(changed) })
 }
 
 /// The two versioned documents of a session.
@@ -404,7 +509,7 @@ async fn purge(
     let requests = tx.prepare_cached("DELETE FROM request_ids WHERE at < $1").await?;
     let requests = tx.execute(&requests, &[&requests_before.0]).await?;
     Ok(Applied {
-        event: None,
+        events: Vec::new(),
         outcome: Outcome::Purged(Purged { sessions, events, requests }),
         changed: if sessions > 0 { Changed::Every } else { Changed::Nothing },
     })

@@ -27,7 +27,8 @@ use self::reads::query_all;
 use self::rows::{event_from_row, record_from_row, session_from_row, to_json};
 use self::writer::WriteQueue;
 use super::{
-    EndOutcome, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError, StoreResult,
+    EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError,
+    StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
@@ -170,6 +171,18 @@ impl Store for SqliteStore {
     async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
         let (id, end, event) = (id.clone(), end.clone(), event.clone());
         self.write(move |conn| writes::end_session(conn, id.as_str(), &end, &event)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sessions = endings.len()))]
+    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+        let endings = endings.to_vec();
+        self.write(move |conn| writes::end_sessions(conn, &endings)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sessions = activity.len()))]
+    async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
+        let activity = activity.to_vec();
+        self.write(move |conn| writes::record_activities(conn, &activity)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

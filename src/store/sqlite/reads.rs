@@ -102,7 +102,8 @@ pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> Query {
     }
     if let Some((created_at, id)) = &page.after {
         let at = Value::Integer(created_at.0);
-        w.and("(created_at < ? OR (created_at = ? AND id < ?))", [at.clone(), at, text(id.as_str())]);
+        // A row value: the index's own order, a bound it seeks to.
+        w.and("(created_at, id) < (?, ?)", [at, text(id.as_str())]);
     }
     w.params.push(Value::Integer(sql_limit(page.limit)));
     let sql = format!(
@@ -118,7 +119,10 @@ pub(super) fn due_query(now: UnixMillis, limit: usize) -> Query {
         concat!(
             "SELECT ",
             session_columns!(),
-            " FROM sessions WHERE ended_at IS NULL AND expires_at <= ? ORDER BY expires_at, id LIMIT ?"
+            // Named: without statistics SQLite may prefer sessions_by_end
+            // for `ended_at IS NULL`, then sort every due session.
+            " FROM sessions INDEXED BY sessions_due WHERE ended_at IS NULL AND expires_at <= ? \
+             ORDER BY expires_at, id LIMIT ?"
         )
         .to_owned(),
         vec![Value::Integer(now.0), Value::Integer(sql_limit(limit))],

@@ -133,6 +133,23 @@ CREATE TABLE messages (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX messages_by_time ON messages (posted_at);
 ",
+    "
+-- Listings that cost a page, not the table: an index in page order for
+-- each filter of an admin's ListSessions across users (state open or
+-- ended, kind, kind with state open), the last one also finding the
+-- request-scoped sessions start-up and shutdown end across tenants without
+-- reading a row per stored session. sessions_by_creation served only
+-- those and goes. The sweeper reads due sessions in (expires_at, id)
+-- order a batch at a time: sessions_due holds that order, where
+-- sessions_by_expiry made each batch sort every due session.
+CREATE INDEX sessions_open_by_tenant ON sessions (tenant, created_at, id) WHERE ended_at IS NULL;
+CREATE INDEX sessions_ended_by_tenant ON sessions (tenant, created_at, id) WHERE ended_at IS NOT NULL;
+CREATE INDEX sessions_by_tenant_kind ON sessions (tenant, kind, created_at, id);
+CREATE INDEX sessions_open_by_kind ON sessions (kind, tenant, created_at, id) WHERE ended_at IS NULL;
+DROP INDEX sessions_by_creation;
+CREATE INDEX sessions_due ON sessions (expires_at, id) WHERE ended_at IS NULL;
+DROP INDEX sessions_by_expiry;
+",
 ];
 
 /// Opens one connection with the settings every connection needs.
@@ -176,9 +193,10 @@ pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::TenantId;
-    use crate::store::StoreError;
+    use crate::clock::UnixMillis;
+    use crate::domain::{SessionId, SessionKind, TenantId};
     use crate::store::sqlite::rows::{event_from_row, session_columns, session_from_row};
+    use crate::store::{PageRequest, SessionFilter, StoreError};
 
     fn user_version(conn: &Connection) -> usize {
         conn.pragma_query_value(None, "user_version", |row| row.get(0)).expect("user_version is always readable")
@@ -276,6 +294,85 @@ mod tests {
             .and_then(|mut rows| rows.query_map([], |row| row.get(0))?.collect())
             .expect("the entries read back");
         assert_eq!(times, [Some(1_700_000_000_123_000), None]);
+    }
+
+    /// The plan SQLite picks for `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str, params: Vec<rusqlite::types::Value>) -> String {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .and_then(|mut plan| {
+                plan.query_map(rusqlite::params_from_iter(params), |row| row.get::<_, String>(3))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("the plan is readable")
+            .join("\n")
+    }
+
+    #[test]
+    fn a_populated_database_at_version_4_migrates_and_lists_by_state_and_kind_through_an_index() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        for step in &MIGRATIONS[..4] {
+            conn.execute_batch(step).expect("the version 4 schema applies");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("user_version is writable");
+        for (n, (kind, ended)) in [("web_user", None), ("web_call", Some(5)), ("web_call", None)].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+                 ended_at, end_reason) VALUES (?1, randomblob(32), ?2, 'alice', '', '', '', '', '', ?3, ?3, 0, \
+                 '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE 'closed' END)",
+                rusqlite::params![format!("{n:032}"), kind, n as i64, ended],
+            )
+            .expect("version 4 rows are written");
+        }
+
+        migrate(&mut conn).expect("a version 4 database migrates");
+        assert_eq!(user_version(&conn), MIGRATIONS.len());
+        let list = |filter: &SessionFilter| {
+            let page = PageRequest { after: Some((UnixMillis(10), SessionId::from_stored("f".repeat(32)))), limit: 10 };
+            let (sql, params) = crate::store::sqlite::reads::list_query(filter, &page);
+            let sessions: Vec<String> = conn
+                .prepare(&sql)
+                .and_then(|mut rows| {
+                    rows.query_map(rusqlite::params_from_iter(params.clone()), session_from_row)?
+                        .map(|s| s.map(|s| s.id.as_str().to_owned()))
+                        .collect::<Result<_, _>>()
+                })
+                .expect("the listing runs");
+            (sessions, plan(&conn, &sql, params))
+        };
+        let tenant = Some(TenantId::default());
+        let cases = [
+            (
+                SessionFilter { tenant: tenant.clone(), open: Some(true), ..Default::default() },
+                vec![2, 0],
+                "sessions_open_by_tenant",
+            ),
+            (
+                SessionFilter { tenant: tenant.clone(), open: Some(false), ..Default::default() },
+                vec![1],
+                "sessions_ended_by_tenant",
+            ),
+            (
+                SessionFilter { tenant: tenant.clone(), kinds: vec![SessionKind::WebCall], ..Default::default() },
+                vec![2, 1],
+                "sessions_by_tenant_kind",
+            ),
+            (
+                SessionFilter { tenant, kinds: vec![SessionKind::WebCall], open: Some(true), ..Default::default() },
+                vec![2],
+                "sessions_open_by_kind",
+            ),
+        ];
+        let (sql, params) = crate::store::sqlite::reads::due_query(UnixMillis(10), 1_000);
+        let due = plan(&conn, &sql, params);
+        assert!(due.contains("sessions_due") && !due.contains("TEMP B-TREE"), "due sessions in index order:\n{due}");
+        for (filter, expected, index) in cases {
+            let (listed, plan) = list(&filter);
+            let expected: Vec<String> = expected.iter().map(|n| format!("{n:032}")).collect();
+            assert_eq!(listed, expected, "{filter:?}");
+            assert!(plan.contains(index), "{filter:?} should use {index}:\n{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{filter:?} should not sort:\n{plan}");
+        }
     }
 
     #[test]

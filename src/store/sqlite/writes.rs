@@ -6,10 +6,10 @@
 
 use rusqlite::{Connection, OptionalExtension as _, named_params, params};
 
-use super::rows::{end_from_row, millis, parse_name, session_columns, session_from_row};
+use super::rows::{end_from_row, millis, parse_name};
 use crate::clock::UnixMillis;
-use crate::domain::{EndReason, Event, LogEntry, LogId, NewEvent, Session, SessionEnd};
-use crate::store::{EndOutcome, NewRequest, Once, Purged, RequestRecord, StoreError, StoreResult};
+use crate::domain::{EndReason, Event, LogEntry, LogId, NewEvent, Session, SessionEnd, SessionId};
+use crate::store::{EndOutcome, Ending, NewRequest, Once, Purged, RequestRecord, StoreError, StoreResult};
 
 /// The counters of an open session a write builds on; fails with
 /// `NotFound` or `Ended` for any other.
@@ -173,21 +173,41 @@ fn insert_session(
     Ok(())
 }
 
-/// Moves an open session's activity, and so its expiry, forward to `at`.
+/// Moves an open session's activity, and so its expiry, forward to `at`:
+/// `expires_at` is recomputed from the row's own timeouts, as
+/// `Session::expires_at` does.
 pub(super) fn record_activity(conn: &Connection, id: &str, at: UnixMillis) -> StoreResult<()> {
-    let session = conn
-        .prepare_cached(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = ?1 AND ended_at IS NULL AND last_active_at < ?2"
-        ))?
-        .query_row(params![id, at.0], session_from_row)
-        .optional()?;
-    if let Some(session) = session {
-        conn.prepare_cached("UPDATE sessions SET last_active_at = ?2, expires_at = ?3 WHERE id = ?1")?
-            .execute(params![id, at.0, session.expires_at(at).map(|t| t.0)])?;
+    conn.prepare_cached(
+        "UPDATE sessions SET last_active_at = ?2, expires_at = CASE \
+         WHEN idle_ms IS NULL THEN created_at + lifetime_ms \
+         WHEN lifetime_ms IS NULL THEN ?2 + idle_ms \
+         ELSE min(created_at + lifetime_ms, ?2 + idle_ms) END \
+         WHERE id = ?1 AND ended_at IS NULL AND last_active_at < ?2",
+    )?
+    .execute(params![id, at.0])?;
+    Ok(())
+}
+
+/// [`record_activity`] for each session of `activity`.
+pub(super) fn record_activities(conn: &Connection, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
+    for (id, at) in activity {
+        record_activity(conn, id.as_str(), *at)?;
     }
     Ok(())
+}
+
+/// [`end_session`] for each of `endings`; unknown sessions are left out of
+/// the answer.
+pub(super) fn end_sessions(conn: &Connection, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+    let mut outcomes = Vec::with_capacity(endings.len());
+    for Ending { id, end, event } in endings {
+        match end_session(conn, id.as_str(), end, event) {
+            Ok(outcome) => outcomes.push((id.clone(), outcome)),
+            Err(StoreError::NotFound) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Ends an open session and records its event; an ended one is left alone.
