@@ -92,6 +92,9 @@ pub enum Command {
     /// (exit 0) or not (exit 1): an exec probe and the image's HEALTHCHECK.
     /// Speaks TLS when --tls-cert (SESSIOND_TLS_CERT) is set.
     Probe(crate::probe::ProbeArgs),
+    /// The admin CLI: sessions, logs, events, health, version.
+    #[command(flatten)]
+    Admin(crate::cli::AdminCommand),
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
@@ -415,6 +418,12 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The admin CLI's API key, from `SESSIOND_CLI_API_KEY` only: a flag's
+    /// value would show in `ps`.
+    pub fn cli_api_key() -> Option<Secret> {
+        std::env::var(crate::cli::connect::API_KEY_VARIABLE).ok().map(Secret)
+    }
+
     /// Reads the secrets given as files (`--database-url-file`). The
     /// content never appears in an error, only the file's name.
     pub fn read_secret_files(&mut self) -> anyhow::Result<()> {
@@ -600,7 +609,7 @@ pub fn setting_variables() -> Vec<String> {
             collect(sub, names);
         }
     }
-    let mut names = Vec::new();
+    let mut names = vec![crate::cli::connect::API_KEY_VARIABLE.to_owned()];
     collect(&<Settings as clap::CommandFactory>::command(), &mut names);
     names.sort();
     names.dedup();

@@ -374,7 +374,7 @@ impl Drop for Call {
 const ENDED_WITH_AN_ERROR: &str = "call ended with an error";
 
 /// A code's name as the gRPC spec spells it, e.g. `UNAVAILABLE`.
-pub(super) fn code_name(code: Code) -> &'static str {
+pub fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

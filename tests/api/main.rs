@@ -7,6 +7,7 @@ mod postgres_support;
 
 mod auth;
 mod bad_input;
+mod cli;
 mod helpers;
 
 mod close;
