@@ -70,8 +70,10 @@ impl LimitLayer {
     /// within `max_call_duration` (or its client's sooner deadline), none
     /// with a request message over `max_request_bytes`.
     pub fn new(max_concurrent_calls: usize, max_call_duration: Duration, max_request_bytes: usize) -> Self {
+        let permits = Arc::new(Semaphore::new(max_concurrent_calls));
+        crate::telemetry::metrics::observe_call_limit(&permits, max_concurrent_calls);
         let shared = Shared {
-            permits: Arc::new(Semaphore::new(max_concurrent_calls)),
+            permits,
             streaming_requests: streaming_requests(super::FILE_DESCRIPTOR_SET),
             max_concurrent_calls,
             max_call_duration,
@@ -132,6 +134,7 @@ where
             (None, request)
         } else {
             let Ok(permit) = self.shared.permits.clone().try_acquire_owned() else {
+                crate::telemetry::metrics::call_shed();
                 return ResponseFuture::Answered { status: Some(status::overloaded(self.shared.max_concurrent_calls)) };
             };
             let max = self.shared.max_request_bytes;

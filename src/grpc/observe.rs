@@ -326,7 +326,7 @@ impl Call {
                 KeyValue::new("rpc.system", "grpc"),
                 KeyValue::new("rpc.service", service),
                 KeyValue::new("rpc.method", method),
-                KeyValue::new("rpc.grpc.status_code", i64::from(status_code)),
+                KeyValue::new("rpc.response.status_code", code_name(code)),
             ];
             metrics.rpc_finished(elapsed, &attributes);
         }

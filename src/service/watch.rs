@@ -193,8 +193,10 @@ impl Service {
         loop {
             let events = self.store().events_after(last, CATCH_UP_BATCH).await?;
             let count = events.len();
+            let now = self.now();
             for event in events {
                 last = event.sequence;
+                crate::telemetry::metrics::event_delivered(now.since(event.event.at));
                 self.relay(event);
             }
             if count < CATCH_UP_BATCH {

@@ -418,6 +418,10 @@ impl Store for CachedStore {
         self.inner.last_event_sequence().await
     }
 
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.inner.count_open_sessions().await
+    }
+
     async fn purge(
         &self,
         ended_before: UnixMillis,

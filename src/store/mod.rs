@@ -255,6 +255,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The sequence number of the last recorded event (0 when none).
     async fn last_event_sequence(&self) -> StoreResult<u64>;
 
+    /// Open sessions across tenants, counted by kind (its stored name,
+    /// `web_user`); kinds without one are left out.
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>>;
+
     /// Deletes sessions (with storage and logs) that ended before
     /// `ended_before`, events recorded before `events_before` and
     /// idempotency records stored before `requests_before`.

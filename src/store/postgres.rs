@@ -302,7 +302,7 @@ impl PgStore {
         let given_up = self.availability.given_up();
         tokio::pin!(given_up);
         let client = tokio::select! {
-            client = self.pool.get() => client.map_err(pool_error)?,
+            client = timed_get(&self.pool) => client.map_err(pool_error)?,
             () = &mut given_up => return Err(not_committing()),
         };
         let read = async {
@@ -471,6 +471,15 @@ fn not_committing() -> StoreError {
 
 /// The pool's failures: waiting too long is unavailable, as is failing to
 /// connect.
+/// A pooled connection, its wait measured in
+/// `db.client.connection.wait_time`.
+async fn timed_get(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, PoolError> {
+    let started = std::time::Instant::now();
+    let client = pool.get().await;
+    crate::telemetry::metrics::pool_wait("postgres", started.elapsed());
+    client
+}
+
 fn pool_error(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => e.into(),
@@ -668,6 +677,12 @@ impl Store for PgStore {
         let rows = self.query("SELECT last_sequence FROM event_counter", &[]).await?;
         let row = rows.first().ok_or_else(|| internal("the event counter row is missing"))?;
         rows::unsigned(row, "last_sequence")
+    }
+
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        let sql = "SELECT kind, count(*) AS open FROM sessions WHERE ended_at IS NULL GROUP BY kind ORDER BY kind";
+        let rows = self.query(sql, &[]).await?;
+        rows.iter().map(|row| Ok((row.try_get::<_, String>("kind")?, rows::unsigned(row, "open")?))).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

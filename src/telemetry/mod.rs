@@ -37,6 +37,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use crate::settings::{LogFormat, Settings};
 
 pub mod metrics;
+pub mod process;
 pub mod prometheus;
 pub mod store;
 pub mod throttle;

@@ -134,6 +134,10 @@ impl<S: Store> Store for MeteredStore<S> {
         self.timed("last_event_sequence", self.inner.last_event_sequence()).await
     }
 
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.timed("count_open_sessions", self.inner.count_open_sessions()).await
+    }
+
     async fn purge(
         &self,
         ended_before: UnixMillis,

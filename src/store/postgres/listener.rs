@@ -168,6 +168,7 @@ impl Heartbeat {
                     let Some((channel, payload)) = message else { return Ended::Closed };
                     if channel == HEARTBEAT_CHANNEL {
                         if let Some(sent) = self.returned(&payload) {
+                            crate::telemetry::metrics::notification_round_trip(sent.elapsed());
                             let _ = sender.send(Notification::FreshUntil(sent + FRESHNESS));
                         }
                     } else if let Some(notification) = parse(&channel, &payload) {

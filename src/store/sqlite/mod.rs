@@ -248,6 +248,10 @@ impl Store for SqliteStore {
         self.read(reads::last_event_sequence).await
     }
 
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.read(reads::count_open_sessions).await
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     async fn purge(
         &self,

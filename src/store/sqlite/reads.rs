@@ -69,6 +69,13 @@ pub(super) fn storage(conn: &Connection, id: &SessionId) -> StoreResult<Versione
 }
 
 /// The last event sequence handed out, 0 when none.
+pub(super) fn count_open_sessions(conn: &Connection) -> StoreResult<Vec<(String, u64)>> {
+    let mut statement =
+        conn.prepare_cached("SELECT kind, count(*) FROM sessions WHERE ended_at IS NULL GROUP BY kind ORDER BY kind")?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub(super) fn last_event_sequence(conn: &Connection) -> StoreResult<u64> {
     // The AUTOINCREMENT counter, not max(sequence): it survives purges.
     let last = conn
