@@ -13,6 +13,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::Failure;
+use super::exit::error_chain;
 use super::output::Format;
 use crate::settings::Secret;
 
@@ -152,20 +153,4 @@ impl ConnectArgs {
 
 fn read(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|err| Failure::Other(format!("{flag} {}: {err}", path.display())))
-}
-
-/// An error with its causes on one line: tonic's transport errors say
-/// little without them.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

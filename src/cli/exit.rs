@@ -65,9 +65,31 @@ pub enum Failure {
 }
 
 impl From<tonic::Status> for Failure {
+    /// A status the server sent; or one tonic made of a connection that
+    /// broke or was refused during the call (it carries the transport
+    /// error as its source, which no answer of sessiond does).
     fn from(status: tonic::Status) -> Self {
-        Self::Status(status)
+        match std::error::Error::source(&status) {
+            Some(cause) => Self::Connect { address: "sessiond".into(), cause: error_chain(cause) },
+            _ => Self::Status(status),
+        }
     }
+}
+
+/// An error with its causes on one line: tonic's transport errors say
+/// little without them.
+pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl Failure {

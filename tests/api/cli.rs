@@ -328,3 +328,63 @@ async fn logs_tail_prints_an_entry_logged_after_it_started() {
     assert!(line.contains(&created.session.unwrap().session_id), "{line}");
     assert!(line.ends_with("payment <b>refused</b>\\nretrying"), "control characters escaped: {line}");
 }
+
+#[tokio::test]
+async fn the_cli_speaks_mutual_tls_with_a_ca_a_client_certificate_and_a_server_name() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server, client) = (leaf("sessiond.internal"), leaf("ops"));
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let mut settings = sessiond::settings::Settings::for_tests("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+    settings.tls_cert = Some(write("server.crt", &server.0));
+    settings.tls_key = Some(write("server.key", &server.1));
+    // No keys file: the client certificate is the only way in.
+    settings.tls_client_ca = Some(write("ca.crt", &ca.pem()));
+    let app =
+        sessiond::startup::Application::build_with_clock(settings, std::sync::Arc::new(sessiond::clock::SystemClock))
+            .await
+            .expect("the app builds");
+    let address = format!("https://{}", app.local_addr());
+    let server_task = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (ca_file, cert_file, key_file) =
+        (write("ca.pem", &ca.pem()), write("client.crt", &client.0), write("client.key", &client.1));
+    let tls = [
+        "--ca-cert",
+        ca_file.to_str().unwrap(),
+        "--client-cert",
+        cert_file.to_str().unwrap(),
+        "--client-key",
+        key_file.to_str().unwrap(),
+        "--server-name",
+        "sessiond.internal",
+    ];
+
+    let listed = run(&address, &[&["sessions", "list", "-o", "json"][..], &tls].concat(), &[]).await;
+    assert_eq!(listed.status.code(), Some(0), "stderr: {}", stderr(&listed));
+
+    // Without the client certificate the handshake is refused.
+    let without = run(&address, &[&["sessions", "list"][..], &tls[..2], &tls[6..]].concat(), &[]).await;
+    assert_eq!(without.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&without));
+    // A name the certificate does not hold is refused by the CLI.
+    let wrong_name = [&tls[..6], &["--server-name", "elsewhere"][..]].concat();
+    let wrong = run(&address, &[&["health"][..], &wrong_name].concat(), &[]).await;
+    assert_eq!(wrong.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&wrong));
+    // TLS without a CA to trust is a usage error.
+    let no_ca = run(&address, &["health"], &[]).await;
+    assert_eq!(no_ca.status.code(), Some(USAGE), "stderr: {}", stderr(&no_ca));
+    server_task.abort();
+}
