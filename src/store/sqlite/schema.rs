@@ -105,6 +105,42 @@ CREATE INDEX request_ids_by_time ON request_ids (at);
 -- millisecond before.
 UPDATE log_entries SET client_time = client_time * 1000 WHERE client_time IS NOT NULL;
 ",
+    "
+-- Log entries readable while their session is open, and searched without
+-- reading what a filter skips. Each entry carries what QueryLogs filters by
+-- (its session's tenant, user and kind; failed and slow, set when its log
+-- is kept) and `position`: set when it becomes readable (stored under
+-- continuous logging, or its log kept at the end), from log_counter, one
+-- number per write; NULL while it is not readable. Entries of kept logs
+-- from before are readable at position 0, in their old order.
+ALTER TABLE log_entries ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE log_entries ADD COLUMN user_id TEXT;
+ALTER TABLE log_entries ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE log_entries ADD COLUMN continuous INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE log_entries ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE log_entries ADD COLUMN slow INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE log_entries ADD COLUMN position INTEGER;
+UPDATE log_entries SET (tenant, user_id, kind, failed, slow, position) = (
+    SELECT s.tenant, s.user_id, s.kind, s.end_reason IS 'failed', s.slow, CASE WHEN s.log_id IS NOT NULL THEN 0 END
+    FROM sessions AS s WHERE s.id = log_entries.session_id);
+CREATE TABLE log_counter (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    last_position INTEGER NOT NULL
+) STRICT;
+INSERT INTO log_counter (only_row, last_position) VALUES (1, 0);
+CREATE INDEX log_entries_readable ON log_entries (tenant, level, position, entry_id)
+    WHERE position IS NOT NULL;
+CREATE INDEX log_entries_readable_by_session ON log_entries (session_id, level, position, entry_id)
+    WHERE position IS NOT NULL;
+CREATE INDEX log_entries_readable_by_user ON log_entries (tenant, user_id, level, position, entry_id)
+    WHERE position IS NOT NULL;
+CREATE INDEX log_entries_readable_by_kind ON log_entries (tenant, kind, level, position, entry_id)
+    WHERE position IS NOT NULL;
+CREATE INDEX log_entries_readable_failed ON log_entries (tenant, level, position, entry_id)
+    WHERE position IS NOT NULL AND failed;
+CREATE INDEX log_entries_readable_slow ON log_entries (tenant, level, position, entry_id)
+    WHERE position IS NOT NULL AND slow;
+",
 ];
 
 /// Opens one connection with the settings every connection needs.
