@@ -46,8 +46,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd, SessionId,
-    StorageMap, TokenHash, VersionedStorage,
+    Event, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd,
+    SessionId, StorageMap, TokenHash, VersionedStorage,
 };
 use crate::shards::{Shard, Shards};
 
@@ -409,6 +409,10 @@ impl Store for CachedStore {
 
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
         self.inner.query_logs(query).await
+    }
+
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        self.inner.log_cursor_now().await
     }
 
     async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {

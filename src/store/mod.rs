@@ -24,8 +24,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestDigest, RequestKey, Session,
-    SessionEnd, SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EndReason, Event, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestDigest, RequestKey,
+    Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 
 pub mod cache;
@@ -254,6 +254,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// `query`, after its cursor, in the order they became readable (see
     /// [`crate::domain::LogCursor`]), with the store's horizon.
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage>;
+
+    /// A cursor after every entry readable now: where a follow "from now
+    /// on" starts. Entries whose write is still running may come after it.
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        let beyond = LogQuery { after: LogCursor { position: i64::MAX, entry_id: 0 }, limit: 1, ..LogQuery::default() };
+        Ok(LogCursor::below(self.query_logs(&beyond).await?.horizon))
+    }
 
     /// Whether a session's log holds an entry at or above `level`: what
     /// decides whether a policy's `keep_level` keeps it.

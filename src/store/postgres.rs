@@ -65,8 +65,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd,
-    SessionId, StorageMap, TokenHash, VersionedStorage,
+    Event, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent, RequestKey, Session,
+    SessionEnd, SessionId, StorageMap, TokenHash, VersionedStorage,
 };
 
 /// The columns `rows::session_from_row` reads, as a literal for `concat!`.
@@ -689,6 +689,14 @@ impl Store for PgStore {
             }
             tokio::time::sleep(SETTLE_POLL).await;
         }
+    }
+
+    /// Every transaction that committed before now has an id below the
+    /// snapshot's xmax: a follow from now starts after them.
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        let rows = self.query("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS next", &[]).await?;
+        let row = rows.first().ok_or_else(|| internal("the snapshot query answered no row"))?;
+        Ok(LogCursor::below(row.try_get("next")?))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd, SessionId,
-    StorageMap, TokenHash, VersionedStorage,
+    Event, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd,
+    SessionId, StorageMap, TokenHash, VersionedStorage,
 };
 use crate::store::{
     EndOutcome, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreResult,
@@ -124,6 +124,10 @@ impl<S: Store> Store for MeteredStore<S> {
 
     async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
         self.timed("query_logs", self.inner.query_logs(query)).await
+    }
+
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        self.timed("log_cursor_now", self.inner.log_cursor_now()).await
     }
 
     async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
