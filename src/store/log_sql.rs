@@ -92,8 +92,7 @@ pub fn logs_sql(
     let entry_id = bind(Param::Int(query.after.entry_id));
     let limit = bind(Param::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     filters.push(format!(
-        "position IS NOT NULL AND position < {horizon} AND (position > {position} OR (position = {position} AND \
-         entry_id > {entry_id}))"
+        "position IS NOT NULL AND position < {horizon} AND (position, entry_id) > ({position}, {entry_id})"
     ));
     let filters = filters.join(" AND ");
     let index = index(query);
