@@ -258,6 +258,44 @@ mod tests {
     }
 
     #[test]
+    fn a_database_at_version_4_makes_kept_logs_readable_and_open_ones_not() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        for step in &MIGRATIONS[..4] {
+            conn.execute_batch(step).expect("the version 4 schema applies");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("user_version is writable");
+        conn.execute_batch(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+             ended_at, end_reason, log_id, slow, tenant) VALUES \
+             ('00000000000000000000000000000001', zeroblob(32), 'web_call', 'alice', '', '', '', '', '', \
+              1, 1, 0, '{}', 0, '{}', 0, 5, 'failed', 'log1', 0, 'acme'), \
+             ('00000000000000000000000000000002', randomblob(32), 'web_user', 'bob', '', '', '', '', '', \
+              1, 1, 0, '{}', 0, '{}', 0, NULL, NULL, NULL, 0, 'acme'); \
+             INSERT INTO log_entries (session_id, sequence, level, message, logged_at) VALUES \
+             ('00000000000000000000000000000001', 1, 4, 'kept', 2), \
+             ('00000000000000000000000000000002', 1, 2, 'open', 3);",
+        )
+        .expect("version 4 rows are written");
+
+        migrate(&mut conn).expect("a version 4 database migrates");
+        let rows: Vec<(String, String, Option<String>, String, bool, Option<i64>)> = conn
+            .prepare("SELECT message, tenant, user_id, kind, failed, position FROM log_entries ORDER BY entry_id")
+            .and_then(|mut rows| {
+                rows.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                    .collect()
+            })
+            .expect("the entries read back");
+        assert_eq!(
+            rows,
+            [
+                ("kept".into(), "acme".into(), Some("alice".into()), "web_call".into(), true, Some(0)),
+                ("open".into(), "acme".into(), Some("bob".into()), "web_user".into(), false, None),
+            ]
+        );
+    }
+
+    #[test]
     fn a_database_newer_than_this_code_is_refused() {
         let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         conn.pragma_update(None, "user_version", MIGRATIONS.len() + 1).expect("user_version is writable");
