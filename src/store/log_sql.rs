@@ -106,9 +106,12 @@ pub fn logs_sql(
             )
         })
         .collect();
+    // The session's log id is looked up for the page's rows alone, once
+    // merged: a join of the branches would read (or hash) far more.
     let sql = format!(
-        "SELECT e.*, s.log_id FROM ({}) AS e LEFT JOIN sessions AS s ON s.id = e.session_id \
-         ORDER BY e.position, e.entry_id LIMIT {limit}",
+        "SELECT m.*, (SELECT s.log_id FROM sessions AS s WHERE s.id = m.session_id) AS log_id FROM \
+         (SELECT * FROM ({}) AS e ORDER BY e.position, e.entry_id LIMIT {limit}) AS m \
+         ORDER BY m.position, m.entry_id",
         branches.join(" UNION ALL ")
     );
     (sql, params)
