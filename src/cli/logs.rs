@@ -1,8 +1,9 @@
 //! `sessiond logs query|tail`: QueryLogs, every page (or up to
-//! `--limit`); and a tail that prints the entries logged from its start
-//! on, as they become queryable, until interrupted.
+//! `--limit`); and a tail that follows the entries that become readable
+//! from its start on with FollowLogs, until interrupted. A follow that is
+//! cut (sessiond restarting, a connection reaching its age) is resumed
+//! after its last cursor, so no entry is missed or printed twice.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -36,14 +37,12 @@ pub enum LogsCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Follows the entries logged from now on that match the filters,
-    /// printing each as it becomes queryable, until interrupted.
+    /// Follows the entries that become readable from now on and match
+    /// the filters (FollowLogs), printing each as it comes, until
+    /// interrupted.
     Tail {
         #[command(flatten)]
         filters: Filters,
-        /// How often to ask for new entries.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-        interval: Duration,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -73,7 +72,25 @@ pub struct Filters {
     pub slow: bool,
 }
 
+/// How long a cut follow waits before resuming.
+const RESUME_DELAY: Duration = Duration::from_secs(1);
+
 impl Filters {
+    fn follow_request(&self, cursor: String) -> pb::FollowLogsRequest {
+        let query = self.request(None);
+        pb::FollowLogsRequest {
+            session_id: query.session_id,
+            user_id: query.user_id,
+            kind: query.kind,
+            start_time: None,
+            end_time: None,
+            min_level: query.min_level,
+            failed_only: query.failed_only,
+            slow_only: query.slow_only,
+            cursor,
+        }
+    }
+
     fn request(&self, start_time: Option<prost_types::Timestamp>) -> pb::QueryLogsRequest {
         pb::QueryLogsRequest {
             session_id: self.session.clone().unwrap_or_default(),
@@ -112,9 +129,9 @@ pub async fn run(command: LogsCommand, key: Option<Secret>) -> Result<(), Failur
             }
             rows.finish()
         }
-        LogsCommand::Tail { filters, interval, connect } => {
+        LogsCommand::Tail { filters, connect } => {
             let client = connect.connect(key).await?;
-            tail(client, filters, interval, connect.output).await
+            tail(client, filters, connect.output).await
         }
     }
 }
@@ -142,30 +159,54 @@ impl Pages {
     }
 }
 
-/// Asks every `interval` for the entries logged since the tail started and
-/// prints those not printed yet. An entry becomes queryable when its
-/// session's log is kept, so entries come in the order their logs were
-/// kept, each entry once.
-async fn tail(client: Client, filters: Filters, interval: Duration, format: Format) -> Result<(), Failure> {
-    let started = prost_types::Timestamp::from(std::time::SystemTime::now());
-    let mut printed: HashSet<(String, u64)> = HashSet::new();
-    let widths = [24, 7, 26, 12, 12, 0];
-    if format == Format::Table {
-        let header: Vec<String> = COLUMNS.iter().map(|c| c.to_uppercase()).collect();
-        output::text(&output::aligned(&header, &widths))?;
-    }
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Follows with FollowLogs from now on; resumes after the last cursor
+/// when the stream ends or its connection breaks. The table's header is
+/// printed once the follow has started: entries that become readable
+/// after it are printed.
+async fn tail(client: Client, filters: Filters, format: Format) -> Result<(), Failure> {
+    let widths = [24, 7, 32, 12, 12, 0];
+    let mut logs = LogServiceClient::new(client);
+    let mut cursor = String::new();
+    let mut started = false;
     loop {
-        ticks.tick().await;
-        let mut pages = Pages::new(client.clone(), filters.request(Some(started)));
-        while let Some(page) = pages.next().await? {
-            for record in page {
-                if printed.insert((record.log_id.clone(), record.sequence)) {
-                    print_record(&record, format, &widths)?;
+        let cut = match logs.follow_logs(filters.follow_request(cursor.clone())).await {
+            Ok(stream) => {
+                if !started && format == Format::Table {
+                    let header: Vec<String> = COLUMNS.iter().map(|c| c.to_uppercase()).collect();
+                    output::text(&output::aligned(&header, &widths))?;
+                }
+                started = true;
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(answer)) => {
+                            for record in &answer.records {
+                                print_record(record, format, &widths)?;
+                            }
+                            cursor = answer.cursor;
+                        }
+                        Ok(None) => break Failure::Other("the follow ended".into()),
+                        Err(status) => break Failure::from(status),
+                    }
                 }
             }
+            Err(status) => Failure::from(status),
+        };
+        // Only a follow that has a place to resume from, cut by the
+        // connection or by sessiond going away, is resumed.
+        let resumable = !cursor.is_empty()
+            && match &cut {
+                Failure::Connect { .. } | Failure::Other(_) => true,
+                Failure::Status(status) => {
+                    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
+                }
+                _ => false,
+            };
+        if !resumable {
+            return Err(cut);
         }
+        eprintln!("sessiond: the follow was cut ({cut}); resuming");
+        tokio::time::sleep(RESUME_DELAY).await;
     }
 }
 
