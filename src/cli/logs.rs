@@ -185,7 +185,9 @@ async fn tail(client: Client, filters: Filters, format: Format) -> Result<(), Fa
                             }
                             cursor = answer.cursor;
                         }
-                        Ok(None) => break Failure::Other("the follow ended".into()),
+                        Ok(None) => {
+                            break Failure::Connect { address: "sessiond".into(), cause: "the follow ended".into() };
+                        }
                         Err(status) => break Failure::from(status),
                     }
                 }
@@ -196,7 +198,7 @@ async fn tail(client: Client, filters: Filters, format: Format) -> Result<(), Fa
         // connection or by sessiond going away, is resumed.
         let resumable = !cursor.is_empty()
             && match &cut {
-                Failure::Connect { .. } | Failure::Other(_) => true,
+                Failure::Connect { .. } => true,
                 Failure::Status(status) => {
                     matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
                 }
