@@ -64,6 +64,7 @@ macro_rules! store_conformance_tests {
             keyed_and_plain_appends_racing_number_the_log_without_gaps,
             a_keyed_write_that_fails_leaves_no_record,
             an_expired_request_record_is_replaced_and_purged,
+            open_sessions_are_counted_by_kind_across_tenants,
         );
     };
     (@each $make:expr; $($name:ident,)*) => {
@@ -1084,4 +1085,19 @@ pub async fn an_expired_request_record_is_replaced_and_purged(store: Arc<dyn Sto
     assert_eq!(store.request_record(&other.key, UnixMillis(0)).await.expect("readable"), None);
     assert!(store.request_record(&later.key, UnixMillis(0)).await.expect("readable").is_some());
     assert!(store.session_by_id(&third.id).await.expect("lookup works").is_some(), "sessions stay");
+}
+
+/// Open sessions are counted by kind, every tenant's; ended ones are not.
+pub async fn open_sessions_are_counted_by_kind_across_tenants(store: Arc<dyn Store>) {
+    assert_eq!(store.count_open_sessions().await.expect("counted"), Vec::<(String, u64)>::new());
+    let web = [session(SessionKind::WebUser, Some("a"), T0), session(SessionKind::WebUser, Some("b"), T0)];
+    let mut other_tenant = session(SessionKind::WebUser, Some("c"), T0);
+    other_tenant.tenant = tenant("globex");
+    let call = session(SessionKind::MethodCall, None, T0);
+    for s in web.iter().chain([&other_tenant, &call]) {
+        create(&*store, s, &StorageMap::new()).await;
+    }
+    end(&*store, &web[1], EndReason::Closed, UnixMillis(T0.0 + 10), false).await;
+    let counted = store.count_open_sessions().await.expect("counted");
+    assert_eq!(counted, vec![("method_call".to_owned(), 1), ("web_user".to_owned(), 2)]);
 }
