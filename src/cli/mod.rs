@@ -33,7 +33,7 @@ pub enum AdminCommand {
     /// sessions).
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
-    /// Queries kept session logs, or follows new entries as they come
+    /// Queries readable session log entries, or follows new ones as they come
     /// (admin key).
     #[command(subcommand)]
     Logs(logs::LogsCommand),
