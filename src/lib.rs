@@ -11,6 +11,7 @@
 //! - [`store`]: the [`store::Store`] trait, the embedded SQLite store and
 //!   the moka cache decorator;
 //! - [`probe`]: `sessiond probe`, the health check of a running server;
+//! - [`cli`]: the admin CLI, a client of the public API;
 //! - [`startup`]: [`startup::Application`], which wires it all from
 //!   [`settings::Settings`]; [`telemetry`] sets up logs, traces and metrics; [`clock`]
 //!   injects time; [`connection`] bounds how long a new connection may stay
@@ -18,6 +19,7 @@
 //!   files on SIGHUP and when they change.
 
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod connection;
 pub mod domain;

@@ -22,6 +22,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Probe(args)) = &settings.command {
         return probe(args, &settings).await;
     }
+    if let Some(Command::Admin(command)) = settings.command {
+        let code = sessiond::cli::run(command, Settings::cli_api_key()).await;
+        std::process::exit(code as i32);
+    }
     let telemetry = telemetry::init(&TelemetryConfig::from_settings(&settings))?;
     let served = async {
         if let Some(Command::Migrate) = settings.command {

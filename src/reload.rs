@@ -90,10 +90,16 @@ pub fn load_tls(settings: &Settings) -> anyhow::Result<Option<ServerConfig>> {
     certified.keys_match().map_err(|_| {
         anyhow::anyhow!("TLS key {} does not match the certificate {}", key_path.display(), cert_path.display())
     })?;
+    let not_after = certified.end_entity_cert().ok().and_then(|leaf| {
+        x509_parser::parse_x509_certificate(leaf).ok().map(|(_, cert)| cert.validity().not_after.timestamp())
+    });
     let mut config = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     // HTTP/2 first (gRPC); HTTP/1.1 for gRPC-Web and Connect clients that
     // offer nothing else.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if let Some(not_after) = not_after {
+        crate::telemetry::metrics::certificate_loaded(not_after);
+    }
     Ok(Some(config))
 }
 

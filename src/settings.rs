@@ -43,6 +43,41 @@ impl From<Level> for LogLevel {
     }
 }
 
+/// `--log-keep-level`: a level, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeepLevel {
+    None,
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Fatal,
+}
+
+impl From<KeepLevel> for Option<LogLevel> {
+    fn from(level: KeepLevel) -> Self {
+        match level {
+            KeepLevel::None => None,
+            KeepLevel::Debug => Some(LogLevel::Debug),
+            KeepLevel::Info => Some(LogLevel::Info),
+            KeepLevel::Warning => Some(LogLevel::Warning),
+            KeepLevel::Error => Some(LogLevel::Error),
+            KeepLevel::Fatal => Some(LogLevel::Fatal),
+        }
+    }
+}
+
+/// A comma-separated list of session kinds, or `none`.
+fn parse_kinds(text: &str) -> anyhow::Result<Vec<SessionKind>> {
+    match text.trim() {
+        "" | "none" => Ok(Vec::new()),
+        list => list
+            .split(',')
+            .map(|name| SessionKind::from_name(name.trim()).with_context(|| format!("unknown session kind {name:?}")))
+            .collect(),
+    }
+}
+
 /// A setting that must never be printed (a database URL holds a password).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -92,6 +127,9 @@ pub enum Command {
     /// (exit 0) or not (exit 1): an exec probe and the image's HEALTHCHECK.
     /// Speaks TLS when --tls-cert (SESSIOND_TLS_CERT) is set.
     Probe(crate::probe::ProbeArgs),
+    /// The admin CLI: sessions, logs, events, health, version.
+    #[command(flatten)]
+    Admin(crate::cli::AdminCommand),
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
@@ -222,6 +260,21 @@ pub struct Settings {
     /// Keep the logs of sessions closed with an error.
     #[arg(long, env = "SESSIOND_LOG_KEEP_FAILED", default_value_t = true, action = clap::ArgAction::Set)]
     pub log_keep_failed: bool,
+
+    /// Keep the logs of sessions with an entry at or above this level
+    /// (`none`: not by level).
+    #[arg(long, env = "SESSIOND_LOG_KEEP_LEVEL", value_enum, default_value = "error")]
+    pub log_keep_level: KeepLevel,
+
+    /// Kinds whose entries are readable (QueryLogs, FollowLogs) while the
+    /// session is open, comma-separated, or `none`; a policy file's
+    /// `continuous` overrides it per kind and endpoint.
+    #[arg(
+        long,
+        env = "SESSIOND_LOG_CONTINUOUS_KINDS",
+        default_value = "method_stream,streaming,future_call,internal,web_user,remote_user,stored_procedure,standalone"
+    )]
+    pub log_continuous_kinds: String,
 
     /// Per-kind default timeouts, e.g. `web_user.idle=30m,internal.lifetime=none`.
     #[arg(long, env = "SESSIOND_KIND_TIMEOUTS", default_value = "")]
@@ -490,6 +543,12 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The admin CLI's API key, from `SESSIOND_CLI_API_KEY` only: a flag's
+    /// value would show in `ps`.
+    pub fn cli_api_key() -> Option<Secret> {
+        std::env::var(crate::cli::connect::API_KEY_VARIABLE).ok().map(Secret)
+    }
+
     /// Reads the secrets given as files (`--database-url-file`). The
     /// content never appears in an error, only the file's name.
     pub fn read_secret_files(&mut self) -> anyhow::Result<()> {
@@ -602,13 +661,16 @@ impl Settings {
             keep_slow: self.log_keep_slow,
             slow_threshold: self.log_slow_threshold,
             keep_failed: self.log_keep_failed,
+            keep_level: self.log_keep_level.into(),
+            continuous: false,
         };
         let log_policies = match &self.log_policy_file {
             Some(path) => {
                 LogPolicies::load(path, base).with_context(|| format!("loading log policy file {}", path.display()))?
             }
             None => LogPolicies::new(base),
-        };
+        }
+        .with_continuous_kinds(parse_kinds(&self.log_continuous_kinds).context("--log-continuous-kinds")?);
         for (name, value) in [
             ("max-text-bytes", self.max_text_bytes),
             ("storage-max-key-bytes", self.storage_max_key_bytes),
@@ -721,7 +783,7 @@ pub fn setting_variables() -> Vec<String> {
             collect(sub, names);
         }
     }
-    let mut names = Vec::new();
+    let mut names = vec![crate::cli::connect::API_KEY_VARIABLE.to_owned()];
     collect(&<Settings as clap::CommandFactory>::command(), &mut names);
     names.sort();
     names.dedup();

@@ -362,13 +362,21 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
         "sessiond_messages_delivered_total",
         "sessiond_messages_lag_milliseconds_count",
         "sessiond_messages_subscribers",
-        "# TYPE rpc_server_duration_milliseconds histogram",
-        r#"rpc_server_duration_milliseconds_bucket{rpc_grpc_status_code="0",rpc_method="HasPrivilege",rpc_service="sessiond.v1.PrivilegeService",rpc_system="grpc",le="0.5"}"#,
-        r#"rpc_server_duration_milliseconds_count{rpc_grpc_status_code="0",rpc_method="CreateSession",rpc_service="sessiond.v1.SessionService",rpc_system="grpc"}"#,
+        "# TYPE rpc_server_call_duration_seconds histogram",
+        r#"rpc_server_call_duration_seconds_bucket{rpc_method="HasPrivilege",rpc_response_status_code="OK",rpc_service="sessiond.v1.PrivilegeService",rpc_system="grpc",le="0.0005"}"#,
+        r#"rpc_server_call_duration_seconds_count{rpc_method="CreateSession",rpc_response_status_code="OK",rpc_service="sessiond.v1.SessionService",rpc_system="grpc"}"#,
         r#"sessiond_cache_lookups_total{sessiond_cache_result="hit"}"#,
         r#"sessiond_cache_lookups_total{sessiond_cache_result="miss"}"#,
         r#"db_client_operation_duration_seconds_count{db_operation_name="create_session",db_system_name="sqlite"}"#,
-        r#"sessiond_sessions_active{sessiond_session_kind="web_user"}"#,
+        r#"sessiond_sessions_open{sessiond_session_kind="web_user"}"#,
+        "sessiond_calls_in_flight ",
+        "sessiond_calls_limit ",
+        "sessiond_sweeper_last_success_seconds ",
+        "sessiond_sweeper_lag_seconds ",
+        r#"process_cpu_time_seconds_total{cpu_mode="user"}"#,
+        "process_memory_usage_bytes ",
+        "process_open_file_descriptor_count ",
+        "sessiond_runtime_tasks ",
         r#"sessiond_sweeper_runs_total{sessiond_sweeper_outcome="ok"}"#,
         r#"target_info{service_name="sessiond-under-test""#,
     ];
@@ -389,7 +397,7 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
 
     flush().await;
     let exported = shared().collector.metric_names();
-    for name in ["rpc.server.duration", "sessiond.cache.lookups", "db.client.operation.duration"] {
+    for name in ["rpc.server.call.duration", "sessiond.cache.lookups", "db.client.operation.duration"] {
         assert!(exported.iter().any(|n| n == name), "{name} was not exported over OTLP: {exported:?}");
     }
 }
@@ -473,7 +481,7 @@ async fn the_standard_otel_variables_choose_the_collector_the_service_name_and_r
     assert_eq!(span_resource(&collector, "deployment.environment").as_deref(), Some("staging"));
     assert_eq!(span_resource(&collector, "team").as_deref(), Some("payments"));
     assert!(span_resource(&collector, "service.version").is_some());
-    assert!(collector.metric_names().iter().any(|name| name == "rpc.server.duration"), "metrics are exported too");
+    assert!(collector.metric_names().iter().any(|name| name == "rpc.server.call.duration"), "metrics are exported too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,19 @@ BUF_VERSION=1.75.0
 TOOLS_REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PYTHON_REQUIREMENTS=$TOOLS_REPO_ROOT/tests/python/requirements.txt
 
+# ensure_promtool: Prometheus' promtool, which checks and unit-tests the
+# chart's alert rules: Debian's prometheus package (its service is kept
+# from starting), installed when missing.
+ensure_promtool() {
+  if ! command -v promtool >/dev/null 2>&1; then
+    echo "tools.sh: installing Debian's prometheus for promtool"
+    # shellcheck source=scripts/lib/postgres.sh
+    source "$TOOLS_REPO_ROOT/scripts/lib/postgres.sh"
+    apt_install prometheus
+  fi
+  echo "promtool: $(promtool --version 2>&1 | head -n 1)"
+}
+
 # ensure_python_tools: (re)creates the venv unless it already holds exactly
 # the pinned requirements (its stamp file is a copy of requirements.txt).
 ensure_python_tools() {

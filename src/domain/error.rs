@@ -137,6 +137,10 @@ pub enum Error {
     /// A subscriber fell more than its buffer behind and was cut off.
     #[error("the subscriber fell {max_behind} messages behind")]
     SubscriberTooSlow { max_behind: usize },
+    /// A FollowLogs client did not take what it was sent for longer than
+    /// the given time: the stream is ended rather than buffered.
+    #[error("the follower fell behind")]
+    FollowerTooSlow { waited: std::time::Duration },
     #[error("the store is unavailable")]
     Unavailable(#[source] StoreError),
     /// The store's disk is full; writes may succeed once space is freed.

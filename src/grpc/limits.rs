@@ -86,8 +86,10 @@ impl LimitLayer {
         max_request_bytes: usize,
         callers: SharedCallers,
     ) -> Self {
+        let permits = Arc::new(Semaphore::new(max_concurrent_calls));
+        crate::telemetry::metrics::observe_call_limit(&permits, max_concurrent_calls);
         let shared = Shared {
-            permits: Arc::new(Semaphore::new(max_concurrent_calls)),
+            permits,
             callers,
             streaming_requests: streaming_requests(super::FILE_DESCRIPTOR_SET),
             max_concurrent_calls,
@@ -155,6 +157,7 @@ where
                 Err(status) => return ResponseFuture::Answered { status: Some(status) },
             };
             let Ok(global) = self.shared.permits.clone().try_acquire_owned() else {
+                crate::telemetry::metrics::call_shed();
                 return ResponseFuture::Answered { status: Some(status::overloaded(self.shared.max_concurrent_calls)) };
             };
             let max = self.shared.max_request_bytes;

@@ -326,7 +326,7 @@ impl Call {
                 KeyValue::new("rpc.system", "grpc"),
                 KeyValue::new("rpc.service", service),
                 KeyValue::new("rpc.method", method),
-                KeyValue::new("rpc.grpc.status_code", i64::from(status_code)),
+                KeyValue::new("rpc.response.status_code", code_name(code)),
             ];
             metrics.rpc_finished(elapsed, &attributes);
         }
@@ -374,7 +374,7 @@ impl Drop for Call {
 const ENDED_WITH_AN_ERROR: &str = "call ended with an error";
 
 /// A code's name as the gRPC spec spells it, e.g. `UNAVAILABLE`.
-pub(super) fn code_name(code: Code) -> &'static str {
+pub fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

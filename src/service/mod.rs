@@ -190,6 +190,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// This process's own events, for the event feed not to read them back.
     own_events: watch::OwnEvents,
+    /// Wakes log followers when entries become readable; holds the highest
+    /// position other processes announced (see `logs`).
+    logs_readable: signal::Sender<i64>,
     stopping: signal::Sender<bool>,
 }
 
@@ -197,6 +200,7 @@ impl Service {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, roles: RoleBook, config: ServiceConfig) -> Self {
         let (events, _) = broadcast::channel(4096);
         let (stopping, _) = signal::channel(false);
+        let (logs_readable, _) = signal::channel(0);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -208,6 +212,7 @@ impl Service {
                 locks: SessionLocks::default(),
                 events,
                 own_events: watch::OwnEvents::default(),
+                logs_readable,
                 stopping,
             }),
         }
@@ -350,14 +355,26 @@ impl Service {
         session.idle_timeout.map_or(flush, |idle| flush.min(idle / 4))
     }
 
-    /// How `session` ends now for `reason`: the log policy decides whether
-    /// its log is kept.
+    /// Whether `session`'s log is kept if it ends now for `reason`: by the
+    /// log policy, or for an entry at or above the policy's keep level.
+    async fn keeps_log(&self, session: &Session, reason: EndReason) -> Result<bool, Error> {
+        let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
+        let duration = self.now().since(session.created_at);
+        Ok(match policy.keep_level {
+            _ if policy.keeps(reason, duration) => true,
+            Some(level) => self.store().log_level_reached(&session.id, level).await?,
+            None => false,
+        })
+    }
+
+    /// How `session` ends now for `reason`, its log kept when `keeps`.
     fn ending(
         &self,
         session: &Session,
         reason: EndReason,
         error: Option<String>,
         stack_trace: Option<String>,
+        keeps: bool,
     ) -> Ending {
         let now = self.now();
         let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
@@ -367,7 +384,7 @@ impl Service {
             at: now,
             error,
             stack_trace,
-            log_id: policy.keeps(reason, duration).then(LogId::generate),
+            log_id: keeps.then(LogId::generate),
             slow: policy.is_slow(duration),
         };
         let event = self.event(session, reason.event_type(), Some(reason));
@@ -382,8 +399,12 @@ impl Service {
         if sessions.is_empty() {
             return Ok(Vec::new());
         }
-        let endings: Vec<Ending> =
-            sessions.iter().map(|(session, reason)| self.ending(session, *reason, None, None)).collect();
+        let mut endings = Vec::with_capacity(sessions.len());
+        for (session, reason) in sessions {
+            // One read per session whose policy keeps by level only.
+            let keeps = self.keeps_log(session, *reason).await?;
+            endings.push(self.ending(session, *reason, None, None, keeps));
+        }
         let outcomes = self.store().end_sessions(&endings).await?;
         let mut ended = Vec::with_capacity(outcomes.len());
         let by_id: HashMap<&SessionId, &Session> = sessions.iter().map(|(s, _)| (&s.id, *s)).collect();
@@ -411,11 +432,13 @@ impl Service {
         error: Option<String>,
         stack_trace: Option<String>,
     ) -> Result<(SessionEnd, bool), Error> {
-        let Ending { end, event, .. } = self.ending(session, reason, error, stack_trace);
+        let keeps = self.keeps_log(session, reason).await?;
+        let Ending { end, event, .. } = self.ending(session, reason, error, stack_trace, keeps);
         let outcome = self.store().end_session(&session.id, &end, &event).await?;
         self.inner.activity.forget(&session.id);
         match outcome {
             EndOutcome::Ended(event) => {
+                self.logs_readable(keeps);
                 crate::telemetry::metrics::session_ended(session.kind, reason);
                 tracing::info!(session_id = %session.id, kind = %session.kind, reason = %reason, "session ended");
                 self.publish(event);

@@ -87,6 +87,13 @@ impl Service {
                 _ = stopping.wait_for(|stop| *stop) => return,
             }
             let swept = self.sweep_once().await;
+            if crate::telemetry::metrics::open_sessions_due() {
+                // A failed count keeps the last one; the sweep's own
+                // failure, if the store is down, is what gets logged.
+                if let Ok(by_kind) = self.store().count_open_sessions().await {
+                    crate::telemetry::metrics::open_sessions_counted(by_kind);
+                }
+            }
             crate::telemetry::metrics::sweep_finished(swept.as_ref().ok().map(|report| report.expired.len()));
             match swept {
                 Ok(report) if !report.expired.is_empty() || report.purged != Purged::default() => {

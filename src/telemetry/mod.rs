@@ -38,6 +38,7 @@ use crate::settings::{LogFormat, Settings};
 
 pub mod message_metrics;
 pub mod metrics;
+pub mod process;
 pub mod prometheus;
 pub mod store;
 pub mod throttle;

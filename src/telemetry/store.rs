@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, EventFilter, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId,
-    StorageMap, TokenHash, VersionedStorage,
+    Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
+    SessionEnd, SessionId, StorageMap, TokenHash, VersionedStorage,
 };
 use crate::store::{
     EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
@@ -131,8 +131,16 @@ impl<S: Store> Store for MeteredStore<S> {
         self.timed("append_logs", self.inner.append_logs_once(id, entries, request)).await
     }
 
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
         self.timed("query_logs", self.inner.query_logs(query)).await
+    }
+
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        self.timed("log_cursor_now", self.inner.log_cursor_now()).await
+    }
+
+    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
+        self.timed("log_level_reached", self.inner.log_level_reached(id, level)).await
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
@@ -151,6 +159,10 @@ impl<S: Store> Store for MeteredStore<S> {
 
     async fn last_event_sequence(&self) -> StoreResult<u64> {
         self.timed("last_event_sequence", self.inner.last_event_sequence()).await
+    }
+
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.timed("count_open_sessions", self.inner.count_open_sessions()).await
     }
 
     async fn purge(

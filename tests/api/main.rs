@@ -8,6 +8,7 @@ mod postgres_support;
 mod auth;
 mod authenticate;
 mod bad_input;
+mod cli;
 mod helpers;
 
 mod close;
@@ -15,6 +16,7 @@ mod events;
 mod expiry;
 mod full_disk;
 mod lifecycle;
+mod live_logs;
 mod logs;
 mod messages;
 mod privileges;

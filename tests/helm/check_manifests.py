@@ -17,6 +17,7 @@ Prints one line per check and exits 1 if any failed.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import sys
 from pathlib import Path
@@ -28,7 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "sessiond"
 
 # Kinds outside Kubernetes' own API: checked structurally.
-CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("gateway.networking.k8s.io/v1", "GRPCRoute")}
+CUSTOM_RESOURCES = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("gateway.networking.k8s.io/v1", "GRPCRoute"),
+}
 
 IMAGE_USER = 65532
 GRPC_PORT = 50051
@@ -107,6 +112,14 @@ def check_custom_resource(doc: dict, check: Checks) -> None:
               and all(set(r) <= {"name", "matches", "filters", "backendRefs", "sessionPersistence"} for r in rules),
               f"{name} (custom resource): metadata.name, spec.parentRefs[].name, "
               "spec.rules[].backendRefs[].name and port, no unknown fields")
+        return
+    if doc["kind"] == "PrometheusRule":
+        groups = spec.get("groups")
+        check(bool(doc.get("metadata", {}).get("name")) and set(spec) == {"groups"}
+              and isinstance(groups, list) and len(groups) > 0
+              and all(g.get("name") and g.get("rules") and all(r.get("alert") and r.get("expr") for r in g["rules"])
+                      for g in groups),
+              f"{name} (custom resource): spec.groups[].rules[] each with alert and expr")
         return
     endpoints = spec.get("endpoints")
     check(
@@ -477,6 +490,16 @@ def check_full(rendered: Rendered, server: Server, values: dict, check: Checks) 
     check(server.deployment["spec"].get("replicas") == 1, "embedded store: exactly 1 replica")
     check(not rendered.all("HorizontalPodAutoscaler") and not rendered.all("PodDisruptionBudget")
           and not rendered.all("Job"), "no HPA, PDB or Job for the embedded store")
+
+    # The dashboard for Grafana's sidecar and the alerts, as shipped.
+    dashboard = rendered.one("ConfigMap", f"{name}-dashboard")
+    check(dashboard is not None and dashboard["metadata"]["labels"].get("grafana_dashboard") == "1"
+          and json.loads(dashboard["data"]["sessiond.json"]) == json.loads((CHART / "files" / "dashboard.json").read_text()),
+          "the dashboard ConfigMap carries the sidecar label and files/dashboard.json")
+    rule = rendered.one("PrometheusRule")
+    shipped = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    check(rule is not None and rule["spec"] == shipped and rule["metadata"]["labels"].get("release") == "prometheus",
+          "the PrometheusRule holds files/alerts.yaml, with the labels asked for")
 
     # Persistence.
     pvc = rendered.one("PersistentVolumeClaim")

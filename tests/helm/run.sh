@@ -21,6 +21,10 @@
 #                (check_settings.py, from `sessiond --help`); Chart.yaml's
 #                appVersion is `sessiond --version`'s, and so is the image
 #                tag in README.md and the Dockerfile
+#   6. alerts    helm/sessiond/files/alerts.yaml passes `promtool check
+#                rules` and its unit tests (tests/helm/alerts.test.yaml,
+#                `promtool test rules`); promtool is Debian's prometheus
+#                package, installed when missing
 #
 # Installs its tools first (scripts/lib/helm.sh) under $SESSIOND_TOOLS.
 # Runs $SESSIOND_BIN, default target/debug/sessiond: build it first.
@@ -191,6 +195,11 @@ step "5. the chart and the binary agree"
 check "settings accept exactly sessiond's own SESSIOND_* variables" \
   python tests/helm/check_settings.py "$SESSIOND_BIN"
 check "appVersion, sessiond --version and the image tags agree" versions_agree
+
+step "6. alerts"
+ensure_promtool
+check "promtool check rules helm/sessiond/files/alerts.yaml" promtool check rules "$CHART/files/alerts.yaml"
+check "promtool test rules tests/helm/alerts.test.yaml" promtool test rules tests/helm/alerts.test.yaml
 
 echo
 echo "helm: $passed passed, $failed failed"

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::AsyncMessage;
 
-use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL, MESSAGES_CHANNEL};
+use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL, LOGS_CHANNEL, MESSAGES_CHANNEL};
 use crate::domain::SessionId;
 use crate::store::Notification;
 use crate::store::messages::Announced;
@@ -131,7 +131,8 @@ async fn follow(connector: &Connector, followed: &Followed) -> Result<Ended, tok
     let heartbeat = Heartbeat::new();
     client
         .batch_execute(&format!(
-            "LISTEN {EVENTS_CHANNEL}; LISTEN {INVALIDATE_CHANNEL}; LISTEN {MESSAGES_CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}"
+            "LISTEN {EVENTS_CHANNEL}; LISTEN {INVALIDATE_CHANNEL}; LISTEN {MESSAGES_CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}; \
+             LISTEN {LOGS_CHANNEL}"
         ))
         .await?;
     let _ = sender.send(Notification::Resync);
@@ -186,6 +187,7 @@ impl Heartbeat {
                         }
                     } else if channel == HEARTBEAT_CHANNEL {
                         if let Some(sent) = self.returned(&payload) {
+                            crate::telemetry::metrics::notification_round_trip(sent.elapsed());
                             let _ = sender.send(Notification::FreshUntil(sent + FRESHNESS));
                         }
                     } else if let Some(notification) = parse(&channel, &payload) {
@@ -239,6 +241,7 @@ impl Heartbeat {
 fn parse(channel: &str, payload: &str) -> Option<Notification> {
     match channel {
         EVENTS_CHANNEL => payload.parse().ok().map(Notification::EventsRecorded),
+        LOGS_CHANNEL => payload.parse().ok().map(Notification::LogsReadable),
         INVALIDATE_CHANNEL if payload == "*" => Some(Notification::Resync),
         // Ids packed into one payload, separated by spaces (see
         // `writer::packed`); one that does not parse drops the whole payload.
@@ -258,6 +261,7 @@ mod tests {
     #[test]
     fn payloads_become_notifications() {
         assert_eq!(parse(EVENTS_CHANNEL, "42"), Some(Notification::EventsRecorded(42)));
+        assert_eq!(parse(LOGS_CHANNEL, "812"), Some(Notification::LogsReadable(812)));
         assert_eq!(parse(INVALIDATE_CHANNEL, "*"), Some(Notification::Resync));
         let id = SessionId::generate();
         assert_eq!(parse(INVALIDATE_CHANNEL, id.as_str()), Some(Notification::Invalidate(vec![id.clone()])));

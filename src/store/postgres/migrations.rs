@@ -63,6 +63,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "scale",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V8__scale.sql")),
     },
+    Migration {
+        version: 9,
+        name: "logs",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V9__logs.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -276,7 +276,7 @@ async fn commit(
     let given_up = availability.given_up();
     tokio::pin!(given_up);
     let client = tokio::select! {
-        client = pool.get() => client.map_err(pool_error)?,
+        client = super::timed_get(pool) => client.map_err(pool_error)?,
         () = &mut given_up => return Err(not_committing().into()),
     };
     let writes: Vec<&Write> = batch.iter().map(|queued| &queued.write).collect();

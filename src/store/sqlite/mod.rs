@@ -32,8 +32,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, EventFilter, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId,
-    StorageMap, TokenHash, VersionedStorage,
+    Event, EventFilter, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd,
+    SessionId, StorageMap, TokenHash, VersionedStorage,
 };
 
 mod error;
@@ -247,9 +247,20 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
-        let query = reads::logs_query(query);
-        self.read(move |conn| query_all(conn, query, record_from_row)).await
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let horizon = reads::log_horizon(conn)?;
+            let records = query_all(conn, reads::logs_query(&query, horizon), record_from_row)?;
+            Ok(LogPage { records, horizon })
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
+        let id = id.clone();
+        self.read(move |conn| reads::log_level_reached(conn, id.as_str(), level)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -273,6 +284,10 @@ impl Store for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn last_event_sequence(&self) -> StoreResult<u64> {
         self.read(reads::last_event_sequence).await
+    }
+
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.read(reads::count_open_sessions).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -1,0 +1,388 @@
+//! The admin CLI (`sessiond sessions|logs|events|health|version`): the
+//! real binary, run as a child process against a real sessiond, read
+//! through its standard output, standard error and exit code.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+
+use serde_json::Value;
+use sessiond::auth::{generate_key, hash_key};
+use sessiond::pb;
+use sessiond::pb::SessionKind as Kind;
+
+use crate::helpers::{PATIENCE, TestApp, by_id, entry};
+
+const SESSIOND: &str = env!("CARGO_BIN_EXE_sessiond");
+
+/// The CLI's exit codes (README, "Operating sessiond").
+const USAGE: i32 = 2;
+const NOT_FOUND: i32 = 3;
+const UNAVAILABLE: i32 = 4;
+const DENIED: i32 = 5;
+
+/// `sessiond ARGS --addr ADDRESS` with `env` added to an environment
+/// holding none of the CLI's own variables.
+fn command(address: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(SESSIOND);
+    command.args(args).args(["--addr", address]);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SESSIOND_CLI_")) {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied()).stdin(Stdio::null());
+    command
+}
+
+/// Runs the CLI to its end, off the test's runtime, which serves the app.
+async fn run(address: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = command(address, args, env);
+    tokio::task::spawn_blocking(move || command.output().expect("the CLI runs"))
+        .await
+        .expect("the CLI's runner does not panic")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("UTF-8 errors")
+}
+
+/// Each line of standard output as JSON.
+fn json_lines(output: &Output) -> Vec<Value> {
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(output));
+    stdout(output).lines().map(|line| serde_json::from_str(line).expect("every line is one JSON object")).collect()
+}
+
+/// Where each column of a table's header starts.
+fn column_starts(header: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    let bytes = header.as_bytes();
+    for i in 1..bytes.len() {
+        if bytes[i] != b' ' && bytes[i - 1] == b' ' {
+            starts.push(i);
+        }
+    }
+    starts
+}
+
+/// A CLI process left running (a tail, a watch), its standard output read
+/// line by line; killed when dropped.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(address: &str, args: &[&str]) -> Self {
+        let mut child = command(address, args, &[]).stdout(Stdio::piped()).spawn().expect("the CLI starts");
+        let out = child.stdout.take().expect("standard output is piped");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line, waiting up to PATIENCE without holding the runtime.
+    async fn next_line(&mut self) -> String {
+        tokio::task::block_in_place(|| self.lines.recv_timeout(PATIENCE)).expect("a line within PATIENCE")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_listed_as_an_aligned_table_or_as_json_lines() {
+    let mut app = TestApp::spawn().await;
+    let alice = app.create(Kind::WebUser, "alice").await.session.unwrap().session_id;
+    let bob = app.create(Kind::MethodCall, "bob").await.session.unwrap().session_id;
+
+    let table = run(&app.address, &["sessions", "list"], &[]).await;
+    assert_eq!(table.status.code(), Some(0), "stderr: {}", stderr(&table));
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two rows: {text}");
+    assert!(lines[0].starts_with("SESSION_ID"), "{text}");
+    let starts = column_starts(lines[0]);
+    assert!(starts.len() >= 5, "{text}");
+    for row in &lines[1..] {
+        // Every value starts where its column's header does.
+        for &start in &starts[1..] {
+            assert_ne!(row.as_bytes()[start], b' ', "misaligned row {row:?} in\n{text}");
+            assert_eq!(row.as_bytes()[start - 1], b' ', "misaligned row {row:?} in\n{text}");
+        }
+    }
+
+    let json = json_lines(&run(&app.address, &["sessions", "list", "--output", "json", "--user", "alice"], &[]).await);
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["session_id"], alice.as_str());
+    assert_eq!(json[0]["kind"], "web_user");
+    assert_eq!(json[0]["state"], "open");
+
+    let json = json_lines(&run(&app.address, &["sessions", "list", "-o", "json", "--kind", "method_call"], &[]).await);
+    assert_eq!(json.iter().map(|s| s["session_id"].as_str().unwrap()).collect::<Vec<_>>(), [bob.as_str()]);
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_what_revoke_would_end_and_ends_nothing() {
+    let mut app = TestApp::spawn().await;
+    let mut carol = Vec::new();
+    for _ in 0..3 {
+        carol.push(app.create(Kind::WebUser, "carol").await.session.unwrap().session_id);
+    }
+    app.create(Kind::WebUser, "dave").await;
+
+    let dry = json_lines(
+        &run(&app.address, &["sessions", "revoke", "--user", "carol", "--dry-run", "-o", "json"], &[]).await,
+    );
+    assert_eq!(dry[0]["dry_run"], true);
+    assert_eq!(dry[0]["matching"], 3);
+    for id in &carol {
+        let session = app.sessions.get_session(pb::GetSessionRequest { session: by_id(id) }).await.unwrap();
+        assert_eq!(session.into_inner().session.unwrap().state, i32::from(pb::SessionState::Open));
+    }
+    let table = run(&app.address, &["sessions", "revoke", "--user", "carol", "--dry-run"], &[]).await;
+    assert!(stdout(&table).ends_with("dry run: 3 open sessions would be revoked\n"), "{}", stdout(&table));
+
+    let revoked = json_lines(&run(&app.address, &["sessions", "revoke", "--user", "carol", "-o", "json"], &[]).await);
+    assert_eq!(revoked[0]["revoked"], 3);
+    let mut ids: Vec<&str> =
+        revoked[0]["session_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    ids.sort();
+    carol.sort();
+    assert_eq!(ids, carol);
+    let again = json_lines(
+        &run(&app.address, &["sessions", "revoke", "--user", "carol", "--dry-run", "-o", "json"], &[]).await,
+    );
+    assert_eq!(again[0]["matching"], 0);
+    let dave = json_lines(
+        &run(&app.address, &["sessions", "list", "--user", "dave", "--state", "open", "-o", "json"], &[]).await,
+    );
+    assert_eq!(dave.len(), 1, "another user's session is untouched");
+
+    let no_filter = run(&app.address, &["sessions", "revoke"], &[]).await;
+    assert_eq!(no_filter.status.code(), Some(USAGE));
+}
+
+#[tokio::test]
+async fn show_prints_one_session_and_an_unknown_one_exits_not_found() {
+    let mut app = TestApp::spawn().await;
+    let request = pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "erin".into(),
+        roles: vec!["Manager".into()],
+        ..Default::default()
+    };
+    let id = app.create_with(request).await.session.unwrap().session_id;
+
+    let shown = json_lines(&run(&app.address, &["sessions", "show", &id, "-o", "json"], &[]).await);
+    assert_eq!(shown[0]["session_id"], id.as_str());
+    assert_eq!(shown[0]["roles"], serde_json::json!(["manager"]));
+    let table = run(&app.address, &["sessions", "show", &id], &[]).await;
+    assert!(
+        stdout(&table).lines().any(|line| line.starts_with("user_id") && line.ends_with(" erin")),
+        "{}",
+        stdout(&table)
+    );
+
+    let unknown = run(&app.address, &["sessions", "show", &"0".repeat(32)], &[]).await;
+    assert_eq!(unknown.status.code(), Some(NOT_FOUND), "stderr: {}", stderr(&unknown));
+    assert!(stdout(&unknown).is_empty());
+}
+
+#[tokio::test]
+async fn the_api_key_comes_from_the_environment_or_a_file_and_never_from_a_flag() {
+    let admin = generate_key().0;
+    let service = generate_key().0;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.yaml");
+    std::fs::write(
+        &keys,
+        format!(
+            "keys:\n  - {{name: ops, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: svc, tenant: acme, role: service, hash: \"{}\"}}\n",
+            hash_key(&admin),
+            hash_key(&service)
+        ),
+    )
+    .unwrap();
+    let key_file = dir.path().join("admin.key");
+    std::fs::write(&key_file, format!("{admin}\n")).unwrap();
+    let app = TestApp::spawn_with(|s| s.api_keys_file = Some(keys.clone())).await;
+    let list = ["sessions", "list", "-o", "json"];
+
+    let without = run(&app.address, &list, &[]).await;
+    assert_eq!(without.status.code(), Some(DENIED), "stderr: {}", stderr(&without));
+    assert!(stderr(&without).contains("UNAUTHENTICATED"), "{}", stderr(&without));
+
+    let from_env = run(&app.address, &list, &[("SESSIOND_CLI_API_KEY", &admin)]).await;
+    assert_eq!(from_env.status.code(), Some(0), "stderr: {}", stderr(&from_env));
+
+    let file = key_file.to_str().unwrap();
+    let from_file = run(&app.address, &[&list[..], &["--api-key-file", file]].concat(), &[]).await;
+    assert_eq!(from_file.status.code(), Some(0), "stderr: {}", stderr(&from_file));
+    let from_file_env = run(&app.address, &list, &[("SESSIOND_CLI_API_KEY_FILE", file)]).await;
+    assert_eq!(from_file_env.status.code(), Some(0), "stderr: {}", stderr(&from_file_env));
+
+    let twice =
+        run(&app.address, &[&list[..], &["--api-key-file", file]].concat(), &[("SESSIOND_CLI_API_KEY", &admin)]).await;
+    assert_eq!(twice.status.code(), Some(USAGE), "stderr: {}", stderr(&twice));
+
+    let as_service = run(&app.address, &list, &[("SESSIOND_CLI_API_KEY", &service)]).await;
+    assert_eq!(as_service.status.code(), Some(DENIED), "stderr: {}", stderr(&as_service));
+    assert!(stderr(&as_service).contains("PERMISSION_DENIED"), "{}", stderr(&as_service));
+    assert!(stderr(&as_service).contains("ADMIN_ROLE_REQUIRED"), "{}", stderr(&as_service));
+
+    let as_flag = run(&app.address, &[&list[..], &["--api-key", &admin]].concat(), &[]).await;
+    assert_eq!(as_flag.status.code(), Some(USAGE), "no flag takes a key");
+    for output in [&without, &from_env, &from_file, &twice, &as_service] {
+        assert!(!stderr(output).contains(&admin) && !stdout(output).contains(&admin), "the key is never printed");
+    }
+}
+
+#[tokio::test]
+async fn input_the_api_refuses_is_refused_with_the_apis_message_and_fields() {
+    let mut app = TestApp::spawn().await;
+    let long_user = "u".repeat(2000);
+    let api = app
+        .sessions
+        .list_sessions(pb::ListSessionsRequest { user_id: long_user.clone(), ..Default::default() })
+        .await
+        .expect_err("an oversized user id is refused");
+
+    let output = run(&app.address, &["sessions", "list", "--user", &long_user], &[]).await;
+    assert_eq!(output.status.code(), Some(USAGE));
+    let errors = stderr(&output);
+    assert!(errors.starts_with(&format!("sessiond: INVALID_ARGUMENT: {}", api.message())), "{errors}");
+    assert!(errors.lines().any(|line| line.trim_start().starts_with("user_id: ")), "{errors}");
+    assert!(stdout(&output).is_empty());
+
+    let kind = run(&app.address, &["sessions", "list", "--kind", "nonsense"], &[]).await;
+    assert_eq!(kind.status.code(), Some(USAGE));
+}
+
+#[tokio::test]
+async fn health_and_version_answer_and_an_unreachable_server_exits_unavailable() {
+    let app = TestApp::spawn().await;
+    let health = run(&app.address, &["health"], &[]).await;
+    assert_eq!(health.status.code(), Some(0), "stderr: {}", stderr(&health));
+    assert!(stdout(&health).ends_with(": SERVING\n"));
+    let json = json_lines(&run(&app.address, &["health", "-o", "json"], &[]).await);
+    assert_eq!(json[0]["status"], "SERVING");
+
+    let version = Command::new(SESSIOND).args(["version", "-o", "json"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&version.stdout).unwrap()["version"], env!("CARGO_PKG_VERSION"));
+
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gone = run(&format!("127.0.0.1:{port}"), &["health"], &[]).await;
+    assert_eq!(gone.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&gone));
+    let gone = run(&format!("127.0.0.1:{port}"), &["sessions", "list"], &[]).await;
+    assert_eq!(gone.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&gone));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_watch_prints_each_event_as_it_happens() {
+    let mut app = TestApp::spawn().await;
+    let first = app.create(Kind::WebUser, "frank").await;
+    let mut watch = Running::start(&app.address, &["events", "watch", "--after", "0", "-o", "json"]);
+    let line: Value = serde_json::from_str(&watch.next_line().await).unwrap();
+    assert_eq!(line["type"], "created");
+    assert_eq!(line["session_id"], first.session.unwrap().session_id.as_str());
+    assert_eq!(line["sequence"], first.sequence);
+
+    // Created while the watch runs.
+    let second = app.create(Kind::WebUser, "grace").await;
+    let line: Value = serde_json::from_str(&watch.next_line().await).unwrap();
+    assert_eq!(line["session_id"], second.session.unwrap().session_id.as_str());
+    assert_eq!(line["user_id"], "grace");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_tail_prints_an_entry_logged_after_it_started() {
+    let mut app = TestApp::spawn_with(|s| s.log_keep_all = true).await;
+    let mut tail = Running::start(&app.address, &["logs", "tail"]);
+    // The header is printed once the follow has started.
+    let header = tail.next_line().await;
+    assert!(header.starts_with("LOGGED_AT"), "{header}");
+
+    let created = app.create(Kind::WebCall, "heidi").await;
+    let message = "payment <b>refused</b>\nretrying";
+    app.log(&created.token, vec![entry(pb::LogLevel::Error, message)]).await;
+    app.close(&created.token, "").await;
+
+    let line = tail.next_line().await;
+    assert!(line.contains(" error "), "{line}");
+    assert!(line.contains(&created.session.unwrap().session_id), "{line}");
+    assert!(line.ends_with("payment <b>refused</b>\\nretrying"), "control characters escaped: {line}");
+}
+
+#[tokio::test]
+async fn the_cli_speaks_mutual_tls_with_a_ca_a_client_certificate_and_a_server_name() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server, client) = (leaf("sessiond.internal"), leaf("ops"));
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let mut settings = sessiond::settings::Settings::for_tests("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+    settings.tls_cert = Some(write("server.crt", &server.0));
+    settings.tls_key = Some(write("server.key", &server.1));
+    // No keys file: the client certificate is the only way in.
+    settings.tls_client_ca = Some(write("ca.crt", &ca.pem()));
+    let app =
+        sessiond::startup::Application::build_with_clock(settings, std::sync::Arc::new(sessiond::clock::SystemClock))
+            .await
+            .expect("the app builds");
+    let address = format!("https://{}", app.local_addr());
+    let server_task = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (ca_file, cert_file, key_file) =
+        (write("ca.pem", &ca.pem()), write("client.crt", &client.0), write("client.key", &client.1));
+    let tls = [
+        "--ca-cert",
+        ca_file.to_str().unwrap(),
+        "--client-cert",
+        cert_file.to_str().unwrap(),
+        "--client-key",
+        key_file.to_str().unwrap(),
+        "--server-name",
+        "sessiond.internal",
+    ];
+
+    let listed = run(&address, &[&["sessions", "list", "-o", "json"][..], &tls].concat(), &[]).await;
+    assert_eq!(listed.status.code(), Some(0), "stderr: {}", stderr(&listed));
+
+    // Without the client certificate the handshake is refused.
+    let without = run(&address, &[&["sessions", "list"][..], &tls[..2], &tls[6..]].concat(), &[]).await;
+    assert_eq!(without.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&without));
+    // A name the certificate does not hold is refused by the CLI.
+    let wrong_name = [&tls[..6], &["--server-name", "elsewhere"][..]].concat();
+    let wrong = run(&address, &[&["health"][..], &wrong_name].concat(), &[]).await;
+    assert_eq!(wrong.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&wrong));
+    // TLS without a CA to trust is a usage error.
+    let no_ca = run(&address, &["health"], &[]).await;
+    assert_eq!(no_ca.status.code(), Some(USAGE), "stderr: {}", stderr(&no_ca));
+    server_task.abort();
+}
