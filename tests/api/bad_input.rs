@@ -74,7 +74,7 @@ fn methods() -> Vec<(String, bool, bool)> {
             }
         }
     }
-    assert_eq!(methods.len(), 24, "every RPC of the API");
+    assert_eq!(methods.len(), 25, "every RPC of the API");
     methods
 }
 
