@@ -11,6 +11,7 @@
 //! - [`store`]: the [`store::Store`] trait, the embedded SQLite store and
 //!   the moka cache decorator;
 //! - [`probe`]: `sessiond probe`, the health check of a running server;
+//! - [`console`]: the web console for operators, on its own address;
 //! - [`startup`]: [`startup::Application`], which wires it all from
 //!   [`settings::Settings`]; [`telemetry`] sets up logs, traces and metrics; [`clock`]
 //!   injects time; [`connection`] bounds how long a new connection may stay
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod clock;
 pub mod connection;
+pub mod console;
 pub mod domain;
 pub mod grpc;
 pub mod probe;

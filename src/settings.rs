@@ -369,6 +369,12 @@ pub struct Settings {
     /// `0.0.0.0:9090`. Unset: not served.
     #[arg(long, env = "SESSIOND_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// Address to serve the web console on (HTTP; HTTPS with --tls-cert),
+    /// e.g. `127.0.0.1:8080`. Unset: not served. Its users sign in with an
+    /// admin API key.
+    #[arg(long, env = "SESSIOND_CONSOLE_LISTEN", value_parser = listen_address)]
+    pub console_listen: Option<SocketAddr>,
 }
 
 /// Whether the standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables ask for
@@ -475,6 +481,31 @@ impl Settings {
              (--tls-client-ca, SESSIOND_TLS_CLIENT_CA), listen on a loopback address, or serve open on purpose \
              with --allow-unauthenticated (SESSIOND_ALLOW_UNAUTHENTICATED=true)",
             self.listen
+        )
+    }
+
+    /// Refuses a console nobody could sign in to, or one open to other
+    /// machines: without an API keys file the console runs open (every
+    /// visitor an admin of tenant `default`), like the API, and only on a
+    /// loopback address unless --allow-unauthenticated says otherwise.
+    pub fn check_console(&self, has_keys: bool) -> anyhow::Result<()> {
+        let Some(address) = self.console_listen else { return Ok(()) };
+        if has_keys {
+            return Ok(());
+        }
+        if self.tls_client_ca.is_some() {
+            bail!(
+                "the console at {address} needs an API keys file (--api-keys-file): its users sign in with an admin key"
+            );
+        }
+        if is_loopback(&address) || self.allow_unauthenticated {
+            tracing::warn!(%address, "no API keys file: the console is open, every visitor an admin of tenant 'default'");
+            return Ok(());
+        }
+        bail!(
+            "refusing to serve the console on {address} without authentication: every visitor would be an admin of \
+             tenant 'default'. Give an API keys file (--api-keys-file, SESSIOND_API_KEYS_FILE), serve the console on \
+             a loopback address, or serve open on purpose with --allow-unauthenticated"
         )
     }
 

@@ -39,6 +39,7 @@ use crate::settings::{LogFormat, Settings};
 pub mod metrics;
 pub mod prometheus;
 pub mod store;
+pub mod tally;
 pub mod throttle;
 
 /// How long an export to the collector may take before it is abandoned.
