@@ -58,9 +58,19 @@ pub fn frame(title: &str, admin: Option<&Admin>, body: Markup) -> Markup {
 
 /// An error page saying `message` (escaped like everything else).
 pub fn problem(status: StatusCode, message: &str) -> Response {
+    problem_with(status, message, &[])
+}
+
+/// An error page saying `message`, then each of `details`.
+pub fn problem_with(status: StatusCode, message: &str, details: &[String]) -> Response {
     let body = html! {
         h1 { (status.canonical_reason().unwrap_or("Error")) }
-        p.problem role="alert" { (message) }
+        div.problem role="alert" {
+            p { (message) }
+            @if !details.is_empty() {
+                ul { @for detail in details { li { (detail) } } }
+            }
+        }
         p { a href="/sessions" { "Back to the sessions" } }
     };
     (status, frame("Error", None, body)).into_response()

@@ -62,6 +62,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/live/figures", get(live::figures))
         .route("/assets/console.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/console.css"))))
         .route("/assets/console.js", get(|| asset("text/javascript; charset=utf-8", include_str!("assets/console.js"))))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async { layout::problem(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response(protect))
         .with_state(state)
@@ -108,7 +109,7 @@ async fn protect(mut response: Response) -> Response {
         ),
     );
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
@@ -144,6 +145,14 @@ impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         match self {
             Self::Domain(err) => {
+                // The fields and what is wrong with each, as the API's
+                // BadRequest detail says them.
+                let fields: Vec<String> = match &err {
+                    crate::domain::Error::InvalidArgument(violations) => {
+                        violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect()
+                    }
+                    _ => Vec::new(),
+                };
                 // The one mapping of domain errors: the same code and message
                 // as the API, internal causes logged there and never shown.
                 let status = tonic::Status::from(err);
@@ -157,7 +166,7 @@ impl IntoResponse for ConsoleError {
                     tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
-                layout::problem(http, &format!("{:?}: {}", status.code(), status.message()))
+                layout::problem_with(http, &format!("{:?}: {}", status.code(), status.message()), &fields)
             }
             Self::SignIn { page: true } => Redirect::to("/login").into_response(),
             Self::SignIn { page: false } => (StatusCode::UNAUTHORIZED, "sign in first").into_response(),

@@ -232,18 +232,12 @@ pub async fn show(
         }
         h2 { "Timeline" }
         ol.timeline {
-            li { time { (layout::time_ms(session.created_at)) } " created" }
-            @for event in &seen.events {
-                li { time { (layout::time_ms(event.event.at)) } " " (event.event.event_type.as_str()) " (event " (event.sequence) ")" }
+            @for (at, what) in timeline(&seen) {
+                li { time { (layout::time_ms(at)) } " " (what) }
             }
-            li { time { (layout::time_ms(seen.status.last_active_at)) } " last activity" }
             @if let Some(end) = &session.end {
-                li {
-                    time { (layout::time_ms(end.at)) } " ended: " (end.reason)
-                    @if end.slow { " (slow)" }
-                    @if let Some(error) = &end.error { div.exception { "error: " (error) } }
-                    @if let Some(trace) = &end.stack_trace { pre.trace { (trace) } }
-                }
+                @if let Some(error) = &end.error { li.exception { "error: " (error) } }
+                @if let Some(trace) = &end.stack_trace { li { pre.trace { (trace) } } }
             }
         }
         p.hint { "Events are looked for among the latest " (crate::service::inspect::TIMELINE_EVENTS_SEARCHED) " kept." }
@@ -273,6 +267,28 @@ pub async fn show(
         }
     };
     Ok(layout::frame("Session", Some(&admin), body).into_response())
+}
+
+/// What happened to the session, oldest first: its creation, its events
+/// (privilege and storage changes among them), its last activity and its
+/// end.
+fn timeline(seen: &crate::service::inspect::Inspection) -> Vec<(UnixMillis, String)> {
+    let session = &seen.status.session;
+    let mut items = Vec::new();
+    if !seen.events.iter().any(|e| e.event.event_type == crate::domain::EventType::Created) {
+        items.push((session.created_at, "created".to_owned()));
+    }
+    for event in &seen.events {
+        items.push((event.event.at, format!("{} (event {})", event.event.event_type.as_str(), event.sequence)));
+    }
+    items.push((seen.status.last_active_at, "last activity".to_owned()));
+    if let Some(end) = &session.end {
+        let slow = if end.slow { ", slow" } else { "" };
+        items.push((end.at, format!("ended: {}{slow}, storage at version {}", end.reason, seen.storage.version)));
+    }
+    // Stable: at the same millisecond, the order above stands.
+    items.sort_by_key(|(at, _)| *at);
+    items
 }
 
 /// Asks before revoking.
