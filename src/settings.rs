@@ -708,6 +708,22 @@ mod tests {
     }
 
     #[test]
+    fn an_open_console_is_refused_beyond_loopback_and_with_certificates_only() {
+        let check = |args: &[&str], has_keys: bool| {
+            Settings::parse_from(["sessiond"].iter().chain(args)).check_console(has_keys)
+        };
+        assert!(check(&[], false).is_ok(), "no console, nothing to check");
+        assert!(check(&["--console-listen", "localhost:8080"], false).is_ok());
+        assert!(check(&["--console-listen", "0.0.0.0:8080"], true).is_ok());
+        let refused = check(&["--console-listen", "0.0.0.0:8080"], false).expect_err("open beyond loopback");
+        assert!(refused.to_string().contains("0.0.0.0:8080"), "{refused}");
+        assert!(check(&["--console-listen", "0.0.0.0:8080", "--allow-unauthenticated"], false).is_ok());
+        let args = ["--console-listen", "127.0.0.1:8080", "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"];
+        let refused = check(&args, false).expect_err("nobody could sign in");
+        assert!(refused.to_string().contains("--api-keys-file"), "{refused}");
+    }
+
+    #[test]
     fn serving_open_is_refused_beyond_loopback_unless_allowed() {
         let open = |args: &[&str]| {
             let settings = Settings::parse_from(["sessiond"].iter().chain(args));
