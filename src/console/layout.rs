@@ -1,7 +1,7 @@
 //! The frame every console page shares (navigation, the signed-in tenant,
 //! sign out), error pages, and how times and durations are shown.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -91,4 +91,10 @@ pub fn time_ms(at: UnixMillis) -> String {
 /// A duration to the second (`1h 2m 3s`), or `0s`.
 pub fn duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// How long ago `at` was, by the wall clock, to the second.
+pub fn age(at: UnixMillis) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    duration(UnixMillis(now).since(at))
 }

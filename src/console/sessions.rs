@@ -3,7 +3,7 @@
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
@@ -190,7 +190,7 @@ fn row(status: &SessionStatus) -> Markup {
             td { (session.kind) }
             td { (session.tenant) }
             td { @if session.end.is_some() { "ended" } @else { "open" } }
-            td { (layout::duration(status.duration)) }
+            td { (layout::age(session.created_at)) }
             td { time { (layout::time(status.last_active_at)) } }
             td { (session.end.as_ref().map(|e| e.reason.as_str()).unwrap_or("")) }
             td {
@@ -328,10 +328,11 @@ pub async fn revoke(
     State(state): State<ConsoleState>,
     admin: Admin,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
     Form(form): Form<Confirmed>,
 ) -> Result<Response, ConsoleError> {
-    check_form(&headers, &admin, &form.csrf)?;
+    check_form(&headers, &uri, &admin, &form.csrf)?;
     let id = SessionId::parse(&id, "session_id")?;
     let filter = RevokeFilter { user_id: None, kind: None, session_ids: vec![id.clone()] };
     let revoked = state.service.revoke(&admin.caller, filter).await?;

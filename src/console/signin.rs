@@ -14,7 +14,7 @@
 
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, extract::OptionalFromRequestParts};
 use maud::html;
@@ -98,20 +98,25 @@ fn csrf_token(key: &str) -> String {
 }
 
 /// Refuses a form posted from another site, or without `admin`'s token.
-pub fn check_form(headers: &HeaderMap, admin: &Admin, token: &str) -> Result<(), ConsoleError> {
-    same_origin(headers)?;
+pub fn check_form(headers: &HeaderMap, uri: &Uri, admin: &Admin, token: &str) -> Result<(), ConsoleError> {
+    same_origin(headers, uri)?;
     let expected = admin.csrf.as_bytes();
     if subtle::ConstantTimeEq::ct_eq(expected, token.as_bytes()).into() { Ok(()) } else { Err(ConsoleError::Forged) }
 }
 
 /// Refuses a request the browser marks as coming from another site
-/// (`Sec-Fetch-Site`), or whose `Origin` is not this console's host.
-fn same_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
+/// (`Sec-Fetch-Site`), or whose `Origin` is not this console's host (the
+/// `Host` header, or over HTTP/2 the request's authority).
+fn same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), ConsoleError> {
     if headers.get("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none") {
         return Err(ConsoleError::Forged);
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
         let origin = origin.to_str().unwrap_or("");
         let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
         if origin_host != host {
@@ -162,8 +167,13 @@ pub struct SignIn {
 }
 
 /// Checks the key and keeps it in the cookie.
-pub async fn sign_in(State(state): State<ConsoleState>, headers: HeaderMap, Form(form): Form<SignIn>) -> Response {
-    if let Err(err) = same_origin(&headers) {
+pub async fn sign_in(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<SignIn>,
+) -> Response {
+    if let Err(err) = same_origin(&headers, &uri) {
         return err.into_response();
     }
     let Some(keys) = &state.keys else { return Redirect::to("/sessions").into_response() };
@@ -192,10 +202,11 @@ pub struct SignOut {
 pub async fn sign_out(
     State(state): State<ConsoleState>,
     headers: HeaderMap,
+    uri: Uri,
     admin: Admin,
     Form(form): Form<SignOut>,
 ) -> Result<Response, ConsoleError> {
-    check_form(&headers, &admin, &form.csrf)?;
+    check_form(&headers, &uri, &admin, &form.csrf)?;
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(header::SET_COOKIE, set_cookie(&state, "", Some(0)));
     Ok(response)
@@ -219,12 +230,21 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("console.example:8080"));
         headers.insert(header::ORIGIN, HeaderValue::from_static("http://console.example:8080"));
-        assert!(check_form(&headers, &admin, &csrf_token("k")).is_ok());
-        assert!(matches!(check_form(&headers, &admin, &csrf_token("other")), Err(ConsoleError::Forged)));
+        assert!(check_form(&headers, &Uri::from_static("/logout"), &admin, &csrf_token("k")).is_ok());
+        assert!(matches!(
+            check_form(&headers, &Uri::from_static("/logout"), &admin, &csrf_token("other")),
+            Err(ConsoleError::Forged)
+        ));
         headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        assert!(matches!(check_form(&headers, &admin, &csrf_token("k")), Err(ConsoleError::Forged)));
+        assert!(matches!(
+            check_form(&headers, &Uri::from_static("/logout"), &admin, &csrf_token("k")),
+            Err(ConsoleError::Forged)
+        ));
         headers.remove(header::ORIGIN);
         headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(matches!(check_form(&headers, &admin, &csrf_token("k")), Err(ConsoleError::Forged)));
+        assert!(matches!(
+            check_form(&headers, &Uri::from_static("/logout"), &admin, &csrf_token("k")),
+            Err(ConsoleError::Forged)
+        ));
     }
 }
