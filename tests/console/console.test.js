@@ -308,6 +308,32 @@ describe('live', () => {
   });
 });
 
+describe('keyboard', () => {
+  test('signing in and revoking work with the keyboard alone', async () => {
+    const created = await create(`keys-${Date.now()}`);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/login`);
+    // The key field has the focus on arrival.
+    await page.keyboard.type(server.keys.admin);
+    await page.keyboard.press('Enter');
+    await page.waitForURL(`${base}/sessions`);
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+    await page.goto(`${base}/sessions/${created.session.sessionId}/revoke`);
+    let focused = '';
+    for (let i = 0; i < 12 && focused !== 'Revoke'; i += 1) {
+      await page.keyboard.press('Tab');
+      focused = await page.evaluate(() => document.activeElement.textContent);
+    }
+    assert.equal(focused, 'Revoke', 'the Revoke button is reached with Tab');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(`${base}/sessions/${created.session.sessionId}`);
+    await assert.rejects(unary(service.sessions, 'GetSession', { session: byId(created) }), /revoked/);
+    await context.close();
+  });
+});
+
 describe('narrow screens', () => {
   test('every page fits a phone-wide screen', async () => {
     const page = await signedIn({ viewport: { width: 360, height: 740 } });
