@@ -180,7 +180,7 @@ fn search_form(search: &Search) -> Markup {
 pub fn table(records: &[LogRecord]) -> Markup {
     html! {
         div.scroll role="region" aria-label="Log entries" tabindex="0" {
-            table.logs {
+            table.logs.stack {
                 thead { tr {
                     th scope="col" { "Logged at" } th scope="col" { "Level" } th scope="col" { "Session" }
                     th scope="col" { "User" } th scope="col" { "Kind" } th scope="col" { "Message" }
@@ -188,12 +188,12 @@ pub fn table(records: &[LogRecord]) -> Markup {
                 tbody {
                     @for record in records {
                         tr data-level=(level_name(record.entry.level)) {
-                            td { time { (layout::time_ms(record.entry.logged_at)) } }
-                            td { span class={ "level level-" (level_name(record.entry.level)) } { (level_name(record.entry.level)) } }
-                            td { a href={ "/sessions/" (record.session_id) } { code { (short(record.session_id.as_str())) } } }
-                            td { (record.user_id.as_deref().unwrap_or("")) }
-                            td { (record.kind) }
-                            td.message {
+                            td data-label="Logged at" { time { (layout::time_ms(record.entry.logged_at)) } }
+                            td data-label="Level" { span class={ "level level-" (level_name(record.entry.level)) } { (level_name(record.entry.level)) } }
+                            td data-label="Session" { a href={ "/sessions/" (record.session_id) } { code { (short(record.session_id.as_str())) } } }
+                            td data-label="User" { (record.user_id.as_deref().unwrap_or("")) }
+                            td data-label="Kind" { (record.kind) }
+                            td data-label="Message".message {
                                 div { (record.entry.message) }
                                 @if let Some(exception) = &record.entry.exception { div.exception { (exception) } }
                                 @if let Some(trace) = &record.entry.stack_trace {

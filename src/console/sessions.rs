@@ -111,7 +111,7 @@ pub async fn list(
             p.empty { "No sessions match." }
         } @else {
             div.scroll role="region" aria-label="Sessions" tabindex="0" {
-                table.sessions {
+                table.sessions.stack {
                     thead { tr {
                         th scope="col" { "Session" } th scope="col" { "User" } th scope="col" { "Kind" }
                         th scope="col" { "Tenant" } th scope="col" { "State" } th scope="col" { "Age" }
@@ -185,14 +185,14 @@ fn row(status: &SessionStatus) -> Markup {
     let session = &status.session;
     html! {
         tr {
-            td { a href={ "/sessions/" (session.id) } { code { (session.id) } } }
-            td { (session.user_id.as_deref().unwrap_or("")) }
-            td { (session.kind) }
-            td { (session.tenant) }
-            td { @if session.end.is_some() { "ended" } @else { "open" } }
-            td { (layout::age(session.created_at)) }
-            td { time { (layout::time(status.last_active_at)) } }
-            td { (session.end.as_ref().map(|e| e.reason.as_str()).unwrap_or("")) }
+            td data-label="Session" { a href={ "/sessions/" (session.id) } { code { (session.id) } } }
+            td data-label="User" { (session.user_id.as_deref().unwrap_or("")) }
+            td data-label="Kind" { (session.kind) }
+            td data-label="Tenant" { (session.tenant) }
+            td data-label="State" { @if session.end.is_some() { "ended" } @else { "open" } }
+            td data-label="Age" { (layout::age(session.created_at)) }
+            td data-label="Last activity" { time { (layout::time(status.last_active_at)) } }
+            td data-label="End reason" { (session.end.as_ref().map(|e| e.reason.as_str()).unwrap_or("")) }
             td {
                 @if session.end.is_none() {
                     a.danger href={ "/sessions/" (session.id) "/revoke" } aria-label={ "Revoke session " (session.id) } { "Revoke" }

@@ -2,9 +2,13 @@
 // inserted with textContent, never as HTML.
 'use strict';
 
+// A cell of `row`; its label names the column where narrow screens stack
+// a row's cells (see console.css).
 function cell(row, text, className) {
   const td = document.createElement('td');
   if (className) td.className = className;
+  const header = row.closest('table')?.tHead?.rows[0]?.cells[row.cells.length];
+  if (header) td.dataset.label = header.textContent;
   td.textContent = text;
   row.appendChild(td);
   return td;
@@ -35,7 +39,7 @@ function followLogs() {
       if (!answer.ok) throw new Error(answer.status === 401 ? 'signed out' : 'error ' + answer.status);
       const tail = await answer.json();
       for (const e of tail.entries) {
-        const row = document.createElement('tr');
+        const row = body().insertRow(-1);
         row.dataset.level = e.level;
         cell(row, e.logged_at);
         const level = document.createElement('span');
@@ -65,7 +69,6 @@ function followLogs() {
           details.append(summary, pre);
           message.appendChild(details);
         }
-        body().appendChild(row);
       }
       after = tail.after;
       status.textContent = tail.entries.length ? tail.entries.length + ' new entries' : 'Following';
