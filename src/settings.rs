@@ -43,6 +43,41 @@ impl From<Level> for LogLevel {
     }
 }
 
+/// `--log-keep-level`: a level, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeepLevel {
+    None,
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Fatal,
+}
+
+impl From<KeepLevel> for Option<LogLevel> {
+    fn from(level: KeepLevel) -> Self {
+        match level {
+            KeepLevel::None => None,
+            KeepLevel::Debug => Some(LogLevel::Debug),
+            KeepLevel::Info => Some(LogLevel::Info),
+            KeepLevel::Warning => Some(LogLevel::Warning),
+            KeepLevel::Error => Some(LogLevel::Error),
+            KeepLevel::Fatal => Some(LogLevel::Fatal),
+        }
+    }
+}
+
+/// A comma-separated list of session kinds, or `none`.
+fn parse_kinds(text: &str) -> anyhow::Result<Vec<SessionKind>> {
+    match text.trim() {
+        "" | "none" => Ok(Vec::new()),
+        list => list
+            .split(',')
+            .map(|name| SessionKind::from_name(name.trim()).with_context(|| format!("unknown session kind {name:?}")))
+            .collect(),
+    }
+}
+
 /// A setting that must never be printed (a database URL holds a password).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -222,6 +257,21 @@ pub struct Settings {
     /// Keep the logs of sessions closed with an error.
     #[arg(long, env = "SESSIOND_LOG_KEEP_FAILED", default_value_t = true, action = clap::ArgAction::Set)]
     pub log_keep_failed: bool,
+
+    /// Keep the logs of sessions with an entry at or above this level
+    /// (`none`: not by level).
+    #[arg(long, env = "SESSIOND_LOG_KEEP_LEVEL", value_enum, default_value = "error")]
+    pub log_keep_level: KeepLevel,
+
+    /// Kinds whose entries are readable (QueryLogs, FollowLogs) while the
+    /// session is open, comma-separated, or `none`; a policy file's
+    /// `continuous` overrides it per kind and endpoint.
+    #[arg(
+        long,
+        env = "SESSIOND_LOG_CONTINUOUS_KINDS",
+        default_value = "method_stream,streaming,future_call,internal,web_user,remote_user,stored_procedure,standalone"
+    )]
+    pub log_continuous_kinds: String,
 
     /// Per-kind default timeouts, e.g. `web_user.idle=30m,internal.lifetime=none`.
     #[arg(long, env = "SESSIOND_KIND_TIMEOUTS", default_value = "")]
@@ -542,13 +592,16 @@ impl Settings {
             keep_slow: self.log_keep_slow,
             slow_threshold: self.log_slow_threshold,
             keep_failed: self.log_keep_failed,
+            keep_level: self.log_keep_level.into(),
+            continuous: false,
         };
         let log_policies = match &self.log_policy_file {
             Some(path) => {
                 LogPolicies::load(path, base).with_context(|| format!("loading log policy file {}", path.display()))?
             }
             None => LogPolicies::new(base),
-        };
+        }
+        .with_continuous_kinds(parse_kinds(&self.log_continuous_kinds).context("--log-continuous-kinds")?);
         for (name, value) in [
             ("max-text-bytes", self.max_text_bytes),
             ("storage-max-key-bytes", self.storage_max_key_bytes),

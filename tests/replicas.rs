@@ -192,6 +192,65 @@ async fn a_live_watcher_sees_both_replicas_events_interleaved_without_gaps() {
     assert_eq!(users.len(), 80, "every create seen once");
 }
 
+/// Reads a follow until it has delivered `n` records; answers their
+/// messages and the last cursor.
+async fn followed(follow: &mut tonic::Streaming<pb::FollowLogsResponse>, n: usize) -> (Vec<String>, String) {
+    let (mut seen, mut cursor) = (Vec::new(), String::new());
+    while seen.len() < n {
+        let message = tokio::time::timeout(PATIENCE, follow.message())
+            .await
+            .expect("records arrive promptly")
+            .expect("the follow does not fail")
+            .expect("the follow does not end");
+        seen.extend(message.records.into_iter().map(|r| r.message));
+        cursor = message.cursor;
+    }
+    (seen, cursor)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_logged_on_one_replica_reach_a_follower_on_another_and_a_resumed_follow_misses_nothing() {
+    let (mut a, mut b) = two_replicas().await;
+    let stream = a.create(Kind::Streaming, "alice").await;
+    let call = a.create(Kind::MethodCall, "bob").await;
+    let mut on_b = b.logs.follow_logs(pb::FollowLogsRequest::default()).await.expect("follows on B").into_inner();
+
+    let entries = |prefix: &str, n: usize| -> Vec<pb::LogEntry> {
+        (1..=n).map(|i| helpers::entry(pb::LogLevel::Info, &format!("{prefix}{i}"))).collect()
+    };
+    a.log(&stream.token, entries("a", 3)).await;
+    let (seen, cursor) = followed(&mut on_b, 3).await;
+    assert_eq!(seen, ["a1", "a2", "a3"], "logged on A, followed on B");
+
+    // While nobody follows, both replicas log, concurrently, and A keeps a
+    // method call's log at its close.
+    drop(on_b);
+    a.log(&call.token, vec![helpers::entry(pb::LogLevel::Error, "c1")]).await;
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let (mut logs, prefix) =
+            if i % 2 == 0 { (a.logs.clone(), format!("x{i}.")) } else { (b.logs.clone(), format!("y{i}.")) };
+        let request =
+            pb::LogRequest { session: by_token(&stream.token), entries: entries(&prefix, 5), ..Default::default() };
+        writers.spawn(async move { logs.log(request).await.expect("logged") });
+    }
+    writers.join_all().await;
+    a.close(&call.token, "").await;
+
+    let mut resumed =
+        b.logs.follow_logs(pb::FollowLogsRequest { cursor, ..Default::default() }).await.expect("resumes").into_inner();
+    let (seen, _) = followed(&mut resumed, 51).await;
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no entry twice: {seen:?}");
+    assert!(seen.iter().all(|m| !m.starts_with('a')), "nothing from before the cursor");
+    assert!(seen.contains(&"c1".to_owned()), "the kept log of the closed call");
+    assert_eq!(seen.len(), 51);
+
+    // And the same entries, in the same order, through QueryLogs on A.
+    let queried = a.logged_messages(pb::QueryLogsRequest { page_size: 1000, ..Default::default() }).await;
+    assert_eq!(queried[3..], seen[..], "one order on both replicas");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
     let cluster = PgCluster::launch().await;

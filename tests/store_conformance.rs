@@ -40,7 +40,7 @@ async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
     assert_eq!(reread.end, Some(ending));
     assert_eq!(store.storage(&open.id).await.expect("storage is readable"), VersionedStorage { version: 1, values });
     let logs = store.query_logs(&LogQuery { limit: 10, ..LogQuery::default() }).await.expect("logs are queryable");
-    assert_eq!(logs.iter().map(|r| r.entry.message.as_str()).collect::<Vec<_>>(), ["kept"]);
+    assert_eq!(logs.records.iter().map(|r| r.entry.message.as_str()).collect::<Vec<_>>(), ["kept"]);
     assert_eq!(store.last_event_sequence().await.expect("the sequence is readable"), 3);
     let next = session(SessionKind::WebUser, None, T0);
     assert_eq!(create(&store, &next, &StorageMap::new()).await.sequence, 4, "numbering goes on after a restart");

@@ -162,6 +162,59 @@ async fn a_database_with_log_entries_in_milliseconds_migrates_them_to_microsecon
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_at_schema_version_5_makes_kept_logs_readable_and_open_ones_not() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/V1__initial.sql"),
+            include_str!("../migrations/postgres/V2__tenants.sql"),
+            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
+            include_str!("../migrations/postgres/V4__request_ids.sql"),
+            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
+            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4), (5);",
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+             ended_at, end_reason, log_id, slow, tenant) VALUES \
+             ('00000000000000000000000000000001', '\\x01', 'web_call', 'alice', '', '', '', '', '', \
+              1, 1, false, '{}', 0, '{}', 0, 5, 'failed', 'log1', false, 'acme'), \
+             ('00000000000000000000000000000002', '\\x02', 'web_user', 'bob', '', '', '', '', '', \
+              1, 1, false, '{}', 0, '{}', 0, NULL, NULL, NULL, false, 'acme');",
+            "INSERT INTO log_entries (session_id, sequence, level, message, logged_at) VALUES \
+             ('00000000000000000000000000000001', 1, 4, 'kept', 2), \
+             ('00000000000000000000000000000002', 1, 2, 'open', 3);"
+        ))
+        .await
+        .expect("the version 5 schema and its rows apply");
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 5 database migrates");
+
+    let rows: Vec<(String, String, Option<String>, String, bool, Option<i64>)> = client
+        .query("SELECT message, tenant, user_id, kind, failed, position FROM log_entries ORDER BY entry_id", &[])
+        .await
+        .expect("the entries read back")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("kept".into(), "acme".into(), Some("alice".into()), "web_call".into(), true, Some(0)),
+            ("open".into(), "acme".into(), Some("bob".into()), "web_user".into(), false, None),
+        ]
+    );
+    let query = sessiond::domain::LogQuery {
+        tenant: Some(TenantId::parse("acme", "tenant").expect("a tenant")),
+        limit: 10,
+        ..Default::default()
+    };
+    let page = store.query_logs(&query).await.expect("queryable");
+    assert_eq!(page.records.iter().map(|r| r.entry.message.as_str()).collect::<Vec<_>>(), ["kept"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_concurrent_replicas_reach_a_polling_reader_gapless_and_in_commit_order() {
     const REPLICAS: usize = 2;
     const WRITERS: usize = 8;

@@ -126,6 +126,10 @@ pub enum Error {
     /// after (`expired`), or from one not recorded yet.
     #[error("the cursor is out of range")]
     CursorOutOfRange { expired: bool, oldest: u64, latest: u64 },
+    /// A FollowLogs client did not take what it was sent for longer than
+    /// the given time: the stream is ended rather than buffered.
+    #[error("the follower fell behind")]
+    FollowerTooSlow { waited: std::time::Duration },
     #[error("the store is unavailable")]
     Unavailable(#[source] StoreError),
     /// The store's disk is full; writes may succeed once space is freed.

@@ -1,7 +1,9 @@
 //! Session logs: entries, and the policy that decides at close whether a
 //! session's log is kept — the shape of Serverpod's `LogSettings`: a minimum
-//! level, and keep all / slow (over a threshold) / failed sessions, set
-//! server-wide with overrides per kind and endpoint.
+//! level, and keep all / slow (over a threshold) / failed sessions / those
+//! with an entry at or above a level, set server-wide with overrides per
+//! kind and endpoint — and whether its entries can be read while it is
+//! open (continuous logging).
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,13 +46,20 @@ pub struct LogEntry {
     pub client_time: Option<UnixMicros>,
     /// When sessiond received it.
     pub logged_at: UnixMillis,
+    /// Logged under continuous logging: readable (QueryLogs, FollowLogs)
+    /// from the moment it is stored, not only once its session's log is
+    /// kept at the end.
+    pub continuous: bool,
 }
 
 /// A stored entry with what QueryLogs reports of its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
-    /// Store-assigned, increasing: the paging cursor.
+    /// Store-assigned, unique, increasing in the order entries are stored.
     pub entry_id: i64,
+    /// When the entry became readable, as the store orders it (see
+    /// [`LogCursor`]).
+    pub position: i64,
     /// Entry number within its session's log, from 1.
     pub sequence: u64,
     pub log_id: Option<LogId>,
@@ -60,7 +69,66 @@ pub struct LogRecord {
     pub entry: LogEntry,
 }
 
-/// Filters of QueryLogs. Only kept logs are ever answered.
+/// A place in the order entries become readable: by `position`, then by
+/// `entry_id`. An entry becomes readable when it is stored under
+/// continuous logging, else when its session's log is kept at the end;
+/// `position` is the writing transaction's place in commit order
+/// (Postgres: its transaction id; the embedded store: a counter), so a
+/// reader that has seen everything below a store's horizon misses nothing
+/// by resuming after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogCursor {
+    pub position: i64,
+    pub entry_id: i64,
+}
+
+impl LogCursor {
+    /// The cursor after `record`.
+    pub fn after(record: &LogRecord) -> Self {
+        Self { position: record.position, entry_id: record.entry_id }
+    }
+
+    /// The cursor after every position below `horizon`.
+    pub fn below(horizon: i64) -> Self {
+        Self { position: horizon.saturating_sub(1), entry_id: i64::MAX }
+    }
+
+    /// Its text on the wire: opaque to clients.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.position, self.entry_id)
+    }
+
+    /// Reads what [`LogCursor::encode`] wrote.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (position, entry_id) = text.split_once('.')?;
+        let parse = |n: &str| n.bytes().all(|b| b.is_ascii_digit()).then(|| n.parse::<i64>().ok()).flatten();
+        Some(Self { position: parse(position)?, entry_id: parse(entry_id)? })
+    }
+}
+
+/// A page of entries and how far the store is settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogPage {
+    pub records: Vec<LogRecord>,
+    /// Every entry with a lower position that will ever be readable is
+    /// readable now; entries at or above it may still be committing.
+    pub horizon: i64,
+}
+
+impl LogPage {
+    /// Where to resume after this page of at most `limit` records asked
+    /// after `after`: after its last record when it is full, else after
+    /// everything below the horizon (nothing more below it matches).
+    pub fn cursor(&self, after: LogCursor, limit: usize) -> LogCursor {
+        match self.records.last() {
+            Some(last) if self.records.len() >= limit => LogCursor::after(last),
+            last => after.max(LogCursor::below(self.horizon)).max(last.map(LogCursor::after).unwrap_or_default()),
+        }
+    }
+}
+
+/// Filters of QueryLogs and FollowLogs: entries of kept logs, and of open
+/// sessions logged continuously.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogQuery {
     /// Always set by the service: the caller's tenant.
@@ -73,8 +141,8 @@ pub struct LogQuery {
     pub min_level: Option<LogLevel>,
     pub failed_only: bool,
     pub slow_only: bool,
-    /// Answer entries with `entry_id` greater than this.
-    pub after_entry: i64,
+    /// Answer entries after this place.
+    pub after: LogCursor,
     pub limit: usize,
 }
 
@@ -86,10 +154,15 @@ pub struct LogPolicy {
     pub keep_slow: bool,
     pub slow_threshold: Duration,
     pub keep_failed: bool,
+    /// Keep the log of a session with an entry at or above this level.
+    pub keep_level: Option<LogLevel>,
+    /// Entries are readable while the session is open.
+    pub continuous: bool,
 }
 
 impl Default for LogPolicy {
-    /// Serverpod's defaults: info and up, keep slow (over 1 s) and failed.
+    /// Serverpod's defaults: info and up, keep slow (over 1 s) and failed;
+    /// and sessions with an error.
     fn default() -> Self {
         Self {
             min_level: LogLevel::Info,
@@ -97,6 +170,8 @@ impl Default for LogPolicy {
             keep_slow: true,
             slow_threshold: Duration::from_secs(1),
             keep_failed: true,
+            keep_level: Some(LogLevel::Error),
+            continuous: false,
         }
     }
 }
@@ -106,7 +181,8 @@ impl LogPolicy {
         duration >= self.slow_threshold
     }
 
-    /// Whether a session's log is kept when it ends. Logs of sessions a
+    /// Whether a session's log is kept when it ends, before looking at its
+    /// entries' levels ([`LogPolicy::keep_level`]). Logs of sessions a
     /// crash left open are always kept: they are what explains the crash.
     pub fn keeps(&self, reason: EndReason, duration: Duration) -> bool {
         self.keep_all
@@ -125,6 +201,33 @@ struct PolicyPatch {
     keep_slow: Option<bool>,
     slow_threshold_ms: Option<u64>,
     keep_failed: Option<bool>,
+    keep_level: Option<KeepLevel>,
+    continuous: Option<bool>,
+}
+
+/// A keep level in a policy file: a level, or `none`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum KeepLevel {
+    None,
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Fatal,
+}
+
+impl KeepLevel {
+    fn level(self) -> Option<LogLevel> {
+        match self {
+            Self::None => None,
+            Self::Debug => Some(LogLevel::Debug),
+            Self::Info => Some(LogLevel::Info),
+            Self::Warning => Some(LogLevel::Warning),
+            Self::Error => Some(LogLevel::Error),
+            Self::Fatal => Some(LogLevel::Fatal),
+        }
+    }
 }
 
 impl PolicyPatch {
@@ -135,6 +238,8 @@ impl PolicyPatch {
             keep_slow: self.keep_slow.unwrap_or(base.keep_slow),
             slow_threshold: self.slow_threshold_ms.map(Duration::from_millis).unwrap_or(base.slow_threshold),
             keep_failed: self.keep_failed.unwrap_or(base.keep_failed),
+            keep_level: self.keep_level.map_or(base.keep_level, KeepLevel::level),
+            continuous: base.continuous,
         }
     }
 }
@@ -162,13 +267,37 @@ struct Override {
     kind: Option<SessionKind>,
     endpoint: Option<String>,
     policy: LogPolicy,
+    /// Set when the override says: else the file's default, else the kind.
+    continuous: Option<bool>,
 }
 
+/// The kinds logged continuously unless a policy says otherwise: streams
+/// and the kinds that outlive a request.
+pub const CONTINUOUS_KINDS: [SessionKind; 8] = [
+    SessionKind::MethodStream,
+    SessionKind::Streaming,
+    SessionKind::FutureCall,
+    SessionKind::Internal,
+    SessionKind::WebUser,
+    SessionKind::RemoteUser,
+    SessionKind::StoredProcedure,
+    SessionKind::Standalone,
+];
+
 /// The server-wide policy and its overrides.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LogPolicies {
     default: LogPolicy,
     overrides: Vec<Override>,
+    /// The file's `default.continuous`, when it says.
+    default_continuous: Option<bool>,
+    continuous_kinds: Vec<SessionKind>,
+}
+
+impl Default for LogPolicies {
+    fn default() -> Self {
+        Self::new(LogPolicy::default())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +312,14 @@ pub enum LogPolicyError {
 
 impl LogPolicies {
     pub fn new(default: LogPolicy) -> Self {
-        Self { default, overrides: Vec::new() }
+        Self { default, overrides: Vec::new(), default_continuous: None, continuous_kinds: CONTINUOUS_KINDS.to_vec() }
+    }
+
+    /// Sets the kinds logged continuously where no policy says (by default
+    /// [`CONTINUOUS_KINDS`]).
+    pub fn with_continuous_kinds(mut self, kinds: Vec<SessionKind>) -> Self {
+        self.continuous_kinds = kinds;
+        self
     }
 
     pub fn load(path: &Path, base: LogPolicy) -> Result<Self, LogPolicyError> {
@@ -216,10 +352,15 @@ impl LogPolicies {
                 if kind.is_none() && o.endpoint.is_none() {
                     return Err(LogPolicyError::Invalid("an override needs a kind, an endpoint or both".into()));
                 }
-                Ok(Override { kind, endpoint: o.endpoint, policy: o.patch.over(default) })
+                Ok(Override {
+                    kind,
+                    endpoint: o.endpoint,
+                    continuous: o.patch.continuous,
+                    policy: o.patch.over(default),
+                })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { default, overrides })
+        Ok(Self { default, overrides, default_continuous: file.default.continuous, ..Self::new(base) })
     }
 
     /// The most specific policy: kind and endpoint, then endpoint, then
@@ -228,7 +369,12 @@ impl LogPolicies {
         let matches =
             |o: &&Override| o.kind.is_none_or(|k| k == kind) && o.endpoint.as_deref().is_none_or(|e| e == endpoint);
         let specificity = |o: &Override| (o.endpoint.is_some() as u8) * 2 + o.kind.is_some() as u8;
-        self.overrides.iter().filter(matches).max_by_key(|o| specificity(o)).map_or(self.default, |o| o.policy)
+        let found = self.overrides.iter().filter(matches).max_by_key(|o| specificity(o));
+        let continuous = found
+            .and_then(|o| o.continuous)
+            .or(self.default_continuous)
+            .unwrap_or_else(|| self.continuous_kinds.contains(&kind));
+        LogPolicy { continuous, ..found.map_or(self.default, |o| o.policy) }
     }
 }
 
@@ -251,7 +397,40 @@ overrides:
         assert!(!health.keep_all);
         assert_eq!(health.min_level, LogLevel::Error);
         assert!(!policies.for_session(SessionKind::MethodCall, "checkout").keep_failed);
-        assert_eq!(policies.for_session(SessionKind::Internal, "x"), LogPolicy::default());
+        assert_eq!(policies.for_session(SessionKind::MethodCall, "x"), LogPolicy::default());
+    }
+
+    #[test]
+    fn continuous_logging_follows_the_kind_unless_a_policy_says() {
+        let text = "
+overrides:
+  - { kind: web_user, endpoint: quiet, continuous: false }
+  - { kind: web_call, endpoint: live, continuous: true, keep_level: none }
+";
+        let policies = LogPolicies::parse(text, LogPolicy::default()).expect("valid policy file");
+        assert!(policies.for_session(SessionKind::Streaming, "x").continuous);
+        assert!(policies.for_session(SessionKind::WebUser, "x").continuous);
+        assert!(!policies.for_session(SessionKind::WebUser, "quiet").continuous);
+        assert!(!policies.for_session(SessionKind::WebCall, "x").continuous);
+        let live = policies.for_session(SessionKind::WebCall, "live");
+        assert!(live.continuous);
+        assert_eq!(live.keep_level, None);
+        assert_eq!(policies.for_session(SessionKind::WebCall, "x").keep_level, Some(LogLevel::Error));
+
+        let none = LogPolicies::parse("default: { continuous: false }", LogPolicy::default()).expect("valid");
+        assert!(!none.for_session(SessionKind::Streaming, "x").continuous);
+        let kinds = LogPolicies::new(LogPolicy::default()).with_continuous_kinds(vec![SessionKind::WebCall]);
+        assert!(kinds.for_session(SessionKind::WebCall, "x").continuous);
+        assert!(!kinds.for_session(SessionKind::Streaming, "x").continuous);
+    }
+
+    #[test]
+    fn cursors_read_back_what_they_wrote_and_nothing_else() {
+        let cursor = LogCursor { position: 812_345, entry_id: 17 };
+        assert_eq!(LogCursor::decode(&cursor.encode()), Some(cursor));
+        for bad in ["", "12", "a.b", "1.-2", "-1.2", "1.2.3", " 1.2", "99999999999999999999.1"] {
+            assert_eq!(LogCursor::decode(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub use error::{Error, InvalidInput, Violations, all};
 pub use events::{Event, EventFilter, NewEvent};
 pub use ids::{LogId, PromotionId, SessionId, TenantId, Token, TokenHash};
 pub use kind::{EndReason, EventType, SessionKind};
-pub use logs::{LogEntry, LogLevel, LogPolicies, LogPolicy, LogQuery, LogRecord, UnixMicros};
+pub use logs::{LogCursor, LogEntry, LogLevel, LogPage, LogPolicies, LogPolicy, LogQuery, LogRecord, UnixMicros};
 pub use privileges::RoleBook;
 pub use request_id::{RequestDigest, RequestId, RequestKey};
 pub use session::{Expiry, Grants, Labels, Promotion, Session, SessionEnd};

@@ -1,5 +1,9 @@
 //! `sessiond.v1.LogService`.
 
+use std::pin::Pin;
+
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::authn::caller;
@@ -7,8 +11,9 @@ use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::pb;
 use super::status::with_stream_progress;
 use crate::auth::Caller;
-use crate::domain::{Error, InvalidInput, LogEntry, LogQuery, RequestId, SessionId, Violations, all};
+use crate::domain::{Error, InvalidInput, LogCursor, LogEntry, LogQuery, RequestId, SessionId, Violations, all};
 use crate::service::Limits;
+use crate::service::logs::LogBatch;
 use crate::service::{Service, SessionKey, SessionRef};
 
 #[derive(Debug)]
@@ -51,6 +56,7 @@ fn parse_entries(entries: Vec<pb::LogEntry>, limits: &Limits, v: &mut Violations
                 stack_trace: optional(stack_trace),
                 client_time,
                 logged_at: crate::clock::UnixMillis::default(),
+                continuous: false,
             });
         }
     }
@@ -184,45 +190,108 @@ impl pb::log_service_server::LogService for LogsApi {
         } = request.into_inner();
         let mut v = Violations::default();
         let limit = v.check(convert::page_size(page_size));
-        let after_entry = match page_token.as_str() {
-            "" => Some(0),
-            token => v.check(
-                token
-                    .parse::<i64>()
-                    .map_err(|_| InvalidInput::new("page_token", "must be a next_page_token from an earlier answer")),
-            ),
-        };
-        let session_id = v.check(optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose());
-        v.text(&user_id, "user_id", self.service.config().limits.max_text_bytes);
-        let kind = v.check(parse_kind(kind, "kind", false));
-        let from = v.check(start_time.map(|t| convert::parse_timestamp(&t, "start_time")).transpose());
-        let to = v.check(end_time.map(|t| convert::parse_timestamp(&t, "end_time")).transpose());
-        let min_level = v.check(parse_level(min_level, "min_level", false));
-        let query = v.finish(all(|| {
-            Some(LogQuery {
-                tenant: None,
-                session_id: session_id?,
-                user_id: optional(user_id),
-                kind: kind?,
-                from: from?,
-                to: to?,
-                min_level: min_level?,
-                failed_only,
-                slow_only,
-                after_entry: after_entry?,
-                limit: limit?,
-            })
-        }))?;
-        let limit = query.limit;
-        let wanted = limit.min(self.service.config().limits.max_page_size);
-        let records = self.service.query_logs(&caller, query).await?;
-        let next_page_token = match records.last() {
-            Some(last) if records.len() == wanted => last.entry_id.to_string(),
-            _ => String::new(),
+        let after = v.check(parse_cursor(&page_token, "page_token")).map(Option::unwrap_or_default);
+        let filters = Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only };
+        let query = filters.parse(&self.service, &mut v);
+        let query = v.finish(all(|| Some(LogQuery { after: after?, limit: limit?, ..query? })))?;
+        let wanted = query.limit.min(self.service.config().limits.max_page_size);
+        let LogBatch { records, cursor } = self.service.query_logs(&caller, query).await?;
+        let next_page_token = match records.len() >= wanted {
+            true => cursor.encode(),
+            false => String::new(),
         };
         Ok(Response::new(pb::QueryLogsResponse {
             records: records.into_iter().map(convert::log_record).collect(),
             next_page_token,
+            cursor: cursor.encode(),
         }))
+    }
+
+    type FollowLogsStream = Pin<Box<dyn Stream<Item = Result<pb::FollowLogsResponse, Status>> + Send>>;
+
+    async fn follow_logs(
+        &self,
+        request: Request<pb::FollowLogsRequest>,
+    ) -> Result<Response<Self::FollowLogsStream>, Status> {
+        let caller = caller(&request)?;
+        let pb::FollowLogsRequest {
+            session_id,
+            user_id,
+            kind,
+            start_time,
+            end_time,
+            min_level,
+            failed_only,
+            slow_only,
+            cursor,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let from = v.check(parse_cursor(&cursor, "cursor"));
+        let filters = Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only };
+        let query = filters.parse(&self.service, &mut v);
+        let (query, from) = v.finish(all(|| Some((query?, from?))))?;
+        let batches = self.service.follow_logs(&caller, query, from).await?;
+        let stream = ReceiverStream::new(batches).map(|batch| {
+            let LogBatch { records, cursor } = batch?;
+            Ok(pb::FollowLogsResponse {
+                records: records.into_iter().map(convert::log_record).collect(),
+                cursor: cursor.encode(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// A cursor from an earlier answer; `None` when not given.
+fn parse_cursor(text: &str, field: &str) -> Result<Option<LogCursor>, InvalidInput> {
+    match text {
+        "" => Ok(None),
+        text => LogCursor::decode(text)
+            .map(Some)
+            .ok_or_else(|| InvalidInput::new(field, "must be a cursor or next_page_token from an earlier answer")),
+    }
+}
+
+/// The filters QueryLogs and FollowLogs share, fields 1 to 8 of both.
+struct Filters {
+    session_id: String,
+    user_id: String,
+    kind: i32,
+    start_time: Option<prost_types::Timestamp>,
+    end_time: Option<prost_types::Timestamp>,
+    min_level: i32,
+    failed_only: bool,
+    slow_only: bool,
+}
+
+impl Filters {
+    /// The query they make (cursor and limit unset), each invalid filter
+    /// named in `v`.
+    fn parse(self, service: &Service, v: &mut Violations) -> Option<LogQuery> {
+        let Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only } = self;
+        let session_id = v.check(optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose());
+        v.text(&user_id, "user_id", service.config().limits.max_text_bytes);
+        let kind = v.check(parse_kind(kind, "kind", false));
+        let from = v.check(start_time.map(|t| convert::parse_timestamp(&t, "start_time")).transpose());
+        let to = v.check(end_time.map(|t| convert::parse_timestamp(&t, "end_time")).transpose());
+        if let (Some(Some(from)), Some(Some(to))) = (from, to)
+            && to < from
+        {
+            v.push(InvalidInput::new("end_time", "must not be before start_time"));
+        }
+        let min_level = v.check(parse_level(min_level, "min_level", false));
+        Some(LogQuery {
+            tenant: None,
+            session_id: session_id?,
+            user_id: optional(user_id),
+            kind: kind?,
+            from: from?,
+            to: to?,
+            min_level: min_level?,
+            failed_only,
+            slow_only,
+            after: LogCursor::default(),
+            limit: 0,
+        })
     }
 }

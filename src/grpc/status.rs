@@ -100,6 +100,23 @@ impl From<Error> for Status {
                 };
                 info(Code::OutOfRange, message, reason, metadata)
             }
+            Error::FollowerTooSlow { waited } => {
+                let waited = format!("{}s", waited.as_secs());
+                let mut details = ErrorDetails::with_quota_failure_violation(
+                    "follow-logs",
+                    format!("records sent were not read for {waited}"),
+                );
+                details.set_error_info(
+                    "FOLLOWER_TOO_SLOW",
+                    ERROR_DOMAIN,
+                    HashMap::from([("waited".to_owned(), waited)]),
+                );
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "the follower did not keep up with the log; follow again from the last cursor",
+                    details,
+                )
+            }
             ref unavailable @ Error::Unavailable(_) => {
                 log_chain(unavailable, Code::Unavailable, STORE_UNAVAILABLE);
                 info(

@@ -1,12 +1,46 @@
-//! Writing and reading session logs. Entries under the session's policy
-//! level are dropped; the rest are stored before the call answers.
+//! Writing, reading and following session logs. Entries under the
+//! session's policy level are dropped; the rest are stored before the call
+//! answers, readable at once when the policy logs the session continuously.
+//!
+//! A follower reads from the store, from its cursor on, each time entries
+//! become readable: this process's own appends and ends wake it directly,
+//! other replicas' through the store's notifications (Postgres `NOTIFY`,
+//! see [`Service::run_event_feed`]). It holds no entries between reads: a
+//! follower that stops taking pages waits in place (at most a few pages
+//! queued) and is ended after [`SLOW_FOLLOWER`].
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use crate::auth::Caller;
 use crate::domain::request_id::Digester;
-use crate::domain::{Error, LogEntry, LogQuery, LogRecord, RequestDigest, RequestId, SessionId};
+use crate::domain::{Error, LogCursor, LogEntry, LogPage, LogQuery, LogRecord, RequestDigest, RequestId, SessionId};
 use crate::store::{NewRequest, Once, RequestRecord};
 
 use super::{Service, SessionRef};
+
+/// Pages a follower may have queued and not yet taken; one more slot is
+/// kept for the error that ends a slow one.
+const FOLLOW_QUEUE: usize = 4;
+
+/// How long a follower may leave its queue full before it is ended.
+pub const SLOW_FOLLOWER: Duration = Duration::from_secs(10);
+
+/// How soon a follower reads again when the store announced entries its
+/// last read could not see yet (a transaction that began before theirs
+/// was still running).
+const SETTLE_RETRY: Duration = Duration::from_millis(20);
+
+/// Records a follower is sent at most at once.
+const FOLLOW_PAGE: usize = 500;
+
+/// Records sent to a follower, and where to resume after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogBatch {
+    pub records: Vec<LogRecord>,
+    pub cursor: LogCursor,
+}
 
 /// What tells a batch of entries from another with the same request id.
 fn digest(entries: &[LogEntry]) -> RequestDigest {
@@ -65,21 +99,32 @@ impl Service {
         let kept: Vec<LogEntry> = entries
             .into_iter()
             .filter(|e| e.level >= policy.min_level)
-            .map(|e| LogEntry { logged_at: now, ..e })
+            .map(|e| LogEntry { logged_at: now, continuous: policy.continuous, ..e })
             .collect();
         if kept.is_empty() {
             return Ok(0);
         }
         let Some((key, digest, since)) = keyed else {
             self.store().append_logs(&session.id, &kept).await?;
+            self.logs_readable(policy.continuous);
             return Ok(kept.len());
         };
         let record =
             NewRequest { key, digest, sealed_token: None, accepted: kept.len() as u64, at: now, expired_before: since };
         match self.store().append_logs_once(&session.id, &kept, &record).await? {
-            Once::Done(()) => Ok(kept.len()),
+            Once::Done(()) => {
+                self.logs_readable(policy.continuous);
+                Ok(kept.len())
+            }
             // The same request, perhaps on another replica, was stored first.
             Once::Replayed(first) => replayed(first, digest),
+        }
+    }
+
+    /// Wakes this process's followers when entries became readable.
+    pub(super) fn logs_readable(&self, readable: bool) {
+        if readable {
+            self.inner.logs_readable.send_modify(|_| {});
         }
     }
 
@@ -91,15 +136,106 @@ impl Service {
         Ok(self.find(caller, session).await?.id)
     }
 
-    /// Entries of kept logs, by increasing entry id.
-    #[tracing::instrument(level = "debug", skip_all)]
+    /// Readable entries (of kept logs, and of open sessions logged
+    /// continuously) after the query's cursor, in the order they became
+    /// readable; answers them and the cursor to resume after them.
     /// Admin callers only: logs span users.
-    pub async fn query_logs(&self, caller: &Caller, mut query: LogQuery) -> Result<Vec<LogRecord>, Error> {
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn query_logs(&self, caller: &Caller, mut query: LogQuery) -> Result<LogBatch, Error> {
+        self.log_reader(caller, &mut query)?;
+        let page = self.store().query_logs(&query).await?;
+        let cursor = page.cursor(query.after, query.limit);
+        Ok(LogBatch { records: page.records, cursor })
+    }
+
+    fn log_reader(&self, caller: &Caller, query: &mut LogQuery) -> Result<(), Error> {
         if !caller.is_admin() {
             return Err(Error::PermissionDenied("reading logs needs an admin key"));
         }
         query.tenant = Some(caller.tenant.clone());
         query.limit = query.limit.clamp(1, self.inner.config.limits.max_page_size);
-        Ok(self.store().query_logs(&query).await?)
+        Ok(())
+    }
+
+    /// Streams readable entries matching `query` after `from` (`None`:
+    /// from now on), then each as it becomes readable, on any replica,
+    /// until the receiver is dropped or sessiond shuts down. Admin callers
+    /// only. A store failure, or a follower that leaves its queue full
+    /// longer than [`SLOW_FOLLOWER`], ends the stream with an error.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn follow_logs(
+        &self,
+        caller: &Caller,
+        mut query: LogQuery,
+        from: Option<LogCursor>,
+    ) -> Result<mpsc::Receiver<Result<LogBatch, Error>>, Error> {
+        query.limit = FOLLOW_PAGE;
+        self.log_reader(caller, &mut query)?;
+        // Subscribe before reading where "now" is, so nothing readable
+        // from then on is missed.
+        let wake = self.inner.logs_readable.subscribe();
+        query.after = match from {
+            Some(cursor) => cursor,
+            None => {
+                let beyond =
+                    LogQuery { after: LogCursor { position: i64::MAX, entry_id: 0 }, limit: 1, ..query.clone() };
+                LogCursor::below(self.store().query_logs(&beyond).await?.horizon)
+            }
+        };
+        let (sender, receiver) = mpsc::channel(FOLLOW_QUEUE + 1);
+        let service = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = service.follow(query, wake, &sender).await {
+                // The queue keeps a slot for this; the receiver may be gone.
+                let _ = sender.try_send(Err(err));
+            }
+        });
+        Ok(receiver)
+    }
+
+    async fn follow(
+        &self,
+        mut query: LogQuery,
+        mut wake: tokio::sync::watch::Receiver<i64>,
+        sender: &mpsc::Sender<Result<LogBatch, Error>>,
+    ) -> Result<(), Error> {
+        let mut stopping = self.stopping();
+        loop {
+            wake.borrow_and_update();
+            let page: LogPage = self.store().query_logs(&query).await?;
+            let full = page.records.len() >= query.limit;
+            let cursor = page.cursor(query.after, query.limit);
+            // Positions announced at or above the horizon are committed
+            // but not settled yet: read again shortly rather than wait for
+            // the next announcement, which may never come.
+            let unsettled = *wake.borrow() >= page.horizon;
+            if !page.records.is_empty() {
+                // Send only while two slots are free, so one is always left
+                // for the error that ends a follower that stopped reading.
+                let permits = tokio::select! {
+                    permits = tokio::time::timeout(SLOW_FOLLOWER, sender.reserve_many(2)) => permits,
+                    _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+                };
+                let Ok(permits) = permits else { return Err(Error::FollowerTooSlow { waited: SLOW_FOLLOWER }) };
+                let Ok(mut permits) = permits else { return Ok(()) };
+                if let Some(permit) = permits.next() {
+                    permit.send(Ok(LogBatch { records: page.records, cursor }));
+                }
+            }
+            query.after = cursor;
+            if full {
+                continue;
+            }
+            tokio::select! {
+                changed = wake.changed(), if !unsettled => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+                () = tokio::time::sleep(SETTLE_RETRY), if unsettled => {}
+                _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+                () = sender.closed() => return Ok(()),
+            }
+        }
     }
 }

@@ -180,6 +180,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// This process's own events, for the event feed not to read them back.
     own_events: watch::OwnEvents,
+    /// Wakes log followers when entries become readable; holds the highest
+    /// position other processes announced (see `logs`).
+    logs_readable: signal::Sender<i64>,
     stopping: signal::Sender<bool>,
 }
 
@@ -187,6 +190,7 @@ impl Service {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, roles: RoleBook, config: ServiceConfig) -> Self {
         let (events, _) = broadcast::channel(4096);
         let (stopping, _) = signal::channel(false);
+        let (logs_readable, _) = signal::channel(0);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -197,6 +201,7 @@ impl Service {
                 locks: SessionLocks::default(),
                 events,
                 own_events: watch::OwnEvents::default(),
+                logs_readable,
                 stopping,
             }),
         }
@@ -359,12 +364,17 @@ impl Service {
         let now = self.now();
         let policy = self.inner.config.log_policies.for_session(session.kind, &session.labels.endpoint);
         let duration = now.since(session.created_at);
+        let keeps = match policy.keep_level {
+            _ if policy.keeps(reason, duration) => true,
+            Some(level) => self.store().log_level_reached(&session.id, level).await?,
+            None => false,
+        };
         let end = SessionEnd {
             reason,
             at: now,
             error,
             stack_trace,
-            log_id: policy.keeps(reason, duration).then(LogId::generate),
+            log_id: keeps.then(LogId::generate),
             slow: policy.is_slow(duration),
         };
         let event = self.event(session, reason.event_type(), Some(reason));
@@ -372,6 +382,7 @@ impl Service {
         self.inner.activity.forget(&session.id);
         match outcome {
             EndOutcome::Ended(event) => {
+                self.logs_readable(keeps);
                 crate::telemetry::metrics::session_ended(session.kind, reason);
                 tracing::info!(session_id = %session.id, kind = %session.kind, reason = %reason, "session ended");
                 self.publish(event);

@@ -169,21 +169,34 @@ impl Service {
             match notification {
                 Ok(Notification::EventsRecorded(sequence)) if sequence <= last => {}
                 Ok(Notification::EventsRecorded(sequence)) if own.cover(&mut last, sequence) => {}
-                Ok(Notification::EventsRecorded(_) | Notification::Resync) | Err(RecvError::Lagged(_)) => {
-                    match self.publish_after(last).await {
-                        Ok(published) => last = published,
-                        Err(err) => {
-                            const LINE: &str = "cannot read events recorded by other replicas";
-                            let kind = throttle::error_kind(&err);
-                            let cause = Cause::new(tracing::Level::WARN, LINE, kind);
-                            if let Some(Admitted { repeated }) = throttle::admit(cause) {
-                                tracing::warn!(error = %err, cause = kind, repeated, "{LINE}");
-                            }
-                        }
-                    }
+                Ok(Notification::EventsRecorded(_)) => self.catch_up_events(&mut last).await,
+                Ok(Notification::Resync) | Err(RecvError::Lagged(_)) => {
+                    // Announcements of readable logs may have been missed
+                    // too: followers read again.
+                    self.inner.logs_readable.send_modify(|_| {});
+                    self.catch_up_events(&mut last).await;
+                }
+                Ok(Notification::LogsReadable(position)) => {
+                    self.inner.logs_readable.send_modify(|announced| *announced = (*announced).max(position));
                 }
                 Ok(Notification::Invalidate(_) | Notification::Lost | Notification::FreshUntil(_)) => {}
                 Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Publishes the events recorded after `last`, moving it on; a failure
+    /// is logged, and the next notification tries again.
+    async fn catch_up_events(&self, last: &mut u64) {
+        match self.publish_after(*last).await {
+            Ok(published) => *last = published,
+            Err(err) => {
+                const LINE: &str = "cannot read events recorded by other replicas";
+                let kind = throttle::error_kind(&err);
+                let cause = Cause::new(tracing::Level::WARN, LINE, kind);
+                if let Some(Admitted { repeated }) = throttle::admit(cause) {
+                    tracing::warn!(error = %err, cause = kind, repeated, "{LINE}");
+                }
             }
         }
     }

@@ -46,8 +46,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
-    TokenHash, VersionedStorage,
+    Event, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd,
+    SessionId, StorageMap, TokenHash, VersionedStorage,
 };
 use crate::shards::{Shard, Shards};
 
@@ -266,6 +266,7 @@ async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification
                 entries.applied.fetch_max(sequence, Ordering::SeqCst);
             }
             Ok(Notification::FreshUntil(until)) => entries.fresh_until(until),
+            Ok(Notification::LogsReadable(_)) => {}
             Ok(Notification::Lost) => {
                 if !entries.bypass.swap(true, Ordering::SeqCst) {
                     tracing::warn!("session cache bypassed: other replicas' changes cannot be followed");
@@ -406,8 +407,16 @@ impl Store for CachedStore {
         self.inner.append_logs_once(id, entries, request).await
     }
 
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
         self.inner.query_logs(query).await
+    }
+
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        self.inner.log_cursor_now().await
+    }
+
+    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
+        self.inner.log_level_reached(id, level).await
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {

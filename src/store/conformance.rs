@@ -25,9 +25,9 @@ use serde_json::json;
 use super::{EndOutcome, NewRequest, Once, PageRequest, SessionFilter, Store, StoreError};
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, NewEvent, Promotion, PromotionId,
-    RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token, UnixMicros,
-    VersionedStorage,
+    EndReason, Event, EventType, Grants, Labels, LogCursor, LogEntry, LogId, LogLevel, LogPage, LogQuery, NewEvent,
+    Promotion, PromotionId, RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind, StorageMap,
+    TenantId, Token, UnixMicros, VersionedStorage,
 };
 
 /// Expands to one `#[tokio::test]` per conformance test, each running on a
@@ -50,6 +50,7 @@ macro_rules! store_conformance_tests {
             concurrent_appends_number_each_log_without_gaps,
             query_logs_answers_kept_logs_matching_the_filters,
             query_logs_pages_by_entry_id,
+            continuous_entries_are_readable_while_open,
             list_sessions_filters_by_user_kind_state_and_id,
             list_sessions_pages_newest_first_without_duplicates_or_gaps,
             events_are_numbered_without_gaps_across_concurrent_writers,
@@ -146,6 +147,7 @@ pub fn entry(level: LogLevel, message: &str, at: UnixMillis) -> LogEntry {
         stack_trace: None,
         client_time: None,
         logged_at: at,
+        continuous: false,
     }
 }
 
@@ -301,11 +303,15 @@ pub async fn ending_deletes_the_log_unless_it_is_kept(store: Arc<dyn Store>) {
         let entries = [entry(LogLevel::Info, "one", T0), entry(LogLevel::Error, "two", T0)];
         store.append_logs(&s.id, &entries).await.expect("appending to an open session succeeds");
     }
-    assert_eq!(store.query_logs(&all_logs()).await.expect("logs are queryable"), [], "open logs are not kept yet");
+    assert_eq!(
+        store.query_logs(&all_logs()).await.expect("logs are queryable").records,
+        [],
+        "open logs are not kept yet"
+    );
 
     let kept_end = end(&*store, &kept, EndReason::Closed, T0, true).await;
     end(&*store, &dropped, EndReason::Closed, T0, false).await;
-    let records = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    let records = store.query_logs(&all_logs()).await.expect("logs are queryable").records;
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|r| r.session_id == kept.id && r.log_id == kept_end.log_id));
 }
@@ -434,7 +440,7 @@ pub async fn log_numbering_continues_across_appends(store: Arc<dyn Store>) {
     store.append_logs(&s.id, &rest).await.expect("appended");
     end(&*store, &s, EndReason::Closed, T0, true).await;
 
-    let records = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    let records = store.query_logs(&all_logs()).await.expect("logs are queryable").records;
     let numbered: Vec<_> = records.iter().map(|r| (r.sequence, r.entry.message.as_str())).collect();
     assert_eq!(numbered, [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]);
     assert_eq!(records[4].entry, rest[2]);
@@ -490,7 +496,7 @@ pub async fn concurrent_appends_number_each_log_without_gaps(store: Arc<dyn Stor
     for s in &sessions {
         end(&*store, s, EndReason::Closed, T0, true).await;
         let query = LogQuery { session_id: Some(s.id.clone()), ..all_logs() };
-        let records = store.query_logs(&query).await.expect("logs are queryable");
+        let records = store.query_logs(&query).await.expect("logs are queryable").records;
         let total = (CALLERS * APPENDS * 2) as u64;
         assert_eq!(records.iter().map(|r| r.sequence).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
         for pair in records.chunks(2) {
@@ -508,7 +514,7 @@ pub async fn concurrent_appends_number_each_log_without_gaps(store: Arc<dyn Stor
         }
     }
     let ended_log = LogQuery { session_id: Some(ended.id.clone()), ..all_logs() };
-    assert_eq!(store.query_logs(&ended_log).await.expect("logs are queryable"), []);
+    assert_eq!(store.query_logs(&ended_log).await.expect("logs are queryable").records, []);
 }
 
 /// QueryLogs answers kept logs only, narrowed by each filter.
@@ -543,7 +549,8 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn St
     let messages = |query: LogQuery| {
         let store = Arc::clone(&store);
         async move {
-            let records = store.query_logs(&LogQuery { limit: 100, ..query }).await.expect("logs are queryable");
+            let records =
+                store.query_logs(&LogQuery { limit: 100, ..query }).await.expect("logs are queryable").records;
             records.into_iter().map(|r| r.entry.message).collect::<Vec<_>>()
         }
     };
@@ -557,8 +564,11 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn St
     let window = LogQuery { from: Some(at(2)), to: Some(at(11)), ..LogQuery::default() };
     assert_eq!(messages(window).await, ["f2", "f3", "s1"]);
 
-    let records =
-        store.query_logs(&LogQuery { min_level: Some(LogLevel::Error), ..all_logs() }).await.expect("queryable");
+    let records = store
+        .query_logs(&LogQuery { min_level: Some(LogLevel::Error), ..all_logs() })
+        .await
+        .expect("queryable")
+        .records;
     let [record] = records.as_slice() else { panic!("one error entry is kept, got {records:?}") };
     assert_eq!((record.sequence, &record.entry), (3, &failed_entries[2]));
     assert_eq!(record.log_id, failed_end.log_id);
@@ -568,7 +578,7 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn St
     );
 }
 
-/// Paging by `after_entry` walks every entry once, in order.
+/// Paging by cursor walks every entry once, in order.
 pub async fn query_logs_pages_by_entry_id(store: Arc<dyn Store>) {
     let s = session(SessionKind::Internal, None, T0);
     create(&*store, &s, &StorageMap::new()).await;
@@ -577,18 +587,52 @@ pub async fn query_logs_pages_by_entry_id(store: Arc<dyn Store>) {
     end(&*store, &s, EndReason::Closed, T0, true).await;
 
     let mut seen = Vec::new();
-    let mut after_entry = 0;
+    let mut after = LogCursor::default();
     loop {
-        let page =
-            store.query_logs(&LogQuery { after_entry, limit: 3, ..LogQuery::default() }).await.expect("queryable");
-        let Some(last) = page.last() else { break };
-        assert!(page.len() <= 3);
-        assert!(page.windows(2).all(|w| w[0].entry_id < w[1].entry_id), "entry ids increase");
-        assert!(page[0].entry_id > after_entry);
-        after_entry = last.entry_id;
-        seen.extend(page.into_iter().map(|r| r.entry.message));
+        let page = store.query_logs(&LogQuery { after, limit: 3, ..LogQuery::default() }).await.expect("queryable");
+        let Some(first) = page.records.first() else { break };
+        assert!(page.records.len() <= 3);
+        assert!(page.records.windows(2).all(|w| LogCursor::after(&w[0]) < LogCursor::after(&w[1])), "in order");
+        assert!(LogCursor::after(first) > after);
+        after = page.cursor(after, 3);
+        seen.extend(page.records.into_iter().map(|r| r.entry.message));
     }
     assert_eq!(seen, entries.iter().map(|e| e.message.clone()).collect::<Vec<_>>());
+}
+
+/// Entries logged continuously are readable while their session is open,
+/// at a position the horizon has passed; kept at the end, the rest of the
+/// log becomes readable after them; not kept, it all goes.
+pub async fn continuous_entries_are_readable_while_open(store: Arc<dyn Store>) {
+    let live = session(SessionKind::Streaming, Some("carol"), T0);
+    let quiet = session(SessionKind::WebCall, Some("carol"), T0);
+    let dropped = session(SessionKind::Streaming, Some("carol"), T0);
+    for s in [&live, &quiet, &dropped] {
+        create(&*store, s, &StorageMap::new()).await;
+    }
+    let continuous = |level, message: &str| LogEntry { continuous: true, ..entry(level, message, T0) };
+    store.append_logs(&live.id, &[continuous(LogLevel::Info, "l1")]).await.expect("appended");
+    store.append_logs(&quiet.id, &[entry(LogLevel::Error, "q1", T0)]).await.expect("appended");
+    store.append_logs(&dropped.id, &[continuous(LogLevel::Info, "d1")]).await.expect("appended");
+    store.append_logs(&live.id, &[continuous(LogLevel::Error, "l2")]).await.expect("appended");
+
+    let messages = |page: &LogPage| page.records.iter().map(|r| r.entry.message.clone()).collect::<Vec<_>>();
+    let page = store.query_logs(&all_logs()).await.expect("queryable");
+    assert_eq!(messages(&page), ["l1", "d1", "l2"]);
+    assert!(page.records.iter().all(|r| r.position < page.horizon && r.log_id.is_none()));
+    assert!(page.records[0].entry.continuous);
+    assert_eq!(store.log_level_reached(&quiet.id, LogLevel::Error).await.expect("readable"), true);
+    assert_eq!(store.log_level_reached(&live.id, LogLevel::Fatal).await.expect("readable"), false);
+
+    let seen = page.cursor(LogCursor::default(), 1_000);
+    end(&*store, &quiet, EndReason::Closed, T0, true).await;
+    end(&*store, &dropped, EndReason::Closed, T0, false).await;
+    let later = store.query_logs(&LogQuery { after: seen, ..all_logs() }).await.expect("queryable");
+    assert_eq!(messages(&later), ["q1"], "a kept log's entries come after what was read before");
+    let all = store.query_logs(&all_logs()).await.expect("queryable");
+    assert_eq!(messages(&all), ["l1", "l2", "q1"]);
+    let by_user = LogQuery { user_id: Some("carol".into()), min_level: Some(LogLevel::Error), ..all_logs() };
+    assert_eq!(messages(&store.query_logs(&by_user).await.expect("queryable")), ["l2", "q1"]);
 }
 
 /// Listing narrows by user, kinds, open or ended, and ids, newest first.
@@ -747,7 +791,7 @@ pub async fn purge_removes_old_ended_sessions_with_their_logs_and_old_events(sto
     assert!(matches!(store.storage(&old.id).await, Err(StoreError::NotFound)));
     assert!(store.session_by_id(&recent.id).await.expect("lookup works").is_some());
     assert!(store.session_by_id(&open.id).await.expect("lookup works").is_some());
-    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable").records;
     assert_eq!(logs.iter().map(|r| &r.session_id).collect::<Vec<_>>(), [&recent.id]);
     let events = store.events_after(0, 100).await.expect("events are readable");
     assert_eq!(events.iter().map(|e| e.sequence).collect::<Vec<_>>(), [5]);
@@ -805,7 +849,7 @@ pub async fn sessions_events_and_logs_carry_their_tenant(store: Arc<dyn Store>) 
 
     for s in [&theirs, &ours] {
         let query = LogQuery { tenant: Some(s.tenant.clone()), ..all_logs() };
-        let records = store.query_logs(&query).await.expect("logs are queryable");
+        let records = store.query_logs(&query).await.expect("logs are queryable").records;
         let found: Vec<_> = records.iter().map(|r| (&r.session_id, r.entry.message.as_str())).collect();
         assert_eq!(found, [(&s.id, s.tenant.as_str())], "the log is found in its session's tenant");
     }
@@ -858,7 +902,8 @@ pub async fn list_sessions_and_query_logs_filter_by_tenant(store: Arc<dyn Store>
     let messages = |query: LogQuery| {
         let store = Arc::clone(&store);
         async move {
-            let records = store.query_logs(&LogQuery { limit: 100, ..query }).await.expect("logs are queryable");
+            let records =
+                store.query_logs(&LogQuery { limit: 100, ..query }).await.expect("logs are queryable").records;
             records.into_iter().map(|r| r.entry.message).collect::<Vec<_>>()
         }
     };
@@ -970,7 +1015,7 @@ pub async fn a_keyed_append_is_stored_once(store: Arc<dyn Store>) {
     assert_eq!((&record.session_id, record.accepted, record.digest), (&s.id, 2, keyed.digest));
     store.append_logs(&s.id, &[entry(LogLevel::Info, "after", T0)]).await.expect("appended");
     end(&*store, &s, EndReason::Closed, UnixMillis(T0.0 + 1), true).await;
-    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable").records;
     let logged: Vec<_> = logs.iter().map(|r| (r.sequence, r.entry.message.as_str())).collect();
     assert_eq!(logged, [(1, "once"), (2, "only"), (3, "after")]);
 }
@@ -998,7 +1043,7 @@ pub async fn keyed_and_plain_appends_racing_number_the_log_without_gaps(store: A
         writer.await.expect("no panic");
     }
     end(&*store, &s, EndReason::Closed, UnixMillis(T0.0 + 1), true).await;
-    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable");
+    let logs = store.query_logs(&all_logs()).await.expect("logs are queryable").records;
     assert_eq!(logs.iter().map(|r| r.sequence).collect::<Vec<_>>(), (1..=32).collect::<Vec<_>>());
     let messages: BTreeSet<&str> = logs.iter().map(|r| r.entry.message.as_str()).collect();
     assert_eq!(messages.len(), 32, "every entry once");

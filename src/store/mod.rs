@@ -24,12 +24,13 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestDigest, RequestKey, Session, SessionEnd,
-    SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EndReason, Event, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestDigest, RequestKey,
+    Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 
 pub mod cache;
 pub mod conformance;
+pub mod log_sql;
 pub mod postgres;
 pub mod sqlite;
 
@@ -97,6 +98,9 @@ pub enum Notification {
     Invalidate(SessionId),
     /// Events up to this sequence number are committed.
     EventsRecorded(u64),
+    /// Log entries became readable at this position (see
+    /// [`crate::domain::LogCursor`]).
+    LogsReadable(i64),
     /// Changes by other processes can no longer be followed (the listening
     /// connection is lost): cached copies may go stale unnoticed.
     Lost,
@@ -246,8 +250,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         request: &NewRequest,
     ) -> StoreResult<Once<()>>;
 
-    /// Entries of kept logs matching `query`, by increasing `entry_id`.
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>>;
+    /// Readable entries (of kept logs, and logged continuously) matching
+    /// `query`, after its cursor, in the order they became readable (see
+    /// [`crate::domain::LogCursor`]), with the store's horizon.
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage>;
+
+    /// A cursor after every entry readable now: where a follow "from now
+    /// on" starts. Entries whose write is still running may come after it.
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        let beyond = LogQuery { after: LogCursor { position: i64::MAX, entry_id: 0 }, limit: 1, ..LogQuery::default() };
+        Ok(LogCursor::below(self.query_logs(&beyond).await?.horizon))
+    }
+
+    /// Whether a session's log holds an entry at or above `level`: what
+    /// decides whether a policy's `keep_level` keeps it.
+    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool>;
 
     /// Events with a sequence above `after`, in order, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>>;

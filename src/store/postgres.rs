@@ -65,8 +65,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
-    TokenHash, VersionedStorage,
+    Event, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent, RequestKey, Session,
+    SessionEnd, SessionId, StorageMap, TokenHash, VersionedStorage,
 };
 
 /// The columns `rows::session_from_row` reads, as a literal for `concat!`.
@@ -107,10 +107,20 @@ pub const INVALIDATE_CHANNEL: &str = "sessiond_invalidate";
 /// prove that its notifications still arrive (see `listener`).
 pub const HEARTBEAT_CHANNEL: &str = "sessiond_heartbeat";
 
+/// Notified with the transaction id of every commit that made log entries
+/// readable (the position they are read at; the SQL names it too, in
+/// `bulk` and `writes`): followers of logs read on it.
+pub const LOGS_CHANNEL: &str = "sessiond_logs";
+
 /// The channels a replica LISTENs on to follow the others.
-pub fn notification_channel_names() -> [&'static str; 3] {
-    [EVENTS_CHANNEL, INVALIDATE_CHANNEL, HEARTBEAT_CHANNEL]
+pub fn notification_channel_names() -> [&'static str; 4] {
+    [EVENTS_CHANNEL, INVALIDATE_CHANNEL, HEARTBEAT_CHANNEL, LOGS_CHANNEL]
 }
+
+/// How long a log query waits for the transactions before the entries it
+/// found to finish (see `query_logs`), and how often it looks.
+const SETTLE_WAIT: Duration = Duration::from_millis(500);
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 /// Writer tasks: each commits its own batches, so two can be in flight.
 const WRITERS: usize = 2;
@@ -331,6 +341,14 @@ impl PgStore {
     }
 
     /// Runs a query built from filters.
+    /// The oldest transaction still running: log positions below it are
+    /// final.
+    async fn log_horizon(&self) -> StoreResult<i64> {
+        let rows = self.query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS horizon", &[]).await?;
+        let row = rows.first().ok_or_else(|| internal("the snapshot query answered no row"))?;
+        Ok(row.try_get("horizon")?)
+    }
+
     async fn query_built(&self, (sql, filters): (String, Filters)) -> StoreResult<Vec<Row>> {
         self.query(&sql, &filters.params()).await
     }
@@ -649,9 +667,44 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
-        let rows = self.query_built(rows::logs_query(query)).await?;
-        rows.iter().map(record_from_row).collect()
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
+        // Below the oldest transaction still running (the horizon), every
+        // position is final: what commits later gets a higher one. The
+        // entries are read after the horizon, in a later snapshot, so they
+        // hold everything below it. Entries committed at or above it are
+        // answered once it has passed them, which takes as long as the
+        // transactions before theirs (milliseconds); past SETTLE_WAIT, the
+        // page stops before them.
+        let built = rows::logs_query(query, i64::MAX);
+        let waiting = tokio::time::Instant::now();
+        loop {
+            let horizon = self.log_horizon().await?;
+            let rows = self.query(&built.0, &built.1.params()).await?;
+            let mut records = rows.iter().map(record_from_row).collect::<StoreResult<Vec<LogRecord>>>()?;
+            let settled = records.iter().all(|r| r.position < horizon);
+            if settled || waiting.elapsed() >= SETTLE_WAIT {
+                // In position order: what is below the horizon comes first.
+                records.retain(|r| r.position < horizon);
+                return Ok(LogPage { records, horizon });
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+    }
+
+    /// Every transaction that committed before now has an id below the
+    /// snapshot's xmax: a follow from now starts after them.
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        let rows = self.query("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS next", &[]).await?;
+        let row = rows.first().ok_or_else(|| internal("the snapshot query answered no row"))?;
+        Ok(LogCursor::below(row.try_get("next")?))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM log_entries WHERE session_id = $1 AND level >= $2) AS reached";
+        let rows = self.query(sql, &[&id.as_str(), &(level as i64)]).await?;
+        let row = rows.first().ok_or_else(|| internal("the level query answered no row"))?;
+        Ok(row.try_get("reached")?)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

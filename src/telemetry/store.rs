@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
-    TokenHash, VersionedStorage,
+    Event, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd,
+    SessionId, StorageMap, TokenHash, VersionedStorage,
 };
 use crate::store::{
     EndOutcome, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreResult,
@@ -122,8 +122,16 @@ impl<S: Store> Store for MeteredStore<S> {
         self.timed("append_logs", self.inner.append_logs_once(id, entries, request)).await
     }
 
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
         self.timed("query_logs", self.inner.query_logs(query)).await
+    }
+
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        self.timed("log_cursor_now", self.inner.log_cursor_now()).await
+    }
+
+    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
+        self.timed("log_level_reached", self.inner.log_level_reached(id, level)).await
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {

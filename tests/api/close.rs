@@ -197,7 +197,8 @@ async fn a_fast_clean_close_drops_the_log() {
     let mut app = TestApp::spawn().await;
     let created = app.create(Kind::MethodCall, "alice").await;
     let id = created.session.unwrap().session_id;
-    app.log(&created.token, vec![entry(pb::LogLevel::Error, "nothing to see")]).await;
+    // A warning: an ERROR entry would keep the log (`--log-keep-level`).
+    app.log(&created.token, vec![entry(pb::LogLevel::Warning, "nothing to see")]).await;
     app.advance(Duration::from_millis(500));
 
     let closed = app.close(&created.token, "").await;

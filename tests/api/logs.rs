@@ -195,14 +195,14 @@ async fn a_log_stream_that_names_no_session_is_an_invalid_argument() {
 
 /// Three sessions: a fast failed web call of alice's, a slow clean method
 /// call of bob's logged 10 s later, and a fast clean internal session of
-/// alice's whose log is not kept. Answers the first two ids and the time
+/// alice's whose log is not kept (a warning keeps no log). Answers the first two ids and the time
 /// between their entries.
 async fn three_sessions(app: &mut TestApp) -> (String, String, prost_types::Timestamp) {
     let failed = app.create(Kind::WebCall, "alice").await;
     let slow = app.create(Kind::MethodCall, "bob").await;
     let dropped = app.create(Kind::Internal, "alice").await;
     app.log(&failed.token, vec![entry(Level::Info, "a1"), entry(Level::Error, "a2")]).await;
-    app.log(&dropped.token, vec![entry(Level::Error, "dropped")]).await;
+    app.log(&dropped.token, vec![entry(Level::Warning, "dropped")]).await;
     app.close(&failed.token, "it failed").await;
     app.close(&dropped.token, "").await;
     app.advance(Duration::from_secs(5));

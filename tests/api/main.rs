@@ -14,6 +14,7 @@ mod events;
 mod expiry;
 mod full_disk;
 mod lifecycle;
+mod live_logs;
 mod logs;
 mod privileges;
 mod probe;

@@ -57,17 +57,38 @@ const CREATE_ALONE: &str = concat!(
 /// Locks the sessions log entries go to, in id order (so that two writers
 /// never wait for each other's locks in a cycle), and reads what appending
 /// builds on.
-const LOCK_SESSIONS: &str =
-    "SELECT id, end_reason, log_count FROM sessions WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+const LOCK_SESSIONS: &str = "SELECT id, end_reason, log_count, tenant, user_id, kind FROM sessions \
+     WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
 /// Entries in the order given, which is the order their ids increase in.
-const INSERT_ENTRIES: &str = "INSERT INTO log_entries (session_id, sequence, level, message, exception, \
-     stack_trace, client_time, logged_at) \
-     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], \
-     $8::int8[])";
+/// Entries logged continuously are readable at once, at this transaction's
+/// id (see `V6__logs.sql`), and said so on `sessiond_logs` with that id.
+const INSERT_ENTRIES: &str = "WITH inserted AS (INSERT INTO log_entries (session_id, sequence, level, message, \
+     exception, stack_trace, client_time, logged_at, tenant, user_id, kind, continuous, position) \
+     SELECT u.*, CASE WHEN u.continuous THEN pg_current_xact_id()::text::int8 END \
+     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], \
+     $8::int8[], $9::text[], $10::text[], $11::text[], $12::bool[]) \
+     AS u (session_id, sequence, level, message, exception, stack_trace, client_time, logged_at, tenant, user_id, \
+     kind, continuous) RETURNING continuous) \
+     SELECT pg_notify('sessiond_logs', pg_current_xact_id()::text) WHERE EXISTS (SELECT 1 FROM inserted \
+     WHERE continuous)";
 
 const COUNT_ENTRIES: &str = "UPDATE sessions AS s SET log_count = s.log_count + u.added \
      FROM unnest($1::text[], $2::int8[]) AS u (id, added) WHERE s.id = u.id";
+
+/// What a session's log entries carry of it, for QueryLogs' filters.
+pub(super) struct EntrySession {
+    tenant: String,
+    user_id: Option<String>,
+    kind: String,
+}
+
+impl EntrySession {
+    /// From a row with the session's `tenant`, `user_id` and `kind`.
+    pub(super) fn of(row: &tokio_postgres::Row) -> StoreResult<Self> {
+        Ok(Self { tenant: row.try_get("tenant")?, user_id: row.try_get("user_id")?, kind: row.try_get("kind")? })
+    }
+}
 
 /// The creates and log appends of a batch, by their place in it.
 #[derive(Default)]
@@ -183,7 +204,7 @@ impl<'w> Bulk<'w> {
             let id: &str = row.try_get("id").map_err(StoreError::from)?;
             let next = match end_reason(row)? {
                 Some(reason) => Err(reason),
-                None => Ok(unsigned(row, "log_count")? + 1),
+                None => Ok((unsigned(row, "log_count")? + 1, EntrySession::of(row)?)),
             };
             open.insert(id.to_owned(), next);
         }
@@ -192,8 +213,8 @@ impl<'w> Bulk<'w> {
             let result = match open.get_mut(id.as_str()) {
                 None => Err(StoreError::NotFound),
                 Some(Err(reason)) => Err(StoreError::Ended(*reason)),
-                Some(Ok(next)) => {
-                    entries.add(id, *next, appended);
+                Some(Ok((next, session))) => {
+                    entries.add(id, *next, appended, session);
                     *next += appended.len() as u64;
                     Ok(Applied::unrecorded())
                 }
@@ -335,6 +356,10 @@ pub(super) struct NewEntries<'a> {
     stack_trace: Vec<Option<&'a str>>,
     client_time: Vec<Option<i64>>,
     logged_at: Vec<i64>,
+    tenant: Vec<String>,
+    user_id: Vec<Option<String>>,
+    kind: Vec<String>,
+    continuous: Vec<bool>,
     counted: Vec<&'a str>,
     added: Vec<i64>,
     /// Where each session is in `counted`.
@@ -343,7 +368,7 @@ pub(super) struct NewEntries<'a> {
 
 impl<'a> NewEntries<'a> {
     /// Adds `entries` of session `id`, numbered from `first`.
-    pub(super) fn add(&mut self, id: &'a SessionId, first: u64, entries: &'a [LogEntry]) {
+    pub(super) fn add(&mut self, id: &'a SessionId, first: u64, entries: &'a [LogEntry], session: &EntrySession) {
         if entries.is_empty() {
             return;
         }
@@ -356,6 +381,10 @@ impl<'a> NewEntries<'a> {
             self.stack_trace.push(entry.stack_trace.as_deref());
             self.client_time.push(entry.client_time.map(|t| t.0));
             self.logged_at.push(entry.logged_at.0);
+            self.tenant.push(session.tenant.clone());
+            self.user_id.push(session.user_id.clone());
+            self.kind.push(session.kind.clone());
+            self.continuous.push(entry.continuous);
         }
         match self.counted_at.get(id.as_str()) {
             Some(&at) => self.added[at] += sql_int(entries.len()),
@@ -398,6 +427,10 @@ impl<'a> NewEntries<'a> {
             &self.stack_trace,
             &self.client_time,
             &self.logged_at,
+            &self.tenant,
+            &self.user_id,
+            &self.kind,
+            &self.continuous,
         ]
     }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::AsyncMessage;
 
-use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL};
+use super::{Connector, EVENTS_CHANNEL, HEARTBEAT_CHANNEL, INVALIDATE_CHANNEL, LOGS_CHANNEL};
 use crate::domain::SessionId;
 use crate::store::Notification;
 use crate::telemetry::throttle::{self, Admitted, Cause};
@@ -120,7 +120,9 @@ async fn follow(
     let client = Arc::new(client);
     let heartbeat = Heartbeat::new();
     client
-        .batch_execute(&format!("LISTEN {EVENTS_CHANNEL}; LISTEN {INVALIDATE_CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {EVENTS_CHANNEL}; LISTEN {INVALIDATE_CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}; LISTEN {LOGS_CHANNEL}"
+        ))
         .await?;
     let _ = sender.send(Notification::Resync);
     tracing::info!("following other replicas' changes");
@@ -221,6 +223,7 @@ impl Heartbeat {
 fn parse(channel: &str, payload: &str) -> Option<Notification> {
     match channel {
         EVENTS_CHANNEL => payload.parse().ok().map(Notification::EventsRecorded),
+        LOGS_CHANNEL => payload.parse().ok().map(Notification::LogsReadable),
         INVALIDATE_CHANNEL if payload == "*" => Some(Notification::Resync),
         INVALIDATE_CHANNEL => SessionId::parse(payload, "payload").ok().map(Notification::Invalidate),
         _ => None,
@@ -234,6 +237,7 @@ mod tests {
     #[test]
     fn payloads_become_notifications() {
         assert_eq!(parse(EVENTS_CHANNEL, "42"), Some(Notification::EventsRecorded(42)));
+        assert_eq!(parse(LOGS_CHANNEL, "812"), Some(Notification::LogsReadable(812)));
         assert_eq!(parse(INVALIDATE_CHANNEL, "*"), Some(Notification::Resync));
         let id = SessionId::generate();
         assert_eq!(parse(INVALIDATE_CHANNEL, id.as_str()), Some(Notification::Invalidate(id)));

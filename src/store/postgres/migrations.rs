@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "client_time_micros",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V5__client_time_micros.sql")),
     },
+    Migration {
+        version: 6,
+        name: "logs",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V6__logs.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -14,6 +14,7 @@ use crate::domain::{
     EndReason, Event, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogQuery, LogRecord, NewEvent, Session,
     SessionEnd, SessionId, SessionKind, TenantId, TokenHash, UnixMicros,
 };
+use crate::store::log_sql::{self, Param};
 use crate::store::{PageRequest, SessionFilter, StoreResult};
 
 /// A `BIGINT` that holds a count or version, which are never negative.
@@ -112,6 +113,7 @@ pub(super) fn record_from_row(row: &Row) -> StoreResult<LogRecord> {
     let level: i64 = row.try_get("level")?;
     Ok(LogRecord {
         entry_id: row.try_get("entry_id")?,
+        position: row.try_get("position")?,
         sequence: unsigned(row, "sequence")?,
         log_id: row.try_get::<_, Option<String>>("log_id")?.map(LogId::from_stored),
         session_id: SessionId::from_stored(row.try_get("session_id")?),
@@ -124,6 +126,7 @@ pub(super) fn record_from_row(row: &Row) -> StoreResult<LogRecord> {
             stack_trace: row.try_get("stack_trace")?,
             client_time: row.try_get::<_, Option<i64>>("client_time")?.map(UnixMicros),
             logged_at: UnixMillis(row.try_get("logged_at")?),
+            continuous: row.try_get("continuous")?,
         },
     })
 }
@@ -193,58 +196,24 @@ pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> (String,
     (sql, w)
 }
 
-pub(super) fn logs_query(query: &LogQuery) -> (String, Filters) {
+/// Readable entries matching `query` below `horizon`, in the order they
+/// became readable (see `store::log_sql`).
+pub(super) fn logs_query(query: &LogQuery, horizon: i64) -> (String, Filters) {
+    let (sql, params) = log_sql::logs_sql(query, horizon, |n| format!("${n}"), false);
     let mut w = Filters::default();
-    let after = w.bind(query.after_entry);
-    w.and(format!("s.log_id IS NOT NULL AND e.entry_id > {after}"));
-    if let Some(tenant) = &query.tenant {
-        let tenant = w.bind(tenant.as_str().to_owned());
-        w.and(format!("s.tenant = {tenant}"));
+    for param in params {
+        match param {
+            Param::Int(n) => w.bind(n),
+            Param::Text(t) => w.bind(t),
+        };
     }
-    if let Some(id) = &query.session_id {
-        let id = w.bind(id.as_str().to_owned());
-        w.and(format!("s.id = {id}"));
-    }
-    if let Some(user) = &query.user_id {
-        let user = w.bind(user.clone());
-        w.and(format!("s.user_id = {user}"));
-    }
-    if let Some(kind) = query.kind {
-        let kind = w.bind(kind.as_str());
-        w.and(format!("s.kind = {kind}"));
-    }
-    if let Some(from) = query.from {
-        let from = w.bind(from.0);
-        w.and(format!("e.logged_at >= {from}"));
-    }
-    if let Some(to) = query.to {
-        let to = w.bind(to.0);
-        w.and(format!("e.logged_at < {to}"));
-    }
-    if let Some(level) = query.min_level {
-        let level = w.bind(level as i64);
-        w.and(format!("e.level >= {level}"));
-    }
-    if query.failed_only {
-        let failed = w.bind(EndReason::Failed.as_str());
-        w.and(format!("s.end_reason = {failed}"));
-    }
-    if query.slow_only {
-        w.and("s.slow".into());
-    }
-    let limit = w.bind(sql_int(query.limit));
-    let sql = format!(
-        "SELECT e.entry_id, e.sequence, e.level, e.message, e.exception, e.stack_trace, e.client_time, e.logged_at, \
-         s.log_id, s.id AS session_id, s.user_id, s.kind \
-         FROM log_entries e JOIN sessions s ON s.id = e.session_id{} ORDER BY e.entry_id LIMIT {limit}",
-        w.sql()
-    );
     (sql, w)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::LogCursor;
 
     /// The highest `$n` in `sql`.
     fn placeholders(sql: &str) -> usize {
@@ -279,10 +248,10 @@ mod tests {
             min_level: Some(LogLevel::Warning),
             failed_only: true,
             slow_only: true,
-            after_entry: 3,
+            after: LogCursor { position: 3, entry_id: 5 },
             limit: 4,
         };
-        let (sql, filters) = logs_query(&query);
+        let (sql, filters) = logs_query(&query, 7);
         assert_eq!(placeholders(&sql), filters.params().len());
     }
 }

@@ -9,12 +9,12 @@ use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use deadpool_postgres::ClientWrapper;
 
-use super::bulk::NewEntries;
+use super::bulk::{EntrySession, NewEntries};
 use super::rows::{end_from_row, end_reason, millis, session_from_row, unsigned};
 use super::sql_int;
 use super::writer::Pipeline;
 use crate::clock::UnixMillis;
-use crate::domain::{LogEntry, LogId, NewEvent, RequestDigest, Session, SessionEnd, SessionId};
+use crate::domain::{EndReason, LogEntry, LogId, NewEvent, RequestDigest, Session, SessionEnd, SessionId};
 use crate::store::{NewRequest, Purged, RequestRecord, StoreError, StoreResult};
 
 /// One write, with everything it needs already encoded. A create or log
@@ -160,12 +160,15 @@ struct OpenSession {
     grants_version: u64,
     storage_version: u64,
     log_count: u64,
+    /// What its log entries carry for QueryLogs' filters.
+    entries: EntrySession,
 }
 
 async fn open_session(tx: &ClientWrapper, id: &SessionId) -> StoreResult<OpenSession> {
     let statement = tx
         .prepare_cached(
-            "SELECT end_reason, grants_version, storage_version, log_count FROM sessions WHERE id = $1 FOR UPDATE",
+            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind FROM sessions \
+             WHERE id = $1 FOR UPDATE",
         )
         .await?;
     let row = tx.query_opt(&statement, &[&id.as_str()]).await?.ok_or(StoreError::NotFound)?;
@@ -176,6 +179,7 @@ async fn open_session(tx: &ClientWrapper, id: &SessionId) -> StoreResult<OpenSes
         grants_version: unsigned(&row, "grants_version")?,
         storage_version: unsigned(&row, "storage_version")?,
         log_count: unsigned(&row, "log_count")?,
+        entries: EntrySession::of(&row)?,
     })
 }
 
@@ -301,6 +305,12 @@ async fn record_activity(tx: &ClientWrapper, id: &SessionId, at: UnixMillis) -> 
     Ok(Applied { changed: Changed::Session(id.clone()), ..unchanged })
 }
 
+/// Marks a kept log's entries failed or slow and makes those not readable
+/// yet readable at this transaction's id, said on `sessiond_logs`.
+const KEEP_ENTRIES: &str = "WITH kept AS (UPDATE log_entries SET failed = $2, slow = $3, \
+     position = coalesce(position, pg_current_xact_id()::text::int8) WHERE session_id = $1 RETURNING 1) \
+     SELECT pg_notify('sessiond_logs', pg_current_xact_id()::text) WHERE EXISTS (SELECT 1 FROM kept)";
+
 async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<Applied> {
     let select = tx
         .prepare_cached(
@@ -334,6 +344,10 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
     if end.log_id.is_none() {
         let delete = tx.prepare_cached("DELETE FROM log_entries WHERE session_id = $1").await?;
         tx.execute(&delete, &[&id.as_str()]).await?;
+    } else {
+        // The log is kept: its entries not readable yet become readable now.
+        let keep = tx.prepare_cached(KEEP_ENTRIES).await?;
+        tx.query(&keep, &[&id.as_str(), &(end.reason == EndReason::Failed), &end.slow]).await?;
     }
     Ok(Applied { event: Some(event.clone()), outcome: Outcome::Done, changed: Changed::Session(id.clone()) })
 }
@@ -372,9 +386,9 @@ async fn compare_and_set(
 }
 
 async fn append_logs(tx: &ClientWrapper, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-    let first = open_session(tx, id).await?.log_count + 1;
+    let session = open_session(tx, id).await?;
     let mut new = NewEntries::default();
-    new.add(id, first, entries);
+    new.add(id, session.log_count + 1, entries, &session.entries);
     if new.is_empty() {
         return Ok(());
     }

@@ -31,8 +31,8 @@ use super::{
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, Grants, LogEntry, LogQuery, LogRecord, NewEvent, RequestKey, Session, SessionEnd, SessionId, StorageMap,
-    TokenHash, VersionedStorage,
+    Event, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd, SessionId,
+    StorageMap, TokenHash, VersionedStorage,
 };
 
 mod error;
@@ -232,9 +232,20 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<Vec<LogRecord>> {
-        let query = reads::logs_query(query);
-        self.read(move |conn| query_all(conn, query, record_from_row)).await
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let horizon = reads::log_horizon(conn)?;
+            let records = query_all(conn, reads::logs_query(&query, horizon), record_from_row)?;
+            Ok(LogPage { records, horizon })
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
+    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
+        let id = id.clone();
+        self.read(move |conn| reads::log_level_reached(conn, id.as_str(), level)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -123,6 +123,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
     let level = row.get::<_, i64>("level")?;
     Ok(LogRecord {
         entry_id: row.get("entry_id")?,
+        position: row.get("position")?,
         sequence: row.get("sequence")?,
         log_id: row.get::<_, Option<String>>("log_id")?.map(LogId::from_stored),
         session_id: SessionId::from_stored(row.get("session_id")?),
@@ -136,6 +137,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
             stack_trace: row.get("stack_trace")?,
             client_time: row.get::<_, Option<i64>>("client_time")?.map(UnixMicros),
             logged_at: UnixMillis(row.get("logged_at")?),
+            continuous: row.get("continuous")?,
         },
     })
 }

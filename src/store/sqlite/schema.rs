@@ -105,6 +105,42 @@ CREATE INDEX request_ids_by_time ON request_ids (at);
 -- millisecond before.
 UPDATE log_entries SET client_time = client_time * 1000 WHERE client_time IS NOT NULL;
 ",
+    "
+-- Log entries readable while their session is open, and searched without
+-- reading what a filter skips. Each entry carries what QueryLogs filters by
+-- (its session's tenant, user and kind; failed and slow, set when its log
+-- is kept) and `position`: set when it becomes readable (stored under
+-- continuous logging, or its log kept at the end), from log_counter, one
+-- number per write; NULL while it is not readable. Entries of kept logs
+-- from before are readable at position 0, in their old order.
+ALTER TABLE log_entries ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE log_entries ADD COLUMN user_id TEXT;
+ALTER TABLE log_entries ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE log_entries ADD COLUMN continuous INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE log_entries ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE log_entries ADD COLUMN slow INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE log_entries ADD COLUMN position INTEGER;
+UPDATE log_entries SET (tenant, user_id, kind, failed, slow, position) = (
+    SELECT s.tenant, s.user_id, s.kind, s.end_reason IS 'failed', s.slow, CASE WHEN s.log_id IS NOT NULL THEN 0 END
+    FROM sessions AS s WHERE s.id = log_entries.session_id);
+CREATE TABLE log_counter (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    last_position INTEGER NOT NULL
+) STRICT;
+INSERT INTO log_counter (only_row, last_position) VALUES (1, 0);
+CREATE INDEX log_entries_readable ON log_entries (tenant, level, position, entry_id)
+    WHERE position IS NOT NULL;
+CREATE INDEX log_entries_readable_by_session ON log_entries (session_id, level, position, entry_id)
+    WHERE position IS NOT NULL;
+CREATE INDEX log_entries_readable_by_user ON log_entries (tenant, user_id, level, position, entry_id)
+    WHERE position IS NOT NULL;
+CREATE INDEX log_entries_readable_by_kind ON log_entries (tenant, kind, level, position, entry_id)
+    WHERE position IS NOT NULL;
+CREATE INDEX log_entries_readable_failed ON log_entries (tenant, level, position, entry_id)
+    WHERE position IS NOT NULL AND failed;
+CREATE INDEX log_entries_readable_slow ON log_entries (tenant, level, position, entry_id)
+    WHERE position IS NOT NULL AND slow;
+",
 ];
 
 /// Opens one connection with the settings every connection needs.
@@ -219,6 +255,44 @@ mod tests {
             .and_then(|mut rows| rows.query_map([], |row| row.get(0))?.collect())
             .expect("the entries read back");
         assert_eq!(times, [Some(1_700_000_000_123_000), None]);
+    }
+
+    #[test]
+    fn a_database_at_version_4_makes_kept_logs_readable_and_open_ones_not() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        for step in &MIGRATIONS[..4] {
+            conn.execute_batch(step).expect("the version 4 schema applies");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("user_version is writable");
+        conn.execute_batch(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+             ended_at, end_reason, log_id, slow, tenant) VALUES \
+             ('00000000000000000000000000000001', zeroblob(32), 'web_call', 'alice', '', '', '', '', '', \
+              1, 1, 0, '{}', 0, '{}', 0, 5, 'failed', 'log1', 0, 'acme'), \
+             ('00000000000000000000000000000002', randomblob(32), 'web_user', 'bob', '', '', '', '', '', \
+              1, 1, 0, '{}', 0, '{}', 0, NULL, NULL, NULL, 0, 'acme'); \
+             INSERT INTO log_entries (session_id, sequence, level, message, logged_at) VALUES \
+             ('00000000000000000000000000000001', 1, 4, 'kept', 2), \
+             ('00000000000000000000000000000002', 1, 2, 'open', 3);",
+        )
+        .expect("version 4 rows are written");
+
+        migrate(&mut conn).expect("a version 4 database migrates");
+        let rows: Vec<(String, String, Option<String>, String, bool, Option<i64>)> = conn
+            .prepare("SELECT message, tenant, user_id, kind, failed, position FROM log_entries ORDER BY entry_id")
+            .and_then(|mut rows| {
+                rows.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                    .collect()
+            })
+            .expect("the entries read back");
+        assert_eq!(
+            rows,
+            [
+                ("kept".into(), "acme".into(), Some("alice".into()), "web_call".into(), true, Some(0)),
+                ("open".into(), "acme".into(), Some("bob".into()), "web_user".into(), false, None),
+            ]
+        );
     }
 
     #[test]

@@ -17,11 +17,18 @@ struct OpenSession {
     grants_version: u64,
     storage_version: u64,
     log_count: u64,
+    /// What its log entries carry for QueryLogs' filters.
+    tenant: String,
+    user_id: Option<String>,
+    kind: String,
 }
 
 fn open_session(conn: &Connection, id: &str) -> StoreResult<OpenSession> {
     let found = conn
-        .prepare_cached("SELECT end_reason, grants_version, storage_version, log_count FROM sessions WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind FROM sessions \
+             WHERE id = ?1",
+        )?
         .query_row([id], |row| {
             let reason = match row.get::<_, Option<String>>("end_reason")? {
                 None => None,
@@ -31,6 +38,9 @@ fn open_session(conn: &Connection, id: &str) -> StoreResult<OpenSession> {
                 grants_version: row.get("grants_version")?,
                 storage_version: row.get("storage_version")?,
                 log_count: row.get("log_count")?,
+                tenant: row.get("tenant")?,
+                user_id: row.get("user_id")?,
+                kind: row.get("kind")?,
             };
             Ok((reason, counters))
         })
@@ -218,6 +228,12 @@ pub(super) fn end_session(conn: &Connection, id: &str, end: &SessionEnd, event: 
     ])?;
     if end.log_id.is_none() {
         conn.prepare_cached("DELETE FROM log_entries WHERE session_id = ?1")?.execute([id])?;
+    } else {
+        // The log is kept: its entries not readable yet become readable now.
+        conn.prepare_cached(
+            "UPDATE log_entries SET failed = ?2, slow = ?3, position = coalesce(position, ?4) WHERE session_id = ?1",
+        )?
+        .execute(params![id, end.reason == EndReason::Failed, end.slow, next_position(conn)?])?;
     }
     Ok(EndOutcome::Ended(insert_event(conn, event)?))
 }
@@ -264,12 +280,28 @@ pub(super) fn replace_storage(
     Ok((current + 1, insert_event(conn, event)?))
 }
 
-/// Appends entries to an open session's log, numbering them on.
+/// The next position entries become readable at (see `LogCursor`): one
+/// more than the last, in commit order since the writer commits one
+/// transaction after the other.
+fn next_position(conn: &Connection) -> StoreResult<i64> {
+    Ok(conn
+        .prepare_cached("UPDATE log_counter SET last_position = last_position + 1 RETURNING last_position")?
+        .query_row([], |row| row.get(0))?)
+}
+
+/// Appends entries to an open session's log, numbering them on; entries
+/// logged continuously are readable at once.
 pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry]) -> StoreResult<()> {
-    let first = open_session(conn, id)?.log_count + 1;
+    let session = open_session(conn, id)?;
+    let first = session.log_count + 1;
+    let position = match entries.iter().any(|e| e.continuous) {
+        true => Some(next_position(conn)?),
+        false => None,
+    };
     let mut insert = conn.prepare_cached(
         "INSERT INTO log_entries (session_id, sequence, level, message, exception, stack_trace, client_time, \
-         logged_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         logged_at, tenant, user_id, kind, continuous, position) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     for (sequence, entry) in (first..).zip(entries) {
         insert.execute(params![
@@ -281,6 +313,11 @@ pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry]) -> 
             entry.stack_trace,
             entry.client_time.map(|t| t.0),
             entry.logged_at.0,
+            session.tenant,
+            session.user_id,
+            session.kind,
+            entry.continuous,
+            position.filter(|_| entry.continuous),
         ])?;
     }
     conn.prepare_cached("UPDATE sessions SET log_count = log_count + ?2 WHERE id = ?1")?

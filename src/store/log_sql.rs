@@ -1,0 +1,166 @@
+//! The one SQL query behind QueryLogs and FollowLogs, for both stores.
+//!
+//! Its cost does not depend on how many entries a filter skips: every
+//! filter shape walks an index whose leading columns are the filter's
+//! equalities, then `level`, then the order (`position`, `entry_id`), from
+//! the cursor on, and stops after one page. A minimum level becomes one
+//! branch per level at or above it (at most five), each reading at most a
+//! page, merged in order; so a search for errors among millions of info
+//! entries reads no info entry. Only entries readable now are indexed
+//! (`position IS NOT NULL`). What no index leads with (a time range; a
+//! second equality next to the one the index leads with) filters the
+//! entries the walk reads.
+//!
+//! The indexes, the same on both stores (see their migrations):
+//!
+//! | index | leads with | used when the query names |
+//! |---|---|---|
+//! | `log_entries_readable_by_session` | `session_id, level` | a session |
+//! | `log_entries_readable_by_user` | `tenant, user_id, level` | a user (no session) |
+//! | `log_entries_readable_by_kind` | `tenant, kind, level` | a kind (no session, no user) |
+//! | `log_entries_readable_failed` | `tenant, level`, failed only | failed only (none of the above) |
+//! | `log_entries_readable_slow` | `tenant, level`, slow only | slow only (none of the above) |
+//! | `log_entries_readable` | `tenant, level` | none of the above |
+
+use crate::domain::{LogLevel, LogQuery};
+
+/// A bound value of the query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// The columns each query answers, `log_id` from the entry's session.
+const COLUMNS: &str = "entry_id, position, session_id, sequence, level, message, exception, stack_trace, \
+     client_time, logged_at, user_id, kind, continuous";
+
+/// Which index a query walks: its name and the equalities it leads with.
+fn index(query: &LogQuery) -> &'static str {
+    match () {
+        _ if query.session_id.is_some() => "log_entries_readable_by_session",
+        _ if query.user_id.is_some() && query.tenant.is_some() => "log_entries_readable_by_user",
+        _ if query.kind.is_some() && query.tenant.is_some() => "log_entries_readable_by_kind",
+        _ if query.failed_only => "log_entries_readable_failed",
+        _ if query.slow_only => "log_entries_readable_slow",
+        _ => "log_entries_readable",
+    }
+}
+
+/// Builds the query for `query` over entries below `horizon`, placeholders
+/// written by `placeholder(n)` for the n-th parameter (from 1).
+/// `indexed_by`: name the index (SQLite's `INDEXED BY`), so the plan never
+/// depends on statistics.
+pub fn logs_sql(
+    query: &LogQuery,
+    horizon: i64,
+    placeholder: fn(usize) -> String,
+    indexed_by: bool,
+) -> (String, Vec<Param>) {
+    let mut params = Vec::new();
+    let mut bind = |p: Param| {
+        params.push(p);
+        placeholder(params.len())
+    };
+    let mut filters = Vec::new();
+    if let Some(tenant) = &query.tenant {
+        filters.push(format!("tenant = {}", bind(Param::Text(tenant.as_str().to_owned()))));
+    }
+    if let Some(id) = &query.session_id {
+        filters.push(format!("session_id = {}", bind(Param::Text(id.as_str().to_owned()))));
+    }
+    if let Some(user) = &query.user_id {
+        filters.push(format!("user_id = {}", bind(Param::Text(user.clone()))));
+    }
+    if let Some(kind) = query.kind {
+        filters.push(format!("kind = {}", bind(Param::Text(kind.as_str().to_owned()))));
+    }
+    if query.failed_only {
+        filters.push("failed".to_owned());
+    }
+    if query.slow_only {
+        filters.push("slow".to_owned());
+    }
+    if let Some(from) = query.from {
+        filters.push(format!("logged_at >= {}", bind(Param::Int(from.0))));
+    }
+    if let Some(to) = query.to {
+        filters.push(format!("logged_at < {}", bind(Param::Int(to.0))));
+    }
+    let horizon = bind(Param::Int(horizon));
+    let position = bind(Param::Int(query.after.position));
+    let entry_id = bind(Param::Int(query.after.entry_id));
+    let limit = bind(Param::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    filters.push(format!(
+        "position IS NOT NULL AND position < {horizon} AND (position, entry_id) > ({position}, {entry_id})"
+    ));
+    let filters = filters.join(" AND ");
+    let index = index(query);
+    let indexed = if indexed_by { format!(" INDEXED BY {index}") } else { String::new() };
+    let lowest = query.min_level.unwrap_or(LogLevel::Debug) as i64;
+    let branches: Vec<String> = (lowest..=LogLevel::Fatal as i64)
+        .map(|level| {
+            format!(
+                "SELECT * FROM (SELECT {COLUMNS} FROM log_entries{indexed} WHERE level = {level} AND {filters} \
+                 ORDER BY position, entry_id LIMIT {limit}) AS l{level}"
+            )
+        })
+        .collect();
+    // The session's log id is looked up for the page's rows alone, once
+    // merged: a join of the branches would read (or hash) far more.
+    let sql = format!(
+        "SELECT m.*, (SELECT s.log_id FROM sessions AS s WHERE s.id = m.session_id) AS log_id FROM \
+         (SELECT * FROM ({}) AS e ORDER BY e.position, e.entry_id LIMIT {limit}) AS m \
+         ORDER BY m.position, m.entry_id",
+        branches.join(" UNION ALL ")
+    );
+    (sql, params)
+}
+
+/// The filter shapes a plan test runs: each filter alone and together with
+/// the others (every subset of session, user, kind, failed, slow, time range
+/// and minimum level), by the caller's tenant.
+pub fn filter_shapes(base: &LogQuery, sample: &LogQuery) -> Vec<LogQuery> {
+    (0u32..1 << 7)
+        .map(|mask| {
+            let on = |bit: u32| mask & (1 << bit) != 0;
+            LogQuery {
+                session_id: sample.session_id.clone().filter(|_| on(0)),
+                user_id: sample.user_id.clone().filter(|_| on(1)),
+                kind: sample.kind.filter(|_| on(2)),
+                failed_only: on(3),
+                slow_only: on(4),
+                from: sample.from.filter(|_| on(5)),
+                to: sample.to.filter(|_| on(5)),
+                min_level: sample.min_level.filter(|_| on(6)),
+                ..base.clone()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TenantId;
+
+    #[test]
+    fn each_placeholder_has_its_parameter() {
+        let query = LogQuery {
+            tenant: Some(TenantId::default()),
+            user_id: Some("u".into()),
+            min_level: Some(LogLevel::Warning),
+            from: Some(crate::clock::UnixMillis(5)),
+            limit: 10,
+            ..LogQuery::default()
+        };
+        let (sql, params) = logs_sql(&query, 99, |n| format!("${n}"), false);
+        for n in 1..=params.len() {
+            assert!(sql.contains(&format!("${n}")), "{sql}");
+        }
+        assert!(!sql.contains(&format!("${}", params.len() + 1)));
+        assert_eq!(sql.matches("UNION ALL").count(), 2, "warning, error and fatal: {sql}");
+        let (sql, _) = logs_sql(&query, 99, |_| "?".into(), true);
+        assert!(sql.contains("INDEXED BY log_entries_readable_by_user"), "{sql}");
+    }
+}

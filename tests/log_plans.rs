@@ -1,0 +1,137 @@
+//! QueryLogs' plans, on both stores, for every filter shape (each filter
+//! alone and with every combination of the others): each level's walk is
+//! an index search on a readable-entry index in the order of the answer,
+//! never a scan of the table nor a sort of what a filter matched. Only the
+//! merge of the (at most five) branches, each at most a page, is sorted.
+//! `README.md` (Logs) shows the plans.
+
+#[path = "support/postgres.rs"]
+mod postgres_support;
+
+use sessiond::clock::UnixMillis;
+use sessiond::domain::{LogCursor, LogLevel, LogQuery, SessionId, SessionKind, TenantId};
+use sessiond::store::log_sql::{Param, filter_shapes, logs_sql};
+use sessiond::store::sqlite::{FILE_NAME, SqliteStore};
+
+/// A query with every filter set, for [`filter_shapes`] to pick from.
+fn sample() -> LogQuery {
+    LogQuery {
+        session_id: Some(SessionId::generate()),
+        user_id: Some("user7".into()),
+        kind: Some(SessionKind::WebUser),
+        from: Some(UnixMillis(1_000)),
+        to: Some(UnixMillis(900_000)),
+        min_level: Some(LogLevel::Error),
+        failed_only: true,
+        slow_only: true,
+        ..LogQuery::default()
+    }
+}
+
+fn base() -> LogQuery {
+    LogQuery {
+        tenant: Some(TenantId::default()),
+        after: LogCursor { position: 100, entry_id: 5_000 },
+        limit: 100,
+        ..LogQuery::default()
+    }
+}
+
+/// Rows of entries spread over tenants, users, kinds and levels: enough
+/// for a planner to prefer an index when one fits.
+const POPULATE: &str = "INSERT INTO log_entries (session_id, sequence, level, message, logged_at, tenant, user_id, \
+     kind, continuous, failed, slow, position) \
+     SELECT 's' || (n % 5000), n, 1 + n % 5, 'message ' || n, n, CASE WHEN n % 3 = 0 THEN 'other' ELSE 'default' \
+     END, 'user' || (n % 500), (ARRAY['web_user','streaming','web_call','internal'])[1 + n % 4], n % 2 = 0, \
+     n % 50 = 0, n % 70 = 0, CASE WHEN n % 10 = 9 THEN NULL ELSE n / 7 END";
+
+#[test]
+fn sqlite_plans_search_a_readable_entry_index_in_order_for_every_filter_shape() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    drop(SqliteStore::open_in(dir.path()).expect("a new store opens"));
+    let conn = rusqlite::Connection::open(dir.path().join(FILE_NAME)).expect("the database opens");
+    let populate = POPULATE.replace(
+        "(ARRAY['web_user','streaming','web_call','internal'])[1 + n % 4]",
+        "CASE n % 4 WHEN 0 THEN 'web_user' WHEN 1 THEN 'streaming' WHEN 2 THEN 'web_call' ELSE 'internal' END",
+    );
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = OFF; WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 20000) \
+         {populate} FROM r; ANALYZE;"
+    ))
+    .expect("entries are written");
+    for query in filter_shapes(&base(), &sample()) {
+        let (sql, params) = logs_sql(&query, i64::MAX, |n| format!("?{n}"), true);
+        let params: Vec<rusqlite::types::Value> = params
+            .into_iter()
+            .map(|p| match p {
+                Param::Int(n) => rusqlite::types::Value::Integer(n),
+                Param::Text(t) => rusqlite::types::Value::Text(t),
+            })
+            .collect();
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("the plan is explained");
+        let plan: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(params), |row| row.get::<_, String>(3))
+            .expect("the plan reads")
+            .collect::<Result<_, _>>()
+            .expect("the plan reads");
+        let walks: Vec<&String> = plan.iter().filter(|line| line.contains("log_entries")).collect();
+        let levels = 1 + LogLevel::Fatal as usize - query.min_level.unwrap_or(LogLevel::Debug) as usize;
+        assert_eq!(walks.len(), levels, "one walk per level: {plan:#?}");
+        for walk in walks {
+            assert!(
+                walk.starts_with("SEARCH log_entries USING INDEX log_entries_readable")
+                    && walk.contains("level=?")
+                    && walk.contains("position>?"),
+                "{query:?}\n{plan:#?}"
+            );
+        }
+        // A walk's own order comes from its index: no sort follows it
+        // inside its branch (the merge of the branches, each at most a
+        // page, may be sorted).
+        for (i, _) in plan.iter().enumerate().filter(|(_, line)| line.contains("log_entries")) {
+            let next = plan.get(i + 1).map_or("", String::as_str);
+            assert!(!next.contains("TEMP B-TREE"), "a walk is not sorted: {plan:#?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_shape() {
+    let db = postgres_support::fresh_database().await;
+    drop(sessiond::store::postgres::PgStore::connect(db.settings()).await.expect("a fresh database migrates"));
+    let client = db.connect().await;
+    client
+        .batch_execute(&format!("{POPULATE} FROM generate_series(1, 200000) AS n; ANALYZE log_entries;"))
+        .await
+        .expect("entries are written");
+    client.batch_execute("SET plan_cache_mode = force_generic_plan").await.expect("set");
+    for query in filter_shapes(&base(), &sample()) {
+        let (sql, params) = logs_sql(&query, i64::MAX, |n| format!("${n}"), false);
+        // As sessiond runs it: a prepared statement's generic plan.
+        let values: Vec<String> = params
+            .into_iter()
+            .map(|p| match p {
+                Param::Int(n) => n.to_string(),
+                Param::Text(t) => format!("'{}'", t.replace('\'', "''")),
+            })
+            .collect();
+        client.batch_execute(&format!("DEALLOCATE ALL; PREPARE shape AS {sql}")).await.expect("prepared");
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN EXECUTE shape({})", values.join(", ")), &[])
+            .await
+            .expect("the plan is explained")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let text = plan.join("\n");
+        assert!(!text.contains("Seq Scan on log_entries"), "{query:?}\n{text}");
+        assert!(!text.contains("Bitmap Heap Scan on log_entries"), "{query:?}\n{text}");
+        let scans = plan.iter().filter(|line| line.contains(" on log_entries")).count();
+        let readable = plan.iter().filter(|line| line.contains("using log_entries_readable")).count();
+        assert!(scans > 0 && scans == readable, "every walk is on a readable-entry index: {query:?}\n{text}");
+        // A sort may only be the merge of the branches, above them.
+        let first_scan = plan.iter().position(|line| line.contains(" on log_entries")).unwrap_or(0);
+        let last_sort = plan.iter().rposition(|line| line.contains("Sort  (") || line.contains("Sort (")).unwrap_or(0);
+        assert!(last_sort <= first_scan, "no sort below a branch: {query:?}\n{text}");
+    }
+}
