@@ -1,10 +1,14 @@
 //! Log search (level, time range, session, user, kind, slow or failed
-//! only; paged) and its live tail: the page's script asks `/logs/tail`
-//! for the entries after the last one shown, with the same filters, every
-//! few seconds. Only kept logs are searched, as by QueryLogs.
+//! only; paged) and its live tail: the page's script follows the entries
+//! after the page with the same filters through `/logs/follow`, which is
+//! FollowLogs as server-sent events. Entries are those QueryLogs reads:
+//! kept logs, and open sessions' entries under continuous logging.
 
-use axum::Json;
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::extract::{Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
@@ -13,13 +17,11 @@ use super::sessions::{kind_select, parse_kind};
 use super::signin::Admin;
 use super::{ConsoleError, ConsoleState, layout};
 use crate::clock::UnixMillis;
-use crate::domain::{InvalidInput, LogLevel, LogQuery, LogRecord, SessionId, Violations};
+use crate::domain::{InvalidInput, LogCursor, LogLevel, LogQuery, LogRecord, SessionId, Violations};
+use crate::service::logs::LogBatch;
 
 /// Entries per page of the search.
 pub const PAGE_SIZE: usize = 50;
-
-/// Entries the live tail answers at most per request.
-const TAIL_BATCH: usize = 200;
 
 const LEVELS: [(LogLevel, &str); 5] = [
     (LogLevel::Debug, "debug"),
@@ -55,7 +57,7 @@ pub struct Search {
     pub slow: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub failed: String,
-    /// Entries after this entry id (the API's page token).
+    /// Entries after this cursor (the API's page token or cursor).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub after: String,
 }
@@ -89,11 +91,11 @@ impl Search {
         });
         let from = v.check(parse_time(&self.from, "start_time"));
         let to = v.check(parse_time(&self.to, "end_time"));
-        let after_entry = v.check(match self.after.as_str() {
-            "" => Ok(0),
-            token => token
-                .parse::<i64>()
-                .map_err(|_| InvalidInput::new("page_token", "must be a next_page_token from an earlier answer")),
+        let after = v.check(match self.after.as_str() {
+            "" => Ok(LogCursor::default()),
+            token => LogCursor::decode(token).ok_or_else(|| {
+                InvalidInput::new("page_token", "must be a cursor or next_page_token from an earlier answer")
+            }),
         });
         let query = v.finish(crate::domain::all(|| {
             Some(LogQuery {
@@ -106,9 +108,8 @@ impl Search {
                 min_level: min_level?,
                 failed_only: !self.failed.is_empty(),
                 slow_only: !self.slow.is_empty(),
-                after_entry: after_entry?,
+                after: after?,
                 limit,
-                ..LogQuery::default()
             })
         }))?;
         Ok(query)
@@ -122,14 +123,13 @@ pub async fn search(
     Query(search): Query<Search>,
 ) -> Result<Response, ConsoleError> {
     let query = search.query(PAGE_SIZE, state.service.config().limits.max_text_bytes)?;
-    let records = state.service.query_logs(&admin.caller, query).await?;
-    let last = records.last().map_or(search.after.clone(), |r| r.entry_id.to_string());
-    let next = (records.len() == PAGE_SIZE).then(|| Search { after: last.clone(), ..search.clone() });
+    let LogBatch { records, cursor } = state.service.query_logs(&admin.caller, query).await?;
+    let next = (records.len() == PAGE_SIZE).then(|| Search { after: cursor.encode(), ..search.clone() });
     let filters = serde_urlencoded::to_string(Search { after: String::new(), ..search.clone() }).unwrap_or_default();
     let body = html! {
         h1 { "Logs" }
         (search_form(&search))
-        div #log-entries data-tail={ "/logs/tail?" (filters) } data-after=(last) {
+        div #log-entries data-follow={ "/logs/follow?" (filters) } data-cursor=(cursor.encode()) {
             @if records.is_empty() {
                 p.empty { "No kept log entries match." }
             }
@@ -215,8 +215,7 @@ fn short(id: &str) -> &str {
 /// One entry as the live tail's script receives it; it inserts every
 /// field as text.
 #[derive(Debug, Serialize)]
-pub struct TailEntry {
-    entry_id: i64,
+struct TailEntry {
     logged_at: String,
     level: &'static str,
     session_id: String,
@@ -228,38 +227,54 @@ pub struct TailEntry {
     stack_trace: String,
 }
 
-/// What the live tail receives: entries after `after`, oldest first.
+/// What the live tail receives per batch: entries in the order they
+/// became readable, and the cursor to resume after them.
 #[derive(Debug, Serialize)]
-pub struct Tail {
+struct Tail {
     entries: Vec<TailEntry>,
-    /// Where to continue from.
-    after: String,
+    cursor: String,
 }
 
-/// The entries after `after` matching the filters (at most
-/// [`TAIL_BATCH`]).
-pub async fn tail(
+fn tail_entry(r: LogRecord) -> TailEntry {
+    TailEntry {
+        logged_at: layout::time_ms(r.entry.logged_at),
+        level: level_name(r.entry.level),
+        session_short: short(r.session_id.as_str()).to_owned(),
+        session_id: r.session_id.as_str().to_owned(),
+        user_id: r.user_id.unwrap_or_default(),
+        kind: r.kind.as_str(),
+        message: r.entry.message,
+        exception: r.entry.exception.unwrap_or_default(),
+        stack_trace: r.entry.stack_trace.unwrap_or_default(),
+    }
+}
+
+/// FollowLogs as server-sent events: entries matching the filters after
+/// `after` (from now on when empty), then each as it becomes readable, on
+/// any replica; `entries` events, or one `failed` event saying why the
+/// follow ended (a too slow reader, the store unavailable, sessiond
+/// stopping).
+pub async fn follow(
     State(state): State<ConsoleState>,
     admin: Admin,
     Query(search): Query<Search>,
-) -> Result<Json<Tail>, ConsoleError> {
-    let query = search.query(TAIL_BATCH, state.service.config().limits.max_text_bytes)?;
-    let records = state.service.query_logs(&admin.caller, query).await?;
-    let after = records.last().map_or(search.after.clone(), |r| r.entry_id.to_string());
-    let entries = records
-        .into_iter()
-        .map(|r| TailEntry {
-            entry_id: r.entry_id,
-            logged_at: layout::time_ms(r.entry.logged_at),
-            level: level_name(r.entry.level),
-            session_short: short(r.session_id.as_str()).to_owned(),
-            session_id: r.session_id.as_str().to_owned(),
-            user_id: r.user_id.unwrap_or_default(),
-            kind: r.kind.as_str(),
-            message: r.entry.message,
-            exception: r.entry.exception.unwrap_or_default(),
-            stack_trace: r.entry.stack_trace.unwrap_or_default(),
+) -> Result<Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>>, ConsoleError> {
+    let from = (!search.after.is_empty()).then_some(());
+    let query = search.query(PAGE_SIZE, state.service.config().limits.max_text_bytes)?;
+    let from = from.map(|()| query.after);
+    let batches = state.service.follow_logs(&admin.caller, query, from).await?;
+    let stream = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(batches), |batch| {
+        Ok(match batch {
+            Ok(LogBatch { records, cursor }) => {
+                let tail = Tail { entries: records.into_iter().map(tail_entry).collect(), cursor: cursor.encode() };
+                // Plain data of strings always serialises.
+                SseEvent::default().event("entries").json_data(tail).unwrap_or_default()
+            }
+            Err(err) => {
+                let status = tonic::Status::from(err);
+                SseEvent::default().event("failed").data(format!("{:?}: {}", status.code(), status.message()))
+            }
         })
-        .collect();
-    Ok(Json(Tail { entries, after }))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -12,7 +12,7 @@
 //! - `signin`: the sign-in form, the key cookie, the CSRF token;
 //! - `layout`: the page frame and how times and durations are shown;
 //! - `sessions`: the sessions table, one session, revoking;
-//! - `logs`: log search and its live tail;
+//! - `logs`: log search and its live tail (FollowLogs);
 //! - `live`: live events and headline figures.
 
 mod layout;
@@ -56,7 +56,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/sessions/{id}", get(sessions::show))
         .route("/sessions/{id}/revoke", get(sessions::confirm_revoke).post(sessions::revoke))
         .route("/logs", get(logs::search))
-        .route("/logs/tail", get(logs::tail))
+        .route("/logs/follow", get(logs::follow))
         .route("/live", get(live::page))
         .route("/live/events", get(live::events))
         .route("/live/figures", get(live::figures))

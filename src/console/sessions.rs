@@ -211,7 +211,7 @@ pub async fn show(
     let id = SessionId::parse(&id, "session_id")?;
     let seen = state.service.inspect(&admin.caller, &id).await?;
     let log = LogQuery { session_id: Some(id.clone()), limit: SESSION_LOG_ENTRIES, ..LogQuery::default() };
-    let entries = state.service.query_logs(&admin.caller, log).await?;
+    let entries = state.service.query_logs(&admin.caller, log).await?.records;
     let session = &seen.status.session;
     let storage = serde_json::to_string_pretty(&seen.storage.values).unwrap_or_default();
     let body = html! {
@@ -261,7 +261,7 @@ pub async fn show(
         pre.json tabindex="0" aria-label="Storage as JSON" { (storage) }
         h2 { "Log" }
         @if entries.is_empty() {
-            p.empty { "No kept log entries." }
+            p.empty { "No readable log entries." }
         } @else {
             (logs::table(&entries))
         }

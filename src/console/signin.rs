@@ -75,7 +75,7 @@ where
 /// are answered 401 rather than sent to the sign-in form.
 fn wants_data(headers: &HeaderMap, path: &str) -> bool {
     path.starts_with("/live/")
-        || path == "/logs/tail"
+        || path == "/logs/follow"
         || headers.get(header::ACCEPT).is_some_and(|a| a == "text/event-stream")
 }
 

@@ -103,7 +103,7 @@ describe('signing in', () => {
       assert.equal(answer.status(), 303, url);
       assert.equal(answer.headers().location, '/login', url);
     }
-    for (const url of ['/live/figures', '/live/events', '/logs/tail']) {
+    for (const url of ['/live/figures', '/live/events', '/logs/follow']) {
       assert.equal((await page.request.get(`${base}${url}`)).status(), 401, url);
     }
     const revoke = await page.request.post(`${base}/sessions/${created.session.sessionId}/revoke`, { maxRedirects: 0 });

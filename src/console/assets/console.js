@@ -23,73 +23,84 @@ function sessionLink(id, text) {
   return a;
 }
 
-// Logs: "Follow new entries" polls /logs/tail after the last entry shown.
+// Logs: "Follow new entries" follows the entries after the page
+// (FollowLogs as server-sent events), resuming from the last cursor
+// received when the connection drops.
 function followLogs() {
   const box = document.getElementById('log-entries');
   const button = document.getElementById('follow');
   const status = document.getElementById('tail-status');
   if (!box || !button) return;
-  let after = box.dataset.after || '';
-  let timer = null;
+  let cursor = box.dataset.cursor || '';
+  let source = null;
+  let following = false;
   const body = () => box.querySelector('tbody');
-  async function poll() {
-    const url = box.dataset.tail + (box.dataset.tail.endsWith('?') ? '' : '&') + 'after=' + encodeURIComponent(after);
-    try {
-      const answer = await fetch(url, { headers: { accept: 'application/json' }, credentials: 'same-origin' });
-      if (!answer.ok) throw new Error(answer.status === 401 ? 'signed out' : 'error ' + answer.status);
-      const tail = await answer.json();
-      for (const e of tail.entries) {
-        const row = body().insertRow(-1);
-        row.dataset.level = e.level;
-        cell(row, e.logged_at);
-        const level = document.createElement('span');
-        level.className = 'level level-' + e.level;
-        level.textContent = e.level;
-        cell(row, '').appendChild(level);
-        cell(row, '').appendChild(sessionLink(e.session_id, e.session_short));
-        cell(row, e.user_id);
-        cell(row, e.kind);
-        const message = cell(row, '', 'message');
-        const text = document.createElement('div');
-        text.textContent = e.message;
-        message.appendChild(text);
-        if (e.exception) {
-          const exception = document.createElement('div');
-          exception.className = 'exception';
-          exception.textContent = e.exception;
-          message.appendChild(exception);
-        }
-        if (e.stack_trace) {
-          const details = document.createElement('details');
-          const summary = document.createElement('summary');
-          summary.textContent = 'Stack trace';
-          const pre = document.createElement('pre');
-          pre.className = 'trace';
-          pre.textContent = e.stack_trace;
-          details.append(summary, pre);
-          message.appendChild(details);
-        }
-      }
-      after = tail.after;
-      status.textContent = tail.entries.length ? tail.entries.length + ' new entries' : 'Following';
-    } catch (err) {
-      status.textContent = 'Stopped following: ' + err.message;
-      stop();
+  function append(e) {
+    const row = body().insertRow(-1);
+    row.dataset.level = e.level;
+    cell(row, e.logged_at);
+    const level = document.createElement('span');
+    level.className = 'level level-' + e.level;
+    level.textContent = e.level;
+    cell(row, '').appendChild(level);
+    cell(row, '').appendChild(sessionLink(e.session_id, e.session_short));
+    cell(row, e.user_id);
+    cell(row, e.kind);
+    const message = cell(row, '', 'message');
+    const text = document.createElement('div');
+    text.textContent = e.message;
+    message.appendChild(text);
+    if (e.exception) {
+      const exception = document.createElement('div');
+      exception.className = 'exception';
+      exception.textContent = e.exception;
+      message.appendChild(exception);
+    }
+    if (e.stack_trace) {
+      const details = document.createElement('details');
+      const summary = document.createElement('summary');
+      summary.textContent = 'Stack trace';
+      const pre = document.createElement('pre');
+      pre.className = 'trace';
+      pre.textContent = e.stack_trace;
+      details.append(summary, pre);
+      message.appendChild(details);
     }
   }
+  function start() {
+    const base = box.dataset.follow;
+    source = new EventSource(base + (base.endsWith('?') ? '' : '&') + 'after=' + encodeURIComponent(cursor));
+    source.addEventListener('open', () => { status.textContent = 'Following'; });
+    source.addEventListener('entries', (message) => {
+      const tail = JSON.parse(message.data);
+      for (const e of tail.entries) append(e);
+      cursor = tail.cursor;
+      if (tail.entries.length) status.textContent = 'Following: ' + tail.entries.length + ' new entries';
+    });
+    source.addEventListener('failed', (message) => {
+      stop();
+      status.textContent = 'Stopped following: ' + message.data;
+    });
+    source.addEventListener('error', () => {
+      // Lost (or refused, e.g. signed out): resume from the cursor shortly.
+      source.close();
+      if (!following) return;
+      status.textContent = 'Reconnecting…';
+      setTimeout(() => { if (following) start(); }, 2000);
+    });
+  }
   function stop() {
-    clearInterval(timer);
-    timer = null;
+    following = false;
+    source?.close();
     button.setAttribute('aria-pressed', 'false');
     button.textContent = 'Follow new entries';
   }
   button.addEventListener('click', () => {
-    if (timer) { stop(); status.textContent = 'Not following'; return; }
+    if (following) { stop(); status.textContent = 'Not following'; return; }
+    following = true;
     button.setAttribute('aria-pressed', 'true');
     button.textContent = 'Stop following';
-    status.textContent = 'Following';
-    poll();
-    timer = setInterval(poll, 2000);
+    start();
   });
 }
 
