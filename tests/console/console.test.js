@@ -291,6 +291,29 @@ describe('logs', () => {
   });
 });
 
+describe('logs of open sessions', () => {
+  test('an open session logged continuously shows its entries at once, followed live', async () => {
+    const user = `open-${Date.now()}`;
+    const created = await create(user);
+    const page = await signedIn();
+    await page.goto(`${base}/logs?user=${user}`);
+    await page.getByRole('button', { name: 'Follow new entries' }).click();
+    await page.getByRole('status').filter({ hasText: 'Following' }).waitFor();
+    await unary(service.logs, 'Log', {
+      session: byId(created),
+      entries: [{ level: 'LOG_LEVEL_ERROR', message: `while open ${HOSTILE}`, exception: 'Boom' }],
+    });
+    const rows = page.locator('table.logs tbody tr');
+    await rows.first().waitFor({ timeout: 10_000 });
+    assert.equal(await rows.first().locator('td.message > div').first().textContent(), `while open ${HOSTILE}`);
+    await page.goto(`${base}/sessions/${created.session.sessionId}`);
+    await page.getByText(`while open ${HOSTILE}`, { exact: true }).waitFor();
+    assert.ok((await page.locator('main').textContent()).includes('open'));
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    await page.context().close();
+  });
+});
+
 describe('live', () => {
   test('live events arrive as they happen, beside the figures', async () => {
     const page = await signedIn();
