@@ -75,7 +75,8 @@ function followLogs() {
       const tail = JSON.parse(message.data);
       for (const e of tail.entries) append(e);
       cursor = tail.cursor;
-      if (tail.entries.length) status.textContent = 'Following: ' + tail.entries.length + ' new entries';
+      const count = tail.entries.length;
+      if (count) status.textContent = 'Following: ' + count + (count === 1 ? ' new entry' : ' new entries');
     });
     source.addEventListener('failed', (message) => {
       stop();
