@@ -12,6 +12,7 @@
 //!   the moka cache decorator;
 //! - [`probe`]: `sessiond probe`, the health check of a running server;
 //! - [`cli`]: the admin CLI, a client of the public API;
+//! - [`console`]: the web console for operators, on its own address;
 //! - [`startup`]: [`startup::Application`], which wires it all from
 //!   [`settings::Settings`]; [`telemetry`] sets up logs, traces and metrics; [`clock`]
 //!   injects time; [`connection`] bounds how long a new connection may stay
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod connection;
+pub mod console;
 pub mod domain;
 pub mod grpc;
 pub mod probe;

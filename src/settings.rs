@@ -479,6 +479,12 @@ pub struct Settings {
     /// `0.0.0.0:9090`. Unset: not served.
     #[arg(long, env = "SESSIOND_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// Address to serve the web console on (HTTP; HTTPS with --tls-cert),
+    /// e.g. `127.0.0.1:8080`. Unset: not served. Its users sign in with an
+    /// admin API key.
+    #[arg(long, env = "SESSIOND_CONSOLE_LISTEN", value_parser = listen_address)]
+    pub console_listen: Option<SocketAddr>,
 }
 
 /// Whether the standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables ask for
@@ -625,6 +631,31 @@ impl Settings {
              (--tls-client-ca, SESSIOND_TLS_CLIENT_CA), listen on a loopback address, or serve open on purpose \
              with --allow-unauthenticated (SESSIOND_ALLOW_UNAUTHENTICATED=true)",
             self.listen
+        )
+    }
+
+    /// Refuses a console nobody could sign in to, or one open to other
+    /// machines: without an API keys file the console runs open (every
+    /// visitor an admin of tenant `default`), like the API, and only on a
+    /// loopback address unless --allow-unauthenticated says otherwise.
+    pub fn check_console(&self, has_keys: bool) -> anyhow::Result<()> {
+        let Some(address) = self.console_listen else { return Ok(()) };
+        if has_keys {
+            return Ok(());
+        }
+        if self.tls_client_ca.is_some() {
+            bail!(
+                "the console at {address} needs an API keys file (--api-keys-file): its users sign in with an admin key"
+            );
+        }
+        if is_loopback(&address) || self.allow_unauthenticated {
+            tracing::warn!(%address, "no API keys file: the console is open, every visitor an admin of tenant 'default'");
+            return Ok(());
+        }
+        bail!(
+            "refusing to serve the console on {address} without authentication: every visitor would be an admin of \
+             tenant 'default'. Give an API keys file (--api-keys-file, SESSIOND_API_KEYS_FILE), serve the console on \
+             a loopback address, or serve open on purpose with --allow-unauthenticated"
         )
     }
 
@@ -857,6 +888,22 @@ mod tests {
         assert_eq!(parsed[&SessionKind::WebUser].idle_timeout, Some(Duration::from_secs(1800)));
         assert_eq!(parsed[&SessionKind::Internal].lifetime, None);
         assert!(parse_kind_timeouts("nope.idle=1s", ServiceConfig::default().kind_defaults).is_err());
+    }
+
+    #[test]
+    fn an_open_console_is_refused_beyond_loopback_and_with_certificates_only() {
+        let check = |args: &[&str], has_keys: bool| {
+            Settings::parse_from(["sessiond"].iter().chain(args)).check_console(has_keys)
+        };
+        assert!(check(&[], false).is_ok(), "no console, nothing to check");
+        assert!(check(&["--console-listen", "localhost:8080"], false).is_ok());
+        assert!(check(&["--console-listen", "0.0.0.0:8080"], true).is_ok());
+        let refused = check(&["--console-listen", "0.0.0.0:8080"], false).expect_err("open beyond loopback");
+        assert!(refused.to_string().contains("0.0.0.0:8080"), "{refused}");
+        assert!(check(&["--console-listen", "0.0.0.0:8080", "--allow-unauthenticated"], false).is_ok());
+        let args = ["--console-listen", "127.0.0.1:8080", "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"];
+        let refused = check(&args, false).expect_err("nobody could sign in");
+        assert!(refused.to_string().contains("--api-keys-file"), "{refused}");
     }
 
     #[test]

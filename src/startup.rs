@@ -30,6 +30,8 @@ pub struct Application {
     listener: TcpListener,
     /// Where Prometheus scrapes `/metrics`, when asked for.
     metrics_listener: Option<TcpListener>,
+    /// Where the web console is served, when asked for.
+    console_listener: Option<TcpListener>,
     service: Service,
     /// Channel messages, over the same store.
     messages: Messages,
@@ -84,7 +86,18 @@ impl Application {
             ),
             None => None,
         };
-        Ok(Self { listener, metrics_listener, service, messages, callers, tls, settings })
+        let console_listener = match settings.console_listen {
+            Some(address) => {
+                settings.check_console(callers.current().keys().is_some())?;
+                Some(
+                    TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("binding the console address {address}"))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Self { listener, metrics_listener, console_listener, service, messages, callers, tls, settings })
     }
 
     /// Where the server listens (with the real port when 0 was asked).
@@ -98,6 +111,11 @@ impl Application {
         self.metrics_listener.as_ref().and_then(|listener| listener.local_addr().ok())
     }
 
+    /// Where the web console is served, when it is.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_listener.as_ref().and_then(|listener| listener.local_addr().ok())
+    }
+
     /// The domain service, for tests that drive the sweeper themselves.
     pub fn service(&self) -> Service {
         self.service.clone()
@@ -107,7 +125,7 @@ impl Application {
     /// says NOT_SERVING, watch streams end, in-flight calls finish, and
     /// request-scoped sessions end with reason SERVER_SHUTDOWN.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, metrics_listener, service, messages, callers, tls, settings } = self;
+        let Self { listener, metrics_listener, console_listener, service, messages, callers, tls, settings } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
 
@@ -136,6 +154,12 @@ impl Application {
         // Metrics stay scrapeable until sessiond has stopped.
         let _metrics = metrics_listener
             .map(|listener| AbortOnDrop(tokio::spawn(telemetry::prometheus::serve(listener)).abort_handle()));
+        // The console stops with the gRPC server (its event streams end at
+        // `begin_shutdown`).
+        let _console = console_listener.map(|listener| {
+            let state = crate::console::ConsoleState::new(service.clone(), callers.clone(), tls.is_some());
+            AbortOnDrop(tokio::spawn(crate::console::serve(listener, state, tls.clone())).abort_handle())
+        });
 
         let (began, stop_began) = tokio::sync::oneshot::channel::<()>();
         let stopping = {

@@ -7,7 +7,7 @@
 #
 #   venv/   a Python venv with tests/python/requirements.txt
 #           (grpcio, grpcio-tools, pytest, grpcurl, ...)
-#   node/   an npm prefix with @bufbuild/buf
+#   node/   an npm prefix with @bufbuild/buf and playwright-core
 #   venv-python-client/  a Python venv for clients/python's tests, holding
 #           exactly clients/python/requirements-dev.txt (the client's pinned
 #           dependencies, grpcio-tools, pytest, pytest-asyncio)
@@ -23,6 +23,10 @@ SESSIOND_TOOLS=${SESSIOND_TOOLS:-${HOME:?HOME or SESSIOND_TOOLS must be set}/.ca
 
 # The buf release that lints proto/.
 BUF_VERSION=1.75.0
+
+# The playwright-core release that drives Debian's chromium in
+# tests/console (playwright-core never downloads a browser).
+PLAYWRIGHT_CORE_VERSION=1.57.0
 
 TOOLS_REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PYTHON_REQUIREMENTS=$TOOLS_REPO_ROOT/tests/python/requirements.txt
@@ -84,6 +88,28 @@ ensure_node_tools() {
   mkdir -p "$prefix"
   npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error \
     "@bufbuild/buf@$BUF_VERSION"
+}
+
+# ensure_browser_tools: Debian's chromium (apt_install, from
+# scripts/lib/postgres.sh) unless /usr/bin/chromium is there, and
+# playwright-core in the npm prefix beside buf unless the pinned version is.
+ensure_browser_tools() {
+  if [[ ! -x /usr/bin/chromium ]]; then
+    echo "Browser tools: installing Debian's chromium"
+    apt_install chromium
+  fi
+  local prefix=$SESSIOND_TOOLS/node
+  local installed
+  installed=$(node -p 'require(process.argv[1]).version' \
+    "$prefix/node_modules/playwright-core/package.json" 2>/dev/null || true)
+  if [[ $installed == "$PLAYWRIGHT_CORE_VERSION" ]]; then
+    echo "Browser tools: chromium and playwright-core $PLAYWRIGHT_CORE_VERSION up to date"
+    return
+  fi
+  echo "Browser tools: installing playwright-core $PLAYWRIGHT_CORE_VERSION into $prefix"
+  mkdir -p "$prefix"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION"
 }
 
 # use_tools: puts the venv's and the npm prefix's executables first on PATH,

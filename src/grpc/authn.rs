@@ -57,6 +57,11 @@ impl Callers {
         }
     }
 
+    /// The keys in force; `None` when the server runs open.
+    pub fn keys(&self) -> Option<&ApiKeys> {
+        self.keys.as_ref()
+    }
+
     /// Admits a call of `caller` within its key's and its tenant's share.
     pub fn admit(&self, caller: &Caller, now: Instant) -> Result<Admitted, Status> {
         self.fairness.admit(caller, now)

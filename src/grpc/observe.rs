@@ -317,6 +317,7 @@ impl Call {
         if server_fault {
             self.span.record("otel.status_code", "error");
         }
+        crate::telemetry::tally::call_finished(code != Code::Ok);
         if let Some(metrics) = metrics::get() {
             let (service, method) = match &self.method {
                 Some(m) => (m.service.clone(), m.method.clone()),

@@ -138,7 +138,7 @@ pub struct RevokeFilter {
 const BATCH: usize = 500;
 
 impl Service {
-    fn status(&self, session: Session, last_active_at: UnixMillis) -> SessionStatus {
+    pub(super) fn status(&self, session: Session, last_active_at: UnixMillis) -> SessionStatus {
         let now = self.now();
         let end_at = session.end.as_ref().map_or(now, |e| e.at);
         let expires_at = session.end.is_none().then(|| session.expires_at(last_active_at)).flatten();

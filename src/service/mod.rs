@@ -22,6 +22,7 @@ use crate::domain::{
 use crate::store::{EndOutcome, Ending, Store};
 
 mod activity;
+pub mod inspect;
 pub mod lifecycle;
 mod locks;
 pub mod logs;

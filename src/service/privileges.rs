@@ -63,7 +63,7 @@ impl Service {
         Err(Error::Contended)
     }
 
-    fn expanded(&self, session: &Session) -> BTreeSet<String> {
+    pub(super) fn expanded(&self, session: &Session) -> BTreeSet<String> {
         self.roles().expand(&session.grants, session.trusted, self.now())
     }
 

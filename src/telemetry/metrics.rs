@@ -333,6 +333,7 @@ fn started_at() -> f64 {
 
 /// A session lookup answered by the cache (`hit`) or the store behind it.
 pub fn cache_lookup(hit: bool) {
+    super::tally::cache_lookup(hit);
     if let Some(metrics) = get() {
         metrics.cache_lookups.add(1, &[KeyValue::new("sessiond.cache.result", if hit { "hit" } else { "miss" })]);
     }

@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod process;
 pub mod prometheus;
 pub mod store;
+pub mod tally;
 pub mod throttle;
 
 /// How long an export to the collector may take before it is abandoned.

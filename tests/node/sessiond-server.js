@@ -68,9 +68,11 @@ function freePort() {
 
 /**
  * Starts sessiond with API keys and waits until it serves. Answers
- * `{address, keys: {service, admin}, stop(), logTail(), cleanUp()}`.
+ * `{address, keys: {service, admin}, stop(), logTail(), cleanUp()}`; with
+ * `{console: true}` also serves the web console, at `consoleAddress`; with
+ * `{databaseUrl}` stores in that Postgres database.
  */
-export async function startSessiond() {
+export async function startSessiond({ console: withConsole = false, databaseUrl } = {}) {
   const binary = sessiondBinary();
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'sessiond-node-'));
   const keys = { service: generateApiKey(binary, home), admin: generateApiKey(binary, home) };
@@ -89,13 +91,17 @@ export async function startSessiond() {
   const address = `127.0.0.1:${await freePort()}`;
   const logPath = path.join(home, 'sessiond.log');
   const log = fs.openSync(logPath, 'w');
-  const child = spawn(binary, ['--listen', address, '--data-dir', path.join(home, 'data')], {
+  const consoleAddress = withConsole ? `127.0.0.1:${await freePort()}` : undefined;
+  const args = ['--listen', address, '--data-dir', path.join(home, 'data')];
+  if (consoleAddress) args.push('--console-listen', consoleAddress);
+  const child = spawn(binary, args, {
     cwd: home,
     env: serverEnv({
       SESSIOND_API_KEYS_FILE: keysFile,
       SESSIOND_ROLES_FILE: path.join(REPO_ROOT, 'config/roles.yaml'),
       // Every closed session's log is kept, so that QueryLogs finds it.
       SESSIOND_LOG_KEEP_ALL: 'true',
+      ...(databaseUrl ? { SESSIOND_DATABASE_URL: databaseUrl } : {}),
     }),
     stdio: ['ignore', log, log],
   });
@@ -112,6 +118,7 @@ export async function startSessiond() {
 
   const server = {
     address,
+    consoleAddress,
     keys: { service: keys.service.key, admin: keys.admin.key },
 
     /** Sends SIGTERM and answers how sessiond exited: `{code, signal}`. */
