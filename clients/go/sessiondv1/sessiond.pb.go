@@ -3553,9 +3553,10 @@ func (x *StreamLogResponse) GetAccepted() uint32 {
 // QueryLogs' request. Needs an admin key. All given filters must match.
 type QueryLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional filters.
+	// Optional filters; every filter set must match. Only this session's
+	// entries.
 	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// Only entries of this user's sessions.
+	// Only entries of sessions of this user.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Only entries of sessions of this kind; unspecified: every kind.
 	Kind SessionKind `protobuf:"varint,3,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
@@ -3563,16 +3564,18 @@ type QueryLogsRequest struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Entries logged before this time.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// Only entries at or above this level; unspecified: every level.
+	// Only entries at or above this level.
 	MinLevel LogLevel `protobuf:"varint,6,opt,name=min_level,json=minLevel,proto3,enum=sessiond.v1.LogLevel" json:"min_level,omitempty"`
-	// Only entries of sessions that failed.
+	// Only entries of sessions that ended failed (kept logs).
 	FailedOnly bool `protobuf:"varint,7,opt,name=failed_only,json=failedOnly,proto3" json:"failed_only,omitempty"`
-	// Only entries of sessions that were slow (longer than --log-slow-threshold).
+	// Only entries of sessions that ran longer than their slow threshold
+	// (kept logs).
 	SlowOnly bool `protobuf:"varint,8,opt,name=slow_only,json=slowOnly,proto3" json:"slow_only,omitempty"`
-	// At most this many records; 0: 100; capped at 1,000. Negative is
-	// INVALID_ARGUMENT.
+	// At most this many records; 0: the default, 100; more than
+	// --max-page-size: that many.
 	PageSize int32 `protobuf:"varint,9,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// From a previous answer's next_page_token; empty: the first page.
+	// Resume after this point: a next_page_token or a cursor from an earlier
+	// answer (QueryLogs or FollowLogs). Empty: from the first entry.
 	PageToken     string `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3678,10 +3681,10 @@ func (x *QueryLogsRequest) GetPageToken() string {
 	return ""
 }
 
-// A stored entry and the kept session log it belongs to.
+// A stored entry and the session log it belongs to.
 type LogRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The kept log's id, as CloseSession answered.
+	// The kept log's id; empty for an entry of an open session.
 	LogId string `protobuf:"bytes,1,opt,name=log_id,json=logId,proto3" json:"log_id,omitempty"`
 	// The session the entry was logged on.
 	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -3818,10 +3821,16 @@ func (x *LogRecord) GetSequence() uint64 {
 // One page of QueryLogs, oldest entry first.
 type QueryLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// At most page_size records.
+	// In the order entries became readable: an entry logged continuously
+	// when it was stored, an entry of a log kept at its session's end then.
 	Records []*LogRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
-	// Empty on the last page.
+	// Set when the page is full: pass it as page_token for the next page.
+	// Empty when no more entries match now.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Where this answer ends, always set: pass it as FollowLogsRequest.cursor
+	// to follow on from here, or as page_token to read what became readable
+	// since. Opaque.
+	Cursor        string `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3866,6 +3875,188 @@ func (x *QueryLogsResponse) GetRecords() []*LogRecord {
 func (x *QueryLogsResponse) GetNextPageToken() string {
 	if x != nil {
 		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *QueryLogsResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type FollowLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The same filters as QueryLogsRequest, the same numbers. Only this
+	// session's entries.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Only entries of sessions of this user.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Only entries of sessions of this kind.
+	Kind SessionKind `protobuf:"varint,3,opt,name=kind,proto3,enum=sessiond.v1.SessionKind" json:"kind,omitempty"`
+	// Entries logged at or after this time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Entries logged before this time.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Only entries at or above this level.
+	MinLevel LogLevel `protobuf:"varint,6,opt,name=min_level,json=minLevel,proto3,enum=sessiond.v1.LogLevel" json:"min_level,omitempty"`
+	// Only entries of sessions that ended failed (kept logs).
+	FailedOnly bool `protobuf:"varint,7,opt,name=failed_only,json=failedOnly,proto3" json:"failed_only,omitempty"`
+	// Only entries of sessions that ran longer than their slow threshold
+	// (kept logs).
+	SlowOnly bool `protobuf:"varint,8,opt,name=slow_only,json=slowOnly,proto3" json:"slow_only,omitempty"`
+	// Resume after this cursor (from a FollowLogsResponse or a
+	// QueryLogsResponse); empty: from now on.
+	Cursor        string `protobuf:"bytes,9,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowLogsRequest) Reset() {
+	*x = FollowLogsRequest{}
+	mi := &file_sessiond_v1_sessiond_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowLogsRequest) ProtoMessage() {}
+
+func (x *FollowLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sessiond_v1_sessiond_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowLogsRequest.ProtoReflect.Descriptor instead.
+func (*FollowLogsRequest) Descriptor() ([]byte, []int) {
+	return file_sessiond_v1_sessiond_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *FollowLogsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *FollowLogsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *FollowLogsRequest) GetKind() SessionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return SessionKind_SESSION_KIND_UNSPECIFIED
+}
+
+func (x *FollowLogsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *FollowLogsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *FollowLogsRequest) GetMinLevel() LogLevel {
+	if x != nil {
+		return x.MinLevel
+	}
+	return LogLevel_LOG_LEVEL_UNSPECIFIED
+}
+
+func (x *FollowLogsRequest) GetFailedOnly() bool {
+	if x != nil {
+		return x.FailedOnly
+	}
+	return false
+}
+
+func (x *FollowLogsRequest) GetSlowOnly() bool {
+	if x != nil {
+		return x.SlowOnly
+	}
+	return false
+}
+
+func (x *FollowLogsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type FollowLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries that became readable, in order; at most 500 per message.
+	Records []*LogRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Where this message ends: pass it as FollowLogsRequest.cursor to resume
+	// after it. Opaque.
+	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowLogsResponse) Reset() {
+	*x = FollowLogsResponse{}
+	mi := &file_sessiond_v1_sessiond_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowLogsResponse) ProtoMessage() {}
+
+func (x *FollowLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sessiond_v1_sessiond_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowLogsResponse.ProtoReflect.Descriptor instead.
+func (*FollowLogsResponse) Descriptor() ([]byte, []int) {
+	return file_sessiond_v1_sessiond_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *FollowLogsResponse) GetRecords() []*LogRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *FollowLogsResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
 	}
 	return ""
 }
@@ -4155,10 +4346,27 @@ const file_sessiond_v1_sessiond_proto_rawDesc = "" +
 	"clientTime\x127\n" +
 	"\tlogged_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\bloggedAt\x12\x1a\n" +
-	"\bsequence\x18\v \x01(\x04R\bsequence\"m\n" +
+	"\bsequence\x18\v \x01(\x04R\bsequence\"\x85\x01\n" +
 	"\x11QueryLogsResponse\x120\n" +
 	"\arecords\x18\x01 \x03(\v2\x16.sessiond.v1.LogRecordR\arecords\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xd2\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"\xf5\x02\n" +
+	"\x11FollowLogsRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12,\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x18.sessiond.v1.SessionKindR\x04kind\x129\n" +
+	"\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x122\n" +
+	"\tmin_level\x18\x06 \x01(\x0e2\x15.sessiond.v1.LogLevelR\bminLevel\x12\x1f\n" +
+	"\vfailed_only\x18\a \x01(\bR\n" +
+	"failedOnly\x12\x1b\n" +
+	"\tslow_only\x18\b \x01(\bR\bslowOnly\x12\x16\n" +
+	"\x06cursor\x18\t \x01(\tR\x06cursor\"^\n" +
+	"\x12FollowLogsResponse\x120\n" +
+	"\arecords\x18\x01 \x03(\v2\x16.sessiond.v1.LogRecordR\arecords\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor*\xd2\x02\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SESSION_KIND_METHOD_CALL\x10\x01\x12\x19\n" +
@@ -4228,12 +4436,14 @@ const file_sessiond_v1_sessiond_proto_rawDesc = "" +
 	"\n" +
 	"PutStorage\x12\x1e.sessiond.v1.PutStorageRequest\x1a\x1f.sessiond.v1.PutStorageResponse\x12V\n" +
 	"\rDeleteStorage\x12!.sessiond.v1.DeleteStorageRequest\x1a\".sessiond.v1.DeleteStorageResponse\x12S\n" +
-	"\fClearStorage\x12 .sessiond.v1.ClearStorageRequest\x1a!.sessiond.v1.ClearStorageResponse2\xe0\x01\n" +
+	"\fClearStorage\x12 .sessiond.v1.ClearStorageRequest\x1a!.sessiond.v1.ClearStorageResponse2\xb1\x02\n" +
 	"\n" +
 	"LogService\x128\n" +
 	"\x03Log\x12\x17.sessiond.v1.LogRequest\x1a\x18.sessiond.v1.LogResponse\x12L\n" +
 	"\tStreamLog\x12\x1d.sessiond.v1.StreamLogRequest\x1a\x1e.sessiond.v1.StreamLogResponse(\x01\x12J\n" +
-	"\tQueryLogs\x12\x1d.sessiond.v1.QueryLogsRequest\x1a\x1e.sessiond.v1.QueryLogsResponseB\x98\x01\n" +
+	"\tQueryLogs\x12\x1d.sessiond.v1.QueryLogsRequest\x1a\x1e.sessiond.v1.QueryLogsResponse\x12O\n" +
+	"\n" +
+	"FollowLogs\x12\x1e.sessiond.v1.FollowLogsRequest\x1a\x1f.sessiond.v1.FollowLogsResponse0\x01B\x98\x01\n" +
 	"\x0fdev.sessiond.v1B\rSessiondProtoP\x01Z=github.com/sessiond/sessiond/clients/go/sessiondv1;sessiondv1\xa2\x02\x03SDX\xaa\x02\vSessiond.V1\xba\x02\x03SDX\xca\x02\vSessiond\\V1\xea\x02\fSessiond::V1b\x06proto3"
 
 var (
@@ -4249,7 +4459,7 @@ func file_sessiond_v1_sessiond_proto_rawDescGZIP() []byte {
 }
 
 var file_sessiond_v1_sessiond_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_sessiond_v1_sessiond_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_sessiond_v1_sessiond_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_sessiond_v1_sessiond_proto_goTypes = []any{
 	(SessionKind)(0),                // 0: sessiond.v1.SessionKind
 	(SessionState)(0),               // 1: sessiond.v1.SessionState
@@ -4307,36 +4517,38 @@ var file_sessiond_v1_sessiond_proto_goTypes = []any{
 	(*QueryLogsRequest)(nil),        // 53: sessiond.v1.QueryLogsRequest
 	(*LogRecord)(nil),               // 54: sessiond.v1.LogRecord
 	(*QueryLogsResponse)(nil),       // 55: sessiond.v1.QueryLogsResponse
-	nil,                             // 56: sessiond.v1.CreateSessionRequest.StorageEntry
-	nil,                             // 57: sessiond.v1.GetStorageResponse.ValuesEntry
-	nil,                             // 58: sessiond.v1.PutStorageRequest.ValuesEntry
-	(*timestamppb.Timestamp)(nil),   // 59: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 60: google.protobuf.Duration
-	(*structpb.Value)(nil),          // 61: google.protobuf.Value
+	(*FollowLogsRequest)(nil),       // 56: sessiond.v1.FollowLogsRequest
+	(*FollowLogsResponse)(nil),      // 57: sessiond.v1.FollowLogsResponse
+	nil,                             // 58: sessiond.v1.CreateSessionRequest.StorageEntry
+	nil,                             // 59: sessiond.v1.GetStorageResponse.ValuesEntry
+	nil,                             // 60: sessiond.v1.PutStorageRequest.ValuesEntry
+	(*timestamppb.Timestamp)(nil),   // 61: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 62: google.protobuf.Duration
+	(*structpb.Value)(nil),          // 63: google.protobuf.Value
 }
 var file_sessiond_v1_sessiond_proto_depIdxs = []int32{
 	0,  // 0: sessiond.v1.Session.kind:type_name -> sessiond.v1.SessionKind
 	7,  // 1: sessiond.v1.Session.labels:type_name -> sessiond.v1.SessionLabels
-	59, // 2: sessiond.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	59, // 3: sessiond.v1.Session.last_active_at:type_name -> google.protobuf.Timestamp
-	59, // 4: sessiond.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	60, // 5: sessiond.v1.Session.idle_timeout:type_name -> google.protobuf.Duration
-	60, // 6: sessiond.v1.Session.lifetime:type_name -> google.protobuf.Duration
+	61, // 2: sessiond.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	61, // 3: sessiond.v1.Session.last_active_at:type_name -> google.protobuf.Timestamp
+	61, // 4: sessiond.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 5: sessiond.v1.Session.idle_timeout:type_name -> google.protobuf.Duration
+	62, // 6: sessiond.v1.Session.lifetime:type_name -> google.protobuf.Duration
 	1,  // 7: sessiond.v1.Session.state:type_name -> sessiond.v1.SessionState
 	2,  // 8: sessiond.v1.Session.end_reason:type_name -> sessiond.v1.EndReason
-	59, // 9: sessiond.v1.Session.ended_at:type_name -> google.protobuf.Timestamp
-	60, // 10: sessiond.v1.Session.duration:type_name -> google.protobuf.Duration
-	60, // 11: sessiond.v1.Session.time_left:type_name -> google.protobuf.Duration
+	61, // 9: sessiond.v1.Session.ended_at:type_name -> google.protobuf.Timestamp
+	62, // 10: sessiond.v1.Session.duration:type_name -> google.protobuf.Duration
+	62, // 11: sessiond.v1.Session.time_left:type_name -> google.protobuf.Duration
 	0,  // 12: sessiond.v1.CreateSessionRequest.kind:type_name -> sessiond.v1.SessionKind
 	7,  // 13: sessiond.v1.CreateSessionRequest.labels:type_name -> sessiond.v1.SessionLabels
-	60, // 14: sessiond.v1.CreateSessionRequest.idle_timeout:type_name -> google.protobuf.Duration
-	60, // 15: sessiond.v1.CreateSessionRequest.lifetime:type_name -> google.protobuf.Duration
-	56, // 16: sessiond.v1.CreateSessionRequest.storage:type_name -> sessiond.v1.CreateSessionRequest.StorageEntry
+	62, // 14: sessiond.v1.CreateSessionRequest.idle_timeout:type_name -> google.protobuf.Duration
+	62, // 15: sessiond.v1.CreateSessionRequest.lifetime:type_name -> google.protobuf.Duration
+	58, // 16: sessiond.v1.CreateSessionRequest.storage:type_name -> sessiond.v1.CreateSessionRequest.StorageEntry
 	8,  // 17: sessiond.v1.CreateSessionResponse.session:type_name -> sessiond.v1.Session
 	6,  // 18: sessiond.v1.GetSessionRequest.session:type_name -> sessiond.v1.SessionRef
 	8,  // 19: sessiond.v1.GetSessionResponse.session:type_name -> sessiond.v1.Session
 	6,  // 20: sessiond.v1.TouchSessionRequest.session:type_name -> sessiond.v1.SessionRef
-	59, // 21: sessiond.v1.TouchSessionResponse.expires_at:type_name -> google.protobuf.Timestamp
+	61, // 21: sessiond.v1.TouchSessionResponse.expires_at:type_name -> google.protobuf.Timestamp
 	6,  // 22: sessiond.v1.CloseSessionRequest.session:type_name -> sessiond.v1.SessionRef
 	2,  // 23: sessiond.v1.CloseSessionResponse.end_reason:type_name -> sessiond.v1.EndReason
 	0,  // 24: sessiond.v1.ListSessionsRequest.kind:type_name -> sessiond.v1.SessionKind
@@ -4347,94 +4559,101 @@ var file_sessiond_v1_sessiond_proto_depIdxs = []int32{
 	4,  // 29: sessiond.v1.WatchSessionsResponse.type:type_name -> sessiond.v1.EventType
 	0,  // 30: sessiond.v1.WatchSessionsResponse.kind:type_name -> sessiond.v1.SessionKind
 	2,  // 31: sessiond.v1.WatchSessionsResponse.end_reason:type_name -> sessiond.v1.EndReason
-	59, // 32: sessiond.v1.WatchSessionsResponse.at:type_name -> google.protobuf.Timestamp
+	61, // 32: sessiond.v1.WatchSessionsResponse.at:type_name -> google.protobuf.Timestamp
 	6,  // 33: sessiond.v1.SetPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
 	6,  // 34: sessiond.v1.GetPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
-	59, // 35: sessiond.v1.Promotion.expires_at:type_name -> google.protobuf.Timestamp
+	61, // 35: sessiond.v1.Promotion.expires_at:type_name -> google.protobuf.Timestamp
 	26, // 36: sessiond.v1.GetPrivilegesResponse.promotions:type_name -> sessiond.v1.Promotion
 	6,  // 37: sessiond.v1.ClearPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
 	0,  // 38: sessiond.v1.AuthenticateResponse.kind:type_name -> sessiond.v1.SessionKind
-	59, // 39: sessiond.v1.AuthenticateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	61, // 39: sessiond.v1.AuthenticateResponse.expires_at:type_name -> google.protobuf.Timestamp
 	6,  // 40: sessiond.v1.HasPrivilegeRequest.session:type_name -> sessiond.v1.SessionRef
 	6,  // 41: sessiond.v1.CheckPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
 	5,  // 42: sessiond.v1.CheckPrivilegesRequest.mode:type_name -> sessiond.v1.CheckMode
 	6,  // 43: sessiond.v1.PromoteRequest.session:type_name -> sessiond.v1.SessionRef
-	60, // 44: sessiond.v1.PromoteRequest.duration:type_name -> google.protobuf.Duration
+	62, // 44: sessiond.v1.PromoteRequest.duration:type_name -> google.protobuf.Duration
 	26, // 45: sessiond.v1.PromoteResponse.promotion:type_name -> sessiond.v1.Promotion
 	6,  // 46: sessiond.v1.DemoteRequest.session:type_name -> sessiond.v1.SessionRef
 	6,  // 47: sessiond.v1.GetStorageRequest.session:type_name -> sessiond.v1.SessionRef
-	57, // 48: sessiond.v1.GetStorageResponse.values:type_name -> sessiond.v1.GetStorageResponse.ValuesEntry
+	59, // 48: sessiond.v1.GetStorageResponse.values:type_name -> sessiond.v1.GetStorageResponse.ValuesEntry
 	6,  // 49: sessiond.v1.PutStorageRequest.session:type_name -> sessiond.v1.SessionRef
-	58, // 50: sessiond.v1.PutStorageRequest.values:type_name -> sessiond.v1.PutStorageRequest.ValuesEntry
+	60, // 50: sessiond.v1.PutStorageRequest.values:type_name -> sessiond.v1.PutStorageRequest.ValuesEntry
 	6,  // 51: sessiond.v1.DeleteStorageRequest.session:type_name -> sessiond.v1.SessionRef
 	6,  // 52: sessiond.v1.ClearStorageRequest.session:type_name -> sessiond.v1.SessionRef
 	3,  // 53: sessiond.v1.LogEntry.level:type_name -> sessiond.v1.LogLevel
-	59, // 54: sessiond.v1.LogEntry.client_time:type_name -> google.protobuf.Timestamp
+	61, // 54: sessiond.v1.LogEntry.client_time:type_name -> google.protobuf.Timestamp
 	6,  // 55: sessiond.v1.LogRequest.session:type_name -> sessiond.v1.SessionRef
 	48, // 56: sessiond.v1.LogRequest.entries:type_name -> sessiond.v1.LogEntry
 	6,  // 57: sessiond.v1.StreamLogRequest.session:type_name -> sessiond.v1.SessionRef
 	48, // 58: sessiond.v1.StreamLogRequest.entries:type_name -> sessiond.v1.LogEntry
 	0,  // 59: sessiond.v1.QueryLogsRequest.kind:type_name -> sessiond.v1.SessionKind
-	59, // 60: sessiond.v1.QueryLogsRequest.start_time:type_name -> google.protobuf.Timestamp
-	59, // 61: sessiond.v1.QueryLogsRequest.end_time:type_name -> google.protobuf.Timestamp
+	61, // 60: sessiond.v1.QueryLogsRequest.start_time:type_name -> google.protobuf.Timestamp
+	61, // 61: sessiond.v1.QueryLogsRequest.end_time:type_name -> google.protobuf.Timestamp
 	3,  // 62: sessiond.v1.QueryLogsRequest.min_level:type_name -> sessiond.v1.LogLevel
 	0,  // 63: sessiond.v1.LogRecord.kind:type_name -> sessiond.v1.SessionKind
 	3,  // 64: sessiond.v1.LogRecord.level:type_name -> sessiond.v1.LogLevel
-	59, // 65: sessiond.v1.LogRecord.client_time:type_name -> google.protobuf.Timestamp
-	59, // 66: sessiond.v1.LogRecord.logged_at:type_name -> google.protobuf.Timestamp
+	61, // 65: sessiond.v1.LogRecord.client_time:type_name -> google.protobuf.Timestamp
+	61, // 66: sessiond.v1.LogRecord.logged_at:type_name -> google.protobuf.Timestamp
 	54, // 67: sessiond.v1.QueryLogsResponse.records:type_name -> sessiond.v1.LogRecord
-	61, // 68: sessiond.v1.CreateSessionRequest.StorageEntry.value:type_name -> google.protobuf.Value
-	61, // 69: sessiond.v1.GetStorageResponse.ValuesEntry.value:type_name -> google.protobuf.Value
-	61, // 70: sessiond.v1.PutStorageRequest.ValuesEntry.value:type_name -> google.protobuf.Value
-	9,  // 71: sessiond.v1.SessionService.CreateSession:input_type -> sessiond.v1.CreateSessionRequest
-	11, // 72: sessiond.v1.SessionService.GetSession:input_type -> sessiond.v1.GetSessionRequest
-	30, // 73: sessiond.v1.SessionService.Authenticate:input_type -> sessiond.v1.AuthenticateRequest
-	13, // 74: sessiond.v1.SessionService.TouchSession:input_type -> sessiond.v1.TouchSessionRequest
-	15, // 75: sessiond.v1.SessionService.CloseSession:input_type -> sessiond.v1.CloseSessionRequest
-	17, // 76: sessiond.v1.SessionService.ListSessions:input_type -> sessiond.v1.ListSessionsRequest
-	19, // 77: sessiond.v1.SessionService.RevokeSessions:input_type -> sessiond.v1.RevokeSessionsRequest
-	21, // 78: sessiond.v1.SessionService.WatchSessions:input_type -> sessiond.v1.WatchSessionsRequest
-	23, // 79: sessiond.v1.PrivilegeService.SetPrivileges:input_type -> sessiond.v1.SetPrivilegesRequest
-	25, // 80: sessiond.v1.PrivilegeService.GetPrivileges:input_type -> sessiond.v1.GetPrivilegesRequest
-	28, // 81: sessiond.v1.PrivilegeService.ClearPrivileges:input_type -> sessiond.v1.ClearPrivilegesRequest
-	32, // 82: sessiond.v1.PrivilegeService.HasPrivilege:input_type -> sessiond.v1.HasPrivilegeRequest
-	34, // 83: sessiond.v1.PrivilegeService.CheckPrivileges:input_type -> sessiond.v1.CheckPrivilegesRequest
-	36, // 84: sessiond.v1.PrivilegeService.Promote:input_type -> sessiond.v1.PromoteRequest
-	38, // 85: sessiond.v1.PrivilegeService.Demote:input_type -> sessiond.v1.DemoteRequest
-	40, // 86: sessiond.v1.StorageService.GetStorage:input_type -> sessiond.v1.GetStorageRequest
-	42, // 87: sessiond.v1.StorageService.PutStorage:input_type -> sessiond.v1.PutStorageRequest
-	44, // 88: sessiond.v1.StorageService.DeleteStorage:input_type -> sessiond.v1.DeleteStorageRequest
-	46, // 89: sessiond.v1.StorageService.ClearStorage:input_type -> sessiond.v1.ClearStorageRequest
-	49, // 90: sessiond.v1.LogService.Log:input_type -> sessiond.v1.LogRequest
-	51, // 91: sessiond.v1.LogService.StreamLog:input_type -> sessiond.v1.StreamLogRequest
-	53, // 92: sessiond.v1.LogService.QueryLogs:input_type -> sessiond.v1.QueryLogsRequest
-	10, // 93: sessiond.v1.SessionService.CreateSession:output_type -> sessiond.v1.CreateSessionResponse
-	12, // 94: sessiond.v1.SessionService.GetSession:output_type -> sessiond.v1.GetSessionResponse
-	31, // 95: sessiond.v1.SessionService.Authenticate:output_type -> sessiond.v1.AuthenticateResponse
-	14, // 96: sessiond.v1.SessionService.TouchSession:output_type -> sessiond.v1.TouchSessionResponse
-	16, // 97: sessiond.v1.SessionService.CloseSession:output_type -> sessiond.v1.CloseSessionResponse
-	18, // 98: sessiond.v1.SessionService.ListSessions:output_type -> sessiond.v1.ListSessionsResponse
-	20, // 99: sessiond.v1.SessionService.RevokeSessions:output_type -> sessiond.v1.RevokeSessionsResponse
-	22, // 100: sessiond.v1.SessionService.WatchSessions:output_type -> sessiond.v1.WatchSessionsResponse
-	24, // 101: sessiond.v1.PrivilegeService.SetPrivileges:output_type -> sessiond.v1.SetPrivilegesResponse
-	27, // 102: sessiond.v1.PrivilegeService.GetPrivileges:output_type -> sessiond.v1.GetPrivilegesResponse
-	29, // 103: sessiond.v1.PrivilegeService.ClearPrivileges:output_type -> sessiond.v1.ClearPrivilegesResponse
-	33, // 104: sessiond.v1.PrivilegeService.HasPrivilege:output_type -> sessiond.v1.HasPrivilegeResponse
-	35, // 105: sessiond.v1.PrivilegeService.CheckPrivileges:output_type -> sessiond.v1.CheckPrivilegesResponse
-	37, // 106: sessiond.v1.PrivilegeService.Promote:output_type -> sessiond.v1.PromoteResponse
-	39, // 107: sessiond.v1.PrivilegeService.Demote:output_type -> sessiond.v1.DemoteResponse
-	41, // 108: sessiond.v1.StorageService.GetStorage:output_type -> sessiond.v1.GetStorageResponse
-	43, // 109: sessiond.v1.StorageService.PutStorage:output_type -> sessiond.v1.PutStorageResponse
-	45, // 110: sessiond.v1.StorageService.DeleteStorage:output_type -> sessiond.v1.DeleteStorageResponse
-	47, // 111: sessiond.v1.StorageService.ClearStorage:output_type -> sessiond.v1.ClearStorageResponse
-	50, // 112: sessiond.v1.LogService.Log:output_type -> sessiond.v1.LogResponse
-	52, // 113: sessiond.v1.LogService.StreamLog:output_type -> sessiond.v1.StreamLogResponse
-	55, // 114: sessiond.v1.LogService.QueryLogs:output_type -> sessiond.v1.QueryLogsResponse
-	93, // [93:115] is the sub-list for method output_type
-	71, // [71:93] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	0,  // 68: sessiond.v1.FollowLogsRequest.kind:type_name -> sessiond.v1.SessionKind
+	61, // 69: sessiond.v1.FollowLogsRequest.start_time:type_name -> google.protobuf.Timestamp
+	61, // 70: sessiond.v1.FollowLogsRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 71: sessiond.v1.FollowLogsRequest.min_level:type_name -> sessiond.v1.LogLevel
+	54, // 72: sessiond.v1.FollowLogsResponse.records:type_name -> sessiond.v1.LogRecord
+	63, // 73: sessiond.v1.CreateSessionRequest.StorageEntry.value:type_name -> google.protobuf.Value
+	63, // 74: sessiond.v1.GetStorageResponse.ValuesEntry.value:type_name -> google.protobuf.Value
+	63, // 75: sessiond.v1.PutStorageRequest.ValuesEntry.value:type_name -> google.protobuf.Value
+	9,  // 76: sessiond.v1.SessionService.CreateSession:input_type -> sessiond.v1.CreateSessionRequest
+	11, // 77: sessiond.v1.SessionService.GetSession:input_type -> sessiond.v1.GetSessionRequest
+	30, // 78: sessiond.v1.SessionService.Authenticate:input_type -> sessiond.v1.AuthenticateRequest
+	13, // 79: sessiond.v1.SessionService.TouchSession:input_type -> sessiond.v1.TouchSessionRequest
+	15, // 80: sessiond.v1.SessionService.CloseSession:input_type -> sessiond.v1.CloseSessionRequest
+	17, // 81: sessiond.v1.SessionService.ListSessions:input_type -> sessiond.v1.ListSessionsRequest
+	19, // 82: sessiond.v1.SessionService.RevokeSessions:input_type -> sessiond.v1.RevokeSessionsRequest
+	21, // 83: sessiond.v1.SessionService.WatchSessions:input_type -> sessiond.v1.WatchSessionsRequest
+	23, // 84: sessiond.v1.PrivilegeService.SetPrivileges:input_type -> sessiond.v1.SetPrivilegesRequest
+	25, // 85: sessiond.v1.PrivilegeService.GetPrivileges:input_type -> sessiond.v1.GetPrivilegesRequest
+	28, // 86: sessiond.v1.PrivilegeService.ClearPrivileges:input_type -> sessiond.v1.ClearPrivilegesRequest
+	32, // 87: sessiond.v1.PrivilegeService.HasPrivilege:input_type -> sessiond.v1.HasPrivilegeRequest
+	34, // 88: sessiond.v1.PrivilegeService.CheckPrivileges:input_type -> sessiond.v1.CheckPrivilegesRequest
+	36, // 89: sessiond.v1.PrivilegeService.Promote:input_type -> sessiond.v1.PromoteRequest
+	38, // 90: sessiond.v1.PrivilegeService.Demote:input_type -> sessiond.v1.DemoteRequest
+	40, // 91: sessiond.v1.StorageService.GetStorage:input_type -> sessiond.v1.GetStorageRequest
+	42, // 92: sessiond.v1.StorageService.PutStorage:input_type -> sessiond.v1.PutStorageRequest
+	44, // 93: sessiond.v1.StorageService.DeleteStorage:input_type -> sessiond.v1.DeleteStorageRequest
+	46, // 94: sessiond.v1.StorageService.ClearStorage:input_type -> sessiond.v1.ClearStorageRequest
+	49, // 95: sessiond.v1.LogService.Log:input_type -> sessiond.v1.LogRequest
+	51, // 96: sessiond.v1.LogService.StreamLog:input_type -> sessiond.v1.StreamLogRequest
+	53, // 97: sessiond.v1.LogService.QueryLogs:input_type -> sessiond.v1.QueryLogsRequest
+	56, // 98: sessiond.v1.LogService.FollowLogs:input_type -> sessiond.v1.FollowLogsRequest
+	10, // 99: sessiond.v1.SessionService.CreateSession:output_type -> sessiond.v1.CreateSessionResponse
+	12, // 100: sessiond.v1.SessionService.GetSession:output_type -> sessiond.v1.GetSessionResponse
+	31, // 101: sessiond.v1.SessionService.Authenticate:output_type -> sessiond.v1.AuthenticateResponse
+	14, // 102: sessiond.v1.SessionService.TouchSession:output_type -> sessiond.v1.TouchSessionResponse
+	16, // 103: sessiond.v1.SessionService.CloseSession:output_type -> sessiond.v1.CloseSessionResponse
+	18, // 104: sessiond.v1.SessionService.ListSessions:output_type -> sessiond.v1.ListSessionsResponse
+	20, // 105: sessiond.v1.SessionService.RevokeSessions:output_type -> sessiond.v1.RevokeSessionsResponse
+	22, // 106: sessiond.v1.SessionService.WatchSessions:output_type -> sessiond.v1.WatchSessionsResponse
+	24, // 107: sessiond.v1.PrivilegeService.SetPrivileges:output_type -> sessiond.v1.SetPrivilegesResponse
+	27, // 108: sessiond.v1.PrivilegeService.GetPrivileges:output_type -> sessiond.v1.GetPrivilegesResponse
+	29, // 109: sessiond.v1.PrivilegeService.ClearPrivileges:output_type -> sessiond.v1.ClearPrivilegesResponse
+	33, // 110: sessiond.v1.PrivilegeService.HasPrivilege:output_type -> sessiond.v1.HasPrivilegeResponse
+	35, // 111: sessiond.v1.PrivilegeService.CheckPrivileges:output_type -> sessiond.v1.CheckPrivilegesResponse
+	37, // 112: sessiond.v1.PrivilegeService.Promote:output_type -> sessiond.v1.PromoteResponse
+	39, // 113: sessiond.v1.PrivilegeService.Demote:output_type -> sessiond.v1.DemoteResponse
+	41, // 114: sessiond.v1.StorageService.GetStorage:output_type -> sessiond.v1.GetStorageResponse
+	43, // 115: sessiond.v1.StorageService.PutStorage:output_type -> sessiond.v1.PutStorageResponse
+	45, // 116: sessiond.v1.StorageService.DeleteStorage:output_type -> sessiond.v1.DeleteStorageResponse
+	47, // 117: sessiond.v1.StorageService.ClearStorage:output_type -> sessiond.v1.ClearStorageResponse
+	50, // 118: sessiond.v1.LogService.Log:output_type -> sessiond.v1.LogResponse
+	52, // 119: sessiond.v1.LogService.StreamLog:output_type -> sessiond.v1.StreamLogResponse
+	55, // 120: sessiond.v1.LogService.QueryLogs:output_type -> sessiond.v1.QueryLogsResponse
+	57, // 121: sessiond.v1.LogService.FollowLogs:output_type -> sessiond.v1.FollowLogsResponse
+	99, // [99:122] is the sub-list for method output_type
+	76, // [76:99] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_sessiond_v1_sessiond_proto_init() }
@@ -4456,7 +4675,7 @@ func file_sessiond_v1_sessiond_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessiond_v1_sessiond_proto_rawDesc), len(file_sessiond_v1_sessiond_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   53,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

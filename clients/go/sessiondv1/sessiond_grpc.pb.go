@@ -1023,9 +1023,10 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	LogService_Log_FullMethodName       = "/sessiond.v1.LogService/Log"
-	LogService_StreamLog_FullMethodName = "/sessiond.v1.LogService/StreamLog"
-	LogService_QueryLogs_FullMethodName = "/sessiond.v1.LogService/QueryLogs"
+	LogService_Log_FullMethodName        = "/sessiond.v1.LogService/Log"
+	LogService_StreamLog_FullMethodName  = "/sessiond.v1.LogService/StreamLog"
+	LogService_QueryLogs_FullMethodName  = "/sessiond.v1.LogService/QueryLogs"
+	LogService_FollowLogs_FullMethodName = "/sessiond.v1.LogService/FollowLogs"
 )
 
 // LogServiceClient is the client API for LogService service.
@@ -1041,8 +1042,16 @@ type LogServiceClient interface {
 	// keeps the messages before the refused one, and its error's ErrorInfo
 	// metadata counts them (committed_messages, committed_entries).
 	StreamLog(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StreamLogRequest, StreamLogResponse], error)
-	// Searches kept logs.
+	// Searches readable log entries: those of kept logs, and those of open
+	// sessions logged continuously. Admin keys only.
 	QueryLogs(ctx context.Context, in *QueryLogsRequest, opts ...grpc.CallOption) (*QueryLogsResponse, error)
+	// Streams readable log entries matching the filters as they become
+	// readable, on any replica: from a cursor (no gap, no duplicate), or from
+	// now on. Runs until the client ends it or sessiond shuts down; a client
+	// that leaves what it was sent unread for 10 s is ended with
+	// RESOURCE_EXHAUSTED (ErrorInfo FOLLOWER_TOO_SLOW) and may follow again
+	// from its last cursor. Admin keys only.
+	FollowLogs(ctx context.Context, in *FollowLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FollowLogsResponse], error)
 }
 
 type logServiceClient struct {
@@ -1086,6 +1095,25 @@ func (c *logServiceClient) QueryLogs(ctx context.Context, in *QueryLogsRequest, 
 	return out, nil
 }
 
+func (c *logServiceClient) FollowLogs(ctx context.Context, in *FollowLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FollowLogsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &LogService_ServiceDesc.Streams[1], LogService_FollowLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FollowLogsRequest, FollowLogsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LogService_FollowLogsClient = grpc.ServerStreamingClient[FollowLogsResponse]
+
 // LogServiceServer is the server API for LogService service.
 // All implementations must embed UnimplementedLogServiceServer
 // for forward compatibility.
@@ -1099,8 +1127,16 @@ type LogServiceServer interface {
 	// keeps the messages before the refused one, and its error's ErrorInfo
 	// metadata counts them (committed_messages, committed_entries).
 	StreamLog(grpc.ClientStreamingServer[StreamLogRequest, StreamLogResponse]) error
-	// Searches kept logs.
+	// Searches readable log entries: those of kept logs, and those of open
+	// sessions logged continuously. Admin keys only.
 	QueryLogs(context.Context, *QueryLogsRequest) (*QueryLogsResponse, error)
+	// Streams readable log entries matching the filters as they become
+	// readable, on any replica: from a cursor (no gap, no duplicate), or from
+	// now on. Runs until the client ends it or sessiond shuts down; a client
+	// that leaves what it was sent unread for 10 s is ended with
+	// RESOURCE_EXHAUSTED (ErrorInfo FOLLOWER_TOO_SLOW) and may follow again
+	// from its last cursor. Admin keys only.
+	FollowLogs(*FollowLogsRequest, grpc.ServerStreamingServer[FollowLogsResponse]) error
 	mustEmbedUnimplementedLogServiceServer()
 }
 
@@ -1119,6 +1155,9 @@ func (UnimplementedLogServiceServer) StreamLog(grpc.ClientStreamingServer[Stream
 }
 func (UnimplementedLogServiceServer) QueryLogs(context.Context, *QueryLogsRequest) (*QueryLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method QueryLogs not implemented")
+}
+func (UnimplementedLogServiceServer) FollowLogs(*FollowLogsRequest, grpc.ServerStreamingServer[FollowLogsResponse]) error {
+	return status.Error(codes.Unimplemented, "method FollowLogs not implemented")
 }
 func (UnimplementedLogServiceServer) mustEmbedUnimplementedLogServiceServer() {}
 func (UnimplementedLogServiceServer) testEmbeddedByValue()                    {}
@@ -1184,6 +1223,17 @@ func _LogService_QueryLogs_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LogService_FollowLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FollowLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LogServiceServer).FollowLogs(m, &grpc.GenericServerStream[FollowLogsRequest, FollowLogsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LogService_FollowLogsServer = grpc.ServerStreamingServer[FollowLogsResponse]
+
 // LogService_ServiceDesc is the grpc.ServiceDesc for LogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1205,6 +1255,11 @@ var LogService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "StreamLog",
 			Handler:       _LogService_StreamLog_Handler,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "FollowLogs",
+			Handler:       _LogService_FollowLogs_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "sessiond/v1/sessiond.proto",

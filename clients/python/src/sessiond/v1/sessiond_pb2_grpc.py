@@ -994,6 +994,11 @@ class LogServiceStub:
                 request_serializer=sessiond_dot_v1_dot_sessiond__pb2.QueryLogsRequest.SerializeToString,
                 response_deserializer=sessiond_dot_v1_dot_sessiond__pb2.QueryLogsResponse.FromString,
                 _registered_method=True)
+        self.FollowLogs = channel.unary_stream(
+                '/sessiond.v1.LogService/FollowLogs',
+                request_serializer=sessiond_dot_v1_dot_sessiond__pb2.FollowLogsRequest.SerializeToString,
+                response_deserializer=sessiond_dot_v1_dot_sessiond__pb2.FollowLogsResponse.FromString,
+                _registered_method=True)
 
 
 class LogServiceServicer:
@@ -1018,7 +1023,20 @@ class LogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def QueryLogs(self, request, context):
-        """Searches kept logs.
+        """Searches readable log entries: those of kept logs, and those of open
+        sessions logged continuously. Admin keys only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowLogs(self, request, context):
+        """Streams readable log entries matching the filters as they become
+        readable, on any replica: from a cursor (no gap, no duplicate), or from
+        now on. Runs until the client ends it or sessiond shuts down; a client
+        that leaves what it was sent unread for 10 s is ended with
+        RESOURCE_EXHAUSTED (ErrorInfo FOLLOWER_TOO_SLOW) and may follow again
+        from its last cursor. Admin keys only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1041,6 +1059,11 @@ def add_LogServiceServicer_to_server(servicer, server):
                     servicer.QueryLogs,
                     request_deserializer=sessiond_dot_v1_dot_sessiond__pb2.QueryLogsRequest.FromString,
                     response_serializer=sessiond_dot_v1_dot_sessiond__pb2.QueryLogsResponse.SerializeToString,
+            ),
+            'FollowLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowLogs,
+                    request_deserializer=sessiond_dot_v1_dot_sessiond__pb2.FollowLogsRequest.FromString,
+                    response_serializer=sessiond_dot_v1_dot_sessiond__pb2.FollowLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1125,6 +1148,33 @@ class LogService:
             '/sessiond.v1.LogService/QueryLogs',
             sessiond_dot_v1_dot_sessiond__pb2.QueryLogsRequest.SerializeToString,
             sessiond_dot_v1_dot_sessiond__pb2.QueryLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sessiond.v1.LogService/FollowLogs',
+            sessiond_dot_v1_dot_sessiond__pb2.FollowLogsRequest.SerializeToString,
+            sessiond_dot_v1_dot_sessiond__pb2.FollowLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,
