@@ -340,6 +340,15 @@ const KEEP_ENTRIES: &str = "WITH kept AS (UPDATE log_entries SET failed = $2, sl
      position = coalesce(position, pg_current_xact_id()::text::int8) WHERE session_id = $1 RETURNING 1) \
      SELECT pg_notify('sessiond_logs', pg_current_xact_id()::text) WHERE EXISTS (SELECT 1 FROM kept)";
 
+/// [`KEEP_ENTRIES`] for many sessions at once: ids, failed and slow as
+/// three arrays.
+const KEEP_MANY_ENTRIES: &str = "WITH k AS (SELECT * FROM unnest($1::text[], $2::bool[], $3::bool[]) \
+     AS k (session_id, failed, slow)), \
+     kept AS (UPDATE log_entries AS l SET failed = k.failed, slow = k.slow, \
+     position = coalesce(l.position, pg_current_xact_id()::text::int8) FROM k WHERE l.session_id = k.session_id \
+     RETURNING 1) \
+     SELECT pg_notify('sessiond_logs', pg_current_xact_id()::text) WHERE EXISTS (SELECT 1 FROM kept)";
+
 async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<Applied> {
     let select = tx
         .prepare_cached(
@@ -452,6 +461,15 @@ async fn end_sessions(tx: &ClientWrapper, endings: &[Ending]) -> StoreResult<App
     if !unkept.is_empty() {
         let delete = tx.prepare_cached("DELETE FROM log_entries WHERE session_id = ANY($1)").await?;
         tx.execute(&delete, &[&unkept]).await?;
+    }
+    // Kept logs: their entries not readable yet become readable now.
+    let kept: Vec<&Ending> = open.iter().filter(|e| e.end.log_id.is_some()).copied().collect();
+    if !kept.is_empty() {
+        let ids: Vec<&str> = kept.iter().map(|e| e.id.as_str()).collect();
+        let failed: Vec<bool> = kept.iter().map(|e| e.end.reason == EndReason::Failed).collect();
+        let slow: Vec<bool> = kept.iter().map(|e| e.end.slow).collect();
+        let keep = tx.prepare_cached(KEEP_MANY_ENTRIES).await?;
+        tx.query(&keep, &[&ids, &failed, &slow]).await?;
     }
     let changed = open.iter().map(|e| e.id.clone()).collect();
     Ok(Applied { events, outcome: Outcome::Ends(outcomes), changed: Changed::Sessions(changed) })
