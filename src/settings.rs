@@ -441,6 +441,11 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_MAX_PROMOTION", value_parser = duration, default_value = "1day")]
     pub max_promotion: Duration,
 
+    /// Promotions in force at once on one session; Promote past it is
+    /// RESOURCE_EXHAUSTED (QuotaFailure on `promotions`).
+    #[arg(long, env = "SESSIOND_MAX_PROMOTIONS_PER_SESSION", default_value_t = 100)]
+    pub max_promotions_per_session: usize,
+
     /// Largest page of ListSessions and QueryLogs.
     #[arg(long, env = "SESSIOND_MAX_PAGE_SIZE", default_value_t = 1_000)]
     pub max_page_size: usize,
@@ -711,6 +716,7 @@ impl Settings {
             ("log-max-entries", self.log_max_entries),
             ("log-max-message-bytes", self.log_max_message_bytes),
             ("max-page-size", self.max_page_size),
+            ("max-promotions-per-session", self.max_promotions_per_session),
             ("max-concurrent-calls", self.max_concurrent_calls),
             ("max-concurrent-calls-per-key", self.max_concurrent_calls_per_key.unwrap_or(1)),
             ("max-concurrent-calls-per-tenant", self.max_concurrent_calls_per_tenant.unwrap_or(1)),
@@ -734,6 +740,7 @@ impl Settings {
             limits: Limits {
                 max_text_bytes: self.max_text_bytes,
                 max_promotion: self.max_promotion,
+                max_promotions_per_session: self.max_promotions_per_session,
                 max_log_entries_per_call: self.log_max_entries,
                 max_log_message_bytes: self.log_max_message_bytes,
                 max_page_size: self.max_page_size,

@@ -152,8 +152,16 @@ impl Service {
         caller.require(Permission::ChangePrivileges)?;
         let id = self.open_session(caller, session).await?.id;
         let promotion = Promotion { id: PromotionId::generate_for(&id), privilege, expires_at: self.now() + duration };
+        let max = self.inner.config.limits.max_promotions_per_session;
         let (_, promotion) = self
             .change_grants(caller, &SessionRef::found(id), |grants| {
+                // Expired promotions are already dropped: these are in force.
+                if grants.promotions.len() >= max {
+                    return Err(Error::QuotaExceeded {
+                        subject: "promotions".into(),
+                        description: format!("at most {max} promotions are in force on a session at once"),
+                    });
+                }
                 grants.promotions.push(promotion.clone());
                 Ok(promotion.clone())
             })

@@ -605,3 +605,23 @@ async fn clearing_a_trusted_sessions_privileges_leaves_it_trusted() {
     assert!(privileges_of(&mut app, &token).await.trusted);
     assert!(holds(&mut app, &token, "admin").await);
 }
+
+#[tokio::test]
+async fn promotions_in_force_on_a_session_are_capped_and_expired_ones_make_room() {
+    let mut app = TestApp::spawn_with(|s| s.max_promotions_per_session = 3).await;
+    let token = create_with_grants(&mut app, &[], &[]).await;
+    for _ in 0..3 {
+        promote(&mut app, &token, "viewBasic", 60).await.expect("within the cap");
+    }
+    let refused = failure(promote(&mut app, &token, "admin", 60).await);
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    use tonic_types::StatusExt as _;
+    let quota = refused.get_error_details().quota_failure().cloned().expect("a QuotaFailure");
+    assert_eq!(quota.violations[0].subject, "promotions");
+    assert!(!holds(&mut app, &token, "admin").await, "the refused promotion changed nothing");
+    assert_eq!(privileges_of(&mut app, &token).await.promotions.len(), 3);
+
+    app.advance(Duration::from_secs(61));
+    promote(&mut app, &token, "admin", 60).await.expect("room again");
+    assert!(holds(&mut app, &token, "admin").await, "expired promotions no longer count");
+}
