@@ -160,7 +160,8 @@ async fn garbage_empty_and_oversized_requests_get_clear_errors_at_every_rpc_and_
         // a session or a kind.
         // Authenticate answers a token it cannot use, even none, with its
         // one "sign in again" status.
-        let empty_is_valid = ["/ListSessions", "/QueryLogs", "/WatchSessions"].iter().any(|m| path.ends_with(m));
+        let empty_is_valid =
+            ["/ListSessions", "/QueryLogs", "/FollowLogs", "/WatchSessions"].iter().any(|m| path.ends_with(m));
         let authenticate = path.ends_with("/Authenticate");
         let expected = match (empty_is_valid, authenticate) {
             (true, _) => Code::Ok,
