@@ -156,7 +156,21 @@ async fn every_metric_the_dashboard_and_alerts_name_is_scraped_from_real_replica
         "tls",
         &["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()],
     );
-    let narrow = start(&database.url, dir.path(), "narrow", &["--max-concurrent-calls", "1"]);
+    // Room for one call, and a key's and tenant's share above it: the
+    // global limit is the one that sheds.
+    let narrow = start(
+        &database.url,
+        dir.path(),
+        "narrow",
+        &[
+            "--max-concurrent-calls",
+            "1",
+            "--max-concurrent-calls-per-key",
+            "2",
+            "--max-concurrent-calls-per-tenant",
+            "2",
+        ],
+    );
 
     // Calls on the narrow replica: a create (an event the other replica
     // receives), then a watch holding the one call allowed while another
