@@ -11,7 +11,7 @@ use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::store::Store;
 use tonic::transport::Channel;
 
-use crate::helpers::{PATIENCE, by_token, on_postgres, seconds};
+use crate::helpers::{PATIENCE, by_token, entry, on_postgres, seconds};
 use crate::postgres_support::{TestDatabase, fresh_database};
 
 /// Sessions touched before the stop: more than one store batch of activity.
@@ -168,9 +168,27 @@ async fn sigterm_cuts_calls_still_running_at_the_drain_timeout() {
     let mut logs = pb::log_service_client::LogServiceClient::new(channel.connect().await.expect("connects"));
     let call = tokio::spawn(async move { logs.stream_log(tokio_stream::wrappers::ReceiverStream::new(stream)).await });
     messages
-        .send(pb::StreamLogRequest { session: by_token(&created.token), ..Default::default() })
+        .send(pb::StreamLogRequest {
+            session: by_token(&created.token),
+            entries: vec![entry(pb::LogLevel::Info, "streaming")],
+            ..Default::default()
+        })
         .await
         .expect("the stream takes a message");
+    // The stream is running on the server once its first message is
+    // committed: a web user's entries are readable while it is open.
+    let session_id = created.session.as_ref().expect("a session").session_id.clone();
+    let mut queries = pb::log_service_client::LogServiceClient::new(channel.connect().await.expect("connects"));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let query = pb::QueryLogsRequest { session_id: session_id.clone(), ..Default::default() };
+        let page = queries.query_logs(query).await.expect("logs are queryable").into_inner();
+        if !page.records.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stream's first message was never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let (took, status, log) = running.terminate();
     assert!(status.success(), "sessiond stopped cleanly: {log}");
