@@ -33,13 +33,21 @@ pub fn unauthenticated(message: impl Into<String>, reason: &str, metadata: HashM
 /// the reason other calls answer under their own codes.
 pub fn sign_in_again(err: Error) -> Status {
     match err {
-        Error::SessionNotFound => unauthenticated("session not found", "SESSION_NOT_FOUND", HashMap::new()),
-        Error::SessionEnded(reason) => {
-            let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);
-            unauthenticated(format!("session has ended: {reason}"), reason.error_reason(), metadata)
-        }
+        Error::SessionNotFound => session_not_found(Code::Unauthenticated),
+        Error::SessionEnded(reason) => session_ended(Code::Unauthenticated, reason),
         other => other.into(),
     }
+}
+
+/// An unknown session (or another tenant's), answered with `code`.
+fn session_not_found(code: Code) -> Status {
+    info(code, "session not found", "SESSION_NOT_FOUND", HashMap::new())
+}
+
+/// A session that ended for `reason`, answered with `code`.
+fn session_ended(code: Code, reason: crate::domain::EndReason) -> Status {
+    let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);
+    info(code, format!("session has ended: {reason}"), reason.error_reason(), metadata)
 }
 
 /// Logs an error's cause chain, throttled by the code and reason it is
@@ -73,11 +81,8 @@ impl From<Error> for Status {
                 "PERMISSION_REQUIRED",
                 HashMap::from([("permission".to_owned(), permission.to_owned())]),
             ),
-            Error::SessionNotFound => info(Code::NotFound, "session not found", "SESSION_NOT_FOUND", HashMap::new()),
-            Error::SessionEnded(reason) => {
-                let metadata = HashMap::from([("end_reason".to_owned(), reason.as_str().to_owned())]);
-                info(Code::FailedPrecondition, format!("session has ended: {reason}"), reason.error_reason(), metadata)
-            }
+            Error::SessionNotFound => session_not_found(Code::NotFound),
+            Error::SessionEnded(reason) => session_ended(Code::FailedPrecondition, reason),
             Error::NotFound { what, name } => {
                 let reason = format!("{}_NOT_FOUND", what.to_uppercase());
                 info(

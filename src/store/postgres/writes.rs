@@ -334,15 +334,10 @@ async fn record_activity(tx: &ClientWrapper, id: &SessionId, at: UnixMillis) -> 
     Ok(Applied { changed: Changed::Session(id.clone()), ..unchanged })
 }
 
-/// Marks a kept log's entries failed or slow and makes those not readable
-/// yet readable at this transaction's id, said on `sessiond_logs`.
-const KEEP_ENTRIES: &str = "WITH kept AS (UPDATE log_entries SET failed = $2, slow = $3, \
-     position = coalesce(position, pg_current_xact_id()::text::int8) WHERE session_id = $1 RETURNING 1) \
-     SELECT pg_notify('sessiond_logs', pg_current_xact_id()::text) WHERE EXISTS (SELECT 1 FROM kept)";
-
-/// [`KEEP_ENTRIES`] for many sessions at once: ids, failed and slow as
-/// three arrays.
-const KEEP_MANY_ENTRIES: &str = "WITH k AS (SELECT * FROM unnest($1::text[], $2::bool[], $3::bool[]) \
+/// Marks kept logs' entries failed or slow and makes those not readable
+/// yet readable at this transaction's id, said on `sessiond_logs`: session
+/// ids, failed and slow as three arrays (one element for a single end).
+const KEEP_ENTRIES: &str = "WITH k AS (SELECT * FROM unnest($1::text[], $2::bool[], $3::bool[]) \
      AS k (session_id, failed, slow)), \
      kept AS (UPDATE log_entries AS l SET failed = k.failed, slow = k.slow, \
      position = coalesce(l.position, pg_current_xact_id()::text::int8) FROM k WHERE l.session_id = k.session_id \
@@ -385,7 +380,11 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
     } else {
         // The log is kept: its entries not readable yet become readable now.
         let keep = tx.prepare_cached(KEEP_ENTRIES).await?;
-        tx.query(&keep, &[&id.as_str(), &(end.reason == EndReason::Failed), &end.slow]).await?;
+        tx.query(
+            &keep,
+            &[&[id.as_str()].as_slice(), &[end.reason == EndReason::Failed].as_slice(), &[end.slow].as_slice()],
+        )
+        .await?;
     }
     Ok(Applied { events: vec![event.clone()], outcome: Outcome::Done, changed: Changed::Session(id.clone()) })
 }
@@ -468,7 +467,7 @@ async fn end_sessions(tx: &ClientWrapper, endings: &[Ending]) -> StoreResult<App
         let ids: Vec<&str> = kept.iter().map(|e| e.id.as_str()).collect();
         let failed: Vec<bool> = kept.iter().map(|e| e.end.reason == EndReason::Failed).collect();
         let slow: Vec<bool> = kept.iter().map(|e| e.end.slow).collect();
-        let keep = tx.prepare_cached(KEEP_MANY_ENTRIES).await?;
+        let keep = tx.prepare_cached(KEEP_ENTRIES).await?;
         tx.query(&keep, &[&ids, &failed, &slow]).await?;
     }
     let changed = open.iter().map(|e| e.id.clone()).collect();
