@@ -176,11 +176,7 @@ impl Service {
         let wake = self.inner.logs_readable.subscribe();
         query.after = match from {
             Some(cursor) => cursor,
-            None => {
-                let beyond =
-                    LogQuery { after: LogCursor { position: i64::MAX, entry_id: 0 }, limit: 1, ..query.clone() };
-                LogCursor::below(self.store().query_logs(&beyond).await?.horizon)
-            }
+            None => self.store().log_cursor_now().await?,
         };
         let (sender, receiver) = mpsc::channel(FOLLOW_QUEUE + 1);
         let service = self.clone();

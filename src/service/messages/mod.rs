@@ -160,33 +160,31 @@ impl Messages {
         // Registered before the checks: a session that ends after its
         // check is announced to the subscription.
         let registered = self.inner.hub.register(keys.collect())?;
-        for (channel, after) in &channels {
-            if let Channel::Session(id) = channel {
+        let mut starts = Vec::with_capacity(channels.len());
+        for (channel, after) in channels {
+            if let Channel::Session(id) = &channel {
                 self.check_session(caller, id).await?;
             }
-            if let Some(after) = after {
-                let key = TenantChannel { tenant: caller.tenant.clone(), channel: channel.clone() };
-                let bounds = self.inner.log.bounds(&key).await?;
-                let kept = *after >= bounds.latest || after + 1 >= bounds.oldest;
-                if !kept {
-                    return Err(Error::ChannelCursorOutOfRange {
-                        channel: channel.to_string(),
-                        expired: true,
-                        oldest: bounds.oldest,
-                        latest: bounds.latest,
-                    });
-                }
-                if *after > bounds.latest {
-                    return Err(Error::ChannelCursorOutOfRange {
-                        channel: channel.to_string(),
-                        expired: false,
-                        oldest: bounds.oldest,
-                        latest: bounds.latest,
-                    });
-                }
+            let key = TenantChannel { tenant: caller.tenant.clone(), channel: channel.clone() };
+            let bounds = self.inner.log.bounds(&key).await?;
+            // A live-only channel starts after the latest message committed
+            // once the subscription is in the hub: what follows reaches it
+            // live, or is read back when it arrives out of order.
+            let Some(after) = after else {
+                starts.push((channel, Some(bounds.latest)));
+                continue;
+            };
+            if (after + 1 < bounds.oldest && after < bounds.latest) || after > bounds.latest {
+                return Err(Error::ChannelCursorOutOfRange {
+                    channel: channel.to_string(),
+                    expired: after <= bounds.latest,
+                    oldest: bounds.oldest,
+                    latest: bounds.latest,
+                });
             }
+            starts.push((channel, Some(after)));
         }
-        Ok(subscription::start(self.clone(), caller.tenant.clone(), channels, registered))
+        Ok(subscription::start(self.clone(), caller.tenant.clone(), starts, registered))
     }
 
     /// Follows what reaches this process from elsewhere until sessiond

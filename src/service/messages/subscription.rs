@@ -6,8 +6,9 @@
 //! process twice, or was replayed) and is skipped; one beyond the next is
 //! preceded by the messages in between, read from the store. A channel
 //! resumed with `after_sequence` starts from the store; a live-only one
-//! starts at the first message it receives and reads the store only to
-//! fill a gap.
+//! starts after the channel's latest message at the time it subscribed,
+//! so a message that overtakes an earlier one (posted on another replica)
+//! does not make it skip that one.
 //!
 //! The stream checks the hub's `cut` flag before every item: a
 //! subscription cut off for falling behind ends with
