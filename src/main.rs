@@ -31,10 +31,17 @@ async fn main() -> anyhow::Result<()> {
         if let Some(Command::Migrate) = settings.command {
             return migrate(&settings).await;
         }
-        let app = Application::build(settings)
-            .await
-            .inspect_err(|err| tracing::error!(error = format!("{err:#}"), "start-up failed"))?;
-        app.run_until_stopped(shutdown_signal()).await
+        let mut stopped = Box::pin(shutdown_signal());
+        let app = tokio::select! {
+            app = Application::build(settings) => {
+                app.inspect_err(|err| tracing::error!(error = format!("{err:#}"), "start-up failed"))?
+            }
+            () = &mut stopped => {
+                tracing::info!("stopped while starting up");
+                return Ok(());
+            }
+        };
+        app.run_until_stopped(stopped).await
     }
     .await;
     // Exports the last spans and metrics, of a failed start-up too.
@@ -88,23 +95,33 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Completes on SIGTERM or Ctrl-C (SIGINT). The handlers are installed
+/// when this is called, before sessiond accepts anything: a SIGTERM that
+/// arrives while it starts drains it like any other, instead of killing it.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
                 tokio::select! {
                     _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = interrupt.recv() => {}
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                one.recv().await;
             }
+            (Err(_), Err(_)) => std::future::pending().await,
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -198,3 +198,24 @@ async fn sigterm_cuts_calls_still_running_at_the_drain_timeout() {
     assert!(answer.is_err(), "the cut stream is answered an error, not success: {answer:?}");
     drop(messages);
 }
+
+#[tokio::test]
+async fn sigterm_while_starting_up_stops_sessiond_cleanly() {
+    if on_postgres() {
+        return; // the same start-up either way; the wait below is made up
+    }
+    // A "Postgres" that accepts connections and never answers: start-up
+    // waits on it, surely past the point where signals are handled.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let url = format!("postgres://sessiond@{}/sessiond", silent.local_addr().expect("an address"));
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let running = start(data.path(), None, &["--database-url", &url]);
+    let (held, _) =
+        tokio::task::spawn_blocking(move || silent.accept()).await.expect("joined").expect("sessiond connects");
+
+    let (took, status, log) = running.terminate();
+    drop(held);
+    assert!(status.success(), "SIGTERM during start-up ends sessiond cleanly, not by the signal: {status:?}\n{log}");
+    assert!(took < PATIENCE, "{took:?}");
+    assert!(log.contains("stopped while starting up"), "{log}");
+}
