@@ -3,7 +3,7 @@
     python clients/python/generate.py [OUT_DIR]
 
 Runs grpc_tools.protoc (grpcio-tools, pinned in requirements-dev.txt) on
-proto/sessiond/v1/sessiond.proto with the Python, typing stub (.pyi) and
+proto/sessiond/v1/sessiond.proto and messages.proto with the Python, typing stub (.pyi) and
 gRPC outputs. OUT_DIR defaults to clients/python/src, where the stubs are
 checked in; the test suite generates them again into a temporary directory
 and fails when they differ, so they are never edited by hand.
@@ -19,12 +19,15 @@ from grpc_tools import protoc
 
 HERE = pathlib.Path(__file__).resolve().parent
 PROTO_ROOT = HERE.parents[1] / "proto"
-PROTO = "sessiond/v1/sessiond.proto"
+PROTOS = ["sessiond/v1/sessiond.proto", "sessiond/v1/messages.proto"]
 # The generated files, relative to OUT_DIR.
 GENERATED = [
     "sessiond/v1/sessiond_pb2.py",
     "sessiond/v1/sessiond_pb2.pyi",
     "sessiond/v1/sessiond_pb2_grpc.py",
+    "sessiond/v1/messages_pb2.py",
+    "sessiond/v1/messages_pb2.pyi",
+    "sessiond/v1/messages_pb2_grpc.py",
 ]
 
 
@@ -38,7 +41,7 @@ def generate(out_dir: pathlib.Path) -> None:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
-        PROTO,
+        *PROTOS,
     ])
     if status != 0:
         raise SystemExit(f"protoc failed with status {status}")

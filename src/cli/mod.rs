@@ -1,11 +1,11 @@
-//! The admin CLI: `sessiond sessions|logs|events|health|version`, a client
+//! The admin CLI: `sessiond sessions|logs|events|messages|health|version`, a client
 //! of sessiond's public gRPC API and nothing else (the generated tonic
 //! clients of [`crate::pb`]), for a local or a remote sessiond.
 //!
 //! - [`connect`]: the address, TLS options and the API key (from an
 //!   environment variable or a file, never a flag);
 //! - [`output`]: aligned tables for people, JSON lines for scripts;
-//! - [`sessions`], [`logs`], [`events`], [`health`]: one file per command
+//! - [`sessions`], [`logs`], [`events`], [`messages`], [`health`]: one file per command
 //!   family, each parsing its flags into one request and printing the
 //!   answer;
 //! - [`exit`]: the exit codes scripts can trust, one per kind of failure.
@@ -19,6 +19,7 @@ pub mod events;
 pub mod exit;
 pub mod health;
 pub mod logs;
+pub mod messages;
 pub mod output;
 pub mod sessions;
 
@@ -40,6 +41,9 @@ pub enum AdminCommand {
     /// Watches session events as they happen.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Posts a message to a channel, or follows channels as messages come.
+    #[command(subcommand)]
+    Messages(messages::MessagesCommand),
     /// Asks a sessiond whether it is SERVING: exit 0 if so, 4 if not.
     Health(health::HealthArgs),
     /// Prints this CLI's version (and sessiond's, which is the same
@@ -54,6 +58,7 @@ pub async fn run(command: AdminCommand, api_key_from_env: Option<crate::settings
         AdminCommand::Sessions(command) => sessions::run(command, api_key_from_env).await,
         AdminCommand::Logs(command) => logs::run(command, api_key_from_env).await,
         AdminCommand::Events(command) => events::run(command, api_key_from_env).await,
+        AdminCommand::Messages(command) => messages::run(command, api_key_from_env).await,
         AdminCommand::Health(args) => health::health(args).await,
         AdminCommand::Version(args) => health::version(args),
     };

@@ -1,4 +1,4 @@
-//! The admin CLI (`sessiond sessions|logs|events|health|version`): the
+//! The admin CLI (`sessiond sessions|logs|events|messages|health|version`): the
 //! real binary, run as a child process against a real sessiond, read
 //! through its standard output, standard error and exit code.
 
@@ -20,6 +20,7 @@ const USAGE: i32 = 2;
 const NOT_FOUND: i32 = 3;
 const UNAVAILABLE: i32 = 4;
 const DENIED: i32 = 5;
+const REFUSED: i32 = 6;
 
 /// `sessiond ARGS --addr ADDRESS` with `env` added to an environment
 /// holding none of the CLI's own variables.
@@ -92,6 +93,19 @@ impl Running {
     /// The next line, waiting up to PATIENCE without holding the runtime.
     async fn next_line(&mut self) -> String {
         tokio::task::block_in_place(|| self.lines.recv_timeout(PATIENCE)).expect("a line within PATIENCE")
+    }
+
+    /// Waits up to PATIENCE for standard output to close with no further
+    /// line, then for the process to exit; answers its exit code.
+    async fn exit_code(&mut self) -> Option<i32> {
+        tokio::task::block_in_place(|| {
+            match self.lines.recv_timeout(PATIENCE) {
+                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+                Ok(line) => panic!("no further line, not {line:?}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("the CLI did not end within PATIENCE"),
+            }
+            self.child.wait().expect("the CLI is waited for").code()
+        })
     }
 }
 
@@ -385,4 +399,110 @@ async fn the_cli_speaks_mutual_tls_with_a_ca_a_client_certificate_and_a_server_n
     let no_ca = run(&address, &["health"], &[]).await;
     assert_eq!(no_ca.status.code(), Some(USAGE), "stderr: {}", stderr(&no_ca));
     server_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_follow_prints_each_message_posted_by_messages_post() {
+    let app = TestApp::spawn().await;
+    let mut follow = Running::start(&app.address, &["messages", "follow", "chat/room-42", "chat/other", "-o", "json"]);
+    // The first line says the subscription is in place.
+    let subscribed: Value = serde_json::from_str(&follow.next_line().await).unwrap();
+    assert_eq!(subscribed, serde_json::json!({"item": "subscribed", "channels": ["chat/room-42", "chat/other"]}));
+
+    let posted = run(
+        &app.address,
+        &[
+            "messages",
+            "post",
+            "chat/room-42",
+            r#"{"from": "alice", "text": "hi\nthere", "n": 3}"#,
+            "--type",
+            "chat.Line",
+            "-o",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_lines(&posted), [serde_json::json!({"sequence": 1, "local_deliveries": 1})]);
+    let line: Value = serde_json::from_str(&follow.next_line().await).unwrap();
+    assert_eq!(
+        (&line["item"], &line["channel"], &line["sequence"], &line["scope"], &line["type_name"]),
+        (&"message".into(), &"chat/room-42".into(), &1.into(), &"global".into(), &"chat.Line".into())
+    );
+    assert_eq!(line["payload"], serde_json::json!({"from": "alice", "text": "hi\nthere", "n": 3}));
+    assert!(line["posted_at"].as_str().is_some_and(|at| at.ends_with('Z')), "{line}");
+
+    // A local message is not numbered; the table prints it as it comes.
+    let local = run(&app.address, &["messages", "post", "chat/other", "null", "--scope", "local"], &[]).await;
+    assert_eq!(local.status.code(), Some(0), "stderr: {}", stderr(&local));
+    assert_eq!(
+        stdout(&local).lines().nth(1).map(str::split_whitespace).map(Iterator::collect::<Vec<_>>),
+        Some(vec!["0", "1"])
+    );
+    let line: Value = serde_json::from_str(&follow.next_line().await).unwrap();
+    assert_eq!((&line["sequence"], &line["scope"], &line["payload"]), (&0.into(), &"local".into(), &Value::Null));
+
+    // Resuming replays the kept messages in a table, control characters escaped.
+    let mut table = Running::start(&app.address, &["messages", "follow", "chat/room-42", "--after", "0"]);
+    let header = table.next_line().await;
+    assert!(header.starts_with("CHANNEL") && header.contains("PAYLOAD"), "{header}");
+    let row = table.next_line().await;
+    assert!(row.starts_with("chat/room-42"), "{row}");
+    assert!(row.contains(" chat.Line "), "{row}");
+    assert!(row.ends_with(r#"{"from":"alice","n":3,"text":"hi\nthere"}"#), "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_follow_of_a_session_channel_ends_with_the_session() {
+    let mut app = TestApp::spawn().await;
+    let created = app.create(Kind::WebUser, "ivan").await;
+    let id = created.session.clone().unwrap().session_id;
+    let channel = format!("session:{id}");
+    let mut follow = Running::start(&app.address, &["messages", "follow", &channel, "-o", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&follow.next_line().await).unwrap()["item"], "subscribed");
+
+    app.close(&created.token, "").await;
+    let line: Value = serde_json::from_str(&follow.next_line().await).unwrap();
+    assert_eq!(
+        line,
+        serde_json::json!({"item": "session_ended", "channel": channel, "session_id": id, "end_reason": "closed", "final": true})
+    );
+    assert_eq!(follow.exit_code().await, Some(0), "the stream ended with OK");
+
+    // The ended session's channel is refused, as the API refuses it.
+    let ended = run(&app.address, &["messages", "post", &channel, "1"], &[]).await;
+    assert_eq!(ended.status.code(), Some(REFUSED), "stderr: {}", stderr(&ended));
+    assert!(stderr(&ended).contains("(SESSION_CLOSED)"), "{}", stderr(&ended));
+}
+
+#[tokio::test]
+async fn messages_refusals_exit_with_the_codes_of_the_other_commands() {
+    let app = TestApp::spawn().await;
+    let secret_payload = r#"{"card": "4111 1111"#;
+    let not_json = run(&app.address, &["messages", "post", "chat/room", secret_payload], &[]).await;
+    assert_eq!(not_json.status.code(), Some(USAGE));
+    assert!(stderr(&not_json).contains("not valid JSON (line 1, column"), "{}", stderr(&not_json));
+    assert!(!stderr(&not_json).contains("4111"), "the payload is never echoed");
+
+    let unknown_kind = run(&app.address, &["messages", "post", "robot:7", "1"], &[]).await;
+    assert_eq!(unknown_kind.status.code(), Some(USAGE));
+    assert!(
+        stderr(&unknown_kind).lines().any(|line| line.trim_start().starts_with("channel: ")),
+        "{}",
+        stderr(&unknown_kind)
+    );
+
+    let no_session = run(&app.address, &["messages", "follow", &format!("session:{}", "0".repeat(32))], &[]).await;
+    assert_eq!(no_session.status.code(), Some(NOT_FOUND), "stderr: {}", stderr(&no_session));
+
+    assert_eq!(run(&app.address, &["messages", "post", "chat/room", "1"], &[]).await.status.code(), Some(0));
+    let ahead = run(&app.address, &["messages", "follow", "chat/room", "--after", "5"], &[]).await;
+    assert_eq!(ahead.status.code(), Some(USAGE));
+    assert!(stderr(&ahead).starts_with("sessiond: OUT_OF_RANGE: "), "{}", stderr(&ahead));
+    assert!(stderr(&ahead).contains("(CURSOR_AHEAD)"), "{}", stderr(&ahead));
+    assert!(stdout(&ahead).is_empty());
+
+    let scope = run(&app.address, &["messages", "post", "chat/room", "1", "--scope", "everywhere"], &[]).await;
+    assert_eq!(scope.status.code(), Some(USAGE));
 }

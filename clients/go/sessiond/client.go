@@ -1,5 +1,5 @@
 // Package sessiond is a Go client of sessiond: sessions, privileges,
-// storage and logs over gRPC, with native Go values (maps, time.Duration,
+// storage, logs and channel messages over gRPC, with native Go values (maps, time.Duration,
 // time.Time) and errors to match with errors.As.
 //
 //	client, err := sessiond.New("localhost:50051", sessiond.Options{APIKey: key})
@@ -74,6 +74,7 @@ type Client struct {
 	privileges     pb.PrivilegeServiceClient
 	storage        pb.StorageServiceClient
 	logs           pb.LogServiceClient
+	messages       pb.MessageServiceClient
 	updateAttempts int
 }
 
@@ -111,6 +112,7 @@ func New(address string, opts Options) (*Client, error) {
 		privileges:     pb.NewPrivilegeServiceClient(conn),
 		storage:        pb.NewStorageServiceClient(conn),
 		logs:           pb.NewLogServiceClient(conn),
+		messages:       pb.NewMessageServiceClient(conn),
 		updateAttempts: attempts,
 	}, nil
 }

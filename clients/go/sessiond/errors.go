@@ -169,6 +169,10 @@ func fromStatus(err error) error {
 		return &PermissionDeniedError{failure}
 	case code == codes.InvalidArgument:
 		return &InvalidArgumentError{base: failure, Violations: violations}
+	case code == codes.OutOfRange && (reason == "CURSOR_EXPIRED" || reason == "CURSOR_AHEAD"):
+		return cursorError(failure)
+	case code == codes.ResourceExhausted && reason == "SUBSCRIBER_TOO_SLOW":
+		return &SubscriberTooSlowError{&ResourceExhaustedError{failure}}
 	case code == codes.ResourceExhausted:
 		return &ResourceExhaustedError{failure}
 	case code == codes.Unavailable:

@@ -16,9 +16,11 @@ import {
 } from '@grpc/grpc-js';
 
 import { VersionConflict, fromServiceError } from './errors.js';
+import * as mpb from './gen/sessiond/v1/messages.js';
 import * as pb from './gen/sessiond/v1/sessiond.js';
+import { Subscription } from './subscription.js';
 import * as t from './types.js';
-import type { JsonValue, Kind, LogEntry, LogLevel, State } from './types.js';
+import type { JsonValue, Kind, LogEntry, LogLevel, Scope, State } from './types.js';
 
 /**
  * A session as a call names it: its token (a string), or `{ sessionId }`
@@ -93,6 +95,7 @@ interface Stubs {
   privileges: pb.PrivilegeServiceClient;
   storage: pb.StorageServiceClient;
   logs: pb.LogServiceClient;
+  messages: mpb.MessageServiceClient;
 }
 
 /**
@@ -114,6 +117,7 @@ export class Client {
       privileges: new pb.PrivilegeServiceClient(address, creds, shared),
       storage: new pb.StorageServiceClient(address, creds, shared),
       logs: new pb.LogServiceClient(address, creds, shared),
+      messages: new mpb.MessageServiceClient(address, creds, shared),
     };
     this.metadata = new Metadata();
     if (options.apiKey) this.metadata.set('authorization', `Bearer ${options.apiKey}`);
@@ -465,5 +469,52 @@ export class Client {
       })),
       nextPageToken: a.nextPageToken,
     };
+  }
+
+  // --- messages -------------------------------------------------------------
+
+  /**
+   * Posts `payload` (any JSON value, null included) to `channel`: a name of
+   * the tenant's own ('chat/room-42'), 'session:ID' or 'user:ID'. `scope`
+   * 'global' (the default: numbered, kept for replay, every replica) or
+   * 'local' (this replica's subscribers only). Answers the message's
+   * sequence and how many subscriptions of this replica it was handed to.
+   */
+  async post(channel: string, payload: JsonValue, options: { scope?: Scope; typeName?: string } = {}): Promise<t.Posted> {
+    if (payload === undefined) throw new TypeError('post: a payload is required (null is one)');
+    const s = this.stubs.messages;
+    const a = await this.call(s, s.post, mpb.PostRequest.fromPartial({
+      channel,
+      payload,
+      typeName: options.typeName ?? '',
+      scope: t.scope.toProto(options.scope),
+    }));
+    return { sequence: a.sequence, localDeliveries: a.localDeliveries };
+  }
+
+  /**
+   * Follows one channel or several; resolves once the subscription is in
+   * place. `for await (const item of subscription)` yields `Message` and
+   * `SessionEnd` items (tell them apart by `item.type`) and ends after a
+   * final SessionEnd or `close()`. `afterSequence` (for every channel, or
+   * by channel) first replays the kept messages after it; unset: live
+   * only. No deadline unless `timeoutMs`. Rejects with `CursorExpired` or
+   * `CursorAhead` for a cursor that cannot be served, and the iteration
+   * with `SubscriberTooSlow` when cut off for falling behind.
+   */
+  async subscribe(
+    channels: string | string[],
+    options: { afterSequence?: number | Record<string, number>; timeoutMs?: number } = {},
+  ): Promise<Subscription> {
+    const names = typeof channels === 'string' ? [channels] : channels;
+    const after = options.afterSequence;
+    const request = mpb.SubscribeRequest.fromPartial({
+      channels: names.map((channel) => ({
+        channel,
+        afterSequence: typeof after === 'number' ? after : after?.[channel],
+      })),
+    });
+    const callOptions = options.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
+    return Subscription.open(this.stubs.messages.subscribe(request, this.metadata, callOptions));
   }
 }

@@ -15,6 +15,10 @@
  *     ├── Unauthenticated        the API key (or client certificate) was refused
  *     ├── InvalidArgument        a field was invalid (violations)
  *     ├── ResourceExhausted      a limit was reached
+ *     │   └── SubscriberTooSlow  a subscription fell too far behind and was cut off
+ *     ├── CursorOutOfRange       a subscription's afterSequence cannot be served
+ *     │   ├── CursorExpired      messages after it are no longer kept
+ *     │   └── CursorAhead        it is beyond the channel's last message
  *     ├── Unavailable            sessiond or its store cannot answer now; retry
  *     └── DeadlineExceeded       no answer within the call's deadline
  */
@@ -100,6 +104,44 @@ export class InvalidArgument extends SessiondError {}
 /** A limit was reached (a session's storage full, too many calls). */
 export class ResourceExhausted extends SessiondError {}
 
+/**
+ * A subscription fell more than --message-subscriber-buffer messages behind
+ * and was cut off (reason SUBSCRIBER_TOO_SLOW); subscribe again from the
+ * last sequence received.
+ */
+export class SubscriberTooSlow extends ResourceExhausted {}
+
+function optionalNumber(value: string | undefined): number | undefined {
+  return value === undefined ? undefined : Number(value);
+}
+
+/**
+ * OUT_OF_RANGE for a subscription's afterSequence: `channel`, and the
+ * channel's `oldestSequence` (the oldest kept) and `latestSequence`.
+ */
+export class CursorOutOfRange extends SessiondError {
+  get channel(): string {
+    return this.metadata.channel ?? '';
+  }
+
+  get oldestSequence(): number | undefined {
+    return optionalNumber(this.metadata.oldest_sequence);
+  }
+
+  get latestSequence(): number | undefined {
+    return optionalNumber(this.metadata.latest_sequence);
+  }
+}
+
+/**
+ * Messages after the cursor are no longer kept (CURSOR_EXPIRED): messages
+ * were missed; read the state needed and subscribe again from `latestSequence`.
+ */
+export class CursorExpired extends CursorOutOfRange {}
+
+/** The cursor is beyond the channel's last message (CURSOR_AHEAD). */
+export class CursorAhead extends CursorOutOfRange {}
+
 /** sessiond or its store could not answer; the call may be retried. */
 export class Unavailable extends SessiondError {}
 
@@ -126,6 +168,9 @@ function errorClass(code: Code, reason: string): typeof SessiondError {
   }
   if (code === Code.UNAUTHENTICATED) return TOKEN_REASONS.has(reason) ? LoginRequired : Unauthenticated;
   if (code === Code.ABORTED && reason === 'VERSION_CONFLICT') return VersionConflict;
+  if (code === Code.OUT_OF_RANGE && reason === 'CURSOR_EXPIRED') return CursorExpired;
+  if (code === Code.OUT_OF_RANGE && reason === 'CURSOR_AHEAD') return CursorAhead;
+  if (code === Code.RESOURCE_EXHAUSTED && reason === 'SUBSCRIBER_TOO_SLOW') return SubscriberTooSlow;
   return BY_CODE[code] ?? SessiondError;
 }
 

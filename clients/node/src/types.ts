@@ -7,6 +7,7 @@
  * are the lower-case proto names without their prefix ('web_user').
  */
 
+import * as mpb from './gen/sessiond/v1/messages.js';
 import * as pb from './gen/sessiond/v1/sessiond.js';
 
 /** A JSON-like value, as storage holds. */
@@ -41,6 +42,8 @@ export type EventType =
   | 'revoked'
   | 'privileges_changed'
   | 'storage_changed';
+/** How far a posted message reaches: this replica's subscribers, or every replica's (kept, numbered). */
+export type Scope = 'local' | 'global';
 
 /** A proto enum number as its lower-case name without prefix; undefined for UNSPECIFIED. */
 function enumName<T extends string>(table: Record<number, string>, prefix: string, value: number): T | undefined {
@@ -71,6 +74,10 @@ export const endReason = {
 export const logLevel = {
   toProto: (name?: LogLevel) => enumNumber(pb.LogLevel, 'LOG_LEVEL_', name),
   fromProto: (value: number) => enumName<LogLevel>(pb.LogLevel, 'LOG_LEVEL_', value),
+};
+export const scope = {
+  toProto: (name?: Scope) => enumNumber(mpb.MessageScope, 'MESSAGE_SCOPE_', name),
+  fromProto: (value: number) => enumName<Scope>(mpb.MessageScope, 'MESSAGE_SCOPE_', value),
 };
 export const eventType = {
   fromProto: (value: number) => enumName<EventType>(pb.EventType, 'EVENT_TYPE_', value),
@@ -266,6 +273,74 @@ export interface LogRecord {
 export interface LogPage {
   records: LogRecord[];
   nextPageToken: string;
+}
+
+/** post's answer. */
+export interface Posted {
+  /** The message's number in its channel (1, 2, …); 0 for a local message. */
+  sequence: number;
+  /** Subscriptions of the replica that took the post it was handed to. */
+  localDeliveries: number;
+}
+
+/** A message as a subscription receives it. */
+export interface Message {
+  type: 'message';
+  channel: string;
+  /** Its number in the channel, for resuming with afterSequence; 0 for a local message. */
+  sequence: number;
+  /** The payload as posted. */
+  payload: JsonValue;
+  /** The type name as posted ('' when none was given). */
+  typeName: string;
+  /** When sessiond accepted the post (millisecond precision). */
+  postedAt?: Date;
+  scope?: Scope;
+}
+
+/**
+ * A session of a followed `session:` or `user:` channel ended. On a session
+ * channel it is the subscription's last item (`final`): the iteration stops
+ * after it.
+ */
+export interface SessionEnd {
+  type: 'sessionEnd';
+  /** The followed channel it concerns (`session:ID` or `user:ID`). */
+  channel: string;
+  sessionId: string;
+  endReason?: EndReason;
+  /** Whether the subscription ends with this item (session channels). */
+  final: boolean;
+}
+
+/** A subscription's item: tell them apart by `type`. */
+export type SubscriptionItem = Message | SessionEnd;
+
+/** The item a Subscribe answer carries; undefined for one not surfaced (`subscribed`). */
+export function subscriptionItem(r: mpb.SubscribeResponse): SubscriptionItem | undefined {
+  if (r.message) {
+    const m = r.message;
+    return {
+      type: 'message',
+      channel: m.channel,
+      sequence: m.sequence,
+      payload: m.payload === undefined ? null : (m.payload as JsonValue),
+      typeName: m.typeName,
+      postedAt: m.postedAt,
+      scope: scope.fromProto(m.scope),
+    };
+  }
+  if (r.sessionEnded) {
+    const e = r.sessionEnded;
+    return {
+      type: 'sessionEnd',
+      channel: e.channel,
+      sessionId: e.sessionId,
+      endReason: endReason.fromProto(e.endReason),
+      final: e.endsSubscription,
+    };
+  }
+  return undefined;
 }
 
 /** Zips the privileges asked with their answers. */

@@ -1,4 +1,4 @@
-"""sessiond's Python client: sessions, privileges, storage and logs over gRPC.
+"""sessiond's Python client: sessions, privileges, storage, logs and messages over gRPC.
 
     from sessiond import Client
     with Client("localhost:50051", api_key=KEY) as client:
@@ -11,7 +11,11 @@ asyncio twin. Failures are `SessiondError` subclasses (`sessiond.errors`).
 
 from .aio import AsyncClient
 from .client import Client
+from ._subscription import AsyncSubscription, Subscription
 from .errors import (
+    CursorAhead,
+    CursorExpired,
+    CursorOutOfRange,
     DeadlineExceeded,
     InvalidArgument,
     LoginRequired,
@@ -20,6 +24,7 @@ from .errors import (
     SessionEnded,
     SessiondError,
     SessionNotFound,
+    SubscriberTooSlow,
     Unauthenticated,
     Unavailable,
     VersionConflict,
@@ -38,10 +43,14 @@ from .types import (
     LogLevel,
     LogPage,
     LogRecord,
+    Message,
+    Posted,
     Privileges,
     Promotion,
     Revoked,
+    Scope,
     Session,
+    SessionEnd,
     SessionId,
     SessionPage,
     State,
@@ -55,7 +64,8 @@ __all__ = [
     "AsyncClient", "Client",
     "SessiondError", "LoginRequired", "SessionNotFound", "SessionEnded", "VersionConflict",
     "PermissionDenied", "Unauthenticated", "InvalidArgument", "ResourceExhausted", "Unavailable",
-    "DeadlineExceeded",
+    "DeadlineExceeded", "SubscriberTooSlow", "CursorOutOfRange", "CursorExpired", "CursorAhead",
+    "Subscription", "AsyncSubscription", "Message", "Posted", "Scope", "SessionEnd",
     "Check", "Closed", "CreatedSession", "EndReason", "Event", "EventType", "Identity", "Kind", "Labels",
     "LogEntry", "LogLevel", "LogPage", "LogRecord", "Privileges", "Promotion", "Revoked", "Session",
     "SessionId", "SessionPage", "State", "Storage", "Written",

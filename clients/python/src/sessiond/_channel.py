@@ -8,6 +8,7 @@ from typing import Optional, Sequence, Union
 
 import grpc
 
+from .v1 import messages_pb2_grpc as messages_rpc
 from .v1 import sessiond_pb2_grpc as rpc
 
 #: A per-call deadline: seconds, a timedelta, or None for none.
@@ -47,4 +48,5 @@ def stubs(channel) -> dict:
         "privileges": rpc.PrivilegeServiceStub(channel),
         "storage": rpc.StorageServiceStub(channel),
         "logs": rpc.LogServiceStub(channel),
+        "messages": messages_rpc.MessageServiceStub(channel),
     }

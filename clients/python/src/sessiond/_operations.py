@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from . import types as t
-from .types import Duration, Kind, LogEntry, LogLevel, SessionId, State
+from .types import Duration, Kind, LogEntry, LogLevel, Scope, SessionId, State
+from .v1 import messages_pb2 as mpb
 from .v1 import sessiond_pb2 as pb
 
 #: A session as a call names it: its token (a plain str), its id (SessionId),
@@ -269,6 +270,37 @@ class Operations:
             request.end_time.CopyFrom(t.to_timestamp(end_time))
         return self._invoke("logs", "QueryLogs", request, lambda a: t.LogPage(
             [t.LogRecord.from_proto(r) for r in a.records], a.next_page_token))
+
+
+    # --- messages ---------------------------------------------------------
+
+    def post(
+        self, channel: str, payload: Any, *, scope: Optional[Union[Scope, str]] = None, type_name: str = ""
+    ) -> t.Posted:
+        """Posts `payload` (any JSON-like Python value, None included) to `channel`.
+
+        `channel` is a name of the tenant's own (``"chat/room-42"``),
+        ``"session:ID"`` or ``"user:ID"``; `scope` "global" (the default:
+        numbered, kept for replay, every replica) or "local" (this replica's
+        subscribers only). Answers the message's sequence and how many
+        subscriptions of this replica it was handed to.
+        """
+        request = mpb.PostRequest(channel=channel, payload=t.to_value(payload), type_name=type_name,
+                                  scope=Scope.parse(scope).to_proto() if scope else _UNSET)
+        return self._invoke("messages", "Post", request, lambda a: t.Posted(a.sequence, a.local_deliveries))
+
+    @staticmethod
+    def _subscribe_request(
+        channels: Union[str, Iterable[str]], after_sequence: Optional[Union[int, Mapping[str, int]]]
+    ) -> mpb.SubscribeRequest:
+        names = [channels] if isinstance(channels, str) else list(channels)
+        request = mpb.SubscribeRequest()
+        for name in names:
+            channel = request.channels.add(channel=name)
+            after = after_sequence.get(name) if isinstance(after_sequence, Mapping) else after_sequence
+            if after is not None:
+                channel.after_sequence = after
+        return request
 
 
 def changes(current: t.Storage, new: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
@@ -13,6 +13,7 @@ import grpc.aio
 from . import _channel
 from ._channel import Timeout
 from ._operations import Operations, SessionLike, backoff, changes
+from ._subscription import AsyncSubscription
 from .errors import VersionConflict, from_rpc_error
 from .types import Event, Kind, Storage
 
@@ -78,6 +79,7 @@ class AsyncClient(Operations):
         clear_storage = _awaited(Operations.clear_storage)  # type: ignore[assignment]
         log = _awaited(Operations.log)  # type: ignore[assignment]
         query_logs = _awaited(Operations.query_logs)  # type: ignore[assignment]
+        post = _awaited(Operations.post)  # type: ignore[assignment]
 
     def with_timeout(self, timeout: Timeout) -> "AsyncClient":
         """This client, on the same channel, with another per-call deadline."""
@@ -147,3 +149,15 @@ class AsyncClient(Operations):
             raise from_rpc_error(error) from error
         finally:
             stream.cancel()
+
+    async def subscribe(
+        self,
+        channels: Union[str, Iterable[str]],
+        *,
+        after_sequence: Optional[Union[int, Mapping[str, int]]] = None,
+        timeout: Timeout = None,
+    ) -> AsyncSubscription:
+        """Follows channels, as `Client.subscribe`; iterate the answer with ``async for``."""
+        request = self._subscribe_request(channels, after_sequence)
+        call = self._stubs["messages"].Subscribe(request, timeout=_channel.seconds(timeout), metadata=self._metadata)
+        return await AsyncSubscription(call)._start()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import grpc
 
 from . import _channel
 from ._channel import Timeout
 from ._operations import Operations, SessionLike, backoff, changes
+from ._subscription import Subscription
 from .errors import VersionConflict, from_rpc_error
 from .types import Event, Kind, Storage
 
@@ -127,3 +128,24 @@ class Client(Operations):
             raise from_rpc_error(error) from error
         finally:
             stream.cancel()
+
+    def subscribe(
+        self,
+        channels: Union[str, Iterable[str]],
+        *,
+        after_sequence: Optional[Union[int, Mapping[str, int]]] = None,
+        timeout: Timeout = None,
+    ) -> Subscription:
+        """Follows one channel or several; returns once the subscription is in place.
+
+        Iterate the answer for `Message` and `SessionEnd` items; the
+        iteration stops after a final SessionEnd (a `session:` channel's
+        session ended) or `close()`. `after_sequence` (for every channel, or
+        a dict by channel) first replays the kept messages after it; unset:
+        live only. No deadline unless `timeout`. Raises `CursorExpired` or
+        `CursorAhead` for a cursor that cannot be served, here or while
+        iterating, and `SubscriberTooSlow` when cut off for falling behind.
+        """
+        request = self._subscribe_request(channels, after_sequence)
+        call = self._stubs["messages"].Subscribe(request, timeout=_channel.seconds(timeout), metadata=self._metadata)
+        return Subscription(call)

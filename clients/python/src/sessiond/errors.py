@@ -14,6 +14,10 @@ sessiond.dev) when the answer had one, and the server's `message`::
     ├── Unauthenticated        the API key (or client certificate) was refused
     ├── InvalidArgument        a field was invalid (violations)
     ├── ResourceExhausted      a limit was reached
+    │   └── SubscriberTooSlow  a subscription fell too far behind and was cut off
+    ├── CursorOutOfRange       a subscription's after_sequence cannot be served
+    │   ├── CursorExpired      messages after it are no longer kept
+    │   └── CursorAhead        it is beyond the channel's last message
     ├── Unavailable            sessiond or its store cannot answer now; retry
     └── DeadlineExceeded       no answer within the call's deadline
 """
@@ -96,6 +100,39 @@ class ResourceExhausted(SessiondError):
     """A limit was reached (storage of a session full, too many calls)."""
 
 
+class SubscriberTooSlow(ResourceExhausted):
+    """A subscription fell more than --message-subscriber-buffer messages behind and was
+    cut off (reason SUBSCRIBER_TOO_SLOW); subscribe again from the last sequence received."""
+
+
+class CursorOutOfRange(SessiondError):
+    """OUT_OF_RANGE for a subscription's after_sequence: `channel`, and the channel's
+    `oldest_sequence` (the oldest kept) and `latest_sequence`."""
+
+    @property
+    def channel(self) -> str:
+        return self.metadata.get("channel", "")
+
+    @property
+    def oldest_sequence(self) -> Optional[int]:
+        value = self.metadata.get("oldest_sequence")
+        return int(value) if value is not None else None
+
+    @property
+    def latest_sequence(self) -> Optional[int]:
+        value = self.metadata.get("latest_sequence")
+        return int(value) if value is not None else None
+
+
+class CursorExpired(CursorOutOfRange):
+    """Messages after the cursor are no longer kept (CURSOR_EXPIRED): messages were
+    missed; read the state needed and subscribe again from `latest_sequence`."""
+
+
+class CursorAhead(CursorOutOfRange):
+    """The cursor is beyond the channel's last message (CURSOR_AHEAD)."""
+
+
 class Unavailable(SessiondError):
     """sessiond or its store could not answer; the call may be retried."""
 
@@ -113,6 +150,10 @@ _BY_CODE = {
 }
 
 
+#: Subscribe's refusals of an after_sequence (OUT_OF_RANGE), by reason.
+_CURSOR_REASONS: dict[str, type[SessiondError]] = {"CURSOR_EXPIRED": CursorExpired, "CURSOR_AHEAD": CursorAhead}
+
+
 def _error_type(code: grpc.StatusCode, reason: str) -> type[SessiondError]:
     if reason == "SESSION_NOT_FOUND" and code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.NOT_FOUND):
         return SessionNotFound
@@ -122,6 +163,10 @@ def _error_type(code: grpc.StatusCode, reason: str) -> type[SessiondError]:
         return LoginRequired if reason in _TOKEN_REASONS else Unauthenticated
     if code == grpc.StatusCode.ABORTED and reason == "VERSION_CONFLICT":
         return VersionConflict
+    if code == grpc.StatusCode.OUT_OF_RANGE and reason in _CURSOR_REASONS:
+        return _CURSOR_REASONS[reason]
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and reason == "SUBSCRIBER_TOO_SLOW":
+        return SubscriberTooSlow
     return _BY_CODE.get(code, SessiondError)
 
 

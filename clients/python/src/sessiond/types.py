@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Union
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
+from .v1 import messages_pb2 as mpb
 from .v1 import sessiond_pb2 as pb
 
 #: A duration as sessiond's calls take it: a timedelta, or seconds.
@@ -94,6 +95,15 @@ class EventType(_ProtoEnum):
     STORAGE_CHANGED = "storage_changed"
 
 
+class Scope(_ProtoEnum):
+    """How far a posted message reaches (MessageScope)."""
+
+    #: Only the subscribers on the replica that took the post; not numbered, not kept.
+    LOCAL = "local"
+    #: Every subscriber on every replica sharing the store; numbered and kept for replay.
+    GLOBAL = "global"
+
+
 #: Each enum's proto enum and value prefix (tests/test_generated.py checks they match).
 _PROTO: dict[type, tuple[Any, str]] = {
     Kind: (pb.SessionKind, "SESSION_KIND_"),
@@ -101,6 +111,7 @@ _PROTO: dict[type, tuple[Any, str]] = {
     EndReason: (pb.EndReason, "END_REASON_"),
     LogLevel: (pb.LogLevel, "LOG_LEVEL_"),
     EventType: (pb.EventType, "EVENT_TYPE_"),
+    Scope: (mpb.MessageScope, "MESSAGE_SCOPE_"),
 }
 
 
@@ -403,3 +414,57 @@ class LogRecord:
 class LogPage:
     records: list[LogRecord]
     next_page_token: str = field(default="")
+
+
+# --- messages -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Post's answer."""
+
+    #: The message's number in its channel (1, 2, …); 0 for a LOCAL message.
+    sequence: int
+    #: Subscriptions of the replica that took the post it was handed to.
+    local_deliveries: int
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as a subscription receives it."""
+
+    channel: str
+    #: Its number in the channel, for resuming with after_sequence; 0 for a LOCAL message.
+    sequence: int
+    #: The payload as posted, as plain Python (dict, list, str, int/float, bool, None).
+    payload: Any
+    #: The type name as posted ("" when none was given).
+    type_name: str
+    #: When sessiond accepted the post (millisecond precision).
+    posted_at: Optional[datetime]
+    scope: Optional[Scope]
+
+    @classmethod
+    def from_proto(cls, m: mpb.ChannelMessage) -> "Message":
+        return cls(m.channel, m.sequence, from_value(m.payload), m.type_name,
+                   from_timestamp(m, "posted_at"), Scope.from_proto(m.scope))
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """A session of a followed `session:` or `user:` channel ended.
+
+    On a session channel it is the subscription's last item (`final`): the
+    iteration stops after it.
+    """
+
+    #: The followed channel it concerns (`session:ID` or `user:ID`).
+    channel: str
+    session_id: SessionId
+    end_reason: Optional[EndReason]
+    #: Whether the subscription ends with this item (session channels).
+    final: bool
+
+    @classmethod
+    def from_proto(cls, e: mpb.SessionEnded) -> "SessionEnd":
+        return cls(e.channel, SessionId(e.session_id), EndReason.from_proto(e.end_reason), e.ends_subscription)

@@ -5,6 +5,7 @@ import com.google.common.util.concurrent.Futures;
 import com.google.common.util.concurrent.ListenableFuture;
 import com.google.common.util.concurrent.MoreExecutors;
 import dev.sessiond.v1.AuthenticateRequest;
+import dev.sessiond.v1.ChannelSubscription;
 import dev.sessiond.v1.CheckMode;
 import dev.sessiond.v1.CheckPrivilegesRequest;
 import dev.sessiond.v1.ClearPrivilegesRequest;
@@ -18,12 +19,16 @@ import dev.sessiond.v1.GetStorageRequest;
 import dev.sessiond.v1.HasPrivilegeRequest;
 import dev.sessiond.v1.LogRequest;
 import dev.sessiond.v1.LogServiceGrpc;
+import dev.sessiond.v1.MessageScope;
+import dev.sessiond.v1.MessageServiceGrpc;
+import dev.sessiond.v1.PostRequest;
 import dev.sessiond.v1.PrivilegeServiceGrpc;
 import dev.sessiond.v1.PromoteRequest;
 import dev.sessiond.v1.PutStorageRequest;
 import dev.sessiond.v1.SessionServiceGrpc;
 import dev.sessiond.v1.SetPrivilegesRequest;
 import dev.sessiond.v1.StorageServiceGrpc;
+import dev.sessiond.v1.SubscribeRequest;
 import dev.sessiond.v1.TouchSessionRequest;
 import io.grpc.ChannelCredentials;
 import io.grpc.Context;
@@ -78,6 +83,8 @@ public final class SessiondClient implements AutoCloseable {
   private final PrivilegeServiceGrpc.PrivilegeServiceFutureStub privileges;
   private final StorageServiceGrpc.StorageServiceFutureStub storage;
   private final LogServiceGrpc.LogServiceFutureStub logs;
+  private final MessageServiceGrpc.MessageServiceFutureStub messages;
+  private final MessageServiceGrpc.MessageServiceBlockingStub messageStreams;
 
   private SessiondClient(ManagedChannel channel, String apiKey, Duration timeout, int updateAttempts) {
     this.channel = channel;
@@ -93,6 +100,8 @@ public final class SessiondClient implements AutoCloseable {
     this.privileges = PrivilegeServiceGrpc.newFutureStub(channel).withInterceptors(withKey);
     this.storage = StorageServiceGrpc.newFutureStub(channel).withInterceptors(withKey);
     this.logs = LogServiceGrpc.newFutureStub(channel).withInterceptors(withKey);
+    this.messages = MessageServiceGrpc.newFutureStub(channel).withInterceptors(withKey);
+    this.messageStreams = MessageServiceGrpc.newBlockingStub(channel).withInterceptors(withKey);
   }
 
   private SessiondClient(SessiondClient other, Duration timeout) {
@@ -104,6 +113,8 @@ public final class SessiondClient implements AutoCloseable {
     this.privileges = other.privileges;
     this.storage = other.storage;
     this.logs = other.logs;
+    this.messages = other.messages;
+    this.messageStreams = other.messageStreams;
   }
 
   /** A builder for a client of sessiond at target ({@code host:port}). */
@@ -569,6 +580,62 @@ public final class SessiondClient implements AutoCloseable {
   public CompletableFuture<LogPage> queryLogsAsync(LogFilter filter) {
     return call(deadline(logs).queryLogs(filter.request.build()),
         a -> new LogPage(a.getRecordsList().stream().map(LogRecord::from).toList(), a.getNextPageToken()));
+  }
+
+  // ---- messages ----
+
+  /**
+   * Posts payload (what {@link Values#toValue} takes; null included) to
+   * channel: a name of the tenant's own ({@code chat/room-42}), {@code
+   * session:ID} or {@code user:ID}; GLOBAL, without a type name.
+   */
+  public Posted post(String channel, Object payload) {
+    return await(postAsync(channel, payload, MessageScope.MESSAGE_SCOPE_GLOBAL, ""));
+  }
+
+  /** Posts with a scope (LOCAL: this replica's subscribers only) and a type name (empty: none). */
+  public Posted post(String channel, Object payload, MessageScope scope, String typeName) {
+    return await(postAsync(channel, payload, scope, typeName));
+  }
+
+  /** {@link #post}, asynchronously. */
+  public CompletableFuture<Posted> postAsync(String channel, Object payload, MessageScope scope, String typeName) {
+    var request = PostRequest.newBuilder().setChannel(channel).setPayload(Values.toValue(payload)).setScope(scope)
+        .setTypeName(typeName).build();
+    return call(deadline(messages).post(request), a -> new Posted(a.getSequence(), a.getLocalDeliveries()));
+  }
+
+  /** Follows channels, live only: see {@link #subscribe(List, Long)}. */
+  public Subscription subscribe(List<String> channels) {
+    return subscribe(channels, null);
+  }
+
+  /**
+   * Follows channels; returns once sessiond has put the subscription in
+   * place, so every message posted after it returns reaches it. With
+   * afterSequence (null: live only), every channel first replays the kept
+   * messages after it; a cursor that cannot be served throws {@link
+   * CursorOutOfRangeException}. No deadline; close the subscription to end it.
+   */
+  public Subscription subscribe(List<String> channels, Long afterSequence) {
+    var request = SubscribeRequest.newBuilder();
+    for (String channel : channels) {
+      var subscription = ChannelSubscription.newBuilder().setChannel(channel);
+      if (afterSequence != null) {
+        subscription.setAfterSequence(afterSequence);
+      }
+      request.addChannels(subscription);
+    }
+    Context.CancellableContext context = Context.current().withCancellation();
+    Context previous = context.attach();
+    try {
+      return new Subscription(context, messageStreams.subscribe(request.build()));
+    } catch (RuntimeException e) {
+      context.cancel(null);
+      throw SessiondException.from(e);
+    } finally {
+      context.detach(previous);
+    }
   }
 
   // ---- plumbing ----

@@ -121,6 +121,12 @@ public class SessiondException extends RuntimeException {
     if (code == Status.Code.ABORTED && reason.equals("VERSION_CONFLICT")) {
       return new VersionConflictException(failure);
     }
+    if (code == Status.Code.OUT_OF_RANGE && (reason.equals("CURSOR_EXPIRED") || reason.equals("CURSOR_AHEAD"))) {
+      return new CursorOutOfRangeException(failure);
+    }
+    if (code == Status.Code.RESOURCE_EXHAUSTED && reason.equals("SUBSCRIBER_TOO_SLOW")) {
+      return new SubscriberTooSlowException(failure);
+    }
     return switch (code) {
       case PERMISSION_DENIED -> new PermissionDeniedException(failure);
       case INVALID_ARGUMENT -> new InvalidArgumentException(failure);

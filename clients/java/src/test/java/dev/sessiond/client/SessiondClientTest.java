@@ -12,6 +12,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.sessiond.v1.CheckMode;
 import dev.sessiond.v1.EndReason;
 import dev.sessiond.v1.EventType;
+import dev.sessiond.v1.MessageScope;
 import dev.sessiond.v1.SessionKind;
 import dev.sessiond.v1.SessionLabels;
 import io.grpc.Status;
@@ -293,6 +294,39 @@ class SessiondClientTest {
     assertEquals(List.of(EventType.EVENT_TYPE_CREATED, EventType.EVENT_TYPE_CLOSED), types);
     try (var events = client.watchSessions(new WatchFilter().sessionId("0".repeat(32)))) {
       assertThrows(SessionNotFoundException.class, events::hasNext);
+    }
+  }
+
+  @Test
+  void aSubscriberReceivesPostsAndASessionChannelEndsWithItsSession() {
+    String channel = "test/java-" + System.nanoTime();
+    Map<String, Object> payload = Map.of("from", "alice", "n", 3.0, "tags", List.of("a", true));
+    try (Subscription subscription = client.subscribe(List.of(channel))) {
+      assertEquals(List.of(channel), subscription.channels());
+      assertEquals(new Posted(1, 1), client.post(channel, payload, MessageScope.MESSAGE_SCOPE_GLOBAL, "chat.Line"));
+      var message = assertInstanceOf(SubscriptionItem.Message.class, subscription.next());
+      assertEquals(channel, message.channel());
+      assertEquals(1, message.sequence());
+      assertEquals(payload, message.payload());
+      assertEquals("chat.Line", message.typeName());
+      assertEquals(MessageScope.MESSAGE_SCOPE_GLOBAL, message.scope());
+      assertNotNull(message.postedAt());
+      subscription.close();
+      assertFalse(subscription.hasNext());
+    }
+    var ahead = assertThrows(CursorOutOfRangeException.class, () -> client.subscribe(List.of(channel), 5L));
+    assertFalse(ahead.expired());
+    assertEquals(channel, ahead.channel());
+    assertEquals(1, ahead.latestSequence());
+
+    Created created = webUser("java-messages");
+    String sessionChannel = "session:" + created.session().id();
+    try (Subscription subscription = client.subscribe(List.of(sessionChannel))) {
+      client.closeSession(Ref.token(created.token()));
+      var ended = new SubscriptionItem.SessionEnd(sessionChannel, created.session().id(),
+          EndReason.END_REASON_CLOSED, true);
+      assertEquals(ended, subscription.next());
+      assertFalse(subscription.hasNext());
     }
   }
 }
