@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::Failure;
 use super::connect::ConnectArgs;
 use super::output::{self, Format};
+use crate::grpc::proto_value;
 use crate::pb;
 use crate::pb::message_service_client::MessageServiceClient;
 use crate::settings::Secret;
@@ -206,23 +207,6 @@ fn scope_name(scope: i32) -> Value {
         Ok(pb::MessageScope::Unspecified) => Value::Null,
         Err(_) => scope.to_string().into(),
     }
-}
-
-/// A JSON value as a `google.protobuf.Value`.
-fn proto_value(value: Value) -> prost_types::Value {
-    let kind = match value {
-        Value::Null => ValueKind::NullValue(0),
-        Value::Bool(b) => ValueKind::BoolValue(b),
-        Value::Number(n) => ValueKind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        Value::String(s) => ValueKind::StringValue(s),
-        Value::Array(items) => {
-            ValueKind::ListValue(prost_types::ListValue { values: items.into_iter().map(proto_value).collect() })
-        }
-        Value::Object(fields) => ValueKind::StructValue(prost_types::Struct {
-            fields: fields.into_iter().map(|(k, v)| (k, proto_value(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
 }
 
 /// A `google.protobuf.Value` as JSON; a number without a fraction is

@@ -27,6 +27,8 @@ pub mod web;
 
 use tonic::service::Routes;
 
+pub use convert::proto_value;
+
 use crate::service::Service;
 use crate::service::messages::Messages;
 
