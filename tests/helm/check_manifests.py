@@ -36,6 +36,8 @@ CUSTOM_RESOURCES = {
 }
 
 IMAGE_USER = 65532
+# Where the pods read the database URL from (SESSIOND_DATABASE_URL_FILE).
+DATABASE_URL_FILE = "/etc/sessiond/database-url"
 GRPC_PORT = 50051
 
 
@@ -367,6 +369,22 @@ def check_migrations_job(rendered: Rendered, check: Checks) -> dict | None:
     return job
 
 
+def check_database_url_file(server: Server, secret: dict, check: Checks) -> None:
+    """The server reads the database URL from the Secret `secret` (name, key) mounted as a file."""
+    check(server.env.get("SESSIOND_DATABASE_URL_FILE") == DATABASE_URL_FILE,
+          f"SESSIOND_DATABASE_URL_FILE={DATABASE_URL_FILE} in the ConfigMap", server.env.get("SESSIOND_DATABASE_URL_FILE"))
+    check("SESSIOND_DATABASE_URL" not in server.env_refs and "SESSIOND_DATABASE_URL" not in server.env,
+          "no SESSIOND_DATABASE_URL variable: the URL comes only from the file")
+    mounted = server.projected_file(DATABASE_URL_FILE)
+    source = (mounted or ({}, {}))[0].get("secret", {})
+    item = (mounted or ({}, {}))[1]
+    check(source.get("name") == secret["name"] and item.get("key") == secret["key"],
+          f"{DATABASE_URL_FILE} is key {secret['key']} of Secret {secret['name']}, mounted without subPath "
+          "(so the kubelet updates it in place)", mounted)
+    mount = server.mounts.get("/etc/sessiond", {})
+    check("subPath" not in mount, "the projected volume is mounted whole", mount)
+
+
 def secret_ref(container: dict, variable: str) -> dict | None:
     for entry in container.get("env", []):
         if entry["name"] == variable:
@@ -387,7 +405,8 @@ def check_default(rendered: Rendered, server: Server, values: dict, check: Check
     secrets = rendered.all("Secret")
     check([sorted(secret.get("data", {})) for secret in secrets] == [["api-keys.yaml"]],
           "one Secret, holding only the API keys file", [sorted(secret.get("data", {})) for secret in secrets])
-    check("SESSIOND_DATABASE_URL" not in server.env_refs, "no database URL")
+    check("SESSIOND_DATABASE_URL" not in server.env_refs and "SESSIOND_DATABASE_URL_FILE" not in server.env
+          and server.projected_file(DATABASE_URL_FILE) is None, "no database URL")
     check("emptyDir" in (server.volume_at("/data") or {}), "/data is an emptyDir")
     files = rendered.one("ConfigMap", server.deployment["metadata"]["name"] + "-files")
     roles = (ROOT / "config" / "roles.yaml").read_text()
@@ -414,8 +433,7 @@ def check_postgres(rendered: Rendered, server: Server, values: dict, check: Chec
           "database: rolling updates that keep every replica serving")
 
     expected_ref = {"name": database["existingSecret"], "key": database["existingSecretKey"]}
-    check(secret_ref(server.container, "SESSIOND_DATABASE_URL") == expected_ref,
-          f"SESSIOND_DATABASE_URL from Secret {expected_ref['name']} key {expected_ref['key']}")
+    check_database_url_file(server, expected_ref, check)
     env = server.env
     check((env.get("SESSIOND_DB_POOL_SIZE"), env.get("SESSIOND_DB_CONNECT_TIMEOUT"),
            env.get("SESSIOND_DB_STATEMENT_TIMEOUT")) == ("8", "3s", "10s"),
@@ -461,8 +479,7 @@ def check_postgres_url(rendered: Rendered, server: Server, values: dict, check: 
     secret = rendered.one("Secret", name)
     check(secret is not None and base64.b64decode(secret["data"]["database-url"]).decode() == url,
           "the chart's Secret holds database.url")
-    check(secret_ref(server.container, "SESSIOND_DATABASE_URL") == {"name": name, "key": "database-url"},
-          "SESSIOND_DATABASE_URL from the chart's Secret")
+    check_database_url_file(server, {"name": name, "key": "database-url"}, check)
     check(rendered.one("ServiceAccount") is None and server.spec["serviceAccountName"] == "sessiond-runner",
           "pods run as the existing ServiceAccount")
     affinity = server.spec.get("affinity", {}).get("podAntiAffinity", {})
