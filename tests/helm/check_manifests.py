@@ -4,9 +4,12 @@
 
 1. Validates every document against the Kubernetes API schemas of
    KUBE_VERSION, strictly (unknown fields are errors), with
-   kubernetes-validate, offline. Custom resources (the ServiceMonitor, the
-   Gateway API's GRPCRoute) are not in those schemas: they get a
-   structural check instead.
+   kubernetes-validate, offline. Custom resources are not in those
+   schemas: the Gateway API's GRPCRoute is validated with jsonschema
+   against the OpenAPI schema of its CRD, strictly too, taken from the
+   Gateway API release in $SESSIOND_TEST_GATEWAY_API_CRDS (scripts/lib/helm.sh
+   puts it there); the ServiceMonitor and PrometheusRule get a structural
+   check.
 2. Asserts what the chart promises for every values file (non-root,
    read-only pods; probes; settings; mounts; labels) and what that values
    file asks for (named after it: default, postgres, postgres-url, full).
@@ -18,10 +21,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import yaml
 
@@ -99,21 +104,66 @@ def sessiond_args(container: dict) -> list[str] | None:
 # ---- 1. schemas -------------------------------------------------------------
 
 
+def strict(schema: object) -> object:
+    """A CRD's OpenAPI schema as JSON Schema that refuses unknown fields, as
+    kubernetes-validate's strict mode does (the API server would prune
+    them): every object with properties and no additionalProperties gets
+    additionalProperties: false. `metadata` stays open (the API server
+    validates it as ObjectMeta; its CRD schema is only `type: object`)."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: (value if key in ("enum", "default", "example") else strict(value))
+              for key, value in schema.items()}
+    if "properties" in closed and "additionalProperties" not in closed \
+            and not closed.get("x-kubernetes-preserve-unknown-fields"):
+        closed["additionalProperties"] = False
+    return closed
+
+
+def crd_schema(api_version: str, kind: str) -> dict:
+    """The strict JSON Schema of `kind` at `api_version`, from its CRD in the
+    Gateway API release."""
+    crds = Path(os.environ["SESSIOND_TEST_GATEWAY_API_CRDS"])
+    group, version = api_version.split("/")
+    for path in sorted(crds.glob(f"{group}_*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["names"]["kind"] != kind:
+            continue
+        for served in crd["spec"]["versions"]:
+            if served["name"] == version and served.get("served"):
+                return strict(served["schema"]["openAPIV3Schema"])
+    raise SystemExit(f"error: no served {api_version} {kind} CRD in {crds}")
+
+
+def schema_errors(doc: dict, schema: dict) -> list[str]:
+    validator = jsonschema.Draft4Validator(schema)
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+            for e in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))]
+
+
+def check_crd_schema(doc: dict, check: Checks) -> None:
+    name = f"{doc['kind']}/{doc.get('metadata', {}).get('name')}"
+    schema = crd_schema(doc["apiVersion"], doc["kind"])
+    errors = schema_errors(doc, schema)
+    check(not errors, f"{name} valid against its Gateway API CRD's schema (strict)", errors[:5])
+    # The schema is applied for real: the same route spoilt is refused.
+    spoilt = json.loads(json.dumps(doc))
+    spoilt["spec"]["rules"][0]["backendRefs"][0]["port"] = "grpc"
+    spoilt["spec"]["rules"][0]["backendRef"] = {}
+    spoilt["spec"]["parentRefs"][0]["sectionName"] = "Not A Section"
+    refused = {error.split(":")[0] for error in schema_errors(spoilt, schema)}
+    expected = {"spec.rules.0.backendRefs.0.port", "spec.rules.0", "spec.parentRefs.0.sectionName"}
+    check(expected <= refused, f"{name}: a string port, an unknown field and a bad section name are refused",
+          sorted(refused))
+
+
 def check_custom_resource(doc: dict, check: Checks) -> None:
     name = f"{doc['kind']}/{doc.get('metadata', {}).get('name')}"
     spec = doc.get("spec") or {}
     if doc["kind"] == "GRPCRoute":
-        rules = spec.get("rules")
-        check(bool(doc.get("metadata", {}).get("name"))
-              and isinstance(spec.get("parentRefs"), list) and len(spec["parentRefs"]) > 0
-              and all(isinstance(p, dict) and p.get("name") for p in spec["parentRefs"])
-              and isinstance(rules, list) and len(rules) > 0
-              and all(r.get("backendRefs") and all(b.get("name") and isinstance(b.get("port"), int)
-                                                   for b in r["backendRefs"]) for r in rules)
-              and set(spec) <= {"parentRefs", "hostnames", "rules"}
-              and all(set(r) <= {"name", "matches", "filters", "backendRefs", "sessionPersistence"} for r in rules),
-              f"{name} (custom resource): metadata.name, spec.parentRefs[].name, "
-              "spec.rules[].backendRefs[].name and port, no unknown fields")
+        check_crd_schema(doc, check)
         return
     if doc["kind"] == "PrometheusRule":
         groups = spec.get("groups")
