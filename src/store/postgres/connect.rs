@@ -29,6 +29,9 @@ use tokio_postgres::config::{Host, LoadBalanceHosts, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
+use tracing::Level;
+
+use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// A connection's driving half, as [`Connector::connect`] returns it.
 pub(super) type Connection = tokio_postgres::Connection<
@@ -58,8 +61,9 @@ impl Connector {
         Connector { config, attempt, tls }
     }
 
-    /// Opens one connection outside the pool: to the first host, in order,
-    /// whose attempt succeeds within [`attempt`](Self::attempt).
+    /// Opens one connection (the pool's through [`Pooled`]): to the first
+    /// host, in order, whose attempt succeeds within
+    /// [`attempt`](Self::attempt).
     pub(super) async fn connect(&self) -> Result<(tokio_postgres::Client, Connection), tokio_postgres::Error> {
         let mut failure = None;
         for config in self.attempts() {
@@ -229,6 +233,9 @@ impl deadpool_postgres::Connect for Pooled {
     }
 }
 
+/// The line logged when connections are retired.
+const RETIRED: &str = "postgres connections made until now are retired";
+
 /// Connections made before this instant are not lent again.
 type Cutoff = Arc<Mutex<Option<Instant>>>;
 
@@ -270,7 +277,11 @@ impl Retirement {
         let now = Instant::now();
         *self.cutoff.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
         let closed = self.pool.retain(|_, metrics| metrics.created > now).removed.len();
-        tracing::info!(closed, why, "postgres connections made until now are retired");
+        // A server that keeps refusing writes retires them again and again:
+        // logged once per interval, with a count.
+        if let Some(Admitted { repeated }) = throttle::admit(Cause::new(Level::INFO, RETIRED, why)) {
+            tracing::info!(closed, why, repeated, "{RETIRED}");
+        }
     }
 }
 
