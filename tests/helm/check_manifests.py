@@ -4,9 +4,12 @@
 
 1. Validates every document against the Kubernetes API schemas of
    KUBE_VERSION, strictly (unknown fields are errors), with
-   kubernetes-validate, offline. Custom resources (the ServiceMonitor, the
-   Gateway API's GRPCRoute) are not in those schemas: they get a
-   structural check instead.
+   kubernetes-validate, offline. Custom resources are not in those
+   schemas: the Gateway API's GRPCRoute is validated with jsonschema
+   against the OpenAPI schema of its CRD, strictly too, taken from the
+   Gateway API release in $SESSIOND_TEST_GATEWAY_API_CRDS (scripts/lib/helm.sh
+   puts it there); the ServiceMonitor and PrometheusRule get a structural
+   check.
 2. Asserts what the chart promises for every values file (non-root,
    read-only pods; probes; settings; mounts; labels) and what that values
    file asks for (named after it: default, postgres, postgres-url, full).
@@ -18,10 +21,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import yaml
 
@@ -36,6 +41,8 @@ CUSTOM_RESOURCES = {
 }
 
 IMAGE_USER = 65532
+# Where the pods read the database URL from (SESSIOND_DATABASE_URL_FILE).
+DATABASE_URL_FILE = "/etc/sessiond/database-url"
 GRPC_PORT = 50051
 
 
@@ -97,21 +104,66 @@ def sessiond_args(container: dict) -> list[str] | None:
 # ---- 1. schemas -------------------------------------------------------------
 
 
+def strict(schema: object) -> object:
+    """A CRD's OpenAPI schema as JSON Schema that refuses unknown fields, as
+    kubernetes-validate's strict mode does (the API server would prune
+    them): every object with properties and no additionalProperties gets
+    additionalProperties: false. `metadata` stays open (the API server
+    validates it as ObjectMeta; its CRD schema is only `type: object`)."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: (value if key in ("enum", "default", "example") else strict(value))
+              for key, value in schema.items()}
+    if "properties" in closed and "additionalProperties" not in closed \
+            and not closed.get("x-kubernetes-preserve-unknown-fields"):
+        closed["additionalProperties"] = False
+    return closed
+
+
+def crd_schema(api_version: str, kind: str) -> dict:
+    """The strict JSON Schema of `kind` at `api_version`, from its CRD in the
+    Gateway API release."""
+    crds = Path(os.environ["SESSIOND_TEST_GATEWAY_API_CRDS"])
+    group, version = api_version.split("/")
+    for path in sorted(crds.glob(f"{group}_*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["names"]["kind"] != kind:
+            continue
+        for served in crd["spec"]["versions"]:
+            if served["name"] == version and served.get("served"):
+                return strict(served["schema"]["openAPIV3Schema"])
+    raise SystemExit(f"error: no served {api_version} {kind} CRD in {crds}")
+
+
+def schema_errors(doc: dict, schema: dict) -> list[str]:
+    validator = jsonschema.Draft4Validator(schema)
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+            for e in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))]
+
+
+def check_crd_schema(doc: dict, check: Checks) -> None:
+    name = f"{doc['kind']}/{doc.get('metadata', {}).get('name')}"
+    schema = crd_schema(doc["apiVersion"], doc["kind"])
+    errors = schema_errors(doc, schema)
+    check(not errors, f"{name} valid against its Gateway API CRD's schema (strict)", errors[:5])
+    # The schema is applied for real: the same route spoilt is refused.
+    spoilt = json.loads(json.dumps(doc))
+    spoilt["spec"]["rules"][0]["backendRefs"][0]["port"] = "grpc"
+    spoilt["spec"]["rules"][0]["backendRef"] = {}
+    spoilt["spec"]["parentRefs"][0]["sectionName"] = "Not A Section"
+    refused = {error.split(":")[0] for error in schema_errors(spoilt, schema)}
+    expected = {"spec.rules.0.backendRefs.0.port", "spec.rules.0", "spec.parentRefs.0.sectionName"}
+    check(expected <= refused, f"{name}: a string port, an unknown field and a bad section name are refused",
+          sorted(refused))
+
+
 def check_custom_resource(doc: dict, check: Checks) -> None:
     name = f"{doc['kind']}/{doc.get('metadata', {}).get('name')}"
     spec = doc.get("spec") or {}
     if doc["kind"] == "GRPCRoute":
-        rules = spec.get("rules")
-        check(bool(doc.get("metadata", {}).get("name"))
-              and isinstance(spec.get("parentRefs"), list) and len(spec["parentRefs"]) > 0
-              and all(isinstance(p, dict) and p.get("name") for p in spec["parentRefs"])
-              and isinstance(rules, list) and len(rules) > 0
-              and all(r.get("backendRefs") and all(b.get("name") and isinstance(b.get("port"), int)
-                                                   for b in r["backendRefs"]) for r in rules)
-              and set(spec) <= {"parentRefs", "hostnames", "rules"}
-              and all(set(r) <= {"name", "matches", "filters", "backendRefs", "sessionPersistence"} for r in rules),
-              f"{name} (custom resource): metadata.name, spec.parentRefs[].name, "
-              "spec.rules[].backendRefs[].name and port, no unknown fields")
+        check_crd_schema(doc, check)
         return
     if doc["kind"] == "PrometheusRule":
         groups = spec.get("groups")
@@ -367,6 +419,22 @@ def check_migrations_job(rendered: Rendered, check: Checks) -> dict | None:
     return job
 
 
+def check_database_url_file(server: Server, secret: dict, check: Checks) -> None:
+    """The server reads the database URL from the Secret `secret` (name, key) mounted as a file."""
+    check(server.env.get("SESSIOND_DATABASE_URL_FILE") == DATABASE_URL_FILE,
+          f"SESSIOND_DATABASE_URL_FILE={DATABASE_URL_FILE} in the ConfigMap", server.env.get("SESSIOND_DATABASE_URL_FILE"))
+    check("SESSIOND_DATABASE_URL" not in server.env_refs and "SESSIOND_DATABASE_URL" not in server.env,
+          "no SESSIOND_DATABASE_URL variable: the URL comes only from the file")
+    mounted = server.projected_file(DATABASE_URL_FILE)
+    source = (mounted or ({}, {}))[0].get("secret", {})
+    item = (mounted or ({}, {}))[1]
+    check(source.get("name") == secret["name"] and item.get("key") == secret["key"],
+          f"{DATABASE_URL_FILE} is key {secret['key']} of Secret {secret['name']}, mounted without subPath "
+          "(so the kubelet updates it in place)", mounted)
+    mount = server.mounts.get("/etc/sessiond", {})
+    check("subPath" not in mount, "the projected volume is mounted whole", mount)
+
+
 def secret_ref(container: dict, variable: str) -> dict | None:
     for entry in container.get("env", []):
         if entry["name"] == variable:
@@ -387,7 +455,8 @@ def check_default(rendered: Rendered, server: Server, values: dict, check: Check
     secrets = rendered.all("Secret")
     check([sorted(secret.get("data", {})) for secret in secrets] == [["api-keys.yaml"]],
           "one Secret, holding only the API keys file", [sorted(secret.get("data", {})) for secret in secrets])
-    check("SESSIOND_DATABASE_URL" not in server.env_refs, "no database URL")
+    check("SESSIOND_DATABASE_URL" not in server.env_refs and "SESSIOND_DATABASE_URL_FILE" not in server.env
+          and server.projected_file(DATABASE_URL_FILE) is None, "no database URL")
     check("emptyDir" in (server.volume_at("/data") or {}), "/data is an emptyDir")
     files = rendered.one("ConfigMap", server.deployment["metadata"]["name"] + "-files")
     roles = (ROOT / "config" / "roles.yaml").read_text()
@@ -414,8 +483,7 @@ def check_postgres(rendered: Rendered, server: Server, values: dict, check: Chec
           "database: rolling updates that keep every replica serving")
 
     expected_ref = {"name": database["existingSecret"], "key": database["existingSecretKey"]}
-    check(secret_ref(server.container, "SESSIOND_DATABASE_URL") == expected_ref,
-          f"SESSIOND_DATABASE_URL from Secret {expected_ref['name']} key {expected_ref['key']}")
+    check_database_url_file(server, expected_ref, check)
     env = server.env
     check((env.get("SESSIOND_DB_POOL_SIZE"), env.get("SESSIOND_DB_CONNECT_TIMEOUT"),
            env.get("SESSIOND_DB_STATEMENT_TIMEOUT")) == ("8", "3s", "10s"),
@@ -461,8 +529,7 @@ def check_postgres_url(rendered: Rendered, server: Server, values: dict, check: 
     secret = rendered.one("Secret", name)
     check(secret is not None and base64.b64decode(secret["data"]["database-url"]).decode() == url,
           "the chart's Secret holds database.url")
-    check(secret_ref(server.container, "SESSIOND_DATABASE_URL") == {"name": name, "key": "database-url"},
-          "SESSIOND_DATABASE_URL from the chart's Secret")
+    check_database_url_file(server, {"name": name, "key": "database-url"}, check)
     check(rendered.one("ServiceAccount") is None and server.spec["serviceAccountName"] == "sessiond-runner",
           "pods run as the existing ServiceAccount")
     affinity = server.spec.get("affinity", {}).get("podAntiAffinity", {})

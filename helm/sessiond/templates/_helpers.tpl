@@ -137,11 +137,12 @@ apiKeys: /etc/sessiond/api-keys.yaml
 tlsCert: /etc/sessiond/tls/tls.crt
 tlsKey: /etc/sessiond/tls/tls.key
 tlsClientCA: /etc/sessiond/tls/client-ca.crt
+databaseUrl: /etc/sessiond/database-url
 {{- end }}
 
 {{/* The environment variables the chart sets itself; settings may not. */}}
 {{- define "sessiond.chartOwnedSettings" -}}
-{{- list "SESSIOND_LISTEN" "SESSIOND_DATA_DIR" "SESSIOND_ROLES_FILE" "SESSIOND_LOG_POLICY_FILE" "SESSIOND_LOG_FORMAT" "SESSIOND_LOG" "SESSIOND_DRAIN_TIMEOUT" "SESSIOND_DATABASE_URL" "SESSIOND_DB_POOL_SIZE" "SESSIOND_DB_CONNECT_TIMEOUT" "SESSIOND_DB_STATEMENT_TIMEOUT" "SESSIOND_API_KEYS_FILE" "SESSIOND_ALLOW_UNAUTHENTICATED" "SESSIOND_TLS_CERT" "SESSIOND_TLS_KEY" "SESSIOND_TLS_CLIENT_CA" "SESSIOND_OTLP_ENDPOINT" "SESSIOND_METRICS_LISTEN" | toJson }}
+{{- list "SESSIOND_LISTEN" "SESSIOND_DATA_DIR" "SESSIOND_ROLES_FILE" "SESSIOND_LOG_POLICY_FILE" "SESSIOND_LOG_FORMAT" "SESSIOND_LOG" "SESSIOND_DRAIN_TIMEOUT" "SESSIOND_DATABASE_URL" "SESSIOND_DATABASE_URL_FILE" "SESSIOND_DB_POOL_SIZE" "SESSIOND_DB_CONNECT_TIMEOUT" "SESSIOND_DB_STATEMENT_TIMEOUT" "SESSIOND_API_KEYS_FILE" "SESSIOND_ALLOW_UNAUTHENTICATED" "SESSIOND_TLS_CERT" "SESSIOND_TLS_KEY" "SESSIOND_TLS_CLIENT_CA" "SESSIOND_OTLP_ENDPOINT" "SESSIOND_METRICS_LISTEN" | toJson }}
 {{- end }}
 
 {{/*
@@ -170,6 +171,7 @@ the settings ConfigMap's data.
 {{- $_ := set $s "SESSIOND_LOG_POLICY_FILE" $paths.logPolicy }}
 {{- end }}
 {{- if include "sessiond.database.enabled" . }}
+{{- $_ := set $s "SESSIOND_DATABASE_URL_FILE" $paths.databaseUrl }}
 {{- $_ := set $s "SESSIOND_DB_POOL_SIZE" (toString (int .Values.database.poolSize)) }}
 {{- $_ := set $s "SESSIOND_DB_CONNECT_TIMEOUT" .Values.database.connectTimeout }}
 {{- $_ := set $s "SESSIOND_DB_STATEMENT_TIMEOUT" .Values.database.statementTimeout }}

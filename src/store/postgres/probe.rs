@@ -15,14 +15,21 @@
 //!
 //! The probe is `SELECT txid_current()`: it takes a transaction id, so its
 //! commit writes and flushes a WAL record (and waits for a synchronous
-//! standby) like any write's.
+//! standby) like any write's. It also reads `transaction_read_only`: a
+//! server that stopped taking writes (a primary turned read-only in place,
+//! its connections left open) fails the probe like one that does not answer.
+//!
+//! When the store becomes unavailable, the pool's connections are retired
+//! (see `connect`): they reach a server that does not commit, and would be
+//! lent to the next calls, which would wait on it in turn. New connections
+//! try the hosts afresh, and find the primary wherever it now is.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::Level;
 
-use super::Connector;
+use super::connect::{Connector, Retirement};
 use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// How often the prober commits.
@@ -69,7 +76,11 @@ const FAILED: &str = "the postgres probe failed";
 
 /// Starts the prober; it stops when the returned handle is aborted.
 /// Available until a probe says otherwise: the store connected just now.
-pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, tokio::task::JoinHandle<()>) {
+pub(super) fn start(
+    connector: Connector,
+    deadline: Duration,
+    retirement: Retirement,
+) -> (Availability, tokio::task::JoinHandle<()>) {
     let (sender, receiver) = watch::channel(true);
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(PROBE_INTERVAL);
@@ -79,9 +90,16 @@ pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, 
             ticks.tick().await;
             let committed = match tokio::time::timeout(deadline, probe(&connector, &mut client)).await {
                 Ok(Ok(())) => true,
-                Ok(Err(err)) => {
+                Ok(Err(Failure::Postgres(err))) => {
                     if let Some(Admitted { repeated }) = throttle::admit(Cause::new(Level::DEBUG, FAILED, "failed")) {
                         tracing::debug!(error = super::described(&err), cause = "failed", repeated, "{FAILED}");
+                    }
+                    false
+                }
+                Ok(Err(Failure::ReadOnly)) => {
+                    if let Some(Admitted { repeated }) = throttle::admit(Cause::new(Level::DEBUG, FAILED, "read-only"))
+                    {
+                        tracing::debug!(cause = "read-only", repeated, "{FAILED}: the server takes no writes");
                     }
                     false
                 }
@@ -98,7 +116,10 @@ pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, 
             }
             let was = sender.send_replace(committed);
             match (was, committed) {
-                (true, false) => tracing::warn!(?deadline, "postgres is not committing: the store is unavailable"),
+                (true, false) => {
+                    tracing::warn!(?deadline, "postgres is not committing: the store is unavailable");
+                    retirement.retire("postgres is not committing");
+                }
                 (false, true) => tracing::info!("postgres commits again: the store is available"),
                 _ => {}
             }
@@ -107,11 +128,21 @@ pub(super) fn start(connector: Connector, deadline: Duration) -> (Availability, 
     (Availability { receiver, patience: deadline }, task)
 }
 
+/// Why a probe did not commit, when it was answered.
+enum Failure {
+    Postgres(tokio_postgres::Error),
+    /// The server answered that it takes no writes.
+    ReadOnly,
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failure::Postgres(e)
+    }
+}
+
 /// Commits one probe transaction, connecting first when needed.
-async fn probe(
-    connector: &Connector,
-    client: &mut Option<tokio_postgres::Client>,
-) -> Result<(), tokio_postgres::Error> {
+async fn probe(connector: &Connector, client: &mut Option<tokio_postgres::Client>) -> Result<(), Failure> {
     if client.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
         let (connected, connection) = connector.connect().await?;
         tokio::spawn(async move {
@@ -121,5 +152,10 @@ async fn probe(
         *client = Some(connected);
     }
     let client = client.as_ref().expect("connected just above");
-    client.simple_query("SELECT txid_current()").await.map(drop)
+    let answers = client.simple_query("SELECT txid_current(), current_setting('transaction_read_only')").await?;
+    let read_only = answers.iter().any(|answer| match answer {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(1) == Some("on"),
+        _ => false,
+    });
+    if read_only { Err(Failure::ReadOnly) } else { Ok(()) }
 }

@@ -49,9 +49,12 @@ use tokio_postgres::{Row, Statement};
 use tracing::Level;
 
 use super::bulk::{Bulk, NewEntries};
+use super::connect::Retirement;
 use super::probe::Availability;
 use super::writes::{Applied, Changed, Outcome, Write};
-use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, internal, not_committing, pool_error, sql_int};
+use super::{
+    EVENTS_CHANNEL, INVALIDATE_CHANNEL, READ_ONLY, internal, is_read_only, not_committing, pool_error, sql_int,
+};
 use crate::domain::{EndReason, Event, NewEvent, SessionId};
 use crate::store::{Purged, StoreError, StoreResult};
 use crate::telemetry::throttle::{self, Admitted, Cause};
@@ -108,11 +111,11 @@ pub(super) struct Writers {
 
 impl Writers {
     /// Starts `count` writer tasks taking connections from `pool`.
-    pub fn start(pool: &Pool, count: usize, availability: &Availability) -> Writers {
+    pub fn start(pool: &Pool, count: usize, availability: &Availability, retirement: &Retirement) -> Writers {
         let queues = (0..count.max(1))
             .map(|_| {
                 let (queue, writes) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(run_writer(pool.clone(), writes, availability.clone()));
+                tokio::spawn(run_writer(pool.clone(), writes, availability.clone(), retirement.clone()));
                 queue
             })
             .collect();
@@ -161,7 +164,12 @@ impl Writers {
 }
 
 /// A writer task: commits queued writes in batches until the queue closes.
-async fn run_writer(pool: Pool, mut writes: mpsc::Receiver<Queued>, availability: Availability) {
+async fn run_writer(
+    pool: Pool,
+    mut writes: mpsc::Receiver<Queued>,
+    availability: Availability,
+    retirement: Retirement,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while writes.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A write whose caller gave up waiting (answered UNAVAILABLE, or past
@@ -170,7 +178,7 @@ async fn run_writer(pool: Pool, mut writes: mpsc::Receiver<Queued>, availability
         if batch.is_empty() {
             continue;
         }
-        match commit(&pool, &batch, &availability).await {
+        match commit(&pool, &batch, &availability, &retirement).await {
             Ok(results) => {
                 tracing::trace!(writes = batch.len(), "committed a postgres write batch");
                 for (queued, result) in batch.drain(..).zip(results) {
@@ -198,11 +206,17 @@ async fn run_writer(pool: Pool, mut writes: mpsc::Receiver<Queued>, availability
 pub(super) struct BatchFailed {
     message: String,
     transient: bool,
+    /// Postgres refused it as read-only: the server no longer takes writes.
+    read_only: bool,
 }
 
 impl BatchFailed {
     fn for_each_write(&self) -> StoreError {
-        let cause = Box::new(BatchFailed { message: self.message.clone(), transient: self.transient });
+        let cause = Box::new(BatchFailed {
+            message: self.message.clone(),
+            transient: self.transient,
+            read_only: self.read_only,
+        });
         if self.transient { StoreError::Unavailable(cause) } else { StoreError::Internal(cause) }
     }
 }
@@ -213,7 +227,7 @@ impl From<StoreError> for BatchFailed {
             StoreError::Unavailable(cause) | StoreError::Internal(cause) => cause.to_string(),
             other => other.to_string(),
         };
-        BatchFailed { message, transient: matches!(e, StoreError::Unavailable(_)) }
+        BatchFailed { message, transient: matches!(e, StoreError::Unavailable(_)), read_only: is_read_only(&e) }
     }
 }
 
@@ -268,10 +282,13 @@ impl<E: Into<BatchFailed>> From<E> for Attempt {
 
 /// Commits a batch; answers each write's own result. The batch is
 /// abandoned, with its connection, when Postgres is found not to commit.
+/// When Postgres refuses it as read-only, the pool's connections are
+/// retired, so the next batch connects afresh (to the new primary).
 async fn commit(
     pool: &Pool,
     batch: &[Queued],
     availability: &Availability,
+    retirement: &Retirement,
 ) -> Result<Vec<StoreResult<Committed>>, BatchFailed> {
     let given_up = availability.given_up();
     tokio::pin!(given_up);
@@ -299,10 +316,15 @@ async fn commit(
             return Err(not_committing().into());
         }
     };
-    attempt.map_err(|failure| match failure {
-        Attempt::Refused(cause) => cause.into(),
+    let attempt = attempt.map_err(|failure| match failure {
+        Attempt::Refused(cause) => BatchFailed::from(cause),
         Attempt::Failed(failure) => failure,
-    })
+    });
+    if attempt.as_ref().is_err_and(|failure| failure.read_only) {
+        drop(deadpool_postgres::Object::take(client));
+        retirement.retire(READ_ONLY);
+    }
+    attempt
 }
 
 /// Runs the batch in one transaction and commits it.
