@@ -143,10 +143,11 @@ async fn sigterm_writes_the_activity_of_every_touched_session() {
         let expires_ms = expires.seconds * 1_000 + i64::from(expires.nanos) / 1_000_000;
         let idle_ms = 8 * 3600 * 1_000;
         // The answer's expiry counts from the call's own reading of the
-        // clock, a moment after the activity it recorded.
+        // clock, a moment after the activity it recorded (a long moment on
+        // a loaded machine, where the call's thread may wait its turn).
         let touched_at = expires_ms - idle_ms;
         let written = stored.last_active_at.0;
-        assert!((touched_at - 100..=touched_at).contains(&written), "the touch of {id} was written: {written}");
+        assert!((touched_at - 1_000..=touched_at).contains(&written), "the touch of {id} was written: {written}");
         assert!(written > stored.created_at.0 || touched_at - stored.created_at.0 < 2, "the touch of {id} was written");
     }
 }
