@@ -1,7 +1,7 @@
 //! Compiles `proto/` with protox (pure Rust, no `protoc` needed) and
 //! generates the tonic server and client code, plus the descriptor set that
 //! server reflection serves. Passes the build's profile and target to the
-//! code as `SESSIOND_BUILD_PROFILE` and `SESSIOND_BUILD_TARGET`
+//! code as `BUILD_PROFILE` and `BUILD_TARGET`
 //! (GetServerInfo answers them).
 
 use std::path::PathBuf;
@@ -31,8 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Cargo sets both for every build script.
     let profile = std::env::var("PROFILE").unwrap_or_default();
     let target = std::env::var("TARGET").unwrap_or_default();
-    println!("cargo:rustc-env=SESSIOND_BUILD_PROFILE={profile}");
-    println!("cargo:rustc-env=SESSIOND_BUILD_TARGET={target}");
+    println!("cargo:rustc-env=BUILD_PROFILE={profile}");
+    println!("cargo:rustc-env=BUILD_TARGET={target}");
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

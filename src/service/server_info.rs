@@ -60,8 +60,8 @@ impl Service {
         let store = self.inner.config.store;
         ServerInfo {
             version: VERSION,
-            build_profile: env!("SESSIOND_BUILD_PROFILE"),
-            build_target: env!("SESSIOND_BUILD_TARGET"),
+            build_profile: env!("BUILD_PROFILE"),
+            build_target: env!("BUILD_TARGET"),
             store,
             schema_version: store.schema_version(),
             started_at: self.inner.started_at,
