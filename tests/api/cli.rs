@@ -353,6 +353,31 @@ async fn logs_tail_prints_an_entry_logged_after_it_started() {
 }
 
 #[tokio::test]
+async fn logs_query_narrows_to_an_endpoint_and_prints_each_entrys_endpoint() {
+    let mut app = TestApp::spawn_with(|s| s.log_keep_all = true).await;
+    for endpoint in ["checkout", "health"] {
+        let request = pb::CreateSessionRequest {
+            kind: Kind::WebCall.into(),
+            user_id: "ivan".into(),
+            labels: Some(pb::SessionLabels { endpoint: endpoint.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let created = app.sessions.create_session(request).await.expect("created").into_inner();
+        app.log(&created.token, vec![entry(pb::LogLevel::Info, &format!("at {endpoint}"))]).await;
+        app.close(&created.token, "").await;
+    }
+    let json = json_lines(&run(&app.address, &["logs", "query", "--endpoint", "checkout", "-o", "json"], &[]).await);
+    let found: Vec<(&str, &str)> =
+        json.iter().map(|l| (l["message"].as_str().unwrap(), l["endpoint"].as_str().unwrap())).collect();
+    assert_eq!(found, [("at checkout", "checkout")]);
+    let table = run(&app.address, &["logs", "query", "--user", "ivan"], &[]).await;
+    let text = stdout(&table);
+    let mut lines = text.lines();
+    assert!(lines.next().is_some_and(|header| header.contains(" ENDPOINT ")), "{text}");
+    assert!(lines.all(|line| line.contains(" checkout ") || line.contains(" health ")), "{text}");
+}
+
+#[tokio::test]
 async fn the_cli_speaks_mutual_tls_with_a_ca_a_client_certificate_and_a_server_name() {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
