@@ -358,6 +358,18 @@ async fn console_get(
     identity: Option<&(String, String)>,
     path: &str,
 ) -> (u16, String) {
+    console_request(address, ca, identity, &format!("GET {path} HTTP/1.1\r\n"), "").await
+}
+
+/// Sends a request to the console as [`console_get`] does: `head` (its
+/// request line and headers), `Host` and `Connection: close`, then `body`.
+async fn console_request(
+    address: std::net::SocketAddr,
+    ca: &str,
+    identity: Option<&(String, String)>,
+    head: &str,
+    body: &str,
+) -> (u16, String) {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -383,7 +395,7 @@ async fn console_get(
     let tcp = tokio::net::TcpStream::connect(address).await.expect("the console accepts connections");
     let name = ServerName::try_from("localhost").expect("a valid name");
     let mut tls = connector.connect(name, tcp).await.expect("the TLS handshake succeeds");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let request = format!("{head}Host: localhost\r\nConnection: close\r\n\r\n{body}");
     tls.write_all(request.as_bytes()).await.expect("the request is sent");
     let mut answer = Vec::new();
     // The server may close without a TLS close_notify: what came is the answer.
@@ -411,6 +423,24 @@ async fn the_console_signs_in_an_admins_client_certificate_without_a_key_and_no_
     let (status, page) = console_get(console, &app.ca, Some(&pki.client), "/live").await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(env!("CARGO_PKG_VERSION")), "the server's version: {page}");
+
+    // A form posted by an admin signed in by certificate must say it comes
+    // from the console itself: its token, derived from a certificate (no
+    // secret), is not enough alone.
+    let certificate = hex::encode(Sha256::digest(&pki.client_der));
+    let token = Sha256::new().chain_update("sessiond/console-csrf").chain_update(format!("certificate:{certificate}"));
+    let body = format!("csrf={}", hex::encode(token.finalize()));
+    let form = |origin: &str| {
+        format!(
+            "POST /logout HTTP/1.1\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    let (status, answer) = console_request(console, &app.ca, Some(&pki.client), &form(""), &body).await;
+    assert_eq!(status, 403, "neither Origin nor Sec-Fetch-Site: {answer}");
+    let own = form("Origin: https://localhost\r\n");
+    let (status, answer) = console_request(console, &app.ca, Some(&pki.client), &own, &body).await;
+    assert_eq!(status, 303, "from the console's own origin: {answer}");
 
     // Without the certificate: the sign-in form, and 401 for the scripts.
     let (status, answer) = console_get(console, &app.ca, None, "/sessions").await;
