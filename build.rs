@@ -1,6 +1,8 @@
 //! Compiles `proto/` with protox (pure Rust, no `protoc` needed) and
 //! generates the tonic server and client code, plus the descriptor set that
-//! server reflection serves.
+//! server reflection serves. Passes the build's profile and target to the
+//! code as `BUILD_PROFILE` and `BUILD_TARGET`
+//! (GetServerInfo answers them).
 
 use std::path::PathBuf;
 
@@ -26,6 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bench = protox::compile(["proto/sessiond/bench/v1/echo.proto"], ["proto"])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(bench)?;
 
+    // Cargo sets both for every build script.
+    let profile = std::env::var("PROFILE").unwrap_or_default();
+    let target = std::env::var("TARGET").unwrap_or_default();
+    println!("cargo:rustc-env=BUILD_PROFILE={profile}");
+    println!("cargo:rustc-env=BUILD_TARGET={target}");
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

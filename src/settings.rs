@@ -758,6 +758,10 @@ impl Settings {
             event_retention: self.event_retention,
             idempotency_window: self.idempotency_window,
             cache_capacity: self.cache_capacity,
+            store: match self.database_url {
+                Some(_) => crate::service::server_info::StoreKind::Postgres,
+                None => crate::service::server_info::StoreKind::Embedded,
+            },
         })
     }
 }

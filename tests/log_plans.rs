@@ -19,6 +19,7 @@ fn sample() -> LogQuery {
         session_id: Some(SessionId::generate()),
         user_id: Some("user7".into()),
         kind: Some(SessionKind::WebUser),
+        endpoint: Some("/ep7".into()),
         from: Some(UnixMillis(1_000)),
         to: Some(UnixMillis(900_000)),
         min_level: Some(LogLevel::Error),
@@ -37,13 +38,13 @@ fn base() -> LogQuery {
     }
 }
 
-/// Rows of entries spread over tenants, users, kinds and levels: enough
+/// Rows of entries spread over tenants, users, kinds, endpoints and levels: enough
 /// for a planner to prefer an index when one fits.
 const POPULATE: &str = "INSERT INTO log_entries (session_id, sequence, level, message, logged_at, tenant, user_id, \
-     kind, continuous, failed, slow, position) \
+     kind, continuous, failed, slow, position, endpoint) \
      SELECT 's' || (n % 5000), n, 1 + n % 5, 'message ' || n, n, CASE WHEN n % 3 = 0 THEN 'other' ELSE 'default' \
      END, 'user' || (n % 500), (ARRAY['web_user','streaming','web_call','internal'])[1 + n % 4], n % 2 = 0, \
-     n % 50 = 0, n % 70 = 0, CASE WHEN n % 10 = 9 THEN NULL ELSE n / 7 END";
+     n % 50 = 0, n % 70 = 0, CASE WHEN n % 10 = 9 THEN NULL ELSE n / 7 END, '/ep' || (n % 200)";
 
 #[test]
 fn sqlite_plans_search_a_readable_entry_index_in_order_for_every_filter_shape() {

@@ -609,3 +609,87 @@ async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_
     let plan = plan.join("\n");
     assert!(plan.contains("sessions_open_by_kind"), "start-up finds request-scoped sessions by index:\n{plan}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_at_version_9_gives_its_log_entries_their_sessions_endpoint() {
+    use sessiond::domain::LogQuery;
+
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/V1__initial.sql"),
+            include_str!("../migrations/postgres/V2__tenants.sql"),
+            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
+            include_str!("../migrations/postgres/V4__request_ids.sql"),
+            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
+            include_str!("../migrations/postgres/V6__event_indexes.sql"),
+            include_str!("../migrations/postgres/V7__messages.sql"),
+            include_str!("../migrations/postgres/V8__scale.sql"),
+            include_str!("../migrations/postgres/V9__logs.sql"),
+            "INSERT INTO schema_migrations (version) SELECT generate_series(1, 9);"
+        ))
+        .await
+        .expect("the version 9 schema applies");
+    let checkout = session(SessionKind::WebCall, Some("alice"), T0);
+    let plain = session(SessionKind::WebCall, Some("alice"), T0);
+    for (s, endpoint) in [(&checkout, "checkout"), (&plain, "")] {
+        client
+            .execute(
+                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+                 ended_at, end_reason, log_id) VALUES ($1, $2, 'web_call', 'alice', $3, '', '', '', '', $4, $4, \
+                 false, '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, $4, 'closed', $1)",
+                &[&s.id.as_str(), &s.token_hash.0.as_slice(), &endpoint, &T0.0],
+            )
+            .await
+            .expect("a version 9 session is written");
+        client
+            .execute(
+                "INSERT INTO log_entries (session_id, sequence, level, message, logged_at, tenant, user_id, kind, \
+                 position) VALUES ($1, 1, 2, $2, $3, 'default', 'alice', 'web_call', 0)",
+                &[&s.id.as_str(), &format!("logged at {endpoint}"), &T0.0],
+            )
+            .await
+            .expect("a version 9 entry is written");
+    }
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 9 database migrates");
+    let version: i32 =
+        client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);
+    assert_eq!(version, SCHEMA_VERSION as i32);
+    let query = |endpoint: &str| LogQuery {
+        tenant: Some(TenantId::default()),
+        endpoint: Some(endpoint.to_owned()),
+        limit: 10,
+        ..LogQuery::default()
+    };
+    let records = store.query_logs(&query("checkout")).await.expect("queryable").records;
+    let found: Vec<(&str, &str)> = records.iter().map(|r| (r.entry.message.as_str(), r.endpoint.as_str())).collect();
+    assert_eq!(found, [("logged at checkout", "checkout")]);
+    assert!(store.query_logs(&query("orders")).await.expect("queryable").records.is_empty());
+    let all = LogQuery { endpoint: None, ..query("") };
+    assert_eq!(store.query_logs(&all).await.expect("queryable").records.len(), 2);
+
+    // New entries carry their session's endpoint from the start.
+    let mut live = session(SessionKind::WebUser, Some("bob"), T0);
+    live.labels.endpoint = "live".into();
+    create(&store, &live, &StorageMap::new()).await;
+    let mut entry = sessiond::store::conformance::entry(sessiond::domain::LogLevel::Info, "while open", T0);
+    entry.continuous = true;
+    store.append_logs(&live.id, &[entry]).await.expect("appended");
+    // Readable once every transaction before it has ended, which the other
+    // tests' transactions on this cluster may delay.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records = store.query_logs(&query("live")).await.expect("queryable").records;
+        let found: Vec<&str> = records.iter().map(|r| r.entry.message.as_str()).collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            assert_eq!(found, ["while open"]);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

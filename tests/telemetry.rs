@@ -360,7 +360,8 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
     let expected = [
         r#"sessiond_messages_posted_total{sessiond_message_scope="global"}"#,
         "sessiond_messages_delivered_total",
-        "sessiond_messages_lag_milliseconds_count",
+        "sessiond_messages_lag_seconds_count",
+        r#"sessiond_messages_lag_seconds_bucket{le="0.0005"}"#,
         "sessiond_messages_subscribers",
         "# TYPE rpc_server_call_duration_seconds histogram",
         r#"rpc_server_call_duration_seconds_bucket{rpc_method="HasPrivilege",rpc_response_status_code="OK",rpc_service="sessiond.v1.PrivilegeService",rpc_system="grpc",le="0.0005"}"#,

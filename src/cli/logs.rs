@@ -60,6 +60,10 @@ pub struct Filters {
     /// Only sessions of this kind (`web_user`, …).
     #[arg(long, value_parser = output::parse_kind)]
     pub kind: Option<pb::SessionKind>,
+    /// Only sessions serving this endpoint (their `labels.endpoint`,
+    /// matched exactly).
+    #[arg(long)]
+    pub endpoint: Option<String>,
     /// Only entries at or above this level (`debug`, `info`, `warning`,
     /// `error`, `fatal`).
     #[arg(long, value_parser = output::parse_level)]
@@ -88,6 +92,7 @@ impl Filters {
             failed_only: query.failed_only,
             slow_only: query.slow_only,
             cursor,
+            endpoint: query.endpoint,
         }
     }
 
@@ -103,11 +108,12 @@ impl Filters {
             slow_only: self.slow,
             page_size: PAGE_SIZE,
             page_token: String::new(),
+            endpoint: self.endpoint.clone().unwrap_or_default(),
         }
     }
 }
 
-const COLUMNS: [&str; 6] = ["logged_at", "level", "session_id", "user_id", "kind", "message"];
+const COLUMNS: [&str; 7] = ["logged_at", "level", "session_id", "user_id", "kind", "endpoint", "message"];
 
 pub async fn run(command: LogsCommand, key: Option<Secret>) -> Result<(), Failure> {
     match command {
@@ -164,7 +170,7 @@ impl Pages {
 /// printed once the follow has started: entries that become readable
 /// after it are printed.
 async fn tail(client: Client, filters: Filters, format: Format) -> Result<(), Failure> {
-    let widths = [24, 7, 32, 12, 12, 0];
+    let widths = [24, 7, 32, 12, 12, 12, 0];
     let mut logs = LogServiceClient::new(client);
     let mut cursor = String::new();
     let mut started = false;
@@ -231,6 +237,7 @@ fn record_object(r: &pb::LogRecord) -> Map<String, Value> {
     object.insert("session_id".into(), r.session_id.clone().into());
     object.insert("user_id".into(), r.user_id.clone().into());
     object.insert("kind".into(), output::kind_name(r.kind).into());
+    object.insert("endpoint".into(), r.endpoint.clone().into());
     object.insert("message".into(), r.message.clone().into());
     object.insert("exception".into(), r.exception.clone().into());
     object.insert("stack_trace".into(), r.stack_trace.clone().into());

@@ -46,8 +46,8 @@ pub enum AdminCommand {
     Messages(messages::MessagesCommand),
     /// Asks a sessiond whether it is SERVING: exit 0 if so, 4 if not.
     Health(health::HealthArgs),
-    /// Prints this CLI's version (and sessiond's, which is the same
-    /// binary's).
+    /// Prints this CLI's version and the server's (GetServerInfo: its
+    /// version, build and store); `--client` asks no server.
     Version(health::VersionArgs),
 }
 
@@ -60,7 +60,7 @@ pub async fn run(command: AdminCommand, api_key_from_env: Option<crate::settings
         AdminCommand::Events(command) => events::run(command, api_key_from_env).await,
         AdminCommand::Messages(command) => messages::run(command, api_key_from_env).await,
         AdminCommand::Health(args) => health::health(args).await,
-        AdminCommand::Version(args) => health::version(args),
+        AdminCommand::Version(args) => health::version(args, api_key_from_env).await,
     };
     match result {
         Ok(()) => ExitCode::Ok,

@@ -28,7 +28,7 @@ pub fn frame(title: &str, admin: Option<&Admin>, body: Markup) -> Markup {
             body {
                 a.skip href="#main" { "Skip to content" }
                 header {
-                    span.brand { "sessiond" }
+                    span.brand { "sessiond " span.version { (crate::service::server_info::VERSION) } }
                     @if let Some(admin) = admin {
                         nav aria-label="Console" {
                             ul {
@@ -44,9 +44,13 @@ pub fn frame(title: &str, admin: Option<&Admin>, body: Markup) -> Markup {
                             }
                         }
                         span.who { "tenant " strong { (admin.caller.tenant) } " · " (admin.caller.name) }
-                        form.signout method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(admin.csrf);
-                            button type="submit" { "Sign out" }
+                        @if admin.by_certificate {
+                            span.who { "signed in by client certificate" }
+                        } @else {
+                            form.signout method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(admin.csrf);
+                                button type="submit" { "Sign out" }
+                            }
                         }
                     }
                 }

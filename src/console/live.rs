@@ -1,7 +1,8 @@
 //! Live events (WatchSessions of the whole tenant, from now on, as
 //! server-sent events) and headline figures: calls per second and failed
 //! calls of this process, open sessions of the tenant, and the cache hit
-//! ratio of this process.
+//! ratio of this process; and what this process is (GetServerInfo's
+//! version, build, store and start).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -28,8 +29,18 @@ pub const OPEN_SESSIONS_COUNTED: usize = 10_000;
 /// The live page: figures the script refreshes, and events as they come.
 pub async fn page(State(state): State<ConsoleState>, admin: Admin) -> Result<Response, ConsoleError> {
     let figures = figures_now(&state, &admin).await?;
+    let server = state.service.server_info(&admin.caller);
     let body = html! {
         h1 { "Live" }
+        section aria-labelledby="server-title" {
+            h2 #server-title { "Server" }
+            dl.figures #server {
+                div { dt { "Version" } dd #server-version { (server.version) } }
+                div { dt { "Build" } dd #server-build { (server.build_profile) " " (server.build_target) } }
+                div { dt { "Store" } dd #server-store { (server.store.as_str()) " (schema " (server.schema_version) ")" } }
+                div { dt { "Started" } dd #server-started { time { (layout::time_ms(server.started_at)) } } }
+            }
+        }
         section aria-labelledby="figures-title" {
             h2 #figures-title { "Figures" }
             dl.figures #figures data-source="/live/figures" {

@@ -1,5 +1,5 @@
-//! Log search (level, time range, session, user, kind, slow or failed
-//! only; paged) and its live tail: the page's script follows the entries
+//! Log search (level, time range, session, user, kind, endpoint, slow or
+//! failed only; paged) and its live tail: the page's script follows the entries
 //! after the page with the same filters through `/logs/follow`, which is
 //! FollowLogs as server-sent events. Entries are those QueryLogs reads:
 //! kept logs, and open sessions' entries under continuous logging.
@@ -44,6 +44,9 @@ pub struct Search {
     pub user: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    /// The endpoint, matched exactly; empty for any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
     /// The minimum level's name; empty for any.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub level: String,
@@ -80,6 +83,7 @@ impl Search {
         let session = self.session.trim();
         let session_id = v.check((!session.is_empty()).then(|| SessionId::parse(session, "session_id")).transpose());
         v.text(&self.user, "user_id", max_text_bytes);
+        v.text(&self.endpoint, "endpoint", max_text_bytes);
         let kind = v.check(parse_kind(&self.kind, "kind"));
         let min_level = v.check(match self.level.as_str() {
             "" => Ok(None),
@@ -103,6 +107,7 @@ impl Search {
                 session_id: session_id?,
                 user_id: Some(self.user.trim().to_owned()).filter(|u| !u.is_empty()),
                 kind: kind?,
+                endpoint: Some(self.endpoint.trim().to_owned()).filter(|e| !e.is_empty()),
                 from: from?,
                 to: to?,
                 min_level: min_level?,
@@ -167,6 +172,7 @@ fn search_form(search: &Search) -> Markup {
             div.field { label for="to" { "To (UTC)" } input #to type="datetime-local" step="1" name="to" value=(search.to); }
             div.field { label for="user" { "User id" } input #user type="search" name="user" value=(search.user); }
             div.field { label for="kind" { "Kind" } (kind_select("kind", &search.kind)) }
+            div.field { label for="endpoint" { "Endpoint" } input #endpoint type="search" name="endpoint" value=(search.endpoint); }
             div.field { label for="session" { "Session id" } input #session type="search" name="session" value=(search.session); }
             div.check { input #slow type="checkbox" name="slow" value="1" checked[!search.slow.is_empty()]; label for="slow" { "Slow sessions only" } }
             div.check { input #failed type="checkbox" name="failed" value="1" checked[!search.failed.is_empty()]; label for="failed" { "Failed sessions only" } }
@@ -175,15 +181,16 @@ fn search_form(search: &Search) -> Markup {
     }
 }
 
-/// Log entries as a table: time, level, session, message with its
-/// exception and stack trace.
+/// Log entries as a table: time, level, session, user, kind, endpoint,
+/// message with its exception and stack trace.
 pub fn table(records: &[LogRecord]) -> Markup {
     html! {
         div.scroll role="region" aria-label="Log entries" tabindex="0" {
             table.logs.stack {
                 thead { tr {
                     th scope="col" { "Logged at" } th scope="col" { "Level" } th scope="col" { "Session" }
-                    th scope="col" { "User" } th scope="col" { "Kind" } th scope="col" { "Message" }
+                    th scope="col" { "User" } th scope="col" { "Kind" } th scope="col" { "Endpoint" }
+                    th scope="col" { "Message" }
                 } }
                 tbody {
                     @for record in records {
@@ -193,6 +200,7 @@ pub fn table(records: &[LogRecord]) -> Markup {
                             td data-label="Session" { a href={ "/sessions/" (record.session_id) } { code { (short(record.session_id.as_str())) } } }
                             td data-label="User" { (record.user_id.as_deref().unwrap_or("")) }
                             td data-label="Kind" { (record.kind) }
+                            td data-label="Endpoint" { (record.endpoint) }
                             td data-label="Message".message {
                                 div { (record.entry.message) }
                                 @if let Some(exception) = &record.entry.exception { div.exception { (exception) } }
@@ -222,6 +230,7 @@ struct TailEntry {
     session_short: String,
     user_id: String,
     kind: &'static str,
+    endpoint: String,
     message: String,
     exception: String,
     stack_trace: String,
@@ -243,6 +252,7 @@ fn tail_entry(r: LogRecord) -> TailEntry {
         session_id: r.session_id.as_str().to_owned(),
         user_id: r.user_id.unwrap_or_default(),
         kind: r.kind.as_str(),
+        endpoint: r.endpoint,
         message: r.entry.message,
         exception: r.entry.exception.unwrap_or_default(),
         stack_trace: r.entry.stack_trace.unwrap_or_default(),

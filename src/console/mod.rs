@@ -85,7 +85,24 @@ pub async fn serve(listener: TcpListener, state: ConsoleState, tls: Option<Share
     let mut connections = crate::connection::tls_incoming(listener, HANDSHAKE_TIMEOUT, tls);
     while let Some(connection) = tokio_stream::StreamExt::next(&mut connections).await {
         let Ok(stream) = connection else { continue };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The client certificate the handshake verified, if any, goes
+        // with every request of the connection (`signin`).
+        let certificate = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| signin::ClientCertificate(std::sync::Arc::from(leaf.as_ref())));
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                if let Some(certificate) = &certificate {
+                    request.extensions_mut().insert(certificate.clone());
+                }
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(app);
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             // A client that goes away mid-answer is not worth a log line.

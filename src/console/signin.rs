@@ -1,4 +1,5 @@
-//! Signing in to the console with an admin API key.
+//! Signing in to the console with an admin API key, or by a client
+//! certificate mapped to an admin entry of the keys file.
 //!
 //! The key is posted once by the sign-in form and kept by the browser (in
 //! hex) in a cookie that scripts cannot read (`HttpOnly`), that no other site's page
@@ -11,6 +12,15 @@
 //! (`SHA-256("sessiond/console-csrf" ‖ key)`: the same on every replica,
 //! unknown to whoever does not hold the key), and are refused when the
 //! browser says they come from another site.
+//!
+//! Over mutual TLS, a browser presenting a client certificate the handshake
+//! verified against `--tls-client-ca`, and that the keys file maps to an
+//! admin entry (`cert_sha256`), is signed in by it without a key: the
+//! connection carries the certificate ([`ClientCertificate`]) to every
+//! request. A key in the cookie, when it still authenticates, goes first.
+//! A certificate is no secret, so the forms of an admin signed in by one
+//! must also say where they come from (`Origin` or `Sec-Fetch-Site`, which
+//! every current browser sends with a form) and that it is this console.
 
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -32,7 +42,15 @@ const COOKIE: &str = "sessiond_console_key";
 pub struct Admin {
     pub caller: Caller,
     pub csrf: String,
+    /// Signed in by a client certificate rather than a key: signing out
+    /// means no longer presenting it.
+    pub by_certificate: bool,
 }
+
+/// The client certificate (DER) a TLS connection's handshake verified,
+/// carried to each request of the connection.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub std::sync::Arc<[u8]>);
 
 impl<S> FromRequestParts<S> for Admin
 where
@@ -46,17 +64,28 @@ where
         let page = parts.method == Method::GET && !wants_data(&parts.headers, parts.uri.path());
         let callers = state.callers.current();
         let Some(keys) = callers.keys() else {
-            return Ok(Admin { caller: Caller::open(), csrf: csrf_token("") });
+            return Ok(Admin { caller: Caller::open(), csrf: csrf_token(""), by_certificate: false });
         };
         let key = cookie(&parts.headers, COOKIE)
             .and_then(|hexed| hex::decode(hexed).ok())
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or(ConsoleError::SignIn { page })?;
-        let caller = keys.authenticate(&key).ok_or(ConsoleError::SignIn { page })?;
-        if !caller.is_admin() {
-            return Err(ConsoleError::Domain(crate::domain::Error::PermissionDenied("the console needs an admin key")));
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        if let Some((key, caller)) = key.and_then(|key| keys.authenticate(&key).map(|caller| (key, caller))) {
+            if !caller.is_admin() {
+                return Err(ConsoleError::Domain(crate::domain::Error::PermissionDenied(
+                    "the console needs an admin key",
+                )));
+            }
+            return Ok(Admin { caller, csrf: csrf_token(&key), by_certificate: false });
         }
-        Ok(Admin { caller, csrf: csrf_token(&key) })
+        let certificate = parts.extensions.get::<ClientCertificate>().ok_or(ConsoleError::SignIn { page })?;
+        let caller = keys.authenticate_certificate(&certificate.0).ok_or(ConsoleError::SignIn { page })?;
+        if !caller.is_admin() {
+            return Err(ConsoleError::Domain(crate::domain::Error::PermissionDenied(
+                "the console needs an admin key or an admin's client certificate",
+            )));
+        }
+        let fingerprint = hex::encode(Sha256::digest(&certificate.0));
+        Ok(Admin { caller, csrf: csrf_token(&format!("certificate:{fingerprint}")), by_certificate: true })
     }
 }
 
@@ -101,6 +130,11 @@ fn csrf_token(key: &str) -> String {
 /// Refuses a form posted from another site, or without `admin`'s token.
 pub fn check_form(headers: &HeaderMap, uri: &Uri, admin: &Admin, token: &str) -> Result<(), ConsoleError> {
     same_origin(headers, uri)?;
+    // A certificate's token is no secret: the browser must say the form is
+    // this console's own.
+    if admin.by_certificate && !headers.contains_key(header::ORIGIN) && !headers.contains_key("sec-fetch-site") {
+        return Err(ConsoleError::Forged);
+    }
     let expected = admin.csrf.as_bytes();
     if subtle::ConstantTimeEq::ct_eq(expected, token.as_bytes()).into() { Ok(()) } else { Err(ConsoleError::Forged) }
 }
@@ -228,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_form_from_another_site_is_refused() {
-        let admin = Admin { caller: Caller::open(), csrf: csrf_token("k") };
+        let admin = Admin { caller: Caller::open(), csrf: csrf_token("k"), by_certificate: false };
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("console.example:8080"));
         headers.insert(header::ORIGIN, HeaderValue::from_static("http://console.example:8080"));

@@ -66,6 +66,8 @@ pub struct LogRecord {
     pub session_id: SessionId,
     pub user_id: Option<String>,
     pub kind: SessionKind,
+    /// The endpoint its session serves; empty for none.
+    pub endpoint: String,
     pub entry: LogEntry,
 }
 
@@ -136,6 +138,8 @@ pub struct LogQuery {
     pub session_id: Option<SessionId>,
     pub user_id: Option<String>,
     pub kind: Option<SessionKind>,
+    /// Only entries of sessions serving this endpoint (`labels.endpoint`).
+    pub endpoint: Option<String>,
     pub from: Option<UnixMillis>,
     pub to: Option<UnixMillis>,
     pub min_level: Option<LogLevel>,

@@ -248,7 +248,7 @@ pub fn promotion(p: Promotion) -> pb::Promotion {
 }
 
 pub fn log_record(r: LogRecord) -> pb::LogRecord {
-    let LogRecord { entry_id: _, position: _, sequence, log_id, session_id, user_id, kind, entry } = r;
+    let LogRecord { entry_id: _, position: _, sequence, log_id, session_id, user_id, kind, endpoint, entry } = r;
     pb::LogRecord {
         log_id: log_id.map(|id| id.as_str().to_owned()).unwrap_or_default(),
         session_id: session_id.as_str().to_owned(),
@@ -261,6 +261,7 @@ pub fn log_record(r: LogRecord) -> pb::LogRecord {
         client_time: entry.client_time.map(micros_timestamp),
         logged_at: Some(timestamp(entry.logged_at)),
         sequence,
+        endpoint,
     }
 }
 

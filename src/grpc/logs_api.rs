@@ -187,11 +187,13 @@ impl pb::log_service_server::LogService for LogsApi {
             slow_only,
             page_size,
             page_token,
+            endpoint,
         } = request.into_inner();
         let mut v = Violations::default();
         let limit = v.check(convert::page_size(page_size));
         let after = v.check(parse_cursor(&page_token, "page_token")).map(Option::unwrap_or_default);
-        let filters = Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only };
+        let filters =
+            Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only, endpoint };
         let query = filters.parse(&self.service, &mut v);
         let query = v.finish(all(|| Some(LogQuery { after: after?, limit: limit?, ..query? })))?;
         let wanted = query.limit.min(self.service.config().limits.max_page_size);
@@ -224,10 +226,12 @@ impl pb::log_service_server::LogService for LogsApi {
             failed_only,
             slow_only,
             cursor,
+            endpoint,
         } = request.into_inner();
         let mut v = Violations::default();
         let from = v.check(parse_cursor(&cursor, "cursor"));
-        let filters = Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only };
+        let filters =
+            Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only, endpoint };
         let query = filters.parse(&self.service, &mut v);
         let (query, from) = v.finish(all(|| Some((query?, from?))))?;
         let batches = self.service.follow_logs(&caller, query, from).await?;
@@ -252,7 +256,8 @@ fn parse_cursor(text: &str, field: &str) -> Result<Option<LogCursor>, InvalidInp
     }
 }
 
-/// The filters QueryLogs and FollowLogs share, fields 1 to 8 of both.
+/// The filters QueryLogs and FollowLogs share: fields 1 to 8 of both, and
+/// `endpoint`.
 struct Filters {
     session_id: String,
     user_id: String,
@@ -262,15 +267,18 @@ struct Filters {
     min_level: i32,
     failed_only: bool,
     slow_only: bool,
+    endpoint: String,
 }
 
 impl Filters {
     /// The query they make (cursor and limit unset), each invalid filter
     /// named in `v`.
     fn parse(self, service: &Service, v: &mut Violations) -> Option<LogQuery> {
-        let Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only } = self;
+        let Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only, endpoint } =
+            self;
         let session_id = v.check(optional(session_id).map(|id| SessionId::parse(&id, "session_id")).transpose());
         v.text(&user_id, "user_id", service.config().limits.max_text_bytes);
+        v.text(&endpoint, "endpoint", service.config().limits.max_text_bytes);
         let kind = v.check(parse_kind(kind, "kind", false));
         let from = v.check(start_time.map(|t| convert::parse_timestamp(&t, "start_time")).transpose());
         let to = v.check(end_time.map(|t| convert::parse_timestamp(&t, "end_time")).transpose());
@@ -285,6 +293,7 @@ impl Filters {
             session_id: session_id?,
             user_id: optional(user_id),
             kind: kind?,
+            endpoint: optional(endpoint),
             from: from?,
             to: to?,
             min_level: min_level?,

@@ -20,6 +20,7 @@ mod logs_api;
 mod messages_api;
 pub mod observe;
 mod privileges_api;
+mod server_api;
 mod sessions_api;
 pub mod status;
 mod storage_api;
@@ -49,6 +50,7 @@ pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) 
     use pb::log_service_server::LogServiceServer;
     use pb::message_service_server::MessageServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;
+    use pb::server_service_server::ServerServiceServer;
     use pb::session_service_server::SessionServiceServer;
     use pb::storage_service_server::StorageServiceServer;
     let sessions = SessionServiceServer::new(sessions_api::SessionsApi::new(service.clone()));
@@ -56,12 +58,14 @@ pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) 
     let storage = StorageServiceServer::new(storage_api::StorageApi::new(service.clone()));
     let logs = LogServiceServer::new(logs_api::LogsApi::new(service.clone()));
     let messages = MessageServiceServer::new(messages_api::MessagesApi::new(messages.clone()));
+    let server = ServerServiceServer::new(server_api::ServerApi::new(service.clone()));
     Routes::default()
         .add_service(sessions.max_decoding_message_size(max_request_bytes))
         .add_service(privileges.max_decoding_message_size(max_request_bytes))
         .add_service(storage.max_decoding_message_size(max_request_bytes))
         .add_service(logs.max_decoding_message_size(max_request_bytes))
         .add_service(messages.max_decoding_message_size(max_request_bytes))
+        .add_service(server.max_decoding_message_size(max_request_bytes))
 }
 
 /// The HTTP faces of every unary method of sessiond's services and
@@ -81,10 +85,11 @@ pub fn web_layer(
 }
 
 /// The full names of the sessiond services, for health and reflection.
-pub const SERVICE_NAMES: [&str; 5] = [
+pub const SERVICE_NAMES: [&str; 6] = [
     "sessiond.v1.SessionService",
     "sessiond.v1.PrivilegeService",
     "sessiond.v1.StorageService",
     "sessiond.v1.LogService",
     "sessiond.v1.MessageService",
+    "sessiond.v1.ServerService",
 ];

@@ -28,6 +28,7 @@ mod locks;
 pub mod logs;
 pub mod messages;
 pub mod privileges;
+pub mod server_info;
 pub mod storage;
 pub mod sweeper;
 pub mod watch;
@@ -153,6 +154,8 @@ pub struct ServiceConfig {
     /// Sessions the session cache holds (`--cache-capacity`). It does not
     /// bound the activity tracker, which must keep unwritten activity.
     pub cache_capacity: u64,
+    /// The store the service runs on, as GetServerInfo reports it.
+    pub store: server_info::StoreKind,
 }
 
 impl Default for ServiceConfig {
@@ -170,6 +173,7 @@ impl Default for ServiceConfig {
             event_retention: Duration::from_secs(24 * 3600),
             idempotency_window: Duration::from_secs(24 * 3600),
             cache_capacity: 100_000,
+            store: server_info::StoreKind::default(),
         }
     }
 }
@@ -198,6 +202,8 @@ struct Inner {
     /// position other processes announced (see `logs`).
     logs_readable: signal::Sender<i64>,
     stopping: signal::Sender<bool>,
+    /// When the service was built (see `server_info`).
+    started_at: UnixMillis,
 }
 
 impl Service {
@@ -205,6 +211,7 @@ impl Service {
         let (events, _) = broadcast::channel(4096);
         let (stopping, _) = signal::channel(false);
         let (logs_readable, _) = signal::channel(0);
+        let started_at = clock.now();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -218,6 +225,7 @@ impl Service {
                 own_events: watch::OwnEvents::default(),
                 logs_readable,
                 stopping,
+                started_at,
             }),
         }
     }

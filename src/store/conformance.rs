@@ -526,7 +526,8 @@ pub async fn concurrent_appends_number_each_log_without_gaps(store: Arc<dyn Stor
 pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn Store>) {
     let at = |n: i64| UnixMillis(T0.0 + n);
     let failed = session(SessionKind::WebCall, Some("alice"), T0);
-    let slow = session(SessionKind::MethodCall, Some("bob"), T0);
+    let mut slow = session(SessionKind::MethodCall, Some("bob"), T0);
+    slow.labels.endpoint = "checkout".into();
     let dropped = session(SessionKind::WebCall, Some("alice"), T0);
     let open = session(SessionKind::WebCall, Some("alice"), T0);
     for s in [&failed, &slow, &dropped, &open] {
@@ -566,6 +567,11 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn St
     assert_eq!(messages(LogQuery { session_id: Some(slow.id.clone()), ..LogQuery::default() }).await, ["s1", "s2"]);
     assert_eq!(messages(LogQuery { user_id: Some("alice".into()), ..LogQuery::default() }).await, ["f1", "f2", "f3"]);
     assert_eq!(messages(LogQuery { kind: Some(SessionKind::MethodCall), ..LogQuery::default() }).await, ["s1", "s2"]);
+    let checkout = LogQuery { endpoint: Some("checkout".into()), ..LogQuery::default() };
+    assert_eq!(messages(checkout).await, ["s1", "s2"]);
+    let elsewhere =
+        LogQuery { endpoint: Some("checkout".into()), user_id: Some("alice".into()), ..LogQuery::default() };
+    assert!(messages(elsewhere).await.is_empty());
     let window = LogQuery { from: Some(at(2)), to: Some(at(11)), ..LogQuery::default() };
     assert_eq!(messages(window).await, ["f2", "f3", "s1"]);
 
@@ -578,9 +584,16 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Arc<dyn St
     assert_eq!((record.sequence, &record.entry), (3, &failed_entries[2]));
     assert_eq!(record.log_id, failed_end.log_id);
     assert_eq!(
-        (&record.session_id, record.user_id.as_deref(), record.kind),
-        (&failed.id, Some("alice"), SessionKind::WebCall)
+        (&record.session_id, record.user_id.as_deref(), record.kind, record.endpoint.as_str()),
+        (&failed.id, Some("alice"), SessionKind::WebCall, "")
     );
+    let records = store
+        .query_logs(&LogQuery { session_id: Some(slow.id.clone()), ..all_logs() })
+        .await
+        .expect("queryable")
+        .records;
+    let endpoints: Vec<&str> = records.iter().map(|r| r.endpoint.as_str()).collect();
+    assert_eq!(endpoints, ["checkout", "checkout"]);
 }
 
 /// Paging by cursor walks every entry once, in order.

@@ -17,7 +17,8 @@
 //! |---|---|---|
 //! | `log_entries_readable_by_session` | `session_id, level` | a session |
 //! | `log_entries_readable_by_user` | `tenant, user_id, level` | a user (no session) |
-//! | `log_entries_readable_by_kind` | `tenant, kind, level` | a kind (no session, no user) |
+//! | `log_entries_readable_by_endpoint` | `tenant, endpoint, level` | an endpoint (no session, no user) |
+//! | `log_entries_readable_by_kind` | `tenant, kind, level` | a kind (none of the above) |
 //! | `log_entries_readable_failed` | `tenant, level`, failed only | failed only (none of the above) |
 //! | `log_entries_readable_slow` | `tenant, level`, slow only | slow only (none of the above) |
 //! | `log_entries_readable` | `tenant, level` | none of the above |
@@ -33,13 +34,14 @@ pub enum Param {
 
 /// The columns each query answers, `log_id` from the entry's session.
 const COLUMNS: &str = "entry_id, position, session_id, sequence, level, message, exception, stack_trace, \
-     client_time, logged_at, user_id, kind, continuous";
+     client_time, logged_at, user_id, kind, endpoint, continuous";
 
 /// Which index a query walks: its name and the equalities it leads with.
 fn index(query: &LogQuery) -> &'static str {
     match () {
         _ if query.session_id.is_some() => "log_entries_readable_by_session",
         _ if query.user_id.is_some() && query.tenant.is_some() => "log_entries_readable_by_user",
+        _ if query.endpoint.is_some() && query.tenant.is_some() => "log_entries_readable_by_endpoint",
         _ if query.kind.is_some() && query.tenant.is_some() => "log_entries_readable_by_kind",
         _ if query.failed_only => "log_entries_readable_failed",
         _ if query.slow_only => "log_entries_readable_slow",
@@ -74,6 +76,9 @@ pub fn logs_sql(
     }
     if let Some(kind) = query.kind {
         filters.push(format!("kind = {}", bind(Param::Text(kind.as_str().to_owned()))));
+    }
+    if let Some(endpoint) = &query.endpoint {
+        filters.push(format!("endpoint = {}", bind(Param::Text(endpoint.clone()))));
     }
     if query.failed_only {
         filters.push("failed".to_owned());
@@ -118,10 +123,10 @@ pub fn logs_sql(
 }
 
 /// The filter shapes a plan test runs: each filter alone and together with
-/// the others (every subset of session, user, kind, failed, slow, time range
-/// and minimum level), by the caller's tenant.
+/// the others (every subset of session, user, kind, failed, slow, time range,
+/// minimum level and endpoint), by the caller's tenant.
 pub fn filter_shapes(base: &LogQuery, sample: &LogQuery) -> Vec<LogQuery> {
-    (0u32..1 << 7)
+    (0u32..1 << 8)
         .map(|mask| {
             let on = |bit: u32| mask & (1 << bit) != 0;
             LogQuery {
@@ -133,6 +138,7 @@ pub fn filter_shapes(base: &LogQuery, sample: &LogQuery) -> Vec<LogQuery> {
                 from: sample.from.filter(|_| on(5)),
                 to: sample.to.filter(|_| on(5)),
                 min_level: sample.min_level.filter(|_| on(6)),
+                endpoint: sample.endpoint.clone().filter(|_| on(7)),
                 ..base.clone()
             }
         })

@@ -8,7 +8,7 @@
 //! | `sessiond.messages.delivered` | counter | |
 //! | `sessiond.messages.dropped` | counter | `sessiond.message.drop_reason` (`too_slow`) |
 //! | `sessiond.messages.subscribers` | up-down counter | |
-//! | `sessiond.messages.lag` (ms) | histogram | |
+//! | `sessiond.messages.lag` (s) | histogram | |
 //!
 //! `delivered` counts messages written to subscribers' streams; `lag` is
 //! the time from a post's acceptance to that write, on this replica's
@@ -19,9 +19,10 @@ use std::sync::OnceLock;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 
-/// Bucket bounds of `sessiond.messages.lag`, in milliseconds.
-const LAG_BOUNDS_MS: [f64; 14] =
-    [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+/// Bucket bounds of `sessiond.messages.lag`, in seconds, like every
+/// duration sessiond measures.
+const LAG_BOUNDS_SECONDS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 static METRICS: OnceLock<MessageMetrics> = OnceLock::new();
 
@@ -52,9 +53,9 @@ pub(super) fn install(meter: &Meter) {
             .build(),
         lag: meter
             .f64_histogram("sessiond.messages.lag")
-            .with_unit("ms")
+            .with_unit("s")
             .with_description("Time from a post's acceptance to its delivery to a subscriber")
-            .with_boundaries(LAG_BOUNDS_MS.to_vec())
+            .with_boundaries(LAG_BOUNDS_SECONDS.to_vec())
             .build(),
     });
 }
@@ -66,11 +67,11 @@ pub fn posted(scope: &'static str) {
     }
 }
 
-/// A message was written to a subscriber's stream `lag_ms` after its post.
-pub fn delivered(lag_ms: f64) {
+/// A message was written to a subscriber's stream `lag` after its post.
+pub fn delivered(lag: std::time::Duration) {
     if let Some(metrics) = METRICS.get() {
         metrics.delivered.add(1, &[]);
-        metrics.lag.record(lag_ms.max(0.0), &[]);
+        metrics.lag.record(lag.as_secs_f64(), &[]);
     }
 }
 

@@ -454,3 +454,17 @@ async fn a_service_key_does_only_what_its_entry_allows_beyond_its_role() {
     }
     app.sessions.revoke_sessions(with_key(revoke, &trusted)).await.expect("revoking by id");
 }
+
+#[tokio::test]
+async fn any_valid_key_reads_the_server_info_and_no_key_does_not() {
+    let t = two_tenants().await;
+    let mut server = pb::server_service_client::ServerServiceClient::new(t.app.channel.clone());
+    for key in [&t.acme, &t.acme_admin, &t.globex] {
+        let info = server.get_server_info(with_key(pb::GetServerInfoRequest {}, key)).await.expect("answered");
+        assert_eq!(info.into_inner().version, env!("CARGO_PKG_VERSION"));
+    }
+    let missing = failure(server.get_server_info(pb::GetServerInfoRequest {}).await);
+    assert_eq!(missing.code(), Code::Unauthenticated);
+    let wrong = failure(server.get_server_info(with_key(pb::GetServerInfoRequest {}, "sdk_not-a-key")).await);
+    assert_eq!(error_reason(&wrong).as_deref(), Some("API_KEY_INVALID"));
+}

@@ -294,8 +294,28 @@ async fn health_and_version_answer_and_an_unreachable_server_exits_unavailable()
     let json = json_lines(&run(&app.address, &["health", "-o", "json"], &[]).await);
     assert_eq!(json[0]["status"], "SERVING");
 
-    let version = Command::new(SESSIOND).args(["version", "-o", "json"]).output().unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&version.stdout).unwrap()["version"], env!("CARGO_PKG_VERSION"));
+    // The client's version and the server's (GetServerInfo).
+    let version = json_lines(&run(&app.address, &["version", "-o", "json"], &[]).await);
+    assert_eq!(version[0]["client"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(version[0]["version"], env!("CARGO_PKG_VERSION"));
+    let server = &version[0]["server"];
+    assert_eq!(server["version"], env!("CARGO_PKG_VERSION"));
+    let store = if crate::helpers::on_postgres() { "postgres" } else { "embedded" };
+    assert_eq!(server["store"], store);
+    assert!(server["schema_version"].as_u64().is_some_and(|v| v > 0), "{server}");
+    assert!(server["started_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{server}");
+    let table = run(&app.address, &["version"], &[]).await;
+    assert_eq!(table.status.code(), Some(0), "stderr: {}", stderr(&table));
+    let lines: Vec<String> = stdout(&table).lines().map(str::to_owned).collect();
+    assert_eq!(lines[0], format!("client: sessiond {}", env!("CARGO_PKG_VERSION")));
+    assert!(lines[1].starts_with(&format!("server: sessiond {} (", env!("CARGO_PKG_VERSION"))), "{lines:?}");
+    assert!(lines[1].contains(&format!("store {store} (schema ")), "{lines:?}");
+    // --client asks no server, so it answers with none listening.
+    let client = Command::new(SESSIOND).args(["version", "--client", "-o", "json"]).output().unwrap();
+    assert_eq!(client.status.code(), Some(0));
+    let client: Value = serde_json::from_slice(&client.stdout).unwrap();
+    assert_eq!(client["client"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(client.get("server").is_none(), "{client}");
 
     // A port nothing listens on: bound, then closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -303,6 +323,11 @@ async fn health_and_version_answer_and_an_unreachable_server_exits_unavailable()
     assert_eq!(gone.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&gone));
     let gone = run(&format!("127.0.0.1:{port}"), &["sessions", "list"], &[]).await;
     assert_eq!(gone.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&gone));
+    // The client's version still comes, then the server's absence.
+    let gone = run(&format!("127.0.0.1:{port}"), &["version"], &[]).await;
+    assert_eq!(gone.status.code(), Some(UNAVAILABLE), "stderr: {}", stderr(&gone));
+    assert_eq!(stdout(&gone), format!("client: sessiond {}\n", env!("CARGO_PKG_VERSION")));
+    assert!(stderr(&gone).contains("cannot connect"), "{}", stderr(&gone));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,6 +364,31 @@ async fn logs_tail_prints_an_entry_logged_after_it_started() {
     assert!(line.contains(" error "), "{line}");
     assert!(line.contains(&created.session.unwrap().session_id), "{line}");
     assert!(line.ends_with("payment <b>refused</b>\\nretrying"), "control characters escaped: {line}");
+}
+
+#[tokio::test]
+async fn logs_query_narrows_to_an_endpoint_and_prints_each_entrys_endpoint() {
+    let mut app = TestApp::spawn_with(|s| s.log_keep_all = true).await;
+    for endpoint in ["checkout", "health"] {
+        let request = pb::CreateSessionRequest {
+            kind: Kind::WebCall.into(),
+            user_id: "ivan".into(),
+            labels: Some(pb::SessionLabels { endpoint: endpoint.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let created = app.sessions.create_session(request).await.expect("created").into_inner();
+        app.log(&created.token, vec![entry(pb::LogLevel::Info, &format!("at {endpoint}"))]).await;
+        app.close(&created.token, "").await;
+    }
+    let json = json_lines(&run(&app.address, &["logs", "query", "--endpoint", "checkout", "-o", "json"], &[]).await);
+    let found: Vec<(&str, &str)> =
+        json.iter().map(|l| (l["message"].as_str().unwrap(), l["endpoint"].as_str().unwrap())).collect();
+    assert_eq!(found, [("at checkout", "checkout")]);
+    let table = run(&app.address, &["logs", "query", "--user", "ivan"], &[]).await;
+    let text = stdout(&table);
+    let mut lines = text.lines();
+    assert!(lines.next().is_some_and(|header| header.contains(" ENDPOINT ")), "{text}");
+    assert!(lines.all(|line| line.contains(" checkout ") || line.contains(" health ")), "{text}");
 }
 
 #[tokio::test]

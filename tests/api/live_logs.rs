@@ -197,3 +197,32 @@ async fn a_follow_ends_when_sessiond_shuts_down() {
     let ended = tokio::time::timeout(PROMPTLY, live.message()).await.expect("the follow ends promptly");
     assert!(matches!(ended, Ok(None)), "{ended:?}");
 }
+
+#[tokio::test]
+async fn queries_and_follows_narrowed_to_an_endpoint_answer_its_sessions_entries_alone() {
+    let mut app = TestApp::spawn().await;
+    let at = |endpoint: &str| pb::CreateSessionRequest {
+        kind: Kind::WebUser.into(),
+        user_id: "alice".into(),
+        labels: Some(pb::SessionLabels { endpoint: endpoint.into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let checkout = app.sessions.create_session(at("checkout")).await.expect("created").into_inner();
+    let health = app.sessions.create_session(at("health")).await.expect("created").into_inner();
+    let narrowed = pb::FollowLogsRequest { endpoint: "checkout".into(), ..Default::default() };
+    let mut live = follow(&mut app, narrowed).await;
+    app.log(&health.token, vec![entry(Level::Info, "h1")]).await;
+    app.log(&checkout.token, vec![entry(Level::Info, "c1")]).await;
+    let (seen, _) = next_records(&mut live, 1).await;
+    assert_eq!(seen, ["c1"], "the other endpoint's entry is not followed");
+
+    let answer = app.query_logs(pb::QueryLogsRequest { endpoint: "checkout".into(), ..Default::default() }).await;
+    assert_eq!(messages(&answer.records), ["c1"]);
+    assert_eq!(answer.records[0].endpoint, "checkout");
+    let request = pb::QueryLogsRequest { endpoint: "health".into(), user_id: "alice".into(), ..Default::default() };
+    assert_eq!(messages(&app.query_logs(request).await.records), ["h1"]);
+    let nowhere = pb::QueryLogsRequest { endpoint: "check".into(), ..Default::default() };
+    assert!(app.query_logs(nowhere).await.records.is_empty(), "an endpoint matches exactly");
+    let too_long = pb::QueryLogsRequest { endpoint: "x".repeat(2_000), ..Default::default() };
+    assert_invalid(&failure(app.logs.query_logs(too_long).await), "endpoint");
+}

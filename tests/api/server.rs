@@ -12,12 +12,13 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{PATIENCE, TestApp, by_token, failure, text};
 
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "sessiond.v1.SessionService",
     "sessiond.v1.PrivilegeService",
     "sessiond.v1.StorageService",
     "sessiond.v1.LogService",
     "sessiond.v1.MessageService",
+    "sessiond.v1.ServerService",
 ];
 
 #[tokio::test]
@@ -182,4 +183,23 @@ async fn calls_over_the_global_limit_are_shed_with_resource_exhausted_and_the_se
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
     }
     panic!("no call was ever shed while a stream held the only slot");
+}
+
+#[tokio::test]
+async fn server_info_tells_the_version_build_store_and_start_of_the_process() {
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    let app = TestApp::spawn().await;
+    let mut server = pb::server_service_client::ServerServiceClient::new(app.channel.clone());
+    let info = server.get_server_info(pb::GetServerInfoRequest {}).await.expect("answered").into_inner();
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(info.build_profile, if cfg!(debug_assertions) { "debug" } else { "release" });
+    assert!(info.build_target.contains("-linux-"), "{}", info.build_target);
+    let (store, schema) = match crate::helpers::on_postgres() {
+        true => (pb::StoreKind::Postgres, sessiond::store::postgres::SCHEMA_VERSION),
+        false => (pb::StoreKind::Embedded, sessiond::store::sqlite::SCHEMA_VERSION),
+    };
+    assert_eq!((info.store(), info.schema_version), (store, schema));
+    let started = info.started_at.expect("a start time").seconds as u64;
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    assert!((before..=after).contains(&started), "{before} <= {started} <= {after}");
 }

@@ -1,6 +1,6 @@
 //! TLS, and mutual TLS as a way in besides API keys: a client certificate
 //! signed by the configured CA and named in the keys file is that entry's
-//! tenant and role.
+//! tenant and role, at the API and (for an admin entry) at the console.
 
 use std::sync::Arc;
 
@@ -57,6 +57,8 @@ fn pki() -> Pki {
 
 struct TlsApp {
     address: String,
+    /// The console's address, when it was asked for.
+    console: Option<std::net::SocketAddr>,
     ca: String,
     _dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -83,8 +85,9 @@ async fn spawn_tls_with(pki: &Pki, keys: &str, configure: impl FnOnce(&mut Setti
     let app =
         Application::build_with_clock(settings, Arc::new(sessiond::clock::SystemClock)).await.expect("the app builds");
     let address = format!("https://{}", app.local_addr());
+    let console = app.console_addr();
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TlsApp { address, ca: pki.ca.clone(), _dir: dir, server }
+    TlsApp { address, console, ca: pki.ca.clone(), _dir: dir, server }
 }
 
 impl Drop for TlsApp {
@@ -344,4 +347,112 @@ async fn json_over_http1_is_served_over_tls_to_clients_that_offer_only_http1() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.contains(r#""userId":"alice""#), "{answer}");
+}
+
+/// GETs `path` from the console at `address` over TLS and HTTP/1.1, with
+/// the client certificate `identity` when given; answers the status and
+/// the whole answer (head and body).
+async fn console_get(
+    address: std::net::SocketAddr,
+    ca: &str,
+    identity: Option<&(String, String)>,
+    path: &str,
+) -> (u16, String) {
+    console_request(address, ca, identity, &format!("GET {path} HTTP/1.1\r\n"), "").await
+}
+
+/// Sends a request to the console as [`console_get`] does: `head` (its
+/// request line and headers), `Host` and `Connection: close`, then `body`.
+async fn console_request(
+    address: std::net::SocketAddr,
+    ca: &str,
+    identity: Option<&(String, String)>,
+    head: &str,
+    body: &str,
+) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>().expect("PEM");
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("a PEM key");
+            builder.with_client_auth_cert(chain, key).expect("a client certificate")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await.expect("the console accepts connections");
+    let name = ServerName::try_from("localhost").expect("a valid name");
+    let mut tls = connector.connect(name, tcp).await.expect("the TLS handshake succeeds");
+    let request = format!("{head}Host: localhost\r\nConnection: close\r\n\r\n{body}");
+    tls.write_all(request.as_bytes()).await.expect("the request is sent");
+    let mut answer = Vec::new();
+    // The server may close without a TLS close_notify: what came is the answer.
+    let _ = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{answer}"));
+    (status, answer)
+}
+
+#[tokio::test]
+async fn the_console_signs_in_an_admins_client_certificate_without_a_key_and_no_other() {
+    let pki = pki();
+    let fingerprint = hex::encode(Sha256::digest(&pki.client_der));
+    let entry = |role: &str| {
+        format!("keys:\n  - {{name: ops-laptop, tenant: acme, role: {role}, cert_sha256: \"{fingerprint}\"}}\n")
+    };
+    let with_console = |s: &mut Settings| s.console_listen = Some("127.0.0.1:0".parse().expect("an address"));
+    let app = spawn_tls_with(&pki, &entry("admin"), with_console).await;
+    let console = app.console.expect("the console listens");
+
+    let (status, page) = console_get(console, &app.ca, Some(&pki.client), "/sessions").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("ops-laptop") && page.contains("acme"), "the entry and its tenant: {page}");
+    assert!(page.contains("signed in by client certificate") && !page.contains("Sign out"), "{page}");
+    let (status, page) = console_get(console, &app.ca, Some(&pki.client), "/live").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(env!("CARGO_PKG_VERSION")), "the server's version: {page}");
+
+    // A form posted by an admin signed in by certificate must say it comes
+    // from the console itself: its token, derived from a certificate (no
+    // secret), is not enough alone.
+    let certificate = hex::encode(Sha256::digest(&pki.client_der));
+    let token = Sha256::new().chain_update("sessiond/console-csrf").chain_update(format!("certificate:{certificate}"));
+    let body = format!("csrf={}", hex::encode(token.finalize()));
+    let form = |origin: &str| {
+        format!(
+            "POST /logout HTTP/1.1\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    let (status, answer) = console_request(console, &app.ca, Some(&pki.client), &form(""), &body).await;
+    assert_eq!(status, 403, "neither Origin nor Sec-Fetch-Site: {answer}");
+    let own = form("Origin: https://localhost\r\n");
+    let (status, answer) = console_request(console, &app.ca, Some(&pki.client), &own, &body).await;
+    assert_eq!(status, 303, "from the console's own origin: {answer}");
+
+    // Without the certificate: the sign-in form, and 401 for the scripts.
+    let (status, answer) = console_get(console, &app.ca, None, "/sessions").await;
+    assert_eq!(status, 303, "{answer}");
+    assert!(answer.to_lowercase().contains("location: /login"), "{answer}");
+    let (status, _) = console_get(console, &app.ca, None, "/live/figures").await;
+    assert_eq!(status, 401);
+
+    // The same certificate as a service entry is not an admin.
+    let service = spawn_tls_with(&pki, &entry("service"), with_console).await;
+    let console = service.console.expect("the console listens");
+    let (status, page) = console_get(console, &service.ca, Some(&pki.client), "/sessions").await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("admin"), "{page}");
 }

@@ -291,6 +291,31 @@ describe('logs', () => {
   });
 });
 
+describe('logs by endpoint', () => {
+  test('logs are searched by endpoint, each entry showing its session\'s endpoint', async () => {
+    const user = `endpoint-${Date.now()}`;
+    for (const endpoint of ['checkout', 'health']) {
+      const created = await create(user, { labels: { endpoint } });
+      await unary(service.logs, 'Log', {
+        session: byId(created),
+        entries: [{ level: 'LOG_LEVEL_ERROR', message: `at ${endpoint}` }],
+      });
+      await unary(service.sessions, 'CloseSession', { session: byId(created) });
+    }
+    const page = await signedIn();
+    await page.goto(`${base}/logs?user=${user}`);
+    const rows = page.locator('table.logs tbody tr');
+    assert.equal(await rows.count(), 2);
+    await page.getByLabel('Endpoint').fill('checkout');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForURL(/endpoint=checkout/);
+    assert.equal(await rows.count(), 1);
+    assert.equal(await rows.first().locator('td.message > div').first().textContent(), 'at checkout');
+    assert.equal(await rows.first().locator('td[data-label="Endpoint"]').textContent(), 'checkout');
+    await page.context().close();
+  });
+});
+
 describe('logs of open sessions', () => {
   test('an open session logged continuously shows its entries at once, followed live', async () => {
     const user = `open-${Date.now()}`;
@@ -319,6 +344,8 @@ describe('live', () => {
     const page = await signedIn();
     await page.goto(`${base}/live`);
     await page.getByRole('status').filter({ hasText: 'Following events' }).waitFor();
+    assert.ok(/^\d+\.\d+\.\d+/.test(await page.locator('#server-version').textContent()));
+    assert.ok((await page.locator('#server-store').textContent()).startsWith(DATABASE_URL ? 'postgres' : 'embedded'));
     const created = await create(`live-${Date.now()}`);
     const row = page.locator('table.events tbody tr').filter({ hasText: created.session.sessionId.slice(0, 12) });
     await row.waitFor({ timeout: 10_000 });

@@ -437,6 +437,59 @@ func (CheckMode) EnumDescriptor() ([]byte, []int) {
 	return file_sessiond_v1_sessiond_proto_rawDescGZIP(), []int{5}
 }
 
+// Where a sessiond keeps its data.
+type StoreKind int32
+
+const (
+	// Never answered.
+	StoreKind_STORE_KIND_UNSPECIFIED StoreKind = 0
+	// The embedded SQLite store in --data-dir, of this one process.
+	StoreKind_STORE_KIND_EMBEDDED StoreKind = 1
+	// PostgreSQL at --database-url, which several replicas may share.
+	StoreKind_STORE_KIND_POSTGRES StoreKind = 2
+)
+
+// Enum value maps for StoreKind.
+var (
+	StoreKind_name = map[int32]string{
+		0: "STORE_KIND_UNSPECIFIED",
+		1: "STORE_KIND_EMBEDDED",
+		2: "STORE_KIND_POSTGRES",
+	}
+	StoreKind_value = map[string]int32{
+		"STORE_KIND_UNSPECIFIED": 0,
+		"STORE_KIND_EMBEDDED":    1,
+		"STORE_KIND_POSTGRES":    2,
+	}
+)
+
+func (x StoreKind) Enum() *StoreKind {
+	p := new(StoreKind)
+	*p = x
+	return p
+}
+
+func (x StoreKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StoreKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_sessiond_v1_sessiond_proto_enumTypes[6].Descriptor()
+}
+
+func (StoreKind) Type() protoreflect.EnumType {
+	return &file_sessiond_v1_sessiond_proto_enumTypes[6]
+}
+
+func (x StoreKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StoreKind.Descriptor instead.
+func (StoreKind) EnumDescriptor() ([]byte, []int) {
+	return file_sessiond_v1_sessiond_proto_rawDescGZIP(), []int{6}
+}
+
 // Names one session, by secret token or by public id.
 type SessionRef struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3576,7 +3629,11 @@ type QueryLogsRequest struct {
 	PageSize int32 `protobuf:"varint,9,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Resume after this point: a next_page_token or a cursor from an earlier
 	// answer (QueryLogs or FollowLogs). Empty: from the first entry.
-	PageToken     string `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only entries of sessions serving this endpoint (their
+	// SessionLabels.endpoint, matched exactly); empty: every endpoint. At
+	// most --max-text-bytes.
+	Endpoint      string `protobuf:"bytes,11,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3681,6 +3738,13 @@ func (x *QueryLogsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *QueryLogsRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
 // A stored entry and the session log it belongs to.
 type LogRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3706,7 +3770,10 @@ type LogRecord struct {
 	// When sessiond stored it.
 	LoggedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=logged_at,json=loggedAt,proto3" json:"logged_at,omitempty"`
 	// Entry number within the session's log.
-	Sequence      uint64 `protobuf:"varint,11,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,11,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The endpoint the session serves (its SessionLabels.endpoint); empty for
+	// none.
+	Endpoint      string `protobuf:"bytes,12,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3818,6 +3885,13 @@ func (x *LogRecord) GetSequence() uint64 {
 	return 0
 }
 
+func (x *LogRecord) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
 // One page of QueryLogs, oldest entry first.
 type QueryLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3908,7 +3982,11 @@ type FollowLogsRequest struct {
 	SlowOnly bool `protobuf:"varint,8,opt,name=slow_only,json=slowOnly,proto3" json:"slow_only,omitempty"`
 	// Resume after this cursor (from a FollowLogsResponse or a
 	// QueryLogsResponse); empty: from now on.
-	Cursor        string `protobuf:"bytes,9,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Cursor string `protobuf:"bytes,9,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// Only entries of sessions serving this endpoint (their
+	// SessionLabels.endpoint, matched exactly); empty: every endpoint. At
+	// most --max-text-bytes.
+	Endpoint      string `protobuf:"bytes,10,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4006,6 +4084,13 @@ func (x *FollowLogsRequest) GetCursor() string {
 	return ""
 }
 
+func (x *FollowLogsRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
 type FollowLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Entries that became readable, in order; at most 500 per message.
@@ -4059,6 +4144,141 @@ func (x *FollowLogsResponse) GetCursor() string {
 		return x.Cursor
 	}
 	return ""
+}
+
+// GetServerInfo takes no arguments.
+type GetServerInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServerInfoRequest) Reset() {
+	*x = GetServerInfoRequest{}
+	mi := &file_sessiond_v1_sessiond_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServerInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServerInfoRequest) ProtoMessage() {}
+
+func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sessiond_v1_sessiond_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
+	return file_sessiond_v1_sessiond_proto_rawDescGZIP(), []int{52}
+}
+
+// What the answering sessiond process is.
+type GetServerInfoResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sessiond's version, as `sessiond --version` prints it (semantic
+	// versioning, e.g. "0.1.0").
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The Cargo profile the binary was built with: "release", or "debug" for
+	// a development build.
+	BuildProfile string `protobuf:"bytes,2,opt,name=build_profile,json=buildProfile,proto3" json:"build_profile,omitempty"`
+	// The platform the binary was built for, as a Rust target triple (e.g.
+	// "x86_64-unknown-linux-gnu").
+	BuildTarget string `protobuf:"bytes,3,opt,name=build_target,json=buildTarget,proto3" json:"build_target,omitempty"`
+	// The store this process keeps its data in.
+	Store StoreKind `protobuf:"varint,4,opt,name=store,proto3,enum=sessiond.v1.StoreKind" json:"store,omitempty"`
+	// The store's schema version: the number of schema steps this binary
+	// knows, which it brought the store to when it started. Counted per
+	// store kind (the embedded store and PostgreSQL number their steps
+	// apart).
+	SchemaVersion uint32 `protobuf:"varint,5,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
+	// When this process started (its service was built), to the
+	// millisecond.
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServerInfoResponse) Reset() {
+	*x = GetServerInfoResponse{}
+	mi := &file_sessiond_v1_sessiond_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServerInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServerInfoResponse) ProtoMessage() {}
+
+func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sessiond_v1_sessiond_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
+	return file_sessiond_v1_sessiond_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *GetServerInfoResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *GetServerInfoResponse) GetBuildProfile() string {
+	if x != nil {
+		return x.BuildProfile
+	}
+	return ""
+}
+
+func (x *GetServerInfoResponse) GetBuildTarget() string {
+	if x != nil {
+		return x.BuildTarget
+	}
+	return ""
+}
+
+func (x *GetServerInfoResponse) GetStore() StoreKind {
+	if x != nil {
+		return x.Store
+	}
+	return StoreKind_STORE_KIND_UNSPECIFIED
+}
+
+func (x *GetServerInfoResponse) GetSchemaVersion() uint32 {
+	if x != nil {
+		return x.SchemaVersion
+	}
+	return 0
+}
+
+func (x *GetServerInfoResponse) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
 }
 
 var File_sessiond_v1_sessiond_proto protoreflect.FileDescriptor
@@ -4314,7 +4534,7 @@ const file_sessiond_v1_sessiond_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\"/\n" +
 	"\x11StreamLogResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x01(\rR\baccepted\"\x98\x03\n" +
+	"\baccepted\x18\x01 \x01(\rR\baccepted\"\xb4\x03\n" +
 	"\x10QueryLogsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -4330,7 +4550,8 @@ const file_sessiond_v1_sessiond_proto_rawDesc = "" +
 	"\tpage_size\x18\t \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\n" +
-	" \x01(\tR\tpageToken\"\xa0\x03\n" +
+	" \x01(\tR\tpageToken\x12\x1a\n" +
+	"\bendpoint\x18\v \x01(\tR\bendpoint\"\xbc\x03\n" +
 	"\tLogRecord\x12\x15\n" +
 	"\x06log_id\x18\x01 \x01(\tR\x05logId\x12\x1d\n" +
 	"\n" +
@@ -4346,11 +4567,12 @@ const file_sessiond_v1_sessiond_proto_rawDesc = "" +
 	"clientTime\x127\n" +
 	"\tlogged_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\bloggedAt\x12\x1a\n" +
-	"\bsequence\x18\v \x01(\x04R\bsequence\"\x85\x01\n" +
+	"\bsequence\x18\v \x01(\x04R\bsequence\x12\x1a\n" +
+	"\bendpoint\x18\f \x01(\tR\bendpoint\"\x85\x01\n" +
 	"\x11QueryLogsResponse\x120\n" +
 	"\arecords\x18\x01 \x03(\v2\x16.sessiond.v1.LogRecordR\arecords\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x16\n" +
-	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"\xf5\x02\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"\x91\x03\n" +
 	"\x11FollowLogsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -4363,10 +4585,21 @@ const file_sessiond_v1_sessiond_proto_rawDesc = "" +
 	"\vfailed_only\x18\a \x01(\bR\n" +
 	"failedOnly\x12\x1b\n" +
 	"\tslow_only\x18\b \x01(\bR\bslowOnly\x12\x16\n" +
-	"\x06cursor\x18\t \x01(\tR\x06cursor\"^\n" +
+	"\x06cursor\x18\t \x01(\tR\x06cursor\x12\x1a\n" +
+	"\bendpoint\x18\n" +
+	" \x01(\tR\bendpoint\"^\n" +
 	"\x12FollowLogsResponse\x120\n" +
 	"\arecords\x18\x01 \x03(\v2\x16.sessiond.v1.LogRecordR\arecords\x12\x16\n" +
-	"\x06cursor\x18\x02 \x01(\tR\x06cursor*\xd2\x02\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"\x16\n" +
+	"\x14GetServerInfoRequest\"\x89\x02\n" +
+	"\x15GetServerInfoResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12#\n" +
+	"\rbuild_profile\x18\x02 \x01(\tR\fbuildProfile\x12!\n" +
+	"\fbuild_target\x18\x03 \x01(\tR\vbuildTarget\x12,\n" +
+	"\x05store\x18\x04 \x01(\x0e2\x16.sessiond.v1.StoreKindR\x05store\x12%\n" +
+	"\x0eschema_version\x18\x05 \x01(\rR\rschemaVersion\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt*\xd2\x02\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SESSION_KIND_METHOD_CALL\x10\x01\x12\x19\n" +
@@ -4411,7 +4644,11 @@ const file_sessiond_v1_sessiond_proto_rawDesc = "" +
 	"\tCheckMode\x12\x1a\n" +
 	"\x16CHECK_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eCHECK_MODE_ANY\x10\x01\x12\x12\n" +
-	"\x0eCHECK_MODE_ALL\x10\x022\xc0\x05\n" +
+	"\x0eCHECK_MODE_ALL\x10\x02*Y\n" +
+	"\tStoreKind\x12\x1a\n" +
+	"\x16STORE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13STORE_KIND_EMBEDDED\x10\x01\x12\x17\n" +
+	"\x13STORE_KIND_POSTGRES\x10\x022\xc0\x05\n" +
 	"\x0eSessionService\x12V\n" +
 	"\rCreateSession\x12!.sessiond.v1.CreateSessionRequest\x1a\".sessiond.v1.CreateSessionResponse\x12M\n" +
 	"\n" +
@@ -4443,7 +4680,9 @@ const file_sessiond_v1_sessiond_proto_rawDesc = "" +
 	"\tStreamLog\x12\x1d.sessiond.v1.StreamLogRequest\x1a\x1e.sessiond.v1.StreamLogResponse(\x01\x12J\n" +
 	"\tQueryLogs\x12\x1d.sessiond.v1.QueryLogsRequest\x1a\x1e.sessiond.v1.QueryLogsResponse\x12O\n" +
 	"\n" +
-	"FollowLogs\x12\x1e.sessiond.v1.FollowLogsRequest\x1a\x1f.sessiond.v1.FollowLogsResponse0\x01B\x98\x01\n" +
+	"FollowLogs\x12\x1e.sessiond.v1.FollowLogsRequest\x1a\x1f.sessiond.v1.FollowLogsResponse0\x012g\n" +
+	"\rServerService\x12V\n" +
+	"\rGetServerInfo\x12!.sessiond.v1.GetServerInfoRequest\x1a\".sessiond.v1.GetServerInfoResponseB\x98\x01\n" +
 	"\x0fdev.sessiond.v1B\rSessiondProtoP\x01Z=github.com/sessiond/sessiond/clients/go/sessiondv1;sessiondv1\xa2\x02\x03SDX\xaa\x02\vSessiond.V1\xba\x02\x03SDX\xca\x02\vSessiond\\V1\xea\x02\fSessiond::V1b\x06proto3"
 
 var (
@@ -4458,8 +4697,8 @@ func file_sessiond_v1_sessiond_proto_rawDescGZIP() []byte {
 	return file_sessiond_v1_sessiond_proto_rawDescData
 }
 
-var file_sessiond_v1_sessiond_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_sessiond_v1_sessiond_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_sessiond_v1_sessiond_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_sessiond_v1_sessiond_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_sessiond_v1_sessiond_proto_goTypes = []any{
 	(SessionKind)(0),                // 0: sessiond.v1.SessionKind
 	(SessionState)(0),               // 1: sessiond.v1.SessionState
@@ -4467,193 +4706,200 @@ var file_sessiond_v1_sessiond_proto_goTypes = []any{
 	(LogLevel)(0),                   // 3: sessiond.v1.LogLevel
 	(EventType)(0),                  // 4: sessiond.v1.EventType
 	(CheckMode)(0),                  // 5: sessiond.v1.CheckMode
-	(*SessionRef)(nil),              // 6: sessiond.v1.SessionRef
-	(*SessionLabels)(nil),           // 7: sessiond.v1.SessionLabels
-	(*Session)(nil),                 // 8: sessiond.v1.Session
-	(*CreateSessionRequest)(nil),    // 9: sessiond.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),   // 10: sessiond.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),       // 11: sessiond.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),      // 12: sessiond.v1.GetSessionResponse
-	(*TouchSessionRequest)(nil),     // 13: sessiond.v1.TouchSessionRequest
-	(*TouchSessionResponse)(nil),    // 14: sessiond.v1.TouchSessionResponse
-	(*CloseSessionRequest)(nil),     // 15: sessiond.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),    // 16: sessiond.v1.CloseSessionResponse
-	(*ListSessionsRequest)(nil),     // 17: sessiond.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),    // 18: sessiond.v1.ListSessionsResponse
-	(*RevokeSessionsRequest)(nil),   // 19: sessiond.v1.RevokeSessionsRequest
-	(*RevokeSessionsResponse)(nil),  // 20: sessiond.v1.RevokeSessionsResponse
-	(*WatchSessionsRequest)(nil),    // 21: sessiond.v1.WatchSessionsRequest
-	(*WatchSessionsResponse)(nil),   // 22: sessiond.v1.WatchSessionsResponse
-	(*SetPrivilegesRequest)(nil),    // 23: sessiond.v1.SetPrivilegesRequest
-	(*SetPrivilegesResponse)(nil),   // 24: sessiond.v1.SetPrivilegesResponse
-	(*GetPrivilegesRequest)(nil),    // 25: sessiond.v1.GetPrivilegesRequest
-	(*Promotion)(nil),               // 26: sessiond.v1.Promotion
-	(*GetPrivilegesResponse)(nil),   // 27: sessiond.v1.GetPrivilegesResponse
-	(*ClearPrivilegesRequest)(nil),  // 28: sessiond.v1.ClearPrivilegesRequest
-	(*ClearPrivilegesResponse)(nil), // 29: sessiond.v1.ClearPrivilegesResponse
-	(*AuthenticateRequest)(nil),     // 30: sessiond.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil),    // 31: sessiond.v1.AuthenticateResponse
-	(*HasPrivilegeRequest)(nil),     // 32: sessiond.v1.HasPrivilegeRequest
-	(*HasPrivilegeResponse)(nil),    // 33: sessiond.v1.HasPrivilegeResponse
-	(*CheckPrivilegesRequest)(nil),  // 34: sessiond.v1.CheckPrivilegesRequest
-	(*CheckPrivilegesResponse)(nil), // 35: sessiond.v1.CheckPrivilegesResponse
-	(*PromoteRequest)(nil),          // 36: sessiond.v1.PromoteRequest
-	(*PromoteResponse)(nil),         // 37: sessiond.v1.PromoteResponse
-	(*DemoteRequest)(nil),           // 38: sessiond.v1.DemoteRequest
-	(*DemoteResponse)(nil),          // 39: sessiond.v1.DemoteResponse
-	(*GetStorageRequest)(nil),       // 40: sessiond.v1.GetStorageRequest
-	(*GetStorageResponse)(nil),      // 41: sessiond.v1.GetStorageResponse
-	(*PutStorageRequest)(nil),       // 42: sessiond.v1.PutStorageRequest
-	(*PutStorageResponse)(nil),      // 43: sessiond.v1.PutStorageResponse
-	(*DeleteStorageRequest)(nil),    // 44: sessiond.v1.DeleteStorageRequest
-	(*DeleteStorageResponse)(nil),   // 45: sessiond.v1.DeleteStorageResponse
-	(*ClearStorageRequest)(nil),     // 46: sessiond.v1.ClearStorageRequest
-	(*ClearStorageResponse)(nil),    // 47: sessiond.v1.ClearStorageResponse
-	(*LogEntry)(nil),                // 48: sessiond.v1.LogEntry
-	(*LogRequest)(nil),              // 49: sessiond.v1.LogRequest
-	(*LogResponse)(nil),             // 50: sessiond.v1.LogResponse
-	(*StreamLogRequest)(nil),        // 51: sessiond.v1.StreamLogRequest
-	(*StreamLogResponse)(nil),       // 52: sessiond.v1.StreamLogResponse
-	(*QueryLogsRequest)(nil),        // 53: sessiond.v1.QueryLogsRequest
-	(*LogRecord)(nil),               // 54: sessiond.v1.LogRecord
-	(*QueryLogsResponse)(nil),       // 55: sessiond.v1.QueryLogsResponse
-	(*FollowLogsRequest)(nil),       // 56: sessiond.v1.FollowLogsRequest
-	(*FollowLogsResponse)(nil),      // 57: sessiond.v1.FollowLogsResponse
-	nil,                             // 58: sessiond.v1.CreateSessionRequest.StorageEntry
-	nil,                             // 59: sessiond.v1.GetStorageResponse.ValuesEntry
-	nil,                             // 60: sessiond.v1.PutStorageRequest.ValuesEntry
-	(*timestamppb.Timestamp)(nil),   // 61: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 62: google.protobuf.Duration
-	(*structpb.Value)(nil),          // 63: google.protobuf.Value
+	(StoreKind)(0),                  // 6: sessiond.v1.StoreKind
+	(*SessionRef)(nil),              // 7: sessiond.v1.SessionRef
+	(*SessionLabels)(nil),           // 8: sessiond.v1.SessionLabels
+	(*Session)(nil),                 // 9: sessiond.v1.Session
+	(*CreateSessionRequest)(nil),    // 10: sessiond.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),   // 11: sessiond.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),       // 12: sessiond.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),      // 13: sessiond.v1.GetSessionResponse
+	(*TouchSessionRequest)(nil),     // 14: sessiond.v1.TouchSessionRequest
+	(*TouchSessionResponse)(nil),    // 15: sessiond.v1.TouchSessionResponse
+	(*CloseSessionRequest)(nil),     // 16: sessiond.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),    // 17: sessiond.v1.CloseSessionResponse
+	(*ListSessionsRequest)(nil),     // 18: sessiond.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),    // 19: sessiond.v1.ListSessionsResponse
+	(*RevokeSessionsRequest)(nil),   // 20: sessiond.v1.RevokeSessionsRequest
+	(*RevokeSessionsResponse)(nil),  // 21: sessiond.v1.RevokeSessionsResponse
+	(*WatchSessionsRequest)(nil),    // 22: sessiond.v1.WatchSessionsRequest
+	(*WatchSessionsResponse)(nil),   // 23: sessiond.v1.WatchSessionsResponse
+	(*SetPrivilegesRequest)(nil),    // 24: sessiond.v1.SetPrivilegesRequest
+	(*SetPrivilegesResponse)(nil),   // 25: sessiond.v1.SetPrivilegesResponse
+	(*GetPrivilegesRequest)(nil),    // 26: sessiond.v1.GetPrivilegesRequest
+	(*Promotion)(nil),               // 27: sessiond.v1.Promotion
+	(*GetPrivilegesResponse)(nil),   // 28: sessiond.v1.GetPrivilegesResponse
+	(*ClearPrivilegesRequest)(nil),  // 29: sessiond.v1.ClearPrivilegesRequest
+	(*ClearPrivilegesResponse)(nil), // 30: sessiond.v1.ClearPrivilegesResponse
+	(*AuthenticateRequest)(nil),     // 31: sessiond.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),    // 32: sessiond.v1.AuthenticateResponse
+	(*HasPrivilegeRequest)(nil),     // 33: sessiond.v1.HasPrivilegeRequest
+	(*HasPrivilegeResponse)(nil),    // 34: sessiond.v1.HasPrivilegeResponse
+	(*CheckPrivilegesRequest)(nil),  // 35: sessiond.v1.CheckPrivilegesRequest
+	(*CheckPrivilegesResponse)(nil), // 36: sessiond.v1.CheckPrivilegesResponse
+	(*PromoteRequest)(nil),          // 37: sessiond.v1.PromoteRequest
+	(*PromoteResponse)(nil),         // 38: sessiond.v1.PromoteResponse
+	(*DemoteRequest)(nil),           // 39: sessiond.v1.DemoteRequest
+	(*DemoteResponse)(nil),          // 40: sessiond.v1.DemoteResponse
+	(*GetStorageRequest)(nil),       // 41: sessiond.v1.GetStorageRequest
+	(*GetStorageResponse)(nil),      // 42: sessiond.v1.GetStorageResponse
+	(*PutStorageRequest)(nil),       // 43: sessiond.v1.PutStorageRequest
+	(*PutStorageResponse)(nil),      // 44: sessiond.v1.PutStorageResponse
+	(*DeleteStorageRequest)(nil),    // 45: sessiond.v1.DeleteStorageRequest
+	(*DeleteStorageResponse)(nil),   // 46: sessiond.v1.DeleteStorageResponse
+	(*ClearStorageRequest)(nil),     // 47: sessiond.v1.ClearStorageRequest
+	(*ClearStorageResponse)(nil),    // 48: sessiond.v1.ClearStorageResponse
+	(*LogEntry)(nil),                // 49: sessiond.v1.LogEntry
+	(*LogRequest)(nil),              // 50: sessiond.v1.LogRequest
+	(*LogResponse)(nil),             // 51: sessiond.v1.LogResponse
+	(*StreamLogRequest)(nil),        // 52: sessiond.v1.StreamLogRequest
+	(*StreamLogResponse)(nil),       // 53: sessiond.v1.StreamLogResponse
+	(*QueryLogsRequest)(nil),        // 54: sessiond.v1.QueryLogsRequest
+	(*LogRecord)(nil),               // 55: sessiond.v1.LogRecord
+	(*QueryLogsResponse)(nil),       // 56: sessiond.v1.QueryLogsResponse
+	(*FollowLogsRequest)(nil),       // 57: sessiond.v1.FollowLogsRequest
+	(*FollowLogsResponse)(nil),      // 58: sessiond.v1.FollowLogsResponse
+	(*GetServerInfoRequest)(nil),    // 59: sessiond.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),   // 60: sessiond.v1.GetServerInfoResponse
+	nil,                             // 61: sessiond.v1.CreateSessionRequest.StorageEntry
+	nil,                             // 62: sessiond.v1.GetStorageResponse.ValuesEntry
+	nil,                             // 63: sessiond.v1.PutStorageRequest.ValuesEntry
+	(*timestamppb.Timestamp)(nil),   // 64: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 65: google.protobuf.Duration
+	(*structpb.Value)(nil),          // 66: google.protobuf.Value
 }
 var file_sessiond_v1_sessiond_proto_depIdxs = []int32{
-	0,  // 0: sessiond.v1.Session.kind:type_name -> sessiond.v1.SessionKind
-	7,  // 1: sessiond.v1.Session.labels:type_name -> sessiond.v1.SessionLabels
-	61, // 2: sessiond.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	61, // 3: sessiond.v1.Session.last_active_at:type_name -> google.protobuf.Timestamp
-	61, // 4: sessiond.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	62, // 5: sessiond.v1.Session.idle_timeout:type_name -> google.protobuf.Duration
-	62, // 6: sessiond.v1.Session.lifetime:type_name -> google.protobuf.Duration
-	1,  // 7: sessiond.v1.Session.state:type_name -> sessiond.v1.SessionState
-	2,  // 8: sessiond.v1.Session.end_reason:type_name -> sessiond.v1.EndReason
-	61, // 9: sessiond.v1.Session.ended_at:type_name -> google.protobuf.Timestamp
-	62, // 10: sessiond.v1.Session.duration:type_name -> google.protobuf.Duration
-	62, // 11: sessiond.v1.Session.time_left:type_name -> google.protobuf.Duration
-	0,  // 12: sessiond.v1.CreateSessionRequest.kind:type_name -> sessiond.v1.SessionKind
-	7,  // 13: sessiond.v1.CreateSessionRequest.labels:type_name -> sessiond.v1.SessionLabels
-	62, // 14: sessiond.v1.CreateSessionRequest.idle_timeout:type_name -> google.protobuf.Duration
-	62, // 15: sessiond.v1.CreateSessionRequest.lifetime:type_name -> google.protobuf.Duration
-	58, // 16: sessiond.v1.CreateSessionRequest.storage:type_name -> sessiond.v1.CreateSessionRequest.StorageEntry
-	8,  // 17: sessiond.v1.CreateSessionResponse.session:type_name -> sessiond.v1.Session
-	6,  // 18: sessiond.v1.GetSessionRequest.session:type_name -> sessiond.v1.SessionRef
-	8,  // 19: sessiond.v1.GetSessionResponse.session:type_name -> sessiond.v1.Session
-	6,  // 20: sessiond.v1.TouchSessionRequest.session:type_name -> sessiond.v1.SessionRef
-	61, // 21: sessiond.v1.TouchSessionResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 22: sessiond.v1.CloseSessionRequest.session:type_name -> sessiond.v1.SessionRef
-	2,  // 23: sessiond.v1.CloseSessionResponse.end_reason:type_name -> sessiond.v1.EndReason
-	0,  // 24: sessiond.v1.ListSessionsRequest.kind:type_name -> sessiond.v1.SessionKind
-	1,  // 25: sessiond.v1.ListSessionsRequest.state:type_name -> sessiond.v1.SessionState
-	8,  // 26: sessiond.v1.ListSessionsResponse.sessions:type_name -> sessiond.v1.Session
-	0,  // 27: sessiond.v1.RevokeSessionsRequest.kind:type_name -> sessiond.v1.SessionKind
-	0,  // 28: sessiond.v1.WatchSessionsRequest.kind:type_name -> sessiond.v1.SessionKind
-	4,  // 29: sessiond.v1.WatchSessionsResponse.type:type_name -> sessiond.v1.EventType
-	0,  // 30: sessiond.v1.WatchSessionsResponse.kind:type_name -> sessiond.v1.SessionKind
-	2,  // 31: sessiond.v1.WatchSessionsResponse.end_reason:type_name -> sessiond.v1.EndReason
-	61, // 32: sessiond.v1.WatchSessionsResponse.at:type_name -> google.protobuf.Timestamp
-	6,  // 33: sessiond.v1.SetPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
-	6,  // 34: sessiond.v1.GetPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
-	61, // 35: sessiond.v1.Promotion.expires_at:type_name -> google.protobuf.Timestamp
-	26, // 36: sessiond.v1.GetPrivilegesResponse.promotions:type_name -> sessiond.v1.Promotion
-	6,  // 37: sessiond.v1.ClearPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
-	0,  // 38: sessiond.v1.AuthenticateResponse.kind:type_name -> sessiond.v1.SessionKind
-	61, // 39: sessiond.v1.AuthenticateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 40: sessiond.v1.HasPrivilegeRequest.session:type_name -> sessiond.v1.SessionRef
-	6,  // 41: sessiond.v1.CheckPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
-	5,  // 42: sessiond.v1.CheckPrivilegesRequest.mode:type_name -> sessiond.v1.CheckMode
-	6,  // 43: sessiond.v1.PromoteRequest.session:type_name -> sessiond.v1.SessionRef
-	62, // 44: sessiond.v1.PromoteRequest.duration:type_name -> google.protobuf.Duration
-	26, // 45: sessiond.v1.PromoteResponse.promotion:type_name -> sessiond.v1.Promotion
-	6,  // 46: sessiond.v1.DemoteRequest.session:type_name -> sessiond.v1.SessionRef
-	6,  // 47: sessiond.v1.GetStorageRequest.session:type_name -> sessiond.v1.SessionRef
-	59, // 48: sessiond.v1.GetStorageResponse.values:type_name -> sessiond.v1.GetStorageResponse.ValuesEntry
-	6,  // 49: sessiond.v1.PutStorageRequest.session:type_name -> sessiond.v1.SessionRef
-	60, // 50: sessiond.v1.PutStorageRequest.values:type_name -> sessiond.v1.PutStorageRequest.ValuesEntry
-	6,  // 51: sessiond.v1.DeleteStorageRequest.session:type_name -> sessiond.v1.SessionRef
-	6,  // 52: sessiond.v1.ClearStorageRequest.session:type_name -> sessiond.v1.SessionRef
-	3,  // 53: sessiond.v1.LogEntry.level:type_name -> sessiond.v1.LogLevel
-	61, // 54: sessiond.v1.LogEntry.client_time:type_name -> google.protobuf.Timestamp
-	6,  // 55: sessiond.v1.LogRequest.session:type_name -> sessiond.v1.SessionRef
-	48, // 56: sessiond.v1.LogRequest.entries:type_name -> sessiond.v1.LogEntry
-	6,  // 57: sessiond.v1.StreamLogRequest.session:type_name -> sessiond.v1.SessionRef
-	48, // 58: sessiond.v1.StreamLogRequest.entries:type_name -> sessiond.v1.LogEntry
-	0,  // 59: sessiond.v1.QueryLogsRequest.kind:type_name -> sessiond.v1.SessionKind
-	61, // 60: sessiond.v1.QueryLogsRequest.start_time:type_name -> google.protobuf.Timestamp
-	61, // 61: sessiond.v1.QueryLogsRequest.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 62: sessiond.v1.QueryLogsRequest.min_level:type_name -> sessiond.v1.LogLevel
-	0,  // 63: sessiond.v1.LogRecord.kind:type_name -> sessiond.v1.SessionKind
-	3,  // 64: sessiond.v1.LogRecord.level:type_name -> sessiond.v1.LogLevel
-	61, // 65: sessiond.v1.LogRecord.client_time:type_name -> google.protobuf.Timestamp
-	61, // 66: sessiond.v1.LogRecord.logged_at:type_name -> google.protobuf.Timestamp
-	54, // 67: sessiond.v1.QueryLogsResponse.records:type_name -> sessiond.v1.LogRecord
-	0,  // 68: sessiond.v1.FollowLogsRequest.kind:type_name -> sessiond.v1.SessionKind
-	61, // 69: sessiond.v1.FollowLogsRequest.start_time:type_name -> google.protobuf.Timestamp
-	61, // 70: sessiond.v1.FollowLogsRequest.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 71: sessiond.v1.FollowLogsRequest.min_level:type_name -> sessiond.v1.LogLevel
-	54, // 72: sessiond.v1.FollowLogsResponse.records:type_name -> sessiond.v1.LogRecord
-	63, // 73: sessiond.v1.CreateSessionRequest.StorageEntry.value:type_name -> google.protobuf.Value
-	63, // 74: sessiond.v1.GetStorageResponse.ValuesEntry.value:type_name -> google.protobuf.Value
-	63, // 75: sessiond.v1.PutStorageRequest.ValuesEntry.value:type_name -> google.protobuf.Value
-	9,  // 76: sessiond.v1.SessionService.CreateSession:input_type -> sessiond.v1.CreateSessionRequest
-	11, // 77: sessiond.v1.SessionService.GetSession:input_type -> sessiond.v1.GetSessionRequest
-	30, // 78: sessiond.v1.SessionService.Authenticate:input_type -> sessiond.v1.AuthenticateRequest
-	13, // 79: sessiond.v1.SessionService.TouchSession:input_type -> sessiond.v1.TouchSessionRequest
-	15, // 80: sessiond.v1.SessionService.CloseSession:input_type -> sessiond.v1.CloseSessionRequest
-	17, // 81: sessiond.v1.SessionService.ListSessions:input_type -> sessiond.v1.ListSessionsRequest
-	19, // 82: sessiond.v1.SessionService.RevokeSessions:input_type -> sessiond.v1.RevokeSessionsRequest
-	21, // 83: sessiond.v1.SessionService.WatchSessions:input_type -> sessiond.v1.WatchSessionsRequest
-	23, // 84: sessiond.v1.PrivilegeService.SetPrivileges:input_type -> sessiond.v1.SetPrivilegesRequest
-	25, // 85: sessiond.v1.PrivilegeService.GetPrivileges:input_type -> sessiond.v1.GetPrivilegesRequest
-	28, // 86: sessiond.v1.PrivilegeService.ClearPrivileges:input_type -> sessiond.v1.ClearPrivilegesRequest
-	32, // 87: sessiond.v1.PrivilegeService.HasPrivilege:input_type -> sessiond.v1.HasPrivilegeRequest
-	34, // 88: sessiond.v1.PrivilegeService.CheckPrivileges:input_type -> sessiond.v1.CheckPrivilegesRequest
-	36, // 89: sessiond.v1.PrivilegeService.Promote:input_type -> sessiond.v1.PromoteRequest
-	38, // 90: sessiond.v1.PrivilegeService.Demote:input_type -> sessiond.v1.DemoteRequest
-	40, // 91: sessiond.v1.StorageService.GetStorage:input_type -> sessiond.v1.GetStorageRequest
-	42, // 92: sessiond.v1.StorageService.PutStorage:input_type -> sessiond.v1.PutStorageRequest
-	44, // 93: sessiond.v1.StorageService.DeleteStorage:input_type -> sessiond.v1.DeleteStorageRequest
-	46, // 94: sessiond.v1.StorageService.ClearStorage:input_type -> sessiond.v1.ClearStorageRequest
-	49, // 95: sessiond.v1.LogService.Log:input_type -> sessiond.v1.LogRequest
-	51, // 96: sessiond.v1.LogService.StreamLog:input_type -> sessiond.v1.StreamLogRequest
-	53, // 97: sessiond.v1.LogService.QueryLogs:input_type -> sessiond.v1.QueryLogsRequest
-	56, // 98: sessiond.v1.LogService.FollowLogs:input_type -> sessiond.v1.FollowLogsRequest
-	10, // 99: sessiond.v1.SessionService.CreateSession:output_type -> sessiond.v1.CreateSessionResponse
-	12, // 100: sessiond.v1.SessionService.GetSession:output_type -> sessiond.v1.GetSessionResponse
-	31, // 101: sessiond.v1.SessionService.Authenticate:output_type -> sessiond.v1.AuthenticateResponse
-	14, // 102: sessiond.v1.SessionService.TouchSession:output_type -> sessiond.v1.TouchSessionResponse
-	16, // 103: sessiond.v1.SessionService.CloseSession:output_type -> sessiond.v1.CloseSessionResponse
-	18, // 104: sessiond.v1.SessionService.ListSessions:output_type -> sessiond.v1.ListSessionsResponse
-	20, // 105: sessiond.v1.SessionService.RevokeSessions:output_type -> sessiond.v1.RevokeSessionsResponse
-	22, // 106: sessiond.v1.SessionService.WatchSessions:output_type -> sessiond.v1.WatchSessionsResponse
-	24, // 107: sessiond.v1.PrivilegeService.SetPrivileges:output_type -> sessiond.v1.SetPrivilegesResponse
-	27, // 108: sessiond.v1.PrivilegeService.GetPrivileges:output_type -> sessiond.v1.GetPrivilegesResponse
-	29, // 109: sessiond.v1.PrivilegeService.ClearPrivileges:output_type -> sessiond.v1.ClearPrivilegesResponse
-	33, // 110: sessiond.v1.PrivilegeService.HasPrivilege:output_type -> sessiond.v1.HasPrivilegeResponse
-	35, // 111: sessiond.v1.PrivilegeService.CheckPrivileges:output_type -> sessiond.v1.CheckPrivilegesResponse
-	37, // 112: sessiond.v1.PrivilegeService.Promote:output_type -> sessiond.v1.PromoteResponse
-	39, // 113: sessiond.v1.PrivilegeService.Demote:output_type -> sessiond.v1.DemoteResponse
-	41, // 114: sessiond.v1.StorageService.GetStorage:output_type -> sessiond.v1.GetStorageResponse
-	43, // 115: sessiond.v1.StorageService.PutStorage:output_type -> sessiond.v1.PutStorageResponse
-	45, // 116: sessiond.v1.StorageService.DeleteStorage:output_type -> sessiond.v1.DeleteStorageResponse
-	47, // 117: sessiond.v1.StorageService.ClearStorage:output_type -> sessiond.v1.ClearStorageResponse
-	50, // 118: sessiond.v1.LogService.Log:output_type -> sessiond.v1.LogResponse
-	52, // 119: sessiond.v1.LogService.StreamLog:output_type -> sessiond.v1.StreamLogResponse
-	55, // 120: sessiond.v1.LogService.QueryLogs:output_type -> sessiond.v1.QueryLogsResponse
-	57, // 121: sessiond.v1.LogService.FollowLogs:output_type -> sessiond.v1.FollowLogsResponse
-	99, // [99:122] is the sub-list for method output_type
-	76, // [76:99] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	0,   // 0: sessiond.v1.Session.kind:type_name -> sessiond.v1.SessionKind
+	8,   // 1: sessiond.v1.Session.labels:type_name -> sessiond.v1.SessionLabels
+	64,  // 2: sessiond.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	64,  // 3: sessiond.v1.Session.last_active_at:type_name -> google.protobuf.Timestamp
+	64,  // 4: sessiond.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	65,  // 5: sessiond.v1.Session.idle_timeout:type_name -> google.protobuf.Duration
+	65,  // 6: sessiond.v1.Session.lifetime:type_name -> google.protobuf.Duration
+	1,   // 7: sessiond.v1.Session.state:type_name -> sessiond.v1.SessionState
+	2,   // 8: sessiond.v1.Session.end_reason:type_name -> sessiond.v1.EndReason
+	64,  // 9: sessiond.v1.Session.ended_at:type_name -> google.protobuf.Timestamp
+	65,  // 10: sessiond.v1.Session.duration:type_name -> google.protobuf.Duration
+	65,  // 11: sessiond.v1.Session.time_left:type_name -> google.protobuf.Duration
+	0,   // 12: sessiond.v1.CreateSessionRequest.kind:type_name -> sessiond.v1.SessionKind
+	8,   // 13: sessiond.v1.CreateSessionRequest.labels:type_name -> sessiond.v1.SessionLabels
+	65,  // 14: sessiond.v1.CreateSessionRequest.idle_timeout:type_name -> google.protobuf.Duration
+	65,  // 15: sessiond.v1.CreateSessionRequest.lifetime:type_name -> google.protobuf.Duration
+	61,  // 16: sessiond.v1.CreateSessionRequest.storage:type_name -> sessiond.v1.CreateSessionRequest.StorageEntry
+	9,   // 17: sessiond.v1.CreateSessionResponse.session:type_name -> sessiond.v1.Session
+	7,   // 18: sessiond.v1.GetSessionRequest.session:type_name -> sessiond.v1.SessionRef
+	9,   // 19: sessiond.v1.GetSessionResponse.session:type_name -> sessiond.v1.Session
+	7,   // 20: sessiond.v1.TouchSessionRequest.session:type_name -> sessiond.v1.SessionRef
+	64,  // 21: sessiond.v1.TouchSessionResponse.expires_at:type_name -> google.protobuf.Timestamp
+	7,   // 22: sessiond.v1.CloseSessionRequest.session:type_name -> sessiond.v1.SessionRef
+	2,   // 23: sessiond.v1.CloseSessionResponse.end_reason:type_name -> sessiond.v1.EndReason
+	0,   // 24: sessiond.v1.ListSessionsRequest.kind:type_name -> sessiond.v1.SessionKind
+	1,   // 25: sessiond.v1.ListSessionsRequest.state:type_name -> sessiond.v1.SessionState
+	9,   // 26: sessiond.v1.ListSessionsResponse.sessions:type_name -> sessiond.v1.Session
+	0,   // 27: sessiond.v1.RevokeSessionsRequest.kind:type_name -> sessiond.v1.SessionKind
+	0,   // 28: sessiond.v1.WatchSessionsRequest.kind:type_name -> sessiond.v1.SessionKind
+	4,   // 29: sessiond.v1.WatchSessionsResponse.type:type_name -> sessiond.v1.EventType
+	0,   // 30: sessiond.v1.WatchSessionsResponse.kind:type_name -> sessiond.v1.SessionKind
+	2,   // 31: sessiond.v1.WatchSessionsResponse.end_reason:type_name -> sessiond.v1.EndReason
+	64,  // 32: sessiond.v1.WatchSessionsResponse.at:type_name -> google.protobuf.Timestamp
+	7,   // 33: sessiond.v1.SetPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
+	7,   // 34: sessiond.v1.GetPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
+	64,  // 35: sessiond.v1.Promotion.expires_at:type_name -> google.protobuf.Timestamp
+	27,  // 36: sessiond.v1.GetPrivilegesResponse.promotions:type_name -> sessiond.v1.Promotion
+	7,   // 37: sessiond.v1.ClearPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
+	0,   // 38: sessiond.v1.AuthenticateResponse.kind:type_name -> sessiond.v1.SessionKind
+	64,  // 39: sessiond.v1.AuthenticateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	7,   // 40: sessiond.v1.HasPrivilegeRequest.session:type_name -> sessiond.v1.SessionRef
+	7,   // 41: sessiond.v1.CheckPrivilegesRequest.session:type_name -> sessiond.v1.SessionRef
+	5,   // 42: sessiond.v1.CheckPrivilegesRequest.mode:type_name -> sessiond.v1.CheckMode
+	7,   // 43: sessiond.v1.PromoteRequest.session:type_name -> sessiond.v1.SessionRef
+	65,  // 44: sessiond.v1.PromoteRequest.duration:type_name -> google.protobuf.Duration
+	27,  // 45: sessiond.v1.PromoteResponse.promotion:type_name -> sessiond.v1.Promotion
+	7,   // 46: sessiond.v1.DemoteRequest.session:type_name -> sessiond.v1.SessionRef
+	7,   // 47: sessiond.v1.GetStorageRequest.session:type_name -> sessiond.v1.SessionRef
+	62,  // 48: sessiond.v1.GetStorageResponse.values:type_name -> sessiond.v1.GetStorageResponse.ValuesEntry
+	7,   // 49: sessiond.v1.PutStorageRequest.session:type_name -> sessiond.v1.SessionRef
+	63,  // 50: sessiond.v1.PutStorageRequest.values:type_name -> sessiond.v1.PutStorageRequest.ValuesEntry
+	7,   // 51: sessiond.v1.DeleteStorageRequest.session:type_name -> sessiond.v1.SessionRef
+	7,   // 52: sessiond.v1.ClearStorageRequest.session:type_name -> sessiond.v1.SessionRef
+	3,   // 53: sessiond.v1.LogEntry.level:type_name -> sessiond.v1.LogLevel
+	64,  // 54: sessiond.v1.LogEntry.client_time:type_name -> google.protobuf.Timestamp
+	7,   // 55: sessiond.v1.LogRequest.session:type_name -> sessiond.v1.SessionRef
+	49,  // 56: sessiond.v1.LogRequest.entries:type_name -> sessiond.v1.LogEntry
+	7,   // 57: sessiond.v1.StreamLogRequest.session:type_name -> sessiond.v1.SessionRef
+	49,  // 58: sessiond.v1.StreamLogRequest.entries:type_name -> sessiond.v1.LogEntry
+	0,   // 59: sessiond.v1.QueryLogsRequest.kind:type_name -> sessiond.v1.SessionKind
+	64,  // 60: sessiond.v1.QueryLogsRequest.start_time:type_name -> google.protobuf.Timestamp
+	64,  // 61: sessiond.v1.QueryLogsRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,   // 62: sessiond.v1.QueryLogsRequest.min_level:type_name -> sessiond.v1.LogLevel
+	0,   // 63: sessiond.v1.LogRecord.kind:type_name -> sessiond.v1.SessionKind
+	3,   // 64: sessiond.v1.LogRecord.level:type_name -> sessiond.v1.LogLevel
+	64,  // 65: sessiond.v1.LogRecord.client_time:type_name -> google.protobuf.Timestamp
+	64,  // 66: sessiond.v1.LogRecord.logged_at:type_name -> google.protobuf.Timestamp
+	55,  // 67: sessiond.v1.QueryLogsResponse.records:type_name -> sessiond.v1.LogRecord
+	0,   // 68: sessiond.v1.FollowLogsRequest.kind:type_name -> sessiond.v1.SessionKind
+	64,  // 69: sessiond.v1.FollowLogsRequest.start_time:type_name -> google.protobuf.Timestamp
+	64,  // 70: sessiond.v1.FollowLogsRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,   // 71: sessiond.v1.FollowLogsRequest.min_level:type_name -> sessiond.v1.LogLevel
+	55,  // 72: sessiond.v1.FollowLogsResponse.records:type_name -> sessiond.v1.LogRecord
+	6,   // 73: sessiond.v1.GetServerInfoResponse.store:type_name -> sessiond.v1.StoreKind
+	64,  // 74: sessiond.v1.GetServerInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	66,  // 75: sessiond.v1.CreateSessionRequest.StorageEntry.value:type_name -> google.protobuf.Value
+	66,  // 76: sessiond.v1.GetStorageResponse.ValuesEntry.value:type_name -> google.protobuf.Value
+	66,  // 77: sessiond.v1.PutStorageRequest.ValuesEntry.value:type_name -> google.protobuf.Value
+	10,  // 78: sessiond.v1.SessionService.CreateSession:input_type -> sessiond.v1.CreateSessionRequest
+	12,  // 79: sessiond.v1.SessionService.GetSession:input_type -> sessiond.v1.GetSessionRequest
+	31,  // 80: sessiond.v1.SessionService.Authenticate:input_type -> sessiond.v1.AuthenticateRequest
+	14,  // 81: sessiond.v1.SessionService.TouchSession:input_type -> sessiond.v1.TouchSessionRequest
+	16,  // 82: sessiond.v1.SessionService.CloseSession:input_type -> sessiond.v1.CloseSessionRequest
+	18,  // 83: sessiond.v1.SessionService.ListSessions:input_type -> sessiond.v1.ListSessionsRequest
+	20,  // 84: sessiond.v1.SessionService.RevokeSessions:input_type -> sessiond.v1.RevokeSessionsRequest
+	22,  // 85: sessiond.v1.SessionService.WatchSessions:input_type -> sessiond.v1.WatchSessionsRequest
+	24,  // 86: sessiond.v1.PrivilegeService.SetPrivileges:input_type -> sessiond.v1.SetPrivilegesRequest
+	26,  // 87: sessiond.v1.PrivilegeService.GetPrivileges:input_type -> sessiond.v1.GetPrivilegesRequest
+	29,  // 88: sessiond.v1.PrivilegeService.ClearPrivileges:input_type -> sessiond.v1.ClearPrivilegesRequest
+	33,  // 89: sessiond.v1.PrivilegeService.HasPrivilege:input_type -> sessiond.v1.HasPrivilegeRequest
+	35,  // 90: sessiond.v1.PrivilegeService.CheckPrivileges:input_type -> sessiond.v1.CheckPrivilegesRequest
+	37,  // 91: sessiond.v1.PrivilegeService.Promote:input_type -> sessiond.v1.PromoteRequest
+	39,  // 92: sessiond.v1.PrivilegeService.Demote:input_type -> sessiond.v1.DemoteRequest
+	41,  // 93: sessiond.v1.StorageService.GetStorage:input_type -> sessiond.v1.GetStorageRequest
+	43,  // 94: sessiond.v1.StorageService.PutStorage:input_type -> sessiond.v1.PutStorageRequest
+	45,  // 95: sessiond.v1.StorageService.DeleteStorage:input_type -> sessiond.v1.DeleteStorageRequest
+	47,  // 96: sessiond.v1.StorageService.ClearStorage:input_type -> sessiond.v1.ClearStorageRequest
+	50,  // 97: sessiond.v1.LogService.Log:input_type -> sessiond.v1.LogRequest
+	52,  // 98: sessiond.v1.LogService.StreamLog:input_type -> sessiond.v1.StreamLogRequest
+	54,  // 99: sessiond.v1.LogService.QueryLogs:input_type -> sessiond.v1.QueryLogsRequest
+	57,  // 100: sessiond.v1.LogService.FollowLogs:input_type -> sessiond.v1.FollowLogsRequest
+	59,  // 101: sessiond.v1.ServerService.GetServerInfo:input_type -> sessiond.v1.GetServerInfoRequest
+	11,  // 102: sessiond.v1.SessionService.CreateSession:output_type -> sessiond.v1.CreateSessionResponse
+	13,  // 103: sessiond.v1.SessionService.GetSession:output_type -> sessiond.v1.GetSessionResponse
+	32,  // 104: sessiond.v1.SessionService.Authenticate:output_type -> sessiond.v1.AuthenticateResponse
+	15,  // 105: sessiond.v1.SessionService.TouchSession:output_type -> sessiond.v1.TouchSessionResponse
+	17,  // 106: sessiond.v1.SessionService.CloseSession:output_type -> sessiond.v1.CloseSessionResponse
+	19,  // 107: sessiond.v1.SessionService.ListSessions:output_type -> sessiond.v1.ListSessionsResponse
+	21,  // 108: sessiond.v1.SessionService.RevokeSessions:output_type -> sessiond.v1.RevokeSessionsResponse
+	23,  // 109: sessiond.v1.SessionService.WatchSessions:output_type -> sessiond.v1.WatchSessionsResponse
+	25,  // 110: sessiond.v1.PrivilegeService.SetPrivileges:output_type -> sessiond.v1.SetPrivilegesResponse
+	28,  // 111: sessiond.v1.PrivilegeService.GetPrivileges:output_type -> sessiond.v1.GetPrivilegesResponse
+	30,  // 112: sessiond.v1.PrivilegeService.ClearPrivileges:output_type -> sessiond.v1.ClearPrivilegesResponse
+	34,  // 113: sessiond.v1.PrivilegeService.HasPrivilege:output_type -> sessiond.v1.HasPrivilegeResponse
+	36,  // 114: sessiond.v1.PrivilegeService.CheckPrivileges:output_type -> sessiond.v1.CheckPrivilegesResponse
+	38,  // 115: sessiond.v1.PrivilegeService.Promote:output_type -> sessiond.v1.PromoteResponse
+	40,  // 116: sessiond.v1.PrivilegeService.Demote:output_type -> sessiond.v1.DemoteResponse
+	42,  // 117: sessiond.v1.StorageService.GetStorage:output_type -> sessiond.v1.GetStorageResponse
+	44,  // 118: sessiond.v1.StorageService.PutStorage:output_type -> sessiond.v1.PutStorageResponse
+	46,  // 119: sessiond.v1.StorageService.DeleteStorage:output_type -> sessiond.v1.DeleteStorageResponse
+	48,  // 120: sessiond.v1.StorageService.ClearStorage:output_type -> sessiond.v1.ClearStorageResponse
+	51,  // 121: sessiond.v1.LogService.Log:output_type -> sessiond.v1.LogResponse
+	53,  // 122: sessiond.v1.LogService.StreamLog:output_type -> sessiond.v1.StreamLogResponse
+	56,  // 123: sessiond.v1.LogService.QueryLogs:output_type -> sessiond.v1.QueryLogsResponse
+	58,  // 124: sessiond.v1.LogService.FollowLogs:output_type -> sessiond.v1.FollowLogsResponse
+	60,  // 125: sessiond.v1.ServerService.GetServerInfo:output_type -> sessiond.v1.GetServerInfoResponse
+	102, // [102:126] is the sub-list for method output_type
+	78,  // [78:102] is the sub-list for method input_type
+	78,  // [78:78] is the sub-list for extension type_name
+	78,  // [78:78] is the sub-list for extension extendee
+	0,   // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_sessiond_v1_sessiond_proto_init() }
@@ -4674,10 +4920,10 @@ func file_sessiond_v1_sessiond_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessiond_v1_sessiond_proto_rawDesc), len(file_sessiond_v1_sessiond_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   55,
+			NumEnums:      7,
+			NumMessages:   57,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_sessiond_v1_sessiond_proto_goTypes,
 		DependencyIndexes: file_sessiond_v1_sessiond_proto_depIdxs,

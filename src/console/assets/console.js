@@ -46,6 +46,7 @@ function followLogs() {
     cell(row, '').appendChild(sessionLink(e.session_id, e.session_short));
     cell(row, e.user_id);
     cell(row, e.kind);
+    cell(row, e.endpoint);
     const message = cell(row, '', 'message');
     const text = document.createElement('div');
     text.textContent = e.message;

@@ -225,8 +225,8 @@ impl Pump {
             _ = cut.wait_for(|cut| *cut) => return Err(Stop::Done),
         }
         if let Some(posted_at) = posted_at {
-            let lag = self.messages.inner.service.now().0.saturating_sub(posted_at.0);
-            crate::telemetry::message_metrics::delivered(lag as f64);
+            let lag = self.messages.inner.service.now().0.saturating_sub(posted_at.0).max(0);
+            crate::telemetry::message_metrics::delivered(std::time::Duration::from_millis(lag as u64));
         }
         Ok(())
     }

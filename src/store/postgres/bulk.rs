@@ -57,19 +57,19 @@ const CREATE_ALONE: &str = concat!(
 /// Locks the sessions log entries go to, in id order (so that two writers
 /// never wait for each other's locks in a cycle), and reads what appending
 /// builds on.
-const LOCK_SESSIONS: &str = "SELECT id, end_reason, log_count, tenant, user_id, kind FROM sessions \
+const LOCK_SESSIONS: &str = "SELECT id, end_reason, log_count, tenant, user_id, kind, endpoint FROM sessions \
      WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
 /// Entries in the order given, which is the order their ids increase in.
 /// Entries logged continuously are readable at once, at this transaction's
 /// id (see `V6__logs.sql`), and said so on `sessiond_logs` with that id.
 const INSERT_ENTRIES: &str = "WITH inserted AS (INSERT INTO log_entries (session_id, sequence, level, message, \
-     exception, stack_trace, client_time, logged_at, tenant, user_id, kind, continuous, position) \
+     exception, stack_trace, client_time, logged_at, tenant, user_id, kind, continuous, endpoint, position) \
      SELECT u.*, CASE WHEN u.continuous THEN pg_current_xact_id()::text::int8 END \
      FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], \
-     $8::int8[], $9::text[], $10::text[], $11::text[], $12::bool[]) \
+     $8::int8[], $9::text[], $10::text[], $11::text[], $12::bool[], $13::text[]) \
      AS u (session_id, sequence, level, message, exception, stack_trace, client_time, logged_at, tenant, user_id, \
-     kind, continuous) RETURNING continuous) \
+     kind, continuous, endpoint) RETURNING continuous) \
      SELECT pg_notify('sessiond_logs', pg_current_xact_id()::text) WHERE EXISTS (SELECT 1 FROM inserted \
      WHERE continuous)";
 
@@ -81,12 +81,19 @@ pub(super) struct EntrySession {
     tenant: String,
     user_id: Option<String>,
     kind: String,
+    endpoint: String,
 }
 
 impl EntrySession {
-    /// From a row with the session's `tenant`, `user_id` and `kind`.
+    /// From a row with the session's `tenant`, `user_id`, `kind` and
+    /// `endpoint`.
     pub(super) fn of(row: &tokio_postgres::Row) -> StoreResult<Self> {
-        Ok(Self { tenant: row.try_get("tenant")?, user_id: row.try_get("user_id")?, kind: row.try_get("kind")? })
+        Ok(Self {
+            tenant: row.try_get("tenant")?,
+            user_id: row.try_get("user_id")?,
+            kind: row.try_get("kind")?,
+            endpoint: row.try_get("endpoint")?,
+        })
     }
 }
 
@@ -360,6 +367,7 @@ pub(super) struct NewEntries<'a> {
     user_id: Vec<Option<String>>,
     kind: Vec<String>,
     continuous: Vec<bool>,
+    endpoint: Vec<String>,
     counted: Vec<&'a str>,
     added: Vec<i64>,
     /// Where each session is in `counted`.
@@ -385,6 +393,7 @@ impl<'a> NewEntries<'a> {
             self.user_id.push(session.user_id.clone());
             self.kind.push(session.kind.clone());
             self.continuous.push(entry.continuous);
+            self.endpoint.push(session.endpoint.clone());
         }
         match self.counted_at.get(id.as_str()) {
             Some(&at) => self.added[at] += sql_int(entries.len()),
@@ -431,6 +440,7 @@ impl<'a> NewEntries<'a> {
             &self.user_id,
             &self.kind,
             &self.continuous,
+            &self.endpoint,
         ]
     }
 

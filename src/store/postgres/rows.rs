@@ -119,6 +119,7 @@ pub(super) fn record_from_row(row: &Row) -> StoreResult<LogRecord> {
         session_id: SessionId::from_stored(row.try_get("session_id")?),
         user_id: row.try_get("user_id")?,
         kind: name(row, "kind", SessionKind::from_name)?,
+        endpoint: row.try_get("endpoint")?,
         entry: LogEntry {
             level: LogLevel::from_number(level).ok_or_else(|| internal("column level holds an unknown level"))?,
             message: row.try_get("message")?,
@@ -283,6 +284,7 @@ mod tests {
             session_id: Some(SessionId::generate()),
             user_id: Some("u".into()),
             kind: Some(SessionKind::WebCall),
+            endpoint: Some("checkout".into()),
             from: Some(UnixMillis(1)),
             to: Some(UnixMillis(2)),
             min_level: Some(LogLevel::Warning),

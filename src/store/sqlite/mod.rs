@@ -61,6 +61,7 @@ pub const FILE_NAME: &str = "sessiond.db";
 
 pub use lock::{LOCK_FILE_NAME, LockError};
 pub use messages::SqliteMessages;
+pub use schema::SCHEMA_VERSION;
 
 /// The store of a single sessiond: a SQLite database file.
 pub struct SqliteStore {

@@ -129,6 +129,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         session_id: SessionId::from_stored(row.get("session_id")?),
         user_id: row.get("user_id")?,
         kind: parse_name(row, "kind", SessionKind::from_name)?,
+        endpoint: row.get("endpoint")?,
         entry: LogEntry {
             level: LogLevel::from_number(level)
                 .ok_or_else(|| bad_value(row, "level", format!("level {level}").into()))?,

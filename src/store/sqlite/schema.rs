@@ -186,7 +186,22 @@ CREATE INDEX log_entries_readable_failed ON log_entries (tenant, level, position
 CREATE INDEX log_entries_readable_slow ON log_entries (tenant, level, position, entry_id)
     WHERE position IS NOT NULL AND slow;
 ",
+    "
+-- Log entries carry their session's endpoint (labels.endpoint, '' for
+-- none), copied when they are stored, and QueryLogs' endpoint filter walks
+-- an index of its own, shaped like the other readable-entry indexes.
+-- Entries stored before take their session's endpoint.
+ALTER TABLE log_entries ADD COLUMN endpoint TEXT NOT NULL DEFAULT '';
+UPDATE log_entries SET endpoint = coalesce(
+    (SELECT s.endpoint FROM sessions AS s WHERE s.id = log_entries.session_id), '');
+CREATE INDEX log_entries_readable_by_endpoint ON log_entries (tenant, endpoint, level, position, entry_id)
+    WHERE position IS NOT NULL;
+",
 ];
+
+/// The schema version this sessiond brings a database to: its number of
+/// steps.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Opens one connection with the settings every connection needs.
 pub(super) fn connect(path: &Path) -> StoreResult<Connection> {
@@ -447,6 +462,62 @@ mod tests {
                 ("open".into(), "acme".into(), Some("bob".into()), "web_user".into(), false, None),
             ]
         );
+    }
+
+    #[test]
+    fn a_populated_database_before_log_endpoints_gives_each_entry_its_sessions_endpoint() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        let before = MIGRATIONS.iter().position(|sql| sql.contains("log_entries_readable_by_endpoint"));
+        let before = before.expect("a step adds the endpoint index");
+        for step in &MIGRATIONS[..before] {
+            conn.execute_batch(step).expect("an earlier step applies");
+        }
+        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        conn.execute_batch(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+             ended_at, end_reason, log_id) VALUES \
+             ('00000000000000000000000000000001', zeroblob(32), 'web_call', 'alice', 'checkout', '', '', '', '', \
+              1, 1, 0, '{}', 0, '{}', 0, 5, 'closed', 'log1'), \
+             ('00000000000000000000000000000002', randomblob(32), 'web_call', 'bob', '', '', '', '', '', \
+              1, 1, 0, '{}', 0, '{}', 0, 5, 'closed', 'log2'); \
+             INSERT INTO log_entries (session_id, sequence, level, message, logged_at, tenant, user_id, kind, \
+             position) VALUES \
+             ('00000000000000000000000000000001', 1, 2, 'at checkout', 2, 'default', 'alice', 'web_call', 0), \
+             ('00000000000000000000000000000002', 1, 2, 'nowhere', 3, 'default', 'bob', 'web_call', 0);",
+        )
+        .expect("rows of the earlier schema are written");
+
+        migrate(&mut conn).expect("the earlier database migrates");
+        assert_eq!(user_version(&conn), MIGRATIONS.len());
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT message, endpoint FROM log_entries ORDER BY entry_id")
+            .and_then(|mut rows| rows.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("the entries read back");
+        assert_eq!(rows, [("at checkout".into(), "checkout".into()), ("nowhere".into(), String::new())]);
+        let query = crate::domain::LogQuery {
+            tenant: Some(TenantId::default()),
+            endpoint: Some("checkout".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let (sql, params) = crate::store::log_sql::logs_sql(&query, i64::MAX, |n| format!("?{n}"), true);
+        let params: Vec<rusqlite::types::Value> = params
+            .into_iter()
+            .map(|p| match p {
+                crate::store::log_sql::Param::Int(n) => rusqlite::types::Value::Integer(n),
+                crate::store::log_sql::Param::Text(t) => rusqlite::types::Value::Text(t),
+            })
+            .collect();
+        let found: Vec<String> = conn
+            .prepare(&sql)
+            .and_then(|mut rows| {
+                rows.query_map(rusqlite::params_from_iter(params.clone()), |r| r.get("message"))?.collect()
+            })
+            .expect("the search runs");
+        assert_eq!(found, ["at checkout"]);
+        let plan = plan(&conn, &sql, params);
+        assert!(plan.contains("USING INDEX log_entries_readable_by_endpoint (tenant=? AND endpoint=?"), "{plan}");
     }
 
     #[test]

@@ -21,13 +21,14 @@ struct OpenSession {
     tenant: String,
     user_id: Option<String>,
     kind: String,
+    endpoint: String,
 }
 
 fn open_session(conn: &Connection, id: &str) -> StoreResult<OpenSession> {
     let found = conn
         .prepare_cached(
-            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind FROM sessions \
-             WHERE id = ?1",
+            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind, endpoint \
+             FROM sessions WHERE id = ?1",
         )?
         .query_row([id], |row| {
             let reason = match row.get::<_, Option<String>>("end_reason")? {
@@ -41,6 +42,7 @@ fn open_session(conn: &Connection, id: &str) -> StoreResult<OpenSession> {
                 tenant: row.get("tenant")?,
                 user_id: row.get("user_id")?,
                 kind: row.get("kind")?,
+                endpoint: row.get("endpoint")?,
             };
             Ok((reason, counters))
         })
@@ -320,8 +322,8 @@ pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry]) -> 
     };
     let mut insert = conn.prepare_cached(
         "INSERT INTO log_entries (session_id, sequence, level, message, exception, stack_trace, client_time, \
-         logged_at, tenant, user_id, kind, continuous, position) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         logged_at, tenant, user_id, kind, continuous, position, endpoint) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     for (sequence, entry) in (first..).zip(entries) {
         insert.execute(params![
@@ -338,6 +340,7 @@ pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry]) -> 
             session.kind,
             entry.continuous,
             position.filter(|_| entry.continuous),
+            session.endpoint,
         ])?;
     }
     conn.prepare_cached("UPDATE sessions SET log_count = log_count + ?2 WHERE id = ?1")?

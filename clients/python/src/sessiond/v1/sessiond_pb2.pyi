@@ -67,6 +67,12 @@ class CheckMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHECK_MODE_UNSPECIFIED: _ClassVar[CheckMode]
     CHECK_MODE_ANY: _ClassVar[CheckMode]
     CHECK_MODE_ALL: _ClassVar[CheckMode]
+
+class StoreKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STORE_KIND_UNSPECIFIED: _ClassVar[StoreKind]
+    STORE_KIND_EMBEDDED: _ClassVar[StoreKind]
+    STORE_KIND_POSTGRES: _ClassVar[StoreKind]
 SESSION_KIND_UNSPECIFIED: SessionKind
 SESSION_KIND_METHOD_CALL: SessionKind
 SESSION_KIND_WEB_CALL: SessionKind
@@ -105,6 +111,9 @@ EVENT_TYPE_STORAGE_CHANGED: EventType
 CHECK_MODE_UNSPECIFIED: CheckMode
 CHECK_MODE_ANY: CheckMode
 CHECK_MODE_ALL: CheckMode
+STORE_KIND_UNSPECIFIED: StoreKind
+STORE_KIND_EMBEDDED: StoreKind
+STORE_KIND_POSTGRES: StoreKind
 
 class SessionRef(_message.Message):
     __slots__ = ("token", "session_id", "min_sequence")
@@ -604,7 +613,7 @@ class StreamLogResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ...) -> None: ...
 
 class QueryLogsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "kind", "start_time", "end_time", "min_level", "failed_only", "slow_only", "page_size", "page_token")
+    __slots__ = ("session_id", "user_id", "kind", "start_time", "end_time", "min_level", "failed_only", "slow_only", "page_size", "page_token", "endpoint")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -615,6 +624,7 @@ class QueryLogsRequest(_message.Message):
     SLOW_ONLY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     kind: SessionKind
@@ -625,10 +635,11 @@ class QueryLogsRequest(_message.Message):
     slow_only: bool
     page_size: int
     page_token: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[SessionKind, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_level: _Optional[_Union[LogLevel, str]] = ..., failed_only: _Optional[bool] = ..., slow_only: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    endpoint: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[SessionKind, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_level: _Optional[_Union[LogLevel, str]] = ..., failed_only: _Optional[bool] = ..., slow_only: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class LogRecord(_message.Message):
-    __slots__ = ("log_id", "session_id", "user_id", "kind", "level", "message", "exception", "stack_trace", "client_time", "logged_at", "sequence")
+    __slots__ = ("log_id", "session_id", "user_id", "kind", "level", "message", "exception", "stack_trace", "client_time", "logged_at", "sequence", "endpoint")
     LOG_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -640,6 +651,7 @@ class LogRecord(_message.Message):
     CLIENT_TIME_FIELD_NUMBER: _ClassVar[int]
     LOGGED_AT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     log_id: str
     session_id: str
     user_id: str
@@ -651,7 +663,8 @@ class LogRecord(_message.Message):
     client_time: _timestamp_pb2.Timestamp
     logged_at: _timestamp_pb2.Timestamp
     sequence: int
-    def __init__(self, log_id: _Optional[str] = ..., session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[SessionKind, str]] = ..., level: _Optional[_Union[LogLevel, str]] = ..., message: _Optional[str] = ..., exception: _Optional[str] = ..., stack_trace: _Optional[str] = ..., client_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., logged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    endpoint: str
+    def __init__(self, log_id: _Optional[str] = ..., session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[SessionKind, str]] = ..., level: _Optional[_Union[LogLevel, str]] = ..., message: _Optional[str] = ..., exception: _Optional[str] = ..., stack_trace: _Optional[str] = ..., client_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., logged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class QueryLogsResponse(_message.Message):
     __slots__ = ("records", "next_page_token", "cursor")
@@ -664,7 +677,7 @@ class QueryLogsResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class FollowLogsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "kind", "start_time", "end_time", "min_level", "failed_only", "slow_only", "cursor")
+    __slots__ = ("session_id", "user_id", "kind", "start_time", "end_time", "min_level", "failed_only", "slow_only", "cursor", "endpoint")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -674,6 +687,7 @@ class FollowLogsRequest(_message.Message):
     FAILED_ONLY_FIELD_NUMBER: _ClassVar[int]
     SLOW_ONLY_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     kind: SessionKind
@@ -683,7 +697,8 @@ class FollowLogsRequest(_message.Message):
     failed_only: bool
     slow_only: bool
     cursor: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[SessionKind, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_level: _Optional[_Union[LogLevel, str]] = ..., failed_only: _Optional[bool] = ..., slow_only: _Optional[bool] = ..., cursor: _Optional[str] = ...) -> None: ...
+    endpoint: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[SessionKind, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_level: _Optional[_Union[LogLevel, str]] = ..., failed_only: _Optional[bool] = ..., slow_only: _Optional[bool] = ..., cursor: _Optional[str] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class FollowLogsResponse(_message.Message):
     __slots__ = ("records", "cursor")
@@ -692,3 +707,23 @@ class FollowLogsResponse(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[LogRecord]
     cursor: str
     def __init__(self, records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class GetServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetServerInfoResponse(_message.Message):
+    __slots__ = ("version", "build_profile", "build_target", "store", "schema_version", "started_at")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BUILD_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    BUILD_TARGET_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    build_profile: str
+    build_target: str
+    store: StoreKind
+    schema_version: int
+    started_at: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[str] = ..., build_profile: _Optional[str] = ..., build_target: _Optional[str] = ..., store: _Optional[_Union[StoreKind, str]] = ..., schema_version: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1184,3 +1184,80 @@ class LogService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ServerServiceStub:
+    """The running server itself, for operators and their tools.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetServerInfo = channel.unary_unary(
+                '/sessiond.v1.ServerService/GetServerInfo',
+                request_serializer=sessiond_dot_v1_dot_sessiond__pb2.GetServerInfoRequest.SerializeToString,
+                response_deserializer=sessiond_dot_v1_dot_sessiond__pb2.GetServerInfoResponse.FromString,
+                _registered_method=True)
+
+
+class ServerServiceServicer:
+    """The running server itself, for operators and their tools.
+    """
+
+    def GetServerInfo(self, request, context):
+        """What this sessiond is: its version, how it was built, the store it
+        keeps its data in. Any authenticated caller (service or admin key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ServerServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetServerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerInfo,
+                    request_deserializer=sessiond_dot_v1_dot_sessiond__pb2.GetServerInfoRequest.FromString,
+                    response_serializer=sessiond_dot_v1_dot_sessiond__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'sessiond.v1.ServerService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('sessiond.v1.ServerService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ServerService:
+    """The running server itself, for operators and their tools.
+    """
+
+    @staticmethod
+    def GetServerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessiond.v1.ServerService/GetServerInfo',
+            sessiond_dot_v1_dot_sessiond__pb2.GetServerInfoRequest.SerializeToString,
+            sessiond_dot_v1_dot_sessiond__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
