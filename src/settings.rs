@@ -446,6 +446,12 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_MAX_PROMOTIONS_PER_SESSION", default_value_t = 100)]
     pub max_promotions_per_session: usize,
 
+    /// Open sessions one tenant may hold at once, counted across every
+    /// replica sharing the store; CreateSession past it is
+    /// RESOURCE_EXHAUSTED (TENANT_SESSION_QUOTA). 0: no limit.
+    #[arg(long, env = "SESSIOND_MAX_OPEN_SESSIONS_PER_TENANT", default_value_t = 1_000_000)]
+    pub max_open_sessions_per_tenant: u64,
+
     /// Largest page of ListSessions and QueryLogs.
     #[arg(long, env = "SESSIOND_MAX_PAGE_SIZE", default_value_t = 1_000)]
     pub max_page_size: usize,
@@ -741,6 +747,7 @@ impl Settings {
                 max_text_bytes: self.max_text_bytes,
                 max_promotion: self.max_promotion,
                 max_promotions_per_session: self.max_promotions_per_session,
+                max_open_sessions_per_tenant: self.max_open_sessions_per_tenant,
                 max_log_entries_per_call: self.log_max_entries,
                 max_log_message_bytes: self.log_max_message_bytes,
                 max_page_size: self.max_page_size,

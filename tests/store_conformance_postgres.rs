@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use postgres_support::{PgCluster, TestDatabase, fresh_database};
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId};
-use sessiond::store::conformance::{T0, create, end, ending, event, session};
+use sessiond::store::conformance::{T0, create, end, ending, event, session, tenant};
 use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
 use sessiond::store::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
 use tokio::sync::mpsc;
@@ -608,4 +608,51 @@ async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_
         .collect();
     let plan = plan.join("\n");
     assert!(plan.contains("sessions_open_by_kind"), "start-up finds request-scoped sessions by index:\n{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_at_version_9_migrates_with_its_open_sessions_counted_per_tenant() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/V1__initial.sql"),
+            include_str!("../migrations/postgres/V2__tenants.sql"),
+            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
+            include_str!("../migrations/postgres/V4__request_ids.sql"),
+            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
+            include_str!("../migrations/postgres/V6__event_indexes.sql"),
+            include_str!("../migrations/postgres/V7__messages.sql"),
+            include_str!("../migrations/postgres/V8__scale.sql"),
+            include_str!("../migrations/postgres/V9__logs.sql"),
+            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9);"
+        ))
+        .await
+        .expect("the version 9 schema applies");
+    let rows = [("acme", None), ("acme", None), ("acme", Some(T0.0 + 5)), ("globex", None)];
+    for (tenant, ended) in rows {
+        let s = session(SessionKind::WebUser, Some("alice"), T0);
+        client
+            .execute(
+                "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, \
+                 client_address, user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, \
+                 storage_version, ended_at, end_reason) VALUES ($1, $2, $3, 'web_user', 'alice', '', '', '', '', '', \
+                 $4, $4, false, '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, $5::int8, \
+                 CASE WHEN $5::int8 IS NULL THEN NULL ELSE 'closed' END)",
+                &[&s.id.as_str(), &s.token_hash.0.as_slice(), &tenant, &T0.0, &ended],
+            )
+            .await
+            .expect("version 9 rows are written");
+    }
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 9 database migrates");
+    let acme = tenant("acme");
+    assert_eq!(store.open_sessions_of(&acme).await.expect("counted"), 2);
+    assert_eq!(store.open_sessions_of(&tenant("globex")).await.expect("counted"), 1);
+    let mut new = session(SessionKind::WebUser, None, T0);
+    new.tenant = acme.clone();
+    create(&store, &new, &StorageMap::new()).await;
+    assert_eq!(store.open_sessions_of(&acme).await.expect("counted on from there"), 3);
 }

@@ -115,6 +115,16 @@ impl From<Error> for Status {
                 format!("{subject}: {description}"),
                 ErrorDetails::with_quota_failure_violation(subject, description),
             ),
+            Error::TenantSessionQuota { tenant, limit } => {
+                let description = format!("at most {limit} open sessions per tenant; end some to open more");
+                let mut details = ErrorDetails::with_quota_failure_violation(format!("tenant:{tenant}"), &description);
+                details.set_error_info(
+                    "TENANT_SESSION_QUOTA",
+                    ERROR_DOMAIN,
+                    HashMap::from([("max_open_sessions".to_owned(), limit.to_string())]),
+                );
+                Status::with_error_details(Code::ResourceExhausted, description, details)
+            }
             Error::CursorOutOfRange { expired, oldest, latest } => {
                 let metadata = HashMap::from([
                     ("oldest_sequence".to_owned(), oldest.to_string()),
