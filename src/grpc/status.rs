@@ -257,6 +257,23 @@ pub fn tenant_overloaded(subject: &str, limit: usize) -> Status {
     share_overloaded("TENANT_OVERLOADED", subject, limit, "too many calls of this tenant in progress; retry later")
 }
 
+/// A stream (WatchSessions, FollowLogs, Subscribe) refused because its API
+/// key (`subject`: `api-key:<name>`) has `limit` streams open:
+/// `--max-streams-per-key` or the key entry's own `max_streams`.
+pub fn key_stream_quota(subject: &str, limit: usize) -> Status {
+    let limit = limit.to_string();
+    let mut details = ErrorDetails::with_quota_failure_violation(
+        subject,
+        format!("at most {limit} streams of {subject} are open at once"),
+    );
+    details.set_error_info("KEY_STREAM_QUOTA", ERROR_DOMAIN, HashMap::from([("max_streams".to_owned(), limit)]));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        "too many streams of this API key are open; end one first",
+        details,
+    )
+}
+
 fn share_overloaded(reason: &str, subject: &str, limit: usize, message: &str) -> Status {
     let limit = limit.to_string();
     let mut details = ErrorDetails::with_quota_failure_violation(

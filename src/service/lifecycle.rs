@@ -230,6 +230,7 @@ impl Service {
             return Ok(());
         }
         if self.store().open_sessions_of(tenant).await? >= limit {
+            crate::telemetry::metrics::call_shed("TENANT_SESSION_QUOTA");
             return Err(Error::TenantSessionQuota { tenant: tenant.clone(), limit });
         }
         Ok(())

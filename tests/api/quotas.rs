@@ -1,7 +1,9 @@
-//! Quotas per tenant: a tenant holding `--max-open-sessions-per-tenant`
-//! open sessions is refused new ones with RESOURCE_EXHAUSTED and a
-//! QuotaFailure on `tenant:<id>`, other tenants are not, and a session that
-//! ends frees its place.
+//! Quotas per tenant and per key: a tenant holding
+//! `--max-open-sessions-per-tenant` open sessions is refused new ones with
+//! RESOURCE_EXHAUSTED and a QuotaFailure on `tenant:<id>`, other tenants
+//! are not, and a session that ends frees its place; a key holding its
+//! streams open (`--max-streams-per-key`, or its entry's `max_streams`) is
+//! refused another, and a stream that ends frees its slot.
 
 use sessiond::auth::{generate_key, hash_key};
 use sessiond::pb;
@@ -9,7 +11,7 @@ use sessiond::pb::SessionKind as Kind;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt as _;
 
-use crate::helpers::{TestApp, by_token, error_metadata, error_reason, failure};
+use crate::helpers::{PATIENCE, TestApp, by_token, error_metadata, error_reason, failure};
 
 /// A server with the keys `acme` and `globex`, one per tenant.
 struct Tenants {
@@ -19,11 +21,12 @@ struct Tenants {
     _keys_file: tempfile::NamedTempFile,
 }
 
+/// `acme`'s entry allows it two streams.
 async fn tenants(configure: impl FnOnce(&mut sessiond::settings::Settings)) -> Tenants {
     let (acme, globex) = (generate_key().0, generate_key().0);
     let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
-        "keys:\n  - {{name: acme, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: globex, tenant: globex, role: admin, hash: \"{}\"}}\n",
+        "keys:\n  - {{name: acme, tenant: acme, role: admin, hash: \"{}\", max_streams: 2}}\n  - {{name: globex, tenant: globex, role: admin, hash: \"{}\"}}\n",
         hash_key(&acme),
         hash_key(&globex)
     );
@@ -102,4 +105,60 @@ async fn revoked_sessions_free_their_places_and_zero_means_no_quota() {
     for _ in 0..5 {
         create(&mut app, &acme, Kind::WebUser).await.expect("no quota");
     }
+}
+
+/// One of the streams a key may hold, started with `key`.
+async fn open_stream(app: &mut TestApp, key: &str, which: usize) -> Result<Box<dyn std::any::Any + Send>, Status> {
+    Ok(match which % 3 {
+        0 => Box::new(app.sessions.watch_sessions(with_key(pb::WatchSessionsRequest::default(), key)).await?),
+        1 => Box::new(app.logs.follow_logs(with_key(pb::FollowLogsRequest::default(), key)).await?),
+        _ => {
+            let channel = pb::ChannelSubscription { channel: "room".into(), after_sequence: None };
+            let request = pb::SubscribeRequest { channels: vec![channel] };
+            Box::new(app.messages.subscribe(with_key(request, key)).await?)
+        }
+    })
+}
+
+fn assert_key_stream_quota(status: &Status, key: &str, limit: usize) {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_reason(status).as_deref(), Some("KEY_STREAM_QUOTA"));
+    assert_eq!(error_metadata(status, "max_streams"), Some(limit.to_string()));
+    let quota = status.get_error_details().quota_failure().cloned().expect("a QuotaFailure");
+    assert_eq!(quota.violations[0].subject, format!("api-key:{key}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_holding_its_streams_is_refused_another_until_one_ends() {
+    let Tenants { mut app, acme, globex, .. } = tenants(|s| s.max_streams_per_key = 3).await;
+    // acme's entry allows it two streams, whatever their method.
+    let watch = open_stream(&mut app, &acme, 0).await.expect("the first stream");
+    let _follow = open_stream(&mut app, &acme, 1).await.expect("the second stream");
+    for which in 0..3 {
+        let refused = failure(open_stream(&mut app, &acme, which).await);
+        assert_key_stream_quota(&refused, "acme", 2);
+    }
+    create(&mut app, &acme, Kind::WebUser).await.expect("unary calls are not streams");
+    // globex has the flag's three.
+    let mut others = Vec::new();
+    for which in 0..3 {
+        others.push(open_stream(&mut app, &globex, which).await.expect("another key's streams"));
+    }
+    assert_key_stream_quota(&failure(open_stream(&mut app, &globex, 2).await), "globex", 3);
+
+    // The slot is free once the server has seen the stream end, a moment
+    // after the client drops it.
+    drop(watch);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let _third = loop {
+        match open_stream(&mut app, &acme, 2).await {
+            Ok(stream) => break stream,
+            Err(status) if std::time::Instant::now() < deadline => {
+                assert_key_stream_quota(&status, "acme", 2);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("an ended stream did not free its slot: {status:?}"),
+        }
+    };
+    assert_key_stream_quota(&failure(open_stream(&mut app, &acme, 0).await), "acme", 2);
 }
