@@ -15,6 +15,7 @@
 //!     role: service
 //!     hash: $argon2id$v=19$m=19456,t=2,p=1$…  # `sessiond hash-key --argon2`
 //!     max_concurrent_calls: 16  # optional: this key's own share
+//!     max_streams: 8            # optional: its own limit of open streams
 //!     allow: [change_privileges]  # optional: beyond the service role
 //! ```
 //!
@@ -159,6 +160,10 @@ struct KeyDef {
     /// `--max-concurrent-calls-per-key`.
     #[serde(default)]
     max_concurrent_calls: Option<usize>,
+    /// This key's own limit of open streams (WatchSessions, FollowLogs,
+    /// Subscribe), instead of `--max-streams-per-key`.
+    #[serde(default)]
+    max_streams: Option<usize>,
     /// What a service key may do beyond its role (an admin key may all).
     #[serde(default)]
     allow: Vec<Permission>,
@@ -186,7 +191,16 @@ struct Key {
     caller: Caller,
     credential: Credential,
     stored: Stored,
-    max_concurrent_calls: Option<usize>,
+    limits: KeyLimits,
+}
+
+/// An entry's own limits, where it sets them; the flags apply otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Calls in progress at once (`max_concurrent_calls`).
+    pub max_concurrent_calls: Option<usize>,
+    /// Server streams open at once (`max_streams`).
+    pub max_streams: Option<usize>,
 }
 
 /// The configured keys. Does not print its hashes, nor its cache.
@@ -328,9 +342,13 @@ impl ApiKeys {
             if def.max_concurrent_calls == Some(0) {
                 return Err(invalid(format!("key {}: max_concurrent_calls must be positive", def.name)));
             }
+            if def.max_streams == Some(0) {
+                return Err(invalid(format!("key {}: max_streams must be positive", def.name)));
+            }
             let permissions = def.allow.iter().fold(0, |bits, permission| bits | permission.bit());
             let caller = Caller { name: def.name, tenant, role: def.role, permissions, slot: keys.len() };
-            keys.push(Key { caller, credential, stored, max_concurrent_calls: def.max_concurrent_calls });
+            let limits = KeyLimits { max_concurrent_calls: def.max_concurrent_calls, max_streams: def.max_streams };
+            keys.push(Key { caller, credential, stored, limits });
         }
         if keys.is_empty() {
             return Err(invalid("no keys: omit the file to run without authentication".into()));
@@ -391,10 +409,9 @@ impl ApiKeys {
         None
     }
 
-    /// Every entry's caller, in slot order, with the entry's own limit of
-    /// calls in progress if it sets one.
-    pub fn entries(&self) -> impl Iterator<Item = (&Caller, Option<usize>)> {
-        self.keys.iter().map(|key| (&key.caller, key.max_concurrent_calls))
+    /// Every entry's caller, in slot order, with the limits the entry sets.
+    pub fn entries(&self) -> impl Iterator<Item = (&Caller, KeyLimits)> {
+        self.keys.iter().map(|key| (&key.caller, key.limits))
     }
 
     /// How many argon2 verifications this set of keys has run.

@@ -358,6 +358,12 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_MAX_CONCURRENT_CALLS_PER_TENANT")]
     pub max_concurrent_calls_per_tenant: Option<usize>,
 
+    /// Server streams (WatchSessions, FollowLogs, Subscribe) open at once
+    /// per API key (the key entry's `max_streams` overrides it); more are
+    /// refused with RESOURCE_EXHAUSTED (KEY_STREAM_QUOTA).
+    #[arg(long, env = "SESSIOND_MAX_STREAMS_PER_KEY", default_value_t = 64)]
+    pub max_streams_per_key: usize,
+
     /// Calls an API key may start per second (a token bucket holding one
     /// second's calls, so bursts up to that many); more are refused with
     /// RESOURCE_EXHAUSTED (RATE_LIMITED) and a retry delay. 0: no limit.
@@ -445,6 +451,12 @@ pub struct Settings {
     /// RESOURCE_EXHAUSTED (QuotaFailure on `promotions`).
     #[arg(long, env = "SESSIOND_MAX_PROMOTIONS_PER_SESSION", default_value_t = 100)]
     pub max_promotions_per_session: usize,
+
+    /// Open sessions one tenant may hold at once, counted across every
+    /// replica sharing the store; CreateSession past it is
+    /// RESOURCE_EXHAUSTED (TENANT_SESSION_QUOTA). 0: no limit.
+    #[arg(long, env = "SESSIOND_MAX_OPEN_SESSIONS_PER_TENANT", default_value_t = 1_000_000)]
+    pub max_open_sessions_per_tenant: u64,
 
     /// Largest page of ListSessions and QueryLogs.
     #[arg(long, env = "SESSIOND_MAX_PAGE_SIZE", default_value_t = 1_000)]
@@ -591,6 +603,7 @@ impl Settings {
                 .unwrap_or_else(|| (self.max_concurrent_calls / 2).max(1)),
             rate_limit_per_key: self.rate_limit_per_key,
             rate_limit_per_tenant: self.rate_limit_per_tenant,
+            max_streams_per_key: self.max_streams_per_key,
         }
     }
 
@@ -717,6 +730,7 @@ impl Settings {
             ("log-max-message-bytes", self.log_max_message_bytes),
             ("max-page-size", self.max_page_size),
             ("max-promotions-per-session", self.max_promotions_per_session),
+            ("max-streams-per-key", self.max_streams_per_key),
             ("max-concurrent-calls", self.max_concurrent_calls),
             ("max-concurrent-calls-per-key", self.max_concurrent_calls_per_key.unwrap_or(1)),
             ("max-concurrent-calls-per-tenant", self.max_concurrent_calls_per_tenant.unwrap_or(1)),
@@ -741,6 +755,7 @@ impl Settings {
                 max_text_bytes: self.max_text_bytes,
                 max_promotion: self.max_promotion,
                 max_promotions_per_session: self.max_promotions_per_session,
+                max_open_sessions_per_tenant: self.max_open_sessions_per_tenant,
                 max_log_entries_per_call: self.log_max_entries,
                 max_log_message_bytes: self.log_max_message_bytes,
                 max_page_size: self.max_page_size,

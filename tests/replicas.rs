@@ -821,3 +821,26 @@ async fn a_create_refused_while_postgres_is_down_is_created_once_when_retried() 
         app.list(pb::ListSessionsRequest { user_id: "alice".into(), page_size: 100, ..Default::default() }).await;
     assert_eq!(listed.sessions.len(), 1, "created exactly once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_open_sessions_quota_holds_across_replicas() {
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.max_open_sessions_per_tenant = 3).await;
+    let mut b = a.replica().await;
+    let on_a = a.create(Kind::WebUser, "alice").await;
+    a.create(Kind::Standalone, "alice").await;
+    b.create(Kind::WebUser, "bob").await;
+
+    let request =
+        || pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "carol".into(), ..Default::default() };
+    for replica in [&mut a, &mut b] {
+        let refused = failure(replica.sessions.create_session(request()).await);
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        assert_eq!(error_reason(&refused).as_deref(), Some("TENANT_SESSION_QUOTA"));
+    }
+
+    // A session of A's ended on B frees a place on both.
+    b.close(&on_a.token, "").await;
+    b.sessions.create_session(request()).await.expect("a place is free");
+    let refused = failure(a.sessions.create_session(request()).await);
+    assert_eq!(error_reason(&refused).as_deref(), Some("TENANT_SESSION_QUOTA"));
+}

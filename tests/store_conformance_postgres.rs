@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use postgres_support::{PgCluster, TestDatabase, fresh_database};
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId};
-use sessiond::store::conformance::{T0, create, end, ending, event, session};
+use sessiond::store::conformance::{T0, create, end, ending, event, session, tenant};
 use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
 use sessiond::store::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
 use tokio::sync::mpsc;
@@ -610,29 +610,47 @@ async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_
     assert!(plan.contains("sessions_open_by_kind"), "start-up finds request-scoped sessions by index:\n{plan}");
 }
 
+/// A new database whose schema is at `version`, as a sessiond of that
+/// version left it (the files of `migrations/postgres/` up to it applied,
+/// and recorded), and a connection to it.
+async fn database_at(version: u32) -> (TestDatabase, tokio_postgres::Client) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut steps: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(&dir)
+        .expect("the migrations are readable")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?;
+            let number = name.strip_prefix('V')?.split_once("__")?.0.parse().ok()?;
+            Some((number, path))
+        })
+        .filter(|(number, _)| *number <= version)
+        .collect();
+    steps.sort();
+    assert_eq!(steps.len(), version as usize, "every step up to {version} is in {}", dir.display());
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .expect("the migrations table is made");
+    for (number, path) in steps {
+        let sql = std::fs::read_to_string(&path).expect("a migration is readable");
+        client.batch_execute(&sql).await.unwrap_or_else(|err| panic!("step {number} applies: {err}"));
+        client
+            .execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&(number as i32)])
+            .await
+            .expect("the step is recorded");
+    }
+    (db, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_populated_database_at_version_9_gives_its_log_entries_their_sessions_endpoint() {
     use sessiond::domain::LogQuery;
 
-    let db = fresh_database().await;
-    let client = db.connect().await;
-    client
-        .batch_execute(concat!(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
-            include_str!("../migrations/postgres/V1__initial.sql"),
-            include_str!("../migrations/postgres/V2__tenants.sql"),
-            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
-            include_str!("../migrations/postgres/V4__request_ids.sql"),
-            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
-            include_str!("../migrations/postgres/V6__event_indexes.sql"),
-            include_str!("../migrations/postgres/V7__messages.sql"),
-            include_str!("../migrations/postgres/V8__scale.sql"),
-            include_str!("../migrations/postgres/V9__logs.sql"),
-            "INSERT INTO schema_migrations (version) SELECT generate_series(1, 9);"
-        ))
-        .await
-        .expect("the version 9 schema applies");
+    let (db, client) = database_at(9).await;
     let checkout = session(SessionKind::WebCall, Some("alice"), T0);
     let plain = session(SessionKind::WebCall, Some("alice"), T0);
     for (s, endpoint) in [(&checkout, "checkout"), (&plain, "")] {
@@ -692,4 +710,33 @@ async fn a_populated_database_at_version_9_gives_its_log_entries_their_sessions_
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_at_version_10_migrates_with_its_open_sessions_counted_per_tenant() {
+    let (db, client) = database_at(10).await;
+    let rows = [("acme", None), ("acme", None), ("acme", Some(T0.0 + 5)), ("globex", None)];
+    for (tenant, ended) in rows {
+        let s = session(SessionKind::WebUser, Some("alice"), T0);
+        client
+            .execute(
+                "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, \
+                 client_address, user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, \
+                 storage_version, ended_at, end_reason) VALUES ($1, $2, $3, 'web_user', 'alice', '', '', '', '', '', \
+                 $4, $4, false, '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, $5::int8, \
+                 CASE WHEN $5::int8 IS NULL THEN NULL ELSE 'closed' END)",
+                &[&s.id.as_str(), &s.token_hash.0.as_slice(), &tenant, &T0.0, &ended],
+            )
+            .await
+            .expect("version 9 rows are written");
+    }
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 9 database migrates");
+    let acme = tenant("acme");
+    assert_eq!(store.open_sessions_of(&acme).await.expect("counted"), 2);
+    assert_eq!(store.open_sessions_of(&tenant("globex")).await.expect("counted"), 1);
+    let mut new = session(SessionKind::WebUser, None, T0);
+    new.tenant = acme.clone();
+    create(&store, &new, &StorageMap::new()).await;
+    assert_eq!(store.open_sessions_of(&acme).await.expect("counted on from there"), 3);
 }

@@ -122,12 +122,18 @@ impl Drop for App {
 
 impl App {
     async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A server with settings adjusted by `configure`.
+    async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let shared = shared();
         let data = tempfile::tempdir().expect("a temporary directory can be created");
         let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), data.path().to_owned());
         settings.roles_file = Some(ROLES_FILE.into());
         settings.otlp_endpoint = Some(shared.collector.endpoint.clone());
         settings.metrics_listen = Some("127.0.0.1:0".parse().expect("a valid address"));
+        configure(&mut settings);
         let app = Application::build(settings).await.expect("the app builds");
         let address = format!("http://{}", app.local_addr());
         let metrics = app.metrics_addr().expect("metrics are served when asked for");
@@ -400,6 +406,28 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
     let exported = shared().collector.metric_names();
     for name in ["rpc.server.call.duration", "sessiond.cache.lookups", "db.client.operation.duration"] {
         assert!(exported.iter().any(|n| n == name), "{name} was not exported over OTLP: {exported:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_by_a_callers_quota_are_counted_as_shed_by_their_reason() {
+    let app = App::spawn_with(|s| {
+        s.max_open_sessions_per_tenant = 1;
+        s.max_streams_per_key = 1;
+    })
+    .await;
+    app.create().await;
+    let request = pb::CreateSessionRequest { kind: pb::SessionKind::WebUser.into(), ..Default::default() };
+    let refused = app.sessions().create_session(request).await.expect_err("the tenant's second session");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    let _watch = app.sessions().watch_sessions(pb::WatchSessionsRequest::default()).await.expect("the first stream");
+    let refused = app.sessions().watch_sessions(pb::WatchSessionsRequest::default()).await.expect_err("a second");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+
+    let (_, body) = app.scrape("/metrics").await;
+    for reason in ["TENANT_SESSION_QUOTA", "KEY_STREAM_QUOTA"] {
+        let line = format!(r#"sessiond_calls_shed_total{{reason="{reason}"}} "#);
+        assert!(body.lines().any(|l| l.starts_with(&line)), "no {line} in\n{body}");
     }
 }
 

@@ -126,6 +126,9 @@ pub enum Error {
     RequestIdReused,
     #[error("{subject}: {description}")]
     QuotaExceeded { subject: String, description: String },
+    /// The caller's tenant holds its limit of open sessions.
+    #[error("the tenant holds its limit of {limit} open sessions")]
+    TenantSessionQuota { tenant: super::TenantId, limit: u64 },
     /// A watch resumed from a sequence the store no longer keeps events
     /// after (`expired`), or from one not recorded yet.
     #[error("the cursor is out of range")]

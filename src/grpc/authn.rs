@@ -62,9 +62,10 @@ impl Callers {
         self.keys.as_ref()
     }
 
-    /// Admits a call of `caller` within its key's and its tenant's share.
-    pub fn admit(&self, caller: &Caller, now: Instant) -> Result<Admitted, Status> {
-        self.fairness.admit(caller, now)
+    /// Admits a call of `caller` within its key's and its tenant's share;
+    /// a server stream (`stream`) also within its key's streams.
+    pub fn admit(&self, caller: &Caller, now: Instant, stream: bool) -> Result<Admitted, Status> {
+        self.fairness.admit(caller, now, stream)
     }
 }
 

@@ -4,7 +4,11 @@
 //! life, as the global one) and, when configured, its own rate limit (a
 //! token bucket). A call over its key's or its tenant's share is refused
 //! at once with RESOURCE_EXHAUSTED, so one busy key cannot take the pool
-//! from every other caller.
+//! from every other caller. A key may also hold only so many server
+//! streams (WatchSessions, FollowLogs, Subscribe) open at once: past that,
+//! a new stream is refused with RESOURCE_EXHAUSTED (KEY_STREAM_QUOTA), so
+//! long-lived watchers cannot hold the whole of a key's share, nor the
+//! store's connections their catch-up reads take.
 //!
 //! The counters are made when the keys are loaded: one per key entry and
 //! one per tenant named in the keys file (an open server has one caller,
@@ -23,7 +27,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::status;
-use crate::auth::{ApiKeys, Caller};
+use crate::auth::{ApiKeys, Caller, KeyLimits};
 
 /// Each caller's share, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,8 @@ pub struct FairnessLimits {
     pub rate_limit_per_key: u32,
     /// Calls started per second per tenant; 0: no limit.
     pub rate_limit_per_tenant: u32,
+    /// Server streams open at once per API key, unless its entry says.
+    pub max_streams_per_key: usize,
 }
 
 /// The counters of every key and tenant, indexed by [`Caller::slot`].
@@ -58,24 +64,47 @@ struct Share {
     /// Calls started per second; 0: no limit.
     rate: u32,
     bucket: Option<Mutex<Bucket>>,
+    /// Server streams open at once; 0 for a tenant, whose streams are
+    /// counted by key only.
+    max_streams: usize,
+    streams: Arc<Semaphore>,
+}
+
+/// What a share is made with: two shares with the same limits are
+/// interchangeable, so a reload keeps the one in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ShareLimits {
+    max_concurrent_calls: usize,
+    rate: u32,
+    max_streams: usize,
 }
 
 impl Share {
-    fn new(subject: String, max_concurrent_calls: usize, rate: u32) -> Self {
+    fn new(subject: String, limits: ShareLimits) -> Self {
+        let ShareLimits { max_concurrent_calls, rate, max_streams } = limits;
         Self {
             subject,
             permits: Arc::new(Semaphore::new(max_concurrent_calls)),
             max_concurrent_calls,
             rate,
             bucket: (rate > 0).then(|| Mutex::new(Bucket::new(rate, Instant::now()))),
+            max_streams,
+            streams: Arc::new(Semaphore::new(max_streams)),
         }
+    }
+
+    fn limits(&self) -> ShareLimits {
+        ShareLimits { max_concurrent_calls: self.max_concurrent_calls, rate: self.rate, max_streams: self.max_streams }
     }
 
     /// One call's token, or how long until the next one.
     fn take_token(&self, now: Instant) -> Result<(), Status> {
         let Some(bucket) = &self.bucket else { return Ok(()) };
         let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
-        bucket.take(now).map_err(|retry| status::rate_limited(&self.subject, bucket.rate, retry))
+        bucket.take(now).map_err(|retry| {
+            crate::telemetry::metrics::call_shed("RATE_LIMITED");
+            status::rate_limited(&self.subject, bucket.rate, retry)
+        })
     }
 }
 
@@ -108,19 +137,20 @@ impl Bucket {
     }
 }
 
-/// The key's and the tenant's permits of a call under way: released when
-/// its answer ends.
+/// The key's and the tenant's permits of a call under way, and its key's
+/// stream permit when it is a server stream: released when its answer ends.
 #[derive(Debug)]
 pub struct Admitted {
     _key: Option<OwnedSemaphorePermit>,
     _tenant: Option<OwnedSemaphorePermit>,
+    _stream: Option<OwnedSemaphorePermit>,
 }
 
 impl Fairness {
     /// Counters for every entry of `keys`, or for the one caller of an open
     /// server ([`Caller::open`]) without keys.
     pub fn new(keys: Option<&ApiKeys>, limits: FairnessLimits) -> Self {
-        Self::inheriting(keys, limits, |_, _, _| None)
+        Self::inheriting(keys, limits, |_, _| None)
     }
 
     /// Counters for a reloaded keys file: a key or a tenant that was in
@@ -128,11 +158,8 @@ impl Fairness {
     pub fn renewed(&self, keys: Option<&ApiKeys>) -> Self {
         let previous: HashMap<&str, &Arc<Share>> =
             self.keys.iter().chain(&self.tenants).map(|share| (share.subject.as_str(), share)).collect();
-        Self::inheriting(keys, self.limits, |subject, max_concurrent_calls, rate| {
-            previous
-                .get(subject)
-                .filter(|kept| kept.max_concurrent_calls == max_concurrent_calls && kept.rate == rate)
-                .map(|kept| Arc::clone(kept))
+        Self::inheriting(keys, self.limits, |subject, limits| {
+            previous.get(subject).filter(|kept| kept.limits() == limits).map(|kept| Arc::clone(kept))
         })
     }
 
@@ -140,61 +167,74 @@ impl Fairness {
     fn inheriting(
         keys: Option<&ApiKeys>,
         limits: FairnessLimits,
-        kept: impl Fn(&str, usize, u32) -> Option<Arc<Share>>,
+        kept: impl Fn(&str, ShareLimits) -> Option<Arc<Share>>,
     ) -> Self {
-        let share = |subject: String, max_concurrent_calls: usize, rate: u32| {
-            kept(&subject, max_concurrent_calls, rate)
-                .unwrap_or_else(|| Arc::new(Share::new(subject, max_concurrent_calls, rate)))
+        let share = |subject: String, limits: ShareLimits| {
+            kept(&subject, limits).unwrap_or_else(|| Arc::new(Share::new(subject, limits)))
         };
-        let open = [(Caller::open(), None)];
-        let callers: Vec<(&Caller, Option<usize>)> = match keys {
+        let open = [(Caller::open(), KeyLimits::default())];
+        let callers: Vec<(&Caller, KeyLimits)> = match keys {
             Some(keys) => keys.entries().collect(),
-            None => open.iter().map(|(caller, max)| (caller, *max)).collect(),
+            None => open.iter().map(|(caller, own)| (caller, *own)).collect(),
         };
         let mut tenant_index = HashMap::new();
         let mut fairness = Self { limits, keys: Vec::new(), tenants: Vec::new(), tenant_of: Vec::new() };
-        for (slot, (caller, max_concurrent_calls)) in callers.into_iter().enumerate() {
+        for (slot, (caller, own)) in callers.into_iter().enumerate() {
             debug_assert_eq!(slot, caller.slot, "entries are listed in slot order");
             let tenant = *tenant_index.entry(caller.tenant.as_str().to_owned()).or_insert_with(|| {
                 fairness.tenants.push(share(
                     format!("tenant:{}", caller.tenant.as_str()),
-                    limits.max_concurrent_calls_per_tenant,
-                    limits.rate_limit_per_tenant,
+                    ShareLimits {
+                        max_concurrent_calls: limits.max_concurrent_calls_per_tenant,
+                        rate: limits.rate_limit_per_tenant,
+                        max_streams: 0,
+                    },
                 ));
                 fairness.tenants.len() - 1
             });
             fairness.keys.push(share(
                 format!("api-key:{}", caller.name),
-                max_concurrent_calls.unwrap_or(limits.max_concurrent_calls_per_key),
-                limits.rate_limit_per_key,
+                ShareLimits {
+                    max_concurrent_calls: own.max_concurrent_calls.unwrap_or(limits.max_concurrent_calls_per_key),
+                    rate: limits.rate_limit_per_key,
+                    max_streams: own.max_streams.unwrap_or(limits.max_streams_per_key),
+                },
             ));
             fairness.tenant_of.push(tenant);
         }
         fairness
     }
 
-    /// Admits a call of `caller`, or refuses it: RATE_LIMITED when its key
-    /// or tenant has started too many calls this second, KEY_OVERLOADED or
-    /// TENANT_OVERLOADED when too many are in progress.
-    pub fn admit(&self, caller: &Caller, now: Instant) -> Result<Admitted, Status> {
+    /// Admits a call of `caller`, a server stream when `stream`, or
+    /// refuses it: RATE_LIMITED when its key or tenant has started too many
+    /// calls this second, KEY_STREAM_QUOTA when its key has its streams
+    /// open, KEY_OVERLOADED or TENANT_OVERLOADED when too many calls are in
+    /// progress. Each refusal is counted in `sessiond.calls.shed`.
+    pub fn admit(&self, caller: &Caller, now: Instant, stream: bool) -> Result<Admitted, Status> {
+        use crate::telemetry::metrics::call_shed;
         // Every caller comes from the keys these counters were made for.
         let (Some(key), Some(&tenant)) = (self.keys.get(caller.slot), self.tenant_of.get(caller.slot)) else {
-            return Ok(Admitted { _key: None, _tenant: None });
+            return Ok(Admitted { _key: None, _tenant: None, _stream: None });
         };
         let tenant = &self.tenants[tenant];
         key.take_token(now)?;
         tenant.take_token(now)?;
-        let key_permit = key
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| status::key_overloaded(&key.subject, key.max_concurrent_calls))?;
-        let tenant_permit = tenant
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| status::tenant_overloaded(&tenant.subject, tenant.max_concurrent_calls))?;
-        Ok(Admitted { _key: Some(key_permit), _tenant: Some(tenant_permit) })
+        let stream_permit = match stream {
+            false => None,
+            true => Some(key.streams.clone().try_acquire_owned().map_err(|_| {
+                call_shed("KEY_STREAM_QUOTA");
+                status::key_stream_quota(&key.subject, key.max_streams)
+            })?),
+        };
+        let key_permit = key.permits.clone().try_acquire_owned().map_err(|_| {
+            call_shed("KEY_OVERLOADED");
+            status::key_overloaded(&key.subject, key.max_concurrent_calls)
+        })?;
+        let tenant_permit = tenant.permits.clone().try_acquire_owned().map_err(|_| {
+            call_shed("TENANT_OVERLOADED");
+            status::tenant_overloaded(&tenant.subject, tenant.max_concurrent_calls)
+        })?;
+        Ok(Admitted { _key: Some(key_permit), _tenant: Some(tenant_permit), _stream: stream_permit })
     }
 }
 
@@ -209,6 +249,7 @@ mod tests {
         max_concurrent_calls_per_tenant: 3,
         rate_limit_per_key: 0,
         rate_limit_per_tenant: 0,
+        max_streams_per_key: 2,
     };
 
     fn keys() -> ApiKeys {
@@ -234,15 +275,15 @@ mod tests {
         let (a1, a2, g) =
             (keys.authenticate("k1").unwrap(), keys.authenticate("k2").unwrap(), keys.authenticate("k3").unwrap());
         let now = Instant::now();
-        let held: Vec<_> = (0..2).map(|_| fairness.admit(&a1, now).expect("within the key's share")).collect();
-        let refused = fairness.admit(&a1, now).expect_err("over the key's share");
+        let held: Vec<_> = (0..2).map(|_| fairness.admit(&a1, now, false).expect("within the key's share")).collect();
+        let refused = fairness.admit(&a1, now, false).expect_err("over the key's share");
         assert_eq!((refused.code(), reason(&refused).as_str()), (Code::ResourceExhausted, "KEY_OVERLOADED"));
-        let third = fairness.admit(&a2, now).expect("the tenant has one more");
-        let refused = fairness.admit(&a2, now).expect_err("over the tenant's share");
+        let third = fairness.admit(&a2, now, false).expect("the tenant has one more");
+        let refused = fairness.admit(&a2, now, false).expect_err("over the tenant's share");
         assert_eq!(reason(&refused), "TENANT_OVERLOADED");
-        fairness.admit(&g, now).expect("another tenant is untouched");
+        fairness.admit(&g, now, false).expect("another tenant is untouched");
         drop((held, third));
-        fairness.admit(&a1, now).expect("released");
+        fairness.admit(&a1, now, false).expect("released");
     }
 
     #[test]
@@ -251,7 +292,7 @@ mod tests {
         let fairness = Fairness::new(Some(&keys), LIMITS);
         let now = Instant::now();
         let a1 = keys.authenticate("k1").unwrap();
-        let held: Vec<_> = (0..2).map(|_| fairness.admit(&a1, now).expect("within the key's share")).collect();
+        let held: Vec<_> = (0..2).map(|_| fairness.admit(&a1, now, false).expect("within the key's share")).collect();
         // The same file with one more key: a1 still has two calls running.
         let hash = crate::auth::hash_key("k4");
         let reloaded = ApiKeys::parse(&format!(
@@ -261,12 +302,15 @@ mod tests {
         .expect("a valid keys file");
         let renewed = fairness.renewed(Some(&reloaded));
         let a1 = reloaded.authenticate("k1").unwrap();
-        assert_eq!(reason(&renewed.admit(&a1, now).expect_err("still two in progress")), "KEY_OVERLOADED");
+        assert_eq!(reason(&renewed.admit(&a1, now, false).expect_err("still two in progress")), "KEY_OVERLOADED");
         let new = reloaded.authenticate("k4").unwrap();
-        let third = renewed.admit(&new, now).expect("the tenant's third");
-        assert_eq!(reason(&renewed.admit(&new, now).expect_err("the tenant kept its count")), "TENANT_OVERLOADED");
+        let third = renewed.admit(&new, now, false).expect("the tenant's third");
+        assert_eq!(
+            reason(&renewed.admit(&new, now, false).expect_err("the tenant kept its count")),
+            "TENANT_OVERLOADED"
+        );
         drop((held, third));
-        renewed.admit(&a1, now).expect("released through the kept counters");
+        renewed.admit(&a1, now, false).expect("released through the kept counters");
     }
 
     #[test]
@@ -276,8 +320,8 @@ mod tests {
         let fairness = Fairness::new(Some(&keys), limits);
         let a2 = keys.authenticate("k2").unwrap();
         let now = Instant::now();
-        let held: Vec<_> = (0..5).map(|_| fairness.admit(&a2, now).expect("its own limit is 5")).collect();
-        assert_eq!(reason(&fairness.admit(&a2, now).expect_err("the sixth")), "KEY_OVERLOADED");
+        let held: Vec<_> = (0..5).map(|_| fairness.admit(&a2, now, false).expect("its own limit is 5")).collect();
+        assert_eq!(reason(&fairness.admit(&a2, now, false).expect_err("the sixth")), "KEY_OVERLOADED");
         drop(held);
     }
 
@@ -286,8 +330,8 @@ mod tests {
         let limits = FairnessLimits { max_concurrent_calls_per_key: 10, ..LIMITS };
         let fairness = Fairness::new(None, limits);
         let now = Instant::now();
-        let held: Vec<_> = (0..3).map(|_| fairness.admit(&Caller::open(), now).expect("within")).collect();
-        let refused = fairness.admit(&Caller::open(), now).expect_err("over the default tenant's share");
+        let held: Vec<_> = (0..3).map(|_| fairness.admit(&Caller::open(), now, false).expect("within")).collect();
+        let refused = fairness.admit(&Caller::open(), now, false).expect_err("over the default tenant's share");
         assert_eq!(reason(&refused), "TENANT_OVERLOADED");
         drop(held);
     }
@@ -310,10 +354,27 @@ mod tests {
             const CALLS: u32 = 1_000_000;
             let started = std::time::Instant::now();
             for _ in 0..CALLS {
-                drop(std::hint::black_box(fairness.admit(&caller, Instant::now()).expect("admitted")));
+                drop(std::hint::black_box(fairness.admit(&caller, Instant::now(), false).expect("admitted")));
             }
             println!("{what}: {:?} per admitted call", started.elapsed() / CALLS);
         }
+    }
+
+    #[test]
+    fn a_key_holds_only_its_streams_and_a_stream_that_ends_frees_its_slot() {
+        let keys = keys();
+        let limits = FairnessLimits { max_concurrent_calls_per_key: 10, max_concurrent_calls_per_tenant: 10, ..LIMITS };
+        let fairness = Fairness::new(Some(&keys), limits);
+        let (a1, a2) = (keys.authenticate("k1").unwrap(), keys.authenticate("k2").unwrap());
+        let now = Instant::now();
+        let mut streams: Vec<_> = (0..2).map(|_| fairness.admit(&a1, now, true).expect("within")).collect();
+        let refused = fairness.admit(&a1, now, true).expect_err("its third stream");
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::ResourceExhausted, "KEY_STREAM_QUOTA"));
+        let unary = fairness.admit(&a1, now, false).expect("unary calls are not streams");
+        fairness.admit(&a2, now, true).expect("another key has its own streams");
+        streams.pop();
+        streams.push(fairness.admit(&a1, now, true).expect("an ended stream freed its slot"));
+        drop((streams, unary));
     }
 
     #[test]
@@ -341,12 +402,12 @@ mod tests {
         let a1 = keys.authenticate("k1").unwrap();
         let now = Instant::now();
         for _ in 0..2 {
-            drop(fairness.admit(&a1, now).expect("the burst"));
+            drop(fairness.admit(&a1, now, false).expect("the burst"));
         }
-        let refused = fairness.admit(&a1, now).expect_err("over the rate");
+        let refused = fairness.admit(&a1, now, false).expect_err("over the rate");
         assert_eq!((refused.code(), reason(&refused).as_str()), (Code::ResourceExhausted, "RATE_LIMITED"));
         let retry = refused.get_error_details().retry_info().and_then(|info| info.retry_delay).expect("a delay");
         assert_eq!(retry, Duration::from_millis(500));
-        fairness.admit(&keys.authenticate("k2").unwrap(), now).expect("another key has its own bucket");
+        fairness.admit(&keys.authenticate("k2").unwrap(), now, false).expect("another key has its own bucket");
     }
 }

@@ -6,7 +6,8 @@
 //! - **Callers.** A call to a sessiond service is authenticated (`authn`)
 //!   and counted against its API key's and its tenant's share
 //!   (`fairness`): over either, it is refused at once with
-//!   RESOURCE_EXHAUSTED (KEY_OVERLOADED, TENANT_OVERLOADED, RATE_LIMITED).
+//!   RESOURCE_EXHAUSTED (KEY_OVERLOADED, TENANT_OVERLOADED, RATE_LIMITED);
+//!   a server stream also against its key's streams (KEY_STREAM_QUOTA).
 //! - **Concurrency.** A call takes one of `--max-concurrent-calls` permits
 //!   and keeps it until its answer has been sent in full, trailers and all:
 //!   a server stream (WatchSessions) holds its permit as long as it runs,
@@ -70,6 +71,9 @@ struct Shared {
     /// The paths of the methods that take a stream of requests; every
     /// other method takes exactly one message.
     streaming_requests: Vec<String>,
+    /// The paths of the methods that answer with a stream, which count
+    /// against their key's streams as well.
+    streaming_responses: Vec<String>,
     max_concurrent_calls: usize,
     max_call_duration: Duration,
     max_request_bytes: usize,
@@ -91,7 +95,8 @@ impl LimitLayer {
         let shared = Shared {
             permits,
             callers,
-            streaming_requests: streaming_requests(super::FILE_DESCRIPTOR_SET),
+            streaming_requests: streaming_methods(super::FILE_DESCRIPTOR_SET, |m| m.client_streaming()),
+            streaming_responses: streaming_methods(super::FILE_DESCRIPTOR_SET, |m| m.server_streaming()),
             max_concurrent_calls,
             max_call_duration,
             max_request_bytes,
@@ -100,16 +105,17 @@ impl LimitLayer {
     }
 }
 
-/// The paths (`/package.Service/Method`) of the client-streaming methods
-/// that the encoded descriptor set `set` describes.
-fn streaming_requests(set: &[u8]) -> Vec<String> {
+/// The paths (`/package.Service/Method`) of the methods that the encoded
+/// descriptor set `set` describes and `streaming` picks (client or server
+/// streaming).
+fn streaming_methods(set: &[u8], streaming: impl Fn(&prost_types::MethodDescriptorProto) -> bool) -> Vec<String> {
     use prost::Message as _;
     // The set is compiled in; one that does not decode names nothing.
     let Ok(set) = prost_types::FileDescriptorSet::decode(set) else { return Vec::new() };
     let mut paths = Vec::new();
     for file in &set.file {
         for service in &file.service {
-            for method in service.method.iter().filter(|method| method.client_streaming()) {
+            for method in service.method.iter().filter(|method| streaming(method)) {
                 paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
             }
         }
@@ -157,7 +163,7 @@ where
                 Err(status) => return ResponseFuture::Answered { status: Some(status) },
             };
             let Ok(global) = self.shared.permits.clone().try_acquire_owned() else {
-                crate::telemetry::metrics::call_shed();
+                crate::telemetry::metrics::call_shed("OVERLOADED");
                 return ResponseFuture::Answered { status: Some(status::overloaded(self.shared.max_concurrent_calls)) };
             };
             let max = self.shared.max_request_bytes;
@@ -184,7 +190,8 @@ impl<S> Limited<S> {
         // One snapshot: the caller is counted by the keys that recognised it.
         let callers = self.shared.callers.current();
         let caller = callers.caller_of(&parts.headers, &parts.extensions)?;
-        let admitted = callers.admit(&caller, now)?;
+        let stream = self.shared.streaming_responses.iter().any(|path| path == parts.uri.path());
+        let admitted = callers.admit(&caller, now, stream)?;
         parts.extensions.insert(caller);
         Ok(Some(admitted))
     }
@@ -336,6 +343,21 @@ mod tests {
 
     #[test]
     fn stream_log_is_the_one_method_that_takes_a_stream() {
-        assert_eq!(streaming_requests(crate::grpc::FILE_DESCRIPTOR_SET), ["/sessiond.v1.LogService/StreamLog"]);
+        let streaming = streaming_methods(crate::grpc::FILE_DESCRIPTOR_SET, |m| m.client_streaming());
+        assert_eq!(streaming, ["/sessiond.v1.LogService/StreamLog"]);
+    }
+
+    #[test]
+    fn watches_follows_and_subscriptions_are_the_methods_that_answer_a_stream() {
+        let mut streaming = streaming_methods(crate::grpc::FILE_DESCRIPTOR_SET, |m| m.server_streaming());
+        streaming.sort();
+        assert_eq!(
+            streaming,
+            [
+                "/sessiond.v1.LogService/FollowLogs",
+                "/sessiond.v1.MessageService/Subscribe",
+                "/sessiond.v1.SessionService/WatchSessions"
+            ]
+        );
     }
 }

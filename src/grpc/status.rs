@@ -115,6 +115,16 @@ impl From<Error> for Status {
                 format!("{subject}: {description}"),
                 ErrorDetails::with_quota_failure_violation(subject, description),
             ),
+            Error::TenantSessionQuota { tenant, limit } => {
+                let description = format!("at most {limit} open sessions per tenant; end some to open more");
+                let mut details = ErrorDetails::with_quota_failure_violation(format!("tenant:{tenant}"), &description);
+                details.set_error_info(
+                    "TENANT_SESSION_QUOTA",
+                    ERROR_DOMAIN,
+                    HashMap::from([("max_open_sessions".to_owned(), limit.to_string())]),
+                );
+                Status::with_error_details(Code::ResourceExhausted, description, details)
+            }
             Error::CursorOutOfRange { expired, oldest, latest } => {
                 let metadata = HashMap::from([
                     ("oldest_sequence".to_owned(), oldest.to_string()),
@@ -245,6 +255,23 @@ pub fn key_overloaded(subject: &str, limit: usize) -> Status {
 /// `--max-concurrent-calls-per-tenant` calls in progress.
 pub fn tenant_overloaded(subject: &str, limit: usize) -> Status {
     share_overloaded("TENANT_OVERLOADED", subject, limit, "too many calls of this tenant in progress; retry later")
+}
+
+/// A stream (WatchSessions, FollowLogs, Subscribe) refused because its API
+/// key (`subject`: `api-key:<name>`) has `limit` streams open:
+/// `--max-streams-per-key` or the key entry's own `max_streams`.
+pub fn key_stream_quota(subject: &str, limit: usize) -> Status {
+    let limit = limit.to_string();
+    let mut details = ErrorDetails::with_quota_failure_violation(
+        subject,
+        format!("at most {limit} streams of {subject} are open at once"),
+    );
+    details.set_error_info("KEY_STREAM_QUOTA", ERROR_DOMAIN, HashMap::from([("max_streams".to_owned(), limit)]));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        "too many streams of this API key are open; end one first",
+        details,
+    )
 }
 
 fn share_overloaded(reason: &str, subject: &str, limit: usize, message: &str) -> Status {

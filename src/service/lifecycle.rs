@@ -8,7 +8,7 @@ use crate::clock::UnixMillis;
 use crate::domain::request_id::Digester;
 use crate::domain::{
     EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session, SessionEnd,
-    SessionId, SessionKind, StorageMap, Token,
+    SessionId, SessionKind, StorageMap, TenantId, Token,
 };
 use crate::store::{NewRequest, Once, PageRequest, RequestRecord, SessionFilter, StoreError};
 
@@ -175,6 +175,7 @@ impl Service {
                 Some((request_id, key, digest, since))
             }
         };
+        self.check_tenant_sessions(&caller.tenant).await?;
         let token = Token::generate();
         let session = Session {
             id: SessionId::generate(),
@@ -217,6 +218,22 @@ impl Service {
         tracing::debug!(session_id = %session.id, kind = %session.kind, "session created");
         self.publish(event);
         Ok(Created { session: self.status(session, now), token })
+    }
+
+    /// Refuses a create when `tenant` already holds
+    /// `--max-open-sessions-per-tenant` open sessions, as committed when
+    /// the create starts (creates of one tenant running at that same
+    /// moment, on any replica, do not see each other).
+    async fn check_tenant_sessions(&self, tenant: &TenantId) -> Result<(), Error> {
+        let limit = self.inner.config.limits.max_open_sessions_per_tenant;
+        if limit == 0 {
+            return Ok(());
+        }
+        if self.store().open_sessions_of(tenant).await? >= limit {
+            crate::telemetry::metrics::call_shed("TENANT_SESSION_QUOTA");
+            return Err(Error::TenantSessionQuota { tenant: tenant.clone(), limit });
+        }
+        Ok(())
     }
 
     /// The first answer to a create with `request_id`: its session as it

@@ -48,7 +48,7 @@ use super::{
 use crate::clock::UnixMillis;
 use crate::domain::{
     Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
-    SessionEnd, SessionId, StorageMap, TokenHash, VersionedStorage,
+    SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 use crate::shards::{Shard, Shards};
 
@@ -456,6 +456,10 @@ impl Store for CachedStore {
 
     async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
         self.inner.count_open_sessions().await
+    }
+
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
+        self.inner.open_sessions_of(tenant).await
     }
 
     async fn purge(

@@ -69,6 +69,7 @@ macro_rules! store_conformance_tests {
             concurrent_batch_ends_record_one_event_per_session,
             recording_many_activities_moves_each_forward_only,
             open_sessions_are_counted_by_kind_across_tenants,
+            open_sessions_are_counted_per_tenant_through_every_opening_and_ending,
         );
     };
     (@each $make:expr; $($name:ident,)*) => {
@@ -1277,4 +1278,48 @@ pub async fn open_sessions_are_counted_by_kind_across_tenants(store: Arc<dyn Sto
     end(&*store, &web[1], EndReason::Closed, UnixMillis(T0.0 + 10), false).await;
     let counted = store.count_open_sessions().await.expect("counted");
     assert_eq!(counted, vec![("method_call".to_owned(), 1), ("web_user".to_owned(), 2)]);
+}
+
+/// Each tenant's count of open sessions follows every way a session opens
+/// (creates at once, a keyed create, not its replay) and ends (one end, a
+/// batch of ends, not an end of an ended session), and a purge leaves it.
+pub async fn open_sessions_are_counted_per_tenant_through_every_opening_and_ending(store: Arc<dyn Store>) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    assert_eq!(store.open_sessions_of(&acme).await.expect("counted"), 0);
+    let sessions: Vec<Session> =
+        (0..6).map(|i| session_of(&acme, SessionKind::WebUser, Some("a"), UnixMillis(T0.0 + i))).collect();
+    let creates = sessions.iter().map(|s| {
+        let store = Arc::clone(&store);
+        let s = s.clone();
+        tokio::spawn(async move { create(&*store, &s, &StorageMap::new()).await })
+    });
+    for created in creates.collect::<Vec<_>>() {
+        created.await.expect("a create task ends");
+    }
+    let keyed = session_of(&acme, SessionKind::Internal, None, T0);
+    let record = request(7, 7, T0, UnixMillis(0));
+    assert!(matches!(create_once(&*store, &keyed, &record).await, Once::Done(_)));
+    let retry = session_of(&acme, SessionKind::Internal, None, T0);
+    assert!(matches!(create_once(&*store, &retry, &record).await, Once::Replayed(_)));
+    create(&*store, &session_of(&globex, SessionKind::WebUser, None, T0), &StorageMap::new()).await;
+    assert_eq!(store.open_sessions_of(&acme).await.expect("counted"), 7);
+    assert_eq!(store.open_sessions_of(&globex).await.expect("counted"), 1);
+
+    let at = UnixMillis(T0.0 + 10);
+    end(&*store, &sessions[0], EndReason::Closed, at, false).await;
+    let endings = [
+        ending_of(&sessions[0], EndReason::Revoked, at, false),
+        ending_of(&sessions[1], EndReason::Revoked, at, false),
+        ending_of(&sessions[2], EndReason::IdleTimeout, at, false),
+        ending_of(&keyed, EndReason::Failed, at, true),
+    ];
+    store.end_sessions(&endings).await.expect("ending many succeeds");
+    let (end, event) = ending(&sessions[1], EndReason::Closed, at, false);
+    assert!(matches!(store.end_session(&sessions[1].id, &end, &event).await, Ok(EndOutcome::AlreadyEnded(_))));
+    assert_eq!(store.open_sessions_of(&acme).await.expect("counted"), 3);
+    assert_eq!(store.open_sessions_of(&globex).await.expect("counted"), 1);
+
+    store.purge(UnixMillis(i64::MAX), UnixMillis(i64::MAX), UnixMillis(i64::MAX)).await.expect("purged");
+    assert_eq!(store.open_sessions_of(&acme).await.expect("counted"), 3);
+    assert_eq!(store.open_sessions_of(&tenant("initech")).await.expect("counted"), 0);
 }

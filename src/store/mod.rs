@@ -323,6 +323,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// `web_user`); kinds without one are left out.
     async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>>;
 
+    /// Open sessions of `tenant`, as committed: a count the store keeps in
+    /// the same transaction as every opening and ending, so reading it costs
+    /// one row whatever the number of sessions, and every process sharing
+    /// the store reads the same.
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64>;
+
     /// Deletes sessions (with storage and logs) that ended before
     /// `ended_before`, events recorded before `events_before` and
     /// idempotency records stored before `requests_before`.

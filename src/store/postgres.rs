@@ -65,7 +65,7 @@ use super::{
 use crate::clock::UnixMillis;
 use crate::domain::{
     Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent, RequestKey,
-    Session, SessionEnd, SessionId, StorageMap, TokenHash, VersionedStorage,
+    Session, SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 
 /// The columns `rows::session_from_row` reads, as a literal for `concat!`.
@@ -812,6 +812,11 @@ impl Store for PgStore {
         let sql = "SELECT kind, count(*) AS open FROM sessions WHERE ended_at IS NULL GROUP BY kind ORDER BY kind";
         let rows = self.query(sql, &[]).await?;
         rows.iter().map(|row| Ok((row.try_get::<_, String>("kind")?, rows::unsigned(row, "open")?))).collect()
+    }
+
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let rows = self.query("SELECT open FROM tenant_sessions WHERE tenant = $1", &[&tenant.as_str()]).await?;
+        rows.first().map_or(Ok(0), |row| rows::unsigned(row, "open"))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

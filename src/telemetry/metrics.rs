@@ -12,7 +12,7 @@
 //! | `rpc.server.call.duration` (s) | histogram | `rpc.system`, `rpc.service`, `rpc.method`, `rpc.response.status_code` (the code's name, `OK`, `UNAVAILABLE`) |
 //! | `sessiond.calls.in_flight` | async up-down counter | |
 //! | `sessiond.calls.limit` | async up-down counter | |
-//! | `sessiond.calls.shed` | counter | |
+//! | `sessiond.calls.shed` | counter | `reason` (the refusal's ErrorInfo reason: `OVERLOADED`, `KEY_OVERLOADED`, `TENANT_OVERLOADED`, `RATE_LIMITED`, `KEY_STREAM_QUOTA`, `TENANT_SESSION_QUOTA`) |
 //! | `db.client.operation.duration` (s) | histogram | `db.system.name`, `db.operation.name`, `error.type` on failure |
 //! | `db.client.connection.count` | async up-down counter | `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) |
 //! | `db.client.connection.max` | async up-down counter | `db.client.connection.pool.name` |
@@ -134,7 +134,7 @@ impl Metrics {
             calls_shed: meter
                 .u64_counter("sessiond.calls.shed")
                 .with_description(
-                    "Calls refused with RESOURCE_EXHAUSTED because --max-concurrent-calls were in progress",
+                    "Calls refused with RESOURCE_EXHAUSTED by a limit on calls, streams or open sessions, by reason",
                 )
                 .build(),
             store_duration: seconds(
@@ -189,10 +189,13 @@ pub fn observe_call_limit(permits: &Arc<Semaphore>, max: usize) {
     lock(&CALL_LIMITS).push((Arc::downgrade(permits), max));
 }
 
-/// A call was shed: --max-concurrent-calls were in progress.
-pub fn call_shed() {
+/// A call was refused RESOURCE_EXHAUSTED by a limit, `reason` its
+/// ErrorInfo reason: OVERLOADED (--max-concurrent-calls), KEY_OVERLOADED,
+/// TENANT_OVERLOADED, RATE_LIMITED, KEY_STREAM_QUOTA or
+/// TENANT_SESSION_QUOTA.
+pub fn call_shed(reason: &'static str) {
     if let Some(metrics) = get() {
-        metrics.calls_shed.add(1, &[]);
+        metrics.calls_shed.add(1, &[KeyValue::new("reason", reason)]);
     }
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::clock::UnixMillis;
 use crate::domain::{
     Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
-    SessionEnd, SessionId, StorageMap, TokenHash, VersionedStorage,
+    SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 use crate::store::{
     EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
@@ -163,6 +163,10 @@ impl<S: Store> Store for MeteredStore<S> {
 
     async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
         self.timed("count_open_sessions", self.inner.count_open_sessions()).await
+    }
+
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
+        self.timed("open_sessions_of", self.inner.open_sessions_of(tenant)).await
     }
 
     async fn purge(

@@ -21,6 +21,7 @@ mod logs;
 mod messages;
 mod privileges;
 mod probe;
+mod quotas;
 mod reload;
 mod restart;
 mod retries;

@@ -594,9 +594,9 @@ def check_full(rendered: Rendered, server: Server, values: dict, check: Checks) 
     if check(found is not None and secret is not None and found[0].get("secret", {}).get("name") == name,
              "SESSIOND_API_KEYS_FILE is a file of the chart's Secret"):
         keys_file = yaml.safe_load(base64.b64decode(secret["data"][found[1]["key"]]))
-        # The file spells the chart's maxConcurrentCalls as sessiond does.
-        expected = [{("max_concurrent_calls" if k == "maxConcurrentCalls" else k): v for k, v in key.items()}
-                    for key in values["auth"]["apiKeys"]]
+        # The file spells the chart's maxConcurrentCalls and maxStreams as sessiond does.
+        spelt = {"maxConcurrentCalls": "max_concurrent_calls", "maxStreams": "max_streams"}
+        expected = [{spelt.get(k, k): v for k, v in key.items()} for key in values["auth"]["apiKeys"]]
         check(keys_file == {"keys": expected}, "the API keys file lists auth.apiKeys", keys_file)
 
     # Serving without authentication only when asked for.

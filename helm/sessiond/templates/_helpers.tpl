@@ -109,6 +109,9 @@ keys:
     {{- with .maxConcurrentCalls }}
     max_concurrent_calls: {{ . }}
     {{- end }}
+    {{- with .maxStreams }}
+    max_streams: {{ . }}
+    {{- end }}
 {{- end }}
 {{ end }}
 

@@ -73,6 +73,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "log_endpoints",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V10__log_endpoints.sql")),
     },
+    Migration {
+        version: 11,
+        name: "quotas",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V11__quotas.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -33,7 +33,7 @@ use super::{
 use crate::clock::UnixMillis;
 use crate::domain::{
     Event, EventFilter, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd,
-    SessionId, StorageMap, TokenHash, VersionedStorage,
+    SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 
 mod error;
@@ -289,6 +289,11 @@ impl Store for SqliteStore {
 
     async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
         self.read(reads::count_open_sessions).await
+    }
+
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let tenant = tenant.as_str().to_owned();
+        self.read(move |conn| reads::open_sessions_of(conn, &tenant)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -79,6 +79,15 @@ pub(super) fn count_open_sessions(conn: &Connection) -> StoreResult<Vec<(String,
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Open sessions of `tenant`, from the count the events' trigger keeps.
+pub(super) fn open_sessions_of(conn: &Connection, tenant: &str) -> StoreResult<u64> {
+    let open = conn
+        .prepare_cached("SELECT open FROM tenant_sessions WHERE tenant = ?1")?
+        .query_row([tenant], |row| row.get::<_, u64>(0))
+        .optional()?;
+    Ok(open.unwrap_or(0))
+}
+
 pub(super) fn last_event_sequence(conn: &Connection) -> StoreResult<u64> {
     // The AUTOINCREMENT counter, not max(sequence): it survives purges.
     let last = conn

@@ -197,6 +197,25 @@ UPDATE log_entries SET endpoint = coalesce(
 CREATE INDEX log_entries_readable_by_endpoint ON log_entries (tenant, endpoint, level, position, entry_id)
     WHERE position IS NOT NULL;
 ",
+    "
+-- Open sessions per tenant, for --max-open-sessions-per-tenant: kept by a
+-- trigger on the events every opening and ending records (created: one
+-- more; closed, expired, revoked: one fewer), so it changes in the same
+-- transaction as the session, whichever write recorded the event.
+CREATE TABLE tenant_sessions (
+    tenant TEXT PRIMARY KEY NOT NULL,
+    open INTEGER NOT NULL
+) STRICT;
+INSERT INTO tenant_sessions (tenant, open)
+    SELECT tenant, count(*) FROM sessions WHERE ended_at IS NULL GROUP BY tenant;
+CREATE TRIGGER events_count_tenant_sessions AFTER INSERT ON events
+    WHEN NEW.event_type IN ('created', 'closed', 'expired', 'revoked')
+BEGIN
+    INSERT INTO tenant_sessions (tenant, open)
+        VALUES (NEW.tenant, CASE NEW.event_type WHEN 'created' THEN 1 ELSE -1 END)
+        ON CONFLICT (tenant) DO UPDATE SET open = open + excluded.open;
+END;
+",
 ];
 
 /// The schema version this sessiond brings a database to: its number of
@@ -320,6 +339,41 @@ mod tests {
              VALUES ('default', 'room', 1, '', 'null', 1);",
         )
         .expect("the message tables take rows");
+    }
+
+    #[test]
+    fn a_populated_database_of_the_version_before_quotas_counts_its_open_sessions_per_tenant() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        let before = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).expect("an earlier step applies");
+        }
+        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        for (n, tenant, ended) in [(1, "acme", "NULL"), (2, "acme", "NULL"), (3, "acme", "5"), (4, "globex", "NULL")] {
+            conn.execute_batch(&format!(
+                "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, \
+                 client_address, user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, \
+                 storage_version, ended_at, end_reason) VALUES ('{n:032}', randomblob(32), '{tenant}', 'web_user', \
+                 'alice', '', '', '', '', '', 1, 1, 0, '{{}}', 0, '{{}}', 0, {ended}, \
+                 CASE WHEN {ended} IS NULL THEN NULL ELSE 'closed' END);"
+            ))
+            .expect("a session of the earlier schema is written");
+        }
+
+        migrate(&mut conn).expect("the earlier database migrates");
+        let acme = tenant_counted(&conn, "acme");
+        assert_eq!((acme, tenant_counted(&conn, "globex")), (2, 1));
+        conn.execute_batch(
+            "INSERT INTO events (event_type, session_id, tenant, kind, at) VALUES ('created', 'x', 'acme', 'web_user', 9); \
+             INSERT INTO events (event_type, session_id, tenant, kind, at) VALUES ('revoked', 'y', 'globex', 'web_user', 9); \
+             INSERT INTO events (event_type, session_id, tenant, kind, at) VALUES ('storage_changed', 'x', 'acme', 'web_user', 9);",
+        )
+        .expect("events are recorded");
+        assert_eq!((tenant_counted(&conn, "acme"), tenant_counted(&conn, "globex")), (3, 0));
+    }
+
+    fn tenant_counted(conn: &Connection, tenant: &str) -> u64 {
+        crate::store::sqlite::reads::open_sessions_of(conn, tenant).expect("counted")
     }
 
     #[test]
