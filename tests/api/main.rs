@@ -14,6 +14,7 @@ mod helpers;
 mod close;
 mod events;
 mod expiry;
+mod fairness;
 mod full_disk;
 mod lifecycle;
 mod live_logs;
