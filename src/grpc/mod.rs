@@ -45,7 +45,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// OUT_OF_RANGE before they are decoded.
 pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) -> Routes {
     use pb::log_service_server::LogServiceServer;
-    use pb::message_service_server::MessageServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;
     use pb::session_service_server::SessionServiceServer;
     use pb::storage_service_server::StorageServiceServer;
@@ -53,13 +52,13 @@ pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) 
     let privileges = PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()));
     let storage = StorageServiceServer::new(storage_api::StorageApi::new(service.clone()));
     let logs = LogServiceServer::new(logs_api::LogsApi::new(service.clone()));
-    let messages = MessageServiceServer::new(messages_api::MessagesApi::new(messages.clone()));
+    let messages = messages_api::MessageServer::new(messages.clone(), max_request_bytes);
     Routes::default()
         .add_service(sessions.max_decoding_message_size(max_request_bytes))
         .add_service(privileges.max_decoding_message_size(max_request_bytes))
         .add_service(storage.max_decoding_message_size(max_request_bytes))
         .add_service(logs.max_decoding_message_size(max_request_bytes))
-        .add_service(messages.max_decoding_message_size(max_request_bytes))
+        .add_service(messages)
 }
 
 /// The HTTP faces of every unary method of sessiond's services and
