@@ -7,12 +7,17 @@
 //!
 //! `build.rs` makes the generated servers and clients of `sessiond.v1`
 //! use it.
+//!
+//! [`EncodedCodec`]: answers that are already encoded protobuf messages,
+//! sent as they are; requests decoded as [`Codec`] decodes them. Subscribe
+//! uses it, so that a message reaching many subscribers is encoded once.
 
 use std::marker::PhantomData;
 
+use bytes::{BufMut as _, Bytes};
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
+use tonic::codec::{BufferSettings, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic_prost::ProstEncoder;
 
 use super::status;
@@ -69,5 +74,50 @@ impl<U: Message + Default> Decoder for MessageDecoder<U> {
 
     fn buffer_settings(&self) -> BufferSettings {
         BufferSettings::default()
+    }
+}
+
+/// Sends [`Bytes`] that hold an encoded protobuf message as they are, and
+/// decodes `U` as [`Codec`] does.
+#[derive(Debug, Clone)]
+pub struct EncodedCodec<U> {
+    _type: PhantomData<U>,
+}
+
+impl<U> Default for EncodedCodec<U> {
+    fn default() -> Self {
+        Self { _type: PhantomData }
+    }
+}
+
+impl<U> tonic::codec::Codec for EncodedCodec<U>
+where
+    U: Message + Default + Send + 'static,
+{
+    type Encode = Bytes;
+    type Decode = U;
+    type Encoder = EncodedEncoder;
+    type Decoder = MessageDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        MessageDecoder { _type: PhantomData }
+    }
+}
+
+/// Copies an encoded message into the frame tonic writes.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedEncoder;
+
+impl Encoder for EncodedEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
     }
 }

@@ -1,18 +1,107 @@
 //! `sessiond.v1.MessageService`: Post and Subscribe, parsed here, served by
 //! the domain's [`Messages`].
+//!
+//! [`MessageServer`] serves it: the generated server, except that
+//! Subscribe's answers go out as [`frame`]s, bytes encoded before tonic
+//! sees them. A live message is encoded by the first subscriber's stream
+//! that sends it and the same bytes are sent to every other subscriber of
+//! this process ([`SharedMessage`](crate::service::messages::SharedMessage)),
+//! where the generated server would convert and encode it once per
+//! subscriber.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use prost::Message as _;
 use tokio_stream::{Stream, StreamExt as _};
+use tonic::codegen::{Body, BoxFuture, StdError};
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use super::authn::caller;
+use super::codec::EncodedCodec;
 use super::convert;
 use super::pb;
+use super::pb::message_service_server::MessageServiceServer;
 use crate::domain::messages::MAX_TYPE_NAME_BYTES;
-use crate::domain::{Channel, InvalidInput, Scope, Violations, all};
-use crate::service::messages::{Item, Messages, Post};
+use crate::domain::{Channel, InvalidInput, Message, Scope, Violations, all};
+use crate::service::messages::{Item, Messages, Post, Subscription};
+
+/// The path of Subscribe, which [`MessageServer`] serves itself.
+const SUBSCRIBE_PATH: &str = "/sessiond.v1.MessageService/Subscribe";
+
+/// `sessiond.v1.MessageService` with Subscribe's answers encoded once per
+/// message (see the module's comment). Requests larger than
+/// `max_request_bytes` are refused as the generated server refuses them.
+#[derive(Debug, Clone)]
+pub struct MessageServer {
+    generated: MessageServiceServer<MessagesApi>,
+    api: Arc<MessagesApi>,
+    max_request_bytes: usize,
+}
+
+impl MessageServer {
+    pub fn new(messages: Messages, max_request_bytes: usize) -> Self {
+        let api = Arc::new(MessagesApi::new(messages));
+        let generated = MessageServiceServer::from_arc(Arc::clone(&api)).max_decoding_message_size(max_request_bytes);
+        Self { generated, api, max_request_bytes }
+    }
+}
+
+impl NamedService for MessageServer {
+    const NAME: &'static str = pb::message_service_server::SERVICE_NAME;
+}
+
+impl<B> tower::Service<http::Request<B>> for MessageServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != SUBSCRIBE_PATH {
+            return self.generated.call(request);
+        }
+        let method = SubscribeFrames(Arc::clone(&self.api));
+        let max_request_bytes = self.max_request_bytes;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(EncodedCodec::<pb::SubscribeRequest>::default())
+                .apply_max_message_size_config(Some(max_request_bytes), None);
+            Ok(grpc.server_streaming(method, request).await)
+        })
+    }
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
+/// Subscribe, answering with [`frame`]s.
+struct SubscribeFrames(Arc<MessagesApi>);
+
+impl tonic::server::ServerStreamingService<pb::SubscribeRequest> for SubscribeFrames {
+    type Response = Bytes;
+    type ResponseStream = FrameStream;
+    type Future = BoxFuture<Response<FrameStream>, Status>;
+
+    fn call(&mut self, request: Request<pb::SubscribeRequest>) -> Self::Future {
+        let api = Arc::clone(&self.0);
+        Box::pin(async move {
+            let subscription = api.open(request).await?;
+            let frames: FrameStream = Box::pin(subscription.map(|next| next.map(frame).map_err(Status::from)));
+            Ok(Response::new(frames))
+        })
+    }
+}
 
 #[derive(Debug)]
 pub struct MessagesApi {
@@ -52,23 +141,26 @@ fn scope(scope: Scope) -> pb::MessageScope {
     }
 }
 
+fn channel_message(message: &Message) -> pb::ChannelMessage {
+    let posted = &message.message;
+    pb::ChannelMessage {
+        channel: posted.to.channel.to_string(),
+        sequence: message.sequence,
+        payload: Some(convert::proto_value(posted.payload.clone())),
+        type_name: posted.type_name.clone(),
+        posted_at: Some(convert::timestamp(posted.posted_at)),
+        scope: scope(message.scope) as i32,
+    }
+}
+
+/// A subscription's item as a `SubscribeResponse`.
 fn item(item: Item) -> pb::SubscribeResponse {
     use pb::subscribe_response::Item as P;
     let item = match item {
         Item::Subscribed(channels) => {
             P::Subscribed(pb::Subscribed { channels: channels.iter().map(ToString::to_string).collect() })
         }
-        Item::Message(message) => {
-            let posted = &message.message;
-            P::Message(pb::ChannelMessage {
-                channel: posted.to.channel.to_string(),
-                sequence: message.sequence,
-                payload: Some(convert::proto_value(posted.payload.clone())),
-                type_name: posted.type_name.clone(),
-                posted_at: Some(convert::timestamp(posted.posted_at)),
-                scope: scope(message.scope) as i32,
-            })
-        }
+        Item::Message(shared) => P::Message(channel_message(&shared.message)),
         Item::SessionEnded { channel, session_id, reason, last } => P::SessionEnded(pb::SessionEnded {
             channel: channel.to_string(),
             session_id: session_id.to_string(),
@@ -77,6 +169,20 @@ fn item(item: Item) -> pb::SubscribeResponse {
         }),
     };
     pb::SubscribeResponse { item: Some(item) }
+}
+
+/// A subscription's item as an encoded `SubscribeResponse`: a message's
+/// bytes are made once and shared by every stream that sends it.
+fn frame(next: Item) -> Bytes {
+    let encode = |response: pb::SubscribeResponse| Bytes::from(response.encode_to_vec());
+    match next {
+        Item::Message(shared) => shared.encoded(|message| {
+            encode(pb::SubscribeResponse {
+                item: Some(pb::subscribe_response::Item::Message(channel_message(message))),
+            })
+        }),
+        other => encode(item(other)),
+    }
 }
 
 type ItemStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
@@ -105,6 +211,15 @@ impl pb::message_service_server::MessageService for MessagesApi {
     type SubscribeStream = ItemStream;
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<ItemStream>, Status> {
+        let subscription = self.open(request).await?;
+        let stream = subscription.map(|next| next.map(item).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl MessagesApi {
+    /// Parses a Subscribe request and starts its subscription.
+    async fn open(&self, request: Request<pb::SubscribeRequest>) -> Result<Subscription, Status> {
         let caller = caller(&request)?;
         let pb::SubscribeRequest { channels } = request.into_inner();
         let mut v = Violations::default();
@@ -126,8 +241,6 @@ impl pb::message_service_server::MessageService for MessagesApi {
             }
         }
         let channels = v.finish(Some(parsed))?;
-        let subscription = self.messages.subscribe(&caller, channels).await?;
-        let stream = subscription.map(|next| next.map(item).map_err(Status::from));
-        Ok(Response::new(Box::pin(stream)))
+        Ok(self.messages.subscribe(&caller, channels).await?)
     }
 }

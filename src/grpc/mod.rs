@@ -48,7 +48,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// OUT_OF_RANGE before they are decoded.
 pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) -> Routes {
     use pb::log_service_server::LogServiceServer;
-    use pb::message_service_server::MessageServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;
     use pb::server_service_server::ServerServiceServer;
     use pb::session_service_server::SessionServiceServer;
@@ -57,14 +56,14 @@ pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) 
     let privileges = PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()));
     let storage = StorageServiceServer::new(storage_api::StorageApi::new(service.clone()));
     let logs = LogServiceServer::new(logs_api::LogsApi::new(service.clone()));
-    let messages = MessageServiceServer::new(messages_api::MessagesApi::new(messages.clone()));
+    let messages = messages_api::MessageServer::new(messages.clone(), max_request_bytes);
     let server = ServerServiceServer::new(server_api::ServerApi::new(service.clone()));
     Routes::default()
         .add_service(sessions.max_decoding_message_size(max_request_bytes))
         .add_service(privileges.max_decoding_message_size(max_request_bytes))
         .add_service(storage.max_decoding_message_size(max_request_bytes))
         .add_service(logs.max_decoding_message_size(max_request_bytes))
-        .add_service(messages.max_decoding_message_size(max_request_bytes))
+        .add_service(messages)
         .add_service(server.max_decoding_message_size(max_request_bytes))
 }
 

@@ -27,6 +27,11 @@ impl Drop for RedisServer {
 }
 
 impl RedisServer {
+    /// The child, for reading `/proc`.
+    pub fn process(&self) -> crate::procfs::Process {
+        crate::procfs::Process::Pid(self.child.id())
+    }
+
     /// Starts `redis-server` from the PATH on a free loopback port, without
     /// persistence; `None` when it is not installed.
     pub async fn start() -> anyhow::Result<Option<Self>> {

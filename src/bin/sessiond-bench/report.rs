@@ -168,13 +168,30 @@ pub struct FanOutRow {
     pub max: Duration,
     pub deliveries_per_sec: f64,
     pub posts_per_sec: f64,
+    /// CPU time of the system's server processes (the sessiond replicas,
+    /// or redis-server) from the first post to the last delivery, over the
+    /// deliveries.
+    pub server_cpu_per_delivery: Duration,
+    /// This loader's CPU time (publisher and subscribers) over the same
+    /// window, over the deliveries.
+    pub loader_cpu_per_delivery: Duration,
 }
 
 impl FanOutReport {
     fn render(&self, markdown: bool) -> String {
-        let headers =
-            ["fan-out, 100 subscribers", "messages", "deliveries", "p50", "p99", "max", "deliveries/s", "posts/s"]
-                .map(String::from);
+        let headers = [
+            "fan-out, 100 subscribers",
+            "messages",
+            "deliveries",
+            "p50",
+            "p99",
+            "max",
+            "deliveries/s",
+            "posts/s",
+            "server CPU/delivery",
+            "loader CPU/delivery",
+        ]
+        .map(String::from);
         let rows = self
             .rows
             .iter()
@@ -188,6 +205,8 @@ impl FanOutReport {
                     latency(r.max),
                     thousands(r.deliveries_per_sec),
                     thousands(r.posts_per_sec),
+                    cpu_time(r.server_cpu_per_delivery),
+                    cpu_time(r.loader_cpu_per_delivery),
                 ]
             })
             .collect();
@@ -472,6 +491,12 @@ fn latency(d: Duration) -> String {
     }
 }
 
+/// A short CPU time with a decimal below 100 µs: `3.4 µs`, `412 µs`.
+fn cpu_time(d: Duration) -> String {
+    let micros = d.as_secs_f64() * 1e6;
+    if micros < 100.0 { format!("{micros:.1} µs") } else { latency(d) }
+}
+
 /// Cores busy as a percentage of one core, as `top` shows it: `135%`.
 fn percent(cores: f64) -> String {
     format!("{:.0}%", cores * 100.0)
@@ -494,6 +519,8 @@ mod tests {
         assert_eq!(latency(Duration::from_micros(412)), "412 µs");
         assert_eq!(latency(Duration::from_micros(1250)), "1.25 ms");
         assert_eq!(latency(Duration::from_millis(150)), "150 ms");
+        assert_eq!(cpu_time(Duration::from_nanos(3_420)), "3.4 µs");
+        assert_eq!(cpu_time(Duration::from_micros(412)), "412 µs");
     }
 
     #[test]

@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::domain::{Channel, EndReason, Error, Message, SessionId, TenantChannel, TenantId};
+use super::SharedMessage;
+use crate::domain::{Channel, EndReason, Error, SessionId, TenantChannel, TenantId};
 
 /// What an inbox receives.
 #[derive(Debug, Clone)]
 pub(super) enum Delivery {
-    Message(Arc<Message>),
+    Message(Arc<SharedMessage>),
     /// A followed session ended: on its session channel (`last`), or on its
     /// user's channel.
     Ended {
@@ -190,7 +191,7 @@ fn remove_locked(slots: &mut HashMap<TenantChannel, Vec<Arc<Slot>>>, slot: &Arc<
 mod tests {
     use super::*;
     use crate::clock::UnixMillis;
-    use crate::domain::{NewMessage, Scope};
+    use crate::domain::{Message, NewMessage, Scope};
 
     fn channel(tenant: &str, name: &str) -> TenantChannel {
         TenantChannel {
@@ -200,7 +201,7 @@ mod tests {
     }
 
     fn message(to: &TenantChannel, sequence: u64) -> Delivery {
-        Delivery::Message(Arc::new(Message {
+        Delivery::Message(Arc::new(SharedMessage::new(Message {
             sequence,
             scope: Scope::Global,
             message: NewMessage {
@@ -209,7 +210,7 @@ mod tests {
                 type_name: String::new(),
                 posted_at: UnixMillis(0),
             },
-        }))
+        })))
     }
 
     #[test]

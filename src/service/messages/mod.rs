@@ -6,7 +6,9 @@
 //!   inbox of each (a subscriber a whole buffer behind is cut off);
 //! - `subscription`: one subscription's pump: replay from the store, then
 //!   live messages in sequence order, gaps filled from the store;
-//! - `rate`: posts per second per API key.
+//! - `rate`: posts per second per API key;
+//! - `shared`: a message as the subscriptions of this process share it,
+//!   encoded once for all of them.
 //!
 //! A global message is numbered and kept by the [`MessageLog`], which
 //! announces it to the other processes; this process hands it to its own
@@ -26,8 +28,10 @@ use super::{Service, SessionRef};
 
 mod hub;
 mod rate;
+mod shared;
 mod subscription;
 
+pub use shared::SharedMessage;
 pub use subscription::{Item, Subscription};
 
 use hub::{Delivery, Hub};
@@ -142,9 +146,9 @@ impl Messages {
             Scope::Global => self.inner.log.append(&message).await?,
         };
         crate::telemetry::message_metrics::posted(scope.as_str());
-        let message = Arc::new(Message { sequence, scope, message });
-        let to = message.message.to.clone();
-        let local_deliveries = self.inner.hub.deliver(&to, Delivery::Message(message));
+        let shared = Arc::new(SharedMessage::new(Message { sequence, scope, message }));
+        let to = &shared.message.message.to;
+        let local_deliveries = self.inner.hub.deliver(to, Delivery::Message(Arc::clone(&shared)));
         Ok(Posted { sequence, local_deliveries })
     }
 
@@ -240,8 +244,8 @@ impl Messages {
         loop {
             match announced.recv().await {
                 Ok(Announced::Message(message)) => {
-                    let to = message.message.to.clone();
-                    self.inner.hub.deliver(&to, Delivery::Message(Arc::new(message)));
+                    let shared = Arc::new(SharedMessage::new(message));
+                    self.inner.hub.deliver(&shared.message.message.to, Delivery::Message(Arc::clone(&shared)));
                 }
                 Ok(Announced::Posted { to, sequence }) => {
                     if !self.inner.hub.follows(&to) {
@@ -250,7 +254,8 @@ impl Messages {
                     match self.inner.log.messages_after(&to, sequence.saturating_sub(1), 1).await {
                         Ok(found) => {
                             for message in found.into_iter().filter(|m| m.sequence == sequence) {
-                                self.inner.hub.deliver(&to, Delivery::Message(Arc::new(message)));
+                                let message = Arc::new(SharedMessage::new(message));
+                                self.inner.hub.deliver(&to, Delivery::Message(message));
                             }
                         }
                         // Subscribers find the gap at the next message, or

@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 
 use super::hub::{Delivery, Registered, Registration};
-use super::{ChannelStart, Messages};
-use crate::domain::{Channel, EndReason, Error, Message, Scope, SessionId, TenantChannel, TenantId};
+use super::{ChannelStart, Messages, SharedMessage};
+use crate::domain::{Channel, EndReason, Error, Scope, SessionId, TenantChannel, TenantId};
 
 /// Messages read from the store per query.
 const READ_BATCH: usize = 500;
@@ -38,15 +38,12 @@ const STREAM_BUFFER: usize = 16;
 pub enum Item {
     /// The subscription is in place, following these channels.
     Subscribed(Vec<Channel>),
-    Message(Arc<Message>),
+    /// A message; live ones are shared with the other subscriptions that
+    /// receive them.
+    Message(Arc<SharedMessage>),
     /// A followed session ended; `last` on its own channel, which ends the
     /// subscription.
-    SessionEnded {
-        channel: Channel,
-        session_id: SessionId,
-        reason: EndReason,
-        last: bool,
-    },
+    SessionEnded { channel: Channel, session_id: SessionId, reason: EndReason, last: bool },
 }
 
 /// A running subscription, as a stream of items. Dropping it ends the
@@ -166,26 +163,28 @@ impl Pump {
     }
 
     /// Sends a live message in sequence order (see the module's comment).
-    async fn forward(&self, message: Arc<Message>, last: &mut HashMap<Channel, Option<u64>>) -> Result<(), Stop> {
+    async fn forward(&self, shared: Arc<SharedMessage>, last: &mut HashMap<Channel, Option<u64>>) -> Result<(), Stop> {
+        let message = &shared.message;
         let channel = &message.message.to.channel;
         if message.scope == Scope::Local {
-            return self.send(Item::Message(message)).await;
+            return self.send(Item::Message(shared)).await;
         }
+        let sequence = message.sequence;
         let seen = last.get(channel).copied().flatten();
         match seen {
-            Some(seen) if message.sequence <= seen => Ok(()),
-            Some(seen) if message.sequence > seen + 1 => {
+            Some(seen) if sequence <= seen => Ok(()),
+            Some(seen) if sequence > seen + 1 => {
                 let channel = channel.clone();
                 self.catch_up(&channel, seen, last).await?;
-                if last.get(&channel).copied().flatten().is_some_and(|now| now >= message.sequence) {
+                if last.get(&channel).copied().flatten().is_some_and(|now| now >= sequence) {
                     return Ok(());
                 }
-                last.insert(channel, Some(message.sequence));
-                self.send(Item::Message(message)).await
+                last.insert(channel, Some(sequence));
+                self.send(Item::Message(shared)).await
             }
             _ => {
-                last.insert(channel.clone(), Some(message.sequence));
-                self.send(Item::Message(message)).await
+                last.insert(channel.clone(), Some(sequence));
+                self.send(Item::Message(shared)).await
             }
         }
     }
@@ -204,7 +203,7 @@ impl Pump {
             for message in found {
                 after = message.sequence;
                 last.insert(channel.clone(), Some(after));
-                self.send(Item::Message(Arc::new(message))).await?;
+                self.send(Item::Message(Arc::new(SharedMessage::new(message)))).await?;
             }
             if count < READ_BATCH {
                 return Ok(());
@@ -216,7 +215,7 @@ impl Pump {
     /// cut off meanwhile.
     async fn send(&self, item: Item) -> Result<(), Stop> {
         let posted_at = match &item {
-            Item::Message(message) => Some(message.message.posted_at),
+            Item::Message(shared) => Some(shared.message.message.posted_at),
             _ => None,
         };
         let mut cut = self.cut.clone();

@@ -1,6 +1,8 @@
 //! `fan-out`: one publisher, 100 subscribers of one channel; the time from
 //! a post being sent to each subscriber receiving it (p50/p99/max), and
-//! deliveries per second from the first post to the last delivery. The
+//! deliveries per second from the first post to the last delivery, and
+//! the CPU time the servers and this loader spent per delivery over that
+//! window. The
 //! publisher posts one message after the other, each once the previous
 //! was acknowledged; every message carries its send time.
 //!
@@ -25,6 +27,7 @@ use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
 use super::Context;
+use crate::procfs::Process;
 use crate::redis::{Connection, RedisServer, Reply};
 use crate::report::{FanOutReport, FanOutRow};
 
@@ -65,6 +68,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<FanOutReport> {
     rows.push(
         sessiond_phase(
             "sessiond global, 2 replicas",
+            &[a.process(), b.process()],
             &spread,
             &on_a[0],
             "bench/global",
@@ -79,6 +83,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<FanOutReport> {
     rows.push(
         sessiond_phase(
             "sessiond local, 1 replica",
+            &[local.process()],
             &on_local,
             &on_local[0],
             "bench/local",
@@ -104,8 +109,18 @@ pub async fn run(ctx: &Context) -> anyhow::Result<FanOutReport> {
     Ok(FanOutReport { rows, resume: Some(resume), skipped: redis_note.map(String::from) })
 }
 
+/// CPU time used so far by `servers` and by this loader.
+fn cpu_times(servers: &[Process]) -> anyhow::Result<(Duration, Duration)> {
+    let mut server = Duration::ZERO;
+    for process in servers {
+        server += process.cpu_time()?;
+    }
+    Ok((server, Process::This.cpu_time()?))
+}
+
 async fn sessiond_phase(
     name: &str,
+    servers: &[Process],
     subscribers: &[Channel],
     publisher: &Channel,
     channel: &str,
@@ -149,6 +164,7 @@ async fn sessiond_phase(
         readiness.recv().await.context("a subscriber failed before it was in place")?;
     }
     let mut client = MessageServiceClient::new(publisher.clone());
+    let cpu = cpu_times(servers)?;
     let started = Instant::now();
     for _ in 0..messages {
         let payload =
@@ -162,7 +178,7 @@ async fn sessiond_phase(
         client.post(request).await?;
     }
     let posted_in = started.elapsed();
-    collect(name, tasks, started, posted_in, messages).await
+    collect(name, tasks, Window { started, posted_in, servers, cpu }, messages).await
 }
 
 async fn redis_phase(redis: &RedisServer, messages: usize) -> anyhow::Result<FanOutRow> {
@@ -185,6 +201,8 @@ async fn redis_phase(redis: &RedisServer, messages: usize) -> anyhow::Result<Fan
         });
     }
     let mut publisher = Connection::open(redis.addr).await?;
+    let servers = [redis.process()];
+    let cpu = cpu_times(&servers)?;
     let started = Instant::now();
     for _ in 0..messages {
         let sent = micros_since(origin).to_string();
@@ -194,16 +212,25 @@ async fn redis_phase(redis: &RedisServer, messages: usize) -> anyhow::Result<Fan
         }
     }
     let posted_in = started.elapsed();
-    collect("redis PUBLISH/SUBSCRIBE", tasks, started, posted_in, messages).await
+    collect("redis PUBLISH/SUBSCRIBE", tasks, Window { started, posted_in, servers: &servers, cpu }, messages).await
+}
+
+/// A phase's measured window: from the first post, with the CPU times
+/// read then.
+struct Window<'a> {
+    started: Instant,
+    posted_in: Duration,
+    servers: &'a [Process],
+    cpu: (Duration, Duration),
 }
 
 async fn collect(
     name: &str,
     mut tasks: JoinSet<anyhow::Result<Received>>,
-    started: Instant,
-    posted_in: Duration,
+    window: Window<'_>,
     messages: usize,
 ) -> anyhow::Result<FanOutRow> {
+    let Window { started, posted_in, servers, cpu } = window;
     let mut latencies = Vec::with_capacity(messages * SUBSCRIBERS);
     let mut last = started;
     let collected = async {
@@ -215,6 +242,7 @@ async fn collect(
         Ok::<_, anyhow::Error>(())
     };
     tokio::time::timeout(GIVE_UP, collected).await.context("subscribers still waiting")??;
+    let (server_cpu, loader_cpu) = cpu_times(servers)?;
     latencies.sort_unstable();
     let micros = |q: f64| Duration::from_micros(latencies[((latencies.len() - 1) as f64 * q) as usize]);
     let deliveries = latencies.len();
@@ -227,6 +255,8 @@ async fn collect(
         max: micros(1.0),
         deliveries_per_sec: deliveries as f64 / last.duration_since(started).as_secs_f64(),
         posts_per_sec: messages as f64 / posted_in.as_secs_f64(),
+        server_cpu_per_delivery: server_cpu.saturating_sub(cpu.0) / deliveries as u32,
+        loader_cpu_per_delivery: loader_cpu.saturating_sub(cpu.1) / deliveries as u32,
     })
 }
 
