@@ -68,6 +68,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "logs",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V9__logs.sql")),
     },
+    Migration {
+        version: 10,
+        name: "scalefig",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V10__scalefig.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.
