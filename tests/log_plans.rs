@@ -3,6 +3,8 @@
 //! an index search on a readable-entry index in the order of the answer,
 //! never a scan of the table nor a sort of what a filter matched. Only the
 //! merge of the (at most five) branches, each at most a page, is sorted.
+//! A time range's starting place is one backward probe of
+//! `log_entries_continuous_by_time`.
 //! `README.md` (Logs) shows the plans.
 
 #[path = "support/postgres.rs"]
@@ -10,7 +12,7 @@ mod postgres_support;
 
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{LogCursor, LogLevel, LogQuery, SessionId, SessionKind, TenantId};
-use sessiond::store::log_sql::{Param, filter_shapes, logs_sql};
+use sessiond::store::log_sql::{Param, filter_shapes, floor_sql, logs_sql};
 use sessiond::store::sqlite::{FILE_NAME, SqliteStore};
 
 /// A query with every filter set, for [`filter_shapes`] to pick from.
@@ -94,6 +96,16 @@ fn sqlite_plans_search_a_readable_entry_index_in_order_for_every_filter_shape() 
             assert!(!next.contains("TEMP B-TREE"), "a walk is not sorted: {plan:#?}");
         }
     }
+    let (sql, Param::Int(at)) = floor_sql(&sample(), |n| format!("?{n}"), true).expect("a time range has a floor")
+    else {
+        panic!("the floor's parameter is a time")
+    };
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .and_then(|mut s| s.query_map([at], |row| row.get::<_, String>(3))?.collect())
+        .expect("the plan is explained");
+    assert_eq!(plan.len(), 1, "one search, no sort: {plan:#?}");
+    assert!(plan[0].contains("INDEX log_entries_continuous_by_time (logged_at<?)"), "{plan:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,4 +147,18 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
         let last_sort = plan.iter().rposition(|line| line.contains("Sort  (") || line.contains("Sort (")).unwrap_or(0);
         assert!(last_sort <= first_scan, "no sort below a branch: {query:?}\n{text}");
     }
+    let (sql, Param::Int(at)) = floor_sql(&sample(), |n| format!("${n}"), false).expect("a time range has a floor")
+    else {
+        panic!("the floor's parameter is a time")
+    };
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {}", sql.replace("$1", &at.to_string())), &[])
+        .await
+        .expect("the plan is explained")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let text = plan.join("\n");
+    assert!(text.contains("Scan Backward using log_entries_continuous_by_time"), "{text}");
+    assert!(!text.contains("Sort") && !text.contains("Seq Scan"), "{text}");
 }

@@ -171,6 +171,76 @@ async fn a_populated_database_of_the_version_before_messages_gains_them_and_keep
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_of_the_version_before_time_floors_finds_its_entries_by_time_range() {
+    use sessiond::domain::{LogEntry, LogLevel, LogQuery};
+
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/V1__initial.sql"),
+            include_str!("../migrations/postgres/V2__tenants.sql"),
+            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
+            include_str!("../migrations/postgres/V4__request_ids.sql"),
+            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
+            include_str!("../migrations/postgres/V6__event_indexes.sql"),
+            include_str!("../migrations/postgres/V7__messages.sql"),
+            include_str!("../migrations/postgres/V8__scale.sql"),
+            include_str!("../migrations/postgres/V9__logs.sql"),
+            "INSERT INTO schema_migrations (version) SELECT generate_series(1, 9);"
+        ))
+        .await
+        .expect("the version 9 schema applies");
+    let live = session(SessionKind::Streaming, Some("alice"), T0);
+    client
+        .execute(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             VALUES ($1, $2, 'streaming', 'alice', '', '', '', '', '', $3, $3, FALSE, \
+             '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0)",
+            &[&live.id.as_str(), &live.token_hash.0.as_slice(), &T0.0],
+        )
+        .await
+        .expect("a version 9 session is written");
+    // A thousand continuous entries, one a minute, readable at positions
+    // growing with their minutes (ten to a position, all below the
+    // transaction ids a fresh cluster hands out now).
+    client
+        .execute(
+            "INSERT INTO log_entries (session_id, sequence, level, message, logged_at, user_id, kind, continuous, \
+             position) SELECT $1, n, 2, 'm' || n, $2::int8 + n * 60000, 'alice', 'streaming', TRUE, n / 10 \
+             FROM generate_series(1, 1000) AS n",
+            &[&live.id.as_str(), &T0.0],
+        )
+        .await
+        .expect("version 9 entries are written");
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 9 database migrates");
+    let minute = |n: i64| UnixMillis(T0.0 + n * 60_000);
+    let query = LogQuery { from: Some(minute(500)), to: Some(minute(503)), limit: 10, ..LogQuery::default() };
+    let records = store.query_logs(&query).await.expect("queryable").records;
+    let messages: Vec<&str> = records.iter().map(|r| r.entry.message.as_str()).collect();
+    assert_eq!(messages, ["m500", "m501", "m502"]);
+    let appended =
+        LogEntry { continuous: true, ..sessiond::store::conformance::entry(LogLevel::Info, "new", minute(2_000)) };
+    store.append_logs(&live.id, &[appended]).await.expect("appended after migrating");
+    let query = LogQuery { from: Some(minute(1_500)), to: None, ..query };
+    let records = store.query_logs(&query).await.expect("queryable").records;
+    assert_eq!(records.iter().map(|r| r.entry.message.as_str()).collect::<Vec<_>>(), ["new"]);
+    let indexed: bool = client
+        .query_one("SELECT to_regclass('log_entries_continuous_by_time') IS NOT NULL", &[])
+        .await
+        .expect("readable")
+        .get(0);
+    assert!(indexed);
+    let version: i32 =
+        client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);
+    assert_eq!(version, SCHEMA_VERSION as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_with_log_entries_in_milliseconds_migrates_them_to_microseconds() {
     let db = fresh_database().await;
     let client = db.connect().await;

@@ -51,6 +51,7 @@ macro_rules! store_conformance_tests {
             query_logs_answers_kept_logs_matching_the_filters,
             query_logs_pages_by_entry_id,
             continuous_entries_are_readable_while_open,
+            a_time_range_finds_its_entries_whenever_they_became_readable,
             list_sessions_filters_by_user_kind_state_and_id,
             list_sessions_pages_newest_first_without_duplicates_or_gaps,
             events_are_numbered_without_gaps_across_concurrent_writers,
@@ -617,6 +618,49 @@ pub async fn query_logs_pages_by_entry_id(store: Arc<dyn Store>) {
         seen.extend(page.records.into_iter().map(|r| r.entry.message));
     }
     assert_eq!(seen, entries.iter().map(|e| e.message.clone()).collect::<Vec<_>>());
+}
+
+/// A time range answers every entry logged within it, in the order they
+/// became readable: also one whose write was positioned after an entry
+/// logged later (a write that waited), and one whose log was kept long
+/// after; none logged before or after the range, however many.
+pub async fn a_time_range_finds_its_entries_whenever_they_became_readable(store: Arc<dyn Store>) {
+    let minute = |n: i64| UnixMillis(T0.0 + n * 60_000);
+    let live = session(SessionKind::Streaming, Some("dave"), T0);
+    let kept = session(SessionKind::WebCall, Some("dave"), T0);
+    for s in [&live, &kept] {
+        create(&*store, s, &StorageMap::new()).await;
+    }
+    let continuous = |message: &str, at| LogEntry { continuous: true, ..entry(LogLevel::Info, message, at) };
+    let before: Vec<_> = (0..50).map(|i| continuous(&format!("before{i}"), minute(i % 3))).collect();
+    store.append_logs(&live.id, &before).await.expect("appended");
+    store.append_logs(&kept.id, &[entry(LogLevel::Info, "kept", minute(61))]).await.expect("appended");
+    let (from, to) = (minute(60), minute(120));
+    // Logged 10 s into the range, then one logged 5 s before it whose
+    // write committed later (within `log_sql::CLOCK_MARGIN`).
+    store.append_logs(&live.id, &[continuous("first", UnixMillis(from.0 + 10_000))]).await.expect("appended");
+    store.append_logs(&live.id, &[continuous("late", UnixMillis(from.0 - 5_000))]).await.expect("appended");
+    store.append_logs(&live.id, &[continuous("at-start", from)]).await.expect("appended");
+    let after: Vec<_> = (0..50).map(|i| continuous(&format!("after{i}"), minute(120 + i))).collect();
+    store.append_logs(&live.id, &after).await.expect("appended");
+    end(&*store, &kept, EndReason::Closed, minute(200), true).await;
+
+    let window = LogQuery { from: Some(from), to: Some(to), limit: 1, ..LogQuery::default() };
+    let mut seen = Vec::new();
+    let mut cursor = LogCursor::default();
+    for _ in 0..10 {
+        let page = store.query_logs(&LogQuery { after: cursor, ..window.clone() }).await.expect("queryable");
+        seen.extend(page.records.iter().map(|r| r.entry.message.clone()));
+        if page.records.is_empty() {
+            break;
+        }
+        cursor = page.cursor(cursor, 1);
+    }
+    assert_eq!(seen, ["first", "at-start", "kept"]);
+    let open_ended = LogQuery { from: Some(minute(121)), to: None, limit: 3, ..LogQuery::default() };
+    let records = store.query_logs(&open_ended).await.expect("queryable").records;
+    let messages: Vec<_> = records.iter().map(|r| r.entry.message.as_str()).collect();
+    assert_eq!(messages, ["after1", "after2", "after3"]);
 }
 
 /// Entries logged continuously are readable while their session is open,

@@ -7,9 +7,21 @@
 //! branch per level at or above it (at most five), each reading at most a
 //! page, merged in order; so a search for errors among millions of info
 //! entries reads no info entry. Only entries readable now are indexed
-//! (`position IS NOT NULL`). What no index leads with (a time range; a
-//! second equality next to the one the index leads with) filters the
-//! entries the walk reads.
+//! (`position IS NOT NULL`). What no index leads with (a second equality
+//! next to the one the index leads with) filters the entries the walk
+//! reads.
+//!
+//! A time range starts the walk where its first entry can be: an entry is
+//! given its position when it becomes readable, which is never before it
+//! is logged, and positions grow with the time they are taken. So the
+//! position of a continuous entry (positioned when logged) logged
+//! [`CLOCK_MARGIN`] or more before `from` is below every entry logged at
+//! or after `from`: [`floor_sql`] finds the latest such entry through
+//! `log_entries_continuous_by_time`, one index probe, and [`from_floor`]
+//! moves the cursor up to it. The walk then skips only what became
+//! readable within the margin before `from`; past `to` it reads on until
+//! the page is full, as an entry logged before `to` may become readable
+//! much later (a log kept when its session ends).
 //!
 //! The indexes, the same on both stores (see their migrations):
 //!
@@ -22,8 +34,16 @@
 //! | `log_entries_readable_failed` | `tenant, level`, failed only | failed only (none of the above) |
 //! | `log_entries_readable_slow` | `tenant, level`, slow only | slow only (none of the above) |
 //! | `log_entries_readable` | `tenant, level` | none of the above |
+//! | `log_entries_continuous_by_time` | `logged_at`, continuous readable only | a time range's floor ([`floor_sql`]) |
 
-use crate::domain::{LogLevel, LogQuery};
+use crate::domain::{LogCursor, LogLevel, LogQuery};
+
+/// How long after it is logged (by one replica's clock) an entry may be
+/// given its position (by the clock of the replica that makes it
+/// readable), at most: the time its write waits and commits, and the
+/// difference between the replicas' clocks. An entry logged
+/// `CLOCK_MARGIN` before another is positioned before it.
+pub const CLOCK_MARGIN: i64 = 10_000;
 
 /// A bound value of the query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +142,28 @@ pub fn logs_sql(
     (sql, params)
 }
 
+/// The query answering the position below which no entry of `query`'s
+/// time range is (see the module's notes), with its parameter, placeholder
+/// `placeholder(1)`; `None` without a lower time bound. It answers no row
+/// when no continuous entry was logged long enough before.
+pub fn floor_sql(query: &LogQuery, placeholder: fn(usize) -> String, indexed_by: bool) -> Option<(String, Param)> {
+    let from = query.from?;
+    let indexed = if indexed_by { " INDEXED BY log_entries_continuous_by_time" } else { "" };
+    let sql = format!(
+        "SELECT position FROM log_entries{indexed} WHERE continuous AND position IS NOT NULL AND logged_at < {} \
+         ORDER BY logged_at DESC LIMIT 1",
+        placeholder(1)
+    );
+    Some((sql, Param::Int(from.0.saturating_sub(CLOCK_MARGIN))))
+}
+
+/// `query` reading on from `floor` (what [`floor_sql`] answered) when its
+/// cursor is below it: entries at `floor` and above.
+pub fn from_floor(query: &LogQuery, floor: Option<i64>) -> LogQuery {
+    let after = floor.map_or(query.after, |floor| query.after.max(LogCursor::below(floor)));
+    LogQuery { after, ..query.clone() }
+}
+
 /// The filter shapes a plan test runs: each filter alone and together with
 /// the others (every subset of session, user, kind, failed, slow, time range,
 /// minimum level and endpoint), by the caller's tenant.
@@ -168,5 +210,18 @@ mod tests {
         assert_eq!(sql.matches("UNION ALL").count(), 2, "warning, error and fatal: {sql}");
         let (sql, _) = logs_sql(&query, 99, |_| "?".into(), true);
         assert!(sql.contains("INDEXED BY log_entries_readable_by_user"), "{sql}");
+    }
+
+    #[test]
+    fn a_time_range_reads_from_its_floor_and_never_back_from_a_later_cursor() {
+        let query = LogQuery { from: Some(crate::clock::UnixMillis(100_000)), limit: 10, ..LogQuery::default() };
+        let (sql, param) = floor_sql(&query, |n| format!("${n}"), false).expect("a lower time bound has a floor");
+        assert!(sql.contains("logged_at < $1"), "{sql}");
+        assert_eq!(param, Param::Int(100_000 - CLOCK_MARGIN));
+        assert_eq!(floor_sql(&LogQuery { from: None, ..query.clone() }, |n| format!("${n}"), false), None);
+        assert_eq!(from_floor(&query, Some(7)).after, LogCursor::below(7));
+        assert_eq!(from_floor(&query, None).after, LogCursor::default());
+        let later = LogQuery { after: LogCursor { position: 9, entry_id: 1 }, ..query };
+        assert_eq!(from_floor(&later, Some(7)).after, later.after);
     }
 }

@@ -58,6 +58,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::log_sql::{self, Param};
 use super::{
     BoxError, EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
     StoreError, StoreResult,
@@ -748,7 +749,11 @@ impl Store for PgStore {
         // answered once it has passed them, which takes as long as the
         // transactions before theirs (milliseconds); past SETTLE_WAIT, the
         // page stops before them.
-        let built = rows::logs_query(query, i64::MAX);
+        let floor = match log_sql::floor_sql(query, |n| format!("${n}"), false) {
+            Some((sql, Param::Int(at))) => self.query(&sql, &[&at]).await?.first().map(|r| r.try_get(0)).transpose()?,
+            _ => None,
+        };
+        let built = rows::logs_query(&log_sql::from_floor(query, floor), i64::MAX);
         let waiting = tokio::time::Instant::now();
         loop {
             let horizon = self.reads.log_horizon().await?;

@@ -46,6 +46,10 @@ pub enum Command {
         /// Postgres to measure too (emptied for each size).
         #[arg(long, env = "SESSIOND_BENCH_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// Log entries stored per session (continuously logged, readable),
+        /// for the log-append and QueryLogs figures; 0 skips them.
+        #[arg(long, default_value_t = 1.0)]
+        entries_per_session: f64,
     },
 }
 

@@ -43,7 +43,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::EchoServer { listen }) => echo::serve(listen).await,
-        Some(Command::Scale { sessions, database_url }) => scale::run(sessions, database_url).await,
+        Some(Command::Scale { sessions, database_url, entries_per_session }) => {
+            scale::run(sessions, database_url, entries_per_session).await
+        }
         None => scenarios::run_all(cli.run).await,
     };
     match outcome {

@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "quotas",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V11__quotas.sql")),
     },
+    Migration {
+        version: 12,
+        name: "log_time_floor",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V12__log_time_floor.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -26,6 +26,7 @@ use self::pool::ReadPool;
 use self::reads::query_all;
 use self::rows::{event_from_row, record_from_row, session_from_row, to_json};
 use self::writer::WriteQueue;
+use super::log_sql;
 use super::{
     EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError,
     StoreResult,
@@ -252,6 +253,7 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.read(move |conn| {
             let horizon = reads::log_horizon(conn)?;
+            let query = log_sql::from_floor(&query, reads::log_floor(conn, &query)?);
             let records = query_all(conn, reads::logs_query(&query, horizon), record_from_row)?;
             Ok(LogPage { records, horizon })
         })

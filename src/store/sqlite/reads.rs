@@ -160,6 +160,14 @@ pub(super) fn logs_query(query: &LogQuery, horizon: i64) -> Query {
     (sql, params)
 }
 
+/// Where a walk for `query`'s time range may start (see `store::log_sql`).
+pub(super) fn log_floor(conn: &Connection, query: &LogQuery) -> StoreResult<Option<i64>> {
+    let Some((sql, Param::Int(at))) = log_sql::floor_sql(query, |n| format!("?{n}"), true) else {
+        return Ok(None);
+    };
+    Ok(conn.prepare_cached(&sql)?.query_row([at], |row| row.get(0)).optional()?)
+}
+
 /// Everything below this position is readable: the writer commits one
 /// transaction at a time, so what is committed is settled.
 pub(super) fn log_horizon(conn: &Connection) -> StoreResult<i64> {

@@ -216,6 +216,14 @@ BEGIN
         ON CONFLICT (tenant) DO UPDATE SET open = open + excluded.open;
 END;
 ",
+    "
+-- A log search by time range starts where its entries can be: a
+-- continuous entry is given its position when it is logged, so the latest
+-- one logged well before a range's start bounds from below every entry the
+-- range can match (store::log_sql); this index finds it in one probe.
+CREATE INDEX log_entries_continuous_by_time ON log_entries (logged_at, position)
+    WHERE continuous AND position IS NOT NULL;
+",
 ];
 
 /// The schema version this sessiond brings a database to: its number of
@@ -315,7 +323,8 @@ mod tests {
     #[test]
     fn a_populated_database_of_the_version_before_messages_gains_their_tables_and_keeps_its_rows() {
         let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
-        let before = MIGRATIONS.len() - 1;
+        let before = MIGRATIONS.iter().position(|sql| sql.contains("CREATE TABLE message_channels"));
+        let before = before.expect("a step adds the message tables");
         for sql in &MIGRATIONS[..before] {
             conn.execute_batch(sql).expect("an earlier step applies");
         }
@@ -344,7 +353,8 @@ mod tests {
     #[test]
     fn a_populated_database_of_the_version_before_quotas_counts_its_open_sessions_per_tenant() {
         let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
-        let before = MIGRATIONS.len() - 1;
+        let before = MIGRATIONS.iter().position(|sql| sql.contains("CREATE TABLE tenant_sessions"));
+        let before = before.expect("a step counts open sessions per tenant");
         for sql in &MIGRATIONS[..before] {
             conn.execute_batch(sql).expect("an earlier step applies");
         }
@@ -572,6 +582,36 @@ mod tests {
         assert_eq!(found, ["at checkout"]);
         let plan = plan(&conn, &sql, params);
         assert!(plan.contains("USING INDEX log_entries_readable_by_endpoint (tenant=? AND endpoint=?"), "{plan}");
+    }
+
+    #[test]
+    fn a_populated_database_of_the_version_before_time_floors_finds_a_floor_through_its_index() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        let before = MIGRATIONS.len() - 1;
+        for step in &MIGRATIONS[..before] {
+            conn.execute_batch(step).expect("the schema of the version before applies");
+        }
+        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF; WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) \
+             INSERT INTO log_entries (session_id, sequence, level, message, logged_at, continuous, position) \
+             SELECT 's', n, 2, 'm' || n, n * 60000, n % 2, CASE WHEN n % 2 = 1 THEN 1000 + n END FROM r;",
+        )
+        .expect("entries of the version before are written");
+
+        migrate(&mut conn).expect("the database migrates");
+        let query = crate::domain::LogQuery { from: Some(UnixMillis(500 * 60_000)), ..Default::default() };
+        let floor = crate::store::sqlite::reads::log_floor(&conn, &query).expect("the floor is found");
+        // The latest continuous entry logged `CLOCK_MARGIN` (10 s) or more
+        // before: minute 499.
+        assert_eq!(floor, Some(1_499));
+        let (sql, crate::store::log_sql::Param::Int(at)) =
+            crate::store::log_sql::floor_sql(&query, |n| format!("?{n}"), true).expect("a time range has a floor")
+        else {
+            panic!("the floor's parameter is a time")
+        };
+        let found = plan(&conn, &sql, vec![rusqlite::types::Value::Integer(at)]);
+        assert!(found.contains("log_entries_continuous_by_time") && !found.contains("TEMP B-TREE"), "{found}");
     }
 
     #[test]
