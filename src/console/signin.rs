@@ -56,7 +56,7 @@ where
         if !caller.is_admin() {
             return Err(ConsoleError::Domain(crate::domain::Error::PermissionDenied("the console needs an admin key")));
         }
-        Ok(Admin { caller, csrf: csrf_token(&key) })
+        Ok(Admin { caller: Caller::clone(&caller), csrf: csrf_token(&key) })
     }
 }
 
