@@ -188,7 +188,9 @@ enum Stored {
 
 #[derive(Clone)]
 struct Key {
-    caller: Caller,
+    /// Shared with every call it authenticates: a call holds its caller
+    /// without copying it.
+    caller: Arc<Caller>,
     credential: Credential,
     stored: Stored,
     limits: KeyLimits,
@@ -348,7 +350,7 @@ impl ApiKeys {
             let permissions = def.allow.iter().fold(0, |bits, permission| bits | permission.bit());
             let caller = Caller { name: def.name, tenant, role: def.role, permissions, slot: keys.len() };
             let limits = KeyLimits { max_concurrent_calls: def.max_concurrent_calls, max_streams: def.max_streams };
-            keys.push(Key { caller, credential, stored, limits });
+            keys.push(Key { caller: Arc::new(caller), credential, stored, limits });
         }
         if keys.is_empty() {
             return Err(invalid("no keys: omit the file to run without authentication".into()));
@@ -374,7 +376,7 @@ impl ApiKeys {
     /// memory is bounded by the file), a failure in a bounded set of
     /// unknown keys. So each argon2 entry costs one slow verification per
     /// process, and a known key costs SHA-256 and compares on every call.
-    pub fn authenticate(&self, presented: &str) -> Option<Caller> {
+    pub fn authenticate(&self, presented: &str) -> Option<Arc<Caller>> {
         let plain: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let keyed = self.keyed(presented.as_bytes());
         let mut found = None;
@@ -411,7 +413,7 @@ impl ApiKeys {
 
     /// Every entry's caller, in slot order, with the limits the entry sets.
     pub fn entries(&self) -> impl Iterator<Item = (&Caller, KeyLimits)> {
-        self.keys.iter().map(|key| (&key.caller, key.limits))
+        self.keys.iter().map(|key| (key.caller.as_ref(), key.limits))
     }
 
     /// How many argon2 verifications this set of keys has run.
@@ -427,7 +429,7 @@ impl ApiKeys {
 
     /// The caller a client certificate (DER, already verified against the
     /// client CA by TLS) belongs to.
-    pub fn authenticate_certificate(&self, der: &[u8]) -> Option<Caller> {
+    pub fn authenticate_certificate(&self, der: &[u8]) -> Option<Arc<Caller>> {
         let presented: [u8; 32] = Sha256::digest(der).into();
         let mut found = None;
         for key in self.keys.iter().filter(|k| k.credential == Credential::Certificate) {

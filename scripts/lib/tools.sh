@@ -44,6 +44,18 @@ ensure_promtool() {
   echo "promtool: $(promtool --version 2>&1 | head -n 1)"
 }
 
+# ensure_h2load: nghttp2's h2load, the C HTTP/2 loader of
+# `sessiond-bench --h2load`: Debian's nghttp2-client, installed when missing.
+ensure_h2load() {
+  if ! command -v h2load >/dev/null 2>&1; then
+    echo "tools.sh: installing Debian's nghttp2-client for h2load"
+    # shellcheck source=scripts/lib/postgres.sh
+    source "$TOOLS_REPO_ROOT/scripts/lib/postgres.sh"
+    apt_install nghttp2-client
+  fi
+  echo "h2load: $(h2load --version 2>&1 | head -n 1)"
+}
+
 # ensure_python_tools: (re)creates the venv unless it already holds exactly
 # the pinned requirements (its stamp file is a copy of requirements.txt).
 ensure_python_tools() {

@@ -75,7 +75,7 @@ where
                     "the console needs an admin key",
                 )));
             }
-            return Ok(Admin { caller, csrf: csrf_token(&key), by_certificate: false });
+            return Ok(Admin { caller: Caller::clone(&caller), csrf: csrf_token(&key), by_certificate: false });
         }
         let certificate = parts.extensions.get::<ClientCertificate>().ok_or(ConsoleError::SignIn { page })?;
         let caller = keys.authenticate_certificate(&certificate.0).ok_or(ConsoleError::SignIn { page })?;
@@ -85,7 +85,11 @@ where
             )));
         }
         let fingerprint = hex::encode(Sha256::digest(&certificate.0));
-        Ok(Admin { caller, csrf: csrf_token(&format!("certificate:{fingerprint}")), by_certificate: true })
+        Ok(Admin {
+            caller: Caller::clone(&caller),
+            csrf: csrf_token(&format!("certificate:{fingerprint}")),
+            by_certificate: true,
+        })
     }
 }
 

@@ -54,6 +54,11 @@ impl SessionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id's text, for an answer that takes it over.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for SessionId {
@@ -93,6 +98,11 @@ impl TenantId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The tenant's text, for an answer that takes it over.
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -187,15 +197,27 @@ impl Token {
     }
 
     pub fn parse(value: &str, field: &str) -> Result<Self, InvalidInput> {
-        let well_formed = value.len() == TOKEN_LEN
+        if Self::well_formed(value) { Ok(Self(value.to_owned())) } else { Err(Self::malformed(field)) }
+    }
+
+    /// [`Token::parse`] of a request's own text, kept without a copy.
+    pub fn parse_owned(value: String, field: &str) -> Result<Self, InvalidInput> {
+        if Self::well_formed(&value) { Ok(Self(value)) } else { Err(Self::malformed(field)) }
+    }
+
+    /// The prefix, then 256 bits in unpadded URL-safe base64, decoded on
+    /// the stack.
+    fn well_formed(value: &str) -> bool {
+        // Room for base64's estimate of the decoded length, which rounds up.
+        let mut bytes = [0u8; TOKEN_BYTES + 3];
+        value.len() == TOKEN_LEN
             && value.starts_with(TOKEN_PREFIX)
-            && URL_SAFE_NO_PAD.decode(&value[TOKEN_PREFIX.len()..]).is_ok_and(|b| b.len() == TOKEN_BYTES);
-        if well_formed {
-            Ok(Self(value.to_owned()))
-        } else {
-            // The message names the shape, never the value received.
-            Err(InvalidInput::new(field, "must be a session token as answered by CreateSession"))
-        }
+            && URL_SAFE_NO_PAD.decode_slice(&value[TOKEN_PREFIX.len()..], &mut bytes).is_ok_and(|n| n == TOKEN_BYTES)
+    }
+
+    fn malformed(field: &str) -> InvalidInput {
+        // The message names the shape, never the value received.
+        InvalidInput::new(field, "must be a session token as answered by CreateSession")
     }
 
     pub fn hash(&self) -> TokenHash {

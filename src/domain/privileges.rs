@@ -80,6 +80,23 @@ pub struct RoleBook {
 
 /// Checks the shape of a privilege or role name and lower-cases it.
 pub fn normalize_name(name: &str, field: &str) -> Result<String, InvalidInput> {
+    Ok(checked_name(name, field)?.to_lowercase())
+}
+
+/// [`normalize_name`] of a request's own text: kept as it is, without a
+/// copy, when it is canonical already (ASCII without upper case or
+/// surrounding space), as names sent by programs usually are.
+pub fn normalize_owned_name(name: String, field: &str) -> Result<String, InvalidInput> {
+    let trimmed = checked_name(&name, field)?;
+    if trimmed.len() == name.len() && name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Ok(name)
+    } else {
+        Ok(trimmed.to_lowercase())
+    }
+}
+
+/// `name` without surrounding space, if it may be a name.
+fn checked_name<'a>(name: &'a str, field: &str) -> Result<&'a str, InvalidInput> {
     let trimmed = name.trim();
     if trimmed.is_empty() {
         return Err(InvalidInput::new(field, "must not be empty"));
@@ -90,7 +107,7 @@ pub fn normalize_name(name: &str, field: &str) -> Result<String, InvalidInput> {
     if trimmed.len() > MAX_NAME_LEN || trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(InvalidInput::new(field, format!("must be at most {MAX_NAME_LEN} characters without spaces")));
     }
-    Ok(trimmed.to_lowercase())
+    Ok(trimmed)
 }
 
 impl RoleBook {
@@ -155,7 +172,16 @@ impl RoleBook {
 
     /// A known privilege's canonical name, or an InvalidArgument for `field`.
     pub fn privilege(&self, name: &str, field: &str) -> Result<String, InvalidInput> {
-        let name = normalize_name(name, field)?;
+        self.known_privilege(normalize_name(name, field)?, field)
+    }
+
+    /// [`RoleBook::privilege`] of a request's own text, kept without a
+    /// copy when it is canonical already.
+    pub fn privilege_owned(&self, name: String, field: &str) -> Result<String, InvalidInput> {
+        self.known_privilege(normalize_owned_name(name, field)?, field)
+    }
+
+    fn known_privilege(&self, name: String, field: &str) -> Result<String, InvalidInput> {
         if self.closures.contains_key(&name) {
             Ok(name)
         } else {
@@ -210,7 +236,10 @@ impl RoleBook {
         }
         let mut parsed = Vec::new();
         for (i, name) in names.iter().enumerate() {
-            match violations.check(parse(self, name, &format!("{field}[{i}]"))) {
+            // The entry's full name is spelt out only for an answer that names it.
+            let parsed_name =
+                parse(self, name, field).map_err(|e| InvalidInput::new(format!("{field}[{i}]"), e.description));
+            match violations.check(parsed_name) {
                 Some(name) if !parsed.contains(&name) => parsed.push(name),
                 _ => {}
             }

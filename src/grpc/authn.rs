@@ -6,6 +6,8 @@
 //! its caller's share (`fairness`). Handlers take the caller with
 //! [`caller`].
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
@@ -22,6 +24,8 @@ use crate::reload::Shared;
 pub struct Callers {
     keys: Option<ApiKeys>,
     fairness: Fairness,
+    /// The one caller of an open server, shared by its calls.
+    open: Arc<Caller>,
 }
 
 /// The callers in force, shared by every call and replaced by a reload.
@@ -30,19 +34,19 @@ pub type SharedCallers = Shared<Callers>;
 impl Callers {
     pub fn new(keys: Option<ApiKeys>, limits: FairnessLimits) -> Self {
         let fairness = Fairness::new(keys.as_ref(), limits);
-        Self { keys, fairness }
+        Self { keys, fairness, open: Arc::new(Caller::open()) }
     }
 
     /// The callers of a reloaded keys file: keys and tenants it keeps keep
     /// their counters (`Fairness::renewed`).
     pub fn reloaded(&self, keys: ApiKeys) -> Self {
-        Self { fairness: self.fairness.renewed(Some(&keys)), keys: Some(keys) }
+        Self { fairness: self.fairness.renewed(Some(&keys)), keys: Some(keys), open: self.open.clone() }
     }
 
     /// The caller of a request with these headers and extensions (where
     /// the server puts the connection's TLS details).
-    pub fn caller_of(&self, headers: &http::HeaderMap, extensions: &http::Extensions) -> Result<Caller, Status> {
-        let Some(keys) = &self.keys else { return Ok(Caller::open()) };
+    pub fn caller_of(&self, headers: &http::HeaderMap, extensions: &http::Extensions) -> Result<Arc<Caller>, Status> {
+        let Some(keys) = &self.keys else { return Ok(self.open.clone()) };
         if headers.contains_key("authorization") {
             return keys
                 .authenticate(bearer(headers)?)
@@ -94,9 +98,10 @@ fn bearer(headers: &http::HeaderMap) -> Result<&str, Status> {
         .ok_or_else(|| unauthenticated("the authorization metadata must be: Bearer <key>", API_KEY_INVALID))
 }
 
-/// The caller `limits` authenticated.
-pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+/// The caller `limits` authenticated, shared with the request: handlers
+/// pass it on as `&Caller`.
+pub fn caller<T>(request: &Request<T>) -> Result<Arc<Caller>, Status> {
     // Every call to a sessiond service is authenticated by `limits`: a
     // request without a caller means a route was added outside it.
-    request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::internal("internal error"))
+    request.extensions().get::<Arc<Caller>>().cloned().ok_or_else(|| Status::internal("internal error"))
 }

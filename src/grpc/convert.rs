@@ -72,12 +72,13 @@ pub fn parse_ref(session: Option<pb::SessionRef>, field: &str) -> Result<Session
     let pb::SessionRef { r#ref, min_sequence } =
         session.ok_or_else(|| InvalidInput::new(field, "name a session by token or session_id"))?;
     let named = match r#ref {
-        Some(pb::session_ref::Ref::Token(token)) => {
-            Token::parse(&token, &format!("{field}.token")).map(SessionRef::token)
-        }
-        Some(pb::session_ref::Ref::SessionId(id)) => {
-            SessionId::parse(&id, &format!("{field}.session_id")).map(SessionRef::id)
-        }
+        // The field's full name is spelt out only for an answer that names it.
+        Some(pb::session_ref::Ref::Token(token)) => Token::parse_owned(token, "token")
+            .map(SessionRef::token)
+            .map_err(|e| InvalidInput::new(format!("{field}.token"), e.description)),
+        Some(pb::session_ref::Ref::SessionId(id)) => SessionId::parse(&id, "session_id")
+            .map(SessionRef::id)
+            .map_err(|e| InvalidInput::new(format!("{field}.session_id"), e.description)),
         None => Err(InvalidInput::new(field, "name a session by token or session_id")),
     };
     named.map(|named| named.with_min_sequence(min_sequence))
@@ -187,7 +188,7 @@ pub fn session(status: SessionStatus) -> pb::Session {
     let SessionStatus { session, last_active_at, expires_at, duration: elapsed, time_left } = status;
     let labels = session.labels;
     pb::Session {
-        session_id: session.id.as_str().to_owned(),
+        session_id: session.id.into_string(),
         kind: pb::SessionKind::from(session.kind).into(),
         user_id: session.user_id.unwrap_or_default(),
         labels: Some(pb::SessionLabels {

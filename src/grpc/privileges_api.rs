@@ -77,7 +77,7 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
         let pb::HasPrivilegeRequest { session, privilege } = request.into_inner();
         let mut v = Violations::default();
         let session = v.check(parse_ref(session, "session"));
-        let privilege = v.check(self.service.roles().privilege(&privilege, "privilege"));
+        let privilege = v.check(self.service.roles().privilege_owned(privilege, "privilege"));
         let (session, privilege) = v.finish(session.zip(privilege))?;
         let granted = self.service.has_privilege(&caller, &session, &privilege).await?;
         Ok(Response::new(pb::HasPrivilegeResponse { granted }))

@@ -130,9 +130,9 @@ impl pb::session_service_server::SessionService for SessionsApi {
             self.service.authenticate(&caller, &session, &privileges).await.map_err(status::sign_in_again)?;
         let SessionStatus { session, expires_at, .. } = status;
         Ok(Response::new(pb::AuthenticateResponse {
-            session_id: session.id.as_str().to_owned(),
+            session_id: session.id.into_string(),
             user_id: session.user_id.unwrap_or_default(),
-            tenant: session.tenant.as_str().to_owned(),
+            tenant: session.tenant.into_string(),
             kind: pb::SessionKind::from(session.kind).into(),
             roles: session.grants.roles,
             expires_at: expires_at.map(convert::timestamp),

@@ -83,8 +83,34 @@ impl ActivityTracker {
         self.shards.at(self.hasher.hash_one(id) as usize)
     }
 
+    /// A call's visit to `session`, under one look-up of it: `decide` is
+    /// given the activity known (as [`ActivityTracker::observe`] answers
+    /// it) and answers either the call's own activity and the session's
+    /// write interval, which are then remembered (as by
+    /// [`ActivityTracker::record`]), or why the call counts as none.
+    pub(super) fn visit<E>(
+        &self,
+        session: &Session,
+        decide: impl FnOnce(UnixMillis) -> Result<(UnixMillis, Duration), E>,
+    ) -> Result<(), E> {
+        let stored = session.last_active_at;
+        let shard = self.shard(&session.id);
+        if let Some(seen) = shard.read().get(&session.id) {
+            seen.written.fetch_max(stored.0, Ordering::AcqRel);
+            let (at, _) = decide(seen.latest().max(stored))?;
+            seen.latest.fetch_max(at.0, Ordering::AcqRel);
+            return Ok(());
+        }
+        let (at, interval) = decide(stored)?;
+        let mut shard = shard.write();
+        let seen = shard.entry(session.id.clone()).or_insert_with(|| Seen::new(at, stored, interval));
+        seen.latest.fetch_max(at.0, Ordering::AcqRel);
+        Ok(())
+    }
+
     /// The later of the stored and the remembered activity, noting that the
     /// store has the former (another process or a flush may have written it).
+    #[cfg(test)]
     pub(super) fn observe(&self, session: &Session) -> UnixMillis {
         let stored = session.last_active_at;
         self.shard(&session.id).read().get(&session.id).map_or(stored, |seen| {
@@ -95,6 +121,7 @@ impl ActivityTracker {
 
     /// Remembers activity on `session` at `at` (never moving back), to be
     /// written once its last write is `interval` old.
+    #[cfg(test)]
     pub(super) fn record(&self, session: &Session, at: UnixMillis, interval: Duration) {
         let shard = self.shard(&session.id);
         if let Some(seen) = shard.read().get(&session.id) {
@@ -249,6 +276,18 @@ mod tests {
         written_elsewhere.last_active_at = at(30);
         assert_eq!(tracker.observe(&written_elsewhere), at(30));
         assert_eq!(tracker.unwritten(None), []);
+    }
+
+    #[test]
+    fn a_visit_sees_what_observe_sees_and_records_only_what_it_decides() {
+        let tracker = ActivityTracker::default();
+        let alice = session(SessionKind::WebUser, None, T0);
+        assert_eq!(tracker.visit(&alice, |known| Err::<(UnixMillis, Duration), _>(known)), Err(T0));
+        assert_eq!(len(&tracker), 0, "a refused visit records nothing");
+        tracker.visit(&alice, |_| Ok::<_, ()>((at(10), INTERVAL))).unwrap();
+        assert_eq!(tracker.visit(&alice, |known| Err::<(UnixMillis, Duration), _>(known)), Err(at(10)));
+        tracker.visit(&alice, |_| Ok::<_, ()>((at(20), INTERVAL))).unwrap();
+        assert_eq!(tracker.unwritten(Some(at(100))), [(alice.id.clone(), at(20))], "written at creation, 100 ms ago");
     }
 
     #[test]

@@ -190,6 +190,9 @@ pub struct Service {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
+    /// `store.is_shared()`, which never changes: asked once, not through
+    /// the store's decorators on every call.
+    shared: bool,
     clock: Arc<dyn Clock>,
     roles: RwLock<Arc<RoleBook>>,
     config: ServiceConfig,
@@ -217,6 +220,7 @@ impl Service {
         let started_at = clock.now();
         Self {
             inner: Arc::new(Inner {
+                shared: store.is_shared(),
                 store,
                 clock,
                 roles: RwLock::new(Arc::new(roles)),
@@ -328,13 +332,16 @@ impl Service {
             return Err(Error::SessionEnded(end.reason));
         }
         let now = self.now();
-        let known = self.inner.activity.observe(&session);
-        if let Expiry::Due(reason) = session.expiry(self.judged(&session, known), now) {
+        let interval = self.activity_write_interval(&session);
+        let visited =
+            self.inner.activity.visit(&session, |known| match session.expiry(self.judged(&session, known), now) {
+                Expiry::Due(reason) => Err(reason),
+                Expiry::Open { .. } => Ok((now, interval)),
+            });
+        if let Err(reason) = visited {
             self.end(&session, reason, None, None).await?;
             return Err(Error::SessionEnded(reason));
         }
-        let interval = self.activity_write_interval(&session);
-        self.inner.activity.record(&session, now, interval);
         // The call does not wait for the write: the activity writer batches
         // it with every other session found due meanwhile.
         if now.since(session.last_active_at) >= interval {
@@ -355,7 +362,7 @@ impl Service {
 
     /// `last_active` from activity `known` to this process.
     fn judged(&self, session: &Session, known: UnixMillis) -> UnixMillis {
-        if self.store().is_shared() {
+        if self.inner.shared {
             let unseen = (session.last_active_at + self.activity_write_interval(session)).min(self.now());
             known.max(unseen)
         } else {

@@ -37,6 +37,9 @@ pub enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Measure cached HasPrivilege, GetSession and Authenticate next to
+    /// the echo baseline with h2load, a C loader (see `h2load`).
+    H2load(crate::h2load::H2loadArgs),
     /// Measure expiry, activity flush, admin listing and start-up on stores
     /// of growing size, built directly through the store (see `scale`).
     Scale {

@@ -17,11 +17,13 @@
 //! - [`baseline`]: what scenarios are compared with, and how it is measured;
 //! - [`redis`]: the Redis anchor of the fan-out scenario;
 //! - [`report`]: the table on stdout, plain or Markdown;
-//! - [`scale`]: `sessiond-bench scale`, costs as the store grows.
+//! - [`scale`]: `sessiond-bench scale`, costs as the store grows;
+//! - [`h2load`]: `sessiond-bench h2load`, cached reads driven by a C loader.
 
 mod baseline;
 mod cli;
 mod echo;
+mod h2load;
 mod load;
 mod procfs;
 mod redis;
@@ -43,6 +45,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::EchoServer { listen }) => echo::serve(listen).await,
+        Some(Command::H2load(args)) => h2load::run(args).await,
         Some(Command::Scale { sessions, database_url, entries_per_session }) => {
             scale::run(sessions, database_url, entries_per_session).await
         }

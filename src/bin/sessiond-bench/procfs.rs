@@ -43,6 +43,13 @@ impl Process {
         self.stat_time(cpu_ticks)
     }
 
+    /// CPU time of the children this process has waited for, so far: a
+    /// child's time is added when it is reaped, so the difference of two
+    /// readings around one child's run and `wait` is that child's CPU.
+    pub fn reaped_children_cpu_time(self) -> anyhow::Result<Duration> {
+        self.stat_time(|stat| Some(cpu_ticks_with_reaped(stat)? - cpu_ticks(stat)?))
+    }
+
     /// The CPU time that `ticks` reads from the process's `stat` line.
     fn stat_time(self, ticks: fn(&str) -> Option<u64>) -> anyhow::Result<Duration> {
         let path = self.file("stat");

@@ -436,7 +436,7 @@ fn error_lines(measurements: &[Measurement]) -> String {
 /// Columns padded to their widest cell (plain), or a Markdown table. The
 /// first column (names) and a last "work" column (prose) are left-aligned,
 /// the figures between right-aligned.
-fn table(headers: &[String], rows: Vec<Vec<String>>, markdown: bool) -> String {
+pub(crate) fn table(headers: &[String], rows: Vec<Vec<String>>, markdown: bool) -> String {
     let left = |i: usize| i == 0 || headers[i] == "work";
     let mut out = String::new();
     if markdown {
@@ -467,7 +467,7 @@ fn table(headers: &[String], rows: Vec<Vec<String>>, markdown: bool) -> String {
 }
 
 /// `12345.6` as `12,346`.
-fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let rounded = value.round() as i64;
     let digits = rounded.unsigned_abs().to_string();
     let mut out = String::new();
@@ -481,7 +481,7 @@ fn thousands(value: f64) -> String {
 }
 
 /// A latency with three significant digits or so: `412 µs`, `1.25 ms`.
-fn latency(d: Duration) -> String {
+pub(crate) fn latency(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
     match micros {
         m if m < 1_000.0 => format!("{m:.0} µs"),

@@ -161,6 +161,11 @@ impl ServerProcess {
         self.ready_after
     }
 
+    /// The address it serves on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     fn endpoint(&self) -> Endpoint {
         // An `http://ip:port` URI always parses.
         Endpoint::from_shared(format!("http://{}", self.addr))

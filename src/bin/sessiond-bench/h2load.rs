@@ -1,0 +1,550 @@
+//! `sessiond-bench h2load`: sessiond's cached reads next to the echo
+//! baseline, driven by h2load, nghttp2's HTTP/2 loader written in C.
+//!
+//! The tokio loader of the other scenarios spends more CPU per call than
+//! the servers it measures, so on a small machine it bounds what they can
+//! show. h2load costs a few microseconds per call, and so shows how close
+//! to the bare stack a call comes. It knows nothing of gRPC: the harness
+//! builds each call's request frame itself (the 5-byte gRPC prefix and the
+//! protobuf message, sent with `-d`), and h2load posts it again and again
+//! with the headers gRPC needs.
+//!
+//! The echo baseline and one sessiond (embedded store, one cached WEB_USER
+//! session with role Manager) run for the whole run; each repeat measures
+//! every call in turn — echo, HasPrivilege, GetSession, Authenticate — so
+//! that a machine whose load drifts weighs on all of them alike. Each
+//! measurement is its own h2load run after a warm-up run: calls/s and the
+//! mean are h2load's, p99 is the nearest rank over its per-request log, and
+//! server CPU per call is the server's `/proc` CPU time over that run
+//! divided by the calls h2load completed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use prost::Message as _;
+use sessiond::pb::privilege_service_client::PrivilegeServiceClient;
+use sessiond::pb::session_service_client::SessionServiceClient;
+use sessiond::pb::{AuthenticateRequest, GetSessionRequest, HasPrivilegeRequest};
+
+use crate::echo::pb::EchoRequest;
+use crate::procfs::Process;
+use crate::report;
+use crate::scenarios::sessions::{by_token, web_user};
+use crate::scratch::ScratchDir;
+use crate::server::{Launcher, ServerProcess};
+use crate::stats::percentile;
+
+/// The privilege HasPrivilege and Authenticate ask for; Manager holds it
+/// through editSales ⊃ viewSales ⊃ viewBasic.
+const PRIVILEGE: &str = "viewBasic";
+
+/// Bytes of the echo's payload, as in the `echo` scenario.
+const PAYLOAD_BYTES: usize = 64;
+
+/// How an h2load run is made.
+#[derive(Debug, Clone, Args)]
+pub struct H2loadArgs {
+    /// Smoke-test lengths: one repeat, 0.5 s warm-up, 1 s per measurement.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Times every call is measured, interleaved (default 3, quick 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeats: Option<u32>,
+
+    /// Warm-up run before each measurement (default 2s, quick 500ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warmup: Option<Duration>,
+
+    /// Length of each measurement (default 10s, quick 1s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// HTTP/2 connections h2load opens (its `-c`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+
+    /// Concurrent streams per connection (its `-m`).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..))]
+    pub streams: u32,
+
+    /// The h2load executable (scripts/bench installs Debian's
+    /// nghttp2-client).
+    #[arg(long, default_value = "h2load")]
+    pub h2load: PathBuf,
+
+    /// The sessiond binary. Default: `sessiond` next to this executable.
+    #[arg(long)]
+    pub sessiond_bin: Option<PathBuf>,
+
+    /// A flag for the sessiond started (repeat for more).
+    #[arg(long = "sessiond-arg", allow_hyphen_values = true)]
+    pub sessiond_args: Vec<String>,
+
+    /// Print the results as Markdown tables, for BENCHMARKS.md.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+/// A call h2load makes, and the server that answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Echo,
+    HasPrivilege,
+    GetSession,
+    Authenticate,
+}
+
+impl Call {
+    const ALL: [Call; 4] = [Call::Echo, Call::HasPrivilege, Call::GetSession, Call::Authenticate];
+
+    fn name(self) -> &'static str {
+        match self {
+            Call::Echo => "echo",
+            Call::HasPrivilege => "has-privilege",
+            Call::GetSession => "get-session",
+            Call::Authenticate => "authenticate",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Call::Echo => "/sessiond.bench.v1.EchoService/Echo",
+            Call::HasPrivilege => "/sessiond.v1.PrivilegeService/HasPrivilege",
+            Call::GetSession => "/sessiond.v1.SessionService/GetSession",
+            Call::Authenticate => "/sessiond.v1.SessionService/Authenticate",
+        }
+    }
+
+    /// The request message, encoded, for a session holding `token`.
+    fn message(self, token: &str) -> Vec<u8> {
+        match self {
+            Call::Echo => EchoRequest { payload: vec![b'x'; PAYLOAD_BYTES] }.encode_to_vec(),
+            Call::HasPrivilege => {
+                HasPrivilegeRequest { session: by_token(token), privilege: PRIVILEGE.into() }.encode_to_vec()
+            }
+            Call::GetSession => GetSessionRequest { session: by_token(token) }.encode_to_vec(),
+            Call::Authenticate => {
+                AuthenticateRequest { token: token.to_owned(), privileges: vec![PRIVILEGE.into()], min_sequence: 0 }
+                    .encode_to_vec()
+            }
+        }
+    }
+}
+
+/// A gRPC length-prefixed message: uncompressed, then the length in four
+/// big-endian bytes, then the message.
+fn grpc_frame(message: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(message.len()).expect("a request message is far below 4 GiB");
+    let mut frame = Vec::with_capacity(5 + message.len());
+    frame.push(0);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
+}
+
+/// What one h2load run of one call came to.
+#[derive(Debug, Clone)]
+struct Row {
+    repeat: u32,
+    call: Call,
+    calls: u64,
+    calls_per_sec: f64,
+    mean: Duration,
+    p99: Duration,
+    server_cpu_per_call: Duration,
+    loader_cpu_per_call: Duration,
+}
+
+/// The lengths of a run, with the defaults filled in.
+#[derive(Debug, Clone, Copy)]
+struct Lengths {
+    repeats: u32,
+    warmup: Duration,
+    measure: Duration,
+}
+
+impl H2loadArgs {
+    fn lengths(&self) -> Lengths {
+        let pick = |given: Option<Duration>, full: u64, quick: u64| {
+            given.unwrap_or(Duration::from_millis(if self.quick { quick } else { full }))
+        };
+        Lengths {
+            repeats: self.repeats.unwrap_or(if self.quick { 1 } else { 3 }),
+            warmup: pick(self.warmup, 2_000, 500),
+            measure: pick(self.duration, 10_000, 1_000),
+        }
+    }
+}
+
+/// Runs the interleaved measurements and prints the report.
+pub async fn run(args: H2loadArgs) -> anyhow::Result<()> {
+    let lengths = args.lengths();
+    let launcher = Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())?;
+    let echo = launcher.echo().await?;
+    let mut sessiond = launcher.sessiond(&[]).await?;
+    let token = create_checked_session(&sessiond).await?;
+    let dir = ScratchDir::new("h2load")?;
+    let mut bodies = Vec::new();
+    for call in Call::ALL {
+        let path = dir.path().join(format!("{}.bin", call.name()));
+        std::fs::write(&path, grpc_frame(&call.message(&token))).context("writing a request frame")?;
+        bodies.push((call, path));
+    }
+    let mut rows = Vec::new();
+    for repeat in 1..=lengths.repeats {
+        for (call, body) in &bodies {
+            let server = if *call == Call::Echo { &echo } else { &sessiond };
+            let run = H2load { args: &args, server, call: *call, body };
+            run.once(lengths.warmup, None)?;
+            let log = dir.path().join("requests.log");
+            let measured = run.once(lengths.measure, Some(&log))?;
+            rows.push(measured.row(repeat, *call, &log)?);
+            std::fs::remove_file(&log).context("removing h2load's request log")?;
+        }
+        sessiond.check_alive()?;
+    }
+    println!("{}", render(&args, lengths, &rows));
+    Ok(())
+}
+
+/// Creates the session every call names, and checks over tonic that each
+/// call answers what h2load's copies of it should: granted, all granted.
+async fn create_checked_session(sessiond: &ServerProcess) -> anyhow::Result<String> {
+    let channel = sessiond.channels(1).await?.remove(0);
+    let mut sessions = SessionServiceClient::new(channel.clone());
+    let token = sessions.create_session(web_user(0)).await?.into_inner().token;
+    let granted = PrivilegeServiceClient::new(channel)
+        .has_privilege(HasPrivilegeRequest { session: by_token(&token), privilege: PRIVILEGE.into() })
+        .await?
+        .into_inner()
+        .granted;
+    sessions.get_session(GetSessionRequest { session: by_token(&token) }).await?;
+    let authenticated = sessions
+        .authenticate(AuthenticateRequest { token: token.clone(), privileges: vec![PRIVILEGE.into()], min_sequence: 0 })
+        .await?
+        .into_inner();
+    if !granted || !authenticated.all_granted {
+        bail!("MISMATCH: a Manager session does not hold {PRIVILEGE}");
+    }
+    Ok(token)
+}
+
+/// One call's h2load runs against one server.
+struct H2load<'a> {
+    args: &'a H2loadArgs,
+    server: &'a ServerProcess,
+    call: Call,
+    body: &'a Path,
+}
+
+/// What one h2load run printed, and the CPU used meanwhile.
+struct Measured {
+    output: Output,
+    server_cpu: Duration,
+    loader_cpu: Duration,
+}
+
+impl H2load<'_> {
+    /// Runs h2load for `length`, writing its per-request log to `log` when
+    /// given; fails when it fails or when any call did not answer a message.
+    fn once(&self, length: Duration, log: Option<&Path>) -> anyhow::Result<Measured> {
+        let url = format!("http://{}{}", self.server.addr(), self.call.path());
+        let mut command = Command::new(&self.args.h2load);
+        command
+            .arg(format!("--duration={}ms", length.as_millis().max(1)))
+            .arg(format!("--clients={}", self.args.connections))
+            .arg(format!("--max-concurrent-streams={}", self.args.streams))
+            .arg("--threads=1")
+            .arg(format!("--data={}", self.body.display()))
+            .args(["--header=content-type: application/grpc", "--header=te: trailers"]);
+        if let Some(log) = log {
+            command.arg(format!("--log-file={}", log.display()));
+        }
+        command.arg(url);
+        let server_before = self.server.process().cpu_time()?;
+        let loader_before = Process::This.reaped_children_cpu_time()?;
+        let output = command.output().with_context(|| {
+            format!("running {} (install nghttp2-client, or pass --h2load)", self.args.h2load.display())
+        })?;
+        let server_cpu = self.server.process().cpu_time()?.saturating_sub(server_before);
+        let loader_cpu = Process::This.reaped_children_cpu_time()?.saturating_sub(loader_before);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!("h2load failed ({}): {}\n{stdout}", output.status, String::from_utf8_lossy(&output.stderr));
+        }
+        let parsed = Output::parse(&stdout).with_context(|| format!("reading h2load's report:\n{stdout}"))?;
+        parsed.check(self.call).with_context(|| format!("h2load's report:\n{stdout}"))?;
+        Ok(Measured { output: parsed, server_cpu, loader_cpu })
+    }
+}
+
+impl Measured {
+    fn row(&self, repeat: u32, call: Call, log: &Path) -> anyhow::Result<Row> {
+        let mut latencies = request_latencies(log)?;
+        latencies.sort_unstable();
+        let calls = self.output.done.max(1);
+        let per_call = |cpu: Duration| cpu / u32::try_from(calls).unwrap_or(u32::MAX);
+        Ok(Row {
+            repeat,
+            call,
+            calls: self.output.done,
+            calls_per_sec: self.output.calls_per_sec,
+            mean: self.output.mean,
+            p99: percentile(&latencies, 0.99),
+            server_cpu_per_call: per_call(self.server_cpu),
+            loader_cpu_per_call: per_call(self.loader_cpu),
+        })
+    }
+}
+
+/// The figures read from h2load's report.
+#[derive(Debug, Clone, PartialEq)]
+struct Output {
+    calls_per_sec: f64,
+    done: u64,
+    succeeded: u64,
+    /// Bytes of response bodies (DATA frames).
+    data_bytes: u64,
+    mean: Duration,
+}
+
+impl Output {
+    /// Reads `finished in 1.00s, 1234.00 req/s, …`, `requests: … done, …
+    /// succeeded, …`, `traffic: … (N) data` and the mean of `time for
+    /// request:`.
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let line = |prefix: &str| {
+            text.lines().map(str::trim).find(|l| l.starts_with(prefix)).with_context(|| format!("no `{prefix}` line"))
+        };
+        let finished = line("finished in")?;
+        let calls_per_sec = finished
+            .split(", ")
+            .find_map(|part| part.strip_suffix(" req/s"))
+            .and_then(|n| n.parse().ok())
+            .context("no req/s")?;
+        let requests = line("requests:")?;
+        let count = |what: &str| -> anyhow::Result<u64> {
+            requests
+                .trim_start_matches("requests:")
+                .split(',')
+                .find_map(|part| part.trim().strip_suffix(what).map(str::trim))
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("no `{what}` count"))
+        };
+        let traffic = line("traffic:")?;
+        let data_bytes = traffic
+            .rsplit(", ")
+            .next()
+            .and_then(|part| part.strip_suffix(" data"))
+            .and_then(|part| part.split_once('(')?.1.strip_suffix(')')?.parse().ok())
+            .context("no data bytes in `traffic:`")?;
+        let timing = line("time for request:")?;
+        let mean = timing
+            .trim_start_matches("time for request:")
+            .split_whitespace()
+            .nth(2)
+            .and_then(parse_h2load_duration)
+            .context("no mean in `time for request:`")?;
+        Ok(Self { calls_per_sec, done: count("done")?, succeeded: count("succeeded")?, data_bytes, mean })
+    }
+
+    /// Every call answered HTTP 2xx with a message: a gRPC error is 200
+    /// too, but carries no message, only trailers, and the smallest answer
+    /// measured here (HasPrivilege's `granted: true`) is a 7-byte frame.
+    fn check(&self, call: Call) -> anyhow::Result<()> {
+        if self.done == 0 {
+            bail!("MISMATCH: no {} call completed", call.name());
+        }
+        if self.succeeded != self.done {
+            bail!(
+                "MISMATCH: {} of {} {} calls were not answered 2xx",
+                self.done - self.succeeded,
+                self.done,
+                call.name()
+            );
+        }
+        if self.data_bytes < self.done * 7 {
+            bail!("MISMATCH: some {} calls were answered without a message (a gRPC error)", call.name());
+        }
+        Ok(())
+    }
+}
+
+/// An h2load duration: `123us`, `1.23ms`, `1.2s`.
+fn parse_h2load_duration(text: &str) -> Option<Duration> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else {
+        (text.strip_suffix('s')?, 1.0)
+    };
+    Some(Duration::from_secs_f64(number.parse::<f64>().ok()? * scale))
+}
+
+/// The latency of every request of h2load's `--log-file` (tab-separated:
+/// start in µs since the epoch, HTTP status, µs until the response ended),
+/// in nanoseconds.
+fn request_latencies(log: &Path) -> anyhow::Result<Vec<u64>> {
+    let text = std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    text.lines()
+        .map(|line| {
+            let micros: u64 = line.split('\t').nth(2).and_then(|f| f.trim().parse().ok()).context("a log line")?;
+            Ok(micros * 1_000)
+        })
+        .collect()
+}
+
+/// The table of every measurement, with its ratios to the echo of its
+/// repeat, then the range of each ratio over the repeats.
+fn render(args: &H2loadArgs, lengths: Lengths, rows: &[Row]) -> String {
+    let echo = |repeat| rows.iter().find(|r| r.repeat == repeat && r.call == Call::Echo);
+    let ratios = |row: &Row| {
+        echo(row.repeat).map(|e| {
+            (
+                row.calls_per_sec / e.calls_per_sec,
+                row.p99.as_secs_f64() / e.p99.as_secs_f64(),
+                row.server_cpu_per_call.as_secs_f64() / e.server_cpu_per_call.as_secs_f64(),
+            )
+        })
+    };
+    let headers = [
+        "repeat",
+        "call",
+        "calls",
+        "calls/s",
+        "mean",
+        "p99",
+        "server CPU/call",
+        "h2load CPU/call",
+        "calls/s vs echo",
+        "p99 vs echo",
+        "CPU/call vs echo",
+    ]
+    .map(String::from);
+    let body = rows
+        .iter()
+        .map(|row| {
+            let (calls, p99, cpu) = ratios(row).unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+            vec![
+                row.repeat.to_string(),
+                row.call.name().to_owned(),
+                row.calls.to_string(),
+                report::thousands(row.calls_per_sec),
+                report::latency(row.mean),
+                report::latency(row.p99),
+                micros(row.server_cpu_per_call),
+                micros(row.loader_cpu_per_call),
+                format!("{calls:.2}×"),
+                format!("{p99:.2}×"),
+                format!("{cpu:.2}×"),
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "h2load: {} connections × {} streams, {} repeat(s) of {:?} per call after a {:?} warm-up; load average {}\n\n",
+        args.connections,
+        args.streams,
+        lengths.repeats,
+        lengths.measure,
+        lengths.warmup,
+        load_average(),
+    );
+    out.push_str(&report::table(&headers, body, args.markdown));
+    let range_headers = ["call", "calls/s vs echo", "p99 vs echo", "server CPU/call vs echo"].map(String::from);
+    let ranges = Call::ALL[1..]
+        .iter()
+        .map(|call| {
+            let found: Vec<_> = rows.iter().filter(|r| r.call == *call).filter_map(ratios).collect();
+            let span = |pick: fn(&(f64, f64, f64)) -> f64| {
+                let (low, high) =
+                    found.iter().map(pick).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+                format!("{low:.2}–{high:.2}×")
+            };
+            vec![call.name().to_owned(), span(|r| r.0), span(|r| r.1), span(|r| r.2)]
+        })
+        .collect();
+    out.push_str("\nOver the repeats:\n\n");
+    out.push_str(&report::table(&range_headers, ranges, args.markdown));
+    out
+}
+
+/// Microseconds with one decimal.
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// `/proc/loadavg`'s three averages, or `?`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    /// h2load 1.52's report of a short run.
+    const REPORT: &str = "\
+starting benchmark...
+spawning thread #0: 2 total client(s). Timing-based test with 0s of warm-up time and 1s of main duration for measurements.
+Warm-up phase is over for thread #0.
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 1.00s, 81234.00 req/s, 4.10MB/s
+requests: 81234 total, 81284 started, 81234 done, 81234 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 81234 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 4.10MB (4298765) total, 1.20MB (1257890) headers (space savings 96.35%), 555.30KB (568638) data
+                     min         max         mean         sd        +/- sd
+time for request:       98us      5.12ms       603us       120us    80.00%
+time for connect:      140us       150us       145us         5us   100.00%
+time to 1st byte:     1.20ms      1.30ms      1.25ms        50us   100.00%
+req/s           :   40500.12    40734.00    40617.06      117.00   100.00%
+";
+
+    #[test]
+    fn an_h2load_report_reads_as_its_figures() {
+        let output = Output::parse(REPORT).unwrap();
+        assert_eq!(
+            output,
+            Output {
+                calls_per_sec: 81234.0,
+                done: 81234,
+                succeeded: 81234,
+                data_bytes: 568638,
+                mean: Duration::from_micros(603),
+            }
+        );
+        output.check(Call::HasPrivilege).unwrap();
+    }
+
+    #[test]
+    fn answers_without_a_message_are_a_mismatch() {
+        let errors = REPORT.replace("(568638) data", "(0) data");
+        let err = Output::parse(&errors).unwrap().check(Call::GetSession).unwrap_err();
+        assert!(err.to_string().contains("MISMATCH"), "{err}");
+    }
+
+    #[test]
+    fn h2load_durations_read_in_every_unit() {
+        assert_eq!(parse_h2load_duration("603us"), Some(Duration::from_micros(603)));
+        assert_eq!(parse_h2load_duration("5.12ms"), Some(Duration::from_micros(5120)));
+        assert_eq!(parse_h2load_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_h2load_duration("fast"), None);
+    }
+
+    #[test]
+    fn a_request_frame_is_the_grpc_prefix_and_the_message() {
+        assert_eq!(grpc_frame(b"ab"), [0, 0, 0, 0, 2, b'a', b'b']);
+        let decoded = HasPrivilegeRequest::decode(&grpc_frame(&Call::HasPrivilege.message("sdt_x"))[5..]).unwrap();
+        assert_eq!(decoded.privilege, PRIVILEGE);
+    }
+}
