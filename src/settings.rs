@@ -452,6 +452,12 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_MAX_PROMOTIONS_PER_SESSION", default_value_t = 100)]
     pub max_promotions_per_session: usize,
 
+    /// Entries one session's log may hold; a Log or StreamLog batch that
+    /// would take it past this is refused whole, RESOURCE_EXHAUSTED
+    /// (SESSION_LOG_QUOTA). 0: no limit.
+    #[arg(long, env = "SESSIOND_LOG_MAX_ENTRIES_PER_SESSION", default_value_t = 100_000)]
+    pub log_max_entries_per_session: u64,
+
     /// Open sessions one tenant may hold at once, counted across every
     /// replica sharing the store; CreateSession past it is
     /// RESOURCE_EXHAUSTED (TENANT_SESSION_QUOTA). 0: no limit.
@@ -684,6 +690,7 @@ impl Settings {
             pool_size: self.db_pool_size,
             connect_timeout: self.db_connect_timeout,
             statement_timeout: self.db_statement_timeout,
+            max_log_entries_per_session: self.log_max_entries_per_session,
         })
     }
 

@@ -69,7 +69,8 @@ impl Application {
                 std::fs::create_dir_all(&settings.data_dir)
                     .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
                 let store = SqliteStore::open(&settings.data_dir.join("sessiond.db"))
-                    .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+                    .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?
+                    .with_max_log_entries(settings.log_max_entries_per_session);
                 tracing::info!(data_dir = %settings.data_dir.display(), "storing in the embedded store");
                 let messages = Arc::new(store.messages().context("opening the message log")?);
                 (CachedStore::new(MeteredStore::new(store, "sqlite"), settings.cache_capacity), messages)

@@ -126,6 +126,9 @@ pub enum Error {
     RequestIdReused,
     #[error("{subject}: {description}")]
     QuotaExceeded { subject: String, description: String },
+    /// The session's log holds as many entries as a session's log may.
+    #[error("the session's log holds its limit of {limit} entries")]
+    SessionLogQuota { limit: u64 },
     /// The caller's tenant holds its limit of open sessions.
     #[error("the tenant holds its limit of {limit} open sessions")]
     TenantSessionQuota { tenant: super::TenantId, limit: u64 },
@@ -169,6 +172,7 @@ impl From<StoreError> for Error {
             StoreError::NotFound => Error::SessionNotFound,
             StoreError::Ended(reason) => Error::SessionEnded(reason),
             StoreError::Conflict { current } => Error::VersionConflict { current },
+            StoreError::LogFull { max } => Error::SessionLogQuota { limit: max },
             err @ StoreError::Unavailable(_) => Error::Unavailable(err),
             err @ StoreError::Full(_) => Error::StoreFull(err),
             err @ StoreError::Internal(_) => Error::Internal(err),

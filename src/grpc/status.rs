@@ -115,6 +115,16 @@ impl From<Error> for Status {
                 format!("{subject}: {description}"),
                 ErrorDetails::with_quota_failure_violation(subject, description),
             ),
+            Error::SessionLogQuota { limit } => {
+                let description = format!("a session's log holds at most {limit} entries");
+                let mut details = ErrorDetails::with_quota_failure_violation("session-log-entries", &description);
+                details.set_error_info(
+                    "SESSION_LOG_QUOTA",
+                    ERROR_DOMAIN,
+                    HashMap::from([("max_entries".to_owned(), limit.to_string())]),
+                );
+                Status::with_error_details(Code::ResourceExhausted, description, details)
+            }
             Error::TenantSessionQuota { tenant, limit } => {
                 let description = format!("at most {limit} open sessions per tenant; end some to open more");
                 let mut details = ErrorDetails::with_quota_failure_violation(format!("tenant:{tenant}"), &description);

@@ -46,6 +46,10 @@ pub enum StoreError {
     Ended(EndReason),
     #[error("version conflict; current version is {current}")]
     Conflict { current: u64 },
+    /// The session's log would hold more than `max` entries: the append is
+    /// refused whole.
+    #[error("the session's log holds at most {max} entries")]
+    LogFull { max: u64 },
     /// The store cannot be reached now; the call may succeed later.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
@@ -55,6 +59,15 @@ pub enum StoreError {
     Full(#[source] BoxError),
     #[error("store failure")]
     Internal(#[source] BoxError),
+}
+
+/// Whether a session's log holding `held` entries takes `adding` more
+/// under a limit of `max` (zero: no limit).
+pub(crate) fn check_log_room(held: u64, adding: usize, max: u64) -> StoreResult<()> {
+    if max > 0 && held.saturating_add(adding as u64) > max {
+        return Err(StoreError::LogFull { max });
+    }
+    Ok(())
 }
 
 /// Which sessions ListSessions, RevokeSessions and recovery look at.

@@ -149,17 +149,20 @@ pub struct PgSettings {
     pub connect_timeout: Duration,
     /// The server cancels any statement running longer (zero: never).
     pub statement_timeout: Duration,
+    /// Entries one session's log may hold (zero: no limit).
+    pub max_log_entries_per_session: u64,
 }
 
 impl PgSettings {
     /// Settings for `url` with the defaults: 16 connections, 5 s to
-    /// connect, 30 s per statement.
+    /// connect, 30 s per statement, logs without a limit.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            max_log_entries_per_session: 0,
         }
     }
 
@@ -227,6 +230,8 @@ pub struct PgStore {
     announcements: tokio::sync::broadcast::Sender<super::messages::Announced>,
     /// Names this process in the messages it announces.
     origin: String,
+    /// Entries one session's log may hold (zero: no limit).
+    max_log_entries: u64,
 }
 
 impl Drop for PgStore {
@@ -295,7 +300,18 @@ impl PgStore {
         let read_deadline =
             (!settings.statement_timeout.is_zero()).then(|| settings.statement_timeout + settings.connect_timeout);
         let reads = Reads { pool: pool.clone(), availability: availability.clone(), read_deadline, retirement };
-        Ok(PgStore { pool, writers, notifications, listener, availability, prober, reads, announcements, origin })
+        Ok(PgStore {
+            pool,
+            writers,
+            notifications,
+            listener,
+            availability,
+            prober,
+            reads,
+            announcements,
+            origin,
+            max_log_entries: settings.max_log_entries_per_session,
+        })
     }
 
     /// Runs one read statement on a pooled connection (see [`Reads::query`]).
@@ -726,7 +742,8 @@ impl Store for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
     async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        self.writers.submit(Write::Logs { id: id.clone(), entries: entries.to_vec(), request: None }).await.map(drop)
+        let write = Write::Logs { id: id.clone(), entries: entries.to_vec(), request: None, max: self.max_log_entries };
+        self.writers.submit(write).await.map(drop)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
@@ -736,7 +753,12 @@ impl Store for PgStore {
         entries: &[LogEntry],
         request: &NewRequest,
     ) -> StoreResult<Once<()>> {
-        let write = Write::Logs { id: id.clone(), entries: entries.to_vec(), request: Some(Box::new(request.clone())) };
+        let write = Write::Logs {
+            id: id.clone(),
+            entries: entries.to_vec(),
+            request: Some(Box::new(request.clone())),
+            max: self.max_log_entries,
+        };
         once(self.writers.submit(write).await?, |_| Ok(()))
     }
 

@@ -361,6 +361,7 @@ pub fn store_error_type(error: &StoreError) -> &'static str {
         StoreError::NotFound => "not_found",
         StoreError::Ended(_) => "ended",
         StoreError::Conflict { .. } => "conflict",
+        StoreError::LogFull { .. } => "log_full",
         StoreError::Unavailable(_) => "unavailable",
         StoreError::Full(_) => "full",
         StoreError::Internal(_) => "internal",

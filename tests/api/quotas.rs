@@ -3,7 +3,9 @@
 //! RESOURCE_EXHAUSTED and a QuotaFailure on `tenant:<id>`, other tenants
 //! are not, and a session that ends frees its place; a key holding its
 //! streams open (`--max-streams-per-key`, or its entry's `max_streams`) is
-//! refused another, and a stream that ends frees its slot.
+//! refused another, and a stream that ends frees its slot; a Log batch
+//! that would take a session's log past `--log-max-entries-per-session`
+//! is refused whole, on its own or sharing a store batch with others.
 
 use sessiond::auth::{generate_key, hash_key};
 use sessiond::pb;
@@ -161,4 +163,88 @@ async fn a_key_holding_its_streams_is_refused_another_until_one_ends() {
         }
     };
     assert_key_stream_quota(&failure(open_stream(&mut app, &acme, 0).await), "acme", 2);
+}
+
+/// The refusal of a Log batch over the session's log quota.
+fn assert_session_log_quota(status: &Status, limit: u64) {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_reason(status).as_deref(), Some("SESSION_LOG_QUOTA"));
+    assert_eq!(error_metadata(status, "max_entries"), Some(limit.to_string()));
+    let quota = status.get_error_details().quota_failure().cloned().expect("a QuotaFailure");
+    assert_eq!(quota.violations[0].subject, "session-log-entries");
+}
+
+/// `count` entries logged on each session of `tokens`, all at once.
+async fn log_at_once(app: &TestApp, tokens: &[String], count: usize) -> Vec<Result<pb::LogResponse, Status>> {
+    let calls: Vec<_> = tokens
+        .iter()
+        .map(|token| {
+            let mut logs = app.logs.clone();
+            let request = pb::LogRequest { session: by_token(token), entries: entries(count), ..Default::default() };
+            tokio::spawn(async move { logs.log(request).await.map(|r| r.into_inner()) })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.expect("the call does not panic"));
+    }
+    answers
+}
+
+fn entries(count: usize) -> Vec<pb::LogEntry> {
+    (0..count).map(|i| crate::helpers::entry(pb::LogLevel::Info, &format!("entry {i}"))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_would_take_a_sessions_log_past_its_quota_is_refused_whole() {
+    let mut app = TestApp::spawn_with(|s| s.log_max_entries_per_session = 5).await;
+    // Sessions logging at once, so that on Postgres their appends share
+    // the writers' batches as well as going alone.
+    let mut sessions = Vec::new();
+    for _ in 0..12 {
+        sessions.push(app.create(Kind::Streaming, "alice").await);
+    }
+    let tokens: Vec<String> = sessions.iter().map(|s| s.token.clone()).collect();
+    let first = log_at_once(&app, &tokens, 4).await;
+    assert!(first.iter().all(Result::is_ok), "four entries fit: {first:?}");
+    for refused in log_at_once(&app, &tokens, 2).await {
+        assert_session_log_quota(&refused.expect_err("six entries do not fit"), 5);
+    }
+    let last = log_at_once(&app, &tokens, 1).await;
+    assert!(last.iter().all(Result::is_ok), "the fifth fits: {last:?}");
+    assert_session_log_quota(&log_at_once(&app, &tokens[..1], 1).await[0].clone().expect_err("full"), 5);
+
+    // Nothing of a refused batch was kept: each log holds its five entries.
+    for session in &sessions {
+        let id = session.session.as_ref().expect("a session").session_id.clone();
+        let page = app.query_logs(pb::QueryLogsRequest { session_id: id, page_size: 100, ..Default::default() }).await;
+        let messages: Vec<String> = page.records.into_iter().map(|r| r.message).collect();
+        assert_eq!(messages, ["entry 0", "entry 1", "entry 2", "entry 3", "entry 0"]);
+    }
+}
+
+#[tokio::test]
+async fn zero_means_no_log_quota() {
+    let mut app = TestApp::spawn_with(|s| s.log_max_entries_per_session = 0).await;
+    let session = app.create(Kind::Streaming, "alice").await;
+    for _ in 0..3 {
+        assert_eq!(app.log(&session.token, entries(1_000)).await, 1_000);
+    }
+}
+
+#[tokio::test]
+async fn a_log_stream_past_its_sessions_quota_keeps_what_it_committed_before() {
+    let mut app = TestApp::spawn_with(|s| s.log_max_entries_per_session = 5).await;
+    let session = app.create(Kind::Streaming, "alice").await;
+    let message = |count| pb::StreamLogRequest {
+        session: by_token(&session.token),
+        entries: entries(count),
+        ..Default::default()
+    };
+    let status = failure(app.logs.stream_log(tokio_stream::iter(vec![message(3), message(3), message(1)])).await);
+
+    assert_session_log_quota(&status, 5);
+    assert_eq!(error_metadata(&status, "committed_messages").as_deref(), Some("1"));
+    assert_eq!(error_metadata(&status, "committed_entries").as_deref(), Some("3"));
+    assert_eq!(app.log(&session.token, entries(2)).await, 2, "what fits is still taken");
 }

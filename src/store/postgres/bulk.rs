@@ -101,7 +101,7 @@ impl EntrySession {
 #[derive(Default)]
 pub(super) struct Bulk<'w> {
     creates: Vec<(usize, &'w Write)>,
-    appends: Vec<(usize, &'w SessionId, &'w [LogEntry])>,
+    appends: Vec<(usize, &'w SessionId, &'w [LogEntry], u64)>,
 }
 
 impl<'w> Bulk<'w> {
@@ -121,8 +121,8 @@ impl<'w> Bulk<'w> {
         for (i, write) in writes.iter().enumerate() {
             match write {
                 Write::Create { request: None, .. } => bulk.creates.push((i, write)),
-                Write::Logs { id, entries, request: None } if !keyed.contains(id) => {
-                    bulk.appends.push((i, id, entries))
+                Write::Logs { id, entries, request: None, max } if !keyed.contains(id) => {
+                    bulk.appends.push((i, id, entries, *max))
                 }
                 _ => {}
             }
@@ -190,7 +190,7 @@ impl<'w> Bulk<'w> {
             false => Some(client.prepare_cached(LOCK_SESSIONS).await.map_err(StoreError::from)?),
         };
         let locked: Vec<&str> =
-            self.appends.iter().map(|(_, id, _)| id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+            self.appends.iter().map(|(_, id, _, _)| id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
 
         let mut pipeline = Pipeline::new(client);
         opening.push(&mut pipeline);
@@ -216,15 +216,18 @@ impl<'w> Bulk<'w> {
             open.insert(id.to_owned(), next);
         }
         let mut entries = NewEntries::default();
-        for (i, id, appended) in &self.appends {
+        for (i, id, appended, max) in &self.appends {
             let result = match open.get_mut(id.as_str()) {
                 None => Err(StoreError::NotFound),
                 Some(Err(reason)) => Err(StoreError::Ended(*reason)),
-                Some(Ok((next, session))) => {
-                    entries.add(id, *next, appended, session);
-                    *next += appended.len() as u64;
-                    Ok(Applied::unrecorded())
-                }
+                Some(Ok((next, session))) => match crate::store::check_log_room(*next - 1, appended.len(), *max) {
+                    Err(full) => Err(full),
+                    Ok(()) => {
+                        entries.add(id, *next, appended, session);
+                        *next += appended.len() as u64;
+                        Ok(Applied::unrecorded())
+                    }
+                },
             };
             applied[*i] = Some(result);
         }

@@ -62,6 +62,8 @@ pub(super) enum Write {
         id: SessionId,
         entries: Vec<LogEntry>,
         request: Option<Box<NewRequest>>,
+        /// Entries the session's log may hold (zero: no limit).
+        max: u64,
     },
     Purge {
         ended_before: UnixMillis,
@@ -162,11 +164,11 @@ impl Write {
                     changed: Changed::Nothing,
                 })
             }
-            Write::Logs { id, entries, request } => {
+            Write::Logs { id, entries, request, max } => {
                 if let Some(record) = claim(tx, id, request.as_deref()).await? {
                     return Ok(Applied::replayed(record));
                 }
-                append_logs(tx, id, entries).await?;
+                append_logs(tx, id, entries, *max).await?;
                 Ok(Applied::unrecorded())
             }
             Write::Purge { ended_before, events_before, requests_before } => {
@@ -507,8 +509,9 @@ async fn compare_and_set(
     Ok(current + 1)
 }
 
-async fn append_logs(tx: &ClientWrapper, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
+async fn append_logs(tx: &ClientWrapper, id: &SessionId, entries: &[LogEntry], max: u64) -> StoreResult<()> {
     let session = open_session(tx, id).await?;
+    crate::store::check_log_room(session.log_count, entries.len(), max)?;
     let mut new = NewEntries::default();
     new.add(id, session.log_count + 1, entries, &session.entries);
     if new.is_empty() {

@@ -72,6 +72,8 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     /// Keeps other processes out of the directory while the store is open.
     _lock: lock::DirectoryLock,
+    /// Entries one session's log may hold (zero: no limit).
+    max_log_entries: u64,
 }
 
 impl SqliteStore {
@@ -89,12 +91,26 @@ impl SqliteStore {
         let readers = ReadPool::open(path)?;
         let (writes, thread) = writer::start(conn)?;
         tracing::debug!(path = %path.display(), "opened sqlite store");
-        Ok(SqliteStore { path: path.to_owned(), writes, writer: Some(thread), readers: Arc::new(readers), _lock: lock })
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writes,
+            writer: Some(thread),
+            readers: Arc::new(readers),
+            _lock: lock,
+            max_log_entries: 0,
+        })
     }
 
     /// Opens [`FILE_NAME`] in the data directory `dir`.
     pub fn open_in(dir: &Path) -> StoreResult<SqliteStore> {
         Self::open(&dir.join(FILE_NAME))
+    }
+
+    /// The store with a limit of `max` entries per session's log (zero:
+    /// none, as opened).
+    pub fn with_max_log_entries(mut self, max: u64) -> SqliteStore {
+        self.max_log_entries = max;
+        self
     }
 }
 
@@ -233,8 +249,8 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
     async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        let (id, entries) = (id.clone(), entries.to_vec());
-        self.write(move |conn| writes::append_logs(conn, id.as_str(), &entries)).await
+        let (id, entries, max) = (id.clone(), entries.to_vec(), self.max_log_entries);
+        self.write(move |conn| writes::append_logs(conn, id.as_str(), &entries, max)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
@@ -244,8 +260,8 @@ impl Store for SqliteStore {
         entries: &[LogEntry],
         request: &NewRequest,
     ) -> StoreResult<Once<()>> {
-        let (id, entries, request) = (id.clone(), entries.to_vec(), request.clone());
-        self.write(move |conn| writes::append_logs_once(conn, id.as_str(), &entries, &request)).await
+        let (id, entries, request, max) = (id.clone(), entries.to_vec(), request.clone(), self.max_log_entries);
+        self.write(move |conn| writes::append_logs_once(conn, id.as_str(), &entries, &request, max)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

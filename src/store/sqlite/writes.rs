@@ -138,11 +138,12 @@ pub(super) fn append_logs_once(
     id: &str,
     entries: &[LogEntry],
     request: &NewRequest,
+    max: u64,
 ) -> StoreResult<Once<()>> {
     if let Some(record) = claim(conn, id, request)? {
         return Ok(Once::Replayed(record));
     }
-    append_logs(conn, id, entries).map(Once::Done)
+    append_logs(conn, id, entries, max).map(Once::Done)
 }
 
 fn insert_session(
@@ -313,8 +314,9 @@ fn next_position(conn: &Connection) -> StoreResult<i64> {
 
 /// Appends entries to an open session's log, numbering them on; entries
 /// logged continuously are readable at once.
-pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry]) -> StoreResult<()> {
+pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry], max: u64) -> StoreResult<()> {
     let session = open_session(conn, id)?;
+    crate::store::check_log_room(session.log_count, entries.len(), max)?;
     let first = session.log_count + 1;
     let position = match entries.iter().any(|e| e.continuous) {
         true => Some(next_position(conn)?),
