@@ -360,8 +360,10 @@ pub struct Settings {
 
     /// Server streams (WatchSessions, FollowLogs, Subscribe) open at once
     /// per API key (the key entry's `max_streams` overrides it); more are
-    /// refused with RESOURCE_EXHAUSTED (KEY_STREAM_QUOTA).
-    #[arg(long, env = "SESSIOND_MAX_STREAMS_PER_KEY", default_value_t = 64)]
+    /// refused with RESOURCE_EXHAUSTED (KEY_STREAM_QUOTA). The default is
+    /// half the default share of calls per key, so a key's streams leave
+    /// room for its unary calls.
+    #[arg(long, env = "SESSIOND_MAX_STREAMS_PER_KEY", default_value_t = 256)]
     pub max_streams_per_key: usize,
 
     /// Calls an API key may start per second (a token bucket holding one

@@ -160,9 +160,21 @@ async fn sessiond_phase(
         });
     }
     drop(ready);
-    for _ in 0..SUBSCRIBERS {
-        readiness.recv().await.context("a subscriber failed before it was in place")?;
-    }
+    // Every subscriber in place, or the first one's failure (a refused
+    // subscription ends its task before it is ready).
+    let subscribed = async {
+        for _ in 0..SUBSCRIBERS {
+            tokio::select! {
+                ready = readiness.recv() => ready.context("a subscriber failed before it was in place")?,
+                Some(ended) = tasks.join_next() => {
+                    ended.context("a subscriber panicked")??;
+                    bail!("a subscriber ended before it was in place");
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::time::timeout(GIVE_UP, subscribed).await.context("subscribers not in place")??;
     let mut client = MessageServiceClient::new(publisher.clone());
     let cpu = cpu_times(servers)?;
     let started = Instant::now();
