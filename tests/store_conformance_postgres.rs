@@ -78,18 +78,8 @@ async fn a_database_with_a_newer_schema_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_at_schema_version_1_migrates_with_its_rows_in_the_default_tenant() {
-    let db = fresh_database().await;
-    let client = db.connect().await;
+    let (db, client) = database_at(1).await;
     // The schema as a sessiond from before tenants left it, with its rows.
-    client
-        .batch_execute(concat!(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
-            include_str!("../migrations/postgres/V1__initial.sql"),
-            "INSERT INTO schema_migrations (version) VALUES (1);"
-        ))
-        .await
-        .expect("the version 1 schema applies");
     let old = session(SessionKind::WebUser, Some("alice"), T0);
     client
         .execute(
@@ -128,21 +118,7 @@ async fn a_populated_database_of_the_version_before_messages_gains_them_and_keep
     use sessiond::domain::{Channel, NewMessage, TenantChannel};
     use sessiond::store::messages::MessageLog as _;
 
-    let db = fresh_database().await;
-    let client = db.connect().await;
-    client
-        .batch_execute(concat!(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
-            include_str!("../migrations/postgres/V1__initial.sql"),
-            include_str!("../migrations/postgres/V2__tenants.sql"),
-            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
-            include_str!("../migrations/postgres/V4__request_ids.sql"),
-            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
-            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4), (5);"
-        ))
-        .await
-        .expect("the version 5 schema applies");
+    let (db, client) = database_at(5).await;
     let old = session(SessionKind::WebUser, Some("alice"), T0);
     client
         .execute(
@@ -174,25 +150,7 @@ async fn a_populated_database_of_the_version_before_messages_gains_them_and_keep
 async fn a_populated_database_of_the_version_before_time_floors_finds_its_entries_by_time_range() {
     use sessiond::domain::{LogEntry, LogLevel, LogQuery};
 
-    let db = fresh_database().await;
-    let client = db.connect().await;
-    client
-        .batch_execute(concat!(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
-            include_str!("../migrations/postgres/V1__initial.sql"),
-            include_str!("../migrations/postgres/V2__tenants.sql"),
-            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
-            include_str!("../migrations/postgres/V4__request_ids.sql"),
-            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
-            include_str!("../migrations/postgres/V6__event_indexes.sql"),
-            include_str!("../migrations/postgres/V7__messages.sql"),
-            include_str!("../migrations/postgres/V8__scale.sql"),
-            include_str!("../migrations/postgres/V9__logs.sql"),
-            "INSERT INTO schema_migrations (version) SELECT generate_series(1, 9);"
-        ))
-        .await
-        .expect("the version 9 schema applies");
+    let (db, client) = database_at(9).await;
     let live = session(SessionKind::Streaming, Some("alice"), T0);
     client
         .execute(
@@ -242,20 +200,8 @@ async fn a_populated_database_of_the_version_before_time_floors_finds_its_entrie
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_with_log_entries_in_milliseconds_migrates_them_to_microseconds() {
-    let db = fresh_database().await;
-    let client = db.connect().await;
+    let (db, client) = database_at(3).await;
     // The schema at version 3, whose client times were milliseconds.
-    client
-        .batch_execute(concat!(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
-            include_str!("../migrations/postgres/V1__initial.sql"),
-            include_str!("../migrations/postgres/V2__tenants.sql"),
-            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
-            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3);"
-        ))
-        .await
-        .expect("the version 3 schema applies");
     let old = session(SessionKind::WebUser, Some("alice"), T0);
     client
         .execute(
@@ -280,18 +226,9 @@ async fn a_database_with_log_entries_in_milliseconds_migrates_them_to_microsecon
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_at_schema_version_5_makes_kept_logs_readable_and_open_ones_not() {
-    let db = fresh_database().await;
-    let client = db.connect().await;
+    let (db, client) = database_at(5).await;
     client
         .batch_execute(concat!(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
-            include_str!("../migrations/postgres/V1__initial.sql"),
-            include_str!("../migrations/postgres/V2__tenants.sql"),
-            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
-            include_str!("../migrations/postgres/V4__request_ids.sql"),
-            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
-            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4), (5);",
             "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
              user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
              ended_at, end_reason, log_id, slow, tenant) VALUES \
@@ -564,21 +501,7 @@ mod cached {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_through_an_index() {
-    let db = fresh_database().await;
-    let client = db.connect().await;
-    client
-        .batch_execute(concat!(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
-            include_str!("../migrations/postgres/V1__initial.sql"),
-            include_str!("../migrations/postgres/V2__tenants.sql"),
-            include_str!("../migrations/postgres/V3__log_entries_unconstrained.sql"),
-            include_str!("../migrations/postgres/V4__request_ids.sql"),
-            include_str!("../migrations/postgres/V5__client_time_micros.sql"),
-            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4), (5);"
-        ))
-        .await
-        .expect("the version 5 schema applies");
+    let (db, client) = database_at(5).await;
     let open_user = session(SessionKind::WebUser, Some("alice"), T0);
     let ended_call = session(SessionKind::WebCall, Some("alice"), UnixMillis(T0.0 + 1));
     let open_call = session(SessionKind::WebCall, Some("bob"), UnixMillis(T0.0 + 2));
