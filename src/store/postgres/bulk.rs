@@ -220,14 +220,11 @@ impl<'w> Bulk<'w> {
             let result = match open.get_mut(id.as_str()) {
                 None => Err(StoreError::NotFound),
                 Some(Err(reason)) => Err(StoreError::Ended(*reason)),
-                Some(Ok((next, session))) => match crate::store::check_log_room(*next - 1, appended.len(), *max) {
-                    Err(full) => Err(full),
-                    Ok(()) => {
-                        entries.add(id, *next, appended, session);
-                        *next += appended.len() as u64;
-                        Ok(Applied::unrecorded())
-                    }
-                },
+                Some(Ok((next, session))) => crate::store::check_log_room(*next - 1, appended.len(), *max).map(|()| {
+                    entries.add(id, *next, appended, session);
+                    *next += appended.len() as u64;
+                    Applied::unrecorded()
+                }),
             };
             applied[*i] = Some(result);
         }
