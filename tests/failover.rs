@@ -273,15 +273,30 @@ async fn all_stored(url: &str, seen: &Seen) {
     assert_eq!(stored as usize, seen.created.len(), "every acknowledged create is on the new primary");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_primary_that_still_accepts_connections_is_passed_for_the_promoted_standby() {
+/// A primary and its synchronous standby, a sessiond whose connection
+/// string names the primary first, a session on it, and a load of calls
+/// begun a second ago.
+struct UnderLoad {
+    primary: PgCluster,
+    standby: PgCluster,
+    app: TestApp,
+    logged_to: pb::CreateSessionResponse,
+    stop: Arc<AtomicBool>,
+    loading: tokio::task::JoinHandle<Seen>,
+    old_primary_url: String,
+    new_primary_url: String,
+}
+
+async fn under_load() -> UnderLoad {
     let (primary, standby) = PgCluster::launch_with_sync_standby().await;
     let database = primary.create_database().await;
+    let url_of = |cluster: &PgCluster| {
+        format!("postgres://postgres@127.0.0.1:{}/{}", cluster.port().expect("a local server"), database.name)
+    };
+    let (old_primary_url, new_primary_url) = (url_of(&primary), url_of(&standby));
     // The primary first: each connection tries it before the standby.
     let url = two_hosts(&primary, &standby, &database.name);
-    let new_primary_url = format!("postgres://postgres@127.0.0.1:{}/{}", standby.port().expect("local"), database.name);
-    let database = database.with_url(url);
-    let mut app = TestApp::spawn_on(database, |s| {
+    let mut app = TestApp::spawn_on(database.with_url(url), |s| {
         s.db_connect_timeout = CONNECT_TIMEOUT;
         s.db_statement_timeout = Duration::from_secs(2);
     })
@@ -290,6 +305,13 @@ async fn a_stopped_primary_that_still_accepts_connections_is_passed_for_the_prom
     let stop = Arc::new(AtomicBool::new(false));
     let loading = load(&app, "a", logged_to.token.clone(), stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
+    UnderLoad { primary, standby, app, logged_to, stop, loading, old_primary_url, new_primary_url }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_primary_that_still_accepts_connections_is_passed_for_the_promoted_standby() {
+    let UnderLoad { primary, standby, mut app, logged_to, stop, loading, old_primary_url: _, new_primary_url } =
+        under_load().await;
 
     // Its kernel still completes every TCP handshake; nothing answers.
     primary.signal_all("STOP");
@@ -330,21 +352,8 @@ async fn a_stopped_primary_that_still_accepts_connections_is_passed_for_the_prom
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_to_a_primary_turned_read_only_are_dropped_and_writes_go_to_the_promoted_standby() {
-    let (primary, standby) = PgCluster::launch_with_sync_standby().await;
-    let database = primary.create_database().await;
-    let url = two_hosts(&primary, &standby, &database.name);
-    let old_primary_url = format!("postgres://postgres@127.0.0.1:{}/{}", primary.port().expect("local"), database.name);
-    let new_primary_url = format!("postgres://postgres@127.0.0.1:{}/{}", standby.port().expect("local"), database.name);
-    let database = database.with_url(url);
-    let mut app = TestApp::spawn_on(database, |s| {
-        s.db_connect_timeout = CONNECT_TIMEOUT;
-        s.db_statement_timeout = Duration::from_secs(2);
-    })
-    .await;
-    let logged_to = app.create(Kind::WebUser, "alice").await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let loading = load(&app, "a", logged_to.token.clone(), stop.clone());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let UnderLoad { primary: _primary, standby, mut app, logged_to, stop, loading, old_primary_url, new_primary_url } =
+        under_load().await;
     assert!(!postgres_support::backends(&old_primary_url, "sessiond").await.is_empty(), "the pool is on the primary");
 
     // The primary stops taking writes without closing a connection: every
