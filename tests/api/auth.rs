@@ -7,7 +7,7 @@ use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
 use tonic::{Code, Request};
 
-use crate::helpers::{TestApp, by_id, by_token, error_reason, failure};
+use crate::helpers::{TestApp, by_id, by_token, error_reason, failure, with_key};
 
 /// Keys of two tenants, `acme` (a service and an admin) and `globex` (an
 /// admin), and an app that knows them.
@@ -35,11 +35,6 @@ async fn two_tenants() -> Tenants {
 }
 
 /// `message` with `authorization: Bearer <key>`.
-fn with_key<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ASCII metadata"));
-    request
-}
 
 async fn create(t: &mut Tenants, key: &str, user: &str) -> pb::CreateSessionResponse {
     let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: user.into(), ..Default::default() };

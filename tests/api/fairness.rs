@@ -8,11 +8,11 @@ use std::time::Duration;
 use sessiond::auth::{generate_key, hash_key};
 use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt as _;
 
-use crate::helpers::{PATIENCE, TestApp, by_token, error_reason, failure};
+use crate::helpers::{PATIENCE, TestApp, by_token, error_reason, failure, with_key};
 
 /// Three admin keys: `acme-busy` (its entry allows it two calls at once)
 /// and `acme-other` of the tenant `acme`, `globex` of another tenant.
@@ -41,12 +41,6 @@ async fn callers(configure: impl FnOnce(&mut sessiond::settings::Settings)) -> C
     })
     .await;
     Callers { app, busy, other, globex, _keys_file: keys_file }
-}
-
-fn with_key<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ASCII metadata"));
-    request
 }
 
 /// A watch of the whole tenant: its call is counted as long as it runs.

@@ -402,3 +402,10 @@ pub fn as_number(value: &prost_types::Value) -> f64 {
         ref other => panic!("expected a number, got {other:?}"),
     }
 }
+
+/// `message` as a call authenticated by the API key `key`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ASCII metadata"));
+    request
+}

@@ -12,10 +12,10 @@ use sessiond::pb::SessionKind as Kind;
 use sessiond::pb::message_service_client::MessageServiceClient;
 use sessiond::pb::subscribe_response::Item;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Streaming};
+use tonic::{Code, Streaming};
 use tonic_types::StatusExt as _;
 
-use crate::helpers::{TestApp, bad_fields, error_metadata, error_reason, failure, number, text};
+use crate::helpers::{TestApp, bad_fields, error_metadata, error_reason, failure, number, text, with_key};
 
 /// Longest a test waits for something that should take milliseconds.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -240,11 +240,6 @@ async fn a_slow_subscriber_is_cut_off_without_holding_back_the_others() {
 }
 
 /// `message` with `authorization: Bearer <key>`.
-fn with_key<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ASCII metadata"));
-    request
-}
 
 #[tokio::test]
 async fn tenants_never_see_each_others_channels() {

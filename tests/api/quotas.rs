@@ -10,10 +10,10 @@
 use sessiond::auth::{generate_key, hash_key};
 use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
-use crate::helpers::{PATIENCE, TestApp, by_token, error_metadata, error_reason, failure};
+use crate::helpers::{PATIENCE, TestApp, by_token, error_metadata, error_reason, failure, with_key};
 
 /// A server with the keys `acme` and `globex`, one per tenant.
 struct Tenants {
@@ -40,12 +40,6 @@ async fn tenants(configure: impl FnOnce(&mut sessiond::settings::Settings)) -> T
     })
     .await;
     Tenants { app, acme, globex, _keys_file: keys_file }
-}
-
-fn with_key<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ASCII metadata"));
-    request
 }
 
 async fn create(app: &mut TestApp, key: &str, kind: Kind) -> Result<pb::CreateSessionResponse, Status> {
