@@ -33,14 +33,16 @@ pub use convert::proto_value;
 use crate::service::Service;
 use crate::service::messages::Messages;
 
-/// Generated protobuf types and tonic stubs for `sessiond.v1`.
+/// The `sessiond.v1` messages and clients (the `sessiond-api` crate), and
+/// the service traits generated here with sessiond's codec.
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
+    pub use sessiond_api::v1::*;
     tonic::include_proto!("sessiond.v1");
 }
 
 /// The encoded descriptor set of `proto/`, served by reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = sessiond_api::FILE_DESCRIPTOR_SET;
 
 /// The sessiond services over one domain service (and its messages), to
 /// be served behind `limits::LimitLayer`, which authenticates their

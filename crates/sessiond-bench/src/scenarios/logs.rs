@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng as _, SeedableRng as _};
-use sessiond::pb::log_service_client::LogServiceClient;
-use sessiond::pb::{LogEntry, LogLevel, LogRequest, StreamLogRequest};
+use sessiond_api::v1::log_service_client::LogServiceClient;
+use sessiond_api::v1::{LogEntry, LogLevel, LogRequest, StreamLogRequest};
 use tonic::Status;
 use tonic::transport::Channel;
 

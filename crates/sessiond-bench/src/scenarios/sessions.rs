@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng as _, SeedableRng as _};
-use sessiond::pb::privilege_service_client::PrivilegeServiceClient;
-use sessiond::pb::session_ref::Ref;
-use sessiond::pb::session_service_client::SessionServiceClient;
-use sessiond::pb::{CreateSessionRequest, GetSessionRequest, HasPrivilegeRequest, SessionKind, SessionRef};
+use sessiond_api::v1::privilege_service_client::PrivilegeServiceClient;
+use sessiond_api::v1::session_ref::Ref;
+use sessiond_api::v1::session_service_client::SessionServiceClient;
+use sessiond_api::v1::{CreateSessionRequest, GetSessionRequest, HasPrivilegeRequest, SessionKind, SessionRef};
 use tonic::Status;
 use tonic::transport::Channel;
 

@@ -25,9 +25,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use prost::Message as _;
-use sessiond::pb::privilege_service_client::PrivilegeServiceClient;
-use sessiond::pb::session_service_client::SessionServiceClient;
-use sessiond::pb::{AuthenticateRequest, GetSessionRequest, HasPrivilegeRequest};
+use sessiond_api::v1::privilege_service_client::PrivilegeServiceClient;
+use sessiond_api::v1::session_service_client::SessionServiceClient;
+use sessiond_api::v1::{AuthenticateRequest, GetSessionRequest, HasPrivilegeRequest};
 
 use crate::echo::pb::EchoRequest;
 use crate::procfs::Process;

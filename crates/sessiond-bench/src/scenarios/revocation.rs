@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use sessiond::pb::session_ref::Ref;
-use sessiond::pb::session_service_client::SessionServiceClient;
-use sessiond::pb::{CreateSessionRequest, GetSessionRequest, RevokeSessionsRequest, SessionKind, SessionRef};
+use sessiond_api::v1::session_ref::Ref;
+use sessiond_api::v1::session_service_client::SessionServiceClient;
+use sessiond_api::v1::{CreateSessionRequest, GetSessionRequest, RevokeSessionsRequest, SessionKind, SessionRef};
 use tonic::Code;
 
 use super::Context;

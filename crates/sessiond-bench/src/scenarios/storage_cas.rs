@@ -15,8 +15,8 @@ use prost_types::Value;
 use prost_types::value::Kind;
 use rand::rngs::SmallRng;
 use rand::{Rng as _, SeedableRng as _};
-use sessiond::pb::storage_service_client::StorageServiceClient;
-use sessiond::pb::{CreateSessionRequest, GetStorageRequest, PutStorageRequest};
+use sessiond_api::v1::storage_service_client::StorageServiceClient;
+use sessiond_api::v1::{CreateSessionRequest, GetStorageRequest, PutStorageRequest};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 

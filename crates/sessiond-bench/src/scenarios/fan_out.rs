@@ -20,9 +20,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use sessiond::pb::message_service_client::MessageServiceClient;
-use sessiond::pb::subscribe_response::Item;
-use sessiond::pb::{ChannelSubscription, MessageScope, PostRequest, SubscribeRequest};
+use sessiond_api::v1::message_service_client::MessageServiceClient;
+use sessiond_api::v1::subscribe_response::Item;
+use sessiond_api::v1::{ChannelSubscription, MessageScope, PostRequest, SubscribeRequest};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
