@@ -45,12 +45,7 @@ use crate::domain::{LogCursor, LogLevel, LogQuery};
 /// `CLOCK_MARGIN` before another is positioned before it.
 pub const CLOCK_MARGIN: i64 = 10_000;
 
-/// A bound value of the query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Param {
-    Int(i64),
-    Text(String),
-}
+pub use super::sql::Param;
 
 /// The columns each query answers, `log_id` from the entry's session.
 const COLUMNS: &str = "entry_id, position, session_id, sequence, level, message, exception, stack_trace, \

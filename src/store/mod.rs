@@ -33,6 +33,7 @@ pub mod conformance;
 pub mod log_sql;
 pub mod messages;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -69,15 +69,6 @@ use crate::domain::{
     Session, SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
 
-/// The columns `rows::session_from_row` reads, as a literal for `concat!`.
-macro_rules! session_columns {
-    () => {
-        "id, token_hash, tenant, kind, user_id, endpoint, method, future_call, client_address, user_agent, created_at, \
-         last_active_at, idle_ms, lifetime_ms, trusted, grants, grants_version, ended_at, end_reason, end_error, \
-         end_stack_trace, log_id, slow"
-    };
-}
-
 mod bulk;
 mod connect;
 mod listener;
@@ -94,6 +85,7 @@ pub use messages::PgMessages;
 pub use migrations::{SCHEMA_VERSION, migrate};
 pub use probe::{Availability, PROBE_INTERVAL};
 
+use super::sql::session_columns;
 use connect::{Connector, Pooled, Retirement};
 use rows::{Filters, event_from_row, record_from_row, session_from_row};
 use writer::{Committed, Writers};
@@ -687,12 +679,7 @@ impl Store for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>> {
-        let sql = concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE ended_at IS NULL AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2"
-        );
-        let rows = self.query(sql, &[&now.0, &sql_int(limit)]).await?;
+        let rows = self.query_built(rows::due_query(now, limit)).await?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -809,9 +796,7 @@ impl Store for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
-        let sql = "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events \
-                   WHERE sequence > $1 ORDER BY sequence LIMIT $2";
-        let rows = self.query(sql, &[&sql_int(after), &sql_int(limit)]).await?;
+        let rows = self.query_built(rows::events_query(after, limit)).await?;
         rows.iter().map(event_from_row).collect()
     }
 

@@ -15,6 +15,7 @@ use super::sql_int;
 use super::writer::Pipeline;
 use crate::clock::UnixMillis;
 use crate::domain::{EndReason, LogEntry, LogId, NewEvent, RequestDigest, Session, SessionEnd, SessionId};
+use crate::store::sql::session_columns;
 use crate::store::{Ending, NewRequest, Purged, RequestRecord, StoreError, StoreResult};
 
 /// One write, with everything it needs already encoded. A create or log

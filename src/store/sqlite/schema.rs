@@ -273,7 +273,7 @@ mod tests {
     use super::*;
     use crate::clock::UnixMillis;
     use crate::domain::{SessionId, SessionKind, TenantId};
-    use crate::store::sqlite::rows::{event_from_row, session_columns, session_from_row};
+    use crate::store::sqlite::rows::{all, event_from_row, one, session_columns, session_from_row};
     use crate::store::{PageRequest, SessionFilter, StoreError};
 
     fn user_version(conn: &Connection) -> usize {
@@ -307,10 +307,10 @@ mod tests {
         migrate(&mut conn).expect("a version 1 database migrates");
         assert_eq!(user_version(&conn), MIGRATIONS.len());
         let sql = concat!("SELECT ", session_columns!(), " FROM sessions");
-        let session = conn.query_row(sql, [], session_from_row).expect("the old session reads back");
+        let session = one(&conn, sql, [], session_from_row).expect("the old session reads back").expect("a session");
         assert_eq!((session.tenant, session.user_id.as_deref()), (TenantId::default(), Some("alice")));
         let sql = "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events";
-        let event = conn.query_row(sql, [], event_from_row).expect("the old event reads back");
+        let event = one(&conn, sql, [], event_from_row).expect("the old event reads back").expect("an event");
         assert_eq!((event.sequence, event.event.tenant), (1, TenantId::default()));
         let indexes: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sessions' ORDER BY name")
@@ -340,7 +340,7 @@ mod tests {
         migrate(&mut conn).expect("the earlier database migrates");
         assert_eq!(user_version(&conn), MIGRATIONS.len());
         let sql = concat!("SELECT ", session_columns!(), " FROM sessions");
-        let session = conn.query_row(sql, [], session_from_row).expect("the session reads back");
+        let session = one(&conn, sql, [], session_from_row).expect("the session reads back").expect("a session");
         assert_eq!(session.user_id.as_deref(), Some("alice"));
         conn.execute_batch(
             "INSERT INTO message_channels (tenant, channel, last_sequence) VALUES ('default', 'room', 1); \
@@ -412,7 +412,7 @@ mod tests {
     }
 
     /// The plan SQLite picks for `sql`, one line per step.
-    fn plan(conn: &Connection, sql: &str, params: Vec<rusqlite::types::Value>) -> String {
+    fn plan(conn: &Connection, sql: &str, params: Vec<crate::store::sql::Param>) -> String {
         conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .and_then(|mut plan| {
                 plan.query_map(rusqlite::params_from_iter(params), |row| row.get::<_, String>(3))?
@@ -445,14 +445,11 @@ mod tests {
         let list = |filter: &SessionFilter| {
             let page = PageRequest { after: Some((UnixMillis(10), SessionId::from_stored("f".repeat(32)))), limit: 10 };
             let (sql, params) = crate::store::sqlite::reads::list_query(filter, &page);
-            let sessions: Vec<String> = conn
-                .prepare(&sql)
-                .and_then(|mut rows| {
-                    rows.query_map(rusqlite::params_from_iter(params.clone()), session_from_row)?
-                        .map(|s| s.map(|s| s.id.as_str().to_owned()))
-                        .collect::<Result<_, _>>()
-                })
-                .expect("the listing runs");
+            let sessions: Vec<String> = all(&conn, &sql, rusqlite::params_from_iter(&params), session_from_row)
+                .expect("the listing runs")
+                .into_iter()
+                .map(|s| s.id.as_str().to_owned())
+                .collect();
             (sessions, plan(&conn, &sql, params))
         };
         let tenant = Some(TenantId::default());
@@ -566,18 +563,9 @@ mod tests {
             ..Default::default()
         };
         let (sql, params) = crate::store::log_sql::logs_sql(&query, i64::MAX, |n| format!("?{n}"), true);
-        let params: Vec<rusqlite::types::Value> = params
-            .into_iter()
-            .map(|p| match p {
-                crate::store::log_sql::Param::Int(n) => rusqlite::types::Value::Integer(n),
-                crate::store::log_sql::Param::Text(t) => rusqlite::types::Value::Text(t),
-            })
-            .collect();
         let found: Vec<String> = conn
             .prepare(&sql)
-            .and_then(|mut rows| {
-                rows.query_map(rusqlite::params_from_iter(params.clone()), |r| r.get("message"))?.collect()
-            })
+            .and_then(|mut rows| rows.query_map(rusqlite::params_from_iter(&params), |r| r.get("message"))?.collect())
             .expect("the search runs");
         assert_eq!(found, ["at checkout"]);
         let plan = plan(&conn, &sql, params);
@@ -605,12 +593,9 @@ mod tests {
         // The latest continuous entry logged `CLOCK_MARGIN` (10 s) or more
         // before: minute 499.
         assert_eq!(floor, Some(1_499));
-        let (sql, crate::store::log_sql::Param::Int(at)) =
-            crate::store::log_sql::floor_sql(&query, |n| format!("?{n}"), true).expect("a time range has a floor")
-        else {
-            panic!("the floor's parameter is a time")
-        };
-        let found = plan(&conn, &sql, vec![rusqlite::types::Value::Integer(at)]);
+        let (sql, at) =
+            crate::store::log_sql::floor_sql(&query, |n| format!("?{n}"), true).expect("a time range has a floor");
+        let found = plan(&conn, &sql, vec![at]);
         assert!(found.contains("log_entries_continuous_by_time") && !found.contains("TEMP B-TREE"), "{found}");
     }
 

@@ -4,9 +4,9 @@
 //! and a rolled-back savepoint taking its increment with it, the numbers are
 //! gapless and ordered, and a purge never makes them start over.
 
-use rusqlite::{Connection, OptionalExtension as _, named_params, params};
+use rusqlite::{Connection, named_params, params};
 
-use super::rows::{end_from_row, millis, parse_name};
+use super::rows::{end_from_row, end_reason, millis, one};
 use crate::clock::UnixMillis;
 use crate::domain::{EndReason, Event, LogEntry, LogId, NewEvent, Session, SessionEnd, SessionId};
 use crate::store::{EndOutcome, Ending, NewRequest, Once, Purged, RequestRecord, StoreError, StoreResult};
@@ -25,28 +25,20 @@ struct OpenSession {
 }
 
 fn open_session(conn: &Connection, id: &str) -> StoreResult<OpenSession> {
-    let found = conn
-        .prepare_cached(
-            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind, endpoint \
-             FROM sessions WHERE id = ?1",
-        )?
-        .query_row([id], |row| {
-            let reason = match row.get::<_, Option<String>>("end_reason")? {
-                None => None,
-                Some(_) => Some(parse_name(row, "end_reason", EndReason::from_name)?),
-            };
-            let counters = OpenSession {
-                grants_version: row.get("grants_version")?,
-                storage_version: row.get("storage_version")?,
-                log_count: row.get("log_count")?,
-                tenant: row.get("tenant")?,
-                user_id: row.get("user_id")?,
-                kind: row.get("kind")?,
-                endpoint: row.get("endpoint")?,
-            };
-            Ok((reason, counters))
-        })
-        .optional()?;
+    let sql = "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind, endpoint \
+               FROM sessions WHERE id = ?1";
+    let found = one(conn, sql, [id], |row| {
+        let counters = OpenSession {
+            grants_version: row.get("grants_version")?,
+            storage_version: row.get("storage_version")?,
+            log_count: row.get("log_count")?,
+            tenant: row.get("tenant")?,
+            user_id: row.get("user_id")?,
+            kind: row.get("kind")?,
+            endpoint: row.get("endpoint")?,
+        };
+        Ok((end_reason(row)?, counters))
+    })?;
     match found {
         None => Err(StoreError::NotFound),
         Some((Some(reason), _)) => Err(StoreError::Ended(reason)),
@@ -225,12 +217,8 @@ pub(super) fn end_sessions(conn: &Connection, endings: &[Ending]) -> StoreResult
 
 /// Ends an open session and records its event; an ended one is left alone.
 pub(super) fn end_session(conn: &Connection, id: &str, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
-    let found = conn
-        .prepare_cached(
-            "SELECT ended_at, end_reason, end_error, end_stack_trace, log_id, slow FROM sessions WHERE id = ?1",
-        )?
-        .query_row([id], end_from_row)
-        .optional()?;
+    let sql = "SELECT ended_at, end_reason, end_error, end_stack_trace, log_id, slow FROM sessions WHERE id = ?1";
+    let found = one(conn, sql, [id], end_from_row)?;
     match found {
         None => return Err(StoreError::NotFound),
         Some(Some(existing)) => return Ok(EndOutcome::AlreadyEnded(existing)),
