@@ -28,6 +28,7 @@ pub mod domain;
 pub mod grpc;
 pub mod probe;
 pub mod reload;
+pub mod secret;
 pub mod service;
 pub mod settings;
 mod shards;

@@ -115,8 +115,8 @@ async fn a_postgres_outage_under_load_logs_each_cause_once_per_interval_with_the
     let _telemetry = telemetry::init_with_writer(&config, logs.clone()).expect("telemetry is installed once");
     let cluster = PgCluster::launch().await;
     let mut app = TestApp::spawn_on(cluster.create_database().await, |s| {
-        s.db_connect_timeout = Duration::from_millis(500);
-        s.db_statement_timeout = Duration::from_secs(2);
+        s.store.db_connect_timeout = Duration::from_millis(500);
+        s.store.db_statement_timeout = Duration::from_secs(2);
     })
     .await;
     let token = app.create(Kind::WebUser, "alice").await.token;

@@ -96,7 +96,7 @@ async fn grants_and_storage_changed_on_one_replica_are_seen_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_sweeping_end_each_expired_session_once_with_one_event() {
-    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.store.sweep_interval = Duration::from_secs(3600)).await;
     let b = a.replica().await;
     let c = a.replica().await;
     let mut created = BTreeSet::new();
@@ -140,7 +140,7 @@ async fn replicas_sweeping_many_batches_at_once_end_each_session_once_with_gaple
     // batches (one transaction and one invalidation per batch), racing the
     // others over the same rows.
     const SESSIONS: usize = 2_300;
-    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.store.sweep_interval = Duration::from_secs(3600)).await;
     let mut b = a.replica().await;
     let creators: Vec<_> = (0..8)
         .map(|_| {
@@ -314,8 +314,8 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
     let cluster = PgCluster::launch().await;
     let database = cluster.create_database().await;
     let mut app = TestApp::spawn_on(database, |s| {
-        s.db_connect_timeout = Duration::from_millis(500);
-        s.db_statement_timeout = Duration::from_secs(2);
+        s.store.db_connect_timeout = Duration::from_millis(500);
+        s.store.db_statement_timeout = Duration::from_secs(2);
     })
     .await;
     let session = app.create(Kind::WebUser, "alice").await;
@@ -541,7 +541,7 @@ async fn a_frozen_postgres_is_answered_unavailable_within_the_connect_timeout_an
     let bound = CONNECT_TIMEOUT + sessiond::store::postgres::PROBE_INTERVAL + Duration::from_millis(750);
     let cluster = PgCluster::launch().await;
     let database = cluster.create_database().await;
-    let app = TestApp::spawn_on(database, |s| s.db_connect_timeout = CONNECT_TIMEOUT).await;
+    let app = TestApp::spawn_on(database, |s| s.store.db_connect_timeout = CONNECT_TIMEOUT).await;
     assert_eq!(health(&app).await, ServingStatus::Serving);
 
     // Load: four callers creating sessions back to back, no client deadline.
@@ -791,7 +791,7 @@ async fn a_log_whose_commit_answer_was_lost_is_stored_once_when_retried() {
 async fn a_create_refused_while_postgres_is_down_is_created_once_when_retried() {
     let cluster = PgCluster::launch().await;
     let database = cluster.create_database().await;
-    let mut app = TestApp::spawn_on(database, |s| s.db_connect_timeout = Duration::from_millis(500)).await;
+    let mut app = TestApp::spawn_on(database, |s| s.store.db_connect_timeout = Duration::from_millis(500)).await;
     let request = pb::CreateSessionRequest {
         kind: Kind::WebUser.into(),
         user_id: "alice".into(),
@@ -824,7 +824,7 @@ async fn a_create_refused_while_postgres_is_down_is_created_once_when_retried() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_open_sessions_quota_holds_across_replicas() {
-    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.max_open_sessions_per_tenant = 3).await;
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.limits.max_open_sessions_per_tenant = 3).await;
     let mut b = a.replica().await;
     let on_a = a.create(Kind::WebUser, "alice").await;
     a.create(Kind::Standalone, "alice").await;

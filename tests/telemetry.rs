@@ -130,9 +130,9 @@ impl App {
         let shared = shared();
         let data = tempfile::tempdir().expect("a temporary directory can be created");
         let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), data.path().to_owned());
-        settings.roles_file = Some(ROLES_FILE.into());
-        settings.otlp_endpoint = Some(shared.collector.endpoint.clone());
-        settings.metrics_listen = Some("127.0.0.1:0".parse().expect("a valid address"));
+        settings.auth.roles_file = Some(ROLES_FILE.into());
+        settings.telemetry.otlp_endpoint = Some(shared.collector.endpoint.clone());
+        settings.telemetry.metrics_listen = Some("127.0.0.1:0".parse().expect("a valid address"));
         configure(&mut settings);
         let app = Application::build(settings).await.expect("the app builds");
         let address = format!("http://{}", app.local_addr());
@@ -412,8 +412,8 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_by_a_callers_quota_are_counted_as_shed_by_their_reason() {
     let app = App::spawn_with(|s| {
-        s.max_open_sessions_per_tenant = 1;
-        s.max_streams_per_key = 1;
+        s.limits.max_open_sessions_per_tenant = 1;
+        s.limits.max_streams_per_key = 1;
     })
     .await;
     app.create().await;

@@ -27,7 +27,7 @@ impl LogsApi {
     }
 }
 
-/// Entries from the wire, at least one and at most `--log-max-entries`,
+/// Entries from the wire, at least one and at most `--session-log-max-entries`,
 /// each named `entries[i]`; the service stamps `logged_at` when it stores
 /// them.
 fn parse_entries(entries: Vec<pb::LogEntry>, limits: &Limits, v: &mut Violations) -> Vec<LogEntry> {

@@ -30,7 +30,7 @@ async fn two_tenants() -> Tenants {
     );
     std::fs::write(keys_file.path(), keys).expect("the keys file is written");
     let path = keys_file.path().to_owned();
-    let app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    let app = TestApp::spawn_with(|s| s.auth.api_keys_file = Some(path)).await;
     Tenants { app, acme, acme_admin, globex, _keys_file: keys_file }
 }
 
@@ -225,7 +225,7 @@ async fn an_invalid_keys_file_stops_start_up() {
     std::fs::write(file.path(), "keys: [{name: a, tenant: t, role: service, hash: md5:00}]").expect("written");
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut settings = sessiond::settings::Settings::for_tests("127.0.0.1:0".parse().unwrap(), data.path().to_owned());
-    settings.api_keys_file = Some(file.path().to_owned());
+    settings.auth.api_keys_file = Some(file.path().to_owned());
     assert!(sessiond::startup::Application::build(settings).await.is_err(), "never falls back to running open");
 }
 
@@ -349,7 +349,7 @@ async fn a_key_configured_as_an_argon2_hash_authenticates_and_a_wrong_one_does_n
     std::fs::write(keys_file.path(), format!("keys: [{{name: legacy, tenant: acme, role: service, hash: '{hash}'}}]"))
         .expect("the keys file is written");
     let path = keys_file.path().to_owned();
-    let mut app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    let mut app = TestApp::spawn_with(|s| s.auth.api_keys_file = Some(path)).await;
     let request =
         || pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "alice".into(), ..Default::default() };
 
@@ -389,7 +389,7 @@ async fn a_service_key_does_only_what_its_entry_allows_beyond_its_role() {
     );
     std::fs::write(keys_file.path(), keys).expect("the keys file is written");
     let path = keys_file.path().to_owned();
-    let mut app = crate::helpers::TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    let mut app = crate::helpers::TestApp::spawn_with(|s| s.auth.api_keys_file = Some(path)).await;
     let refused_for = |status: tonic::Status, permission: &str| {
         assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
         assert_eq!(error_reason(&status).as_deref(), Some("PERMISSION_REQUIRED"));

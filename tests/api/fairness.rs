@@ -36,7 +36,7 @@ async fn callers(configure: impl FnOnce(&mut sessiond::settings::Settings)) -> C
     std::fs::write(keys_file.path(), keys).expect("the keys file is written");
     let path = keys_file.path().to_owned();
     let app = TestApp::spawn_with(|s| {
-        s.api_keys_file = Some(path);
+        s.auth.api_keys_file = Some(path);
         configure(s);
     })
     .await;
@@ -82,8 +82,8 @@ async fn succeeds_again(app: &mut TestApp, key: &str) {
 #[tokio::test]
 async fn a_key_holding_streams_is_refused_its_extra_calls_while_another_tenant_is_served() {
     let mut c = callers(|s| {
-        s.max_concurrent_calls_per_key = Some(10);
-        s.max_concurrent_calls_per_tenant = Some(3);
+        s.limits.max_concurrent_calls_per_key = Some(10);
+        s.limits.max_concurrent_calls_per_tenant = Some(3);
     })
     .await;
     let (busy, other, globex) = (c.busy.clone(), c.other.clone(), c.globex.clone());
@@ -122,7 +122,7 @@ async fn a_key_holding_streams_is_refused_its_extra_calls_while_another_tenant_i
 
 #[tokio::test]
 async fn a_key_calling_over_its_rate_is_told_when_to_retry_while_another_tenant_is_served() {
-    let mut c = callers(|s| s.rate_limit_per_key = 5).await;
+    let mut c = callers(|s| s.limits.rate_limit_per_key = 5).await;
     let (busy, globex) = (c.busy.clone(), c.globex.clone());
     let check = |key: &str| {
         with_key(pb::HasPrivilegeRequest { session: by_token("no-such-token"), privilege: "read".into() }, key)
@@ -166,8 +166,8 @@ async fn a_key_calling_over_its_rate_is_told_when_to_retry_while_another_tenant_
 #[tokio::test]
 async fn an_open_server_counts_its_calls_under_the_default_tenant() {
     let mut app = TestApp::spawn_with(|s| {
-        s.max_concurrent_calls_per_key = Some(10);
-        s.max_concurrent_calls_per_tenant = Some(1);
+        s.limits.max_concurrent_calls_per_key = Some(10);
+        s.limits.max_concurrent_calls_per_tenant = Some(1);
     })
     .await;
     let held = app.sessions.watch_sessions(pb::WatchSessionsRequest::default()).await.expect("watching");

@@ -95,15 +95,15 @@ impl TestApp {
         let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory can be created"));
         let mut settings =
             Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), data_dir.path().to_owned());
-        settings.roles_file = Some(ROLES_FILE.into());
+        settings.auth.roles_file = Some(ROLES_FILE.into());
         let database = database.map(Arc::new);
         if let Some(database) = &database {
-            settings.database_url = Some(database.url.parse().expect("any string is a secret"));
-            settings.db_pool_size = 6;
+            settings.store.database_url = Some(database.url.parse().expect("any string is a secret"));
+            settings.store.db_pool_size = 6;
             // With a shared store, expiry allows for activity other
             // replicas have not written yet: up to one write interval,
             // which this keeps to a second so timeouts read as written.
-            settings.activity_flush = Duration::from_secs(1);
+            settings.store.activity_flush = Duration::from_secs(1);
         }
         configure(&mut settings);
         let clock = ManualClock::starting_at(SystemClock.now());
