@@ -1,5 +1,6 @@
 //! `sessiond.v1.LogService`.
 
+use crate::service::Error;
 use std::pin::Pin;
 
 use tokio_stream::wrappers::ReceiverStream;
@@ -11,7 +12,7 @@ use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::pb;
 use super::status::with_stream_progress;
 use crate::auth::Caller;
-use crate::domain::{Error, InvalidInput, LogCursor, LogEntry, LogQuery, RequestId, SessionId, Violations, all};
+use crate::domain::{InvalidInput, LogCursor, LogEntry, LogQuery, RequestId, SessionId, Violations, all};
 use crate::service::Limits;
 use crate::service::logs::LogBatch;
 use crate::service::{Service, SessionKey, SessionRef};

@@ -3,10 +3,11 @@
 //! counting as activity — looking at a session must not keep it alive or
 //! end it.
 
+use crate::service::Error;
 use std::collections::BTreeSet;
 
 use crate::auth::Caller;
-use crate::domain::{Error, Event, EventFilter, SessionId, VersionedStorage};
+use crate::domain::{Event, EventFilter, SessionId, VersionedStorage};
 
 use super::lifecycle::SessionStatus;
 use super::{Service, SessionRef};

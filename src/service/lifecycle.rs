@@ -1,13 +1,14 @@
 //! Creating, reading, touching, closing, listing and revoking sessions, and
 //! ending request-scoped sessions around a shutdown or after a crash.
 
+use crate::service::Error;
 use std::time::Duration;
 
 use crate::auth::{Caller, Permission};
 use crate::clock::UnixMillis;
 use crate::domain::request_id::Digester;
 use crate::domain::{
-    EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session, SessionEnd,
+    EndReason, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session, SessionEnd,
     SessionId, SessionKind, StorageMap, TenantId, Token,
 };
 use crate::store::{NewRequest, Once, PageRequest, RequestRecord, SessionFilter, StoreError};

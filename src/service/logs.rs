@@ -9,13 +9,14 @@
 //! follower that stops taking pages waits in place (at most a few pages
 //! queued) and is ended after [`SLOW_FOLLOWER`].
 
+use crate::service::Error;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::auth::Caller;
 use crate::domain::request_id::Digester;
-use crate::domain::{Error, LogCursor, LogEntry, LogPage, LogQuery, LogRecord, RequestDigest, RequestId, SessionId};
+use crate::domain::{LogCursor, LogEntry, LogPage, LogQuery, LogRecord, RequestDigest, RequestId, SessionId};
 use crate::store::{NewRequest, Once, RequestRecord};
 
 use super::{Service, SessionRef};

@@ -16,12 +16,13 @@ use tokio::sync::{broadcast, watch as signal};
 use crate::auth::{Caller, Permission};
 use crate::clock::{Clock, UnixMillis};
 use crate::domain::{
-    EndReason, Error, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
+    EndReason, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
     SessionKind, StorageLimits, Token,
 };
 use crate::store::{EndOutcome, Ending, Store};
 
 mod activity;
+pub mod error;
 pub mod inspect;
 pub mod lifecycle;
 mod locks;
@@ -34,6 +35,7 @@ pub mod sweeper;
 pub mod watch;
 
 use activity::ActivityTracker;
+pub use error::Error;
 use locks::SessionLocks;
 
 tokio::task_local! {

@@ -11,9 +11,10 @@
 //! its own `EXPIRED` event, and of replicas sweeping at once exactly one
 //! ends each session.
 
+use crate::service::Error;
 use std::time::Duration;
 
-use crate::domain::{Error, Expiry, SessionId};
+use crate::domain::{Expiry, SessionId};
 use crate::store::Purged;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 

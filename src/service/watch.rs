@@ -13,6 +13,7 @@
 //! publish itself ([`OwnEvents`]): a replica recording events by the
 //! thousand would otherwise read each of them back.
 
+use crate::service::Error;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::auth::{Caller, Permission};
-use crate::domain::{Error, Event, EventFilter};
+use crate::domain::{Event, EventFilter};
 use crate::store::Notification;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 

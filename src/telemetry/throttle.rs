@@ -21,6 +21,7 @@
 //! with the throttle off; otherwise one lock of a small map keyed by a
 //! fixed-size `Copy` key, with no allocation for a failure only counted.
 
+use crate::service::Error;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -56,8 +57,7 @@ pub fn flush_period(interval: Duration) -> Duration {
 
 /// A service error's kind, for the causes of failures that are no call's
 /// (a sweep, the event feed).
-pub fn error_kind(err: &crate::domain::Error) -> &'static str {
-    use crate::domain::Error;
+pub fn error_kind(err: &crate::service::Error) -> &'static str {
     match err {
         Error::Unavailable(_) => "unavailable",
         Error::StoreFull(_) => "full",

@@ -389,7 +389,7 @@ async fn read_until(
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
-            Ok::<_, sessiond::domain::Error>(latencies)
+            Ok::<_, sessiond::service::Error>(latencies)
         });
     }
     let mut all = Vec::new();

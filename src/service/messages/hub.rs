@@ -6,6 +6,7 @@
 //! buffer behind; it is cut off (its `cut` flag raised, its slot
 //! removed) instead of holding the others back or growing without bound.
 
+use crate::service::Error;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, watch};
 
 use super::SharedMessage;
-use crate::domain::{Channel, EndReason, Error, SessionId, TenantChannel, TenantId};
+use crate::domain::{Channel, EndReason, SessionId, TenantChannel, TenantId};
 
 /// What an inbox receives.
 #[derive(Debug, Clone)]

@@ -15,13 +15,14 @@
 //! subscribers itself once it is committed. Session ends come from the
 //! service's event fan-out (`watch`), which carries every replica's events.
 
+use crate::service::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Caller;
-use crate::domain::{Channel, Error, Message, NewMessage, Scope, SessionId, TenantChannel};
+use crate::domain::{Channel, Message, NewMessage, Scope, SessionId, TenantChannel};
 use crate::store::messages::{Announced, MessageLog};
 
 use super::{Service, SessionRef};
