@@ -5,12 +5,12 @@
 //! INTERNAL: their text never reaches a client. Repeated causes are logged
 //! once per interval with a count (`telemetry::throttle`).
 
-use crate::service::Error;
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
+use crate::service::Error;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// The `google.rpc.ErrorInfo` domain of every sessiond reason.

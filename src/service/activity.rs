@@ -12,13 +12,13 @@
 //! most, and the sweeper consults the tracker before ending a session as
 //! idle.
 
-use crate::service::Error;
 use std::hash::{BuildHasher as _, RandomState};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::clock::UnixMillis;
 use crate::domain::{Session, SessionId};
+use crate::service::Error;
 use crate::shards::{Shard, Shards};
 use crate::telemetry::throttle::{self, Admitted, Cause};
 

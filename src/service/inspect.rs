@@ -3,11 +3,11 @@
 //! counting as activity — looking at a session must not keep it alive or
 //! end it.
 
-use crate::service::Error;
 use std::collections::BTreeSet;
 
 use crate::auth::Caller;
 use crate::domain::{Event, EventFilter, SessionId, VersionedStorage};
+use crate::service::Error;
 
 use super::lifecycle::SessionStatus;
 use super::{Service, SessionRef};

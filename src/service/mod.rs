@@ -28,6 +28,7 @@ pub mod lifecycle;
 mod locks;
 pub mod logs;
 pub mod messages;
+pub mod page;
 pub mod privileges;
 pub mod server_info;
 pub mod storage;
@@ -37,6 +38,7 @@ pub mod watch;
 use activity::ActivityTracker;
 pub use error::Error;
 use locks::SessionLocks;
+pub use page::Page;
 
 tokio::task_local! {
     /// The newest event sequence the current call committed (see

@@ -3,12 +3,12 @@
 //! session's grants version, so concurrent changes never overwrite each
 //! other.
 
-use crate::service::Error;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::auth::{Caller, Permission};
 use crate::domain::{EventType, Grants, Promotion, PromotionId, Session};
+use crate::service::Error;
 use crate::store::StoreError;
 
 use super::{Service, SessionRef};

@@ -11,10 +11,10 @@
 //! its own `EXPIRED` event, and of replicas sweeping at once exactly one
 //! ends each session.
 
-use crate::service::Error;
 use std::time::Duration;
 
 use crate::domain::{Expiry, SessionId};
+use crate::service::Error;
 use crate::store::Purged;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 

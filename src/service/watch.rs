@@ -13,7 +13,6 @@
 //! publish itself ([`OwnEvents`]): a replica recording events by the
 //! thousand would otherwise read each of them back.
 
-use crate::service::Error;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::{Caller, Permission};
 use crate::domain::{Event, EventFilter};
+use crate::service::Error;
 use crate::store::Notification;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 

@@ -21,7 +21,6 @@
 //! with the throttle off; otherwise one lock of a small map keyed by a
 //! fixed-size `Copy` key, with no allocation for a failure only counted.
 
-use crate::service::Error;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -30,6 +29,8 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tracing::Level;
+
+use crate::service::Error;
 
 /// The longest a count waits for [`flush`] once its interval has ended.
 const MAX_FLUSH_PERIOD: Duration = Duration::from_secs(1);

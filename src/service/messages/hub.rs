@@ -6,7 +6,6 @@
 //! buffer behind; it is cut off (its `cut` flag raised, its slot
 //! removed) instead of holding the others back or growing without bound.
 
-use crate::service::Error;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::SharedMessage;
 use crate::domain::{Channel, EndReason, SessionId, TenantChannel, TenantId};
+use crate::service::Error;
 
 /// What an inbox receives.
 #[derive(Debug, Clone)]

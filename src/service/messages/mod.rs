@@ -15,7 +15,6 @@
 //! subscribers itself once it is committed. Session ends come from the
 //! service's event fan-out (`watch`), which carries every replica's events.
 
-use crate::service::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Caller;
 use crate::domain::{Channel, Message, NewMessage, Scope, SessionId, TenantChannel};
+use crate::service::Error;
 use crate::store::messages::{Announced, MessageLog};
 
 use super::{Service, SessionRef};

@@ -2,12 +2,12 @@
 //! holding at most one second's worth, so a key may post `rate` messages
 //! at once and then `rate` per second.
 
-use crate::service::Error;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::auth::Caller;
+use crate::service::Error;
 
 #[derive(Debug)]
 pub(super) struct PostRate {

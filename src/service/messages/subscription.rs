@@ -14,7 +14,6 @@
 //! subscription cut off for falling behind ends with
 //! `SubscriberTooSlow` at once, without the items still queued.
 
-use crate::service::Error;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use tokio_stream::Stream;
 use super::hub::{Delivery, Registered, Registration};
 use super::{ChannelStart, Messages, SharedMessage};
 use crate::domain::{Channel, EndReason, Scope, SessionId, TenantChannel, TenantId};
+use crate::service::Error;
 
 /// Messages read from the store per query.
 const READ_BATCH: usize = 500;
