@@ -12,6 +12,8 @@
 //! (`SIGSTOP`: its kernel still accepts connections, nothing answers) or
 //! turned read-only in place (its connections left open).
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/postgres.rs"]
 mod postgres_support;
 

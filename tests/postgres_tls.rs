@@ -5,6 +5,8 @@
 //! checks what libpq's does; what cannot work stops start-up with an error
 //! that says why.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/postgres.rs"]
 mod postgres_support;
 

@@ -220,19 +220,14 @@ async fn the_api_key_comes_from_the_environment_or_a_file_and_never_from_a_flag(
     let admin = generate_key().0;
     let service = generate_key().0;
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.yaml");
-    std::fs::write(
-        &keys,
-        format!(
-            "keys:\n  - {{name: ops, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: svc, tenant: acme, role: service, hash: \"{}\"}}\n",
-            hash_key(&admin),
-            hash_key(&service)
-        ),
-    )
-    .unwrap();
+    let keys = format!(
+        "keys:\n  - {{name: ops, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: svc, tenant: acme, role: service, hash: \"{}\"}}\n",
+        hash_key(&admin),
+        hash_key(&service)
+    );
     let key_file = dir.path().join("admin.key");
     std::fs::write(&key_file, format!("{admin}\n")).unwrap();
-    let app = TestApp::spawn_with(|s| s.auth.api_keys_file = Some(keys.clone())).await;
+    let app = TestApp::spawn_with_keys(&keys).await;
     let list = ["sessions", "list", "-o", "json"];
 
     let without = run(&app.address, &list, &[]).await;

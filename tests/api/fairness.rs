@@ -21,26 +21,18 @@ struct Callers {
     busy: String,
     other: String,
     globex: String,
-    _keys_file: tempfile::NamedTempFile,
 }
 
 async fn callers(configure: impl FnOnce(&mut sessiond::settings::Settings)) -> Callers {
     let (busy, other, globex) = (generate_key().0, generate_key().0, generate_key().0);
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
         "keys:\n  - {{name: acme-busy, tenant: acme, role: admin, hash: \"{}\", max_concurrent_calls: 2}}\n  - {{name: acme-other, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: globex, tenant: globex, role: admin, hash: \"{}\"}}\n",
         hash_key(&busy),
         hash_key(&other),
         hash_key(&globex)
     );
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let app = TestApp::spawn_with(|s| {
-        s.auth.api_keys_file = Some(path);
-        configure(s);
-    })
-    .await;
-    Callers { app, busy, other, globex, _keys_file: keys_file }
+    let app = TestApp::spawn_with_keys_and(&keys, configure).await;
+    Callers { app, busy, other, globex }
 }
 
 /// A watch of the whole tenant: its call is counted as long as it runs.

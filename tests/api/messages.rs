@@ -244,15 +244,12 @@ async fn a_slow_subscriber_is_cut_off_without_holding_back_the_others() {
 #[tokio::test]
 async fn tenants_never_see_each_others_channels() {
     let (acme, globex) = (generate_key().0, generate_key().0);
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
         "keys:\n  - {{name: acme, tenant: acme, role: service, hash: \"{}\", allow: [session_ids]}}\n  - {{name: globex, tenant: globex, role: service, hash: \"{}\", allow: [session_ids]}}\n",
         hash_key(&acme),
         hash_key(&globex)
     );
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let mut app = TestApp::spawn_with(|s| s.auth.api_keys_file = Some(path)).await;
+    let mut app = TestApp::spawn_with_keys(&keys).await;
 
     let mut acme_items = subscribe(&mut app.messages, with_key(from(&[("room", None)]), &acme)).await;
     let theirs = app.messages.post(with_key(post("room", 1.0), &globex)).await.expect("posted").into_inner();

@@ -20,26 +20,18 @@ struct Tenants {
     app: TestApp,
     acme: String,
     globex: String,
-    _keys_file: tempfile::NamedTempFile,
 }
 
 /// `acme`'s entry allows it two streams.
 async fn tenants(configure: impl FnOnce(&mut sessiond::settings::Settings)) -> Tenants {
     let (acme, globex) = (generate_key().0, generate_key().0);
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
         "keys:\n  - {{name: acme, tenant: acme, role: admin, hash: \"{}\", max_streams: 2}}\n  - {{name: globex, tenant: globex, role: admin, hash: \"{}\"}}\n",
         hash_key(&acme),
         hash_key(&globex)
     );
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let app = TestApp::spawn_with(|s| {
-        s.auth.api_keys_file = Some(path);
-        configure(s);
-    })
-    .await;
-    Tenants { app, acme, globex, _keys_file: keys_file }
+    let app = TestApp::spawn_with_keys_and(&keys, configure).await;
+    Tenants { app, acme, globex }
 }
 
 async fn create(app: &mut TestApp, key: &str, kind: Kind) -> Result<pb::CreateSessionResponse, Status> {

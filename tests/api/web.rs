@@ -255,19 +255,15 @@ async fn bad_input_through_the_json_face_gets_clear_codes_and_never_reaches_the_
 }
 
 /// An app whose callers need an API key; answers it with the key.
-async fn with_keys() -> (TestApp, String, tempfile::NamedTempFile) {
+async fn with_keys() -> (TestApp, String) {
     let key = generate_key().0;
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!("keys:\n  - {{name: svc, tenant: acme, role: service, hash: \"{}\"}}\n", hash_key(&key));
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let app = TestApp::spawn_with(|s| s.auth.api_keys_file = Some(path)).await;
-    (app, key, keys_file)
+    (TestApp::spawn_with_keys(&keys).await, key)
 }
 
 #[tokio::test]
 async fn the_json_face_authenticates_with_the_same_api_keys() {
-    let (app, key, _keys) = with_keys().await;
+    let (app, key) = with_keys().await;
     let create = json!({"kind": "SESSION_KIND_WEB_USER", "userId": "alice"});
     assert_error(&connect(&app, CREATE, &create, &[]).await, 401, "unauthenticated");
     let wrong = connect(&app, CREATE, &create, &[("Authorization", "Bearer sdk_wrong")]).await;
@@ -343,7 +339,7 @@ const GRPC_WEB: (&str, &str) = ("Content-Type", "application/grpc-web+proto");
 
 #[tokio::test]
 async fn grpc_web_over_http1_serves_calls_with_the_same_limits_and_errors() {
-    let (app, key, _keys) = with_keys().await;
+    let (app, key) = with_keys().await;
     let bearer = format!("Bearer {key}");
     let request =
         pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "carol".into(), ..Default::default() };
