@@ -133,8 +133,8 @@ impl Caller {
 
     /// `Ok` when the caller [`may`](Self::may) do it; otherwise the error
     /// naming the permission it lacks.
-    pub fn require(&self, permission: Permission) -> Result<(), crate::domain::Error> {
-        if self.may(permission) { Ok(()) } else { Err(crate::domain::Error::PermissionRequired(permission.as_str())) }
+    pub fn require(&self, permission: Permission) -> Result<(), crate::service::Error> {
+        if self.may(permission) { Ok(()) } else { Err(crate::service::Error::PermissionRequired(permission.as_str())) }
     }
 }
 

@@ -6,8 +6,10 @@
 //! - [`auth`]: API keys, tenants and roles of callers;
 //! - [`grpc`]: tonic services, proto ↔ domain conversions, the one error
 //!   mapping to `tonic::Status`;
-//! - [`service`]: the domain service — every operation, no proto types;
-//! - [`domain`]: sessions, kinds, privileges, storage, logs, events;
+//! - [`service`]: the domain service — every operation, no proto types —
+//!   and its [`service::Error`];
+//! - [`domain`]: sessions, kinds, privileges, storage, logs, events,
+//!   request faults; it knows no store;
 //! - [`store`]: the [`store::Store`] trait, the embedded SQLite store and
 //!   the moka cache decorator;
 //! - [`probe`]: `sessiond probe`, the health check of a running server;
@@ -28,6 +30,7 @@ pub mod domain;
 pub mod grpc;
 pub mod probe;
 pub mod reload;
+pub mod secret;
 pub mod service;
 pub mod settings;
 mod shards;

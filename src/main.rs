@@ -74,7 +74,7 @@ fn hash_key(generate: bool, argon2: bool, allow_weak: bool) -> anyhow::Result<()
 /// `sessiond probe`: one line, on stdout and exit 0 when SERVING, else on
 /// stderr and exit 1 (never 2, which Docker's HEALTHCHECK reserves).
 async fn probe(args: &sessiond::probe::ProbeArgs, settings: &Settings) -> anyhow::Result<()> {
-    let probe = sessiond::probe::Probe::new(args, settings.listen, settings.tls_cert.is_some());
+    let probe = sessiond::probe::Probe::new(args, settings.server.listen, settings.auth.tls_cert.is_some());
     match probe.check().await {
         Ok(()) => {
             println!("{}: SERVING", probe.address);

@@ -58,7 +58,7 @@ pub type SharedTls = Shared<ServerConfig>;
 /// match the certificate, or a file without a PEM certificate or key, is
 /// an error naming the file (never its content).
 pub fn load_tls(settings: &Settings) -> anyhow::Result<Option<ServerConfig>> {
-    let (Some(cert_path), Some(key_path)) = (&settings.tls_cert, &settings.tls_key) else { return Ok(None) };
+    let (Some(cert_path), Some(key_path)) = (&settings.auth.tls_cert, &settings.auth.tls_key) else { return Ok(None) };
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let certs = certificates(&read(cert_path)?).with_context(|| format!("TLS certificate {}", cert_path.display()))?;
     let key = PrivateKeyDer::from_pem_slice(&read(key_path)?)
@@ -67,7 +67,7 @@ pub fn load_tls(settings: &Settings) -> anyhow::Result<Option<ServerConfig>> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
-    let builder = match &settings.tls_client_ca {
+    let builder = match &settings.auth.tls_client_ca {
         Some(ca_path) => {
             let mut roots = rustls::RootCertStore::empty();
             for ca in certificates(&read(ca_path)?).with_context(|| format!("TLS client CA {}", ca_path.display()))? {
@@ -77,7 +77,8 @@ pub fn load_tls(settings: &Settings) -> anyhow::Result<Option<ServerConfig>> {
             // Optional when there are API keys: callers with a key need no
             // certificate. Without keys the certificate is the only
             // authentication, so it is required.
-            let verifier = if settings.api_keys_file.is_some() { verifier.allow_unauthenticated() } else { verifier };
+            let verifier =
+                if settings.auth.api_keys_file.is_some() { verifier.allow_unauthenticated() } else { verifier };
             builder.with_client_cert_verifier(
                 verifier.build().with_context(|| format!("TLS client CA {}", ca_path.display()))?,
             )
@@ -167,7 +168,7 @@ impl Watched {
 /// on disk, until aborted.
 pub async fn run(settings: Settings, callers: SharedCallers, tls: Option<SharedTls>) {
     let mut watched = Vec::new();
-    if let Some(path) = settings.api_keys_file.clone() {
+    if let Some(path) = settings.auth.api_keys_file.clone() {
         let paths = vec![path.clone()];
         watched.push(Watched {
             what: "API keys file",
@@ -184,8 +185,11 @@ pub async fn run(settings: Settings, callers: SharedCallers, tls: Option<SharedT
         });
     }
     if let Some(tls) = tls {
-        let paths: Vec<PathBuf> =
-            [&settings.tls_cert, &settings.tls_key, &settings.tls_client_ca].into_iter().flatten().cloned().collect();
+        let paths: Vec<PathBuf> = [&settings.auth.tls_cert, &settings.auth.tls_key, &settings.auth.tls_client_ca]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         let settings = settings.clone();
         watched.push(Watched {
             what: "TLS certificate",
@@ -204,7 +208,7 @@ pub async fn run(settings: Settings, callers: SharedCallers, tls: Option<SharedT
         return;
     }
     let mut hangups = hangups();
-    let interval = settings.reload_interval;
+    let interval = settings.auth.reload_interval;
     // With polling off the ticks are never awaited; any period will do.
     let mut poll = tokio::time::interval(if interval.is_zero() { Duration::from_secs(3600) } else { interval });
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

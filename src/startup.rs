@@ -63,31 +63,32 @@ impl Application {
                 let store = PgStore::connect(postgres).await.context("connecting to Postgres")?;
                 tracing::info!("storing in Postgres");
                 let messages = Arc::new(store.messages());
-                (CachedStore::new(MeteredStore::new(store, "postgresql"), settings.cache_capacity), messages)
+                (CachedStore::new(MeteredStore::new(store, "postgresql"), settings.store.cache_capacity), messages)
             }
             None => {
-                std::fs::create_dir_all(&settings.data_dir)
-                    .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-                let store = SqliteStore::open(&settings.data_dir.join("sessiond.db"))
-                    .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?
-                    .with_max_log_entries(settings.log_max_entries_per_session);
-                tracing::info!(data_dir = %settings.data_dir.display(), "storing in the embedded store");
+                std::fs::create_dir_all(&settings.store.data_dir)
+                    .with_context(|| format!("creating data directory {}", settings.store.data_dir.display()))?;
+                let store = SqliteStore::open(&settings.store.data_dir.join("sessiond.db"))
+                    .with_context(|| format!("opening the store in {}", settings.store.data_dir.display()))?
+                    .with_max_log_entries(settings.session_logs.max_entries_per_session);
+                tracing::info!(data_dir = %settings.store.data_dir.display(), "storing in the embedded store");
                 let messages = Arc::new(store.messages().context("opening the message log")?);
-                (CachedStore::new(MeteredStore::new(store, "sqlite"), settings.cache_capacity), messages)
+                (CachedStore::new(MeteredStore::new(store, "sqlite"), settings.store.cache_capacity), messages)
             }
         };
         let service = Service::new(Arc::new(store), clock, roles, config);
         let messages = Messages::new(service.clone(), message_log, message_config);
         service.recover_after_crash().await.context("ending sessions left open by an unclean stop")?;
-        let listener =
-            TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-        let metrics_listener = match settings.metrics_listen {
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let metrics_listener = match settings.telemetry.metrics_listen {
             Some(address) => Some(
                 TcpListener::bind(address).await.with_context(|| format!("binding the metrics address {address}"))?,
             ),
             None => None,
         };
-        let console_listener = match settings.console_listen {
+        let console_listener = match settings.server.console_listen {
             Some(address) => {
                 settings.check_console(callers.current().keys().is_some())?;
                 Some(
@@ -136,7 +137,7 @@ impl Application {
         // Health follows the store: NOT_SERVING while it cannot commit.
         let store_health =
             service.store_availability().map(|available| tokio::spawn(follow_store(available, health.clone())));
-        let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval));
+        let sweeper = tokio::spawn(service.clone().run_sweeper(settings.store.sweep_interval));
         let activity_writer = tokio::spawn(service.clone().run_activity_writer());
         let reloader = tokio::spawn(reload_roles_on_sighup(service.clone(), settings.clone()));
         let secrets = tokio::spawn(crate::reload::run(settings.clone(), callers.clone(), tls.clone()));
@@ -182,7 +183,7 @@ impl Application {
             }
         };
         // In-flight calls get `drain_timeout` to finish once stopping began.
-        let drain_timeout = settings.drain_timeout;
+        let drain_timeout = settings.server.drain_timeout;
         let drained = async move {
             match stop_began.await {
                 Ok(()) => tokio::time::sleep(drain_timeout).await,
@@ -194,11 +195,11 @@ impl Application {
         // Deadlines are `grpc::limits`' (tonic's own timeout answers
         // CANCELLED), so the server builder sets none.
         let server = tonic::transport::Server::builder()
-            .max_concurrent_streams(settings.max_concurrent_streams)
-            .http2_keepalive_interval(Some(settings.keepalive_interval))
-            .http2_keepalive_timeout(Some(settings.keepalive_timeout))
-            .max_connection_age(settings.max_connection_age)
-            .max_connection_age_grace(settings.max_connection_age_grace);
+            .max_concurrent_streams(settings.transport.max_concurrent_streams)
+            .http2_keepalive_interval(Some(settings.transport.keepalive_interval))
+            .http2_keepalive_timeout(Some(settings.transport.keepalive_timeout))
+            .max_connection_age(settings.transport.max_connection_age)
+            .max_connection_age_grace(settings.transport.max_connection_age_grace);
         // Every call but health and reflection holds a permit until its
         // answer has been sent, and one of its key's and its tenant's; with
         // none free it is refused at once (load shedding,
@@ -206,28 +207,31 @@ impl Application {
         // Callers are authenticated, deadlines and request framing checked
         // there too.
         let limits = grpc::limits::LimitLayer::new(
-            settings.max_concurrent_calls,
-            settings.max_call_duration,
-            settings.max_request_bytes,
+            settings.limits.max_concurrent_calls,
+            settings.limits.max_call_duration,
+            settings.transport.max_request_bytes,
             callers,
         );
         // HTTP/1.1 is served too: gRPC-Web and Connect (`grpc::web`), in
         // front of everything else so that they meet the same observation,
         // limits and authentication as gRPC.
-        let web =
-            grpc::web_layer(&settings.cors_allowed_origins, settings.max_request_bytes, settings.max_call_duration);
+        let web = grpc::web_layer(
+            &settings.server.cors_allowed_origins,
+            settings.transport.max_request_bytes,
+            settings.limits.max_call_duration,
+        );
         let router = server
             .accept_http1(true)
             .layer(web)
             .layer(grpc::observe::RpcLayer::new())
             .layer(limits)
-            .add_routes(grpc::routes(&service, &messages, settings.max_request_bytes))
+            .add_routes(grpc::routes(&service, &messages, settings.transport.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         // TLS is accepted by `connection::tls_incoming`, whose configuration
         // a reload may replace, rather than by tonic's fixed one.
-        let handshake_timeout = settings.handshake_timeout;
+        let handshake_timeout = settings.transport.handshake_timeout;
         let serving = async move {
             match tls {
                 Some(tls) => {

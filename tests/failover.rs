@@ -12,6 +12,8 @@
 //! (`SIGSTOP`: its kernel still accepts connections, nothing answers) or
 //! turned read-only in place (its connections left open).
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/postgres.rs"]
 mod postgres_support;
 
@@ -125,8 +127,8 @@ async fn a_failover_to_a_promoted_synchronous_standby_loses_no_acknowledged_writ
     );
     let database = database.with_url(url.clone());
     let mut a = TestApp::spawn_on(database, |s| {
-        s.db_connect_timeout = CONNECT_TIMEOUT;
-        s.db_statement_timeout = Duration::from_secs(2);
+        s.store.db_connect_timeout = CONNECT_TIMEOUT;
+        s.store.db_statement_timeout = Duration::from_secs(2);
     })
     .await;
     let mut b = a.replica().await;
@@ -297,8 +299,8 @@ async fn under_load() -> UnderLoad {
     // The primary first: each connection tries it before the standby.
     let url = two_hosts(&primary, &standby, &database.name);
     let mut app = TestApp::spawn_on(database.with_url(url), |s| {
-        s.db_connect_timeout = CONNECT_TIMEOUT;
-        s.db_statement_timeout = Duration::from_secs(2);
+        s.store.db_connect_timeout = CONNECT_TIMEOUT;
+        s.store.db_statement_timeout = Duration::from_secs(2);
     })
     .await;
     let logged_to = app.create(Kind::WebUser, "alice").await;

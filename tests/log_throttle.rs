@@ -6,6 +6,8 @@
 //! The log subscriber is process-wide: this binary installs it once, with
 //! a short interval, and holds one test.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/logs.rs"]
 mod logs_support;
 #[path = "support/postgres.rs"]
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use fixtures::PATIENCE;
 use helpers::{TestApp, by_token, error_reason};
 use logs_support::Logs;
 use postgres_support::PgCluster;
@@ -39,9 +42,6 @@ const OUTAGE: Duration = Duration::from_secs(3);
 
 /// Clients calling at once, each as fast as it is answered.
 const CALLERS: usize = 5;
-
-/// Longest a test waits for what should come within an interval or two.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The failed-call line of `grpc::observe`.
 const CALL_ENDED: &str = "call ended with an error";
@@ -115,8 +115,8 @@ async fn a_postgres_outage_under_load_logs_each_cause_once_per_interval_with_the
     let _telemetry = telemetry::init_with_writer(&config, logs.clone()).expect("telemetry is installed once");
     let cluster = PgCluster::launch().await;
     let mut app = TestApp::spawn_on(cluster.create_database().await, |s| {
-        s.db_connect_timeout = Duration::from_millis(500);
-        s.db_statement_timeout = Duration::from_secs(2);
+        s.store.db_connect_timeout = Duration::from_millis(500);
+        s.store.db_statement_timeout = Duration::from_secs(2);
     })
     .await;
     let token = app.create(Kind::WebUser, "alice").await.token;

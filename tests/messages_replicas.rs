@@ -5,6 +5,8 @@
 //! other; and a subscriber resuming on a restarted replica receives every
 //! message of the window exactly once while both replicas keep posting.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/postgres.rs"]
 mod postgres_support;
 
@@ -14,6 +16,7 @@ mod helpers;
 
 use std::time::Duration;
 
+use fixtures::PATIENCE;
 use helpers::{TestApp, number, text};
 use postgres_support::fresh_database;
 use sessiond::pb;
@@ -22,9 +25,6 @@ use sessiond::pb::message_service_client::MessageServiceClient;
 use sessiond::pb::subscribe_response::Item;
 use tonic::Streaming;
 use tonic::transport::Channel;
-
-/// Longest a test waits for something that should take milliseconds.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 type Items = Streaming<pb::SubscribeResponse>;
 

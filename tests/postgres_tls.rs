@@ -5,6 +5,8 @@
 //! checks what libpq's does; what cannot work stops start-up with an error
 //! that says why.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/postgres.rs"]
 mod postgres_support;
 
@@ -23,7 +25,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use sessiond::pb::SessionKind as Kind;
 use sessiond::settings::Settings;
 use sessiond::startup::Application;
-use sessiond::store::postgres::{PgSettings, SCHEMA_VERSION, migrate};
+use sessiond::store::postgres::{SCHEMA_VERSION, migrate};
 use tokio::sync::OnceCell;
 
 /// The role `pg_hba.conf` lets in only with a client certificate.
@@ -133,15 +135,15 @@ fn chain(err: &dyn std::error::Error) -> String {
 
 /// What migrating over `url` answers: the steps applied, or the error.
 async fn migrate_over(url: String) -> Result<u32, String> {
-    migrate(&PgSettings::new(url)).await.map_err(|e| chain(&e))
+    migrate(&Settings::default_postgres(url)).await.map_err(|e| chain(&e))
 }
 
 /// Why a sessiond on `url` does not start.
 async fn start_up_error(url: String) -> String {
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("an address"), data_dir.path().to_owned());
-    settings.roles_file = Some(helpers::ROLES_FILE.into());
-    settings.database_url = Some(url.parse().expect("any string is a secret"));
+    settings.auth.roles_file = Some(helpers::ROLES_FILE.into());
+    settings.store.database_url = Some(url.parse().expect("any string is a secret"));
     match Application::build(settings).await {
         Ok(_) => panic!("sessiond started"),
         Err(err) => format!("{err:#}"),

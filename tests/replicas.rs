@@ -11,6 +11,8 @@
 //! activity tracker and listener; they share only the database (and, so
 //! time can be moved for all of them, the manual clock).
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/postgres.rs"]
 mod postgres_support;
 
@@ -19,16 +21,16 @@ mod postgres_support;
 mod helpers;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use fixtures::{PATIENCE, eventually};
 use helpers::{TestApp, assert_ended, by_id, by_token, error_reason, failure, next_events, seconds};
 use postgres_support::{PgCluster, fresh_database};
 use sessiond::pb;
 use sessiond::pb::SessionKind as Kind;
 use tonic::Code;
-
-/// Longest a test waits for something that should take milliseconds.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn two_replicas() -> (TestApp, TestApp) {
     let a = TestApp::spawn_on(fresh_database().await, |_| {}).await;
@@ -96,7 +98,7 @@ async fn grants_and_storage_changed_on_one_replica_are_seen_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_sweeping_end_each_expired_session_once_with_one_event() {
-    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.store.sweep_interval = Duration::from_secs(3600)).await;
     let b = a.replica().await;
     let c = a.replica().await;
     let mut created = BTreeSet::new();
@@ -140,7 +142,7 @@ async fn replicas_sweeping_many_batches_at_once_end_each_session_once_with_gaple
     // batches (one transaction and one invalidation per batch), racing the
     // others over the same rows.
     const SESSIONS: usize = 2_300;
-    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.store.sweep_interval = Duration::from_secs(3600)).await;
     let mut b = a.replica().await;
     let creators: Vec<_> = (0..8)
         .map(|_| {
@@ -314,17 +316,19 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
     let cluster = PgCluster::launch().await;
     let database = cluster.create_database().await;
     let mut app = TestApp::spawn_on(database, |s| {
-        s.db_connect_timeout = Duration::from_millis(500);
-        s.db_statement_timeout = Duration::from_secs(2);
+        s.store.db_connect_timeout = Duration::from_millis(500);
+        s.store.db_statement_timeout = Duration::from_secs(2);
     })
     .await;
     let session = app.create(Kind::WebUser, "alice").await;
 
     // Load: creates and logs, each remembered once acknowledged.
+    let (acknowledged, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let load = {
         let mut sessions = app.sessions.clone();
         let mut logs = app.logs.clone();
         let token = session.token.clone();
+        let (acknowledged, refused) = (acknowledged.clone(), refused.clone());
         tokio::spawn(async move {
             let (mut created, mut logged, mut unavailable) = (Vec::new(), 0u32, 0u32);
             let started = Instant::now();
@@ -334,11 +338,15 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
                     .create_session(pb::CreateSessionRequest { kind: Kind::WebUser.into(), ..Default::default() })
                     .await
                 {
-                    Ok(answer) => created.push(answer.into_inner().session.expect("a session").session_id),
+                    Ok(answer) => {
+                        created.push(answer.into_inner().session.expect("a session").session_id);
+                        acknowledged.fetch_add(1, SeqCst);
+                    }
                     Err(status) => {
                         assert_eq!(status.code(), Code::Unavailable, "an outage is UNAVAILABLE, not {status:?}");
                         assert!(call.elapsed() < Duration::from_secs(5), "failed fast: {:?}", call.elapsed());
                         unavailable += 1;
+                        refused.fetch_add(1, SeqCst);
                     }
                 }
                 // A log refused in the outage may still have committed
@@ -358,10 +366,21 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_write() {
         })
     };
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acknowledged = &acknowledged;
+    eventually(
+        "creates acknowledged before the outage",
+        || async move { (acknowledged.load(SeqCst) >= 10).then_some(()) },
+    )
+    .await;
     cluster.stop().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = failure(app.get(&session.token).await);
+    let refused = &refused;
+    eventually("a create refused in the outage", || async move { (refused.load(SeqCst) > 0).then_some(()) }).await;
+    let (sessions, token) = (&app.sessions, &session.token);
+    let during = eventually("a read refused in the outage", || {
+        let mut sessions = sessions.clone();
+        async move { sessions.get_session(pb::GetSessionRequest { session: by_token(token) }).await.err() }
+    })
+    .await;
     assert_eq!(during.code(), Code::Unavailable, "no answer from cache while other replicas cannot be followed");
     assert_eq!(error_reason(&during).as_deref(), Some("STORE_UNAVAILABLE"));
     cluster.start().await;
@@ -541,14 +560,16 @@ async fn a_frozen_postgres_is_answered_unavailable_within_the_connect_timeout_an
     let bound = CONNECT_TIMEOUT + sessiond::store::postgres::PROBE_INTERVAL + Duration::from_millis(750);
     let cluster = PgCluster::launch().await;
     let database = cluster.create_database().await;
-    let app = TestApp::spawn_on(database, |s| s.db_connect_timeout = CONNECT_TIMEOUT).await;
+    let app = TestApp::spawn_on(database, |s| s.store.db_connect_timeout = CONNECT_TIMEOUT).await;
     assert_eq!(health(&app).await, ServingStatus::Serving);
 
     // Load: four callers creating sessions back to back, no client deadline.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (acknowledged, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let callers: Vec<_> = (0..4)
         .map(|_| {
             let (mut sessions, stop) = (app.sessions.clone(), stop.clone());
+            let (acknowledged, refused) = (acknowledged.clone(), refused.clone());
             tokio::spawn(async move {
                 let mut calls = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -558,6 +579,10 @@ async fn a_frozen_postgres_is_answered_unavailable_within_the_connect_timeout_an
                         .create_session(request)
                         .await
                         .map(|answer| answer.into_inner().session.expect("a session").session_id);
+                    match &outcome {
+                        Ok(_) => acknowledged.fetch_add(1, SeqCst),
+                        Err(_) => refused.fetch_add(1, SeqCst),
+                    };
                     calls.push(Call { sent, took: sent.elapsed(), outcome });
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -566,7 +591,12 @@ async fn a_frozen_postgres_is_answered_unavailable_within_the_connect_timeout_an
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (acknowledged, refused) = (&acknowledged, &refused);
+    eventually(
+        "creates acknowledged before the freeze",
+        || async move { (acknowledged.load(SeqCst) >= 8).then_some(()) },
+    )
+    .await;
     cluster.signal_all("STOP");
     let frozen = Instant::now();
     let thaw = Resumed(&cluster);
@@ -575,7 +605,8 @@ async fn a_frozen_postgres_is_answered_unavailable_within_the_connect_timeout_an
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let not_serving_after = frozen.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every caller is refused at least once while frozen.
+    eventually("each caller refused in the freeze", || async move { (refused.load(SeqCst) >= 4).then_some(()) }).await;
     drop(thaw);
     let thawed = Instant::now();
     while health(&app).await != ServingStatus::Serving {
@@ -583,7 +614,11 @@ async fn a_frozen_postgres_is_answered_unavailable_within_the_connect_timeout_an
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let serving_after = thawed.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = acknowledged.load(SeqCst);
+    eventually("creates acknowledged after the thaw", || async move {
+        (acknowledged.load(SeqCst) >= before + 4).then_some(())
+    })
+    .await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut calls = Vec::new();
     for caller in callers {
@@ -791,7 +826,7 @@ async fn a_log_whose_commit_answer_was_lost_is_stored_once_when_retried() {
 async fn a_create_refused_while_postgres_is_down_is_created_once_when_retried() {
     let cluster = PgCluster::launch().await;
     let database = cluster.create_database().await;
-    let mut app = TestApp::spawn_on(database, |s| s.db_connect_timeout = Duration::from_millis(500)).await;
+    let mut app = TestApp::spawn_on(database, |s| s.store.db_connect_timeout = Duration::from_millis(500)).await;
     let request = pb::CreateSessionRequest {
         kind: Kind::WebUser.into(),
         user_id: "alice".into(),
@@ -824,7 +859,7 @@ async fn a_create_refused_while_postgres_is_down_is_created_once_when_retried() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_open_sessions_quota_holds_across_replicas() {
-    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.max_open_sessions_per_tenant = 3).await;
+    let mut a = TestApp::spawn_on(fresh_database().await, |s| s.limits.max_open_sessions_per_tenant = 3).await;
     let mut b = a.replica().await;
     let on_a = a.create(Kind::WebUser, "alice").await;
     a.create(Kind::Standalone, "alice").await;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use postgres_support::{PgCluster, TestDatabase, fresh_database};
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId};
+use sessiond::settings::Settings;
 use sessiond::store::conformance::{T0, create, end, ending, event, session, tenant};
 use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
 use sessiond::store::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
@@ -438,7 +439,7 @@ async fn a_refused_statement_fails_its_write_alone_and_its_error_quotes_no_value
 async fn a_refused_connection_error_carries_the_server_message() {
     let db = fresh_database().await;
     let missing = db.url.replace(&db.name, "t_no_such_database");
-    let Err(err) = migrate(&PgSettings::new(missing)).await else { panic!("a missing database is refused") };
+    let Err(err) = migrate(&Settings::default_postgres(missing)).await else { panic!("a missing database is refused") };
     let told = chain(&err);
     assert!(told.contains("3D000"), "the error names the failure: {told}");
     assert!(told.contains("database \"t_no_such_database\" does not exist"), "and says it: {told}");

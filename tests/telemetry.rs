@@ -7,6 +7,14 @@
 //! and keeps all OTLP tests here. Tests run side by side: each tells its
 //! calls apart by the trace id it sends.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+#[path = "support/postgres.rs"]
+mod postgres_support;
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
 #[path = "support/logs.rs"]
 mod logs_support;
 #[path = "support/otlp.rs"]
@@ -16,6 +24,8 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use fixtures::{PATIENCE, ROLES_FILE};
+use helpers::TestApp;
 use logs_support::Logs;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -25,22 +35,12 @@ use sessiond::pb;
 use sessiond::pb::privilege_service_client::PrivilegeServiceClient;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::settings::{LogFormat, Settings};
-use sessiond::startup::Application;
 use sessiond::telemetry::{self, Telemetry, TelemetryConfig};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 /// The `service.name` the exporters are given.
 const SERVICE_NAME: &str = "sessiond-under-test";
-
-/// The roles file the apps load (the one shipped in `config/`).
-const ROLES_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/roles.yaml");
-
-/// How long a test waits for what should come at once before it fails
-/// instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 /// What every test of this binary shares.
 struct Shared {
@@ -106,18 +106,12 @@ async fn trace_with(trace_id: &[u8], name: &str) -> Vec<Span> {
     }
 }
 
-/// A running sessiond, killed when dropped.
+/// A test server (the API tests' [`TestApp`]) exporting to this binary's
+/// collector and serving Prometheus metrics.
 struct App {
+    _app: TestApp,
     channel: Channel,
     metrics: SocketAddr,
-    server: JoinHandle<anyhow::Result<()>>,
-    _data: TempDir,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 impl App {
@@ -128,22 +122,14 @@ impl App {
     /// A server with settings adjusted by `configure`.
     async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let shared = shared();
-        let data = tempfile::tempdir().expect("a temporary directory can be created");
-        let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), data.path().to_owned());
-        settings.roles_file = Some(ROLES_FILE.into());
-        settings.otlp_endpoint = Some(shared.collector.endpoint.clone());
-        settings.metrics_listen = Some("127.0.0.1:0".parse().expect("a valid address"));
-        configure(&mut settings);
-        let app = Application::build(settings).await.expect("the app builds");
-        let address = format!("http://{}", app.local_addr());
-        let metrics = app.metrics_addr().expect("metrics are served when asked for");
-        let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
-        let channel = Channel::from_shared(address)
-            .expect("a valid uri")
-            .connect()
-            .await
-            .expect("the server accepts connections");
-        Self { channel, metrics, server, _data: data }
+        let app = TestApp::spawn_with(|settings| {
+            settings.telemetry.otlp_endpoint = Some(shared.collector.endpoint.clone());
+            settings.telemetry.metrics_listen = Some("127.0.0.1:0".parse().expect("a valid address"));
+            configure(settings);
+        })
+        .await;
+        let metrics = app.metrics.expect("metrics are served when asked for");
+        Self { channel: app.channel.clone(), metrics, _app: app }
     }
 
     fn sessions(&self) -> SessionServiceClient<Channel> {
@@ -412,8 +398,8 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_by_a_callers_quota_are_counted_as_shed_by_their_reason() {
     let app = App::spawn_with(|s| {
-        s.max_open_sessions_per_tenant = 1;
-        s.max_streams_per_key = 1;
+        s.limits.max_open_sessions_per_tenant = 1;
+        s.limits.max_streams_per_key = 1;
     })
     .await;
     app.create().await;

@@ -84,17 +84,15 @@ pub struct Figures {
 
 async fn figures_now(state: &ConsoleState, admin: &Admin) -> Result<Figures, ConsoleError> {
     let totals = crate::telemetry::tally::totals();
-    let page_size = state.service.config().limits.max_page_size.min(OPEN_SESSIONS_COUNTED);
     let mut open = 0;
     let mut after = None;
     loop {
+        let page_size = OPEN_SESSIONS_COUNTED;
         let query = ListQuery { open: Some(true), page_size, after: after.take(), ..ListQuery::default() };
         let page = state.service.list(&admin.caller, query).await?;
-        open += page.len();
-        match page.last() {
-            Some(last) if page.len() == page_size && open < OPEN_SESSIONS_COUNTED => {
-                after = Some((last.session.created_at, last.session.id.clone()));
-            }
+        open += page.items.len();
+        match page.next {
+            Some(next) if open < OPEN_SESSIONS_COUNTED => after = Some(next),
             _ => break,
         }
     }

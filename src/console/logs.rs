@@ -18,7 +18,7 @@ use super::signin::Admin;
 use super::{ConsoleError, ConsoleState, layout};
 use crate::clock::UnixMillis;
 use crate::domain::{InvalidInput, LogCursor, LogLevel, LogQuery, LogRecord, SessionId, Violations};
-use crate::service::logs::LogBatch;
+use crate::service::logs::{LogBatch, LogsPage};
 
 /// Entries per page of the search.
 pub const PAGE_SIZE: usize = 50;
@@ -128,8 +128,9 @@ pub async fn search(
     Query(search): Query<Search>,
 ) -> Result<Response, ConsoleError> {
     let query = search.query(PAGE_SIZE, state.service.config().limits.max_text_bytes)?;
-    let LogBatch { records, cursor } = state.service.query_logs(&admin.caller, query).await?;
-    let next = (records.len() == PAGE_SIZE).then(|| Search { after: cursor.encode(), ..search.clone() });
+    let LogsPage { page, cursor } = state.service.query_logs(&admin.caller, query).await?;
+    let next = page.next.map(|next| Search { after: next.encode(), ..search.clone() });
+    let records = page.items;
     let filters = serde_urlencoded::to_string(Search { after: String::new(), ..search.clone() }).unwrap_or_default();
     let body = html! {
         h1 { "Logs" }

@@ -137,7 +137,7 @@ async fn protect(mut response: Response) -> Response {
 /// answer it (its code and message), or a refusal of the console's own.
 #[derive(Debug)]
 pub enum ConsoleError {
-    Domain(crate::domain::Error),
+    Domain(crate::service::Error),
     /// Not signed in: pages send the browser to the sign-in form, other
     /// requests are answered 401.
     SignIn {
@@ -147,14 +147,20 @@ pub enum ConsoleError {
     Forged,
 }
 
-impl From<crate::domain::Error> for ConsoleError {
-    fn from(err: crate::domain::Error) -> Self {
+impl From<crate::service::Error> for ConsoleError {
+    fn from(err: crate::service::Error) -> Self {
         Self::Domain(err)
     }
 }
 
 impl From<crate::domain::InvalidInput> for ConsoleError {
     fn from(err: crate::domain::InvalidInput) -> Self {
+        Self::Domain(err.into())
+    }
+}
+
+impl From<crate::domain::InvalidRequest> for ConsoleError {
+    fn from(err: crate::domain::InvalidRequest) -> Self {
         Self::Domain(err.into())
     }
 }
@@ -166,7 +172,7 @@ impl IntoResponse for ConsoleError {
                 // The fields and what is wrong with each, as the API's
                 // BadRequest detail says them.
                 let fields: Vec<String> = match &err {
-                    crate::domain::Error::InvalidArgument(violations) => {
+                    crate::service::Error::InvalidArgument(violations) => {
                         violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect()
                     }
                     _ => Vec::new(),

@@ -96,14 +96,9 @@ pub async fn list(
         return Ok(Redirect::to(&format!("/sessions/{id}")).into_response());
     }
     let query = search.query(state.service.config().limits.max_text_bytes)?;
-    let sessions = state.service.list(&admin.caller, query).await?;
-    let next = match sessions.last() {
-        Some(last) if sessions.len() == PAGE_SIZE => {
-            let after = format!("{}.{}", last.session.created_at.0, last.session.id);
-            Some(Search { after, ..search.clone() })
-        }
-        _ => None,
-    };
+    let page = state.service.list(&admin.caller, query).await?;
+    let next = page.next.map(|(at, id)| Search { after: format!("{}.{id}", at.0), ..search.clone() });
+    let sessions = page.items;
     let body = html! {
         h1 { "Sessions" }
         (search_form(&search))
@@ -211,7 +206,7 @@ pub async fn show(
     let id = SessionId::parse(&id, "session_id")?;
     let seen = state.service.inspect(&admin.caller, &id).await?;
     let log = LogQuery { session_id: Some(id.clone()), limit: SESSION_LOG_ENTRIES, ..LogQuery::default() };
-    let entries = state.service.query_logs(&admin.caller, log).await?.records;
+    let entries = state.service.query_logs(&admin.caller, log).await?.page.items;
     let session = &seen.status.session;
     let storage = serde_json::to_string_pretty(&seen.storage.values).unwrap_or_default();
     let body = html! {

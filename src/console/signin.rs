@@ -71,7 +71,7 @@ where
             .and_then(|bytes| String::from_utf8(bytes).ok());
         if let Some((key, caller)) = key.and_then(|key| keys.authenticate(&key).map(|caller| (key, caller))) {
             if !caller.is_admin() {
-                return Err(ConsoleError::Domain(crate::domain::Error::PermissionDenied(
+                return Err(ConsoleError::Domain(crate::service::Error::PermissionDenied(
                     "the console needs an admin key",
                 )));
             }
@@ -80,7 +80,7 @@ where
         let certificate = parts.extensions.get::<ClientCertificate>().ok_or(ConsoleError::SignIn { page })?;
         let caller = keys.authenticate_certificate(&certificate.0).ok_or(ConsoleError::SignIn { page })?;
         if !caller.is_admin() {
-            return Err(ConsoleError::Domain(crate::domain::Error::PermissionDenied(
+            return Err(ConsoleError::Domain(crate::service::Error::PermissionDenied(
                 "the console needs an admin key or an admin's client certificate",
             )));
         }

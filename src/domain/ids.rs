@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
-use super::error::InvalidInput;
+use super::invalid::InvalidInput;
 
 const TOKEN_PREFIX: &str = "sdt_";
 const TOKEN_BYTES: usize = 32;

@@ -5,8 +5,8 @@ use std::fmt;
 
 use crate::clock::UnixMillis;
 
-use super::error::InvalidInput;
 use super::ids::{SessionId, TenantId};
+use super::invalid::InvalidInput;
 
 /// Longest channel name of a tenant's own, in bytes.
 pub const MAX_CHANNEL_NAME_BYTES: usize = 200;

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::clock::UnixMillis;
 
-use super::error::{InvalidInput, Violations};
+use super::invalid::{InvalidInput, Violations};
 use super::session::Grants;
 
 const MAX_NAME_LEN: usize = 128;

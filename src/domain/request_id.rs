@@ -21,8 +21,8 @@ use std::fmt;
 
 use sha2::{Digest as _, Sha256};
 
-use super::error::InvalidInput;
 use super::ids::{SessionId, TenantId, Token};
+use super::invalid::InvalidInput;
 
 /// Longest request id, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 128;

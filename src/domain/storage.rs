@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{Error, InvalidInput, Violations};
+use super::invalid::{InvalidInput, QuotaExceeded, Violations};
 
 /// A session's storage: key → JSON value, ordered for stable answers.
 pub type StorageMap = BTreeMap<String, serde_json::Value>;
@@ -94,16 +94,16 @@ impl StorageLimits {
     }
 
     /// Checks the per-session totals of a storage after a change.
-    pub fn check_totals(&self, values: &StorageMap) -> Result<(), Error> {
+    pub fn check_totals(&self, values: &StorageMap) -> Result<(), QuotaExceeded> {
         if values.len() > self.max_keys {
-            return Err(Error::QuotaExceeded {
+            return Err(QuotaExceeded {
                 subject: "storage keys".into(),
                 description: format!("a session may hold at most {} keys", self.max_keys),
             });
         }
         let total: usize = values.iter().map(|(k, v)| k.len() + value_bytes(v)).sum();
         if total > self.max_total_bytes {
-            return Err(Error::QuotaExceeded {
+            return Err(QuotaExceeded {
                 subject: "storage bytes".into(),
                 description: format!("a session may hold at most {} bytes of storage", self.max_total_bytes),
             });
@@ -129,6 +129,7 @@ impl StorageChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::InvalidRequest;
     use serde_json::json;
 
     #[test]
@@ -137,7 +138,7 @@ mod tests {
         let mut violations = Violations::default();
         assert_eq!(limits.entry_field("secretkey", "values", &mut violations), None);
         assert_eq!(limits.entry_field("ok", "values", &mut violations).as_deref(), Some("values[ok]"));
-        let Err(Error::InvalidArgument(found)) = violations.finish(Some(())) else { panic!("a violation") };
+        let Err(InvalidRequest(found)) = violations.finish(Some(())) else { panic!("a violation") };
         assert_eq!(found[0].field, "values");
         assert!(!found[0].description.contains("secret"), "{:?}", found[0]);
         assert!(found[0].description.contains("9 bytes"), "{:?}", found[0]);
@@ -147,7 +148,7 @@ mod tests {
     fn totals_are_quota_errors() {
         let limits = StorageLimits { max_keys: 1, ..StorageLimits::default() };
         let values = StorageMap::from([("a".into(), json!(1)), ("b".into(), json!(2))]);
-        assert!(matches!(limits.check_totals(&values), Err(Error::QuotaExceeded { .. })));
+        assert!(matches!(limits.check_totals(&values), Err(QuotaExceeded { .. })));
     }
 
     #[test]

@@ -11,10 +11,11 @@ use super::convert::{self, optional, parse_kind, parse_level, parse_ref};
 use super::pb;
 use super::status::with_stream_progress;
 use crate::auth::Caller;
-use crate::domain::{Error, InvalidInput, LogCursor, LogEntry, LogQuery, RequestId, SessionId, Violations, all};
+use crate::domain::{InvalidInput, LogCursor, LogEntry, LogQuery, RequestId, SessionId, Violations, all};
+use crate::service::Error;
 use crate::service::Limits;
-use crate::service::logs::LogBatch;
-use crate::service::{Service, SessionKey, SessionRef};
+use crate::service::logs::{LogBatch, LogStream, LogsPage};
+use crate::service::{Service, SessionRef};
 
 #[derive(Debug)]
 pub struct LogsApi {
@@ -27,7 +28,7 @@ impl LogsApi {
     }
 }
 
-/// Entries from the wire, at least one and at most `--log-max-entries`,
+/// Entries from the wire, at least one and at most `--session-log-max-entries`,
 /// each named `entries[i]`; the service stamps `logged_at` when it stores
 /// them.
 fn parse_entries(entries: Vec<pb::LogEntry>, limits: &Limits, v: &mut Violations) -> Vec<LogEntry> {
@@ -112,33 +113,18 @@ impl LogsApi {
         progress: &mut Progress,
     ) -> Result<(), Status> {
         let limits = &self.service.config().limits;
-        // The session the stream writes to, by id once the first message
-        // named it (by token or id); later messages may name it again.
-        let mut target: Option<SessionRef> = None;
+        let mut bound = LogStream::default();
         while let Some(message) = stream.message().await? {
             let pb::StreamLogRequest { session, entries, request_id } = message;
             let Batch { session: named, entries, request_id } =
                 Batch::parse(session.map(Some), entries, request_id, limits, false)?;
-            let session = match (&target, named) {
-                (None, Some(named)) => target.insert(SessionRef::id(self.service.log_target(caller, &named).await?)),
-                (None, None) => {
-                    return Err(InvalidInput::new("session", "the first message must name the session").into());
-                }
-                (Some(SessionRef { key: SessionKey::Id(current), .. }), Some(named))
-                    if self.service.log_target(caller, &named).await? != *current =>
-                {
-                    return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
-                }
-                (Some(current), _) => current,
-            };
+            let session = self.service.stream_log_target(caller, &mut bound, named.as_ref()).await?;
             if !entries.is_empty() {
                 progress.entries += self.service.log(caller, session, entries, request_id.as_ref()).await?;
             }
             progress.messages += 1;
         }
-        if target.is_none() {
-            return Err(InvalidInput::new("session", "the stream named no session").into());
-        }
+        bound.finish()?;
         Ok(())
     }
 }
@@ -196,15 +182,10 @@ impl pb::log_service_server::LogService for LogsApi {
             Filters { session_id, user_id, kind, start_time, end_time, min_level, failed_only, slow_only, endpoint };
         let query = filters.parse(&self.service, &mut v);
         let query = v.finish(all(|| Some(LogQuery { after: after?, limit: limit?, ..query? })))?;
-        let wanted = query.limit.min(self.service.config().limits.max_page_size);
-        let LogBatch { records, cursor } = self.service.query_logs(&caller, query).await?;
-        let next_page_token = match records.len() >= wanted {
-            true => cursor.encode(),
-            false => String::new(),
-        };
+        let LogsPage { page, cursor } = self.service.query_logs(&caller, query).await?;
         Ok(Response::new(pb::QueryLogsResponse {
-            records: records.into_iter().map(convert::log_record).collect(),
-            next_page_token,
+            records: page.items.into_iter().map(convert::log_record).collect(),
+            next_page_token: page.next.map(|next| next.encode()).unwrap_or_default(),
             cursor: cursor.encode(),
         }))
     }

@@ -200,15 +200,10 @@ impl pb::session_service_server::SessionService for SessionsApi {
                 after: after?,
             })
         }))?;
-        let wanted = query.page_size.min(self.service.config().limits.max_page_size);
-        let sessions = self.service.list(&caller, query).await?;
-        let next_page_token = match sessions.last() {
-            Some(last) if sessions.len() == wanted => format!("{}.{}", last.session.created_at.0, last.session.id),
-            _ => String::new(),
-        };
+        let page = self.service.list(&caller, query).await?;
         Ok(Response::new(pb::ListSessionsResponse {
-            sessions: sessions.into_iter().map(convert::session).collect(),
-            next_page_token,
+            sessions: page.items.into_iter().map(convert::session).collect(),
+            next_page_token: page.next.map(|(at, id)| format!("{}.{id}", at.0)).unwrap_or_default(),
         }))
     }
 

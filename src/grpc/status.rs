@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
-use crate::domain::Error;
+use crate::service::Error;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 
 /// The `google.rpc.ErrorInfo` domain of every sessiond reason.
@@ -238,6 +238,12 @@ pub fn with_stream_progress(status: Status, messages: usize, entries: usize) -> 
 
 impl From<crate::domain::InvalidInput> for Status {
     fn from(value: crate::domain::InvalidInput) -> Self {
+        Error::from(value).into()
+    }
+}
+
+impl From<crate::domain::InvalidRequest> for Status {
+    fn from(value: crate::domain::InvalidRequest) -> Self {
         Error::from(value).into()
     }
 }

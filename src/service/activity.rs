@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::clock::UnixMillis;
-use crate::domain::{Error, Session, SessionId};
+use crate::domain::{Session, SessionId};
+use crate::service::Error;
 use crate::shards::{Shard, Shards};
 use crate::telemetry::throttle::{self, Admitted, Cause};
 

@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use crate::auth::Caller;
-use crate::domain::{Error, Event, EventFilter, SessionId, VersionedStorage};
+use crate::domain::{Event, EventFilter, SessionId, VersionedStorage};
+use crate::service::Error;
 
 use super::lifecycle::SessionStatus;
 use super::{Service, SessionRef};

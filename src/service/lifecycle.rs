@@ -7,12 +7,13 @@ use crate::auth::{Caller, Permission};
 use crate::clock::UnixMillis;
 use crate::domain::request_id::Digester;
 use crate::domain::{
-    EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session, SessionEnd,
+    EndReason, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session, SessionEnd,
     SessionId, SessionKind, StorageMap, TenantId, Token,
 };
+use crate::service::Error;
 use crate::store::{NewRequest, Once, PageRequest, RequestRecord, SessionFilter, StoreError};
 
-use super::{Service, SessionRef};
+use super::{Page, Service, SessionRef};
 
 /// A timeout as a create request gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +123,14 @@ pub struct ListQuery {
     pub user_id: Option<String>,
     pub kind: Option<SessionKind>,
     pub open: Option<bool>,
+    /// Sessions asked for; the service caps it at `--max-page-size`.
     pub page_size: usize,
-    pub after: Option<(UnixMillis, SessionId)>,
+    pub after: Option<ListCursor>,
 }
+
+/// Where a page of ListSessions ends: the `(created_at, id)` of its last
+/// session, newest first.
+pub type ListCursor = (UnixMillis, SessionId);
 
 /// RevokeSessions' filters; at least one is required.
 #[derive(Debug, Clone, Default)]
@@ -318,7 +324,7 @@ impl Service {
     /// Sessions matching a query, newest first.
     #[tracing::instrument(level = "debug", skip_all)]
     /// A service caller lists one user's sessions; an admin any.
-    pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<Vec<SessionStatus>, Error> {
+    pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<Page<SessionStatus, ListCursor>, Error> {
         if !caller.is_admin() && query.user_id.is_none() {
             return Err(Error::PermissionDenied("listing across users needs an admin key; name a user_id"));
         }
@@ -332,13 +338,14 @@ impl Service {
         let page =
             PageRequest { after: query.after, limit: query.page_size.clamp(1, self.inner.config.limits.max_page_size) };
         let sessions = self.store().list_sessions(&filter, &page).await?;
-        Ok(sessions
+        let statuses = sessions
             .into_iter()
             .map(|s| {
                 let last = self.inner.activity.last_active(&s);
                 self.status(s, last)
             })
-            .collect())
+            .collect();
+        Ok(Page::new(statuses, page.limit, |last: &SessionStatus| (last.session.created_at, last.session.id.clone())))
     }
 
     /// Ends every open session matching `filter` as revoked.

@@ -15,10 +15,13 @@ use tokio::sync::mpsc;
 
 use crate::auth::Caller;
 use crate::domain::request_id::Digester;
-use crate::domain::{Error, LogCursor, LogEntry, LogPage, LogQuery, LogRecord, RequestDigest, RequestId, SessionId};
+use crate::domain::{
+    InvalidInput, LogCursor, LogEntry, LogPage, LogQuery, LogRecord, RequestDigest, RequestId, SessionId,
+};
+use crate::service::Error;
 use crate::store::{NewRequest, Once, RequestRecord};
 
-use super::{Service, SessionRef};
+use super::{Page, Service, SessionRef};
 
 /// Pages a follower may have queued and not yet taken; one more slot is
 /// kept for the error that ends a slow one.
@@ -34,6 +37,33 @@ const SETTLE_RETRY: Duration = Duration::from_millis(20);
 
 /// Records a follower is sent at most at once.
 const FOLLOW_PAGE: usize = 500;
+
+/// A StreamLog stream's binding to its session: none until a message
+/// names one (see [`Service::stream_log_target`]).
+#[derive(Debug, Default)]
+pub struct LogStream {
+    /// The bound session's id, and a reference naming it by that id.
+    target: Option<(SessionId, SessionRef)>,
+}
+
+impl LogStream {
+    /// Checks the stream's end: a stream that never named its session is
+    /// refused, even when it sent nothing else.
+    pub fn finish(&self) -> Result<(), Error> {
+        match self.target {
+            Some(_) => Ok(()),
+            None => Err(InvalidInput::new("session", "the stream named no session").into()),
+        }
+    }
+}
+
+/// A QueryLogs answer: one page of records (`next` when more may follow),
+/// and the cursor to follow from after them, given on every page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsPage {
+    pub page: Page<LogRecord, LogCursor>,
+    pub cursor: LogCursor,
+}
 
 /// Records sent to a follower, and where to resume after them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,8 +162,33 @@ impl Service {
     /// a StreamLog writes to once its first message named it. Whether it is
     /// still open is checked per message, by [`Service::log`], which answers
     /// a retried message even after the session ended.
-    pub async fn log_target(&self, caller: &Caller, session: &SessionRef) -> Result<SessionId, Error> {
+    async fn log_target(&self, caller: &Caller, session: &SessionRef) -> Result<SessionId, Error> {
         Ok(self.find(caller, session).await?.id)
+    }
+
+    /// The session a StreamLog message writes to: the one the stream's
+    /// first message named (by token or id), bound by id from then on.
+    /// Later messages may name it again, but no other session.
+    pub async fn stream_log_target<'a>(
+        &self,
+        caller: &Caller,
+        stream: &'a mut LogStream,
+        named: Option<&SessionRef>,
+    ) -> Result<&'a SessionRef, Error> {
+        if let Some(named) = named {
+            let id = self.log_target(caller, named).await?;
+            match &stream.target {
+                Some((bound, _)) if *bound != id => {
+                    return Err(InvalidInput::new("session", "a stream may not switch sessions").into());
+                }
+                Some(_) => {}
+                None => stream.target = Some((id.clone(), SessionRef::id(id))),
+            }
+        }
+        match &stream.target {
+            Some((_, session)) => Ok(session),
+            None => Err(InvalidInput::new("session", "the first message must name the session").into()),
+        }
     }
 
     /// Readable entries (of kept logs, and of open sessions logged
@@ -141,11 +196,12 @@ impl Service {
     /// readable; answers them and the cursor to resume after them.
     /// Admin callers only: logs span users.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn query_logs(&self, caller: &Caller, mut query: LogQuery) -> Result<LogBatch, Error> {
+    pub async fn query_logs(&self, caller: &Caller, mut query: LogQuery) -> Result<LogsPage, Error> {
         self.log_reader(caller, &mut query)?;
-        let page = self.store().query_logs(&query).await?;
-        let cursor = page.cursor(query.after, query.limit);
-        Ok(LogBatch { records: page.records, cursor })
+        let found = self.store().query_logs(&query).await?;
+        let cursor = found.cursor(query.after, query.limit);
+        let page = Page { next: (found.records.len() >= query.limit).then_some(cursor), items: found.records };
+        Ok(LogsPage { page, cursor })
     }
 
     fn log_reader(&self, caller: &Caller, query: &mut LogQuery) -> Result<(), Error> {

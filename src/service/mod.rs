@@ -16,17 +16,19 @@ use tokio::sync::{broadcast, watch as signal};
 use crate::auth::{Caller, Permission};
 use crate::clock::{Clock, UnixMillis};
 use crate::domain::{
-    EndReason, Error, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
+    EndReason, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
     SessionKind, StorageLimits, Token,
 };
 use crate::store::{EndOutcome, Ending, Store};
 
 mod activity;
+pub mod error;
 pub mod inspect;
 pub mod lifecycle;
 mod locks;
 pub mod logs;
 pub mod messages;
+pub mod page;
 pub mod privileges;
 pub mod server_info;
 pub mod storage;
@@ -34,7 +36,9 @@ pub mod sweeper;
 pub mod watch;
 
 use activity::ActivityTracker;
+pub use error::Error;
 use locks::SessionLocks;
+pub use page::Page;
 
 tokio::task_local! {
     /// The newest event sequence the current call committed (see

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::auth::{Caller, Permission};
-use crate::domain::{Error, EventType, Grants, Promotion, PromotionId, Session};
+use crate::domain::{EventType, Grants, Promotion, PromotionId, Session};
+use crate::service::Error;
 use crate::store::StoreError;
 
 use super::{Service, SessionRef};

@@ -6,7 +6,8 @@
 //! applied to whatever is current. Limits are checked on the result.
 
 use crate::auth::Caller;
-use crate::domain::{Error, EventType, StorageChange, StorageMap, VersionedStorage};
+use crate::domain::{EventType, StorageChange, StorageMap, VersionedStorage};
+use crate::service::Error;
 use crate::store::StoreError;
 
 use super::{Service, SessionRef};

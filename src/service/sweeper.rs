@@ -13,7 +13,8 @@
 
 use std::time::Duration;
 
-use crate::domain::{Error, Expiry, SessionId};
+use crate::domain::{Expiry, SessionId};
+use crate::service::Error;
 use crate::store::Purged;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 

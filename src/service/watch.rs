@@ -21,7 +21,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::auth::{Caller, Permission};
-use crate::domain::{Error, Event, EventFilter};
+use crate::domain::{Event, EventFilter};
+use crate::service::Error;
 use crate::store::Notification;
 use crate::telemetry::throttle::{self, Admitted, Cause};
 

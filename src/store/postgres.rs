@@ -68,6 +68,7 @@ use crate::domain::{
     Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent, RequestKey,
     Session, SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
 };
+use crate::secret::Secret;
 
 mod bulk;
 mod connect;
@@ -132,7 +133,7 @@ const WRITERS: usize = 2;
 pub struct PgSettings {
     /// A libpq connection string, as a URL (`postgres://user:pw@host/db`)
     /// or as `key=value` pairs. It may hold a password, so it never prints.
-    pub url: String,
+    pub url: Secret,
     /// Connections in the pool, the two writers' included, so at least
     /// three.
     pub pool_size: usize,
@@ -146,23 +147,11 @@ pub struct PgSettings {
 }
 
 impl PgSettings {
-    /// Settings for `url` with the defaults: 16 connections, 5 s to
-    /// connect, 30 s per statement, logs without a limit.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            pool_size: 16,
-            connect_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(30),
-            max_log_entries_per_session: 0,
-        }
-    }
-
     /// How to connect: the driver's configuration (the string without its
     /// TLS parameters, the timeouts applied) and the TLS they ask for.
     /// Reads the TLS files the string names.
     fn connector(&self) -> StoreResult<Connector> {
-        let (driver_string, tls) = tls::split(&self.url).map_err(internal)?;
+        let (driver_string, tls) = tls::split(self.url.expose()).map_err(internal)?;
         // The parser's error may quote the string, password included.
         let mut config: tokio_postgres::Config =
             driver_string.parse().map_err(|_| internal("the Postgres connection string does not parse"))?;
@@ -192,7 +181,7 @@ impl PgSettings {
 impl fmt::Debug for PgSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The driver's own Debug leaves the password out.
-        let split = tls::split(&self.url).ok();
+        let split = tls::split(self.url.expose()).ok();
         let target = split.as_ref().and_then(|(rest, _)| rest.parse::<tokio_postgres::Config>().ok());
         f.debug_struct("PgSettings")
             .field("hosts", &target.as_ref().map(|c| c.get_hosts().to_vec()))
@@ -872,7 +861,10 @@ mod tests {
             "postgres://sessiond@pg-a:5432,pg-b:5433/sessiond?target_session_attrs=read-write&sslmode=disable",
             "host=pg-a,pg-b port=5432,5433 user=sessiond dbname=sessiond target_session_attrs=read-write",
         ] {
-            let settings = PgSettings { connect_timeout: Duration::from_secs(2), ..PgSettings::new(url) };
+            let settings = PgSettings {
+                connect_timeout: Duration::from_secs(2),
+                ..crate::settings::Settings::default_postgres(url)
+            };
             let connector = settings.connector().expect("the string parses");
             // The pool is made from `config`; the listener, prober and
             // migrations from `named` copies of it.

@@ -73,16 +73,16 @@ pub struct TelemetryConfig {
 
 impl TelemetryConfig {
     pub fn from_settings(settings: &Settings) -> Self {
-        let otlp_endpoint = settings.otlp_endpoint.clone().filter(|endpoint| !endpoint.is_empty());
+        let otlp_endpoint = settings.telemetry.otlp_endpoint.clone().filter(|endpoint| !endpoint.is_empty());
         Self {
-            log_format: settings.log_format,
-            log_filter: settings.log_filter.clone(),
-            log_repeat_interval: settings.log_repeat_interval,
-            otlp_traces: otlp_endpoint.is_some() || settings.otel_endpoints.traces,
-            otlp_metrics: otlp_endpoint.is_some() || settings.otel_endpoints.metrics,
+            log_format: settings.telemetry.log_format,
+            log_filter: settings.telemetry.log_filter.clone(),
+            log_repeat_interval: settings.telemetry.log_repeat_interval,
+            otlp_traces: otlp_endpoint.is_some() || settings.telemetry.otel_endpoints.traces,
+            otlp_metrics: otlp_endpoint.is_some() || settings.telemetry.otel_endpoints.metrics,
             otlp_endpoint,
-            service_name: settings.otlp_service_name.clone().filter(|name| !name.is_empty()),
-            prometheus: settings.metrics_listen.is_some(),
+            service_name: settings.telemetry.otlp_service_name.clone().filter(|name| !name.is_empty()),
+            prometheus: settings.telemetry.metrics_listen.is_some(),
         }
     }
 }

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use tracing::Level;
 
+use crate::service::Error;
+
 /// The longest a count waits for [`flush`] once its interval has ended.
 const MAX_FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
@@ -56,8 +58,7 @@ pub fn flush_period(interval: Duration) -> Duration {
 
 /// A service error's kind, for the causes of failures that are no call's
 /// (a sweep, the event feed).
-pub fn error_kind(err: &crate::domain::Error) -> &'static str {
-    use crate::domain::Error;
+pub fn error_kind(err: &crate::service::Error) -> &'static str {
     match err {
         Error::Unavailable(_) => "unavailable",
         Error::StoreFull(_) => "full",

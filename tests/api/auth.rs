@@ -16,22 +16,18 @@ struct Tenants {
     acme: String,
     acme_admin: String,
     globex: String,
-    _keys_file: tempfile::NamedTempFile,
 }
 
 async fn two_tenants() -> Tenants {
     let (acme, acme_admin, globex) = (generate_key().0, generate_key().0, generate_key().0);
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
         "keys:\n  - {{name: acme-svc, tenant: acme, role: service, hash: \"{}\", allow: [session_ids]}}\n  - {{name: acme-admin, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: globex-admin, tenant: globex, role: admin, hash: \"{}\"}}\n",
         hash_key(&acme),
         hash_key(&acme_admin),
         hash_key(&globex)
     );
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
-    Tenants { app, acme, acme_admin, globex, _keys_file: keys_file }
+    let app = TestApp::spawn_with_keys(&keys).await;
+    Tenants { app, acme, acme_admin, globex }
 }
 
 /// `message` with `authorization: Bearer <key>`.
@@ -225,7 +221,7 @@ async fn an_invalid_keys_file_stops_start_up() {
     std::fs::write(file.path(), "keys: [{name: a, tenant: t, role: service, hash: md5:00}]").expect("written");
     let data = tempfile::tempdir().expect("a temporary directory");
     let mut settings = sessiond::settings::Settings::for_tests("127.0.0.1:0".parse().unwrap(), data.path().to_owned());
-    settings.api_keys_file = Some(file.path().to_owned());
+    settings.auth.api_keys_file = Some(file.path().to_owned());
     assert!(sessiond::startup::Application::build(settings).await.is_err(), "never falls back to running open");
 }
 
@@ -345,11 +341,8 @@ fn hash_key_refuses_a_weak_key_unless_told_it_is_a_migration() {
 async fn a_key_configured_as_an_argon2_hash_authenticates_and_a_wrong_one_does_not() {
     let (accepted, hash) = hash_key_command(&["--argon2", "--allow-weak"], "a-migrated-legacy-key");
     assert!(accepted && hash.starts_with("$argon2id$v=19$m="), "{hash}");
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
-    std::fs::write(keys_file.path(), format!("keys: [{{name: legacy, tenant: acme, role: service, hash: '{hash}'}}]"))
-        .expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let mut app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    let keys = format!("keys: [{{name: legacy, tenant: acme, role: service, hash: '{hash}'}}]");
+    let mut app = TestApp::spawn_with_keys(&keys).await;
     let request =
         || pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "alice".into(), ..Default::default() };
 
@@ -380,16 +373,13 @@ async fn authenticate_answers_the_tenant_and_never_another_tenants_session() {
 #[tokio::test]
 async fn a_service_key_does_only_what_its_entry_allows_beyond_its_role() {
     let (bare, trusted, admin) = (generate_key().0, generate_key().0, generate_key().0);
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
         "keys:\n  - {{name: bare, tenant: acme, role: service, hash: \"{}\"}}\n  - {{name: ops-svc, tenant: acme, role: service, hash: \"{}\", allow: [trusted_sessions, change_privileges, session_ids]}}\n  - {{name: ops, tenant: acme, role: admin, hash: \"{}\"}}\n",
         hash_key(&bare),
         hash_key(&trusted),
         hash_key(&admin)
     );
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let mut app = crate::helpers::TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    let mut app = crate::helpers::TestApp::spawn_with_keys(&keys).await;
     let refused_for = |status: tonic::Status, permission: &str| {
         assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
         assert_eq!(error_reason(&status).as_deref(), Some("PERMISSION_REQUIRED"));

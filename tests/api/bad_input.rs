@@ -144,7 +144,7 @@ async fn spawn_binary(args: &[&str]) -> Child {
 
 #[tokio::test]
 async fn garbage_empty_and_oversized_requests_get_clear_errors_at_every_rpc_and_the_server_stays_up() {
-    let app = TestApp::spawn_with(|s| s.max_request_bytes = 64 * 1024).await;
+    let app = TestApp::spawn_with(|s| s.transport.max_request_bytes = 64 * 1024).await;
     let garbage: Vec<u8> = (0..512u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let truncated = vec![0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01];
     let oversized = vec![0x12; 200 * 1024];
@@ -657,7 +657,7 @@ async fn list_fields_over_their_limit_are_invalid_arguments_alike_in_every_call(
         .await
         .expect("256 names are within the limit");
 
-    // Log entries: --log-max-entries (1,000) per Log call or stream message.
+    // Log entries: --session-log-max-entries (1,000) per Log call or stream message.
     let entries = vec![entry(pb::LogLevel::Info, "x"); 1_001];
     let status = app
         .logs

@@ -220,19 +220,14 @@ async fn the_api_key_comes_from_the_environment_or_a_file_and_never_from_a_flag(
     let admin = generate_key().0;
     let service = generate_key().0;
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.yaml");
-    std::fs::write(
-        &keys,
-        format!(
-            "keys:\n  - {{name: ops, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: svc, tenant: acme, role: service, hash: \"{}\"}}\n",
-            hash_key(&admin),
-            hash_key(&service)
-        ),
-    )
-    .unwrap();
+    let keys = format!(
+        "keys:\n  - {{name: ops, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: svc, tenant: acme, role: service, hash: \"{}\"}}\n",
+        hash_key(&admin),
+        hash_key(&service)
+    );
     let key_file = dir.path().join("admin.key");
     std::fs::write(&key_file, format!("{admin}\n")).unwrap();
-    let app = TestApp::spawn_with(|s| s.api_keys_file = Some(keys.clone())).await;
+    let app = TestApp::spawn_with_keys(&keys).await;
     let list = ["sessions", "list", "-o", "json"];
 
     let without = run(&app.address, &list, &[]).await;
@@ -349,7 +344,7 @@ async fn events_watch_prints_each_event_as_it_happens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_tail_prints_an_entry_logged_after_it_started() {
-    let mut app = TestApp::spawn_with(|s| s.log_keep_all = true).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.keep_all = true).await;
     let mut tail = Running::start(&app.address, &["logs", "tail"]);
     // The header is printed once the follow has started.
     let header = tail.next_line().await;
@@ -368,7 +363,7 @@ async fn logs_tail_prints_an_entry_logged_after_it_started() {
 
 #[tokio::test]
 async fn logs_query_narrows_to_an_endpoint_and_prints_each_entrys_endpoint() {
-    let mut app = TestApp::spawn_with(|s| s.log_keep_all = true).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.keep_all = true).await;
     for endpoint in ["checkout", "health"] {
         let request = pb::CreateSessionRequest {
             kind: Kind::WebCall.into(),
@@ -412,10 +407,10 @@ async fn the_cli_speaks_mutual_tls_with_a_ca_a_client_certificate_and_a_server_n
         path
     };
     let mut settings = sessiond::settings::Settings::for_tests("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
-    settings.tls_cert = Some(write("server.crt", &server.0));
-    settings.tls_key = Some(write("server.key", &server.1));
+    settings.auth.tls_cert = Some(write("server.crt", &server.0));
+    settings.auth.tls_key = Some(write("server.key", &server.1));
     // No keys file: the client certificate is the only way in.
-    settings.tls_client_ca = Some(write("ca.crt", &ca.pem()));
+    settings.auth.tls_client_ca = Some(write("ca.crt", &ca.pem()));
     let app =
         sessiond::startup::Application::build_with_clock(settings, std::sync::Arc::new(sessiond::clock::SystemClock))
             .await

@@ -197,7 +197,7 @@ async fn a_fast_clean_close_drops_the_log() {
     let mut app = TestApp::spawn().await;
     let created = app.create(Kind::MethodCall, "alice").await;
     let id = created.session.unwrap().session_id;
-    // A warning: an ERROR entry would keep the log (`--log-keep-level`).
+    // A warning: an ERROR entry would keep the log (`--session-log-keep-level`).
     app.log(&created.token, vec![entry(pb::LogLevel::Warning, "nothing to see")]).await;
     app.advance(Duration::from_millis(500));
 
@@ -210,7 +210,7 @@ async fn a_fast_clean_close_drops_the_log() {
 
 #[tokio::test]
 async fn log_keep_all_keeps_the_log_of_a_clean_close() {
-    let mut app = TestApp::spawn_with(|s| s.log_keep_all = true).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.keep_all = true).await;
     let created = app.create(Kind::MethodCall, "alice").await;
     let id = created.session.unwrap().session_id;
     app.log(&created.token, vec![entry(pb::LogLevel::Info, "kept anyway")]).await;
@@ -255,7 +255,7 @@ async fn closing_an_unknown_session_is_not_found() {
 
 #[tokio::test]
 async fn an_overlong_close_error_is_an_invalid_argument_and_the_session_stays_open() {
-    let mut app = TestApp::spawn_with(|s| s.max_text_bytes = 32).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_text_bytes = 32).await;
     let created = app.create(Kind::WebCall, "alice").await;
 
     let request = pb::CloseSessionRequest {

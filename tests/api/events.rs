@@ -48,7 +48,7 @@ async fn set_privileges(app: &mut TestApp, token: &str) {
 
 #[tokio::test]
 async fn every_lifecycle_change_is_streamed_in_sequence() {
-    let mut app = TestApp::spawn_with(|s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let mut app = TestApp::spawn_with(|s| s.store.sweep_interval = Duration::from_secs(3600)).await;
     let mut events = app.watch(everything()).await;
 
     let closed = app.create(Kind::WebUser, "alice").await;
@@ -248,8 +248,8 @@ async fn concurrent_changes_are_streamed_without_gaps_or_duplicates() {
 /// its third, recent one.
 async fn with_two_events_purged() -> (TestApp, pb::CreateSessionResponse) {
     let mut app = TestApp::spawn_with(|s| {
-        s.event_retention = Duration::from_secs(3600);
-        s.sweep_interval = Duration::from_secs(3600);
+        s.store.event_retention = Duration::from_secs(3600);
+        s.store.sweep_interval = Duration::from_secs(3600);
     })
     .await;
     app.create(Kind::StoredProcedure, "old").await;
@@ -369,8 +369,8 @@ async fn a_watch_resuming_from_purged_events_is_out_of_range_naming_the_oldest_k
 async fn a_watch_ends_once_its_connection_is_past_its_age_and_grace_and_resumes_by_sequence() {
     let (age, grace) = (Duration::from_secs(1), Duration::from_secs(1));
     let mut app = TestApp::spawn_with(|s| {
-        s.max_connection_age = age;
-        s.max_connection_age_grace = grace;
+        s.transport.max_connection_age = age;
+        s.transport.max_connection_age_grace = grace;
     })
     .await;
     let started = std::time::Instant::now();

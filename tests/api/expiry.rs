@@ -15,7 +15,7 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// Only the tests sweep: the background sweeper waits an hour between runs.
 fn manual_sweeps(settings: &mut Settings) {
-    settings.sweep_interval = Duration::from_secs(3600);
+    settings.store.sweep_interval = Duration::from_secs(3600);
 }
 
 fn idle_session(idle: i64) -> pb::CreateSessionRequest {
@@ -86,7 +86,7 @@ async fn a_session_used_within_its_timeout_is_not_swept_when_the_stores_activity
     // = 15 s: a touch 10 s after creation stays in memory only.
     let mut app = TestApp::spawn_with(|s| {
         manual_sweeps(s);
-        s.activity_flush = Duration::from_secs(30);
+        s.store.activity_flush = Duration::from_secs(30);
     })
     .await;
     let created = app.create_with(idle_session(60)).await;
@@ -122,7 +122,7 @@ async fn a_session_without_timeouts_is_never_swept() {
 async fn ended_sessions_and_their_logs_are_purged_after_retention() {
     let mut app = TestApp::spawn_with(|s| {
         manual_sweeps(s);
-        s.retention = Duration::from_secs(3600);
+        s.store.retention = Duration::from_secs(3600);
     })
     .await;
     let created = app.create(Kind::MethodCall, "alice").await;

@@ -21,26 +21,18 @@ struct Callers {
     busy: String,
     other: String,
     globex: String,
-    _keys_file: tempfile::NamedTempFile,
 }
 
 async fn callers(configure: impl FnOnce(&mut sessiond::settings::Settings)) -> Callers {
     let (busy, other, globex) = (generate_key().0, generate_key().0, generate_key().0);
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
         "keys:\n  - {{name: acme-busy, tenant: acme, role: admin, hash: \"{}\", max_concurrent_calls: 2}}\n  - {{name: acme-other, tenant: acme, role: admin, hash: \"{}\"}}\n  - {{name: globex, tenant: globex, role: admin, hash: \"{}\"}}\n",
         hash_key(&busy),
         hash_key(&other),
         hash_key(&globex)
     );
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let app = TestApp::spawn_with(|s| {
-        s.api_keys_file = Some(path);
-        configure(s);
-    })
-    .await;
-    Callers { app, busy, other, globex, _keys_file: keys_file }
+    let app = TestApp::spawn_with_keys_and(&keys, configure).await;
+    Callers { app, busy, other, globex }
 }
 
 /// A watch of the whole tenant: its call is counted as long as it runs.
@@ -82,8 +74,8 @@ async fn succeeds_again(app: &mut TestApp, key: &str) {
 #[tokio::test]
 async fn a_key_holding_streams_is_refused_its_extra_calls_while_another_tenant_is_served() {
     let mut c = callers(|s| {
-        s.max_concurrent_calls_per_key = Some(10);
-        s.max_concurrent_calls_per_tenant = Some(3);
+        s.limits.max_concurrent_calls_per_key = Some(10);
+        s.limits.max_concurrent_calls_per_tenant = Some(3);
     })
     .await;
     let (busy, other, globex) = (c.busy.clone(), c.other.clone(), c.globex.clone());
@@ -122,7 +114,7 @@ async fn a_key_holding_streams_is_refused_its_extra_calls_while_another_tenant_i
 
 #[tokio::test]
 async fn a_key_calling_over_its_rate_is_told_when_to_retry_while_another_tenant_is_served() {
-    let mut c = callers(|s| s.rate_limit_per_key = 5).await;
+    let mut c = callers(|s| s.limits.rate_limit_per_key = 5).await;
     let (busy, globex) = (c.busy.clone(), c.globex.clone());
     let check = |key: &str| {
         with_key(pb::HasPrivilegeRequest { session: by_token("no-such-token"), privilege: "read".into() }, key)
@@ -166,8 +158,8 @@ async fn a_key_calling_over_its_rate_is_told_when_to_retry_while_another_tenant_
 #[tokio::test]
 async fn an_open_server_counts_its_calls_under_the_default_tenant() {
     let mut app = TestApp::spawn_with(|s| {
-        s.max_concurrent_calls_per_key = Some(10);
-        s.max_concurrent_calls_per_tenant = Some(1);
+        s.limits.max_concurrent_calls_per_key = Some(10);
+        s.limits.max_concurrent_calls_per_tenant = Some(1);
     })
     .await;
     let held = app.sessions.watch_sessions(pb::WatchSessionsRequest::default()).await.expect("watching");

@@ -59,8 +59,8 @@ async fn a_full_disk_refuses_writes_as_store_full_keeps_reads_and_recovers_once_
     std::fs::write(&filler, vec![0u8; 512 * 1024]).expect("the filler file is written");
     let data_dir = disk.path().join("data");
     let mut app = TestApp::spawn_with(|s| {
-        s.data_dir = data_dir;
-        s.database_url = None;
+        s.store.data_dir = data_dir;
+        s.store.database_url = None;
     })
     .await;
 

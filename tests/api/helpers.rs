@@ -25,8 +25,7 @@ use tonic::transport::Channel;
 
 use crate::postgres_support::{TestDatabase, fresh_database};
 
-/// The roles file every test app loads (the one shipped in `config/`).
-pub const ROLES_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/roles.yaml");
+pub use crate::fixtures::{PATIENCE, ROLES_FILE};
 
 /// What outlives a server across restarts: its settings, data directory,
 /// clock and (with Postgres) database.
@@ -38,6 +37,8 @@ pub struct Home {
     pub clock: ManualClock,
     /// Kept alive (dropped with the last server) likewise.
     _database: Option<Arc<TestDatabase>>,
+    /// The API keys file of [`TestApp::spawn_with_keys`], kept likewise.
+    _keys_file: Option<Arc<tempfile::NamedTempFile>>,
 }
 
 /// Whether this run stores in Postgres (`SESSIOND_TEST_STORE=postgres`).
@@ -68,6 +69,9 @@ pub struct TestApp {
     pub logs: LogServiceClient<Channel>,
     pub messages: MessageServiceClient<Channel>,
     pub channel: Channel,
+    /// Where Prometheus metrics are served, when `--metrics-listen` is set.
+    #[allow(dead_code, reason = "used by tests/telemetry.rs, which shares these helpers")]
+    pub metrics: Option<std::net::SocketAddr>,
     home: Home,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -91,23 +95,54 @@ impl TestApp {
         Self::spawn_in(Some(database), configure).await
     }
 
+    /// A server whose callers need an API key: `keys` is the API keys
+    /// file's content (YAML), written to a file that lives as long as the
+    /// server, its restarts and replicas.
+    #[allow(dead_code, reason = "not every binary sharing these helpers uses keys")]
+    pub async fn spawn_with_keys(keys: &str) -> Self {
+        Self::spawn_with_keys_and(keys, |_| {}).await
+    }
+
+    /// [`TestApp::spawn_with_keys`], with the settings changed further by
+    /// `configure`.
+    #[allow(dead_code, reason = "not every binary sharing these helpers uses keys")]
+    pub async fn spawn_with_keys_and(keys: &str, configure: impl FnOnce(&mut Settings)) -> Self {
+        let file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(file.path(), keys).expect("the keys file is written");
+        let (path, file) = (file.path().to_owned(), Arc::new(file));
+        let database = if on_postgres() { Some(fresh_database().await) } else { None };
+        Self::spawn_in_with(database, Some(file), |s| {
+            s.auth.api_keys_file = Some(path);
+            configure(s);
+        })
+        .await
+    }
+
     async fn spawn_in(database: Option<TestDatabase>, configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_in_with(database, None, configure).await
+    }
+
+    async fn spawn_in_with(
+        database: Option<TestDatabase>,
+        keys_file: Option<Arc<tempfile::NamedTempFile>>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory can be created"));
         let mut settings =
             Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), data_dir.path().to_owned());
-        settings.roles_file = Some(ROLES_FILE.into());
+        settings.auth.roles_file = Some(ROLES_FILE.into());
         let database = database.map(Arc::new);
         if let Some(database) = &database {
-            settings.database_url = Some(database.url.parse().expect("any string is a secret"));
-            settings.db_pool_size = 6;
+            settings.store.database_url = Some(database.url.parse().expect("any string is a secret"));
+            settings.store.db_pool_size = 6;
             // With a shared store, expiry allows for activity other
             // replicas have not written yet: up to one write interval,
             // which this keeps to a second so timeouts read as written.
-            settings.activity_flush = Duration::from_secs(1);
+            settings.store.activity_flush = Duration::from_secs(1);
         }
         configure(&mut settings);
         let clock = ManualClock::starting_at(SystemClock.now());
-        Self::start(Home { settings, _data_dir: data_dir, clock, _database: database }).await
+        Self::start(Home { settings, _data_dir: data_dir, clock, _database: database, _keys_file: keys_file }).await
     }
 
     /// Another server on the same store (a second replica, with
@@ -121,6 +156,7 @@ impl TestApp {
         let (settings, clock) = (home.settings.clone(), home.clock.clone());
         let app = build_once_free(&settings, &clock).await;
         let address = format!("http://{}", app.local_addr());
+        let metrics = app.metrics_addr();
         let service = app.service();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
@@ -138,6 +174,7 @@ impl TestApp {
             logs: LogServiceClient::new(channel.clone()),
             messages: MessageServiceClient::new(channel.clone()),
             channel,
+            metrics,
             address,
             clock,
             service,
@@ -252,10 +289,6 @@ pub fn seconds(s: i64) -> Option<prost_types::Duration> {
 // ---------------------------------------------------------------------------
 // Shorthands the test modules share.
 // ---------------------------------------------------------------------------
-
-/// How long a test waits for an answer that should come at once before it
-/// fails instead of hanging. Real time, never used to let time pass.
-pub const PATIENCE: Duration = Duration::from_secs(10);
 
 impl TestApp {
     /// Creates a session as `request` asks.

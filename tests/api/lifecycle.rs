@@ -220,7 +220,8 @@ async fn a_zero_idle_timeout_means_none() {
 
 #[tokio::test]
 async fn the_kind_timeouts_setting_overrides_a_kinds_default() {
-    let mut app = TestApp::spawn_with(|s| s.kind_timeouts = "web_user.idle=2m,internal.lifetime=none".into()).await;
+    let mut app =
+        TestApp::spawn_with(|s| s.limits.kind_timeouts = "web_user.idle=2m,internal.lifetime=none".into()).await;
 
     let web_user = app.create(Kind::WebUser, "").await;
     let internal = app.create(Kind::Internal, "").await;
@@ -296,7 +297,7 @@ async fn only_stored_procedure_and_standalone_sessions_may_be_trusted() {
 
 #[tokio::test]
 async fn an_overlong_user_id_is_an_invalid_argument_naming_user_id() {
-    let mut app = TestApp::spawn_with(|s| s.max_text_bytes = 16).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_text_bytes = 16).await;
 
     let request =
         pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "u".repeat(17), ..Default::default() };
@@ -322,7 +323,7 @@ async fn an_unknown_session_id_or_token_is_not_found() {
 
 #[tokio::test]
 async fn labels_round_trip_and_an_overlong_label_is_named() {
-    let mut app = TestApp::spawn_with(|s| s.max_text_bytes = 32).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_text_bytes = 32).await;
     let labels = pb::SessionLabels {
         endpoint: "orders".into(),
         method: "place".into(),
@@ -383,7 +384,7 @@ async fn a_malformed_kind_timeouts_setting_stops_start_up() {
     for text in ["web_user.idle", "teleport.idle=1m", "web_user.idle=soon", "web_user.nap=1m"] {
         let mut settings =
             Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
-        settings.kind_timeouts = text.into();
+        settings.limits.kind_timeouts = text.into();
         assert!(Application::build(settings).await.is_err(), "{text:?} must stop start-up");
     }
 }

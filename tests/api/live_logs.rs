@@ -69,8 +69,8 @@ async fn the_continuous_kinds_setting_and_the_policy_file_choose_what_is_readabl
     std::fs::write(&policy, "overrides:\n  - { kind: web_call, endpoint: live, continuous: true }\n")
         .expect("the policy file is written");
     let mut app = TestApp::spawn_with(|s| {
-        s.log_continuous_kinds = "none".into();
-        s.log_policy_file = Some(policy);
+        s.session_logs.continuous_kinds = "none".into();
+        s.session_logs.policy_file = Some(policy);
     })
     .await;
     let user = app.create(Kind::WebUser, "alice").await;
@@ -108,12 +108,12 @@ async fn an_error_entry_keeps_the_log_of_a_sub_second_session_at_close() {
 
 #[tokio::test]
 async fn the_keep_level_setting_chooses_the_level_that_keeps_a_log() {
-    let mut app = TestApp::spawn_with(|s| s.log_keep_level = sessiond::settings::KeepLevel::None).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.keep_level = sessiond::settings::KeepLevel::None).await;
     let errored = app.create(Kind::MethodCall, "alice").await;
     app.log(&errored.token, vec![entry(Level::Fatal, "down")]).await;
     assert!(app.close(&errored.token, "").await.log_id.is_empty(), "no level keeps a log");
 
-    let mut app = TestApp::spawn_with(|s| s.log_keep_level = sessiond::settings::KeepLevel::Warning).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.keep_level = sessiond::settings::KeepLevel::Warning).await;
     let warned = app.create(Kind::MethodCall, "alice").await;
     app.log(&warned.token, vec![entry(Level::Warning, "slowish")]).await;
     assert!(!app.close(&warned.token, "").await.log_id.is_empty());

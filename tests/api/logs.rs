@@ -27,7 +27,7 @@ fn stream_message(session: Option<pb::SessionRef>, entries: Vec<pb::LogEntry>) -
 
 #[tokio::test]
 async fn client_times_are_kept_and_answered_to_the_microsecond() {
-    let mut app = TestApp::spawn_with(|s| s.log_keep_all = true).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.keep_all = true).await;
     let created = app.create(Kind::WebUser, "alice").await;
     let id = created.session.unwrap().session_id;
     let sent = prost_types::Timestamp { seconds: 1_700_000_000, nanos: 123_456_789 };
@@ -82,7 +82,7 @@ async fn log_stores_entries_at_or_above_the_minimum_level_and_answers_their_coun
 
 #[tokio::test]
 async fn the_log_min_level_setting_drops_entries_under_it() {
-    let mut app = TestApp::spawn_with(|s| s.log_min_level = sessiond::settings::Level::Warning).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.min_level = sessiond::settings::Level::Warning).await;
     let created = app.create(Kind::MethodCall, "").await;
 
     let accepted = app.log(&created.token, vec![entry(Level::Info, "dropped"), entry(Level::Warning, "kept")]).await;
@@ -371,8 +371,8 @@ async fn a_graceful_restart_ends_request_scoped_sessions_as_shutdown_and_keeps_u
 #[tokio::test]
 async fn log_limits_are_invalid_arguments_naming_the_entries() {
     let mut app = TestApp::spawn_with(|s| {
-        s.log_max_entries = 2;
-        s.log_max_message_bytes = 16;
+        s.session_logs.max_entries = 2;
+        s.session_logs.max_message_bytes = 16;
     })
     .await;
     let created = app.create(Kind::MethodCall, "").await;
@@ -399,7 +399,7 @@ async fn a_log_policy_file_overrides_the_policy_per_endpoint_and_kind() {
         "overrides:\n  - { endpoint: checkout, keep_all: true }\n  - { kind: web_call, endpoint: health, min_level: error }\n",
     )
     .expect("the file is written");
-    let mut app = TestApp::spawn_with(|s| s.log_policy_file = Some(policy)).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.policy_file = Some(policy)).await;
     let labelled = |kind: Kind, endpoint: &str| pb::CreateSessionRequest {
         kind: kind.into(),
         labels: Some(pb::SessionLabels { endpoint: endpoint.into(), ..Default::default() }),
@@ -427,7 +427,7 @@ async fn a_log_policy_file_with_an_unknown_override_field_stops_start_up() {
     std::fs::write(&policy, "overrides:\n  - { endpoint: checkout, keep_everything: true }\n")
         .expect("the file is written");
     let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
-    settings.log_policy_file = Some(policy);
+    settings.session_logs.policy_file = Some(policy);
 
     assert!(Application::build(settings).await.is_err(), "a typo in a policy must not be silently ignored");
 }
@@ -446,7 +446,7 @@ async fn an_invalid_log_policy_file_stops_start_up() {
         std::fs::write(&policy, text).expect("the file is written");
         let mut settings =
             Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
-        settings.log_policy_file = Some(policy);
+        settings.session_logs.policy_file = Some(policy);
         assert!(Application::build(settings).await.is_err(), "{name} must stop start-up");
     }
 }

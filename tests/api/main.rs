@@ -2,6 +2,8 @@
 //! data directory and a manual clock, and speaks to it through the
 //! generated clients.
 
+#[path = "../support/fixtures.rs"]
+mod fixtures;
 #[path = "../support/postgres.rs"]
 mod postgres_support;
 

@@ -161,7 +161,7 @@ async fn a_subscriber_resuming_after_a_restart_gets_every_kept_message_once_then
 
 #[tokio::test]
 async fn a_cursor_beyond_the_channel_or_older_than_the_window_is_out_of_range() {
-    let mut app = TestApp::spawn_with(|s| s.message_replay_window = Duration::from_secs(2)).await;
+    let mut app = TestApp::spawn_with(|s| s.messages.message_replay_window = Duration::from_secs(2)).await;
     for n in 1..=3 {
         app.messages.post(post("feed", f64::from(n))).await.expect("posted");
     }
@@ -189,7 +189,7 @@ async fn a_cursor_beyond_the_channel_or_older_than_the_window_is_out_of_range() 
 
 #[tokio::test]
 async fn a_slow_subscriber_is_cut_off_without_holding_back_the_others() {
-    let mut app = TestApp::spawn_with(|s| s.message_subscriber_buffer = 8).await;
+    let mut app = TestApp::spawn_with(|s| s.messages.message_subscriber_buffer = 8).await;
     // Its own connection, as another client would have (an unread stream
     // must not stall the others' connection), with HTTP/2's default window
     // of 64 KiB rather than tonic's megabytes, so the transport stops
@@ -244,15 +244,12 @@ async fn a_slow_subscriber_is_cut_off_without_holding_back_the_others() {
 #[tokio::test]
 async fn tenants_never_see_each_others_channels() {
     let (acme, globex) = (generate_key().0, generate_key().0);
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
         "keys:\n  - {{name: acme, tenant: acme, role: service, hash: \"{}\", allow: [session_ids]}}\n  - {{name: globex, tenant: globex, role: service, hash: \"{}\", allow: [session_ids]}}\n",
         hash_key(&acme),
         hash_key(&globex)
     );
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let mut app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
+    let mut app = TestApp::spawn_with_keys(&keys).await;
 
     let mut acme_items = subscribe(&mut app.messages, with_key(from(&[("room", None)]), &acme)).await;
     let theirs = app.messages.post(with_key(post("room", 1.0), &globex)).await.expect("posted").into_inner();
@@ -278,10 +275,10 @@ async fn tenants_never_see_each_others_channels() {
 #[tokio::test]
 async fn bad_input_is_refused_with_every_field_named_and_limits_with_their_quota() {
     let mut app = TestApp::spawn_with(|s| {
-        s.message_max_channels = 2;
-        s.message_max_bytes = 100;
-        s.message_post_rate = 3;
-        s.message_max_subscribers = 1;
+        s.messages.message_max_channels = 2;
+        s.messages.message_max_bytes = 100;
+        s.messages.message_post_rate = 3;
+        s.messages.message_max_subscribers = 1;
     })
     .await;
     let long = "a".repeat(201);

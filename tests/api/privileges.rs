@@ -284,7 +284,7 @@ async fn demoting_an_unknown_promotion_is_not_found() {
 
 #[tokio::test]
 async fn a_promotion_needs_a_positive_duration_within_the_maximum() {
-    let mut app = TestApp::spawn_with(|s| s.max_promotion = Duration::from_secs(3600)).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_promotion = Duration::from_secs(3600)).await;
     let token = create_with_grants(&mut app, &[], &[]).await;
 
     assert_invalid(&failure(promote(&mut app, &token, "admin", 0).await), "duration");
@@ -327,7 +327,7 @@ async fn a_roles_file_that_does_not_parse_stops_start_up() {
     for roles_file in [broken, undefined, dir.path().join("missing.yaml")] {
         let mut settings =
             Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
-        settings.roles_file = Some(roles_file.clone());
+        settings.auth.roles_file = Some(roles_file.clone());
         let built = Application::build(settings).await;
         assert!(built.is_err(), "{} must stop start-up", roles_file.display());
     }
@@ -349,7 +349,7 @@ async fn a_cycle_of_includes_stops_start_up_naming_the_cycle() {
     let cyclic = dir.path().join("roles.yaml");
     std::fs::write(&cyclic, CYCLIC_ROLES).expect("the file is written");
     let mut settings = Settings::for_tests("127.0.0.1:0".parse().expect("a valid address"), dir.path().join("data"));
-    settings.roles_file = Some(cyclic);
+    settings.auth.roles_file = Some(cyclic);
 
     let Err(err) = Application::build(settings).await else { panic!("a cyclic roles file must stop start-up") };
 
@@ -608,7 +608,7 @@ async fn clearing_a_trusted_sessions_privileges_leaves_it_trusted() {
 
 #[tokio::test]
 async fn promotions_in_force_on_a_session_are_capped_and_expired_ones_make_room() {
-    let mut app = TestApp::spawn_with(|s| s.max_promotions_per_session = 3).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_promotions_per_session = 3).await;
     let token = create_with_grants(&mut app, &[], &[]).await;
     for _ in 0..3 {
         promote(&mut app, &token, "viewBasic", 60).await.expect("within the cap");

@@ -4,7 +4,7 @@
 //! are not, and a session that ends frees its place; a key holding its
 //! streams open (`--max-streams-per-key`, or its entry's `max_streams`) is
 //! refused another, and a stream that ends frees its slot; a Log batch
-//! that would take a session's log past `--log-max-entries-per-session`
+//! that would take a session's log past `--session-log-max-entries-per-session`
 //! is refused whole, on its own or sharing a store batch with others.
 
 use sessiond::auth::{generate_key, hash_key};
@@ -20,26 +20,18 @@ struct Tenants {
     app: TestApp,
     acme: String,
     globex: String,
-    _keys_file: tempfile::NamedTempFile,
 }
 
 /// `acme`'s entry allows it two streams.
 async fn tenants(configure: impl FnOnce(&mut sessiond::settings::Settings)) -> Tenants {
     let (acme, globex) = (generate_key().0, generate_key().0);
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!(
         "keys:\n  - {{name: acme, tenant: acme, role: admin, hash: \"{}\", max_streams: 2}}\n  - {{name: globex, tenant: globex, role: admin, hash: \"{}\"}}\n",
         hash_key(&acme),
         hash_key(&globex)
     );
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let app = TestApp::spawn_with(|s| {
-        s.api_keys_file = Some(path);
-        configure(s);
-    })
-    .await;
-    Tenants { app, acme, globex, _keys_file: keys_file }
+    let app = TestApp::spawn_with_keys_and(&keys, configure).await;
+    Tenants { app, acme, globex }
 }
 
 async fn create(app: &mut TestApp, key: &str, kind: Kind) -> Result<pb::CreateSessionResponse, Status> {
@@ -60,7 +52,7 @@ pub fn assert_tenant_session_quota(status: &Status, tenant: &str, limit: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_holding_its_open_sessions_is_refused_another_until_one_ends() {
-    let Tenants { mut app, acme, globex, .. } = tenants(|s| s.max_open_sessions_per_tenant = 2).await;
+    let Tenants { mut app, acme, globex, .. } = tenants(|s| s.limits.max_open_sessions_per_tenant = 2).await;
     let first = create(&mut app, &acme, Kind::WebUser).await.expect("the first");
     create(&mut app, &acme, Kind::Standalone).await.expect("the second");
 
@@ -86,7 +78,7 @@ async fn a_tenant_holding_its_open_sessions_is_refused_another_until_one_ends() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_sessions_free_their_places_and_zero_means_no_quota() {
-    let Tenants { mut app, acme, .. } = tenants(|s| s.max_open_sessions_per_tenant = 3).await;
+    let Tenants { mut app, acme, .. } = tenants(|s| s.limits.max_open_sessions_per_tenant = 3).await;
     for _ in 0..3 {
         create(&mut app, &acme, Kind::WebUser).await.expect("within the quota");
     }
@@ -97,7 +89,7 @@ async fn revoked_sessions_free_their_places_and_zero_means_no_quota() {
         create(&mut app, &acme, Kind::WebUser).await.expect("revoked sessions freed their places");
     }
 
-    let Tenants { mut app, acme, .. } = tenants(|s| s.max_open_sessions_per_tenant = 0).await;
+    let Tenants { mut app, acme, .. } = tenants(|s| s.limits.max_open_sessions_per_tenant = 0).await;
     for _ in 0..5 {
         create(&mut app, &acme, Kind::WebUser).await.expect("no quota");
     }
@@ -126,7 +118,7 @@ fn assert_key_stream_quota(status: &Status, key: &str, limit: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_holding_its_streams_is_refused_another_until_one_ends() {
-    let Tenants { mut app, acme, globex, .. } = tenants(|s| s.max_streams_per_key = 3).await;
+    let Tenants { mut app, acme, globex, .. } = tenants(|s| s.limits.max_streams_per_key = 3).await;
     // acme's entry allows it two streams, whatever their method.
     let watch = open_stream(&mut app, &acme, 0).await.expect("the first stream");
     let _follow = open_stream(&mut app, &acme, 1).await.expect("the second stream");
@@ -191,7 +183,7 @@ fn entries(count: usize) -> Vec<pb::LogEntry> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_would_take_a_sessions_log_past_its_quota_is_refused_whole() {
-    let mut app = TestApp::spawn_with(|s| s.log_max_entries_per_session = 5).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.max_entries_per_session = 5).await;
     // Sessions logging at once, so that on Postgres their appends share
     // the writers' batches as well as going alone.
     let mut sessions = Vec::new();
@@ -219,7 +211,7 @@ async fn a_batch_that_would_take_a_sessions_log_past_its_quota_is_refused_whole(
 
 #[tokio::test]
 async fn zero_means_no_log_quota() {
-    let mut app = TestApp::spawn_with(|s| s.log_max_entries_per_session = 0).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.max_entries_per_session = 0).await;
     let session = app.create(Kind::Streaming, "alice").await;
     for _ in 0..3 {
         assert_eq!(app.log(&session.token, entries(1_000)).await, 1_000);
@@ -228,7 +220,7 @@ async fn zero_means_no_log_quota() {
 
 #[tokio::test]
 async fn a_log_stream_past_its_sessions_quota_keeps_what_it_committed_before() {
-    let mut app = TestApp::spawn_with(|s| s.log_max_entries_per_session = 5).await;
+    let mut app = TestApp::spawn_with(|s| s.session_logs.max_entries_per_session = 5).await;
     let session = app.create(Kind::Streaming, "alice").await;
     let message = |count| pb::StreamLogRequest {
         session: by_token(&session.token),

@@ -128,7 +128,7 @@ async fn a_graceful_restart_keeps_activity_not_yet_written() {
 async fn activity_older_than_activity_flush_survives_a_crash() {
     // activity_flush is "the longest time activity stays in memory before
     // it is written": 5 s here, against a 600 s idle timeout.
-    let mut app = TestApp::spawn_with(|s| s.activity_flush = Duration::from_secs(5)).await;
+    let mut app = TestApp::spawn_with(|s| s.store.activity_flush = Duration::from_secs(5)).await;
     let created = app
         .create_with(pb::CreateSessionRequest {
             kind: Kind::WebUser.into(),

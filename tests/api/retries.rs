@@ -118,9 +118,9 @@ async fn malformed_request_ids_are_invalid_arguments() {
 #[tokio::test]
 async fn after_the_idempotency_window_a_request_id_is_forgotten_and_purged() {
     let mut app = TestApp::spawn_with(|s| {
-        s.idempotency_window = Duration::from_secs(3600);
+        s.store.idempotency_window = Duration::from_secs(3600);
         // Only this test's sweep purges.
-        s.sweep_interval = Duration::from_secs(24 * 3600);
+        s.store.sweep_interval = Duration::from_secs(24 * 3600);
     })
     .await;
     let first = app.create_with(create_request("hourly", "alice")).await;

@@ -124,7 +124,7 @@ async fn reflection_describes_the_session_service() {
 
 #[tokio::test]
 async fn an_oversized_request_is_refused_and_the_server_still_answers() {
-    let mut app = TestApp::spawn_with(|s| s.max_request_bytes = 1024).await;
+    let mut app = TestApp::spawn_with(|s| s.transport.max_request_bytes = 1024).await;
     let created = app.create(Kind::WebUser, "alice").await;
 
     let request = pb::PutStorageRequest {
@@ -149,7 +149,7 @@ async fn an_oversized_request_is_refused_and_the_server_still_answers() {
 
 #[tokio::test]
 async fn calls_over_the_global_limit_are_shed_with_resource_exhausted_and_the_server_recovers() {
-    let mut app = TestApp::spawn_with(|s| s.max_concurrent_calls = 1).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_concurrent_calls = 1).await;
     let created = app.create(pb::SessionKind::WebUser, "alice").await;
     // A client stream holds its call open until the client ends it. Which
     // of it and a unary call reaches the server first is a race: when the

@@ -35,7 +35,7 @@ fn start(data_dir: &std::path::Path, database: Option<&TestDatabase>, args: &[&s
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(database) = database {
-        command.args(["--database-url", &database.settings().url]);
+        command.args(["--database-url", &database.url]);
     }
     Running { child: command.spawn().expect("sessiond starts"), address: format!("http://127.0.0.1:{port}") }
 }

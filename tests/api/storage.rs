@@ -266,7 +266,7 @@ async fn concurrent_read_modify_write_increments_are_never_lost() {
 
 #[tokio::test]
 async fn a_key_too_long_is_an_invalid_argument_told_by_its_length_never_echoed() {
-    let mut app = TestApp::spawn_with(|s| s.storage_max_key_bytes = 8).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.storage_max_key_bytes = 8).await;
     let token = app.create(Kind::WebUser, "").await.token;
 
     let status = failure(put(&mut app, &token, &[("ninechars", number(1.0)), ("ok", number(1.0))], None).await);
@@ -283,7 +283,7 @@ async fn a_key_too_long_is_an_invalid_argument_told_by_its_length_never_echoed()
 
 #[tokio::test]
 async fn a_value_too_large_is_refused() {
-    let mut app = TestApp::spawn_with(|s| s.storage_max_value_bytes = 64).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.storage_max_value_bytes = 64).await;
     let token = app.create(Kind::WebUser, "").await.token;
 
     let status = failure(put(&mut app, &token, &[("big", text(&"x".repeat(100)))], None).await);
@@ -294,7 +294,7 @@ async fn a_value_too_large_is_refused() {
 
 #[tokio::test]
 async fn too_many_keys_exhaust_the_quota() {
-    let mut app = TestApp::spawn_with(|s| s.storage_max_keys = 3).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.storage_max_keys = 3).await;
     let token = app.create(Kind::WebUser, "").await.token;
     put(&mut app, &token, &[("a", number(1.0)), ("b", number(2.0))], None).await.expect("two keys fit");
 
@@ -317,7 +317,7 @@ async fn too_many_keys_exhaust_the_quota() {
 
 #[tokio::test]
 async fn too_many_bytes_exhaust_the_quota() {
-    let mut app = TestApp::spawn_with(|s| s.storage_max_bytes = 100).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.storage_max_bytes = 100).await;
     let token = app.create(Kind::WebUser, "").await.token;
     put(&mut app, &token, &[("a", text(&"x".repeat(40)))], None).await.expect("fits");
 

@@ -76,11 +76,11 @@ async fn spawn_tls_with(pki: &Pki, keys: &str, configure: impl FnOnce(&mut Setti
         path
     };
     let mut settings = Settings::for_tests("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
-    settings.tls_cert = Some(write("server.crt", &pki.server.0));
-    settings.tls_key = Some(write("server.key", &pki.server.1));
-    settings.tls_client_ca = Some(write("ca.crt", &pki.ca));
-    settings.api_keys_file = Some(write("keys.yaml", keys));
-    settings.roles_file = Some(crate::helpers::ROLES_FILE.into());
+    settings.auth.tls_cert = Some(write("server.crt", &pki.server.0));
+    settings.auth.tls_key = Some(write("server.key", &pki.server.1));
+    settings.auth.tls_client_ca = Some(write("ca.crt", &pki.ca));
+    settings.auth.api_keys_file = Some(write("keys.yaml", keys));
+    settings.auth.roles_file = Some(crate::helpers::ROLES_FILE.into());
     configure(&mut settings);
     let app =
         Application::build_with_clock(settings, Arc::new(sessiond::clock::SystemClock)).await.expect("the app builds");
@@ -151,7 +151,7 @@ async fn connections_that_never_finish_the_tls_handshake_are_closed_within_the_h
     let (key, hash) = sessiond::auth::generate_key();
     let keys = format!("keys:\n  - {{name: a, tenant: acme, role: service, hash: \"{hash}\"}}\n");
     let bound = std::time::Duration::from_millis(500);
-    let app = spawn_tls_with(&pki, &keys, |s| s.handshake_timeout = bound).await;
+    let app = spawn_tls_with(&pki, &keys, |s| s.transport.handshake_timeout = bound).await;
     let address = app.address.trim_start_matches("https://").to_owned();
 
     let started = std::time::Instant::now();
@@ -187,7 +187,7 @@ async fn connections_that_never_finish_the_tls_handshake_are_closed_within_the_h
 #[tokio::test]
 async fn without_a_keys_file_the_client_ca_requires_a_certificate_of_every_caller() {
     let pki = pki();
-    let app = spawn_tls_with(&pki, "", |s| s.api_keys_file = None).await;
+    let app = spawn_tls_with(&pki, "", |s| s.auth.api_keys_file = None).await;
 
     let mut with_cert = app.client(Some(&pki.client)).await;
     with_cert.create_session(create()).await.expect("a CA-signed certificate is the way in");
@@ -245,9 +245,9 @@ async fn a_rotated_certificate_serves_new_connections_while_open_ones_keep_worki
     let secret = tempfile::tempdir().expect("a temporary directory");
     publish(secret.path(), "v1", &pki.server.0, &pki.server.1);
     let app = spawn_tls_with(&pki, &keys, |s| {
-        s.tls_cert = Some(secret.path().join("current/tls.crt"));
-        s.tls_key = Some(secret.path().join("current/tls.key"));
-        s.reload_interval = std::time::Duration::from_millis(100);
+        s.auth.tls_cert = Some(secret.path().join("current/tls.crt"));
+        s.auth.tls_key = Some(secret.path().join("current/tls.key"));
+        s.auth.reload_interval = std::time::Duration::from_millis(100);
     })
     .await;
     let authorized = || {
@@ -294,16 +294,16 @@ fn a_tls_key_that_does_not_match_its_certificate_or_a_malformed_certificate_is_r
         path
     };
     let mut settings = Settings::for_tests("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
-    settings.tls_cert = Some(write("server.crt", &pki.server.0));
-    settings.tls_key = Some(write("server.key", &pki.server.1));
+    settings.auth.tls_cert = Some(write("server.crt", &pki.server.0));
+    settings.auth.tls_key = Some(write("server.key", &pki.server.1));
     assert!(sessiond::reload::load_tls(&settings).expect("a matching pair loads").is_some());
 
-    settings.tls_key = Some(write("other.key", &pki.next_server.1));
+    settings.auth.tls_key = Some(write("other.key", &pki.next_server.1));
     let refused = format!("{:#}", sessiond::reload::load_tls(&settings).expect_err("a mismatch"));
     assert!(refused.contains("does not match"), "{refused}");
 
-    settings.tls_key = Some(dir.path().join("server.key"));
-    settings.tls_cert =
+    settings.auth.tls_key = Some(dir.path().join("server.key"));
+    settings.auth.tls_cert =
         Some(write("bad.crt", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"));
     let refused = format!("{:#}", sessiond::reload::load_tls(&settings).expect_err("malformed"));
     assert!(refused.contains("bad.crt") && refused.contains("malformed"), "{refused}");
@@ -412,7 +412,7 @@ async fn the_console_signs_in_an_admins_client_certificate_without_a_key_and_no_
     let entry = |role: &str| {
         format!("keys:\n  - {{name: ops-laptop, tenant: acme, role: {role}, cert_sha256: \"{fingerprint}\"}}\n")
     };
-    let with_console = |s: &mut Settings| s.console_listen = Some("127.0.0.1:0".parse().expect("an address"));
+    let with_console = |s: &mut Settings| s.server.console_listen = Some("127.0.0.1:0".parse().expect("an address"));
     let app = spawn_tls_with(&pki, &entry("admin"), with_console).await;
     let console = app.console.expect("the console listens");
 

@@ -43,9 +43,9 @@ async fn get_once_freed(app: &mut TestApp, token: &str) {
 /// At most `limit` calls at once, and per key and tenant more than that,
 /// so the global limit is the one calls meet.
 fn only_the_global_limit(settings: &mut sessiond::settings::Settings, limit: usize) {
-    settings.max_concurrent_calls = limit;
-    settings.max_concurrent_calls_per_key = Some(limit + 1);
-    settings.max_concurrent_calls_per_tenant = Some(limit + 1);
+    settings.limits.max_concurrent_calls = limit;
+    settings.limits.max_concurrent_calls_per_key = Some(limit + 1);
+    settings.limits.max_concurrent_calls_per_tenant = Some(limit + 1);
 }
 
 /// Asserts a refusal by the concurrency limit, with its details.
@@ -160,7 +160,7 @@ async fn held_stream_log(
 
 #[tokio::test]
 async fn a_call_over_max_call_duration_is_cut_with_deadline_exceeded_while_a_watch_outlives_it() {
-    let mut app = TestApp::spawn_with(|s| s.max_call_duration = Duration::from_millis(300)).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_call_duration = Duration::from_millis(300)).await;
     let created = app.create(Kind::WebUser, "alice").await;
     let mut watch = try_watch(&app).await.expect("the watch starts");
 
@@ -215,7 +215,7 @@ async fn closed_within(mut socket: TcpStream, started: Instant) -> Duration {
 async fn connections_that_never_finish_the_http2_preface_are_closed_within_the_handshake_timeout() {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let bound = Duration::from_millis(500);
-    let mut app = TestApp::spawn_with(|s| s.handshake_timeout = bound).await;
+    let mut app = TestApp::spawn_with(|s| s.transport.handshake_timeout = bound).await;
     let address = app.address.trim_start_matches("http://").to_owned();
 
     let started = Instant::now();
@@ -289,7 +289,7 @@ fn frame(compressed: bool, message: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn malformed_frames_get_a_clear_code_and_a_fixed_message_and_the_server_stays_healthy() {
-    let mut app = TestApp::spawn_with(|s| s.max_request_bytes = 1024).await;
+    let mut app = TestApp::spawn_with(|s| s.transport.max_request_bytes = 1024).await;
     let created = app.create(Kind::WebUser, "alice").await;
     let get = "/sessiond.v1.SessionService/GetSession";
     let watch = "/sessiond.v1.SessionService/WatchSessions";

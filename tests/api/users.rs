@@ -199,7 +199,7 @@ async fn revoking_without_any_filter_is_an_invalid_argument() {
 
 #[tokio::test]
 async fn a_page_is_capped_by_the_max_page_size_setting() {
-    let mut app = TestApp::spawn_with(|s| s.max_page_size = 3).await;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_page_size = 3).await;
     for _ in 0..5 {
         app.create(Kind::WebUser, "alice").await;
     }

@@ -193,7 +193,7 @@ async fn protobuf_bodies_are_served_as_application_proto() {
 
 #[tokio::test]
 async fn bad_input_through_the_json_face_gets_clear_codes_and_never_reaches_the_service() {
-    let app = TestApp::spawn_with(|s| s.max_request_bytes = 1024).await;
+    let app = TestApp::spawn_with(|s| s.transport.max_request_bytes = 1024).await;
 
     // Wrong content type: 415, with what is served.
     let answer = http1(&app, "POST", CREATE, &[("Content-Type", "text/plain")], b"{}").await;
@@ -255,19 +255,15 @@ async fn bad_input_through_the_json_face_gets_clear_codes_and_never_reaches_the_
 }
 
 /// An app whose callers need an API key; answers it with the key.
-async fn with_keys() -> (TestApp, String, tempfile::NamedTempFile) {
+async fn with_keys() -> (TestApp, String) {
     let key = generate_key().0;
-    let keys_file = tempfile::NamedTempFile::new().expect("a temporary file");
     let keys = format!("keys:\n  - {{name: svc, tenant: acme, role: service, hash: \"{}\"}}\n", hash_key(&key));
-    std::fs::write(keys_file.path(), keys).expect("the keys file is written");
-    let path = keys_file.path().to_owned();
-    let app = TestApp::spawn_with(|s| s.api_keys_file = Some(path)).await;
-    (app, key, keys_file)
+    (TestApp::spawn_with_keys(&keys).await, key)
 }
 
 #[tokio::test]
 async fn the_json_face_authenticates_with_the_same_api_keys() {
-    let (app, key, _keys) = with_keys().await;
+    let (app, key) = with_keys().await;
     let create = json!({"kind": "SESSION_KIND_WEB_USER", "userId": "alice"});
     assert_error(&connect(&app, CREATE, &create, &[]).await, 401, "unauthenticated");
     let wrong = connect(&app, CREATE, &create, &[("Authorization", "Bearer sdk_wrong")]).await;
@@ -281,10 +277,10 @@ async fn the_json_face_authenticates_with_the_same_api_keys() {
 #[tokio::test]
 async fn the_json_face_meets_the_concurrency_limit_and_its_clients_deadline() {
     let app = TestApp::spawn_with(|s| {
-        s.max_concurrent_calls = 1;
+        s.limits.max_concurrent_calls = 1;
         // The server's limit, not a caller's share, is the one met here.
-        s.max_concurrent_calls_per_key = Some(2);
-        s.max_concurrent_calls_per_tenant = Some(2);
+        s.limits.max_concurrent_calls_per_key = Some(2);
+        s.limits.max_concurrent_calls_per_tenant = Some(2);
     })
     .await;
     // A watch holds the one slot as long as it runs.
@@ -343,7 +339,7 @@ const GRPC_WEB: (&str, &str) = ("Content-Type", "application/grpc-web+proto");
 
 #[tokio::test]
 async fn grpc_web_over_http1_serves_calls_with_the_same_limits_and_errors() {
-    let (app, key, _keys) = with_keys().await;
+    let (app, key) = with_keys().await;
     let bearer = format!("Bearer {key}");
     let request =
         pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: "carol".into(), ..Default::default() };
@@ -414,7 +410,7 @@ fn grpc_status(answer: &Answer) -> i32 {
 
 #[tokio::test]
 async fn cors_answers_only_the_configured_origins() {
-    let app = TestApp::spawn_with(|s| s.cors_allowed_origins = vec!["http://app.test:8080".into()]).await;
+    let app = TestApp::spawn_with(|s| s.server.cors_allowed_origins = vec!["http://app.test:8080".into()]).await;
     let preflight = |origin: &'static str| {
         [
             ("Origin", origin),
@@ -449,7 +445,7 @@ async fn health_is_served_over_json_too() {
 
 #[tokio::test]
 async fn an_http1_connection_that_never_finishes_its_request_head_is_closed_within_the_handshake_timeout() {
-    let app = TestApp::spawn_with(|s| s.handshake_timeout = std::time::Duration::from_millis(300)).await;
+    let app = TestApp::spawn_with(|s| s.transport.handshake_timeout = std::time::Duration::from_millis(300)).await;
     let address = app.address.trim_start_matches("http://");
     // Started before the server accepts, so never late.
     let started = std::time::Instant::now();

@@ -306,7 +306,7 @@ def check_common(rendered: Rendered, server: Server, values: dict, kube_version:
     check(all(name.startswith("SESSIOND_") for name in env), "every setting is a SESSIOND_* variable", sorted(env))
 
     # Files named by settings are mounted from objects that exist.
-    for variable in ("SESSIOND_ROLES_FILE", "SESSIOND_LOG_POLICY_FILE", "SESSIOND_API_KEYS_FILE",
+    for variable in ("SESSIOND_ROLES_FILE", "SESSIOND_SESSION_LOG_POLICY_FILE", "SESSIOND_API_KEYS_FILE",
                      "SESSIOND_TLS_CERT", "SESSIOND_TLS_KEY", "SESSIOND_TLS_CLIENT_CA"):
         if variable not in env:
             continue

@@ -3,8 +3,9 @@
     python tests/helm/check_settings.py SESSIOND_BIN [--write]
 
 The names come from the binary itself: clap prints every flag's
-environment variable in `sessiond --help` (`[env: SESSIOND_…]`), so they
-cannot drift from src/settings.rs. Those the chart sets itself
+environment variable in `sessiond --help` (`[env: SESSIOND_…]`), and the
+help of a renamed flag its former variable (`Formerly --…, SESSIOND_…`,
+still accepted), so they cannot drift from src/settings.rs. Those the chart sets itself
 (`sessiond.chartOwnedSettings` in templates/_helpers.tpl) must be among
 them; every other one must be in values.schema.json's enum of `settings`
 names, and nothing else. With --write the enum is rewritten from the binary.
@@ -27,7 +28,9 @@ SCHEMA = CHART / "values.schema.json"
 def binary_names(binary: str) -> list[str]:
     # An empty environment, so that no value set here reaches the help text.
     help_text = subprocess.run([binary, "--help"], env={}, check=True, capture_output=True, text=True).stdout
-    names = sorted(set(re.findall(r"\[env:\s+(SESSIOND_[A-Z0-9_]+)", help_text)))
+    names = re.findall(r"\[env:\s+(SESSIOND_[A-Z0-9_]+)", help_text)
+    names += re.findall(r"Formerly\s+--[a-z0-9-]+,\s+(SESSIOND_[A-Z0-9_]+)", help_text)
+    names = sorted(set(names))
     if not names:
         raise SystemExit(f"error: `{binary} --help` names no SESSIOND_* variable")
     return names

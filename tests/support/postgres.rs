@@ -96,13 +96,15 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Store settings for this database: a small pool, short timeouts.
+    /// Store settings for this database: a small pool, short timeouts, no
+    /// bound on a session's log (the store's own tests set theirs).
     pub fn settings(&self) -> PgSettings {
         PgSettings {
             pool_size: 6,
+            max_log_entries_per_session: 0,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
-            ..PgSettings::new(&self.url)
+            ..sessiond::settings::Settings::default_postgres(self.url.as_str())
         }
     }
 

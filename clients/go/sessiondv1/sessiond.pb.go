@@ -1230,7 +1230,7 @@ type CloseSessionRequest struct {
 	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	// Set when the work the session stood for failed.
 	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
-	// Optional, with error: where it failed. At most --log-max-message-bytes
+	// Optional, with error: where it failed. At most --session-log-max-message-bytes
 	// (65,536 bytes).
 	StackTrace    string `protobuf:"bytes,3,opt,name=stack_trace,json=stackTrace,proto3" json:"stack_trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3300,7 +3300,7 @@ type LogEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required: the entry's severity.
 	Level LogLevel `protobuf:"varint,1,opt,name=level,proto3,enum=sessiond.v1.LogLevel" json:"level,omitempty"`
-	// The message; at most --log-max-message-bytes (65,536 bytes).
+	// The message; at most --session-log-max-message-bytes (65,536 bytes).
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// Optional: the exception's text; same limit.
 	Exception string `protobuf:"bytes,3,opt,name=exception,proto3" json:"exception,omitempty"`
@@ -3382,7 +3382,7 @@ type LogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required: the session, by token or id; open.
 	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	// At least one and at most --log-max-entries (1,000) entries.
+	// At least one and at most --session-log-max-entries (1,000) entries.
 	Entries []*LogEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
 	// Optional idempotency key, as CreateSession's, scoped to the session: a
 	// retry with the same request_id within the idempotency window answers
@@ -3495,7 +3495,7 @@ type StreamLogRequest struct {
 	// Required on the first message; later messages may repeat it or leave it
 	// unset, but may not name another session.
 	Session *SessionRef `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	// At most --log-max-entries (1,000) entries per message.
+	// At most --session-log-max-entries (1,000) entries per message.
 	Entries []*LogEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
 	// Optional idempotency key of this message, as LogRequest's: each message
 	// is committed when received, so a retried stream stores each keyed

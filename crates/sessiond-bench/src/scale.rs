@@ -48,6 +48,7 @@ use sessiond::domain::{
     SessionId, SessionKind, TenantId, Token,
 };
 use sessiond::service::{Service, ServiceConfig, SessionRef};
+use sessiond::settings::Settings;
 use sessiond::store::cache::CachedStore;
 use sessiond::store::postgres::{PgSettings, PgStore};
 use sessiond::store::sqlite::SqliteStore;
@@ -130,7 +131,12 @@ pub async fn run(sizes: Vec<usize>, database_url: Option<String>, entries_per_se
             let postgres = move || {
                 let url = url.clone();
                 async move {
-                    let store = PgStore::connect(PgSettings::new(url)).await.context("connecting to Postgres")?;
+                    let store = PgStore::connect(PgSettings {
+                        max_log_entries_per_session: 0,
+                        ..Settings::default_postgres(url)
+                    })
+                    .await
+                    .context("connecting to Postgres")?;
                     Ok(Arc::new(CachedStore::new(store, READ_CACHE)) as Arc<dyn Store>)
                 }
             };
@@ -383,7 +389,7 @@ async fn read_until(
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
-            Ok::<_, sessiond::domain::Error>(latencies)
+            Ok::<_, sessiond::service::Error>(latencies)
         });
     }
     let mut all = Vec::new();

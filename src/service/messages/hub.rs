@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, watch};
 
 use super::SharedMessage;
-use crate::domain::{Channel, EndReason, Error, SessionId, TenantChannel, TenantId};
+use crate::domain::{Channel, EndReason, SessionId, TenantChannel, TenantId};
+use crate::service::Error;
 
 /// What an inbox receives.
 #[derive(Debug, Clone)]

@@ -21,7 +21,8 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Caller;
-use crate::domain::{Channel, Error, Message, NewMessage, Scope, SessionId, TenantChannel};
+use crate::domain::{Channel, Message, NewMessage, Scope, SessionId, TenantChannel};
+use crate::service::Error;
 use crate::store::messages::{Announced, MessageLog};
 
 use super::{Service, SessionRef};

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::auth::Caller;
-use crate::domain::Error;
+use crate::service::Error;
 
 #[derive(Debug)]
 pub(super) struct PostRate {

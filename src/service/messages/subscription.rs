@@ -24,7 +24,8 @@ use tokio_stream::Stream;
 
 use super::hub::{Delivery, Registered, Registration};
 use super::{ChannelStart, Messages, SharedMessage};
-use crate::domain::{Channel, EndReason, Error, Scope, SessionId, TenantChannel, TenantId};
+use crate::domain::{Channel, EndReason, Scope, SessionId, TenantChannel, TenantId};
+use crate::service::Error;
 
 /// Messages read from the store per query.
 const READ_BATCH: usize = 500;

@@ -99,7 +99,7 @@ async fn measure<C: Caller>(
 ) -> anyhow::Result<LoadReport> {
     // A long run logs more to each session of a small pool than the
     // per-session quota allows; ingestion is measured without it.
-    let flags: Vec<&str> = flags.iter().copied().chain(["--log-max-entries-per-session", "0"]).collect();
+    let flags: Vec<&str> = flags.iter().copied().chain(["--session-log-max-entries-per-session", "0"]).collect();
     let mut server = ctx.launcher.sessiond(&flags).await?;
     let channels = server.channels(ctx.plan.connections).await?;
     let tokens: Arc<[String]> = create_all(ctx, &channels, ctx.plan.pool_sessions, web_user).await?.into();

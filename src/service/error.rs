@@ -1,101 +1,11 @@
 //! The errors the domain service answers. The gRPC layer maps each variant
-//! to a status exactly once (`grpc::status`).
+//! to a status exactly once (`grpc::status`). Pure request faults
+//! ([`InvalidInput`], [`InvalidRequest`], [`QuotaExceeded`]) are the
+//! domain's; store faults become [`Error`] here, so the domain knows no
+//! store.
 
+use crate::domain::{EndReason, InvalidInput, InvalidRequest, QuotaExceeded, TenantId};
 use crate::store::StoreError;
-
-use super::kind::EndReason;
-
-/// One invalid request field: which one (as a proto field path) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidInput {
-    pub field: String,
-    pub description: String,
-}
-
-impl InvalidInput {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { field: field.into(), description: description.into() }
-    }
-
-    /// Checks a free-text field: at most `max_bytes`, and no NUL character
-    /// (which no store can keep as text).
-    pub fn check_text(value: &str, field: &str, max_bytes: usize) -> Option<Self> {
-        if value.len() > max_bytes {
-            Some(Self::new(field, format!("must be at most {max_bytes} bytes")))
-        } else if value.contains('\0') {
-            Some(Self::new(field, "must not contain NUL characters"))
-        } else {
-            None
-        }
-    }
-}
-
-/// Violations a `BadRequest` lists; past that, it counts the rest, so a
-/// request of thousands of bad items is answered with a bounded status.
-const MAX_LISTED: usize = 100;
-
-/// Every violation of one request, collected in one pass over all its
-/// fields, so that one `BadRequest` names them all.
-#[derive(Debug, Default)]
-pub struct Violations {
-    listed: Vec<InvalidInput>,
-    unlisted: usize,
-}
-
-impl Violations {
-    pub fn push(&mut self, violation: InvalidInput) {
-        if self.listed.len() < MAX_LISTED {
-            self.listed.push(violation);
-        } else {
-            self.unlisted += 1;
-        }
-    }
-
-    /// The parsed value, or `None` with the reason recorded.
-    pub fn check<T>(&mut self, parsed: Result<T, InvalidInput>) -> Option<T> {
-        parsed.map_err(|v| self.push(v)).ok()
-    }
-
-    /// Records a free-text field over `max_bytes` or holding a NUL.
-    pub fn text(&mut self, value: &str, field: &str, max_bytes: usize) {
-        if let Some(violation) = InvalidInput::check_text(value, field, max_bytes) {
-            self.push(violation);
-        }
-    }
-
-    /// Records a list-shaped field with more than `max` items; every such
-    /// field is limited, and the limit is the same in every call. Answers
-    /// whether the list is within it (its items are worth checking).
-    pub fn count(&mut self, len: usize, field: &str, max: usize) -> bool {
-        if len > max {
-            self.push(InvalidInput::new(field, format!("must have at most {max} items, not {len}")));
-        }
-        len <= max
-    }
-
-    /// The parsed request when nothing was found wrong, otherwise one
-    /// error naming every violation. `parsed` is `None` only when a
-    /// violation was recorded.
-    pub fn finish<T>(mut self, parsed: Option<T>) -> Result<T, Error> {
-        match parsed {
-            Some(value) if self.listed.is_empty() => Ok(value),
-            _ if self.listed.is_empty() => Err(Error::InvalidArgument(vec![InvalidInput::new("", "invalid request")])),
-            _ => {
-                if self.unlisted > 0 {
-                    let more = format!("and {} more invalid fields, not listed", self.unlisted);
-                    self.listed.push(InvalidInput::new("", more));
-                }
-                Err(Error::InvalidArgument(self.listed))
-            }
-        }
-    }
-}
-
-/// Runs `parse`, which builds a request from parsed parts with `?`:
-/// `all(|| Some(Request { a: a?, b: b? }))`.
-pub fn all<T>(parse: impl FnOnce() -> Option<T>) -> Option<T> {
-    parse()
-}
 
 /// What a call on the service can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +41,7 @@ pub enum Error {
     SessionLogQuota { limit: u64 },
     /// The caller's tenant holds its limit of open sessions.
     #[error("the tenant holds its limit of {limit} open sessions")]
-    TenantSessionQuota { tenant: super::TenantId, limit: u64 },
+    TenantSessionQuota { tenant: TenantId, limit: u64 },
     /// A watch resumed from a sequence the store no longer keeps events
     /// after (`expired`), or from one not recorded yet.
     #[error("the cursor is out of range")]
@@ -163,6 +73,18 @@ fn describe(violations: &[InvalidInput]) -> String {
 impl From<InvalidInput> for Error {
     fn from(value: InvalidInput) -> Self {
         Error::InvalidArgument(vec![value])
+    }
+}
+
+impl From<InvalidRequest> for Error {
+    fn from(value: InvalidRequest) -> Self {
+        Error::InvalidArgument(value.0)
+    }
+}
+
+impl From<QuotaExceeded> for Error {
+    fn from(QuotaExceeded { subject, description }: QuotaExceeded) -> Self {
+        Error::QuotaExceeded { subject, description }
     }
 }
 
