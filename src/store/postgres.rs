@@ -80,9 +80,11 @@ macro_rules! session_columns {
 
 mod bulk;
 mod connect;
+mod entries;
 mod listener;
 mod messages;
 mod migrations;
+mod pipeline;
 mod probe;
 mod rows;
 mod tls;
