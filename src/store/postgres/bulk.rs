@@ -58,8 +58,8 @@ const CREATE_ALONE: &str = concat!(
 /// Locks the sessions log entries go to, in id order (so that two writers
 /// never wait for each other's locks in a cycle), and reads what appending
 /// builds on.
-const LOCK_SESSIONS: &str = "SELECT id, end_reason, log_count, tenant, user_id, kind, endpoint FROM sessions \
-     WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+const LOCK_SESSIONS: &str = "SELECT id, end_reason, log_count, tenant, user_id, kind, endpoint, \
+     pg_current_xact_id()::text::int8 AS transaction FROM sessions WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
 /// The creates and log appends of a batch, by their place in it.
 #[derive(Default)]

@@ -7,46 +7,68 @@ use std::collections::HashMap;
 
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Statement;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::pipeline::Pipeline;
 use super::sql_int;
 use crate::domain::{LogEntry, SessionId};
 use crate::store::StoreResult;
 
-/// Entries in the order given, which is the order their ids increase in.
-/// Entries logged continuously are readable at once, at this transaction's
-/// id (see `V6__logs.sql`), and said so on `sessiond_logs` with that id.
-const INSERT_ENTRIES: &str = "WITH inserted AS (INSERT INTO log_entries (session_id, sequence, level, message, \
-     exception, stack_trace, client_time, logged_at, tenant, user_id, kind, continuous, endpoint, position) \
-     SELECT u.*, CASE WHEN u.continuous THEN pg_current_xact_id()::text::int8 END \
-     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], \
-     $8::int8[], $9::text[], $10::text[], $11::text[], $12::bool[], $13::text[]) \
-     AS u (session_id, sequence, level, message, exception, stack_trace, client_time, logged_at, tenant, user_id, \
-     kind, continuous, endpoint) RETURNING continuous) \
-     SELECT pg_notify('sessiond_logs', pg_current_xact_id()::text) WHERE EXISTS (SELECT 1 FROM inserted \
-     WHERE continuous)";
+/// Entries in the order given, which is the order their ids increase in,
+/// in Postgres' binary copy format: a multi-row insert without the
+/// statement's arrays to take apart, and written by the page. `position`
+/// is the transaction's id for entries logged continuously, which makes
+/// them readable at once (see `V9__logs.sql`), and `NULL` for the others.
+const COPY_ENTRIES: &str = "COPY log_entries (session_id, sequence, level, message, exception, stack_trace, \
+     client_time, logged_at, tenant, user_id, kind, continuous, endpoint, position) FROM STDIN (FORMAT binary)";
+
+/// The types of [`COPY_ENTRIES`]' columns, in its order.
+const ENTRY_TYPES: [Type; 14] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::INT8,
+];
+
+/// Says on `sessiond_logs` that entries logged continuously became
+/// readable at the transaction id `$1`.
+const NOTIFY_ENTRIES: &str = "SELECT pg_notify('sessiond_logs', $1::int8::text)";
 
 const COUNT_ENTRIES: &str = "UPDATE sessions AS s SET log_count = s.log_count + u.added \
      FROM unnest($1::text[], $2::int8[]) AS u (id, added) WHERE s.id = u.id";
 
-/// What a session's log entries carry of it, for QueryLogs' filters.
+/// What a session's log entries carry of it, for QueryLogs' filters, and
+/// the id of the transaction that appends them.
 pub(super) struct EntrySession {
     tenant: String,
     user_id: Option<String>,
     kind: String,
     endpoint: String,
+    transaction: i64,
 }
 
 impl EntrySession {
     /// From a row with the session's `tenant`, `user_id`, `kind` and
-    /// `endpoint`.
+    /// `endpoint`, and the locking transaction's id as `transaction`
+    /// (`pg_current_xact_id()::text::int8`).
     pub(super) fn of(row: &tokio_postgres::Row) -> StoreResult<Self> {
         Ok(Self {
             tenant: row.try_get("tenant")?,
             user_id: row.try_get("user_id")?,
             kind: row.try_get("kind")?,
             endpoint: row.try_get("endpoint")?,
+            transaction: row.try_get("transaction")?,
         })
     }
 }
@@ -68,6 +90,10 @@ pub(super) struct NewEntries<'a> {
     kind: Vec<String>,
     continuous: Vec<bool>,
     endpoint: Vec<String>,
+    position: Vec<Option<i64>>,
+    /// The transaction id to notify on `sessiond_logs`, when an entry is
+    /// logged continuously.
+    readable_at: Option<i64>,
     counted: Vec<&'a str>,
     added: Vec<i64>,
     /// Where each session is in `counted`.
@@ -94,6 +120,10 @@ impl<'a> NewEntries<'a> {
             self.kind.push(session.kind.clone());
             self.continuous.push(entry.continuous);
             self.endpoint.push(session.endpoint.clone());
+            self.position.push(entry.continuous.then_some(session.transaction));
+            if entry.continuous {
+                self.readable_at = Some(session.transaction);
+            }
         }
         match self.counted_at.get(id.as_str()) {
             Some(&at) => self.added[at] += sql_int(entries.len()),
@@ -109,43 +139,61 @@ impl<'a> NewEntries<'a> {
         self.session_id.is_empty()
     }
 
-    /// Adds the entries' insert and their sessions' counts to `pipeline`,
-    /// as `statements` ([`INSERT_ENTRIES`], [`COUNT_ENTRIES`]); answers
-    /// the two statements' places.
-    pub(super) fn push<'p>(
-        &'p self,
-        pipeline: &mut Pipeline<'p>,
-        (insert, count): &'p (Statement, Statement),
-    ) -> (usize, usize) {
-        (pipeline.push(insert, self.insert_params()), pipeline.push(count, self.count_params()))
+    /// Adds the entries' copy, their sessions' counts and the notification
+    /// on `sessiond_logs` to `pipeline`, as `statements` ([`COPY_ENTRIES`],
+    /// [`COUNT_ENTRIES`], [`NOTIFY_ENTRIES`]); answers the places of the
+    /// copy and the counts.
+    pub(super) fn push<'p>(&'p self, pipeline: &mut Pipeline<'p>, statements: &'p EntryStatements) -> (usize, usize) {
+        let client = pipeline.client();
+        let copied = pipeline.push_answer(Box::pin(async move {
+            let sink = client.copy_in(&statements.copy).await?;
+            let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &ENTRY_TYPES));
+            for row in 0..self.session_id.len() {
+                writer.as_mut().write(&self.row(row)).await?;
+            }
+            writer.finish().await?;
+            Ok(Vec::new())
+        }));
+        let counted = pipeline.push(&statements.count, vec![&self.counted, &self.added]);
+        if let Some(transaction) = &self.readable_at {
+            pipeline.push(&statements.notify, vec![transaction]);
+        }
+        (copied, counted)
     }
 
-    /// Prepares [`INSERT_ENTRIES`] and [`COUNT_ENTRIES`].
-    pub(super) async fn prepare(client: &ClientWrapper) -> StoreResult<(Statement, Statement)> {
-        Ok((client.prepare_cached(INSERT_ENTRIES).await?, client.prepare_cached(COUNT_ENTRIES).await?))
+    /// Prepares [`COPY_ENTRIES`], [`COUNT_ENTRIES`] and [`NOTIFY_ENTRIES`].
+    pub(super) async fn prepare(client: &ClientWrapper) -> StoreResult<EntryStatements> {
+        Ok(EntryStatements {
+            copy: client.prepare_cached(COPY_ENTRIES).await?,
+            count: client.prepare_cached(COUNT_ENTRIES).await?,
+            notify: client.prepare_cached(NOTIFY_ENTRIES).await?,
+        })
     }
 
-    /// The parameters of [`INSERT_ENTRIES`].
-    fn insert_params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        vec![
-            &self.session_id,
-            &self.sequence,
-            &self.level,
-            &self.message,
-            &self.exception,
-            &self.stack_trace,
-            &self.client_time,
-            &self.logged_at,
-            &self.tenant,
-            &self.user_id,
-            &self.kind,
-            &self.continuous,
-            &self.endpoint,
+    /// Entry `i`'s columns, in the order of [`COPY_ENTRIES`].
+    fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 14] {
+        [
+            &self.session_id[i],
+            &self.sequence[i],
+            &self.level[i],
+            &self.message[i],
+            &self.exception[i],
+            &self.stack_trace[i],
+            &self.client_time[i],
+            &self.logged_at[i],
+            &self.tenant[i],
+            &self.user_id[i],
+            &self.kind[i],
+            &self.continuous[i],
+            &self.endpoint[i],
+            &self.position[i],
         ]
     }
+}
 
-    /// The parameters of [`COUNT_ENTRIES`].
-    fn count_params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        vec![&self.counted, &self.added]
-    }
+/// The prepared statements that insert log entries (see [`NewEntries::push`]).
+pub(super) struct EntryStatements {
+    copy: Statement,
+    count: Statement,
+    notify: Statement,
 }

@@ -14,7 +14,8 @@ use tokio_postgres::{Row, Statement};
 use super::is_read_only;
 use crate::store::StoreError;
 
-type Answer<'a> = Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
+/// A statement's answer: its rows, once they came.
+pub(super) type Answer<'a> = Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
 
 /// Prepared statements sent together, in order, before any answer is
 /// awaited: tokio-postgres sends a statement when its future is first
@@ -34,6 +35,18 @@ impl<'a> Pipeline<'a> {
         let client = self.client;
         self.statements.push(Box::pin(async move { client.query(statement, &params).await }));
         self.statements.len() - 1
+    }
+
+    /// Adds a statement sent by `answer` itself (a copy, say), which the
+    /// pipeline polls in its place; answers its place among the answers.
+    pub(super) fn push_answer(&mut self, answer: Answer<'a>) -> usize {
+        self.statements.push(answer);
+        self.statements.len() - 1
+    }
+
+    /// The connection the statements go out on.
+    pub(super) fn client(&self) -> &'a ClientWrapper {
+        self.client
     }
 
     /// Sends every statement and answers each one's rows or error.

@@ -47,7 +47,7 @@ use tracing::Level;
 
 use super::bulk::Bulk;
 use super::connect::Retirement;
-use super::entries::NewEntries;
+use super::entries::{EntryStatements, NewEntries};
 use super::pipeline::{Attempt, BatchFailed, Pipeline, first_failure};
 use super::probe::Availability;
 use super::writes::{Applied, Changed, Outcome, Write};
@@ -395,7 +395,7 @@ async fn finish(
 /// The statements of step 3, prepared before any is sent so that the
 /// pipeline goes out in order.
 struct Finish {
-    entries: Option<(Statement, Statement)>,
+    entries: Option<EntryStatements>,
     events: Option<(Statement, Statement, Statement)>,
     invalidate: Option<Statement>,
     commit: Statement,

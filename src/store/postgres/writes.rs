@@ -215,8 +215,8 @@ struct OpenSession {
 async fn open_session(tx: &ClientWrapper, id: &SessionId) -> StoreResult<OpenSession> {
     let statement = tx
         .prepare_cached(
-            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind, endpoint \
-             FROM sessions WHERE id = $1 FOR UPDATE",
+            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind, endpoint, \
+             pg_current_xact_id()::text::int8 AS transaction FROM sessions WHERE id = $1 FOR UPDATE",
         )
         .await?;
     let row = tx.query_opt(&statement, &[&id.as_str()]).await?.ok_or(StoreError::NotFound)?;
