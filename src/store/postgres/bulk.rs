@@ -1,7 +1,7 @@
 //! The writes a batch applies in multi-row statements: its creates, one
 //! `INSERT … SELECT FROM unnest(…)` for all of them, and its log appends,
-//! one row-locking `SELECT` of their sessions and one `INSERT` of all their
-//! entries. These are the writes that come by the thousand; a statement per
+//! one row-locking `SELECT` of their sessions and one `COPY` of all their
+//! entries (see `entries`). These are the writes that come by the thousand; a statement per
 //! write would cost a round trip each (see `writer`). Creates and appends
 //! carrying an idempotency record are not among them: whether they apply
 //! depends on their record, so each runs on its own (see `writes`).

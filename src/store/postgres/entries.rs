@@ -1,5 +1,6 @@
-//! The log entries a transaction inserts: one multi-row `INSERT` of all
-//! of them and one `UPDATE` of their sessions' counts, whether they come
+//! The log entries a transaction inserts: one binary `COPY` of all of
+//! them, one `UPDATE` of their sessions' counts and, when some are logged
+//! continuously, their notification, whether they come
 //! from a batch's appends (see `bulk`) or from one append on its own (see
 //! `writes`).
 

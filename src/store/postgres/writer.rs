@@ -8,14 +8,16 @@
 //! A writer takes every write waiting (up to [`MAX_BATCH`]) and runs them
 //! in one transaction, in three steps. Each step is one [`Pipeline`]: its
 //! statements go out together and are answered in order, so a step costs
-//! one round trip however many writes it carries.
+//! one round trip however many writes it carries (step 3 two, when it
+//! copies log entries: the copy is answered its go-ahead before its rows
+//! are sent).
 //!
 //! 1. `BEGIN`, the batch's creates as one multi-row `INSERT`, and the row
 //!    locks of the sessions its log appends go to (see `bulk`);
 //! 2. every other write inside the savepoint `write`: one that fails (an
 //!    unknown or ended session, a version conflict, a refused statement) is
 //!    rolled back to it alone and answered its error;
-//! 3. the log entries as one multi-row `INSERT`, the events of the writes
+//! 3. the log entries as one `COPY` (see `entries`), the events of the writes
 //!    that succeeded, numbered by bumping `event_counter` once for the
 //!    whole batch, the notifications for other replicas, and `COMMIT`.
 //!
