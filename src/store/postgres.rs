@@ -72,9 +72,11 @@ use crate::secret::Secret;
 
 mod bulk;
 mod connect;
+mod entries;
 mod listener;
 mod messages;
 mod migrations;
+mod pipeline;
 mod probe;
 mod rows;
 mod tls;

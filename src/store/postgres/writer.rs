@@ -8,14 +8,16 @@
 //! A writer takes every write waiting (up to [`MAX_BATCH`]) and runs them
 //! in one transaction, in three steps. Each step is one [`Pipeline`]: its
 //! statements go out together and are answered in order, so a step costs
-//! one round trip however many writes it carries.
+//! one round trip however many writes it carries (step 3 two, when it
+//! copies log entries: the copy is answered its go-ahead before its rows
+//! are sent).
 //!
 //! 1. `BEGIN`, the batch's creates as one multi-row `INSERT`, and the row
 //!    locks of the sessions its log appends go to (see `bulk`);
 //! 2. every other write inside the savepoint `write`: one that fails (an
 //!    unknown or ended session, a version conflict, a refused statement) is
 //!    rolled back to it alone and answered its error;
-//! 3. the log entries as one multi-row `INSERT`, the events of the writes
+//! 3. the log entries as one `COPY` (see `entries`), the events of the writes
 //!    that succeeded, numbered by bumping `event_counter` once for the
 //!    whole batch, the notifications for other replicas, and `COMMIT`.
 //!
@@ -38,23 +40,20 @@
 //! unknown, as after any lost answer); it is never half-applied.
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 
 use deadpool_postgres::{ClientWrapper, Pool};
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
 use tracing::Level;
 
-use super::bulk::{Bulk, NewEntries};
+use super::bulk::Bulk;
 use super::connect::Retirement;
+use super::entries::{EntryStatements, NewEntries};
+use super::pipeline::{Attempt, BatchFailed, Pipeline, first_failure};
 use super::probe::Availability;
 use super::writes::{Applied, Changed, Outcome, Write};
-use super::{
-    EVENTS_CHANNEL, INVALIDATE_CHANNEL, READ_ONLY, internal, is_read_only, not_committing, pool_error, sql_int,
-};
+use super::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, READ_ONLY, internal, not_committing, pool_error, sql_int};
 use crate::domain::{EndReason, Event, NewEvent, SessionId};
 use crate::store::{Purged, StoreError, StoreResult};
 use crate::telemetry::throttle::{self, Admitted, Cause};
@@ -200,43 +199,6 @@ async fn run_writer(
     }
 }
 
-/// Why a whole batch failed, told to each of its writes.
-#[derive(Debug, thiserror::Error)]
-#[error("the write batch did not commit: {message}")]
-pub(super) struct BatchFailed {
-    message: String,
-    transient: bool,
-    /// Postgres refused it as read-only: the server no longer takes writes.
-    read_only: bool,
-}
-
-impl BatchFailed {
-    fn for_each_write(&self) -> StoreError {
-        let cause = Box::new(BatchFailed {
-            message: self.message.clone(),
-            transient: self.transient,
-            read_only: self.read_only,
-        });
-        if self.transient { StoreError::Unavailable(cause) } else { StoreError::Internal(cause) }
-    }
-}
-
-impl From<StoreError> for BatchFailed {
-    fn from(e: StoreError) -> Self {
-        let message = match &e {
-            StoreError::Unavailable(cause) | StoreError::Internal(cause) => cause.to_string(),
-            other => other.to_string(),
-        };
-        BatchFailed { message, transient: matches!(e, StoreError::Unavailable(_)), read_only: is_read_only(&e) }
-    }
-}
-
-impl From<tokio_postgres::Error> for BatchFailed {
-    fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::from(e).into()
-    }
-}
-
 /// How a batch's transaction applies its writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
@@ -244,40 +206,6 @@ enum Plan {
     Bulk,
     /// Every write in its own savepoint.
     OneByOne,
-}
-
-/// Why a transaction did not commit.
-pub(super) enum Attempt {
-    /// Postgres refused a multi-row statement; the transaction is rolled
-    /// back, and one write of the batch is at fault.
-    Refused(StoreError),
-    Failed(BatchFailed),
-}
-
-impl Attempt {
-    /// The attempt a failed statement ends: refused when Postgres refused a
-    /// `multi_row` statement, which one write of the batch may be at fault
-    /// for; failed otherwise, and whenever Postgres is unavailable.
-    pub(super) fn after(cause: StoreError, multi_row: bool) -> Self {
-        match cause {
-            StoreError::Unavailable(_) => Attempt::Failed(cause.into()),
-            refused if multi_row => Attempt::Refused(refused),
-            failed => Attempt::Failed(failed.into()),
-        }
-    }
-}
-
-/// The first failed statement of a pipeline's answers: its place and why.
-/// Postgres refuses every statement after it in the same transaction.
-pub(super) fn first_failure(answers: &mut Vec<Result<Vec<Row>, tokio_postgres::Error>>) -> Option<(usize, StoreError)> {
-    let failed = answers.iter().position(Result::is_err)?;
-    Some((failed, answers.swap_remove(failed).expect_err("the failed answer").into()))
-}
-
-impl<E: Into<BatchFailed>> From<E> for Attempt {
-    fn from(e: E) -> Self {
-        Attempt::Failed(e.into())
-    }
 }
 
 /// Commits a batch; answers each write's own result. The batch is
@@ -469,7 +397,7 @@ async fn finish(
 /// The statements of step 3, prepared before any is sent so that the
 /// pipeline goes out in order.
 struct Finish {
-    entries: Option<(Statement, Statement)>,
+    entries: Option<EntryStatements>,
     events: Option<(Statement, Statement, Statement)>,
     invalidate: Option<Statement>,
     commit: Statement,
@@ -606,50 +534,5 @@ fn packed(changed: &BTreeSet<&str>) -> Vec<String> {
 async fn rollback(client: &ClientWrapper) {
     if let Err(e) = client.batch_execute("ROLLBACK").await {
         tracing::debug!(error = %StoreError::from(e), "could not roll back a postgres write batch");
-    }
-}
-
-type Answer<'a> = Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
-
-/// Prepared statements sent together, in order, before any answer is
-/// awaited: tokio-postgres sends a statement when its future is first
-/// polled, and the server runs and answers them in that order.
-pub(super) struct Pipeline<'a> {
-    client: &'a ClientWrapper,
-    statements: Vec<Answer<'a>>,
-}
-
-impl<'a> Pipeline<'a> {
-    pub(super) fn new(client: &'a ClientWrapper) -> Self {
-        Pipeline { client, statements: Vec::new() }
-    }
-
-    /// Adds a statement; answers its place among the answers.
-    pub(super) fn push(&mut self, statement: &'a Statement, params: Vec<&'a (dyn ToSql + Sync)>) -> usize {
-        let client = self.client;
-        self.statements.push(Box::pin(async move { client.query(statement, &params).await }));
-        self.statements.len() - 1
-    }
-
-    /// Sends every statement and answers each one's rows or error.
-    pub(super) async fn run(self) -> Vec<Result<Vec<Row>, tokio_postgres::Error>> {
-        let mut pending: Vec<Option<Answer<'a>>> = self.statements.into_iter().map(Some).collect();
-        let mut answers: Vec<Option<Result<Vec<Row>, tokio_postgres::Error>>> = pending.iter().map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut done = true;
-            for (slot, answer) in pending.iter_mut().zip(answers.iter_mut()) {
-                let Some(statement) = slot else { continue };
-                match statement.as_mut().poll(cx) {
-                    Poll::Ready(result) => {
-                        *answer = Some(result);
-                        *slot = None;
-                    }
-                    Poll::Pending => done = false,
-                }
-            }
-            if done { Poll::Ready(()) } else { Poll::Pending }
-        })
-        .await;
-        answers.into_iter().map(|answer| answer.expect("every statement answered")).collect()
     }
 }

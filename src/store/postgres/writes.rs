@@ -9,10 +9,10 @@ use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use deadpool_postgres::ClientWrapper;
 
-use super::bulk::{EntrySession, NewEntries};
+use super::entries::{EntrySession, NewEntries};
+use super::pipeline::Pipeline;
 use super::rows::{end_from_row, end_reason, millis, session_from_row, unsigned};
 use super::sql_int;
-use super::writer::Pipeline;
 use crate::clock::UnixMillis;
 use crate::domain::{EndReason, LogEntry, LogId, NewEvent, RequestDigest, Session, SessionEnd, SessionId};
 use crate::store::sql::session_columns;
@@ -102,6 +102,23 @@ pub(super) struct Applied {
     pub events: Vec<NewEvent>,
     pub outcome: Outcome,
     pub changed: Changed,
+}
+
+impl Applied {
+    /// A write that recorded `event` and changed no cached record.
+    pub(super) fn recorded(event: &NewEvent) -> Self {
+        Applied { events: vec![event.clone()], outcome: Outcome::Done, changed: Changed::Nothing }
+    }
+
+    /// A write that recorded no event and changed no cached record.
+    pub(super) fn unrecorded() -> Self {
+        Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Nothing }
+    }
+
+    /// A keyed write that found `record` stored first, and did nothing.
+    pub(super) fn replayed(record: RequestRecord) -> Self {
+        Applied { events: Vec::new(), outcome: Outcome::Replayed(record), changed: Changed::Nothing }
+    }
 }
 
 impl Write {
@@ -199,8 +216,8 @@ struct OpenSession {
 async fn open_session(tx: &ClientWrapper, id: &SessionId) -> StoreResult<OpenSession> {
     let statement = tx
         .prepare_cached(
-            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind, endpoint \
-             FROM sessions WHERE id = $1 FOR UPDATE",
+            "SELECT end_reason, grants_version, storage_version, log_count, tenant, user_id, kind, endpoint, \
+             pg_current_xact_id()::text::int8 AS transaction FROM sessions WHERE id = $1 FOR UPDATE",
         )
         .await?;
     let row = tx.query_opt(&statement, &[&id.as_str()]).await?.ok_or(StoreError::NotFound)?;
