@@ -112,6 +112,12 @@ pub struct H2loadArgs {
     /// warm up.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub calls: u64,
+
+    /// Where callgrind's dumps are kept, for `callgrind_annotate` (default:
+    /// a scratch directory removed after the run). Each server's last dump
+    /// is its measured calls.
+    #[arg(long)]
+    pub callgrind_out: Option<PathBuf>,
 }
 
 /// Rate limits of the keyed sessiond, per key and per tenant: far above
@@ -223,8 +229,9 @@ pub async fn run(args: H2loadArgs) -> anyhow::Result<()> {
     let lengths = args.lengths();
     let dir = ScratchDir::new("h2load")?;
     let mut launcher = Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())?;
+    let dumps = args.callgrind_out.as_deref().unwrap_or(dir.path());
     if args.callgrind {
-        launcher = launcher.with_wrapper(callgrind_wrapper(dir.path()));
+        launcher = launcher.with_wrapper(callgrind_wrapper(dumps));
     }
     let echo = launcher.echo().await?;
     let mut sessiond = launcher.sessiond(&[]).await?;
@@ -242,7 +249,7 @@ pub async fn run(args: H2loadArgs) -> anyhow::Result<()> {
         };
         let body = dir.path().join(format!("{}.bin", call.name().replace([' ', ','], "")));
         std::fs::write(&body, grpc_frame(&call.message(token))).context("writing a request frame")?;
-        targets.push(H2load { args: &args, server, call, body, key, dumps: dir.path() });
+        targets.push(H2load { args: &args, server, call, body, key, dumps });
     }
     if args.callgrind {
         let mut counts = Vec::new();
@@ -399,7 +406,9 @@ impl H2load<'_> {
         callgrind_control("-z", pid)?;
         let measured = self.once(Amount::Calls(calls), None)?;
         callgrind_control("-d", pid)?;
-        Ok(last_dump_total(self.dumps, pid)? / measured.output.done.max(1))
+        let total = last_dump_total(self.dumps, pid)?;
+        eprintln!("callgrind: {} counted in the latest dump of process {pid}", self.call.name());
+        Ok(total / measured.output.done.max(1))
     }
 }
 
