@@ -56,6 +56,19 @@ ensure_h2load() {
   echo "h2load: $(h2load --version 2>&1 | head -n 1)"
 }
 
+# ensure_valgrind: valgrind, whose callgrind counts the instructions per
+# call of `scripts/callgrind-read-path`: Debian's valgrind, installed when
+# missing.
+ensure_valgrind() {
+  if ! command -v callgrind_control >/dev/null 2>&1; then
+    echo "tools.sh: installing Debian's valgrind for callgrind"
+    # shellcheck source=scripts/lib/postgres.sh
+    source "$TOOLS_REPO_ROOT/scripts/lib/postgres.sh"
+    apt_install valgrind
+  fi
+  echo "valgrind: $(valgrind --version 2>&1 | head -n 1)"
+}
+
 # ensure_python_tools: (re)creates the venv unless it already holds exactly
 # the pinned requirements (its stamp file is a copy of requirements.txt).
 ensure_python_tools() {

@@ -47,7 +47,7 @@ impl Callers {
     /// the server puts the connection's TLS details).
     pub fn caller_of(&self, headers: &http::HeaderMap, extensions: &http::Extensions) -> Result<Arc<Caller>, Status> {
         let Some(keys) = &self.keys else { return Ok(self.open.clone()) };
-        if headers.contains_key("authorization") {
+        if headers.contains_key(http::header::AUTHORIZATION) {
             return keys
                 .authenticate(bearer(headers)?)
                 .ok_or_else(|| unauthenticated("unknown API key", API_KEY_INVALID));
@@ -86,7 +86,7 @@ fn unauthenticated(why: &str, reason: &str) -> Status {
 
 fn bearer(headers: &http::HeaderMap) -> Result<&str, Status> {
     let value = headers
-        .get("authorization")
+        .get(http::header::AUTHORIZATION)
         .ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>", API_KEY_MISSING))?;
     let value =
         value.to_str().map_err(|_| unauthenticated("the authorization metadata is not text", API_KEY_INVALID))?;

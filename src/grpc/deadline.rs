@@ -4,17 +4,18 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
-/// The header in which a client sends its deadline, as time left.
-const GRPC_TIMEOUT: &str = "grpc-timeout";
+/// The header in which a client sends its deadline, as time left (a
+/// `HeaderName`, so that looking it up parses no name).
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// The time a client gave its call (`grpc-timeout`), if it gave one that
 /// parses: at most 8 ASCII digits and a unit (`H`, `M`, `S`, `m`, `u`,
 /// `n`), as the gRPC over HTTP/2 protocol writes it. One that does not
 /// parse is ignored, as tonic did.
 pub fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(GRPC_TIMEOUT)?.as_bytes();
+    let value = headers.get(&GRPC_TIMEOUT)?.as_bytes();
     let (&unit, digits) = value.split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;

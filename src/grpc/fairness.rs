@@ -1,6 +1,6 @@
 //! [`Fairness`]: each caller's share of the server, on top of the global
 //! `--max-concurrent-calls`. Every API key and every tenant has its own
-//! concurrency limit (a semaphore whose permits a call keeps for its whole
+//! concurrency limit (a [`Limit`] whose permits a call keeps for its whole
 //! life, as the global one) and, when configured, its own rate limit (a
 //! token bucket). A call over its key's or its tenant's share is refused
 //! at once with RESOURCE_EXHAUSTED, so one busy key cannot take the pool
@@ -22,10 +22,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tonic::Status;
 
+use super::permits::{Limit, Permit};
 use super::status;
 use crate::auth::{ApiKeys, Caller, KeyLimits};
 
@@ -59,7 +59,7 @@ pub struct Fairness {
 struct Share {
     /// `api-key:<name>` or `tenant:<id>`, for the answer's QuotaFailure.
     subject: String,
-    permits: Arc<Semaphore>,
+    permits: Arc<Limit>,
     max_concurrent_calls: usize,
     /// Calls started per second; 0: no limit.
     rate: u32,
@@ -67,7 +67,7 @@ struct Share {
     /// Server streams open at once; 0 for a tenant, whose streams are
     /// counted by key only.
     max_streams: usize,
-    streams: Arc<Semaphore>,
+    streams: Arc<Limit>,
 }
 
 /// What a share is made with: two shares with the same limits are
@@ -84,12 +84,12 @@ impl Share {
         let ShareLimits { max_concurrent_calls, rate, max_streams } = limits;
         Self {
             subject,
-            permits: Arc::new(Semaphore::new(max_concurrent_calls)),
+            permits: Arc::new(Limit::new(max_concurrent_calls)),
             max_concurrent_calls,
             rate,
             bucket: (rate > 0).then(|| Mutex::new(Bucket::new(rate, Instant::now()))),
             max_streams,
-            streams: Arc::new(Semaphore::new(max_streams)),
+            streams: Arc::new(Limit::new(max_streams)),
         }
     }
 
@@ -141,9 +141,9 @@ impl Bucket {
 /// stream permit when it is a server stream: released when its answer ends.
 #[derive(Debug)]
 pub struct Admitted {
-    _key: Option<OwnedSemaphorePermit>,
-    _tenant: Option<OwnedSemaphorePermit>,
-    _stream: Option<OwnedSemaphorePermit>,
+    _key: Option<Permit>,
+    _tenant: Option<Permit>,
+    _stream: Option<Permit>,
 }
 
 impl Fairness {
@@ -221,16 +221,16 @@ impl Fairness {
         tenant.take_token(now)?;
         let stream_permit = match stream {
             false => None,
-            true => Some(key.streams.clone().try_acquire_owned().map_err(|_| {
+            true => Some(key.streams.try_acquire().ok_or_else(|| {
                 call_shed("KEY_STREAM_QUOTA");
                 status::key_stream_quota(&key.subject, key.max_streams)
             })?),
         };
-        let key_permit = key.permits.clone().try_acquire_owned().map_err(|_| {
+        let key_permit = key.permits.try_acquire().ok_or_else(|| {
             call_shed("KEY_OVERLOADED");
             status::key_overloaded(&key.subject, key.max_concurrent_calls)
         })?;
-        let tenant_permit = tenant.permits.clone().try_acquire_owned().map_err(|_| {
+        let tenant_permit = tenant.permits.try_acquire().ok_or_else(|| {
             call_shed("TENANT_OVERLOADED");
             status::tenant_overloaded(&tenant.subject, tenant.max_concurrent_calls)
         })?;

@@ -47,13 +47,16 @@ enum Position {
     Message { left: usize },
 }
 
+/// The header naming a request's compression.
+const GRPC_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-encoding");
+
 const BETWEEN_MESSAGES: Position = Position::Prefix { read: 0, bytes: [0; PREFIX] };
 
 impl<B> CheckedFrames<B> {
     /// Checks `inner`, the body of a request whose headers are `headers`,
     /// to a method that takes `one_message` or a stream of them.
     pub fn new(inner: B, headers: &http::HeaderMap, max_message_bytes: usize, one_message: bool) -> Self {
-        let encoded = headers.get("grpc-encoding").is_some_and(|encoding| encoding != "identity");
+        let encoded = headers.get(&GRPC_ENCODING).is_some_and(|encoding| encoding != "identity");
         Self { inner, at: BETWEEN_MESSAGES, max_message_bytes, encoded, one_message, begun: false, failed: false }
     }
 }

@@ -1,7 +1,8 @@
 //! [`LimitLayer`]: the transport limits every call meets before its
 //! service, in one layer (it is on every call, so it is kept cheap: one
-//! path comparison, three semaphores, no allocation on the way through but
-//! the request body's box and the caller's name):
+//! path comparison, three counters (`permits`), a deadline timer only for
+//! a call still running when first polled, no allocation on the way
+//! through but the request body's box and the caller in its extensions):
 //!
 //! - **Callers.** A call to a sessiond service is authenticated (`authn`)
 //!   and counted against its API key's and its tenant's share
@@ -36,13 +37,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::Status;
 
 use super::authn::SharedCallers;
 use super::fairness::Admitted;
 use super::framing::CheckedFrames;
+use super::permits::{Limit, Permit};
 use super::{deadline, status};
 
 /// The services that are never counted nor shed: Kubernetes' probes and
@@ -66,7 +67,7 @@ pub struct LimitLayer {
 
 #[derive(Debug)]
 struct Shared {
-    permits: Arc<Semaphore>,
+    permits: Arc<Limit>,
     callers: SharedCallers,
     /// The paths of the methods that take a stream of requests; every
     /// other method takes exactly one message.
@@ -90,7 +91,7 @@ impl LimitLayer {
         max_request_bytes: usize,
         callers: SharedCallers,
     ) -> Self {
-        let permits = Arc::new(Semaphore::new(max_concurrent_calls));
+        let permits = Arc::new(Limit::new(max_concurrent_calls));
         crate::telemetry::metrics::observe_call_limit(&permits, max_concurrent_calls);
         let shared = Shared {
             permits,
@@ -162,7 +163,7 @@ where
                 Ok(admitted) => admitted,
                 Err(status) => return ResponseFuture::Answered { status: Some(status) },
             };
-            let Ok(global) = self.shared.permits.clone().try_acquire_owned() else {
+            let Some(global) = self.shared.permits.try_acquire() else {
                 crate::telemetry::metrics::call_shed("OVERLOADED");
                 return ResponseFuture::Answered { status: Some(status::overloaded(self.shared.max_concurrent_calls)) };
             };
@@ -173,7 +174,8 @@ where
         };
         ResponseFuture::Running {
             inner: self.inner.call(request),
-            deadline: tokio::time::sleep_until(now + timeout),
+            deadline: now + timeout,
+            timer: None,
             permit,
             client_deadline: client_timeout.map(|t| now + t),
         }
@@ -201,7 +203,7 @@ impl<S> Limited<S> {
 /// its caller's.
 #[derive(Debug)]
 pub struct Permits {
-    _global: OwnedSemaphorePermit,
+    _global: Permit,
     _share: Option<Admitted>,
 }
 
@@ -215,8 +217,11 @@ pin_project! {
         Running {
             #[pin]
             inner: F,
+            deadline: Instant,
+            // Set when the service is first pending: a call answered on
+            // its first poll, as a cached read is, never arms a timer.
             #[pin]
-            deadline: Sleep,
+            timer: Option<Sleep>,
             permit: Option<Permits>,
             client_deadline: Option<Instant>,
         },
@@ -236,7 +241,7 @@ where
                 let status = status.take().unwrap_or_else(|| Status::internal("polled after completion"));
                 Poll::Ready(Ok(answer(status)))
             }
-            ResponseProj::Running { inner, deadline, permit, client_deadline } => {
+            ResponseProj::Running { inner, deadline, mut timer, permit, client_deadline } => {
                 // The service first: an answer ready at the deadline is sent.
                 if let Poll::Ready(result) = inner.poll(cx) {
                     let (permit, client_deadline) = (permit.take(), *client_deadline);
@@ -244,7 +249,12 @@ where
                         result.map(|response| response.map(|body| LimitedBody::new(body, permit, client_deadline))),
                     );
                 }
-                ready!(deadline.poll(cx));
+                if timer.is_none() {
+                    timer.set(Some(tokio::time::sleep_until(*deadline)));
+                }
+                // Set just above.
+                let Some(timer) = timer.as_pin_mut() else { return Poll::Pending };
+                ready!(timer.poll(cx));
                 permit.take();
                 Poll::Ready(Ok(answer(status::deadline_exceeded())))
             }
@@ -264,19 +274,22 @@ pin_project! {
     pub struct LimitedBody<B> {
         #[pin]
         inner: Option<B>,
+        client_deadline: Option<Instant>,
+        // Set when the answer is first pending with a client deadline:
+        // an answer sent whole at once never arms a timer.
         #[pin]
-        client_deadline: Option<Sleep>,
+        timer: Option<Sleep>,
         permit: Option<Permits>,
     }
 }
 
 impl<B> LimitedBody<B> {
     fn new(inner: B, permit: Option<Permits>, client_deadline: Option<Instant>) -> Self {
-        Self { inner: Some(inner), client_deadline: client_deadline.map(tokio::time::sleep_until), permit }
+        Self { inner: Some(inner), client_deadline, timer: None, permit }
     }
 
     fn empty() -> Self {
-        Self { inner: None, client_deadline: None, permit: None }
+        Self { inner: None, client_deadline: None, timer: None, permit: None }
     }
 }
 
@@ -300,11 +313,17 @@ where
             }
             return Poll::Ready(frame);
         }
-        let Some(deadline) = this.client_deadline.as_mut().as_pin_mut() else { return Poll::Pending };
-        ready!(deadline.poll(cx));
+        let Some(deadline) = *this.client_deadline else { return Poll::Pending };
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        // Set just above.
+        let Some(timer) = this.timer.as_mut().as_pin_mut() else { return Poll::Pending };
+        ready!(timer.poll(cx));
         // The stream is cut between two messages: what was sent stays whole.
         this.inner.set(None);
-        this.client_deadline.set(None);
+        this.timer.set(None);
+        *this.client_deadline = None;
         this.permit.take();
         Poll::Ready(Some(Ok(Frame::trailers(deadline_trailers()))))
     }

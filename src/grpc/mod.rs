@@ -19,6 +19,7 @@ pub mod limits;
 mod logs_api;
 mod messages_api;
 pub mod observe;
+pub mod permits;
 mod privileges_api;
 mod server_api;
 mod sessions_api;

@@ -63,7 +63,7 @@ const OTHER: &str = "_OTHER";
 /// was given.
 #[derive(Debug, Clone)]
 pub struct RpcLayer {
-    methods: Arc<HashMap<String, Method>>,
+    methods: Arc<HashMap<String, Arc<Method>>>,
 }
 
 impl RpcLayer {
@@ -95,7 +95,7 @@ impl RpcLayer {
                             service: service_name.clone(),
                             method: method.name().into(),
                         };
-                        methods.insert(format!("/{full_name}"), method);
+                        methods.insert(format!("/{full_name}"), Arc::new(method));
                     }
                 }
             }
@@ -110,8 +110,8 @@ impl Default for RpcLayer {
     }
 }
 
-/// A known method's names, shared by all its calls.
-#[derive(Debug, Clone)]
+/// A known method's names, shared by all its calls (one reference each).
+#[derive(Debug)]
 struct Method {
     /// `sessiond.v1.SessionService/CreateSession`: the span's name.
     full_name: Arc<str>,
@@ -131,7 +131,7 @@ impl<S> tower::Layer<S> for RpcLayer {
 #[derive(Debug, Clone)]
 pub struct Observed<S> {
     inner: S,
-    methods: Arc<HashMap<String, Method>>,
+    methods: Arc<HashMap<String, Arc<Method>>>,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Observed<S>
@@ -179,7 +179,7 @@ where
         if let Some(open) = call.as_mut() {
             match &result {
                 // An error answered at once carries its status in the headers.
-                Ok(response) if response.headers().contains_key(GRPC_STATUS) => open.finish(response.headers()),
+                Ok(response) if response.headers().contains_key(&GRPC_STATUS) => open.finish(response.headers()),
                 Ok(_) => {}
                 Err(_) => open.finish_with(Code::Internal, "the service failed before answering"),
             }
@@ -233,21 +233,22 @@ impl<B: Body> Body for ObservedBody<B> {
     }
 }
 
-const GRPC_STATUS: &str = "grpc-status";
+/// The status header (a `HeaderName`: looked up with no name parsed).
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// One call under way: its span and when it started. Ends once, with the
 /// status sent or, when dropped before, as cancelled.
 struct Call {
     span: tracing::Span,
     started: Instant,
-    method: Option<Method>,
+    method: Option<Arc<Method>>,
     /// How long the client gave the call, if it said.
     client_timeout: Option<Duration>,
     ended: bool,
 }
 
 impl Call {
-    fn start<B>(method: Option<&Method>, request: &http::Request<B>) -> Self {
+    fn start<B>(method: Option<&Arc<Method>>, request: &http::Request<B>) -> Self {
         let full_name = method.map_or(OTHER, |m| &m.full_name);
         let span = tracing::debug_span!(
             "rpc",
@@ -287,7 +288,7 @@ impl Call {
 
     /// Ends with the status in `headers` (the answer's headers or trailers).
     fn finish(&mut self, headers: &HeaderMap) {
-        let code = headers.get(GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+        let code = headers.get(&GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
         match code.map(Code::from) {
             Some(Code::Ok) => self.finish_with(Code::Ok, ""),
             Some(_) => match tonic::Status::from_header_map(headers) {

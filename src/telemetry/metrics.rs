@@ -42,9 +42,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, ObservableGauge, ObservableUpDownCounter};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use tokio::sync::Semaphore;
 
 use crate::domain::{EndReason, SessionKind};
+use crate::grpc::permits::Limit;
 use crate::store::StoreError;
 
 /// Bucket bounds of every duration, in seconds: most calls answer from
@@ -67,9 +67,9 @@ static LAST_SWEEP_MS: AtomicI64 = AtomicI64::new(0);
 /// `i64::MIN`: no certificate.
 static CERTIFICATE_NOT_AFTER: AtomicI64 = AtomicI64::new(i64::MIN);
 
-/// The call limits observed by `sessiond.calls.*`: their semaphores and
+/// The call limits observed by `sessiond.calls.*`: their counters and
 /// sizes, forgotten once dropped.
-static CALL_LIMITS: Mutex<Vec<(Weak<Semaphore>, usize)>> = Mutex::new(Vec::new());
+static CALL_LIMITS: Mutex<Vec<(Weak<Limit>, usize)>> = Mutex::new(Vec::new());
 
 /// Connection pools observed by the `db.client.connection.*` instruments.
 static POOLS: Mutex<Vec<WatchedPool>> = Mutex::new(Vec::new());
@@ -185,7 +185,7 @@ impl Metrics {
 /// Reports a call limit's calls in progress (`max` less the free permits)
 /// in `sessiond.calls.in_flight` from now on, until the semaphore is
 /// dropped.
-pub fn observe_call_limit(permits: &Arc<Semaphore>, max: usize) {
+pub fn observe_call_limit(permits: &Arc<Limit>, max: usize) {
     lock(&CALL_LIMITS).push((Arc::downgrade(permits), max));
 }
 
@@ -260,7 +260,7 @@ fn observed_instruments(meter: &Meter) -> Observed {
     let limits = || {
         let mut limits = lock(&CALL_LIMITS);
         limits.retain(|(permits, _)| permits.strong_count() > 0);
-        limits.iter().filter_map(|(p, max)| p.upgrade().map(|p| (p.available_permits(), *max))).collect::<Vec<_>>()
+        limits.iter().filter_map(|(p, max)| p.upgrade().map(|p| (p.available(), *max))).collect::<Vec<_>>()
     };
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     Observed {

@@ -17,7 +17,22 @@
 //! mean are h2load's, p99 is the nearest rank over its per-request log, and
 //! server CPU per call is the server's `/proc` CPU time over that run
 //! divided by the calls h2load completed.
+//!
+//! Per-key admission has its own row: HasPrivilege again on a second
+//! sessiond whose API keys file holds one key with its own concurrency
+//! limit, with rate limits per key and per tenant on (set far above what
+//! the run reaches, so that none is refused, but each call takes its
+//! tokens), h2load calling with that key. Its ratio to the open
+//! HasPrivilege of the same repeat is what authenticating the key and
+//! admitting the call within its key's and tenant's limits cost.
+//!
+//! `--callgrind` counts instructions instead of time: every server runs
+//! under `valgrind --tool=callgrind`, and each call is made a fixed number
+//! of times (`--calls`) between zeroing the counters and dumping them.
+//! Instruction counts do not depend on what else the machine runs, so they
+//! compare two builds where timings on a shared machine cannot.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -87,7 +102,32 @@ pub struct H2loadArgs {
     /// Print the results as Markdown tables, for BENCHMARKS.md.
     #[arg(long)]
     pub markdown: bool,
+
+    /// Count instructions per call under `valgrind --tool=callgrind`
+    /// instead of measuring time (one run of `--calls` calls each).
+    #[arg(long)]
+    pub callgrind: bool,
+
+    /// Calls per measurement under `--callgrind`, after a fifth as many to
+    /// warm up.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub calls: u64,
+
+    /// Where callgrind's dumps are kept, for `callgrind_annotate` (default:
+    /// a scratch directory removed after the run). Each server's last dump
+    /// is its measured calls.
+    #[arg(long)]
+    pub callgrind_out: Option<PathBuf>,
 }
+
+/// Rate limits of the keyed sessiond, per key and per tenant: far above
+/// what one loopback run reaches, so every call takes a token and none
+/// is refused.
+const KEYED_RATE_LIMIT: &str = "10000000";
+
+/// The keyed sessiond's key's own limit of calls in progress: above the
+/// run's concurrent streams, so none is refused.
+const KEYED_MAX_CONCURRENT_CALLS: u32 = 1000;
 
 /// A call h2load makes, and the server that answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,10 +136,13 @@ enum Call {
     HasPrivilege,
     GetSession,
     Authenticate,
+    /// HasPrivilege with an API key held to its own limits.
+    HasPrivilegeKeyed,
 }
 
 impl Call {
-    const ALL: [Call; 4] = [Call::Echo, Call::HasPrivilege, Call::GetSession, Call::Authenticate];
+    const ALL: [Call; 5] =
+        [Call::Echo, Call::HasPrivilege, Call::GetSession, Call::Authenticate, Call::HasPrivilegeKeyed];
 
     fn name(self) -> &'static str {
         match self {
@@ -107,13 +150,14 @@ impl Call {
             Call::HasPrivilege => "has-privilege",
             Call::GetSession => "get-session",
             Call::Authenticate => "authenticate",
+            Call::HasPrivilegeKeyed => "has-privilege, key limits",
         }
     }
 
     fn path(self) -> &'static str {
         match self {
             Call::Echo => "/sessiond.bench.v1.EchoService/Echo",
-            Call::HasPrivilege => "/sessiond.v1.PrivilegeService/HasPrivilege",
+            Call::HasPrivilege | Call::HasPrivilegeKeyed => "/sessiond.v1.PrivilegeService/HasPrivilege",
             Call::GetSession => "/sessiond.v1.SessionService/GetSession",
             Call::Authenticate => "/sessiond.v1.SessionService/Authenticate",
         }
@@ -123,7 +167,7 @@ impl Call {
     fn message(self, token: &str) -> Vec<u8> {
         match self {
             Call::Echo => EchoRequest { payload: vec![b'x'; PAYLOAD_BYTES] }.encode_to_vec(),
-            Call::HasPrivilege => {
+            Call::HasPrivilege | Call::HasPrivilegeKeyed => {
                 HasPrivilegeRequest { session: by_token(token), privilege: PRIVILEGE.into() }.encode_to_vec()
             }
             Call::GetSession => GetSessionRequest { session: by_token(token) }.encode_to_vec(),
@@ -183,50 +227,102 @@ impl H2loadArgs {
 /// Runs the interleaved measurements and prints the report.
 pub async fn run(args: H2loadArgs) -> anyhow::Result<()> {
     let lengths = args.lengths();
-    let launcher = Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())?;
+    let dir = ScratchDir::new("h2load")?;
+    let mut launcher = Launcher::new(args.sessiond_bin.clone(), args.sessiond_args.clone())?;
+    let dumps = args.callgrind_out.as_deref().unwrap_or(dir.path());
+    if args.callgrind {
+        launcher = launcher.with_wrapper(callgrind_wrapper(dumps));
+    }
     let echo = launcher.echo().await?;
     let mut sessiond = launcher.sessiond(&[]).await?;
-    let token = create_checked_session(&sessiond).await?;
-    let dir = ScratchDir::new("h2load")?;
-    let mut bodies = Vec::new();
+    let (key, keyed_flags) = keyed_settings(dir.path())?;
+    let keyed_flags: Vec<&str> = keyed_flags.iter().map(String::as_str).collect();
+    let mut keyed = launcher.sessiond(&keyed_flags).await?;
+    let token = create_checked_session(&sessiond, None).await?;
+    let keyed_token = create_checked_session(&keyed, Some(&key)).await?;
+    let mut targets = Vec::new();
     for call in Call::ALL {
-        let path = dir.path().join(format!("{}.bin", call.name()));
-        std::fs::write(&path, grpc_frame(&call.message(&token))).context("writing a request frame")?;
-        bodies.push((call, path));
+        let (server, token, key) = match call {
+            Call::Echo => (&echo, token.as_str(), None),
+            Call::HasPrivilegeKeyed => (&keyed, keyed_token.as_str(), Some(key.as_str())),
+            _ => (&sessiond, token.as_str(), None),
+        };
+        let body = dir.path().join(format!("{}.bin", call.name().replace([' ', ','], "")));
+        std::fs::write(&body, grpc_frame(&call.message(token))).context("writing a request frame")?;
+        targets.push(H2load { args: &args, server, call, body, key, dumps });
+    }
+    if args.callgrind {
+        let mut counts = Vec::new();
+        for run in &targets {
+            counts.push((run.call, run.instructions(args.calls)?));
+        }
+        println!("{}", render_instructions(&args, &counts));
+        return Ok(());
     }
     let mut rows = Vec::new();
     for repeat in 1..=lengths.repeats {
-        for (call, body) in &bodies {
-            let server = if *call == Call::Echo { &echo } else { &sessiond };
-            let run = H2load { args: &args, server, call: *call, body };
-            run.once(lengths.warmup, None)?;
+        for run in &targets {
+            run.once(Amount::For(lengths.warmup), None)?;
             let log = dir.path().join("requests.log");
-            let measured = run.once(lengths.measure, Some(&log))?;
-            rows.push(measured.row(repeat, *call, &log)?);
+            let measured = run.once(Amount::For(lengths.measure), Some(&log))?;
+            rows.push(measured.row(repeat, run.call, &log)?);
             std::fs::remove_file(&log).context("removing h2load's request log")?;
         }
-        sessiond.check_alive()?;
     }
+    // A server that died mid-run failed its h2load run; one that died
+    // after its last would have measured nothing afterwards either.
+    drop(targets);
+    sessiond.check_alive()?;
+    keyed.check_alive()?;
     println!("{}", render(&args, lengths, &rows));
     Ok(())
 }
 
+/// The key the keyed sessiond knows, and that sessiond's flags: a keys
+/// file (written in `dir`) holding that one key with its own limit of
+/// calls in progress, and rate limits per key and per tenant.
+fn keyed_settings(dir: &Path) -> anyhow::Result<(String, Vec<String>)> {
+    let (key, hash) = sessiond::auth::generate_key();
+    let keys_file = dir.join("keys.yaml");
+    let keys = format!(
+        "keys:\n  - {{ name: bench, tenant: bench, role: service, hash: \"{hash}\", max_concurrent_calls: {KEYED_MAX_CONCURRENT_CALLS} }}\n"
+    );
+    std::fs::write(&keys_file, keys).context("writing the keys file")?;
+    let flags = vec![
+        "--api-keys-file".into(),
+        keys_file.display().to_string(),
+        "--rate-limit-per-key".into(),
+        KEYED_RATE_LIMIT.into(),
+        "--rate-limit-per-tenant".into(),
+        KEYED_RATE_LIMIT.into(),
+    ];
+    Ok((key, flags))
+}
+
+/// `message` as a request, with `key` in its `authorization` when given.
+fn with_key<T>(message: T, key: Option<&str>) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        request.metadata_mut().insert("authorization", format!("Bearer {key}").parse()?);
+    }
+    Ok(request)
+}
+
 /// Creates the session every call names, and checks over tonic that each
 /// call answers what h2load's copies of it should: granted, all granted.
-async fn create_checked_session(sessiond: &ServerProcess) -> anyhow::Result<String> {
+async fn create_checked_session(sessiond: &ServerProcess, key: Option<&str>) -> anyhow::Result<String> {
     let channel = sessiond.channels(1).await?.remove(0);
     let mut sessions = SessionServiceClient::new(channel.clone());
-    let token = sessions.create_session(web_user(0)).await?.into_inner().token;
+    let token = sessions.create_session(with_key(web_user(0), key)?).await?.into_inner().token;
     let granted = PrivilegeServiceClient::new(channel)
-        .has_privilege(HasPrivilegeRequest { session: by_token(&token), privilege: PRIVILEGE.into() })
+        .has_privilege(with_key(HasPrivilegeRequest { session: by_token(&token), privilege: PRIVILEGE.into() }, key)?)
         .await?
         .into_inner()
         .granted;
-    sessions.get_session(GetSessionRequest { session: by_token(&token) }).await?;
-    let authenticated = sessions
-        .authenticate(AuthenticateRequest { token: token.clone(), privileges: vec![PRIVILEGE.into()], min_sequence: 0 })
-        .await?
-        .into_inner();
+    sessions.get_session(with_key(GetSessionRequest { session: by_token(&token) }, key)?).await?;
+    let authenticate =
+        AuthenticateRequest { token: token.clone(), privileges: vec![PRIVILEGE.into()], min_sequence: 0 };
+    let authenticated = sessions.authenticate(with_key(authenticate, key)?).await?.into_inner();
     if !granted || !authenticated.all_granted {
         bail!("MISMATCH: a Manager session does not hold {PRIVILEGE}");
     }
@@ -238,7 +334,21 @@ struct H2load<'a> {
     args: &'a H2loadArgs,
     server: &'a ServerProcess,
     call: Call,
-    body: &'a Path,
+    /// The file holding the request frame.
+    body: PathBuf,
+    /// The API key to call with, if any.
+    key: Option<&'a str>,
+    /// Where callgrind writes its dumps, under `--callgrind`.
+    dumps: &'a Path,
+}
+
+/// How much one h2load run does.
+#[derive(Debug, Clone, Copy)]
+enum Amount {
+    /// As many calls as fit in this time.
+    For(Duration),
+    /// This many calls.
+    Calls(u64),
 }
 
 /// What one h2load run printed, and the CPU used meanwhile.
@@ -249,18 +359,24 @@ struct Measured {
 }
 
 impl H2load<'_> {
-    /// Runs h2load for `length`, writing its per-request log to `log` when
+    /// Runs h2load for `amount`, writing its per-request log to `log` when
     /// given; fails when it fails or when any call did not answer a message.
-    fn once(&self, length: Duration, log: Option<&Path>) -> anyhow::Result<Measured> {
+    fn once(&self, amount: Amount, log: Option<&Path>) -> anyhow::Result<Measured> {
         let url = format!("http://{}{}", self.server.addr(), self.call.path());
         let mut command = Command::new(&self.args.h2load);
+        match amount {
+            Amount::For(length) => command.arg(format!("--duration={}ms", length.as_millis().max(1))),
+            Amount::Calls(calls) => command.arg(format!("--requests={calls}")),
+        };
         command
-            .arg(format!("--duration={}ms", length.as_millis().max(1)))
             .arg(format!("--clients={}", self.args.connections))
             .arg(format!("--max-concurrent-streams={}", self.args.streams))
             .arg("--threads=1")
             .arg(format!("--data={}", self.body.display()))
             .args(["--header=content-type: application/grpc", "--header=te: trailers"]);
+        if let Some(key) = self.key {
+            command.arg(format!("--header=authorization: Bearer {key}"));
+        }
         if let Some(log) = log {
             command.arg(format!("--log-file={}", log.display()));
         }
@@ -280,6 +396,97 @@ impl H2load<'_> {
         parsed.check(self.call).with_context(|| format!("h2load's report:\n{stdout}"))?;
         Ok(Measured { output: parsed, server_cpu, loader_cpu })
     }
+
+    /// The instructions the server (under callgrind) executes per call:
+    /// a fifth of `calls` to warm up, then the counters zeroed, `calls`
+    /// made, and the counters dumped.
+    fn instructions(&self, calls: u64) -> anyhow::Result<u64> {
+        self.once(Amount::Calls((calls / 5).max(1)), None)?;
+        let pid = self.server.pid();
+        callgrind_control("-z", pid)?;
+        let measured = self.once(Amount::Calls(calls), None)?;
+        callgrind_control("-d", pid)?;
+        let total = last_dump_total(self.dumps, pid)?;
+        eprintln!("callgrind: {} counted in the latest dump of process {pid}", self.call.name());
+        Ok(total / measured.output.done.max(1))
+    }
+}
+
+/// The command every server runs under with `--callgrind`, its dumps
+/// written to `dumps` as `callgrind.<pid>.<n>`.
+fn callgrind_wrapper(dumps: &Path) -> Vec<OsString> {
+    vec![
+        "valgrind".into(),
+        "--tool=callgrind".into(),
+        "--quiet".into(),
+        format!("--callgrind-out-file={}/callgrind.%p", dumps.display()).into(),
+    ]
+}
+
+/// Runs `callgrind_control <flag> <pid>`: `-z` zeroes the counters, `-d`
+/// dumps them.
+fn callgrind_control(flag: &str, pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("callgrind_control")
+        .args([flag, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running callgrind_control (install valgrind)")?;
+    if !status.success() {
+        bail!("callgrind_control {flag} {pid} failed ({status})");
+    }
+    Ok(())
+}
+
+/// The instructions counted in the latest dump of process `pid` in
+/// `dumps`: its `totals:` (or `summary:`) line.
+fn last_dump_total(dumps: &Path, pid: u32) -> anyhow::Result<u64> {
+    let prefix = format!("callgrind.{pid}.");
+    let mut latest: Option<(u32, PathBuf)> = None;
+    for entry in std::fs::read_dir(dumps).context("listing callgrind's dumps")? {
+        let path = entry?.path();
+        let part = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix(&prefix)?.parse().ok());
+        if let Some(part) = part {
+            if latest.as_ref().is_none_or(|(seen, _)| part > *seen) {
+                latest = Some((part, path));
+            }
+        }
+    }
+    let (_, path) = latest.with_context(|| format!("no callgrind dump of process {pid}"))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    dump_total(&text).with_context(|| format!("no totals in {}", path.display()))
+}
+
+/// The `totals:` (or, without it, `summary:`) count of a callgrind dump.
+fn dump_total(text: &str) -> Option<u64> {
+    let line = |prefix: &str| {
+        text.lines().find_map(|l| l.strip_prefix(prefix)).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    };
+    line("totals:").or_else(|| line("summary:"))
+}
+
+/// The instructions per call of every call, and each one's ratio to the
+/// echo's.
+fn render_instructions(args: &H2loadArgs, counts: &[(Call, u64)]) -> String {
+    let echo = counts.iter().find(|(call, _)| *call == Call::Echo).map_or(0, |(_, ir)| *ir);
+    let headers = ["call", "Ir/call", "vs echo"].map(String::from);
+    let body = counts
+        .iter()
+        .map(|(call, ir)| {
+            #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+            let ratio = *ir as f64 / echo.max(1) as f64;
+            vec![call.name().to_owned(), report::thousands(*ir as f64), format!("{ratio:.2}×")]
+        })
+        .collect();
+    let mut out = format!(
+        "callgrind: instructions per call over {} calls each ({} connections × {} streams); load average {}\n\n",
+        args.calls,
+        args.connections,
+        args.streams,
+        load_average(),
+    );
+    out.push_str(&report::table(&headers, body, args.markdown));
+    out
 }
 
 impl Measured {
@@ -470,6 +677,30 @@ fn render(args: &H2loadArgs, lengths: Lengths, rows: &[Row]) -> String {
         .collect();
     out.push_str("\nOver the repeats:\n\n");
     out.push_str(&report::table(&range_headers, ranges, args.markdown));
+    out.push_str(&render_key_limits(args, rows));
+    out
+}
+
+/// What per-key admission cost: HasPrivilege with a limited key against
+/// the open HasPrivilege of the same repeat.
+fn render_key_limits(args: &H2loadArgs, rows: &[Row]) -> String {
+    let headers = ["repeat", "calls/s", "p99", "server CPU/call"].map(String::from);
+    let body = rows
+        .iter()
+        .filter(|keyed| keyed.call == Call::HasPrivilegeKeyed)
+        .filter_map(|keyed| {
+            let open = rows.iter().find(|r| r.repeat == keyed.repeat && r.call == Call::HasPrivilege)?;
+            let ratio = |keyed: f64, open: f64| format!("{:.2}×", keyed / open);
+            Some(vec![
+                keyed.repeat.to_string(),
+                ratio(keyed.calls_per_sec, open.calls_per_sec),
+                ratio(keyed.p99.as_secs_f64(), open.p99.as_secs_f64()),
+                ratio(keyed.server_cpu_per_call.as_secs_f64(), open.server_cpu_per_call.as_secs_f64()),
+            ])
+        })
+        .collect();
+    let mut out = String::from("\nHasPrivilege with key limits against the open HasPrivilege of the same repeat:\n\n");
+    out.push_str(&report::table(&headers, body, args.markdown));
     out
 }
 
@@ -531,6 +762,15 @@ req/s           :   40500.12    40734.00    40617.06      117.00   100.00%
         let errors = REPORT.replace("(568638) data", "(0) data");
         let err = Output::parse(&errors).unwrap().check(Call::GetSession).unwrap_err();
         assert!(err.to_string().contains("MISMATCH"), "{err}");
+    }
+
+    #[test]
+    fn a_callgrind_dump_reads_as_its_total() {
+        let dump =
+            "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: 123\nfn=(1) main\n5 6\ntotals: 456789\n";
+        assert_eq!(dump_total(dump), Some(456_789));
+        assert_eq!(dump_total("events: Ir\nsummary: 123\n"), Some(123));
+        assert_eq!(dump_total("events: Ir\n"), None);
     }
 
     #[test]

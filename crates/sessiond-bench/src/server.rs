@@ -19,8 +19,9 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::procfs::Process;
 use crate::scratch::ScratchDir;
 
-/// Longest wait for a child to answer SERVING before the run fails.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a child to answer SERVING before the run fails (a
+/// child under valgrind starts some fifty times slower).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Pause between readiness probes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -51,6 +52,8 @@ pub struct Launcher {
     roles_file: PathBuf,
     /// Flags given to every sessiond, after the launcher's own.
     sessiond_args: Vec<String>,
+    /// A command every server runs under (e.g. valgrind), empty for none.
+    wrapper: Vec<OsString>,
     /// Holds `roles_file` for as long as the launcher lives.
     _dir: ScratchDir,
 }
@@ -70,7 +73,14 @@ impl Launcher {
         let dir = ScratchDir::new("run")?;
         let roles_file = dir.path().join("roles.yaml");
         std::fs::write(&roles_file, ROLES_FILE).with_context(|| format!("writing {}", roles_file.display()))?;
-        Ok(Self { sessiond, bench, roles_file, sessiond_args, _dir: dir })
+        Ok(Self { sessiond, bench, roles_file, sessiond_args, wrapper: Vec::new(), _dir: dir })
+    }
+
+    /// Runs every server it starts under `wrapper`: `valgrind
+    /// --tool=callgrind …` runs `valgrind … <server> <flags>`.
+    pub fn with_wrapper(mut self, wrapper: Vec<OsString>) -> Self {
+        self.wrapper = wrapper;
+        self
     }
 
     pub fn sessiond_path(&self) -> &Path {
@@ -93,7 +103,7 @@ impl Launcher {
         ];
         args.extend(self.sessiond_args.iter().map(OsString::from));
         args.extend(extra.iter().map(OsString::from));
-        ServerProcess::start("sessiond", &self.sessiond, args, home, addr).await
+        self.start("sessiond", &self.sessiond, args, home, addr).await
     }
 
     /// The echo baseline, serving.
@@ -101,7 +111,27 @@ impl Launcher {
         let home = ScratchDir::new("echo")?;
         let addr = free_port()?;
         let args = vec!["echo-server".into(), "--listen".into(), addr.to_string().into()];
-        ServerProcess::start("echo-server", &self.bench, args, home, addr).await
+        self.start("echo-server", &self.bench, args, home, addr).await
+    }
+
+    /// Starts `program args`, under the wrapper when there is one.
+    async fn start(
+        &self,
+        name: &'static str,
+        program: &Path,
+        args: Vec<OsString>,
+        home: ScratchDir,
+        addr: SocketAddr,
+    ) -> anyhow::Result<ServerProcess> {
+        match self.wrapper.split_first() {
+            None => ServerProcess::start(name, program, args, home, addr).await,
+            Some((wrapper, wrapper_args)) => {
+                let mut wrapped = wrapper_args.to_vec();
+                wrapped.push(program.into());
+                wrapped.extend(args);
+                ServerProcess::start(name, Path::new(wrapper), wrapped, home, addr).await
+            }
+        }
     }
 }
 
@@ -181,6 +211,12 @@ impl ServerProcess {
             channels.push(endpoint.connect().await.with_context(|| format!("connecting to {}", self.name))?);
         }
         Ok(channels)
+    }
+
+    /// The child's process id (valgrind's, which runs the server in the
+    /// same process, when under valgrind).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The child, for reading `/proc`.
