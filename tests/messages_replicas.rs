@@ -2,8 +2,10 @@
 //! messages reach every replica's subscribers (large ones through the
 //! `messages` table), local ones only their own replica's; a session
 //! channel followed on one replica ends when the session is revoked on the
-//! other; and a subscriber resuming on a restarted replica receives every
-//! message of the window exactly once while both replicas keep posting.
+//! other; a subscriber resuming on a restarted replica receives every
+//! message of the window exactly once while both replicas keep posting;
+//! and posts made at once (committed together) are numbered without gaps,
+//! each answered with the sequence its message carries.
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -179,4 +181,48 @@ async fn a_subscriber_resuming_on_a_restarted_replica_gets_every_message_exactly
         after.push(next_message(&mut resumed).await.sequence);
     }
     assert_eq!(after, (31..=last).collect::<Vec<_>>(), "every message of the window once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_made_at_once_are_numbered_without_gaps_and_each_answered_with_its_own_sequence() {
+    let (a, mut b) = two_replicas().await;
+    let mut burst = subscribe(&mut b.messages, from("burst", None)).await;
+    let mut other = subscribe(&mut b.messages, from("other", None)).await;
+
+    // Posts made together, to two channels, some too large to travel in a
+    // notification: they are committed while others wait, several in one
+    // transaction.
+    let mut posting = tokio::task::JoinSet::new();
+    for n in 0..60u32 {
+        let mut messages = a.messages.clone();
+        let channel = if n % 6 == 5 { "other" } else { "burst" };
+        let payload = if n % 20 == 7 { text(&format!("{n}:{}", "z".repeat(9_000))) } else { text(&n.to_string()) };
+        posting.spawn(async move {
+            let posted = messages.post(post(channel, payload, pb::MessageScope::Global)).await.expect("posted");
+            (channel, n, posted.into_inner().sequence)
+        });
+    }
+    let mut answered = std::collections::HashMap::new();
+    while let Some(done) = posting.join_next().await {
+        let (channel, n, sequence) = done.expect("a poster");
+        assert!(answered.insert((channel, sequence), n).is_none(), "{channel} sequence {sequence} answered twice");
+    }
+    for (channel, items, count) in [("burst", &mut burst, 50), ("other", &mut other, 10)] {
+        let mut sequences: Vec<u64> =
+            answered.keys().filter(|(to, _)| *to == channel).map(|(_, sequence)| *sequence).collect();
+        sequences.sort_unstable();
+        assert_eq!(sequences, (1..=count).collect::<Vec<_>>(), "{channel}: numbered from 1 without gaps");
+        for sequence in 1..=count {
+            let message = next_message(items).await;
+            assert_eq!(message.sequence, sequence, "{channel}: B receives them in sequence order");
+            let Some(prost_types::value::Kind::StringValue(payload)) = message.payload.and_then(|p| p.kind) else {
+                panic!("a text payload")
+            };
+            let n = answered[&(channel, sequence)];
+            assert!(
+                payload == n.to_string() || payload.starts_with(&format!("{n}:")),
+                "{channel} {sequence}: post {n}"
+            );
+        }
+    }
 }

@@ -5,12 +5,16 @@
 //! `try_send`. A subscription whose inbox is full has fallen a whole
 //! buffer behind; it is cut off (its `cut` flag raised, its slot
 //! removed) instead of holding the others back or growing without bound.
+//!
+//! The hub holds the only sender of each inbox: once a subscription is cut
+//! off, or the hub closed as sessiond stops, its inbox ends after the
+//! deliveries already in it, which wakes the subscription's stream.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::SharedMessage;
 use crate::domain::{Channel, EndReason, SessionId, TenantChannel, TenantId};
@@ -36,30 +40,40 @@ pub(super) enum Delivery {
 #[derive(Debug)]
 struct Slot {
     inbox: mpsc::Sender<Delivery>,
-    cut: watch::Sender<bool>,
+    cut: Arc<AtomicBool>,
     channels: Vec<TenantChannel>,
 }
 
 /// Every subscription of this process, by channel.
 #[derive(Debug)]
 pub(super) struct Hub {
-    slots: Mutex<HashMap<TenantChannel, Vec<Arc<Slot>>>>,
+    slots: Mutex<Slots>,
     subscriptions: AtomicUsize,
     max_subscriptions: usize,
     /// Deliveries an inbox holds before its subscription is cut off.
     buffer: usize,
 }
 
-/// A subscription's registration; dropping it leaves the hub.
+/// The subscriptions by channel, until the hub is closed.
+#[derive(Debug, Default)]
+struct Slots {
+    by_channel: HashMap<TenantChannel, Vec<Arc<Slot>>>,
+    closed: bool,
+}
+
+/// A subscription's registration; dropping it leaves the hub. It does not
+/// keep the slot (and its inbox's sender) alive: the hub does.
 #[derive(Debug)]
 pub(super) struct Registration {
     hub: Arc<Hub>,
-    slot: Arc<Slot>,
+    slot: Weak<Slot>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.remove(&self.slot);
+        if let Some(slot) = self.slot.upgrade() {
+            self.hub.remove(&slot);
+        }
         self.hub.subscriptions.fetch_sub(1, Ordering::Relaxed);
         crate::telemetry::message_metrics::subscribers(-1);
     }
@@ -69,7 +83,8 @@ impl Drop for Registration {
 pub(super) struct Registered {
     pub registration: Registration,
     pub inbox: mpsc::Receiver<Delivery>,
-    pub cut: watch::Receiver<bool>,
+    /// Raised when the subscription is cut off for falling behind.
+    pub cut: Arc<AtomicBool>,
 }
 
 impl Hub {
@@ -77,7 +92,7 @@ impl Hub {
         Self { slots: Mutex::default(), subscriptions: AtomicUsize::new(0), max_subscriptions, buffer }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TenantChannel, Vec<Arc<Slot>>>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         // Every critical section leaves the map whole: a panic in one
         // cannot have half-changed it.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
@@ -96,37 +111,48 @@ impl Hub {
         }
         crate::telemetry::message_metrics::subscribers(1);
         let (inbox, receiver) = mpsc::channel(self.buffer);
-        let (cut, cut_receiver) = watch::channel(false);
-        let slot = Arc::new(Slot { inbox, cut, channels });
+        let cut = Arc::new(AtomicBool::new(false));
+        let slot = Arc::new(Slot { inbox, cut: Arc::clone(&cut), channels });
         let mut slots = self.slots();
-        for channel in &slot.channels {
-            slots.entry(channel.clone()).or_default().push(Arc::clone(&slot));
+        // Once closed, the slot is dropped here and the inbox ends at once.
+        if !slots.closed {
+            for channel in &slot.channels {
+                slots.by_channel.entry(channel.clone()).or_default().push(Arc::clone(&slot));
+            }
         }
         drop(slots);
         Ok(Registered {
-            registration: Registration { hub: Arc::clone(self), slot },
+            registration: Registration { hub: Arc::clone(self), slot: Arc::downgrade(&slot) },
             inbox: receiver,
-            cut: cut_receiver,
+            cut,
         })
     }
 
     fn remove(&self, slot: &Arc<Slot>) {
         let mut slots = self.slots();
-        remove_locked(&mut slots, slot);
+        remove_locked(&mut slots.by_channel, slot);
+    }
+
+    /// Ends every inbox after the deliveries already in it, and those of
+    /// subscriptions registered later at once: sessiond is stopping.
+    pub(super) fn close(&self) {
+        let mut slots = self.slots();
+        slots.closed = true;
+        slots.by_channel.clear();
     }
 
     /// Offers `delivery` to every subscription of `to`; answers to how many
     /// it was handed. Subscriptions with a full inbox are cut off.
     pub(super) fn deliver(&self, to: &TenantChannel, delivery: Delivery) -> u32 {
         let mut slots = self.slots();
-        let Some(followers) = slots.get(to) else { return 0 };
+        let Some(followers) = slots.by_channel.get(to) else { return 0 };
         let mut handed = 0;
         let mut gone = Vec::new();
         for slot in followers {
             match slot.inbox.try_send(delivery.clone()) {
                 Ok(()) => handed += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    slot.cut.send_replace(true);
+                    slot.cut.store(true, Ordering::Release);
                     crate::telemetry::message_metrics::dropped("too_slow");
                     tracing::info!(channel = %to.channel, "a subscriber fell too far behind and was cut off");
                     gone.push(Arc::clone(slot));
@@ -135,14 +161,14 @@ impl Hub {
             }
         }
         for slot in &gone {
-            remove_locked(&mut slots, slot);
+            remove_locked(&mut slots.by_channel, slot);
         }
         handed
     }
 
     /// Whether any subscription of this process follows `to`.
     pub(super) fn follows(&self, to: &TenantChannel) -> bool {
-        self.slots().contains_key(to)
+        self.slots().by_channel.contains_key(to)
     }
 
     /// Tells the subscriptions of a session's channel, and of its user's,
@@ -160,6 +186,7 @@ impl Hub {
     /// The session channels followed now.
     pub(super) fn session_channels(&self) -> Vec<(TenantId, SessionId)> {
         self.slots()
+            .by_channel
             .keys()
             .filter_map(|key| match &key.channel {
                 Channel::Session(id) => Some((key.tenant.clone(), id.clone())),
@@ -170,7 +197,7 @@ impl Hub {
 
     /// Tells every subscription to re-read what it may have missed.
     pub(super) fn resync(&self) {
-        let channels: Vec<TenantChannel> = self.slots().keys().cloned().collect();
+        let channels: Vec<TenantChannel> = self.slots().by_channel.keys().cloned().collect();
         for channel in channels {
             self.deliver(&channel, Delivery::Resync);
         }
@@ -193,6 +220,7 @@ mod tests {
     use super::*;
     use crate::clock::UnixMillis;
     use crate::domain::{Message, NewMessage, Scope};
+    use tokio::sync::mpsc::error::TryRecvError::Disconnected;
 
     fn channel(tenant: &str, name: &str) -> TenantChannel {
         TenantChannel {
@@ -225,9 +253,28 @@ mod tests {
             let _ = quick.inbox.try_recv();
             assert_eq!(handed, if sequence < 3 { 2 } else { 1 }, "message {sequence}");
         }
-        assert!(*slow.cut.borrow(), "the slow one is cut off");
-        assert!(!*quick.cut.borrow());
+        assert!(slow.cut.load(Ordering::Acquire), "the slow one is cut off");
+        assert!(!quick.cut.load(Ordering::Acquire));
         assert_eq!(hub.deliver(&room, message(&room, 4)), 1, "the cut one is gone from the hub");
+        let mut slow = slow;
+        for _ in 0..2 {
+            assert!(slow.inbox.try_recv().is_ok(), "what it held stays readable");
+        }
+        assert!(matches!(slow.inbox.try_recv(), Err(Disconnected)), "then its inbox ends");
+    }
+
+    #[test]
+    fn closing_ends_every_inbox_and_those_registered_after() {
+        let hub = Arc::new(Hub::new(10, 4));
+        let room = channel("acme", "room");
+        let mut before = hub.register(vec![room.clone()]).expect("room for one");
+        hub.deliver(&room, message(&room, 1));
+        hub.close();
+        assert!(before.inbox.try_recv().is_ok(), "what it held stays readable");
+        assert!(matches!(before.inbox.try_recv(), Err(Disconnected)));
+        let mut after = hub.register(vec![room.clone()]).expect("room for two");
+        assert!(matches!(after.inbox.try_recv(), Err(Disconnected)));
+        assert!(!before.cut.load(Ordering::Acquire) && !after.cut.load(Ordering::Acquire), "neither is cut off");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! - `hub`: this process's subscriptions by channel, and the bounded
 //!   inbox of each (a subscriber a whole buffer behind is cut off);
-//! - `subscription`: one subscription's pump: replay from the store, then
-//!   live messages in sequence order, gaps filled from the store;
+//! - `subscription`: one subscription's stream, read straight from its
+//!   inbox: replay from the store, then live messages in sequence order,
+//!   gaps filled from the store;
 //! - `rate`: posts per second per API key;
 //! - `shared`: a message as the subscriptions of this process share it,
 //!   encoded once for all of them.
@@ -194,7 +195,8 @@ impl Messages {
 
     /// Follows what reaches this process from elsewhere until sessiond
     /// shuts down: session ends (every replica's, from the event fan-out),
-    /// other replicas' messages, and the purge of the replay window.
+    /// other replicas' messages, and the purge of the replay window. Then
+    /// ends every subscription after the deliveries already in its inbox.
     pub async fn run(self) {
         let mut stopping = self.inner.service.stopping();
         let work = async {
@@ -204,6 +206,8 @@ impl Messages {
             () = work => {}
             _ = stopping.wait_for(|stop| *stop) => {}
         }
+        // Subscriptions end after what their inboxes hold.
+        self.inner.hub.close();
     }
 
     async fn follow_session_ends(&self) {

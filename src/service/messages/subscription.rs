@@ -1,7 +1,10 @@
-//! One subscription: a task (the pump) reads the subscription's inbox in
-//! the hub and writes items to the stream the client reads.
+//! One subscription: the stream the client reads, served straight from
+//! the subscription's inbox in the hub. A delivery wakes the task that
+//! writes the response and nothing else; each poll of the stream answers
+//! the next item already queued, so one wake-up drains every delivery
+//! that arrived meanwhile.
 //!
-//! Per channel the pump remembers the last global sequence it sent. A
+//! Per channel the stream remembers the last global sequence it sent. A
 //! message at or below it is a duplicate (the same message reached this
 //! process twice, or was replayed) and is skipped; one beyond the next is
 //! preceded by the messages in between, read from the store. A channel
@@ -12,27 +15,28 @@
 //!
 //! The stream checks the hub's `cut` flag before every item: a
 //! subscription cut off for falling behind ends with
-//! `SubscriberTooSlow` at once, without the items still queued.
+//! `SubscriberTooSlow` at once, without the items still queued. Its inbox
+//! ends once cut off (the hub drops its sender), which wakes the stream
+//! should it be waiting. When sessiond stops, the hub closes every inbox
+//! and the stream ends after the deliveries already in it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 
 use super::hub::{Delivery, Registered, Registration};
 use super::{ChannelStart, Messages, SharedMessage};
-use crate::domain::{Channel, EndReason, Scope, SessionId, TenantChannel, TenantId};
+use crate::domain::{Channel, EndReason, Message, Scope, SessionId, TenantChannel, TenantId};
 use crate::service::Error;
 
 /// Messages read from the store per query.
 const READ_BATCH: usize = 500;
-
-/// Items between the pump and the stream. Small: the hub's inbox is the
-/// subscriber's buffer.
-const STREAM_BUFFER: usize = 16;
 
 /// What a subscription streams.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,39 +51,42 @@ pub enum Item {
     SessionEnded { channel: Channel, session_id: SessionId, reason: EndReason, last: bool },
 }
 
+/// A read of kept messages under way: the channel, and its answer.
+type Reading = (Channel, Pin<Box<dyn Future<Output = Result<Vec<Message>, Error>> + Send>>);
+
 /// A running subscription, as a stream of items. Dropping it ends the
 /// subscription.
 pub struct Subscription {
-    items: mpsc::Receiver<Result<Item, Error>>,
-    cut: watch::Receiver<bool>,
+    messages: Messages,
+    tenant: TenantId,
+    inbox: mpsc::Receiver<Delivery>,
+    cut: Arc<AtomicBool>,
     max_behind: usize,
+    /// The last global sequence sent per channel.
+    last: HashMap<Channel, Option<u64>>,
+    /// Items to send before anything else.
+    queued: VecDeque<Item>,
+    /// Channels to read from the store, after which sequence, in turn.
+    to_read: VecDeque<(Channel, u64)>,
+    reading: Option<Reading>,
+    /// A live message that came after a gap, sent once the gap is read
+    /// (unless the read covered it).
+    held: Option<Arc<SharedMessage>>,
+    /// Ends after the next item (a session's last message).
+    ending: bool,
     done: bool,
+    /// Leaves the hub when the stream is dropped.
+    _registration: Registration,
 }
 
-impl Stream for Subscription {
-    type Item = Result<Item, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        if *self.cut.borrow() {
-            self.done = true;
-            self.items.close();
-            return Poll::Ready(Some(Err(Error::SubscriberTooSlow { max_behind: self.max_behind })));
-        }
-        let polled = self.items.poll_recv(cx);
-        if let Poll::Ready(None) = polled {
-            self.done = true;
-            if *self.cut.borrow() {
-                return Poll::Ready(Some(Err(Error::SubscriberTooSlow { max_behind: self.max_behind })));
-            }
-        }
-        polled
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").field("tenant", &self.tenant).finish_non_exhaustive()
     }
 }
 
-/// Starts the pump of a registered subscription.
+/// Starts the stream of a registered subscription: `Subscribed` first,
+/// then the kept messages of resumed channels, then live ones.
 pub(super) fn start(
     messages: Messages,
     tenant: TenantId,
@@ -87,147 +94,173 @@ pub(super) fn start(
     registered: Registered,
 ) -> Subscription {
     let Registered { registration, inbox, cut } = registered;
-    let (sender, items) = mpsc::channel(STREAM_BUFFER);
     let max_behind = messages.config().buffer;
-    let pump = Pump { messages, tenant, out: sender, cut: cut.clone(), _registration: registration };
-    tokio::spawn(pump.run(channels, inbox));
-    Subscription { items, cut, max_behind, done: false }
-}
-
-struct Pump {
-    messages: Messages,
-    tenant: TenantId,
-    out: mpsc::Sender<Result<Item, Error>>,
-    cut: watch::Receiver<bool>,
-    /// Leaves the hub when the pump ends.
-    _registration: Registration,
-}
-
-/// Why the pump stops early.
-enum Stop {
-    /// The client is gone, the subscription was cut off or ended.
-    Done,
-    Failed(Error),
-}
-
-impl From<Error> for Stop {
-    fn from(err: Error) -> Self {
-        Stop::Failed(err)
+    let to_read = channels.iter().filter_map(|(channel, after)| after.map(|after| (channel.clone(), after))).collect();
+    let subscribed = Item::Subscribed(channels.iter().map(|(channel, _)| channel.clone()).collect());
+    Subscription {
+        messages,
+        tenant,
+        inbox,
+        cut,
+        max_behind,
+        last: channels.into_iter().collect(),
+        queued: VecDeque::from([subscribed]),
+        to_read,
+        reading: None,
+        held: None,
+        ending: false,
+        done: false,
+        _registration: registration,
     }
 }
 
-impl Pump {
-    async fn run(self, channels: Vec<ChannelStart>, mut inbox: mpsc::Receiver<Delivery>) {
-        let mut last: HashMap<Channel, Option<u64>> = channels.iter().cloned().collect();
-        let stopped = async {
-            self.send(Item::Subscribed(channels.into_iter().map(|(channel, _)| channel).collect())).await?;
-            let resumed: Vec<(Channel, u64)> =
-                last.iter().filter_map(|(channel, after)| after.map(|after| (channel.clone(), after))).collect();
-            for (channel, after) in resumed {
-                self.catch_up(&channel, after, &mut last).await?;
+/// What to do with a live delivery.
+enum Next {
+    Send(Item),
+    /// Nothing to send for it (a duplicate), or reads to do first.
+    Skip,
+}
+
+impl Subscription {
+    fn too_slow(&mut self) -> Option<Result<Item, Error>> {
+        self.done = true;
+        self.inbox.close();
+        Some(Err(Error::SubscriberTooSlow { max_behind: self.max_behind }))
+    }
+
+    /// Answers `item`, counting a message as delivered.
+    fn send(&mut self, item: Item) -> Option<Result<Item, Error>> {
+        match &item {
+            Item::Message(shared) => {
+                let posted_at = shared.message.message.posted_at;
+                let lag = self.messages.inner.service.now().0.saturating_sub(posted_at.0).max(0);
+                crate::telemetry::message_metrics::delivered(std::time::Duration::from_millis(lag as u64));
             }
-            let mut stopping = self.messages.service().stopping();
-            let mut cut = self.cut.clone();
-            loop {
-                let delivery = tokio::select! {
-                    delivery = inbox.recv() => delivery,
-                    _ = stopping.wait_for(|stop| *stop) => return Ok::<(), Stop>(()),
-                    _ = cut.wait_for(|cut| *cut) => return Ok(()),
-                    () = self.out.closed() => return Ok(()),
-                };
-                // The hub dropped the inbox: cut off.
-                let Some(delivery) = delivery else { return Ok(()) };
-                match delivery {
-                    Delivery::Message(message) => self.forward(message, &mut last).await?,
-                    Delivery::Ended { channel, session_id, reason, last: final_item } => {
-                        self.send(Item::SessionEnded { channel, session_id, reason, last: final_item }).await?;
-                        if final_item {
-                            return Ok(());
-                        }
+            Item::SessionEnded { last: true, .. } => self.ending = true,
+            _ => {}
+        }
+        Some(Ok(item))
+    }
+
+    /// A live delivery in sequence order (see the module's comment).
+    fn live(&mut self, delivery: Delivery) -> Next {
+        match delivery {
+            Delivery::Message(shared) => {
+                let message = &shared.message;
+                if message.scope == Scope::Local {
+                    return Next::Send(Item::Message(shared));
+                }
+                let sequence = message.sequence;
+                let channel = &message.message.to.channel;
+                match self.last.get(channel).copied().flatten() {
+                    Some(seen) if sequence <= seen => Next::Skip,
+                    Some(seen) if sequence > seen + 1 => {
+                        self.to_read.push_back((channel.clone(), seen));
+                        self.held = Some(shared);
+                        Next::Skip
                     }
-                    Delivery::Resync => {
-                        let known: Vec<(Channel, u64)> = last
-                            .iter()
-                            .filter_map(|(channel, seen)| seen.map(|seen| (channel.clone(), seen)))
-                            .collect();
-                        for (channel, seen) in known {
-                            self.catch_up(&channel, seen, &mut last).await?;
-                        }
+                    _ => {
+                        self.last.insert(channel.clone(), Some(sequence));
+                        Next::Send(Item::Message(shared))
                     }
                 }
             }
-        };
-        if let Err(Stop::Failed(err)) = stopped.await {
-            // The client may be gone already; then nobody is told.
-            let _ = self.out.send(Err(err)).await;
-        }
-    }
-
-    /// Sends a live message in sequence order (see the module's comment).
-    async fn forward(&self, shared: Arc<SharedMessage>, last: &mut HashMap<Channel, Option<u64>>) -> Result<(), Stop> {
-        let message = &shared.message;
-        let channel = &message.message.to.channel;
-        if message.scope == Scope::Local {
-            return self.send(Item::Message(shared)).await;
-        }
-        let sequence = message.sequence;
-        let seen = last.get(channel).copied().flatten();
-        match seen {
-            Some(seen) if sequence <= seen => Ok(()),
-            Some(seen) if sequence > seen + 1 => {
-                let channel = channel.clone();
-                self.catch_up(&channel, seen, last).await?;
-                if last.get(&channel).copied().flatten().is_some_and(|now| now >= sequence) {
-                    return Ok(());
-                }
-                last.insert(channel, Some(sequence));
-                self.send(Item::Message(shared)).await
+            Delivery::Ended { channel, session_id, reason, last } => {
+                Next::Send(Item::SessionEnded { channel, session_id, reason, last })
             }
-            _ => {
-                last.insert(channel.clone(), Some(sequence));
-                self.send(Item::Message(shared)).await
+            Delivery::Resync => {
+                let known = self.last.iter().filter_map(|(channel, seen)| seen.map(|seen| (channel.clone(), seen)));
+                self.to_read.extend(known);
+                Next::Skip
             }
         }
     }
 
-    /// Sends the kept messages of `channel` after `after`.
-    async fn catch_up(
-        &self,
-        channel: &Channel,
-        mut after: u64,
-        last: &mut HashMap<Channel, Option<u64>>,
-    ) -> Result<(), Stop> {
+    /// Starts reading the kept messages of `channel` after `after`.
+    fn read(&mut self, channel: Channel, after: u64) {
+        let log = Arc::clone(&self.messages.inner.log);
         let key = TenantChannel { tenant: self.tenant.clone(), channel: channel.clone() };
-        loop {
-            let found = self.messages.inner.log.messages_after(&key, after, READ_BATCH).await.map_err(Error::from)?;
-            let count = found.len();
-            for message in found {
-                after = message.sequence;
-                last.insert(channel.clone(), Some(after));
-                self.send(Item::Message(Arc::new(SharedMessage::new(message)))).await?;
-            }
-            if count < READ_BATCH {
-                return Ok(());
-            }
+        let read = async move { log.messages_after(&key, after, READ_BATCH).await.map_err(Error::from) };
+        self.reading = Some((channel, Box::pin(read)));
+    }
+
+    /// Queues what a read found; reads on while a whole batch came back.
+    fn found(&mut self, channel: Channel, found: Vec<Message>) {
+        let count = found.len();
+        for message in found {
+            self.last.insert(channel.clone(), Some(message.sequence));
+            self.queued.push_back(Item::Message(Arc::new(SharedMessage::new(message))));
+        }
+        if count == READ_BATCH {
+            let after = self.last.get(&channel).copied().flatten().unwrap_or(0);
+            self.to_read.push_front((channel, after));
         }
     }
 
-    /// Sends one item, unless the client is gone or the subscription was
-    /// cut off meanwhile.
-    async fn send(&self, item: Item) -> Result<(), Stop> {
-        let posted_at = match &item {
-            Item::Message(shared) => Some(shared.message.message.posted_at),
-            _ => None,
-        };
-        let mut cut = self.cut.clone();
-        tokio::select! {
-            sent = self.out.send(Ok(item)) => sent.map_err(|_| Stop::Done)?,
-            _ = cut.wait_for(|cut| *cut) => return Err(Stop::Done),
+    /// The message held after a gap, unless the reads since covered it.
+    fn release_held(&mut self, shared: Arc<SharedMessage>) {
+        let channel = &shared.message.message.to.channel;
+        let sequence = shared.message.sequence;
+        if self.last.get(channel).copied().flatten().is_some_and(|now| now >= sequence) {
+            return;
         }
-        if let Some(posted_at) = posted_at {
-            let lag = self.messages.inner.service.now().0.saturating_sub(posted_at.0).max(0);
-            crate::telemetry::message_metrics::delivered(std::time::Duration::from_millis(lag as u64));
+        self.last.insert(channel.clone(), Some(sequence));
+        self.queued.push_back(Item::Message(shared));
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Item, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if this.cut.load(Ordering::Acquire) {
+                return Poll::Ready(this.too_slow());
+            }
+            if this.ending {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            if let Some(item) = this.queued.pop_front() {
+                return Poll::Ready(this.send(item));
+            }
+            if let Some((_, read)) = &mut this.reading {
+                let found = ready!(read.as_mut().poll(cx));
+                let (channel, _) = this.reading.take().expect("a read under way");
+                match found {
+                    Ok(found) => this.found(channel, found),
+                    Err(err) => {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                }
+                continue;
+            }
+            if let Some((channel, after)) = this.to_read.pop_front() {
+                this.read(channel, after);
+                continue;
+            }
+            if let Some(held) = this.held.take() {
+                this.release_held(held);
+                continue;
+            }
+            match ready!(this.inbox.poll_recv(cx)) {
+                Some(delivery) => {
+                    if let Next::Send(item) = this.live(delivery) {
+                        return Poll::Ready(this.send(item));
+                    }
+                }
+                // Cut off, or sessiond is stopping.
+                None if this.cut.load(Ordering::Acquire) => return Poll::Ready(this.too_slow()),
+                None => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+            }
         }
-        Ok(())
     }
 }

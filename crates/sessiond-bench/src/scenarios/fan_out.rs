@@ -8,6 +8,9 @@
 //!
 //! - `global`: two sessiond replicas on the run's Postgres, 50 subscribers
 //!   on each, the publisher on the first (MESSAGE_SCOPE_GLOBAL);
+//! - `global, 16 publishers`: the same with the messages posted by 16
+//!   publishers at once (each posting one after the other), on another
+//!   channel: posts made together share a commit;
 //! - `local`: one sessiond, 100 subscribers, MESSAGE_SCOPE_LOCAL;
 //! - `redis`: the anchor, Redis PUBLISH/SUBSCRIBE on the same machine
 //!   (`redis-server` from the PATH; skipped when missing).
@@ -36,6 +39,8 @@ const SUBSCRIBERS: usize = 100;
 const CONNECTIONS_PER_REPLICA: usize = 5;
 /// Longest a phase may take before the run fails.
 const GIVE_UP: Duration = Duration::from_secs(120);
+/// Publishers posting at once in the `global, 16 publishers` phase.
+const MANY_PUBLISHERS: usize = 16;
 
 /// Flags of the sessiond replicas: the one publisher may post as fast as it
 /// can, and no subscriber is cut off while the loader catches up.
@@ -73,7 +78,19 @@ pub async fn run(ctx: &Context) -> anyhow::Result<FanOutReport> {
             &on_a[0],
             "bench/global",
             MessageScope::Global,
-            messages,
+            (messages, 1),
+        )
+        .await?,
+    );
+    rows.push(
+        sessiond_phase(
+            "sessiond global, 2 replicas, 16 publishers",
+            &[a.process(), b.process()],
+            &spread,
+            &on_a[0],
+            "bench/global-many",
+            MessageScope::Global,
+            (messages, MANY_PUBLISHERS),
         )
         .await?,
     );
@@ -88,7 +105,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<FanOutReport> {
             &on_local[0],
             "bench/local",
             MessageScope::Local,
-            messages,
+            (messages, 1),
         )
         .await?,
     );
@@ -125,7 +142,7 @@ async fn sessiond_phase(
     publisher: &Channel,
     channel: &str,
     scope: MessageScope,
-    messages: usize,
+    (messages, publishers): (usize, usize),
 ) -> anyhow::Result<FanOutRow> {
     let origin = Instant::now();
     let mut tasks = JoinSet::new();
@@ -175,19 +192,30 @@ async fn sessiond_phase(
         Ok::<_, anyhow::Error>(())
     };
     tokio::time::timeout(GIVE_UP, subscribed).await.context("subscribers not in place")??;
-    let mut client = MessageServiceClient::new(publisher.clone());
     let cpu = cpu_times(servers)?;
     let started = Instant::now();
-    for _ in 0..messages {
-        let payload =
-            prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(micros_since(origin) as f64)) };
-        let request = PostRequest {
-            channel: channel.into(),
-            payload: Some(payload),
-            type_name: String::new(),
-            scope: scope.into(),
-        };
-        client.post(request).await?;
+    let mut posting = JoinSet::new();
+    for p in 0..publishers {
+        let mut client = MessageServiceClient::new(publisher.clone());
+        let (channel, count) = (channel.to_owned(), messages / publishers + usize::from(p < messages % publishers));
+        posting.spawn(async move {
+            for _ in 0..count {
+                let payload = prost_types::Value {
+                    kind: Some(prost_types::value::Kind::NumberValue(micros_since(origin) as f64)),
+                };
+                let request = PostRequest {
+                    channel: channel.clone(),
+                    payload: Some(payload),
+                    type_name: String::new(),
+                    scope: scope.into(),
+                };
+                client.post(request).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(posted) = posting.join_next().await {
+        posted.context("a publisher panicked")??;
     }
     let posted_in = started.elapsed();
     collect(name, tasks, Window { started, posted_in, servers, cpu }, messages).await
