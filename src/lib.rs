@@ -8,8 +8,8 @@
 //!   mapping to `tonic::Status`;
 //! - [`service`]: the domain service — every operation, no proto types;
 //! - [`domain`]: sessions, kinds, privileges, storage, logs, events;
-//! - [`store`]: the [`store::Store`] trait, the embedded SQLite store and
-//!   the moka cache decorator;
+//! - [`store`]: one trait per aggregate ([`store::Stores`]), the embedded
+//!   SQLite and the Postgres stores, and the moka cache of session records;
 //! - [`probe`]: `sessiond probe`, the health check of a running server;
 //! - [`cli`]: the admin CLI, a client of the public API;
 //! - [`console`]: the web console for operators, on its own address;

@@ -17,7 +17,7 @@ use sessiond::clock::UnixMillis;
 use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId};
 use sessiond::store::conformance::{T0, create, end, ending, event, session, tenant};
 use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
-use sessiond::store::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
+use sessiond::store::{EndOutcome, EventLog, PageRequest, SessionFilter, SessionLogs, SessionRecords, StoreError, Stores};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -28,7 +28,10 @@ async fn fresh() -> (TestDatabase, PgStore) {
     (db, store)
 }
 
-sessiond::store_conformance_tests!(fresh().await);
+sessiond::store_conformance_tests!({
+    let (db, store) = fresh().await;
+    (db, Stores::of(store))
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_migrating_a_new_database_at_once_all_succeed_and_apply_the_schema_once() {
@@ -485,15 +488,15 @@ async fn a_write_while_postgres_is_down_fails_fast_as_unavailable_and_succeeds_o
 
 /// The same suite through the moka cache in front of Postgres.
 mod cached {
-    use sessiond::store::cache::CachedStore;
+    use sessiond::store::Stores;
     use sessiond::store::postgres::PgStore;
 
     use super::postgres_support::{TestDatabase, fresh_database};
 
-    async fn fresh() -> (TestDatabase, CachedStore) {
+    async fn fresh() -> (TestDatabase, Stores) {
         let db = fresh_database().await;
         let store = PgStore::connect(db.settings()).await.expect("a fresh database opens");
-        (db, CachedStore::new(store, 1_000))
+        (db, Stores::of(store).cached(1_000))
     }
 
     sessiond::store_conformance_tests!(fresh().await);

@@ -169,7 +169,7 @@ impl Service {
                 let key = request_id.create_key(&caller.tenant);
                 let digest = request.digest();
                 let since = now - self.inner.config.idempotency_window;
-                if let Some(record) = self.store().request_record(&key, since).await? {
+                if let Some(record) = self.stores().coordination.request_record(&key, since).await? {
                     return self.replay_create(caller, request_id, digest, record).await;
                 }
                 Some((request_id, key, digest, since))
@@ -195,7 +195,7 @@ impl Service {
         };
         let event = self.event(&session, EventType::Created, None);
         let event = match keyed {
-            None => self.store().create_session(&session, &request.storage, &event).await?,
+            None => self.stores().sessions.create_session(&session, &request.storage, &event).await?,
             Some((request_id, key, digest, since)) => {
                 let record = NewRequest {
                     key,
@@ -205,7 +205,7 @@ impl Service {
                     at: now,
                     expired_before: since,
                 };
-                match self.store().create_session_once(&session, &request.storage, &event, &record).await? {
+                match self.stores().sessions.create_session_once(&session, &request.storage, &event, &record).await? {
                     Once::Done(event) => event,
                     // Another call with this request id, perhaps on another
                     // replica, was stored first.
@@ -229,7 +229,7 @@ impl Service {
         if limit == 0 {
             return Ok(());
         }
-        if self.store().open_sessions_of(tenant).await? >= limit {
+        if self.stores().sessions.open_sessions_of(tenant).await? >= limit {
             crate::telemetry::metrics::call_shed("TENANT_SESSION_QUOTA");
             return Err(Error::TenantSessionQuota { tenant: tenant.clone(), limit });
         }
@@ -331,7 +331,7 @@ impl Service {
         };
         let page =
             PageRequest { after: query.after, limit: query.page_size.clamp(1, self.inner.config.limits.max_page_size) };
-        let sessions = self.store().list_sessions(&filter, &page).await?;
+        let sessions = self.stores().sessions.list_sessions(&filter, &page).await?;
         Ok(sessions
             .into_iter()
             .map(|s| {
@@ -390,7 +390,7 @@ impl Service {
         // open-only listing, so the next page is the first again.
         loop {
             let page = PageRequest { after: None, limit: BATCH };
-            let sessions = self.store().list_sessions(&filter, &page).await?;
+            let sessions = self.stores().sessions.list_sessions(&filter, &page).await?;
             let count = sessions.len();
             let batch: Vec<(&Session, EndReason)> = sessions.iter().map(|session| (session, reason)).collect();
             ended.extend(self.end_many(&batch).await?);

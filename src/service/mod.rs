@@ -1,6 +1,7 @@
 //! The domain service: every operation of the API, without gRPC types.
 //!
-//! [`Service`] owns the store (behind the cache), the clock, the role book,
+//! [`Service`] owns the store (its aggregates, session records behind the
+//! cache), the clock, the role book,
 //! the log policies and the event fan-out. Each concern lives in its own
 //! file: `lifecycle`, `privileges`, `storage`, `logs`, `watch`, and the
 //! background `sweeper`. All of them reach a session through
@@ -19,7 +20,7 @@ use crate::domain::{
     EndReason, Error, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
     SessionKind, StorageLimits, Token,
 };
-use crate::store::{EndOutcome, Ending, Store};
+use crate::store::{EndOutcome, Ending, Stores};
 
 mod activity;
 pub mod inspect;
@@ -189,9 +190,9 @@ pub struct Service {
 
 #[derive(Debug)]
 struct Inner {
-    store: Arc<dyn Store>,
-    /// `store.is_shared()`, which never changes: asked once, not through
-    /// the store's decorators on every call.
+    stores: Stores,
+    /// `is_shared()` of the store, which never changes: asked once, not
+    /// through the store's decorators on every call.
     shared: bool,
     clock: Arc<dyn Clock>,
     roles: RwLock<Arc<RoleBook>>,
@@ -213,15 +214,15 @@ struct Inner {
 }
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, roles: RoleBook, config: ServiceConfig) -> Self {
+    pub fn new(stores: Stores, clock: Arc<dyn Clock>, roles: RoleBook, config: ServiceConfig) -> Self {
         let (events, _) = broadcast::channel(4096);
         let (stopping, _) = signal::channel(false);
         let (logs_readable, _) = signal::channel(0);
         let started_at = clock.now();
         Self {
             inner: Arc::new(Inner {
-                shared: store.is_shared(),
-                store,
+                shared: stores.coordination.is_shared(),
+                stores,
                 clock,
                 roles: RwLock::new(Arc::new(roles)),
                 config,
@@ -241,8 +242,8 @@ impl Service {
         &self.inner.config
     }
 
-    fn store(&self) -> &dyn Store {
-        self.inner.store.as_ref()
+    fn stores(&self) -> &Stores {
+        &self.inner.stores
     }
 
     fn now(&self) -> UnixMillis {
@@ -265,7 +266,7 @@ impl Service {
     /// Whether the store can commit now, followed over time, when the
     /// store watches that (Postgres); for health reporting.
     pub fn store_availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.store().availability()
+        self.stores().coordination.availability()
     }
 
     /// Tells long-running calls (WatchSessions) to finish.
@@ -310,10 +311,10 @@ impl Service {
             caller.require(Permission::SessionIds)?;
         }
         let found = match (&session.key, session.min_sequence) {
-            (SessionKey::Token(token), 0) => self.store().session_by_token(&token.hash()).await?,
-            (SessionKey::Id(id) | SessionKey::Found(id), 0) => self.store().session_by_id(id).await?,
-            (SessionKey::Token(token), after) => self.store().session_by_token_after(&token.hash(), after).await?,
-            (SessionKey::Id(id) | SessionKey::Found(id), after) => self.store().session_by_id_after(id, after).await?,
+            (SessionKey::Token(token), 0) => self.stores().sessions.session_by_token(&token.hash()).await?,
+            (SessionKey::Id(id) | SessionKey::Found(id), 0) => self.stores().sessions.session_by_id(id).await?,
+            (SessionKey::Token(token), after) => self.stores().sessions.session_by_token_after(&token.hash(), after).await?,
+            (SessionKey::Id(id) | SessionKey::Found(id), after) => self.stores().sessions.session_by_id_after(id, after).await?,
         };
         let found = found.filter(|s| s.tenant == caller.tenant).ok_or(Error::SessionNotFound)?;
         // Names the session in the calling operation's span.
@@ -384,7 +385,7 @@ impl Service {
         let duration = self.now().since(session.created_at);
         Ok(match policy.keep_level {
             _ if policy.keeps(reason, duration) => true,
-            Some(level) => self.store().log_level_reached(&session.id, level).await?,
+            Some(level) => self.stores().logs.log_level_reached(&session.id, level).await?,
             None => false,
         })
     }
@@ -427,7 +428,7 @@ impl Service {
             let keeps = self.keeps_log(session, *reason).await?;
             endings.push(self.ending(session, *reason, None, None, keeps));
         }
-        let outcomes = self.store().end_sessions(&endings).await?;
+        let outcomes = self.stores().sessions.end_sessions(&endings).await?;
         let mut ended = Vec::with_capacity(outcomes.len());
         let by_id: HashMap<&SessionId, &Session> = sessions.iter().map(|(s, _)| (&s.id, *s)).collect();
         for (id, outcome) in outcomes {
@@ -456,7 +457,7 @@ impl Service {
     ) -> Result<(SessionEnd, bool), Error> {
         let keeps = self.keeps_log(session, reason).await?;
         let Ending { end, event, .. } = self.ending(session, reason, error, stack_trace, keeps);
-        let outcome = self.store().end_session(&session.id, &end, &event).await?;
+        let outcome = self.stores().sessions.end_session(&session.id, &end, &event).await?;
         self.inner.activity.forget(&session.id);
         match outcome {
             EndOutcome::Ended(event) => {

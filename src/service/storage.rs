@@ -27,7 +27,7 @@ impl Service {
         keys: &[String],
     ) -> Result<VersionedStorage, Error> {
         let session = self.open_session(caller, session).await?;
-        let mut storage = self.store().storage(&session.id).await?;
+        let mut storage = self.stores().storage.storage(&session.id).await?;
         if !keys.is_empty() {
             storage.values = keys
                 .iter()
@@ -53,7 +53,7 @@ impl Service {
         let session = self.open_session(caller, session).await?;
         let _serialised = self.inner.locks.lock(&session.id).await;
         for _ in 0..CAS_ATTEMPTS {
-            let current = self.store().storage(&session.id).await?;
+            let current = self.stores().storage.storage(&session.id).await?;
             if let Some(expected) = expected_version.filter(|e| *e != current.version) {
                 tracing::debug!(session_id = %session.id, expected, current = current.version, "storage version conflict");
                 return Err(Error::VersionConflict { current: current.version });
@@ -64,7 +64,7 @@ impl Service {
             }
             limits.check_totals(&values)?;
             let event = self.event(&session, EventType::StorageChanged, None);
-            match self.store().replace_storage(&session.id, current.version, &values, &event).await {
+            match self.stores().storage.replace_storage(&session.id, current.version, &values, &event).await {
                 Ok((version, event)) => {
                     self.publish(event);
                     return Ok(version);

@@ -62,7 +62,7 @@ impl Service {
         }
         if let Some(id) = &filter.session_id {
             caller.require(Permission::SessionIds)?;
-            let found = self.store().session_by_id(id).await?;
+            let found = self.stores().sessions.session_by_id(id).await?;
             if !found.is_some_and(|session| session.tenant == caller.tenant) {
                 return Err(Error::SessionNotFound);
             }
@@ -72,7 +72,7 @@ impl Service {
         // between is missed.
         let live = self.inner.events.subscribe();
         let last = match from {
-            WatchFrom::Now => self.store().last_event_sequence().await?,
+            WatchFrom::Now => self.stores().events.last_event_sequence().await?,
             WatchFrom::After(0) => 0,
             WatchFrom::After(sequence) => self.resumable(sequence).await?,
         };
@@ -91,17 +91,17 @@ impl Service {
     /// cursor beyond the latest event, or one whose next event was purged
     /// (`--event-retention`), is out of range rather than silently empty.
     async fn resumable(&self, after: u64) -> Result<u64, Error> {
-        let latest = self.store().last_event_sequence().await?;
+        let latest = self.stores().events.last_event_sequence().await?;
         let next = match after.cmp(&latest) {
             std::cmp::Ordering::Equal => return Ok(after),
             std::cmp::Ordering::Greater => None,
-            std::cmp::Ordering::Less => self.store().events_after(after, 1).await?.first().map(|e| e.sequence),
+            std::cmp::Ordering::Less => self.stores().events.events_after(after, 1).await?.first().map(|e| e.sequence),
         };
         if next == Some(after + 1) {
             return Ok(after);
         }
         // Purges remove the oldest events: what is kept runs from the first.
-        let oldest = self.store().events_after(0, 1).await?.first().map_or(latest + 1, |e| e.sequence);
+        let oldest = self.stores().events.events_after(0, 1).await?.first().map_or(latest + 1, |e| e.sequence);
         Err(Error::CursorOutOfRange { expired: after < latest, oldest, latest })
     }
 
@@ -117,9 +117,9 @@ impl Service {
             // Catch up from the store on the events recorded up to now,
             // the store matching the filter; later ones come live, or by
             // the next catch-up.
-            let upto = self.store().last_event_sequence().await?;
+            let upto = self.stores().events.last_event_sequence().await?;
             loop {
-                let events = self.store().matching_events(&filter, last, upto, CATCH_UP_BATCH).await?;
+                let events = self.stores().events.matching_events(&filter, last, upto, CATCH_UP_BATCH).await?;
                 let count = events.len();
                 for event in events {
                     last = event.sequence;
@@ -161,11 +161,11 @@ impl Service {
     /// this process writes.
     pub async fn run_event_feed(self) {
         use tokio::sync::broadcast::error::RecvError;
-        let Some(mut notifications) = self.store().notifications() else { return };
+        let Some(mut notifications) = self.stores().coordination.notifications() else { return };
         let own = &self.inner.own_events;
         own.follow();
         let mut stopping = self.stopping();
-        let mut last = self.store().last_event_sequence().await.unwrap_or(0);
+        let mut last = self.stores().events.last_event_sequence().await.unwrap_or(0);
         loop {
             let notification = tokio::select! {
                 notification = notifications.recv() => notification,
@@ -209,7 +209,7 @@ impl Service {
     /// Publishes recorded events after `last`; answers the last published.
     async fn publish_after(&self, mut last: u64) -> Result<u64, Error> {
         loop {
-            let events = self.store().events_after(last, CATCH_UP_BATCH).await?;
+            let events = self.stores().events.events_after(last, CATCH_UP_BATCH).await?;
             let count = events.len();
             let now = self.now();
             for event in events {

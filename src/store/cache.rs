@@ -1,12 +1,12 @@
-//! [`CachedStore`]: a moka cache in front of any [`Store`].
+//! [`CachedRecords`]: a moka cache in front of any [`SessionRecords`].
 //!
 //! Sessions are cached by id. A token index maps token hashes to the ids of
 //! cached sessions (a token never changes owner, so a mapping is never
 //! wrong, only missing): the cache's eviction listener drops a session's
 //! mapping with its entry, and a record found through the index is checked
 //! against the token's full hash. Every write that changes a session record
-//! invalidates its entry. Writes that do not touch the record (storage,
-//! logs) pass through.
+//! invalidates its entry. Storage, logs and events are other aggregates: the
+//! cache never sees them.
 //!
 //! A read that misses races with writes: it may fetch a record just before
 //! a write commits and insert it just after the write invalidated the entry.
@@ -14,8 +14,8 @@
 //! keeps what it inserted only if no write happened while it was reading or
 //! inserting.
 //!
-//! When the inner store is shared with other processes, their writes arrive
-//! as [`Notification`]s and invalidate here too. While they cannot be
+//! When the store is shared with other processes, their writes arrive as
+//! [`Notification`]s and invalidate here too. While they cannot be
 //! followed (`Lost`, e.g. Postgres is unreachable) nothing is answered from
 //! memory — a revocation made elsewhere must not be missed — and a
 //! `Resync` starts again from an empty cache. A stream of notifications
@@ -42,20 +42,16 @@ mod record;
 use record::Packed;
 
 use super::{
-    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
-    StoreResult,
+    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, SessionFilter, SessionRecords, StoreResult,
 };
 use crate::clock::UnixMillis;
-use crate::domain::{
-    Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
-    SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
-};
+use crate::domain::{Event, Grants, NewEvent, Session, SessionEnd, SessionId, StorageMap, TenantId, TokenHash};
 use crate::shards::{Shard, Shards};
 
-/// A [`Store`] decorator caching session records in memory.
+/// A [`SessionRecords`] decorator caching them in memory.
 #[derive(Debug)]
-pub struct CachedStore {
-    inner: Box<dyn Store>,
+pub struct CachedRecords {
+    inner: Arc<dyn SessionRecords>,
     entries: Arc<Entries>,
     /// Applies other processes' invalidations; stops with the cache.
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -229,14 +225,18 @@ impl TokenIndex {
     }
 }
 
-impl CachedStore {
-    /// Caches at most `capacity` sessions. For a shared inner store, starts
-    /// listening to its notifications (which needs a tokio runtime).
-    pub fn new(inner: impl Store, capacity: u64) -> Self {
-        let notifications = inner.notifications();
+impl CachedRecords {
+    /// Caches at most `capacity` sessions of `inner`. For a shared store,
+    /// whose `notifications` announce other processes' changes, starts
+    /// following them (which needs a tokio runtime).
+    pub fn new(
+        inner: Arc<dyn SessionRecords>,
+        notifications: Option<tokio::sync::broadcast::Receiver<Notification>>,
+        capacity: u64,
+    ) -> Self {
         let entries = Arc::new(Entries::for_store(capacity, notifications.is_some()));
         let listener = notifications.map(|notifications| tokio::spawn(follow(notifications, entries.clone())));
-        Self { inner: Box::new(inner), entries, listener }
+        Self { inner, entries, listener }
     }
 
     /// Drops every entry, e.g. when invalidations may have been missed.
@@ -249,7 +249,7 @@ impl CachedStore {
     }
 }
 
-impl Drop for CachedStore {
+impl Drop for CachedRecords {
     fn drop(&mut self) {
         if let Some(listener) = &self.listener {
             listener.abort();
@@ -286,7 +286,7 @@ async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification
 }
 
 #[async_trait]
-impl Store for CachedStore {
+impl SessionRecords for CachedRecords {
     async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
         self.inner.create_session(session, storage, event).await
     }
@@ -299,10 +299,6 @@ impl Store for CachedStore {
         request: &NewRequest,
     ) -> StoreResult<Once<Event>> {
         self.inner.create_session_once(session, storage, event, request).await
-    }
-
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
-        self.inner.request_record(key, since).await
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
@@ -397,63 +393,6 @@ impl Store for CachedStore {
         result
     }
 
-    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
-        self.inner.storage(id).await
-    }
-
-    async fn replace_storage(
-        &self,
-        id: &SessionId,
-        expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
-    ) -> StoreResult<(u64, Event)> {
-        self.inner.replace_storage(id, expected_version, values, event).await
-    }
-
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        self.inner.append_logs(id, entries).await
-    }
-
-    async fn append_logs_once(
-        &self,
-        id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
-    ) -> StoreResult<Once<()>> {
-        self.inner.append_logs_once(id, entries, request).await
-    }
-
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
-        self.inner.query_logs(query).await
-    }
-
-    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
-        self.inner.log_cursor_now().await
-    }
-
-    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
-        self.inner.log_level_reached(id, level).await
-    }
-
-    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
-        self.inner.events_after(after, limit).await
-    }
-
-    async fn matching_events(
-        &self,
-        filter: &EventFilter,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<Event>> {
-        self.inner.matching_events(filter, after, upto, limit).await
-    }
-
-    async fn last_event_sequence(&self) -> StoreResult<u64> {
-        self.inner.last_event_sequence().await
-    }
-
     async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
         self.inner.count_open_sessions().await
     }
@@ -473,18 +412,6 @@ impl Store for CachedStore {
             self.clear();
         }
         Ok(purged)
-    }
-
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
-
-    fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
-        self.inner.notifications()
-    }
-
-    fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.inner.availability()
     }
 }
 
@@ -506,13 +433,13 @@ mod tests {
     }
 
     /// A cache over a fresh SQLite store, with `sessions` created in it.
-    async fn cached(sessions: &[&Session]) -> (tempfile::TempDir, CachedStore) {
+    async fn cached(sessions: &[&Session]) -> (tempfile::TempDir, CachedRecords) {
         let dir = tempfile::tempdir().expect("a temporary directory can be created");
         let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
         for session in sessions {
             create(&store, session, &StorageMap::new()).await;
         }
-        (dir, CachedStore::new(store, 1_000))
+        (dir, CachedRecords::new(Arc::new(store), None, 1_000))
     }
 
     #[tokio::test]

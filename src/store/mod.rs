@@ -1,9 +1,15 @@
 //! The store: where sessions, their grants, storage, logs and events live.
 //!
-//! [`Store`] is the one seam between the domain service and persistence.
-//! Implementations: [`sqlite::SqliteStore`] (embedded, the default) and the
-//! [`cache::CachedStore`] decorator that fronts any store with moka. Every
-//! implementation passes the same `conformance` suite.
+//! One trait per aggregate is the seam between the domain service and
+//! persistence: [`SessionRecords`], [`SessionStorage`], [`SessionLogs`],
+//! [`EventLog`], and [`Coordination`] for what belongs to none of them. The
+//! service holds them as [`Stores`], one handle each, so a decorator wraps
+//! only what it serves: [`cache::CachedRecords`] caches session records
+//! with moka, and [`crate::telemetry::store::Metered`] times every
+//! operation of any of them. Implementations of them all ([`Store`]):
+//! [`sqlite::SqliteStore`] (embedded, the default) and
+//! [`postgres::PgStore`]. Every implementation and decorator passes the same
+//! `conformance` suite.
 //!
 //! Contract shared by all implementations:
 //! - a method answers only after its change is durable (committed);
@@ -19,6 +25,7 @@
 //!   ([`Once::Replayed`]), across every process sharing the store.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -103,7 +110,7 @@ pub enum EndOutcome {
     AlreadyEnded(SessionEnd),
 }
 
-/// One session to end, as [`Store::end_sessions`] takes it.
+/// One session to end, as [`SessionRecords::end_sessions`] takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending {
     pub id: SessionId,
@@ -180,13 +187,17 @@ pub enum Once<T> {
     Replayed(RequestRecord),
 }
 
+/// Session records: a session's identity, grants, activity and end, with
+/// the events their changes record, the per-tenant counts kept with them,
+/// and the purge that removes ended ones (with their storage and logs).
+/// The only aggregate the session cache decorates.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug + 'static {
+pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
     /// Records a new open session, its initial storage (version 1 when not
     /// empty, else 0) and its `created` event.
     async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event>;
 
-    /// [`Store::create_session`] guarded by `request`: stores the record in
+    /// [`SessionRecords::create_session`] guarded by `request`: stores the record in
     /// the same transaction, or answers the live record already stored
     /// under its key and creates nothing.
     async fn create_session_once(
@@ -197,16 +208,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         request: &NewRequest,
     ) -> StoreResult<Once<Event>>;
 
-    /// The idempotency record stored under `key` at or after `since`.
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>>;
-
     /// Finds a session, open or ended, by the hash of its token.
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>>;
 
     /// Finds a session, open or ended, by id.
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;
 
-    /// [`Store::session_by_token`], answered in a state that reflects every
+    /// [`SessionRecords::session_by_token`], answered in a state that reflects every
     /// change up to event `sequence` (a read-your-writes floor). A store
     /// read straight from its database always does; a cache that may lag
     /// behind other processes reads through when it has not caught up.
@@ -215,7 +223,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         self.session_by_token(hash).await
     }
 
-    /// [`Store::session_by_id`] with the same floor.
+    /// [`SessionRecords::session_by_id`] with the same floor.
     async fn session_by_id_after(&self, id: &SessionId, sequence: u64) -> StoreResult<Option<Session>> {
         let _ = sequence;
         self.session_by_id(id).await
@@ -229,7 +237,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// `end.log_id` is `None` the session's log entries are deleted.
     async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome>;
 
-    /// Ends many open sessions, each as [`Store::end_session`] would, in a
+    /// Ends many open sessions, each as [`SessionRecords::end_session`] would, in a
     /// few transactions (one per writer) rather than one per session.
     /// Answers, in the order given, the outcome of every session found
     /// (unknown ids are left out). Of two processes ending the same session
@@ -246,7 +254,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Ok(outcomes)
     }
 
-    /// [`Store::record_activity`] for many sessions, in a few transactions
+    /// [`SessionRecords::record_activity`] for many sessions, in a few transactions
     /// (one per writer).
     async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
         for (id, at) in activity {
@@ -272,6 +280,30 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         event: &NewEvent,
     ) -> StoreResult<(u64, Event)>;
 
+    /// Open sessions across tenants, counted by kind (its stored name,
+    /// `web_user`); kinds without one are left out.
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>>;
+
+    /// Open sessions of `tenant`, as committed: a count the store keeps in
+    /// the same transaction as every opening and ending, so reading it costs
+    /// one row whatever the number of sessions, and every process sharing
+    /// the store reads the same.
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64>;
+
+    /// Deletes sessions (with storage and logs) that ended before
+    /// `ended_before`, events recorded before `events_before` and
+    /// idempotency records stored before `requests_before`.
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged>;
+}
+
+/// A session's storage: one versioned JSON map per session.
+#[async_trait]
+pub trait SessionStorage: Send + Sync + fmt::Debug + 'static {
     /// A session's storage and its version (also of an ended session: the
     /// service refuses calls on those before reading).
     async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage>;
@@ -285,12 +317,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         values: &StorageMap,
         event: &NewEvent,
     ) -> StoreResult<(u64, Event)>;
+}
 
+/// Session logs: entries appended to a session and queried across
+/// sessions.
+#[async_trait]
+pub trait SessionLogs: Send + Sync + fmt::Debug + 'static {
     /// Appends entries to an open session's log, numbering them on.
     async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()>;
 
-    /// [`Store::append_logs`] guarded by `request`, as
-    /// [`Store::create_session_once`].
+    /// [`SessionLogs::append_logs`] guarded by `request`, as
+    /// [`SessionRecords::create_session_once`].
     async fn append_logs_once(
         &self,
         id: &SessionId,
@@ -313,7 +350,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Whether a session's log holds an entry at or above `level`: what
     /// decides whether a policy's `keep_level` keeps it.
     async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool>;
+}
 
+/// The event log WatchSessions reads: every recorded change, numbered.
+#[async_trait]
+pub trait EventLog: Send + Sync + fmt::Debug + 'static {
     /// Events with a sequence above `after`, in order, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>>;
 
@@ -331,26 +372,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The sequence number of the last recorded event (0 when none).
     async fn last_event_sequence(&self) -> StoreResult<u64>;
+}
 
-    /// Open sessions across tenants, counted by kind (its stored name,
-    /// `web_user`); kinds without one are left out.
-    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>>;
-
-    /// Open sessions of `tenant`, as committed: a count the store keeps in
-    /// the same transaction as every opening and ending, so reading it costs
-    /// one row whatever the number of sessions, and every process sharing
-    /// the store reads the same.
-    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64>;
-
-    /// Deletes sessions (with storage and logs) that ended before
-    /// `ended_before`, events recorded before `events_before` and
-    /// idempotency records stored before `requests_before`.
-    async fn purge(
-        &self,
-        ended_before: UnixMillis,
-        events_before: UnixMillis,
-        requests_before: UnixMillis,
-    ) -> StoreResult<Purged>;
+/// What belongs to no one aggregate: idempotency records (a keyed write
+/// stores its own, see [`NewRequest`]), whether the store can commit now,
+/// and the changes other processes sharing it make.
+#[async_trait]
+pub trait Coordination: Send + Sync + fmt::Debug + 'static {
+    /// The idempotency record stored under `key` at or after `since`.
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>>;
 
     /// Whether other processes may write to this store too. Then activity
     /// seen only by another process may be newer than the stored one.
@@ -368,5 +398,59 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// that watch it (`true`: it can); `None` when it is not watched.
     fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         None
+    }
+}
+
+/// Every aggregate at once: what a database-backed store implements, and
+/// what [`Stores::of`] splits into its aggregates.
+pub trait Store: SessionRecords + SessionStorage + SessionLogs + EventLog + Coordination {}
+
+impl<S: SessionRecords + SessionStorage + SessionLogs + EventLog + Coordination> Store for S {}
+
+/// The store as the service holds it: one handle per aggregate, each
+/// perhaps decorated on its own (metering all, the cache session records
+/// only). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub sessions: Arc<dyn SessionRecords>,
+    pub storage: Arc<dyn SessionStorage>,
+    pub logs: Arc<dyn SessionLogs>,
+    pub events: Arc<dyn EventLog>,
+    pub coordination: Arc<dyn Coordination>,
+}
+
+impl Stores {
+    /// Every aggregate served by one `store`.
+    pub fn of(store: impl Store) -> Self {
+        let store = Arc::new(store);
+        Self {
+            sessions: store.clone(),
+            storage: store.clone(),
+            logs: store.clone(),
+            events: store.clone(),
+            coordination: store,
+        }
+    }
+
+    /// These stores with every operation timed (see
+    /// [`crate::telemetry::store::Metered`]), as a store of the database
+    /// `system` (`sqlite`, `postgresql`).
+    pub fn metered(self, system: &'static str) -> Self {
+        use crate::telemetry::store::Metered;
+        Self {
+            sessions: Arc::new(Metered::new(self.sessions, system)),
+            storage: Arc::new(Metered::new(self.storage, system)),
+            logs: Arc::new(Metered::new(self.logs, system)),
+            events: Arc::new(Metered::new(self.events, system)),
+            coordination: Arc::new(Metered::new(self.coordination, system)),
+        }
+    }
+
+    /// These stores with session records cached, at most `capacity` of
+    /// them (see [`cache::CachedRecords`]). Needs a tokio runtime when the
+    /// store is shared.
+    pub fn cached(self, capacity: u64) -> Self {
+        let notifications = self.coordination.notifications();
+        Self { sessions: Arc::new(cache::CachedRecords::new(self.sessions, notifications, capacity)), ..self }
     }
 }

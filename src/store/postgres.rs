@@ -2,7 +2,7 @@
 //! several sessiond replicas may share.
 //!
 //! - this file: [`PgSettings`], [`PgStore`] (its connection pool, its reads
-//!   and the [`Store`] methods) and how Postgres failures become
+//!   and its implementations of the store traits) and how Postgres failures become
 //!   [`StoreError`]s;
 //! - `writer`: group commit — the writer tasks and their batches;
 //! - `bulk`: the writes a batch applies in multi-row statements (creates
@@ -60,7 +60,7 @@ use tokio_postgres::types::ToSql;
 
 use super::log_sql::{self, Param};
 use super::{
-    BoxError, EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
+    BoxError, EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, SessionRecords, SessionStorage, SessionLogs, EventLog, Coordination,
     StoreError, StoreResult,
 };
 use crate::clock::UnixMillis;
@@ -576,7 +576,7 @@ fn sql_int(n: impl TryInto<i64>) -> i64 {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl SessionRecords for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
     async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
         let write = Write::Create {
@@ -607,12 +607,6 @@ impl Store for PgStore {
             request: Some(Box::new(request.clone())),
         };
         once(self.writers.submit(write).await?, Committed::event)
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
-        let rows = self.query(writes::SELECT_REQUEST, &[&key.0.as_slice(), &since.0]).await?;
-        rows.first().map(writes::request_from_row).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -713,6 +707,33 @@ impl Store for PgStore {
         self.writers.submit(write).await?.versioned()
     }
 
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        let sql = "SELECT kind, count(*) AS open FROM sessions WHERE ended_at IS NULL GROUP BY kind ORDER BY kind";
+        let rows = self.query(sql, &[]).await?;
+        rows.iter().map(|row| Ok((row.try_get::<_, String>("kind")?, rows::unsigned(row, "open")?))).collect()
+    }
+
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let rows = self.query("SELECT open FROM tenant_sessions WHERE tenant = $1", &[&tenant.as_str()]).await?;
+        rows.first().map_or(Ok(0), |row| rows::unsigned(row, "open"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged> {
+        let purge = Write::Purge { ended_before, events_before, requests_before };
+        let purged = self.writers.submit(purge).await?.purged()?;
+        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the postgres store");
+        Ok(purged)
+    }
+}
+
+#[async_trait]
+impl SessionStorage for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
     async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
         let rows = self.query("SELECT storage, storage_version FROM sessions WHERE id = $1", &[&id.as_str()]).await?;
@@ -739,7 +760,10 @@ impl Store for PgStore {
         };
         self.writers.submit(write).await?.versioned()
     }
+}
 
+#[async_trait]
+impl SessionLogs for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
     async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
         let write = Write::Logs { id: id.clone(), entries: entries.to_vec(), request: None, max: self.max_log_entries };
@@ -806,7 +830,10 @@ impl Store for PgStore {
         let row = rows.first().ok_or_else(|| internal("the level query answered no row"))?;
         Ok(row.try_get("reached")?)
     }
+}
 
+#[async_trait]
+impl EventLog for PgStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         let sql = "SELECT sequence, event_type, session_id, tenant, user_id, kind, end_reason, at FROM events \
@@ -834,29 +861,14 @@ impl Store for PgStore {
         let row = rows.first().ok_or_else(|| internal("the event counter row is missing"))?;
         rows::unsigned(row, "last_sequence")
     }
+}
 
-    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
-        let sql = "SELECT kind, count(*) AS open FROM sessions WHERE ended_at IS NULL GROUP BY kind ORDER BY kind";
-        let rows = self.query(sql, &[]).await?;
-        rows.iter().map(|row| Ok((row.try_get::<_, String>("kind")?, rows::unsigned(row, "open")?))).collect()
-    }
-
-    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
-        let rows = self.query("SELECT open FROM tenant_sessions WHERE tenant = $1", &[&tenant.as_str()]).await?;
-        rows.first().map_or(Ok(0), |row| rows::unsigned(row, "open"))
-    }
-
+#[async_trait]
+impl Coordination for PgStore {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn purge(
-        &self,
-        ended_before: UnixMillis,
-        events_before: UnixMillis,
-        requests_before: UnixMillis,
-    ) -> StoreResult<Purged> {
-        let purge = Write::Purge { ended_before, events_before, requests_before };
-        let purged = self.writers.submit(purge).await?.purged()?;
-        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the postgres store");
-        Ok(purged)
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
+        let rows = self.query(writes::SELECT_REQUEST, &[&key.0.as_slice(), &since.0]).await?;
+        rows.first().map(writes::request_from_row).transpose()
     }
 
     /// Every replica of a fleet writes to the same database.

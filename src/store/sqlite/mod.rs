@@ -28,7 +28,7 @@ use self::rows::{event_from_row, record_from_row, session_from_row, to_json};
 use self::writer::WriteQueue;
 use super::log_sql;
 use super::{
-    EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError,
+    EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, SessionRecords, SessionStorage, SessionLogs, EventLog, Coordination, StoreError,
     StoreResult,
 };
 use crate::clock::UnixMillis;
@@ -135,7 +135,7 @@ impl Drop for SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SessionRecords for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
     async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
         let grants = to_json(&session.grants, "grants")?;
@@ -159,12 +159,6 @@ impl Store for SqliteStore {
         let (session, event, request) = (session.clone(), event.clone(), request.clone());
         self.write(move |conn| writes::create_session_once(conn, &session, &grants, &values, version, &event, &request))
             .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
-        let key = *key;
-        self.read(move |conn| reads::request_record(conn, &key, since)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -228,6 +222,30 @@ impl Store for SqliteStore {
         self.write(move |conn| writes::update_grants(conn, id.as_str(), expected_version, &grants, &event)).await
     }
 
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.read(reads::count_open_sessions).await
+    }
+
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let tenant = tenant.as_str().to_owned();
+        self.read(move |conn| reads::open_sessions_of(conn, &tenant)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged> {
+        let purged = self.write(move |conn| writes::purge(conn, ended_before, events_before, requests_before)).await?;
+        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the sqlite store");
+        Ok(purged)
+    }
+}
+
+#[async_trait]
+impl SessionStorage for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
     async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
         let id = id.clone();
@@ -246,7 +264,10 @@ impl Store for SqliteStore {
         let (id, event) = (id.clone(), event.clone());
         self.write(move |conn| writes::replace_storage(conn, id.as_str(), expected_version, &values, &event)).await
     }
+}
 
+#[async_trait]
+impl SessionLogs for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
     async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
         let (id, entries, max) = (id.clone(), entries.to_vec(), self.max_log_entries);
@@ -281,7 +302,10 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| reads::log_level_reached(conn, id.as_str(), level)).await
     }
+}
 
+#[async_trait]
+impl EventLog for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         let query = reads::events_query(after, limit);
@@ -304,25 +328,13 @@ impl Store for SqliteStore {
     async fn last_event_sequence(&self) -> StoreResult<u64> {
         self.read(reads::last_event_sequence).await
     }
+}
 
-    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
-        self.read(reads::count_open_sessions).await
-    }
-
-    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
-        let tenant = tenant.as_str().to_owned();
-        self.read(move |conn| reads::open_sessions_of(conn, &tenant)).await
-    }
-
+#[async_trait]
+impl Coordination for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn purge(
-        &self,
-        ended_before: UnixMillis,
-        events_before: UnixMillis,
-        requests_before: UnixMillis,
-    ) -> StoreResult<Purged> {
-        let purged = self.write(move |conn| writes::purge(conn, ended_before, events_before, requests_before)).await?;
-        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the sqlite store");
-        Ok(purged)
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
+        let key = *key;
+        self.read(move |conn| reads::request_record(conn, &key, since)).await
     }
 }
