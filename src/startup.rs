@@ -18,10 +18,10 @@ use crate::reload::SharedTls;
 use crate::service::Service;
 use crate::service::messages::Messages;
 use crate::settings::Settings;
+use crate::store::Stores;
 use crate::store::messages::MessageLog;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::Stores;
 use crate::telemetry;
 
 /// A built, bound, not yet serving sessiond.

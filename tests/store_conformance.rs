@@ -5,9 +5,9 @@
 use serde_json::json;
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{EndReason, LogLevel, LogQuery, SessionKind, StorageMap, VersionedStorage};
-use sessiond::store::{EventLog, SessionLogs, SessionRecords, SessionStorage, Stores};
 use sessiond::store::conformance::{T0, create, end, entry, session};
 use sessiond::store::sqlite::SqliteStore;
+use sessiond::store::{EventLog, SessionLogs, SessionRecords, SessionStorage, Stores};
 use tempfile::TempDir;
 
 /// A fresh store; the directory is deleted when the guard is dropped.
@@ -30,7 +30,7 @@ async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
     let store = SqliteStore::open(&path).expect("a database opens in a directory it creates");
     create(&store, &open, &values).await;
     create(&store, &ended, &StorageMap::new()).await;
-    store.append_logs(&ended.id, &[entry(LogLevel::Error, "kept", T0)]).await.expect("appended");
+    store.append_logs(&ended.id, vec![entry(LogLevel::Error, "kept", T0)]).await.expect("appended");
     let ending = end(&store, &ended, EndReason::Failed, UnixMillis(T0.0 + 5), true).await;
     drop(store);
 

@@ -14,10 +14,14 @@ use std::time::{Duration, Instant};
 
 use postgres_support::{PgCluster, TestDatabase, fresh_database};
 use sessiond::clock::UnixMillis;
-use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId};
+use sessiond::domain::{
+    EncodedStorage, EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId,
+};
 use sessiond::store::conformance::{T0, create, end, ending, event, session, tenant};
 use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
-use sessiond::store::{EndOutcome, EventLog, PageRequest, SessionFilter, SessionLogs, SessionRecords, StoreError, Stores};
+use sessiond::store::{
+    EndOutcome, EventLog, PageRequest, SessionFilter, SessionLogs, SessionRecords, StoreError, Stores,
+};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -186,7 +190,7 @@ async fn a_populated_database_of_the_version_before_time_floors_finds_its_entrie
     assert_eq!(messages, ["m500", "m501", "m502"]);
     let appended =
         LogEntry { continuous: true, ..sessiond::store::conformance::entry(LogLevel::Info, "new", minute(2_000)) };
-    store.append_logs(&live.id, &[appended]).await.expect("appended after migrating");
+    store.append_logs(&live.id, vec![appended]).await.expect("appended after migrating");
     let query = LogQuery { from: Some(minute(1_500)), to: None, ..query };
     let records = store.query_logs(&query).await.expect("queryable").records;
     assert_eq!(records.iter().map(|r| r.entry.message.as_str()).collect::<Vec<_>>(), ["new"]);
@@ -402,7 +406,13 @@ async fn a_refused_statement_fails_its_write_alone_and_its_error_quotes_no_value
             let (store, clash) = (Arc::clone(&store), clash.clone());
             tokio::spawn(async move {
                 let s = if i == 0 { clash } else { session(SessionKind::WebUser, None, T0) };
-                let created = store.create_session(&s, &StorageMap::new(), &event(EventType::Created, &s, T0)).await;
+                let created = store
+                    .create_session(
+                        s.clone(),
+                        EncodedStorage::encode(&StorageMap::new()),
+                        event(EventType::Created, &s, T0),
+                    )
+                    .await;
                 (s, created)
             })
         })
@@ -475,7 +485,9 @@ async fn a_write_while_postgres_is_down_fails_fast_as_unavailable_and_succeeds_o
     cluster.stop().await;
     let down = session(SessionKind::WebUser, None, T0);
     let started = Instant::now();
-    let write = store.create_session(&down, &StorageMap::new(), &event(EventType::Created, &down, T0)).await;
+    let write = store
+        .create_session(down.clone(), EncodedStorage::encode(&StorageMap::new()), event(EventType::Created, &down, T0))
+        .await;
     assert!(matches!(write, Err(StoreError::Unavailable(_))), "{write:?}");
     let read = store.session_by_id(&before.id).await;
     assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
@@ -693,7 +705,7 @@ async fn a_populated_database_at_version_9_gives_its_log_entries_their_sessions_
     create(&store, &live, &StorageMap::new()).await;
     let mut entry = sessiond::store::conformance::entry(sessiond::domain::LogLevel::Info, "while open", T0);
     entry.continuous = true;
-    store.append_logs(&live.id, &[entry]).await.expect("appended");
+    store.append_logs(&live.id, vec![entry]).await.expect("appended");
     // Readable once every transaction before it has ended, which the other
     // tests' transactions on this cluster may delay.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -7,8 +7,8 @@ use crate::auth::{Caller, Permission};
 use crate::clock::UnixMillis;
 use crate::domain::request_id::Digester;
 use crate::domain::{
-    EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session, SessionEnd,
-    SessionId, SessionKind, StorageMap, TenantId, Token,
+    EncodedStorage, EndReason, Error, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId,
+    Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token,
 };
 use crate::store::{NewRequest, Once, PageRequest, RequestRecord, SessionFilter, StoreError};
 
@@ -160,7 +160,8 @@ impl Service {
         let defaults = self.inner.config.kind_defaults[&request.kind];
         let idle_timeout = request.idle_timeout.or(defaults.idle_timeout);
         let lifetime = request.lifetime.or(defaults.lifetime);
-        self.inner.config.limits.storage.check_totals(&request.storage)?;
+        let storage = EncodedStorage::encode(&request.storage);
+        self.inner.config.limits.storage.check_totals(&storage)?;
 
         let now = self.now();
         let keyed = match &request.request_id {
@@ -195,7 +196,7 @@ impl Service {
         };
         let event = self.event(&session, EventType::Created, None);
         let event = match keyed {
-            None => self.stores().sessions.create_session(&session, &request.storage, &event).await?,
+            None => self.stores().sessions.create_session(session.clone(), storage, event).await?,
             Some((request_id, key, digest, since)) => {
                 let record = NewRequest {
                     key,
@@ -205,7 +206,7 @@ impl Service {
                     at: now,
                     expired_before: since,
                 };
-                match self.stores().sessions.create_session_once(&session, &request.storage, &event, &record).await? {
+                match self.stores().sessions.create_session_once(session.clone(), storage, event, record).await? {
                     Once::Done(event) => event,
                     // Another call with this request id, perhaps on another
                     // replica, was stored first.

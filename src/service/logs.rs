@@ -105,16 +105,18 @@ impl Service {
             return Ok(0);
         }
         let Some((key, digest, since)) = keyed else {
-            self.stores().logs.append_logs(&session.id, &kept).await?;
+            let count = kept.len();
+            self.stores().logs.append_logs(&session.id, kept).await?;
             self.logs_readable(policy.continuous);
-            return Ok(kept.len());
+            return Ok(count);
         };
+        let count = kept.len();
         let record =
-            NewRequest { key, digest, sealed_token: None, accepted: kept.len() as u64, at: now, expired_before: since };
-        match self.stores().logs.append_logs_once(&session.id, &kept, &record).await? {
+            NewRequest { key, digest, sealed_token: None, accepted: count as u64, at: now, expired_before: since };
+        match self.stores().logs.append_logs_once(&session.id, kept, record).await? {
             Once::Done(()) => {
                 self.logs_readable(policy.continuous);
-                Ok(kept.len())
+                Ok(count)
             }
             // The same request, perhaps on another replica, was stored first.
             Once::Replayed(first) => replayed(first, digest),

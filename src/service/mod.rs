@@ -313,8 +313,12 @@ impl Service {
         let found = match (&session.key, session.min_sequence) {
             (SessionKey::Token(token), 0) => self.stores().sessions.session_by_token(&token.hash()).await?,
             (SessionKey::Id(id) | SessionKey::Found(id), 0) => self.stores().sessions.session_by_id(id).await?,
-            (SessionKey::Token(token), after) => self.stores().sessions.session_by_token_after(&token.hash(), after).await?,
-            (SessionKey::Id(id) | SessionKey::Found(id), after) => self.stores().sessions.session_by_id_after(id, after).await?,
+            (SessionKey::Token(token), after) => {
+                self.stores().sessions.session_by_token_after(&token.hash(), after).await?
+            }
+            (SessionKey::Id(id) | SessionKey::Found(id), after) => {
+                self.stores().sessions.session_by_id_after(id, after).await?
+            }
         };
         let found = found.filter(|s| s.tenant == caller.tenant).ok_or(Error::SessionNotFound)?;
         // Names the session in the calling operation's span.
@@ -428,7 +432,7 @@ impl Service {
             let keeps = self.keeps_log(session, *reason).await?;
             endings.push(self.ending(session, *reason, None, None, keeps));
         }
-        let outcomes = self.stores().sessions.end_sessions(&endings).await?;
+        let outcomes = self.stores().sessions.end_sessions(endings).await?;
         let mut ended = Vec::with_capacity(outcomes.len());
         let by_id: HashMap<&SessionId, &Session> = sessions.iter().map(|(s, _)| (&s.id, *s)).collect();
         for (id, outcome) in outcomes {

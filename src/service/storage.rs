@@ -6,7 +6,7 @@
 //! applied to whatever is current. Limits are checked on the result.
 
 use crate::auth::Caller;
-use crate::domain::{Error, EventType, StorageChange, StorageMap, VersionedStorage};
+use crate::domain::{EncodedStorage, Error, EventType, StorageChange, StorageMap, VersionedStorage};
 use crate::store::StoreError;
 
 use super::{Service, SessionRef};
@@ -62,9 +62,10 @@ impl Service {
             if !matches!(change, StorageChange::Put(_)) && values == current.values {
                 return Ok(current.version);
             }
+            let values = EncodedStorage::encode(&values);
             limits.check_totals(&values)?;
             let event = self.event(&session, EventType::StorageChanged, None);
-            match self.stores().storage.replace_storage(&session.id, current.version, &values, &event).await {
+            match self.stores().storage.replace_storage(&session.id, current.version, values, event).await {
                 Ok((version, event)) => {
                     self.publish(event);
                     return Ok(version);

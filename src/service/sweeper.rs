@@ -72,7 +72,8 @@ impl Service {
         let now = self.now();
         let config = &self.inner.config;
         let (ended_before, events_before) = (now - config.retention, now - config.event_retention);
-        report.purged = self.stores().sessions.purge(ended_before, events_before, now - config.idempotency_window).await?;
+        report.purged =
+            self.stores().sessions.purge(ended_before, events_before, now - config.idempotency_window).await?;
         Ok(report)
     }
 

@@ -45,7 +45,7 @@ use super::{
     EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, SessionFilter, SessionRecords, StoreResult,
 };
 use crate::clock::UnixMillis;
-use crate::domain::{Event, Grants, NewEvent, Session, SessionEnd, SessionId, StorageMap, TenantId, TokenHash};
+use crate::domain::{EncodedStorage, Event, Grants, NewEvent, Session, SessionEnd, SessionId, TenantId, TokenHash};
 use crate::shards::{Shard, Shards};
 
 /// A [`SessionRecords`] decorator caching them in memory.
@@ -287,16 +287,16 @@ async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification
 
 #[async_trait]
 impl SessionRecords for CachedRecords {
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+    async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event> {
         self.inner.create_session(session, storage, event).await
     }
 
     async fn create_session_once(
         &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest,
     ) -> StoreResult<Once<Event>> {
         self.inner.create_session_once(session, storage, event, request).await
     }
@@ -357,10 +357,11 @@ impl SessionRecords for CachedRecords {
         result
     }
 
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+    async fn end_sessions(&self, endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+        let ids: Vec<SessionId> = endings.iter().map(|ending| ending.id.clone()).collect();
         let result = self.inner.end_sessions(endings).await;
-        for ending in endings {
-            self.invalidate(&ending.id);
+        for id in &ids {
+            self.invalidate(id);
         }
         result
     }
@@ -418,7 +419,7 @@ impl SessionRecords for CachedRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EndReason, SessionKind};
+    use crate::domain::{EndReason, SessionKind, StorageMap};
     use crate::store::conformance::{T0, create, ending, session};
     use crate::store::sqlite::SqliteStore;
 

@@ -26,9 +26,9 @@ use serde_json::json;
 use super::{EndOutcome, Ending, NewRequest, Once, PageRequest, SessionFilter, SessionRecords, StoreError, Stores};
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, EventFilter, EventType, Grants, Labels, LogCursor, LogEntry, LogId, LogLevel, LogPage, LogQuery,
-    NewEvent, Promotion, PromotionId, RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind,
-    StorageMap, TenantId, Token, UnixMicros, VersionedStorage,
+    EncodedStorage, EndReason, Event, EventFilter, EventType, Grants, Labels, LogCursor, LogEntry, LogId, LogLevel,
+    LogPage, LogQuery, NewEvent, Promotion, PromotionId, RequestDigest, RequestKey, Session, SessionEnd, SessionId,
+    SessionKind, StorageMap, TenantId, Token, UnixMicros, VersionedStorage,
 };
 
 /// Expands to one `#[tokio::test]` per conformance test, each running on a
@@ -162,7 +162,10 @@ pub fn entry(level: LogLevel, message: &str, at: UnixMillis) -> LogEntry {
 /// Stores `session` with `storage`, answering its `created` event.
 pub async fn create(store: &dyn SessionRecords, session: &Session, storage: &StorageMap) -> Event {
     let created = event(EventType::Created, session, session.created_at);
-    store.create_session(session, storage, &created).await.expect("creating a new session succeeds")
+    store
+        .create_session(session.clone(), EncodedStorage::encode(storage), created)
+        .await
+        .expect("creating a new session succeeds")
 }
 
 /// Ends `session` for `reason` at `at`, expecting this call to end it.
@@ -251,13 +254,21 @@ pub async fn recording_activity_moves_it_forward_only_and_reschedules_expiry(sto
 
     // Activity on ended or unknown sessions changes nothing and is no error.
     end(&*store.sessions, &s, EndReason::Closed, UnixMillis(T0.0 + 960), false).await;
-    store.sessions.record_activity(&s.id, UnixMillis(T0.0 + 970)).await.expect("activity on an ended session is ignored");
+    store
+        .sessions
+        .record_activity(&s.id, UnixMillis(T0.0 + 970))
+        .await
+        .expect("activity on an ended session is ignored");
     let stored = store.sessions.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
     assert_eq!(stored.last_active_at, UnixMillis(T0.0 + 950));
     assert_eq!(due(10_000).await, []);
     let stranger = session(SessionKind::WebCall, None, T0);
     store.sessions.record_activity(&stranger.id, T0).await.expect("activity on an unknown session is ignored");
-    assert_eq!(store.events.last_event_sequence().await.expect("the sequence is readable"), 2, "activity records no event");
+    assert_eq!(
+        store.events.last_event_sequence().await.expect("the sequence is readable"),
+        2,
+        "activity records no event"
+    );
 }
 
 /// Due sessions are the open ones past their expiry, soonest first, up to the limit.
@@ -283,7 +294,10 @@ pub async fn due_sessions_are_open_ones_oldest_expiry_first(store: Stores) {
         ids(&store.sessions.due_sessions(now, 10).await.expect("due sessions are listed")),
         ids([&early, &middle, &late])
     );
-    assert_eq!(ids(&store.sessions.due_sessions(now, 2).await.expect("due sessions are listed")), ids([&early, &middle]));
+    assert_eq!(
+        ids(&store.sessions.due_sessions(now, 2).await.expect("due sessions are listed")),
+        ids([&early, &middle])
+    );
 }
 
 /// Ending records the end and its event; ending again changes nothing and answers the first end.
@@ -309,7 +323,7 @@ pub async fn ending_deletes_the_log_unless_it_is_kept(store: Stores) {
     for s in [&kept, &dropped] {
         create(&*store.sessions, s, &StorageMap::new()).await;
         let entries = [entry(LogLevel::Info, "one", T0), entry(LogLevel::Error, "two", T0)];
-        store.logs.append_logs(&s.id, &entries).await.expect("appending to an open session succeeds");
+        store.logs.append_logs(&s.id, entries.to_vec()).await.expect("appending to an open session succeeds");
     }
     assert_eq!(
         store.logs.query_logs(&all_logs()).await.expect("logs are queryable").records,
@@ -331,11 +345,15 @@ pub async fn writes_on_an_ended_session_fail_with_ended(store: Stores) {
     end(&*store.sessions, &s, EndReason::Revoked, T0, false).await;
     let before = store.events.last_event_sequence().await.expect("the sequence is readable");
 
-    let grants = store.sessions.update_grants(&s.id, 0, &Grants::default(), &event(EventType::PrivilegesChanged, &s, T0)).await;
+    let grants =
+        store.sessions.update_grants(&s.id, 0, &Grants::default(), &event(EventType::PrivilegesChanged, &s, T0)).await;
     assert!(matches!(grants, Err(StoreError::Ended(EndReason::Revoked))), "{grants:?}");
-    let storage = store.storage.replace_storage(&s.id, 0, &StorageMap::new(), &event(EventType::StorageChanged, &s, T0)).await;
+    let storage = store
+        .storage
+        .replace_storage(&s.id, 0, EncodedStorage::encode(&StorageMap::new()), event(EventType::StorageChanged, &s, T0))
+        .await;
     assert!(matches!(storage, Err(StoreError::Ended(EndReason::Revoked))), "{storage:?}");
-    let logs = store.logs.append_logs(&s.id, &[entry(LogLevel::Info, "late", T0)]).await;
+    let logs = store.logs.append_logs(&s.id, vec![entry(LogLevel::Info, "late", T0)]).await;
     assert!(matches!(logs, Err(StoreError::Ended(EndReason::Revoked))), "{logs:?}");
     assert_eq!(store.events.last_event_sequence().await.expect("the sequence is readable"), before);
 }
@@ -343,11 +361,15 @@ pub async fn writes_on_an_ended_session_fail_with_ended(store: Stores) {
 /// Writes, ends and storage reads on an unknown session fail with `NotFound`.
 pub async fn writes_on_an_unknown_session_fail_with_not_found(store: Stores) {
     let s = session(SessionKind::WebUser, None, T0);
-    let grants = store.sessions.update_grants(&s.id, 0, &Grants::default(), &event(EventType::PrivilegesChanged, &s, T0)).await;
+    let grants =
+        store.sessions.update_grants(&s.id, 0, &Grants::default(), &event(EventType::PrivilegesChanged, &s, T0)).await;
     assert!(matches!(grants, Err(StoreError::NotFound)), "{grants:?}");
-    let storage = store.storage.replace_storage(&s.id, 0, &StorageMap::new(), &event(EventType::StorageChanged, &s, T0)).await;
+    let storage = store
+        .storage
+        .replace_storage(&s.id, 0, EncodedStorage::encode(&StorageMap::new()), event(EventType::StorageChanged, &s, T0))
+        .await;
     assert!(matches!(storage, Err(StoreError::NotFound)), "{storage:?}");
-    let logs = store.logs.append_logs(&s.id, &[entry(LogLevel::Info, "lost", T0)]).await;
+    let logs = store.logs.append_logs(&s.id, vec![entry(LogLevel::Info, "lost", T0)]).await;
     assert!(matches!(logs, Err(StoreError::NotFound)), "{logs:?}");
     let (end, end_event) = ending(&s, EndReason::Closed, T0, false);
     let ended = store.sessions.end_session(&s.id, &end, &end_event).await;
@@ -363,15 +385,21 @@ pub async fn grants_are_replaced_by_compare_and_set(store: Stores) {
     create(&*store.sessions, &s, &StorageMap::new()).await;
     let grants = Grants { privileges: vec!["viewsales".into()], ..Grants::default() };
     let changed = event(EventType::PrivilegesChanged, &s, T0);
-    let (version, recorded) = store.sessions.update_grants(&s.id, 0, &grants, &changed).await.expect("the version matches");
+    let (version, recorded) =
+        store.sessions.update_grants(&s.id, 0, &grants, &changed).await.expect("the version matches");
     assert_eq!((version, recorded), (1, Event { sequence: 2, event: changed.clone() }));
     let stored = store.sessions.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
     assert_eq!((stored.grants, stored.grants_version), (grants, 1));
 
     let stale = store.sessions.update_grants(&s.id, 0, &Grants::default(), &changed).await;
     assert!(matches!(stale, Err(StoreError::Conflict { current: 1 })), "{stale:?}");
-    assert_eq!(store.events.last_event_sequence().await.expect("the sequence is readable"), 2, "a conflict records no event");
-    let (version, _) = store.sessions.update_grants(&s.id, 1, &Grants::default(), &changed).await.expect("the version matches");
+    assert_eq!(
+        store.events.last_event_sequence().await.expect("the sequence is readable"),
+        2,
+        "a conflict records no event"
+    );
+    let (version, _) =
+        store.sessions.update_grants(&s.id, 1, &Grants::default(), &changed).await.expect("the version matches");
     assert_eq!(version, 2);
 }
 
@@ -388,14 +416,24 @@ pub async fn storage_versions_start_at_zero_or_one_and_compare_and_set(store: St
 
     let values = storage_of(&[("n", json!(1.5)), ("none", json!(null))]);
     let changed = event(EventType::StorageChanged, &empty, T0);
-    let (version, recorded) =
-        store.storage.replace_storage(&empty.id, 0, &values, &changed).await.expect("the version matches");
+    let (version, recorded) = store
+        .storage
+        .replace_storage(&empty.id, 0, EncodedStorage::encode(&values), changed.clone())
+        .await
+        .expect("the version matches");
     assert_eq!((version, recorded.event), (1, changed.clone()));
-    assert_eq!(store.storage.storage(&empty.id).await.expect("storage is readable"), VersionedStorage { version: 1, values });
-    let stale = store.storage.replace_storage(&empty.id, 0, &StorageMap::new(), &changed).await;
+    assert_eq!(
+        store.storage.storage(&empty.id).await.expect("storage is readable"),
+        VersionedStorage { version: 1, values }
+    );
+    let stale =
+        store.storage.replace_storage(&empty.id, 0, EncodedStorage::encode(&StorageMap::new()), changed.clone()).await;
     assert!(matches!(stale, Err(StoreError::Conflict { current: 1 })), "{stale:?}");
-    let (version, _) =
-        store.storage.replace_storage(&empty.id, 1, &StorageMap::new(), &changed).await.expect("the version matches");
+    let (version, _) = store
+        .storage
+        .replace_storage(&empty.id, 1, EncodedStorage::encode(&StorageMap::new()), changed.clone())
+        .await
+        .expect("the version matches");
     assert_eq!(version, 2);
     assert_eq!(
         store.storage.storage(&empty.id).await.expect("storage is readable"),
@@ -417,7 +455,11 @@ pub async fn concurrent_storage_increments_lose_none(store: Stores) {
                     let n = read.values["n"].as_u64().expect("n holds a number");
                     let next = storage_of(&[("n", json!(n + 1))]);
                     let changed = event(EventType::StorageChanged, &s, T0);
-                    match store.storage.replace_storage(&s.id, read.version, &next, &changed).await {
+                    match store
+                        .storage
+                        .replace_storage(&s.id, read.version, EncodedStorage::encode(&next), changed.clone())
+                        .await
+                    {
                         Ok(_) => break,
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => panic!("an increment failed: {e:?}"),
@@ -439,12 +481,14 @@ pub async fn concurrent_storage_increments_lose_none(store: Stores) {
 pub async fn log_numbering_continues_across_appends(store: Stores) {
     let s = session(SessionKind::FutureCall, None, T0);
     create(&*store.sessions, &s, &StorageMap::new()).await;
-    store.logs.append_logs(&s.id, &[entry(LogLevel::Info, "a", T0), entry(LogLevel::Info, "b", T0)])
+    store
+        .logs
+        .append_logs(&s.id, vec![entry(LogLevel::Info, "a", T0), entry(LogLevel::Info, "b", T0)])
         .await
         .expect("appended");
-    store.logs.append_logs(&s.id, &[]).await.expect("appending nothing is fine");
+    store.logs.append_logs(&s.id, vec![]).await.expect("appending nothing is fine");
     let rest = ["c", "d", "e"].map(|m| entry(LogLevel::Warning, m, UnixMillis(T0.0 + 1)));
-    store.logs.append_logs(&s.id, &rest).await.expect("appended");
+    store.logs.append_logs(&s.id, rest.to_vec()).await.expect("appended");
     end(&*store.sessions, &s, EndReason::Closed, T0, true).await;
 
     let records = store.logs.query_logs(&all_logs()).await.expect("logs are queryable").records;
@@ -479,7 +523,7 @@ pub async fn concurrent_appends_number_each_log_without_gaps(store: Stores) {
             tasks.push(tokio::spawn(async move {
                 for append in 0..APPENDS {
                     let pair = ["a", "b"].map(|part| entry(LogLevel::Info, &format!("{caller}.{append}.{part}"), T0));
-                    store.logs.append_logs(&id, &pair).await.expect("appended");
+                    store.logs.append_logs(&id, pair.to_vec()).await.expect("appended");
                 }
             }));
         }
@@ -488,7 +532,7 @@ pub async fn concurrent_appends_number_each_log_without_gaps(store: Stores) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..APPENDS {
-                let refused = store.logs.append_logs(&id, &[entry(LogLevel::Info, "late", T0)]).await;
+                let refused = store.logs.append_logs(&id, vec![entry(LogLevel::Info, "late", T0)]).await;
                 match expected {
                     "ended" => assert!(matches!(refused, Err(StoreError::Ended(EndReason::Closed))), "{refused:?}"),
                     _ => assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}"),
@@ -540,12 +584,14 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Stores) {
     with_details.stack_trace = Some("at main".into());
     with_details.client_time = Some(UnixMicros(at(2).0 * 1000 + 345));
     let failed_entries = [entry(LogLevel::Debug, "f1", at(1)), entry(LogLevel::Info, "f2", at(2)), with_details];
-    store.logs.append_logs(&failed.id, &failed_entries).await.expect("appended");
-    store.logs.append_logs(&slow.id, &[entry(LogLevel::Info, "s1", at(10)), entry(LogLevel::Warning, "s2", at(11))])
+    store.logs.append_logs(&failed.id, failed_entries.to_vec()).await.expect("appended");
+    store
+        .logs
+        .append_logs(&slow.id, vec![entry(LogLevel::Info, "s1", at(10)), entry(LogLevel::Warning, "s2", at(11))])
         .await
         .expect("appended");
     for s in [&dropped, &open] {
-        store.logs.append_logs(&s.id, &[entry(LogLevel::Fatal, "hidden", at(2))]).await.expect("appended");
+        store.logs.append_logs(&s.id, vec![entry(LogLevel::Fatal, "hidden", at(2))]).await.expect("appended");
     }
     let failed_end = end(&*store.sessions, &failed, EndReason::Failed, at(20), true).await;
     let (mut slow_end, slow_event) = ending(&slow, EndReason::Closed, at(20), true);
@@ -576,7 +622,9 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Stores) {
     let window = LogQuery { from: Some(at(2)), to: Some(at(11)), ..LogQuery::default() };
     assert_eq!(messages(window).await, ["f2", "f3", "s1"]);
 
-    let records = store.logs.query_logs(&LogQuery { min_level: Some(LogLevel::Error), ..all_logs() })
+    let records = store
+        .logs
+        .query_logs(&LogQuery { min_level: Some(LogLevel::Error), ..all_logs() })
         .await
         .expect("queryable")
         .records;
@@ -587,7 +635,9 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Stores) {
         (&record.session_id, record.user_id.as_deref(), record.kind, record.endpoint.as_str()),
         (&failed.id, Some("alice"), SessionKind::WebCall, "")
     );
-    let records = store.logs.query_logs(&LogQuery { session_id: Some(slow.id.clone()), ..all_logs() })
+    let records = store
+        .logs
+        .query_logs(&LogQuery { session_id: Some(slow.id.clone()), ..all_logs() })
         .await
         .expect("queryable")
         .records;
@@ -600,13 +650,14 @@ pub async fn query_logs_pages_by_entry_id(store: Stores) {
     let s = session(SessionKind::Internal, None, T0);
     create(&*store.sessions, &s, &StorageMap::new()).await;
     let entries: Vec<_> = (0..7).map(|i| entry(LogLevel::Info, &format!("m{i}"), T0)).collect();
-    store.logs.append_logs(&s.id, &entries).await.expect("appended");
+    store.logs.append_logs(&s.id, entries.clone()).await.expect("appended");
     end(&*store.sessions, &s, EndReason::Closed, T0, true).await;
 
     let mut seen = Vec::new();
     let mut after = LogCursor::default();
     loop {
-        let page = store.logs.query_logs(&LogQuery { after, limit: 3, ..LogQuery::default() }).await.expect("queryable");
+        let page =
+            store.logs.query_logs(&LogQuery { after, limit: 3, ..LogQuery::default() }).await.expect("queryable");
         let Some(first) = page.records.first() else { break };
         assert!(page.records.len() <= 3);
         assert!(page.records.windows(2).all(|w| LogCursor::after(&w[0]) < LogCursor::after(&w[1])), "in order");
@@ -630,16 +681,16 @@ pub async fn a_time_range_finds_its_entries_whenever_they_became_readable(store:
     }
     let continuous = |message: &str, at| LogEntry { continuous: true, ..entry(LogLevel::Info, message, at) };
     let before: Vec<_> = (0..50).map(|i| continuous(&format!("before{i}"), minute(i % 3))).collect();
-    store.logs.append_logs(&live.id, &before).await.expect("appended");
-    store.logs.append_logs(&kept.id, &[entry(LogLevel::Info, "kept", minute(61))]).await.expect("appended");
+    store.logs.append_logs(&live.id, before.clone()).await.expect("appended");
+    store.logs.append_logs(&kept.id, vec![entry(LogLevel::Info, "kept", minute(61))]).await.expect("appended");
     let (from, to) = (minute(60), minute(120));
     // Logged 10 s into the range, then one logged 5 s before it whose
     // write committed later (within `log_sql::CLOCK_MARGIN`).
-    store.logs.append_logs(&live.id, &[continuous("first", UnixMillis(from.0 + 10_000))]).await.expect("appended");
-    store.logs.append_logs(&live.id, &[continuous("late", UnixMillis(from.0 - 5_000))]).await.expect("appended");
-    store.logs.append_logs(&live.id, &[continuous("at-start", from)]).await.expect("appended");
+    store.logs.append_logs(&live.id, vec![continuous("first", UnixMillis(from.0 + 10_000))]).await.expect("appended");
+    store.logs.append_logs(&live.id, vec![continuous("late", UnixMillis(from.0 - 5_000))]).await.expect("appended");
+    store.logs.append_logs(&live.id, vec![continuous("at-start", from)]).await.expect("appended");
     let after: Vec<_> = (0..50).map(|i| continuous(&format!("after{i}"), minute(120 + i))).collect();
-    store.logs.append_logs(&live.id, &after).await.expect("appended");
+    store.logs.append_logs(&live.id, after.clone()).await.expect("appended");
     end(&*store.sessions, &kept, EndReason::Closed, minute(200), true).await;
 
     let window = LogQuery { from: Some(from), to: Some(to), limit: 1, ..LogQuery::default() };
@@ -671,10 +722,10 @@ pub async fn continuous_entries_are_readable_while_open(store: Stores) {
         create(&*store.sessions, s, &StorageMap::new()).await;
     }
     let continuous = |level, message: &str| LogEntry { continuous: true, ..entry(level, message, T0) };
-    store.logs.append_logs(&live.id, &[continuous(LogLevel::Info, "l1")]).await.expect("appended");
-    store.logs.append_logs(&quiet.id, &[entry(LogLevel::Error, "q1", T0)]).await.expect("appended");
-    store.logs.append_logs(&dropped.id, &[continuous(LogLevel::Info, "d1")]).await.expect("appended");
-    store.logs.append_logs(&live.id, &[continuous(LogLevel::Error, "l2")]).await.expect("appended");
+    store.logs.append_logs(&live.id, vec![continuous(LogLevel::Info, "l1")]).await.expect("appended");
+    store.logs.append_logs(&quiet.id, vec![entry(LogLevel::Error, "q1", T0)]).await.expect("appended");
+    store.logs.append_logs(&dropped.id, vec![continuous(LogLevel::Info, "d1")]).await.expect("appended");
+    store.logs.append_logs(&live.id, vec![continuous(LogLevel::Error, "l2")]).await.expect("appended");
 
     let messages = |page: &LogPage| page.records.iter().map(|r| r.entry.message.clone()).collect::<Vec<_>>();
     let page = store.logs.query_logs(&all_logs()).await.expect("queryable");
@@ -750,7 +801,8 @@ pub async fn list_sessions_pages_newest_first_without_duplicates_or_gaps(store: 
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.sessions.list_sessions(&filter, &PageRequest { after, limit: 4 }).await.expect("sessions are listed");
+        let page =
+            store.sessions.list_sessions(&filter, &PageRequest { after, limit: 4 }).await.expect("sessions are listed");
         let Some(last) = page.last() else { break };
         assert!(page.len() <= 4);
         after = Some((last.created_at, last.id.clone()));
@@ -771,9 +823,12 @@ pub async fn events_are_numbered_without_gaps_across_concurrent_writers(store: S
                 let s = session(SessionKind::WebUser, Some(&format!("user{i}")), T0);
                 let created = create(&*store.sessions, &s, &StorageMap::new()).await;
                 let changed = event(EventType::PrivilegesChanged, &s, T0);
-                let (_, granted) = store.sessions.update_grants(&s.id, 0, &Grants::default(), &changed).await.expect("granted");
+                let (_, granted) =
+                    store.sessions.update_grants(&s.id, 0, &Grants::default(), &changed).await.expect("granted");
                 let (end, end_event) = ending(&s, EndReason::Closed, T0, false);
-                let EndOutcome::Ended(ended) = store.sessions.end_session(&s.id, &end, &end_event).await.expect("ended") else {
+                let EndOutcome::Ended(ended) =
+                    store.sessions.end_session(&s.id, &end, &end_event).await.expect("ended")
+                else {
                     panic!("the session was open");
                 };
                 [created, granted, ended]
@@ -813,7 +868,12 @@ pub async fn matching_events_are_filtered_by_the_store_within_their_range(store:
         let changed = event(EventType::StorageChanged, s, T0);
         let event = if recorded.iter().any(|e: &Event| e.event.session_id == s.id) {
             let version = store.storage.storage(&s.id).await.expect("storage is readable").version;
-            store.storage.replace_storage(&s.id, version, &StorageMap::new(), &changed).await.expect("replaced").1
+            store
+                .storage
+                .replace_storage(&s.id, version, EncodedStorage::encode(&StorageMap::new()), changed.clone())
+                .await
+                .expect("replaced")
+                .1
         } else {
             create(&*store.sessions, s, &StorageMap::new()).await
         };
@@ -824,7 +884,9 @@ pub async fn matching_events_are_filtered_by_the_store_within_their_range(store:
     let upto = store.events.last_event_sequence().await.expect("the sequence is readable");
     let matching = |filter: EventFilter, after: u64, upto: u64, limit: usize| {
         let store = store.clone();
-        async move { sequences(store.events.matching_events(&filter, after, upto, limit).await.expect("events are readable")) }
+        async move {
+            sequences(store.events.matching_events(&filter, after, upto, limit).await.expect("events are readable"))
+        }
     };
     let of_acme = || EventFilter { tenant: Some(acme.clone()), ..EventFilter::default() };
 
@@ -852,7 +914,7 @@ pub async fn a_failing_write_does_not_undo_concurrent_ones(store: Stores) {
             let (store, ended) = (store.clone(), ended.clone());
             tokio::spawn(async move {
                 if i % 2 == 0 {
-                    let refused = store.logs.append_logs(&ended.id, &[entry(LogLevel::Info, "late", T0)]).await;
+                    let refused = store.logs.append_logs(&ended.id, vec![entry(LogLevel::Info, "late", T0)]).await;
                     assert!(matches!(refused, Err(StoreError::Ended(EndReason::Closed))), "{refused:?}");
                     None
                 } else {
@@ -880,7 +942,7 @@ pub async fn purge_removes_old_ended_sessions_with_their_logs_and_old_events(sto
     let open = session(SessionKind::WebCall, None, at(0));
     for s in [&old, &recent, &open] {
         create(&*store.sessions, s, &storage_of(&[("k", json!("v"))])).await;
-        store.logs.append_logs(&s.id, &[entry(LogLevel::Info, "kept", at(1))]).await.expect("appended");
+        store.logs.append_logs(&s.id, vec![entry(LogLevel::Info, "kept", at(1))]).await.expect("appended");
     }
     end(&*store.sessions, &old, EndReason::Closed, at(10), true).await;
     end(&*store.sessions, &recent, EndReason::Closed, at(100), true).await;
@@ -917,9 +979,13 @@ pub async fn sessions_events_and_logs_carry_their_tenant(store: Stores) {
         let (_, granted) = store.sessions.update_grants(&s.id, 0, &Grants::default(), &changed).await.expect("granted");
         answered.push(granted);
         let changed = event(EventType::StorageChanged, s, T0);
-        let (_, replaced) = store.storage.replace_storage(&s.id, 0, &StorageMap::new(), &changed).await.expect("replaced");
+        let (_, replaced) = store
+            .storage
+            .replace_storage(&s.id, 0, EncodedStorage::encode(&StorageMap::new()), changed.clone())
+            .await
+            .expect("replaced");
         answered.push(replaced);
-        store.logs.append_logs(&s.id, &[entry(LogLevel::Info, s.tenant.as_str(), T0)]).await.expect("appended");
+        store.logs.append_logs(&s.id, vec![entry(LogLevel::Info, s.tenant.as_str(), T0)]).await.expect("appended");
         let (end, end_event) = ending(s, EndReason::Closed, UnixMillis(T0.0 + 1), true);
         let EndOutcome::Ended(ended) = store.sessions.end_session(&s.id, &end, &end_event).await.expect("ended") else {
             panic!("the session was open");
@@ -929,7 +995,8 @@ pub async fn sessions_events_and_logs_carry_their_tenant(store: Stores) {
 
     let stored = store.sessions.session_by_id(&theirs.id).await.expect("lookup works").expect("the session exists");
     assert_eq!(stored.tenant, acme);
-    let stored = store.sessions.session_by_token(&theirs.token_hash).await.expect("lookup works").expect("the session exists");
+    let stored =
+        store.sessions.session_by_token(&theirs.token_hash).await.expect("lookup works").expect("the session exists");
     assert_eq!(stored.tenant, acme);
     let stored = store.sessions.session_by_id(&ours.id).await.expect("lookup works").expect("the session exists");
     assert_eq!(stored.tenant, TenantId::default());
@@ -967,7 +1034,7 @@ pub async fn list_sessions_and_query_logs_filter_by_tenant(store: Stores) {
     for s in [&acme_alice, &acme_bob, &globex_alice, &default_alice] {
         create(&*store.sessions, s, &StorageMap::new()).await;
         let message = format!("{} {}", s.tenant, s.user_id.as_deref().unwrap_or("-"));
-        store.logs.append_logs(&s.id, &[entry(LogLevel::Info, &message, at(5))]).await.expect("appended");
+        store.logs.append_logs(&s.id, vec![entry(LogLevel::Info, &message, at(5))]).await.expect("appended");
         end(&*store.sessions, s, EndReason::Closed, at(6), true).await;
     }
 
@@ -1039,7 +1106,10 @@ pub fn request(key: u8, digest: u8, at: UnixMillis, expired_before: UnixMillis) 
 /// Stores `session`, with no storage, guarded by `request`.
 pub async fn create_once(store: &dyn SessionRecords, session: &Session, request: &NewRequest) -> Once<Event> {
     let created = event(EventType::Created, session, session.created_at);
-    store.create_session_once(session, &StorageMap::new(), &created, request).await.expect("a keyed create is answered")
+    store
+        .create_session_once(session.clone(), EncodedStorage::encode(&StorageMap::new()), created, request.clone())
+        .await
+        .expect("a keyed create is answered")
 }
 
 /// A keyed create stores its session and its record; the same key again
@@ -1049,30 +1119,53 @@ pub async fn a_keyed_create_is_stored_once_and_a_retry_is_answered_its_record(st
     let first = session(SessionKind::WebUser, Some("alice"), T0);
     let created = event(EventType::Created, &first, T0);
     let keyed = request(1, 1, T0, UnixMillis(0));
-    match store.sessions.create_session_once(&first, &StorageMap::new(), &created, &keyed).await.expect("stored") {
+    match store
+        .sessions
+        .create_session_once(first.clone(), EncodedStorage::encode(&StorageMap::new()), created.clone(), keyed.clone())
+        .await
+        .expect("stored")
+    {
         Once::Done(event) => assert_eq!(event.event, created),
         Once::Replayed(record) => panic!("a new key found a record: {record:?}"),
     }
-    let record = store.coordination.request_record(&keyed.key, T0).await.expect("readable").expect("stored with the session");
+    let record =
+        store.coordination.request_record(&keyed.key, T0).await.expect("readable").expect("stored with the session");
     assert_eq!(
         (&record.session_id, record.digest, record.sealed_token.as_deref(), record.accepted, record.at),
         (&first.id, keyed.digest, keyed.sealed_token.as_deref(), 3, T0)
     );
     assert_eq!(store.coordination.request_record(&RequestKey([9; 32]), T0).await.expect("readable"), None);
-    assert_eq!(store.coordination.request_record(&keyed.key, UnixMillis(T0.0 + 1)).await.expect("readable"), None, "since");
+    assert_eq!(
+        store.coordination.request_record(&keyed.key, UnixMillis(T0.0 + 1)).await.expect("readable"),
+        None,
+        "since"
+    );
 
     let before = store.events.last_event_sequence().await.expect("readable");
     for retry in [request(1, 1, UnixMillis(T0.0 + 5), T0), request(1, 2, UnixMillis(T0.0 + 5), T0)] {
         let second = session(SessionKind::WebUser, Some("alice"), UnixMillis(T0.0 + 5));
         let created = event(EventType::Created, &second, second.created_at);
-        let answer = store.sessions.create_session_once(&second, &StorageMap::new(), &created, &retry).await.expect("answered");
+        let answer = store
+            .sessions
+            .create_session_once(
+                second.clone(),
+                EncodedStorage::encode(&StorageMap::new()),
+                created.clone(),
+                retry.clone(),
+            )
+            .await
+            .expect("answered");
         assert_eq!(answer, Once::Replayed(record.clone()), "the first record, whatever the retry's digest");
         assert_eq!(store.sessions.session_by_id(&second.id).await.expect("lookup works"), None);
         if retry.digest == keyed.digest {
             end(&*store.sessions, &first, EndReason::Closed, UnixMillis(T0.0 + 6), true).await;
         }
     }
-    assert_eq!(store.events.last_event_sequence().await.expect("readable"), before + 1, "only the end recorded an event");
+    assert_eq!(
+        store.events.last_event_sequence().await.expect("readable"),
+        before + 1,
+        "only the end recorded an event"
+    );
 }
 
 /// Of many creates racing with one key, one stores its session; the others
@@ -1110,11 +1203,14 @@ pub async fn a_keyed_append_is_stored_once(store: Stores) {
     create(&*store.sessions, &s, &StorageMap::new()).await;
     let entries = [entry(LogLevel::Info, "once", T0), entry(LogLevel::Info, "only", T0)];
     let keyed = NewRequest { accepted: 2, ..request(2, 2, T0, UnixMillis(0)) };
-    assert_eq!(store.logs.append_logs_once(&s.id, &entries, &keyed).await.expect("stored"), Once::Done(()));
-    let retried = store.logs.append_logs_once(&s.id, &entries, &keyed).await.expect("answered");
+    assert_eq!(
+        store.logs.append_logs_once(&s.id, entries.to_vec(), keyed.clone()).await.expect("stored"),
+        Once::Done(())
+    );
+    let retried = store.logs.append_logs_once(&s.id, entries.to_vec(), keyed.clone()).await.expect("answered");
     let Once::Replayed(record) = retried else { panic!("the retry was stored again") };
     assert_eq!((&record.session_id, record.accepted, record.digest), (&s.id, 2, keyed.digest));
-    store.logs.append_logs(&s.id, &[entry(LogLevel::Info, "after", T0)]).await.expect("appended");
+    store.logs.append_logs(&s.id, vec![entry(LogLevel::Info, "after", T0)]).await.expect("appended");
     end(&*store.sessions, &s, EndReason::Closed, UnixMillis(T0.0 + 1), true).await;
     let logs = store.logs.query_logs(&all_logs()).await.expect("logs are queryable").records;
     let logged: Vec<_> = logs.iter().map(|r| (r.sequence, r.entry.message.as_str())).collect();
@@ -1133,9 +1229,12 @@ pub async fn keyed_and_plain_appends_racing_number_the_log_without_gaps(store: S
                 let pair = [entry(LogLevel::Info, &format!("{n}a"), T0), entry(LogLevel::Info, &format!("{n}b"), T0)];
                 if n % 2 == 0 {
                     let keyed = NewRequest { accepted: 2, ..request(100 + n, n, T0, UnixMillis(0)) };
-                    assert_eq!(store.logs.append_logs_once(&id, &pair, &keyed).await.expect("appended"), Once::Done(()));
+                    assert_eq!(
+                        store.logs.append_logs_once(&id, pair.to_vec(), keyed.clone()).await.expect("appended"),
+                        Once::Done(())
+                    );
                 } else {
-                    store.logs.append_logs(&id, &pair).await.expect("appended");
+                    store.logs.append_logs(&id, pair.to_vec()).await.expect("appended");
                 }
             })
         })
@@ -1156,9 +1255,12 @@ pub async fn a_keyed_write_that_fails_leaves_no_record(store: Stores) {
     create(&*store.sessions, &s, &StorageMap::new()).await;
     end(&*store.sessions, &s, EndReason::Closed, T0, false).await;
     let keyed = request(3, 3, T0, UnixMillis(0));
-    let refused = store.logs.append_logs_once(&s.id, &[entry(LogLevel::Info, "late", T0)], &keyed).await;
+    let refused = store.logs.append_logs_once(&s.id, vec![entry(LogLevel::Info, "late", T0)], keyed.clone()).await;
     assert!(matches!(refused, Err(StoreError::Ended(EndReason::Closed))), "{refused:?}");
-    let unknown = store.logs.append_logs_once(&SessionId::generate(), &[entry(LogLevel::Info, "lost", T0)], &keyed).await;
+    let unknown = store
+        .logs
+        .append_logs_once(&SessionId::generate(), vec![entry(LogLevel::Info, "lost", T0)], keyed.clone())
+        .await;
     assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
     assert_eq!(store.coordination.request_record(&keyed.key, UnixMillis(0)).await.expect("readable"), None);
 }
@@ -1174,7 +1276,8 @@ pub async fn an_expired_request_record_is_replaced_and_purged(store: Stores) {
     let later = request(5, 6, at(100), at(50));
     let answer = create_once(&*store.sessions, &second, &later).await;
     assert!(matches!(answer, Once::Done(_)), "an expired record does not answer");
-    let record = store.coordination.request_record(&later.key, at(50)).await.expect("readable").expect("the new record");
+    let record =
+        store.coordination.request_record(&later.key, at(50)).await.expect("readable").expect("the new record");
     assert_eq!((record.session_id, record.digest, record.at), (second.id.clone(), later.digest, at(100)));
     let other = request(6, 6, at(10), UnixMillis(0));
     let third = session(SessionKind::WebUser, None, at(10));
@@ -1198,7 +1301,7 @@ pub async fn ending_many_sessions_records_one_event_each_in_order(store: Stores)
     let sessions: Vec<Session> = (0..40).map(|_| session(SessionKind::WebUser, Some("carol"), T0)).collect();
     for s in &sessions {
         create(&*store.sessions, s, &StorageMap::new()).await;
-        store.logs.append_logs(&s.id, &[entry(LogLevel::Info, "one", T0)]).await.expect("appending succeeds");
+        store.logs.append_logs(&s.id, vec![entry(LogLevel::Info, "one", T0)]).await.expect("appending succeeds");
     }
     let first_end = end(&*store.sessions, &sessions[3], EndReason::Closed, T0, false).await;
     let stranger = session(SessionKind::WebUser, None, T0);
@@ -1207,7 +1310,7 @@ pub async fn ending_many_sessions_records_one_event_each_in_order(store: Stores)
         sessions.iter().enumerate().map(|(i, s)| ending_of(s, EndReason::IdleTimeout, at, i % 2 == 0)).collect();
     endings.insert(10, ending_of(&stranger, EndReason::IdleTimeout, at, false));
 
-    let outcomes = store.sessions.end_sessions(&endings).await.expect("ending many succeeds");
+    let outcomes = store.sessions.end_sessions(endings.clone()).await.expect("ending many succeeds");
     let answered: Vec<SessionId> = outcomes.iter().map(|(id, _)| id.clone()).collect();
     assert_eq!(answered, ids(&sessions), "every session found, in order, the unknown one left out");
     // 40 creates, then the close: 41 events so far; then one per expiry.
@@ -1234,7 +1337,7 @@ pub async fn ending_many_sessions_records_one_event_each_in_order(store: Stores)
     let expected: BTreeSet<SessionId> =
         sessions.iter().enumerate().filter(|(i, _)| i % 2 == 0 && *i != 3).map(|(_, s)| s.id.clone()).collect();
     assert_eq!(kept_sessions, expected, "logs kept only where the end keeps them");
-    let again = store.sessions.end_sessions(&endings).await.expect("ending again is no error");
+    let again = store.sessions.end_sessions(endings.clone()).await.expect("ending again is no error");
     assert!(again.iter().all(|(_, outcome)| matches!(outcome, EndOutcome::AlreadyEnded(_))));
     assert_eq!(store.events.last_event_sequence().await.expect("the sequence is readable"), sequence, "no event twice");
 }
@@ -1249,7 +1352,7 @@ pub async fn concurrent_batch_ends_record_one_event_per_session(store: Stores) {
     let backward: Vec<Ending> = forward.iter().rev().cloned().collect();
     let racers = [forward, backward].map(|endings| {
         let store = store.clone();
-        tokio::spawn(async move { store.sessions.end_sessions(&endings).await.expect("ending many succeeds") })
+        tokio::spawn(async move { store.sessions.end_sessions(endings.clone()).await.expect("ending many succeeds") })
     });
     let mut ended = Vec::new();
     for racer in racers {
@@ -1298,7 +1401,9 @@ pub async fn recording_many_activities_moves_each_forward_only(store: Stores) {
     assert_eq!(read(&ended).await.last_active_at, T0, "ended sessions are left alone");
     let due = |after: i64| {
         let store = store.clone();
-        async move { ids(&store.sessions.due_sessions(UnixMillis(T0.0 + after), 10).await.expect("due sessions are listed")) }
+        async move {
+            ids(&store.sessions.due_sessions(UnixMillis(T0.0 + after), 10).await.expect("due sessions are listed"))
+        }
     };
     assert_eq!(due(119).await, []);
     assert_eq!(due(120).await, ids([&capped]), "the lifetime caps the idle expiry");
@@ -1354,7 +1459,7 @@ pub async fn open_sessions_are_counted_per_tenant_through_every_opening_and_endi
         ending_of(&sessions[2], EndReason::IdleTimeout, at, false),
         ending_of(&keyed, EndReason::Failed, at, true),
     ];
-    store.sessions.end_sessions(&endings).await.expect("ending many succeeds");
+    store.sessions.end_sessions(endings.to_vec()).await.expect("ending many succeeds");
     let (end, event) = ending(&sessions[1], EndReason::Closed, at, false);
     assert!(matches!(store.sessions.end_session(&sessions[1].id, &end, &event).await, Ok(EndOutcome::AlreadyEnded(_))));
     assert_eq!(store.sessions.open_sessions_of(&acme).await.expect("counted"), 3);

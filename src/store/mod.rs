@@ -31,8 +31,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestDigest,
-    RequestKey, Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EncodedStorage, EndReason, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent,
+    RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind, TenantId, TokenHash, VersionedStorage,
 };
 
 pub mod cache;
@@ -195,17 +195,17 @@ pub enum Once<T> {
 pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
     /// Records a new open session, its initial storage (version 1 when not
     /// empty, else 0) and its `created` event.
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event>;
+    async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event>;
 
     /// [`SessionRecords::create_session`] guarded by `request`: stores the record in
     /// the same transaction, or answers the live record already stored
     /// under its key and creates nothing.
     async fn create_session_once(
         &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest,
     ) -> StoreResult<Once<Event>>;
 
     /// Finds a session, open or ended, by the hash of its token.
@@ -242,9 +242,9 @@ pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
     /// Answers, in the order given, the outcome of every session found
     /// (unknown ids are left out). Of two processes ending the same session
     /// at once, exactly one records its event.
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+    async fn end_sessions(&self, endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
         let mut outcomes = Vec::with_capacity(endings.len());
-        for ending in endings {
+        for ending in &endings {
             match self.end_session(&ending.id, &ending.end, &ending.event).await {
                 Ok(outcome) => outcomes.push((ending.id.clone(), outcome)),
                 Err(StoreError::NotFound) => {}
@@ -314,8 +314,8 @@ pub trait SessionStorage: Send + Sync + fmt::Debug + 'static {
         &self,
         id: &SessionId,
         expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
+        values: EncodedStorage,
+        event: NewEvent,
     ) -> StoreResult<(u64, Event)>;
 }
 
@@ -324,15 +324,15 @@ pub trait SessionStorage: Send + Sync + fmt::Debug + 'static {
 #[async_trait]
 pub trait SessionLogs: Send + Sync + fmt::Debug + 'static {
     /// Appends entries to an open session's log, numbering them on.
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()>;
+    async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()>;
 
     /// [`SessionLogs::append_logs`] guarded by `request`, as
     /// [`SessionRecords::create_session_once`].
     async fn append_logs_once(
         &self,
         id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
+        entries: Vec<LogEntry>,
+        request: NewRequest,
     ) -> StoreResult<Once<()>>;
 
     /// Readable entries (of kept logs, and logged continuously) matching

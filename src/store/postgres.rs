@@ -60,13 +60,13 @@ use tokio_postgres::types::ToSql;
 
 use super::log_sql::{self, Param};
 use super::{
-    BoxError, EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, SessionRecords, SessionStorage, SessionLogs, EventLog, Coordination,
-    StoreError, StoreResult,
+    BoxError, Coordination, EndOutcome, Ending, EventLog, NewRequest, Once, PageRequest, Purged, RequestRecord,
+    SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent, RequestKey,
-    Session, SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EncodedStorage, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent,
+    RequestKey, Session, SessionEnd, SessionId, TenantId, TokenHash, VersionedStorage,
 };
 
 /// The columns `rows::session_from_row` reads, as a literal for `concat!`.
@@ -578,13 +578,13 @@ fn sql_int(n: impl TryInto<i64>) -> i64 {
 #[async_trait]
 impl SessionRecords for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+    async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event> {
         let write = Write::Create {
-            session: Box::new(session.clone()),
             grants: to_json(&session.grants, "grants")?,
-            storage: to_json(storage, "storage")?,
+            session: Box::new(session),
             storage_version: i64::from(!storage.is_empty()),
-            event: event.clone(),
+            storage: storage.into_json(),
+            event,
             request: None,
         };
         self.writers.submit(write).await?.event()
@@ -593,18 +593,18 @@ impl SessionRecords for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
     async fn create_session_once(
         &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest,
     ) -> StoreResult<Once<Event>> {
         let write = Write::Create {
-            session: Box::new(session.clone()),
             grants: to_json(&session.grants, "grants")?,
-            storage: to_json(storage, "storage")?,
+            session: Box::new(session),
             storage_version: i64::from(!storage.is_empty()),
-            event: event.clone(),
-            request: Some(Box::new(request.clone())),
+            storage: storage.into_json(),
+            event,
+            request: Some(Box::new(request)),
         };
         once(self.writers.submit(write).await?, Committed::event)
     }
@@ -638,16 +638,17 @@ impl SessionRecords for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(sessions = endings.len()))]
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+    async fn end_sessions(&self, endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
         // One write per writer, each holding the sessions that writer
         // serves, so that each session's writes still commit in order.
+        let order: Vec<SessionId> = endings.iter().map(|ending| ending.id.clone()).collect();
         let mut split: Vec<Vec<Ending>> = vec![Vec::new(); WRITERS];
         for ending in endings {
-            split[writes::writer_of(&ending.id, WRITERS)].push(ending.clone());
+            split[writes::writer_of(&ending.id, WRITERS)].push(ending);
         }
         let writes = split.into_iter().filter(|part| !part.is_empty()).map(|endings| Write::Ends { endings });
         let committed = self.writers.submit_all(writes.collect()).await?;
-        let mut answered = std::collections::HashMap::with_capacity(endings.len());
+        let mut answered = std::collections::HashMap::with_capacity(order.len());
         for Committed { events, outcome } in committed {
             let Outcome::Ends(outcomes) = outcome else { return Err(internal("a write of ends answered no outcomes")) };
             let mut events = events.into_iter();
@@ -659,7 +660,7 @@ impl SessionRecords for PgStore {
                 answered.insert(id, outcome);
             }
         }
-        Ok(endings.iter().filter_map(|e| Some((e.id.clone(), answered.remove(&e.id)?))).collect())
+        Ok(order.into_iter().filter_map(|id| answered.remove(&id).map(|outcome| (id, outcome))).collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(sessions = activity.len()))]
@@ -749,15 +750,10 @@ impl SessionStorage for PgStore {
         &self,
         id: &SessionId,
         expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
+        values: EncodedStorage,
+        event: NewEvent,
     ) -> StoreResult<(u64, Event)> {
-        let write = Write::Storage {
-            id: id.clone(),
-            expected_version,
-            values: to_json(values, "storage")?,
-            event: event.clone(),
-        };
+        let write = Write::Storage { id: id.clone(), expected_version, values: values.into_json(), event };
         self.writers.submit(write).await?.versioned()
     }
 }
@@ -765,8 +761,8 @@ impl SessionStorage for PgStore {
 #[async_trait]
 impl SessionLogs for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        let write = Write::Logs { id: id.clone(), entries: entries.to_vec(), request: None, max: self.max_log_entries };
+    async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()> {
+        let write = Write::Logs { id: id.clone(), entries, request: None, max: self.max_log_entries };
         self.writers.submit(write).await.map(drop)
     }
 
@@ -774,15 +770,11 @@ impl SessionLogs for PgStore {
     async fn append_logs_once(
         &self,
         id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
+        entries: Vec<LogEntry>,
+        request: NewRequest,
     ) -> StoreResult<Once<()>> {
-        let write = Write::Logs {
-            id: id.clone(),
-            entries: entries.to_vec(),
-            request: Some(Box::new(request.clone())),
-            max: self.max_log_entries,
-        };
+        let write =
+            Write::Logs { id: id.clone(), entries, request: Some(Box::new(request)), max: self.max_log_entries };
         once(self.writers.submit(write).await?, |_| Ok(()))
     }
 

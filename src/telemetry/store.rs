@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
-    SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EncodedStorage, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey,
+    Session, SessionEnd, SessionId, TenantId, TokenHash, VersionedStorage,
 };
 use crate::store::{
     Coordination, EndOutcome, Ending, EventLog, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord,
@@ -76,18 +76,18 @@ macro_rules! metered {
 }
 
 metered!(SessionRecords {
-    async fn create_session(session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event>;
+    async fn create_session(session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event>;
     async fn create_session_once(
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest
     ) -> StoreResult<Once<Event>> as "create_session";
     async fn session_by_token(hash: &TokenHash) -> StoreResult<Option<Session>>;
     async fn session_by_id(id: &SessionId) -> StoreResult<Option<Session>>;
     async fn record_activity(id: &SessionId, at: UnixMillis) -> StoreResult<()>;
     async fn end_session(id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome>;
-    async fn end_sessions(endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>>;
+    async fn end_sessions(endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>>;
     async fn record_activities(activity: &[(SessionId, UnixMillis)]) -> StoreResult<()>;
     async fn list_sessions(filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>>;
     async fn due_sessions(now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>>;
@@ -111,14 +111,14 @@ metered!(SessionStorage {
     async fn replace_storage(
         id: &SessionId,
         expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent
+        values: EncodedStorage,
+        event: NewEvent
     ) -> StoreResult<(u64, Event)>;
 });
 
 metered!(SessionLogs {
-    async fn append_logs(id: &SessionId, entries: &[LogEntry]) -> StoreResult<()>;
-    async fn append_logs_once(id: &SessionId, entries: &[LogEntry], request: &NewRequest) -> StoreResult<Once<()>>
+    async fn append_logs(id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()>;
+    async fn append_logs_once(id: &SessionId, entries: Vec<LogEntry>, request: NewRequest) -> StoreResult<Once<()>>
         as "append_logs";
     async fn query_logs(query: &LogQuery) -> StoreResult<LogPage>;
     async fn log_cursor_now() -> StoreResult<LogCursor>;

@@ -44,8 +44,8 @@ use anyhow::Context as _;
 use sessiond::auth::Caller;
 use sessiond::clock::{ManualClock, UnixMillis};
 use sessiond::domain::{
-    EndReason, EventType, Labels, LogCursor, LogEntry, LogLevel, LogQuery, NewEvent, RoleBook, Session, SessionEnd,
-    SessionId, SessionKind, TenantId, Token,
+    EncodedStorage, EndReason, EventType, Labels, LogCursor, LogEntry, LogLevel, LogQuery, NewEvent, RoleBook, Session,
+    SessionEnd, SessionId, SessionKind, TenantId, Token,
 };
 use sessiond::service::{Service, ServiceConfig, SessionRef};
 use sessiond::store::postgres::{PgSettings, PgStore};
@@ -228,7 +228,10 @@ async fn load(store: &Stores, n: usize) -> anyhow::Result<(Vec<SessionId>, Vec<T
             for i in 0..count {
                 let token = Token::generate();
                 let s = session(UnixMillis(START.0 + (i * LOADERS + loader) as i64 % 1_000), &token);
-                store.sessions.create_session(&s, &Default::default(), &created(&s)).await?;
+                store
+                    .sessions
+                    .create_session(s.clone(), EncodedStorage::encode(&Default::default()), created(&s))
+                    .await?;
                 ids.push(s.id);
                 tokens.push(token);
             }
@@ -250,7 +253,7 @@ async fn load_hot(store: &Stores) -> anyhow::Result<Vec<Token>> {
     for _ in 0..HOT {
         let token = Token::generate();
         let s = Session { idle_timeout: None, ..session(START, &token) };
-        store.sessions.create_session(&s, &Default::default(), &created(&s)).await?;
+        store.sessions.create_session(s.clone(), EncodedStorage::encode(&Default::default()), created(&s)).await?;
         tokens.push(token);
     }
     Ok(tokens)
@@ -297,7 +300,7 @@ async fn load_logs(store: &Stores, ids: &[SessionId], entries: usize) -> anyhow:
                         continuous: true,
                     })
                     .collect();
-                store.logs.append_logs(&ids[b % ids.len()], &batch).await?;
+                store.logs.append_logs(&ids[b % ids.len()], batch.clone()).await?;
             }
         });
     }

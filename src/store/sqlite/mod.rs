@@ -28,13 +28,13 @@ use self::rows::{event_from_row, record_from_row, session_from_row, to_json};
 use self::writer::WriteQueue;
 use super::log_sql;
 use super::{
-    EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, SessionRecords, SessionStorage, SessionLogs, EventLog, Coordination, StoreError,
-    StoreResult,
+    Coordination, EndOutcome, Ending, EventLog, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter,
+    SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, EventFilter, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd,
-    SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EncodedStorage, Event, EventFilter, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
+    SessionEnd, SessionId, TenantId, TokenHash, VersionedStorage,
 };
 
 mod error;
@@ -137,26 +137,24 @@ impl Drop for SqliteStore {
 #[async_trait]
 impl SessionRecords for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+    async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event> {
         let grants = to_json(&session.grants, "grants")?;
-        let values = to_json(storage, "storage")?;
         let version = u64::from(!storage.is_empty());
-        let (session, event) = (session.clone(), event.clone());
+        let values = storage.into_json();
         self.write(move |conn| writes::create_session(conn, &session, &grants, &values, version, &event)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
     async fn create_session_once(
         &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest,
     ) -> StoreResult<Once<Event>> {
         let grants = to_json(&session.grants, "grants")?;
-        let values = to_json(storage, "storage")?;
         let version = u64::from(!storage.is_empty());
-        let (session, event, request) = (session.clone(), event.clone(), request.clone());
+        let values = storage.into_json();
         self.write(move |conn| writes::create_session_once(conn, &session, &grants, &values, version, &event, &request))
             .await
     }
@@ -186,8 +184,7 @@ impl SessionRecords for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(sessions = endings.len()))]
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
-        let endings = endings.to_vec();
+    async fn end_sessions(&self, endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
         self.write(move |conn| writes::end_sessions(conn, &endings)).await
     }
 
@@ -257,11 +254,10 @@ impl SessionStorage for SqliteStore {
         &self,
         id: &SessionId,
         expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
+        values: EncodedStorage,
+        event: NewEvent,
     ) -> StoreResult<(u64, Event)> {
-        let values = to_json(values, "storage")?;
-        let (id, event) = (id.clone(), event.clone());
+        let (id, values) = (id.clone(), values.into_json());
         self.write(move |conn| writes::replace_storage(conn, id.as_str(), expected_version, &values, &event)).await
     }
 }
@@ -269,8 +265,8 @@ impl SessionStorage for SqliteStore {
 #[async_trait]
 impl SessionLogs for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        let (id, entries, max) = (id.clone(), entries.to_vec(), self.max_log_entries);
+    async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()> {
+        let (id, max) = (id.clone(), self.max_log_entries);
         self.write(move |conn| writes::append_logs(conn, id.as_str(), &entries, max)).await
     }
 
@@ -278,10 +274,10 @@ impl SessionLogs for SqliteStore {
     async fn append_logs_once(
         &self,
         id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
+        entries: Vec<LogEntry>,
+        request: NewRequest,
     ) -> StoreResult<Once<()>> {
-        let (id, entries, request, max) = (id.clone(), entries.to_vec(), request.clone(), self.max_log_entries);
+        let (id, max) = (id.clone(), self.max_log_entries);
         self.write(move |conn| writes::append_logs_once(conn, id.as_str(), &entries, &request, max)).await
     }
 
