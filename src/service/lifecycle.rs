@@ -301,7 +301,16 @@ impl Service {
         error: Option<String>,
         stack_trace: Option<String>,
     ) -> Result<Closed, Error> {
-        let session = self.find(caller, session).await?;
+        let mut session = self.find(caller, session).await?;
+        let idle = |session: &Session| {
+            session.end.is_none()
+                && session.expiry(self.last_active(session), self.now())
+                    == crate::domain::Expiry::Due(EndReason::IdleTimeout)
+        };
+        if idle(&session) {
+            // Idleness is judged on the stored record (see `open_session`).
+            session = self.stored(&session).await?;
+        }
         let end = match &session.end {
             Some(end) => end.clone(),
             None => {

@@ -332,20 +332,24 @@ impl Service {
     /// whose idle timeout or lifetime has passed is ended here, with that
     /// reason, and is an error too: it is never revived by a late call.
     pub async fn open_session(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
-        let session = self.find(caller, session).await?;
-        if let Some(end) = &session.end {
-            return Err(Error::SessionEnded(end.reason));
-        }
+        let mut session = self.find(caller, session).await?;
         let now = self.now();
         let interval = self.activity_write_interval(&session);
-        let visited =
-            self.inner.activity.visit(&session, |known| match session.expiry(self.judged(&session, known), now) {
-                Expiry::Due(reason) => Err(reason),
-                Expiry::Open { .. } => Ok((now, interval)),
-            });
-        if let Err(reason) = visited {
-            self.end(&session, reason, None, None).await?;
-            return Err(Error::SessionEnded(reason));
+        let mut visited = self.visit(&session, now, interval);
+        if visited == Err(Some(EndReason::IdleTimeout)) {
+            // The record may come from memory, with older activity than
+            // the store holds (activity is not announced): idleness is
+            // judged on the stored record.
+            session = self.stored(&session).await?;
+            visited = self.visit(&session, now, interval);
+        }
+        match visited {
+            Ok(()) => {}
+            Err(None) => return Err(Error::SessionEnded(session.end.map_or(EndReason::Closed, |end| end.reason))),
+            Err(Some(reason)) => {
+                self.end(&session, reason, None, None).await?;
+                return Err(Error::SessionEnded(reason));
+            }
         }
         // The call does not wait for the write: the activity writer batches
         // it with every other session found due meanwhile.
@@ -353,6 +357,23 @@ impl Service {
             self.inner.activity_due.notify_one();
         }
         Ok(session)
+    }
+
+    /// Counts a call on `session` at `now` as its activity, unless the
+    /// session has ended (`Err(None)`) or is due to end, and why.
+    fn visit(&self, session: &Session, now: UnixMillis, interval: Duration) -> Result<(), Option<EndReason>> {
+        if session.end.is_some() {
+            return Err(None);
+        }
+        self.inner.activity.visit(session, |known| match session.expiry(self.judged(session, known), now) {
+            Expiry::Due(reason) => Err(Some(reason)),
+            Expiry::Open { .. } => Ok((now, interval)),
+        })
+    }
+
+    /// `session` as stored now, not as a cache may hold it.
+    async fn stored(&self, session: &Session) -> Result<Session, Error> {
+        self.stores().sessions.stored_session(&session.id).await?.ok_or(Error::SessionNotFound)
     }
 
     /// The latest activity to judge expiry by. With a store other processes

@@ -5,7 +5,11 @@
 //! wrong, only missing): the cache's eviction listener drops a session's
 //! mapping with its entry, and a record found through the index is checked
 //! against the token's full hash. Every write that changes a session record
-//! invalidates its entry. Storage, logs and events are other aggregates: the
+//! invalidates its entry, but for activity: an activity write moves the
+//! cached record's last activity forward in place (see `record`), and other
+//! processes' activity writes are not announced at all, so a cached last
+//! activity may be older than the stored one; the service reads through
+//! before it ends a session as idle. Storage, logs and events are other aggregates: the
 //! cache never sees them.
 //!
 //! A read that misses races with writes: it may fetch a record just before
@@ -130,6 +134,15 @@ impl Entries {
     fn invalidate(&self, id: &SessionId) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.sessions.invalidate(id);
+    }
+
+    /// Moves a cached record's last activity forward to `at`, written to
+    /// the store: activity is no change a reader must re-read the record
+    /// for (the service judges expiry on activity it reads through).
+    fn active_at(&self, id: &SessionId, at: UnixMillis) {
+        if let Some(record) = self.sessions.get(id) {
+            record.active_at(at);
+        }
     }
 
     fn hit(&self) {
@@ -345,10 +358,19 @@ impl SessionRecords for CachedRecords {
         self.inner.session_by_id(id).await
     }
 
+    async fn stored_session(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        crate::telemetry::metrics::cache_lookup(false);
+        let found = self.inner.session_by_id(id).await?;
+        if let Some(session) = &found {
+            self.entries.active_at(id, session.last_active_at);
+        }
+        Ok(found)
+    }
+
     async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
-        let result = self.inner.record_activity(id, at).await;
-        self.invalidate(id);
-        result
+        self.inner.record_activity(id, at).await?;
+        self.entries.active_at(id, at);
+        Ok(())
     }
 
     async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
@@ -367,11 +389,11 @@ impl SessionRecords for CachedRecords {
     }
 
     async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
-        let result = self.inner.record_activities(activity).await;
-        for (id, _) in activity {
-            self.invalidate(id);
+        self.inner.record_activities(activity).await?;
+        for (id, at) in activity {
+            self.entries.active_at(id, *at);
         }
-        result
+        Ok(())
     }
 
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
@@ -467,6 +489,24 @@ mod tests {
         let by_token = cache.session_by_token(&alice.token_hash).await.expect("readable").expect("found");
         assert_eq!(by_token.end, Some(end.clone()));
         assert_eq!(cache.session_by_id(&alice.id).await.expect("readable").expect("found").end, Some(end));
+    }
+
+    #[tokio::test]
+    async fn an_activity_write_moves_the_cached_activity_on_without_dropping_the_record() {
+        let alice = web_user();
+        let (_dir, cache) = cached(&[&alice]).await;
+        cache.session_by_id(&alice.id).await.expect("readable");
+
+        let later = UnixMillis(T0.0 + 5);
+        cache.record_activities(&[(alice.id.clone(), later)]).await.expect("written");
+        // Behind the cache's back: only a record still cached shows no end.
+        let (end, event) = ending(&alice, EndReason::Closed, T0, false);
+        cache.inner.end_session(&alice.id, &end, &event).await.expect("ended");
+        let cached = cache.session_by_token(&alice.token_hash).await.expect("readable").expect("found");
+        assert_eq!((cached.end, cached.last_active_at), (None, later));
+
+        let stored = cache.stored_session(&alice.id).await.expect("readable").expect("found");
+        assert_eq!(stored.end, Some(end), "a stored read is never answered from memory");
     }
 
     #[test]

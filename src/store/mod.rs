@@ -229,8 +229,18 @@ pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
         self.session_by_id(id).await
     }
 
+    /// [`SessionRecords::session_by_id`] as stored now, never answered
+    /// from memory: activity is no change a cache is told of (see
+    /// [`SessionRecords::record_activity`]), so this is what to read before
+    /// acting on a session's last activity.
+    async fn stored_session(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        self.session_by_id(id).await
+    }
+
     /// Moves an open session's `last_active_at` forward to `at` (never
-    /// back). No event. Ended or unknown sessions are left alone.
+    /// back). No event, and no notification to other processes: they read
+    /// activity from the store when they need it. Ended or unknown sessions
+    /// are left alone.
     async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()>;
 
     /// Ends an open session with `end` and records `event`. When
@@ -454,3 +464,4 @@ impl Stores {
         Self { sessions: Arc::new(cache::CachedRecords::new(self.sessions, notifications, capacity)), ..self }
     }
 }
+
