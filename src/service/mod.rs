@@ -20,7 +20,7 @@ use crate::domain::{
     EndReason, Error, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
     SessionKind, StorageLimits, Token,
 };
-use crate::store::{EndOutcome, Ending, Stores};
+use crate::store::{EndOutcome, Ending, Stores, UnseenActivity};
 
 mod activity;
 pub mod inspect;
@@ -191,9 +191,9 @@ pub struct Service {
 #[derive(Debug)]
 struct Inner {
     stores: Stores,
-    /// `is_shared()` of the store, which never changes: asked once, not
-    /// through the store's decorators on every call.
-    shared: bool,
+    /// The store's `unseen_activity()`, which never changes: asked once,
+    /// not through the store's decorators on every call.
+    unseen: UnseenActivity,
     clock: Arc<dyn Clock>,
     roles: RwLock<Arc<RoleBook>>,
     config: ServiceConfig,
@@ -203,8 +203,6 @@ struct Inner {
     /// Serialises read-modify-writes of one session within this process.
     locks: SessionLocks,
     events: broadcast::Sender<Event>,
-    /// This process's own events, for the event feed not to read them back.
-    own_events: watch::OwnEvents,
     /// Wakes log followers when entries become readable; holds the highest
     /// position other processes announced (see `logs`).
     logs_readable: signal::Sender<i64>,
@@ -221,7 +219,7 @@ impl Service {
         let started_at = clock.now();
         Self {
             inner: Arc::new(Inner {
-                shared: stores.coordination.is_shared(),
+                unseen: stores.coordination.unseen_activity(),
                 stores,
                 clock,
                 roles: RwLock::new(Arc::new(roles)),
@@ -230,7 +228,6 @@ impl Service {
                 activity_due: tokio::sync::Notify::new(),
                 locks: SessionLocks::default(),
                 events,
-                own_events: watch::OwnEvents::default(),
                 logs_readable,
                 stopping,
                 started_at,
@@ -282,7 +279,7 @@ impl Service {
     fn publish(&self, event: Event) {
         // Outside `committing` (the sweeper, shutdown) nobody asks.
         let _ = COMMITTED.try_with(|committed| committed.set(committed.get().max(event.sequence)));
-        self.inner.own_events.published(event.sequence);
+        self.stores().recorded(event.sequence);
         self.relay(event);
     }
 
@@ -376,24 +373,17 @@ impl Service {
         self.stores().sessions.stored_session(&session.id).await?.ok_or(Error::SessionNotFound)
     }
 
-    /// The latest activity to judge expiry by. With a store other processes
-    /// share, they may have seen activity not yet written; it is at most one
-    /// write interval newer than the stored value (a call that finds the
-    /// stored value that old has the activity writer write it at once, a
-    /// commit's time later), so assume it is that new. Shared, a session
-    /// thus never ends early, and at most one write interval late.
+    /// The latest activity to judge expiry by: this process's, or what
+    /// other processes sharing the store may have seen unwritten (see
+    /// [`UnseenActivity`]).
     fn last_active(&self, session: &Session) -> UnixMillis {
         self.judged(session, self.inner.activity.last_active(session))
     }
 
     /// `last_active` from activity `known` to this process.
     fn judged(&self, session: &Session, known: UnixMillis) -> UnixMillis {
-        if self.inner.shared {
-            let unseen = (session.last_active_at + self.activity_write_interval(session)).min(self.now());
-            known.max(unseen)
-        } else {
-            known
-        }
+        let interval = self.activity_write_interval(session);
+        self.inner.unseen.latest(known, session.last_active_at, interval, self.now())
     }
 
     /// Activity is written at most this long after it happened, and

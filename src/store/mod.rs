@@ -11,6 +11,13 @@
 //! [`postgres::PgStore`]. Every implementation and decorator passes the same
 //! `conformance` suite.
 //!
+//! Sharing a store with other processes is this layer's business too: the
+//! cache follows their invalidations, [`feed::ChangeFeed`] turns their
+//! notifications into the events they recorded (stepping over this
+//! process's own), and [`UnseenActivity`] says how much newer than the
+//! stored value their unwritten activity may be. The service never asks
+//! whether the store is shared.
+//!
 //! Contract shared by all implementations:
 //! - a method answers only after its change is durable (committed);
 //! - every change that WatchSessions reports records its event in the same
@@ -37,6 +44,7 @@ use crate::domain::{
 
 pub mod cache;
 pub mod conformance;
+pub mod feed;
 pub mod log_sql;
 pub mod messages;
 pub mod postgres;
@@ -392,10 +400,11 @@ pub trait Coordination: Send + Sync + fmt::Debug + 'static {
     /// The idempotency record stored under `key` at or after `since`.
     async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>>;
 
-    /// Whether other processes may write to this store too. Then activity
-    /// seen only by another process may be newer than the stored one.
-    fn is_shared(&self) -> bool {
-        false
+    /// How much newer than the stored value a session's activity may be
+    /// without this process seeing it: activity other processes sharing the
+    /// store have seen but not written yet.
+    fn unseen_activity(&self) -> UnseenActivity {
+        UnseenActivity::None
     }
 
     /// A new subscription to changes other processes make, for stores that
@@ -408,6 +417,39 @@ pub trait Coordination: Send + Sync + fmt::Debug + 'static {
     /// that watch it (`true`: it can); `None` when it is not watched.
     fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         None
+    }
+}
+
+/// Activity a process cannot see, as the store's sharing decides it (see
+/// [`Coordination::unseen_activity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnseenActivity {
+    /// Only this process writes the store: every activity is seen.
+    None,
+    /// Other processes write it too, each writing a session's activity at
+    /// most one write interval after the stored value (a call that finds
+    /// the stored value that old has it written at once, a commit's time
+    /// later): unseen activity is at most that much newer.
+    UpToWriteInterval,
+}
+
+impl UnseenActivity {
+    /// The latest activity to judge a session's expiry by at `now`: what
+    /// this process `known`s, or the latest other processes may have seen
+    /// given the `stored` value and the session's write `interval`, so that
+    /// a session never ends early (and, shared, at most one write interval
+    /// late).
+    pub fn latest(
+        self,
+        known: UnixMillis,
+        stored: UnixMillis,
+        interval: std::time::Duration,
+        now: UnixMillis,
+    ) -> UnixMillis {
+        match self {
+            UnseenActivity::None => known,
+            UnseenActivity::UpToWriteInterval => known.max((stored + interval).min(now)),
+        }
     }
 }
 
@@ -427,6 +469,8 @@ pub struct Stores {
     pub logs: Arc<dyn SessionLogs>,
     pub events: Arc<dyn EventLog>,
     pub coordination: Arc<dyn Coordination>,
+    /// Events this process recorded, for its change feed to step over.
+    own_events: Arc<feed::OwnEvents>,
 }
 
 impl Stores {
@@ -439,7 +483,21 @@ impl Stores {
             logs: store.clone(),
             events: store.clone(),
             coordination: store,
+            own_events: Arc::default(),
         }
+    }
+
+    /// Notes an event this process recorded (and published to its own
+    /// watchers): its change feed steps over it rather than reading it back.
+    pub fn recorded(&self, sequence: u64) {
+        self.own_events.recorded(sequence);
+    }
+
+    /// The changes other processes sharing the store make, from now on;
+    /// `None` for a store only this process writes.
+    pub fn changes(&self) -> Option<feed::ChangeFeed> {
+        let notifications = self.coordination.notifications()?;
+        Some(feed::ChangeFeed::new(notifications, self.events.clone(), self.own_events.clone()))
     }
 
     /// These stores with every operation timed (see
@@ -453,6 +511,7 @@ impl Stores {
             logs: Arc::new(Metered::new(self.logs, system)),
             events: Arc::new(Metered::new(self.events, system)),
             coordination: Arc::new(Metered::new(self.coordination, system)),
+            own_events: self.own_events,
         }
     }
 
@@ -465,3 +524,22 @@ impl Stores {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::UnseenActivity;
+    use crate::clock::UnixMillis;
+
+    #[test]
+    fn shared_activity_is_assumed_up_to_one_write_interval_newer_than_stored_but_never_in_the_future() {
+        let (stored, interval) = (UnixMillis(1_000), Duration::from_millis(100));
+        let latest = |unseen: UnseenActivity, known: i64, now: i64| {
+            unseen.latest(UnixMillis(known), stored, interval, UnixMillis(now)).0
+        };
+        assert_eq!(latest(UnseenActivity::None, 1_000, 5_000), 1_000);
+        assert_eq!(latest(UnseenActivity::UpToWriteInterval, 1_000, 5_000), 1_100);
+        assert_eq!(latest(UnseenActivity::UpToWriteInterval, 1_000, 1_050), 1_050, "not past now");
+        assert_eq!(latest(UnseenActivity::UpToWriteInterval, 1_200, 5_000), 1_200, "what is known wins");
+    }
+}

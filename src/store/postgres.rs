@@ -864,8 +864,8 @@ impl Coordination for PgStore {
     }
 
     /// Every replica of a fleet writes to the same database.
-    fn is_shared(&self) -> bool {
-        true
+    fn unseen_activity(&self) -> super::UnseenActivity {
+        super::UnseenActivity::UpToWriteInterval
     }
 
     fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<super::Notification>> {

@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::store::{
     Coordination, EndOutcome, Ending, EventLog, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord,
-    SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreResult,
+    SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreResult, UnseenActivity,
 };
 
 /// Times each call to an inner store aggregate.
@@ -133,7 +133,7 @@ metered!(EventLog {
 
 metered!(Coordination {
     async fn request_record(key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>>;
-    fn is_shared() -> bool;
+    fn unseen_activity() -> UnseenActivity;
     fn notifications() -> Option<tokio::sync::broadcast::Receiver<Notification>>;
     fn availability() -> Option<tokio::sync::watch::Receiver<bool>>;
 });
