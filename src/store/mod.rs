@@ -494,7 +494,8 @@ impl Stores {
     }
 
     /// The changes other processes sharing the store make, from now on;
-    /// `None` for a store only this process writes.
+    /// `None` for a store only this process writes. One feed per process:
+    /// feeds share the record of its own events, stepping over each once.
     pub fn changes(&self) -> Option<feed::ChangeFeed> {
         let notifications = self.coordination.notifications()?;
         Some(feed::ChangeFeed::new(notifications, self.events.clone(), self.own_events.clone()))
