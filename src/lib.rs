@@ -10,8 +10,8 @@
 //!   and its [`service::Error`];
 //! - [`domain`]: sessions, kinds, privileges, storage, logs, events,
 //!   request faults; it knows no store;
-//! - [`store`]: the [`store::Store`] trait, the embedded SQLite store and
-//!   the moka cache decorator;
+//! - [`store`]: one trait per aggregate ([`store::Stores`]), the embedded
+//!   SQLite and the Postgres stores, and the moka cache of session records;
 //! - [`probe`]: `sessiond probe`, the health check of a running server;
 //! - [`cli`]: the admin CLI, a client of the public API;
 //! - [`console`]: the web console for operators, on its own address;

@@ -18,12 +18,11 @@ use crate::reload::SharedTls;
 use crate::service::Service;
 use crate::service::messages::Messages;
 use crate::settings::Settings;
-use crate::store::cache::CachedStore;
+use crate::store::Stores;
 use crate::store::messages::MessageLog;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
-use crate::telemetry::store::MeteredStore;
 
 /// A built, bound, not yet serving sessiond.
 pub struct Application {
@@ -63,7 +62,7 @@ impl Application {
                 let store = PgStore::connect(postgres).await.context("connecting to Postgres")?;
                 tracing::info!("storing in Postgres");
                 let messages = Arc::new(store.messages());
-                (CachedStore::new(MeteredStore::new(store, "postgresql"), settings.store.cache_capacity), messages)
+                (Stores::of(store).metered("postgresql").cached(settings.store.cache_capacity), messages)
             }
             None => {
                 std::fs::create_dir_all(&settings.store.data_dir)
@@ -73,10 +72,10 @@ impl Application {
                     .with_max_log_entries(settings.session_logs.max_entries_per_session);
                 tracing::info!(data_dir = %settings.store.data_dir.display(), "storing in the embedded store");
                 let messages = Arc::new(store.messages().context("opening the message log")?);
-                (CachedStore::new(MeteredStore::new(store, "sqlite"), settings.store.cache_capacity), messages)
+                (Stores::of(store).metered("sqlite").cached(settings.store.cache_capacity), messages)
             }
         };
-        let service = Service::new(Arc::new(store), clock, roles, config);
+        let service = Service::new(store, clock, roles, config);
         let messages = Messages::new(service.clone(), message_log, message_config);
         service.recover_after_crash().await.context("ending sessions left open by an unclean stop")?;
         let listener = TcpListener::bind(settings.server.listen)

@@ -5,16 +5,16 @@
 use serde_json::json;
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{EndReason, LogLevel, LogQuery, SessionKind, StorageMap, VersionedStorage};
-use sessiond::store::Store;
 use sessiond::store::conformance::{T0, create, end, entry, session};
 use sessiond::store::sqlite::SqliteStore;
+use sessiond::store::{EventLog, SessionLogs, SessionRecords, SessionStorage, Stores};
 use tempfile::TempDir;
 
 /// A fresh store; the directory is deleted when the guard is dropped.
-fn fresh() -> (TempDir, SqliteStore) {
+fn fresh() -> (TempDir, Stores) {
     let dir = tempfile::tempdir().expect("a temporary directory can be created");
     let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
-    (dir, store)
+    (dir, Stores::of(store))
 }
 
 sessiond::store_conformance_tests!(fresh());
@@ -30,7 +30,7 @@ async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
     let store = SqliteStore::open(&path).expect("a database opens in a directory it creates");
     create(&store, &open, &values).await;
     create(&store, &ended, &StorageMap::new()).await;
-    store.append_logs(&ended.id, &[entry(LogLevel::Error, "kept", T0)]).await.expect("appended");
+    store.append_logs(&ended.id, vec![entry(LogLevel::Error, "kept", T0)]).await.expect("appended");
     let ending = end(&store, &ended, EndReason::Failed, UnixMillis(T0.0 + 5), true).await;
     drop(store);
 
@@ -49,14 +49,14 @@ async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
 /// The same suite through the moka cache: the decorator must be a store
 /// like any other, answering what the store behind it would.
 mod cached {
-    use sessiond::store::cache::CachedStore;
+    use sessiond::store::Stores;
     use sessiond::store::sqlite::SqliteStore;
     use tempfile::TempDir;
 
-    fn fresh() -> (TempDir, CachedStore) {
+    fn fresh() -> (TempDir, Stores) {
         let dir = tempfile::tempdir().expect("a temporary directory can be created");
         let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
-        (dir, CachedStore::new(store, 1_000))
+        (dir, Stores::of(store).cached(1_000))
     }
 
     sessiond::store_conformance_tests!(fresh());

@@ -14,11 +14,15 @@ use std::time::{Duration, Instant};
 
 use postgres_support::{PgCluster, TestDatabase, fresh_database};
 use sessiond::clock::UnixMillis;
-use sessiond::domain::{EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId};
+use sessiond::domain::{
+    EncodedStorage, EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId,
+};
 use sessiond::settings::Settings;
 use sessiond::store::conformance::{T0, create, end, ending, event, session, tenant};
 use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
-use sessiond::store::{EndOutcome, PageRequest, SessionFilter, Store, StoreError};
+use sessiond::store::{
+    EndOutcome, EventLog, PageRequest, SessionFilter, SessionLogs, SessionRecords, StoreError, Stores,
+};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -29,7 +33,10 @@ async fn fresh() -> (TestDatabase, PgStore) {
     (db, store)
 }
 
-sessiond::store_conformance_tests!(fresh().await);
+sessiond::store_conformance_tests!({
+    let (db, store) = fresh().await;
+    (db, Stores::of(store))
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_migrating_a_new_database_at_once_all_succeed_and_apply_the_schema_once() {
@@ -184,7 +191,7 @@ async fn a_populated_database_of_the_version_before_time_floors_finds_its_entrie
     assert_eq!(messages, ["m500", "m501", "m502"]);
     let appended =
         LogEntry { continuous: true, ..sessiond::store::conformance::entry(LogLevel::Info, "new", minute(2_000)) };
-    store.append_logs(&live.id, &[appended]).await.expect("appended after migrating");
+    store.append_logs(&live.id, vec![appended]).await.expect("appended after migrating");
     let query = LogQuery { from: Some(minute(1_500)), to: None, ..query };
     let records = store.query_logs(&query).await.expect("queryable").records;
     assert_eq!(records.iter().map(|r| r.entry.message.as_str()).collect::<Vec<_>>(), ["new"]);
@@ -374,8 +381,9 @@ async fn commits_notify_other_replicas_of_new_events_and_changed_sessions() {
     create(&store, &s, &StorageMap::new()).await;
     assert_eq!(next().await, (EVENTS_CHANNEL.to_owned(), "1".to_owned()));
 
+    // Activity is no change other replicas are told of.
     store.record_activity(&s.id, UnixMillis(T0.0 + 5)).await.expect("activity is recorded");
-    assert_eq!(next().await, (INVALIDATE_CHANNEL.to_owned(), s.id.to_string()));
+    store.record_activities(&[(s.id.clone(), UnixMillis(T0.0 + 6))]).await.expect("activity is recorded");
 
     end(&store, &s, EndReason::Closed, UnixMillis(T0.0 + 10), false).await;
     // The record's invalidation comes first: whoever saw event 2 has
@@ -400,7 +408,13 @@ async fn a_refused_statement_fails_its_write_alone_and_its_error_quotes_no_value
             let (store, clash) = (Arc::clone(&store), clash.clone());
             tokio::spawn(async move {
                 let s = if i == 0 { clash } else { session(SessionKind::WebUser, None, T0) };
-                let created = store.create_session(&s, &StorageMap::new(), &event(EventType::Created, &s, T0)).await;
+                let created = store
+                    .create_session(
+                        s.clone(),
+                        EncodedStorage::encode(&StorageMap::new()),
+                        event(EventType::Created, &s, T0),
+                    )
+                    .await;
                 (s, created)
             })
         })
@@ -473,7 +487,9 @@ async fn a_write_while_postgres_is_down_fails_fast_as_unavailable_and_succeeds_o
     cluster.stop().await;
     let down = session(SessionKind::WebUser, None, T0);
     let started = Instant::now();
-    let write = store.create_session(&down, &StorageMap::new(), &event(EventType::Created, &down, T0)).await;
+    let write = store
+        .create_session(down.clone(), EncodedStorage::encode(&StorageMap::new()), event(EventType::Created, &down, T0))
+        .await;
     assert!(matches!(write, Err(StoreError::Unavailable(_))), "{write:?}");
     let read = store.session_by_id(&before.id).await;
     assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
@@ -486,15 +502,15 @@ async fn a_write_while_postgres_is_down_fails_fast_as_unavailable_and_succeeds_o
 
 /// The same suite through the moka cache in front of Postgres.
 mod cached {
-    use sessiond::store::cache::CachedStore;
+    use sessiond::store::Stores;
     use sessiond::store::postgres::PgStore;
 
     use super::postgres_support::{TestDatabase, fresh_database};
 
-    async fn fresh() -> (TestDatabase, CachedStore) {
+    async fn fresh() -> (TestDatabase, Stores) {
         let db = fresh_database().await;
         let store = PgStore::connect(db.settings()).await.expect("a fresh database opens");
-        (db, CachedStore::new(store, 1_000))
+        (db, Stores::of(store).cached(1_000))
     }
 
     sessiond::store_conformance_tests!(fresh().await);
@@ -691,7 +707,7 @@ async fn a_populated_database_at_version_9_gives_its_log_entries_their_sessions_
     create(&store, &live, &StorageMap::new()).await;
     let mut entry = sessiond::store::conformance::entry(sessiond::domain::LogLevel::Info, "while open", T0);
     entry.continuous = true;
-    store.append_logs(&live.id, &[entry]).await.expect("appended");
+    store.append_logs(&live.id, vec![entry]).await.expect("appended");
     // Readable once every transaction before it has ended, which the other
     // tests' transactions on this cluster may delay.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -419,14 +419,14 @@ async fn refusals_by_a_callers_quota_are_counted_as_shed_by_their_reason() {
 
 /// The metering decorator is a store like any other.
 mod metered {
+    use sessiond::store::Stores;
     use sessiond::store::sqlite::SqliteStore;
-    use sessiond::telemetry::store::MeteredStore;
     use tempfile::TempDir;
 
-    fn fresh() -> (TempDir, MeteredStore<SqliteStore>) {
+    fn fresh() -> (TempDir, Stores) {
         let dir = tempfile::tempdir().expect("a temporary directory can be created");
         let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
-        (dir, MeteredStore::new(store, "sqlite"))
+        (dir, Stores::of(store).metered("sqlite"))
     }
 
     sessiond::store_conformance_tests!(fresh());

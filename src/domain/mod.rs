@@ -20,4 +20,4 @@ pub use messages::{Channel, Message, NewMessage, Scope, TenantChannel};
 pub use privileges::RoleBook;
 pub use request_id::{RequestDigest, RequestId, RequestKey};
 pub use session::{Expiry, Grants, Labels, Promotion, Session, SessionEnd};
-pub use storage::{StorageChange, StorageLimits, StorageMap, VersionedStorage};
+pub use storage::{EncodedStorage, StorageChange, StorageLimits, StorageMap, VersionedStorage};

@@ -16,6 +16,55 @@ pub struct VersionedStorage {
     pub values: StorageMap,
 }
 
+/// A storage map encoded once, as the JSON text the stores keep: the
+/// per-session limits are checked on it and the store writes it as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedStorage {
+    json: String,
+    keys: usize,
+    /// Every key's bytes plus every value's encoded bytes.
+    bytes: usize,
+}
+
+impl EncodedStorage {
+    /// Encodes `values` (a `serde_json::Value` always encodes: its keys are
+    /// strings).
+    pub fn encode(values: &StorageMap) -> Self {
+        let json = serde_json::to_string(values).unwrap_or_else(|_| "{}".to_owned());
+        // The object's text is its braces, a comma between entries, and per
+        // entry the key, quoted and escaped, a colon and the value: take
+        // away all but the keys' and values' own bytes.
+        let framing = 2 + values.len().saturating_sub(1);
+        let keys: usize = values.keys().map(|key| escaped_len(key) - key.len() + 3).sum();
+        let bytes = json.len().saturating_sub(framing + keys);
+        Self { json, keys: values.len(), bytes }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    pub fn into_json(self) -> String {
+        self.json
+    }
+}
+
+/// The length of `key` as a JSON string's contents (escapes included).
+fn escaped_len(key: &str) -> usize {
+    key.chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
 /// Bounds on one session's storage. All settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageLimits {
@@ -94,15 +143,14 @@ impl StorageLimits {
     }
 
     /// Checks the per-session totals of a storage after a change.
-    pub fn check_totals(&self, values: &StorageMap) -> Result<(), QuotaExceeded> {
-        if values.len() > self.max_keys {
+    pub fn check_totals(&self, values: &EncodedStorage) -> Result<(), QuotaExceeded> {
+        if values.keys > self.max_keys {
             return Err(QuotaExceeded {
                 subject: "storage keys".into(),
                 description: format!("a session may hold at most {} keys", self.max_keys),
             });
         }
-        let total: usize = values.iter().map(|(k, v)| k.len() + value_bytes(v)).sum();
-        if total > self.max_total_bytes {
+        if values.bytes > self.max_total_bytes {
             return Err(QuotaExceeded {
                 subject: "storage bytes".into(),
                 description: format!("a session may hold at most {} bytes of storage", self.max_total_bytes),
@@ -133,6 +181,24 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn an_encoding_counts_the_bytes_of_its_keys_and_encoded_values() {
+        let values: StorageMap = [
+            ("plain", json!(1)),
+            ("quote\"back\\slash", json!({"nested": [true, null, "é\n"]})),
+            ("line\nfeed\u{1}é", json!("")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let encoded = EncodedStorage::encode(&values);
+        let expected: usize = values.iter().map(|(k, v)| k.len() + value_bytes(v)).sum();
+        assert_eq!(encoded.bytes, expected);
+        assert_eq!(serde_json::from_str::<StorageMap>(encoded.json()).expect("valid JSON"), values);
+        assert_eq!(EncodedStorage::encode(&StorageMap::new()).bytes, 0);
+        assert!(EncodedStorage::encode(&StorageMap::new()).is_empty());
+    }
+
+    #[test]
     fn an_oversized_key_is_told_by_its_length_never_echoed() {
         let limits = StorageLimits { max_key_bytes: 3, ..StorageLimits::default() };
         let mut violations = Violations::default();
@@ -148,7 +214,7 @@ mod tests {
     fn totals_are_quota_errors() {
         let limits = StorageLimits { max_keys: 1, ..StorageLimits::default() };
         let values = StorageMap::from([("a".into(), json!(1)), ("b".into(), json!(2))]);
-        assert!(matches!(limits.check_totals(&values), Err(QuotaExceeded { .. })));
+        assert!(matches!(limits.check_totals(&EncodedStorage::encode(&values)), Err(QuotaExceeded { .. })));
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl Service {
     async fn write_activity(&self, unwritten: Vec<(SessionId, UnixMillis)>) -> Result<usize, Error> {
         let count = unwritten.len();
         for batch in unwritten.chunks(FLUSH_BATCH) {
-            self.store().record_activities(batch).await?;
+            self.stores().sessions.record_activities(batch).await?;
             for (id, at) in batch {
                 self.inner.activity.written(id, *at);
             }

@@ -41,18 +41,18 @@ impl Service {
             return Err(Error::PermissionDenied("inspecting a session needs an admin key"));
         }
         let session = self.find(caller, &SessionRef::id(id.clone())).await?;
-        let storage = self.store().storage(&session.id).await?;
+        let storage = self.stores().storage.storage(&session.id).await?;
         let expanded = if session.end.is_none() { self.expanded(&session) } else { BTreeSet::new() };
         let filter = EventFilter {
             tenant: Some(caller.tenant.clone()),
             session_id: Some(session.id.clone()),
             ..EventFilter::default()
         };
-        let latest = self.store().last_event_sequence().await?;
+        let latest = self.stores().events.last_event_sequence().await?;
         let mut after = latest.saturating_sub(TIMELINE_EVENTS_SEARCHED);
         let mut events = Vec::new();
         while after < latest {
-            let batch = self.store().events_after(after, BATCH).await?;
+            let batch = self.stores().events.events_after(after, BATCH).await?;
             let Some(last) = batch.last() else { break };
             after = last.sequence;
             events.extend(batch.into_iter().filter(|e| e.sequence <= latest && filter.matches(&e.event)));

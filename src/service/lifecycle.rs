@@ -7,8 +7,8 @@ use crate::auth::{Caller, Permission};
 use crate::clock::UnixMillis;
 use crate::domain::request_id::Digester;
 use crate::domain::{
-    EndReason, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session, SessionEnd,
-    SessionId, SessionKind, StorageMap, TenantId, Token,
+    EncodedStorage, EndReason, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session,
+    SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token,
 };
 use crate::service::Error;
 use crate::store::{NewRequest, Once, PageRequest, RequestRecord, SessionFilter, StoreError};
@@ -166,7 +166,8 @@ impl Service {
         let defaults = self.inner.config.kind_defaults[&request.kind];
         let idle_timeout = request.idle_timeout.or(defaults.idle_timeout);
         let lifetime = request.lifetime.or(defaults.lifetime);
-        self.inner.config.limits.storage.check_totals(&request.storage)?;
+        let storage = EncodedStorage::encode(&request.storage);
+        self.inner.config.limits.storage.check_totals(&storage)?;
 
         let now = self.now();
         let keyed = match &request.request_id {
@@ -175,7 +176,7 @@ impl Service {
                 let key = request_id.create_key(&caller.tenant);
                 let digest = request.digest();
                 let since = now - self.inner.config.idempotency_window;
-                if let Some(record) = self.store().request_record(&key, since).await? {
+                if let Some(record) = self.stores().coordination.request_record(&key, since).await? {
                     return self.replay_create(caller, request_id, digest, record).await;
                 }
                 Some((request_id, key, digest, since))
@@ -201,7 +202,7 @@ impl Service {
         };
         let event = self.event(&session, EventType::Created, None);
         let event = match keyed {
-            None => self.store().create_session(&session, &request.storage, &event).await?,
+            None => self.stores().sessions.create_session(session.clone(), storage, event).await?,
             Some((request_id, key, digest, since)) => {
                 let record = NewRequest {
                     key,
@@ -211,7 +212,7 @@ impl Service {
                     at: now,
                     expired_before: since,
                 };
-                match self.store().create_session_once(&session, &request.storage, &event, &record).await? {
+                match self.stores().sessions.create_session_once(session.clone(), storage, event, record).await? {
                     Once::Done(event) => event,
                     // Another call with this request id, perhaps on another
                     // replica, was stored first.
@@ -235,7 +236,7 @@ impl Service {
         if limit == 0 {
             return Ok(());
         }
-        if self.store().open_sessions_of(tenant).await? >= limit {
+        if self.stores().sessions.open_sessions_of(tenant).await? >= limit {
             crate::telemetry::metrics::call_shed("TENANT_SESSION_QUOTA");
             return Err(Error::TenantSessionQuota { tenant: tenant.clone(), limit });
         }
@@ -306,7 +307,16 @@ impl Service {
         error: Option<String>,
         stack_trace: Option<String>,
     ) -> Result<Closed, Error> {
-        let session = self.find(caller, session).await?;
+        let mut session = self.find(caller, session).await?;
+        let idle = |session: &Session| {
+            session.end.is_none()
+                && session.expiry(self.last_active(session), self.now())
+                    == crate::domain::Expiry::Due(EndReason::IdleTimeout)
+        };
+        if idle(&session) {
+            // Idleness is judged on the stored record (see `open_session`).
+            session = self.stored(&session).await?;
+        }
         let end = match &session.end {
             Some(end) => end.clone(),
             None => {
@@ -337,7 +347,7 @@ impl Service {
         };
         let page =
             PageRequest { after: query.after, limit: query.page_size.clamp(1, self.inner.config.limits.max_page_size) };
-        let sessions = self.store().list_sessions(&filter, &page).await?;
+        let sessions = self.stores().sessions.list_sessions(&filter, &page).await?;
         let statuses = sessions
             .into_iter()
             .map(|s| {
@@ -397,7 +407,7 @@ impl Service {
         // open-only listing, so the next page is the first again.
         loop {
             let page = PageRequest { after: None, limit: BATCH };
-            let sessions = self.store().list_sessions(&filter, &page).await?;
+            let sessions = self.stores().sessions.list_sessions(&filter, &page).await?;
             let count = sessions.len();
             let batch: Vec<(&Session, EndReason)> = sessions.iter().map(|session| (session, reason)).collect();
             ended.extend(self.end_many(&batch).await?);

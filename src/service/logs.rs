@@ -117,7 +117,7 @@ impl Service {
                 let key = request_id.log_key(&caller.tenant, &found.id);
                 let digest = digest(&entries);
                 let since = self.now() - self.inner.config.idempotency_window;
-                if let Some(first) = self.store().request_record(&key, since).await? {
+                if let Some(first) = self.stores().coordination.request_record(&key, since).await? {
                     return replayed(first, digest);
                 }
                 Some((key, digest, since))
@@ -135,16 +135,18 @@ impl Service {
             return Ok(0);
         }
         let Some((key, digest, since)) = keyed else {
-            self.store().append_logs(&session.id, &kept).await?;
+            let count = kept.len();
+            self.stores().logs.append_logs(&session.id, kept).await?;
             self.logs_readable(policy.continuous);
-            return Ok(kept.len());
+            return Ok(count);
         };
+        let count = kept.len();
         let record =
-            NewRequest { key, digest, sealed_token: None, accepted: kept.len() as u64, at: now, expired_before: since };
-        match self.store().append_logs_once(&session.id, &kept, &record).await? {
+            NewRequest { key, digest, sealed_token: None, accepted: count as u64, at: now, expired_before: since };
+        match self.stores().logs.append_logs_once(&session.id, kept, record).await? {
             Once::Done(()) => {
                 self.logs_readable(policy.continuous);
-                Ok(kept.len())
+                Ok(count)
             }
             // The same request, perhaps on another replica, was stored first.
             Once::Replayed(first) => replayed(first, digest),
@@ -198,7 +200,7 @@ impl Service {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn query_logs(&self, caller: &Caller, mut query: LogQuery) -> Result<LogsPage, Error> {
         self.log_reader(caller, &mut query)?;
-        let found = self.store().query_logs(&query).await?;
+        let found = self.stores().logs.query_logs(&query).await?;
         let cursor = found.cursor(query.after, query.limit);
         let page = Page { next: (found.records.len() >= query.limit).then_some(cursor), items: found.records };
         Ok(LogsPage { page, cursor })
@@ -232,7 +234,7 @@ impl Service {
         let wake = self.inner.logs_readable.subscribe();
         query.after = match from {
             Some(cursor) => cursor,
-            None => self.store().log_cursor_now().await?,
+            None => self.stores().logs.log_cursor_now().await?,
         };
         let (sender, receiver) = mpsc::channel(FOLLOW_QUEUE + 1);
         let service = self.clone();
@@ -254,7 +256,7 @@ impl Service {
         let mut stopping = self.stopping();
         loop {
             wake.borrow_and_update();
-            let page: LogPage = self.store().query_logs(&query).await?;
+            let page: LogPage = self.stores().logs.query_logs(&query).await?;
             let full = page.records.len() >= query.limit;
             let cursor = page.cursor(query.after, query.limit);
             // Positions announced at or above the horizon are committed

@@ -1,6 +1,7 @@
 //! The domain service: every operation of the API, without gRPC types.
 //!
-//! [`Service`] owns the store (behind the cache), the clock, the role book,
+//! [`Service`] owns the store (its aggregates, session records behind the
+//! cache), the clock, the role book,
 //! the log policies and the event fan-out. Each concern lives in its own
 //! file: `lifecycle`, `privileges`, `storage`, `logs`, `watch`, and the
 //! background `sweeper`. All of them reach a session through
@@ -19,7 +20,7 @@ use crate::domain::{
     EndReason, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
     SessionKind, StorageLimits, Token,
 };
-use crate::store::{EndOutcome, Ending, Store};
+use crate::store::{EndOutcome, Ending, Stores, UnseenActivity};
 
 mod activity;
 pub mod error;
@@ -193,10 +194,10 @@ pub struct Service {
 
 #[derive(Debug)]
 struct Inner {
-    store: Arc<dyn Store>,
-    /// `store.is_shared()`, which never changes: asked once, not through
-    /// the store's decorators on every call.
-    shared: bool,
+    stores: Stores,
+    /// The store's `unseen_activity()`, which never changes: asked once,
+    /// not through the store's decorators on every call.
+    unseen: UnseenActivity,
     clock: Arc<dyn Clock>,
     roles: RwLock<Arc<RoleBook>>,
     config: ServiceConfig,
@@ -206,8 +207,6 @@ struct Inner {
     /// Serialises read-modify-writes of one session within this process.
     locks: SessionLocks,
     events: broadcast::Sender<Event>,
-    /// This process's own events, for the event feed not to read them back.
-    own_events: watch::OwnEvents,
     /// Wakes log followers when entries become readable; holds the highest
     /// position other processes announced (see `logs`).
     logs_readable: signal::Sender<i64>,
@@ -217,15 +216,15 @@ struct Inner {
 }
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, roles: RoleBook, config: ServiceConfig) -> Self {
+    pub fn new(stores: Stores, clock: Arc<dyn Clock>, roles: RoleBook, config: ServiceConfig) -> Self {
         let (events, _) = broadcast::channel(4096);
         let (stopping, _) = signal::channel(false);
         let (logs_readable, _) = signal::channel(0);
         let started_at = clock.now();
         Self {
             inner: Arc::new(Inner {
-                shared: store.is_shared(),
-                store,
+                unseen: stores.coordination.unseen_activity(),
+                stores,
                 clock,
                 roles: RwLock::new(Arc::new(roles)),
                 config,
@@ -233,7 +232,6 @@ impl Service {
                 activity_due: tokio::sync::Notify::new(),
                 locks: SessionLocks::default(),
                 events,
-                own_events: watch::OwnEvents::default(),
                 logs_readable,
                 stopping,
                 started_at,
@@ -245,8 +243,8 @@ impl Service {
         &self.inner.config
     }
 
-    fn store(&self) -> &dyn Store {
-        self.inner.store.as_ref()
+    fn stores(&self) -> &Stores {
+        &self.inner.stores
     }
 
     fn now(&self) -> UnixMillis {
@@ -269,7 +267,7 @@ impl Service {
     /// Whether the store can commit now, followed over time, when the
     /// store watches that (Postgres); for health reporting.
     pub fn store_availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.store().availability()
+        self.stores().coordination.availability()
     }
 
     /// Tells long-running calls (WatchSessions) to finish.
@@ -285,7 +283,7 @@ impl Service {
     fn publish(&self, event: Event) {
         // Outside `committing` (the sweeper, shutdown) nobody asks.
         let _ = COMMITTED.try_with(|committed| committed.set(committed.get().max(event.sequence)));
-        self.inner.own_events.published(event.sequence);
+        self.stores().recorded(event.sequence);
         self.relay(event);
     }
 
@@ -314,10 +312,14 @@ impl Service {
             caller.require(Permission::SessionIds)?;
         }
         let found = match (&session.key, session.min_sequence) {
-            (SessionKey::Token(token), 0) => self.store().session_by_token(&token.hash()).await?,
-            (SessionKey::Id(id) | SessionKey::Found(id), 0) => self.store().session_by_id(id).await?,
-            (SessionKey::Token(token), after) => self.store().session_by_token_after(&token.hash(), after).await?,
-            (SessionKey::Id(id) | SessionKey::Found(id), after) => self.store().session_by_id_after(id, after).await?,
+            (SessionKey::Token(token), 0) => self.stores().sessions.session_by_token(&token.hash()).await?,
+            (SessionKey::Id(id) | SessionKey::Found(id), 0) => self.stores().sessions.session_by_id(id).await?,
+            (SessionKey::Token(token), after) => {
+                self.stores().sessions.session_by_token_after(&token.hash(), after).await?
+            }
+            (SessionKey::Id(id) | SessionKey::Found(id), after) => {
+                self.stores().sessions.session_by_id_after(id, after).await?
+            }
         };
         let found = found.filter(|s| s.tenant == caller.tenant).ok_or(Error::SessionNotFound)?;
         // Names the session in the calling operation's span.
@@ -331,20 +333,24 @@ impl Service {
     /// whose idle timeout or lifetime has passed is ended here, with that
     /// reason, and is an error too: it is never revived by a late call.
     pub async fn open_session(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
-        let session = self.find(caller, session).await?;
-        if let Some(end) = &session.end {
-            return Err(Error::SessionEnded(end.reason));
-        }
+        let mut session = self.find(caller, session).await?;
         let now = self.now();
         let interval = self.activity_write_interval(&session);
-        let visited =
-            self.inner.activity.visit(&session, |known| match session.expiry(self.judged(&session, known), now) {
-                Expiry::Due(reason) => Err(reason),
-                Expiry::Open { .. } => Ok((now, interval)),
-            });
-        if let Err(reason) = visited {
-            self.end(&session, reason, None, None).await?;
-            return Err(Error::SessionEnded(reason));
+        let mut visited = self.visit(&session, now, interval);
+        if visited == Err(Some(EndReason::IdleTimeout)) {
+            // The record may come from memory, with older activity than
+            // the store holds (activity is not announced): idleness is
+            // judged on the stored record.
+            session = self.stored(&session).await?;
+            visited = self.visit(&session, now, interval);
+        }
+        match visited {
+            Ok(()) => {}
+            Err(None) => return Err(Error::SessionEnded(session.end.map_or(EndReason::Closed, |end| end.reason))),
+            Err(Some(reason)) => {
+                self.end(&session, reason, None, None).await?;
+                return Err(Error::SessionEnded(reason));
+            }
         }
         // The call does not wait for the write: the activity writer batches
         // it with every other session found due meanwhile.
@@ -354,24 +360,34 @@ impl Service {
         Ok(session)
     }
 
-    /// The latest activity to judge expiry by. With a store other processes
-    /// share, they may have seen activity not yet written; it is at most one
-    /// write interval newer than the stored value (a call that finds the
-    /// stored value that old has the activity writer write it at once, a
-    /// commit's time later), so assume it is that new. Shared, a session
-    /// thus never ends early, and at most one write interval late.
+    /// Counts a call on `session` at `now` as its activity, unless the
+    /// session has ended (`Err(None)`) or is due to end, and why.
+    fn visit(&self, session: &Session, now: UnixMillis, interval: Duration) -> Result<(), Option<EndReason>> {
+        if session.end.is_some() {
+            return Err(None);
+        }
+        self.inner.activity.visit(session, |known| match session.expiry(self.judged(session, known), now) {
+            Expiry::Due(reason) => Err(Some(reason)),
+            Expiry::Open { .. } => Ok((now, interval)),
+        })
+    }
+
+    /// `session` as stored now, not as a cache may hold it.
+    async fn stored(&self, session: &Session) -> Result<Session, Error> {
+        self.stores().sessions.stored_session(&session.id).await?.ok_or(Error::SessionNotFound)
+    }
+
+    /// The latest activity to judge expiry by: this process's, or what
+    /// other processes sharing the store may have seen unwritten (see
+    /// [`UnseenActivity`]).
     fn last_active(&self, session: &Session) -> UnixMillis {
         self.judged(session, self.inner.activity.last_active(session))
     }
 
     /// `last_active` from activity `known` to this process.
     fn judged(&self, session: &Session, known: UnixMillis) -> UnixMillis {
-        if self.inner.shared {
-            let unseen = (session.last_active_at + self.activity_write_interval(session)).min(self.now());
-            known.max(unseen)
-        } else {
-            known
-        }
+        let interval = self.activity_write_interval(session);
+        self.inner.unseen.latest(known, session.last_active_at, interval, self.now())
     }
 
     /// Activity is written at most this long after it happened, and
@@ -388,7 +404,7 @@ impl Service {
         let duration = self.now().since(session.created_at);
         Ok(match policy.keep_level {
             _ if policy.keeps(reason, duration) => true,
-            Some(level) => self.store().log_level_reached(&session.id, level).await?,
+            Some(level) => self.stores().logs.log_level_reached(&session.id, level).await?,
             None => false,
         })
     }
@@ -431,7 +447,7 @@ impl Service {
             let keeps = self.keeps_log(session, *reason).await?;
             endings.push(self.ending(session, *reason, None, None, keeps));
         }
-        let outcomes = self.store().end_sessions(&endings).await?;
+        let outcomes = self.stores().sessions.end_sessions(endings).await?;
         let mut ended = Vec::with_capacity(outcomes.len());
         let by_id: HashMap<&SessionId, &Session> = sessions.iter().map(|(s, _)| (&s.id, *s)).collect();
         for (id, outcome) in outcomes {
@@ -460,7 +476,7 @@ impl Service {
     ) -> Result<(SessionEnd, bool), Error> {
         let keeps = self.keeps_log(session, reason).await?;
         let Ending { end, event, .. } = self.ending(session, reason, error, stack_trace, keeps);
-        let outcome = self.store().end_session(&session.id, &end, &event).await?;
+        let outcome = self.stores().sessions.end_session(&session.id, &end, &event).await?;
         self.inner.activity.forget(&session.id);
         match outcome {
             EndOutcome::Ended(event) => {

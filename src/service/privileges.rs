@@ -48,7 +48,7 @@ impl Service {
             let mut grants = session.grants.clone().without_expired_promotions(self.now());
             let answer = change(&mut grants)?;
             let event = self.event(&session, EventType::PrivilegesChanged, None);
-            match self.store().update_grants(&session.id, session.grants_version, &grants, &event).await {
+            match self.stores().sessions.update_grants(&session.id, session.grants_version, &grants, &event).await {
                 Ok((version, event)) => {
                     self.publish(event);
                     session.grants = grants;

@@ -6,7 +6,7 @@
 //! applied to whatever is current. Limits are checked on the result.
 
 use crate::auth::Caller;
-use crate::domain::{EventType, StorageChange, StorageMap, VersionedStorage};
+use crate::domain::{EncodedStorage, EventType, StorageChange, StorageMap, VersionedStorage};
 use crate::service::Error;
 use crate::store::StoreError;
 
@@ -28,7 +28,7 @@ impl Service {
         keys: &[String],
     ) -> Result<VersionedStorage, Error> {
         let session = self.open_session(caller, session).await?;
-        let mut storage = self.store().storage(&session.id).await?;
+        let mut storage = self.stores().storage.storage(&session.id).await?;
         if !keys.is_empty() {
             storage.values = keys
                 .iter()
@@ -54,7 +54,7 @@ impl Service {
         let session = self.open_session(caller, session).await?;
         let _serialised = self.inner.locks.lock(&session.id).await;
         for _ in 0..CAS_ATTEMPTS {
-            let current = self.store().storage(&session.id).await?;
+            let current = self.stores().storage.storage(&session.id).await?;
             if let Some(expected) = expected_version.filter(|e| *e != current.version) {
                 tracing::debug!(session_id = %session.id, expected, current = current.version, "storage version conflict");
                 return Err(Error::VersionConflict { current: current.version });
@@ -63,9 +63,10 @@ impl Service {
             if !matches!(change, StorageChange::Put(_)) && values == current.values {
                 return Ok(current.version);
             }
+            let values = EncodedStorage::encode(&values);
             limits.check_totals(&values)?;
             let event = self.event(&session, EventType::StorageChanged, None);
-            match self.store().replace_storage(&session.id, current.version, &values, &event).await {
+            match self.stores().storage.replace_storage(&session.id, current.version, values, event).await {
                 Ok((version, event)) => {
                     self.publish(event);
                     return Ok(version);

@@ -42,7 +42,7 @@ impl Service {
         let mut report = SweepReport { flushed: self.flush_stale_activity().await?, ..SweepReport::default() };
         loop {
             let now = self.now();
-            let due = self.store().due_sessions(now, SWEEP_BATCH).await?;
+            let due = self.stores().sessions.due_sessions(now, SWEEP_BATCH).await?;
             let count = due.len();
             let mut ending = Vec::new();
             let mut used = Vec::new();
@@ -61,7 +61,7 @@ impl Service {
             // activity of those used since the store last heard of them.
             report.expired.extend(self.end_many(&ending).await?);
             if !used.is_empty() {
-                self.store().record_activities(&used).await?;
+                self.stores().sessions.record_activities(&used).await?;
                 for (id, at) in &used {
                     self.inner.activity.written(id, *at);
                 }
@@ -73,7 +73,8 @@ impl Service {
         let now = self.now();
         let config = &self.inner.config;
         let (ended_before, events_before) = (now - config.retention, now - config.event_retention);
-        report.purged = self.store().purge(ended_before, events_before, now - config.idempotency_window).await?;
+        report.purged =
+            self.stores().sessions.purge(ended_before, events_before, now - config.idempotency_window).await?;
         Ok(report)
     }
 
@@ -91,7 +92,7 @@ impl Service {
             if crate::telemetry::metrics::open_sessions_due() {
                 // A failed count keeps the last one; the sweep's own
                 // failure, if the store is down, is what gets logged.
-                if let Ok(by_kind) = self.store().count_open_sessions().await {
+                if let Ok(by_kind) = self.stores().sessions.count_open_sessions().await {
                     crate::telemetry::metrics::open_sessions_counted(by_kind);
                 }
             }

@@ -8,14 +8,9 @@
 //! up, and events it already sent are skipped.
 //!
 //! With a store shared by several processes, [`Service::run_event_feed`]
-//! publishes the events the others record, so a watcher on any replica
-//! sees every event. It reads from the store only what this process did not
-//! publish itself ([`OwnEvents`]): a replica recording events by the
-//! thousand would otherwise read each of them back.
-
-use std::collections::BTreeSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! publishes the events the others record, as the store's change feed
+//! ([`crate::store::feed`]) answers them, so a watcher on any replica sees
+//! every event.
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -23,8 +18,7 @@ use tokio::sync::mpsc;
 use crate::auth::{Caller, Permission};
 use crate::domain::{Event, EventFilter};
 use crate::service::Error;
-use crate::store::Notification;
-use crate::telemetry::throttle::{self, Admitted, Cause};
+use crate::store::feed::Change;
 
 use super::Service;
 
@@ -63,7 +57,7 @@ impl Service {
         }
         if let Some(id) = &filter.session_id {
             caller.require(Permission::SessionIds)?;
-            let found = self.store().session_by_id(id).await?;
+            let found = self.stores().sessions.session_by_id(id).await?;
             if !found.is_some_and(|session| session.tenant == caller.tenant) {
                 return Err(Error::SessionNotFound);
             }
@@ -73,7 +67,7 @@ impl Service {
         // between is missed.
         let live = self.inner.events.subscribe();
         let last = match from {
-            WatchFrom::Now => self.store().last_event_sequence().await?,
+            WatchFrom::Now => self.stores().events.last_event_sequence().await?,
             WatchFrom::After(0) => 0,
             WatchFrom::After(sequence) => self.resumable(sequence).await?,
         };
@@ -92,17 +86,17 @@ impl Service {
     /// cursor beyond the latest event, or one whose next event was purged
     /// (`--event-retention`), is out of range rather than silently empty.
     async fn resumable(&self, after: u64) -> Result<u64, Error> {
-        let latest = self.store().last_event_sequence().await?;
+        let latest = self.stores().events.last_event_sequence().await?;
         let next = match after.cmp(&latest) {
             std::cmp::Ordering::Equal => return Ok(after),
             std::cmp::Ordering::Greater => None,
-            std::cmp::Ordering::Less => self.store().events_after(after, 1).await?.first().map(|e| e.sequence),
+            std::cmp::Ordering::Less => self.stores().events.events_after(after, 1).await?.first().map(|e| e.sequence),
         };
         if next == Some(after + 1) {
             return Ok(after);
         }
         // Purges remove the oldest events: what is kept runs from the first.
-        let oldest = self.store().events_after(0, 1).await?.first().map_or(latest + 1, |e| e.sequence);
+        let oldest = self.stores().events.events_after(0, 1).await?.first().map_or(latest + 1, |e| e.sequence);
         Err(Error::CursorOutOfRange { expired: after < latest, oldest, latest })
     }
 
@@ -118,9 +112,9 @@ impl Service {
             // Catch up from the store on the events recorded up to now,
             // the store matching the filter; later ones come live, or by
             // the next catch-up.
-            let upto = self.store().last_event_sequence().await?;
+            let upto = self.stores().events.last_event_sequence().await?;
             loop {
-                let events = self.store().matching_events(&filter, last, upto, CATCH_UP_BATCH).await?;
+                let events = self.stores().events.matching_events(&filter, last, upto, CATCH_UP_BATCH).await?;
                 let count = events.len();
                 for event in events {
                     last = event.sequence;
@@ -157,144 +151,31 @@ impl Service {
 }
 
 impl Service {
-    /// Publishes events other processes record, as their notifications
-    /// arrive, until sessiond shuts down. Does nothing for a store only
-    /// this process writes.
+    /// Publishes events other processes record, and wakes log followers
+    /// when they make entries readable, as the store's change feed
+    /// announces them, until sessiond shuts down. Does nothing for a store
+    /// only this process writes.
     pub async fn run_event_feed(self) {
-        use tokio::sync::broadcast::error::RecvError;
-        let Some(mut notifications) = self.store().notifications() else { return };
-        let own = &self.inner.own_events;
-        own.follow();
+        let Some(mut changes) = self.stores().changes() else { return };
         let mut stopping = self.stopping();
-        let mut last = self.store().last_event_sequence().await.unwrap_or(0);
         loop {
-            let notification = tokio::select! {
-                notification = notifications.recv() => notification,
+            let change = tokio::select! {
+                change = changes.next() => change,
                 _ = stopping.wait_for(|stop| *stop) => return,
             };
-            match notification {
-                Ok(Notification::EventsRecorded(sequence)) if sequence <= last => {}
-                Ok(Notification::EventsRecorded(sequence)) if own.cover(&mut last, sequence) => {}
-                Ok(Notification::EventsRecorded(_)) => self.catch_up_events(&mut last).await,
-                Ok(Notification::Resync) | Err(RecvError::Lagged(_)) => {
-                    // Announcements of readable logs may have been missed
-                    // too: followers read again.
-                    self.inner.logs_readable.send_modify(|_| {});
-                    self.catch_up_events(&mut last).await;
+            match change {
+                Some(Change::Event(event)) => {
+                    crate::telemetry::metrics::event_delivered(self.now().since(event.event.at));
+                    self.relay(event);
                 }
-                Ok(Notification::LogsReadable(position)) => {
+                Some(Change::LogsReadable(position)) => {
                     self.inner.logs_readable.send_modify(|announced| *announced = (*announced).max(position));
                 }
-                Ok(Notification::Invalidate(_) | Notification::Lost | Notification::FreshUntil(_)) => {}
-                Err(RecvError::Closed) => return,
+                // Announcements of readable logs may have been missed:
+                // followers read again.
+                Some(Change::Resync) => self.inner.logs_readable.send_modify(|_| {}),
+                None => return,
             }
         }
-    }
-
-    /// Publishes the events recorded after `last`, moving it on; a failure
-    /// is logged, and the next notification tries again.
-    async fn catch_up_events(&self, last: &mut u64) {
-        match self.publish_after(*last).await {
-            Ok(published) => *last = published,
-            Err(err) => {
-                const LINE: &str = "cannot read events recorded by other replicas";
-                let kind = throttle::error_kind(&err);
-                let cause = Cause::new(tracing::Level::WARN, LINE, kind);
-                if let Some(Admitted { repeated }) = throttle::admit(cause) {
-                    tracing::warn!(error = %err, cause = kind, repeated, "{LINE}");
-                }
-            }
-        }
-    }
-
-    /// Publishes recorded events after `last`; answers the last published.
-    async fn publish_after(&self, mut last: u64) -> Result<u64, Error> {
-        loop {
-            let events = self.store().events_after(last, CATCH_UP_BATCH).await?;
-            let count = events.len();
-            let now = self.now();
-            for event in events {
-                last = event.sequence;
-                crate::telemetry::metrics::event_delivered(now.since(event.event.at));
-                self.relay(event);
-            }
-            if count < CATCH_UP_BATCH {
-                return Ok(last);
-            }
-        }
-    }
-}
-
-/// The sequence numbers of events this process recorded and published
-/// itself that the event feed has not reached yet. Kept only while the feed
-/// runs; it lets the feed step over them instead of reading them back.
-#[derive(Debug, Default)]
-pub(super) struct OwnEvents {
-    following: AtomicBool,
-    ahead: Mutex<BTreeSet<u64>>,
-}
-
-/// Own events remembered at most: past this, the feed reads them back.
-const MAX_OWN_AHEAD: usize = 65_536;
-
-impl OwnEvents {
-    fn follow(&self) {
-        self.following.store(true, Ordering::Relaxed);
-    }
-
-    /// Remembers an event this process published.
-    pub(super) fn published(&self, sequence: u64) {
-        if !self.following.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        if ahead.len() >= MAX_OWN_AHEAD {
-            ahead.clear();
-        }
-        ahead.insert(sequence);
-    }
-
-    /// Moves `last` past the own events that follow it; answers whether
-    /// that reached `sequence`, so that nothing up to it is left to read.
-    fn cover(&self, last: &mut u64, sequence: u64) -> bool {
-        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(first) = ahead.pop_first() {
-            if first > *last + 1 {
-                ahead.insert(first);
-                break;
-            }
-            *last = (*last).max(first);
-        }
-        *last >= sequence
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::OwnEvents;
-
-    #[test]
-    fn the_feed_steps_over_own_events_up_to_the_first_gap() {
-        let own = OwnEvents::default();
-        own.published(1);
-        let mut last = 0;
-        assert!(!own.cover(&mut last, 1), "nothing is remembered before the feed follows");
-
-        own.follow();
-        for sequence in [3, 4, 6, 2] {
-            own.published(sequence);
-        }
-        let mut last = 1;
-        assert!(own.cover(&mut last, 4), "2, 3 and 4 are own events");
-        assert_eq!(last, 4);
-        assert!(!own.cover(&mut last, 6), "5 is another replica's: it must be read");
-        assert_eq!(last, 4);
-
-        // The feed read 5 and 6 from the store; 6 is forgotten on the way.
-        let mut last = 6;
-        own.published(7);
-        assert!(own.cover(&mut last, 7));
-        assert_eq!(last, 7);
-        assert!(own.ahead.lock().unwrap().is_empty());
     }
 }

@@ -1,12 +1,16 @@
-//! [`CachedStore`]: a moka cache in front of any [`Store`].
+//! [`CachedRecords`]: a moka cache in front of any [`SessionRecords`].
 //!
 //! Sessions are cached by id. A token index maps token hashes to the ids of
 //! cached sessions (a token never changes owner, so a mapping is never
 //! wrong, only missing): the cache's eviction listener drops a session's
 //! mapping with its entry, and a record found through the index is checked
 //! against the token's full hash. Every write that changes a session record
-//! invalidates its entry. Writes that do not touch the record (storage,
-//! logs) pass through.
+//! invalidates its entry, but for activity: an activity write moves the
+//! cached record's last activity forward in place (see `record`), and other
+//! processes' activity writes are not announced at all, so a cached last
+//! activity may be older than the stored one; the service reads through
+//! before it ends a session as idle. Storage, logs and events are other aggregates: the
+//! cache never sees them.
 //!
 //! A read that misses races with writes: it may fetch a record just before
 //! a write commits and insert it just after the write invalidated the entry.
@@ -14,8 +18,8 @@
 //! keeps what it inserted only if no write happened while it was reading or
 //! inserting.
 //!
-//! When the inner store is shared with other processes, their writes arrive
-//! as [`Notification`]s and invalidate here too. While they cannot be
+//! When the store is shared with other processes, their writes arrive as
+//! [`Notification`]s and invalidate here too. While they cannot be
 //! followed (`Lost`, e.g. Postgres is unreachable) nothing is answered from
 //! memory — a revocation made elsewhere must not be missed — and a
 //! `Resync` starts again from an empty cache. A stream of notifications
@@ -42,20 +46,16 @@ mod record;
 use record::Packed;
 
 use super::{
-    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
-    StoreResult,
+    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, SessionFilter, SessionRecords, StoreResult,
 };
 use crate::clock::UnixMillis;
-use crate::domain::{
-    Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
-    SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
-};
+use crate::domain::{EncodedStorage, Event, Grants, NewEvent, Session, SessionEnd, SessionId, TenantId, TokenHash};
 use crate::shards::{Shard, Shards};
 
-/// A [`Store`] decorator caching session records in memory.
+/// A [`SessionRecords`] decorator caching them in memory.
 #[derive(Debug)]
-pub struct CachedStore {
-    inner: Box<dyn Store>,
+pub struct CachedRecords {
+    inner: Arc<dyn SessionRecords>,
     entries: Arc<Entries>,
     /// Applies other processes' invalidations; stops with the cache.
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -134,6 +134,15 @@ impl Entries {
     fn invalidate(&self, id: &SessionId) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.sessions.invalidate(id);
+    }
+
+    /// Moves a cached record's last activity forward to `at`, written to
+    /// the store: activity is no change a reader must re-read the record
+    /// for (the service judges expiry on activity it reads through).
+    fn active_at(&self, id: &SessionId, at: UnixMillis) {
+        if let Some(record) = self.sessions.get(id) {
+            record.active_at(at);
+        }
     }
 
     fn hit(&self) {
@@ -229,14 +238,18 @@ impl TokenIndex {
     }
 }
 
-impl CachedStore {
-    /// Caches at most `capacity` sessions. For a shared inner store, starts
-    /// listening to its notifications (which needs a tokio runtime).
-    pub fn new(inner: impl Store, capacity: u64) -> Self {
-        let notifications = inner.notifications();
+impl CachedRecords {
+    /// Caches at most `capacity` sessions of `inner`. For a shared store,
+    /// whose `notifications` announce other processes' changes, starts
+    /// following them (which needs a tokio runtime).
+    pub fn new(
+        inner: Arc<dyn SessionRecords>,
+        notifications: Option<tokio::sync::broadcast::Receiver<Notification>>,
+        capacity: u64,
+    ) -> Self {
         let entries = Arc::new(Entries::for_store(capacity, notifications.is_some()));
         let listener = notifications.map(|notifications| tokio::spawn(follow(notifications, entries.clone())));
-        Self { inner: Box::new(inner), entries, listener }
+        Self { inner, entries, listener }
     }
 
     /// Drops every entry, e.g. when invalidations may have been missed.
@@ -249,7 +262,7 @@ impl CachedStore {
     }
 }
 
-impl Drop for CachedStore {
+impl Drop for CachedRecords {
     fn drop(&mut self) {
         if let Some(listener) = &self.listener {
             listener.abort();
@@ -286,23 +299,19 @@ async fn follow(mut notifications: tokio::sync::broadcast::Receiver<Notification
 }
 
 #[async_trait]
-impl Store for CachedStore {
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+impl SessionRecords for CachedRecords {
+    async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event> {
         self.inner.create_session(session, storage, event).await
     }
 
     async fn create_session_once(
         &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest,
     ) -> StoreResult<Once<Event>> {
         self.inner.create_session_once(session, storage, event, request).await
-    }
-
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
-        self.inner.request_record(key, since).await
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
@@ -349,10 +358,19 @@ impl Store for CachedStore {
         self.inner.session_by_id(id).await
     }
 
+    async fn stored_session(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        crate::telemetry::metrics::cache_lookup(false);
+        let found = self.inner.session_by_id(id).await?;
+        if let Some(session) = &found {
+            self.entries.active_at(id, session.last_active_at);
+        }
+        Ok(found)
+    }
+
     async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
-        let result = self.inner.record_activity(id, at).await;
-        self.invalidate(id);
-        result
+        self.inner.record_activity(id, at).await?;
+        self.entries.active_at(id, at);
+        Ok(())
     }
 
     async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
@@ -361,20 +379,21 @@ impl Store for CachedStore {
         result
     }
 
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+    async fn end_sessions(&self, endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+        let ids: Vec<SessionId> = endings.iter().map(|ending| ending.id.clone()).collect();
         let result = self.inner.end_sessions(endings).await;
-        for ending in endings {
-            self.invalidate(&ending.id);
+        for id in &ids {
+            self.invalidate(id);
         }
         result
     }
 
     async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
-        let result = self.inner.record_activities(activity).await;
-        for (id, _) in activity {
-            self.invalidate(id);
+        self.inner.record_activities(activity).await?;
+        for (id, at) in activity {
+            self.entries.active_at(id, *at);
         }
-        result
+        Ok(())
     }
 
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
@@ -397,63 +416,6 @@ impl Store for CachedStore {
         result
     }
 
-    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
-        self.inner.storage(id).await
-    }
-
-    async fn replace_storage(
-        &self,
-        id: &SessionId,
-        expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
-    ) -> StoreResult<(u64, Event)> {
-        self.inner.replace_storage(id, expected_version, values, event).await
-    }
-
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        self.inner.append_logs(id, entries).await
-    }
-
-    async fn append_logs_once(
-        &self,
-        id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
-    ) -> StoreResult<Once<()>> {
-        self.inner.append_logs_once(id, entries, request).await
-    }
-
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
-        self.inner.query_logs(query).await
-    }
-
-    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
-        self.inner.log_cursor_now().await
-    }
-
-    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
-        self.inner.log_level_reached(id, level).await
-    }
-
-    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
-        self.inner.events_after(after, limit).await
-    }
-
-    async fn matching_events(
-        &self,
-        filter: &EventFilter,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<Event>> {
-        self.inner.matching_events(filter, after, upto, limit).await
-    }
-
-    async fn last_event_sequence(&self) -> StoreResult<u64> {
-        self.inner.last_event_sequence().await
-    }
-
     async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
         self.inner.count_open_sessions().await
     }
@@ -474,24 +436,12 @@ impl Store for CachedStore {
         }
         Ok(purged)
     }
-
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
-
-    fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
-        self.inner.notifications()
-    }
-
-    fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.inner.availability()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EndReason, SessionKind};
+    use crate::domain::{EndReason, SessionKind, StorageMap};
     use crate::store::conformance::{T0, create, ending, session};
     use crate::store::sqlite::SqliteStore;
 
@@ -506,13 +456,13 @@ mod tests {
     }
 
     /// A cache over a fresh SQLite store, with `sessions` created in it.
-    async fn cached(sessions: &[&Session]) -> (tempfile::TempDir, CachedStore) {
+    async fn cached(sessions: &[&Session]) -> (tempfile::TempDir, CachedRecords) {
         let dir = tempfile::tempdir().expect("a temporary directory can be created");
         let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens");
         for session in sessions {
             create(&store, session, &StorageMap::new()).await;
         }
-        (dir, CachedStore::new(store, 1_000))
+        (dir, CachedRecords::new(Arc::new(store), None, 1_000))
     }
 
     #[tokio::test]
@@ -539,6 +489,24 @@ mod tests {
         let by_token = cache.session_by_token(&alice.token_hash).await.expect("readable").expect("found");
         assert_eq!(by_token.end, Some(end.clone()));
         assert_eq!(cache.session_by_id(&alice.id).await.expect("readable").expect("found").end, Some(end));
+    }
+
+    #[tokio::test]
+    async fn an_activity_write_moves_the_cached_activity_on_without_dropping_the_record() {
+        let alice = web_user();
+        let (_dir, cache) = cached(&[&alice]).await;
+        cache.session_by_id(&alice.id).await.expect("readable");
+
+        let later = UnixMillis(T0.0 + 5);
+        cache.record_activities(&[(alice.id.clone(), later)]).await.expect("written");
+        // Behind the cache's back: only a record still cached shows no end.
+        let (end, event) = ending(&alice, EndReason::Closed, T0, false);
+        cache.inner.end_session(&alice.id, &end, &event).await.expect("ended");
+        let cached = cache.session_by_token(&alice.token_hash).await.expect("readable").expect("found");
+        assert_eq!((cached.end, cached.last_active_at), (None, later));
+
+        let stored = cache.stored_session(&alice.id).await.expect("readable").expect("found");
+        assert_eq!(stored.end, Some(end), "a stored read is never answered from memory");
     }
 
     #[test]

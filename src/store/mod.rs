@@ -1,9 +1,22 @@
 //! The store: where sessions, their grants, storage, logs and events live.
 //!
-//! [`Store`] is the one seam between the domain service and persistence.
-//! Implementations: [`sqlite::SqliteStore`] (embedded, the default) and the
-//! [`cache::CachedStore`] decorator that fronts any store with moka. Every
-//! implementation passes the same `conformance` suite.
+//! One trait per aggregate is the seam between the domain service and
+//! persistence: [`SessionRecords`], [`SessionStorage`], [`SessionLogs`],
+//! [`EventLog`], and [`Coordination`] for what belongs to none of them. The
+//! service holds them as [`Stores`], one handle each, so a decorator wraps
+//! only what it serves: [`cache::CachedRecords`] caches session records
+//! with moka, and [`crate::telemetry::store::Metered`] times every
+//! operation of any of them. Implementations of them all ([`Store`]):
+//! [`sqlite::SqliteStore`] (embedded, the default) and
+//! [`postgres::PgStore`]. Every implementation and decorator passes the same
+//! `conformance` suite.
+//!
+//! Sharing a store with other processes is this layer's business too: the
+//! cache follows their invalidations, [`feed::ChangeFeed`] turns their
+//! notifications into the events they recorded (stepping over this
+//! process's own), and [`UnseenActivity`] says how much newer than the
+//! stored value their unwritten activity may be. The service never asks
+//! whether the store is shared.
 //!
 //! Contract shared by all implementations:
 //! - a method answers only after its change is durable (committed);
@@ -19,17 +32,19 @@
 //!   ([`Once::Replayed`]), across every process sharing the store.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestDigest,
-    RequestKey, Session, SessionEnd, SessionId, SessionKind, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EncodedStorage, EndReason, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent,
+    RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind, TenantId, TokenHash, VersionedStorage,
 };
 
 pub mod cache;
 pub mod conformance;
+pub mod feed;
 pub mod log_sql;
 pub mod messages;
 pub mod postgres;
@@ -104,7 +119,7 @@ pub enum EndOutcome {
     AlreadyEnded(SessionEnd),
 }
 
-/// One session to end, as [`Store::end_sessions`] takes it.
+/// One session to end, as [`SessionRecords::end_sessions`] takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending {
     pub id: SessionId,
@@ -181,25 +196,26 @@ pub enum Once<T> {
     Replayed(RequestRecord),
 }
 
+/// Session records: a session's identity, grants, activity and end, with
+/// the events their changes record, the per-tenant counts kept with them,
+/// and the purge that removes ended ones (with their storage and logs).
+/// The only aggregate the session cache decorates.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug + 'static {
+pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
     /// Records a new open session, its initial storage (version 1 when not
     /// empty, else 0) and its `created` event.
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event>;
+    async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event>;
 
-    /// [`Store::create_session`] guarded by `request`: stores the record in
+    /// [`SessionRecords::create_session`] guarded by `request`: stores the record in
     /// the same transaction, or answers the live record already stored
     /// under its key and creates nothing.
     async fn create_session_once(
         &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest,
     ) -> StoreResult<Once<Event>>;
-
-    /// The idempotency record stored under `key` at or after `since`.
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>>;
 
     /// Finds a session, open or ended, by the hash of its token.
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>>;
@@ -207,7 +223,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Finds a session, open or ended, by id.
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;
 
-    /// [`Store::session_by_token`], answered in a state that reflects every
+    /// [`SessionRecords::session_by_token`], answered in a state that reflects every
     /// change up to event `sequence` (a read-your-writes floor). A store
     /// read straight from its database always does; a cache that may lag
     /// behind other processes reads through when it has not caught up.
@@ -216,28 +232,38 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         self.session_by_token(hash).await
     }
 
-    /// [`Store::session_by_id`] with the same floor.
+    /// [`SessionRecords::session_by_id`] with the same floor.
     async fn session_by_id_after(&self, id: &SessionId, sequence: u64) -> StoreResult<Option<Session>> {
         let _ = sequence;
         self.session_by_id(id).await
     }
 
+    /// [`SessionRecords::session_by_id`] as stored now, never answered
+    /// from memory: activity is no change a cache is told of (see
+    /// [`SessionRecords::record_activity`]), so this is what to read before
+    /// acting on a session's last activity.
+    async fn stored_session(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        self.session_by_id(id).await
+    }
+
     /// Moves an open session's `last_active_at` forward to `at` (never
-    /// back). No event. Ended or unknown sessions are left alone.
+    /// back). No event, and no notification to other processes: they read
+    /// activity from the store when they need it. Ended or unknown sessions
+    /// are left alone.
     async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()>;
 
     /// Ends an open session with `end` and records `event`. When
     /// `end.log_id` is `None` the session's log entries are deleted.
     async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome>;
 
-    /// Ends many open sessions, each as [`Store::end_session`] would, in a
+    /// Ends many open sessions, each as [`SessionRecords::end_session`] would, in a
     /// few transactions (one per writer) rather than one per session.
     /// Answers, in the order given, the outcome of every session found
     /// (unknown ids are left out). Of two processes ending the same session
     /// at once, exactly one records its event.
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+    async fn end_sessions(&self, endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
         let mut outcomes = Vec::with_capacity(endings.len());
-        for ending in endings {
+        for ending in &endings {
             match self.end_session(&ending.id, &ending.end, &ending.event).await {
                 Ok(outcome) => outcomes.push((ending.id.clone(), outcome)),
                 Err(StoreError::NotFound) => {}
@@ -247,7 +273,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Ok(outcomes)
     }
 
-    /// [`Store::record_activity`] for many sessions, in a few transactions
+    /// [`SessionRecords::record_activity`] for many sessions, in a few transactions
     /// (one per writer).
     async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
         for (id, at) in activity {
@@ -273,66 +299,6 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         event: &NewEvent,
     ) -> StoreResult<(u64, Event)>;
 
-    /// A session's storage and its version (also of an ended session: the
-    /// service refuses calls on those before reading).
-    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage>;
-
-    /// Replaces an open session's storage if it is still at
-    /// `expected_version`; answers the new version.
-    async fn replace_storage(
-        &self,
-        id: &SessionId,
-        expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
-    ) -> StoreResult<(u64, Event)>;
-
-    /// Appends entries to an open session's log, numbering them on.
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()>;
-
-    /// [`Store::append_logs`] guarded by `request`, as
-    /// [`Store::create_session_once`].
-    async fn append_logs_once(
-        &self,
-        id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
-    ) -> StoreResult<Once<()>>;
-
-    /// Readable entries (of kept logs, and logged continuously) matching
-    /// `query`, after its cursor, in the order they became readable (see
-    /// [`crate::domain::LogCursor`]), with the store's horizon.
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage>;
-
-    /// A cursor after every entry readable now: where a follow "from now
-    /// on" starts. Entries whose write is still running may come after it.
-    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
-        let beyond = LogQuery { after: LogCursor { position: i64::MAX, entry_id: 0 }, limit: 1, ..LogQuery::default() };
-        Ok(LogCursor::below(self.query_logs(&beyond).await?.horizon))
-    }
-
-    /// Whether a session's log holds an entry at or above `level`: what
-    /// decides whether a policy's `keep_level` keeps it.
-    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool>;
-
-    /// Events with a sequence above `after`, in order, at most `limit`.
-    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>>;
-
-    /// Events matching `filter` with a sequence above `after` and at most
-    /// `upto`, in order, at most `limit`: what a watcher catches up on,
-    /// filtered by the store on an index that serves the filter (its
-    /// tenant; its session or user) rather than read whole.
-    async fn matching_events(
-        &self,
-        filter: &EventFilter,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<Event>>;
-
-    /// The sequence number of the last recorded event (0 when none).
-    async fn last_event_sequence(&self) -> StoreResult<u64>;
-
     /// Open sessions across tenants, counted by kind (its stored name,
     /// `web_user`); kinds without one are left out.
     async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>>;
@@ -352,11 +318,94 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         events_before: UnixMillis,
         requests_before: UnixMillis,
     ) -> StoreResult<Purged>;
+}
 
-    /// Whether other processes may write to this store too. Then activity
-    /// seen only by another process may be newer than the stored one.
-    fn is_shared(&self) -> bool {
-        false
+/// A session's storage: one versioned JSON map per session.
+#[async_trait]
+pub trait SessionStorage: Send + Sync + fmt::Debug + 'static {
+    /// A session's storage and its version (also of an ended session: the
+    /// service refuses calls on those before reading).
+    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage>;
+
+    /// Replaces an open session's storage if it is still at
+    /// `expected_version`; answers the new version.
+    async fn replace_storage(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        values: EncodedStorage,
+        event: NewEvent,
+    ) -> StoreResult<(u64, Event)>;
+}
+
+/// Session logs: entries appended to a session and queried across
+/// sessions.
+#[async_trait]
+pub trait SessionLogs: Send + Sync + fmt::Debug + 'static {
+    /// Appends entries to an open session's log, numbering them on.
+    async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()>;
+
+    /// [`SessionLogs::append_logs`] guarded by `request`, as
+    /// [`SessionRecords::create_session_once`].
+    async fn append_logs_once(
+        &self,
+        id: &SessionId,
+        entries: Vec<LogEntry>,
+        request: NewRequest,
+    ) -> StoreResult<Once<()>>;
+
+    /// Readable entries (of kept logs, and logged continuously) matching
+    /// `query`, after its cursor, in the order they became readable (see
+    /// [`crate::domain::LogCursor`]), with the store's horizon.
+    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage>;
+
+    /// A cursor after every entry readable now: where a follow "from now
+    /// on" starts. Entries whose write is still running may come after it.
+    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
+        let beyond = LogQuery { after: LogCursor { position: i64::MAX, entry_id: 0 }, limit: 1, ..LogQuery::default() };
+        Ok(LogCursor::below(self.query_logs(&beyond).await?.horizon))
+    }
+
+    /// Whether a session's log holds an entry at or above `level`: what
+    /// decides whether a policy's `keep_level` keeps it.
+    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool>;
+}
+
+/// The event log WatchSessions reads: every recorded change, numbered.
+#[async_trait]
+pub trait EventLog: Send + Sync + fmt::Debug + 'static {
+    /// Events with a sequence above `after`, in order, at most `limit`.
+    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>>;
+
+    /// Events matching `filter` with a sequence above `after` and at most
+    /// `upto`, in order, at most `limit`: what a watcher catches up on,
+    /// filtered by the store on an index that serves the filter (its
+    /// tenant; its session or user) rather than read whole.
+    async fn matching_events(
+        &self,
+        filter: &EventFilter,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>>;
+
+    /// The sequence number of the last recorded event (0 when none).
+    async fn last_event_sequence(&self) -> StoreResult<u64>;
+}
+
+/// What belongs to no one aggregate: idempotency records (a keyed write
+/// stores its own, see [`NewRequest`]), whether the store can commit now,
+/// and the changes other processes sharing it make.
+#[async_trait]
+pub trait Coordination: Send + Sync + fmt::Debug + 'static {
+    /// The idempotency record stored under `key` at or after `since`.
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>>;
+
+    /// How much newer than the stored value a session's activity may be
+    /// without this process seeing it: activity other processes sharing the
+    /// store have seen but not written yet.
+    fn unseen_activity(&self) -> UnseenActivity {
+        UnseenActivity::None
     }
 
     /// A new subscription to changes other processes make, for stores that
@@ -369,5 +418,130 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// that watch it (`true`: it can); `None` when it is not watched.
     fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         None
+    }
+}
+
+/// Activity a process cannot see, as the store's sharing decides it (see
+/// [`Coordination::unseen_activity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnseenActivity {
+    /// Only this process writes the store: every activity is seen.
+    None,
+    /// Other processes write it too, each writing a session's activity at
+    /// most one write interval after the stored value (a call that finds
+    /// the stored value that old has it written at once, a commit's time
+    /// later): unseen activity is at most that much newer.
+    UpToWriteInterval,
+}
+
+impl UnseenActivity {
+    /// The latest activity to judge a session's expiry by at `now`: what
+    /// this process `known`s, or the latest other processes may have seen
+    /// given the `stored` value and the session's write `interval`, so that
+    /// a session never ends early (and, shared, at most one write interval
+    /// late).
+    pub fn latest(
+        self,
+        known: UnixMillis,
+        stored: UnixMillis,
+        interval: std::time::Duration,
+        now: UnixMillis,
+    ) -> UnixMillis {
+        match self {
+            UnseenActivity::None => known,
+            UnseenActivity::UpToWriteInterval => known.max((stored + interval).min(now)),
+        }
+    }
+}
+
+/// Every aggregate at once: what a database-backed store implements, and
+/// what [`Stores::of`] splits into its aggregates.
+pub trait Store: SessionRecords + SessionStorage + SessionLogs + EventLog + Coordination {}
+
+impl<S: SessionRecords + SessionStorage + SessionLogs + EventLog + Coordination> Store for S {}
+
+/// The store as the service holds it: one handle per aggregate, each
+/// perhaps decorated on its own (metering all, the cache session records
+/// only). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub sessions: Arc<dyn SessionRecords>,
+    pub storage: Arc<dyn SessionStorage>,
+    pub logs: Arc<dyn SessionLogs>,
+    pub events: Arc<dyn EventLog>,
+    pub coordination: Arc<dyn Coordination>,
+    /// Events this process recorded, for its change feed to step over.
+    own_events: Arc<feed::OwnEvents>,
+}
+
+impl Stores {
+    /// Every aggregate served by one `store`.
+    pub fn of(store: impl Store) -> Self {
+        let store = Arc::new(store);
+        Self {
+            sessions: store.clone(),
+            storage: store.clone(),
+            logs: store.clone(),
+            events: store.clone(),
+            coordination: store,
+            own_events: Arc::default(),
+        }
+    }
+
+    /// Notes an event this process recorded (and published to its own
+    /// watchers): its change feed steps over it rather than reading it back.
+    pub fn recorded(&self, sequence: u64) {
+        self.own_events.recorded(sequence);
+    }
+
+    /// The changes other processes sharing the store make, from now on;
+    /// `None` for a store only this process writes. One feed per process:
+    /// feeds share the record of its own events, stepping over each once.
+    pub fn changes(&self) -> Option<feed::ChangeFeed> {
+        let notifications = self.coordination.notifications()?;
+        Some(feed::ChangeFeed::new(notifications, self.events.clone(), self.own_events.clone()))
+    }
+
+    /// These stores with every operation timed (see
+    /// [`crate::telemetry::store::Metered`]), as a store of the database
+    /// `system` (`sqlite`, `postgresql`).
+    pub fn metered(self, system: &'static str) -> Self {
+        use crate::telemetry::store::Metered;
+        Self {
+            sessions: Arc::new(Metered::new(self.sessions, system)),
+            storage: Arc::new(Metered::new(self.storage, system)),
+            logs: Arc::new(Metered::new(self.logs, system)),
+            events: Arc::new(Metered::new(self.events, system)),
+            coordination: Arc::new(Metered::new(self.coordination, system)),
+            own_events: self.own_events,
+        }
+    }
+
+    /// These stores with session records cached, at most `capacity` of
+    /// them (see [`cache::CachedRecords`]). Needs a tokio runtime when the
+    /// store is shared.
+    pub fn cached(self, capacity: u64) -> Self {
+        let notifications = self.coordination.notifications();
+        Self { sessions: Arc::new(cache::CachedRecords::new(self.sessions, notifications, capacity)), ..self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::UnseenActivity;
+    use crate::clock::UnixMillis;
+
+    #[test]
+    fn shared_activity_is_assumed_up_to_one_write_interval_newer_than_stored_but_never_in_the_future() {
+        let (stored, interval) = (UnixMillis(1_000), Duration::from_millis(100));
+        let latest = |unseen: UnseenActivity, known: i64, now: i64| {
+            unseen.latest(UnixMillis(known), stored, interval, UnixMillis(now)).0
+        };
+        assert_eq!(latest(UnseenActivity::None, 1_000, 5_000), 1_000);
+        assert_eq!(latest(UnseenActivity::UpToWriteInterval, 1_000, 5_000), 1_100);
+        assert_eq!(latest(UnseenActivity::UpToWriteInterval, 1_000, 1_050), 1_050, "not past now");
+        assert_eq!(latest(UnseenActivity::UpToWriteInterval, 1_200, 5_000), 1_200, "what is known wins");
     }
 }

@@ -2,7 +2,7 @@
 //! several sessiond replicas may share.
 //!
 //! - this file: [`PgSettings`], [`PgStore`] (its connection pool, its reads
-//!   and the [`Store`] methods) and how Postgres failures become
+//!   and its implementations of the store traits) and how Postgres failures become
 //!   [`StoreError`]s;
 //! - `writer`: group commit — the writer tasks and their batches;
 //! - `bulk`: the writes a batch applies in multi-row statements (creates
@@ -60,13 +60,13 @@ use tokio_postgres::types::ToSql;
 
 use super::log_sql::{self, Param};
 use super::{
-    BoxError, EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
-    StoreError, StoreResult,
+    BoxError, Coordination, EndOutcome, Ending, EventLog, NewRequest, Once, PageRequest, Purged, RequestRecord,
+    SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent, RequestKey,
-    Session, SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EncodedStorage, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, LogRecord, NewEvent,
+    RequestKey, Session, SessionEnd, SessionId, TenantId, TokenHash, VersionedStorage,
 };
 use crate::secret::Secret;
 
@@ -559,15 +559,15 @@ fn sql_int(n: impl TryInto<i64>) -> i64 {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl SessionRecords for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+    async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event> {
         let write = Write::Create {
-            session: Box::new(session.clone()),
             grants: to_json(&session.grants, "grants")?,
-            storage: to_json(storage, "storage")?,
+            session: Box::new(session),
             storage_version: i64::from(!storage.is_empty()),
-            event: event.clone(),
+            storage: storage.into_json(),
+            event,
             request: None,
         };
         self.writers.submit(write).await?.event()
@@ -576,26 +576,20 @@ impl Store for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
     async fn create_session_once(
         &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest,
     ) -> StoreResult<Once<Event>> {
         let write = Write::Create {
-            session: Box::new(session.clone()),
             grants: to_json(&session.grants, "grants")?,
-            storage: to_json(storage, "storage")?,
+            session: Box::new(session),
             storage_version: i64::from(!storage.is_empty()),
-            event: event.clone(),
-            request: Some(Box::new(request.clone())),
+            storage: storage.into_json(),
+            event,
+            request: Some(Box::new(request)),
         };
         once(self.writers.submit(write).await?, Committed::event)
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
-        let rows = self.query(writes::SELECT_REQUEST, &[&key.0.as_slice(), &since.0]).await?;
-        rows.first().map(writes::request_from_row).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -627,16 +621,17 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(sessions = endings.len()))]
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
+    async fn end_sessions(&self, endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
         // One write per writer, each holding the sessions that writer
         // serves, so that each session's writes still commit in order.
+        let order: Vec<SessionId> = endings.iter().map(|ending| ending.id.clone()).collect();
         let mut split: Vec<Vec<Ending>> = vec![Vec::new(); WRITERS];
         for ending in endings {
-            split[writes::writer_of(&ending.id, WRITERS)].push(ending.clone());
+            split[writes::writer_of(&ending.id, WRITERS)].push(ending);
         }
         let writes = split.into_iter().filter(|part| !part.is_empty()).map(|endings| Write::Ends { endings });
         let committed = self.writers.submit_all(writes.collect()).await?;
-        let mut answered = std::collections::HashMap::with_capacity(endings.len());
+        let mut answered = std::collections::HashMap::with_capacity(order.len());
         for Committed { events, outcome } in committed {
             let Outcome::Ends(outcomes) = outcome else { return Err(internal("a write of ends answered no outcomes")) };
             let mut events = events.into_iter();
@@ -648,7 +643,7 @@ impl Store for PgStore {
                 answered.insert(id, outcome);
             }
         }
-        Ok(endings.iter().filter_map(|e| Some((e.id.clone(), answered.remove(&e.id)?))).collect())
+        Ok(order.into_iter().filter_map(|id| answered.remove(&id).map(|outcome| (id, outcome))).collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(sessions = activity.len()))]
@@ -691,6 +686,33 @@ impl Store for PgStore {
         self.writers.submit(write).await?.versioned()
     }
 
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        let sql = "SELECT kind, count(*) AS open FROM sessions WHERE ended_at IS NULL GROUP BY kind ORDER BY kind";
+        let rows = self.query(sql, &[]).await?;
+        rows.iter().map(|row| Ok((row.try_get::<_, String>("kind")?, rows::unsigned(row, "open")?))).collect()
+    }
+
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let rows = self.query("SELECT open FROM tenant_sessions WHERE tenant = $1", &[&tenant.as_str()]).await?;
+        rows.first().map_or(Ok(0), |row| rows::unsigned(row, "open"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged> {
+        let purge = Write::Purge { ended_before, events_before, requests_before };
+        let purged = self.writers.submit(purge).await?.purged()?;
+        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the postgres store");
+        Ok(purged)
+    }
+}
+
+#[async_trait]
+impl SessionStorage for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
     async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
         let rows = self.query("SELECT storage, storage_version FROM sessions WHERE id = $1", &[&id.as_str()]).await?;
@@ -706,21 +728,19 @@ impl Store for PgStore {
         &self,
         id: &SessionId,
         expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
+        values: EncodedStorage,
+        event: NewEvent,
     ) -> StoreResult<(u64, Event)> {
-        let write = Write::Storage {
-            id: id.clone(),
-            expected_version,
-            values: to_json(values, "storage")?,
-            event: event.clone(),
-        };
+        let write = Write::Storage { id: id.clone(), expected_version, values: values.into_json(), event };
         self.writers.submit(write).await?.versioned()
     }
+}
 
+#[async_trait]
+impl SessionLogs for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        let write = Write::Logs { id: id.clone(), entries: entries.to_vec(), request: None, max: self.max_log_entries };
+    async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()> {
+        let write = Write::Logs { id: id.clone(), entries, request: None, max: self.max_log_entries };
         self.writers.submit(write).await.map(drop)
     }
 
@@ -728,15 +748,11 @@ impl Store for PgStore {
     async fn append_logs_once(
         &self,
         id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
+        entries: Vec<LogEntry>,
+        request: NewRequest,
     ) -> StoreResult<Once<()>> {
-        let write = Write::Logs {
-            id: id.clone(),
-            entries: entries.to_vec(),
-            request: Some(Box::new(request.clone())),
-            max: self.max_log_entries,
-        };
+        let write =
+            Write::Logs { id: id.clone(), entries, request: Some(Box::new(request)), max: self.max_log_entries };
         once(self.writers.submit(write).await?, |_| Ok(()))
     }
 
@@ -784,7 +800,10 @@ impl Store for PgStore {
         let row = rows.first().ok_or_else(|| internal("the level query answered no row"))?;
         Ok(row.try_get("reached")?)
     }
+}
 
+#[async_trait]
+impl EventLog for PgStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         let rows = self.query_built(rows::events_query(after, limit)).await?;
@@ -810,34 +829,19 @@ impl Store for PgStore {
         let row = rows.first().ok_or_else(|| internal("the event counter row is missing"))?;
         rows::unsigned(row, "last_sequence")
     }
+}
 
-    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
-        let sql = "SELECT kind, count(*) AS open FROM sessions WHERE ended_at IS NULL GROUP BY kind ORDER BY kind";
-        let rows = self.query(sql, &[]).await?;
-        rows.iter().map(|row| Ok((row.try_get::<_, String>("kind")?, rows::unsigned(row, "open")?))).collect()
-    }
-
-    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
-        let rows = self.query("SELECT open FROM tenant_sessions WHERE tenant = $1", &[&tenant.as_str()]).await?;
-        rows.first().map_or(Ok(0), |row| rows::unsigned(row, "open"))
-    }
-
+#[async_trait]
+impl Coordination for PgStore {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn purge(
-        &self,
-        ended_before: UnixMillis,
-        events_before: UnixMillis,
-        requests_before: UnixMillis,
-    ) -> StoreResult<Purged> {
-        let purge = Write::Purge { ended_before, events_before, requests_before };
-        let purged = self.writers.submit(purge).await?.purged()?;
-        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the postgres store");
-        Ok(purged)
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
+        let rows = self.query(writes::SELECT_REQUEST, &[&key.0.as_slice(), &since.0]).await?;
+        rows.first().map(writes::request_from_row).transpose()
     }
 
     /// Every replica of a fleet writes to the same database.
-    fn is_shared(&self) -> bool {
-        true
+    fn unseen_activity(&self) -> super::UnseenActivity {
+        super::UnseenActivity::UpToWriteInterval
     }
 
     fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<super::Notification>> {

@@ -7,7 +7,7 @@
 //!   OpenTelemetry and exported over OTLP/gRPC;
 //! - metrics ([`metrics`]): OpenTelemetry instruments, exported over OTLP
 //!   and/or scraped by Prometheus ([`prometheus`]); the store's latency is
-//!   measured by the [`store::MeteredStore`] decorator.
+//!   measured by the [`store::Metered`] decorator.
 //!
 //! - repeated failures ([`throttle`]): a cause that keeps failing is logged
 //!   once per `--log-repeat-interval`, with the count of the others.

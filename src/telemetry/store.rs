@@ -1,36 +1,39 @@
-//! [`MeteredStore`]: a [`Store`] decorator that times every operation of
-//! the store it wraps into `db.client.operation.duration`, by operation.
+//! [`Metered`]: a decorator that times every operation of the store
+//! aggregate it wraps into `db.client.operation.duration`, by operation.
 //!
 //! It sits between the cache and the real store, so it measures what
-//! reaches the database: cache hits are counted by the cache instead.
+//! reaches the database: cache hits are counted by the cache instead. One
+//! generic wrapper serves every aggregate trait; `metered!` writes each
+//! trait's pass-throughs from the list of its methods.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
-    SessionEnd, SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EncodedStorage, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey,
+    Session, SessionEnd, SessionId, TenantId, TokenHash, VersionedStorage,
 };
 use crate::store::{
-    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store,
-    StoreResult,
+    Coordination, EndOutcome, Ending, EventLog, NewRequest, Notification, Once, PageRequest, Purged, RequestRecord,
+    SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreResult, UnseenActivity,
 };
 
-/// Times each call to an inner store.
+/// Times each call to an inner store aggregate.
 #[derive(Debug)]
-pub struct MeteredStore<S> {
-    inner: S,
+pub struct Metered<S: ?Sized> {
+    inner: Arc<S>,
     /// `db.system.name`: `sqlite`, `postgresql`.
     system: &'static str,
 }
 
-impl<S: Store> MeteredStore<S> {
-    /// Measures `inner`, a store of the database `system` (as the
+impl<S: ?Sized> Metered<S> {
+    /// Measures `inner`, served by the database `system` (as the
     /// conventions name it: `sqlite`, `postgresql`).
-    pub fn new(inner: S, system: &'static str) -> Self {
+    pub fn new(inner: Arc<S>, system: &'static str) -> Self {
         Self { inner, system }
     }
 
@@ -42,151 +45,95 @@ impl<S: Store> MeteredStore<S> {
     }
 }
 
-#[async_trait]
-impl<S: Store> Store for MeteredStore<S> {
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
-        self.timed("create_session", self.inner.create_session(session, storage, event)).await
-    }
+/// Implements `$trait` for [`Metered`] around any implementation of it:
+/// each listed async method is timed under its operation name (the
+/// method's own unless `as` gives another), each listed plain method is
+/// passed through.
+macro_rules! metered {
+    (
+        $trait:ident {
+            $(async fn $method:ident($($arg:ident: $ty:ty),*) -> $ret:ty $(as $operation:literal)?;)*
+            $(fn $plain:ident() -> $plain_ret:ty;)*
+        }
+    ) => {
+        #[async_trait]
+        impl<S: $trait + ?Sized> $trait for Metered<S> {
+            $(
+                async fn $method(&self, $($arg: $ty),*) -> $ret {
+                    let operation = metered!(@operation $method $($operation)?);
+                    self.timed(operation, self.inner.$method($($arg),*)).await
+                }
+            )*
+            $(
+                fn $plain(&self) -> $plain_ret {
+                    self.inner.$plain()
+                }
+            )*
+        }
+    };
+    (@operation $method:ident) => { stringify!($method) };
+    (@operation $method:ident $operation:literal) => { $operation };
+}
 
+metered!(SessionRecords {
+    async fn create_session(session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event>;
     async fn create_session_once(
-        &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
-    ) -> StoreResult<Once<Event>> {
-        self.timed("create_session", self.inner.create_session_once(session, storage, event, request)).await
-    }
-
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
-        self.timed("request_record", self.inner.request_record(key, since)).await
-    }
-
-    async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
-        self.timed("session_by_token", self.inner.session_by_token(hash)).await
-    }
-
-    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
-        self.timed("session_by_id", self.inner.session_by_id(id)).await
-    }
-
-    async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
-        self.timed("record_activity", self.inner.record_activity(id, at)).await
-    }
-
-    async fn end_session(&self, id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome> {
-        self.timed("end_session", self.inner.end_session(id, end, event)).await
-    }
-
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
-        self.timed("end_sessions", self.inner.end_sessions(endings)).await
-    }
-
-    async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
-        self.timed("record_activities", self.inner.record_activities(activity)).await
-    }
-
-    async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
-        self.timed("list_sessions", self.inner.list_sessions(filter, page)).await
-    }
-
-    async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>> {
-        self.timed("due_sessions", self.inner.due_sessions(now, limit)).await
-    }
-
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest
+    ) -> StoreResult<Once<Event>> as "create_session";
+    async fn session_by_token(hash: &TokenHash) -> StoreResult<Option<Session>>;
+    async fn session_by_id(id: &SessionId) -> StoreResult<Option<Session>>;
+    async fn record_activity(id: &SessionId, at: UnixMillis) -> StoreResult<()>;
+    async fn end_session(id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome>;
+    async fn end_sessions(endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>>;
+    async fn record_activities(activity: &[(SessionId, UnixMillis)]) -> StoreResult<()>;
+    async fn list_sessions(filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>>;
+    async fn due_sessions(now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>>;
     async fn update_grants(
-        &self,
         id: &SessionId,
         expected_version: u64,
         grants: &Grants,
-        event: &NewEvent,
-    ) -> StoreResult<(u64, Event)> {
-        self.timed("update_grants", self.inner.update_grants(id, expected_version, grants, event)).await
-    }
-
-    async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
-        self.timed("storage", self.inner.storage(id)).await
-    }
-
-    async fn replace_storage(
-        &self,
-        id: &SessionId,
-        expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
-    ) -> StoreResult<(u64, Event)> {
-        self.timed("replace_storage", self.inner.replace_storage(id, expected_version, values, event)).await
-    }
-
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        self.timed("append_logs", self.inner.append_logs(id, entries)).await
-    }
-
-    async fn append_logs_once(
-        &self,
-        id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
-    ) -> StoreResult<Once<()>> {
-        self.timed("append_logs", self.inner.append_logs_once(id, entries, request)).await
-    }
-
-    async fn query_logs(&self, query: &LogQuery) -> StoreResult<LogPage> {
-        self.timed("query_logs", self.inner.query_logs(query)).await
-    }
-
-    async fn log_cursor_now(&self) -> StoreResult<LogCursor> {
-        self.timed("log_cursor_now", self.inner.log_cursor_now()).await
-    }
-
-    async fn log_level_reached(&self, id: &SessionId, level: LogLevel) -> StoreResult<bool> {
-        self.timed("log_level_reached", self.inner.log_level_reached(id, level)).await
-    }
-
-    async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
-        self.timed("events_after", self.inner.events_after(after, limit)).await
-    }
-
-    async fn matching_events(
-        &self,
-        filter: &EventFilter,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<Event>> {
-        self.timed("matching_events", self.inner.matching_events(filter, after, upto, limit)).await
-    }
-
-    async fn last_event_sequence(&self) -> StoreResult<u64> {
-        self.timed("last_event_sequence", self.inner.last_event_sequence()).await
-    }
-
-    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
-        self.timed("count_open_sessions", self.inner.count_open_sessions()).await
-    }
-
-    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
-        self.timed("open_sessions_of", self.inner.open_sessions_of(tenant)).await
-    }
-
+        event: &NewEvent
+    ) -> StoreResult<(u64, Event)>;
+    async fn count_open_sessions() -> StoreResult<Vec<(String, u64)>>;
+    async fn open_sessions_of(tenant: &TenantId) -> StoreResult<u64>;
     async fn purge(
-        &self,
         ended_before: UnixMillis,
         events_before: UnixMillis,
-        requests_before: UnixMillis,
-    ) -> StoreResult<Purged> {
-        self.timed("purge", self.inner.purge(ended_before, events_before, requests_before)).await
-    }
+        requests_before: UnixMillis
+    ) -> StoreResult<Purged>;
+});
 
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
+metered!(SessionStorage {
+    async fn storage(id: &SessionId) -> StoreResult<VersionedStorage>;
+    async fn replace_storage(
+        id: &SessionId,
+        expected_version: u64,
+        values: EncodedStorage,
+        event: NewEvent
+    ) -> StoreResult<(u64, Event)>;
+});
 
-    fn notifications(&self) -> Option<tokio::sync::broadcast::Receiver<Notification>> {
-        self.inner.notifications()
-    }
+metered!(SessionLogs {
+    async fn append_logs(id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()>;
+    async fn append_logs_once(id: &SessionId, entries: Vec<LogEntry>, request: NewRequest) -> StoreResult<Once<()>>
+        as "append_logs";
+    async fn query_logs(query: &LogQuery) -> StoreResult<LogPage>;
+    async fn log_cursor_now() -> StoreResult<LogCursor>;
+    async fn log_level_reached(id: &SessionId, level: LogLevel) -> StoreResult<bool>;
+});
 
-    fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.inner.availability()
-    }
-}
+metered!(EventLog {
+    async fn events_after(after: u64, limit: usize) -> StoreResult<Vec<Event>>;
+    async fn matching_events(filter: &EventFilter, after: u64, upto: u64, limit: usize) -> StoreResult<Vec<Event>>;
+    async fn last_event_sequence() -> StoreResult<u64>;
+});
+
+metered!(Coordination {
+    async fn request_record(key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>>;
+    fn unseen_activity() -> UnseenActivity;
+    fn notifications() -> Option<tokio::sync::broadcast::Receiver<Notification>>;
+    fn availability() -> Option<tokio::sync::watch::Receiver<bool>>;
+});

@@ -67,6 +67,17 @@ pub fn error_kind(err: &crate::service::Error) -> &'static str {
     }
 }
 
+/// A store error's kind, in the words of [`error_kind`].
+pub fn store_error_kind(err: &crate::store::StoreError) -> &'static str {
+    use crate::store::StoreError;
+    match err {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Full(_) => "full",
+        StoreError::Internal(_) => "internal",
+        _ => "refused",
+    }
+}
+
 /// What one kind of failure line is about: the line (its level and
 /// message) and what caused it. Fixed-size and `Copy`, so counting a
 /// failure allocates nothing.

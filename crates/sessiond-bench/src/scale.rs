@@ -44,15 +44,14 @@ use anyhow::Context as _;
 use sessiond::auth::Caller;
 use sessiond::clock::{ManualClock, UnixMillis};
 use sessiond::domain::{
-    EndReason, EventType, Labels, LogCursor, LogEntry, LogLevel, LogQuery, NewEvent, RoleBook, Session, SessionEnd,
-    SessionId, SessionKind, TenantId, Token,
+    EncodedStorage, EndReason, EventType, Labels, LogCursor, LogEntry, LogLevel, LogQuery, NewEvent, RoleBook, Session,
+    SessionEnd, SessionId, SessionKind, TenantId, Token,
 };
 use sessiond::service::{Service, ServiceConfig, SessionRef};
 use sessiond::settings::Settings;
-use sessiond::store::cache::CachedStore;
 use sessiond::store::postgres::{PgSettings, PgStore};
 use sessiond::store::sqlite::SqliteStore;
-use sessiond::store::{PageRequest, SessionFilter, Store};
+use sessiond::store::{PageRequest, SessionFilter, Stores};
 
 use crate::procfs::Process;
 use crate::scratch::ScratchDir;
@@ -121,7 +120,7 @@ pub async fn run(sizes: Vec<usize>, database_url: Option<String>, entries_per_se
             let path = path.clone();
             async move {
                 let store = SqliteStore::open_in(&path).context("opening the embedded store")?;
-                Ok(Arc::new(CachedStore::new(store, READ_CACHE)) as Arc<dyn Store>)
+                Ok(Stores::of(store).cached(READ_CACHE))
             }
         };
         print_row(&measure("embedded", n, entries, embedded).await?);
@@ -137,7 +136,7 @@ pub async fn run(sizes: Vec<usize>, database_url: Option<String>, entries_per_se
                     })
                     .await
                     .context("connecting to Postgres")?;
-                    Ok(Arc::new(CachedStore::new(store, READ_CACHE)) as Arc<dyn Store>)
+                    Ok(Stores::of(store).cached(READ_CACHE))
                 }
             };
             print_row(&measure("postgres", n, entries, postgres).await?);
@@ -225,17 +224,20 @@ fn created(s: &Session) -> NewEvent {
 
 /// Stores `n` open sessions, `LOADERS` at a time; answers their ids and
 /// tokens.
-async fn load(store: &Arc<dyn Store>, n: usize) -> anyhow::Result<(Vec<SessionId>, Vec<Token>)> {
+async fn load(store: &Stores, n: usize) -> anyhow::Result<(Vec<SessionId>, Vec<Token>)> {
     let mut tasks = tokio::task::JoinSet::new();
     for loader in 0..LOADERS {
-        let store = Arc::clone(store);
+        let store = store.clone();
         let count = n / LOADERS + usize::from(loader < n % LOADERS);
         tasks.spawn(async move {
             let (mut ids, mut tokens) = (Vec::with_capacity(count), Vec::with_capacity(count));
             for i in 0..count {
                 let token = Token::generate();
                 let s = session(UnixMillis(START.0 + (i * LOADERS + loader) as i64 % 1_000), &token);
-                store.create_session(&s, &Default::default(), &created(&s)).await?;
+                store
+                    .sessions
+                    .create_session(s.clone(), EncodedStorage::encode(&Default::default()), created(&s))
+                    .await?;
                 ids.push(s.id);
                 tokens.push(token);
             }
@@ -252,12 +254,12 @@ async fn load(store: &Arc<dyn Store>, n: usize) -> anyhow::Result<(Vec<SessionId
 }
 
 /// Stores `HOT` sessions that never expire; answers their tokens.
-async fn load_hot(store: &Arc<dyn Store>) -> anyhow::Result<Vec<Token>> {
+async fn load_hot(store: &Stores) -> anyhow::Result<Vec<Token>> {
     let mut tokens = Vec::with_capacity(HOT);
     for _ in 0..HOT {
         let token = Token::generate();
         let s = Session { idle_timeout: None, ..session(START, &token) };
-        store.create_session(&s, &Default::default(), &created(&s)).await?;
+        store.sessions.create_session(s.clone(), EncodedStorage::encode(&Default::default()), created(&s)).await?;
         tokens.push(token);
     }
     Ok(tokens)
@@ -278,14 +280,14 @@ fn level(i: usize) -> LogLevel {
 /// session per call, in batches numbered in the order they are taken (so
 /// a batch's `logged_at` is never far behind an earlier one's position);
 /// answers entries per second.
-async fn load_logs(store: &Arc<dyn Store>, ids: &[SessionId], entries: usize) -> anyhow::Result<f64> {
+async fn load_logs(store: &Stores, ids: &[SessionId], entries: usize) -> anyhow::Result<f64> {
     let batches = entries.div_ceil(LOG_BATCH);
     let next = Arc::new(AtomicUsize::new(0));
     let ids: Arc<Vec<SessionId>> = Arc::new(ids.to_vec());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..LOADERS {
-        let (store, next, ids) = (Arc::clone(store), Arc::clone(&next), Arc::clone(&ids));
+        let (store, next, ids) = (store.clone(), Arc::clone(&next), Arc::clone(&ids));
         tasks.spawn(async move {
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
@@ -304,7 +306,7 @@ async fn load_logs(store: &Arc<dyn Store>, ids: &[SessionId], entries: usize) ->
                         continuous: true,
                     })
                     .collect();
-                store.append_logs(&ids[b % ids.len()], &batch).await?;
+                store.logs.append_logs(&ids[b % ids.len()], batch.clone()).await?;
             }
         });
     }
@@ -316,7 +318,7 @@ async fn load_logs(store: &Arc<dyn Store>, ids: &[SessionId], entries: usize) ->
 
 /// A first page and the page after it for each filter, median of five.
 async fn log_pages(
-    store: &Arc<dyn Store>,
+    store: &Stores,
     ids: &[SessionId],
     entries: usize,
 ) -> anyhow::Result<Vec<(&'static str, Duration, Duration)>> {
@@ -336,11 +338,11 @@ async fn log_pages(
         let (mut firsts, mut nexts) = (Vec::new(), Vec::new());
         for _ in 0..5 {
             let started = Instant::now();
-            let first = store.query_logs(&query).await?;
+            let first = store.logs.query_logs(&query).await?;
             firsts.push(started.elapsed());
             let after = first.cursor(LogCursor::default(), PAGE);
             let started = Instant::now();
-            store.query_logs(&LogQuery { after, ..query.clone() }).await?;
+            store.logs.query_logs(&LogQuery { after, ..query.clone() }).await?;
             nexts.push(started.elapsed());
         }
         pages.push((name, crate::stats::median(firsts), crate::stats::median(nexts)));
@@ -410,7 +412,7 @@ async fn read_until(
 async fn measure<F, Fut>(name: &'static str, n: usize, entries: usize, open: F) -> anyhow::Result<Row>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Arc<dyn Store>>>,
+    Fut: std::future::Future<Output = anyhow::Result<Stores>>,
 {
     eprintln!("scale: {name}, {n} sessions: loading");
     let store = open().await?;
@@ -428,7 +430,7 @@ where
         open: Some(true),
         ..SessionFilter::default()
     };
-    store.list_sessions(&request_scoped, &PageRequest { after: None, limit: 500 }).await?;
+    store.sessions.list_sessions(&request_scoped, &PageRequest { after: None, limit: 500 }).await?;
     let start = started.elapsed();
 
     // An admin's page of ended sessions, none of which has ended.
@@ -436,7 +438,7 @@ where
     let started = Instant::now();
     const PAGES: u32 = 20;
     for _ in 0..PAGES {
-        store.list_sessions(&ended, &PageRequest { after: None, limit: 100 }).await?;
+        store.sessions.list_sessions(&ended, &PageRequest { after: None, limit: 100 }).await?;
     }
     let list_page = started.elapsed() / PAGES;
     let pages = if entries > 0 { log_pages(&store, &ids, entries).await? } else { Vec::new() };
@@ -448,13 +450,13 @@ where
     eprintln!("scale: {name}, {n} sessions: flush");
     let started = Instant::now();
     for id in sample {
-        store.record_activity(id, at).await?;
+        store.sessions.record_activity(id, at).await?;
     }
     let flush_baseline = started.elapsed().mul_f64(n as f64 / SAMPLE as f64);
     let touched: Vec<(SessionId, UnixMillis)> = rest.iter().map(|id| (id.clone(), at)).collect();
     let started = Instant::now();
     for batch in touched.chunks(2_000) {
-        store.record_activities(batch).await?;
+        store.sessions.record_activities(batch).await?;
     }
     let flush = started.elapsed();
 
@@ -463,7 +465,7 @@ where
     eprintln!("scale: {name}, {n} sessions: reads");
     let read_at = UnixMillis(at.0 + IDLE.as_millis() as i64 / 2);
     let clock = Arc::new(ManualClock::starting_at(read_at));
-    let service = Service::new(Arc::clone(&store), clock.clone(), RoleBook::default(), ServiceConfig::default());
+    let service = Service::new(store.clone(), clock.clone(), RoleBook::default(), ServiceConfig::default());
     let writer = tokio::spawn(service.clone().run_activity_writer());
     read_load(&service, Arc::clone(&hot), Duration::from_millis(500)).await?;
     let cached = read_load(&service, Arc::clone(&hot), READ_WINDOW).await?;
@@ -495,7 +497,7 @@ where
             end_reason: Some(EndReason::IdleTimeout),
             at: later,
         };
-        store.end_session(id, &end, &event).await?;
+        store.sessions.end_session(id, &end, &event).await?;
     }
     let expiry_baseline_per_s = SAMPLE as f64 / started.elapsed().as_secs_f64();
     clock.advance(Duration::from_millis((later.0 - read_at.0) as u64));

@@ -6,8 +6,13 @@
 //! allocation of about its encoded size (about 100 bytes for a web user's
 //! session); a hit rebuilds the record with [`Packed::unpack`], as it hands
 //! out an owned one anyway. The id is the cache's key, so it is not packed.
+//!
+//! Its last activity is not packed either: it moves on while the rest
+//! stays, so it sits beside the record in a cell that activity writes move
+//! forward in place, without dropping the record from the cache.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::clock::UnixMillis;
@@ -16,10 +21,10 @@ use crate::domain::{
     TokenHash,
 };
 
-/// A session record, but for its id, packed into one shared allocation.
-/// Cloning shares it.
+/// A session record, but for its id, packed into one shared allocation,
+/// and its last activity. Cloning shares both.
 #[derive(Debug, Clone)]
-pub(super) struct Packed(Arc<[u8]>);
+pub(super) struct Packed(Arc<[u8]>, Arc<AtomicI64>);
 
 /// The token hash comes first, so [`Packed::token_hash`] reads it in place.
 const TOKEN_HASH_LEN: usize = 32;
@@ -35,7 +40,7 @@ impl Packed {
             user_id,
             labels,
             created_at,
-            last_active_at,
+            last_active_at: _,
             idle_timeout,
             lifetime,
             trusted,
@@ -53,7 +58,6 @@ impl Packed {
             out.str(label);
         }
         out.millis(*created_at);
-        out.millis(*last_active_at);
         out.option(*idle_timeout, Writer::duration);
         out.option(*lifetime, Writer::duration);
         out.flag(*trusted);
@@ -76,7 +80,12 @@ impl Packed {
             out.option(log_id.as_ref().map(LogId::as_str), Writer::str);
             out.flag(*slow);
         });
-        Self(out.0.into())
+        Self(out.0.into(), Arc::new(AtomicI64::new(session.last_active_at.0)))
+    }
+
+    /// Moves the record's last activity forward to `at` (never back).
+    pub(super) fn active_at(&self, at: UnixMillis) {
+        self.1.fetch_max(at.0, Ordering::AcqRel);
     }
 
     pub(super) fn token_hash(&self) -> TokenHash {
@@ -100,7 +109,7 @@ impl Packed {
             user_agent: input.string(),
         };
         let created_at = input.millis();
-        let last_active_at = input.millis();
+        let last_active_at = UnixMillis(self.1.load(Ordering::Acquire));
         let idle_timeout = input.option(Reader::duration);
         let lifetime = input.option(Reader::duration);
         let trusted = input.flag();

@@ -351,7 +351,8 @@ async fn record_activity(tx: &ClientWrapper, id: &SessionId, at: UnixMillis) -> 
     let session = session_from_row(&row)?;
     let update = tx.prepare_cached("UPDATE sessions SET last_active_at = $2, expires_at = $3 WHERE id = $1").await?;
     tx.execute(&update, &[&id.as_str(), &at.0, &session.expires_at(at).map(|t| t.0)]).await?;
-    Ok(Applied { changed: Changed::Session(id.clone()), ..unchanged })
+    // Activity is not announced: other replicas read it when they need it.
+    Ok(unchanged)
 }
 
 /// Marks kept logs' entries failed or slow and makes those not readable
@@ -433,12 +434,12 @@ async fn record_activities(tx: &ClientWrapper, activity: &[(SessionId, UnixMilli
             "UPDATE sessions AS s SET last_active_at = a.at, \
              expires_at = LEAST(s.created_at + s.lifetime_ms, a.at + s.idle_ms) \
              FROM unnest($1::text[], $2::int8[]) AS a (id, at) \
-             WHERE s.id = a.id AND s.ended_at IS NULL AND s.last_active_at < a.at RETURNING s.id",
+             WHERE s.id = a.id AND s.ended_at IS NULL AND s.last_active_at < a.at",
         )
         .await?;
-    let rows = tx.query(&update, &[&ids, &at]).await?;
-    let changed = rows.iter().map(|row| row.try_get(0).map(SessionId::from_stored)).collect::<Result<_, _>>()?;
-    Ok(Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Sessions(changed) })
+    tx.execute(&update, &[&ids, &at]).await?;
+    // Activity is not announced: other replicas read it when they need it.
+    Ok(Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Nothing })
 }
 
 /// Ends every open session of `endings` in three statements (lock, update,

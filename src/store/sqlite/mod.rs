@@ -28,13 +28,13 @@ use self::rows::{event_from_row, record_from_row, session_from_row, to_json};
 use self::writer::WriteQueue;
 use super::log_sql;
 use super::{
-    EndOutcome, Ending, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter, Store, StoreError,
-    StoreResult,
+    Coordination, EndOutcome, Ending, EventLog, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter,
+    SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
-    Event, EventFilter, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session, SessionEnd,
-    SessionId, StorageMap, TenantId, TokenHash, VersionedStorage,
+    EncodedStorage, Event, EventFilter, Grants, LogEntry, LogLevel, LogPage, LogQuery, NewEvent, RequestKey, Session,
+    SessionEnd, SessionId, TenantId, TokenHash, VersionedStorage,
 };
 
 mod error;
@@ -135,36 +135,28 @@ impl Drop for SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SessionRecords for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
-    async fn create_session(&self, session: &Session, storage: &StorageMap, event: &NewEvent) -> StoreResult<Event> {
+    async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event> {
         let grants = to_json(&session.grants, "grants")?;
-        let values = to_json(storage, "storage")?;
         let version = u64::from(!storage.is_empty());
-        let (session, event) = (session.clone(), event.clone());
+        let values = storage.into_json();
         self.write(move |conn| writes::create_session(conn, &session, &grants, &values, version, &event)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
     async fn create_session_once(
         &self,
-        session: &Session,
-        storage: &StorageMap,
-        event: &NewEvent,
-        request: &NewRequest,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        request: NewRequest,
     ) -> StoreResult<Once<Event>> {
         let grants = to_json(&session.grants, "grants")?;
-        let values = to_json(storage, "storage")?;
         let version = u64::from(!storage.is_empty());
-        let (session, event, request) = (session.clone(), event.clone(), request.clone());
+        let values = storage.into_json();
         self.write(move |conn| writes::create_session_once(conn, &session, &grants, &values, version, &event, &request))
             .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
-        let key = *key;
-        self.read(move |conn| reads::request_record(conn, &key, since)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -192,8 +184,7 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(sessions = endings.len()))]
-    async fn end_sessions(&self, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
-        let endings = endings.to_vec();
+    async fn end_sessions(&self, endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
         self.write(move |conn| writes::end_sessions(conn, &endings)).await
     }
 
@@ -228,6 +219,30 @@ impl Store for SqliteStore {
         self.write(move |conn| writes::update_grants(conn, id.as_str(), expected_version, &grants, &event)).await
     }
 
+    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.read(reads::count_open_sessions).await
+    }
+
+    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let tenant = tenant.as_str().to_owned();
+        self.read(move |conn| reads::open_sessions_of(conn, &tenant)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn purge(
+        &self,
+        ended_before: UnixMillis,
+        events_before: UnixMillis,
+        requests_before: UnixMillis,
+    ) -> StoreResult<Purged> {
+        let purged = self.write(move |conn| writes::purge(conn, ended_before, events_before, requests_before)).await?;
+        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the sqlite store");
+        Ok(purged)
+    }
+}
+
+#[async_trait]
+impl SessionStorage for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
     async fn storage(&self, id: &SessionId) -> StoreResult<VersionedStorage> {
         let id = id.clone();
@@ -239,17 +254,19 @@ impl Store for SqliteStore {
         &self,
         id: &SessionId,
         expected_version: u64,
-        values: &StorageMap,
-        event: &NewEvent,
+        values: EncodedStorage,
+        event: NewEvent,
     ) -> StoreResult<(u64, Event)> {
-        let values = to_json(values, "storage")?;
-        let (id, event) = (id.clone(), event.clone());
+        let (id, values) = (id.clone(), values.into_json());
         self.write(move |conn| writes::replace_storage(conn, id.as_str(), expected_version, &values, &event)).await
     }
+}
 
+#[async_trait]
+impl SessionLogs for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
-    async fn append_logs(&self, id: &SessionId, entries: &[LogEntry]) -> StoreResult<()> {
-        let (id, entries, max) = (id.clone(), entries.to_vec(), self.max_log_entries);
+    async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()> {
+        let (id, max) = (id.clone(), self.max_log_entries);
         self.write(move |conn| writes::append_logs(conn, id.as_str(), &entries, max)).await
     }
 
@@ -257,10 +274,10 @@ impl Store for SqliteStore {
     async fn append_logs_once(
         &self,
         id: &SessionId,
-        entries: &[LogEntry],
-        request: &NewRequest,
+        entries: Vec<LogEntry>,
+        request: NewRequest,
     ) -> StoreResult<Once<()>> {
-        let (id, entries, request, max) = (id.clone(), entries.to_vec(), request.clone(), self.max_log_entries);
+        let (id, max) = (id.clone(), self.max_log_entries);
         self.write(move |conn| writes::append_logs_once(conn, id.as_str(), &entries, &request, max)).await
     }
 
@@ -281,7 +298,10 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| reads::log_level_reached(conn, id.as_str(), level)).await
     }
+}
 
+#[async_trait]
+impl EventLog for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
         let query = reads::events_query(after, limit);
@@ -304,25 +324,13 @@ impl Store for SqliteStore {
     async fn last_event_sequence(&self) -> StoreResult<u64> {
         self.read(reads::last_event_sequence).await
     }
+}
 
-    async fn count_open_sessions(&self) -> StoreResult<Vec<(String, u64)>> {
-        self.read(reads::count_open_sessions).await
-    }
-
-    async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
-        let tenant = tenant.as_str().to_owned();
-        self.read(move |conn| reads::open_sessions_of(conn, &tenant)).await
-    }
-
+#[async_trait]
+impl Coordination for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn purge(
-        &self,
-        ended_before: UnixMillis,
-        events_before: UnixMillis,
-        requests_before: UnixMillis,
-    ) -> StoreResult<Purged> {
-        let purged = self.write(move |conn| writes::purge(conn, ended_before, events_before, requests_before)).await?;
-        tracing::debug!(sessions = purged.sessions, events = purged.events, "purged the sqlite store");
-        Ok(purged)
+    async fn request_record(&self, key: &RequestKey, since: UnixMillis) -> StoreResult<Option<RequestRecord>> {
+        let key = *key;
+        self.read(move |conn| reads::request_record(conn, &key, since)).await
     }
 }
