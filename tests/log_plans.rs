@@ -64,13 +64,6 @@ fn sqlite_plans_search_a_readable_entry_index_in_order_for_every_filter_shape() 
     .expect("entries are written");
     for query in filter_shapes(&base(), &sample()) {
         let (sql, params) = logs_sql(&query, i64::MAX, |n| format!("?{n}"), true);
-        let params: Vec<rusqlite::types::Value> = params
-            .into_iter()
-            .map(|p| match p {
-                Param::Int(n) => rusqlite::types::Value::Integer(n),
-                Param::Text(t) => rusqlite::types::Value::Text(t),
-            })
-            .collect();
         let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("the plan is explained");
         let plan: Vec<String> = statement
             .query_map(rusqlite::params_from_iter(params), |row| row.get::<_, String>(3))
@@ -126,6 +119,7 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
             .map(|p| match p {
                 Param::Int(n) => n.to_string(),
                 Param::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                Param::Texts(_) => unreachable!("the log search binds no lists"),
             })
             .collect();
         client.batch_execute(&format!("DEALLOCATE ALL; PREPARE shape AS {sql}")).await.expect("prepared");

@@ -146,13 +146,6 @@ fn ms(d: Duration) -> String {
 // ---- SQLite ----
 
 fn sqlite_rows(conn: &rusqlite::Connection, (sql, params): &(String, Vec<Param>)) -> Vec<(i64, i64)> {
-    let params: Vec<rusqlite::types::Value> = params
-        .iter()
-        .map(|p| match p {
-            Param::Int(n) => rusqlite::types::Value::Integer(*n),
-            Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
-        })
-        .collect();
     let mut statement = conn.prepare_cached(sql).expect("prepares");
     let has_position = statement.column_names().contains(&"position");
     statement
@@ -302,16 +295,9 @@ async fn postgres_query_logs_at_scale() {
 }
 
 async fn pg_rows(client: &tokio_postgres::Client, (sql, params): &(String, Vec<Param>)) -> Vec<(i64, i64)> {
-    let boxed: Vec<Box<dyn tokio_postgres::types::ToSql + Sync>> = params
-        .iter()
-        .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync> {
-            match p {
-                Param::Int(n) => Box::new(*n),
-                Param::Text(t) => Box::new(t.clone()),
-            }
-        })
-        .collect();
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed.iter().map(|p| p.as_ref()).collect();
+    // Both stores bind `Param` as it is.
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
     let statement = client.prepare(sql).await.expect("prepares");
     let has_position = statement.columns().iter().any(|c| c.name() == "position");
     let rows = tokio::time::timeout(Duration::from_secs(60), client.query(&statement, &refs))

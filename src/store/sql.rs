@@ -22,6 +22,9 @@ use crate::domain::{
 pub enum Param {
     Int(i64),
     Text(String),
+    /// A text array, bound as one value where the store takes arrays
+    /// ([`Dialect::arrays`]).
+    Texts(Vec<String>),
 }
 
 /// The columns [`session_from_row`] reads, as a literal for `concat!`.
@@ -56,6 +59,10 @@ pub struct Dialect {
     /// Whether to name the index a query must walk (SQLite's `INDEXED
     /// BY`), so that its plan never depends on statistics.
     pub indexed_by: bool,
+    /// Whether a list of values is bound as one array (`= ANY($n)`), so
+    /// that the statement is the same whatever the list's length (one
+    /// prepared statement, not one per length); otherwise `IN (?, …)`.
+    pub arrays: bool,
 }
 
 pub(crate) fn internal(message: impl Into<String>) -> StoreError {
@@ -214,13 +221,18 @@ impl Where {
     }
 
     /// `column` equal to one of `values`: an equality for one value (which
-    /// keeps an index on the column in its order), `IN` for more.
-    fn and_in(&mut self, column: &str, values: Vec<Param>) {
-        let marks: Vec<String> = values.into_iter().map(|value| self.bind(value)).collect();
-        match marks.as_slice() {
-            [] => {}
-            [one] => self.and(format!("{column} = {one}")),
-            _ => self.and(format!("{column} IN ({})", marks.join(", "))),
+    /// keeps an index on the column in its order), one array or `IN` for
+    /// more (see [`Dialect::arrays`]).
+    fn and_in(&mut self, column: &str, mut values: Vec<String>) {
+        if values.len() == 1 {
+            let one = self.bind(Param::Text(values.remove(0)));
+            self.and(format!("{column} = {one}"));
+        } else if values.len() > 1 && self.dialect.arrays {
+            let all = self.bind(Param::Texts(values));
+            self.and(format!("{column} = ANY({all})"));
+        } else if values.len() > 1 {
+            let marks: Vec<String> = values.into_iter().map(|value| self.bind(Param::Text(value))).collect();
+            self.and(format!("{column} IN ({})", marks.join(", ")));
         }
     }
 
@@ -249,13 +261,13 @@ pub fn list_query(filter: &SessionFilter, page: &PageRequest, dialect: Dialect) 
         let user = w.bind(text(user));
         w.and(format!("user_id = {user}"));
     }
-    w.and_in("kind", filter.kinds.iter().map(|k| text(k.as_str())).collect());
+    w.and_in("kind", filter.kinds.iter().map(|k| k.as_str().to_owned()).collect());
     match filter.open {
         Some(true) => w.and("ended_at IS NULL".into()),
         Some(false) => w.and("ended_at IS NOT NULL".into()),
         None => {}
     }
-    w.and_in("id", filter.ids.iter().map(|id| text(id.as_str())).collect());
+    w.and_in("id", filter.ids.iter().map(|id| id.as_str().to_owned()).collect());
     if let Some((created_at, id)) = &page.after {
         let (at, id) = (w.bind(Param::Int(created_at.0)), w.bind(text(id.as_str())));
         // A row comparison: the index's own order, a bound it seeks to.
@@ -328,7 +340,8 @@ mod tests {
     use super::*;
     use crate::domain::LogCursor;
 
-    const NUMBERED: Dialect = Dialect { placeholder: |n| format!("${n}"), indexed_by: false };
+    const NUMBERED: Dialect = Dialect { placeholder: |n| format!("${n}"), indexed_by: false, arrays: false };
+    const ARRAYS: Dialect = Dialect { arrays: true, ..NUMBERED };
 
     /// The highest `$n` in `sql`.
     fn placeholders(sql: &str) -> usize {
@@ -352,6 +365,9 @@ mod tests {
         let (sql, params) = list_query(&filter, &page, NUMBERED);
         assert_eq!(placeholders(&sql), params.len());
         assert!(sql.contains("kind IN ($3, $4)") && sql.contains("id = $5"), "{sql}");
+        let (sql, params) = list_query(&filter, &page, ARRAYS);
+        assert_eq!(placeholders(&sql), params.len());
+        assert!(sql.contains("kind = ANY($3)") && sql.contains("id = $4"), "{sql}");
         let (sql, params) = list_query(&SessionFilter::default(), &PageRequest { after: None, limit: 1 }, NUMBERED);
         assert_eq!(placeholders(&sql), params.len());
         let events = EventFilter {

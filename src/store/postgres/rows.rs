@@ -15,7 +15,7 @@ use crate::store::{PageRequest, SessionFilter, StoreResult};
 
 /// Postgres' side of the shared SQL: `$n` placeholders, plans left to the
 /// planner.
-const POSTGRES: Dialect = Dialect { placeholder: |n| format!("${n}"), indexed_by: false };
+const POSTGRES: Dialect = Dialect { placeholder: |n| format!("${n}"), indexed_by: false, arrays: true };
 
 impl Columns for Row {
     fn text(&self, column: &str) -> StoreResult<String> {
@@ -48,11 +48,12 @@ impl ToSql for Param {
         match self {
             Param::Int(n) => n.to_sql_checked(ty, out),
             Param::Text(text) => text.to_sql_checked(ty, out),
+            Param::Texts(texts) => texts.to_sql_checked(ty, out),
         }
     }
 
     fn accepts(ty: &Type) -> bool {
-        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty)
+        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty) || <Vec<String> as ToSql>::accepts(ty)
     }
 
     to_sql_checked!();

@@ -19,13 +19,15 @@ pub(super) type Query = sql::Query;
 
 /// SQLite's side of the shared SQL: `?n` placeholders, and indexes named
 /// (`INDEXED BY`) since the plans never wait for statistics.
-const SQLITE: Dialect = Dialect { placeholder: |n| format!("?{n}"), indexed_by: true };
+const SQLITE: Dialect = Dialect { placeholder: |n| format!("?{n}"), indexed_by: true, arrays: false };
 
 impl ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
             Param::Int(n) => ToSqlOutput::Owned(Value::Integer(*n)),
             Param::Text(text) => ToSqlOutput::from(text.as_str()),
+            // SQLite has no arrays: its dialect binds lists value by value.
+            Param::Texts(_) => return Err(rusqlite::Error::ToSqlConversionFailure("a list bound as one value".into())),
         })
     }
 }
