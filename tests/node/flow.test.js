@@ -201,7 +201,7 @@ describe('API keys', () => {
     const session = byToken(created);
     await unary(service.logs, 'Log', { session, entries: [{ level: 'LOG_LEVEL_INFO', message: 'cart opened' }] });
     const closed = await unary(service.sessions, 'CloseSession', { session });
-    assert.ok(closed.logId, 'every log is kept (SESSIOND_LOG_KEEP_ALL)');
+    assert.ok(closed.logId, 'every log is kept (SESSIOND_SESSION_LOG_KEEP_ALL)');
 
     const found = await unary(admin.logs, 'QueryLogs', { sessionId: created.session.sessionId });
     assert.deepEqual(

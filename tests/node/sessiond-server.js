@@ -100,7 +100,7 @@ export async function startSessiond({ console: withConsole = false, databaseUrl 
       SESSIOND_API_KEYS_FILE: keysFile,
       SESSIOND_ROLES_FILE: path.join(REPO_ROOT, 'config/roles.yaml'),
       // Every closed session's log is kept, so that QueryLogs finds it.
-      SESSIOND_LOG_KEEP_ALL: 'true',
+      SESSIOND_SESSION_LOG_KEEP_ALL: 'true',
       ...(databaseUrl ? { SESSIOND_DATABASE_URL: databaseUrl } : {}),
     }),
     stdio: ['ignore', log, log],

@@ -87,7 +87,7 @@ export async function startSessiond(
     env: serverEnv({
       SESSIOND_API_KEYS_FILE: keysFile,
       SESSIOND_ROLES_FILE: path.join(REPO_ROOT, 'config/roles.yaml'),
-      SESSIOND_LOG_KEEP_ALL: 'true',
+      SESSIOND_SESSION_LOG_KEEP_ALL: 'true',
       SESSIOND_STORAGE_MAX_KEYS: String(STORAGE_MAX_KEYS),
     }),
     stdio: ['ignore', log, log],

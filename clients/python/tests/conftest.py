@@ -87,7 +87,7 @@ def _sessiond(home: Path, entries: list[str], args: list[str] = (), client_optio
             env=_server_env({
                 "SESSIOND_API_KEYS_FILE": str(keys_file),
                 "SESSIOND_ROLES_FILE": str(REPO_ROOT / "config/roles.yaml"),
-                "SESSIOND_LOG_KEEP_ALL": "true",
+                "SESSIOND_SESSION_LOG_KEEP_ALL": "true",
                 "SESSIOND_STORAGE_MAX_KEYS": str(STORAGE_MAX_KEYS),
             }),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=home,

@@ -113,7 +113,7 @@ func StartWith(opts Options) (*Server, error) {
 	s.cmd.Env = append(environment(),
 		"SESSIOND_API_KEYS_FILE="+keysPath,
 		"SESSIOND_ROLES_FILE="+filepath.Join(root, "config", "roles.yaml"),
-		"SESSIOND_LOG_KEEP_ALL=true",
+		"SESSIOND_SESSION_LOG_KEEP_ALL=true",
 		fmt.Sprintf("SESSIOND_STORAGE_MAX_KEYS=%d", MaxStorageKeys),
 	)
 	s.cmd.Env = append(s.cmd.Env, opts.Env...)

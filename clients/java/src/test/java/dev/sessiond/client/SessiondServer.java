@@ -88,7 +88,7 @@ public final class SessiondServer implements AutoCloseable {
     clean(builder.environment());
     builder.environment().put("SESSIOND_API_KEYS_FILE", keysPath.toString());
     builder.environment().put("SESSIOND_ROLES_FILE", root.resolve("config/roles.yaml").toString());
-    builder.environment().put("SESSIOND_LOG_KEEP_ALL", "true");
+    builder.environment().put("SESSIOND_SESSION_LOG_KEEP_ALL", "true");
     builder.environment().put("SESSIOND_STORAGE_MAX_KEYS", String.valueOf(MAX_STORAGE_KEYS));
     builder.environment().putAll(env);
     builder.redirectErrorStream(true).redirectOutput(home.resolve("sessiond.log").toFile());
