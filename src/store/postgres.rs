@@ -88,7 +88,7 @@ pub use messages::PgMessages;
 pub use migrations::{SCHEMA_VERSION, migrate};
 pub use probe::{Availability, PROBE_INTERVAL};
 
-use super::sql::session_columns;
+use super::sql::{internal, session_columns, to_json};
 use connect::{Connector, Pooled, Retirement};
 use rows::{Filters, event_from_row, record_from_row, session_from_row};
 use writer::{Committed, Writers};
@@ -532,16 +532,6 @@ fn pool_error(e: PoolError) -> StoreError {
         PoolError::Timeout(_) | PoolError::Closed => StoreError::Unavailable(Box::new(e)),
         PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => StoreError::Internal(Box::new(e)),
     }
-}
-
-fn internal(message: impl Into<String>) -> StoreError {
-    StoreError::Internal(message.into().into())
-}
-
-/// Serializes grants or storage. The error deliberately drops serde's text,
-/// which may quote a value.
-fn to_json(value: &impl serde::Serialize, what: &str) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|_| internal(format!("cannot encode {what} as JSON")))
 }
 
 /// A keyed write's answer: the record it found stored first, or what

@@ -65,6 +65,7 @@ pub struct Dialect {
     pub arrays: bool,
 }
 
+/// An internal failure told in the store's own words (never a value).
 pub(crate) fn internal(message: impl Into<String>) -> StoreError {
     StoreError::Internal(message.into().into())
 }

@@ -89,7 +89,4 @@ impl BatchFailure {
     }
 }
 
-/// An internal failure told in our own words.
-pub(super) fn internal(message: impl Into<String>) -> StoreError {
-    StoreError::Internal(message.into().into())
-}
+pub(super) use crate::store::sql::internal;
