@@ -364,7 +364,9 @@ describe('keyboard', () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(`${base}/login`);
-    // The key field has the focus on arrival.
+    // The key field has the focus on arrival. Browsers apply autofocus on a
+    // rendering step that may come after the load event, so wait for it.
+    await page.waitForFunction(() => document.activeElement?.id === 'key', null, { timeout: 10_000 });
     await page.keyboard.type(server.keys.admin);
     await page.keyboard.press('Enter');
     await page.waitForURL(`${base}/sessions`);
