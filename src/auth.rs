@@ -377,14 +377,18 @@ impl ApiKeys {
     /// unknown keys. So each argon2 entry costs one slow verification per
     /// process, and a known key costs SHA-256 and compares on every call.
     pub fn authenticate(&self, presented: &str) -> Option<Arc<Caller>> {
-        let plain: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let keyed = self.keyed(presented.as_bytes());
+        // Each digest is computed once, and only when some entry compares
+        // against it: a file of SHA-256 entries costs one digest per call.
+        let mut plain: Option<[u8; 32]> = None;
+        let mut keyed: Option<[u8; 32]> = None;
         let mut found = None;
         for key in self.keys.iter().filter(|k| k.credential == Credential::Key) {
             let matched = match &key.stored {
-                Stored::Sha256(digest) => digest.ct_eq(&plain),
+                Stored::Sha256(digest) => {
+                    digest.ct_eq(&*plain.get_or_insert_with(|| Sha256::digest(presented.as_bytes()).into()))
+                }
                 Stored::Argon2 { verified, .. } => match *verified.lock().unwrap_or_else(|e| e.into_inner()) {
-                    Some(digest) => digest.ct_eq(&keyed),
+                    Some(digest) => digest.ct_eq(&*keyed.get_or_insert_with(|| self.keyed(presented.as_bytes()))),
                     None => Choice::from(0),
                 },
             };
@@ -392,8 +396,12 @@ impl ApiKeys {
                 found = Some(key.caller.clone());
             }
         }
-        if found.is_some() || self.rejected.contains_key(&keyed) {
+        if found.is_some() {
             return found;
+        }
+        let keyed = keyed.unwrap_or_else(|| self.keyed(presented.as_bytes()));
+        if self.rejected.contains_key(&keyed) {
+            return None;
         }
         for key in &self.keys {
             let Stored::Argon2 { hash, verified } = &key.stored else { continue };
