@@ -750,3 +750,40 @@ async fn a_populated_database_at_version_10_migrates_with_its_open_sessions_coun
     create(&store, &new, &StorageMap::new()).await;
     assert_eq!(store.open_sessions_of(&acme).await.expect("counted on from there"), 3);
 }
+
+/// Log readers wait only for transactions that may still commit entries
+/// before theirs: one left open in another database of the server is
+/// stepped over, one left open in sessiond's own holds entries back until
+/// it ends, however long that is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_transactions_of_sessionds_database_hold_back_log_readers() {
+    use sessiond::domain::{LogLevel, LogQuery};
+    use sessiond::store::conformance::entry;
+
+    let (db, store) = fresh().await;
+    let elsewhere = fresh_database().await;
+    let stores = Stores::of(store);
+    let kept = async |stores: &Stores| {
+        let s = session(SessionKind::FutureCall, None, T0);
+        create(&*stores.sessions, &s, &Default::default()).await;
+        stores.logs.append_logs(&s.id, vec![entry(LogLevel::Info, "kept", T0)]).await.expect("appended");
+        end(&*stores.sessions, &s, EndReason::Closed, T0, true).await;
+        LogQuery { session_id: Some(s.id), limit: 10, ..LogQuery::default() }
+    };
+
+    let other = elsewhere.connect().await;
+    other.batch_execute("BEGIN; SELECT pg_current_xact_id();").await.expect("a transaction opens elsewhere");
+    let query = kept(&stores).await;
+    let page = stores.logs.query_logs(&query).await.expect("logs are queryable");
+    assert_eq!(page.records.len(), 1, "another database's open transaction holds nothing back");
+    other.batch_execute("COMMIT").await.expect("it ends");
+
+    let own = db.connect().await;
+    own.batch_execute("BEGIN; SELECT pg_current_xact_id();").await.expect("a transaction opens in sessiond's database");
+    let query = kept(&stores).await;
+    let page = stores.logs.query_logs(&query).await.expect("logs are queryable");
+    assert_eq!(page.records, [], "entries after a transaction still open here wait for it");
+    own.batch_execute("COMMIT").await.expect("it ends");
+    let page = stores.logs.query_logs(&query).await.expect("logs are queryable");
+    assert_eq!(page.records.len(), 1, "and are answered once it ended");
+}

@@ -127,6 +127,22 @@ pub fn notification_channel_names() -> [&'static str; 5] {
 const SETTLE_WAIT: Duration = Duration::from_millis(500);
 const SETTLE_POLL: Duration = Duration::from_millis(5);
 
+/// The lowest position a log entry may still commit at: the oldest
+/// transaction running when the snapshot was taken, but for those known
+/// to run in another database of the server (they write no entries here),
+/// or, with none, the next transaction id. A transaction that cannot be
+/// placed (its backend hidden or already gone) counts: the horizon is only
+/// ever too low, which makes a reader wait, never miss an entry.
+const LOG_HORIZON: &str = "\
+    WITH snapshot AS (SELECT pg_current_snapshot() AS s), \
+    elsewhere AS (SELECT backend_xid::text::int8 AS xid FROM pg_stat_activity \
+                  WHERE backend_xid IS NOT NULL AND datid IS NOT NULL \
+                    AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())) \
+    SELECT COALESCE( \
+        (SELECT min(x::text::int8) FROM snapshot, unnest(pg_snapshot_xip(snapshot.s)) AS x \
+         WHERE x::text::int8 % 4294967296 NOT IN (SELECT xid FROM elsewhere)), \
+        (SELECT pg_snapshot_xmax(s)::text::int8 FROM snapshot)) AS horizon";
+
 /// Writer tasks: each commits its own batches, so two can be in flight.
 const WRITERS: usize = 2;
 
@@ -365,7 +381,7 @@ impl Reads {
     /// The oldest transaction still running: log positions below it are
     /// final.
     async fn log_horizon(&self) -> StoreResult<i64> {
-        let rows = self.query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS horizon", &[]).await?;
+        let rows = self.query(LOG_HORIZON, &[]).await?;
         let row = rows.first().ok_or_else(|| internal("the snapshot query answered no row"))?;
         Ok(row.try_get("horizon")?)
     }
