@@ -1,6 +1,7 @@
 //! Runs the store conformance suite on `SqliteStore`, each test on its own
 //! database in a fresh temporary directory, plus what only an embedded
-//! store has to show: its file outlives the process that wrote it.
+//! store has to show: its file outlives the process that wrote it; and on
+//! `MemoryStore`, plain, cached and metered.
 
 use serde_json::json;
 use sessiond::clock::UnixMillis;
@@ -60,4 +61,35 @@ mod cached {
     }
 
     sessiond::store_conformance_tests!(fresh());
+}
+
+/// The same suite on the store in memory, directly and through each
+/// decorator.
+mod memory {
+    use sessiond::store::Stores;
+    use sessiond::store::memory::MemoryStore;
+
+    fn fresh() -> ((), Stores) {
+        ((), Stores::of(MemoryStore::new()))
+    }
+
+    sessiond::store_conformance_tests!(fresh());
+
+    mod cached {
+        fn fresh() -> ((), sessiond::store::Stores) {
+            let ((), stores) = super::fresh();
+            ((), stores.cached(1_000))
+        }
+
+        sessiond::store_conformance_tests!(fresh());
+    }
+
+    mod metered {
+        fn fresh() -> ((), sessiond::store::Stores) {
+            let ((), stores) = super::fresh();
+            ((), stores.metered("memory"))
+        }
+
+        sessiond::store_conformance_tests!(fresh());
+    }
 }

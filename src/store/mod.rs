@@ -7,8 +7,9 @@
 //! only what it serves: [`cache::CachedRecords`] caches session records
 //! with moka, and [`crate::telemetry::store::Metered`] times every
 //! operation of any of them. Implementations of them all ([`Store`]):
-//! [`sqlite::SqliteStore`] (embedded, the default) and
-//! [`postgres::PgStore`]. Every implementation and decorator passes the same
+//! [`sqlite::SqliteStore`] (embedded, the default),
+//! [`postgres::PgStore`], and [`memory::MemoryStore`] (nothing kept, for
+//! tests and as the contract's reference). Every implementation and decorator passes the same
 //! `conformance` suite.
 //!
 //! Sharing a store with other processes is this layer's business too: the
@@ -46,6 +47,7 @@ pub mod cache;
 pub mod conformance;
 pub mod feed;
 pub mod log_sql;
+pub mod memory;
 pub mod messages;
 pub mod postgres;
 pub mod sql;
