@@ -96,6 +96,8 @@ struct Stored {
 /// session's labels, copied when it was stored, and whether it is
 /// readable (`position`) and how its session ended.
 struct StoredEntry {
+    /// The record QueryLogs answers, but for its position and log id,
+    /// which are set when it is answered.
     record: LogRecord,
     tenant: TenantId,
     /// `None` while the entry is not readable.
