@@ -6,9 +6,9 @@
 use serde_json::json;
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{EndReason, LogLevel, LogQuery, SessionKind, StorageMap, VersionedStorage};
-use sessiond::store::conformance::{T0, create, end, entry, session};
 use sessiond::store::sqlite::SqliteStore;
 use sessiond::store::{EventLog, SessionLogs, SessionRecords, SessionStorage, Stores};
+use sessiond_conformance::{T0, create, end, entry, session};
 use tempfile::TempDir;
 
 /// A fresh store; the directory is deleted when the guard is dropped.
@@ -18,7 +18,7 @@ fn fresh() -> (TempDir, Stores) {
     (dir, Stores::of(store))
 }
 
-sessiond::store_conformance_tests!(fresh());
+sessiond_conformance::store_conformance_tests!(fresh());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
@@ -60,7 +60,7 @@ mod cached {
         (dir, Stores::of(store).cached(1_000))
     }
 
-    sessiond::store_conformance_tests!(fresh());
+    sessiond_conformance::store_conformance_tests!(fresh());
 }
 
 /// The same suite on the store in memory, directly and through each
@@ -73,7 +73,7 @@ mod memory {
         ((), Stores::of(MemoryStore::new()))
     }
 
-    sessiond::store_conformance_tests!(fresh());
+    sessiond_conformance::store_conformance_tests!(fresh());
 
     mod cached {
         fn fresh() -> ((), sessiond::store::Stores) {
@@ -81,7 +81,7 @@ mod memory {
             ((), stores.cached(1_000))
         }
 
-        sessiond::store_conformance_tests!(fresh());
+        sessiond_conformance::store_conformance_tests!(fresh());
     }
 
     mod metered {
@@ -90,6 +90,6 @@ mod memory {
             ((), stores.metered("memory"))
         }
 
-        sessiond::store_conformance_tests!(fresh());
+        sessiond_conformance::store_conformance_tests!(fresh());
     }
 }

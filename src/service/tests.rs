@@ -17,7 +17,7 @@ use crate::domain::{EndReason, EventType, Grants, Labels, RoleBook, SessionKind,
 use crate::service::lifecycle::{CreateSession, RevokeFilter, Timeout};
 use crate::service::{Error, Service, ServiceConfig, SessionRef};
 use crate::store::Stores;
-use crate::store::conformance::T0;
+use crate::store::fixtures::T0;
 use crate::store::memory::MemoryStore;
 
 const SECOND: Duration = Duration::from_secs(1);
