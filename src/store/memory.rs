@@ -482,3 +482,34 @@ impl Coordination for MemoryStore {
         Ok(self.state().requests.get(key).filter(|record| record.at >= since).cloned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{SessionKind, StorageMap};
+    use crate::store::fixtures::{T0, create, session};
+
+    fn entries(n: usize) -> Vec<LogEntry> {
+        let entry = LogEntry {
+            level: LogLevel::Info,
+            message: "m".into(),
+            exception: None,
+            stack_trace: None,
+            client_time: None,
+            logged_at: T0,
+            continuous: false,
+        };
+        vec![entry; n]
+    }
+
+    #[tokio::test]
+    async fn an_append_past_the_log_limit_is_refused_whole() {
+        let store = MemoryStore::new().with_max_log_entries(3);
+        let s = session(SessionKind::WebCall, None, T0);
+        create(&store, &s, &StorageMap::new()).await;
+        store.append_logs(&s.id, entries(2)).await.expect("within the limit");
+        let refused = store.append_logs(&s.id, entries(2)).await;
+        assert!(matches!(refused, Err(StoreError::LogFull { max: 3 })), "{refused:?}");
+        store.append_logs(&s.id, entries(1)).await.expect("nothing of the refused append was kept");
+    }
+}
