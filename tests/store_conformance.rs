@@ -1,13 +1,14 @@
 //! Runs the store conformance suite on `SqliteStore`, each test on its own
 //! database in a fresh temporary directory, plus what only an embedded
-//! store has to show: its file outlives the process that wrote it.
+//! store has to show: its file outlives the process that wrote it; and on
+//! `MemoryStore`, plain, cached and metered.
 
 use serde_json::json;
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{EndReason, LogLevel, LogQuery, SessionKind, StorageMap, VersionedStorage};
-use sessiond::store::conformance::{T0, create, end, entry, session};
 use sessiond::store::sqlite::SqliteStore;
 use sessiond::store::{EventLog, SessionLogs, SessionRecords, SessionStorage, Stores};
+use sessiond_conformance::{T0, create, end, entry, session};
 use tempfile::TempDir;
 
 /// A fresh store; the directory is deleted when the guard is dropped.
@@ -17,7 +18,7 @@ fn fresh() -> (TempDir, Stores) {
     (dir, Stores::of(store))
 }
 
-sessiond::store_conformance_tests!(fresh());
+sessiond_conformance::store_conformance_tests!(fresh());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
@@ -59,5 +60,36 @@ mod cached {
         (dir, Stores::of(store).cached(1_000))
     }
 
-    sessiond::store_conformance_tests!(fresh());
+    sessiond_conformance::store_conformance_tests!(fresh());
+}
+
+/// The same suite on the store in memory, directly and through each
+/// decorator.
+mod memory {
+    use sessiond::store::Stores;
+    use sessiond::store::memory::MemoryStore;
+
+    fn fresh() -> ((), Stores) {
+        ((), Stores::of(MemoryStore::new()))
+    }
+
+    sessiond_conformance::store_conformance_tests!(fresh());
+
+    mod cached {
+        fn fresh() -> ((), sessiond::store::Stores) {
+            let ((), stores) = super::fresh();
+            ((), stores.cached(1_000))
+        }
+
+        sessiond_conformance::store_conformance_tests!(fresh());
+    }
+
+    mod metered {
+        fn fresh() -> ((), sessiond::store::Stores) {
+            let ((), stores) = super::fresh();
+            ((), stores.metered("memory"))
+        }
+
+        sessiond_conformance::store_conformance_tests!(fresh());
+    }
 }

@@ -18,11 +18,11 @@ use sessiond::domain::{
     EncodedStorage, EndReason, Event, EventType, Grants, Session, SessionId, SessionKind, StorageMap, TenantId,
 };
 use sessiond::settings::Settings;
-use sessiond::store::conformance::{T0, create, end, ending, event, session, tenant};
 use sessiond::store::postgres::{EVENTS_CHANNEL, INVALIDATE_CHANNEL, PgSettings, PgStore, SCHEMA_VERSION, migrate};
 use sessiond::store::{
     EndOutcome, EventLog, PageRequest, SessionFilter, SessionLogs, SessionRecords, StoreError, Stores,
 };
+use sessiond_conformance::{T0, create, end, ending, event, session, tenant};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -33,7 +33,7 @@ async fn fresh() -> (TestDatabase, PgStore) {
     (db, store)
 }
 
-sessiond::store_conformance_tests!({
+sessiond_conformance::store_conformance_tests!({
     let (db, store) = fresh().await;
     (db, Stores::of(store))
 });
@@ -189,8 +189,7 @@ async fn a_populated_database_of_the_version_before_time_floors_finds_its_entrie
     let records = store.query_logs(&query).await.expect("queryable").records;
     let messages: Vec<&str> = records.iter().map(|r| r.entry.message.as_str()).collect();
     assert_eq!(messages, ["m500", "m501", "m502"]);
-    let appended =
-        LogEntry { continuous: true, ..sessiond::store::conformance::entry(LogLevel::Info, "new", minute(2_000)) };
+    let appended = LogEntry { continuous: true, ..sessiond_conformance::entry(LogLevel::Info, "new", minute(2_000)) };
     store.append_logs(&live.id, vec![appended]).await.expect("appended after migrating");
     let query = LogQuery { from: Some(minute(1_500)), to: None, ..query };
     let records = store.query_logs(&query).await.expect("queryable").records;
@@ -513,7 +512,7 @@ mod cached {
         (db, Stores::of(store).cached(1_000))
     }
 
-    sessiond::store_conformance_tests!(fresh().await);
+    sessiond_conformance::store_conformance_tests!(fresh().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -705,7 +704,7 @@ async fn a_populated_database_at_version_9_gives_its_log_entries_their_sessions_
     let mut live = session(SessionKind::WebUser, Some("bob"), T0);
     live.labels.endpoint = "live".into();
     create(&store, &live, &StorageMap::new()).await;
-    let mut entry = sessiond::store::conformance::entry(sessiond::domain::LogLevel::Info, "while open", T0);
+    let mut entry = sessiond_conformance::entry(sessiond::domain::LogLevel::Info, "while open", T0);
     entry.continuous = true;
     store.append_logs(&live.id, vec![entry]).await.expect("appended");
     // Readable once every transaction before it has ended, which the other

@@ -429,7 +429,7 @@ mod metered {
         (dir, Stores::of(store).metered("sqlite"))
     }
 
-    sessiond::store_conformance_tests!(fresh());
+    sessiond_conformance::store_conformance_tests!(fresh());
 }
 
 /// Runs the `sessiond` binary with `env` (and no other OTLP or OTEL

@@ -223,7 +223,7 @@ impl Service {
 mod tests {
     use super::*;
     use crate::domain::SessionKind;
-    use crate::store::conformance::{T0, session};
+    use crate::store::fixtures::{T0, session};
 
     const INTERVAL: Duration = Duration::from_millis(100);
 

@@ -442,7 +442,7 @@ impl SessionRecords for CachedRecords {
 mod tests {
     use super::*;
     use crate::domain::{EndReason, SessionKind, StorageMap};
-    use crate::store::conformance::{T0, create, ending, session};
+    use crate::store::fixtures::{T0, create, ending, session};
     use crate::store::sqlite::SqliteStore;
 
     impl TokenIndex {

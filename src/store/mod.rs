@@ -7,9 +7,11 @@
 //! only what it serves: [`cache::CachedRecords`] caches session records
 //! with moka, and [`crate::telemetry::store::Metered`] times every
 //! operation of any of them. Implementations of them all ([`Store`]):
-//! [`sqlite::SqliteStore`] (embedded, the default) and
-//! [`postgres::PgStore`]. Every implementation and decorator passes the same
-//! `conformance` suite.
+//! [`sqlite::SqliteStore`] (embedded, the default),
+//! [`postgres::PgStore`], and [`memory::MemoryStore`] (nothing kept, for
+//! tests and as the contract's reference). Every implementation and
+//! decorator passes the same conformance suite
+//! (`crates/sessiond-conformance`).
 //!
 //! Sharing a store with other processes is this layer's business too: the
 //! cache follows their invalidations, [`feed::ChangeFeed`] turns their
@@ -43,9 +45,11 @@ use crate::domain::{
 };
 
 pub mod cache;
-pub mod conformance;
 pub mod feed;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod log_sql;
+pub mod memory;
 pub mod messages;
 pub mod postgres;
 pub mod sql;

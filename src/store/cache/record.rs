@@ -279,7 +279,7 @@ mod tests {
     use super::*;
 
     fn bare() -> Session {
-        crate::store::conformance::session(SessionKind::WebUser, None, UnixMillis(1_700_000_000_000))
+        crate::store::fixtures::session(SessionKind::WebUser, None, UnixMillis(1_700_000_000_000))
     }
 
     fn full() -> Session {
