@@ -757,7 +757,7 @@ async fn a_populated_database_at_version_10_migrates_with_its_open_sessions_coun
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_transactions_of_sessionds_database_hold_back_log_readers() {
     use sessiond::domain::{LogLevel, LogQuery};
-    use sessiond::store::conformance::entry;
+    use sessiond_conformance::entry;
 
     let (db, store) = fresh().await;
     let elsewhere = fresh_database().await;

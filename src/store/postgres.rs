@@ -139,7 +139,7 @@ const LOG_HORIZON: &str = "\
                   WHERE backend_xid IS NOT NULL AND datid IS NOT NULL \
                     AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())) \
     SELECT COALESCE( \
-        (SELECT min(x::text::int8) FROM snapshot, unnest(pg_snapshot_xip(snapshot.s)) AS x \
+        (SELECT min(x::text::int8) FROM snapshot, pg_snapshot_xip(snapshot.s) AS x \
          WHERE x::text::int8 % 4294967296 NOT IN (SELECT xid FROM elsewhere)), \
         (SELECT pg_snapshot_xmax(s)::text::int8 FROM snapshot)) AS horizon";
 
