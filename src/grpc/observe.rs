@@ -59,11 +59,16 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 /// The name used for paths that are no known method.
 const OTHER: &str = "_OTHER";
 
+/// The methods observed, by path. Looked up on every call, so hashed with
+/// foldhash (seeded per process) rather than SipHash: the table is fixed,
+/// a caller only looks paths up.
+type Methods = HashMap<String, Arc<Method>, foldhash::fast::RandomState>;
+
 /// Observes the calls of the services whose encoded descriptor sets it
 /// was given.
 #[derive(Debug, Clone)]
 pub struct RpcLayer {
-    methods: Arc<HashMap<String, Arc<Method>>>,
+    methods: Arc<Methods>,
 }
 
 impl RpcLayer {
@@ -79,7 +84,7 @@ impl RpcLayer {
 
     /// Observes the methods of the services the `sets` describe.
     pub fn for_descriptor_sets(sets: &[&[u8]]) -> Self {
-        let mut methods = HashMap::new();
+        let mut methods = Methods::default();
         // The sets are compiled in; one that does not decode names nothing.
         for set in sets.iter().filter_map(|set| prost_types::FileDescriptorSet::decode(*set).ok()) {
             for file in set.file {
@@ -131,7 +136,7 @@ impl<S> tower::Layer<S> for RpcLayer {
 #[derive(Debug, Clone)]
 pub struct Observed<S> {
     inner: S,
-    methods: Arc<HashMap<String, Arc<Method>>>,
+    methods: Arc<Methods>,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Observed<S>

@@ -12,7 +12,7 @@
 //! most, and the sweeper consults the tracker before ending a session as
 //! idle.
 
-use std::hash::{BuildHasher as _, RandomState};
+use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -70,12 +70,13 @@ impl Seen {
 #[derive(Debug)]
 pub(super) struct ActivityTracker {
     shards: Shards<SessionId, Seen>,
-    hasher: RandomState,
+    /// Picks a session's shard (see `shards` on the choice of hash).
+    hasher: foldhash::fast::RandomState,
 }
 
 impl Default for ActivityTracker {
     fn default() -> Self {
-        Self { shards: Shards::new(SHARDS), hasher: RandomState::new() }
+        Self { shards: Shards::new(SHARDS), hasher: Default::default() }
     }
 }
 

@@ -32,7 +32,6 @@
 //! after the invalidations of the changes up to `n`, so once `n` is
 //! applied here, the cache answers such reads; before, they read through.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -63,7 +62,9 @@ pub struct CachedRecords {
 
 #[derive(Debug)]
 struct Entries {
-    sessions: Cache<SessionId, Packed>,
+    /// Hashed with foldhash: session ids are made by sessiond, not chosen
+    /// by callers.
+    sessions: Cache<SessionId, Packed, foldhash::fast::RandomState>,
     tokens: Arc<TokenIndex>,
     epoch: AtomicU64,
     /// Set while other processes' changes cannot be followed.
@@ -97,7 +98,7 @@ impl Entries {
                     index.remove(&record.token_hash(), &id);
                 }
             })
-            .build();
+            .build_with_hasher(Default::default());
         Self {
             sessions,
             tokens,
@@ -233,7 +234,7 @@ impl TokenIndex {
 
     fn clear(&self) {
         for shard in self.shards.iter() {
-            *shard.write() = HashMap::new();
+            *shard.write() = Default::default();
         }
     }
 }

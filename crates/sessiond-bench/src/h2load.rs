@@ -30,7 +30,9 @@
 //! under `valgrind --tool=callgrind`, and each call is made a fixed number
 //! of times (`--calls`) between zeroing the counters and dumping them.
 //! Instruction counts do not depend on what else the machine runs, so they
-//! compare two builds where timings on a shared machine cannot.
+//! compare two builds where timings on a shared machine cannot. valgrind
+//! runs SHA-256's rounds in software, where CPUs with the SHA extensions
+//! do them in hardware: the table also counts each call without them.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -400,16 +402,56 @@ impl H2load<'_> {
     /// The instructions the server (under callgrind) executes per call:
     /// a fifth of `calls` to warm up, then the counters zeroed, `calls`
     /// made, and the counters dumped.
-    fn instructions(&self, calls: u64) -> anyhow::Result<u64> {
+    fn instructions(&self, calls: u64) -> anyhow::Result<Instructions> {
         self.once(Amount::Calls((calls / 5).max(1)), None)?;
         let pid = self.server.pid();
         callgrind_control("-z", pid)?;
         let measured = self.once(Amount::Calls(calls), None)?;
         callgrind_control("-d", pid)?;
-        let total = last_dump_total(self.dumps, pid)?;
-        eprintln!("callgrind: {} counted in the latest dump of process {pid}", self.call.name());
-        Ok(total / measured.output.done.max(1))
+        let dump = last_dump(self.dumps, pid)?;
+        let text = std::fs::read_to_string(&dump).with_context(|| format!("reading {}", dump.display()))?;
+        let total = dump_total(&text).with_context(|| format!("no totals in {}", dump.display()))?;
+        let sha256 = sha256_rounds(&dump)?;
+        eprintln!("callgrind: {} counted in {}", self.call.name(), dump.display());
+        let done = measured.output.done.max(1);
+        Ok(Instructions { total: total / done, sha256: sha256 / done })
     }
+}
+
+/// A call's instructions, and those of them spent in SHA-256's rounds
+/// (hashing the token and the API key). valgrind runs them in software;
+/// a CPU with the SHA extensions (`sha_ni` in /proc/cpuinfo), which the
+/// `sha2` crate uses when present, runs them in a few dozen instructions
+/// a block: the count without them is the closer to the CPU's work there.
+#[derive(Debug, Clone, Copy)]
+struct Instructions {
+    total: u64,
+    sha256: u64,
+}
+
+/// The inclusive instructions of `sha2::sha256::compress256` in `dump`,
+/// as `callgrind_annotate` reports them (0 when it never ran).
+fn sha256_rounds(dump: &Path) -> anyhow::Result<u64> {
+    let output = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(dump)
+        .output()
+        .context("running callgrind_annotate (install valgrind)")?;
+    if !output.status.success() {
+        bail!("callgrind_annotate {} failed ({})", dump.display(), output.status);
+    }
+    Ok(compress_cost(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The cost on the function's own line (`file:function [object]`; the
+/// lines without an object are its inlined parts, already inside it).
+fn compress_cost(annotated: &str) -> u64 {
+    annotated
+        .lines()
+        .filter(|line| line.contains("sha2::sha256::compress256 [") && line.trim_end().ends_with(']'))
+        .filter_map(|line| line.split_whitespace().next()?.replace(',', "").parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The command every server runs under with `--callgrind`, its dumps
@@ -438,9 +480,8 @@ fn callgrind_control(flag: &str, pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The instructions counted in the latest dump of process `pid` in
-/// `dumps`: its `totals:` (or `summary:`) line.
-fn last_dump_total(dumps: &Path, pid: u32) -> anyhow::Result<u64> {
+/// The latest dump of process `pid` in `dumps`.
+fn last_dump(dumps: &Path, pid: u32) -> anyhow::Result<PathBuf> {
     let prefix = format!("callgrind.{pid}.");
     let mut latest: Option<(u32, PathBuf)> = None;
     for entry in std::fs::read_dir(dumps).context("listing callgrind's dumps")? {
@@ -453,8 +494,7 @@ fn last_dump_total(dumps: &Path, pid: u32) -> anyhow::Result<u64> {
         }
     }
     let (_, path) = latest.with_context(|| format!("no callgrind dump of process {pid}"))?;
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    dump_total(&text).with_context(|| format!("no totals in {}", path.display()))
+    Ok(path)
 }
 
 /// The `totals:` (or, without it, `summary:`) count of a callgrind dump.
@@ -467,15 +507,26 @@ fn dump_total(text: &str) -> Option<u64> {
 
 /// The instructions per call of every call, and each one's ratio to the
 /// echo's.
-fn render_instructions(args: &H2loadArgs, counts: &[(Call, u64)]) -> String {
-    let echo = counts.iter().find(|(call, _)| *call == Call::Echo).map_or(0, |(_, ir)| *ir);
-    let headers = ["call", "Ir/call", "vs echo"].map(String::from);
+fn render_instructions(args: &H2loadArgs, counts: &[(Call, Instructions)]) -> String {
+    let echo = counts.iter().find(|(call, _)| *call == Call::Echo).map(|(_, ir)| *ir);
+    let echo = echo.unwrap_or(Instructions { total: 0, sha256: 0 });
+    let headers = ["call", "Ir/call", "vs echo", "SHA-256 rounds", "Ir/call without them", "vs echo"].map(String::from);
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let ratio = |ir: u64, echo: u64| format!("{:.2}×", ir as f64 / echo.max(1) as f64);
     let body = counts
         .iter()
         .map(|(call, ir)| {
+            let without = ir.total - ir.sha256;
             #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-            let ratio = *ir as f64 / echo.max(1) as f64;
-            vec![call.name().to_owned(), report::thousands(*ir as f64), format!("{ratio:.2}×")]
+            let thousands = |n: u64| report::thousands(n as f64);
+            vec![
+                call.name().to_owned(),
+                thousands(ir.total),
+                ratio(ir.total, echo.total),
+                thousands(ir.sha256),
+                thousands(without),
+                ratio(without, echo.total - echo.sha256),
+            ]
         })
         .collect();
     let mut out = format!(
@@ -771,6 +822,17 @@ req/s           :   40500.12    40734.00    40617.06      117.00   100.00%
         assert_eq!(dump_total(dump), Some(456_789));
         assert_eq!(dump_total("events: Ir\nsummary: 123\n"), Some(123));
         assert_eq!(dump_total("events: Ir\n"), None);
+    }
+
+    #[test]
+    fn sha256_rounds_are_the_compress_functions_own_line() {
+        let annotated = "\
+17,930,000 ( 5.06%)  /src/digest.rs:sessiond::service::Service::find::{{closure}}
+17,385,000 ( 4.91%)  /src/sha256.rs:sha2::sha256::compress256 [/bin/sessiond]
+ 8,315,000 ( 2.35%)  /src/sha256/soft.rs:sha2::sha256::compress256
+";
+        assert_eq!(compress_cost(annotated), 17_385_000);
+        assert_eq!(compress_cost("1,000 (100.0%)  ???:main [/bin/echo]\n"), 0);
     }
 
     #[test]
