@@ -32,10 +32,6 @@ pub mod probe;
 pub mod reload;
 pub mod secret;
 pub mod service;
-/// The service's unit tests on the store in memory, beside its code.
-#[cfg(test)]
-#[path = "service/tests.rs"]
-mod service_tests;
 pub mod settings;
 mod shards;
 pub mod startup;

@@ -34,6 +34,9 @@ pub mod privileges;
 pub mod server_info;
 pub mod storage;
 pub mod sweeper;
+/// The service's unit tests on the store in memory.
+#[cfg(test)]
+mod tests;
 pub mod watch;
 
 use activity::ActivityTracker;

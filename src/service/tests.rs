@@ -2,9 +2,7 @@
 //! meets (expiry on a late call, revocation, compare-and-set, permissions,
 //! promotions, tenants), stated without a server, a file or a database,
 //! under a [`ManualClock`]. Each runs in a few milliseconds.
-//!
-//! Declared by `lib.rs` (a child of the crate, it uses the service as its
-//! callers do, through its public methods).
+//! They use the service as its callers do, through its public methods.
 
 use std::sync::Arc;
 use std::time::Duration;
