@@ -282,14 +282,45 @@ impl RoleBook {
 
     /// Whether `privilege` (canonical) is held, without building the set.
     pub fn holds(&self, grants: &Grants, trusted: bool, now: UnixMillis, privilege: &str) -> bool {
+        let named = GrantNames {
+            privileges: grants.privileges.iter().map(String::as_str),
+            promotions: grants.promotions.iter().map(|p| (p.privilege.as_str(), p.expires_at)),
+            roles: grants.roles.iter().map(String::as_str),
+        };
+        self.holds_named(named, trusted, now, privilege)
+    }
+
+    /// [`RoleBook::holds`] of grants given by name, wherever they are read
+    /// from (a packed record, say).
+    pub fn holds_named<'a>(
+        &self,
+        grants: GrantNames<
+            impl Iterator<Item = &'a str>,
+            impl Iterator<Item = (&'a str, UnixMillis)>,
+            impl Iterator<Item = &'a str>,
+        >,
+        trusted: bool,
+        now: UnixMillis,
+        privilege: &str,
+    ) -> bool {
         if trusted {
             return true;
         }
-        let via = |name: &String| self.closures.get(name).is_some_and(|c| c.contains(privilege));
-        grants.privileges.iter().any(via)
-            || grants.promotions.iter().any(|p| p.expires_at > now && via(&p.privilege))
-            || grants.roles.iter().any(|r| self.roles.get(r).is_some_and(|p| p.contains(privilege)))
+        let GrantNames { mut privileges, mut promotions, mut roles } = grants;
+        let via = |name: &str| self.closures.get(name).is_some_and(|c| c.contains(privilege));
+        privileges.any(via)
+            || promotions.any(|(name, expires_at)| expires_at > now && via(name))
+            || roles.any(|r| self.roles.get(r).is_some_and(|p| p.contains(privilege)))
     }
+}
+
+/// A session's grants by name: its privileges, its promotions with when
+/// each lapses, and its roles.
+#[derive(Debug)]
+pub struct GrantNames<P, T, R> {
+    pub privileges: P,
+    pub promotions: T,
+    pub roles: R,
 }
 
 /// A cycle of `includes`, as the names along it (the first repeated at

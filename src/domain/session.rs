@@ -88,11 +88,18 @@ pub enum Expiry {
     Due(EndReason),
 }
 
-impl Session {
-    pub fn is_open(&self) -> bool {
-        self.end.is_none()
-    }
+/// What a session's expiry is reckoned from: its start, its last written
+/// activity and its two limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub created_at: UnixMillis,
+    /// Last activity written to the store (see [`Session::last_active_at`]).
+    pub last_active_at: UnixMillis,
+    pub idle_timeout: Option<Duration>,
+    pub lifetime: Option<Duration>,
+}
 
+impl Timing {
     /// When the session ends if it sees no activity after `last_active_at`.
     pub fn expires_at(&self, last_active_at: UnixMillis) -> Option<UnixMillis> {
         let idle = self.idle_timeout.map(|idle| last_active_at + idle);
@@ -113,6 +120,31 @@ impl Session {
             return Expiry::Due(EndReason::IdleTimeout);
         }
         Expiry::Open { expires_at: self.expires_at(last_active_at) }
+    }
+}
+
+impl Session {
+    pub fn is_open(&self) -> bool {
+        self.end.is_none()
+    }
+
+    pub fn timing(&self) -> Timing {
+        Timing {
+            created_at: self.created_at,
+            last_active_at: self.last_active_at,
+            idle_timeout: self.idle_timeout,
+            lifetime: self.lifetime,
+        }
+    }
+
+    /// [`Timing::expires_at`] of this session.
+    pub fn expires_at(&self, last_active_at: UnixMillis) -> Option<UnixMillis> {
+        self.timing().expires_at(last_active_at)
+    }
+
+    /// [`Timing::expiry`] of this session.
+    pub fn expiry(&self, last_active_at: UnixMillis, now: UnixMillis) -> Expiry {
+        self.timing().expiry(last_active_at, now)
     }
 }
 

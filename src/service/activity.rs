@@ -92,12 +92,12 @@ impl ActivityTracker {
     /// [`ActivityTracker::record`]), or why the call counts as none.
     pub(super) fn visit<E>(
         &self,
-        session: &Session,
+        id: &SessionId,
+        stored: UnixMillis,
         decide: impl FnOnce(UnixMillis) -> Result<(UnixMillis, Duration), E>,
     ) -> Result<(), E> {
-        let stored = session.last_active_at;
-        let shard = self.shard(&session.id);
-        if let Some(seen) = shard.read().get(&session.id) {
+        let shard = self.shard(id);
+        if let Some(seen) = shard.read().get(id) {
             seen.written.fetch_max(stored.0, Ordering::AcqRel);
             let (at, _) = decide(seen.latest().max(stored))?;
             seen.latest.fetch_max(at.0, Ordering::AcqRel);
@@ -105,7 +105,7 @@ impl ActivityTracker {
         }
         let (at, interval) = decide(stored)?;
         let mut shard = shard.write();
-        let seen = shard.entry(session.id.clone()).or_insert_with(|| Seen::new(at, stored, interval));
+        let seen = shard.entry(id.clone()).or_insert_with(|| Seen::new(at, stored, interval));
         seen.latest.fetch_max(at.0, Ordering::AcqRel);
         Ok(())
     }
@@ -284,11 +284,17 @@ mod tests {
     fn a_visit_sees_what_observe_sees_and_records_only_what_it_decides() {
         let tracker = ActivityTracker::default();
         let alice = session(SessionKind::WebUser, None, T0);
-        assert_eq!(tracker.visit(&alice, |known| Err::<(UnixMillis, Duration), _>(known)), Err(T0));
+        assert_eq!(
+            tracker.visit(&alice.id, alice.last_active_at, |known| Err::<(UnixMillis, Duration), _>(known)),
+            Err(T0)
+        );
         assert_eq!(len(&tracker), 0, "a refused visit records nothing");
-        tracker.visit(&alice, |_| Ok::<_, ()>((at(10), INTERVAL))).unwrap();
-        assert_eq!(tracker.visit(&alice, |known| Err::<(UnixMillis, Duration), _>(known)), Err(at(10)));
-        tracker.visit(&alice, |_| Ok::<_, ()>((at(20), INTERVAL))).unwrap();
+        tracker.visit(&alice.id, alice.last_active_at, |_| Ok::<_, ()>((at(10), INTERVAL))).unwrap();
+        assert_eq!(
+            tracker.visit(&alice.id, alice.last_active_at, |known| Err::<(UnixMillis, Duration), _>(known)),
+            Err(at(10))
+        );
+        tracker.visit(&alice.id, alice.last_active_at, |_| Ok::<_, ()>((at(20), INTERVAL))).unwrap();
         assert_eq!(tracker.unwritten(Some(at(100))), [(alice.id.clone(), at(20))], "written at creation, 100 ms ago");
     }
 

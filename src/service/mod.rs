@@ -18,9 +18,9 @@ use crate::auth::{Caller, Permission};
 use crate::clock::{Clock, UnixMillis};
 use crate::domain::{
     EndReason, Event, EventType, Expiry, LogId, LogPolicies, NewEvent, RoleBook, Session, SessionEnd, SessionId,
-    SessionKind, StorageLimits, Token,
+    SessionKind, StorageLimits, Timing, Token,
 };
-use crate::store::{EndOutcome, Ending, Stores, UnseenActivity};
+use crate::store::{EndOutcome, Ending, Record, Stores, UnseenActivity};
 
 mod activity;
 pub mod error;
@@ -311,22 +311,28 @@ impl Service {
     /// The session named, if it belongs to the caller's tenant: another
     /// tenant's session is as unknown as a missing one (no existence leak).
     async fn find(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
+        Ok(self.find_record(caller, session).await?.into_session())
+    }
+
+    /// [`Service::find`] as a [`Record`]: from the cache, read in place.
+    async fn find_record(&self, caller: &Caller, session: &SessionRef) -> Result<Record, Error> {
         if matches!(session.key, SessionKey::Id(_)) {
             caller.require(Permission::SessionIds)?;
         }
+        let sessions = &self.stores().sessions;
         let found = match (&session.key, session.min_sequence) {
-            (SessionKey::Token(token), 0) => self.stores().sessions.session_by_token(&token.hash()).await?,
-            (SessionKey::Id(id) | SessionKey::Found(id), 0) => self.stores().sessions.session_by_id(id).await?,
+            (SessionKey::Token(token), 0) => sessions.record_by_token(&token.hash()).await?,
+            (SessionKey::Id(id) | SessionKey::Found(id), 0) => sessions.session_by_id(id).await?.map(Record::Whole),
             (SessionKey::Token(token), after) => {
-                self.stores().sessions.session_by_token_after(&token.hash(), after).await?
+                sessions.session_by_token_after(&token.hash(), after).await?.map(Record::Whole)
             }
             (SessionKey::Id(id) | SessionKey::Found(id), after) => {
-                self.stores().sessions.session_by_id_after(id, after).await?
+                sessions.session_by_id_after(id, after).await?.map(Record::Whole)
             }
         };
-        let found = found.filter(|s| s.tenant == caller.tenant).ok_or(Error::SessionNotFound)?;
+        let found = found.filter(|r| r.tenant() == caller.tenant.as_str()).ok_or(Error::SessionNotFound)?;
         // Names the session in the calling operation's span.
-        tracing::Span::current().record("session_id", tracing::field::display(&found.id));
+        tracing::Span::current().record("session_id", tracing::field::display(found.id()));
         Ok(found)
     }
 
@@ -336,68 +342,83 @@ impl Service {
     /// whose idle timeout or lifetime has passed is ended here, with that
     /// reason, and is an error too: it is never revived by a late call.
     pub async fn open_session(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
-        let mut session = self.find(caller, session).await?;
+        Ok(self.open_record(caller, session).await?.into_session())
+    }
+
+    /// [`Service::open_session`] as a [`Record`], for checks that need
+    /// only its tenant, timing, end and grants: a cached one is read in
+    /// place rather than unpacked.
+    pub async fn open_record(&self, caller: &Caller, session: &SessionRef) -> Result<Record, Error> {
+        let mut record = self.find_record(caller, session).await?;
         let now = self.now();
-        let interval = self.activity_write_interval(&session);
-        let mut visited = self.visit(&session, now, interval);
+        let interval = self.activity_write_interval(&record.timing());
+        let mut visited = self.visit(&record, now, interval);
         if visited == Err(Some(EndReason::IdleTimeout)) {
             // The record may come from memory, with older activity than
             // the store holds (activity is not announced): idleness is
             // judged on the stored record.
-            session = self.stored(&session).await?;
-            visited = self.visit(&session, now, interval);
+            record = Record::Whole(self.stored_by_id(record.id()).await?);
+            visited = self.visit(&record, now, interval);
         }
         match visited {
             Ok(()) => {}
-            Err(None) => return Err(Error::SessionEnded(session.end.map_or(EndReason::Closed, |end| end.reason))),
+            Err(None) => return Err(Error::SessionEnded(record.end_reason().unwrap_or(EndReason::Closed))),
             Err(Some(reason)) => {
-                self.end(&session, reason, None, None).await?;
+                self.end(&record.into_session(), reason, None, None).await?;
                 return Err(Error::SessionEnded(reason));
             }
         }
         // The call does not wait for the write: the activity writer batches
         // it with every other session found due meanwhile.
-        if now.since(session.last_active_at) >= interval {
+        if now.since(record.timing().last_active_at) >= interval {
             self.inner.activity_due.notify_one();
         }
-        Ok(session)
+        Ok(record)
     }
 
-    /// Counts a call on `session` at `now` as its activity, unless the
+    /// Counts a call on `record` at `now` as its activity, unless the
     /// session has ended (`Err(None)`) or is due to end, and why.
-    fn visit(&self, session: &Session, now: UnixMillis, interval: Duration) -> Result<(), Option<EndReason>> {
-        if session.end.is_some() {
+    fn visit(&self, record: &Record, now: UnixMillis, interval: Duration) -> Result<(), Option<EndReason>> {
+        if record.end_reason().is_some() {
             return Err(None);
         }
-        self.inner.activity.visit(session, |known| match session.expiry(self.judged(session, known), now) {
-            Expiry::Due(reason) => Err(Some(reason)),
-            Expiry::Open { .. } => Ok((now, interval)),
+        let timing = record.timing();
+        self.inner.activity.visit(record.id(), timing.last_active_at, |known| {
+            match timing.expiry(self.judged(&timing, known), now) {
+                Expiry::Due(reason) => Err(Some(reason)),
+                Expiry::Open { .. } => Ok((now, interval)),
+            }
         })
     }
 
     /// `session` as stored now, not as a cache may hold it.
     async fn stored(&self, session: &Session) -> Result<Session, Error> {
-        self.stores().sessions.stored_session(&session.id).await?.ok_or(Error::SessionNotFound)
+        self.stored_by_id(&session.id).await
+    }
+
+    async fn stored_by_id(&self, id: &SessionId) -> Result<Session, Error> {
+        self.stores().sessions.stored_session(id).await?.ok_or(Error::SessionNotFound)
     }
 
     /// The latest activity to judge expiry by: this process's, or what
     /// other processes sharing the store may have seen unwritten (see
     /// [`UnseenActivity`]).
     fn last_active(&self, session: &Session) -> UnixMillis {
-        self.judged(session, self.inner.activity.last_active(session))
+        self.judged(&session.timing(), self.inner.activity.last_active(session))
     }
 
-    /// `last_active` from activity `known` to this process.
-    fn judged(&self, session: &Session, known: UnixMillis) -> UnixMillis {
-        let interval = self.activity_write_interval(session);
-        self.inner.unseen.latest(known, session.last_active_at, interval, self.now())
+    /// `last_active` of a session with this `timing` from activity `known`
+    /// to this process.
+    fn judged(&self, timing: &Timing, known: UnixMillis) -> UnixMillis {
+        let interval = self.activity_write_interval(timing);
+        self.inner.unseen.latest(known, timing.last_active_at, interval, self.now())
     }
 
     /// Activity is written at most this long after it happened, and
     /// well before the idle timeout could pass on the stored value alone.
-    fn activity_write_interval(&self, session: &Session) -> Duration {
+    fn activity_write_interval(&self, timing: &Timing) -> Duration {
         let flush = self.inner.config.activity_flush;
-        session.idle_timeout.map_or(flush, |idle| flush.min(idle / 4))
+        timing.idle_timeout.map_or(flush, |idle| flush.min(idle / 4))
     }
 
     /// Whether `session`'s log is kept if it ends now for `reason`: by the

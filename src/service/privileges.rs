@@ -115,8 +115,8 @@ impl Service {
     /// Whether a privilege (canonical, checked at the edge) is held.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn has_privilege(&self, caller: &Caller, session: &SessionRef, privilege: &str) -> Result<bool, Error> {
-        let session = self.open_session(caller, session).await?;
-        Ok(self.roles().holds(&session.grants, session.trusted, self.now(), privilege))
+        let record = self.open_record(caller, session).await?;
+        Ok(record.holds(&self.roles(), self.now(), privilege))
     }
 
     /// One answer per privilege (canonical, checked at the edge), and their
@@ -130,9 +130,9 @@ impl Service {
         mode: CheckMode,
     ) -> Result<(bool, Vec<bool>), Error> {
         let book = self.roles();
-        let session = self.open_session(caller, session).await?;
+        let record = self.open_record(caller, session).await?;
         let now = self.now();
-        let held: Vec<bool> = names.iter().map(|p| book.holds(&session.grants, session.trusted, now, p)).collect();
+        let held: Vec<bool> = names.iter().map(|p| record.holds(&book, now, p)).collect();
         let granted = match mode {
             CheckMode::Any => held.iter().any(|h| *h),
             CheckMode::All => held.iter().all(|h| *h),

@@ -42,10 +42,12 @@ use moka::sync::Cache;
 
 mod record;
 
+pub use record::CachedRecord;
 use record::Packed;
 
 use super::{
-    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, SessionFilter, SessionRecords, StoreResult,
+    EndOutcome, Ending, NewRequest, Notification, Once, PageRequest, Purged, Record, SessionFilter, SessionRecords,
+    StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{EncodedStorage, Event, Grants, NewEvent, Session, SessionEnd, SessionId, TenantId, TokenHash};
@@ -163,9 +165,13 @@ impl Entries {
     }
 
     fn by_token(&self, hash: &TokenHash) -> Option<Session> {
+        self.record_by_token(hash).map(CachedRecord::into_session)
+    }
+
+    fn record_by_token(&self, hash: &TokenHash) -> Option<CachedRecord> {
         let id = self.tokens.get(hash)?;
         let record = self.sessions.get(&id).filter(|record| record.token_hash() == *hash && !self.bypassed())?;
-        Some(record.unpack(id))
+        Some(record.read(id))
     }
 
     /// Caches a record read from the inner store, unless a write happened
@@ -327,6 +333,20 @@ impl SessionRecords for CachedRecords {
             entries.fill(session, epoch);
         }
         Ok(found)
+    }
+
+    async fn record_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Record>> {
+        let entries = &self.entries;
+        let epoch = entries.epoch.load(Ordering::SeqCst);
+        if let Some(record) = entries.record_by_token(hash) {
+            entries.hit();
+            return Ok(Some(Record::Cached(record)));
+        }
+        let found = self.inner.session_by_token(hash).await?;
+        if let Some(session) = &found {
+            entries.fill(session, epoch);
+        }
+        Ok(found.map(Record::Whole))
     }
 
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {

@@ -41,7 +41,8 @@ use async_trait::async_trait;
 use crate::clock::UnixMillis;
 use crate::domain::{
     EncodedStorage, EndReason, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent,
-    RequestDigest, RequestKey, Session, SessionEnd, SessionId, SessionKind, TenantId, TokenHash, VersionedStorage,
+    RequestDigest, RequestKey, RoleBook, Session, SessionEnd, SessionId, SessionKind, TenantId, Timing, TokenHash,
+    VersionedStorage,
 };
 
 pub mod cache;
@@ -226,6 +227,12 @@ pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
 
     /// Finds a session, open or ended, by id.
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;
+
+    /// [`SessionRecords::session_by_token`] as a [`Record`]: a cache
+    /// answers from memory without unpacking the whole session.
+    async fn record_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Record>> {
+        Ok(self.session_by_token(hash).await?.map(Record::Whole))
+    }
 
     /// [`SessionRecords::session_by_token`], answered in a state that reflects every
     /// change up to event `sequence` (a read-your-writes floor). A store
@@ -454,6 +461,61 @@ impl UnseenActivity {
         match self {
             UnseenActivity::None => known,
             UnseenActivity::UpToWriteInterval => known.max((stored + interval).min(now)),
+        }
+    }
+}
+
+/// A session record as read for a check: whole, or as the cache holds it,
+/// read in place ([`cache::CachedRecord`]). Either answers what a check
+/// needs without copying; [`Record::into_session`] gives the whole session.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Whole(Session),
+    Cached(cache::CachedRecord),
+}
+
+impl Record {
+    pub fn id(&self) -> &SessionId {
+        match self {
+            Record::Whole(session) => &session.id,
+            Record::Cached(record) => record.id(),
+        }
+    }
+
+    pub fn tenant(&self) -> &str {
+        match self {
+            Record::Whole(session) => session.tenant.as_str(),
+            Record::Cached(record) => record.tenant(),
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        match self {
+            Record::Whole(session) => session.timing(),
+            Record::Cached(record) => record.timing(),
+        }
+    }
+
+    /// How the session ended, if it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        match self {
+            Record::Whole(session) => session.end.as_ref().map(|end| end.reason),
+            Record::Cached(record) => record.end_reason(),
+        }
+    }
+
+    /// Whether the session holds `privilege` (canonical) at `now`, by `book`.
+    pub fn holds(&self, book: &RoleBook, now: UnixMillis, privilege: &str) -> bool {
+        match self {
+            Record::Whole(session) => book.holds(&session.grants, session.trusted, now, privilege),
+            Record::Cached(record) => book.holds_named(record.grants(), record.trusted(), now, privilege),
+        }
+    }
+
+    pub fn into_session(self) -> Session {
+        match self {
+            Record::Whole(session) => session,
+            Record::Cached(record) => record.into_session(),
         }
     }
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EndReason, Grants, Labels, LogId, Promotion, PromotionId, Session, SessionEnd, SessionId, SessionKind, TenantId,
-    TokenHash,
+    EndReason, GrantNames, Grants, Labels, LogId, Promotion, PromotionId, Session, SessionEnd, SessionId, SessionKind,
+    TenantId, Timing, TokenHash,
 };
 
 /// A session record, but for its id, packed into one shared allocation,
@@ -150,6 +150,109 @@ impl Packed {
     }
 }
 
+/// A cached record read in place: what a check of the session needs
+/// (tenant, timing, end, grants), found by one pass over the packed bytes
+/// that allocates nothing; the whole [`Session`] is unpacked only if it is
+/// asked for ([`CachedRecord::into_session`]).
+#[derive(Debug, Clone)]
+pub struct CachedRecord {
+    id: SessionId,
+    packed: Packed,
+    tenant: std::ops::Range<usize>,
+    timing: Timing,
+    trusted: bool,
+    /// Where the privileges', the roles' and the promotions' lists start.
+    privileges: usize,
+    roles: usize,
+    promotions: usize,
+    end: Option<EndReason>,
+}
+
+impl Packed {
+    /// The record read in place, with its id.
+    pub(super) fn read(&self, id: SessionId) -> CachedRecord {
+        let bytes: &[u8] = &self.0;
+        let mut input = Reader(bytes);
+        let at = |input: &Reader<'_>| bytes.len() - input.0.len();
+        input.take(TOKEN_HASH_LEN);
+        let tenant_len = input.len();
+        let tenant = at(&input)..at(&input) + tenant_len;
+        input.take(tenant_len);
+        input.item(SessionKind::ALL);
+        input.option(Reader::skip_str);
+        for _label in 0..5 {
+            input.skip_str();
+        }
+        let created_at = input.millis();
+        let idle_timeout = input.option(Reader::duration);
+        let lifetime = input.option(Reader::duration);
+        let trusted = input.flag();
+        let privileges = at(&input);
+        input.skip_strs();
+        let roles = at(&input);
+        input.skip_strs();
+        let promotions = at(&input);
+        for _promotion in 0..input.len() {
+            input.skip_str();
+            input.skip_str();
+            input.millis();
+        }
+        input.varint();
+        let end = input.option(|input| input.item(EndReason::ALL));
+        let last_active_at = UnixMillis(self.1.load(Ordering::Acquire));
+        let timing = Timing { created_at, last_active_at, idle_timeout, lifetime };
+        CachedRecord { id, packed: self.clone(), tenant, timing, trusted, privileges, roles, promotions, end }
+    }
+}
+
+impl CachedRecord {
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    pub fn tenant(&self) -> &str {
+        std::str::from_utf8(&self.packed.0[self.tenant.clone()]).expect("written from a str")
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
+
+    /// How the session ended, if it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.end
+    }
+
+    /// The grants, by name, read in place.
+    pub fn grants(
+        &self,
+    ) -> GrantNames<impl Iterator<Item = &str>, impl Iterator<Item = (&str, UnixMillis)>, impl Iterator<Item = &str>>
+    {
+        let bytes: &[u8] = &self.packed.0;
+        let mut input = Reader(&bytes[self.promotions..]);
+        let promotions = (0..input.len()).map(move |_| {
+            input.skip_str();
+            (input.str(), input.millis())
+        });
+        GrantNames { privileges: strs(&bytes[self.privileges..]), promotions, roles: strs(&bytes[self.roles..]) }
+    }
+
+    /// The whole record.
+    pub fn into_session(self) -> Session {
+        self.packed.unpack(self.id)
+    }
+}
+
+/// The list of strings `bytes` starts with, in place.
+fn strs(bytes: &[u8]) -> impl Iterator<Item = &str> {
+    let mut input = Reader(bytes);
+    (0..input.len()).map(move |_| input.str())
+}
+
 /// Appends values; [`Reader`] reads them back in the same order.
 struct Writer(Vec<u8>);
 
@@ -215,8 +318,8 @@ impl Writer {
 /// read is a bug in this file, and panics.
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn take(&mut self, len: usize) -> &[u8] {
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> &'a [u8] {
         let (taken, rest) = self.0.split_at(len);
         self.0 = rest;
         taken
@@ -249,6 +352,23 @@ impl Reader<'_> {
     fn string(&mut self) -> String {
         let len = self.len();
         String::from_utf8(self.take(len).to_vec()).expect("written from a str")
+    }
+
+    /// A string in place.
+    fn str(&mut self) -> &'a str {
+        let len = self.len();
+        std::str::from_utf8(self.take(len)).expect("written from a str")
+    }
+
+    fn skip_str(&mut self) {
+        let len = self.len();
+        self.take(len);
+    }
+
+    fn skip_strs(&mut self) {
+        for _ in 0..self.len() {
+            self.skip_str();
+        }
     }
 
     fn strings(&mut self) -> Vec<String> {
@@ -347,6 +467,30 @@ mod tests {
             session.kind = *kind;
             session.end.as_mut().expect("the full session has ended").reason = *reason;
             assert_eq!(Packed::pack(&session).unpack(session.id.clone()), session);
+        }
+    }
+
+    #[test]
+    fn a_record_read_in_place_answers_what_its_session_holds() {
+        let mut promoted = full();
+        promoted.grants.promotions.push(Promotion {
+            id: PromotionId::generate(),
+            privilege: "ålso".to_owned(),
+            expires_at: UnixMillis(7),
+        });
+        for session in [bare(), full(), promoted] {
+            let read = Packed::pack(&session).read(session.id.clone());
+            assert_eq!(read.id(), &session.id);
+            assert_eq!(read.tenant(), session.tenant.as_str());
+            assert_eq!(read.timing(), session.timing());
+            assert_eq!(read.trusted(), session.trusted);
+            assert_eq!(read.end_reason(), session.end.as_ref().map(|end| end.reason));
+            let GrantNames { privileges, promotions, roles } = read.grants();
+            let grants = &session.grants;
+            assert!(privileges.eq(grants.privileges.iter().map(String::as_str)));
+            assert!(roles.eq(grants.roles.iter().map(String::as_str)));
+            assert!(promotions.eq(grants.promotions.iter().map(|p| (p.privilege.as_str(), p.expires_at))));
+            assert_eq!(read.into_session(), session);
         }
     }
 
