@@ -189,6 +189,14 @@ impl Default for ServiceConfig {
     }
 }
 
+/// How much of a session record a call reads: all of it, or what a check
+/// needs (a cached record is then read in place, see [`Record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Whole,
+    Check,
+}
+
 /// The session service. Cheap to clone; clones share everything.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -311,17 +319,18 @@ impl Service {
     /// The session named, if it belongs to the caller's tenant: another
     /// tenant's session is as unknown as a missing one (no existence leak).
     async fn find(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
-        Ok(self.find_record(caller, session).await?.into_session())
+        Ok(self.find_record(caller, session, Read::Whole).await?.into_session())
     }
 
-    /// [`Service::find`] as a [`Record`]: from the cache, read in place.
-    async fn find_record(&self, caller: &Caller, session: &SessionRef) -> Result<Record, Error> {
+    /// [`Service::find`] as a [`Record`], read as `read` says.
+    async fn find_record(&self, caller: &Caller, session: &SessionRef, read: Read) -> Result<Record, Error> {
         if matches!(session.key, SessionKey::Id(_)) {
             caller.require(Permission::SessionIds)?;
         }
         let sessions = &self.stores().sessions;
         let found = match (&session.key, session.min_sequence) {
-            (SessionKey::Token(token), 0) => sessions.record_by_token(&token.hash()).await?,
+            (SessionKey::Token(token), 0) if read == Read::Check => sessions.record_by_token(&token.hash()).await?,
+            (SessionKey::Token(token), 0) => sessions.session_by_token(&token.hash()).await?.map(Record::Whole),
             (SessionKey::Id(id) | SessionKey::Found(id), 0) => sessions.session_by_id(id).await?.map(Record::Whole),
             (SessionKey::Token(token), after) => {
                 sessions.session_by_token_after(&token.hash(), after).await?.map(Record::Whole)
@@ -342,14 +351,18 @@ impl Service {
     /// whose idle timeout or lifetime has passed is ended here, with that
     /// reason, and is an error too: it is never revived by a late call.
     pub async fn open_session(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
-        Ok(self.open_record(caller, session).await?.into_session())
+        Ok(self.open_read(caller, session, Read::Whole).await?.into_session())
     }
 
     /// [`Service::open_session`] as a [`Record`], for checks that need
     /// only its tenant, timing, end and grants: a cached one is read in
     /// place rather than unpacked.
     pub async fn open_record(&self, caller: &Caller, session: &SessionRef) -> Result<Record, Error> {
-        let mut record = self.find_record(caller, session).await?;
+        self.open_read(caller, session, Read::Check).await
+    }
+
+    async fn open_read(&self, caller: &Caller, session: &SessionRef, read: Read) -> Result<Record, Error> {
+        let mut record = self.find_record(caller, session, read).await?;
         let now = self.now();
         let interval = self.activity_write_interval(&record.timing());
         let mut visited = self.visit(&record, now, interval);

@@ -165,13 +165,19 @@ impl Entries {
     }
 
     fn by_token(&self, hash: &TokenHash) -> Option<Session> {
-        self.record_by_token(hash).map(CachedRecord::into_session)
+        let (id, record) = self.packed_by_token(hash)?;
+        Some(record.unpack(id))
     }
 
     fn record_by_token(&self, hash: &TokenHash) -> Option<CachedRecord> {
+        let (id, record) = self.packed_by_token(hash)?;
+        Some(record.read(id))
+    }
+
+    fn packed_by_token(&self, hash: &TokenHash) -> Option<(SessionId, Packed)> {
         let id = self.tokens.get(hash)?;
         let record = self.sessions.get(&id).filter(|record| record.token_hash() == *hash && !self.bypassed())?;
-        Some(record.read(id))
+        Some((id, record))
     }
 
     /// Caches a record read from the inner store, unless a write happened
