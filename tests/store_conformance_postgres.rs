@@ -750,6 +750,39 @@ async fn a_populated_database_at_version_10_migrates_with_its_open_sessions_coun
     assert_eq!(store.open_sessions_of(&acme).await.expect("counted on from there"), 3);
 }
 
+/// Counts asked at once are read together and each answers its own
+/// tenant's; one asked after a create committed counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_sessions_of_many_tenants_asked_at_once_are_each_their_own() {
+    let (_db, store) = fresh().await;
+    let store = Arc::new(store);
+    for (name, open) in [("acme", 3), ("globex", 1)] {
+        for _ in 0..open {
+            let mut s = session(SessionKind::WebUser, None, T0);
+            s.tenant = tenant(name);
+            create(&*store, &s, &StorageMap::new()).await;
+        }
+    }
+    let asks = (0..60).map(|i| {
+        let store = store.clone();
+        let name = ["acme", "globex", "initech"][i % 3];
+        tokio::spawn(async move { (name, store.open_sessions_of(&tenant(name)).await.expect("counted")) })
+    });
+    for ask in asks.collect::<Vec<_>>() {
+        let (name, open) = ask.await.expect("no ask panicked");
+        let expected = match name {
+            "acme" => 3,
+            "globex" => 1,
+            _ => 0,
+        };
+        assert_eq!(open, expected, "{name}");
+    }
+    let mut s = session(SessionKind::WebUser, None, T0);
+    s.tenant = tenant("initech");
+    create(&*store, &s, &StorageMap::new()).await;
+    assert_eq!(store.open_sessions_of(&tenant("initech")).await.expect("counted"), 1);
+}
+
 /// Log readers wait only for transactions that may still commit entries
 /// before theirs: one left open in another database of the server is
 /// stepped over, one left open in sessiond's own holds entries back until

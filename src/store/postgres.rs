@@ -72,6 +72,7 @@ use crate::secret::Secret;
 
 mod bulk;
 mod connect;
+mod counts;
 mod entries;
 mod listener;
 mod messages;
@@ -231,6 +232,8 @@ pub struct PgStore {
     origin: String,
     /// Entries one session's log may hold (zero: no limit).
     max_log_entries: u64,
+    /// Reads tenants' open-session counts for many creates at once.
+    tenant_counts: counts::TenantCounts,
 }
 
 impl Drop for PgStore {
@@ -299,7 +302,9 @@ impl PgStore {
         let read_deadline =
             (!settings.statement_timeout.is_zero()).then(|| settings.statement_timeout + settings.connect_timeout);
         let reads = Reads { pool: pool.clone(), availability: availability.clone(), read_deadline, retirement };
+        let tenant_counts = counts::TenantCounts::start(reads.clone());
         Ok(PgStore {
+            tenant_counts,
             pool,
             writers,
             notifications,
@@ -699,8 +704,7 @@ impl SessionRecords for PgStore {
     }
 
     async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
-        let rows = self.query("SELECT open FROM tenant_sessions WHERE tenant = $1", &[&tenant.as_str()]).await?;
-        rows.first().map_or(Ok(0), |row| rows::unsigned(row, "open"))
+        self.tenant_counts.open_sessions_of(&self.reads, tenant).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
