@@ -346,6 +346,22 @@ impl Reads {
     /// Runs one read statement on a pooled connection. Cut short (its
     /// connection discarded) when Postgres is found not to answer while the
     /// read waits (see `probe`), or when the read outlives its deadline.
+    /// Completes when a read begun now gives up: the store found
+    /// unavailable (or, already, the connect timeout later), or the read
+    /// deadline passed.
+    async fn given_up(&self) {
+        let deadline = async {
+            match self.read_deadline {
+                Some(deadline) => tokio::time::sleep(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = self.availability.given_up() => {}
+            () = deadline => {}
+        }
+    }
+
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
         let given_up = self.availability.given_up();
         tokio::pin!(given_up);

@@ -6,8 +6,8 @@
 //! A create asks, and is answered by the first read that starts after it
 //! asked, so its count is as committed at some instant after the create
 //! started: never older than the create, as the quota promises. When that
-//! read fails, each create reads alone, and fails or succeeds as it did
-//! before.
+//! read fails, every create it served fails the same way (unavailable, full
+//! or internal), as its own read would have, at the same moment.
 
 use std::collections::HashMap;
 
@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Reads;
 use crate::domain::TenantId;
-use crate::store::StoreResult;
 use crate::store::sql;
+use crate::store::{StoreError, StoreResult};
 
 /// Creates whose counts one statement reads at most.
 const MAX_ASKS: usize = 256;
@@ -24,11 +24,41 @@ const MAX_ASKS: usize = 256;
 const COUNTS: &str = "SELECT tenant, open FROM tenant_sessions WHERE tenant = ANY($1)";
 const COUNT: &str = "SELECT open FROM tenant_sessions WHERE tenant = $1";
 
-/// A create's question: its tenant, and where to answer (`None`: the
-/// read failed, read alone).
+/// A create's question: its tenant, and where to answer.
 struct Ask {
     tenant: TenantId,
-    answer: oneshot::Sender<Option<u64>>,
+    answer: oneshot::Sender<Result<u64, Failed>>,
+}
+
+/// How a read of counts failed, for every create it served to fail alike.
+#[derive(Debug, Clone)]
+struct Failed {
+    unavailable: bool,
+    full: bool,
+    cause: String,
+}
+
+impl Failed {
+    fn of(err: &StoreError) -> Self {
+        let (unavailable, full) = (matches!(err, StoreError::Unavailable(_)), matches!(err, StoreError::Full(_)));
+        // The cause as its own read would log it: the error and its sources.
+        let mut cause = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(next) = source {
+            cause.push_str(": ");
+            cause.push_str(&next.to_string());
+            source = next.source();
+        }
+        Self { unavailable, full, cause }
+    }
+
+    fn error(self) -> StoreError {
+        match self {
+            Self { unavailable: true, cause, .. } => StoreError::Unavailable(cause.into()),
+            Self { full: true, cause, .. } => StoreError::Full(cause.into()),
+            Self { cause, .. } => StoreError::Internal(cause.into()),
+        }
+    }
 }
 
 /// The reader of counts, a task of its own; stops with the store.
@@ -53,11 +83,19 @@ impl TenantCounts {
     /// Open sessions of `tenant`, as committed at some instant after the call.
     pub(super) async fn open_sessions_of(&self, reads: &Reads, tenant: &TenantId) -> StoreResult<u64> {
         let (answer, answered) = oneshot::channel();
-        if self.asks.send(Ask { tenant: tenant.clone(), answer }).is_ok()
-            && let Ok(Some(open)) = answered.await
-        {
-            return Ok(open);
+        // A create gives up when its own read would have (the store found
+        // unavailable, or its read deadline passed), not when a read
+        // started before it gives up.
+        let given_up = reads.given_up();
+        if self.asks.send(Ask { tenant: tenant.clone(), answer }).is_ok() {
+            tokio::select! {
+                answer = answered => if let Ok(answer) = answer {
+                    return answer.map_err(Failed::error);
+                },
+                () = given_up => return Err(super::not_committing()),
+            }
         }
+        // The reader is gone (the store is closing): read alone.
         let rows = reads.query(COUNT, &[&tenant.as_str()]).await?;
         rows.first().map_or(Ok(0), |row| sql::unsigned(row, "open"))
     }
@@ -76,17 +114,17 @@ async fn answer(reads: Reads, mut waiting: mpsc::UnboundedReceiver<Ask>) {
         let mut tenants: Vec<&str> = asks.iter().map(|ask| ask.tenant.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let counts = read(&reads, &tenants).await;
+        let counts = read(&reads, &tenants).await.map_err(|err| Failed::of(&err));
         for Ask { tenant, answer } in asks {
             let open = counts.as_ref().map(|counts| counts.get(tenant.as_str()).copied().unwrap_or(0));
             // A create that gave up waiting is no one's concern.
-            let _ = answer.send(open);
+            let _ = answer.send(open.map_err(Failed::clone));
         }
     }
 }
 
-/// The counts of `tenants` (absent: none open); `None` when the read fails.
-async fn read(reads: &Reads, tenants: &[&str]) -> Option<HashMap<String, u64>> {
-    let rows = reads.query(COUNTS, &[&tenants]).await.ok()?;
-    rows.iter().map(|row| Some((row.try_get::<_, String>("tenant").ok()?, sql::unsigned(row, "open").ok()?))).collect()
+/// The counts of `tenants` (absent: none open).
+async fn read(reads: &Reads, tenants: &[&str]) -> StoreResult<HashMap<String, u64>> {
+    let rows = reads.query(COUNTS, &[&tenants]).await?;
+    rows.iter().map(|row| Ok((row.try_get::<_, String>("tenant")?, sql::unsigned(row, "open")?))).collect()
 }
