@@ -162,7 +162,7 @@ fn name(status: ServingStatus) -> &'static str {
 
 /// An error with its causes, on one line: tonic's transport errors say
 /// little without them.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

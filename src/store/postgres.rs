@@ -343,25 +343,27 @@ struct Reads {
 }
 
 impl Reads {
-    /// Runs one read statement on a pooled connection. Cut short (its
-    /// connection discarded) when Postgres is found not to answer while the
-    /// read waits (see `probe`), or when the read outlives its deadline.
     /// Completes when a read begun now gives up: the store found
     /// unavailable (or, already, the connect timeout later), or the read
     /// deadline passed.
     async fn given_up(&self) {
-        let deadline = async {
-            match self.read_deadline {
-                Some(deadline) => tokio::time::sleep(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = self.availability.given_up() => {}
-            () = deadline => {}
+            () = self.deadline() => {}
         }
     }
 
+    /// Completes when the read deadline passes (never, without one).
+    async fn deadline(&self) {
+        match self.read_deadline {
+            Some(deadline) => tokio::time::sleep(deadline).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Runs one read statement on a pooled connection. Cut short (its
+    /// connection discarded) when Postgres is found not to answer while the
+    /// read waits (see `probe`), or when the read outlives its deadline.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
         let given_up = self.availability.given_up();
         tokio::pin!(given_up);
@@ -373,16 +375,10 @@ impl Reads {
             let statement = client.prepare_cached(sql).await?;
             client.query(&statement, params).await
         };
-        let deadline = async {
-            match self.read_deadline {
-                Some(deadline) => tokio::time::sleep(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
         let outcome = tokio::select! {
             rows = read => Some(rows),
             () = given_up => None,
-            () = deadline => None,
+            () = self.deadline() => None,
         };
         match outcome {
             Some(Err(e)) if e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => {

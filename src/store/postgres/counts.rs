@@ -30,33 +30,30 @@ struct Ask {
     answer: oneshot::Sender<Result<u64, Failed>>,
 }
 
-/// How a read of counts failed, for every create it served to fail alike.
+/// How a read of counts failed, for every create it served to fail alike:
+/// its kind, and its cause with its sources, as its own read would log it.
 #[derive(Debug, Clone)]
-struct Failed {
-    unavailable: bool,
-    full: bool,
-    cause: String,
+enum Failed {
+    Unavailable(String),
+    Full(String),
+    Internal(String),
 }
 
 impl Failed {
     fn of(err: &StoreError) -> Self {
-        let (unavailable, full) = (matches!(err, StoreError::Unavailable(_)), matches!(err, StoreError::Full(_)));
-        // The cause as its own read would log it: the error and its sources.
-        let mut cause = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(next) = source {
-            cause.push_str(": ");
-            cause.push_str(&next.to_string());
-            source = next.source();
+        let cause = crate::probe::error_chain(err);
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable(cause),
+            StoreError::Full(_) => Self::Full(cause),
+            _ => Self::Internal(cause),
         }
-        Self { unavailable, full, cause }
     }
 
     fn error(self) -> StoreError {
         match self {
-            Self { unavailable: true, cause, .. } => StoreError::Unavailable(cause.into()),
-            Self { full: true, cause, .. } => StoreError::Full(cause.into()),
-            Self { cause, .. } => StoreError::Internal(cause.into()),
+            Self::Unavailable(cause) => StoreError::Unavailable(cause.into()),
+            Self::Full(cause) => StoreError::Full(cause.into()),
+            Self::Internal(cause) => StoreError::Internal(cause.into()),
         }
     }
 }
