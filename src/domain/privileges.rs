@@ -219,14 +219,20 @@ impl RoleBook {
 
     /// Canonical names of known privileges, for `field[i]`, duplicates
     /// kept in place (CheckPrivileges answers one result per name).
-    pub fn privileges(&self, names: &[String], field: &str, max: usize, violations: &mut Violations) -> Vec<String> {
+    pub fn privileges(&self, names: Vec<String>, field: &str, max: usize, violations: &mut Violations) -> Vec<String> {
         if !violations.count(names.len(), field, max) {
             return Vec::new();
         }
         names
-            .iter()
+            .into_iter()
             .enumerate()
-            .filter_map(|(i, name)| violations.check(self.privilege(name, &format!("{field}[{i}]"))))
+            .filter_map(|(i, name)| {
+                // The entry's full name is spelt out only for an answer that names it.
+                let parsed = self
+                    .privilege_owned(name, field)
+                    .map_err(|e| InvalidInput::new(format!("{field}[{i}]"), e.description));
+                violations.check(parsed)
+            })
             .collect()
     }
 

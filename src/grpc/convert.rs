@@ -13,8 +13,8 @@ use crate::domain::{
     EndReason, Event, EventType, InvalidInput, Labels, LogLevel, LogRecord, Promotion, SessionId, SessionKind,
     StorageLimits, StorageMap, Token, UnixMicros, Violations,
 };
-use crate::service::SessionRef;
 use crate::service::lifecycle::{SessionStatus, Timeout};
+use crate::service::{Opened, SessionRef};
 
 /// Deepest nesting accepted in a storage value.
 const MAX_VALUE_DEPTH: usize = 32;
@@ -186,18 +186,11 @@ pub fn optional(text: String) -> Option<String> {
 
 pub fn session(status: SessionStatus) -> pb::Session {
     let SessionStatus { session, last_active_at, expires_at, duration: elapsed, time_left } = status;
-    let labels = session.labels;
     pb::Session {
         session_id: session.id.into_string(),
         kind: pb::SessionKind::from(session.kind).into(),
         user_id: session.user_id.unwrap_or_default(),
-        labels: Some(pb::SessionLabels {
-            endpoint: labels.endpoint,
-            method: labels.method,
-            future_call: labels.future_call,
-            client_address: labels.client_address,
-            user_agent: labels.user_agent,
-        }),
+        labels: Some(labels(session.labels)),
         created_at: Some(timestamp(session.created_at)),
         last_active_at: Some(timestamp(last_active_at)),
         expires_at: expires_at.map(timestamp),
@@ -210,6 +203,37 @@ pub fn session(status: SessionStatus) -> pb::Session {
         time_left: time_left.map(duration),
         trusted: session.trusted,
     }
+}
+
+/// An open session's answer, as of the call that found it open.
+/// [`session`] for an open session answers the same, from the whole
+/// session; this one reads a cached record in place.
+pub fn open_session(opened: Opened) -> pb::Session {
+    let Opened { record, now } = opened;
+    let timing = record.timing();
+    let expires_at = timing.expires_at(now);
+    pb::Session {
+        session_id: record.id().as_str().to_owned(),
+        kind: pb::SessionKind::from(record.kind()).into(),
+        user_id: record.user_id().unwrap_or_default().to_owned(),
+        labels: Some(labels(record.labels())),
+        created_at: Some(timestamp(timing.created_at)),
+        last_active_at: Some(timestamp(now)),
+        expires_at: expires_at.map(timestamp),
+        idle_timeout: timing.idle_timeout.map(duration),
+        lifetime: timing.lifetime.map(duration),
+        state: pb::SessionState::Open.into(),
+        end_reason: pb::EndReason::Unspecified.into(),
+        ended_at: None,
+        duration: Some(duration(now.since(timing.created_at))),
+        time_left: expires_at.map(|at| duration(at.since(now))),
+        trusted: record.trusted(),
+    }
+}
+
+fn labels(labels: Labels) -> pb::SessionLabels {
+    let Labels { endpoint, method, future_call, client_address, user_agent } = labels;
+    pb::SessionLabels { endpoint, method, future_call, client_address, user_agent }
 }
 
 /// Labels, each at most `max_bytes` of text.
@@ -357,6 +381,28 @@ pub fn proto_storage(values: StorageMap) -> std::collections::HashMap<String, pr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Record;
+    use crate::store::fixtures::{T0, session as new_session};
+
+    #[test]
+    fn an_open_session_is_answered_alike_from_its_record_and_whole() {
+        let mut session = new_session(SessionKind::WebUser, Some("ålice"), T0);
+        session.labels.endpoint = "/cart".to_owned();
+        session.labels.user_agent = "curl/8".to_owned();
+        session.idle_timeout = Some(Duration::from_secs(600));
+        session.lifetime = Some(Duration::from_secs(3_600));
+        let now = T0 + Duration::from_secs(90);
+        let expires_at = session.expires_at(now);
+        let status = SessionStatus {
+            session: session.clone(),
+            last_active_at: now,
+            expires_at,
+            duration: now.since(session.created_at),
+            time_left: expires_at.map(|at| at.since(now)),
+        };
+        let opened = Opened { record: Record::whole(session), now };
+        assert_eq!(open_session(opened), self::session(status));
+    }
 
     #[test]
     fn timestamps_round_trip_at_millisecond_precision() {

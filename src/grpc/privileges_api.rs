@@ -94,7 +94,7 @@ impl pb::privilege_service_server::PrivilegeService for PrivilegesApi {
         if privileges.is_empty() {
             v.push(InvalidInput::new("privileges", "name at least one privilege"));
         }
-        let names = self.service.roles().privileges(&privileges, "privileges", self.max_names(), &mut v);
+        let names = self.service.roles().privileges(privileges, "privileges", self.max_names(), &mut v);
         let mode = match pb::CheckMode::try_from(mode) {
             Ok(pb::CheckMode::Any) => Some(CheckMode::Any),
             Ok(pb::CheckMode::All | pb::CheckMode::Unspecified) => Some(CheckMode::All),

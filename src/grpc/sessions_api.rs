@@ -10,7 +10,7 @@ use super::authn::caller;
 use super::convert::{self, optional, parse_kind, parse_ref};
 use super::{pb, status};
 use crate::domain::{EventFilter, InvalidInput, RequestId, SessionId, Token, Violations, all};
-use crate::service::lifecycle::{Authenticated, CreateSession, ListQuery, RevokeFilter, SessionStatus};
+use crate::service::lifecycle::{Authenticated, CreateSession, ListQuery, RevokeFilter};
 use crate::service::watch::WatchFrom;
 use crate::service::{Service, SessionRef, committing};
 
@@ -99,8 +99,8 @@ impl pb::session_service_server::SessionService for SessionsApi {
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
         let caller = caller(&request)?;
         let pb::GetSessionRequest { session } = request.into_inner();
-        let status = self.service.get(&caller, &parse_ref(session, "session")?).await?;
-        Ok(Response::new(pb::GetSessionResponse { session: Some(convert::session(status)) }))
+        let opened = self.service.get(&caller, &parse_ref(session, "session")?).await?;
+        Ok(Response::new(pb::GetSessionResponse { session: Some(convert::open_session(opened)) }))
     }
 
     async fn authenticate(
@@ -123,22 +123,21 @@ impl pb::session_service_server::SessionService for SessionsApi {
         };
         let mut v = Violations::default();
         let max = self.service.config().limits.max_names_per_request;
-        let privileges = self.service.roles().privileges(&privileges, "privileges", max, &mut v);
+        let privileges = self.service.roles().privileges(privileges, "privileges", max, &mut v);
         v.finish(Some(()))?;
         let session = SessionRef::token(token).with_min_sequence(min_sequence);
-        let Authenticated { status, held } =
+        let Authenticated { record, expires_at, held } =
             self.service.authenticate(&caller, &session, &privileges).await.map_err(status::sign_in_again)?;
-        let SessionStatus { session, expires_at, .. } = status;
         Ok(Response::new(pb::AuthenticateResponse {
-            session_id: session.id.into_string(),
-            user_id: session.user_id.unwrap_or_default(),
-            tenant: session.tenant.into_string(),
-            kind: pb::SessionKind::from(session.kind).into(),
-            roles: session.grants.roles,
+            session_id: record.id().as_str().to_owned(),
+            user_id: record.user_id().unwrap_or_default().to_owned(),
+            tenant: record.tenant().to_owned(),
+            kind: pb::SessionKind::from(record.kind()).into(),
+            roles: record.roles(),
             expires_at: expires_at.map(convert::timestamp),
             all_granted: held.iter().all(|h| *h),
             granted: held,
-            trusted: session.trusted,
+            trusted: record.trusted(),
         }))
     }
 

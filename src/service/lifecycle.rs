@@ -11,9 +11,9 @@ use crate::domain::{
     SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token,
 };
 use crate::service::Error;
-use crate::store::{NewRequest, Once, PageRequest, RequestRecord, SessionFilter, StoreError};
+use crate::store::{NewRequest, Once, PageRequest, Record, RequestRecord, SessionFilter, StoreError};
 
-use super::{Page, Service, SessionRef};
+use super::{Opened, Page, Service, SessionRef};
 
 /// A timeout as a create request gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,11 +101,13 @@ pub struct SessionStatus {
     pub time_left: Option<Duration>,
 }
 
-/// What Authenticate answers: the session as GetSession would, and one
-/// answer per privilege asked.
+/// What Authenticate answers: whose session it is, when it expires now
+/// that it was active, and one answer per privilege asked.
 #[derive(Debug)]
 pub struct Authenticated {
-    pub status: SessionStatus,
+    /// The session as read for the check: in place, when cached.
+    pub record: Record,
+    pub expires_at: Option<UnixMillis>,
     pub held: Vec<bool>,
 }
 
@@ -266,12 +268,11 @@ impl Service {
         Ok(Created { session: self.status(session, last_active), token })
     }
 
-    /// An open session with its figures. Counts as activity.
+    /// An open session, as read for the call (in place, when cached), and
+    /// the time the call counted as its activity.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
-    pub async fn get(&self, caller: &Caller, session: &SessionRef) -> Result<SessionStatus, Error> {
-        let session = self.open_session(caller, session).await?;
-        let now = self.now();
-        Ok(self.status(session, now))
+    pub async fn get(&self, caller: &Caller, session: &SessionRef) -> Result<Opened, Error> {
+        self.open_record(caller, session).await
     }
 
     /// Whose session a token is and which of `privileges` (canonical,
@@ -283,17 +284,19 @@ impl Service {
         session: &SessionRef,
         privileges: &[String],
     ) -> Result<Authenticated, Error> {
-        let session = self.open_session(caller, session).await?;
-        let now = self.now();
+        let Opened { record, now } = self.open_record(caller, session).await?;
         let book = self.roles();
-        let held = privileges.iter().map(|p| book.holds(&session.grants, session.trusted, now, p)).collect();
-        Ok(Authenticated { status: self.status(session, now), held })
+        let held = privileges.iter().map(|p| record.holds(&book, now, p)).collect();
+        // Open, and active now.
+        let expires_at = record.timing().expires_at(now);
+        Ok(Authenticated { record, expires_at, held })
     }
 
     /// Marks activity; answers the new expiry.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn touch(&self, caller: &Caller, session: &SessionRef) -> Result<Option<UnixMillis>, Error> {
-        Ok(self.get(caller, session).await?.expires_at)
+        let Opened { record, now } = self.get(caller, session).await?;
+        Ok(record.timing().expires_at(now))
     }
 
     /// Ends a session at its client's request. Closing an ended session

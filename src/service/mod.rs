@@ -197,6 +197,14 @@ enum Read {
     Check,
 }
 
+/// A session a call found open, and the time the call counted as its
+/// activity (one clock reading serves the whole call).
+#[derive(Debug)]
+pub struct Opened {
+    pub record: Record,
+    pub now: UnixMillis,
+}
+
 /// The session service. Cheap to clone; clones share everything.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -330,13 +338,13 @@ impl Service {
         let sessions = &self.stores().sessions;
         let found = match (&session.key, session.min_sequence) {
             (SessionKey::Token(token), 0) if read == Read::Check => sessions.record_by_token(&token.hash()).await?,
-            (SessionKey::Token(token), 0) => sessions.session_by_token(&token.hash()).await?.map(Record::Whole),
-            (SessionKey::Id(id) | SessionKey::Found(id), 0) => sessions.session_by_id(id).await?.map(Record::Whole),
+            (SessionKey::Token(token), 0) => sessions.session_by_token(&token.hash()).await?.map(Record::whole),
+            (SessionKey::Id(id) | SessionKey::Found(id), 0) => sessions.session_by_id(id).await?.map(Record::whole),
             (SessionKey::Token(token), after) => {
-                sessions.session_by_token_after(&token.hash(), after).await?.map(Record::Whole)
+                sessions.session_by_token_after(&token.hash(), after).await?.map(Record::whole)
             }
             (SessionKey::Id(id) | SessionKey::Found(id), after) => {
-                sessions.session_by_id_after(id, after).await?.map(Record::Whole)
+                sessions.session_by_id_after(id, after).await?.map(Record::whole)
             }
         };
         let found = found.filter(|r| r.tenant() == caller.tenant.as_str()).ok_or(Error::SessionNotFound)?;
@@ -351,17 +359,17 @@ impl Service {
     /// whose idle timeout or lifetime has passed is ended here, with that
     /// reason, and is an error too: it is never revived by a late call.
     pub async fn open_session(&self, caller: &Caller, session: &SessionRef) -> Result<Session, Error> {
-        Ok(self.open_read(caller, session, Read::Whole).await?.into_session())
+        Ok(self.open_read(caller, session, Read::Whole).await?.record.into_session())
     }
 
-    /// [`Service::open_session`] as a [`Record`], for checks that need
-    /// only its tenant, timing, end and grants: a cached one is read in
-    /// place rather than unpacked.
-    pub async fn open_record(&self, caller: &Caller, session: &SessionRef) -> Result<Record, Error> {
+    /// [`Service::open_session`] as a [`Record`], for calls that need
+    /// what a record reads in place (tenant, kind, user, timing, end,
+    /// grants, labels): a cached one is not unpacked.
+    pub async fn open_record(&self, caller: &Caller, session: &SessionRef) -> Result<Opened, Error> {
         self.open_read(caller, session, Read::Check).await
     }
 
-    async fn open_read(&self, caller: &Caller, session: &SessionRef, read: Read) -> Result<Record, Error> {
+    async fn open_read(&self, caller: &Caller, session: &SessionRef, read: Read) -> Result<Opened, Error> {
         let mut record = self.find_record(caller, session, read).await?;
         let now = self.now();
         let interval = self.activity_write_interval(&record.timing());
@@ -370,7 +378,7 @@ impl Service {
             // The record may come from memory, with older activity than
             // the store holds (activity is not announced): idleness is
             // judged on the stored record.
-            record = Record::Whole(self.stored_by_id(record.id()).await?);
+            record = Record::whole(self.stored_by_id(record.id()).await?);
             visited = self.visit(&record, now, interval);
         }
         match visited {
@@ -386,7 +394,7 @@ impl Service {
         if now.since(record.timing().last_active_at) >= interval {
             self.inner.activity_due.notify_one();
         }
-        Ok(record)
+        Ok(Opened { record, now })
     }
 
     /// Counts a call on `record` at `now` as its activity, unless the

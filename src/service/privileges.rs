@@ -11,7 +11,7 @@ use crate::domain::{EventType, Grants, Promotion, PromotionId, Session};
 use crate::service::Error;
 use crate::store::StoreError;
 
-use super::{Service, SessionRef};
+use super::{Opened, Service, SessionRef};
 
 /// Attempts at a grants compare-and-set before answering `Contended`. Within
 /// one process changes queue on the session's lock; only other processes
@@ -115,8 +115,8 @@ impl Service {
     /// Whether a privilege (canonical, checked at the edge) is held.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn has_privilege(&self, caller: &Caller, session: &SessionRef, privilege: &str) -> Result<bool, Error> {
-        let record = self.open_record(caller, session).await?;
-        Ok(record.holds(&self.roles(), self.now(), privilege))
+        let Opened { record, now } = self.open_record(caller, session).await?;
+        Ok(record.holds(&self.roles(), now, privilege))
     }
 
     /// One answer per privilege (canonical, checked at the edge), and their
@@ -130,8 +130,7 @@ impl Service {
         mode: CheckMode,
     ) -> Result<(bool, Vec<bool>), Error> {
         let book = self.roles();
-        let record = self.open_record(caller, session).await?;
-        let now = self.now();
+        let Opened { record, now } = self.open_record(caller, session).await?;
         let held: Vec<bool> = names.iter().map(|p| record.holds(&book, now, p)).collect();
         let granted = match mode {
             CheckMode::Any => held.iter().any(|h| *h),

@@ -352,7 +352,7 @@ impl SessionRecords for CachedRecords {
         if let Some(session) = &found {
             entries.fill(session, epoch);
         }
-        Ok(found.map(Record::Whole))
+        Ok(found.map(Record::whole))
     }
 
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {

@@ -40,9 +40,9 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    EncodedStorage, EndReason, Event, EventFilter, Grants, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, NewEvent,
-    RequestDigest, RequestKey, RoleBook, Session, SessionEnd, SessionId, SessionKind, TenantId, Timing, TokenHash,
-    VersionedStorage,
+    EncodedStorage, EndReason, Event, EventFilter, Grants, Labels, LogCursor, LogEntry, LogLevel, LogPage, LogQuery,
+    NewEvent, RequestDigest, RequestKey, RoleBook, Session, SessionEnd, SessionId, SessionKind, TenantId, Timing,
+    TokenHash, VersionedStorage,
 };
 
 pub mod cache;
@@ -231,7 +231,7 @@ pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
     /// [`SessionRecords::session_by_token`] as a [`Record`]: a cache
     /// answers from memory without unpacking the whole session.
     async fn record_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Record>> {
-        Ok(self.session_by_token(hash).await?.map(Record::Whole))
+        Ok(self.session_by_token(hash).await?.map(Record::whole))
     }
 
     /// [`SessionRecords::session_by_token`], answered in a state that reflects every
@@ -468,13 +468,19 @@ impl UnseenActivity {
 /// A session record as read for a check: whole, or as the cache holds it,
 /// read in place ([`cache::CachedRecord`]). Either answers what a check
 /// needs without copying; [`Record::into_session`] gives the whole session.
+/// A whole session is boxed, so that a record moved from call to call is
+/// the size of a cached one (a `Session` is some 450 bytes).
 #[derive(Debug, Clone)]
 pub enum Record {
-    Whole(Session),
+    Whole(Box<Session>),
     Cached(cache::CachedRecord),
 }
 
 impl Record {
+    pub fn whole(session: Session) -> Self {
+        Record::Whole(Box::new(session))
+    }
+
     pub fn id(&self) -> &SessionId {
         match self {
             Record::Whole(session) => &session.id,
@@ -486,6 +492,42 @@ impl Record {
         match self {
             Record::Whole(session) => session.tenant.as_str(),
             Record::Cached(record) => record.tenant(),
+        }
+    }
+
+    pub fn kind(&self) -> SessionKind {
+        match self {
+            Record::Whole(session) => session.kind,
+            Record::Cached(record) => record.kind(),
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Record::Whole(session) => session.user_id.as_deref(),
+            Record::Cached(record) => record.user_id(),
+        }
+    }
+
+    pub fn trusted(&self) -> bool {
+        match self {
+            Record::Whole(session) => session.trusted,
+            Record::Cached(record) => record.trusted(),
+        }
+    }
+
+    pub fn labels(&self) -> Labels {
+        match self {
+            Record::Whole(session) => session.labels.clone(),
+            Record::Cached(record) => record.labels(),
+        }
+    }
+
+    /// The roles granted, by name.
+    pub fn roles(&self) -> Vec<String> {
+        match self {
+            Record::Whole(session) => session.grants.roles.clone(),
+            Record::Cached(record) => record.grants().roles.map(str::to_owned).collect(),
         }
     }
 
@@ -514,7 +556,7 @@ impl Record {
 
     pub fn into_session(self) -> Session {
         match self {
-            Record::Whole(session) => session,
+            Record::Whole(session) => *session,
             Record::Cached(record) => record.into_session(),
         }
     }

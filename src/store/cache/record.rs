@@ -151,14 +151,18 @@ impl Packed {
 }
 
 /// A cached record read in place: what a check of the session needs
-/// (tenant, timing, end, grants), found by one pass over the packed bytes
-/// that allocates nothing; the whole [`Session`] is unpacked only if it is
-/// asked for ([`CachedRecord::into_session`]).
+/// (tenant, kind, user, timing, end, grants), found by one pass over the
+/// packed bytes that allocates nothing; the whole [`Session`] is unpacked
+/// only if it is asked for ([`CachedRecord::into_session`]).
 #[derive(Debug, Clone)]
 pub struct CachedRecord {
     id: SessionId,
     packed: Packed,
     tenant: std::ops::Range<usize>,
+    kind: SessionKind,
+    user_id: Option<std::ops::Range<usize>>,
+    /// Where the labels start.
+    labels: usize,
     timing: Timing,
     trusted: bool,
     /// Where the privileges', the roles' and the promotions' lists start.
@@ -174,12 +178,18 @@ impl Packed {
         let bytes: &[u8] = &self.0;
         let mut input = Reader(bytes);
         let at = |input: &Reader<'_>| bytes.len() - input.0.len();
+        // Where the string at the front of `input` lies in `bytes`.
+        let span = |input: &mut Reader<'_>| {
+            let len = input.len();
+            let start = at(input);
+            input.take(len);
+            start..start + len
+        };
         input.take(TOKEN_HASH_LEN);
-        let tenant_len = input.len();
-        let tenant = at(&input)..at(&input) + tenant_len;
-        input.take(tenant_len);
-        input.item(SessionKind::ALL);
-        input.option(Reader::skip_str);
+        let tenant = span(&mut input);
+        let kind = input.item(SessionKind::ALL);
+        let user_id = input.option(span);
+        let labels = at(&input);
         for _label in 0..5 {
             input.skip_str();
         }
@@ -201,7 +211,20 @@ impl Packed {
         let end = input.option(|input| input.item(EndReason::ALL));
         let last_active_at = UnixMillis(self.1.load(Ordering::Acquire));
         let timing = Timing { created_at, last_active_at, idle_timeout, lifetime };
-        CachedRecord { id, packed: self.clone(), tenant, timing, trusted, privileges, roles, promotions, end }
+        CachedRecord {
+            id,
+            packed: self.clone(),
+            tenant,
+            kind,
+            user_id,
+            labels,
+            timing,
+            trusted,
+            privileges,
+            roles,
+            promotions,
+            end,
+        }
     }
 }
 
@@ -211,7 +234,30 @@ impl CachedRecord {
     }
 
     pub fn tenant(&self) -> &str {
-        std::str::from_utf8(&self.packed.0[self.tenant.clone()]).expect("written from a str")
+        self.str_at(self.tenant.clone())
+    }
+
+    pub fn kind(&self) -> SessionKind {
+        self.kind
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.clone().map(|at| self.str_at(at))
+    }
+
+    pub fn labels(&self) -> Labels {
+        let mut input = Reader(&self.packed.0[self.labels..]);
+        Labels {
+            endpoint: input.string(),
+            method: input.string(),
+            future_call: input.string(),
+            client_address: input.string(),
+            user_agent: input.string(),
+        }
+    }
+
+    fn str_at(&self, at: std::ops::Range<usize>) -> &str {
+        std::str::from_utf8(&self.packed.0[at]).expect("written from a str")
     }
 
     pub fn timing(&self) -> Timing {
@@ -482,6 +528,9 @@ mod tests {
             let read = Packed::pack(&session).read(session.id.clone());
             assert_eq!(read.id(), &session.id);
             assert_eq!(read.tenant(), session.tenant.as_str());
+            assert_eq!(read.kind(), session.kind);
+            assert_eq!(read.user_id(), session.user_id.as_deref());
+            assert_eq!(read.labels(), session.labels);
             assert_eq!(read.timing(), session.timing());
             assert_eq!(read.trusted(), session.trusted);
             assert_eq!(read.end_reason(), session.end.as_ref().map(|end| end.reason));
