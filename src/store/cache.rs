@@ -164,20 +164,15 @@ impl Entries {
         Some(record.unpack(id.clone()))
     }
 
+    #[cfg(test)]
     fn by_token(&self, hash: &TokenHash) -> Option<Session> {
-        let (id, record) = self.packed_by_token(hash)?;
-        Some(record.unpack(id))
+        self.record_by_token(hash).map(CachedRecord::into_session)
     }
 
     fn record_by_token(&self, hash: &TokenHash) -> Option<CachedRecord> {
-        let (id, record) = self.packed_by_token(hash)?;
-        Some(record.read(id))
-    }
-
-    fn packed_by_token(&self, hash: &TokenHash) -> Option<(SessionId, Packed)> {
         let id = self.tokens.get(hash)?;
         let record = self.sessions.get(&id).filter(|record| record.token_hash() == *hash && !self.bypassed())?;
-        Some((id, record))
+        Some(record.read(id))
     }
 
     /// Caches a record read from the inner store, unless a write happened
@@ -328,17 +323,7 @@ impl SessionRecords for CachedRecords {
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
-        let entries = &self.entries;
-        let epoch = entries.epoch.load(Ordering::SeqCst);
-        if let Some(session) = entries.by_token(hash) {
-            entries.hit();
-            return Ok(Some(session));
-        }
-        let found = self.inner.session_by_token(hash).await?;
-        if let Some(session) = &found {
-            entries.fill(session, epoch);
-        }
-        Ok(found)
+        Ok(self.record_by_token(hash).await?.map(Record::into_session))
     }
 
     async fn record_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Record>> {
