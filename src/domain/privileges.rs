@@ -94,12 +94,11 @@ pub fn normalize_name(name: &str, field: &str) -> Result<String, InvalidInput> {
 /// copy, when it is canonical already (ASCII without upper case or
 /// surrounding space), as names sent by programs usually are.
 pub fn normalize_owned_name(name: String, field: &str) -> Result<String, InvalidInput> {
-    let trimmed = checked_name(&name, field)?;
-    if trimmed.len() == name.len() && name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
-        Ok(name)
-    } else {
-        Ok(trimmed.to_lowercase())
-    }
+    // Printable ASCII (no space, no control) passes every check of
+    // `checked_name` in one look at each byte.
+    let canonical = (1..=MAX_NAME_LEN).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase());
+    if canonical { Ok(name) } else { normalize_name(&name, field) }
 }
 
 /// `name` without surrounding space, if it may be a name.
@@ -377,6 +376,29 @@ fn closure_of(name: &str, includes: &HashMap<String, Vec<String>>) -> NameSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requests_own_name_normalizes_as_a_borrowed_one_does() {
+        let long = "a".repeat(MAX_NAME_LEN);
+        let too_long = "a".repeat(MAX_NAME_LEN + 1);
+        for name in [
+            "orders.read",
+            "Orders.Read",
+            " orders.read ",
+            "ÉCRIRE",
+            "écrire",
+            "",
+            "   ",
+            "a b",
+            "a\tb",
+            "a\0b",
+            "a\u{7f}",
+            long.as_str(),
+            too_long.as_str(),
+        ] {
+            assert_eq!(normalize_owned_name(name.to_owned(), "f"), normalize_name(name, "f"), "{name:?}");
+        }
+    }
 
     const BOOK: &str = r#"{
         "privileges": [
