@@ -5,6 +5,7 @@ use crate::clock::UnixMillis;
 
 use super::ids::{SessionId, TenantId};
 use super::kind::{EndReason, EventType, SessionKind};
+use super::session::Session;
 
 /// An event before the store has numbered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,21 @@ pub struct NewEvent {
     pub kind: SessionKind,
     pub end_reason: Option<EndReason>,
     pub at: UnixMillis,
+}
+
+impl NewEvent {
+    /// The event of `event_type` for `session` at `at`, in its tenant.
+    pub fn of(session: &Session, event_type: EventType, end_reason: Option<EndReason>, at: UnixMillis) -> Self {
+        Self {
+            event_type,
+            session_id: session.id.clone(),
+            tenant: session.tenant.clone(),
+            user_id: session.user_id.clone(),
+            kind: session.kind,
+            end_reason,
+            at,
+        }
+    }
 }
 
 /// A recorded event. Sequence numbers increase by one per event.

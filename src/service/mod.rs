@@ -313,15 +313,7 @@ impl Service {
     }
 
     fn event(&self, session: &Session, event_type: EventType, end_reason: Option<EndReason>) -> NewEvent {
-        NewEvent {
-            event_type,
-            session_id: session.id.clone(),
-            tenant: session.tenant.clone(),
-            user_id: session.user_id.clone(),
-            kind: session.kind,
-            end_reason,
-            at: self.now(),
-        }
+        NewEvent::of(session, event_type, end_reason, self.now())
     }
 
     /// The session named, if it belongs to the caller's tenant: another

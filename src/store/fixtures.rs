@@ -40,15 +40,7 @@ pub fn session_of(tenant: &TenantId, kind: SessionKind, user: Option<&str>, at: 
 
 /// The event of `event_type` for `session` at `at`, in the session's tenant.
 pub fn event(event_type: EventType, session: &Session, at: UnixMillis) -> NewEvent {
-    NewEvent {
-        event_type,
-        session_id: session.id.clone(),
-        tenant: session.tenant.clone(),
-        user_id: session.user_id.clone(),
-        kind: session.kind,
-        end_reason: None,
-        at,
-    }
+    NewEvent::of(session, event_type, None, at)
 }
 
 /// How `session` ends for `reason` at `at`, its log kept or not.
@@ -61,7 +53,7 @@ pub fn ending(session: &Session, reason: EndReason, at: UnixMillis, keep_log: bo
         log_id: keep_log.then(LogId::generate),
         slow: false,
     };
-    let event = NewEvent { end_reason: Some(reason), ..event(reason.event_type(), session, at) };
+    let event = NewEvent::of(session, reason.event_type(), Some(reason), at);
     (end, event)
 }
 

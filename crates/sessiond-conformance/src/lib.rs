@@ -31,7 +31,7 @@ use sessiond::domain::{
     EncodedStorage, EndReason, Event, EventType, LogEntry, LogLevel, LogQuery, RequestDigest, RequestKey, Session,
     SessionEnd, SessionId, StorageMap, TenantId,
 };
-use sessiond::store::{EndOutcome, Ending, NewRequest, Once, SessionRecords};
+use sessiond::store::{EndOutcome, Ending, NewRequest, Once, SessionRecords, Stores};
 
 pub use sessiond::store::fixtures::*;
 
@@ -140,6 +140,12 @@ pub fn tenant(name: &str) -> TenantId {
 }
 
 /// A log entry at `level` received at `at`.
+/// The messages of the entries `query` finds (its first 100), in order.
+pub async fn logged(store: &Stores, query: LogQuery) -> Vec<String> {
+    let page = store.logs.query_logs(&LogQuery { limit: 100, ..query }).await.expect("logs are queryable");
+    page.records.into_iter().map(|r| r.entry.message).collect()
+}
+
 pub fn entry(level: LogLevel, message: &str, at: UnixMillis) -> LogEntry {
     LogEntry {
         level,

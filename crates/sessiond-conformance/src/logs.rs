@@ -153,28 +153,32 @@ pub async fn query_logs_answers_kept_logs_matching_the_filters(store: Stores) {
     store.sessions.end_session(&slow.id, &slow_end, &slow_event).await.expect("ending succeeds");
     end(&*store.sessions, &dropped, EndReason::Failed, at(20), false).await;
 
-    let messages = |query: LogQuery| {
-        let store = store.clone();
-        async move {
-            let records =
-                store.logs.query_logs(&LogQuery { limit: 100, ..query }).await.expect("logs are queryable").records;
-            records.into_iter().map(|r| r.entry.message).collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(messages(LogQuery::default()).await, ["f1", "f2", "f3", "s1", "s2"]);
-    assert_eq!(messages(LogQuery { min_level: Some(LogLevel::Warning), ..LogQuery::default() }).await, ["f3", "s2"]);
-    assert_eq!(messages(LogQuery { failed_only: true, ..LogQuery::default() }).await, ["f1", "f2", "f3"]);
-    assert_eq!(messages(LogQuery { slow_only: true, ..LogQuery::default() }).await, ["s1", "s2"]);
-    assert_eq!(messages(LogQuery { session_id: Some(slow.id.clone()), ..LogQuery::default() }).await, ["s1", "s2"]);
-    assert_eq!(messages(LogQuery { user_id: Some("alice".into()), ..LogQuery::default() }).await, ["f1", "f2", "f3"]);
-    assert_eq!(messages(LogQuery { kind: Some(SessionKind::MethodCall), ..LogQuery::default() }).await, ["s1", "s2"]);
+    assert_eq!(logged(&store, LogQuery::default()).await, ["f1", "f2", "f3", "s1", "s2"]);
+    assert_eq!(
+        logged(&store, LogQuery { min_level: Some(LogLevel::Warning), ..LogQuery::default() }).await,
+        ["f3", "s2"]
+    );
+    assert_eq!(logged(&store, LogQuery { failed_only: true, ..LogQuery::default() }).await, ["f1", "f2", "f3"]);
+    assert_eq!(logged(&store, LogQuery { slow_only: true, ..LogQuery::default() }).await, ["s1", "s2"]);
+    assert_eq!(
+        logged(&store, LogQuery { session_id: Some(slow.id.clone()), ..LogQuery::default() }).await,
+        ["s1", "s2"]
+    );
+    assert_eq!(
+        logged(&store, LogQuery { user_id: Some("alice".into()), ..LogQuery::default() }).await,
+        ["f1", "f2", "f3"]
+    );
+    assert_eq!(
+        logged(&store, LogQuery { kind: Some(SessionKind::MethodCall), ..LogQuery::default() }).await,
+        ["s1", "s2"]
+    );
     let checkout = LogQuery { endpoint: Some("checkout".into()), ..LogQuery::default() };
-    assert_eq!(messages(checkout).await, ["s1", "s2"]);
+    assert_eq!(logged(&store, checkout).await, ["s1", "s2"]);
     let elsewhere =
         LogQuery { endpoint: Some("checkout".into()), user_id: Some("alice".into()), ..LogQuery::default() };
-    assert!(messages(elsewhere).await.is_empty());
+    assert!(logged(&store, elsewhere).await.is_empty());
     let window = LogQuery { from: Some(at(2)), to: Some(at(11)), ..LogQuery::default() };
-    assert_eq!(messages(window).await, ["f2", "f3", "s1"]);
+    assert_eq!(logged(&store, window).await, ["f2", "f3", "s1"]);
 
     let records = store
         .logs
