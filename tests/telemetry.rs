@@ -338,21 +338,27 @@ async fn prometheus_scrapes_call_durations_by_method_cache_lookups_and_store_lat
         };
         assert!(app.privileges().has_privilege(request).await.expect("the check answers").into_inner().granted);
     }
-    // A message posted to a subscriber: posted, delivered, its lag.
+    // Messages posted to a subscriber: posted, delivered, their lag. The
+    // subscription stays open: its deliveries are counted once its stream
+    // has nothing more to send.
     let mut messages = pb::message_service_client::MessageServiceClient::new(app.channel.clone());
     let follow = pb::ChannelSubscription { channel: "metrics".into(), after_sequence: None };
     let mut items =
         messages.subscribe(pb::SubscribeRequest { channels: vec![follow] }).await.expect("subscribed").into_inner();
     items.message().await.expect("the stream goes on").expect("subscribed first");
-    let payload = prost_types::Value { kind: Some(prost_types::value::Kind::BoolValue(true)) };
-    let post = pb::PostRequest { channel: "metrics".into(), payload: Some(payload), ..Default::default() };
-    messages.post(post).await.expect("posted");
-    items.message().await.expect("the stream goes on").expect("the message");
+    for _ in 0..3 {
+        let payload = prost_types::Value { kind: Some(prost_types::value::Kind::BoolValue(true)) };
+        let post = pb::PostRequest { channel: "metrics".into(), payload: Some(payload), ..Default::default() };
+        messages.post(post).await.expect("posted");
+    }
+    for _ in 0..3 {
+        items.message().await.expect("the stream goes on").expect("a message");
+    }
 
     let expected = [
         r#"sessiond_messages_posted_total{sessiond_message_scope="global"}"#,
-        "sessiond_messages_delivered_total",
-        "sessiond_messages_lag_seconds_count",
+        "sessiond_messages_delivered_total 3\n",
+        "sessiond_messages_lag_seconds_count 3\n",
         r#"sessiond_messages_lag_seconds_bucket{le="0.0005"}"#,
         "sessiond_messages_subscribers",
         "# TYPE rpc_server_call_duration_seconds histogram",

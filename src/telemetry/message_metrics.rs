@@ -12,7 +12,11 @@
 //!
 //! `delivered` counts messages written to subscribers' streams; `lag` is
 //! the time from a post's acceptance to that write, on this replica's
-//! clock (across replicas, clock skew adds to it).
+//! clock (across replicas, clock skew adds to it). A subscription tallies
+//! its deliveries in [`Deliveries`] and adds them to `delivered` in one
+//! call per batch: when its stream has nothing more to send for now, every
+//! [`DELIVERED_BATCH`] deliveries, and when it ends. The lag is recorded
+//! for every delivery, as it is written.
 
 use std::sync::OnceLock;
 
@@ -67,11 +71,46 @@ pub fn posted(scope: &'static str) {
     }
 }
 
-/// A message was written to a subscriber's stream `lag` after its post.
-pub fn delivered(lag: std::time::Duration) {
-    if let Some(metrics) = METRICS.get() {
-        metrics.delivered.add(1, &[]);
-        metrics.lag.record(lag.as_secs_f64(), &[]);
+/// Deliveries a subscription tallies at most before adding them to
+/// `sessiond.messages.delivered`.
+pub const DELIVERED_BATCH: u64 = 64;
+
+/// One subscription's deliveries not yet added to
+/// `sessiond.messages.delivered`; added when [`flush`](Self::flush)ed,
+/// every [`DELIVERED_BATCH`], and when dropped.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    unflushed: u64,
+}
+
+impl Deliveries {
+    /// A message was written to the subscriber's stream; `lag` (the time
+    /// since its post) is asked for only when there are instruments to
+    /// record it.
+    pub fn delivered(&mut self, lag: impl FnOnce() -> std::time::Duration) {
+        let Some(metrics) = METRICS.get() else { return };
+        metrics.lag.record(lag().as_secs_f64(), &[]);
+        self.unflushed += 1;
+        if self.unflushed >= DELIVERED_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Adds the deliveries tallied so far to the counter.
+    pub fn flush(&mut self) {
+        if self.unflushed == 0 {
+            return;
+        }
+        if let Some(metrics) = METRICS.get() {
+            metrics.delivered.add(self.unflushed, &[]);
+        }
+        self.unflushed = 0;
+    }
+}
+
+impl Drop for Deliveries {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -19,6 +19,10 @@
 //! ends once cut off (the hub drops its sender), which wakes the stream
 //! should it be waiting. When sessiond stops, the hub closes every inbox
 //! and the stream ends after the deliveries already in it.
+//!
+//! Each message sent records its lag at once; the count of messages
+//! delivered is added up and reported whenever the stream has nothing
+//! more to send for now (see `message_metrics::Deliveries`).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -34,6 +38,7 @@ use super::hub::{Delivery, Registered, Registration};
 use super::{ChannelStart, Messages, SharedMessage};
 use crate::domain::{Channel, EndReason, Message, Scope, SessionId, TenantChannel, TenantId};
 use crate::service::Error;
+use crate::telemetry::message_metrics::Deliveries;
 
 /// Messages read from the store per query.
 const READ_BATCH: usize = 500;
@@ -75,6 +80,9 @@ pub struct Subscription {
     /// Ends after the next item (a session's last message).
     ending: bool,
     done: bool,
+    /// Messages sent and not yet counted as delivered: counted whenever
+    /// the stream has nothing more to send for now.
+    deliveries: Deliveries,
     /// Leaves the hub when the stream is dropped.
     _registration: Registration,
 }
@@ -110,6 +118,7 @@ pub(super) fn start(
         held: None,
         ending: false,
         done: false,
+        deliveries: Deliveries::default(),
         _registration: registration,
     }
 }
@@ -133,8 +142,11 @@ impl Subscription {
         match &item {
             Item::Message(shared) => {
                 let posted_at = shared.message.message.posted_at;
-                let lag = self.messages.inner.service.now().0.saturating_sub(posted_at.0).max(0);
-                crate::telemetry::message_metrics::delivered(std::time::Duration::from_millis(lag as u64));
+                let service = &self.messages.inner.service;
+                self.deliveries.delivered(|| {
+                    let lag = service.now().0.saturating_sub(posted_at.0).max(0);
+                    std::time::Duration::from_millis(lag as u64)
+                });
             }
             Item::SessionEnded { last: true, .. } => self.ending = true,
             _ => {}
@@ -213,7 +225,19 @@ impl Stream for Subscription {
     type Item = Result<Item, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
+        let next = self.next_item(cx);
+        if !matches!(next, Poll::Ready(Some(Ok(_)))) {
+            self.deliveries.flush();
+        }
+        next
+    }
+}
+
+impl Subscription {
+    /// The next item: queued ones first, then reads of kept messages, then
+    /// the inbox.
+    fn next_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Item, Error>>> {
+        let this = self;
         loop {
             if this.done {
                 return Poll::Ready(None);
