@@ -209,9 +209,9 @@ pub fn session(status: SessionStatus) -> pb::Session {
 /// [`session`] for an open session answers the same, from the whole
 /// session; this one reads a cached record in place.
 pub fn open_session(opened: Opened) -> pb::Session {
+    let expires_at = opened.expires_at();
     let Opened { record, now } = opened;
     let timing = record.timing();
-    let expires_at = timing.expires_at(now);
     pb::Session {
         session_id: record.id().as_str().to_owned(),
         kind: pb::SessionKind::from(record.kind()).into(),

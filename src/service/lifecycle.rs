@@ -284,19 +284,17 @@ impl Service {
         session: &SessionRef,
         privileges: &[String],
     ) -> Result<Authenticated, Error> {
-        let Opened { record, now } = self.open_record(caller, session).await?;
+        let opened = self.open_record(caller, session).await?;
         let book = self.roles();
-        let held = privileges.iter().map(|p| record.holds(&book, now, p)).collect();
-        // Open, and active now.
-        let expires_at = record.timing().expires_at(now);
-        Ok(Authenticated { record, expires_at, held })
+        let held = privileges.iter().map(|p| opened.record.holds(&book, opened.now, p)).collect();
+        let expires_at = opened.expires_at();
+        Ok(Authenticated { record: opened.record, expires_at, held })
     }
 
     /// Marks activity; answers the new expiry.
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = tracing::field::Empty))]
     pub async fn touch(&self, caller: &Caller, session: &SessionRef) -> Result<Option<UnixMillis>, Error> {
-        let Opened { record, now } = self.get(caller, session).await?;
-        Ok(record.timing().expires_at(now))
+        Ok(self.get(caller, session).await?.expires_at())
     }
 
     /// Ends a session at its client's request. Closing an ended session
@@ -318,7 +316,7 @@ impl Service {
         };
         if idle(&session) {
             // Idleness is judged on the stored record (see `open_session`).
-            session = self.stored(&session).await?;
+            session = self.stored(&session.id).await?;
         }
         let end = match &session.end {
             Some(end) => end.clone(),

@@ -205,6 +205,13 @@ pub struct Opened {
     pub now: UnixMillis,
 }
 
+impl Opened {
+    /// When the session expires, now that the call was its activity.
+    pub fn expires_at(&self) -> Option<UnixMillis> {
+        self.record.timing().expires_at(self.now)
+    }
+}
+
 /// The session service. Cheap to clone; clones share everything.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -370,7 +377,7 @@ impl Service {
             // The record may come from memory, with older activity than
             // the store holds (activity is not announced): idleness is
             // judged on the stored record.
-            record = Record::whole(self.stored_by_id(record.id()).await?);
+            record = Record::whole(self.stored(record.id()).await?);
             visited = self.visit(&record, now, interval);
         }
         match visited {
@@ -404,12 +411,8 @@ impl Service {
         })
     }
 
-    /// `session` as stored now, not as a cache may hold it.
-    async fn stored(&self, session: &Session) -> Result<Session, Error> {
-        self.stored_by_id(&session.id).await
-    }
-
-    async fn stored_by_id(&self, id: &SessionId) -> Result<Session, Error> {
+    /// Session `id` as stored now, not as a cache may hold it.
+    async fn stored(&self, id: &SessionId) -> Result<Session, Error> {
         self.stores().sessions.stored_session(id).await?.ok_or(Error::SessionNotFound)
     }
 

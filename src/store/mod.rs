@@ -465,11 +465,12 @@ impl UnseenActivity {
     }
 }
 
-/// A session record as read for a check: whole, or as the cache holds it,
-/// read in place ([`cache::CachedRecord`]). Either answers what a check
-/// needs without copying; [`Record::into_session`] gives the whole session.
-/// A whole session is boxed, so that a record moved from call to call is
-/// the size of a cached one (a `Session` is some 450 bytes).
+/// A session record as a call reads it: whole, or as the cache holds it,
+/// read in place ([`cache::CachedRecord`]). Either answers what checks
+/// and the open-session answers need without unpacking;
+/// [`Record::into_session`] gives the whole session. A whole session is
+/// boxed, so that a record moved from call to call is the size of a
+/// cached one (a `Session` is some 450 bytes).
 #[derive(Debug, Clone)]
 pub enum Record {
     Whole(Box<Session>),

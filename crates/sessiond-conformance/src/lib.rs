@@ -139,13 +139,13 @@ pub fn tenant(name: &str) -> TenantId {
     TenantId::parse(name, "tenant").expect("the suite names valid tenants")
 }
 
-/// A log entry at `level` received at `at`.
 /// The messages of the entries `query` finds (its first 100), in order.
 pub async fn logged(store: &Stores, query: LogQuery) -> Vec<String> {
     let page = store.logs.query_logs(&LogQuery { limit: 100, ..query }).await.expect("logs are queryable");
     page.records.into_iter().map(|r| r.entry.message).collect()
 }
 
+/// A log entry at `level` received at `at`.
 pub fn entry(level: LogLevel, message: &str, at: UnixMillis) -> LogEntry {
     LogEntry {
         level,
