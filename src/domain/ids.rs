@@ -17,6 +17,9 @@ const TOKEN_PREFIX: &str = "sdt_";
 const TOKEN_BYTES: usize = 32;
 /// `sdt_` and 43 characters of unpadded base64url for 32 bytes.
 const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
+/// The bits of a token's last character that lie past its 256: 43 × 6 =
+/// 258, so the lowest two.
+const PAST_THE_BYTES: u8 = (1 << (43 * 6 - TOKEN_BYTES * 8)) - 1;
 
 fn random_hex_id() -> String {
     let mut bytes = [0u8; 16];
@@ -205,14 +208,15 @@ impl Token {
         if Self::well_formed(&value) { Ok(Self(value)) } else { Err(Self::malformed(field)) }
     }
 
-    /// The prefix, then 256 bits in unpadded URL-safe base64, decoded on
-    /// the stack.
+    /// The prefix, then 256 bits in unpadded URL-safe base64: 43 characters
+    /// of its alphabet, the last of which carries two bits past the 256,
+    /// both zero (as a strict decoder requires). Checked without decoding.
     fn well_formed(value: &str) -> bool {
-        // Room for base64's estimate of the decoded length, which rounds up.
-        let mut bytes = [0u8; TOKEN_BYTES + 3];
-        value.len() == TOKEN_LEN
-            && value.starts_with(TOKEN_PREFIX)
-            && URL_SAFE_NO_PAD.decode_slice(&value[TOKEN_PREFIX.len()..], &mut bytes).is_ok_and(|n| n == TOKEN_BYTES)
+        let Some(encoded) = value.strip_prefix(TOKEN_PREFIX) else { return false };
+        let (Some(&last), true) = (encoded.as_bytes().last(), value.len() == TOKEN_LEN) else { return false };
+        // One pass without branches: any byte outside the alphabet sets NOT_BASE64.
+        let all = encoded.bytes().fold(0, |all, b| all | SEXTETS[usize::from(b)]);
+        all & NOT_BASE64 == 0 && SEXTETS[usize::from(last)] & PAST_THE_BYTES == 0
     }
 
     fn malformed(field: &str) -> InvalidInput {
@@ -229,6 +233,22 @@ impl Token {
         &self.0
     }
 }
+
+/// What each byte stands for in URL-safe base64: its six bits, or
+/// [`NOT_BASE64`].
+const SEXTETS: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut table = [NOT_BASE64; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// A byte outside the alphabet: a bit no sextet has.
+const NOT_BASE64: u8 = 0x80;
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -265,6 +285,35 @@ mod tests {
         assert!(parsed.issued_for(&mine));
         assert!(!parsed.issued_for(&other));
         assert!(!PromotionId::generate().issued_for(&mine));
+    }
+
+    #[test]
+    fn a_token_is_well_formed_exactly_when_it_decodes_to_256_bits() {
+        let decodes = |value: &str| {
+            let mut bytes = [0u8; TOKEN_BYTES + 3];
+            value.len() == TOKEN_LEN
+                && value.starts_with(TOKEN_PREFIX)
+                && URL_SAFE_NO_PAD
+                    .decode_slice(&value[TOKEN_PREFIX.len()..], &mut bytes)
+                    .is_ok_and(|n| n == TOKEN_BYTES)
+        };
+        let token = Token::generate();
+        let mut values = vec![String::new(), token.expose().to_owned(), TOKEN_PREFIX.to_owned()];
+        let (body, last) = token.expose().split_at(TOKEN_LEN - 1);
+        for c in (0..=u8::MAX).map(char::from) {
+            // Every character as the last (two bits past the 256), in the
+            // middle, and one too many.
+            values.push(format!("{body}{c}"));
+            values.push(format!("{}{c}{}", &body[..20], &token.expose()[21..]));
+            values.push(format!("{body}{last}{c}"));
+        }
+        values.push(body.to_owned());
+        values.push(format!("sdu_{}", &token.expose()[4..]));
+        values.push(format!("{body}="));
+        for value in &values {
+            assert_eq!(Token::well_formed(value), decodes(value), "{value:?}");
+        }
+        assert!(values.iter().filter(|v| Token::well_formed(v)).count() >= 16 + 64);
     }
 
     #[test]

@@ -58,15 +58,15 @@ where
 /// a byte at a time (each tag, length and varint byte), and a byte written
 /// into tonic's buffer is a call into `BytesMut` (about 60 instructions),
 /// where a byte pushed onto a `Vec` is an inlined store. The message is
-/// then copied into the frame at once. Large messages, where the bytes of
-/// strings and payloads outweigh the per-byte calls, are written directly.
+/// then copied into the frame at once. The whole message's length is never
+/// computed (prost needs only its parts'): a buffer that grew past
+/// [`SCRATCH_MAX`] for a large message is let go after it.
 #[derive(Debug, Clone)]
 pub struct MessageEncoder<T> {
     _type: PhantomData<T>,
 }
 
-/// The largest message encoded through the scratch buffer, which each
-/// thread keeps (so it holds at most this much).
+/// The most each thread's scratch buffer keeps between messages.
 const SCRATCH_MAX: usize = 16 * 1024;
 
 thread_local! {
@@ -78,17 +78,13 @@ impl<T: Message> Encoder for MessageEncoder<T> {
     type Error = Status;
 
     fn encode(&mut self, item: T, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        let len = item.encoded_len();
-        if len > SCRATCH_MAX {
-            dst.reserve(len);
-            item.encode_raw(dst);
-            return Ok(());
-        }
         SCRATCH.with_borrow_mut(|scratch| {
             scratch.clear();
-            scratch.reserve(len);
             item.encode_raw(scratch);
             dst.put_slice(scratch);
+            if scratch.capacity() > SCRATCH_MAX {
+                *scratch = Vec::new();
+            }
         });
         Ok(())
     }

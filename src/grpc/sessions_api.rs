@@ -114,7 +114,7 @@ impl pb::session_service_server::SessionService for SessionsApi {
         if token.is_empty() {
             return Err(status::unauthenticated("a session token is required", "TOKEN_MISSING", Default::default()));
         }
-        let Ok(token) = Token::parse(&token, "token") else {
+        let Ok(token) = Token::parse_owned(token, "token") else {
             return Err(status::unauthenticated(
                 "the token is not a session token as answered by CreateSession",
                 "TOKEN_MALFORMED",

@@ -377,14 +377,16 @@ impl Service {
             // The record may come from memory, with older activity than
             // the store holds (activity is not announced): idleness is
             // judged on the stored record.
-            record = Record::whole(self.stored(record.id()).await?);
+            // Boxed, as is the end below: these rare paths' futures would
+            // otherwise size (and be copied with) every read's.
+            record = Record::whole(Box::pin(self.stored(record.id())).await?);
             visited = self.visit(&record, now, interval);
         }
         match visited {
             Ok(()) => {}
             Err(None) => return Err(Error::SessionEnded(record.end_reason().unwrap_or(EndReason::Closed))),
             Err(Some(reason)) => {
-                self.end(&record.into_session(), reason, None, None).await?;
+                Box::pin(self.end(&record.into_session(), reason, None, None)).await?;
                 return Err(Error::SessionEnded(reason));
             }
         }
