@@ -47,9 +47,9 @@ impl Callers {
     /// the server puts the connection's TLS details).
     pub fn caller_of(&self, headers: &http::HeaderMap, extensions: &http::Extensions) -> Result<Arc<Caller>, Status> {
         let Some(keys) = &self.keys else { return Ok(self.open.clone()) };
-        if headers.contains_key(http::header::AUTHORIZATION) {
+        if let Some(authorization) = headers.get(http::header::AUTHORIZATION) {
             return keys
-                .authenticate(bearer(headers)?)
+                .authenticate(bearer(authorization)?)
                 .ok_or_else(|| unauthenticated("unknown API key", API_KEY_INVALID));
         }
         let certificates = extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs);
@@ -84,10 +84,8 @@ fn unauthenticated(why: &str, reason: &str) -> Status {
     super::status::unauthenticated(why, reason, Default::default())
 }
 
-fn bearer(headers: &http::HeaderMap) -> Result<&str, Status> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or_else(|| unauthenticated("an API key is required: authorization: Bearer <key>", API_KEY_MISSING))?;
+/// The key in an `authorization` header's value.
+fn bearer(value: &http::HeaderValue) -> Result<&str, Status> {
     let value =
         value.to_str().map_err(|_| unauthenticated("the authorization metadata is not text", API_KEY_INVALID))?;
     value
