@@ -22,8 +22,10 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
-# Dependencies only: cached until the recipe changes.
+# Dependencies only: cached until the recipe changes. With the build's
+# flags (`--cfg tokio_unstable`), so that the build below reuses them.
 COPY --from=planner /build/recipe.json recipe.json
+COPY .cargo/config.toml .cargo/config.toml
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin sessiond
 # Then sessiond.
 COPY . .
