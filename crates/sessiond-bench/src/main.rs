@@ -40,8 +40,24 @@ use clap::Parser as _;
 
 use crate::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// The runtime of every command, the echo server's included, made as
+/// sessiond makes its own (without the LIFO slot, see `src/main.rs`): a
+/// baseline scheduled otherwise would measure the scheduler, not sessiond.
+fn main() -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    match builder.build() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => {
+            eprintln!("sessiond-bench: starting the async runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::EchoServer { listen }) => echo::serve(listen).await,
