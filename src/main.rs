@@ -14,20 +14,7 @@ use sessiond::telemetry::{self, TelemetryConfig};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
-    runtime().context("starting the async runtime")?.block_on(run())
-}
-
-/// tokio's multi-threaded runtime as `#[tokio::main]` makes it, but built
-/// with `--cfg tokio_unstable` (`.cargo/config.toml`) without the LIFO
-/// slot: with it, the task a stream's answer wakes (its connection's) runs
-/// before the other streams woken with it, and each answer leaves in a
-/// write of its own (BENCHMARKS.md, "The LIFO slot").
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    #[cfg(tokio_unstable)]
-    builder.disable_lifo_slot();
-    builder.build()
+    sessiond::startup::runtime().context("starting the async runtime")?.block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {

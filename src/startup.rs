@@ -25,6 +25,20 @@ use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
 
 /// A built, bound, not yet serving sessiond.
+/// tokio's multi-threaded runtime as `#[tokio::main]` makes it, but built
+/// with `--cfg tokio_unstable` (`.cargo/config.toml`) without the LIFO
+/// slot: with it, the task a stream's answer wakes (its connection's) runs
+/// before the other streams woken with it, and each answer leaves in a
+/// write of its own (BENCHMARKS.md, "The LIFO slot"). `main` runs on it,
+/// and so does the benchmark, baselines included.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    builder.build()
+}
+
 pub struct Application {
     listener: TcpListener,
     /// Where Prometheus scrapes `/metrics`, when asked for.

@@ -212,11 +212,14 @@ impl Token {
     /// of its alphabet, the last of which carries two bits past the 256,
     /// both zero (as a strict decoder requires). Checked without decoding.
     fn well_formed(value: &str) -> bool {
+        if value.len() != TOKEN_LEN {
+            return false;
+        }
         let Some(encoded) = value.strip_prefix(TOKEN_PREFIX) else { return false };
-        let (Some(&last), true) = (encoded.as_bytes().last(), value.len() == TOKEN_LEN) else { return false };
         // One pass without branches: any byte outside the alphabet sets NOT_BASE64.
         let all = encoded.bytes().fold(0, |all, b| all | SEXTETS[usize::from(b)]);
-        all & NOT_BASE64 == 0 && SEXTETS[usize::from(last)] & PAST_THE_BYTES == 0
+        let last = SEXTETS[usize::from(encoded.as_bytes()[encoded.len() - 1])];
+        all & NOT_BASE64 == 0 && last & PAST_THE_BYTES == 0
     }
 
     fn malformed(field: &str) -> InvalidInput {

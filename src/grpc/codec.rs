@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use bytes::{BufMut as _, Bytes};
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use super::status;
 
@@ -88,10 +88,6 @@ impl<T: Message> Encoder for MessageEncoder<T> {
         });
         Ok(())
     }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
-    }
 }
 
 /// Decodes `U`; answers a message that does not decode without saying why.
@@ -111,10 +107,6 @@ impl<U: Message + Default> Decoder for MessageDecoder<U> {
             tracing::debug!(error = %err, "a request message did not decode");
             status::malformed_request()
         })
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
     }
 }
 

@@ -40,15 +40,11 @@ use clap::Parser as _;
 
 use crate::cli::{Cli, Command};
 
-/// The runtime of every command, the echo server's included, made as
-/// sessiond makes its own (without the LIFO slot, see `src/main.rs`): a
-/// baseline scheduled otherwise would measure the scheduler, not sessiond.
+/// Every command, the echo server's included, runs on sessiond's own
+/// runtime (`startup::runtime`): a baseline scheduled otherwise would
+/// measure the scheduler, not sessiond.
 fn main() -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    #[cfg(tokio_unstable)]
-    builder.disable_lifo_slot();
-    match builder.build() {
+    match sessiond::startup::runtime() {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => {
             eprintln!("sessiond-bench: starting the async runtime: {err}");

@@ -101,13 +101,7 @@ impl Packed {
         let tenant = TenantId::from_stored(input.string());
         let kind = input.item(SessionKind::ALL);
         let user_id = input.option(Reader::string);
-        let labels = Labels {
-            endpoint: input.string(),
-            method: input.string(),
-            future_call: input.string(),
-            client_address: input.string(),
-            user_agent: input.string(),
-        };
+        let labels = input.labels();
         let created_at = input.millis();
         let last_active_at = UnixMillis(self.1.load(Ordering::Acquire));
         let idle_timeout = input.option(Reader::duration);
@@ -246,14 +240,7 @@ impl CachedRecord {
     }
 
     pub fn labels(&self) -> Labels {
-        let mut input = Reader(&self.packed.0[self.labels..]);
-        Labels {
-            endpoint: input.string(),
-            method: input.string(),
-            future_call: input.string(),
-            client_address: input.string(),
-            user_agent: input.string(),
-        }
+        Reader(&self.packed.0[self.labels..]).labels()
     }
 
     fn str_at(&self, at: std::ops::Range<usize>) -> &str {
@@ -404,6 +391,17 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> &'a str {
         let len = self.len();
         std::str::from_utf8(self.take(len)).expect("written from a str")
+    }
+
+    /// The five labels, in the order `pack` writes them.
+    fn labels(&mut self) -> Labels {
+        Labels {
+            endpoint: self.string(),
+            method: self.string(),
+            future_call: self.string(),
+            client_address: self.string(),
+            user_agent: self.string(),
+        }
     }
 
     fn skip_str(&mut self) {
