@@ -6,6 +6,9 @@
 
 use rusqlite::{Connection, named_params, params};
 
+use std::collections::HashMap;
+
+use super::error::internal;
 use super::rows::{end_from_row, end_reason, millis, one};
 use crate::clock::UnixMillis;
 use crate::domain::{EndReason, Event, LogEntry, LogId, NewEvent, Session, SessionEnd, SessionId};
@@ -105,7 +108,7 @@ pub(super) fn claim(conn: &Connection, session_id: &str, request: &NewRequest) -
         return Ok(None);
     }
     let live = super::reads::request_record(conn, &request.key, request.expired_before)?;
-    live.map(Some).ok_or_else(|| super::error::internal("a live request record vanished"))
+    live.map(Some).ok_or_else(|| internal("a live request record vanished"))
 }
 
 /// [`create_session`] guarded by `request`.
@@ -201,18 +204,138 @@ pub(super) fn record_activities(conn: &Connection, activity: &[(SessionId, UnixM
     Ok(())
 }
 
-/// [`end_session`] for each of `endings`; unknown sessions are left out of
-/// the answer.
+/// Ends every open session of `endings` in a few statements over the
+/// whole batch (read their ends, update, delete or keep their logs, insert
+/// their events), not four per session: each statement writes a page to
+/// the statement journal the first time it changes it, so one statement
+/// per batch journals each page once. Unknown sessions are left out of the
+/// answer; a session named twice is ended once, and answered ended after.
 pub(super) fn end_sessions(conn: &Connection, endings: &[Ending]) -> StoreResult<Vec<(SessionId, EndOutcome)>> {
-    let mut outcomes = Vec::with_capacity(endings.len());
-    for Ending { id, end, event } in endings {
-        match end_session(conn, id.as_str(), end, event) {
-            Ok(outcome) => outcomes.push((id.clone(), outcome)),
-            Err(StoreError::NotFound) => {}
-            Err(other) => return Err(other),
+    let ids = json_array(endings.iter().map(|e| serde_json::Value::from(e.id.as_str())));
+    let mut found: HashMap<String, Option<SessionEnd>> = HashMap::with_capacity(endings.len());
+    {
+        let mut select = conn.prepare_cached(
+            "SELECT s.id, ended_at, end_reason, end_error, end_stack_trace, log_id, slow \
+             FROM json_each(?1) AS j JOIN sessions AS s ON s.id = j.value",
+        )?;
+        let mut rows = select.query([&ids])?;
+        while let Some(row) = rows.next()? {
+            found.insert(row.get("id")?, end_from_row(row)?);
         }
     }
+    let mut open: Vec<&Ending> = Vec::new();
+    let mut answers: Vec<(&Ending, Option<SessionEnd>)> = Vec::with_capacity(endings.len());
+    for ending in endings {
+        let Some(earlier) = found.get_mut(ending.id.as_str()) else { continue };
+        match earlier {
+            Some(existing) => answers.push((ending, Some(existing.clone()))),
+            None => {
+                open.push(ending);
+                answers.push((ending, None));
+                *earlier = Some(ending.end.clone());
+            }
+        }
+    }
+    let mut sequences = end_open(conn, &open)?.into_iter();
+    let mut outcomes = Vec::with_capacity(answers.len());
+    for (ending, earlier) in answers {
+        let outcome = match earlier {
+            Some(existing) => EndOutcome::AlreadyEnded(existing),
+            None => {
+                let sequence = sequences.next().ok_or_else(|| internal("an ended session without its event"))?;
+                EndOutcome::Ended(Event { sequence, event: ending.event.clone() })
+            }
+        };
+        outcomes.push((ending.id.clone(), outcome));
+    }
     Ok(outcomes)
+}
+
+/// Ends the open sessions `open` (each named once): answers their events'
+/// sequences, in their order.
+fn end_open(conn: &Connection, open: &[&Ending]) -> StoreResult<Vec<u64>> {
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ends = json_array(open.iter().map(|e| {
+        let end = &e.end;
+        serde_json::json!([
+            e.id.as_str(),
+            end.at.0,
+            end.reason.as_str(),
+            end.error,
+            end.stack_trace,
+            end.log_id.as_ref().map(LogId::as_str),
+            end.slow
+        ])
+    }));
+    conn.prepare_cached(
+        "UPDATE sessions SET ended_at = e.ended_at, end_reason = e.end_reason, end_error = e.end_error, \
+         end_stack_trace = e.end_stack_trace, log_id = e.log_id, slow = e.slow \
+         FROM (SELECT value ->> 0 AS id, value ->> 1 AS ended_at, value ->> 2 AS end_reason, \
+         value ->> 3 AS end_error, value ->> 4 AS end_stack_trace, value ->> 5 AS log_id, value ->> 6 AS slow \
+         FROM json_each(?1)) AS e WHERE sessions.id = e.id",
+    )?
+    .execute([&ends])?;
+    let (kept, unkept): (Vec<&Ending>, Vec<&Ending>) = open.iter().partition(|e| e.end.log_id.is_some());
+    if !unkept.is_empty() {
+        let ids = json_array(unkept.iter().map(|e| serde_json::Value::from(e.id.as_str())));
+        conn.prepare_cached("DELETE FROM log_entries WHERE session_id IN (SELECT value FROM json_each(?1))")?
+            .execute([&ids])?;
+    }
+    if !kept.is_empty() {
+        // The kept logs' entries not readable yet become readable now, all
+        // at one position, as one session's would.
+        let keep = json_array(
+            kept.iter().map(|e| serde_json::json!([e.id.as_str(), e.end.reason == EndReason::Failed, e.end.slow])),
+        );
+        conn.prepare_cached(
+            "UPDATE log_entries SET failed = k.failed, slow = k.slow, position = coalesce(position, ?2) \
+             FROM (SELECT value ->> 0 AS session_id, value ->> 1 AS failed, value ->> 2 AS slow \
+             FROM json_each(?1)) AS k WHERE log_entries.session_id = k.session_id",
+        )?
+        .execute(params![keep, next_position(conn)?])?;
+    }
+    let events = json_array(open.iter().map(|e| {
+        let event = &e.event;
+        serde_json::json!([
+            event.event_type.as_str(),
+            event.session_id.as_str(),
+            event.tenant.as_str(),
+            event.user_id,
+            event.kind.as_str(),
+            event.end_reason.map(EndReason::as_str),
+            event.at.0
+        ])
+    }));
+    // Sequences follow the batch's order; RETURNING's order is not
+    // promised, so each is matched back by its place in the batch.
+    let mut sequences: Vec<Option<u64>> = vec![None; open.len()];
+    {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO events (event_type, session_id, tenant, user_id, kind, end_reason, at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
+             FROM json_each(?1) ORDER BY key RETURNING sequence, session_id",
+        )?;
+        let mut places: HashMap<&str, usize> =
+            open.iter().enumerate().map(|(i, e)| (e.event.session_id.as_str(), i)).collect();
+        let mut rows = insert.query([&events])?;
+        while let Some(row) = rows.next()? {
+            let session_id: String = row.get("session_id")?;
+            if let Some(place) = places.remove(session_id.as_str()) {
+                sequences[place] = Some(row.get("sequence")?);
+            }
+        }
+    }
+    sequences
+        .into_iter()
+        .map(|sequence| sequence.ok_or_else(|| internal("an ended session's event was not recorded")))
+        .collect()
+}
+
+/// `values` as one JSON array, the text `json_each` reads.
+fn json_array(values: impl Iterator<Item = serde_json::Value>) -> String {
+    serde_json::Value::Array(values.collect()).to_string()
 }
 
 /// Ends an open session and records its event; an ended one is left alone.
