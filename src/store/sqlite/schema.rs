@@ -423,6 +423,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_ends_finds_each_session_and_its_log_through_an_index() {
+        use crate::store::sqlite::writes::{DELETE_LOGS_OF_MANY, END_MANY, ENDS_OF_MANY, KEEP_LOGS_OF_MANY};
+        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
+        migrate(&mut conn).expect("the schema applies");
+        use crate::store::sql::Param;
+        let batch = || Param::Text("[]".into());
+        let statements = [
+            (ENDS_OF_MANY, vec![batch()]),
+            (END_MANY, vec![batch()]),
+            (DELETE_LOGS_OF_MANY, vec![batch()]),
+            (KEEP_LOGS_OF_MANY, vec![batch(), Param::Int(1)]),
+        ];
+        for (sql, params) in statements {
+            let plan = plan(&conn, sql, params);
+            assert!(plan.contains("SCAN json_each") || plan.contains("SCAN j "), "driven by the batch:\n{sql}\n{plan}");
+            for table in ["sessions", "s ", "log_entries"] {
+                assert!(!plan.contains(&format!("SCAN {table}")), "no table walked whole:\n{sql}\n{plan}");
+            }
+        }
+    }
+
+    #[test]
     fn a_populated_database_at_version_4_migrates_and_lists_by_state_and_kind_through_an_index() {
         let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         for step in &MIGRATIONS[..4] {

@@ -204,6 +204,29 @@ pub(super) fn record_activities(conn: &Connection, activity: &[(SessionId, UnixM
     Ok(())
 }
 
+/// Each named session's end, if it has one (`?1`: a JSON array of ids).
+pub(super) const ENDS_OF_MANY: &str = "SELECT s.id, ended_at, end_reason, end_error, end_stack_trace, log_id, slow \
+     FROM json_each(?1) AS j JOIN sessions AS s ON s.id = j.value";
+
+/// Ends each session of `?1` (a JSON array of `[id, ended_at, reason, error,
+/// stack trace, log id, slow]`).
+pub(super) const END_MANY: &str = "UPDATE sessions SET ended_at = e.ended_at, end_reason = e.end_reason, \
+     end_error = e.end_error, end_stack_trace = e.end_stack_trace, log_id = e.log_id, slow = e.slow \
+     FROM (SELECT value ->> 0 AS id, value ->> 1 AS ended_at, value ->> 2 AS end_reason, \
+     value ->> 3 AS end_error, value ->> 4 AS end_stack_trace, value ->> 5 AS log_id, value ->> 6 AS slow \
+     FROM json_each(?1)) AS e WHERE sessions.id = e.id";
+
+/// Deletes the logs of the sessions of `?1` (a JSON array of ids).
+pub(super) const DELETE_LOGS_OF_MANY: &str =
+    "DELETE FROM log_entries WHERE session_id IN (SELECT value FROM json_each(?1))";
+
+/// Keeps the logs of `?1` (a JSON array of `[id, failed, slow]`): their
+/// entries not readable yet become readable at position `?2`.
+pub(super) const KEEP_LOGS_OF_MANY: &str = "UPDATE log_entries SET failed = k.failed, slow = k.slow, \
+     position = coalesce(position, ?2) \
+     FROM (SELECT value ->> 0 AS session_id, value ->> 1 AS failed, value ->> 2 AS slow FROM json_each(?1)) AS k \
+     WHERE log_entries.session_id = k.session_id";
+
 /// Ends every open session of `endings` in a few statements over the
 /// whole batch (read their ends, update, delete or keep their logs, insert
 /// their events), not four per session: each statement writes a page to
@@ -214,10 +237,7 @@ pub(super) fn end_sessions(conn: &Connection, endings: &[Ending]) -> StoreResult
     let ids = json_array(endings.iter().map(|e| serde_json::Value::from(e.id.as_str())));
     let mut found: HashMap<String, Option<SessionEnd>> = HashMap::with_capacity(endings.len());
     {
-        let mut select = conn.prepare_cached(
-            "SELECT s.id, ended_at, end_reason, end_error, end_stack_trace, log_id, slow \
-             FROM json_each(?1) AS j JOIN sessions AS s ON s.id = j.value",
-        )?;
+        let mut select = conn.prepare_cached(ENDS_OF_MANY)?;
         let mut rows = select.query([&ids])?;
         while let Some(row) = rows.next()? {
             found.insert(row.get("id")?, end_from_row(row)?);
@@ -269,19 +289,11 @@ fn end_open(conn: &Connection, open: &[&Ending]) -> StoreResult<Vec<u64>> {
             end.slow
         ])
     }));
-    conn.prepare_cached(
-        "UPDATE sessions SET ended_at = e.ended_at, end_reason = e.end_reason, end_error = e.end_error, \
-         end_stack_trace = e.end_stack_trace, log_id = e.log_id, slow = e.slow \
-         FROM (SELECT value ->> 0 AS id, value ->> 1 AS ended_at, value ->> 2 AS end_reason, \
-         value ->> 3 AS end_error, value ->> 4 AS end_stack_trace, value ->> 5 AS log_id, value ->> 6 AS slow \
-         FROM json_each(?1)) AS e WHERE sessions.id = e.id",
-    )?
-    .execute([&ends])?;
+    conn.prepare_cached(END_MANY)?.execute([&ends])?;
     let (kept, unkept): (Vec<&Ending>, Vec<&Ending>) = open.iter().partition(|e| e.end.log_id.is_some());
     if !unkept.is_empty() {
         let ids = json_array(unkept.iter().map(|e| serde_json::Value::from(e.id.as_str())));
-        conn.prepare_cached("DELETE FROM log_entries WHERE session_id IN (SELECT value FROM json_each(?1))")?
-            .execute([&ids])?;
+        conn.prepare_cached(DELETE_LOGS_OF_MANY)?.execute([&ids])?;
     }
     if !kept.is_empty() {
         // The kept logs' entries not readable yet become readable now, all
@@ -289,12 +301,7 @@ fn end_open(conn: &Connection, open: &[&Ending]) -> StoreResult<Vec<u64>> {
         let keep = json_array(
             kept.iter().map(|e| serde_json::json!([e.id.as_str(), e.end.reason == EndReason::Failed, e.end.slow])),
         );
-        conn.prepare_cached(
-            "UPDATE log_entries SET failed = k.failed, slow = k.slow, position = coalesce(position, ?2) \
-             FROM (SELECT value ->> 0 AS session_id, value ->> 1 AS failed, value ->> 2 AS slow \
-             FROM json_each(?1)) AS k WHERE log_entries.session_id = k.session_id",
-        )?
-        .execute(params![keep, next_position(conn)?])?;
+        conn.prepare_cached(KEEP_LOGS_OF_MANY)?.execute(params![keep, next_position(conn)?])?;
     }
     let events = json_array(open.iter().map(|e| {
         let event = &e.event;
