@@ -24,7 +24,6 @@ use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
 
-/// A built, bound, not yet serving sessiond.
 /// tokio's multi-threaded runtime as `#[tokio::main]` makes it, but built
 /// with `--cfg tokio_unstable` (`.cargo/config.toml`) without the LIFO
 /// slot: with it, the task a stream's answer wakes (its connection's) runs
@@ -39,6 +38,7 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     builder.build()
 }
 
+/// A built, bound, not yet serving sessiond.
 pub struct Application {
     listener: TcpListener,
     /// Where Prometheus scrapes `/metrics`, when asked for.

@@ -424,10 +424,10 @@ mod tests {
 
     #[test]
     fn a_batch_of_ends_finds_each_session_and_its_log_through_an_index() {
+        use crate::store::sql::Param;
         use crate::store::sqlite::writes::{DELETE_LOGS_OF_MANY, END_MANY, ENDS_OF_MANY, KEEP_LOGS_OF_MANY};
         let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         migrate(&mut conn).expect("the schema applies");
-        use crate::store::sql::Param;
         let batch = || Param::Text("[]".into());
         let statements = [
             (ENDS_OF_MANY, vec![batch()]),

@@ -4,9 +4,9 @@
 //! and a rolled-back savepoint taking its increment with it, the numbers are
 //! gapless and ordered, and a purge never makes them start over.
 
-use rusqlite::{Connection, named_params, params};
-
 use std::collections::HashMap;
+
+use rusqlite::{Connection, named_params, params};
 
 use super::error::internal;
 use super::rows::{end_from_row, end_reason, millis, one};
