@@ -10,13 +10,19 @@
 //! with the headers gRPC needs.
 //!
 //! The echo baseline and one sessiond (embedded store, one cached WEB_USER
-//! session with role Manager) run for the whole run; each repeat measures
-//! every call in turn — echo, HasPrivilege, GetSession, Authenticate — so
-//! that a machine whose load drifts weighs on all of them alike. Each
-//! measurement is its own h2load run after a warm-up run: calls/s and the
-//! mean are h2load's, p99 is the nearest rank over its per-request log, and
-//! server CPU per call is the server's `/proc` CPU time over that run
-//! divided by the calls h2load completed.
+//! session with role Manager) run for the whole run. Every call is
+//! measured in pairs: its echo, then the call, back to back (the other way
+//! round every other repeat), and each pair gives one ratio per figure. A
+//! shared machine's load drifts over seconds, so a ratio of two runs
+//! seconds apart is steadier than one of runs a minute apart; the report
+//! gives the median of each call's paired ratios over the repeats, and
+//! their range. The echo is paired with itself too (`echo, again`): that
+//! A/A row is the resolution of the run, since a ratio within its range
+//! cannot be told from 1.00× on that machine. Each measurement is its own
+//! h2load run after a warm-up run: calls/s and the mean are h2load's, p99
+//! is the nearest rank over its per-request log, and server CPU per call
+//! is the server's `/proc` CPU time over that run divided by the calls
+//! h2load completed.
 //!
 //! Per-key admission has its own row: HasPrivilege again on a second
 //! sessiond whose API keys file holds one key with its own concurrency
@@ -64,21 +70,25 @@ const PAYLOAD_BYTES: usize = 64;
 /// How an h2load run is made.
 #[derive(Debug, Clone, Args)]
 pub struct H2loadArgs {
-    /// Smoke-test lengths: one repeat, 0.5 s warm-up, 1 s per measurement.
+    /// Smoke-test lengths: one repeat, 0.3 s warm-up, 1 s per measurement.
     #[arg(long)]
     pub quick: bool,
 
-    /// Times every call is measured, interleaved (default 3, quick 1).
+    /// Times every call is measured with its echo (default 9, quick 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeats: Option<u32>,
 
-    /// Warm-up run before each measurement (default 2s, quick 500ms).
+    /// Warm-up run before each measurement (default 500ms, quick 300ms).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub warmup: Option<Duration>,
 
-    /// Length of each measurement (default 10s, quick 1s).
+    /// Length of each measurement (default 2s, quick 1s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+
+    /// Print every measurement, not only the medians of the pairs.
+    #[arg(long)]
+    pub every_run: bool,
 
     /// HTTP/2 connections h2load opens (its `-c`).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
@@ -135,6 +145,8 @@ const KEYED_MAX_CONCURRENT_CALLS: u32 = 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
     Echo,
+    /// The echo again, paired with the echo: the run's A/A comparison.
+    EchoAgain,
     /// The echo sent the keyed call's `authorization` header, which it
     /// ignores: the keyed call's baseline, since decoding that header is
     /// HTTP/2's work for any server that takes a bearer key.
@@ -147,7 +159,19 @@ enum Call {
 }
 
 impl Call {
-    const ALL: [Call; 6] = [
+    /// Every call a run measures against its baseline, in order.
+    const PAIRED: [Call; 6] = [
+        Call::EchoAgain,
+        Call::EchoKeyed,
+        Call::HasPrivilege,
+        Call::GetSession,
+        Call::Authenticate,
+        Call::HasPrivilegeKeyed,
+    ];
+
+    /// Every call counted under `--callgrind`: the echo again would count
+    /// what the echo does.
+    const COUNTED: [Call; 6] = [
         Call::Echo,
         Call::EchoKeyed,
         Call::HasPrivilege,
@@ -167,6 +191,7 @@ impl Call {
     fn name(self) -> &'static str {
         match self {
             Call::Echo => "echo",
+            Call::EchoAgain => "echo, again",
             Call::EchoKeyed => "echo, key header",
             Call::HasPrivilege => "has-privilege",
             Call::GetSession => "get-session",
@@ -177,7 +202,7 @@ impl Call {
 
     fn path(self) -> &'static str {
         match self {
-            Call::Echo | Call::EchoKeyed => "/sessiond.bench.v1.EchoService/Echo",
+            Call::Echo | Call::EchoAgain | Call::EchoKeyed => "/sessiond.bench.v1.EchoService/Echo",
             Call::HasPrivilege | Call::HasPrivilegeKeyed => "/sessiond.v1.PrivilegeService/HasPrivilege",
             Call::GetSession => "/sessiond.v1.SessionService/GetSession",
             Call::Authenticate => "/sessiond.v1.SessionService/Authenticate",
@@ -187,7 +212,9 @@ impl Call {
     /// The request message, encoded, for a session holding `token`.
     fn message(self, token: &str) -> Vec<u8> {
         match self {
-            Call::Echo | Call::EchoKeyed => EchoRequest { payload: vec![b'x'; PAYLOAD_BYTES] }.encode_to_vec(),
+            Call::Echo | Call::EchoAgain | Call::EchoKeyed => {
+                EchoRequest { payload: vec![b'x'; PAYLOAD_BYTES] }.encode_to_vec()
+            }
             Call::HasPrivilege | Call::HasPrivilegeKeyed => {
                 HasPrivilegeRequest { session: by_token(token), privilege: PRIVILEGE.into() }.encode_to_vec()
             }
@@ -215,6 +242,9 @@ fn grpc_frame(message: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone)]
 struct Row {
     repeat: u32,
+    /// The pair this run belongs to, named by its measured call.
+    pair: Call,
+    /// The call made: `pair` or its baseline.
     call: Call,
     calls: u64,
     calls_per_sec: f64,
@@ -238,9 +268,9 @@ impl H2loadArgs {
             given.unwrap_or(Duration::from_millis(if self.quick { quick } else { full }))
         };
         Lengths {
-            repeats: self.repeats.unwrap_or(if self.quick { 1 } else { 3 }),
-            warmup: pick(self.warmup, 2_000, 500),
-            measure: pick(self.duration, 10_000, 1_000),
+            repeats: self.repeats.unwrap_or(if self.quick { 1 } else { 9 }),
+            warmup: pick(self.warmup, 500, 300),
+            measure: pick(self.duration, 2_000, 1_000),
         }
     }
 }
@@ -262,9 +292,9 @@ pub async fn run(args: H2loadArgs) -> anyhow::Result<()> {
     let token = create_checked_session(&sessiond, None).await?;
     let keyed_token = create_checked_session(&keyed, Some(&key)).await?;
     let mut targets = Vec::new();
-    for call in Call::ALL {
+    for call in [Call::Echo].into_iter().chain(Call::PAIRED) {
         let (server, token, key) = match call {
-            Call::Echo => (&echo, token.as_str(), None),
+            Call::Echo | Call::EchoAgain => (&echo, token.as_str(), None),
             Call::EchoKeyed => (&echo, token.as_str(), Some(key.as_str())),
             Call::HasPrivilegeKeyed => (&keyed, keyed_token.as_str(), Some(key.as_str())),
             _ => (&sessiond, token.as_str(), None),
@@ -273,22 +303,32 @@ pub async fn run(args: H2loadArgs) -> anyhow::Result<()> {
         std::fs::write(&body, grpc_frame(&call.message(token))).context("writing a request frame")?;
         targets.push(H2load { args: &args, server, call, body, key, dumps });
     }
+    let target = |call: Call| targets.iter().find(|t| t.call == call).expect("every call has its h2load run");
     if args.callgrind {
         let mut counts = Vec::new();
-        for run in &targets {
-            counts.push((run.call, run.instructions(args.calls)?));
+        for call in Call::COUNTED {
+            counts.push((call, target(call).instructions(args.calls)?));
         }
         println!("{}", render_instructions(&args, &counts));
         return Ok(());
     }
     let mut rows = Vec::new();
     for repeat in 1..=lengths.repeats {
-        for run in &targets {
-            run.once(Amount::For(lengths.warmup), None)?;
-            let log = dir.path().join("requests.log");
-            let measured = run.once(Amount::For(lengths.measure), Some(&log))?;
-            rows.push(measured.row(repeat, run.call, &log)?);
-            std::fs::remove_file(&log).context("removing h2load's request log")?;
+        for (index, pair) in Call::PAIRED.into_iter().enumerate() {
+            // The baseline first in one repeat, second in the next, so
+            // that neither side of a pair always runs on a warmer machine.
+            let mut order = [pair.baseline(), pair];
+            if (repeat as usize + index).is_multiple_of(2) {
+                order.reverse();
+            }
+            for call in order {
+                let run = target(call);
+                run.once(Amount::For(lengths.warmup), None)?;
+                let log = dir.path().join("requests.log");
+                let measured = run.once(Amount::For(lengths.measure), Some(&log))?;
+                rows.push(measured.row(repeat, pair, call, &log)?);
+                std::fs::remove_file(&log).context("removing h2load's request log")?;
+            }
         }
     }
     // A server that died mid-run failed its h2load run; one that died
@@ -569,13 +609,14 @@ const BASELINES: &str = "\nEach call against the echo sent the same headers: the
                          `echo, key header`, every other against `echo`.\n";
 
 impl Measured {
-    fn row(&self, repeat: u32, call: Call, log: &Path) -> anyhow::Result<Row> {
+    fn row(&self, repeat: u32, pair: Call, call: Call, log: &Path) -> anyhow::Result<Row> {
         let mut latencies = request_latencies(log)?;
         latencies.sort_unstable();
         let calls = self.output.done.max(1);
         let per_call = |cpu: Duration| cpu / u32::try_from(calls).unwrap_or(u32::MAX);
         Ok(Row {
             repeat,
+            pair,
             call,
             calls: self.output.done,
             calls_per_sec: self.output.calls_per_sec,
@@ -685,54 +726,79 @@ fn request_latencies(log: &Path) -> anyhow::Result<Vec<u64>> {
         .collect()
 }
 
-/// The table of every measurement, with its ratios to the echo of its
-/// repeat, then the range of each ratio over the repeats.
+/// A pair's ratios, measured call over baseline: calls/s, p99 and server
+/// CPU per call.
+#[derive(Debug, Clone, Copy)]
+struct Ratios {
+    calls_per_sec: f64,
+    p99: f64,
+    server_cpu: f64,
+}
+
+impl Ratios {
+    fn of(measured: &Row, baseline: &Row) -> Self {
+        Self {
+            calls_per_sec: measured.calls_per_sec / baseline.calls_per_sec,
+            p99: measured.p99.as_secs_f64() / baseline.p99.as_secs_f64(),
+            server_cpu: measured.server_cpu_per_call.as_secs_f64() / baseline.server_cpu_per_call.as_secs_f64(),
+        }
+    }
+}
+
+/// Every repeat's ratios of `pair`, in repeat order.
+fn paired_ratios(rows: &[Row], pair: Call) -> Vec<Ratios> {
+    let of_pair =
+        |repeat: u32, call: Call| rows.iter().find(|r| r.repeat == repeat && r.pair == pair && r.call == call);
+    rows.iter()
+        .filter(|r| r.pair == pair && r.call == pair)
+        .filter_map(|measured| Some(Ratios::of(measured, of_pair(measured.repeat, pair.baseline())?)))
+        .collect()
+}
+
+/// The median of some values (the mean of the two middle ones when even),
+/// and their range.
+fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 { values[n / 2] } else { f64::midpoint(values[n / 2 - 1], values[n / 2]) };
+    (median, values[0], values[n - 1])
+}
+
+/// `1.07× (0.98–1.21)`: a median and its range.
+fn ratio_cell(values: Vec<f64>) -> String {
+    let (median, low, high) = median_and_range(values);
+    format!("{median:.2}× ({low:.2}–{high:.2})")
+}
+
+/// The medians of every call's paired ratios, the A/A resolution, and
+/// every measurement with `--every-run`.
 fn render(args: &H2loadArgs, lengths: Lengths, rows: &[Row]) -> String {
-    let echo = |row: &Row| rows.iter().find(|r| r.repeat == row.repeat && r.call == row.call.baseline());
-    let ratios = |row: &Row| {
-        echo(row).map(|e| {
-            (
-                row.calls_per_sec / e.calls_per_sec,
-                row.p99.as_secs_f64() / e.p99.as_secs_f64(),
-                row.server_cpu_per_call.as_secs_f64() / e.server_cpu_per_call.as_secs_f64(),
-            )
-        })
-    };
-    let headers = [
-        "repeat",
-        "call",
-        "calls",
-        "calls/s",
-        "mean",
-        "p99",
-        "server CPU/call",
-        "h2load CPU/call",
-        "calls/s vs echo",
-        "p99 vs echo",
-        "CPU/call vs echo",
-    ]
-    .map(String::from);
-    let body = rows
+    let headers =
+        ["call", "pairs", "calls/s", "server CPU/call", "calls/s vs echo", "p99 vs echo", "server CPU/call vs echo"]
+            .map(String::from);
+    let body = Call::PAIRED
         .iter()
-        .map(|row| {
-            let (calls, p99, cpu) = ratios(row).unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+        .map(|&pair| {
+            let ratios = paired_ratios(rows, pair);
+            let measured: Vec<&Row> = rows.iter().filter(|r| r.pair == pair && r.call == pair).collect();
+            let (calls_per_sec, ..) = median_and_range(measured.iter().map(|r| r.calls_per_sec).collect());
+            let (cpu, ..) = median_and_range(measured.iter().map(|r| r.server_cpu_per_call.as_secs_f64()).collect());
             vec![
-                row.repeat.to_string(),
-                row.call.name().to_owned(),
-                row.calls.to_string(),
-                report::thousands(row.calls_per_sec),
-                report::latency(row.mean),
-                report::latency(row.p99),
-                micros(row.server_cpu_per_call),
-                micros(row.loader_cpu_per_call),
-                format!("{calls:.2}×"),
-                format!("{p99:.2}×"),
-                format!("{cpu:.2}×"),
+                pair.name().to_owned(),
+                ratios.len().to_string(),
+                report::thousands(calls_per_sec),
+                micros(Duration::from_secs_f64(cpu)),
+                ratio_cell(ratios.iter().map(|r| r.calls_per_sec).collect()),
+                ratio_cell(ratios.iter().map(|r| r.p99).collect()),
+                ratio_cell(ratios.iter().map(|r| r.server_cpu).collect()),
             ]
         })
         .collect();
     let mut out = format!(
-        "h2load: {} connections × {} streams, {} repeat(s) of {:?} per call after a {:?} warm-up; load average {}\n\n",
+        "h2load: {} connections × {} streams; {} repeat(s) of every pair, {:?} per measurement after a {:?} warm-up; load average {}\n\n",
         args.connections,
         args.streams,
         lengths.repeats,
@@ -740,46 +806,56 @@ fn render(args: &H2loadArgs, lengths: Lengths, rows: &[Row]) -> String {
         lengths.warmup,
         load_average(),
     );
+    out.push_str("Medians of the paired ratios over the repeats, their range in brackets:\n\n");
     out.push_str(&report::table(&headers, body, args.markdown));
-    let range_headers = ["call", "calls/s vs echo", "p99 vs echo", "server CPU/call vs echo"].map(String::from);
-    let ranges = Call::ALL[1..]
-        .iter()
-        .map(|call| {
-            let found: Vec<_> = rows.iter().filter(|r| r.call == *call).filter_map(ratios).collect();
-            let span = |pick: fn(&(f64, f64, f64)) -> f64| {
-                let (low, high) =
-                    found.iter().map(pick).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
-                format!("{low:.2}–{high:.2}×")
-            };
-            vec![call.name().to_owned(), span(|r| r.0), span(|r| r.1), span(|r| r.2)]
-        })
-        .collect();
-    out.push_str("\nOver the repeats:\n\n");
-    out.push_str(&report::table(&range_headers, ranges, args.markdown));
     out.push_str(BASELINES);
+    let (_, low, high) = median_and_range(paired_ratios(rows, Call::EchoAgain).iter().map(|r| r.server_cpu).collect());
+    out.push_str(&format!(
+        "The echo against itself (`echo, again`) spread {low:.2}–{high:.2}× in server CPU per call: \
+         a ratio inside that range cannot be told from 1.00× in this run.\n"
+    ));
     out.push_str(&render_key_limits(args, rows));
+    if args.every_run {
+        out.push_str("\nEvery measurement:\n\n");
+        out.push_str(&render_runs(args, rows));
+    }
     out
 }
 
-/// What per-key admission cost: HasPrivilege with a limited key against
-/// the open HasPrivilege of the same repeat.
-fn render_key_limits(args: &H2loadArgs, rows: &[Row]) -> String {
-    let headers = ["repeat", "calls/s", "p99", "server CPU/call"].map(String::from);
+/// Every measurement, in the order made.
+fn render_runs(args: &H2loadArgs, rows: &[Row]) -> String {
+    let headers = ["repeat", "pair", "call", "calls", "calls/s", "mean", "p99", "server CPU/call", "h2load CPU/call"]
+        .map(String::from);
     let body = rows
         .iter()
-        .filter(|keyed| keyed.call == Call::HasPrivilegeKeyed)
-        .filter_map(|keyed| {
-            let open = rows.iter().find(|r| r.repeat == keyed.repeat && r.call == Call::HasPrivilege)?;
-            let ratio = |keyed: f64, open: f64| format!("{:.2}×", keyed / open);
-            Some(vec![
-                keyed.repeat.to_string(),
-                ratio(keyed.calls_per_sec, open.calls_per_sec),
-                ratio(keyed.p99.as_secs_f64(), open.p99.as_secs_f64()),
-                ratio(keyed.server_cpu_per_call.as_secs_f64(), open.server_cpu_per_call.as_secs_f64()),
-            ])
+        .map(|row| {
+            vec![
+                row.repeat.to_string(),
+                row.pair.name().to_owned(),
+                row.call.name().to_owned(),
+                row.calls.to_string(),
+                report::thousands(row.calls_per_sec),
+                report::latency(row.mean),
+                report::latency(row.p99),
+                micros(row.server_cpu_per_call),
+                micros(row.loader_cpu_per_call),
+            ]
         })
         .collect();
-    let mut out = String::from("\nHasPrivilege with key limits against the open HasPrivilege of the same repeat:\n\n");
+    report::table(&headers, body, args.markdown)
+}
+
+/// What per-key admission cost: in each repeat, the keyed HasPrivilege's
+/// ratio to its echo over the open HasPrivilege's ratio to its echo.
+fn render_key_limits(args: &H2loadArgs, rows: &[Row]) -> String {
+    let open = paired_ratios(rows, Call::HasPrivilege);
+    let keyed = paired_ratios(rows, Call::HasPrivilegeKeyed);
+    let over = |pick: fn(&Ratios) -> f64| ratio_cell(keyed.iter().zip(&open).map(|(k, o)| pick(k) / pick(o)).collect());
+    let headers = ["calls/s", "p99", "server CPU/call"].map(String::from);
+    let body = vec![vec![over(|r| r.calls_per_sec), over(|r| r.p99), over(|r| r.server_cpu)]];
+    let mut out = String::from(
+        "\nHasPrivilege with key limits against the open HasPrivilege (each against its own echo, per repeat):\n\n",
+    );
     out.push_str(&report::table(&headers, body, args.markdown));
     out
 }
@@ -870,6 +946,53 @@ req/s           :   40500.12    40734.00    40617.06      117.00   100.00%
         assert_eq!(parse_h2load_duration("5.12ms"), Some(Duration::from_micros(5120)));
         assert_eq!(parse_h2load_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_h2load_duration("fast"), None);
+    }
+
+    fn run(repeat: u32, pair: Call, call: Call, calls_per_sec: f64, cpu_micros: u64) -> Row {
+        Row {
+            repeat,
+            pair,
+            call,
+            calls: 1000,
+            calls_per_sec,
+            mean: Duration::from_micros(500),
+            p99: Duration::from_micros(cpu_micros * 100),
+            server_cpu_per_call: Duration::from_micros(cpu_micros),
+            loader_cpu_per_call: Duration::from_micros(4),
+        }
+    }
+
+    #[test]
+    fn each_call_is_divided_by_the_echo_of_its_own_pair() {
+        let rows = [
+            run(1, Call::GetSession, Call::Echo, 100.0, 10),
+            run(1, Call::GetSession, Call::GetSession, 80.0, 12),
+            // Another pair's echo, slower, must not be the baseline.
+            run(1, Call::HasPrivilege, Call::Echo, 50.0, 20),
+            run(1, Call::HasPrivilege, Call::HasPrivilege, 40.0, 22),
+            run(2, Call::GetSession, Call::GetSession, 90.0, 15),
+            run(2, Call::GetSession, Call::Echo, 100.0, 10),
+        ];
+        let ratios = paired_ratios(&rows, Call::GetSession);
+        let cpu: Vec<String> = ratios.iter().map(|r| format!("{:.3}", r.server_cpu)).collect();
+        let calls: Vec<String> = ratios.iter().map(|r| format!("{:.3}", r.calls_per_sec)).collect();
+        assert_eq!(cpu, ["1.200", "1.500"]);
+        assert_eq!(calls, ["0.800", "0.900"]);
+        assert_eq!(format!("{:.3}", paired_ratios(&rows, Call::HasPrivilege)[0].server_cpu), "1.100");
+    }
+
+    #[test]
+    fn the_echo_paired_with_itself_is_the_a_a_ratio() {
+        let rows =
+            [run(1, Call::EchoAgain, Call::Echo, 100.0, 10), run(1, Call::EchoAgain, Call::EchoAgain, 100.0, 11)];
+        assert_eq!(format!("{:.3}", paired_ratios(&rows, Call::EchoAgain)[0].server_cpu), "1.100");
+    }
+
+    #[test]
+    fn a_median_is_the_middle_value_or_the_mean_of_the_two() {
+        assert_eq!(median_and_range(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(median_and_range(vec![4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+        assert!(median_and_range(Vec::new()).0.is_nan());
     }
 
     #[test]
