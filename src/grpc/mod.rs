@@ -13,6 +13,7 @@ mod codec;
 mod connect;
 mod convert;
 mod deadline;
+pub mod dispatch;
 pub mod fairness;
 mod framing;
 pub mod limits;
@@ -26,8 +27,6 @@ mod sessions_api;
 pub mod status;
 mod storage_api;
 pub mod web;
-
-use tonic::service::Routes;
 
 pub use convert::proto_value;
 
@@ -47,9 +46,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = sessiond_api::FILE_DESCRIPTOR_SET;
 
 /// The sessiond services over one domain service (and its messages), to
 /// be served behind `limits::LimitLayer`, which authenticates their
-/// callers. Requests larger than `max_request_bytes` are refused with
-/// OUT_OF_RANGE before they are decoded.
-pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) -> Routes {
+/// callers, as the innermost layer: the calls to them go straight to
+/// them, any other to the server's `Routes` (see `dispatch`). Requests
+/// larger than `max_request_bytes` are refused with OUT_OF_RANGE before
+/// they are decoded.
+pub fn services(service: &Service, messages: &Messages, max_request_bytes: usize) -> dispatch::SessiondServices {
     use pb::log_service_server::LogServiceServer;
     use pb::privilege_service_server::PrivilegeServiceServer;
     use pb::server_service_server::ServerServiceServer;
@@ -59,15 +60,15 @@ pub fn routes(service: &Service, messages: &Messages, max_request_bytes: usize) 
     let privileges = PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()));
     let storage = StorageServiceServer::new(storage_api::StorageApi::new(service.clone()));
     let logs = LogServiceServer::new(logs_api::LogsApi::new(service.clone()));
-    let messages = messages_api::MessageServer::new(messages.clone(), max_request_bytes);
     let server = ServerServiceServer::new(server_api::ServerApi::new(service.clone()));
-    Routes::default()
-        .add_service(sessions.max_decoding_message_size(max_request_bytes))
-        .add_service(privileges.max_decoding_message_size(max_request_bytes))
-        .add_service(storage.max_decoding_message_size(max_request_bytes))
-        .add_service(logs.max_decoding_message_size(max_request_bytes))
-        .add_service(messages)
-        .add_service(server.max_decoding_message_size(max_request_bytes))
+    dispatch::SessiondServices {
+        sessions: sessions.max_decoding_message_size(max_request_bytes),
+        privileges: privileges.max_decoding_message_size(max_request_bytes),
+        storage: storage.max_decoding_message_size(max_request_bytes),
+        logs: logs.max_decoding_message_size(max_request_bytes),
+        messages: messages_api::MessageServer::new(messages.clone(), max_request_bytes),
+        server: server.max_decoding_message_size(max_request_bytes),
+    }
 }
 
 /// The HTTP faces of every unary method of sessiond's services and

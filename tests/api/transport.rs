@@ -340,3 +340,33 @@ async fn malformed_frames_get_a_clear_code_and_a_fixed_message_and_the_server_st
     health.check(HealthCheckRequest::default()).await.expect("the server stays healthy");
     app.get(&created.token).await.expect("and serves calls");
 }
+
+#[tokio::test]
+async fn unknown_methods_and_services_are_unimplemented_and_every_service_is_reached() {
+    let app = TestApp::spawn().await;
+    let empty = frame(false, &[]);
+    for path in [
+        "/sessiond.v1.SessionService/NoSuchMethod",
+        "/sessiond.v1.PrivilegeService/NoSuchMethod",
+        "/sessiond.v1.MessageService/NoSuchMethod",
+        "/sessiond.v1.NoSuchService/GetSession",
+        "/sessiond.v1.SessionService",
+    ] {
+        let (code, message) = raw_call(&app, path, empty.clone(), true, &[]).await;
+        assert_eq!(code, Code::Unimplemented as i32, "{path}: {message}");
+    }
+    // An empty request reaches each service's method: a bad-input answer
+    // is the service's own, where an unrouted call would be UNIMPLEMENTED.
+    for path in [
+        "/sessiond.v1.SessionService/GetSession",
+        "/sessiond.v1.PrivilegeService/HasPrivilege",
+        "/sessiond.v1.StorageService/GetStorage",
+        "/sessiond.v1.LogService/QueryLogs",
+        "/sessiond.v1.MessageService/Post",
+        "/sessiond.v1.ServerService/GetServerInfo",
+        "/grpc.health.v1.Health/Check",
+    ] {
+        let (code, message) = raw_call(&app, path, empty.clone(), true, &[]).await;
+        assert_ne!(code, Code::Unimplemented as i32, "{path}: {message}");
+    }
+}

@@ -1,0 +1,102 @@
+//! Which server answers a call: sessiond's own services by the service
+//! name in the call's path, everything else (health, reflection) by
+//! tonic's `Routes`.
+//!
+//! tonic's `Routes` is an axum router. Per call it matches the path
+//! against a pattern per service, keeps the captured rest of the path and
+//! the matched route in the request's extensions (allocating both), and
+//! boxes the body twice over. A `match` on the service's name makes the
+//! same choice in a few comparisons, so the calls that come by the
+//! thousand (the cached reads above all) skip it; a method a service does
+//! not have is answered UNIMPLEMENTED by that service's generated server,
+//! an unknown service by `Routes`, as before.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tonic::body::Body;
+use tonic::codegen::BoxFuture;
+use tonic::server::NamedService as _;
+use tower::Service;
+
+use super::pb::log_service_server::LogServiceServer;
+use super::pb::privilege_service_server::PrivilegeServiceServer;
+use super::pb::server_service_server::ServerServiceServer;
+use super::pb::session_service_server::SessionServiceServer;
+use super::pb::storage_service_server::StorageServiceServer;
+use super::{logs_api, messages_api, privileges_api, server_api, sessions_api, storage_api};
+
+/// sessiond's services, as a layer in front of the `Routes` of the rest.
+#[derive(Clone)]
+pub struct SessiondServices {
+    pub(super) sessions: SessionServiceServer<sessions_api::SessionsApi>,
+    pub(super) privileges: PrivilegeServiceServer<privileges_api::PrivilegesApi>,
+    pub(super) storage: StorageServiceServer<storage_api::StorageApi>,
+    pub(super) logs: LogServiceServer<logs_api::LogsApi>,
+    pub(super) messages: messages_api::MessageServer,
+    pub(super) server: ServerServiceServer<server_api::ServerApi>,
+}
+
+impl<S> tower::Layer<S> for SessiondServices {
+    type Service = Dispatch<S>;
+
+    fn layer(&self, other: S) -> Dispatch<S> {
+        Dispatch { services: self.clone(), other }
+    }
+}
+
+/// sessiond's services, then `other` for every other call.
+#[derive(Clone)]
+pub struct Dispatch<S> {
+    services: SessiondServices,
+    other: S,
+}
+
+/// The service name of a gRPC path, `/<service>/<method>`.
+fn service_name(path: &str) -> Option<&str> {
+    Some(path.strip_prefix('/')?.split_once('/')?.0)
+}
+
+impl<S> Service<Request<Body>> for Dispatch<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Response<Body>, Infallible>;
+
+    /// sessiond's generated servers are always ready (their `poll_ready`
+    /// answers at once), so only `other` is asked.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.other.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let services = &mut self.services;
+        match service_name(request.uri().path()) {
+            Some(SessionServiceServer::<sessions_api::SessionsApi>::NAME) => services.sessions.call(request),
+            Some(PrivilegeServiceServer::<privileges_api::PrivilegesApi>::NAME) => services.privileges.call(request),
+            Some(StorageServiceServer::<storage_api::StorageApi>::NAME) => services.storage.call(request),
+            Some(LogServiceServer::<logs_api::LogsApi>::NAME) => services.logs.call(request),
+            Some(messages_api::MessageServer::NAME) => services.messages.call(request),
+            Some(ServerServiceServer::<server_api::ServerApi>::NAME) => services.server.call(request),
+            _ => Box::pin(self.other.call(request)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_is_named_by_the_first_segment_of_the_path() {
+        assert_eq!(service_name("/sessiond.v1.SessionService/GetSession"), Some("sessiond.v1.SessionService"));
+        assert_eq!(service_name("/grpc.health.v1.Health/Check"), Some("grpc.health.v1.Health"));
+        assert_eq!(service_name("/sessiond.v1.SessionService"), None);
+        assert_eq!(service_name("sessiond.v1.SessionService/GetSession"), None);
+        assert_eq!(service_name("/"), None);
+    }
+}
