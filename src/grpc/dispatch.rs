@@ -12,6 +12,7 @@
 //! an unknown service by `Routes`, as before.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -42,14 +43,16 @@ impl<S> tower::Layer<S> for SessiondServices {
     type Service = Dispatch<S>;
 
     fn layer(&self, other: S) -> Dispatch<S> {
-        Dispatch { services: self.clone(), other }
+        Dispatch { services: Arc::new(self.clone()), other }
     }
 }
 
-/// sessiond's services, then `other` for every other call.
+/// sessiond's services, then `other` for every other call. The server
+/// clones its whole stack of services for every call: the services are
+/// shared, and only the one called is cloned (one reference count).
 #[derive(Clone)]
 pub struct Dispatch<S> {
-    services: SessiondServices,
+    services: Arc<SessiondServices>,
     other: S,
 }
 
@@ -74,14 +77,16 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let services = &mut self.services;
+        let services = &self.services;
         match service_name(request.uri().path()) {
-            Some(SessionServiceServer::<sessions_api::SessionsApi>::NAME) => services.sessions.call(request),
-            Some(PrivilegeServiceServer::<privileges_api::PrivilegesApi>::NAME) => services.privileges.call(request),
-            Some(StorageServiceServer::<storage_api::StorageApi>::NAME) => services.storage.call(request),
-            Some(LogServiceServer::<logs_api::LogsApi>::NAME) => services.logs.call(request),
-            Some(messages_api::MessageServer::NAME) => services.messages.call(request),
-            Some(ServerServiceServer::<server_api::ServerApi>::NAME) => services.server.call(request),
+            Some(SessionServiceServer::<sessions_api::SessionsApi>::NAME) => services.sessions.clone().call(request),
+            Some(PrivilegeServiceServer::<privileges_api::PrivilegesApi>::NAME) => {
+                services.privileges.clone().call(request)
+            }
+            Some(StorageServiceServer::<storage_api::StorageApi>::NAME) => services.storage.clone().call(request),
+            Some(LogServiceServer::<logs_api::LogsApi>::NAME) => services.logs.clone().call(request),
+            Some(messages_api::MessageServer::NAME) => services.messages.clone().call(request),
+            Some(ServerServiceServer::<server_api::ServerApi>::NAME) => services.server.clone().call(request),
             _ => Box::pin(self.other.call(request)),
         }
     }

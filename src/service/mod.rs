@@ -406,7 +406,7 @@ impl Service {
         }
         let timing = record.timing();
         self.inner.activity.visit(record.id(), timing.last_active_at, |known| {
-            match timing.expiry(self.judged(&timing, known), now) {
+            match timing.expiry(self.judged(&timing, known, now), now) {
                 Expiry::Due(reason) => Err(Some(reason)),
                 Expiry::Open { .. } => Ok((now, interval)),
             }
@@ -422,14 +422,14 @@ impl Service {
     /// other processes sharing the store may have seen unwritten (see
     /// [`UnseenActivity`]).
     fn last_active(&self, session: &Session) -> UnixMillis {
-        self.judged(&session.timing(), self.inner.activity.last_active(session))
+        self.judged(&session.timing(), self.inner.activity.last_active(session), self.now())
     }
 
-    /// `last_active` of a session with this `timing` from activity `known`
-    /// to this process.
-    fn judged(&self, timing: &Timing, known: UnixMillis) -> UnixMillis {
+    /// `last_active` at `now` of a session with this `timing` from
+    /// activity `known` to this process.
+    fn judged(&self, timing: &Timing, known: UnixMillis, now: UnixMillis) -> UnixMillis {
         let interval = self.activity_write_interval(timing);
-        self.inner.unseen.latest(known, timing.last_active_at, interval, self.now())
+        self.inner.unseen.latest(known, timing.last_active_at, interval, now)
     }
 
     /// Activity is written at most this long after it happened, and
