@@ -60,6 +60,17 @@ impl Seen {
     }
 }
 
+/// Moves `time` up to `to`, never back. Every call on a session raises its
+/// times, most of them to what they already hold (a millisecond holds many
+/// calls): a read answers those without writing, so the cache line stays
+/// shared between the threads that read it rather than moving to each
+/// writer in turn.
+fn raise(time: &AtomicI64, to: UnixMillis) {
+    if time.load(Ordering::Acquire) < to.0 {
+        time.fetch_max(to.0, Ordering::AcqRel);
+    }
+}
+
 /// Per session, the latest activity seen and the latest written.
 ///
 /// Holds only what the store lacks: a session whose activity is all written
@@ -98,15 +109,15 @@ impl ActivityTracker {
     ) -> Result<(), E> {
         let shard = self.shard(id);
         if let Some(seen) = shard.read().get(id) {
-            seen.written.fetch_max(stored.0, Ordering::AcqRel);
+            raise(&seen.written, stored);
             let (at, _) = decide(seen.latest().max(stored))?;
-            seen.latest.fetch_max(at.0, Ordering::AcqRel);
+            raise(&seen.latest, at);
             return Ok(());
         }
         let (at, interval) = decide(stored)?;
         let mut shard = shard.write();
         let seen = shard.entry(id.clone()).or_insert_with(|| Seen::new(at, stored, interval));
-        seen.latest.fetch_max(at.0, Ordering::AcqRel);
+        raise(&seen.latest, at);
         Ok(())
     }
 
@@ -116,7 +127,7 @@ impl ActivityTracker {
     pub(super) fn observe(&self, session: &Session) -> UnixMillis {
         let stored = session.last_active_at;
         self.shard(&session.id).read().get(&session.id).map_or(stored, |seen| {
-            seen.written.fetch_max(stored.0, Ordering::AcqRel);
+            raise(&seen.written, stored);
             seen.latest().max(stored)
         })
     }
@@ -127,18 +138,18 @@ impl ActivityTracker {
     pub(super) fn record(&self, session: &Session, at: UnixMillis, interval: Duration) {
         let shard = self.shard(&session.id);
         if let Some(seen) = shard.read().get(&session.id) {
-            seen.latest.fetch_max(at.0, Ordering::AcqRel);
+            raise(&seen.latest, at);
             return;
         }
         let mut shard = shard.write();
         let seen = shard.entry(session.id.clone()).or_insert_with(|| Seen::new(at, session.last_active_at, interval));
-        seen.latest.fetch_max(at.0, Ordering::AcqRel);
+        raise(&seen.latest, at);
     }
 
     /// Notes that activity up to `at` is in the store.
     pub(super) fn written(&self, id: &SessionId, at: UnixMillis) {
         if let Some(seen) = self.shard(id).read().get(id) {
-            seen.written.fetch_max(at.0, Ordering::AcqRel);
+            raise(&seen.written, at);
         }
     }
 
