@@ -74,9 +74,12 @@ impl Server {
     }
 
     /// Sends `signal` (`-STOP`, `-CONT`) with kill(1); false when the
-    /// process is gone.
+    /// process is gone. `-STOP` returns once every thread is stopped.
     fn signal(&self, signal: &str) -> bool {
         let sent = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill(1) runs");
+        if sent.success() && signal == "-STOP" {
+            assert!(crate::postgres_support::wait_until_stopped(self.child.id()), "sessiond did not stop");
+        }
         sent.success()
     }
 }

@@ -136,10 +136,38 @@ pub async fn backends(url: &str, application_name: &str) -> Vec<u32> {
 
 /// Sends `signal` (`STOP`, `CONT`, `KILL`…) to a process: stopping a
 /// backend is what a stalled server looks like to its client, whose socket
-/// stays open.
+/// stays open. `STOP` returns once the process is stopped (see
+/// [`wait_until_stopped`]).
 pub fn signal(pid: u32, signal: &str) {
     let sent = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
     assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+    if signal == "STOP" {
+        assert!(wait_until_stopped(pid), "process {pid} did not stop within 10 s of SIGSTOP");
+    }
+}
+
+/// Waits until every thread of process `pid` is stopped; false if that
+/// takes over 10 s, true too if the process is gone. SIGSTOP takes effect
+/// when one of the process's threads next runs and takes it, then stops
+/// the others: on a busy machine that thread may wait for a CPU while the
+/// others answer the next call, so a test that stops a process and calls
+/// it at once must wait for this first.
+pub fn wait_until_stopped(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let Ok(threads) = fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+        let stopped = threads.filter_map(Result::ok).all(|thread| {
+            // `tid (comm) state …`: the name may hold spaces, so read after its `)`.
+            let stat = fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            matches!(state, None | Some("T" | "t" | "Z" | "X"))
+        });
+        if stopped {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    false
 }
 
 /// The processes whose parent is `parent`.
@@ -410,6 +438,11 @@ impl PgCluster {
             // A child may exit between the listing and the signal (once
             // resumed, a backend whose client left does).
             let _ = Command::new("kill").args([&format!("-{signal_name}"), &child.to_string()]).status();
+        }
+        if signal_name == "STOP" {
+            for child in children_of(pid) {
+                assert!(wait_until_stopped(child), "process {child} did not stop within 10 s of SIGSTOP");
+            }
         }
     }
 

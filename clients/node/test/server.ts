@@ -102,6 +102,7 @@ export async function startSessiond(
     client: (key = 'acme', overrides = {}) => new Client(address, { apiKey: keys[key], ...options.client, ...overrides }),
     async stopped(body) {
       child.kill('SIGSTOP');
+      await untilStopped(child.pid!);
       try {
         return await body();
       } finally {
@@ -140,4 +141,28 @@ export async function startSessiond(
     probe.close();
   }
   return server;
+}
+
+/**
+ * Resolves once every thread of process `pid` is stopped. SIGSTOP takes
+ * effect when one of the process's threads next runs and takes it, then
+ * stops the others: on a busy machine that thread may wait for a CPU while
+ * the others answer the next call.
+ */
+async function untilStopped(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const states = fs.readdirSync(`/proc/${pid}/task`).map((tid) => {
+      try {
+        // `tid (comm) state …`: the name may hold spaces, so read after its `)`.
+        const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 1).trim().split(' ')[0];
+      } catch {
+        return 'T'; // a thread that exited
+      }
+    });
+    if (states.every((state) => state === 'T' || state === 't')) return;
+    await pause(1);
+  }
+  throw new Error(`sessiond (pid ${pid}) did not stop within 10 s of SIGSTOP`);
 }

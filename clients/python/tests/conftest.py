@@ -59,10 +59,32 @@ class Server:
     def stopped(self):
         """The server process stopped (SIGSTOP) for the block, continued after."""
         self.process.send_signal(signal.SIGSTOP)
+        _wait_until_stopped(self.process.pid)
         try:
             yield
         finally:
             self.process.send_signal(signal.SIGCONT)
+
+
+def _wait_until_stopped(pid: int) -> None:
+    """Waits until every thread of `pid` is stopped.
+
+    SIGSTOP takes effect when one of the process's threads next runs and
+    takes it, then stops the others: on a busy machine that thread may wait
+    for a CPU while the others answer the next call."""
+    deadline = time.monotonic() + READY_WITHIN
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                    states.append(stat.read().rsplit(")", 1)[1].split()[0])  # after the name, which may hold spaces
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a thread that exited
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
+    raise RuntimeError(f"sessiond (pid {pid}) did not stop within {READY_WITHIN} s of SIGSTOP")
 
 
 def _binary() -> Path:

@@ -7,6 +7,7 @@
 package sessiondtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -135,8 +136,45 @@ func StartWith(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Pause stops the server process (SIGSTOP): calls then get no answer.
-func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+// Pause stops the server process (SIGSTOP): calls then get no answer. It
+// returns once every thread of the process is stopped: SIGSTOP takes effect
+// when one of them next runs and takes it, then stops the others, and on a
+// busy machine that thread may wait for a CPU while the others answer the
+// next call.
+func (s *Server) Pause() error {
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	pid := s.cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if allStopped(pid) {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("sessiond (pid %d) did not stop within 10 s of SIGSTOP", pid)
+}
+
+// allStopped reports whether every thread of process pid is stopped.
+func allStopped(pid int) bool {
+	threads, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true // gone
+	}
+	for _, thread := range threads {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, thread.Name()))
+		if err != nil {
+			continue // a thread that exited
+		}
+		// `tid (comm) state …`: the name may hold spaces, so read after its `)`.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) == 0 || (fields[0] != "T" && fields[0] != "t") {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused server (SIGCONT).
 func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }

@@ -109,9 +109,46 @@ public final class SessiondServer implements AutoCloseable {
     return SessiondClient.builder(address).apiKey(keys.get(key)).build();
   }
 
-  /** Stops the process (SIGSTOP): calls then get no answer. */
+  /**
+   * Stops the process (SIGSTOP): calls then get no answer. Returns once every thread of the process
+   * is stopped: SIGSTOP takes effect when one of them next runs and takes it, then stops the
+   * others, and on a busy machine that thread may wait for a CPU while the others answer the next
+   * call.
+   */
   void pause() throws IOException, InterruptedException {
     signal("STOP");
+    long deadline = System.nanoTime() + 10_000_000_000L;
+    while (System.nanoTime() < deadline) {
+      if (allStopped(process.pid())) {
+        return;
+      }
+      Thread.sleep(1);
+    }
+    throw new IllegalStateException("sessiond did not stop within 10 s of SIGSTOP");
+  }
+
+  /** Whether every thread of process {@code pid} is stopped. */
+  private static boolean allStopped(long pid) throws IOException {
+    Path tasks = Path.of("/proc", String.valueOf(pid), "task");
+    if (!Files.isDirectory(tasks)) {
+      return true;
+    }
+    try (var threads = Files.list(tasks)) {
+      for (Path thread : (Iterable<Path>) threads::iterator) {
+        String stat;
+        try {
+          stat = Files.readString(thread.resolve("stat"), StandardCharsets.UTF_8);
+        } catch (IOException exited) {
+          continue;
+        }
+        // `tid (comm) state …`: the name may hold spaces, so read after its `)`.
+        String state = stat.substring(stat.lastIndexOf(')') + 1).trim().split(" ")[0];
+        if (!state.equals("T") && !state.equals("t")) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   /** Continues a paused process (SIGCONT). */
