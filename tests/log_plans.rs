@@ -112,24 +112,7 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
         .expect("entries are written");
     client.batch_execute("SET plan_cache_mode = force_generic_plan").await.expect("set");
     for query in filter_shapes(&base(), &sample()) {
-        let (sql, params) = logs_sql(&query, i64::MAX, |n| format!("${n}"), false);
-        // As sessiond runs it: a prepared statement's generic plan.
-        let values: Vec<String> = params
-            .into_iter()
-            .map(|p| match p {
-                Param::Int(n) => n.to_string(),
-                Param::Text(t) => format!("'{}'", t.replace('\'', "''")),
-                Param::Texts(_) => unreachable!("the log search binds no lists"),
-            })
-            .collect();
-        client.batch_execute(&format!("DEALLOCATE ALL; PREPARE shape AS {sql}")).await.expect("prepared");
-        let plan: Vec<String> = client
-            .query(&format!("EXPLAIN EXECUTE shape({})", values.join(", ")), &[])
-            .await
-            .expect("the plan is explained")
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let plan = postgres_plan(&client, &query).await;
         let text = plan.join("\n");
         assert!(!text.contains("Seq Scan on log_entries"), "{query:?}\n{text}");
         assert!(!text.contains("Bitmap Heap Scan on log_entries"), "{query:?}\n{text}");
@@ -140,6 +123,27 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
         let first_scan = plan.iter().position(|line| line.contains(" on log_entries")).unwrap_or(0);
         let last_sort = plan.iter().rposition(|line| line.contains("Sort  (") || line.contains("Sort (")).unwrap_or(0);
         assert!(last_sort <= first_scan, "no sort below a branch: {query:?}\n{text}");
+    }
+    // A search by session walks the session's index whatever the planner
+    // knows of the table: with its statistics, and with none (a table just
+    // loaded, not yet analyzed), where the tenant-led indexes once looked
+    // as good and a search read every entry of the tenant.
+    for statistics in ["with statistics", "without statistics"] {
+        if statistics == "without statistics" {
+            client
+                .batch_execute("DELETE FROM pg_statistic WHERE starelid = 'log_entries'::regclass")
+                .await
+                .expect("the statistics are dropped");
+        }
+        for query in filter_shapes(&base(), &sample()).into_iter().filter(|q| q.session_id.is_some()) {
+            let plan = postgres_plan(&client, &query).await;
+            let walks: Vec<&String> = plan.iter().filter(|line| line.contains(" on log_entries")).collect();
+            assert!(
+                !walks.is_empty() && walks.iter().all(|walk| walk.contains("using log_entries_readable_by_session")),
+                "{statistics}: {query:?}\n{}",
+                plan.join("\n")
+            );
+        }
     }
     let (sql, Param::Int(at)) = floor_sql(&sample(), |n| format!("${n}"), false).expect("a time range has a floor")
     else {
@@ -155,4 +159,26 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
     let text = plan.join("\n");
     assert!(text.contains("Scan Backward using log_entries_continuous_by_time"), "{text}");
     assert!(!text.contains("Sort") && !text.contains("Seq Scan"), "{text}");
+}
+
+/// The generic plan of `query`'s prepared statement, as sessiond runs it,
+/// one line per row of `EXPLAIN`.
+async fn postgres_plan(client: &tokio_postgres::Client, query: &LogQuery) -> Vec<String> {
+    let (sql, params) = logs_sql(query, i64::MAX, |n| format!("${n}"), false);
+    let values: Vec<String> = params
+        .into_iter()
+        .map(|p| match p {
+            Param::Int(n) => n.to_string(),
+            Param::Text(t) => format!("'{}'", t.replace('\'', "''")),
+            Param::Texts(_) => unreachable!("the log search binds no lists"),
+        })
+        .collect();
+    client.batch_execute(&format!("DEALLOCATE ALL; PREPARE shape AS {sql}")).await.expect("prepared");
+    client
+        .query(&format!("EXPLAIN EXECUTE shape({})", values.join(", ")), &[])
+        .await
+        .expect("the plan is explained")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
