@@ -52,7 +52,7 @@ const COLUMNS: &str = "entry_id, position, session_id, sequence, level, message,
      client_time, logged_at, user_id, kind, endpoint, continuous";
 
 /// Which index a query walks: its name and the equalities it leads with.
-fn index(query: &LogQuery) -> &'static str {
+pub fn walked_index(query: &LogQuery) -> &'static str {
     match () {
         _ if query.session_id.is_some() => "log_entries_readable_by_session",
         _ if query.user_id.is_some() && query.tenant.is_some() => "log_entries_readable_by_user",
@@ -128,7 +128,7 @@ pub fn logs_sql(
         "position IS NOT NULL AND position < {horizon} AND (position, entry_id) > ({position}, {entry_id})"
     ));
     let filters = filters.join(" AND ");
-    let index = index(query);
+    let index = walked_index(query);
     let indexed = if indexed_by { format!(" INDEXED BY {index}") } else { String::new() };
     let lowest = query.min_level.unwrap_or(LogLevel::Debug) as i64;
     let branches: Vec<String> = (lowest..=LogLevel::Fatal as i64)
