@@ -238,7 +238,7 @@ impl Application {
             .layer(web)
             .layer(grpc::observe::RpcLayer::new())
             .layer(limits)
-            .layer(grpc::services(&service, &messages, settings.transport.max_request_bytes))
+            .layer(grpc::dispatch::SessiondServices::new(&service, &messages, settings.transport.max_request_bytes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);

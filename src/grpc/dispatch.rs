@@ -27,16 +27,41 @@ use super::pb::server_service_server::ServerServiceServer;
 use super::pb::session_service_server::SessionServiceServer;
 use super::pb::storage_service_server::StorageServiceServer;
 use super::{logs_api, messages_api, privileges_api, server_api, sessions_api, storage_api};
+use crate::service::Service as DomainService;
+use crate::service::messages::Messages;
 
 /// sessiond's services, as a layer in front of the `Routes` of the rest.
 #[derive(Clone)]
 pub struct SessiondServices {
-    pub(super) sessions: SessionServiceServer<sessions_api::SessionsApi>,
-    pub(super) privileges: PrivilegeServiceServer<privileges_api::PrivilegesApi>,
-    pub(super) storage: StorageServiceServer<storage_api::StorageApi>,
-    pub(super) logs: LogServiceServer<logs_api::LogsApi>,
-    pub(super) messages: messages_api::MessageServer,
-    pub(super) server: ServerServiceServer<server_api::ServerApi>,
+    sessions: SessionServiceServer<sessions_api::SessionsApi>,
+    privileges: PrivilegeServiceServer<privileges_api::PrivilegesApi>,
+    storage: StorageServiceServer<storage_api::StorageApi>,
+    logs: LogServiceServer<logs_api::LogsApi>,
+    messages: messages_api::MessageServer,
+    server: ServerServiceServer<server_api::ServerApi>,
+}
+
+impl SessiondServices {
+    /// The sessiond services over one domain service (and its messages),
+    /// to be served behind `limits::LimitLayer`, which authenticates their
+    /// callers, as the innermost layer. Requests larger than
+    /// `max_request_bytes` are refused with OUT_OF_RANGE before they are
+    /// decoded.
+    pub fn new(service: &DomainService, messages: &Messages, max_request_bytes: usize) -> Self {
+        Self {
+            sessions: SessionServiceServer::new(sessions_api::SessionsApi::new(service.clone()))
+                .max_decoding_message_size(max_request_bytes),
+            privileges: PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()))
+                .max_decoding_message_size(max_request_bytes),
+            storage: StorageServiceServer::new(storage_api::StorageApi::new(service.clone()))
+                .max_decoding_message_size(max_request_bytes),
+            logs: LogServiceServer::new(logs_api::LogsApi::new(service.clone()))
+                .max_decoding_message_size(max_request_bytes),
+            messages: messages_api::MessageServer::new(messages.clone(), max_request_bytes),
+            server: ServerServiceServer::new(server_api::ServerApi::new(service.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        }
+    }
 }
 
 impl<S> tower::Layer<S> for SessiondServices {

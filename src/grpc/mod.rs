@@ -30,9 +30,6 @@ pub mod web;
 
 pub use convert::proto_value;
 
-use crate::service::Service;
-use crate::service::messages::Messages;
-
 /// The `sessiond.v1` messages and clients (the `sessiond-api` crate), and
 /// the service traits generated here with sessiond's codec.
 pub mod pb {
@@ -43,33 +40,6 @@ pub mod pb {
 
 /// The encoded descriptor set of `proto/`, served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = sessiond_api::FILE_DESCRIPTOR_SET;
-
-/// The sessiond services over one domain service (and its messages), to
-/// be served behind `limits::LimitLayer`, which authenticates their
-/// callers, as the innermost layer: the calls to them go straight to
-/// them, any other to the server's `Routes` (see `dispatch`). Requests
-/// larger than `max_request_bytes` are refused with OUT_OF_RANGE before
-/// they are decoded.
-pub fn services(service: &Service, messages: &Messages, max_request_bytes: usize) -> dispatch::SessiondServices {
-    use pb::log_service_server::LogServiceServer;
-    use pb::privilege_service_server::PrivilegeServiceServer;
-    use pb::server_service_server::ServerServiceServer;
-    use pb::session_service_server::SessionServiceServer;
-    use pb::storage_service_server::StorageServiceServer;
-    let sessions = SessionServiceServer::new(sessions_api::SessionsApi::new(service.clone()));
-    let privileges = PrivilegeServiceServer::new(privileges_api::PrivilegesApi::new(service.clone()));
-    let storage = StorageServiceServer::new(storage_api::StorageApi::new(service.clone()));
-    let logs = LogServiceServer::new(logs_api::LogsApi::new(service.clone()));
-    let server = ServerServiceServer::new(server_api::ServerApi::new(service.clone()));
-    dispatch::SessiondServices {
-        sessions: sessions.max_decoding_message_size(max_request_bytes),
-        privileges: privileges.max_decoding_message_size(max_request_bytes),
-        storage: storage.max_decoding_message_size(max_request_bytes),
-        logs: logs.max_decoding_message_size(max_request_bytes),
-        messages: messages_api::MessageServer::new(messages.clone(), max_request_bytes),
-        server: server.max_decoding_message_size(max_request_bytes),
-    }
-}
 
 /// The HTTP faces of every unary method of sessiond's services and
 /// health (Connect) and of every method (gRPC-Web), with CORS for
