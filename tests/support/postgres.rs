@@ -157,10 +157,8 @@ pub fn wait_until_stopped(pid: u32) -> bool {
     while std::time::Instant::now() < deadline {
         let Ok(threads) = fs::read_dir(format!("/proc/{pid}/task")) else { return true };
         let stopped = threads.filter_map(Result::ok).all(|thread| {
-            // `tid (comm) state …`: the name may hold spaces, so read after its `)`.
-            let stat = fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-            matches!(state, None | Some("T" | "t" | "Z" | "X"))
+            let fields = stat_fields(thread.path().join("stat"));
+            matches!(fields.as_ref().and_then(|f| f.first()).map(String::as_str), None | Some("T" | "t" | "Z" | "X"))
         });
         if stopped {
             return true;
@@ -170,16 +168,22 @@ pub fn wait_until_stopped(pid: u32) -> bool {
     false
 }
 
+/// The fields of a `/proc/…/stat` file after the process's name (state,
+/// parent, …): `pid (comm) state ppid …`, where the name may hold spaces,
+/// so they are read after its `)`. `None` when the file cannot be read (the
+/// process or thread is gone).
+fn stat_fields(path: impl AsRef<std::path::Path>) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(path).ok()?;
+    Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
+}
+
 /// The processes whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            // `pid (comm) state ppid …`: the name may hold spaces, so read after its `)`.
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
+            stat_fields(format!("/proc/{pid}/stat")).and_then(|fields| fields.get(1)?.parse::<u32>().ok())
                 == Some(parent)
         })
         .collect()
