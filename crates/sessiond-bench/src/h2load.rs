@@ -169,16 +169,10 @@ impl Call {
         Call::HasPrivilegeKeyed,
     ];
 
-    /// Every call counted under `--callgrind`: the echo again would count
-    /// what the echo does.
-    const COUNTED: [Call; 6] = [
-        Call::Echo,
-        Call::EchoKeyed,
-        Call::HasPrivilege,
-        Call::GetSession,
-        Call::Authenticate,
-        Call::HasPrivilegeKeyed,
-    ];
+    /// Every call: the echo, then each one paired with a baseline.
+    fn all() -> impl Iterator<Item = Call> {
+        [Call::Echo].into_iter().chain(Call::PAIRED)
+    }
 
     /// The echo this call is compared with: the one sent the same headers.
     fn baseline(self) -> Call {
@@ -292,7 +286,7 @@ pub async fn run(args: H2loadArgs) -> anyhow::Result<()> {
     let token = create_checked_session(&sessiond, None).await?;
     let keyed_token = create_checked_session(&keyed, Some(&key)).await?;
     let mut targets = Vec::new();
-    for call in [Call::Echo].into_iter().chain(Call::PAIRED) {
+    for call in Call::all() {
         let (server, token, key) = match call {
             Call::Echo | Call::EchoAgain => (&echo, token.as_str(), None),
             Call::EchoKeyed => (&echo, token.as_str(), Some(key.as_str())),
@@ -306,7 +300,8 @@ pub async fn run(args: H2loadArgs) -> anyhow::Result<()> {
     let target = |call: Call| targets.iter().find(|t| t.call == call).expect("every call has its h2load run");
     if args.callgrind {
         let mut counts = Vec::new();
-        for call in Call::COUNTED {
+        // The echo again would count what the echo does.
+        for call in Call::all().filter(|&call| call != Call::EchoAgain) {
             counts.push((call, target(call).instructions(args.calls)?));
         }
         println!("{}", render_instructions(&args, &counts));
