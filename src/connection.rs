@@ -64,7 +64,7 @@ pub fn tls_incoming(listener: TcpListener, handshake_timeout: Duration, tls: Sha
                     continue;
                 }
             };
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let acceptor = tokio_rustls::TlsAcceptor::from(arc_swap::Guard::into_inner(tls.current()));
             let ready = ready.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {

@@ -10,10 +10,11 @@
 //! configuration in force when they begin.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -24,8 +25,12 @@ use crate::grpc::authn::SharedCallers;
 use crate::settings::Settings;
 
 /// A value read by every call or handshake and replaced by a reload.
+///
+/// Read without writing to memory other threads read: a lock, or a
+/// reference count of the value, would be written by every call on every
+/// core, and each such write takes the cache line away from the others.
 #[derive(Debug)]
-pub struct Shared<T>(Arc<RwLock<Arc<T>>>);
+pub struct Shared<T>(Arc<ArcSwap<T>>);
 
 impl<T> Clone for Shared<T> {
     fn clone(&self) -> Self {
@@ -35,18 +40,17 @@ impl<T> Clone for Shared<T> {
 
 impl<T> Shared<T> {
     pub fn new(value: T) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(value))))
+        Self(Arc::new(ArcSwap::from_pointee(value)))
     }
 
-    /// The value in force now.
-    pub fn current(&self) -> Arc<T> {
-        // A writer only swaps an `Arc`, which cannot panic: the lock is
-        // never poisoned, and if it were, its value is still whole.
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    /// The value in force now, held for a moment (a call's admission, a
+    /// handshake's start).
+    pub fn current(&self) -> arc_swap::Guard<Arc<T>> {
+        self.0.load()
     }
 
     fn replace(&self, value: T) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(value);
+        self.0.store(Arc::new(value));
     }
 }
 

@@ -28,6 +28,7 @@
 //!   protobuf, base64, `debug` the same as JSON).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -52,17 +53,61 @@ struct Unary {
     output: MessageDescriptor,
 }
 
-/// The unary methods served over Connect, by path.
-#[derive(Debug)]
+/// The unary methods served over Connect, with the limits of their
+/// requests. Cloned with the server's stack on every call: the methods
+/// are a table built once per process, referred to without a count.
+#[derive(Debug, Clone, Copy)]
 pub struct Connect {
+    served: &'static Served,
+    max_request_bytes: usize,
+    max_call_duration: Duration,
+}
+
+/// The methods of sessiond's services, health and the error details.
+#[derive(Debug)]
+struct Served {
+    /// The unary methods, by path.
     methods: HashMap<String, Unary>,
     /// Paths of streaming methods, answered UNIMPLEMENTED over Connect's
     /// unary form.
     streaming: Vec<String>,
     /// Every message a detail may hold, for the `debug` form.
     pool: DescriptorPool,
-    max_request_bytes: usize,
-    max_call_duration: Duration,
+}
+
+static SERVED: LazyLock<Served> = LazyLock::new(|| {
+    Served::of(&[
+        super::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+    ])
+});
+
+impl Served {
+    /// The methods of the services in the encoded descriptor `sets`, which
+    /// also describe the messages error details hold.
+    fn of(sets: &[&[u8]]) -> Self {
+        let mut pool = DescriptorPool::new();
+        for set in sets {
+            // The sets are compiled in and decode (a unit test checks).
+            if let Err(err) = pool.decode_file_descriptor_set(*set) {
+                tracing::error!(error = %err, "a descriptor set does not decode; its methods are not served over Connect");
+            }
+        }
+        let mut methods = HashMap::new();
+        let mut streaming = Vec::new();
+        for service in pool.services() {
+            for method in service.methods() {
+                let path = format!("/{}/{}", service.full_name(), method.name());
+                if method.is_client_streaming() || method.is_server_streaming() {
+                    streaming.push(path);
+                } else {
+                    methods.insert(path, Unary { input: method.input(), output: method.output() });
+                }
+            }
+        }
+        Self { methods, streaming, pool }
+    }
 }
 
 /// The two encodings of Connect's unary form.
@@ -95,32 +140,13 @@ impl Encoding {
 }
 
 impl Connect {
-    /// Serves the unary methods of the services in the encoded descriptor
-    /// `sets`, which also describe the messages error details hold (for
+    /// Serves the unary methods of sessiond's services and health, whose
+    /// descriptors also describe the messages error details hold (for
     /// their `debug` form). Request bodies over `max_request_bytes` are
     /// refused; a body must arrive within `max_call_duration` (or the
     /// client's sooner deadline).
-    pub fn new(sets: &[&[u8]], max_request_bytes: usize, max_call_duration: Duration) -> Self {
-        let mut pool = DescriptorPool::new();
-        for set in sets {
-            // The sets are compiled in and decode (a unit test checks).
-            if let Err(err) = pool.decode_file_descriptor_set(*set) {
-                tracing::error!(error = %err, "a descriptor set does not decode; its methods are not served over Connect");
-            }
-        }
-        let mut methods = HashMap::new();
-        let mut streaming = Vec::new();
-        for service in pool.services() {
-            for method in service.methods() {
-                let path = format!("/{}/{}", service.full_name(), method.name());
-                if method.is_client_streaming() || method.is_server_streaming() {
-                    streaming.push(path);
-                } else {
-                    methods.insert(path, Unary { input: method.input(), output: method.output() });
-                }
-            }
-        }
-        Self { methods, streaming, pool, max_request_bytes, max_call_duration }
+    pub fn new(max_request_bytes: usize, max_call_duration: Duration) -> Self {
+        Self { served: &SERVED, max_request_bytes, max_call_duration }
     }
 
     /// Translates a Connect unary request into the gRPC request for the
@@ -135,24 +161,24 @@ impl Connect {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let path = request.uri().path();
-        let Some(unary) = self.methods.get(path) else {
-            let message = if self.streaming.iter().any(|streaming| streaming == path) {
+        let Some(unary) = self.served.methods.get(path) else {
+            let message = if self.served.streaming.iter().any(|streaming| streaming == path) {
                 format!("{path} streams: call it over gRPC or gRPC-Web")
             } else {
                 format!("no method {path}")
             };
-            return Err(error_response(&Status::unimplemented(message), &self.pool));
+            return Err(error_response(&Status::unimplemented(message), &self.served.pool));
         };
         if request.method() != Method::POST {
             let mut response =
-                error_response(&Status::unimplemented("Connect unary calls are POST requests"), &self.pool);
+                error_response(&Status::unimplemented("Connect unary calls are POST requests"), &self.served.pool);
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             return Err(response);
         }
         let (mut parts, body) = request.into_parts();
-        let timeout = check_headers(&parts.headers).map_err(|status| error_response(&status, &self.pool))?;
-        let too_large = || error_response(&status::request_too_large(self.max_request_bytes), &self.pool);
+        let timeout = check_headers(&parts.headers).map_err(|status| error_response(&status, &self.served.pool))?;
+        let too_large = || error_response(&status::request_too_large(self.max_request_bytes), &self.served.pool);
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_request_bytes as u64) {
             return Err(too_large());
@@ -162,13 +188,15 @@ impl Connect {
         let body = match tokio::time::timeout(deadline, Limited::new(body, self.max_request_bytes).collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Ok(Err(_)) => return Err(error_response(&Status::cancelled("the request body was cut off"), &self.pool)),
-            Err(_) => return Err(error_response(&status::deadline_exceeded(), &self.pool)),
+            Ok(Err(_)) => {
+                return Err(error_response(&Status::cancelled("the request body was cut off"), &self.served.pool));
+            }
+            Err(_) => return Err(error_response(&status::deadline_exceeded(), &self.served.pool)),
         };
         let message = match encoding {
             Encoding::Proto => body,
             Encoding::Json => {
-                json_to_proto(&body, &unary.input).map_err(|status| error_response(&status, &self.pool))?
+                json_to_proto(&body, &unary.input).map_err(|status| error_response(&status, &self.served.pool))?
             }
         };
 
@@ -202,13 +230,13 @@ impl Connect {
         let (parts, body) = response.into_parts();
         // A status in the headers: the call was answered without a message.
         if let Some(status) = Status::from_header_map(&parts.headers) {
-            let mut response = error_response(&status, &self.pool);
+            let mut response = error_response(&status, &self.served.pool);
             copy_metadata(&parts.headers, response.headers_mut(), "");
             return response;
         }
         let collected = match body.collect().await {
             Ok(collected) => collected,
-            Err(status) => return error_response(&status, &self.pool),
+            Err(status) => return error_response(&status, &self.served.pool),
         };
         let trailers = collected.trailers().cloned().unwrap_or_default();
         let status =
@@ -216,7 +244,7 @@ impl Connect {
         let mut headers = HeaderMap::new();
         copy_metadata(&parts.headers, &mut headers, "");
         if status.code() != Code::Ok {
-            let mut response = error_response(&status, &self.pool);
+            let mut response = error_response(&status, &self.served.pool);
             copy_metadata(&trailers, &mut headers, "");
             response.headers_mut().extend(headers);
             return response;
@@ -224,14 +252,14 @@ impl Connect {
         copy_metadata(&trailers, &mut headers, "trailer-");
         let mut framed = collected.to_bytes();
         if framed.len() < 5 || framed[0] != 0 {
-            return error_response(&Status::internal("internal error"), &self.pool);
+            return error_response(&Status::internal("internal error"), &self.served.pool);
         }
         framed.advance(5);
         let body = match encoding {
             Encoding::Proto => framed,
             Encoding::Json => match proto_to_json(framed, output) {
                 Some(json) => json,
-                None => return error_response(&Status::internal("internal error"), &self.pool),
+                None => return error_response(&Status::internal("internal error"), &self.served.pool),
             },
         };
         let mut response = Response::new(tonic::body::Body::new(Full::new(body).map_err(|never| match never {})));
@@ -247,7 +275,7 @@ impl Connect {
             "content type {named} is not served: use application/json or application/proto (Connect), \
              application/grpc, or application/grpc-web"
         ));
-        let mut response = error_response(&status, &self.pool);
+        let mut response = error_response(&status, &self.served.pool);
         *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         response.headers_mut().insert(
             "accept-post",
@@ -485,32 +513,24 @@ mod tests {
     use super::*;
 
     fn served() -> Connect {
-        Connect::new(
-            &[
-                super::super::FILE_DESCRIPTOR_SET,
-                tonic_health::pb::FILE_DESCRIPTOR_SET,
-                tonic_types::pb::FILE_DESCRIPTOR_SET,
-            ],
-            1024,
-            Duration::from_secs(30),
-        )
+        Connect::new(1024, Duration::from_secs(30))
     }
 
     #[test]
     fn every_unary_method_is_served_and_every_streaming_one_is_known() {
         let connect = served();
-        assert!(connect.methods.contains_key("/sessiond.v1.SessionService/CreateSession"));
-        assert!(connect.methods.contains_key("/sessiond.v1.LogService/QueryLogs"));
-        assert!(connect.methods.contains_key("/grpc.health.v1.Health/Check"));
-        assert!(connect.streaming.iter().any(|path| path == "/sessiond.v1.SessionService/WatchSessions"));
-        assert!(connect.streaming.iter().any(|path| path == "/sessiond.v1.LogService/StreamLog"));
-        assert!(connect.pool.get_message_by_name("google.rpc.ErrorInfo").is_some());
+        assert!(connect.served.methods.contains_key("/sessiond.v1.SessionService/CreateSession"));
+        assert!(connect.served.methods.contains_key("/sessiond.v1.LogService/QueryLogs"));
+        assert!(connect.served.methods.contains_key("/grpc.health.v1.Health/Check"));
+        assert!(connect.served.streaming.iter().any(|path| path == "/sessiond.v1.SessionService/WatchSessions"));
+        assert!(connect.served.streaming.iter().any(|path| path == "/sessiond.v1.LogService/StreamLog"));
+        assert!(connect.served.pool.get_message_by_name("google.rpc.ErrorInfo").is_some());
     }
 
     #[test]
     fn json_faults_name_the_field_and_never_echo_a_value() {
         let connect = served();
-        let input = &connect.methods["/sessiond.v1.SessionService/GetSession"].input;
+        let input = &connect.served.methods["/sessiond.v1.SessionService/GetSession"].input;
         let status = json_to_proto(br#"{"session": {"token": 12345678}}"#, input).expect_err("a number is no token");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "invalid session.token: not a valid value of this field");

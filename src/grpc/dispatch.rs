@@ -19,7 +19,7 @@ use http::{Request, Response};
 use tonic::body::Body;
 use tonic::codegen::BoxFuture;
 use tonic::server::NamedService as _;
-use tower::Service;
+use tower::{Service, ServiceExt as _};
 
 use super::pb::log_service_server::LogServiceServer;
 use super::pb::privilege_service_server::PrivilegeServiceServer;
@@ -68,16 +68,25 @@ impl<S> tower::Layer<S> for SessiondServices {
     type Service = Dispatch<S>;
 
     fn layer(&self, other: S) -> Dispatch<S> {
-        Dispatch { services: Arc::new(self.clone()), other }
+        Dispatch { shared: Arc::new(Shared { services: self.clone(), other }) }
     }
 }
 
 /// sessiond's services, then `other` for every other call. The server
-/// clones its whole stack of services for every call: the services are
-/// shared, and only the one called is cloned (one reference count).
-#[derive(Clone)]
+/// clones its whole stack of services for every call: both are shared,
+/// behind one reference count, and only the service called is cloned.
 pub struct Dispatch<S> {
-    services: Arc<SessiondServices>,
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for Dispatch<S> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+struct Shared<S> {
+    services: SessiondServices,
     other: S,
 }
 
@@ -88,7 +97,7 @@ fn service_name(path: &str) -> Option<&str> {
 
 impl<S> Service<Request<Body>> for Dispatch<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
@@ -96,13 +105,13 @@ where
     type Future = BoxFuture<Response<Body>, Infallible>;
 
     /// sessiond's generated servers are always ready (their `poll_ready`
-    /// answers at once), so only `other` is asked.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.other.poll_ready(cx)
+    /// answers at once); `other` is readied by the call that needs it.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let services = &self.services;
+        let services = &self.shared.services;
         match service_name(request.uri().path()) {
             Some(SessionServiceServer::<sessions_api::SessionsApi>::NAME) => services.sessions.clone().call(request),
             Some(PrivilegeServiceServer::<privileges_api::PrivilegesApi>::NAME) => {
@@ -112,7 +121,7 @@ where
             Some(LogServiceServer::<logs_api::LogsApi>::NAME) => services.logs.clone().call(request),
             Some(messages_api::MessageServer::NAME) => services.messages.clone().call(request),
             Some(ServerServiceServer::<server_api::ServerApi>::NAME) => services.server.clone().call(request),
-            _ => Box::pin(self.other.call(request)),
+            _ => Box::pin(self.shared.other.clone().oneshot(request)),
         }
     }
 }

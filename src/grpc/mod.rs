@@ -49,11 +49,7 @@ pub fn web_layer(
     max_request_bytes: usize,
     max_call_duration: std::time::Duration,
 ) -> web::WebLayer {
-    let connect = connect::Connect::new(
-        &[FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET],
-        max_request_bytes,
-        max_call_duration,
-    );
+    let connect = connect::Connect::new(max_request_bytes, max_call_duration);
     web::WebLayer::new(connect, web::cors(cors_allowed_origins))
 }
 

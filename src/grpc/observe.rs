@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::LazyLock;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -62,50 +62,52 @@ const OTHER: &str = "_OTHER";
 /// The methods observed, by path. Looked up on every call, so hashed with
 /// foldhash (seeded per process) rather than SipHash: the table is fixed,
 /// a caller only looks paths up.
-type Methods = HashMap<String, Arc<Method>, foldhash::fast::RandomState>;
+type Methods = HashMap<String, Method, foldhash::fast::RandomState>;
 
-/// Observes the calls of the services whose encoded descriptor sets it
-/// was given.
-#[derive(Debug, Clone)]
-pub struct RpcLayer {
-    methods: Arc<Methods>,
-}
+/// sessiond's services, health and reflection: built once per process
+/// from the compiled-in descriptors, so that a call refers to its method
+/// without counting a reference (a count every call of every core writes).
+static METHODS: LazyLock<Methods> = LazyLock::new(|| {
+    methods_of(&[
+        super::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ])
+});
 
-impl RpcLayer {
-    /// Observes sessiond's services, health and reflection.
-    pub fn new() -> Self {
-        Self::for_descriptor_sets(&[
-            super::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ])
-    }
-
-    /// Observes the methods of the services the `sets` describe.
-    pub fn for_descriptor_sets(sets: &[&[u8]]) -> Self {
-        let mut methods = Methods::default();
-        // The sets are compiled in; one that does not decode names nothing.
-        for set in sets.iter().filter_map(|set| prost_types::FileDescriptorSet::decode(*set).ok()) {
-            for file in set.file {
-                for service in &file.service {
-                    let service_name: Arc<str> = match file.package() {
-                        "" => service.name().into(),
-                        package => format!("{package}.{}", service.name()).into(),
-                    };
-                    for method in &service.method {
-                        let full_name = format!("{service_name}/{}", method.name());
-                        let method = Method {
-                            full_name: full_name.as_str().into(),
-                            service: service_name.clone(),
-                            method: method.name().into(),
-                        };
-                        methods.insert(format!("/{full_name}"), Arc::new(method));
-                    }
+/// The methods of the services the encoded descriptor `sets` describe.
+fn methods_of(sets: &[&[u8]]) -> Methods {
+    let mut methods = Methods::default();
+    // The sets are compiled in; one that does not decode names nothing.
+    for set in sets.iter().filter_map(|set| prost_types::FileDescriptorSet::decode(*set).ok()) {
+        for file in set.file {
+            for service in &file.service {
+                let service_name = match file.package() {
+                    "" => service.name().to_owned(),
+                    package => format!("{package}.{}", service.name()),
+                };
+                for method in &service.method {
+                    let full_name = format!("{service_name}/{}", method.name());
+                    let path = format!("/{full_name}");
+                    let method = Method { full_name, service: service_name.clone(), method: method.name().to_owned() };
+                    methods.insert(path, method);
                 }
             }
         }
-        Self { methods: Arc::new(methods) }
+    }
+    methods
+}
+
+/// Observes the calls of sessiond's services, health and reflection.
+#[derive(Debug, Clone)]
+pub struct RpcLayer {
+    methods: &'static Methods,
+}
+
+impl RpcLayer {
+    pub fn new() -> Self {
+        Self { methods: &METHODS }
     }
 }
 
@@ -115,20 +117,19 @@ impl Default for RpcLayer {
     }
 }
 
-/// A known method's names, shared by all its calls (one reference each).
+/// A known method's names.
 #[derive(Debug)]
 struct Method {
-    /// `sessiond.v1.SessionService/CreateSession`: the span's name.
-    full_name: Arc<str>,
-    service: Arc<str>,
-    method: Arc<str>,
+    full_name: String,
+    service: String,
+    method: String,
 }
 
 impl<S> tower::Layer<S> for RpcLayer {
     type Service = Observed<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Observed { inner, methods: self.methods.clone() }
+        Observed { inner, methods: self.methods }
     }
 }
 
@@ -136,7 +137,7 @@ impl<S> tower::Layer<S> for RpcLayer {
 #[derive(Debug, Clone)]
 pub struct Observed<S> {
     inner: S,
-    methods: Arc<Methods>,
+    methods: &'static Methods,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Observed<S>
@@ -246,22 +247,22 @@ const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status
 struct Call {
     span: tracing::Span,
     started: Instant,
-    method: Option<Arc<Method>>,
+    method: Option<&'static Method>,
     /// How long the client gave the call, if it said.
     client_timeout: Option<Duration>,
     ended: bool,
 }
 
 impl Call {
-    fn start<B>(method: Option<&Arc<Method>>, request: &http::Request<B>) -> Self {
-        let full_name = method.map_or(OTHER, |m| &m.full_name);
+    fn start<B>(method: Option<&'static Method>, request: &http::Request<B>) -> Self {
+        let full_name = method.map_or(OTHER, |m| m.full_name.as_str());
         let span = tracing::debug_span!(
             "rpc",
             otel.name = full_name,
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = method.map_or(OTHER, |m| &m.service),
-            rpc.method = method.map_or(OTHER, |m| &m.method),
+            rpc.service = method.map_or(OTHER, |m| m.service.as_str()),
+            rpc.method = method.map_or(OTHER, |m| m.method.as_str()),
             rpc.grpc.status_code = Empty,
             otel.status_code = Empty,
             server.address = Empty,
@@ -288,7 +289,7 @@ impl Call {
             }
         }
         let client_timeout = super::deadline::client_timeout(request.headers());
-        Self { span, started: Instant::now(), method: method.cloned(), client_timeout, ended: false }
+        Self { span, started: Instant::now(), method, client_timeout, ended: false }
     }
 
     /// Ends with the status in `headers` (the answer's headers or trailers).
@@ -325,10 +326,7 @@ impl Call {
         }
         crate::telemetry::tally::call_finished(code != Code::Ok);
         if let Some(metrics) = metrics::get() {
-            let (service, method) = match &self.method {
-                Some(m) => (m.service.clone(), m.method.clone()),
-                None => (Arc::from(OTHER), Arc::from(OTHER)),
-            };
+            let (service, method) = self.method.map_or((OTHER, OTHER), |m| (m.service.as_str(), m.method.as_str()));
             let attributes = [
                 KeyValue::new("rpc.system", "grpc"),
                 KeyValue::new("rpc.service", service),
@@ -345,7 +343,7 @@ impl Call {
         let Some(admitted) = throttle::admit(cause) else { return };
         let repeated = admitted.repeated;
         let _inside = self.span.enter();
-        let method = self.method.as_ref().map_or(OTHER, |m| &m.full_name);
+        let method = self.method.map_or(OTHER, |m| m.full_name.as_str());
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         let trace_id = self.trace_id().map(tracing::field::display);
         if server_fault {
@@ -581,7 +579,7 @@ mod tests {
     fn methods_are_known_from_the_descriptors_of_every_service_served() {
         let layer = RpcLayer::new();
         let create = &layer.methods["/sessiond.v1.SessionService/CreateSession"];
-        assert_eq!((&*create.service, &*create.method), ("sessiond.v1.SessionService", "CreateSession"));
+        assert_eq!((create.service.as_str(), create.method.as_str()), ("sessiond.v1.SessionService", "CreateSession"));
         assert!(layer.methods.contains_key("/grpc.health.v1.Health/Check"));
         assert!(layer.methods.contains_key("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"));
     }

@@ -19,7 +19,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -76,14 +75,14 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// The HTTP faces in front of a gRPC service.
 #[derive(Debug, Clone)]
 pub struct WebLayer {
-    connect: Arc<Connect>,
+    connect: Connect,
     cors: Option<CorsLayer>,
 }
 
 impl WebLayer {
     /// Serves `connect`'s methods over Connect, and gRPC-Web, with `cors`.
     pub fn new(connect: Connect, cors: Option<CorsLayer>) -> Self {
-        Self { connect: Arc::new(connect), cors }
+        Self { connect, cors }
     }
 }
 
@@ -91,7 +90,7 @@ impl<S> Layer<S> for WebLayer {
     type Service = Web<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Web { inner, connect: self.connect.clone(), cors: self.cors.clone() }
+        Web { inner, connect: self.connect, cors: self.cors.clone() }
     }
 }
 
@@ -99,7 +98,7 @@ impl<S> Layer<S> for WebLayer {
 #[derive(Debug, Clone)]
 pub struct Web<S> {
     inner: S,
-    connect: Arc<Connect>,
+    connect: Connect,
     cors: Option<CorsLayer>,
 }
 
@@ -132,7 +131,7 @@ where
         if is_grpc(&request) {
             return ResponseFuture::Grpc { inner: self.inner.call(request) };
         }
-        let faces = Faces { inner: self.inner.clone(), connect: self.connect.clone() };
+        let faces = Faces { inner: self.inner.clone(), connect: self.connect };
         let answered: Pin<Box<dyn Future<Output = Response<tonic::body::Body>> + Send>> = match self.cors.clone() {
             Some(cors) => Box::pin(async move {
                 match cors.layer(faces).oneshot(request).await {
@@ -178,7 +177,7 @@ where
 #[derive(Clone)]
 struct Faces<S> {
     inner: S,
-    connect: Arc<Connect>,
+    connect: Connect,
 }
 
 impl<S, ResBody> Service<Request<tonic::body::Body>> for Faces<S>
@@ -199,7 +198,7 @@ where
 
     fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
         let inner = self.inner.clone();
-        let connect = self.connect.clone();
+        let connect = self.connect;
         Box::pin(async move { Ok(answer(inner, &connect, request).await) })
     }
 }

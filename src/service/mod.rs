@@ -9,9 +9,10 @@
 //! timeout and where an expired session is ended rather than revived.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch as signal};
 
 use crate::auth::{Caller, Permission};
@@ -225,7 +226,9 @@ struct Inner {
     /// not through the store's decorators on every call.
     unseen: UnseenActivity,
     clock: Arc<dyn Clock>,
-    roles: RwLock<Arc<RoleBook>>,
+    /// Read by every privilege check, replaced by a reload (see
+    /// `reload::Shared` for why not behind a lock).
+    roles: ArcSwap<RoleBook>,
     config: ServiceConfig,
     activity: ActivityTracker,
     /// Wakes the activity writer: a call found activity due for writing.
@@ -252,7 +255,7 @@ impl Service {
                 unseen: stores.coordination.unseen_activity(),
                 stores,
                 clock,
-                roles: RwLock::new(Arc::new(roles)),
+                roles: ArcSwap::from_pointee(roles),
                 config,
                 activity: ActivityTracker::default(),
                 activity_due: tokio::sync::Notify::new(),
@@ -278,16 +281,14 @@ impl Service {
     }
 
     /// The role book in force.
-    pub fn roles(&self) -> Arc<RoleBook> {
-        // A poisoned lock only means a reload panicked mid-assignment of an
-        // `Arc`, which cannot leave it half-written: keep using it.
-        self.inner.roles.read().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn roles(&self) -> arc_swap::Guard<Arc<RoleBook>> {
+        self.inner.roles.load()
     }
 
     /// Puts a new role book in force (SIGHUP). Sessions keep their grants;
     /// names the new book no longer defines grant nothing.
     pub fn replace_roles(&self, roles: RoleBook) {
-        *self.inner.roles.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(roles);
+        self.inner.roles.store(Arc::new(roles));
     }
 
     /// Whether the store can commit now, followed over time, when the
