@@ -206,6 +206,55 @@ async fn a_populated_database_of_the_version_before_time_floors_finds_its_entrie
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_of_the_version_before_the_ended_only_end_index_keeps_listing_and_purging() {
+    let (db, client) = database_at(12).await;
+    let open = session(SessionKind::WebCall, Some("alice"), T0);
+    let ended = session(SessionKind::WebUser, Some("alice"), T0);
+    for (session, kind, ended_at) in [(&open, "web_call", None), (&ended, "web_user", Some(T0.0 + 5))] {
+        client
+            .execute(
+                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+                 ended_at, end_reason) VALUES ($1, $2, $3, 'alice', '', '', '', '', '', $4, $4, FALSE, \
+                 '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, $5::int8, \
+                 CASE WHEN $5::int8 IS NULL THEN NULL ELSE 'closed' END)",
+                &[&session.id.as_str(), &session.token_hash.0.as_slice(), &kind, &T0.0, &ended_at],
+            )
+            .await
+            .expect("a version 12 session is written");
+    }
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 12 database migrates");
+    let definition: String = client
+        .query_one("SELECT pg_get_indexdef('sessions_by_end'::regclass)", &[])
+        .await
+        .expect("the index is there")
+        .get(0);
+    assert!(definition.ends_with("WHERE (ended_at IS NOT NULL)"), "{definition}");
+    // Start-up's search for request-scoped sessions left open.
+    let request_scoped = SessionFilter {
+        kinds: SessionKind::ALL.iter().copied().filter(|k| k.is_request_scoped()).collect(),
+        open: Some(true),
+        ..SessionFilter::default()
+    };
+    let listed = store.list_sessions(&request_scoped, &PageRequest { after: None, limit: 500 }).await.expect("listed");
+    assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), [open.id.clone()]);
+    // The purge's search, by an end before a time, still walks the index.
+    client.batch_execute("SET enable_seqscan = off").await.expect("set");
+    let plan: Vec<String> = client
+        .query("EXPLAIN SELECT id FROM sessions WHERE ended_at < $1", &[&(T0.0 + 6)])
+        .await
+        .expect("explained")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(plan.iter().any(|line| line.contains("sessions_by_end")), "{plan:?}");
+    let version: i32 =
+        client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);
+    assert_eq!(version, SCHEMA_VERSION as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_with_log_entries_in_milliseconds_migrates_them_to_microseconds() {
     let (db, client) = database_at(3).await;
     // The schema at version 3, whose client times were milliseconds.

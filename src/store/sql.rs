@@ -285,8 +285,8 @@ pub fn list_query(filter: &SessionFilter, page: &PageRequest, dialect: Dialect) 
 
 /// Open sessions expired by `now`, oldest expiry first, at most `limit`.
 pub fn due_query(now: UnixMillis, limit: usize, dialect: Dialect) -> Query {
-    // Named on SQLite: without statistics it may prefer sessions_by_end
-    // for `ended_at IS NULL`, then sort every due session.
+    // Named on SQLite, which plans without statistics: any other index
+    // would sort every due session to take a batch.
     let indexed = if dialect.indexed_by { " INDEXED BY sessions_due" } else { "" };
     let (now_mark, limit_mark) = ((dialect.placeholder)(1), (dialect.placeholder)(2));
     let sql = format!(

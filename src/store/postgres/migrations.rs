@@ -83,6 +83,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "log_time_floor",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V12__log_time_floor.sql")),
     },
+    Migration {
+        version: 13,
+        name: "ended_index",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V13__ended_index.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.
