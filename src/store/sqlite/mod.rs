@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -69,7 +68,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writes: WriteQueue,
     writer: Option<JoinHandle<()>>,
-    readers: Arc<ReadPool>,
+    readers: ReadPool,
     /// Keeps other processes out of the directory while the store is open.
     _lock: lock::DirectoryLock,
     /// Entries one session's log may hold (zero: no limit).
@@ -95,7 +94,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writes,
             writer: Some(thread),
-            readers: Arc::new(readers),
+            readers,
             _lock: lock,
             max_log_entries: 0,
         })
