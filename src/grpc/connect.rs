@@ -167,18 +167,17 @@ impl Connect {
             } else {
                 format!("no method {path}")
             };
-            return Err(error_response(&Status::unimplemented(message), &self.served.pool));
+            return Err(self.error(&Status::unimplemented(message)));
         };
         if request.method() != Method::POST {
-            let mut response =
-                error_response(&Status::unimplemented("Connect unary calls are POST requests"), &self.served.pool);
+            let mut response = self.error(&Status::unimplemented("Connect unary calls are POST requests"));
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             return Err(response);
         }
         let (mut parts, body) = request.into_parts();
-        let timeout = check_headers(&parts.headers).map_err(|status| error_response(&status, &self.served.pool))?;
-        let too_large = || error_response(&status::request_too_large(self.max_request_bytes), &self.served.pool);
+        let timeout = check_headers(&parts.headers).map_err(|status| self.error(&status))?;
+        let too_large = || self.error(&status::request_too_large(self.max_request_bytes));
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_request_bytes as u64) {
             return Err(too_large());
@@ -189,15 +188,13 @@ impl Connect {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
             Ok(Err(_)) => {
-                return Err(error_response(&Status::cancelled("the request body was cut off"), &self.served.pool));
+                return Err(self.error(&Status::cancelled("the request body was cut off")));
             }
-            Err(_) => return Err(error_response(&status::deadline_exceeded(), &self.served.pool)),
+            Err(_) => return Err(self.error(&status::deadline_exceeded())),
         };
         let message = match encoding {
             Encoding::Proto => body,
-            Encoding::Json => {
-                json_to_proto(&body, &unary.input).map_err(|status| error_response(&status, &self.served.pool))?
-            }
+            Encoding::Json => json_to_proto(&body, &unary.input).map_err(|status| self.error(&status))?,
         };
 
         let mut framed = BytesMut::with_capacity(5 + message.len());
@@ -230,13 +227,13 @@ impl Connect {
         let (parts, body) = response.into_parts();
         // A status in the headers: the call was answered without a message.
         if let Some(status) = Status::from_header_map(&parts.headers) {
-            let mut response = error_response(&status, &self.served.pool);
+            let mut response = self.error(&status);
             copy_metadata(&parts.headers, response.headers_mut(), "");
             return response;
         }
         let collected = match body.collect().await {
             Ok(collected) => collected,
-            Err(status) => return error_response(&status, &self.served.pool),
+            Err(status) => return self.error(&status),
         };
         let trailers = collected.trailers().cloned().unwrap_or_default();
         let status =
@@ -244,7 +241,7 @@ impl Connect {
         let mut headers = HeaderMap::new();
         copy_metadata(&parts.headers, &mut headers, "");
         if status.code() != Code::Ok {
-            let mut response = error_response(&status, &self.served.pool);
+            let mut response = self.error(&status);
             copy_metadata(&trailers, &mut headers, "");
             response.headers_mut().extend(headers);
             return response;
@@ -252,20 +249,25 @@ impl Connect {
         copy_metadata(&trailers, &mut headers, "trailer-");
         let mut framed = collected.to_bytes();
         if framed.len() < 5 || framed[0] != 0 {
-            return error_response(&Status::internal("internal error"), &self.served.pool);
+            return self.error(&Status::internal("internal error"));
         }
         framed.advance(5);
         let body = match encoding {
             Encoding::Proto => framed,
             Encoding::Json => match proto_to_json(framed, output) {
                 Some(json) => json,
-                None => return error_response(&Status::internal("internal error"), &self.served.pool),
+                None => return self.error(&Status::internal("internal error")),
             },
         };
         let mut response = Response::new(tonic::body::Body::new(Full::new(body).map_err(|never| match never {})));
         headers.insert(header::CONTENT_TYPE, encoding.content_type());
         *response.headers_mut() = headers;
         response
+    }
+
+    /// Connect's error answer for `status` (see [`error_response`]).
+    fn error(&self, status: &Status) -> Response<tonic::body::Body> {
+        error_response(status, &self.served.pool)
     }
 
     /// Connect's answer to a request in a content type it does not serve.
@@ -275,7 +277,7 @@ impl Connect {
             "content type {named} is not served: use application/json or application/proto (Connect), \
              application/grpc, or application/grpc-web"
         ));
-        let mut response = error_response(&status, &self.served.pool);
+        let mut response = self.error(&status);
         *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         response.headers_mut().insert(
             "accept-post",
