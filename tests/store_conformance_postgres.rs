@@ -89,16 +89,7 @@ async fn a_database_at_schema_version_1_migrates_with_its_rows_in_the_default_te
     let (db, client) = database_at(1).await;
     // The schema as a sessiond from before tenants left it, with its rows.
     let old = session(SessionKind::WebUser, Some("alice"), T0);
-    client
-        .execute(
-            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
-             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
-             VALUES ($1, $2, 'web_user', 'alice', '', '', '', '', '', $3, $3, FALSE, \
-             '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0)",
-            &[&old.id.as_str(), &old.token_hash.0.as_slice(), &T0.0],
-        )
-        .await
-        .expect("a version 1 session is written");
+    insert_earlier_session(&client, &old, None).await;
     client
         .batch_execute(&format!(
             "INSERT INTO events (sequence, event_type, session_id, user_id, kind, at) \
@@ -128,16 +119,7 @@ async fn a_populated_database_of_the_version_before_messages_gains_them_and_keep
 
     let (db, client) = database_at(5).await;
     let old = session(SessionKind::WebUser, Some("alice"), T0);
-    client
-        .execute(
-            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
-             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
-             VALUES ($1, $2, 'web_user', 'alice', '', '', '', '', '', $3, $3, FALSE, \
-             '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0)",
-            &[&old.id.as_str(), &old.token_hash.0.as_slice(), &T0.0],
-        )
-        .await
-        .expect("a version 5 session is written");
+    insert_earlier_session(&client, &old, None).await;
 
     let store = PgStore::connect(db.settings()).await.expect("a version 5 database migrates");
     assert_eq!(store.session_by_id(&old.id).await.expect("lookup works"), Some(old));
@@ -160,16 +142,7 @@ async fn a_populated_database_of_the_version_before_time_floors_finds_its_entrie
 
     let (db, client) = database_at(9).await;
     let live = session(SessionKind::Streaming, Some("alice"), T0);
-    client
-        .execute(
-            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
-             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
-             VALUES ($1, $2, 'streaming', 'alice', '', '', '', '', '', $3, $3, FALSE, \
-             '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0)",
-            &[&live.id.as_str(), &live.token_hash.0.as_slice(), &T0.0],
-        )
-        .await
-        .expect("a version 9 session is written");
+    insert_earlier_session(&client, &live, None).await;
     // A thousand continuous entries, one a minute, readable at positions
     // growing with their minutes (ten to a position, all below the
     // transaction ids a fresh cluster hands out now).
@@ -210,18 +183,8 @@ async fn a_populated_database_of_the_version_before_the_ended_only_end_index_kee
     let (db, client) = database_at(12).await;
     let open = session(SessionKind::WebCall, Some("alice"), T0);
     let ended = session(SessionKind::WebUser, Some("alice"), T0);
-    for (session, kind, ended_at) in [(&open, "web_call", None), (&ended, "web_user", Some(T0.0 + 5))] {
-        client
-            .execute(
-                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
-                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
-                 ended_at, end_reason) VALUES ($1, $2, $3, 'alice', '', '', '', '', '', $4, $4, FALSE, \
-                 '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, $5::int8, \
-                 CASE WHEN $5::int8 IS NULL THEN NULL ELSE 'closed' END)",
-                &[&session.id.as_str(), &session.token_hash.0.as_slice(), &kind, &T0.0, &ended_at],
-            )
-            .await
-            .expect("a version 12 session is written");
+    for (session, ended_at) in [(&open, None), (&ended, Some(T0.0 + 5))] {
+        insert_earlier_session(&client, session, ended_at).await;
     }
 
     let store = PgStore::connect(db.settings()).await.expect("a version 12 database migrates");
@@ -571,17 +534,7 @@ async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_
     let ended_call = session(SessionKind::WebCall, Some("alice"), UnixMillis(T0.0 + 1));
     let open_call = session(SessionKind::WebCall, Some("bob"), UnixMillis(T0.0 + 2));
     for (s, ended) in [(&open_user, None), (&ended_call, Some(T0.0 + 5)), (&open_call, None)] {
-        client
-            .execute(
-                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
-                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
-                 ended_at, end_reason) VALUES ($1, $2, $3, $4, '', '', '', '', '', $5, $5, false, \
-                 '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, $6::int8, \
-                 CASE WHEN $6::int8 IS NULL THEN NULL ELSE 'closed' END)",
-                &[&s.id.as_str(), &s.token_hash.0.as_slice(), &s.kind.as_str(), &s.user_id, &s.created_at.0, &ended],
-            )
-            .await
-            .expect("version 5 rows are written");
+        insert_earlier_session(&client, s, ended).await;
     }
 
     let store = PgStore::connect(db.settings()).await.expect("a version 5 database migrates");
@@ -666,6 +619,23 @@ async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_
         .collect();
     let plan = plan.join("\n");
     assert!(plan.contains("sessions_open_by_kind"), "start-up finds request-scoped sessions by index:\n{plan}");
+}
+
+/// Writes `s` as a session row in a database of any earlier schema version
+/// (the columns of version 1): its id, token, kind, user and creation time,
+/// ended (closed) at `ended_at` when given.
+async fn insert_earlier_session(client: &tokio_postgres::Client, s: &Session, ended_at: Option<i64>) {
+    client
+        .execute(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+             ended_at, end_reason) VALUES ($1, $2, $3, $4, '', '', '', '', '', $5, $5, false, \
+             '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, $6::int8, \
+             CASE WHEN $6::int8 IS NULL THEN NULL ELSE 'closed' END)",
+            &[&s.id.as_str(), &s.token_hash.0.as_slice(), &s.kind.as_str(), &s.user_id, &s.created_at.0, &ended_at],
+        )
+        .await
+        .expect("a session of an earlier schema is written");
 }
 
 /// A new database whose schema is at `version`, as a sessiond of that

@@ -289,6 +289,33 @@ mod tests {
         conn.pragma_query_value(None, "user_version", |row| row.get(0)).expect("user_version is always readable")
     }
 
+    /// An in-memory database with the first `version` steps applied, as a
+    /// sessiond of that version left it.
+    fn database_at(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().expect("an in-memory database opens");
+        for step in &MIGRATIONS[..version] {
+            conn.execute_batch(step).expect("an earlier step applies");
+        }
+        conn.pragma_update(None, "user_version", version).expect("user_version is writable");
+        conn
+    }
+
+    /// Sessions of alice in the default tenant, the n-th (from 0) with id
+    /// `n` and created at `n`, of each `(kind, ended_at)` (closed when
+    /// ended), in a schema from version 4 on.
+    fn insert_sessions(conn: &Connection, sessions: &[(&str, Option<i64>)]) {
+        for (n, (kind, ended)) in sessions.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
+                 ended_at, end_reason) VALUES (?1, randomblob(32), ?2, 'alice', '', '', '', '', '', ?3, ?3, 0, \
+                 '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE 'closed' END)",
+                rusqlite::params![format!("{n:032}"), kind, n as i64, ended],
+            )
+            .expect("sessions of an earlier schema are written");
+        }
+    }
+
     #[test]
     fn migrations_bring_a_new_database_to_the_latest_version_once() {
         let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
@@ -300,9 +327,7 @@ mod tests {
 
     #[test]
     fn a_database_at_version_1_migrates_with_its_rows_in_the_default_tenant() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
-        conn.execute_batch(MIGRATIONS[0]).expect("the version 1 schema applies");
-        conn.pragma_update(None, "user_version", 1).expect("user_version is writable");
+        let mut conn = database_at(1);
         conn.execute_batch(
             "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
              user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
@@ -331,13 +356,9 @@ mod tests {
 
     #[test]
     fn a_populated_database_of_the_version_before_messages_gains_their_tables_and_keeps_its_rows() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         let before = MIGRATIONS.iter().position(|sql| sql.contains("CREATE TABLE message_channels"));
         let before = before.expect("a step adds the message tables");
-        for sql in &MIGRATIONS[..before] {
-            conn.execute_batch(sql).expect("an earlier step applies");
-        }
-        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        let mut conn = database_at(before);
         conn.execute_batch(
             "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
              user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
@@ -361,13 +382,9 @@ mod tests {
 
     #[test]
     fn a_populated_database_of_the_version_before_quotas_counts_its_open_sessions_per_tenant() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         let before = MIGRATIONS.iter().position(|sql| sql.contains("CREATE TABLE tenant_sessions"));
         let before = before.expect("a step counts open sessions per tenant");
-        for sql in &MIGRATIONS[..before] {
-            conn.execute_batch(sql).expect("an earlier step applies");
-        }
-        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        let mut conn = database_at(before);
         for (n, tenant, ended) in [(1, "acme", "NULL"), (2, "acme", "NULL"), (3, "acme", "5"), (4, "globex", "NULL")] {
             conn.execute_batch(&format!(
                 "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, \
@@ -397,10 +414,7 @@ mod tests {
 
     #[test]
     fn a_database_at_version_2_keeps_its_client_times_as_microseconds() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
-        conn.execute_batch(MIGRATIONS[0]).expect("the version 1 schema applies");
-        conn.execute_batch(MIGRATIONS[1]).expect("the version 2 schema applies");
-        conn.pragma_update(None, "user_version", 2).expect("user_version is writable");
+        let mut conn = database_at(2);
         conn.execute_batch(
             "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
              user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
@@ -455,21 +469,8 @@ mod tests {
 
     #[test]
     fn a_populated_database_at_version_4_migrates_and_lists_by_state_and_kind_through_an_index() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
-        for step in &MIGRATIONS[..4] {
-            conn.execute_batch(step).expect("the version 4 schema applies");
-        }
-        conn.pragma_update(None, "user_version", 4).expect("user_version is writable");
-        for (n, (kind, ended)) in [("web_user", None), ("web_call", Some(5)), ("web_call", None)].iter().enumerate() {
-            conn.execute(
-                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
-                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
-                 ended_at, end_reason) VALUES (?1, randomblob(32), ?2, 'alice', '', '', '', '', '', ?3, ?3, 0, \
-                 '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE 'closed' END)",
-                rusqlite::params![format!("{n:032}"), kind, n as i64, ended],
-            )
-            .expect("version 4 rows are written");
-        }
+        let mut conn = database_at(4);
+        insert_sessions(&conn, &[("web_user", None), ("web_call", Some(5)), ("web_call", None)]);
 
         migrate(&mut conn).expect("a version 4 database migrates");
         assert_eq!(user_version(&conn), MIGRATIONS.len());
@@ -520,11 +521,7 @@ mod tests {
 
     #[test]
     fn a_database_at_version_4_makes_kept_logs_readable_and_open_ones_not() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
-        for step in &MIGRATIONS[..4] {
-            conn.execute_batch(step).expect("the version 4 schema applies");
-        }
-        conn.pragma_update(None, "user_version", 4).expect("user_version is writable");
+        let mut conn = database_at(4);
         conn.execute_batch(
             "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
              user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
@@ -558,13 +555,9 @@ mod tests {
 
     #[test]
     fn a_populated_database_before_log_endpoints_gives_each_entry_its_sessions_endpoint() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         let before = MIGRATIONS.iter().position(|sql| sql.contains("log_entries_readable_by_endpoint"));
         let before = before.expect("a step adds the endpoint index");
-        for step in &MIGRATIONS[..before] {
-            conn.execute_batch(step).expect("an earlier step applies");
-        }
-        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        let mut conn = database_at(before);
         conn.execute_batch(
             "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
              user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
@@ -605,12 +598,8 @@ mod tests {
 
     #[test]
     fn a_populated_database_of_the_version_before_time_floors_finds_a_floor_through_its_index() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         let before = 10;
-        for step in &MIGRATIONS[..before] {
-            conn.execute_batch(step).expect("the schema of the version before applies");
-        }
-        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
+        let mut conn = database_at(before);
         conn.execute_batch(
             "PRAGMA foreign_keys = OFF; WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) \
              INSERT INTO log_entries (session_id, sequence, level, message, logged_at, continuous, position) \
@@ -632,24 +621,9 @@ mod tests {
 
     #[test]
     fn a_populated_database_of_the_version_before_ended_only_end_index_lists_open_sessions_by_kind() {
-        let mut conn = Connection::open_in_memory().expect("an in-memory database opens");
         let before = 11;
-        for step in &MIGRATIONS[..before] {
-            conn.execute_batch(step).expect("the schema of the version before applies");
-        }
-        conn.pragma_update(None, "user_version", before).expect("user_version is writable");
-        for (n, (kind, ended)) in
-            [("web_user", None), ("web_call", None), ("web_call", Some(5)), ("web_user", Some(7))].iter().enumerate()
-        {
-            conn.execute(
-                "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
-                 user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version, \
-                 ended_at, end_reason) VALUES (?1, randomblob(32), ?2, 'alice', '', '', '', '', '', ?3, ?3, 0, \
-                 '{\"privileges\":[],\"roles\":[],\"promotions\":[]}', 0, '{}', 0, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE 'closed' END)",
-                rusqlite::params![format!("{n:032}"), kind, n as i64, ended],
-            )
-            .expect("rows of the version before are written");
-        }
+        let mut conn = database_at(before);
+        insert_sessions(&conn, &[("web_user", None), ("web_call", None), ("web_call", Some(5)), ("web_user", Some(7))]);
 
         migrate(&mut conn).expect("the database migrates");
         // Start-up's search: request-scoped kinds, open, in every tenant.
