@@ -43,6 +43,12 @@ use crate::cli::{Cli, Command};
 /// Every command, the echo server's included, runs on sessiond's own
 /// runtime (`startup::runtime`): a baseline scheduled otherwise would
 /// measure the scheduler, not sessiond.
+/// sessiond's allocator (see its `main.rs`), for the echo baseline and
+/// the loaders alike: a baseline allocating otherwise would measure the
+/// allocator, not sessiond.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     match sessiond::startup::runtime() {
         Ok(runtime) => runtime.block_on(run()),
