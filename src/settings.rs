@@ -845,6 +845,7 @@ impl Settings {
             connect_timeout: self.store.db_connect_timeout,
             statement_timeout: self.store.db_statement_timeout,
             max_log_entries_per_session: self.session_logs.max_entries_per_session,
+            max_open_sessions_per_tenant: self.limits.max_open_sessions_per_tenant,
         })
     }
 
@@ -928,7 +929,6 @@ impl Settings {
                 max_text_bytes: self.limits.max_text_bytes,
                 max_promotion: self.limits.max_promotion,
                 max_promotions_per_session: self.limits.max_promotions_per_session,
-                max_open_sessions_per_tenant: self.limits.max_open_sessions_per_tenant,
                 max_log_entries_per_call: self.session_logs.max_entries,
                 max_log_message_bytes: self.session_logs.max_message_bytes,
                 max_page_size: self.limits.max_page_size,

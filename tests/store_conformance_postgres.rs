@@ -769,8 +769,20 @@ async fn a_populated_database_at_version_10_migrates_with_its_open_sessions_coun
     assert_eq!(store.open_sessions_of(&acme).await.expect("counted on from there"), 3);
 }
 
-/// Counts asked at once are read together and each answers its own
-/// tenant's; one asked after a create committed counts it.
+/// The quota is checked in each way a create is written: a batch of creates
+/// alone (one statement), a keyed create (on its own), and creates in a
+/// batch with log appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_limit_is_refused_creates_on_every_path() {
+    let db = fresh_database().await;
+    let store = PgStore::connect(PgSettings { max_open_sessions_per_tenant: 3, ..db.settings() })
+        .await
+        .expect("a fresh database opens");
+    sessiond_conformance::a_tenant_at_a_limit_of_three_is_refused_creates_on_every_path(Stores::of(store)).await;
+}
+
+/// Counts asked at once each answer their own tenant's; one asked after a
+/// create committed counts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_sessions_of_many_tenants_asked_at_once_are_each_their_own() {
     let (_db, store) = fresh().await;

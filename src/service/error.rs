@@ -95,6 +95,9 @@ impl From<StoreError> for Error {
             StoreError::Ended(reason) => Error::SessionEnded(reason),
             StoreError::Conflict { current } => Error::VersionConflict { current },
             StoreError::LogFull { max } => Error::SessionLogQuota { limit: max },
+            // Only a create is refused for its tenant, and it names the
+            // tenant itself (`Service::create`).
+            err @ StoreError::TenantFull { .. } => Error::Internal(err),
             err @ StoreError::Unavailable(_) => Error::Unavailable(err),
             err @ StoreError::Full(_) => Error::StoreFull(err),
             err @ StoreError::Internal(_) => Error::Internal(err),

@@ -184,7 +184,6 @@ impl Service {
                 Some((request_id, key, digest, since))
             }
         };
-        self.check_tenant_sessions(&caller.tenant).await?;
         let token = Token::generate();
         let session = Session {
             id: SessionId::generate(),
@@ -203,8 +202,11 @@ impl Service {
             end: None,
         };
         let event = self.event(&session, EventType::Created, None);
+        let tenant_full = |err| tenant_full(err, &caller.tenant);
         let event = match keyed {
-            None => self.stores().sessions.create_session(session.clone(), storage, event).await?,
+            None => {
+                self.stores().sessions.create_session(session.clone(), storage, event).await.map_err(tenant_full)?
+            }
             Some((request_id, key, digest, since)) => {
                 let record = NewRequest {
                     key,
@@ -214,7 +216,8 @@ impl Service {
                     at: now,
                     expired_before: since,
                 };
-                match self.stores().sessions.create_session_once(session.clone(), storage, event, record).await? {
+                let created = self.stores().sessions.create_session_once(session.clone(), storage, event, record);
+                match created.await.map_err(tenant_full)? {
                     Once::Done(event) => event,
                     // Another call with this request id, perhaps on another
                     // replica, was stored first.
@@ -227,22 +230,6 @@ impl Service {
         tracing::debug!(session_id = %session.id, kind = %session.kind, "session created");
         self.publish(event);
         Ok(Created { session: self.status(session, now), token })
-    }
-
-    /// Refuses a create when `tenant` already holds
-    /// `--max-open-sessions-per-tenant` open sessions, as committed when
-    /// the create starts (creates of one tenant running at that same
-    /// moment, on any replica, do not see each other).
-    async fn check_tenant_sessions(&self, tenant: &TenantId) -> Result<(), Error> {
-        let limit = self.inner.config.limits.max_open_sessions_per_tenant;
-        if limit == 0 {
-            return Ok(());
-        }
-        if self.stores().sessions.open_sessions_of(tenant).await? >= limit {
-            crate::telemetry::metrics::call_shed("TENANT_SESSION_QUOTA");
-            return Err(Error::TenantSessionQuota { tenant: tenant.clone(), limit });
-        }
-        Ok(())
     }
 
     /// The first answer to a create with `request_id`: its session as it
@@ -429,4 +416,19 @@ fn request_scoped() -> SessionFilter {
 
 fn closed(id: &SessionId, end: &SessionEnd) -> Closed {
     Closed { session_id: id.clone(), end_reason: end.reason, log_id: end.log_id.clone() }
+}
+
+/// A create's store error, the tenant's quota named: the store refuses a
+/// create when `tenant` already holds `--max-open-sessions-per-tenant`
+/// open sessions, as committed when the create's write begins, after the
+/// call began (creates of one tenant written at that same moment, on any
+/// replica, do not see each other).
+fn tenant_full(err: StoreError, tenant: &TenantId) -> Error {
+    match err {
+        StoreError::TenantFull { max } => {
+            crate::telemetry::metrics::call_shed("TENANT_SESSION_QUOTA");
+            Error::TenantSessionQuota { tenant: tenant.clone(), limit: max }
+        }
+        err => err.into(),
+    }
 }

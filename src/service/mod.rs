@@ -122,8 +122,6 @@ pub struct Limits {
     pub max_promotion: Duration,
     /// Promotions in force at once on one session.
     pub max_promotions_per_session: usize,
-    /// Open sessions of one tenant at once; 0: no limit.
-    pub max_open_sessions_per_tenant: u64,
     pub max_log_entries_per_call: usize,
     pub max_log_message_bytes: usize,
     pub max_page_size: usize,
@@ -139,7 +137,6 @@ impl Default for Limits {
             max_timeout: Duration::from_secs(366 * 24 * 3600),
             max_promotion: Duration::from_secs(24 * 3600),
             max_promotions_per_session: 100,
-            max_open_sessions_per_tenant: 1_000_000,
             max_log_entries_per_call: 1_000,
             max_log_message_bytes: 64 * 1024,
             max_page_size: 1_000,

@@ -233,9 +233,10 @@ async fn another_tenants_session_is_as_unknown_as_a_missing_one() {
 
 #[tokio::test]
 async fn a_tenant_at_its_limit_of_open_sessions_creates_again_once_one_ends() {
-    let mut config = ServiceConfig::default();
-    config.limits.max_open_sessions_per_tenant = 2;
-    let (service, _, _) = service_with(config);
+    let clock = ManualClock::starting_at(T0);
+    let roles = RoleBook::parse(ROLES).expect("the test roles parse");
+    let stores = Stores::of(MemoryStore::new().with_max_open_sessions_per_tenant(2)).cached(1_000);
+    let service = Service::new(stores, Arc::new(clock), roles, ServiceConfig::default());
     let admin = Caller::open();
     let first = open(&service, &admin, web_user("alice")).await;
     open(&service, &admin, web_user("alice")).await;

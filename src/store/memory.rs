@@ -31,6 +31,8 @@ pub struct MemoryStore {
     state: Mutex<State>,
     /// Entries one session's log may hold (zero: no limit).
     max_log_entries: u64,
+    /// Open sessions one tenant may hold (zero: no limit).
+    max_open_sessions: u64,
 }
 
 impl MemoryStore {
@@ -43,6 +45,14 @@ impl MemoryStore {
     /// none, as made).
     pub fn with_max_log_entries(mut self, max: u64) -> Self {
         self.max_log_entries = max;
+        self
+    }
+
+    /// The store with a limit of `max` open sessions per tenant (zero:
+    /// none, as made): a create past it is refused with
+    /// [`StoreError::TenantFull`].
+    pub fn with_max_open_sessions_per_tenant(mut self, max: u64) -> Self {
+        self.max_open_sessions = max;
         self
     }
 
@@ -146,10 +156,17 @@ impl State {
         self.requests.insert(request.key, record);
     }
 
-    fn create(&mut self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event> {
+    fn create(
+        &mut self,
+        session: Session,
+        storage: EncodedStorage,
+        event: NewEvent,
+        max_open: u64,
+    ) -> StoreResult<Event> {
         if self.sessions.contains_key(&session.id) || self.by_token.contains_key(&session.token_hash) {
             return Err(internal("a session with this id or token is stored already"));
         }
+        crate::store::check_tenant_room(self.open_by_tenant.get(&session.tenant).copied().unwrap_or(0), max_open)?;
         let storage_version = u64::from(!storage.is_empty());
         *self.open_by_tenant.entry(session.tenant.clone()).or_default() += 1;
         self.by_token.insert(session.token_hash, session.id.clone());
@@ -245,7 +262,7 @@ fn listed(filter: &SessionFilter, session: &Session) -> bool {
 #[async_trait]
 impl SessionRecords for MemoryStore {
     async fn create_session(&self, session: Session, storage: EncodedStorage, event: NewEvent) -> StoreResult<Event> {
-        self.state().create(session, storage, event)
+        self.state().create(session, storage, event, self.max_open_sessions)
     }
 
     async fn create_session_once(
@@ -260,7 +277,7 @@ impl SessionRecords for MemoryStore {
             return Ok(Once::Replayed(record));
         }
         let id = session.id.clone();
-        let created = state.create(session, storage, event)?;
+        let created = state.create(session, storage, event, self.max_open_sessions)?;
         state.claim(&id, request);
         Ok(Once::Done(created))
     }

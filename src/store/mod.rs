@@ -71,6 +71,10 @@ pub enum StoreError {
     /// refused whole.
     #[error("the session's log holds at most {max} entries")]
     LogFull { max: u64 },
+    /// The session's tenant holds `max` open sessions already: the create
+    /// is refused and nothing is stored.
+    #[error("the tenant holds its limit of {max} open sessions")]
+    TenantFull { max: u64 },
     /// The store cannot be reached now; the call may succeed later.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
@@ -87,6 +91,15 @@ pub enum StoreError {
 pub(crate) fn check_log_room(held: u64, adding: usize, max: u64) -> StoreResult<()> {
     if max > 0 && held.saturating_add(adding as u64) > max {
         return Err(StoreError::LogFull { max });
+    }
+    Ok(())
+}
+
+/// Whether a tenant holding `open` open sessions may open one more under a
+/// limit of `max` (zero: no limit).
+pub(crate) fn check_tenant_room(open: u64, max: u64) -> StoreResult<()> {
+    if max > 0 && open >= max {
+        return Err(StoreError::TenantFull { max });
     }
     Ok(())
 }

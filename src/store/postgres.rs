@@ -72,7 +72,6 @@ use crate::secret::Secret;
 
 mod bulk;
 mod connect;
-mod counts;
 mod entries;
 mod listener;
 mod messages;
@@ -163,6 +162,10 @@ pub struct PgSettings {
     pub statement_timeout: Duration,
     /// Entries one session's log may hold (zero: no limit).
     pub max_log_entries_per_session: u64,
+    /// Open sessions one tenant may hold (zero: no limit): a create past
+    /// it is refused with [`StoreError::TenantFull`], counted in the
+    /// create's own statement.
+    pub max_open_sessions_per_tenant: u64,
 }
 
 impl PgSettings {
@@ -232,8 +235,8 @@ pub struct PgStore {
     origin: String,
     /// Entries one session's log may hold (zero: no limit).
     max_log_entries: u64,
-    /// Reads tenants' open-session counts for many creates at once.
-    tenant_counts: counts::TenantCounts,
+    /// Open sessions one tenant may hold (zero: no limit).
+    max_open_sessions: u64,
 }
 
 impl Drop for PgStore {
@@ -302,9 +305,7 @@ impl PgStore {
         let read_deadline =
             (!settings.statement_timeout.is_zero()).then(|| settings.statement_timeout + settings.connect_timeout);
         let reads = Reads { pool: pool.clone(), availability: availability.clone(), read_deadline, retirement };
-        let tenant_counts = counts::TenantCounts::start(reads.clone());
         Ok(PgStore {
-            tenant_counts,
             pool,
             writers,
             notifications,
@@ -315,6 +316,7 @@ impl PgStore {
             announcements,
             origin,
             max_log_entries: settings.max_log_entries_per_session,
+            max_open_sessions: settings.max_open_sessions_per_tenant,
         })
     }
 
@@ -343,16 +345,6 @@ struct Reads {
 }
 
 impl Reads {
-    /// Completes when a read begun now gives up: the store found
-    /// unavailable (or, already, the connect timeout later), or the read
-    /// deadline passed.
-    async fn given_up(&self) {
-        tokio::select! {
-            () = self.availability.given_up() => {}
-            () = self.deadline() => {}
-        }
-    }
-
     /// Completes when the read deadline passes (never, without one).
     async fn deadline(&self) {
         match self.read_deadline {
@@ -592,6 +584,7 @@ impl SessionRecords for PgStore {
             storage: storage.into_json(),
             event,
             request: None,
+            max_open: self.max_open_sessions,
         };
         self.writers.submit(write).await?.event()
     }
@@ -611,6 +604,7 @@ impl SessionRecords for PgStore {
             storage: storage.into_json(),
             event,
             request: Some(Box::new(request)),
+            max_open: self.max_open_sessions,
         };
         once(self.writers.submit(write).await?, Committed::event)
     }
@@ -716,7 +710,8 @@ impl SessionRecords for PgStore {
     }
 
     async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
-        self.tenant_counts.open_sessions_of(&self.reads, tenant).await
+        let rows = self.query("SELECT open FROM tenant_sessions WHERE tenant = $1", &[&tenant.as_str()]).await?;
+        rows.first().map_or(Ok(0), |row| rows::unsigned(row, "open"))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -362,6 +362,7 @@ pub fn store_error_type(error: &StoreError) -> &'static str {
         StoreError::Ended(_) => "ended",
         StoreError::Conflict { .. } => "conflict",
         StoreError::LogFull { .. } => "log_full",
+        StoreError::TenantFull { .. } => "tenant_full",
         StoreError::Unavailable(_) => "unavailable",
         StoreError::Full(_) => "full",
         StoreError::Internal(_) => "internal",

@@ -468,3 +468,78 @@ pub async fn purge_removes_old_ended_sessions_with_their_logs_and_old_events(sto
     let later = session(SessionKind::WebCall, None, at(2_000));
     assert_eq!(create(&*store.sessions, &later, &StorageMap::new()).await.sequence, 6);
 }
+
+/// A store made with a limit of three open sessions per tenant refuses a
+/// create past it whichever way the create is written (alone, keyed, or
+/// among log appends and other tenants' creates written at the same
+/// moment) and stores nothing for it: no session, no event, the numbering
+/// still gapless. Another tenant is counted apart, and the tenant creates
+/// again once one of its three ended. Not one of the suite's cases, which
+/// run on stores made without a limit: `limited` is made with it
+/// (`tests/store_conformance*.rs`).
+pub async fn a_tenant_at_a_limit_of_three_is_refused_creates_on_every_path(limited: Stores) {
+    let store = limited;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let three: Vec<Session> =
+        (0..3).map(|i| session_of(&acme, SessionKind::WebUser, Some("a"), UnixMillis(T0.0 + i))).collect();
+    for s in &three {
+        create(&*store.sessions, s, &StorageMap::new()).await;
+    }
+    fn full<T>(result: &Result<T, StoreError>) -> bool {
+        matches!(result, Err(StoreError::TenantFull { max: 3 }))
+    }
+    let no_storage = || EncodedStorage::encode(&StorageMap::new());
+
+    let alone = session_of(&acme, SessionKind::WebUser, Some("a"), T0);
+    let created = event(EventType::Created, &alone, T0);
+    let refused = store.sessions.create_session(alone.clone(), no_storage(), created).await;
+    assert!(full(&refused), "{refused:?}");
+    let keyed = session_of(&acme, SessionKind::Internal, None, T0);
+    let created = event(EventType::Created, &keyed, T0);
+    let record = request(9, 9, T0, UnixMillis(0));
+    let refused = store.sessions.create_session_once(keyed.clone(), no_storage(), created, record).await;
+    assert!(full(&refused), "{refused:?}");
+
+    let mut refused_ids = vec![alone.id.clone(), keyed.id.clone()];
+    let mut created_ids: Vec<SessionId> = three.iter().map(|s| s.id.clone()).collect();
+    let writes = (0..48).map(|i| {
+        let store = store.clone();
+        let target = three[i % 3].clone();
+        let owner = if i % 16 == 2 { globex.clone() } else { acme.clone() };
+        let s = session_of(&owner, SessionKind::WebUser, None, UnixMillis(T0.0 + 100 + i as i64));
+        tokio::spawn(async move {
+            if i % 2 == 1 {
+                let entries = vec![entry(LogLevel::Info, "beside the creates", T0)];
+                store.logs.append_logs(&target.id, entries).await.expect("an append beside the creates succeeds");
+                return None;
+            }
+            let created = event(EventType::Created, &s, s.created_at);
+            Some((s.clone(), store.sessions.create_session(s, no_storage(), created).await))
+        })
+    });
+    for write in writes.collect::<Vec<_>>() {
+        let Some((s, result)) = write.await.expect("a write task ends") else { continue };
+        if s.tenant == globex {
+            result.expect("another tenant's create succeeds");
+            created_ids.push(s.id);
+        } else {
+            assert!(full(&result), "{result:?}");
+            refused_ids.push(s.id);
+        }
+    }
+    for id in &refused_ids {
+        assert_eq!(store.sessions.session_by_id(id).await.expect("looked up"), None, "refused {id} stored nothing");
+    }
+    let events = store.events.events_after(0, 1_000).await.expect("the events are read");
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>(), "gapless");
+    let recorded: BTreeSet<&SessionId> =
+        events.iter().filter(|e| e.event.event_type == EventType::Created).map(|e| &e.event.session_id).collect();
+    assert_eq!(recorded, created_ids.iter().collect(), "a created event for each session created, none other");
+    assert_eq!(store.sessions.open_sessions_of(&acme).await.expect("counted"), 3);
+    assert_eq!(store.sessions.open_sessions_of(&globex).await.expect("counted"), 3);
+
+    end(&*store.sessions, &three[0], EndReason::Closed, UnixMillis(T0.0 + 500), false).await;
+    create(&*store.sessions, &session_of(&acme, SessionKind::WebUser, None, T0), &StorageMap::new()).await;
+    assert_eq!(store.sessions.open_sessions_of(&acme).await.expect("counted"), 3);
+}

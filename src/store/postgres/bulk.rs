@@ -17,42 +17,61 @@ use super::pipeline::{Attempt, Pipeline, first_failure};
 use super::rows::{end_reason, millis, unsigned};
 use super::writes::{Applied, Write};
 use super::{internal, sql_int};
-use crate::domain::{LogEntry, Session, SessionId};
+use crate::domain::{LogEntry, NewEvent, Session, SessionId};
 use crate::store::{StoreError, StoreResult};
 
-/// The batch's creates, one row per element of the arrays.
+/// The batch's creates, one row per element of the arrays, but those of a
+/// tenant that holds the limit given at `$limit` (zero: none) of open
+/// sessions already, as committed when the statement starts (so the
+/// batch's creates of one tenant do not see each other). Answers the ids
+/// created.
 macro_rules! insert_sessions {
-    () => {
-        "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, \
-         client_address, user_agent, created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, grants, \
-         grants_version, storage, storage_version) \
-         SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-         $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], \
-         $16::bool[], $17::text[], $18::int8[], $19::text[], $20::int8[])"
+    ($limit:literal) => {
+        concat!(
+            "INSERT INTO sessions (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, \
+             client_address, user_agent, created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, \
+             grants, grants_version, storage, storage_version) \
+             SELECT n.* FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], \
+             $15::int8[], $16::bool[], $17::text[], $18::int8[], $19::text[], $20::int8[]) \
+             AS n (id, token_hash, tenant, kind, user_id, endpoint, method, future_call, client_address, user_agent, \
+             created_at, last_active_at, idle_ms, lifetime_ms, expires_at, trusted, grants, grants_version, storage, \
+             storage_version) \
+             WHERE ",
+            $limit,
+            "::int8 = 0 OR coalesce((SELECT t.open FROM tenant_sessions AS t WHERE t.tenant = n.tenant), 0) < ",
+            $limit,
+            "::int8 RETURNING id"
+        )
     };
 }
 
-const INSERT_SESSIONS: &str = insert_sessions!();
+const INSERT_SESSIONS: &str = insert_sessions!("$21");
 
 /// A batch of creates alone, as one statement and so a transaction of its
-/// own: the sessions; once they are in, the event counter bumped by as many
-/// (its row lock is held from there to the commit, which follows at once);
-/// their events, `$21`…`$27` in the order given, numbered after the
-/// counter's old value; the notification on `$28`. Answers the counter.
-/// Against a `BEGIN`, the statements of each step and a `COMMIT`, this
-/// spares Postgres five statements per batch.
+/// own: the sessions, but those over their tenant's limit at `$29`; once
+/// they are in, the event counter bumped by as many (its row lock is held
+/// from there to the commit, which follows at once); the events of those
+/// created, of `$21`…`$27`, numbered after the counter's old value in the
+/// order given; the notification on `$28`. Answers the counter and the ids
+/// created. Against a `BEGIN`, the statements of each step and a `COMMIT`,
+/// this spares Postgres five statements per batch; and the quota is
+/// checked without a statement of its own.
 const CREATE_ALONE: &str = concat!(
     "WITH created AS (",
-    insert_sessions!(),
-    " RETURNING 1), \
+    insert_sessions!("$29"),
+    "), \
      bumped AS (UPDATE event_counter SET last_sequence = last_sequence + (SELECT count(*) FROM created) \
      RETURNING last_sequence), \
      recorded AS (INSERT INTO events (sequence, event_type, session_id, tenant, user_id, kind, end_reason, at) \
-     SELECT b.last_sequence - (SELECT count(*) FROM created) + e.n, e.event_type, e.session_id, e.tenant, \
+     SELECT b.last_sequence - (SELECT count(*) FROM created) + e.k, e.event_type, e.session_id, e.tenant, \
      e.user_id, e.kind, e.end_reason, e.at \
-     FROM bumped AS b, unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], \
-     $27::int8[]) WITH ORDINALITY AS e (event_type, session_id, tenant, user_id, kind, end_reason, at, n)) \
-     SELECT last_sequence, pg_notify($28, last_sequence::text) FROM bumped"
+     FROM bumped AS b, (SELECT u.*, row_number() OVER (ORDER BY u.n) AS k \
+     FROM unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::int8[]) \
+     WITH ORDINALITY AS u (event_type, session_id, tenant, user_id, kind, end_reason, at, n) \
+     WHERE u.session_id IN (SELECT id FROM created)) AS e) \
+     SELECT last_sequence, pg_notify($28, last_sequence::text), ARRAY(SELECT id FROM created) AS created \
+     FROM bumped"
 );
 
 /// Locks the sessions log entries go to, in id order (so that two writers
@@ -100,24 +119,50 @@ impl<'w> Bulk<'w> {
         self.appends.is_empty() && self.creates.len() == writes
     }
 
+    /// The `created` event of each create, in batch order.
+    pub(super) fn events(&self) -> Vec<&'w NewEvent> {
+        self.creates
+            .iter()
+            .filter_map(|(_, write)| match write {
+                Write::Create { event, .. } => Some(event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Open sessions a tenant may hold, as the batch's creates say (zero:
+    /// no limit).
+    fn max_open(&self) -> u64 {
+        self.creates
+            .iter()
+            .find_map(|(_, write)| match write {
+                Write::Create { max_open, .. } => Some(*max_open),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
     /// Commits a batch of creates alone as one statement, [`CREATE_ALONE`],
     /// with their `events` (the columns of `$21`…`$27`, one `created`
     /// event per create, in batch order) and notifying `channel`; answers
-    /// the event counter after it.
+    /// the event counter after it and the ids of the sessions created.
     pub(super) async fn create_alone(
         &self,
         client: &ClientWrapper,
         events: Vec<&(dyn ToSql + Sync)>,
         channel: &str,
-    ) -> Result<i64, Attempt> {
+    ) -> Result<(i64, Vec<String>), Attempt> {
         let statement = client.prepare_cached(CREATE_ALONE).await.map_err(StoreError::from)?;
         let sessions = NewSessions::of(self.creates.iter().map(|(_, write)| *write));
+        let limit = sql_int(self.max_open());
         let mut params = sessions.params();
         params.extend(events);
         params.push(&channel);
+        params.push(&limit);
         let rows = client.query(&statement, &params).await.map_err(|e| Attempt::after(e.into(), true))?;
         let row = rows.first().ok_or_else(|| internal("the event counter answered no row"))?;
-        Ok(row.try_get(0).map_err(StoreError::from)?)
+        let last = row.try_get("last_sequence").map_err(StoreError::from)?;
+        Ok((last, row.try_get("created").map_err(StoreError::from)?))
     }
 
     /// Prepares `BEGIN` and the creates' insert.
@@ -127,15 +172,26 @@ impl<'w> Bulk<'w> {
             true => None,
             false => Some(client.prepare_cached(INSERT_SESSIONS).await?),
         };
-        Ok(Opening { begin, insert, sessions: NewSessions::of(self.creates.iter().map(|(_, write)| *write)) })
+        Ok(Opening {
+            begin,
+            insert,
+            sessions: NewSessions::of(self.creates.iter().map(|(_, write)| *write)),
+            limit: sql_int(self.max_open()),
+        })
     }
 
-    /// Fills in each create's result: if the insert is refused, the
-    /// transaction rolls back and nothing is answered from this attempt.
-    pub(super) fn created(&self, applied: &mut [Option<StoreResult<Applied>>]) {
+    /// Fills in each create's result from the ids of the sessions
+    /// `created`: the others were refused for their tenant's quota. If the
+    /// insert is refused, the transaction rolls back and nothing is
+    /// answered from this attempt.
+    pub(super) fn created(&self, created: &[String], applied: &mut [Option<StoreResult<Applied>>]) {
+        let created: BTreeSet<&str> = created.iter().map(String::as_str).collect();
         for (i, write) in &self.creates {
-            if let Write::Create { event, .. } = write {
-                applied[*i] = Some(Ok(Applied::recorded(event)));
+            if let Write::Create { session, event, max_open, .. } = write {
+                applied[*i] = Some(match created.contains(session.id.as_str()) {
+                    true => Ok(Applied::recorded(event)),
+                    false => Err(StoreError::TenantFull { max: *max_open }),
+                });
             }
         }
     }
@@ -157,7 +213,7 @@ impl<'w> Bulk<'w> {
             self.appends.iter().map(|(_, id, _, _)| id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
 
         let mut pipeline = Pipeline::new(client);
-        opening.push(&mut pipeline);
+        let inserting = opening.push(&mut pipeline);
         let locking = lock.as_ref().map(|lock| pipeline.push(lock, vec![&locked]));
         let mut answers = pipeline.run().await;
         if let Some((failed, cause)) = first_failure(&mut answers) {
@@ -165,7 +221,13 @@ impl<'w> Bulk<'w> {
             return Err(Attempt::after(cause, failed > 0));
         }
 
-        self.created(applied);
+        let inserted = match inserting {
+            Some(at) => std::mem::replace(&mut answers[at], Ok(Vec::new())).map_err(StoreError::from)?,
+            None => Vec::new(),
+        };
+        let created: Vec<String> =
+            inserted.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>().map_err(StoreError::from)?;
+        self.created(&created, applied);
         let rows = match locking {
             Some(at) => answers.swap_remove(at).map_err(StoreError::from)?,
             None => Vec::new(),
@@ -201,15 +263,20 @@ struct Opening<'w> {
     begin: Statement,
     insert: Option<Statement>,
     sessions: NewSessions<'w>,
+    /// Open sessions a tenant may hold (zero: no limit).
+    limit: i64,
 }
 
 impl Opening<'_> {
-    /// Adds `BEGIN` (first) and the creates' insert to `pipeline`.
-    fn push<'a>(&'a self, pipeline: &mut Pipeline<'a>) {
+    /// Adds `BEGIN` (first) and the creates' insert to `pipeline`; answers
+    /// where the insert's answer will be, if there is one.
+    fn push<'a>(&'a self, pipeline: &mut Pipeline<'a>) -> Option<usize> {
         pipeline.push(&self.begin, Vec::new());
-        if let Some(insert) = &self.insert {
-            pipeline.push(insert, self.sessions.params());
-        }
+        self.insert.as_ref().map(|insert| {
+            let mut params = self.sessions.params();
+            params.push(&self.limit);
+            pipeline.push(insert, params)
+        })
     }
 }
 

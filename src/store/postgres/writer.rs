@@ -267,12 +267,11 @@ async fn transact(
     };
     let mut applied: Vec<Option<StoreResult<Applied>>> = writes.iter().map(|_| None).collect();
     if bulk.is_creates_alone(writes.len()) {
-        bulk.created(&mut applied);
-        let applied = settled(applied);
-        let events = NewEvents::of(&applied);
-        let last = bulk.create_alone(client, events.columns(), EVENTS_CHANNEL).await?;
-        let count = sql_int(events.event_type.len());
-        return Ok(answers(applied, last - count + 1..=last));
+        let events = NewEvents::from(bulk.events());
+        let (last, created) = bulk.create_alone(client, events.columns(), EVENTS_CHANNEL).await?;
+        bulk.created(&created, &mut applied);
+        let count = sql_int(created.len());
+        return Ok(answers(settled(applied), last - count + 1..=last));
     }
     let entries = match bulk.begin(client, &mut applied).await {
         Ok(entries) => entries,
@@ -456,7 +455,10 @@ struct NewEvents<'a> {
 
 impl<'a> NewEvents<'a> {
     fn of(applied: &'a [StoreResult<Applied>]) -> Self {
-        let events: Vec<&NewEvent> = applied.iter().flatten().flat_map(|a| &a.events).collect();
+        Self::from(applied.iter().flatten().flat_map(|a| &a.events).collect::<Vec<_>>())
+    }
+
+    fn from(events: Vec<&'a NewEvent>) -> Self {
         NewEvents {
             event_type: events.iter().map(|e| e.event_type.as_str()).collect(),
             session_id: events.iter().map(|e| e.session_id.as_str()).collect(),

@@ -29,6 +29,8 @@ pub(super) enum Write {
         storage_version: i64,
         event: NewEvent,
         request: Option<Box<NewRequest>>,
+        /// Open sessions its tenant may hold (zero: no limit).
+        max_open: u64,
     },
     Activity {
         id: SessionId,
@@ -154,9 +156,15 @@ impl Write {
     /// Runs the write's statements in the open transaction.
     pub(super) async fn apply(&self, tx: &ClientWrapper) -> StoreResult<Applied> {
         match self {
-            Write::Create { session, grants, storage, storage_version, event, request } => {
+            Write::Create { session, grants, storage, storage_version, event, request, max_open } => {
                 if let Some(record) = claim(tx, &session.id, request.as_deref()).await? {
                     return Ok(Applied::replayed(record));
+                }
+                if *max_open > 0 {
+                    let count = tx.prepare_cached("SELECT open FROM tenant_sessions WHERE tenant = $1").await?;
+                    let row = tx.query_opt(&count, &[&session.tenant.as_str()]).await?;
+                    let open = row.as_ref().map_or(Ok(0), |row| unsigned(row, "open"))?;
+                    crate::store::check_tenant_room(open, *max_open)?;
                 }
                 insert_session(tx, session, grants, storage, *storage_version).await?;
                 Ok(Applied::recorded(event))

@@ -73,6 +73,8 @@ pub struct SqliteStore {
     _lock: lock::DirectoryLock,
     /// Entries one session's log may hold (zero: no limit).
     max_log_entries: u64,
+    /// Open sessions one tenant may hold (zero: no limit).
+    max_open_sessions: u64,
 }
 
 impl SqliteStore {
@@ -97,6 +99,7 @@ impl SqliteStore {
             readers,
             _lock: lock,
             max_log_entries: 0,
+            max_open_sessions: 0,
         })
     }
 
@@ -109,6 +112,14 @@ impl SqliteStore {
     /// none, as opened).
     pub fn with_max_log_entries(mut self, max: u64) -> SqliteStore {
         self.max_log_entries = max;
+        self
+    }
+
+    /// The store with a limit of `max` open sessions per tenant (zero:
+    /// none, as opened): a create past it is refused with
+    /// [`StoreError::TenantFull`], counted in the create's own transaction.
+    pub fn with_max_open_sessions_per_tenant(mut self, max: u64) -> SqliteStore {
+        self.max_open_sessions = max;
         self
     }
 }
@@ -140,7 +151,9 @@ impl SessionRecords for SqliteStore {
         let grants = to_json(&session.grants, "grants")?;
         let version = u64::from(!storage.is_empty());
         let values = storage.into_json();
-        self.write(move |conn| writes::create_session(conn, &session, &grants, &values, version, &event)).await
+        let max_open = self.max_open_sessions;
+        self.write(move |conn| writes::create_session(conn, &session, &grants, &values, version, &event, max_open))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session.id))]
@@ -154,8 +167,11 @@ impl SessionRecords for SqliteStore {
         let grants = to_json(&session.grants, "grants")?;
         let version = u64::from(!storage.is_empty());
         let values = storage.into_json();
-        self.write(move |conn| writes::create_session_once(conn, &session, &grants, &values, version, &event, &request))
-            .await
+        let max_open = self.max_open_sessions;
+        self.write(move |conn| {
+            writes::create_session_once(conn, &session, &grants, &values, version, &event, &request, max_open)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -78,7 +78,11 @@ pub(super) fn create_session(
     storage: &str,
     storage_version: u64,
     event: &NewEvent,
+    max_open: u64,
 ) -> StoreResult<Event> {
+    if max_open > 0 {
+        crate::store::check_tenant_room(super::reads::open_sessions_of(conn, session.tenant.as_str())?, max_open)?;
+    }
     insert_session(conn, session, grants, storage, storage_version)?;
     insert_event(conn, event)
 }
@@ -120,11 +124,12 @@ pub(super) fn create_session_once(
     storage_version: u64,
     event: &NewEvent,
     request: &NewRequest,
+    max_open: u64,
 ) -> StoreResult<Once<Event>> {
     if let Some(record) = claim(conn, session.id.as_str(), request)? {
         return Ok(Once::Replayed(record));
     }
-    create_session(conn, session, grants, storage, storage_version, event).map(Once::Done)
+    create_session(conn, session, grants, storage, storage_version, event, max_open).map(Once::Done)
 }
 
 /// [`append_logs`] guarded by `request`.
