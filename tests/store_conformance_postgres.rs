@@ -195,12 +195,10 @@ async fn a_populated_database_of_the_version_before_the_ended_only_end_index_kee
         .get(0);
     assert!(definition.ends_with("WHERE (ended_at IS NOT NULL)"), "{definition}");
     // Start-up's search for request-scoped sessions left open.
-    let request_scoped = SessionFilter {
-        kinds: SessionKind::ALL.iter().copied().filter(|k| k.is_request_scoped()).collect(),
-        open: Some(true),
-        ..SessionFilter::default()
-    };
-    let listed = store.list_sessions(&request_scoped, &PageRequest { after: None, limit: 500 }).await.expect("listed");
+    let listed = store
+        .list_sessions(&SessionFilter::open_request_scoped(), &PageRequest { after: None, limit: 500 })
+        .await
+        .expect("listed");
     assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), [open.id.clone()]);
     // The purge's search, by an end before a time, still walks the index.
     client.batch_execute("SET enable_seqscan = off").await.expect("set");

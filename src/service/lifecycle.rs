@@ -376,7 +376,7 @@ impl Service {
     /// did not shut down. Called at start-up.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn recover_after_crash(&self) -> Result<Vec<SessionId>, Error> {
-        let ended = self.end_matching(request_scoped(), EndReason::ServerCrashed).await?;
+        let ended = self.end_matching(SessionFilter::open_request_scoped(), EndReason::ServerCrashed).await?;
         if !ended.is_empty() {
             tracing::warn!(count = ended.len(), "ended request-scoped sessions left open by an unclean stop");
         }
@@ -386,7 +386,7 @@ impl Service {
     /// Ends request-scoped sessions because sessiond is shutting down.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn end_for_shutdown(&self) -> Result<Vec<SessionId>, Error> {
-        self.end_matching(request_scoped(), EndReason::ServerShutdown).await
+        self.end_matching(SessionFilter::open_request_scoped(), EndReason::ServerShutdown).await
     }
 
     async fn end_matching(&self, filter: SessionFilter, reason: EndReason) -> Result<Vec<SessionId>, Error> {
@@ -403,14 +403,6 @@ impl Service {
                 return Ok(ended);
             }
         }
-    }
-}
-
-fn request_scoped() -> SessionFilter {
-    SessionFilter {
-        kinds: SessionKind::ALL.iter().copied().filter(|k| k.is_request_scoped()).collect(),
-        open: Some(true),
-        ..SessionFilter::default()
     }
 }
 

@@ -119,6 +119,18 @@ pub struct SessionFilter {
     pub ids: Vec<SessionId>,
 }
 
+impl SessionFilter {
+    /// The open sessions of the request-scoped kinds, in every tenant:
+    /// what start-up ends after a crash, and a shutdown before stopping.
+    pub fn open_request_scoped() -> Self {
+        SessionFilter {
+            kinds: SessionKind::ALL.iter().copied().filter(|k| k.is_request_scoped()).collect(),
+            open: Some(true),
+            ..SessionFilter::default()
+        }
+    }
+}
+
 /// A page of a newest-first listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {

@@ -426,12 +426,10 @@ where
     drop(store);
     let started = Instant::now();
     let store = open().await?;
-    let request_scoped = SessionFilter {
-        kinds: SessionKind::ALL.iter().copied().filter(|k| k.is_request_scoped()).collect(),
-        open: Some(true),
-        ..SessionFilter::default()
-    };
-    store.sessions.list_sessions(&request_scoped, &PageRequest { after: None, limit: 500 }).await?;
+    store
+        .sessions
+        .list_sessions(&SessionFilter::open_request_scoped(), &PageRequest { after: None, limit: 500 })
+        .await?;
     let start = started.elapsed();
 
     // An admin's page of ended sessions, none of which has ended.

@@ -627,11 +627,7 @@ mod tests {
 
         migrate(&mut conn).expect("the database migrates");
         // Start-up's search: request-scoped kinds, open, in every tenant.
-        let request_scoped = SessionFilter {
-            kinds: SessionKind::ALL.iter().copied().filter(|k| k.is_request_scoped()).collect(),
-            open: Some(true),
-            ..Default::default()
-        };
+        let request_scoped = SessionFilter::open_request_scoped();
         let (sql, params) =
             crate::store::sqlite::reads::list_query(&request_scoped, &PageRequest { after: None, limit: 500 });
         let listed: Vec<String> = all(&conn, &sql, rusqlite::params_from_iter(&params), session_from_row)
