@@ -34,9 +34,14 @@ roles:
 /// A service over an empty [`MemoryStore`], as `startup` builds one (its
 /// session records cached), with its clock at [`T0`] and `config`.
 fn service_with(config: ServiceConfig) -> (Service, ManualClock, Stores) {
+    service_over(MemoryStore::new(), config)
+}
+
+/// [`service_with`] over `store`, made with limits of its own.
+fn service_over(store: MemoryStore, config: ServiceConfig) -> (Service, ManualClock, Stores) {
     let clock = ManualClock::starting_at(T0);
     let roles = RoleBook::parse(ROLES).expect("the test roles parse");
-    let stores = Stores::of(MemoryStore::new()).cached(1_000);
+    let stores = Stores::of(store).cached(1_000);
     (Service::new(stores.clone(), Arc::new(clock.clone()), roles, config), clock, stores)
 }
 
@@ -233,10 +238,8 @@ async fn another_tenants_session_is_as_unknown_as_a_missing_one() {
 
 #[tokio::test]
 async fn a_tenant_at_its_limit_of_open_sessions_creates_again_once_one_ends() {
-    let clock = ManualClock::starting_at(T0);
-    let roles = RoleBook::parse(ROLES).expect("the test roles parse");
-    let stores = Stores::of(MemoryStore::new().with_max_open_sessions_per_tenant(2)).cached(1_000);
-    let service = Service::new(stores, Arc::new(clock), roles, ServiceConfig::default());
+    let (service, _, _) =
+        service_over(MemoryStore::new().with_max_open_sessions_per_tenant(2), ServiceConfig::default());
     let admin = Caller::open();
     let first = open(&service, &admin, web_user("alice")).await;
     open(&service, &admin, web_user("alice")).await;

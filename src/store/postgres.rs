@@ -710,8 +710,7 @@ impl SessionRecords for PgStore {
     }
 
     async fn open_sessions_of(&self, tenant: &TenantId) -> StoreResult<u64> {
-        let rows = self.query("SELECT open FROM tenant_sessions WHERE tenant = $1", &[&tenant.as_str()]).await?;
-        rows.first().map_or(Ok(0), |row| rows::unsigned(row, "open"))
+        writes::open_sessions(&self.query(writes::OPEN_SESSIONS_OF, &[&tenant.as_str()]).await?)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -161,10 +161,9 @@ impl Write {
                     return Ok(Applied::replayed(record));
                 }
                 if *max_open > 0 {
-                    let count = tx.prepare_cached("SELECT open FROM tenant_sessions WHERE tenant = $1").await?;
-                    let row = tx.query_opt(&count, &[&session.tenant.as_str()]).await?;
-                    let open = row.as_ref().map_or(Ok(0), |row| unsigned(row, "open"))?;
-                    crate::store::check_tenant_room(open, *max_open)?;
+                    let count = tx.prepare_cached(OPEN_SESSIONS_OF).await?;
+                    let rows = tx.query(&count, &[&session.tenant.as_str()]).await?;
+                    crate::store::check_tenant_room(open_sessions(&rows)?, *max_open)?;
                 }
                 insert_session(tx, session, grants, storage, *storage_version).await?;
                 Ok(Applied::recorded(event))
@@ -202,6 +201,15 @@ impl Write {
             }
         }
     }
+}
+
+/// A tenant's count of open sessions (`$1`), kept by the trigger on
+/// `events`; no row: none open.
+pub(super) const OPEN_SESSIONS_OF: &str = "SELECT open FROM tenant_sessions WHERE tenant = $1";
+
+/// What [`OPEN_SESSIONS_OF`] answered.
+pub(super) fn open_sessions(rows: &[tokio_postgres::Row]) -> StoreResult<u64> {
+    rows.first().map_or(Ok(0), |row| unsigned(row, "open"))
 }
 
 /// The writer of `writers` that serves session `id`.

@@ -94,9 +94,9 @@ impl SqliteStore {
             // The caller may have stopped waiting (its deadline passed).
             let _ = answer.send(read(conn));
         });
-        let queue =
-            self.readers.queue.as_ref().ok_or_else(|| crate::store::sql::internal("the embedded store is closed"))?;
-        queue.send(job).map_err(|_| crate::store::sql::internal("the embedded store is closed"))?;
+        let closed = || crate::store::sql::internal("the embedded store is closed");
+        let queue = self.readers.queue.as_ref().ok_or_else(closed)?;
+        queue.send(job).map_err(|_| closed())?;
         match tokio::time::timeout(super::STALL_DEADLINE, answered).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(crate::store::sql::internal("a read of the embedded store failed")),
