@@ -216,6 +216,55 @@ async fn a_populated_database_of_the_version_before_the_ended_only_end_index_kee
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_of_the_version_before_activity_apart_reads_moves_and_purges_activity() {
+    let (db, client) = database_at(13).await;
+    let open = session(SessionKind::WebUser, Some("alice"), T0);
+    let ended = session(SessionKind::WebUser, Some("alice"), T0);
+    for (session, ended_at) in [(&open, None), (&ended, Some(T0.0 + 5))] {
+        insert_earlier_session(&client, session, ended_at).await;
+    }
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 13 database migrates");
+    let at = UnixMillis(T0.0 + 40);
+    store.record_activities(&[(open.id.clone(), at), (ended.id.clone(), at)]).await.expect("written");
+    let read = |id: SessionId| {
+        let store = &store;
+        async move { store.session_by_id(&id).await.expect("read").expect("found").last_active_at }
+    };
+    assert_eq!(read(open.id.clone()).await, at);
+    assert_eq!(read(ended.id.clone()).await, T0, "activity written after the end does not count");
+    // The session's own row is left alone until its expiry is moved.
+    let own: i64 = client
+        .query_one("SELECT last_active_at FROM sessions WHERE id = $1", &[&open.id.as_str()])
+        .await
+        .expect("readable")
+        .get(0);
+    assert_eq!(own, T0.0);
+    let moved = store.move_expiries(&[(open.id.clone(), at), (ended.id.clone(), at)]).await.expect("moved");
+    assert_eq!(moved, 1, "open sessions only");
+    // A session read finds its activity by key.
+    client.batch_execute("SET enable_seqscan = off").await.expect("set");
+    let plan: Vec<String> = client
+        .query("EXPLAIN SELECT last_active_at FROM session_activity AS a WHERE a.id = $1", &[&open.id.as_str()])
+        .await
+        .expect("explained")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(plan.iter().any(|line| line.contains("session_activity_pkey")), "{plan:?}");
+    // The purge takes an ended session's activity with it.
+    store.purge(UnixMillis(T0.0 + 6), UnixMillis(0), UnixMillis(0)).await.expect("purged");
+    let left: Vec<String> = client
+        .query("SELECT id FROM session_activity", &[])
+        .await
+        .expect("readable")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(left, [open.id.as_str().to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_with_log_entries_in_milliseconds_migrates_them_to_microseconds() {
     let (db, client) = database_at(3).await;
     // The schema at version 3, whose client times were milliseconds.

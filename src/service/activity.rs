@@ -27,8 +27,10 @@ use super::Service;
 /// Shards of the tracker, each behind its own lock.
 const SHARDS: usize = 64;
 
-/// Sessions whose activity one store call writes.
-pub const FLUSH_BATCH: usize = 2_000;
+/// Sessions whose activity one store call writes: each call is a
+/// transaction (per writer) and a sync to disk, which costs more than
+/// thousands of activity rows, so shutdown writes a million in a few.
+pub const FLUSH_BATCH: usize = 50_000;
 
 /// What the tracker knows of one session. Updated in place under a shared
 /// lock, so a call on a known session takes no exclusive lock.

@@ -2,8 +2,10 @@
 //! purges ended sessions, their logs and old events after retention.
 //!
 //! The store's view of activity may lag the in-memory one (see
-//! `activity`); a session the store calls due but that was used since has
-//! its activity written instead of being ended.
+//! `activity`), and its expiry index lags the activity it has (written
+//! apart from the session, see `SessionRecords::move_expiries`): a session
+//! the store calls due but that was used since has its expiry moved
+//! instead of being ended.
 //!
 //! Due sessions are read and ended in batches of [`SWEEP_BATCH`], each
 //! batch in one store transaction per writer, so mass expiry costs a
@@ -47,26 +49,25 @@ impl Service {
             let mut ending = Vec::new();
             let mut used = Vec::new();
             for session in &due {
-                let last_active = self.last_active(session);
-                match session.expiry(last_active, now) {
+                match session.expiry(self.last_active(session), now) {
                     Expiry::Due(reason) => ending.push((session, reason)),
-                    Expiry::Open { .. } if self.inner.activity.last_active(session) > session.last_active_at => {
-                        used.push((session.id.clone(), self.inner.activity.last_active(session)));
-                    }
-                    Expiry::Open { .. } => {}
+                    // Used since its stored expiry last moved: activity
+                    // written apart (the session's `last_active_at` as
+                    // read), or held in memory.
+                    Expiry::Open { .. } => used.push((session.id.clone(), self.inner.activity.last_active(session))),
                 }
             }
-            let progressed = !ending.is_empty() || !used.is_empty();
-            // One transaction (per writer) for the batch's ends, one for the
-            // activity of those used since the store last heard of them.
+            // One transaction (per writer) for the batch's ends, one to move
+            // the expiry of those used since.
             report.expired.extend(self.end_many(&ending).await?);
-            if !used.is_empty() {
-                self.stores().sessions.record_activities(&used).await?;
-                for (id, at) in &used {
-                    self.inner.activity.written(id, *at);
-                }
+            let moved = if used.is_empty() { 0 } else { self.stores().sessions.move_expiries(&used).await? };
+            for (id, at) in &used {
+                self.inner.activity.written(id, *at);
             }
-            if count < SWEEP_BATCH || !progressed {
+            // Sessions open only by the allowance for other replicas'
+            // unwritten activity have no expiry to move yet: they are left
+            // for a later sweep.
+            if count < SWEEP_BATCH || (ending.is_empty() && moved == 0) {
                 break;
             }
         }

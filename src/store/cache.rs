@@ -408,6 +408,11 @@ impl SessionRecords for CachedRecords {
         Ok(())
     }
 
+    async fn move_expiries(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<usize> {
+        // The cached record holds no expiry; its activity is known already.
+        self.inner.move_expiries(activity).await
+    }
+
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>> {
         self.inner.list_sessions(filter, page).await
     }

@@ -318,11 +318,24 @@ pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
+    /// Moves the stored expiry of open sessions to follow their activity at
+    /// the times given, so that [`SessionRecords::due_sessions`] stops
+    /// answering them; answers how many moved. A store that writes activity
+    /// apart from the session (the SQL stores) leaves the expiry where it
+    /// was until this is called; one whose expiry always follows its
+    /// activity has nothing to move.
+    async fn move_expiries(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<usize> {
+        let _ = activity;
+        Ok(0)
+    }
+
     /// Sessions matching `filter`, newest first.
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>>;
 
-    /// Open sessions whose stored activity and timeouts put their expiry at
-    /// or before `now`, oldest expiry first.
+    /// Open sessions whose stored expiry is at or before `now`, oldest
+    /// first. Activity recorded since their expiry last moved (see
+    /// [`SessionRecords::move_expiries`]) may put them past `now`: read
+    /// each answer's `last_active_at` before ending it.
     async fn due_sessions(&self, now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>>;
 
     /// Replaces an open session's grants if its grants version is still

@@ -625,7 +625,7 @@ impl SessionRecords for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
     async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
-        self.writers.submit(Write::Activity { id: id.clone(), at }).await.map(drop)
+        self.writers.submit(Write::Activities { activity: vec![(id.clone(), at)] }).await.map(drop)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, reason = %end.reason))]
@@ -665,13 +665,20 @@ impl SessionRecords for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(sessions = activity.len()))]
     async fn record_activities(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
-        let mut split: Vec<Vec<(SessionId, UnixMillis)>> = vec![Vec::new(); WRITERS];
-        for (id, at) in activity {
-            split[writes::writer_of(id, WRITERS)].push((id.clone(), *at));
-        }
-        let writes = split.into_iter().filter(|part| !part.is_empty()).map(|activity| Write::Activities { activity });
+        let writes = by_writer(activity).map(|activity| Write::Activities { activity });
         self.writers.submit_all(writes.collect()).await?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sessions = activity.len()))]
+    async fn move_expiries(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<usize> {
+        let writes = by_writer(activity).map(|activity| Write::Expiries { activity });
+        let mut moved = 0;
+        for Committed { outcome, .. } in self.writers.submit_all(writes.collect()).await? {
+            let Outcome::Moved(count) = outcome else { return Err(internal("a write of expiries answered no count")) };
+            moved += count as usize;
+        }
+        Ok(moved)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -867,6 +874,16 @@ impl Coordination for PgStore {
     fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         Some(self.availability.subscribe())
     }
+}
+
+/// `activity` split by the writer of each session, the empty parts left
+/// out: one write per writer keeps each session's writes in order.
+fn by_writer(activity: &[(SessionId, UnixMillis)]) -> impl Iterator<Item = Vec<(SessionId, UnixMillis)>> {
+    let mut split: Vec<Vec<(SessionId, UnixMillis)>> = vec![Vec::new(); WRITERS];
+    for (id, at) in activity {
+        split[writes::writer_of(id, WRITERS)].push((id.clone(), *at));
+    }
+    split.into_iter().filter(|part| !part.is_empty())
 }
 
 #[cfg(test)]

@@ -27,11 +27,18 @@ pub enum Param {
     Texts(Vec<String>),
 }
 
-/// The columns [`session_from_row`] reads, as a literal for `concat!`.
+/// The columns [`session_from_row`] reads from `sessions` (unaliased), as
+/// a literal for `concat!`. An open session's last activity is the later
+/// of its own and the one written apart in `session_activity`; an end
+/// takes the later one into the session's own (writes after it do not
+/// count).
 macro_rules! session_columns {
     () => {
         "id, token_hash, tenant, kind, user_id, endpoint, method, future_call, client_address, user_agent, created_at, \
-         last_active_at, idle_ms, lifetime_ms, trusted, grants, grants_version, ended_at, end_reason, end_error, \
+         coalesce((SELECT a.last_active_at FROM session_activity AS a WHERE a.id = sessions.id \
+         AND a.last_active_at > sessions.last_active_at AND sessions.ended_at IS NULL), sessions.last_active_at) \
+         AS last_active_at, \
+         idle_ms, lifetime_ms, trusted, grants, grants_version, ended_at, end_reason, end_error, \
          end_stack_trace, log_id, slow"
     };
 }

@@ -89,6 +89,7 @@ metered!(SessionRecords {
     async fn end_session(id: &SessionId, end: &SessionEnd, event: &NewEvent) -> StoreResult<EndOutcome>;
     async fn end_sessions(endings: Vec<Ending>) -> StoreResult<Vec<(SessionId, EndOutcome)>>;
     async fn record_activities(activity: &[(SessionId, UnixMillis)]) -> StoreResult<()>;
+    async fn move_expiries(activity: &[(SessionId, UnixMillis)]) -> StoreResult<usize>;
     async fn list_sessions(filter: &SessionFilter, page: &PageRequest) -> StoreResult<Vec<Session>>;
     async fn due_sessions(now: UnixMillis, limit: usize) -> StoreResult<Vec<Session>>;
     async fn update_grants(

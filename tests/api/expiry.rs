@@ -107,6 +107,30 @@ async fn a_session_used_within_its_timeout_is_not_swept_when_the_stores_activity
 }
 
 #[tokio::test]
+async fn a_session_used_before_a_restart_is_swept_by_its_written_activity_not_its_creation() {
+    // The touch reaches the store at shutdown, after the session's own
+    // expiry was last set (at creation, for 60 s after it): the sweeper
+    // finds it due by that expiry, reads the later activity and moves the
+    // expiry instead of ending it.
+    let mut app = TestApp::spawn_with(manual_sweeps).await;
+    let created = app.create_with(idle_session(60)).await;
+    app.advance(10 * SECOND);
+    app.touch(&created.token).await.expect("open");
+    let mut app = app.restart().await;
+
+    app.advance(55 * SECOND);
+    let report = app.service.sweep_once().await.expect("the sweep runs");
+    assert!(report.expired.is_empty(), "touched 55 s ago with a 60 s idle timeout");
+    let report = app.service.sweep_once().await.expect("the sweep runs");
+    assert!(report.expired.is_empty(), "still touched 55 s ago");
+
+    app.advance(5 * SECOND + default_slack());
+    let report = app.service.sweep_once().await.expect("the sweep runs");
+    assert_eq!(report.expired.len(), 1, "idle 60 s since the touch");
+    assert_ended(&failure(app.get(&created.token).await), "SESSION_EXPIRED");
+}
+
+#[tokio::test]
 async fn a_session_without_timeouts_is_never_swept() {
     let mut app = TestApp::spawn_with(manual_sweeps).await;
     let created = app.create(Kind::StoredProcedure, "batch").await;

@@ -88,6 +88,7 @@ macro_rules! store_conformance_tests {
             ending_many_sessions_records_one_event_each_in_order,
             concurrent_batch_ends_record_one_event_per_session,
             recording_many_activities_moves_each_forward_only,
+            an_end_keeps_the_activity_recorded_before_it,
             open_sessions_are_counted_by_kind_across_tenants,
             open_sessions_are_counted_per_tenant_through_every_opening_and_ending,
         );

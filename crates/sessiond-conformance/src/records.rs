@@ -40,6 +40,20 @@ pub async fn creates_and_finds_a_session_by_token_and_id(store: Stores) {
     assert_eq!(store.sessions.session_by_id(&stranger.id).await.expect("lookup works"), None);
 }
 
+/// The stored expiry of sessions moved to follow the activity read, as
+/// the sweeper moves it (a store that writes activity apart from the
+/// session answers it due until then); answers how many moved.
+async fn move_expiries_of(store: &Stores, sessions: &[&Session]) -> usize {
+    let mut activity = Vec::new();
+    for s in sessions {
+        let read = store.sessions.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
+        activity.push((s.id.clone(), read.last_active_at));
+    }
+    let moved = store.sessions.move_expiries(&activity).await.expect("expiries move");
+    assert_eq!(store.sessions.move_expiries(&activity).await.expect("expiries move"), 0, "moved once only");
+    moved
+}
+
 /// Activity slides the idle expiry forward only, within the lifetime, and only on open sessions.
 pub async fn recording_activity_moves_it_forward_only_and_reschedules_expiry(store: Stores) {
     let mut s = session(SessionKind::WebCall, None, T0);
@@ -57,15 +71,19 @@ pub async fn recording_activity_moves_it_forward_only_and_reschedules_expiry(sto
     store.sessions.record_activity(&s.id, UnixMillis(T0.0 + 10)).await.expect("older activity is ignored");
     let stored = store.sessions.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
     assert_eq!(stored.last_active_at, UnixMillis(T0.0 + 50));
+    move_expiries_of(&store, &[&s]).await;
     assert_eq!(due(149).await, []);
     assert_eq!(due(150).await, [s.id.clone()]);
 
     // The lifetime caps the idle timeout however recent the activity.
     store.sessions.record_activity(&s.id, UnixMillis(T0.0 + 950)).await.expect("activity is recorded");
+    move_expiries_of(&store, &[&s]).await;
     assert_eq!(due(999).await, []);
     assert_eq!(due(1_000).await, [s.id.clone()]);
 
-    // Activity on ended or unknown sessions changes nothing and is no error.
+    // An end keeps the activity recorded before it; activity on ended or
+    // unknown sessions changes nothing and is no error.
+    store.sessions.record_activity(&s.id, UnixMillis(T0.0 + 955)).await.expect("activity is recorded");
     end(&*store.sessions, &s, EndReason::Closed, UnixMillis(T0.0 + 960), false).await;
     store
         .sessions
@@ -73,7 +91,7 @@ pub async fn recording_activity_moves_it_forward_only_and_reschedules_expiry(sto
         .await
         .expect("activity on an ended session is ignored");
     let stored = store.sessions.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
-    assert_eq!(stored.last_active_at, UnixMillis(T0.0 + 950));
+    assert_eq!(stored.last_active_at, UnixMillis(T0.0 + 955));
     assert_eq!(due(10_000).await, []);
     let stranger = session(SessionKind::WebCall, None, T0);
     store.sessions.record_activity(&stranger.id, T0).await.expect("activity on an unknown session is ignored");
@@ -365,6 +383,7 @@ pub async fn recording_many_activities_moves_each_forward_only(store: Stores) {
     assert_eq!(read(&idle).await.last_active_at, at);
     assert_eq!(read(&ahead).await.last_active_at, UnixMillis(T0.0 + 90), "never moved back");
     assert_eq!(read(&ended).await.last_active_at, T0, "ended sessions are left alone");
+    move_expiries_of(&store, &[&idle, &capped, &ahead, &ended]).await;
     let due = |after: i64| {
         let store = store.clone();
         async move {
@@ -375,6 +394,38 @@ pub async fn recording_many_activities_moves_each_forward_only(store: Stores) {
     assert_eq!(due(120).await, ids([&capped]), "the lifetime caps the idle expiry");
     assert_eq!(due(150).await, ids([&capped, &idle]));
     assert_eq!(due(190).await, ids([&capped, &idle, &ahead]));
+}
+
+/// An end keeps the activity recorded before it, alone or in a batch;
+/// activity recorded after it does not count.
+pub async fn an_end_keeps_the_activity_recorded_before_it(store: Stores) {
+    let alone = session(SessionKind::WebUser, Some("alice"), T0);
+    let batched = session(SessionKind::WebUser, Some("alice"), T0);
+    for s in [&alone, &batched] {
+        create(&*store.sessions, s, &StorageMap::new()).await;
+    }
+    let before = UnixMillis(T0.0 + 50);
+    let activity = [(alone.id.clone(), before), (batched.id.clone(), before)];
+    store.sessions.record_activities(&activity).await.expect("activity is recorded");
+
+    end(&*store.sessions, &alone, EndReason::Closed, UnixMillis(T0.0 + 60), false).await;
+    let ended = store
+        .sessions
+        .end_sessions(vec![ending_of(&batched, EndReason::IdleTimeout, UnixMillis(T0.0 + 60), false)])
+        .await
+        .expect("ending many succeeds");
+    assert_eq!(ended.len(), 1);
+    let after = UnixMillis(T0.0 + 70);
+    store
+        .sessions
+        .record_activities(&[(alone.id.clone(), after), (batched.id.clone(), after)])
+        .await
+        .expect("activity after an end is no error");
+
+    for s in [&alone, &batched] {
+        let read = store.sessions.session_by_id(&s.id).await.expect("lookup works").expect("the session exists");
+        assert_eq!(read.last_active_at, before, "{}", s.id);
+    }
 }
 
 /// Open sessions are counted by kind, every tenant's; ended ones are not.

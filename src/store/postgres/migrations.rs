@@ -88,6 +88,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ended_index",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V13__ended_index.sql")),
     },
+    Migration {
+        version: 14,
+        name: "session_activity",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V14__session_activity.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

@@ -11,11 +11,10 @@ use deadpool_postgres::ClientWrapper;
 
 use super::entries::{EntrySession, NewEntries};
 use super::pipeline::Pipeline;
-use super::rows::{end_from_row, end_reason, millis, session_from_row, unsigned};
+use super::rows::{end_from_row, end_reason, millis, unsigned};
 use super::sql_int;
 use crate::clock::UnixMillis;
 use crate::domain::{EndReason, LogEntry, LogId, NewEvent, RequestDigest, Session, SessionEnd, SessionId};
-use crate::store::sql::session_columns;
 use crate::store::{Ending, NewRequest, Purged, RequestRecord, StoreError, StoreResult};
 
 /// One write, with everything it needs already encoded. A create or log
@@ -32,12 +31,13 @@ pub(super) enum Write {
         /// Open sessions its tenant may hold (zero: no limit).
         max_open: u64,
     },
-    Activity {
-        id: SessionId,
-        at: UnixMillis,
-    },
-    /// Activity of many sessions, all of one writer's.
+    /// Activity of sessions, all of one writer's.
     Activities {
+        activity: Vec<(SessionId, UnixMillis)>,
+    },
+    /// Expiries of sessions moved to follow their activity, all of one
+    /// writer's.
+    Expiries {
         activity: Vec<(SessionId, UnixMillis)>,
     },
     End {
@@ -86,6 +86,8 @@ pub(super) enum Outcome {
     /// how it had ended before.
     Ends(Vec<(SessionId, Option<SessionEnd>)>),
     Purged(Purged),
+    /// Sessions whose expiry a write moved.
+    Moved(u64),
     /// A keyed write found its key's live record and did nothing else.
     Replayed(RequestRecord),
 }
@@ -135,12 +137,8 @@ impl Write {
     pub(super) fn writer(&self, writers: usize) -> usize {
         let id = match self {
             Write::Create { .. } => return 0,
-            Write::Activity { id, .. }
-            | Write::End { id, .. }
-            | Write::Grants { id, .. }
-            | Write::Storage { id, .. }
-            | Write::Logs { id, .. } => id,
-            Write::Activities { activity } => match activity.first() {
+            Write::End { id, .. } | Write::Grants { id, .. } | Write::Storage { id, .. } | Write::Logs { id, .. } => id,
+            Write::Activities { activity } | Write::Expiries { activity } => match activity.first() {
                 Some((id, _)) => id,
                 None => return 0,
             },
@@ -168,8 +166,8 @@ impl Write {
                 insert_session(tx, session, grants, storage, *storage_version).await?;
                 Ok(Applied::recorded(event))
             }
-            Write::Activity { id, at } => record_activity(tx, id, *at).await,
             Write::Activities { activity } => record_activities(tx, activity).await,
+            Write::Expiries { activity } => move_expiries(tx, activity).await,
             Write::End { id, end, event } => end_session(tx, id, end, event).await,
             Write::Ends { endings } => end_sessions(tx, endings).await,
             Write::Grants { id, expected_version, grants, event } => {
@@ -354,23 +352,6 @@ async fn insert_session(
     Ok(())
 }
 
-async fn record_activity(tx: &ClientWrapper, id: &SessionId, at: UnixMillis) -> StoreResult<Applied> {
-    let unchanged = Applied::unrecorded();
-    let select = tx
-        .prepare_cached(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = $1 AND ended_at IS NULL AND last_active_at < $2 FOR UPDATE"
-        ))
-        .await?;
-    let Some(row) = tx.query_opt(&select, &[&id.as_str(), &at.0]).await? else { return Ok(unchanged) };
-    let session = session_from_row(&row)?;
-    let update = tx.prepare_cached("UPDATE sessions SET last_active_at = $2, expires_at = $3 WHERE id = $1").await?;
-    tx.execute(&update, &[&id.as_str(), &at.0, &session.expires_at(at).map(|t| t.0)]).await?;
-    // Activity is not announced: other replicas read it when they need it.
-    Ok(unchanged)
-}
-
 /// Marks kept logs' entries failed or slow and makes those not readable
 /// yet readable at this transaction's id, said on `sessiond_logs`: session
 /// ids, failed and slow as three arrays (one element for a single end).
@@ -395,7 +376,8 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
     let update = tx
         .prepare_cached(
             "UPDATE sessions SET ended_at = $2, end_reason = $3, end_error = $4, end_stack_trace = $5, log_id = $6, \
-             slow = $7 WHERE id = $1",
+             slow = $7, last_active_at = GREATEST(last_active_at, (SELECT a.last_active_at \
+             FROM session_activity AS a WHERE a.id = $1 AND a.last_active_at <= $2)) WHERE id = $1",
         )
         .await?;
     tx.execute(
@@ -438,10 +420,37 @@ async fn lock_in_order(tx: &ClientWrapper, ids: &[&str]) -> StoreResult<Vec<toki
     Ok(tx.query(&select, &[&ids]).await?)
 }
 
-/// Moves each open session's activity forward (never back), in one
-/// statement; `expires_at` is recomputed from the row's own timeouts, as
-/// `Session::expires_at` does (`LEAST` skips a `NULL`).
+/// Records activity of sessions at the times given in `session_activity`
+/// (never moving one back), in one statement, in the order of its key: a
+/// narrow row whose update stays on its page, where moving
+/// `last_active_at` in `sessions` moved `expires_at` too, a new version of
+/// the wide row and an entry in every index of the table. Unknown sessions
+/// are left out; the activity of one ended since counts only up to its end
+/// (`session_columns`).
 async fn record_activities(tx: &ClientWrapper, activity: &[(SessionId, UnixMillis)]) -> StoreResult<Applied> {
+    let mut sorted: Vec<&(SessionId, UnixMillis)> = activity.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let ids: Vec<&str> = sorted.iter().map(|(id, _)| id.as_str()).collect();
+    let at: Vec<i64> = sorted.iter().map(|(_, at)| at.0).collect();
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO session_activity AS s (id, last_active_at) \
+             SELECT a.id, max(a.at) FROM unnest($1::text[], $2::int8[]) AS a (id, at) \
+             WHERE EXISTS (SELECT 1 FROM sessions WHERE sessions.id = a.id) GROUP BY a.id ORDER BY a.id \
+             ON CONFLICT (id) DO UPDATE SET last_active_at = excluded.last_active_at \
+             WHERE s.last_active_at < excluded.last_active_at",
+        )
+        .await?;
+    tx.execute(&upsert, &[&ids, &at]).await?;
+    // Activity is not announced: other replicas read it when they need it.
+    Ok(Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Nothing })
+}
+
+/// Moves open sessions' own `last_active_at`, and so their expiry, forward
+/// (never back), in one statement; `expires_at` is recomputed from the
+/// row's own timeouts, as `Session::expires_at` does (`LEAST` skips a
+/// `NULL`). Answers how many moved.
+async fn move_expiries(tx: &ClientWrapper, activity: &[(SessionId, UnixMillis)]) -> StoreResult<Applied> {
     let ids: Vec<&str> = activity.iter().map(|(id, _)| id.as_str()).collect();
     let at: Vec<i64> = activity.iter().map(|(_, at)| at.0).collect();
     lock_in_order(tx, &ids).await?;
@@ -453,9 +462,9 @@ async fn record_activities(tx: &ClientWrapper, activity: &[(SessionId, UnixMilli
              WHERE s.id = a.id AND s.ended_at IS NULL AND s.last_active_at < a.at",
         )
         .await?;
-    tx.execute(&update, &[&ids, &at]).await?;
-    // Activity is not announced: other replicas read it when they need it.
-    Ok(Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Nothing })
+    let moved = tx.execute(&update, &[&ids, &at]).await?;
+    // The cached record holds no expiry: nothing to announce.
+    Ok(Applied { events: Vec::new(), outcome: Outcome::Moved(moved), changed: Changed::Nothing })
 }
 
 /// Ends every open session of `endings` in three statements (lock, update,
@@ -487,7 +496,9 @@ async fn end_sessions(tx: &ClientWrapper, endings: &[Ending]) -> StoreResult<App
     let update = tx
         .prepare_cached(
             "UPDATE sessions AS s SET ended_at = e.ended_at, end_reason = e.end_reason, end_error = e.end_error, \
-             end_stack_trace = e.end_stack_trace, log_id = e.log_id, slow = e.slow \
+             end_stack_trace = e.end_stack_trace, log_id = e.log_id, slow = e.slow, \
+             last_active_at = GREATEST(s.last_active_at, (SELECT a.last_active_at FROM session_activity AS a \
+             WHERE a.id = e.id AND a.last_active_at <= e.ended_at)) \
              FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[]) \
              AS e (id, ended_at, end_reason, end_error, end_stack_trace, log_id, slow) WHERE s.id = e.id",
         )
@@ -571,6 +582,10 @@ async fn purge(
         .prepare_cached("DELETE FROM log_entries WHERE session_id IN (SELECT id FROM sessions WHERE ended_at < $1)")
         .await?;
     tx.execute(&entries, &[&ended_before.0]).await?;
+    let activity = tx
+        .prepare_cached("DELETE FROM session_activity WHERE id IN (SELECT id FROM sessions WHERE ended_at < $1)")
+        .await?;
+    tx.execute(&activity, &[&ended_before.0]).await?;
     let sessions = tx.prepare_cached("DELETE FROM sessions WHERE ended_at < $1").await?;
     let sessions = tx.execute(&sessions, &[&ended_before.0]).await?;
     let events = tx.prepare_cached("DELETE FROM events WHERE at < $1").await?;

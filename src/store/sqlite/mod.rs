@@ -188,8 +188,14 @@ impl SessionRecords for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id))]
     async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
-        let id = id.clone();
-        self.write(move |conn| writes::record_activity(conn, id.as_str(), at)).await
+        let activity = [(id.clone(), at)];
+        self.write(move |conn| writes::record_activities(conn, &activity)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sessions = activity.len()))]
+    async fn move_expiries(&self, activity: &[(SessionId, UnixMillis)]) -> StoreResult<usize> {
+        let activity = activity.to_vec();
+        self.write(move |conn| writes::move_expiries(conn, &activity)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, reason = %end.reason))]

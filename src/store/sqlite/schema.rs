@@ -233,6 +233,18 @@ CREATE INDEX log_entries_continuous_by_time ON log_entries (logged_at, position)
 DROP INDEX sessions_by_end;
 CREATE INDEX sessions_by_end ON sessions (ended_at) WHERE ended_at IS NOT NULL;
 ",
+    "
+-- Activity written apart from the session: a row of a few bytes per
+-- session, where moving last_active_at in sessions rewrote a wide row and
+-- its expiry index entry. A session's last activity is the later of the
+-- two (an activity after its end does not count, store::sql). Its
+-- expires_at, and so sessions_due, follows its own last_active_at only:
+-- the sweeper moves the expiry of a session it finds used since.
+CREATE TABLE session_activity (
+    id TEXT PRIMARY KEY NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    last_active_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+",
 ];
 
 /// The schema version this sessiond brings a database to: its number of
@@ -643,6 +655,44 @@ mod tests {
         let ended_before: i64 =
             conn.query_row("SELECT count(*) FROM sessions WHERE ended_at < 6", [], |row| row.get(0)).expect("counted");
         assert_eq!(ended_before, 1);
+    }
+
+    #[test]
+    fn a_populated_database_of_the_version_before_activity_apart_reads_and_moves_activity_through_keys() {
+        use crate::clock::UnixMillis;
+        use crate::domain::SessionId;
+        use crate::store::sqlite::{reads, writes};
+        let before = 12;
+        let mut conn = database_at(before);
+        insert_sessions(&conn, &[("web_user", None), ("web_user", None), ("web_user", Some(5))]);
+        let [open, other, ended] = [0, 1, 2].map(|n| SessionId::from_stored(format!("{n:032}")));
+
+        migrate(&mut conn).expect("the database migrates");
+        let read = |id: &SessionId| reads::session_by_id(&conn, id).expect("read").expect("found").last_active_at;
+        assert_eq!([read(&open), read(&other), read(&ended)], [UnixMillis(0), UnixMillis(1), UnixMillis(2)]);
+        let unknown = SessionId::generate();
+        let activity = [(open.clone(), UnixMillis(40)), (ended.clone(), UnixMillis(4)), (unknown, UnixMillis(40))];
+        writes::record_activities(&conn, &activity).expect("activity is written");
+        writes::record_activities(&conn, &[(open.clone(), UnixMillis(30))]).expect("older activity is no error");
+        assert_eq!(read(&open), UnixMillis(40));
+        assert_eq!(read(&other), UnixMillis(1));
+        assert_eq!(read(&ended), UnixMillis(2), "activity written after the end does not count");
+        let rows: i64 = conn.query_row("SELECT count(*) FROM session_activity", [], |row| row.get(0)).expect("counted");
+        assert_eq!(rows, 2, "no row for an unknown session");
+
+        // A read finds the activity by its key, never by a scan.
+        let by_token = plan(
+            &conn,
+            concat!("SELECT ", session_columns!(), " FROM sessions WHERE token_hash = ?1"),
+            vec![crate::store::sql::Param::Text(String::new())],
+        );
+        assert!(by_token.contains("SEARCH a USING PRIMARY KEY (id=?)") && !by_token.contains("SCAN"), "{by_token}");
+        let moved = writes::move_expiries(&conn, &[(open.clone(), UnixMillis(40)), (ended.clone(), UnixMillis(6))])
+            .expect("expiries move");
+        assert_eq!(moved, 1, "open sessions only");
+        conn.execute("DELETE FROM sessions WHERE id = ?1", [open.as_str()]).expect("deleted");
+        let rows: i64 = conn.query_row("SELECT count(*) FROM session_activity", [], |row| row.get(0)).expect("counted");
+        assert_eq!(rows, 1, "a session's activity goes with it");
     }
 
     #[test]

@@ -186,27 +186,42 @@ fn insert_session(
     Ok(())
 }
 
-/// Moves an open session's activity, and so its expiry, forward to `at`:
-/// `expires_at` is recomputed from the row's own timeouts, as
-/// `Session::expires_at` does.
-pub(super) fn record_activity(conn: &Connection, id: &str, at: UnixMillis) -> StoreResult<()> {
-    conn.prepare_cached(
+/// Records activity of sessions at the times given, in `session_activity`
+/// (never moving one back), in the order of its key: a row of a few bytes
+/// each, where moving `last_active_at` in `sessions` rewrote a wide row
+/// and its expiry index entry. Unknown sessions are left out; the activity
+/// of one ended since counts only up to its end (`session_columns`).
+pub(super) fn record_activities(conn: &Connection, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
+    let mut sorted: Vec<&(SessionId, UnixMillis)> = activity.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO session_activity (id, last_active_at) \
+         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1) \
+         ON CONFLICT (id) DO UPDATE SET last_active_at = excluded.last_active_at \
+         WHERE excluded.last_active_at > last_active_at",
+    )?;
+    for (id, at) in sorted {
+        upsert.execute(params![id.as_str(), at.0])?;
+    }
+    Ok(())
+}
+
+/// Moves open sessions' own `last_active_at`, and so their expiry, forward
+/// to the times given: `expires_at` is recomputed from the row's own
+/// timeouts, as `Session::expires_at` does. Answers how many moved.
+pub(super) fn move_expiries(conn: &Connection, activity: &[(SessionId, UnixMillis)]) -> StoreResult<usize> {
+    let mut update = conn.prepare_cached(
         "UPDATE sessions SET last_active_at = ?2, expires_at = CASE \
          WHEN idle_ms IS NULL THEN created_at + lifetime_ms \
          WHEN lifetime_ms IS NULL THEN ?2 + idle_ms \
          ELSE min(created_at + lifetime_ms, ?2 + idle_ms) END \
          WHERE id = ?1 AND ended_at IS NULL AND last_active_at < ?2",
-    )?
-    .execute(params![id, at.0])?;
-    Ok(())
-}
-
-/// [`record_activity`] for each session of `activity`.
-pub(super) fn record_activities(conn: &Connection, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
+    )?;
+    let mut moved = 0;
     for (id, at) in activity {
-        record_activity(conn, id.as_str(), *at)?;
+        moved += update.execute(params![id.as_str(), at.0])?;
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// Each named session's end, if it has one (`?1`: a JSON array of ids).
@@ -216,7 +231,9 @@ pub(super) const ENDS_OF_MANY: &str = "SELECT s.id, ended_at, end_reason, end_er
 /// Ends each session of `?1` (a JSON array of `[id, ended_at, reason, error,
 /// stack trace, log id, slow]`).
 pub(super) const END_MANY: &str = "UPDATE sessions SET ended_at = e.ended_at, end_reason = e.end_reason, \
-     end_error = e.end_error, end_stack_trace = e.end_stack_trace, log_id = e.log_id, slow = e.slow \
+     end_error = e.end_error, end_stack_trace = e.end_stack_trace, log_id = e.log_id, slow = e.slow, \
+     last_active_at = max(sessions.last_active_at, coalesce((SELECT a.last_active_at FROM session_activity AS a \
+     WHERE a.id = e.id AND a.last_active_at <= e.ended_at), 0)) \
      FROM (SELECT value ->> 0 AS id, value ->> 1 AS ended_at, value ->> 2 AS end_reason, \
      value ->> 3 AS end_error, value ->> 4 AS end_stack_trace, value ->> 5 AS log_id, value ->> 6 AS slow \
      FROM json_each(?1)) AS e WHERE sessions.id = e.id";
@@ -361,7 +378,8 @@ pub(super) fn end_session(conn: &Connection, id: &str, end: &SessionEnd, event: 
     }
     conn.prepare_cached(
         "UPDATE sessions SET ended_at = ?2, end_reason = ?3, end_error = ?4, end_stack_trace = ?5, log_id = ?6, \
-         slow = ?7 WHERE id = ?1",
+         slow = ?7, last_active_at = max(last_active_at, coalesce((SELECT a.last_active_at FROM session_activity AS a \
+         WHERE a.id = ?1 AND a.last_active_at <= ?2), 0)) WHERE id = ?1",
     )?
     .execute(params![
         id,
