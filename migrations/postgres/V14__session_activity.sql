@@ -10,9 +10,11 @@
 -- so sessions_due, follows its own last_active_at only: the sweeper moves
 -- the expiry of a session it finds used since. Rows go with their session
 -- when the purge deletes it (no foreign key: its check would lock the
--- session's row on every first write).
+-- session's row on every first write). Its id compares as sessions.id does
+-- (collation "C"): with another collation a session read could not look
+-- its activity up by key.
 
 CREATE TABLE session_activity (
-    id text PRIMARY KEY,
-    last_active_at bigint NOT NULL
+    id TEXT COLLATE "C" PRIMARY KEY,
+    last_active_at BIGINT NOT NULL
 );

@@ -8,7 +8,7 @@
 //! ([`Service::run_activity_writer`]), which writes every session so due in
 //! one batch, off the call's path. Each sweep does the same, and shutdown
 //! writes all of it ([`Service::flush_activity`]), in batches of
-//! [`FLUSH_BATCH`]. So activity stays unwritten about one write interval at
+//! [`FLUSH_BATCH`] (shutdown: [`SHUTDOWN_FLUSH_BATCH`]). So activity stays unwritten about one write interval at
 //! most, and the sweeper consults the tracker before ending a session as
 //! idle.
 
@@ -27,10 +27,15 @@ use super::Service;
 /// Shards of the tracker, each behind its own lock.
 const SHARDS: usize = 64;
 
-/// Sessions whose activity one store call writes: each call is a
-/// transaction (per writer) and a sync to disk, which costs more than
-/// thousands of activity rows, so shutdown writes a million in a few.
+/// Sessions whose activity one store call writes while serving: each call
+/// is a transaction (per writer) and a sync to disk, which costs more than
+/// thousands of activity rows, yet holds up the writes queued behind it.
 pub const FLUSH_BATCH: usize = 50_000;
+
+/// The same at shutdown, when no call waits behind it: a batch's rows are
+/// spread over the whole activity table, so each batch rewrites most of its
+/// pages, and fewer batches write fewer pages.
+pub const SHUTDOWN_FLUSH_BATCH: usize = 1_000_000;
 
 /// What the tracker knows of one session. Updated in place under a shared
 /// lock, so a call on a known session takes no exclusive lock.
@@ -190,18 +195,18 @@ impl Service {
     /// Writes every remembered activity the store has not seen yet, as
     /// shutdown does. Answers how many sessions were written.
     pub async fn flush_activity(&self) -> Result<usize, Error> {
-        self.write_activity(self.inner.activity.unwritten(None)).await
+        self.write_activity(self.inner.activity.unwritten(None), SHUTDOWN_FLUSH_BATCH).await
     }
 
     /// Writes remembered activity of sessions last written a write interval
     /// ago or longer, as each sweep and the activity writer do.
     pub(super) async fn flush_stale_activity(&self) -> Result<usize, Error> {
-        self.write_activity(self.inner.activity.unwritten(Some(self.now()))).await
+        self.write_activity(self.inner.activity.unwritten(Some(self.now())), FLUSH_BATCH).await
     }
 
-    async fn write_activity(&self, unwritten: Vec<(SessionId, UnixMillis)>) -> Result<usize, Error> {
+    async fn write_activity(&self, unwritten: Vec<(SessionId, UnixMillis)>, size: usize) -> Result<usize, Error> {
         let count = unwritten.len();
-        for batch in unwritten.chunks(FLUSH_BATCH) {
+        for batch in unwritten.chunks(size) {
             self.stores().sessions.record_activities(batch).await?;
             for (id, at) in batch {
                 self.inner.activity.written(id, *at);

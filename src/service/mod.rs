@@ -41,7 +41,7 @@ mod tests;
 pub mod watch;
 
 use activity::ActivityTracker;
-pub use activity::FLUSH_BATCH;
+pub use activity::SHUTDOWN_FLUSH_BATCH;
 pub use error::Error;
 use locks::SessionLocks;
 pub use page::Page;

@@ -454,7 +454,7 @@ where
     let flush_baseline = started.elapsed().mul_f64(n as f64 / SAMPLE as f64);
     let touched: Vec<(SessionId, UnixMillis)> = rest.iter().map(|id| (id.clone(), at)).collect();
     let started = Instant::now();
-    for batch in touched.chunks(sessiond::service::FLUSH_BATCH) {
+    for batch in touched.chunks(sessiond::service::SHUTDOWN_FLUSH_BATCH) {
         store.sessions.record_activities(batch).await?;
     }
     let flush = started.elapsed();

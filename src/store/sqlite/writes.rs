@@ -500,6 +500,8 @@ pub(super) fn purge(
     requests_before: UnixMillis,
 ) -> StoreResult<Purged> {
     // Log entries go with their sessions: the foreign key cascades.
+    conn.prepare_cached("DELETE FROM session_activity WHERE id IN (SELECT id FROM sessions WHERE ended_at < ?1)")?
+        .execute([ended_before.0])?;
     let sessions = conn.prepare_cached("DELETE FROM sessions WHERE ended_at < ?1")?.execute([ended_before.0])?;
     let events = conn.prepare_cached("DELETE FROM events WHERE at < ?1")?.execute([events_before.0])?;
     let requests = conn.prepare_cached("DELETE FROM request_ids WHERE at < ?1")?.execute([requests_before.0])?;
