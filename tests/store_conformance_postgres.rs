@@ -203,14 +203,8 @@ async fn a_populated_database_of_the_version_before_the_ended_only_end_index_kee
     assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), [open.id.clone()]);
     // The purge's search, by an end before a time, still walks the index.
     client.batch_execute("SET enable_seqscan = off").await.expect("set");
-    let plan: Vec<String> = client
-        .query("EXPLAIN SELECT id FROM sessions WHERE ended_at < $1", &[&(T0.0 + 6)])
-        .await
-        .expect("explained")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert!(plan.iter().any(|line| line.contains("sessions_by_end")), "{plan:?}");
+    let plan = plan_of(&client, &format!("SELECT id FROM sessions WHERE ended_at < {}", T0.0 + 6)).await;
+    assert!(plan.contains("sessions_by_end"), "{plan}");
     let version: i32 =
         client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);
     assert_eq!(version, SCHEMA_VERSION as i32);
@@ -246,12 +240,8 @@ async fn a_populated_database_of_the_version_before_activity_apart_reads_moves_a
     // Every session read (here the sweeper's) finds its activity by key,
     // which it can only if both tables' ids compare alike.
     client.batch_execute("SET enable_seqscan = off").await.expect("set");
-    let (due, _) =
-        sql::due_query(at, 1000, sql::Dialect { placeholder: |n| format!("${n}"), indexed_by: false, arrays: true });
-    let due = due.replace("$1", &at.0.to_string()).replace("$2", "1000");
-    let plan: Vec<String> =
-        client.query(&format!("EXPLAIN {due}"), &[]).await.expect("explained").iter().map(|row| row.get(0)).collect();
-    let plan = plan.join("\n");
+    let (due, _) = sql::due_query(at, 1000, sql::Dialect::POSTGRES);
+    let plan = plan_of(&client, &due.replace("$1", &at.0.to_string()).replace("$2", "1000")).await;
     assert!(plan.contains("session_activity_pkey") && !plan.contains("Seq Scan"), "{plan}");
     // The purge takes an ended session's activity with it.
     store.purge(UnixMillis(T0.0 + 6), UnixMillis(0), UnixMillis(0)).await.expect("purged");
@@ -626,23 +616,13 @@ async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_
         ("kind = 'web_call'", "sessions_by_tenant_kind"),
         ("kind = 'web_call' AND ended_at IS NULL", "sessions_open_by_kind"),
     ] {
-        let sql = format!("EXPLAIN {}", listing.replace("{}", filter));
-        let plan: Vec<String> =
-            client.query(&sql, &[]).await.expect("the plan is readable").iter().map(|row| row.get(0)).collect();
-        let plan = plan.join("\n");
+        let plan = plan_of(&client, &listing.replace("{}", filter)).await;
         assert!(plan.contains(index), "{filter} should use {index}:\n{plan}");
         assert!(!plan.contains("Sort") && !plan.contains("Seq Scan"), "{filter} should neither sort nor scan:\n{plan}");
     }
     let due = "SELECT id FROM sessions WHERE ended_at IS NULL AND expires_at <= 1700000000010 \
                ORDER BY expires_at, id LIMIT 1000";
-    let plan: Vec<String> = client
-        .query(&format!("EXPLAIN {due}"), &[])
-        .await
-        .expect("the plan is readable")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = plan_of(&client, due).await;
     assert!(plan.contains("sessions_due") && !plan.contains("Sort"), "due sessions in index order:\n{plan}");
     // Start-up's listing across tenants: among many open sessions of other
     // kinds, only the request-scoped ones are read (and then sorted).
@@ -658,15 +638,15 @@ async fn a_populated_database_at_version_5_migrates_and_lists_by_state_and_kind_
         .expect("many open sessions are written");
     let recovery = "SELECT id FROM sessions WHERE kind = ANY('{method_call,web_call,method_stream,streaming}') \
                     AND ended_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 500";
-    let plan: Vec<String> = client
-        .query(&format!("EXPLAIN {recovery}"), &[])
-        .await
-        .expect("the plan is readable")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = plan_of(&client, recovery).await;
     assert!(plan.contains("sessions_open_by_kind"), "start-up finds request-scoped sessions by index:\n{plan}");
+}
+
+/// The plan Postgres makes for `query` (parameters written in), one line
+/// per row of `EXPLAIN`.
+async fn plan_of(client: &tokio_postgres::Client, query: &str) -> String {
+    let rows = client.query(&format!("EXPLAIN {query}"), &[]).await.expect("the plan is readable");
+    rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
 }
 
 /// Writes `s` as a session row in a database of any earlier schema version

@@ -8,9 +8,9 @@
 //! ([`Service::run_activity_writer`]), which writes every session so due in
 //! one batch, off the call's path. Each sweep does the same, and shutdown
 //! writes all of it ([`Service::flush_activity`]), in batches of
-//! [`FLUSH_BATCH`] (shutdown: [`SHUTDOWN_FLUSH_BATCH`]). So activity stays unwritten about one write interval at
-//! most, and the sweeper consults the tracker before ending a session as
-//! idle.
+//! [`FLUSH_BATCH`] (shutdown: [`SHUTDOWN_FLUSH_BATCH`]). So activity stays
+//! unwritten about one write interval at most, and the sweeper consults the
+//! tracker before ending a session as idle.
 
 use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicI64, Ordering};

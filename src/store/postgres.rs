@@ -88,7 +88,7 @@ pub use messages::PgMessages;
 pub use migrations::{SCHEMA_VERSION, migrate};
 pub use probe::{Availability, PROBE_INTERVAL};
 
-use super::sql::{internal, session_columns, to_json};
+use super::sql::{Dialect, internal, session_columns, to_json};
 use connect::{Connector, Pooled, Retirement};
 use rows::{Filters, event_from_row, record_from_row, session_from_row};
 use writer::{Committed, Writers};
@@ -788,7 +788,7 @@ impl SessionLogs for PgStore {
         // answered once it has passed them, which takes as long as the
         // transactions before theirs (milliseconds); past SETTLE_WAIT, the
         // page stops before them.
-        let floor = match log_sql::floor_sql(query, |n| format!("${n}"), false) {
+        let floor = match log_sql::floor_sql(query, Dialect::POSTGRES.placeholder, Dialect::POSTGRES.indexed_by) {
             Some((sql, Param::Int(at))) => self.query(&sql, &[&at]).await?.first().map(|r| r.try_get(0)).transpose()?,
             _ => None,
         };

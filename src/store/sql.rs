@@ -72,6 +72,15 @@ pub struct Dialect {
     pub arrays: bool,
 }
 
+impl Dialect {
+    /// Postgres' side of the shared SQL: `$n` placeholders, plans left to
+    /// the planner, lists bound as arrays.
+    pub const POSTGRES: Dialect = Dialect { placeholder: |n| format!("${n}"), indexed_by: false, arrays: true };
+    /// SQLite's side of the shared SQL: `?n` placeholders, and indexes
+    /// named (`INDEXED BY`) since the plans never wait for statistics.
+    pub const SQLITE: Dialect = Dialect { placeholder: |n| format!("?{n}"), indexed_by: true, arrays: false };
+}
+
 /// An internal failure told in the store's own words (never a value).
 pub(crate) fn internal(message: impl Into<String>) -> StoreError {
     StoreError::Internal(message.into().into())

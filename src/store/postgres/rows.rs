@@ -13,10 +13,6 @@ pub(super) use crate::store::sql::{
 };
 use crate::store::{PageRequest, SessionFilter, StoreResult};
 
-/// Postgres' side of the shared SQL: `$n` placeholders, plans left to the
-/// planner.
-const POSTGRES: Dialect = Dialect { placeholder: |n| format!("${n}"), indexed_by: false, arrays: true };
-
 impl Columns for Row {
     fn text(&self, column: &str) -> StoreResult<String> {
         Ok(self.try_get(column)?)
@@ -75,27 +71,27 @@ fn built((sql, params): sql::Query) -> (String, Filters) {
 
 /// A page of the sessions matching `filter`, newest first.
 pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> (String, Filters) {
-    built(sql::list_query(filter, page, POSTGRES))
+    built(sql::list_query(filter, page, Dialect::POSTGRES))
 }
 
 /// Open sessions expired by `now`, oldest expiry first.
 pub(super) fn due_query(now: UnixMillis, limit: usize) -> (String, Filters) {
-    built(sql::due_query(now, limit, POSTGRES))
+    built(sql::due_query(now, limit, Dialect::POSTGRES))
 }
 
 /// Events after sequence `after`, in order, at most `limit`.
 pub(super) fn events_query(after: u64, limit: usize) -> (String, Filters) {
-    built(sql::events_query(after, limit, POSTGRES))
+    built(sql::events_query(after, limit, Dialect::POSTGRES))
 }
 
 /// Events matching `filter` in `(after, upto]`, in order, at most `limit`;
 /// the tenant, session and user are matched by the indexes of V6.
 pub(super) fn matching_events_query(filter: &EventFilter, after: u64, upto: u64, limit: usize) -> (String, Filters) {
-    built(sql::matching_events_query(filter, after, upto, limit, POSTGRES))
+    built(sql::matching_events_query(filter, after, upto, limit, Dialect::POSTGRES))
 }
 
 /// Readable entries matching `query` below `horizon`, in the order they
 /// became readable (see `store::log_sql`).
 pub(super) fn logs_query(query: &LogQuery, horizon: i64) -> (String, Filters) {
-    built(log_sql::logs_sql(query, horizon, POSTGRES.placeholder, POSTGRES.indexed_by))
+    built(log_sql::logs_sql(query, horizon, Dialect::POSTGRES.placeholder, Dialect::POSTGRES.indexed_by))
 }

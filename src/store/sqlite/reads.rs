@@ -17,10 +17,6 @@ use crate::store::{PageRequest, RequestRecord, SessionFilter, StoreError, StoreR
 /// A query's SQL and its parameters in order.
 pub(super) type Query = sql::Query;
 
-/// SQLite's side of the shared SQL: `?n` placeholders, and indexes named
-/// (`INDEXED BY`) since the plans never wait for statistics.
-const SQLITE: Dialect = Dialect { placeholder: |n| format!("?{n}"), indexed_by: true, arrays: false };
-
 impl ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
@@ -80,23 +76,25 @@ pub(super) fn last_event_sequence(conn: &Connection) -> StoreResult<u64> {
 
 /// A page of the sessions matching `filter`, newest first.
 pub(super) fn list_query(filter: &SessionFilter, page: &PageRequest) -> Query {
-    sql::list_query(filter, page, SQLITE)
+    sql::list_query(filter, page, Dialect::SQLITE)
 }
 
 /// Open sessions expired by `now`, oldest expiry first.
 pub(super) fn due_query(now: UnixMillis, limit: usize) -> Query {
-    sql::due_query(now, limit, SQLITE)
+    sql::due_query(now, limit, Dialect::SQLITE)
 }
 
 /// Readable entries matching `query` below `horizon`, in the order they
 /// became readable (see `store::log_sql`).
 pub(super) fn logs_query(query: &LogQuery, horizon: i64) -> Query {
-    log_sql::logs_sql(query, horizon, SQLITE.placeholder, SQLITE.indexed_by)
+    log_sql::logs_sql(query, horizon, Dialect::SQLITE.placeholder, Dialect::SQLITE.indexed_by)
 }
 
 /// Where a walk for `query`'s time range may start (see `store::log_sql`).
 pub(super) fn log_floor(conn: &Connection, query: &LogQuery) -> StoreResult<Option<i64>> {
-    let Some((sql, at)) = log_sql::floor_sql(query, SQLITE.placeholder, SQLITE.indexed_by) else { return Ok(None) };
+    let Some((sql, at)) = log_sql::floor_sql(query, Dialect::SQLITE.placeholder, Dialect::SQLITE.indexed_by) else {
+        return Ok(None);
+    };
     Ok(conn.prepare_cached(&sql)?.query_row([at], |row| row.get(0)).optional()?)
 }
 
@@ -115,13 +113,13 @@ pub(super) fn log_level_reached(conn: &Connection, id: &str, level: LogLevel) ->
 
 /// Events after sequence `after`, in order, at most `limit`.
 pub(super) fn events_query(after: u64, limit: usize) -> Query {
-    sql::events_query(after, limit, SQLITE)
+    sql::events_query(after, limit, Dialect::SQLITE)
 }
 
 /// Events matching `filter` in `(after, upto]`, in order, at most `limit`;
 /// the tenant, session and user are matched by the indexes of step 5 of the schema.
 pub(super) fn matching_events_query(filter: &EventFilter, after: u64, upto: u64, limit: usize) -> Query {
-    sql::matching_events_query(filter, after, upto, limit, SQLITE)
+    sql::matching_events_query(filter, after, upto, limit, Dialect::SQLITE)
 }
 
 /// Runs a built query and converts each row.
