@@ -4,7 +4,9 @@
 //! never a scan of the table nor a sort of what a filter matched. Only the
 //! merge of the (at most five) branches, each at most a page, is sorted.
 //! A time range's starting place is one backward probe of
-//! `log_entries_continuous_by_time`.
+//! `log_entries_continuous_by_time`, its ceiling one forward probe; with a
+//! ceiling each level is walked twice, continuous entries on the filter's
+//! index and kept entries on `log_entries_readable_kept` (or the session's).
 //! `README.md` (Logs) shows the plans.
 
 #[path = "support/postgres.rs"]
@@ -12,7 +14,8 @@ mod postgres_support;
 
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{LogCursor, LogLevel, LogQuery, SessionId, SessionKind, TenantId};
-use sessiond::store::log_sql::{Param, filter_shapes, floor_sql, logs_sql, walked_index};
+use sessiond::store::log_sql::{Param, ceiling_sql, filter_shapes, floor_sql, kept_index, logs_sql, walked_index};
+use sessiond::store::sql::Dialect;
 use sessiond::store::sqlite::{FILE_NAME, SqliteStore};
 
 /// A query with every filter set, for [`filter_shapes`] to pick from.
@@ -29,6 +32,12 @@ fn sample() -> LogQuery {
         slow_only: true,
         ..LogQuery::default()
     }
+}
+
+/// The ceiling a shape's time range is given, as `ceiling_sql` would
+/// find it.
+fn ceiling(query: &LogQuery) -> Option<i64> {
+    query.to.map(|_| 20_000)
 }
 
 fn base() -> LogQuery {
@@ -63,7 +72,7 @@ fn sqlite_plans_search_a_readable_entry_index_in_order_for_every_filter_shape() 
     ))
     .expect("entries are written");
     for query in filter_shapes(&base(), &sample()) {
-        let (sql, params) = logs_sql(&query, i64::MAX, |n| format!("?{n}"), true);
+        let (sql, params) = logs_sql(&query, i64::MAX, ceiling(&query), Dialect::SQLITE);
         let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("the plan is explained");
         let plan: Vec<String> = statement
             .query_map(rusqlite::params_from_iter(params), |row| row.get::<_, String>(3))
@@ -72,7 +81,12 @@ fn sqlite_plans_search_a_readable_entry_index_in_order_for_every_filter_shape() 
             .expect("the plan reads");
         let walks: Vec<&String> = plan.iter().filter(|line| line.contains("log_entries")).collect();
         let levels = 1 + LogLevel::Fatal as usize - query.min_level.unwrap_or(LogLevel::Debug) as usize;
-        assert_eq!(walks.len(), levels, "one walk per level: {plan:#?}");
+        let per_level = 1 + usize::from(ceiling(&query).is_some());
+        assert_eq!(walks.len(), levels * per_level, "one walk per level, two with a ceiling: {plan:#?}");
+        if ceiling(&query).is_some() {
+            let kept = format!("USING INDEX {} (", kept_index(&query));
+            assert!(walks.iter().filter(|walk| walk.contains(&kept)).count() >= levels, "{query:?}\n{plan:#?}");
+        }
         for walk in walks {
             assert!(
                 walk.starts_with("SEARCH log_entries USING INDEX log_entries_readable")
@@ -89,16 +103,18 @@ fn sqlite_plans_search_a_readable_entry_index_in_order_for_every_filter_shape() 
             assert!(!next.contains("TEMP B-TREE"), "a walk is not sorted: {plan:#?}");
         }
     }
-    let (sql, Param::Int(at)) = floor_sql(&sample(), |n| format!("?{n}"), true).expect("a time range has a floor")
-    else {
-        panic!("the floor's parameter is a time")
-    };
-    let plan: Vec<String> = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-        .and_then(|mut s| s.query_map([at], |row| row.get::<_, String>(3))?.collect())
-        .expect("the plan is explained");
-    assert_eq!(plan.len(), 1, "one search, no sort: {plan:#?}");
-    assert!(plan[0].contains("INDEX log_entries_continuous_by_time (logged_at<?)"), "{plan:#?}");
+    for (bound, search) in [
+        (floor_sql(&sample(), Dialect::SQLITE), "(logged_at<?)"),
+        (ceiling_sql(&sample(), Dialect::SQLITE), "(logged_at>?)"),
+    ] {
+        let Some((sql, Param::Int(at))) = bound else { panic!("a time range has a floor and a ceiling") };
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .and_then(|mut s| s.query_map([at], |row| row.get::<_, String>(3))?.collect())
+            .expect("the plan is explained");
+        assert_eq!(plan.len(), 1, "one search, no sort: {plan:#?}");
+        assert!(plan[0].contains(&format!("INDEX log_entries_continuous_by_time {search}")), "{plan:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,20 +127,22 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
         .await
         .expect("entries are written");
     client.batch_execute("SET plan_cache_mode = force_generic_plan").await.expect("set");
-    let (sql, Param::Int(at)) = floor_sql(&sample(), |n| format!("${n}"), false).expect("a time range has a floor")
-    else {
-        panic!("the floor's parameter is a time")
-    };
-    let plan: Vec<String> = client
-        .query(&format!("EXPLAIN {}", sql.replace("$1", &at.to_string())), &[])
-        .await
-        .expect("the plan is explained")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let text = plan.join("\n");
-    assert!(text.contains("Scan Backward using log_entries_continuous_by_time"), "{text}");
-    assert!(!text.contains("Sort") && !text.contains("Seq Scan"), "{text}");
+    for (bound, scan) in [
+        (floor_sql(&sample(), Dialect::POSTGRES), "Scan Backward using log_entries_continuous_by_time"),
+        (ceiling_sql(&sample(), Dialect::POSTGRES), "Scan using log_entries_continuous_by_time"),
+    ] {
+        let Some((sql, Param::Int(at))) = bound else { panic!("a time range has a floor and a ceiling") };
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN {}", sql.replace("$1", &at.to_string())), &[])
+            .await
+            .expect("the plan is explained")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let text = plan.join("\n");
+        assert!(text.contains(scan), "{text}");
+        assert!(!text.contains("Sort") && !text.contains("Seq Scan"), "{text}");
+    }
     // Every shape is explained with the table's statistics, then with none
     // (a table just loaded, not yet analyzed), where a search by session
     // once walked the tenant's index and read every entry of the tenant. A
@@ -158,9 +176,12 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
                 true => format!("using {} on", walked_index(&query)),
                 false => "using log_entries_readable".to_owned(),
             };
+            // With a ceiling, kept entries are walked on their own index.
+            let kept = format!("using {} on", kept_index(&query));
+            let walked = |walk: &&String| walk.contains(&using) || (ceiling(&query).is_some() && walk.contains(&kept));
             assert!(
-                !walks.is_empty() && walks.iter().all(|walk| walk.contains(&using)),
-                "{statistics}: every walk is `{using}`: {query:?}\n{text}"
+                !walks.is_empty() && walks.iter().all(walked),
+                "{statistics}: every walk is `{using}` (or `{kept}`): {query:?}\n{text}"
             );
             // A sort may only be the merge of the branches, above them.
             let first_scan = plan.iter().position(|line| line.contains(" on log_entries")).unwrap_or(0);
@@ -174,7 +195,7 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
 /// The generic plan of `query`'s prepared statement, as sessiond runs it,
 /// one line per row of `EXPLAIN`.
 async fn postgres_plan(client: &tokio_postgres::Client, query: &LogQuery) -> Vec<String> {
-    let (sql, params) = logs_sql(query, i64::MAX, |n| format!("${n}"), false);
+    let (sql, params) = logs_sql(query, i64::MAX, ceiling(query), Dialect::POSTGRES);
     let values: Vec<String> = params
         .into_iter()
         .map(|p| match p {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{LogCursor, LogLevel, LogQuery, SessionId, SessionKind, TenantId};
 use sessiond::store::log_sql::{Param, logs_sql};
+use sessiond::store::sql::Dialect;
 use sessiond::store::sqlite::{FILE_NAME, SqliteStore};
 
 const PAGE: usize = 100;
@@ -215,7 +216,7 @@ fn sqlite_query_logs_at_scale() {
             after: after.map_or(LogCursor::default(), |(p, e)| LogCursor { position: p, entry_id: e }),
             ..query.clone()
         };
-        sqlite_rows(&conn, &logs_sql(&query, i64::MAX, |i| format!("?{i}"), true))
+        sqlite_rows(&conn, &logs_sql(&query, i64::MAX, None, Dialect::SQLITE))
     });
 }
 
@@ -281,7 +282,7 @@ async fn postgres_query_logs_at_scale() {
                 after: after.map_or(LogCursor::default(), |(p, e)| LogCursor { position: p, entry_id: e }),
                 ..query.clone()
             };
-            logs_sql(&query, i64::MAX, |i| format!("${i}"), false)
+            logs_sql(&query, i64::MAX, None, Dialect::POSTGRES)
         })
         .await;
         println!(

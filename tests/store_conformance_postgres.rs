@@ -180,6 +180,59 @@ async fn a_populated_database_of_the_version_before_time_floors_finds_its_entrie
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_of_the_version_before_the_kept_entry_index_finds_kept_entries_past_a_ceiling() {
+    use sessiond::domain::LogQuery;
+    use sessiond::store::log_sql::{KEPT_INDEX, logs_sql};
+    use sessiond::store::sql::Dialect;
+
+    let (db, client) = database_at(14).await;
+    let (live, kept) = (session(SessionKind::Streaming, Some("alice"), T0), session(SessionKind::WebCall, None, T0));
+    insert_earlier_session(&client, &live, None).await;
+    insert_earlier_session(&client, &kept, Some(T0.0 + 2_000 * 60_000)).await;
+    // A thousand continuous entries, one a minute, at positions growing with
+    // their minutes; then a kept log's entry logged at minute 500, readable
+    // at a position above them all (all below the transaction ids a fresh
+    // cluster hands out now).
+    client
+        .batch_execute(&format!(
+            "INSERT INTO log_entries (session_id, sequence, level, message, logged_at, kind, continuous, position) \
+             SELECT '{live}', n, 2, 'm' || n, {t0} + n * 60000, 'streaming', TRUE, n / 10 \
+             FROM generate_series(1, 1000) AS n; \
+             INSERT INTO log_entries (session_id, sequence, level, message, logged_at, kind, continuous, position) \
+             VALUES ('{kept}', 1, 2, 'kept', {t0} + 500 * 60000 + 1, 'web_call', FALSE, 200)",
+            live = live.id.as_str(),
+            kept = kept.id.as_str(),
+            t0 = T0.0
+        ))
+        .await
+        .expect("version 14 entries are written");
+
+    let store = PgStore::connect(db.settings()).await.expect("a version 14 database migrates");
+    let minute = |n: i64| UnixMillis(T0.0 + n * 60_000);
+    let query = LogQuery { from: Some(minute(500)), to: Some(minute(502)), limit: 10, ..LogQuery::default() };
+    let records = store.query_logs(&query).await.expect("queryable").records;
+    let messages: Vec<&str> = records.iter().map(|r| r.entry.message.as_str()).collect();
+    assert_eq!(messages, ["m500", "m501", "kept"]);
+    // The kept entry is found on its own index, past the ceiling (position
+    // 50, minute 503's).
+    let query = LogQuery { tenant: Some(TenantId::default()), ..query };
+    let (mut sql, params) = logs_sql(&query, i64::MAX, Some(50), Dialect::POSTGRES);
+    for (n, param) in params.iter().enumerate().rev() {
+        let value = match param {
+            sql::Param::Int(v) => v.to_string(),
+            sql::Param::Text(t) => format!("'{t}'"),
+            sql::Param::Texts(_) => unreachable!("the log search binds no lists"),
+        };
+        sql = sql.replace(&format!("${}", n + 1), &value);
+    }
+    let plan = plan_of(&client, &sql).await;
+    assert!(plan.contains(&format!("using {KEPT_INDEX} on")), "{plan}");
+    let version: i32 =
+        client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);
+    assert_eq!(version, SCHEMA_VERSION as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_populated_database_of_the_version_before_the_ended_only_end_index_keeps_listing_and_purging() {
     let (db, client) = database_at(12).await;
     let open = session(SessionKind::WebCall, Some("alice"), T0);

@@ -19,9 +19,20 @@
 //! or after `from`: [`floor_sql`] finds the latest such entry through
 //! `log_entries_continuous_by_time`, one index probe, and [`from_floor`]
 //! moves the cursor up to it. The walk then skips only what became
-//! readable within the margin before `from`; past `to` it reads on until
-//! the page is full, as an entry logged before `to` may become readable
-//! much later (a log kept when its session ends).
+//! readable within the margin before `from`.
+//!
+//! The far side is bounded the same way, for continuous entries: the
+//! earliest continuous entry logged `CLOCK_MARGIN` or more after `to` is
+//! positioned at or above every continuous entry logged before `to`
+//! ([`ceiling_sql`]). An entry of a log kept at its session's end may be
+//! logged before `to` and become readable at any later position: with a
+//! ceiling, each level is walked twice, every entry up to the ceiling on
+//! the filter's index, and kept entries above it on
+//! `log_entries_readable_kept` (their session's index for a search by
+//! session), which holds only them. A time range then costs the entries
+//! readable between its floor and its ceiling (those logged within it and
+//! its margins, and kept entries), and the kept entries of that level
+//! readable since, whatever else the store holds after it.
 //!
 //! The indexes, the same on both stores (see their migrations):
 //!
@@ -34,7 +45,8 @@
 //! | `log_entries_readable_failed` | `tenant, level`, failed only | failed only (none of the above) |
 //! | `log_entries_readable_slow` | `tenant, level`, slow only | slow only (none of the above) |
 //! | `log_entries_readable` | `tenant, level` | none of the above |
-//! | `log_entries_continuous_by_time` | `logged_at`, continuous readable only | a time range's floor ([`floor_sql`]) |
+//! | `log_entries_readable_kept` | `tenant, level`, kept (not continuous) only | a time range's kept entries (no session) |
+//! | `log_entries_continuous_by_time` | `logged_at`, continuous readable only | a time range's floor and ceiling ([`floor_sql`], [`ceiling_sql`]) |
 
 use crate::domain::{LogCursor, LogLevel, LogQuery};
 
@@ -45,7 +57,11 @@ use crate::domain::{LogCursor, LogLevel, LogQuery};
 /// `CLOCK_MARGIN` before another is positioned before it.
 pub const CLOCK_MARGIN: i64 = 10_000;
 
+use super::sql::Dialect;
 pub use super::sql::Param;
+
+/// The index holding readable entries of kept logs only (not continuous).
+pub const KEPT_INDEX: &str = "log_entries_readable_kept";
 
 /// The columns each query answers, `log_id` from the entry's session.
 const COLUMNS: &str = "entry_id, position, session_id, sequence, level, message, exception, stack_trace, \
@@ -64,21 +80,26 @@ pub fn walked_index(query: &LogQuery) -> &'static str {
     }
 }
 
-/// Builds the query for `query` over entries below `horizon`, placeholders
-/// written by `placeholder(n)` for the n-th parameter (from 1).
-/// `indexed_by`: name the index (SQLite's `INDEXED BY`), so the plan never
-/// depends on statistics.
-pub fn logs_sql(
-    query: &LogQuery,
-    horizon: i64,
-    placeholder: fn(usize) -> String,
-    indexed_by: bool,
-) -> (String, Vec<Param>) {
+/// Which index a time range's walk of kept entries takes: its session's
+/// when the query names one (a session's entries are few), else
+/// [`KEPT_INDEX`].
+pub fn kept_index(query: &LogQuery) -> &'static str {
+    match query.session_id {
+        Some(_) => "log_entries_readable_by_session",
+        None => KEPT_INDEX,
+    }
+}
+
+/// Builds the query for `query` over entries below `horizon`, continuous
+/// entries at or below `ceiling` when there is one (what [`ceiling_sql`]
+/// answered), in `dialect`.
+pub fn logs_sql(query: &LogQuery, horizon: i64, ceiling: Option<i64>, dialect: Dialect) -> (String, Vec<Param>) {
     let mut params = Vec::new();
     let mut bind = |p: Param| {
         params.push(p);
-        placeholder(params.len())
+        (dialect.placeholder)(params.len())
     };
+    let indexed_by = dialect.indexed_by;
     let mut filters = Vec::new();
     let tenant = query.tenant.as_ref().map(|tenant| bind(Param::Text(tenant.as_str().to_owned())));
     let session = query.session_id.as_ref().map(|id| bind(Param::Text(id.as_str().to_owned())));
@@ -127,18 +148,32 @@ pub fn logs_sql(
     filters.push(format!(
         "position IS NOT NULL AND position < {horizon} AND (position, entry_id) > ({position}, {entry_id})"
     ));
+    // One walk per level; with a ceiling, two: every entry up to it, and
+    // kept entries above it. (The first names no `continuous`, so that
+    // `log_entries_continuous_by_time` never serves it: a walk in time
+    // order would sort every entry of the range.)
+    let walks: Vec<(&str, String)> = match ceiling {
+        None => vec![(walked_index(query), String::new())],
+        Some(ceiling) => {
+            let ceiling = bind(Param::Int(ceiling));
+            vec![
+                (walked_index(query), format!(" AND position <= {ceiling}")),
+                (kept_index(query), format!(" AND NOT continuous AND position > {ceiling}")),
+            ]
+        }
+    };
     let filters = filters.join(" AND ");
-    let index = walked_index(query);
-    let indexed = if indexed_by { format!(" INDEXED BY {index}") } else { String::new() };
     let lowest = query.min_level.unwrap_or(LogLevel::Debug) as i64;
-    let branches: Vec<String> = (lowest..=LogLevel::Fatal as i64)
-        .map(|level| {
-            format!(
-                "SELECT * FROM (SELECT {COLUMNS} FROM log_entries{indexed} WHERE level = {level} AND {filters} \
-                 ORDER BY position, entry_id LIMIT {limit}) AS l{level}"
-            )
-        })
-        .collect();
+    let mut branches = Vec::new();
+    for level in lowest..=LogLevel::Fatal as i64 {
+        for (walk, (index, only)) in walks.iter().enumerate() {
+            let indexed = if indexed_by { format!(" INDEXED BY {index}") } else { String::new() };
+            branches.push(format!(
+                "SELECT * FROM (SELECT {COLUMNS} FROM log_entries{indexed} WHERE level = {level} AND {filters}{only} \
+                 ORDER BY position, entry_id LIMIT {limit}) AS l{level}_{walk}"
+            ));
+        }
+    }
     // The session's log id is looked up for the page's rows alone, once
     // merged: a join of the branches would read (or hash) far more.
     let sql = format!(
@@ -151,18 +186,39 @@ pub fn logs_sql(
 }
 
 /// The query answering the position below which no entry of `query`'s
-/// time range is (see the module's notes), with its parameter, placeholder
-/// `placeholder(1)`; `None` without a lower time bound. It answers no row
+/// time range is (see the module's notes), with its parameter (the first
+/// placeholder); `None` without a lower time bound. It answers no row
 /// when no continuous entry was logged long enough before.
-pub fn floor_sql(query: &LogQuery, placeholder: fn(usize) -> String, indexed_by: bool) -> Option<(String, Param)> {
+pub fn floor_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, Param)> {
     let from = query.from?;
-    let indexed = if indexed_by { " INDEXED BY log_entries_continuous_by_time" } else { "" };
     let sql = format!(
-        "SELECT position FROM log_entries{indexed} WHERE continuous AND position IS NOT NULL AND logged_at < {} \
+        "SELECT position FROM log_entries{} WHERE continuous AND position IS NOT NULL AND logged_at < {} \
          ORDER BY logged_at DESC LIMIT 1",
-        placeholder(1)
+        by_time(dialect),
+        (dialect.placeholder)(1)
     );
     Some((sql, Param::Int(from.0.saturating_sub(CLOCK_MARGIN))))
+}
+
+/// The query answering the position at or below which every continuous
+/// entry of `query`'s time range is (see the module's notes), with its
+/// parameter (the first placeholder); `None` without an upper time
+/// bound. It answers no row when no continuous entry was logged long
+/// enough after: then nothing bounds the walk but the horizon.
+pub fn ceiling_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, Param)> {
+    let to = query.to?;
+    let sql = format!(
+        "SELECT position FROM log_entries{} WHERE continuous AND position IS NOT NULL AND logged_at >= {} \
+         ORDER BY logged_at LIMIT 1",
+        by_time(dialect),
+        (dialect.placeholder)(1)
+    );
+    Some((sql, Param::Int(to.0.saturating_add(CLOCK_MARGIN))))
+}
+
+/// `log_entries_continuous_by_time`, named where the dialect names indexes.
+fn by_time(dialect: Dialect) -> &'static str {
+    if dialect.indexed_by { " INDEXED BY log_entries_continuous_by_time" } else { "" }
 }
 
 /// `query` reading on from `floor` (what [`floor_sql`] answered) when its
@@ -200,6 +256,11 @@ mod tests {
     use super::*;
     use crate::domain::TenantId;
 
+    /// The highest `?n` in `sql`.
+    fn placeholders_in(sql: &str) -> usize {
+        (1..).take_while(|n| sql.contains(&format!("?{n}"))).count()
+    }
+
     #[test]
     fn each_placeholder_has_its_parameter() {
         let query = LogQuery {
@@ -210,23 +271,34 @@ mod tests {
             limit: 10,
             ..LogQuery::default()
         };
-        let (sql, params) = logs_sql(&query, 99, |n| format!("${n}"), false);
+        let (sql, params) = logs_sql(&query, 99, None, Dialect::POSTGRES);
         for n in 1..=params.len() {
             assert!(sql.contains(&format!("${n}")), "{sql}");
         }
         assert!(!sql.contains(&format!("${}", params.len() + 1)));
         assert_eq!(sql.matches("UNION ALL").count(), 2, "warning, error and fatal: {sql}");
-        let (sql, _) = logs_sql(&query, 99, |_| "?".into(), true);
+        let (sql, _) = logs_sql(&query, 99, None, Dialect::SQLITE);
         assert!(sql.contains("INDEXED BY log_entries_readable_by_user"), "{sql}");
+        let (sql, params) = logs_sql(&query, 99, Some(42), Dialect::SQLITE);
+        assert_eq!(placeholders_in(&sql), params.len(), "{sql}");
+        assert_eq!(sql.matches("UNION ALL").count(), 5, "two walks per level: {sql}");
+        assert_eq!(sql.matches("INDEXED BY log_entries_readable_by_user").count(), 3, "{sql}");
+        assert_eq!(sql.matches("INDEXED BY log_entries_readable_kept").count(), 3, "{sql}");
+        assert!(params.contains(&Param::Int(42)), "{params:?}");
     }
 
     #[test]
     fn a_time_range_reads_from_its_floor_and_never_back_from_a_later_cursor() {
         let query = LogQuery { from: Some(crate::clock::UnixMillis(100_000)), limit: 10, ..LogQuery::default() };
-        let (sql, param) = floor_sql(&query, |n| format!("${n}"), false).expect("a lower time bound has a floor");
+        let (sql, param) = floor_sql(&query, Dialect::POSTGRES).expect("a lower time bound has a floor");
         assert!(sql.contains("logged_at < $1"), "{sql}");
         assert_eq!(param, Param::Int(100_000 - CLOCK_MARGIN));
-        assert_eq!(floor_sql(&LogQuery { from: None, ..query.clone() }, |n| format!("${n}"), false), None);
+        assert_eq!(floor_sql(&LogQuery { from: None, ..query.clone() }, Dialect::POSTGRES), None);
+        assert_eq!(ceiling_sql(&query, Dialect::POSTGRES), None, "no upper time bound, no ceiling");
+        let bounded = LogQuery { to: Some(crate::clock::UnixMillis(200_000)), ..query.clone() };
+        let (sql, param) = ceiling_sql(&bounded, Dialect::SQLITE).expect("an upper time bound has a ceiling");
+        assert!(sql.contains("logged_at >= ?1") && sql.contains("INDEXED BY log_entries_continuous_by_time"), "{sql}");
+        assert_eq!(param, Param::Int(200_000 + CLOCK_MARGIN));
         assert_eq!(from_floor(&query, Some(7)).after, LogCursor::below(7));
         assert_eq!(from_floor(&query, None).after, LogCursor::default());
         let later = LogQuery { after: LogCursor { position: 9, entry_id: 1 }, ..query };

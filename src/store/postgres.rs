@@ -329,6 +329,15 @@ impl PgStore {
     async fn query_built(&self, (sql, filters): (String, Filters)) -> StoreResult<Vec<Row>> {
         self.query(&sql, &filters.params()).await
     }
+
+    /// The position a time range's floor or ceiling query answers, if any
+    /// (see `store::log_sql`).
+    async fn time_bound(&self, bound: Option<(String, Param)>) -> StoreResult<Option<i64>> {
+        let Some((sql, Param::Int(at))) = bound else {
+            return Ok(None);
+        };
+        Ok(self.query(&sql, &[&at]).await?.first().map(|r| r.try_get(0)).transpose()?)
+    }
 }
 
 /// What a statement outside the writers needs: the pool, the prober's
@@ -788,11 +797,9 @@ impl SessionLogs for PgStore {
         // answered once it has passed them, which takes as long as the
         // transactions before theirs (milliseconds); past SETTLE_WAIT, the
         // page stops before them.
-        let floor = match log_sql::floor_sql(query, Dialect::POSTGRES.placeholder, Dialect::POSTGRES.indexed_by) {
-            Some((sql, Param::Int(at))) => self.query(&sql, &[&at]).await?.first().map(|r| r.try_get(0)).transpose()?,
-            _ => None,
-        };
-        let built = rows::logs_query(&log_sql::from_floor(query, floor), i64::MAX);
+        let floor = self.time_bound(log_sql::floor_sql(query, Dialect::POSTGRES)).await?;
+        let ceiling = self.time_bound(log_sql::ceiling_sql(query, Dialect::POSTGRES)).await?;
+        let built = rows::logs_query(&log_sql::from_floor(query, floor), i64::MAX, ceiling);
         let waiting = tokio::time::Instant::now();
         loop {
             let horizon = self.reads.log_horizon().await?;

@@ -413,7 +413,7 @@ mod tests {
             after: LogCursor { position: 3, entry_id: 5 },
             limit: 4,
         };
-        let (sql, params) = super::super::log_sql::logs_sql(&query, 7, NUMBERED.placeholder, false);
+        let (sql, params) = super::super::log_sql::logs_sql(&query, 7, Some(9), NUMBERED);
         assert_eq!(placeholders(&sql), params.len());
     }
 }

@@ -228,25 +228,30 @@ pub async fn query_logs_pages_by_entry_id(store: Stores) {
 
 /// A time range answers every entry logged within it, in the order they
 /// became readable: also one whose write was positioned after an entry
-/// logged later (a write that waited), and one whose log was kept long
-/// after; none logged before or after the range, however many.
+/// logged later (a write that waited), and those whose log was kept after,
+/// before or after entries logged past the range's end; none logged before
+/// or after the range, however many.
 pub async fn a_time_range_finds_its_entries_whenever_they_became_readable(store: Stores) {
     let minute = |n: i64| UnixMillis(T0.0 + n * 60_000);
     let live = session(SessionKind::Streaming, Some("dave"), T0);
     let kept = session(SessionKind::WebCall, Some("dave"), T0);
-    for s in [&live, &kept] {
+    let kept_sooner = session(SessionKind::WebCall, Some("erin"), T0);
+    for s in [&live, &kept, &kept_sooner] {
         create(&*store.sessions, s, &StorageMap::new()).await;
     }
     let continuous = |message: &str, at| LogEntry { continuous: true, ..entry(LogLevel::Info, message, at) };
     let before: Vec<_> = (0..50).map(|i| continuous(&format!("before{i}"), minute(i % 3))).collect();
     store.logs.append_logs(&live.id, before.clone()).await.expect("appended");
     store.logs.append_logs(&kept.id, vec![entry(LogLevel::Info, "kept", minute(61))]).await.expect("appended");
+    let sooner = vec![entry(LogLevel::Info, "kept-sooner", minute(62))];
+    store.logs.append_logs(&kept_sooner.id, sooner).await.expect("appended");
     let (from, to) = (minute(60), minute(120));
     // Logged 10 s into the range, then one logged 5 s before it whose
     // write committed later (within `log_sql::CLOCK_MARGIN`).
     store.logs.append_logs(&live.id, vec![continuous("first", UnixMillis(from.0 + 10_000))]).await.expect("appended");
     store.logs.append_logs(&live.id, vec![continuous("late", UnixMillis(from.0 - 5_000))]).await.expect("appended");
     store.logs.append_logs(&live.id, vec![continuous("at-start", from)]).await.expect("appended");
+    end(&*store.sessions, &kept_sooner, EndReason::Closed, minute(119), true).await;
     let after: Vec<_> = (0..50).map(|i| continuous(&format!("after{i}"), minute(120 + i))).collect();
     store.logs.append_logs(&live.id, after.clone()).await.expect("appended");
     end(&*store.sessions, &kept, EndReason::Closed, minute(200), true).await;
@@ -262,7 +267,7 @@ pub async fn a_time_range_finds_its_entries_whenever_they_became_readable(store:
         }
         cursor = page.cursor(cursor, 1);
     }
-    assert_eq!(seen, ["first", "at-start", "kept"]);
+    assert_eq!(seen, ["first", "at-start", "kept-sooner", "kept"]);
     let open_ended = LogQuery { from: Some(minute(121)), to: None, limit: 3, ..LogQuery::default() };
     let records = store.logs.query_logs(&open_ended).await.expect("queryable").records;
     let messages: Vec<_> = records.iter().map(|r| r.entry.message.as_str()).collect();

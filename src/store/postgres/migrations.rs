@@ -93,6 +93,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "session_activity",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V14__session_activity.sql")),
     },
+    Migration {
+        version: 15,
+        name: "log_kept_index",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V15__log_kept_index.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

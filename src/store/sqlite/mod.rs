@@ -308,7 +308,8 @@ impl SessionLogs for SqliteStore {
         self.read(move |conn| {
             let horizon = reads::log_horizon(conn)?;
             let query = log_sql::from_floor(&query, reads::log_floor(conn, &query)?);
-            let records = query_all(conn, reads::logs_query(&query, horizon), record_from_row)?;
+            let ceiling = reads::log_ceiling(conn, &query)?;
+            let records = query_all(conn, reads::logs_query(&query, horizon, ceiling), record_from_row)?;
             Ok(LogPage { records, horizon })
         })
         .await

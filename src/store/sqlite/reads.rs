@@ -84,15 +84,27 @@ pub(super) fn due_query(now: UnixMillis, limit: usize) -> Query {
     sql::due_query(now, limit, Dialect::SQLITE)
 }
 
-/// Readable entries matching `query` below `horizon`, in the order they
-/// became readable (see `store::log_sql`).
-pub(super) fn logs_query(query: &LogQuery, horizon: i64) -> Query {
-    log_sql::logs_sql(query, horizon, Dialect::SQLITE.placeholder, Dialect::SQLITE.indexed_by)
+/// Readable entries matching `query` below `horizon`, continuous ones at
+/// or below `ceiling`, in the order they became readable (see
+/// `store::log_sql`).
+pub(super) fn logs_query(query: &LogQuery, horizon: i64, ceiling: Option<i64>) -> Query {
+    log_sql::logs_sql(query, horizon, ceiling, Dialect::SQLITE)
 }
 
 /// Where a walk for `query`'s time range may start (see `store::log_sql`).
 pub(super) fn log_floor(conn: &Connection, query: &LogQuery) -> StoreResult<Option<i64>> {
-    let Some((sql, at)) = log_sql::floor_sql(query, Dialect::SQLITE.placeholder, Dialect::SQLITE.indexed_by) else {
+    time_bound(conn, log_sql::floor_sql(query, Dialect::SQLITE))
+}
+
+/// Where a walk of continuous entries for `query`'s time range may stop
+/// (see `store::log_sql`).
+pub(super) fn log_ceiling(conn: &Connection, query: &LogQuery) -> StoreResult<Option<i64>> {
+    time_bound(conn, log_sql::ceiling_sql(query, Dialect::SQLITE))
+}
+
+/// The position `bound` (a floor or ceiling query) answers, if any.
+fn time_bound(conn: &Connection, bound: Option<(String, log_sql::Param)>) -> StoreResult<Option<i64>> {
+    let Some((sql, log_sql::Param::Int(at))) = bound else {
         return Ok(None);
     };
     Ok(conn.prepare_cached(&sql)?.query_row([at], |row| row.get(0)).optional()?)

@@ -247,6 +247,14 @@ CREATE TABLE session_activity (
     last_active_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 ",
+    "
+-- A log search by time range walks continuous entries between a floor
+-- and a ceiling found by time (log_entries_continuous_by_time), and the
+-- entries of kept logs, which may become readable long after they were
+-- logged, apart: this index holds those only (store::log_sql).
+CREATE INDEX log_entries_readable_kept ON log_entries (tenant, level, position, entry_id)
+    WHERE position IS NOT NULL AND NOT continuous;
+",
 ];
 
 /// The schema version this sessiond brings a database to: its number of
@@ -600,7 +608,7 @@ mod tests {
             limit: 10,
             ..Default::default()
         };
-        let (sql, params) = crate::store::log_sql::logs_sql(&query, i64::MAX, |n| format!("?{n}"), true);
+        let (sql, params) = crate::store::log_sql::logs_sql(&query, i64::MAX, None, crate::store::sql::Dialect::SQLITE);
         let found: Vec<String> = conn
             .prepare(&sql)
             .and_then(|mut rows| rows.query_map(rusqlite::params_from_iter(&params), |r| r.get("message"))?.collect())
@@ -627,10 +635,51 @@ mod tests {
         // The latest continuous entry logged `CLOCK_MARGIN` (10 s) or more
         // before: minute 499.
         assert_eq!(floor, Some(1_499));
-        let (sql, at) =
-            crate::store::log_sql::floor_sql(&query, |n| format!("?{n}"), true).expect("a time range has a floor");
+        let (sql, at) = crate::store::log_sql::floor_sql(&query, crate::store::sql::Dialect::SQLITE)
+            .expect("a time range has a floor");
         let found = plan(&conn, &sql, vec![at]);
         assert!(found.contains("log_entries_continuous_by_time") && !found.contains("TEMP B-TREE"), "{found}");
+    }
+
+    #[test]
+    fn a_populated_database_of_the_version_before_the_kept_entry_index_finds_kept_entries_past_a_ceiling() {
+        use crate::store::log_sql;
+        use crate::store::sql::Dialect;
+        let before = 13;
+        let mut conn = database_at(before);
+        // Continuous entries a minute apart at growing positions, and a kept
+        // log's entry logged at minute 500, readable at a position above
+        // them all.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF; WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) \
+             INSERT INTO log_entries (session_id, sequence, level, message, logged_at, continuous, position) \
+             SELECT 's', n, 2, 'm' || n, n * 60000, 1, 1000 + n FROM r; \
+             INSERT INTO log_entries (session_id, sequence, level, message, logged_at, continuous, position) \
+             VALUES ('k', 1, 2, 'kept', 500 * 60000 + 1, 0, 5000);",
+        )
+        .expect("entries of the version before are written");
+
+        migrate(&mut conn).expect("the database migrates");
+        let query = crate::domain::LogQuery {
+            tenant: Some(TenantId::default()),
+            from: Some(UnixMillis(500 * 60_000)),
+            to: Some(UnixMillis(502 * 60_000)),
+            limit: 10,
+            ..Default::default()
+        };
+        let ceiling = crate::store::sqlite::reads::log_ceiling(&conn, &query).expect("the ceiling is found");
+        // The earliest continuous entry logged `CLOCK_MARGIN` (10 s) or more
+        // after: minute 503.
+        assert_eq!(ceiling, Some(1_503));
+        let query = log_sql::from_floor(&query, crate::store::sqlite::reads::log_floor(&conn, &query).expect("found"));
+        let (sql, params) = log_sql::logs_sql(&query, i64::MAX, ceiling, Dialect::SQLITE);
+        let found: Vec<String> = conn
+            .prepare(&sql)
+            .and_then(|mut rows| rows.query_map(rusqlite::params_from_iter(&params), |r| r.get("message"))?.collect())
+            .expect("the search runs");
+        assert_eq!(found, ["m500", "m501", "kept"]);
+        let plan = plan(&conn, &sql, params);
+        assert!(plan.contains("USING INDEX log_entries_readable_kept (tenant=? AND level=?"), "{plan}");
     }
 
     #[test]
