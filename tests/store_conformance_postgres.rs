@@ -179,6 +179,42 @@ async fn a_populated_database_of_the_version_before_time_floors_finds_its_entrie
     assert_eq!(version, SCHEMA_VERSION as i32);
 }
 
+/// Start-up's search for request-scoped sessions left open, planned as
+/// sessiond plans its statements (one generic plan), walks the open-by-kind
+/// index however many other sessions are open. With the kinds bound as one
+/// array, the generic plan took them to match every open session and
+/// scanned the table: 485 ms at a million (`BENCHMARKS.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_for_request_scoped_sessions_left_open_walks_an_index_whatever_else_is_open() {
+    let db = fresh_database().await;
+    drop(PgStore::connect(db.settings()).await.expect("a fresh database migrates"));
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "INSERT INTO sessions (id, token_hash, kind, user_id, endpoint, method, future_call, client_address, \
+             user_agent, created_at, last_active_at, trusted, grants, grants_version, storage, storage_version) \
+             SELECT lpad(n::text, 26, '0'), decode(md5(n::text), 'hex'), 'web_user', 'user-' || n % 1000, '', '', \
+             '', '', '', n, n, false, '{}', 0, '{}', 0 FROM generate_series(1, 100000) AS n; \
+             ANALYZE sessions; SET plan_cache_mode = force_generic_plan",
+        )
+        .await
+        .expect("open sessions are written");
+    let page = PageRequest { after: None, limit: 500 };
+    let (query, params) = sql::list_query(&SessionFilter::open_request_scoped(), &page, sql::Dialect::POSTGRES);
+    let values: Vec<String> = params
+        .iter()
+        .map(|p| match p {
+            sql::Param::Int(v) => v.to_string(),
+            sql::Param::Text(t) => format!("'{t}'"),
+            sql::Param::Texts(all) => format!("ARRAY['{}']", all.join("', '")),
+        })
+        .collect();
+    client.batch_execute(&format!("PREPARE recovery AS {query}")).await.expect("prepared");
+    let plan = plan_of(&client, &format!("EXECUTE recovery({})", values.join(", "))).await;
+    assert!(plan.contains("using sessions_open_by_kind on sessions"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_populated_database_of_the_version_before_the_kept_entry_index_finds_kept_entries_past_a_ceiling() {
     use sessiond::domain::LogQuery;

@@ -188,8 +188,11 @@ impl PgSettings {
         // not depend on the values. Postgres may instead plan a statement
         // afresh on every run (a "custom plan"): for the batch of creates
         // that took a fifth of its CPU. A connection string's own
-        // `plan_cache_mode` comes after, and wins.
-        let generic = "-c plan_cache_mode=force_generic_plan";
+        // `plan_cache_mode` comes after, and wins. No JIT either: a plan
+        // Postgres misjudges as large (start-up's search for request-scoped
+        // sessions at a million sessions, before its kinds were written into
+        // the statement) paid 577 ms compiling itself to answer no row.
+        let generic = "-c plan_cache_mode=force_generic_plan -c jit=off";
         let options = match config.get_options() {
             Some(given) => format!("{generic} {given} {timeout}"),
             None => format!("{generic} {timeout}"),
