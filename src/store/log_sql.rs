@@ -141,24 +141,29 @@ pub fn logs_sql(query: &LogQuery, horizon: i64, ceiling: Option<i64>, dialect: D
     if let Some(to) = query.to {
         filters.push(format!("logged_at < {}", bind(Param::Int(to.0))));
     }
-    let horizon = bind(Param::Int(horizon));
-    let position = bind(Param::Int(query.after.position));
-    let entry_id = bind(Param::Int(query.after.entry_id));
     let limit = bind(Param::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    filters.push(format!(
-        "position IS NOT NULL AND position < {horizon} AND (position, entry_id) > ({position}, {entry_id})"
-    ));
-    // One walk per level; with a ceiling, two: every entry up to it, and
-    // kept entries above it. (The first names no `continuous`, so that
-    // `log_entries_continuous_by_time` never serves it: a walk in time
-    // order would sort every entry of the range.)
+    // Each walk's positions: after its cursor and below its bound, one
+    // bound on each side, as SQLite walks an index between one lower and
+    // one upper bound of a column and checks any other on each entry it
+    // reads (two upper bounds, the horizon and a ceiling, had it walk to
+    // the horizon). One walk per level; with a ceiling, two: every entry
+    // up to it, and kept entries above it. (The first names no
+    // `continuous`, so that `log_entries_continuous_by_time` never serves
+    // it: a walk in time order would sort every entry of the range.)
+    let mut walk = |index: &'static str, after: LogCursor, below: i64, only: &str| {
+        let (position, entry_id) = (bind(Param::Int(after.position)), bind(Param::Int(after.entry_id)));
+        let below = bind(Param::Int(below));
+        let bounds =
+            format!("position IS NOT NULL AND position < {below} AND (position, entry_id) > ({position}, {entry_id})");
+        (index, format!("{bounds}{only}"))
+    };
     let walks: Vec<(&str, String)> = match ceiling {
-        None => vec![(walked_index(query), String::new())],
+        None => vec![walk(walked_index(query), query.after, horizon, "")],
         Some(ceiling) => {
-            let ceiling = bind(Param::Int(ceiling));
+            let above = LogCursor::below(ceiling.saturating_add(1));
             vec![
-                (walked_index(query), format!(" AND position <= {ceiling}")),
-                (kept_index(query), format!(" AND NOT continuous AND position > {ceiling}")),
+                walk(walked_index(query), query.after, horizon.min(ceiling.saturating_add(1)), ""),
+                walk(kept_index(query), query.after.max(above), horizon, " AND NOT continuous"),
             ]
         }
     };
@@ -166,10 +171,11 @@ pub fn logs_sql(query: &LogQuery, horizon: i64, ceiling: Option<i64>, dialect: D
     let lowest = query.min_level.unwrap_or(LogLevel::Debug) as i64;
     let mut branches = Vec::new();
     for level in lowest..=LogLevel::Fatal as i64 {
-        for (walk, (index, only)) in walks.iter().enumerate() {
+        for (walk, (index, bounds)) in walks.iter().enumerate() {
             let indexed = if indexed_by { format!(" INDEXED BY {index}") } else { String::new() };
+            let filters = if filters.is_empty() { String::new() } else { format!("{filters} AND ") };
             branches.push(format!(
-                "SELECT * FROM (SELECT {COLUMNS} FROM log_entries{indexed} WHERE level = {level} AND {filters}{only} \
+                "SELECT * FROM (SELECT {COLUMNS} FROM log_entries{indexed} WHERE level = {level} AND {filters}{bounds} \
                  ORDER BY position, entry_id LIMIT {limit}) AS l{level}_{walk}"
             ));
         }
@@ -284,7 +290,14 @@ mod tests {
         assert_eq!(sql.matches("UNION ALL").count(), 5, "two walks per level: {sql}");
         assert_eq!(sql.matches("INDEXED BY log_entries_readable_by_user").count(), 3, "{sql}");
         assert_eq!(sql.matches("INDEXED BY log_entries_readable_kept").count(), 3, "{sql}");
-        assert!(params.contains(&Param::Int(42)), "{params:?}");
+        // One upper bound per walk (SQLite walks to one of them, and
+        // checks the other on every entry): the ceiling's, below the
+        // horizon, or the horizon alone above the ceiling.
+        for branch in sql.split("UNION ALL") {
+            assert_eq!(branch.matches("position < ").count(), 1, "{branch}");
+            assert!(!branch.contains("position <=") && !branch.contains("position >"), "{branch}");
+        }
+        assert!(params.contains(&Param::Int(43)) && params.contains(&Param::Int(99)), "{params:?}");
     }
 
     #[test]
