@@ -90,9 +90,9 @@ pub fn kept_index(query: &LogQuery) -> &'static str {
     }
 }
 
-/// Builds the query for `query` over entries below `horizon`, continuous
-/// entries at or below `ceiling` when there is one (what [`ceiling_sql`]
-/// answered), in `dialect`.
+/// Builds the query for `query` over entries below `horizon`, in
+/// `dialect`; with a `ceiling` (what [`ceiling_sql`] answered), entries at
+/// or below it and kept entries above it.
 pub fn logs_sql(query: &LogQuery, horizon: i64, ceiling: Option<i64>, dialect: Dialect) -> (String, Vec<Param>) {
     let mut params = Vec::new();
     let mut bind = |p: Param| {
