@@ -14,7 +14,7 @@ mod postgres_support;
 
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{LogCursor, LogLevel, LogQuery, SessionId, SessionKind, TenantId};
-use sessiond::store::log_sql::{Param, ceiling_sql, filter_shapes, floor_sql, kept_index, logs_sql, walked_index};
+use sessiond::store::log_sql::{ceiling_sql, filter_shapes, floor_sql, kept_index, logs_sql, walked_index};
 use sessiond::store::sql::Dialect;
 use sessiond::store::sqlite::{FILE_NAME, SqliteStore};
 
@@ -107,7 +107,7 @@ fn sqlite_plans_search_a_readable_entry_index_in_order_for_every_filter_shape() 
         (floor_sql(&sample(), Dialect::SQLITE), "(logged_at<?)"),
         (ceiling_sql(&sample(), Dialect::SQLITE), "(logged_at>?)"),
     ] {
-        let Some((sql, Param::Int(at))) = bound else { panic!("a time range has a floor and a ceiling") };
+        let (sql, at) = bound.expect("a time range has a floor and a ceiling");
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .and_then(|mut s| s.query_map([at], |row| row.get::<_, String>(3))?.collect())
@@ -131,7 +131,7 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
         (floor_sql(&sample(), Dialect::POSTGRES), "Scan Backward using log_entries_continuous_by_time"),
         (ceiling_sql(&sample(), Dialect::POSTGRES), "Scan using log_entries_continuous_by_time"),
     ] {
-        let Some((sql, Param::Int(at))) = bound else { panic!("a time range has a floor and a ceiling") };
+        let (sql, at) = bound.expect("a time range has a floor and a ceiling");
         let plan: Vec<String> = client
             .query(&format!("EXPLAIN {}", sql.replace("$1", &at.to_string())), &[])
             .await
@@ -196,20 +196,5 @@ async fn postgres_plans_scan_a_readable_entry_index_in_order_for_every_filter_sh
 /// one line per row of `EXPLAIN`.
 async fn postgres_plan(client: &tokio_postgres::Client, query: &LogQuery) -> Vec<String> {
     let (sql, params) = logs_sql(query, i64::MAX, ceiling(query), Dialect::POSTGRES);
-    let values: Vec<String> = params
-        .into_iter()
-        .map(|p| match p {
-            Param::Int(n) => n.to_string(),
-            Param::Text(t) => format!("'{}'", t.replace('\'', "''")),
-            Param::Texts(_) => unreachable!("the log search binds no lists"),
-        })
-        .collect();
-    client.batch_execute(&format!("DEALLOCATE ALL; PREPARE shape AS {sql}")).await.expect("prepared");
-    client
-        .query(&format!("EXPLAIN EXECUTE shape({})", values.join(", ")), &[])
-        .await
-        .expect("the plan is explained")
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
+    postgres_support::explain_prepared(client, &sql, &params).await
 }

@@ -201,16 +201,7 @@ async fn the_search_for_request_scoped_sessions_left_open_walks_an_index_whateve
         .expect("open sessions are written");
     let page = PageRequest { after: None, limit: 500 };
     let (query, params) = sql::list_query(&SessionFilter::open_request_scoped(), &page, sql::Dialect::POSTGRES);
-    let values: Vec<String> = params
-        .iter()
-        .map(|p| match p {
-            sql::Param::Int(v) => v.to_string(),
-            sql::Param::Text(t) => format!("'{t}'"),
-            sql::Param::Texts(all) => format!("ARRAY['{}']", all.join("', '")),
-        })
-        .collect();
-    client.batch_execute(&format!("PREPARE recovery AS {query}")).await.expect("prepared");
-    let plan = plan_of(&client, &format!("EXECUTE recovery({})", values.join(", "))).await;
+    let plan = postgres_support::explain_prepared(&client, &query, &params).await.join("\n");
     assert!(plan.contains("using sessions_open_by_kind on sessions"), "{plan}");
     assert!(!plan.contains("Seq Scan"), "{plan}");
 }
@@ -252,16 +243,8 @@ async fn a_populated_database_of_the_version_before_the_kept_entry_index_finds_k
     // The kept entry is found on its own index, past the ceiling (position
     // 50, minute 503's).
     let query = LogQuery { tenant: Some(TenantId::default()), ..query };
-    let (mut sql, params) = logs_sql(&query, i64::MAX, Some(50), Dialect::POSTGRES);
-    for (n, param) in params.iter().enumerate().rev() {
-        let value = match param {
-            sql::Param::Int(v) => v.to_string(),
-            sql::Param::Text(t) => format!("'{t}'"),
-            sql::Param::Texts(_) => unreachable!("the log search binds no lists"),
-        };
-        sql = sql.replace(&format!("${}", n + 1), &value);
-    }
-    let plan = plan_of(&client, &sql).await;
+    let (sql, params) = logs_sql(&query, i64::MAX, Some(50), Dialect::POSTGRES);
+    let plan = postgres_support::explain_prepared(&client, &sql, &params).await.join("\n");
     assert!(plan.contains(&format!("using {KEPT_INDEX} on")), "{plan}");
     let version: i32 =
         client.query_one("SELECT max(version) FROM schema_migrations", &[]).await.expect("readable").get(0);

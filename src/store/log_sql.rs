@@ -160,20 +160,20 @@ pub fn logs_sql(query: &LogQuery, horizon: i64, ceiling: Option<i64>, dialect: D
     let walks: Vec<(&str, String)> = match ceiling {
         None => vec![walk(walked_index(query), query.after, horizon, "")],
         Some(ceiling) => {
-            let above = LogCursor::below(ceiling.saturating_add(1));
+            let past = ceiling.saturating_add(1);
             vec![
-                walk(walked_index(query), query.after, horizon.min(ceiling.saturating_add(1)), ""),
-                walk(kept_index(query), query.after.max(above), horizon, " AND NOT continuous"),
+                walk(walked_index(query), query.after, horizon.min(past), ""),
+                walk(kept_index(query), query.after.max(LogCursor::below(past)), horizon, " AND NOT continuous"),
             ]
         }
     };
-    let filters = filters.join(" AND ");
+    // The filters before each walk's bounds.
+    let filters: String = filters.iter().map(|filter| format!("{filter} AND ")).collect();
     let lowest = query.min_level.unwrap_or(LogLevel::Debug) as i64;
     let mut branches = Vec::new();
     for level in lowest..=LogLevel::Fatal as i64 {
         for (walk, (index, bounds)) in walks.iter().enumerate() {
             let indexed = if indexed_by { format!(" INDEXED BY {index}") } else { String::new() };
-            let filters = if filters.is_empty() { String::new() } else { format!("{filters} AND ") };
             branches.push(format!(
                 "SELECT * FROM (SELECT {COLUMNS} FROM log_entries{indexed} WHERE level = {level} AND {filters}{bounds} \
                  ORDER BY position, entry_id LIMIT {limit}) AS l{level}_{walk}"
@@ -192,10 +192,10 @@ pub fn logs_sql(query: &LogQuery, horizon: i64, ceiling: Option<i64>, dialect: D
 }
 
 /// The query answering the position below which no entry of `query`'s
-/// time range is (see the module's notes), with its parameter (the first
-/// placeholder); `None` without a lower time bound. It answers no row
+/// time range is (see the module's notes), with the time bound to its one
+/// placeholder; `None` without a lower time bound. It answers no row
 /// when no continuous entry was logged long enough before.
-pub fn floor_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, Param)> {
+pub fn floor_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, i64)> {
     let from = query.from?;
     let sql = format!(
         "SELECT position FROM log_entries{} WHERE continuous AND position IS NOT NULL AND logged_at < {} \
@@ -203,15 +203,15 @@ pub fn floor_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, Param)> 
         by_time(dialect),
         (dialect.placeholder)(1)
     );
-    Some((sql, Param::Int(from.0.saturating_sub(CLOCK_MARGIN))))
+    Some((sql, from.0.saturating_sub(CLOCK_MARGIN)))
 }
 
 /// The query answering the position at or below which every continuous
-/// entry of `query`'s time range is (see the module's notes), with its
-/// parameter (the first placeholder); `None` without an upper time
+/// entry of `query`'s time range is (see the module's notes), with the
+/// time bound to its one placeholder; `None` without an upper time
 /// bound. It answers no row when no continuous entry was logged long
 /// enough after: then nothing bounds the walk but the horizon.
-pub fn ceiling_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, Param)> {
+pub fn ceiling_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, i64)> {
     let to = query.to?;
     let sql = format!(
         "SELECT position FROM log_entries{} WHERE continuous AND position IS NOT NULL AND logged_at >= {} \
@@ -219,7 +219,7 @@ pub fn ceiling_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, Param)
         by_time(dialect),
         (dialect.placeholder)(1)
     );
-    Some((sql, Param::Int(to.0.saturating_add(CLOCK_MARGIN))))
+    Some((sql, to.0.saturating_add(CLOCK_MARGIN)))
 }
 
 /// `log_entries_continuous_by_time`, named where the dialect names indexes.
@@ -303,15 +303,15 @@ mod tests {
     #[test]
     fn a_time_range_reads_from_its_floor_and_never_back_from_a_later_cursor() {
         let query = LogQuery { from: Some(crate::clock::UnixMillis(100_000)), limit: 10, ..LogQuery::default() };
-        let (sql, param) = floor_sql(&query, Dialect::POSTGRES).expect("a lower time bound has a floor");
+        let (sql, at) = floor_sql(&query, Dialect::POSTGRES).expect("a lower time bound has a floor");
         assert!(sql.contains("logged_at < $1"), "{sql}");
-        assert_eq!(param, Param::Int(100_000 - CLOCK_MARGIN));
+        assert_eq!(at, 100_000 - CLOCK_MARGIN);
         assert_eq!(floor_sql(&LogQuery { from: None, ..query.clone() }, Dialect::POSTGRES), None);
         assert_eq!(ceiling_sql(&query, Dialect::POSTGRES), None, "no upper time bound, no ceiling");
         let bounded = LogQuery { to: Some(crate::clock::UnixMillis(200_000)), ..query.clone() };
-        let (sql, param) = ceiling_sql(&bounded, Dialect::SQLITE).expect("an upper time bound has a ceiling");
+        let (sql, at) = ceiling_sql(&bounded, Dialect::SQLITE).expect("an upper time bound has a ceiling");
         assert!(sql.contains("logged_at >= ?1") && sql.contains("INDEXED BY log_entries_continuous_by_time"), "{sql}");
-        assert_eq!(param, Param::Int(200_000 + CLOCK_MARGIN));
+        assert_eq!(at, 200_000 + CLOCK_MARGIN);
         assert_eq!(from_floor(&query, Some(7)).after, LogCursor::below(7));
         assert_eq!(from_floor(&query, None).after, LogCursor::default());
         let later = LogQuery { after: LogCursor { position: 9, entry_id: 1 }, ..query };

@@ -58,7 +58,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::log_sql::{self, Param};
+use super::log_sql;
 use super::{
     BoxError, Coordination, EndOutcome, Ending, EventLog, NewRequest, Once, PageRequest, Purged, RequestRecord,
     SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
@@ -335,8 +335,8 @@ impl PgStore {
 
     /// The position a time range's floor or ceiling query answers, if any
     /// (see `store::log_sql`).
-    async fn time_bound(&self, bound: Option<(String, Param)>) -> StoreResult<Option<i64>> {
-        let Some((sql, Param::Int(at))) = bound else {
+    async fn time_bound(&self, bound: Option<(String, i64)>) -> StoreResult<Option<i64>> {
+        let Some((sql, at)) = bound else {
             return Ok(None);
         };
         Ok(self.query(&sql, &[&at]).await?.first().map(|r| r.try_get(0)).transpose()?)

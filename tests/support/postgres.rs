@@ -770,3 +770,31 @@ extern "C" fn discard_shared_tls_cluster() {
         cluster.discard();
     }
 }
+
+/// `EXPLAIN` of `sql` prepared (every earlier statement deallocated) and
+/// run with `params`, one line per row: the plan sessiond's statement gets,
+/// generic when the session forces generic plans. Lists bind as arrays.
+pub async fn explain_prepared(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[sessiond::store::sql::Param],
+) -> Vec<String> {
+    use sessiond::store::sql::Param;
+    let quoted = |t: &str| format!("'{}'", t.replace('\'', "''"));
+    let values: Vec<String> = params
+        .iter()
+        .map(|p| match p {
+            Param::Int(n) => n.to_string(),
+            Param::Text(t) => quoted(t),
+            Param::Texts(all) => format!("ARRAY[{}]", all.iter().map(|t| quoted(t)).collect::<Vec<_>>().join(", ")),
+        })
+        .collect();
+    client.batch_execute(&format!("DEALLOCATE ALL; PREPARE explained AS {sql}")).await.expect("prepared");
+    client
+        .query(&format!("EXPLAIN EXECUTE explained({})", values.join(", ")), &[])
+        .await
+        .expect("the plan is explained")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}

@@ -90,9 +90,9 @@ pub(super) fn matching_events_query(filter: &EventFilter, after: u64, upto: u64,
     built(sql::matching_events_query(filter, after, upto, limit, Dialect::POSTGRES))
 }
 
-/// Readable entries matching `query` below `horizon`, continuous ones at
-/// or below `ceiling`, in the order they became readable (see
-/// `store::log_sql`).
+/// Readable entries matching `query` below `horizon` (with a `ceiling`:
+/// at or below it, and kept entries above it), in the order they became
+/// readable (see `store::log_sql`).
 pub(super) fn logs_query(query: &LogQuery, horizon: i64, ceiling: Option<i64>) -> (String, Filters) {
     built(log_sql::logs_sql(query, horizon, ceiling, Dialect::POSTGRES))
 }

@@ -84,9 +84,9 @@ pub(super) fn due_query(now: UnixMillis, limit: usize) -> Query {
     sql::due_query(now, limit, Dialect::SQLITE)
 }
 
-/// Readable entries matching `query` below `horizon`, continuous ones at
-/// or below `ceiling`, in the order they became readable (see
-/// `store::log_sql`).
+/// Readable entries matching `query` below `horizon` (with a `ceiling`:
+/// at or below it, and kept entries above it), in the order they became
+/// readable (see `store::log_sql`).
 pub(super) fn logs_query(query: &LogQuery, horizon: i64, ceiling: Option<i64>) -> Query {
     log_sql::logs_sql(query, horizon, ceiling, Dialect::SQLITE)
 }
@@ -103,8 +103,8 @@ pub(super) fn log_ceiling(conn: &Connection, query: &LogQuery) -> StoreResult<Op
 }
 
 /// The position `bound` (a floor or ceiling query) answers, if any.
-fn time_bound(conn: &Connection, bound: Option<(String, log_sql::Param)>) -> StoreResult<Option<i64>> {
-    let Some((sql, log_sql::Param::Int(at))) = bound else {
+fn time_bound(conn: &Connection, bound: Option<(String, i64)>) -> StoreResult<Option<i64>> {
+    let Some((sql, at)) = bound else {
         return Ok(None);
     };
     Ok(conn.prepare_cached(&sql)?.query_row([at], |row| row.get(0)).optional()?)

@@ -457,6 +457,13 @@ mod tests {
     }
 
     /// The plan SQLite picks for `sql`, one line per step.
+    /// The `message` of each row a log search answers.
+    fn messages(conn: &Connection, sql: &str, params: &[crate::store::sql::Param]) -> Vec<String> {
+        conn.prepare(sql)
+            .and_then(|mut rows| rows.query_map(rusqlite::params_from_iter(params), |r| r.get("message"))?.collect())
+            .expect("the search runs")
+    }
+
     fn plan(conn: &Connection, sql: &str, params: Vec<crate::store::sql::Param>) -> String {
         conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .and_then(|mut plan| {
@@ -609,10 +616,7 @@ mod tests {
             ..Default::default()
         };
         let (sql, params) = crate::store::log_sql::logs_sql(&query, i64::MAX, None, crate::store::sql::Dialect::SQLITE);
-        let found: Vec<String> = conn
-            .prepare(&sql)
-            .and_then(|mut rows| rows.query_map(rusqlite::params_from_iter(&params), |r| r.get("message"))?.collect())
-            .expect("the search runs");
+        let found = messages(&conn, &sql, &params);
         assert_eq!(found, ["at checkout"]);
         let plan = plan(&conn, &sql, params);
         assert!(plan.contains("USING INDEX log_entries_readable_by_endpoint (tenant=? AND endpoint=?"), "{plan}");
@@ -637,7 +641,7 @@ mod tests {
         assert_eq!(floor, Some(1_499));
         let (sql, at) = crate::store::log_sql::floor_sql(&query, crate::store::sql::Dialect::SQLITE)
             .expect("a time range has a floor");
-        let found = plan(&conn, &sql, vec![at]);
+        let found = plan(&conn, &sql, vec![crate::store::sql::Param::Int(at)]);
         assert!(found.contains("log_entries_continuous_by_time") && !found.contains("TEMP B-TREE"), "{found}");
     }
 
@@ -673,10 +677,7 @@ mod tests {
         assert_eq!(ceiling, Some(1_503));
         let query = log_sql::from_floor(&query, crate::store::sqlite::reads::log_floor(&conn, &query).expect("found"));
         let (sql, params) = log_sql::logs_sql(&query, i64::MAX, ceiling, Dialect::SQLITE);
-        let found: Vec<String> = conn
-            .prepare(&sql)
-            .and_then(|mut rows| rows.query_map(rusqlite::params_from_iter(&params), |r| r.get("message"))?.collect())
-            .expect("the search runs");
+        let found = messages(&conn, &sql, &params);
         assert_eq!(found, ["m500", "m501", "kept"]);
         let plan = plan(&conn, &sql, params);
         assert!(plan.contains("USING INDEX log_entries_readable_kept (tenant=? AND level=?"), "{plan}");
