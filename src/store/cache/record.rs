@@ -167,8 +167,10 @@ pub struct CachedRecord {
 }
 
 impl Packed {
-    /// The record read in place, with its id.
-    pub(super) fn read(&self, id: SessionId) -> CachedRecord {
+    /// The record read in place, with its id. Takes the record the cache
+    /// handed out rather than cloning it again: each clone and drop writes
+    /// the shared counts, on every core that reads the session.
+    pub(super) fn read(self, id: SessionId) -> CachedRecord {
         let bytes: &[u8] = &self.0;
         let mut input = Reader(bytes);
         let at = |input: &Reader<'_>| bytes.len() - input.0.len();
@@ -207,7 +209,7 @@ impl Packed {
         let timing = Timing { created_at, last_active_at, idle_timeout, lifetime };
         CachedRecord {
             id,
-            packed: self.clone(),
+            packed: self,
             tenant,
             kind,
             user_id,
