@@ -285,7 +285,8 @@ pub trait SessionRecords: Send + Sync + fmt::Debug + 'static {
     /// Moves an open session's `last_active_at` forward to `at` (never
     /// back). No event, and no notification to other processes: they read
     /// activity from the store when they need it. Ended or unknown sessions
-    /// are left alone.
+    /// are left alone: activity after an end does not count, and activity
+    /// of an unknown session may be written but is never read.
     async fn record_activity(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()>;
 
     /// Ends an open session with `end` and records `event`. When

@@ -424,9 +424,11 @@ async fn lock_in_order(tx: &ClientWrapper, ids: &[&str]) -> StoreResult<Vec<toki
 /// (never moving one back), in one statement, in the order of its key: a
 /// narrow row whose update stays on its page, where moving
 /// `last_active_at` in `sessions` moved `expires_at` too, a new version of
-/// the wide row and an entry in every index of the table. Unknown sessions
-/// are left out; the activity of one ended since counts only up to its end
-/// (`session_columns`).
+/// the wide row and an entry in every index of the table. Rows are written
+/// without looking their session up: a row whose session is gone is never
+/// read, as every read starts from the session, and the purge deletes a
+/// session's row with it. The activity of a session ended since counts only
+/// up to its end (`session_columns`).
 async fn record_activities(tx: &ClientWrapper, activity: &[(SessionId, UnixMillis)]) -> StoreResult<Applied> {
     let mut sorted: Vec<&(SessionId, UnixMillis)> = activity.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
@@ -436,7 +438,7 @@ async fn record_activities(tx: &ClientWrapper, activity: &[(SessionId, UnixMilli
         .prepare_cached(
             "INSERT INTO session_activity AS s (id, last_active_at) \
              SELECT a.id, max(a.at) FROM unnest($1::text[], $2::int8[]) AS a (id, at) \
-             WHERE EXISTS (SELECT 1 FROM sessions WHERE sessions.id = a.id) GROUP BY a.id ORDER BY a.id \
+             GROUP BY a.id ORDER BY a.id \
              ON CONFLICT (id) DO UPDATE SET last_active_at = excluded.last_active_at \
              WHERE s.last_active_at < excluded.last_active_at",
         )
