@@ -800,8 +800,11 @@ impl SessionLogs for PgStore {
         // answered once it has passed them, which takes as long as the
         // transactions before theirs (milliseconds); past SETTLE_WAIT, the
         // page stops before them.
-        let floor = self.time_bound(log_sql::floor_sql(query, Dialect::POSTGRES)).await?;
-        let ceiling = self.time_bound(log_sql::ceiling_sql(query, Dialect::POSTGRES)).await?;
+        // A time range's two bounds, each one probe, on two connections at once.
+        let (floor, ceiling) = tokio::try_join!(
+            self.time_bound(log_sql::floor_sql(query, Dialect::POSTGRES)),
+            self.time_bound(log_sql::ceiling_sql(query, Dialect::POSTGRES)),
+        )?;
         let built = rows::logs_query(&log_sql::from_floor(query, floor), i64::MAX, ceiling);
         let waiting = tokio::time::Instant::now();
         loop {
