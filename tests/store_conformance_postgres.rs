@@ -738,6 +738,37 @@ async fn insert_earlier_session(client: &tokio_postgres::Client, s: &Session, en
         .expect("a session of an earlier schema is written");
 }
 
+/// From version 16 activity rows leave room on their pages, so that a
+/// later write of a session's activity updates its row in place (HOT)
+/// rather than moving it to another page and into the key again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_rows_written_after_the_version_before_are_updated_on_their_pages() {
+    let (db, client) = database_at(15).await;
+    let store = PgStore::connect(db.settings()).await.expect("a version 15 database migrates");
+    let options: Option<Vec<String>> = client
+        .query_one("SELECT reloptions FROM pg_class WHERE relname = 'session_activity'", &[])
+        .await
+        .expect("readable")
+        .get(0);
+    assert_eq!(options, Some(vec!["fillfactor=50".to_owned()]));
+    // Several pages' worth of rows, then each written again.
+    let ids: Vec<SessionId> = (0..600).map(|_| SessionId::generate()).collect();
+    let at = |ms: i64| ids.iter().map(|id| (id.clone(), UnixMillis(T0.0 + ms))).collect::<Vec<_>>();
+    let pages = || async {
+        let rows = client
+            .query("SELECT id, (ctid::text::point)[0]::int8 FROM session_activity ORDER BY id", &[])
+            .await
+            .expect("readable");
+        rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1))).collect::<Vec<_>>()
+    };
+    store.record_activities(&at(1)).await.expect("written");
+    let before = pages().await;
+    assert_eq!(before.len(), ids.len());
+    assert!(before.iter().map(|(_, page)| page).max() > Some(&1), "the rows fill several pages: {before:?}");
+    store.record_activities(&at(2)).await.expect("written again");
+    assert_eq!(pages().await, before, "every row stays on its page");
+}
+
 /// A new database whose schema is at `version`, as a sessiond of that
 /// version left it (the files of `migrations/postgres/` up to it applied,
 /// and recorded), and a connection to it.

@@ -98,6 +98,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "log_kept_index",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V15__log_kept_index.sql")),
     },
+    Migration {
+        version: 16,
+        name: "activity_fillfactor",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V16__activity_fillfactor.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.
