@@ -197,13 +197,7 @@ pub fn logs_sql(query: &LogQuery, horizon: i64, ceiling: Option<i64>, dialect: D
 /// when no continuous entry was logged long enough before.
 pub fn floor_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, i64)> {
     let from = query.from?;
-    let sql = format!(
-        "SELECT position FROM log_entries{} WHERE continuous AND position IS NOT NULL AND logged_at < {} \
-         ORDER BY logged_at DESC LIMIT 1",
-        by_time(dialect),
-        (dialect.placeholder)(1)
-    );
-    Some((sql, from.0.saturating_sub(CLOCK_MARGIN)))
+    Some((probe_by_time(dialect, "logged_at <", " DESC"), from.0.saturating_sub(CLOCK_MARGIN)))
 }
 
 /// The query answering the position at or below which every continuous
@@ -213,18 +207,20 @@ pub fn floor_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, i64)> {
 /// enough after: then nothing bounds the walk but the horizon.
 pub fn ceiling_sql(query: &LogQuery, dialect: Dialect) -> Option<(String, i64)> {
     let to = query.to?;
-    let sql = format!(
-        "SELECT position FROM log_entries{} WHERE continuous AND position IS NOT NULL AND logged_at >= {} \
-         ORDER BY logged_at LIMIT 1",
-        by_time(dialect),
-        (dialect.placeholder)(1)
-    );
-    Some((sql, to.0.saturating_add(CLOCK_MARGIN)))
+    Some((probe_by_time(dialect, "logged_at >=", ""), to.0.saturating_add(CLOCK_MARGIN)))
 }
 
-/// `log_entries_continuous_by_time`, named where the dialect names indexes.
-fn by_time(dialect: Dialect) -> &'static str {
-    if dialect.indexed_by { " INDEXED BY log_entries_continuous_by_time" } else { "" }
+/// The position of the nearest continuous entry on one side of a time
+/// (`side`: the comparison with the placeholder; `order`: `" DESC"` to look
+/// back), one probe of `log_entries_continuous_by_time`, named where the
+/// dialect names indexes.
+fn probe_by_time(dialect: Dialect, side: &str, order: &str) -> String {
+    let indexed = if dialect.indexed_by { " INDEXED BY log_entries_continuous_by_time" } else { "" };
+    format!(
+        "SELECT position FROM log_entries{indexed} WHERE continuous AND position IS NOT NULL AND {side} {} \
+         ORDER BY logged_at{order} LIMIT 1",
+        (dialect.placeholder)(1)
+    )
 }
 
 /// `query` reading on from `floor` (what [`floor_sql`] answered) when its
