@@ -751,7 +751,8 @@ async fn activity_rows_written_after_the_version_before_are_updated_on_their_pag
         .expect("readable")
         .get(0);
     assert_eq!(options, Some(vec!["fillfactor=50".to_owned()]));
-    // Several pages' worth of rows, then each written again.
+    // Several pages' worth of rows, then each written again (activity is
+    // written without looking its session up, so no session is needed).
     let ids: Vec<SessionId> = (0..600).map(|_| SessionId::generate()).collect();
     let at = |ms: i64| ids.iter().map(|id| (id.clone(), UnixMillis(T0.0 + ms))).collect::<Vec<_>>();
     let pages = || async {

@@ -190,11 +190,11 @@ fn insert_session(
 /// (never moving one back), in the order of its key: a row of a few bytes
 /// each, where moving `last_active_at` in `sessions` rewrote a wide row
 /// and its expiry index entry. Rows are written without looking their
-/// session up (that probe into `sessions` was more than half of a flush
-/// of a million sessions): a row whose session is gone is never read, as every
-/// read starts from the session, and the purge deletes a session's row with
-/// it. The activity of a session ended since counts only up to its end
-/// (`session_columns`).
+/// session up (that probe into `sessions` was more than half of a flush of
+/// a million sessions): a row whose session is gone is never read, as
+/// every read starts from the session, and the purge deletes a session's
+/// row with it. The activity of a session ended since counts only up to
+/// its end (`session_columns`).
 pub(super) fn record_activities(conn: &Connection, activity: &[(SessionId, UnixMillis)]) -> StoreResult<()> {
     let mut sorted: Vec<&(SessionId, UnixMillis)> = activity.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
