@@ -428,6 +428,14 @@ pub struct LimitSettings {
     #[arg(long, env = "SESSIOND_MAX_OPEN_SESSIONS_PER_TENANT", default_value_t = 1_000_000)]
     pub max_open_sessions_per_tenant: u64,
 
+    /// Log entries one tenant may hold, in its open sessions' logs and the
+    /// kept logs of its ended ones until they are purged, counted across
+    /// every replica sharing the store; a Log or StreamLog batch that would
+    /// take it past this is refused whole, RESOURCE_EXHAUSTED
+    /// (TENANT_LOG_QUOTA). 0: no limit.
+    #[arg(long, env = "SESSIOND_MAX_LOG_ENTRIES_PER_TENANT", default_value_t = 100_000_000)]
+    pub max_log_entries_per_tenant: u64,
+
     /// Largest page of ListSessions and QueryLogs.
     #[arg(long, env = "SESSIOND_MAX_PAGE_SIZE", default_value_t = 1_000)]
     pub max_page_size: usize,
@@ -846,6 +854,7 @@ impl Settings {
             statement_timeout: self.store.db_statement_timeout,
             max_log_entries_per_session: self.session_logs.max_entries_per_session,
             max_open_sessions_per_tenant: self.limits.max_open_sessions_per_tenant,
+            max_log_entries_per_tenant: self.limits.max_log_entries_per_tenant,
         })
     }
 
@@ -1294,6 +1303,7 @@ mod tests {
         --max-promotions-per-session=SESSIOND_MAX_PROMOTIONS_PER_SESSION \
         --log-max-entries-per-session=SESSIOND_LOG_MAX_ENTRIES_PER_SESSION \
         --max-open-sessions-per-tenant=SESSIOND_MAX_OPEN_SESSIONS_PER_TENANT \
+        --max-log-entries-per-tenant=SESSIOND_MAX_LOG_ENTRIES_PER_TENANT \
         --max-page-size=SESSIOND_MAX_PAGE_SIZE --log-format=SESSIOND_LOG_FORMAT --log-filter=SESSIOND_LOG \
         --log-repeat-interval=SESSIOND_LOG_REPEAT_INTERVAL --otlp-endpoint=SESSIOND_OTLP_ENDPOINT \
         --otlp-service-name=SESSIOND_OTLP_SERVICE_NAME --metrics-listen=SESSIOND_METRICS_LISTEN \

@@ -84,7 +84,8 @@ impl Application {
                 let store = SqliteStore::open(&settings.store.data_dir.join("sessiond.db"))
                     .with_context(|| format!("opening the store in {}", settings.store.data_dir.display()))?
                     .with_max_log_entries(settings.session_logs.max_entries_per_session)
-                    .with_max_open_sessions_per_tenant(settings.limits.max_open_sessions_per_tenant);
+                    .with_max_open_sessions_per_tenant(settings.limits.max_open_sessions_per_tenant)
+                    .with_max_log_entries_per_tenant(settings.limits.max_log_entries_per_tenant);
                 tracing::info!(data_dir = %settings.store.data_dir.display(), "storing in the embedded store");
                 let messages = Arc::new(store.messages().context("opening the message log")?);
                 (Stores::of(store).metered("sqlite").cached(settings.store.cache_capacity), messages)

@@ -28,6 +28,14 @@ async fn a_tenant_at_its_limit_is_refused_creates_on_every_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_log_limit_is_refused_appends_on_every_path() {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let store = SqliteStore::open_in(dir.path()).expect("a fresh database opens").with_max_log_entries_per_tenant(10);
+    sessiond_conformance::a_tenant_at_a_limit_of_ten_log_entries_is_refused_appends_on_every_path(Stores::of(store))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_the_database_keeps_sessions_storage_logs_and_events() {
     let dir = tempfile::tempdir().expect("a temporary directory can be created");
     let path = dir.path().join("nested").join("sessiond.db");
@@ -86,6 +94,12 @@ mod memory {
     async fn a_tenant_at_its_limit_is_refused_creates_on_every_path() {
         let store = Stores::of(MemoryStore::new().with_max_open_sessions_per_tenant(3)).cached(1_000);
         sessiond_conformance::a_tenant_at_a_limit_of_three_is_refused_creates_on_every_path(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_at_its_log_limit_is_refused_appends_on_every_path() {
+        let store = Stores::of(MemoryStore::new().with_max_log_entries_per_tenant(10)).cached(1_000);
+        sessiond_conformance::a_tenant_at_a_limit_of_ten_log_entries_is_refused_appends_on_every_path(store).await;
     }
 
     mod cached {

@@ -770,6 +770,49 @@ async fn activity_rows_written_after_the_version_before_are_updated_on_their_pag
     assert_eq!(pages().await, before, "every row stays on its page");
 }
 
+/// From version 17 log entries are counted per tenant: the count starts
+/// from the entries a database holds (open sessions' logs and kept ones),
+/// and appends go on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_database_of_the_version_before_log_entries_per_tenant_counts_its_entries() {
+    let (db, client) = database_at(16).await;
+    let (open, kept) = (session(SessionKind::WebUser, None, T0), session(SessionKind::WebCall, None, T0));
+    insert_earlier_session(&client, &open, None).await;
+    insert_earlier_session(&client, &kept, Some(T0.0 + 5)).await;
+    for (s, entries) in [(&open, 4_i64), (&kept, 3)] {
+        client
+            .execute(
+                "INSERT INTO log_entries (session_id, sequence, level, message, logged_at, kind) \
+                 SELECT $1, n, 2, 'm' || n, $2, $3 FROM generate_series(1, $4::int8) AS n",
+                &[&s.id.as_str(), &T0.0, &s.kind.as_str(), &entries],
+            )
+            .await
+            .expect("version 16 entries are written");
+        client
+            .execute("UPDATE sessions SET log_count = $2 WHERE id = $1", &[&s.id.as_str(), &entries])
+            .await
+            .expect("counted as version 16 counts");
+    }
+
+    let store = PgStore::connect(PgSettings { max_log_entries_per_tenant: 10, ..db.settings() })
+        .await
+        .expect("a version 16 database migrates");
+    let counted: i64 = client
+        .query_one("SELECT sum(entries)::int8 FROM tenant_log_entries WHERE tenant = 'default'", &[])
+        .await
+        .expect("readable")
+        .get(0);
+    assert_eq!(counted, 7);
+    let three = (0..3).map(|i| sessiond_conformance::entry(sessiond::domain::LogLevel::Info, &format!("{i}"), T0));
+    store.append_logs(&open.id, three.collect()).await.expect("10 of 10 after it");
+    let one = vec![sessiond_conformance::entry(sessiond::domain::LogLevel::Info, "over", T0)];
+    let refused = store.append_logs(&open.id, one.clone()).await;
+    assert!(matches!(refused, Err(StoreError::TenantLogFull { max: 10 })), "{refused:?}");
+    // The kept log's entries are counted off when the purge takes it.
+    store.purge(UnixMillis(T0.0 + 6), UnixMillis(0), UnixMillis(0)).await.expect("purged");
+    store.append_logs(&open.id, one).await.expect("room again");
+}
+
 /// A new database whose schema is at `version`, as a sessiond of that
 /// version left it (the files of `migrations/postgres/` up to it applied,
 /// and recorded), and a connection to it.
@@ -911,6 +954,20 @@ async fn a_tenant_at_its_limit_is_refused_creates_on_every_path() {
         .await
         .expect("a fresh database opens");
     sessiond_conformance::a_tenant_at_a_limit_of_three_is_refused_creates_on_every_path(Stores::of(store)).await;
+}
+
+/// The log quota is checked in each way an append is written: in a batch
+/// (its session locked with the others, the batch's own appends counted
+/// on) and keyed (on its own); deletes at an end, alone or in a batch, and
+/// at the purge count off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_log_limit_is_refused_appends_on_every_path() {
+    let db = fresh_database().await;
+    let store = PgStore::connect(PgSettings { max_log_entries_per_tenant: 10, ..db.settings() })
+        .await
+        .expect("a fresh database opens");
+    sessiond_conformance::a_tenant_at_a_limit_of_ten_log_entries_is_refused_appends_on_every_path(Stores::of(store))
+        .await;
 }
 
 /// Counts asked at once each answer their own tenant's; one asked after a

@@ -135,6 +135,18 @@ impl From<Error> for Status {
                 );
                 Status::with_error_details(Code::ResourceExhausted, description, details)
             }
+            Error::TenantLogQuota { tenant, limit } => {
+                let description = format!(
+                    "a tenant's sessions hold at most {limit} log entries; end sessions or let kept logs be purged"
+                );
+                let mut details = ErrorDetails::with_quota_failure_violation(format!("tenant:{tenant}"), &description);
+                details.set_error_info(
+                    "TENANT_LOG_QUOTA",
+                    ERROR_DOMAIN,
+                    HashMap::from([("max_entries".to_owned(), limit.to_string())]),
+                );
+                Status::with_error_details(Code::ResourceExhausted, description, details)
+            }
             Error::CursorOutOfRange { expired, oldest, latest } => {
                 let metadata = HashMap::from([
                     ("oldest_sequence".to_owned(), oldest.to_string()),

@@ -42,6 +42,9 @@ pub enum Error {
     /// The caller's tenant holds its limit of open sessions.
     #[error("the tenant holds its limit of {limit} open sessions")]
     TenantSessionQuota { tenant: TenantId, limit: u64 },
+    /// The caller's tenant holds its limit of log entries.
+    #[error("the tenant holds its limit of {limit} log entries")]
+    TenantLogQuota { tenant: TenantId, limit: u64 },
     /// A watch resumed from a sequence the store no longer keeps events
     /// after (`expired`), or from one not recorded yet.
     #[error("the cursor is out of range")]
@@ -98,6 +101,8 @@ impl From<StoreError> for Error {
             // Only a create is refused for its tenant, and it names the
             // tenant itself (`Service::create`).
             err @ StoreError::TenantFull { .. } => Error::Internal(err),
+            // An append refused for its tenant names it (`Service::log`).
+            err @ StoreError::TenantLogFull { .. } => Error::Internal(err),
             err @ StoreError::Unavailable(_) => Error::Unavailable(err),
             err @ StoreError::Full(_) => Error::StoreFull(err),
             err @ StoreError::Internal(_) => Error::Internal(err),

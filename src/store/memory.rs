@@ -9,14 +9,14 @@
 //! [`Coordination`] keeps its defaults (nothing unseen, nothing announced,
 //! nothing watched).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
 use super::{
-    Coordination, EndOutcome, EventLog, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter,
-    SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult, check_log_room, sql::internal,
+    Coordination, EndOutcome, EventLog, LogLimits, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter,
+    SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult, sql::internal,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
@@ -29,8 +29,8 @@ use crate::domain::{
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
-    /// Entries one session's log may hold (zero: no limit).
-    max_log_entries: u64,
+    /// Entries a session's log and a tenant may hold.
+    log_limits: LogLimits,
     /// Open sessions one tenant may hold (zero: no limit).
     max_open_sessions: u64,
 }
@@ -44,7 +44,15 @@ impl MemoryStore {
     /// The store with a limit of `max` entries per session's log (zero:
     /// none, as made).
     pub fn with_max_log_entries(mut self, max: u64) -> Self {
-        self.max_log_entries = max;
+        self.log_limits.per_session = max;
+        self
+    }
+
+    /// The store with a limit of `max` log entries per tenant (zero: none,
+    /// as made): an append past it is refused with
+    /// [`StoreError::TenantLogFull`].
+    pub fn with_max_log_entries_per_tenant(mut self, max: u64) -> Self {
+        self.log_limits.per_tenant = max;
         self
     }
 
@@ -91,6 +99,9 @@ struct State {
     last_position: i64,
     requests: HashMap<RequestKey, RequestRecord>,
     open_by_tenant: HashMap<TenantId, u64>,
+    /// Log entries held per tenant: of its open sessions' logs and of kept
+    /// logs not purged yet.
+    entries_by_tenant: HashMap<TenantId, u64>,
 }
 
 /// A session with what is kept beside its record.
@@ -186,7 +197,7 @@ impl State {
             *open = open.saturating_sub(1);
         }
         if end.log_id.is_none() {
-            self.entries.retain(|e| e.record.session_id != *id);
+            self.drop_entries(|e| e.record.session_id == *id);
         } else {
             // The log is kept: its entries not readable yet become readable now.
             let position = self.next_position();
@@ -199,12 +210,13 @@ impl State {
         Ok(EndOutcome::Ended(self.record(event.clone())))
     }
 
-    fn append(&mut self, id: &SessionId, entries: Vec<LogEntry>, max: u64) -> StoreResult<()> {
+    fn append(&mut self, id: &SessionId, entries: Vec<LogEntry>, limits: LogLimits) -> StoreResult<()> {
         let stored = self.open(id)?;
-        check_log_room(stored.log_count, entries.len(), max)?;
-        let first = stored.log_count + 1;
-        stored.log_count += entries.len() as u64;
-        let session = stored.session.clone();
+        let (first, session) = (stored.log_count + 1, stored.session.clone());
+        let held = self.entries_by_tenant.entry(session.tenant.clone()).or_default();
+        limits.check(first - 1, *held, entries.len())?;
+        *held += entries.len() as u64;
+        self.open(id)?.log_count += entries.len() as u64;
         let position = match entries.iter().any(|e| e.continuous) {
             true => Some(self.next_position()),
             false => None,
@@ -230,6 +242,21 @@ impl State {
             });
         }
         Ok(())
+    }
+
+    /// Deletes the log entries `gone` picks, and counts them off their
+    /// tenants.
+    fn drop_entries(&mut self, gone: impl Fn(&StoredEntry) -> bool) {
+        let counts = &mut self.entries_by_tenant;
+        self.entries.retain(|e| {
+            if !gone(e) {
+                return true;
+            }
+            if let Some(held) = counts.get_mut(&e.tenant) {
+                *held = held.saturating_sub(1);
+            }
+            false
+        });
     }
 }
 
@@ -376,8 +403,8 @@ impl SessionRecords for MemoryStore {
             state.sessions.remove(id);
             state.by_token.remove(hash);
         }
-        let state = &mut *state;
-        state.entries.retain(|e| state.sessions.contains_key(&e.record.session_id));
+        let gone: HashSet<&SessionId> = old.iter().map(|(id, _)| id).collect();
+        state.drop_entries(|e| gone.contains(&e.record.session_id));
         let events = state.events.len();
         state.events.retain(|e| e.event.at >= events_before);
         let requests = state.requests.len();
@@ -422,7 +449,7 @@ impl SessionStorage for MemoryStore {
 #[async_trait]
 impl SessionLogs for MemoryStore {
     async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()> {
-        self.state().append(id, entries, self.max_log_entries)
+        self.state().append(id, entries, self.log_limits)
     }
 
     async fn append_logs_once(
@@ -435,7 +462,7 @@ impl SessionLogs for MemoryStore {
         if let Some(record) = state.replay(&request) {
             return Ok(Once::Replayed(record));
         }
-        state.append(id, entries, self.max_log_entries)?;
+        state.append(id, entries, self.log_limits)?;
         state.claim(id, request);
         Ok(Once::Done(()))
     }

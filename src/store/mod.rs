@@ -71,6 +71,10 @@ pub enum StoreError {
     /// refused whole.
     #[error("the session's log holds at most {max} entries")]
     LogFull { max: u64 },
+    /// The session's tenant would hold more than `max` log entries: the
+    /// append is refused whole.
+    #[error("the tenant holds at most {max} log entries")]
+    TenantLogFull { max: u64 },
     /// The session's tenant holds `max` open sessions already: the create
     /// is refused and nothing is stored.
     #[error("the tenant holds its limit of {max} open sessions")]
@@ -93,6 +97,27 @@ pub(crate) fn check_log_room(held: u64, adding: usize, max: u64) -> StoreResult<
         return Err(StoreError::LogFull { max });
     }
     Ok(())
+}
+
+/// How many log entries a store keeps: per session's log, and per tenant
+/// over its open sessions' logs and the kept logs of its ended ones (until
+/// the purge). Zero: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogLimits {
+    pub per_session: u64,
+    pub per_tenant: u64,
+}
+
+impl LogLimits {
+    /// Whether an append of `adding` entries fits a session's log holding
+    /// `session` entries, of a tenant holding `tenant`.
+    pub(crate) fn check(&self, session: u64, tenant: u64, adding: usize) -> StoreResult<()> {
+        check_log_room(session, adding, self.per_session)?;
+        if self.per_tenant > 0 && tenant.saturating_add(adding as u64) > self.per_tenant {
+            return Err(StoreError::TenantLogFull { max: self.per_tenant });
+        }
+        Ok(())
+    }
 }
 
 /// Whether a tenant holding `open` open sessions may open one more under a

@@ -60,8 +60,8 @@ use tokio_postgres::types::ToSql;
 
 use super::log_sql;
 use super::{
-    BoxError, Coordination, EndOutcome, Ending, EventLog, NewRequest, Once, PageRequest, Purged, RequestRecord,
-    SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
+    BoxError, Coordination, EndOutcome, Ending, EventLog, LogLimits, NewRequest, Once, PageRequest, Purged,
+    RequestRecord, SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
@@ -162,6 +162,10 @@ pub struct PgSettings {
     pub statement_timeout: Duration,
     /// Entries one session's log may hold (zero: no limit).
     pub max_log_entries_per_session: u64,
+    /// Log entries one tenant may hold (zero: no limit): an append past it
+    /// is refused with [`StoreError::TenantLogFull`], checked against the
+    /// count committed when the append's batch begins.
+    pub max_log_entries_per_tenant: u64,
     /// Open sessions one tenant may hold (zero: no limit): a create past
     /// it is refused with [`StoreError::TenantFull`], counted in the
     /// create's own statement.
@@ -236,8 +240,8 @@ pub struct PgStore {
     announcements: tokio::sync::broadcast::Sender<super::messages::Announced>,
     /// Names this process in the messages it announces.
     origin: String,
-    /// Entries one session's log may hold (zero: no limit).
-    max_log_entries: u64,
+    /// Entries a session's log and a tenant may hold.
+    log_limits: LogLimits,
     /// Open sessions one tenant may hold (zero: no limit).
     max_open_sessions: u64,
 }
@@ -318,7 +322,10 @@ impl PgStore {
             reads,
             announcements,
             origin,
-            max_log_entries: settings.max_log_entries_per_session,
+            log_limits: LogLimits {
+                per_session: settings.max_log_entries_per_session,
+                per_tenant: settings.max_log_entries_per_tenant,
+            },
             max_open_sessions: settings.max_open_sessions_per_tenant,
         })
     }
@@ -775,7 +782,7 @@ impl SessionStorage for PgStore {
 impl SessionLogs for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
     async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()> {
-        let write = Write::Logs { id: id.clone(), entries, request: None, max: self.max_log_entries };
+        let write = Write::Logs { id: id.clone(), entries, request: None, max: self.log_limits };
         self.writers.submit(write).await.map(drop)
     }
 
@@ -786,8 +793,7 @@ impl SessionLogs for PgStore {
         entries: Vec<LogEntry>,
         request: NewRequest,
     ) -> StoreResult<Once<()>> {
-        let write =
-            Write::Logs { id: id.clone(), entries, request: Some(Box::new(request)), max: self.max_log_entries };
+        let write = Write::Logs { id: id.clone(), entries, request: Some(Box::new(request)), max: self.log_limits };
         once(self.writers.submit(write).await?, |_| Ok(()))
     }
 

@@ -191,8 +191,8 @@ pub fn observe_call_limit(permits: &Arc<Limit>, max: usize) {
 
 /// A call was refused RESOURCE_EXHAUSTED by a limit, `reason` its
 /// ErrorInfo reason: OVERLOADED (--max-concurrent-calls), KEY_OVERLOADED,
-/// TENANT_OVERLOADED, RATE_LIMITED, KEY_STREAM_QUOTA or
-/// TENANT_SESSION_QUOTA.
+/// TENANT_OVERLOADED, RATE_LIMITED, KEY_STREAM_QUOTA, TENANT_SESSION_QUOTA
+/// or TENANT_LOG_QUOTA.
 pub fn call_shed(reason: &'static str) {
     if let Some(metrics) = get() {
         metrics.calls_shed.add(1, &[KeyValue::new("reason", reason)]);
@@ -363,6 +363,7 @@ pub fn store_error_type(error: &StoreError) -> &'static str {
         StoreError::Conflict { .. } => "conflict",
         StoreError::LogFull { .. } => "log_full",
         StoreError::TenantFull { .. } => "tenant_full",
+        StoreError::TenantLogFull { .. } => "tenant_log_full",
         StoreError::Unavailable(_) => "unavailable",
         StoreError::Full(_) => "full",
         StoreError::Internal(_) => "internal",

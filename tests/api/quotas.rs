@@ -5,7 +5,9 @@
 //! streams open (`--max-streams-per-key`, or its entry's `max_streams`) is
 //! refused another, and a stream that ends frees its slot; a Log batch
 //! that would take a session's log past `--session-log-max-entries-per-session`
-//! is refused whole, on its own or sharing a store batch with others.
+//! is refused whole, on its own or sharing a store batch with others; one
+//! that would take its tenant past `--max-log-entries-per-tenant` is
+//! refused with a QuotaFailure on `tenant:<id>` until a log goes.
 
 use sessiond::auth::{generate_key, hash_key};
 use sessiond::pb;
@@ -233,4 +235,41 @@ async fn a_log_stream_past_its_sessions_quota_keeps_what_it_committed_before() {
     assert_eq!(error_metadata(&status, "committed_messages").as_deref(), Some("1"));
     assert_eq!(error_metadata(&status, "committed_entries").as_deref(), Some("3"));
     assert_eq!(app.log(&session.token, entries(2)).await, 2, "what fits is still taken");
+}
+
+/// The refusal of a Log batch over the tenant's log quota.
+fn assert_tenant_log_quota(status: &Status, tenant: &str, limit: u64) {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_reason(status).as_deref(), Some("TENANT_LOG_QUOTA"));
+    assert_eq!(error_metadata(status, "max_entries"), Some(limit.to_string()));
+    let quota = status.get_error_details().quota_failure().cloned().expect("a QuotaFailure");
+    assert_eq!(quota.violations.len(), 1);
+    assert_eq!(quota.violations[0].subject, format!("tenant:{tenant}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_sessions_hold_its_log_entries_is_refused_more_until_a_log_goes() {
+    let Tenants { mut app, acme, globex } = tenants(|s| s.limits.max_log_entries_per_tenant = 10).await;
+    let logs = app.logs.clone();
+    let log = |key: &str, token: &str, count: usize| {
+        let mut logs = logs.clone();
+        let request = pb::LogRequest { session: by_token(token), entries: entries(count), ..Default::default() };
+        let request = with_key(request, key);
+        async move { logs.log(request).await.map(|r| r.into_inner().accepted) }
+    };
+    let first = create(&mut app, &acme, Kind::WebCall).await.expect("created").token;
+    let second = create(&mut app, &acme, Kind::WebCall).await.expect("created").token;
+    let theirs = create(&mut app, &globex, Kind::WebCall).await.expect("created").token;
+    assert_eq!(log(&acme, &first, 6).await.expect("6 of 10"), 6);
+    assert_eq!(log(&acme, &second, 4).await.expect("10 of 10"), 4);
+    assert_tenant_log_quota(&failure(log(&acme, &second, 1).await), "acme", 10);
+    assert_eq!(log(&globex, &theirs, 10).await.expect("another tenant is counted apart"), 10);
+
+    // A web call closed at once, logging nothing at ERROR, is not kept: its
+    // entries go with it.
+    let close = pb::CloseSessionRequest { session: by_token(&first), ..Default::default() };
+    let closed = app.sessions.close_session(with_key(close, &acme)).await.expect("closed").into_inner();
+    assert!(closed.log_id.is_empty(), "the log was not kept");
+    assert_eq!(log(&acme, &second, 6).await.expect("room again"), 6);
+    assert_tenant_log_quota(&failure(log(&acme, &second, 1).await), "acme", 10);
 }

@@ -133,6 +133,7 @@ pub async fn run(sizes: Vec<usize>, database_url: Option<String>, entries_per_se
                     let store = PgStore::connect(PgSettings {
                         max_log_entries_per_session: 0,
                         max_open_sessions_per_tenant: 0,
+                        max_log_entries_per_tenant: 0,
                         ..Settings::default_postgres(url)
                     })
                     .await

@@ -3,9 +3,10 @@
 
 use sessiond::clock::UnixMillis;
 use sessiond::domain::{
-    EndReason, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, SessionId, SessionKind, StorageMap, UnixMicros,
+    EndReason, LogCursor, LogEntry, LogLevel, LogPage, LogQuery, Session, SessionId, SessionKind, StorageMap,
+    UnixMicros,
 };
-use sessiond::store::{StoreError, Stores};
+use sessiond::store::{Ending, Once, StoreError, Stores};
 
 use crate::*;
 
@@ -307,4 +308,85 @@ pub async fn continuous_entries_are_readable_while_open(store: Stores) {
     assert_eq!(messages(&all), ["l1", "l2", "q1"]);
     let by_user = LogQuery { user_id: Some("carol".into()), min_level: Some(LogLevel::Error), ..all_logs() };
     assert_eq!(messages(&store.logs.query_logs(&by_user).await.expect("queryable")), ["l2", "q1"]);
+}
+
+/// A store made with a limit of ten log entries per tenant counts what a
+/// tenant's sessions hold: an append that would take it past ten is
+/// refused whole, alone or keyed, and stores nothing; another tenant is
+/// counted apart; a log deleted at its session's end (alone or in a batch
+/// of ends) frees its entries at once, a kept log only when the purge takes
+/// it; appends to one session at the same moment take exactly the room
+/// left. Not one of the suite's cases, which run on stores made without a
+/// limit: `limited` is made with it (`tests/store_conformance*.rs`).
+pub async fn a_tenant_at_a_limit_of_ten_log_entries_is_refused_appends_on_every_path(limited: Stores) {
+    let store = limited;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let at = |ms: i64| UnixMillis(T0.0 + ms);
+    let [a, b, c, d, e] = std::array::from_fn(|i| session_of(&acme, SessionKind::WebUser, None, at(i as i64)));
+    let g = session_of(&globex, SessionKind::WebUser, None, T0);
+    for s in [&a, &b, &c, &d, &e, &g] {
+        create(&*store.sessions, s, &StorageMap::new()).await;
+    }
+    let entries = |n: usize, what: &str| (0..n).map(|i| entry(LogLevel::Info, &format!("{what} {i}"), T0)).collect();
+    let append = |s: &Session, n: usize, what: &str| {
+        let (store, id, entries) = (store.clone(), s.id.clone(), entries(n, what));
+        async move { store.logs.append_logs(&id, entries).await }
+    };
+    fn full<T: std::fmt::Debug>(result: &Result<T, StoreError>) -> bool {
+        matches!(result, Err(StoreError::TenantLogFull { max: 10 }))
+    }
+
+    append(&a, 4, "a").await.expect("8 of 10 after it");
+    append(&b, 4, "b").await.expect("8 of 10 after it");
+    let refused = append(&c, 3, "over").await;
+    assert!(full(&refused), "{refused:?}");
+    let keyed = request(7, 7, T0, UnixMillis(0));
+    let refused = store.logs.append_logs_once(&c.id, entries(3, "over"), keyed.clone()).await;
+    assert!(full(&refused), "{refused:?}");
+    append(&g, 10, "g").await.expect("another tenant is counted apart");
+    append(&c, 2, "c").await.expect("exactly at the limit");
+    let refused = append(&d, 1, "over").await;
+    assert!(full(&refused), "{refused:?}");
+
+    // a's log is not kept: its 4 entries go with its end.
+    end(&*store.sessions, &a, EndReason::Closed, at(10), false).await;
+    append(&d, 3, "d").await.expect("9 of 10 after it");
+    // b's log is kept: its 4 entries stay until the purge.
+    end(&*store.sessions, &b, EndReason::Failed, at(10), true).await;
+    let refused = append(&d, 2, "over").await;
+    assert!(full(&refused), "{refused:?}");
+    let kept = logged(&store, LogQuery { tenant: Some(acme.clone()), ..all_logs() }).await;
+    assert_eq!(kept, ["b 0", "b 1", "b 2", "b 3"], "refused appends stored nothing");
+    // c's and d's logs go in one batch of ends.
+    let endings = [&c, &d]
+        .map(|s| {
+            let (end, event) = ending(s, EndReason::Revoked, at(20), false);
+            Ending { id: s.id.clone(), end, event }
+        })
+        .to_vec();
+    store.sessions.end_sessions(endings).await.expect("ended");
+    // 4 held (b's kept log): six appends of one entry at once take the room left.
+    let racing: Vec<_> = (0..12).map(|i| tokio::spawn(append(&e, 1, &format!("e{i}")))).collect();
+    let mut taken = 0;
+    for append in racing {
+        match append.await.expect("no append panicked") {
+            Ok(()) => taken += 1,
+            refused => assert!(full(&refused), "{refused:?}"),
+        }
+    }
+    assert_eq!(taken, 6, "appends at the same moment take exactly the room left");
+
+    // The purge takes b's kept log, and frees its entries.
+    let purged = store.sessions.purge(at(15), at(0), at(0)).await.expect("purged");
+    assert_eq!(purged.sessions, 2, "a and b");
+    let refused = store.logs.append_logs_once(&e.id, entries(5, "over"), keyed.clone()).await;
+    assert!(full(&refused), "{refused:?}");
+    match store.logs.append_logs_once(&e.id, entries(4, "e"), keyed).await {
+        Ok(Once::Done(())) => {}
+        other => panic!("a keyed append within the room left is stored: {other:?}"),
+    }
+    let refused = append(&e, 1, "over").await;
+    assert!(full(&refused), "{refused:?}");
+    let refused = append(&g, 1, "over").await;
+    assert!(full(&refused), "globex is at its limit too: {refused:?}");
 }

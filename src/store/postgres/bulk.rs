@@ -18,7 +18,7 @@ use super::rows::{end_reason, millis, unsigned};
 use super::writes::{Applied, Write};
 use super::{internal, sql_int};
 use crate::domain::{LogEntry, NewEvent, Session, SessionId};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{LogLimits, StoreError, StoreResult};
 
 /// The batch's creates, one row per element of the arrays, but those of a
 /// tenant that holds the limit given at `$limit` (zero: none) of open
@@ -76,15 +76,19 @@ const CREATE_ALONE: &str = concat!(
 
 /// Locks the sessions log entries go to, in id order (so that two writers
 /// never wait for each other's locks in a cycle), and reads what appending
-/// builds on.
+/// builds on: with the log entries their tenant holds, as committed (see
+/// `entries::TENANT_ENTRIES`).
 const LOCK_SESSIONS: &str = "SELECT id, end_reason, log_count, tenant, user_id, kind, endpoint, \
-     pg_current_xact_id()::text::int8 AS transaction FROM sessions WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+     pg_current_xact_id()::text::int8 AS transaction, \
+     (SELECT coalesce(sum(t.entries), 0) FROM tenant_log_entries AS t WHERE t.tenant = sessions.tenant)::int8 \
+     AS tenant_entries \
+     FROM sessions WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
 /// The creates and log appends of a batch, by their place in it.
 #[derive(Default)]
 pub(super) struct Bulk<'w> {
     creates: Vec<(usize, &'w Write)>,
-    appends: Vec<(usize, &'w SessionId, &'w [LogEntry], u64)>,
+    appends: Vec<(usize, &'w SessionId, &'w [LogEntry], LogLimits)>,
 }
 
 impl<'w> Bulk<'w> {
@@ -233,24 +237,33 @@ impl<'w> Bulk<'w> {
             None => Vec::new(),
         };
         let mut open = HashMap::with_capacity(rows.len());
+        // Each tenant's entries: as committed, then as the batch adds.
+        let mut tenants: HashMap<String, u64> = HashMap::new();
         for row in &rows {
             let id: &str = row.try_get("id").map_err(StoreError::from)?;
             let next = match end_reason(row)? {
                 Some(reason) => Err(reason),
                 None => Ok((unsigned(row, "log_count")? + 1, EntrySession::of(row)?)),
             };
+            if let Ok((_, session)) = &next {
+                tenants.insert(session.tenant().to_owned(), unsigned(row, "tenant_entries")?);
+            }
             open.insert(id.to_owned(), next);
         }
         let mut entries = NewEntries::default();
-        for (i, id, appended, max) in &self.appends {
+        for (i, id, appended, limits) in &self.appends {
             let result = match open.get_mut(id.as_str()) {
                 None => Err(StoreError::NotFound),
                 Some(Err(reason)) => Err(StoreError::Ended(*reason)),
-                Some(Ok((next, session))) => crate::store::check_log_room(*next - 1, appended.len(), *max).map(|()| {
-                    entries.add(id, *next, appended, session);
-                    *next += appended.len() as u64;
-                    Applied::unrecorded()
-                }),
+                Some(Ok((next, session))) => {
+                    let held = tenants.get_mut(session.tenant()).ok_or_else(|| internal("a tenant went uncounted"))?;
+                    limits.check(*next - 1, *held, appended.len()).map(|()| {
+                        entries.add(id, *next, appended, session);
+                        *next += appended.len() as u64;
+                        *held += appended.len() as u64;
+                        Applied::unrecorded()
+                    })
+                }
             };
             applied[*i] = Some(result);
         }

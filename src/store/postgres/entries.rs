@@ -4,7 +4,7 @@
 //! from a batch's appends (see `bulk`) or from one append on its own (see
 //! `writes`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Statement;
@@ -49,6 +49,72 @@ const NOTIFY_ENTRIES: &str = "SELECT pg_notify('sessiond_logs', $1::int8::text)"
 const COUNT_ENTRIES: &str = "UPDATE sessions AS s SET log_count = s.log_count + u.added \
      FROM unnest($1::text[], $2::int8[]) AS u (id, added) WHERE s.id = u.id";
 
+/// Adds to the log entries each tenant of `$1` holds the count of `$2`
+/// (fewer when negative), in the row of stripe `$3`, in tenant order.
+const COUNT_TENANT_ENTRIES: &str = "INSERT INTO tenant_log_entries AS t (tenant, stripe, entries) \
+     SELECT u.tenant, $3, u.added FROM unnest($1::text[], $2::int8[]) AS u (tenant, added) ORDER BY u.tenant \
+     ON CONFLICT (tenant, stripe) DO UPDATE SET entries = t.entries + excluded.entries";
+
+/// The log entries tenant `$1` holds, as committed (see `V17__tenant_log_entries.sql`).
+pub(super) const TENANT_ENTRIES: &str =
+    "SELECT coalesce(sum(entries), 0)::int8 AS held FROM tenant_log_entries WHERE tenant = $1";
+
+/// Rows each tenant's count of log entries is spread over: a transaction
+/// adds to one of them, picked at random, so that writers appending for
+/// one tenant at once seldom wait for each other's row lock until commit.
+const STRIPES: i16 = 16;
+
+/// How many log entries each tenant gains (loses, when negative) in one
+/// transaction, written by one statement at its end ([`TenantEntries::push`]):
+/// tenants' rows are then locked in one order by every transaction, so
+/// writers never wait for each other in a cycle.
+#[derive(Debug, Default)]
+pub(super) struct TenantEntries(BTreeMap<String, i64>);
+
+impl TenantEntries {
+    pub(super) fn add(&mut self, tenant: &str, added: i64) {
+        match self.0.get_mut(tenant) {
+            Some(held) => *held += added,
+            None => {
+                self.0.insert(tenant.to_owned(), added);
+            }
+        }
+    }
+
+    /// Adds the counts of `other`.
+    pub(super) fn merge(&mut self, other: &TenantEntries) {
+        for (tenant, added) in &other.0 {
+            self.add(tenant, *added);
+        }
+    }
+
+    /// From the rows of a `DELETE … RETURNING tenant` counted by tenant,
+    /// as `tenant` and `n`: entries gone.
+    pub(super) fn deleted(rows: &[tokio_postgres::Row]) -> StoreResult<Self> {
+        let mut gone = TenantEntries::default();
+        for row in rows {
+            let n: i64 = row.try_get("n")?;
+            gone.add(row.try_get("tenant")?, -n);
+        }
+        Ok(gone)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.values().all(|added| *added == 0)
+    }
+
+    /// Prepares [`COUNT_TENANT_ENTRIES`].
+    pub(super) async fn prepare(client: &ClientWrapper) -> StoreResult<Statement> {
+        Ok(client.prepare_cached(COUNT_TENANT_ENTRIES).await?)
+    }
+
+    /// The statement's parameters: the tenants, their counts and a stripe.
+    pub(super) fn params(&self) -> (Vec<&str>, Vec<i64>, i16) {
+        let (tenants, added) = self.0.iter().filter(|(_, added)| **added != 0).map(|(t, a)| (t.as_str(), *a)).unzip();
+        (tenants, added, rand::random_range(0..STRIPES))
+    }
+}
+
 /// What a session's log entries carry of it, for QueryLogs' filters, and
 /// the id of the transaction that appends them.
 pub(super) struct EntrySession {
@@ -71,6 +137,10 @@ impl EntrySession {
             endpoint: row.try_get("endpoint")?,
             transaction: row.try_get("transaction")?,
         })
+    }
+
+    pub(super) fn tenant(&self) -> &str {
+        &self.tenant
     }
 }
 
@@ -99,6 +169,8 @@ pub(super) struct NewEntries<'a> {
     added: Vec<i64>,
     /// Where each session is in `counted`.
     counted_at: HashMap<&'a str, usize>,
+    /// What each tenant gains.
+    tenants: TenantEntries,
 }
 
 impl<'a> NewEntries<'a> {
@@ -126,6 +198,7 @@ impl<'a> NewEntries<'a> {
                 self.readable_at = Some(session.transaction);
             }
         }
+        self.tenants.add(&session.tenant, sql_int(entries.len()));
         match self.counted_at.get(id.as_str()) {
             Some(&at) => self.added[at] += sql_int(entries.len()),
             None => {
@@ -138,6 +211,11 @@ impl<'a> NewEntries<'a> {
 
     pub(super) fn is_empty(&self) -> bool {
         self.session_id.is_empty()
+    }
+
+    /// How many entries each tenant gains.
+    pub(super) fn tenants(&self) -> &TenantEntries {
+        &self.tenants
     }
 
     /// Adds the entries' copy, their sessions' counts and the notification

@@ -103,6 +103,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "activity_fillfactor",
         sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V16__activity_fillfactor.sql")),
     },
+    Migration {
+        version: 17,
+        name: "tenant_log_entries",
+        sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/V17__tenant_log_entries.sql")),
+    },
 ];
 
 /// The schema version this sessiond brings a database to.

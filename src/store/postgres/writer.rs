@@ -49,7 +49,7 @@ use tracing::Level;
 
 use super::bulk::Bulk;
 use super::connect::Retirement;
-use super::entries::{EntryStatements, NewEntries};
+use super::entries::{EntryStatements, NewEntries, TenantEntries};
 use super::pipeline::{Attempt, BatchFailed, Pipeline, first_failure};
 use super::probe::Availability;
 use super::writes::{Applied, Changed, Outcome, Write};
@@ -359,12 +359,22 @@ async fn finish(
 ) -> Result<Vec<i64>, Attempt> {
     let events = NewEvents::of(applied);
     let changed = changed_sessions(applied);
-    let statements = Finish::prepare(client, entries, &events, &changed).await?;
+    let mut held = TenantEntries::default();
+    held.merge(entries.tenants());
+    for applied in applied.iter().flatten() {
+        held.merge(&applied.tenant_entries);
+    }
+    let statements = Finish::prepare(client, entries, &held, &events, &changed).await?;
     let count = sql_int(events.event_type.len());
     let ids = packed(&changed);
 
+    let (tenants, added, stripe) = held.params();
+
     let mut pipeline = Pipeline::new(client);
     let inserted = statements.entries.as_ref().map(|statements| entries.push(&mut pipeline, statements));
+    if let Some(count) = &statements.tenant_entries {
+        pipeline.push(count, vec![&tenants, &added, &stripe]);
+    }
     // Invalidations are notified before the events: a replica that has
     // seen event N has then dropped every record changed up to N (reads
     // asking for `min_sequence` rely on it).
@@ -397,6 +407,7 @@ async fn finish(
 /// pipeline goes out in order.
 struct Finish {
     entries: Option<EntryStatements>,
+    tenant_entries: Option<Statement>,
     events: Option<(Statement, Statement, Statement)>,
     invalidate: Option<Statement>,
     commit: Statement,
@@ -406,12 +417,17 @@ impl Finish {
     async fn prepare(
         client: &ClientWrapper,
         entries: &NewEntries<'_>,
+        held: &TenantEntries,
         events: &NewEvents<'_>,
         changed: &BTreeSet<&str>,
     ) -> StoreResult<Finish> {
         let entries = match entries.is_empty() {
             true => None,
             false => Some(NewEntries::prepare(client).await?),
+        };
+        let tenant_entries = match held.is_empty() {
+            true => None,
+            false => Some(TenantEntries::prepare(client).await?),
         };
         let events = match events.event_type.is_empty() {
             true => None,
@@ -429,7 +445,7 @@ impl Finish {
             true => None,
             false => Some(client.prepare_cached("SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id").await?),
         };
-        Ok(Finish { entries, events, invalidate, commit: client.prepare_cached("COMMIT").await? })
+        Ok(Finish { entries, tenant_entries, events, invalidate, commit: client.prepare_cached("COMMIT").await? })
     }
 }
 

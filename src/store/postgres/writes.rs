@@ -9,13 +9,13 @@ use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
 use deadpool_postgres::ClientWrapper;
 
-use super::entries::{EntrySession, NewEntries};
+use super::entries::{EntrySession, NewEntries, TENANT_ENTRIES, TenantEntries};
 use super::pipeline::Pipeline;
 use super::rows::{end_from_row, end_reason, millis, unsigned};
 use super::sql_int;
 use crate::clock::UnixMillis;
 use crate::domain::{EndReason, LogEntry, LogId, NewEvent, RequestDigest, Session, SessionEnd, SessionId};
-use crate::store::{Ending, NewRequest, Purged, RequestRecord, StoreError, StoreResult};
+use crate::store::{Ending, LogLimits, NewRequest, Purged, RequestRecord, StoreError, StoreResult};
 
 /// One write, with everything it needs already encoded. A create or log
 /// append with a `request` stores that idempotency record with itself, or
@@ -65,8 +65,8 @@ pub(super) enum Write {
         id: SessionId,
         entries: Vec<LogEntry>,
         request: Option<Box<NewRequest>>,
-        /// Entries the session's log may hold (zero: no limit).
-        max: u64,
+        /// Entries the session's log and its tenant may hold.
+        max: LogLimits,
     },
     Purge {
         ended_before: UnixMillis,
@@ -106,22 +106,39 @@ pub(super) struct Applied {
     pub events: Vec<NewEvent>,
     pub outcome: Outcome,
     pub changed: Changed,
+    /// Log entries it added to or deleted from each tenant's.
+    pub tenant_entries: TenantEntries,
 }
 
 impl Applied {
     /// A write that recorded `event` and changed no cached record.
     pub(super) fn recorded(event: &NewEvent) -> Self {
-        Applied { events: vec![event.clone()], outcome: Outcome::Done, changed: Changed::Nothing }
+        Applied {
+            events: vec![event.clone()],
+            outcome: Outcome::Done,
+            changed: Changed::Nothing,
+            tenant_entries: TenantEntries::default(),
+        }
     }
 
     /// A write that recorded no event and changed no cached record.
     pub(super) fn unrecorded() -> Self {
-        Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Nothing }
+        Applied {
+            events: Vec::new(),
+            outcome: Outcome::Done,
+            changed: Changed::Nothing,
+            tenant_entries: TenantEntries::default(),
+        }
     }
 
     /// A keyed write that found `record` stored first, and did nothing.
     pub(super) fn replayed(record: RequestRecord) -> Self {
-        Applied { events: Vec::new(), outcome: Outcome::Replayed(record), changed: Changed::Nothing }
+        Applied {
+            events: Vec::new(),
+            outcome: Outcome::Replayed(record),
+            changed: Changed::Nothing,
+            tenant_entries: TenantEntries::default(),
+        }
     }
 }
 
@@ -176,6 +193,7 @@ impl Write {
                     events: vec![event.clone()],
                     outcome: Outcome::Version(version),
                     changed: Changed::Session(id.clone()),
+                    tenant_entries: TenantEntries::default(),
                 })
             }
             Write::Storage { id, expected_version, values, event } => {
@@ -185,14 +203,15 @@ impl Write {
                     events: vec![event.clone()],
                     outcome: Outcome::Version(version),
                     changed: Changed::Nothing,
+                    tenant_entries: TenantEntries::default(),
                 })
             }
             Write::Logs { id, entries, request, max } => {
                 if let Some(record) = claim(tx, id, request.as_deref()).await? {
                     return Ok(Applied::replayed(record));
                 }
-                append_logs(tx, id, entries, *max).await?;
-                Ok(Applied::unrecorded())
+                let tenant_entries = append_logs(tx, id, entries, *max).await?;
+                Ok(Applied { tenant_entries, ..Applied::unrecorded() })
             }
             Write::Purge { ended_before, events_before, requests_before } => {
                 purge(tx, *ended_before, *events_before, *requests_before).await
@@ -371,7 +390,12 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
         .await?;
     let row = tx.query_opt(&select, &[&id.as_str()]).await?.ok_or(StoreError::NotFound)?;
     if let Some(existing) = end_from_row(&row)? {
-        return Ok(Applied { events: Vec::new(), outcome: Outcome::AlreadyEnded(existing), changed: Changed::Nothing });
+        return Ok(Applied {
+            events: Vec::new(),
+            outcome: Outcome::AlreadyEnded(existing),
+            changed: Changed::Nothing,
+            tenant_entries: TenantEntries::default(),
+        });
     }
     let update = tx
         .prepare_cached(
@@ -393,9 +417,10 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
         ],
     )
     .await?;
+    let mut tenant_entries = TenantEntries::default();
     if end.log_id.is_none() {
-        let delete = tx.prepare_cached("DELETE FROM log_entries WHERE session_id = $1").await?;
-        tx.execute(&delete, &[&id.as_str()]).await?;
+        let delete = tx.prepare_cached(DELETE_LOGS).await?;
+        tenant_entries = TenantEntries::deleted(&tx.query(&delete, &[&[id.as_str()].as_slice()]).await?)?;
     } else {
         // The log is kept: its entries not readable yet become readable now.
         let keep = tx.prepare_cached(KEEP_ENTRIES).await?;
@@ -405,7 +430,12 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
         )
         .await?;
     }
-    Ok(Applied { events: vec![event.clone()], outcome: Outcome::Done, changed: Changed::Session(id.clone()) })
+    Ok(Applied {
+        events: vec![event.clone()],
+        outcome: Outcome::Done,
+        changed: Changed::Session(id.clone()),
+        tenant_entries,
+    })
 }
 
 /// Locks the rows of `ids` in id order, so that two transactions locking
@@ -445,7 +475,12 @@ async fn record_activities(tx: &ClientWrapper, activity: &[(SessionId, UnixMilli
         .await?;
     tx.execute(&upsert, &[&ids, &at]).await?;
     // Activity is not announced: other replicas read it when they need it.
-    Ok(Applied { events: Vec::new(), outcome: Outcome::Done, changed: Changed::Nothing })
+    Ok(Applied {
+        events: Vec::new(),
+        outcome: Outcome::Done,
+        changed: Changed::Nothing,
+        tenant_entries: TenantEntries::default(),
+    })
 }
 
 /// Moves open sessions' own `last_active_at`, and so their expiry, forward
@@ -466,8 +501,23 @@ async fn move_expiries(tx: &ClientWrapper, activity: &[(SessionId, UnixMillis)])
         .await?;
     let moved = tx.execute(&update, &[&ids, &at]).await?;
     // The cached record holds no expiry: nothing to announce.
-    Ok(Applied { events: Vec::new(), outcome: Outcome::Moved(moved), changed: Changed::Nothing })
+    Ok(Applied {
+        events: Vec::new(),
+        outcome: Outcome::Moved(moved),
+        changed: Changed::Nothing,
+        tenant_entries: TenantEntries::default(),
+    })
 }
+
+/// Deletes the logs of the sessions of `$1`; answers how many entries
+/// each tenant lost, as `tenant` and `n`.
+const DELETE_LOGS: &str = "WITH gone AS (DELETE FROM log_entries WHERE session_id = ANY($1) RETURNING tenant) \
+     SELECT tenant, count(*)::int8 AS n FROM gone GROUP BY tenant";
+
+/// Deletes the logs of the sessions ended before `$1`, as [`DELETE_LOGS`].
+const DELETE_PURGED_LOGS: &str = "WITH gone AS (DELETE FROM log_entries \
+     WHERE session_id IN (SELECT id FROM sessions WHERE ended_at < $1) RETURNING tenant) \
+     SELECT tenant, count(*)::int8 AS n FROM gone GROUP BY tenant";
 
 /// Ends every open session of `endings` in three statements (lock, update,
 /// delete the logs not kept); those ended already are answered how.
@@ -507,9 +557,10 @@ async fn end_sessions(tx: &ClientWrapper, endings: &[Ending]) -> StoreResult<App
         .await?;
     tx.execute(&update, &[&ids, &at, &reason, &error, &stack_trace, &log_id, &slow]).await?;
     let unkept: Vec<&str> = open.iter().filter(|e| e.end.log_id.is_none()).map(|e| e.id.as_str()).collect();
+    let mut tenant_entries = TenantEntries::default();
     if !unkept.is_empty() {
-        let delete = tx.prepare_cached("DELETE FROM log_entries WHERE session_id = ANY($1)").await?;
-        tx.execute(&delete, &[&unkept]).await?;
+        let delete = tx.prepare_cached(DELETE_LOGS).await?;
+        tenant_entries = TenantEntries::deleted(&tx.query(&delete, &[&unkept]).await?)?;
     }
     // Kept logs: their entries not readable yet become readable now.
     let kept: Vec<&Ending> = open.iter().filter(|e| e.end.log_id.is_some()).copied().collect();
@@ -521,7 +572,7 @@ async fn end_sessions(tx: &ClientWrapper, endings: &[Ending]) -> StoreResult<App
         tx.query(&keep, &[&ids, &failed, &slow]).await?;
     }
     let changed = open.iter().map(|e| e.id.clone()).collect();
-    Ok(Applied { events, outcome: Outcome::Ends(outcomes), changed: Changed::Sessions(changed) })
+    Ok(Applied { events, outcome: Outcome::Ends(outcomes), changed: Changed::Sessions(changed), tenant_entries })
 }
 
 /// The two versioned documents of a session.
@@ -557,13 +608,28 @@ async fn compare_and_set(
     Ok(current + 1)
 }
 
-async fn append_logs(tx: &ClientWrapper, id: &SessionId, entries: &[LogEntry], max: u64) -> StoreResult<()> {
+/// Appends entries to an open session's log within `limits`, its
+/// tenant's held as committed when the append begins; answers what its
+/// tenant gains, for the batch to count at its end.
+async fn append_logs(
+    tx: &ClientWrapper,
+    id: &SessionId,
+    entries: &[LogEntry],
+    limits: LogLimits,
+) -> StoreResult<TenantEntries> {
     let session = open_session(tx, id).await?;
-    crate::store::check_log_room(session.log_count, entries.len(), max)?;
+    let tenant_held = match limits.per_tenant {
+        0 => 0,
+        _ => {
+            let held = tx.prepare_cached(TENANT_ENTRIES).await?;
+            unsigned(&tx.query_one(&held, &[&session.entries.tenant()]).await?, "held")?
+        }
+    };
+    limits.check(session.log_count, tenant_held, entries.len())?;
     let mut new = NewEntries::default();
     new.add(id, session.log_count + 1, entries, &session.entries);
     if new.is_empty() {
-        return Ok(());
+        return Ok(TenantEntries::default());
     }
     let statements = NewEntries::prepare(tx).await?;
     let mut pipeline = Pipeline::new(tx);
@@ -571,7 +637,9 @@ async fn append_logs(tx: &ClientWrapper, id: &SessionId, entries: &[LogEntry], m
     for answer in pipeline.run().await {
         answer?;
     }
-    Ok(())
+    let mut gained = TenantEntries::default();
+    gained.merge(new.tenants());
+    Ok(gained)
 }
 
 async fn purge(
@@ -580,10 +648,8 @@ async fn purge(
     events_before: UnixMillis,
     requests_before: UnixMillis,
 ) -> StoreResult<Applied> {
-    let entries = tx
-        .prepare_cached("DELETE FROM log_entries WHERE session_id IN (SELECT id FROM sessions WHERE ended_at < $1)")
-        .await?;
-    tx.execute(&entries, &[&ended_before.0]).await?;
+    let entries = tx.prepare_cached(DELETE_PURGED_LOGS).await?;
+    let tenant_entries = TenantEntries::deleted(&tx.query(&entries, &[&ended_before.0]).await?)?;
     let activity = tx
         .prepare_cached("DELETE FROM session_activity WHERE id IN (SELECT id FROM sessions WHERE ended_at < $1)")
         .await?;
@@ -598,5 +664,6 @@ async fn purge(
         events: Vec::new(),
         outcome: Outcome::Purged(Purged { sessions, events, requests }),
         changed: if sessions > 0 { Changed::Every } else { Changed::Nothing },
+        tenant_entries,
     })
 }

@@ -27,8 +27,8 @@ use self::rows::{event_from_row, record_from_row, session_from_row, to_json};
 use self::writer::WriteQueue;
 use super::log_sql;
 use super::{
-    Coordination, EndOutcome, Ending, EventLog, NewRequest, Once, PageRequest, Purged, RequestRecord, SessionFilter,
-    SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
+    Coordination, EndOutcome, Ending, EventLog, LogLimits, NewRequest, Once, PageRequest, Purged, RequestRecord,
+    SessionFilter, SessionLogs, SessionRecords, SessionStorage, StoreError, StoreResult,
 };
 use crate::clock::UnixMillis;
 use crate::domain::{
@@ -71,8 +71,8 @@ pub struct SqliteStore {
     readers: ReadPool,
     /// Keeps other processes out of the directory while the store is open.
     _lock: lock::DirectoryLock,
-    /// Entries one session's log may hold (zero: no limit).
-    max_log_entries: u64,
+    /// Entries a session's log and a tenant may hold.
+    log_limits: LogLimits,
     /// Open sessions one tenant may hold (zero: no limit).
     max_open_sessions: u64,
 }
@@ -98,7 +98,7 @@ impl SqliteStore {
             writer: Some(thread),
             readers,
             _lock: lock,
-            max_log_entries: 0,
+            log_limits: LogLimits::default(),
             max_open_sessions: 0,
         })
     }
@@ -111,7 +111,16 @@ impl SqliteStore {
     /// The store with a limit of `max` entries per session's log (zero:
     /// none, as opened).
     pub fn with_max_log_entries(mut self, max: u64) -> SqliteStore {
-        self.max_log_entries = max;
+        self.log_limits.per_session = max;
+        self
+    }
+
+    /// The store with a limit of `max` log entries per tenant (zero: none,
+    /// as opened): an append past it is refused with
+    /// [`StoreError::TenantLogFull`], counted in the append's own
+    /// transaction.
+    pub fn with_max_log_entries_per_tenant(mut self, max: u64) -> SqliteStore {
+        self.log_limits.per_tenant = max;
         self
     }
 
@@ -287,7 +296,7 @@ impl SessionStorage for SqliteStore {
 impl SessionLogs for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id, entries = entries.len()))]
     async fn append_logs(&self, id: &SessionId, entries: Vec<LogEntry>) -> StoreResult<()> {
-        let (id, max) = (id.clone(), self.max_log_entries);
+        let (id, max) = (id.clone(), self.log_limits);
         self.write(move |conn| writes::append_logs(conn, id.as_str(), &entries, max)).await
     }
 
@@ -298,7 +307,7 @@ impl SessionLogs for SqliteStore {
         entries: Vec<LogEntry>,
         request: NewRequest,
     ) -> StoreResult<Once<()>> {
-        let (id, max) = (id.clone(), self.max_log_entries);
+        let (id, max) = (id.clone(), self.log_limits);
         self.write(move |conn| writes::append_logs_once(conn, id.as_str(), &entries, &request, max)).await
     }
 

@@ -255,6 +255,18 @@ CREATE TABLE session_activity (
 CREATE INDEX log_entries_readable_kept ON log_entries (tenant, level, position, entry_id)
     WHERE position IS NOT NULL AND NOT continuous;
 ",
+    "
+-- Log entries held per tenant, for --max-log-entries-per-tenant: those of
+-- its open sessions' logs and of the kept logs of its ended ones. Appends
+-- add to it, and the end that deletes a log not kept and the purge count
+-- theirs off, each in its own transaction (store::sqlite::writes).
+CREATE TABLE tenant_log_entries (
+    tenant TEXT PRIMARY KEY NOT NULL,
+    entries INTEGER NOT NULL
+) STRICT;
+INSERT INTO tenant_log_entries (tenant, entries)
+    SELECT tenant, count(*) FROM log_entries GROUP BY tenant;
+",
 ];
 
 /// The schema version this sessiond brings a database to: its number of
@@ -428,6 +440,25 @@ mod tests {
         )
         .expect("events are recorded");
         assert_eq!((tenant_counted(&conn, "acme"), tenant_counted(&conn, "globex")), (3, 0));
+    }
+
+    #[test]
+    fn a_populated_database_of_the_version_before_log_entries_per_tenant_counts_its_entries() {
+        let before = MIGRATIONS.iter().position(|sql| sql.contains("CREATE TABLE tenant_log_entries"));
+        let mut conn = database_at(before.expect("a step counts log entries per tenant"));
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF; WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) \
+             INSERT INTO log_entries (session_id, sequence, level, message, logged_at, tenant) \
+             SELECT 's' || (n % 2), n, 2, 'm' || n, n, CASE WHEN n < 4 THEN 'acme' ELSE 'globex' END FROM r;",
+        )
+        .expect("entries of the version before are written");
+
+        migrate(&mut conn).expect("the earlier database migrates");
+        let counted = |tenant: &str| {
+            one(&conn, "SELECT entries FROM tenant_log_entries WHERE tenant = ?1", [tenant], |row| Ok(row.get(0)?))
+                .expect("readable")
+        };
+        assert_eq!((counted("acme"), counted("globex"), counted("initech")), (Some(3), Some(2), None::<i64>));
     }
 
     fn tenant_counted(conn: &Connection, tenant: &str) -> u64 {

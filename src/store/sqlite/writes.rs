@@ -12,7 +12,7 @@ use super::error::internal;
 use super::rows::{end_from_row, end_reason, millis, one};
 use crate::clock::UnixMillis;
 use crate::domain::{EndReason, Event, LogEntry, LogId, NewEvent, Session, SessionEnd, SessionId};
-use crate::store::{EndOutcome, Ending, NewRequest, Once, Purged, RequestRecord, StoreError, StoreResult};
+use crate::store::{EndOutcome, Ending, LogLimits, NewRequest, Once, Purged, RequestRecord, StoreError, StoreResult};
 
 /// The counters of an open session a write builds on; fails with
 /// `NotFound` or `Ended` for any other.
@@ -138,12 +138,12 @@ pub(super) fn append_logs_once(
     id: &str,
     entries: &[LogEntry],
     request: &NewRequest,
-    max: u64,
+    limits: LogLimits,
 ) -> StoreResult<Once<()>> {
     if let Some(record) = claim(conn, id, request)? {
         return Ok(Once::Replayed(record));
     }
-    append_logs(conn, id, entries, max).map(Once::Done)
+    append_logs(conn, id, entries, limits).map(Once::Done)
 }
 
 fn insert_session(
@@ -245,6 +245,34 @@ pub(super) const END_MANY: &str = "UPDATE sessions SET ended_at = e.ended_at, en
 pub(super) const DELETE_LOGS_OF_MANY: &str =
     "DELETE FROM log_entries WHERE session_id IN (SELECT value FROM json_each(?1))";
 
+/// Counts the entries of the sessions of `?1` (a JSON array of ids) off
+/// their tenants, before they are deleted.
+const UNCOUNT_LOGS_OF_MANY: &str = "UPDATE tenant_log_entries SET entries = entries - g.n \
+     FROM (SELECT tenant, count(*) AS n FROM log_entries WHERE session_id IN (SELECT value FROM json_each(?1)) \
+     GROUP BY tenant) AS g WHERE tenant_log_entries.tenant = g.tenant";
+
+/// Counts the entries of the sessions ended before `?1` off their tenants,
+/// before the purge deletes them.
+const UNCOUNT_PURGED_LOGS: &str = "UPDATE tenant_log_entries SET entries = entries - g.n \
+     FROM (SELECT l.tenant, count(*) AS n FROM sessions AS s JOIN log_entries AS l ON l.session_id = s.id \
+     WHERE s.ended_at < ?1 GROUP BY l.tenant) AS g WHERE tenant_log_entries.tenant = g.tenant";
+
+/// The log entries tenant `tenant` holds.
+fn tenant_entries(conn: &Connection, tenant: &str) -> StoreResult<u64> {
+    let held = one(conn, "SELECT entries FROM tenant_log_entries WHERE tenant = ?1", [tenant], |row| Ok(row.get(0)?))?;
+    Ok(held.unwrap_or(0))
+}
+
+/// Adds `added` (fewer when negative) to the log entries `tenant` holds.
+fn count_entries(conn: &Connection, tenant: &str, added: i64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO tenant_log_entries (tenant, entries) VALUES (?1, ?2) \
+         ON CONFLICT (tenant) DO UPDATE SET entries = entries + excluded.entries",
+    )?
+    .execute(params![tenant, added])?;
+    Ok(())
+}
+
 /// Keeps the logs of `?1` (a JSON array of `[id, failed, slow]`): their
 /// entries not readable yet become readable at position `?2`.
 pub(super) const KEEP_LOGS_OF_MANY: &str = "UPDATE log_entries SET failed = k.failed, slow = k.slow, \
@@ -318,6 +346,7 @@ fn end_open(conn: &Connection, open: &[&Ending]) -> StoreResult<Vec<u64>> {
     let (kept, unkept): (Vec<&Ending>, Vec<&Ending>) = open.iter().partition(|e| e.end.log_id.is_some());
     if !unkept.is_empty() {
         let ids = json_array(unkept.iter().map(|e| serde_json::Value::from(e.id.as_str())));
+        conn.prepare_cached(UNCOUNT_LOGS_OF_MANY)?.execute([&ids])?;
         conn.prepare_cached(DELETE_LOGS_OF_MANY)?.execute([&ids])?;
     }
     if !kept.is_empty() {
@@ -394,7 +423,11 @@ pub(super) fn end_session(conn: &Connection, id: &str, end: &SessionEnd, event: 
         end.slow,
     ])?;
     if end.log_id.is_none() {
-        conn.prepare_cached("DELETE FROM log_entries WHERE session_id = ?1")?.execute([id])?;
+        let gone = conn.prepare_cached("DELETE FROM log_entries WHERE session_id = ?1")?.execute([id])?;
+        conn.prepare_cached(
+            "UPDATE tenant_log_entries SET entries = entries - ?2 WHERE tenant = (SELECT tenant FROM sessions WHERE id = ?1)",
+        )?
+        .execute(params![id, gone as i64])?;
     } else {
         // The log is kept: its entries not readable yet become readable now.
         conn.prepare_cached(
@@ -456,11 +489,15 @@ fn next_position(conn: &Connection) -> StoreResult<i64> {
         .query_row([], |row| row.get(0))?)
 }
 
-/// Appends entries to an open session's log, numbering them on; entries
-/// logged continuously are readable at once.
-pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry], max: u64) -> StoreResult<()> {
+/// Appends entries to an open session's log, numbering them on, within
+/// `limits`; entries logged continuously are readable at once.
+pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry], limits: LogLimits) -> StoreResult<()> {
     let session = open_session(conn, id)?;
-    crate::store::check_log_room(session.log_count, entries.len(), max)?;
+    let tenant_held = match limits.per_tenant {
+        0 => 0,
+        _ => tenant_entries(conn, &session.tenant)?,
+    };
+    limits.check(session.log_count, tenant_held, entries.len())?;
     let first = session.log_count + 1;
     let position = match entries.iter().any(|e| e.continuous) {
         true => Some(next_position(conn)?),
@@ -491,7 +528,7 @@ pub(super) fn append_logs(conn: &Connection, id: &str, entries: &[LogEntry], max
     }
     conn.prepare_cached("UPDATE sessions SET log_count = log_count + ?2 WHERE id = ?1")?
         .execute(params![id, entries.len() as u64])?;
-    Ok(())
+    count_entries(conn, &session.tenant, entries.len() as i64)
 }
 
 /// Deletes sessions ended before `ended_before`, events before
@@ -503,6 +540,7 @@ pub(super) fn purge(
     requests_before: UnixMillis,
 ) -> StoreResult<Purged> {
     // Log entries go with their sessions: the foreign key cascades.
+    conn.prepare_cached(UNCOUNT_PURGED_LOGS)?.execute([ended_before.0])?;
     conn.prepare_cached("DELETE FROM session_activity WHERE id IN (SELECT id FROM sessions WHERE ended_at < ?1)")?
         .execute([ended_before.0])?;
     let sessions = conn.prepare_cached("DELETE FROM sessions WHERE ended_at < ?1")?.execute([ended_before.0])?;
