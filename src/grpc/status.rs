@@ -115,38 +115,26 @@ impl From<Error> for Status {
                 format!("{subject}: {description}"),
                 ErrorDetails::with_quota_failure_violation(subject, description),
             ),
-            Error::SessionLogQuota { limit } => {
-                let description = format!("a session's log holds at most {limit} entries");
-                let mut details = ErrorDetails::with_quota_failure_violation("session-log-entries", &description);
-                details.set_error_info(
-                    "SESSION_LOG_QUOTA",
-                    ERROR_DOMAIN,
-                    HashMap::from([("max_entries".to_owned(), limit.to_string())]),
-                );
-                Status::with_error_details(Code::ResourceExhausted, description, details)
-            }
-            Error::TenantSessionQuota { tenant, limit } => {
-                let description = format!("at most {limit} open sessions per tenant; end some to open more");
-                let mut details = ErrorDetails::with_quota_failure_violation(format!("tenant:{tenant}"), &description);
-                details.set_error_info(
-                    "TENANT_SESSION_QUOTA",
-                    ERROR_DOMAIN,
-                    HashMap::from([("max_open_sessions".to_owned(), limit.to_string())]),
-                );
-                Status::with_error_details(Code::ResourceExhausted, description, details)
-            }
-            Error::TenantLogQuota { tenant, limit } => {
-                let description = format!(
+            Error::SessionLogQuota { limit } => quota_full(
+                "session-log-entries".to_owned(),
+                format!("a session's log holds at most {limit} entries"),
+                "SESSION_LOG_QUOTA",
+                ("max_entries", limit),
+            ),
+            Error::TenantSessionQuota { tenant, limit } => quota_full(
+                format!("tenant:{tenant}"),
+                format!("at most {limit} open sessions per tenant; end some to open more"),
+                "TENANT_SESSION_QUOTA",
+                ("max_open_sessions", limit),
+            ),
+            Error::TenantLogQuota { tenant, limit } => quota_full(
+                format!("tenant:{tenant}"),
+                format!(
                     "a tenant's sessions hold at most {limit} log entries; end sessions or let kept logs be purged"
-                );
-                let mut details = ErrorDetails::with_quota_failure_violation(format!("tenant:{tenant}"), &description);
-                details.set_error_info(
-                    "TENANT_LOG_QUOTA",
-                    ERROR_DOMAIN,
-                    HashMap::from([("max_entries".to_owned(), limit.to_string())]),
-                );
-                Status::with_error_details(Code::ResourceExhausted, description, details)
-            }
+                ),
+                "TENANT_LOG_QUOTA",
+                ("max_entries", limit),
+            ),
             Error::CursorOutOfRange { expired, oldest, latest } => {
                 let metadata = HashMap::from([
                     ("oldest_sequence".to_owned(), oldest.to_string()),
@@ -300,6 +288,15 @@ pub fn key_stream_quota(subject: &str, limit: usize) -> Status {
         "too many streams of this API key are open; end one first",
         details,
     )
+}
+
+/// A write refused because `subject` holds what a stored quota allows:
+/// a QuotaFailure on `subject` saying `description`, and an ErrorInfo of
+/// `reason` with the limit under `key`.
+fn quota_full(subject: String, description: String, reason: &str, (key, limit): (&str, u64)) -> Status {
+    let mut details = ErrorDetails::with_quota_failure_violation(subject, &description);
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::from([(key.to_owned(), limit.to_string())]));
+    Status::with_error_details(Code::ResourceExhausted, description, details)
 }
 
 fn share_overloaded(reason: &str, subject: &str, limit: usize, message: &str) -> Status {

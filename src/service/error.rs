@@ -69,6 +69,26 @@ pub enum Error {
     Internal(#[source] StoreError),
 }
 
+/// A store error of a write for `tenant`, its tenant quotas named: the
+/// store refuses a create when the tenant holds
+/// `--max-open-sessions-per-tenant` open sessions, and an append that would
+/// take it past `--max-log-entries-per-tenant` entries, each against the
+/// count committed when the write begins, after the call began (writes of
+/// one tenant at that same moment, on any replica, do not see each other).
+pub(super) fn tenant_quota(err: StoreError, tenant: &TenantId) -> Error {
+    let (reason, quota) = match err {
+        StoreError::TenantFull { max } => {
+            ("TENANT_SESSION_QUOTA", Error::TenantSessionQuota { tenant: tenant.clone(), limit: max })
+        }
+        StoreError::TenantLogFull { max } => {
+            ("TENANT_LOG_QUOTA", Error::TenantLogQuota { tenant: tenant.clone(), limit: max })
+        }
+        err => return err.into(),
+    };
+    crate::telemetry::metrics::call_shed(reason);
+    quota
+}
+
 fn describe(violations: &[InvalidInput]) -> String {
     violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
 }
@@ -98,11 +118,9 @@ impl From<StoreError> for Error {
             StoreError::Ended(reason) => Error::SessionEnded(reason),
             StoreError::Conflict { current } => Error::VersionConflict { current },
             StoreError::LogFull { max } => Error::SessionLogQuota { limit: max },
-            // Only a create is refused for its tenant, and it names the
-            // tenant itself (`Service::create`).
-            err @ StoreError::TenantFull { .. } => Error::Internal(err),
-            // An append refused for its tenant names it (`Service::log`).
-            err @ StoreError::TenantLogFull { .. } => Error::Internal(err),
+            // A create or an append refused for its tenant names the tenant
+            // (`tenant_quota`).
+            err @ (StoreError::TenantFull { .. } | StoreError::TenantLogFull { .. }) => Error::Internal(err),
             err @ StoreError::Unavailable(_) => Error::Unavailable(err),
             err @ StoreError::Full(_) => Error::StoreFull(err),
             err @ StoreError::Internal(_) => Error::Internal(err),

@@ -8,9 +8,10 @@ use crate::clock::UnixMillis;
 use crate::domain::request_id::Digester;
 use crate::domain::{
     EncodedStorage, EndReason, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session,
-    SessionEnd, SessionId, SessionKind, StorageMap, TenantId, Token,
+    SessionEnd, SessionId, SessionKind, StorageMap, Token,
 };
 use crate::service::Error;
+use crate::service::error::tenant_quota;
 use crate::store::{NewRequest, Once, PageRequest, Record, RequestRecord, SessionFilter, StoreError};
 
 use super::{Opened, Page, Service, SessionRef};
@@ -202,10 +203,10 @@ impl Service {
             end: None,
         };
         let event = self.event(&session, EventType::Created, None);
-        let tenant_full = |err| tenant_full(err, &caller.tenant);
+        let tenant_quota = |err| tenant_quota(err, &caller.tenant);
         let event = match keyed {
             None => {
-                self.stores().sessions.create_session(session.clone(), storage, event).await.map_err(tenant_full)?
+                self.stores().sessions.create_session(session.clone(), storage, event).await.map_err(tenant_quota)?
             }
             Some((request_id, key, digest, since)) => {
                 let record = NewRequest {
@@ -217,7 +218,7 @@ impl Service {
                     expired_before: since,
                 };
                 let created = self.stores().sessions.create_session_once(session.clone(), storage, event, record);
-                match created.await.map_err(tenant_full)? {
+                match created.await.map_err(tenant_quota)? {
                     Once::Done(event) => event,
                     // Another call with this request id, perhaps on another
                     // replica, was stored first.
@@ -408,19 +409,4 @@ impl Service {
 
 fn closed(id: &SessionId, end: &SessionEnd) -> Closed {
     Closed { session_id: id.clone(), end_reason: end.reason, log_id: end.log_id.clone() }
-}
-
-/// A create's store error, the tenant's quota named: the store refuses a
-/// create when `tenant` already holds `--max-open-sessions-per-tenant`
-/// open sessions, as committed when the create's write begins, after the
-/// call began (creates of one tenant written at that same moment, on any
-/// replica, do not see each other).
-fn tenant_full(err: StoreError, tenant: &TenantId) -> Error {
-    match err {
-        StoreError::TenantFull { max } => {
-            crate::telemetry::metrics::call_shed("TENANT_SESSION_QUOTA");
-            Error::TenantSessionQuota { tenant: tenant.clone(), limit: max }
-        }
-        err => err.into(),
-    }
 }

@@ -16,10 +16,11 @@ use tokio::sync::mpsc;
 use crate::auth::Caller;
 use crate::domain::request_id::Digester;
 use crate::domain::{
-    InvalidInput, LogCursor, LogEntry, LogPage, LogQuery, LogRecord, RequestDigest, RequestId, SessionId, TenantId,
+    InvalidInput, LogCursor, LogEntry, LogPage, LogQuery, LogRecord, RequestDigest, RequestId, SessionId,
 };
 use crate::service::Error;
-use crate::store::{NewRequest, Once, RequestRecord, StoreError};
+use crate::service::error::tenant_quota;
+use crate::store::{NewRequest, Once, RequestRecord};
 
 use super::{Page, Service, SessionRef};
 
@@ -136,7 +137,7 @@ impl Service {
         }
         let Some((key, digest, since)) = keyed else {
             let count = kept.len();
-            self.stores().logs.append_logs(&session.id, kept).await.map_err(|e| tenant_log_full(e, &session.tenant))?;
+            self.stores().logs.append_logs(&session.id, kept).await.map_err(|e| tenant_quota(e, &session.tenant))?;
             self.logs_readable(policy.continuous);
             return Ok(count);
         };
@@ -144,7 +145,7 @@ impl Service {
         let record =
             NewRequest { key, digest, sealed_token: None, accepted: count as u64, at: now, expired_before: since };
         let appended = self.stores().logs.append_logs_once(&session.id, kept, record).await;
-        match appended.map_err(|e| tenant_log_full(e, &session.tenant))? {
+        match appended.map_err(|e| tenant_quota(e, &session.tenant))? {
             Once::Done(()) => {
                 self.logs_readable(policy.continuous);
                 Ok(count)
@@ -292,18 +293,5 @@ impl Service {
                 () = sender.closed() => return Ok(()),
             }
         }
-    }
-}
-
-/// An append's store error, the tenant's quota named: the store refuses an
-/// append that would take `tenant` past `--max-log-entries-per-tenant`
-/// entries, as committed when the append's write begins.
-fn tenant_log_full(err: StoreError, tenant: &TenantId) -> Error {
-    match err {
-        StoreError::TenantLogFull { max } => {
-            crate::telemetry::metrics::call_shed("TENANT_LOG_QUOTA");
-            Error::TenantLogQuota { tenant: tenant.clone(), limit: max }
-        }
-        err => err.into(),
     }
 }
