@@ -65,7 +65,7 @@ pub(super) const TENANT_ENTRIES: &str =
 const STRIPES: i16 = 16;
 
 /// How many log entries each tenant gains (loses, when negative) in one
-/// transaction, written by one statement at its end ([`TenantEntries::push`]):
+/// transaction, written by one statement at its end (`writer::finish`):
 /// tenants' rows are then locked in one order by every transaction, so
 /// writers never wait for each other in a cycle.
 #[derive(Debug, Default)]
@@ -216,6 +216,11 @@ impl<'a> NewEntries<'a> {
     /// How many entries each tenant gains.
     pub(super) fn tenants(&self) -> &TenantEntries {
         &self.tenants
+    }
+
+    /// The same, once the entries are written.
+    pub(super) fn into_tenants(self) -> TenantEntries {
+        self.tenants
     }
 
     /// Adds the entries' copy, their sessions' counts and the notification

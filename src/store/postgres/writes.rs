@@ -111,34 +111,25 @@ pub(super) struct Applied {
 }
 
 impl Applied {
+    /// A write that recorded `events`, answers `outcome` and changed
+    /// `changed`, and no tenant's log entries.
+    pub(super) fn new(events: Vec<NewEvent>, outcome: Outcome, changed: Changed) -> Self {
+        Applied { events, outcome, changed, tenant_entries: TenantEntries::default() }
+    }
+
     /// A write that recorded `event` and changed no cached record.
     pub(super) fn recorded(event: &NewEvent) -> Self {
-        Applied {
-            events: vec![event.clone()],
-            outcome: Outcome::Done,
-            changed: Changed::Nothing,
-            tenant_entries: TenantEntries::default(),
-        }
+        Applied::new(vec![event.clone()], Outcome::Done, Changed::Nothing)
     }
 
     /// A write that recorded no event and changed no cached record.
     pub(super) fn unrecorded() -> Self {
-        Applied {
-            events: Vec::new(),
-            outcome: Outcome::Done,
-            changed: Changed::Nothing,
-            tenant_entries: TenantEntries::default(),
-        }
+        Applied::new(Vec::new(), Outcome::Done, Changed::Nothing)
     }
 
     /// A keyed write that found `record` stored first, and did nothing.
     pub(super) fn replayed(record: RequestRecord) -> Self {
-        Applied {
-            events: Vec::new(),
-            outcome: Outcome::Replayed(record),
-            changed: Changed::Nothing,
-            tenant_entries: TenantEntries::default(),
-        }
+        Applied::new(Vec::new(), Outcome::Replayed(record), Changed::Nothing)
     }
 }
 
@@ -189,22 +180,12 @@ impl Write {
             Write::Ends { endings } => end_sessions(tx, endings).await,
             Write::Grants { id, expected_version, grants, event } => {
                 let version = compare_and_set(tx, id, *expected_version, Versioned::Grants, grants).await?;
-                Ok(Applied {
-                    events: vec![event.clone()],
-                    outcome: Outcome::Version(version),
-                    changed: Changed::Session(id.clone()),
-                    tenant_entries: TenantEntries::default(),
-                })
+                Ok(Applied::new(vec![event.clone()], Outcome::Version(version), Changed::Session(id.clone())))
             }
             Write::Storage { id, expected_version, values, event } => {
                 let version = compare_and_set(tx, id, *expected_version, Versioned::Storage, values).await?;
                 // Storage is not part of the session record.
-                Ok(Applied {
-                    events: vec![event.clone()],
-                    outcome: Outcome::Version(version),
-                    changed: Changed::Nothing,
-                    tenant_entries: TenantEntries::default(),
-                })
+                Ok(Applied::new(vec![event.clone()], Outcome::Version(version), Changed::Nothing))
             }
             Write::Logs { id, entries, request, max } => {
                 if let Some(record) = claim(tx, id, request.as_deref()).await? {
@@ -390,12 +371,7 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
         .await?;
     let row = tx.query_opt(&select, &[&id.as_str()]).await?.ok_or(StoreError::NotFound)?;
     if let Some(existing) = end_from_row(&row)? {
-        return Ok(Applied {
-            events: Vec::new(),
-            outcome: Outcome::AlreadyEnded(existing),
-            changed: Changed::Nothing,
-            tenant_entries: TenantEntries::default(),
-        });
+        return Ok(Applied::new(Vec::new(), Outcome::AlreadyEnded(existing), Changed::Nothing));
     }
     let update = tx
         .prepare_cached(
@@ -430,12 +406,7 @@ async fn end_session(tx: &ClientWrapper, id: &SessionId, end: &SessionEnd, event
         )
         .await?;
     }
-    Ok(Applied {
-        events: vec![event.clone()],
-        outcome: Outcome::Done,
-        changed: Changed::Session(id.clone()),
-        tenant_entries,
-    })
+    Ok(Applied { tenant_entries, ..Applied::new(vec![event.clone()], Outcome::Done, Changed::Session(id.clone())) })
 }
 
 /// Locks the rows of `ids` in id order, so that two transactions locking
@@ -475,12 +446,7 @@ async fn record_activities(tx: &ClientWrapper, activity: &[(SessionId, UnixMilli
         .await?;
     tx.execute(&upsert, &[&ids, &at]).await?;
     // Activity is not announced: other replicas read it when they need it.
-    Ok(Applied {
-        events: Vec::new(),
-        outcome: Outcome::Done,
-        changed: Changed::Nothing,
-        tenant_entries: TenantEntries::default(),
-    })
+    Ok(Applied::new(Vec::new(), Outcome::Done, Changed::Nothing))
 }
 
 /// Moves open sessions' own `last_active_at`, and so their expiry, forward
@@ -501,12 +467,7 @@ async fn move_expiries(tx: &ClientWrapper, activity: &[(SessionId, UnixMillis)])
         .await?;
     let moved = tx.execute(&update, &[&ids, &at]).await?;
     // The cached record holds no expiry: nothing to announce.
-    Ok(Applied {
-        events: Vec::new(),
-        outcome: Outcome::Moved(moved),
-        changed: Changed::Nothing,
-        tenant_entries: TenantEntries::default(),
-    })
+    Ok(Applied::new(Vec::new(), Outcome::Moved(moved), Changed::Nothing))
 }
 
 /// Deletes the logs of the sessions of `$1`; answers how many entries
@@ -572,7 +533,7 @@ async fn end_sessions(tx: &ClientWrapper, endings: &[Ending]) -> StoreResult<App
         tx.query(&keep, &[&ids, &failed, &slow]).await?;
     }
     let changed = open.iter().map(|e| e.id.clone()).collect();
-    Ok(Applied { events, outcome: Outcome::Ends(outcomes), changed: Changed::Sessions(changed), tenant_entries })
+    Ok(Applied { tenant_entries, ..Applied::new(events, Outcome::Ends(outcomes), Changed::Sessions(changed)) })
 }
 
 /// The two versioned documents of a session.
@@ -637,9 +598,7 @@ async fn append_logs(
     for answer in pipeline.run().await {
         answer?;
     }
-    let mut gained = TenantEntries::default();
-    gained.merge(new.tenants());
-    Ok(gained)
+    Ok(new.into_tenants())
 }
 
 async fn purge(
@@ -661,9 +620,11 @@ async fn purge(
     let requests = tx.prepare_cached("DELETE FROM request_ids WHERE at < $1").await?;
     let requests = tx.execute(&requests, &[&requests_before.0]).await?;
     Ok(Applied {
-        events: Vec::new(),
-        outcome: Outcome::Purged(Purged { sessions, events, requests }),
-        changed: if sessions > 0 { Changed::Every } else { Changed::Nothing },
         tenant_entries,
+        ..Applied::new(
+            Vec::new(),
+            Outcome::Purged(Purged { sessions, events, requests }),
+            if sessions > 0 { Changed::Every } else { Changed::Nothing },
+        )
     })
 }

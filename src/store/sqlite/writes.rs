@@ -539,7 +539,8 @@ pub(super) fn purge(
     events_before: UnixMillis,
     requests_before: UnixMillis,
 ) -> StoreResult<Purged> {
-    // Log entries go with their sessions: the foreign key cascades.
+    // Log entries go with their sessions (the foreign key cascades),
+    // counted off their tenants first.
     conn.prepare_cached(UNCOUNT_PURGED_LOGS)?.execute([ended_before.0])?;
     conn.prepare_cached("DELETE FROM session_activity WHERE id IN (SELECT id FROM sessions WHERE ended_at < ?1)")?
         .execute([ended_before.0])?;
