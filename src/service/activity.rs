@@ -4,8 +4,9 @@
 //! every call would make reads cost a write. The tracker remembers, per
 //! session, the latest activity, the latest written and the session's write
 //! interval. A call never writes itself: when it finds the stored value
-//! older than the write interval it wakes the activity writer
-//! ([`Service::run_activity_writer`]), which writes every session so due in
+//! nearly a write interval old ([`due_after`]) it wakes the activity writer
+//! ([`Service::run_activity_writer`]), which gathers for a moment
+//! ([`GATHER`], less for short intervals) and writes every session so due in
 //! one batch, off the call's path. Each sweep does the same, and shutdown
 //! writes all of it ([`Service::flush_activity`]), in batches of
 //! [`FLUSH_BATCH`] (shutdown: [`SHUTDOWN_FLUSH_BATCH`]). So activity stays
@@ -15,6 +16,8 @@
 use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::clock::UnixMillis;
 use crate::domain::{Session, SessionId};
@@ -37,20 +40,96 @@ pub const FLUSH_BATCH: usize = 50_000;
 /// pages, and fewer batches write fewer pages.
 pub const SHUTDOWN_FLUSH_BATCH: usize = 1_000_000;
 
+/// The longest the activity writer gathers after a call wakes it: every
+/// session found due meanwhile joins one batch, one store transaction (and,
+/// embedded, one sync to disk) where a wake-up per read of an idle session
+/// would make many small ones.
+pub const GATHER: Duration = Duration::from_millis(200);
+
+/// How long the writer may gather once a session with this write interval
+/// is due: [`GATHER`], or an eighth of the interval if that is shorter.
+fn gathering(interval: Duration) -> Duration {
+    GATHER.min(interval / 8)
+}
+
+/// How old a session's stored activity is when the session is due for
+/// writing: its write interval less the writer's gathering, so that, found
+/// due that early and gathered that long, its activity is still written
+/// within one write interval (which replicas sharing the store rely on:
+/// `store::UnseenActivity`).
+pub(super) fn due_after(interval: Duration) -> Duration {
+    interval - gathering(interval)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Calls' word to the activity writer that activity is due, and how long
+/// the writer may gather before writing it.
+#[derive(Debug)]
+pub(super) struct DueActivity {
+    wake: Notify,
+    /// Wakes a gathering writer: a session with a shorter gathering is due.
+    hurry: Notify,
+    /// The shortest gathering of the sessions found due since the writer
+    /// last collected, in milliseconds (`i64::MAX`: none).
+    gather_ms: AtomicI64,
+}
+
+impl Default for DueActivity {
+    fn default() -> Self {
+        Self { wake: Notify::new(), hurry: Notify::new(), gather_ms: AtomicI64::new(i64::MAX) }
+    }
+}
+
+impl DueActivity {
+    /// A call found a session with this write interval due.
+    pub(super) fn found(&self, interval: Duration) {
+        let ms = millis(gathering(interval));
+        // Read first: nearly every session due has the gathering already
+        // noted, and a read keeps the line shared between the callers.
+        if ms < self.gather_ms.load(Ordering::Acquire) && ms < self.gather_ms.fetch_min(ms, Ordering::AcqRel) {
+            self.hurry.notify_one();
+        }
+        self.wake.notify_one();
+    }
+
+    /// Waits for a call to find activity due, then gathers: answers once
+    /// the shortest gathering of the sessions found due since has passed.
+    /// Afterwards, sessions found due count toward the next batch.
+    async fn gathered(&self) {
+        self.wake.notified().await;
+        let woke = tokio::time::Instant::now();
+        loop {
+            let gather = match self.gather_ms.load(Ordering::Acquire) {
+                i64::MAX => GATHER,
+                ms => Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(woke + gather) => break,
+                () = self.hurry.notified() => {}
+            }
+        }
+        self.gather_ms.store(i64::MAX, Ordering::Release);
+    }
+}
+
 /// What the tracker knows of one session. Updated in place under a shared
 /// lock, so a call on a known session takes no exclusive lock.
 #[derive(Debug)]
 struct Seen {
     latest: AtomicI64,
     written: AtomicI64,
-    /// The session's write interval, in milliseconds.
-    interval: i64,
+    /// How old the last write is when the session is due (its write
+    /// interval's [`due_after`]), in milliseconds.
+    due_after: i64,
 }
 
 impl Seen {
     fn new(latest: UnixMillis, written: UnixMillis, interval: Duration) -> Self {
-        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
-        Self { latest: AtomicI64::new(latest.0), written: AtomicI64::new(written.0), interval }
+        let due_after = millis(due_after(interval));
+        Self { latest: AtomicI64::new(latest.0), written: AtomicI64::new(written.0), due_after }
     }
 
     fn latest(&self) -> UnixMillis {
@@ -172,15 +251,15 @@ impl ActivityTracker {
         self.shard(id).write().remove(id);
     }
 
-    /// Sessions with activity not yet written whose last write is at least
-    /// their write interval before `now` (`None`: every one). Drops the
+    /// Sessions with activity not yet written whose last write is due
+    /// ([`due_after`]) at `now` (`None`: every one). Drops the
     /// sessions whose activity is all written.
     fn unwritten(&self, now: Option<UnixMillis>) -> Vec<(SessionId, UnixMillis)> {
         let mut unwritten = Vec::new();
         for shard in self.shards.iter() {
             shard.write().retain(|id, seen| {
                 let (latest, written) = (seen.latest(), seen.written());
-                let due = now.is_none_or(|now| now.0.saturating_sub(written.0) >= seen.interval);
+                let due = now.is_none_or(|now| now.0.saturating_sub(written.0) >= seen.due_after);
                 if latest > written && due {
                     unwritten.push((id.clone(), latest));
                 }
@@ -223,7 +302,7 @@ impl Service {
         let mut stopping = self.stopping();
         loop {
             tokio::select! {
-                () = self.inner.activity_due.notified() => {}
+                () = self.inner.activity_due.gathered() => {}
                 _ = stopping.wait_for(|stop| *stop) => return,
             }
             if let Err(err) = self.flush_stale_activity().await {
@@ -263,8 +342,10 @@ mod tests {
         assert_eq!(tracker.observe(&alice), at(10));
         assert_eq!(tracker.last_active(&alice), at(10));
 
-        assert_eq!(tracker.unwritten(Some(at(99))), [], "not yet due");
-        assert_eq!(tracker.unwritten(Some(at(100))), [(alice.id.clone(), at(10))], "last written at creation");
+        // Due 12.5 ms early (an eighth of the interval), for the writer's
+        // gathering, counted in whole milliseconds.
+        assert_eq!(tracker.unwritten(Some(at(86))), [], "not yet due");
+        assert_eq!(tracker.unwritten(Some(at(87))), [(alice.id.clone(), at(10))], "last written at creation");
         tracker.written(&alice.id, at(10));
         assert_eq!(tracker.unwritten(None), []);
         assert_eq!(len(&tracker), 0, "nothing left that the store lacks");
@@ -324,5 +405,47 @@ mod tests {
         tracker.forget(&alice.id);
         assert_eq!(tracker.unwritten(None), []);
         assert_eq!(tracker.last_active(&alice), T0);
+    }
+
+    #[test]
+    fn a_session_found_due_and_gathered_is_written_within_its_write_interval() {
+        for interval in [Duration::from_millis(8), INTERVAL, Duration::from_secs(1), Duration::from_secs(30)] {
+            let gather = gathering(interval);
+            assert!(gather <= GATHER && gather <= interval / 8, "{interval:?}");
+            assert_eq!(due_after(interval) + gather, interval);
+        }
+        assert_eq!(gathering(Duration::from_secs(30)), GATHER);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_writer_gathers_no_longer_than_the_shortest_gathering_found_due() {
+        use tokio::time::Instant;
+        let due = std::sync::Arc::new(DueActivity::default());
+
+        due.found(Duration::from_secs(30));
+        let started = Instant::now();
+        due.gathered().await;
+        assert_eq!(started.elapsed(), GATHER, "a long interval: the whole gathering");
+
+        // A session with a 400 ms interval found due 10 ms into a gathering
+        // cuts it to 50 ms from the wake-up.
+        due.found(Duration::from_secs(30));
+        let started = Instant::now();
+        let hurry = {
+            let due = due.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                due.found(Duration::from_millis(400));
+            })
+        };
+        due.gathered().await;
+        hurry.await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+
+        // Collected: the next wake-up gathers afresh.
+        due.found(Duration::from_secs(30));
+        let started = Instant::now();
+        due.gathered().await;
+        assert_eq!(started.elapsed(), GATHER);
     }
 }

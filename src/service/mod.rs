@@ -40,8 +40,8 @@ pub mod sweeper;
 mod tests;
 pub mod watch;
 
-use activity::ActivityTracker;
 pub use activity::SHUTDOWN_FLUSH_BATCH;
+use activity::{ActivityTracker, DueActivity};
 pub use error::Error;
 use locks::SessionLocks;
 pub use page::Page;
@@ -230,7 +230,7 @@ struct Inner {
     config: ServiceConfig,
     activity: ActivityTracker,
     /// Wakes the activity writer: a call found activity due for writing.
-    activity_due: tokio::sync::Notify,
+    activity_due: DueActivity,
     /// Serialises read-modify-writes of one session within this process.
     locks: SessionLocks,
     events: broadcast::Sender<Event>,
@@ -256,7 +256,7 @@ impl Service {
                 roles: ArcSwap::from_pointee(roles),
                 config,
                 activity: ActivityTracker::default(),
-                activity_due: tokio::sync::Notify::new(),
+                activity_due: DueActivity::default(),
                 locks: SessionLocks::default(),
                 events,
                 logs_readable,
@@ -391,8 +391,8 @@ impl Service {
         }
         // The call does not wait for the write: the activity writer batches
         // it with every other session found due meanwhile.
-        if now.since(record.timing().last_active_at) >= interval {
-            self.inner.activity_due.notify_one();
+        if now.since(record.timing().last_active_at) >= activity::due_after(interval) {
+            self.inner.activity_due.found(interval);
         }
         Ok(Opened { record, now })
     }

@@ -504,8 +504,9 @@ pub enum UnseenActivity {
     None,
     /// Other processes write it too, each writing a session's activity at
     /// most one write interval after the stored value (a call that finds
-    /// the stored value that old has it written at once, a commit's time
-    /// later): unseen activity is at most that much newer.
+    /// the stored value nearly that old has it written once the activity
+    /// writer has gathered, within the rest of the interval, a commit's
+    /// time later): unseen activity is at most that much newer.
     UpToWriteInterval,
 }
 
