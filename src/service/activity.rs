@@ -277,8 +277,9 @@ impl Service {
         self.write_activity(self.inner.activity.unwritten(None), SHUTDOWN_FLUSH_BATCH).await
     }
 
-    /// Writes remembered activity of sessions last written a write interval
-    /// ago or longer, as each sweep and the activity writer do.
+    /// Writes remembered activity of sessions due for writing (their last
+    /// write nearly a write interval old: [`due_after`]), as each sweep and
+    /// the activity writer do.
     pub(super) async fn flush_stale_activity(&self) -> Result<usize, Error> {
         self.write_activity(self.inner.activity.unwritten(Some(self.now())), FLUSH_BATCH).await
     }
