@@ -20,17 +20,23 @@ impl UnixMillis {
     }
 }
 
+/// `duration` in whole milliseconds, as times and timeouts are kept;
+/// `i64::MAX` for a duration longer than that holds.
+pub fn whole_millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Add<Duration> for UnixMillis {
     type Output = UnixMillis;
     fn add(self, rhs: Duration) -> UnixMillis {
-        UnixMillis(self.0.saturating_add(i64::try_from(rhs.as_millis()).unwrap_or(i64::MAX)))
+        UnixMillis(self.0.saturating_add(whole_millis(rhs)))
     }
 }
 
 impl Sub<Duration> for UnixMillis {
     type Output = UnixMillis;
     fn sub(self, rhs: Duration) -> UnixMillis {
-        UnixMillis(self.0.saturating_sub(i64::try_from(rhs.as_millis()).unwrap_or(i64::MAX)))
+        UnixMillis(self.0.saturating_sub(whole_millis(rhs)))
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::clock::UnixMillis;
+use crate::clock::{UnixMillis, whole_millis};
 use crate::domain::{Session, SessionId};
 use crate::service::Error;
 use crate::shards::{Shard, Shards};
@@ -61,10 +61,6 @@ pub(super) fn due_after(interval: Duration) -> Duration {
     interval - gathering(interval)
 }
 
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// Calls' word to the activity writer that activity is due, and how long
 /// the writer may gather before writing it.
 #[derive(Debug)]
@@ -86,7 +82,7 @@ impl Default for DueActivity {
 impl DueActivity {
     /// A call found a session with this write interval due.
     pub(super) fn found(&self, interval: Duration) {
-        let ms = millis(gathering(interval));
+        let ms = whole_millis(gathering(interval));
         // Read first: nearly every session due has the gathering already
         // noted, and a read keeps the line shared between the callers.
         if ms < self.gather_ms.load(Ordering::Acquire) && ms < self.gather_ms.fetch_min(ms, Ordering::AcqRel) {
@@ -128,7 +124,7 @@ struct Seen {
 
 impl Seen {
     fn new(latest: UnixMillis, written: UnixMillis, interval: Duration) -> Self {
-        let due_after = millis(due_after(interval));
+        let due_after = whole_millis(due_after(interval));
         Self { latest: AtomicI64::new(latest.0), written: AtomicI64::new(written.0), due_after }
     }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::auth::{Caller, Permission};
-use crate::clock::UnixMillis;
+use crate::clock::{UnixMillis, whole_millis};
 use crate::domain::request_id::Digester;
 use crate::domain::{
     EncodedStorage, EndReason, EventType, Grants, InvalidInput, Labels, LogId, RequestDigest, RequestId, Session,
@@ -69,7 +69,7 @@ impl CreateSession {
             match timeout {
                 Timeout::Default => d.number(-1),
                 Timeout::Never => d.number(-2),
-                Timeout::After(after) => d.number(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
+                Timeout::After(after) => d.number(whole_millis(after)),
             };
         }
         for names in [&self.grants.privileges, &self.grants.roles] {

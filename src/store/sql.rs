@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::{PageRequest, SessionFilter, StoreError, StoreResult};
-use crate::clock::UnixMillis;
+use crate::clock::{UnixMillis, whole_millis};
 use crate::domain::{
     EndReason, Event, EventFilter, EventType, Grants, Labels, LogEntry, LogId, LogLevel, LogRecord, NewEvent, Session,
     SessionEnd, SessionId, SessionKind, TenantId, TokenHash, UnixMicros,
@@ -118,7 +118,7 @@ fn optional_name<T>(row: &impl Columns, column: &str, parse: fn(&str) -> Option<
 
 /// A timeout as stored: whole milliseconds.
 pub fn millis(duration: Option<Duration>) -> Option<i64> {
-    duration.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    duration.map(whole_millis)
 }
 
 fn duration(millis: Option<i64>) -> Option<Duration> {
