@@ -250,10 +250,10 @@ fn hangups() -> Hangups {
 
 async fn next_hangup(hangups: &mut Hangups) {
     #[cfg(unix)]
-    if let Some(hangups) = hangups {
-        if hangups.recv().await.is_some() {
-            return;
-        }
+    if let Some(hangups) = hangups
+        && hangups.recv().await.is_some()
+    {
+        return;
     }
     let _ = hangups;
     std::future::pending().await

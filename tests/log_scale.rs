@@ -56,7 +56,7 @@ fn sessions_sql(sessions: u64, series: &str, bool_true: &str) -> String {
          CASE WHEN n % 10 = 9 THEN NULL ELSE 'log' || n END, {slow}, 'default' FROM {series}",
         hash = if bool_true == "1" { "randomblob(32)" } else { "sha256(n::text::bytea)" },
         f = if bool_true == "1" { "0" } else { "false" },
-        slow = if bool_true == "1" { "n % 50 = 3" } else { "n % 50 = 3" },
+        slow = "n % 50 = 3",
         series = series.replace("{N}", &sessions.to_string()),
     )
 }

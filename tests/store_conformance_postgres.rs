@@ -272,7 +272,7 @@ async fn a_populated_database_of_the_version_before_the_ended_only_end_index_kee
         .list_sessions(&SessionFilter::open_request_scoped(), &PageRequest { after: None, limit: 500 })
         .await
         .expect("listed");
-    assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), [open.id.clone()]);
+    assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), std::slice::from_ref(&open.id));
     // The purge's search, by an end before a time, still walks the index.
     client.batch_execute("SET enable_seqscan = off").await.expect("set");
     let plan = plan_of(&client, &format!("SELECT id FROM sessions WHERE ended_at < {}", T0.0 + 6)).await;

@@ -106,11 +106,11 @@ impl Failure {
     /// invalid field the server named.
     pub fn report(&self) {
         eprintln!("sessiond: {self}");
-        if let Self::Status(status) = self {
-            if let Some(bad_request) = status.get_details_bad_request() {
-                for violation in bad_request.field_violations {
-                    eprintln!("  {}: {}", violation.field, violation.description);
-                }
+        if let Self::Status(status) = self
+            && let Some(bad_request) = status.get_details_bad_request()
+        {
+            for violation in bad_request.field_violations {
+                eprintln!("  {}: {}", violation.field, violation.description);
             }
         }
     }

@@ -58,7 +58,7 @@ impl Service {
         if let Some(id) = &filter.session_id {
             caller.require(Permission::SessionIds)?;
             let found = self.stores().sessions.session_by_id(id).await?;
-            if !found.is_some_and(|session| session.tenant == caller.tenant) {
+            if found.is_none_or(|session| session.tenant != caller.tenant) {
                 return Err(Error::SessionNotFound);
             }
         }

@@ -30,8 +30,7 @@ async fn two_tenants() -> Tenants {
     Tenants { app, acme, acme_admin, globex }
 }
 
-/// `message` with `authorization: Bearer <key>`.
-
+/// Creates a web-user session of `user` with API key `key`.
 async fn create(t: &mut Tenants, key: &str, user: &str) -> pb::CreateSessionResponse {
     let request = pb::CreateSessionRequest { kind: Kind::WebUser.into(), user_id: user.into(), ..Default::default() };
     t.app.sessions.create_session(with_key(request, key)).await.expect("created").into_inner()

@@ -248,7 +248,7 @@ async fn demote_ends_a_promotion_early() {
 
     assert!(!holds(&mut app, &token, "admin").await);
     assert!(holds(&mut app, &token, "viewBasic").await, "the other promotion stays");
-    assert_eq!(privileges_of(&mut app, &token).await.promotions, [other.clone()]);
+    assert_eq!(privileges_of(&mut app, &token).await.promotions, std::slice::from_ref(&other));
     app.privileges
         .demote(pb::DemoteRequest { session: by_token(&token), promotion_id: promotion.promotion_id.clone() })
         .await

@@ -542,10 +542,10 @@ fn last_dump(dumps: &Path, pid: u32) -> anyhow::Result<PathBuf> {
     for entry in std::fs::read_dir(dumps).context("listing callgrind's dumps")? {
         let path = entry?.path();
         let part = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix(&prefix)?.parse().ok());
-        if let Some(part) = part {
-            if latest.as_ref().is_none_or(|(seen, _)| part > *seen) {
-                latest = Some((part, path));
-            }
+        if let Some(part) = part
+            && latest.as_ref().is_none_or(|(seen, _)| part > *seen)
+        {
+            latest = Some((part, path));
         }
     }
     let (_, path) = latest.with_context(|| format!("no callgrind dump of process {pid}"))?;

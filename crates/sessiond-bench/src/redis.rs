@@ -52,10 +52,10 @@ impl RedisServer {
         let server = Self { child, addr, _home: home };
         let started = Instant::now();
         loop {
-            if let Ok(mut connection) = Connection::open(addr).await {
-                if matches!(connection.command(&[b"PING"]).await, Ok(Reply::Simple(pong)) if pong == "PONG") {
-                    return Ok(Some(server));
-                }
+            if let Ok(mut connection) = Connection::open(addr).await
+                && matches!(connection.command(&[b"PING"]).await, Ok(Reply::Simple(pong)) if pong == "PONG")
+            {
+                return Ok(Some(server));
             }
             if started.elapsed() > Duration::from_secs(10) {
                 bail!("redis-server not answering after 10 s");

@@ -235,11 +235,11 @@ impl Messages {
     /// that ended meanwhile.
     async fn recheck_sessions(&self) {
         for (tenant, id) in self.inner.hub.session_channels() {
-            if let Ok(Some(session)) = self.inner.service.stores().sessions.session_by_id(&id).await {
-                if let Some(end) = session.end {
-                    let user = session.user_id.as_deref();
-                    self.inner.hub.session_ended(&tenant, &id, user, end.reason);
-                }
+            if let Ok(Some(session)) = self.inner.service.stores().sessions.session_by_id(&id).await
+                && let Some(end) = session.end
+            {
+                let user = session.user_id.as_deref();
+                self.inner.hub.session_ended(&tenant, &id, user, end.reason);
             }
         }
     }

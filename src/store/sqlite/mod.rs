@@ -145,10 +145,10 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Replacing the only sender with a dead one closes the queue.
         drop(std::mem::replace(&mut self.writes, mpsc::channel(1).0));
-        if let Some(thread) = self.writer.take() {
-            if thread.join().is_err() {
-                tracing::error!("the sqlite writer thread panicked");
-            }
+        if let Some(thread) = self.writer.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the sqlite writer thread panicked");
         }
     }
 }
