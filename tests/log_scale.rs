@@ -53,10 +53,9 @@ fn sessions_sql(sessions: u64, series: &str, bool_true: &str) -> String {
          'internal','web_user','remote_user','stored_procedure','standalone'])[1 + n % 10], 'user' || (n % 10000), '', \
          '', '', '', '', n, n, {f}, '{{}}', 0, '{{}}', 0, CASE WHEN n % 10 = 9 THEN NULL ELSE n + 5 END, \
          CASE WHEN n % 10 = 9 THEN NULL WHEN n % 100 = 7 THEN 'failed' ELSE 'closed' END, \
-         CASE WHEN n % 10 = 9 THEN NULL ELSE 'log' || n END, {slow}, 'default' FROM {series}",
+         CASE WHEN n % 10 = 9 THEN NULL ELSE 'log' || n END, n % 50 = 3, 'default' FROM {series}",
         hash = if bool_true == "1" { "randomblob(32)" } else { "sha256(n::text::bytea)" },
         f = if bool_true == "1" { "0" } else { "false" },
-        slow = "n % 50 = 3",
         series = series.replace("{N}", &sessions.to_string()),
     )
 }
