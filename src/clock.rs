@@ -72,7 +72,7 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.0.fetch_add(whole_millis(by), Ordering::SeqCst);
     }
 }
 
